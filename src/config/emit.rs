@@ -1,0 +1,164 @@
+//! Printing a resolved tree: block YAML that PyYAML and YAML 1.2 readers both
+//! read back to the same values, or JSON with types kept. Deterministic, so
+//! expanding an expanded file gives the same file. `--show-origin` appends
+//! `# file:line` of the value's setter to each line.
+
+use super::source::{Sources, CFG_OPTIONS};
+use super::value::{Node, Value};
+use super::yaml::resolve_plain;
+
+/// Block YAML. With `sources`, each scalar line carries its origin.
+pub fn to_yaml(root: &Node, origins: Option<&Sources>) -> String {
+    let mut out = String::new();
+    match &root.value {
+        Value::Map(m) if m.is_empty() => out.push_str("{}\n"),
+        Value::Map(_) => write_map_body(&mut out, root, 0, origins),
+        _ => {
+            out.push_str(&inline(root));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// JSON, pretty-printed, key order kept.
+pub fn to_json(root: &Node) -> String {
+    serde_json::to_string_pretty(&root.to_json()).expect("config values serialise") + "\n"
+}
+
+fn origin(node: &Node, origins: Option<&Sources>) -> String {
+    let Some(sources) = origins else { return String::new() };
+    let source = sources.get(node.span.source);
+    if source.name == CFG_OPTIONS {
+        return "  # --cfg-options".into();
+    }
+    let (line, _) = sources.line_col(node.span.source, node.span.start);
+    format!("  # {}:{line}", source.name)
+}
+
+fn write_map_body(out: &mut String, node: &Node, indent: usize, origins: Option<&Sources>) {
+    let Value::Map(map) = &node.value else { unreachable!() };
+    for (key, entry) in map.iter() {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&scalar_string(key));
+        out.push(':');
+        write_value(out, &entry.node, indent, origins);
+    }
+}
+
+/// Writes what follows `key:` (or `-`): inline for scalars and flat lists, a block otherwise.
+fn write_value(out: &mut String, node: &Node, indent: usize, origins: Option<&Sources>) {
+    match &node.value {
+        Value::Map(m) if !m.is_empty() => {
+            out.push('\n');
+            write_map_body(out, node, indent + 2, origins);
+        }
+        Value::List(items) if !items.is_empty() && !is_flat(items) => {
+            out.push('\n');
+            for item in items {
+                out.push_str(&" ".repeat(indent + 2));
+                out.push('-');
+                match &item.value {
+                    Value::Map(m) if !m.is_empty() => {
+                        // First key on the dash line, the rest aligned under it.
+                        let mut body = String::new();
+                        write_map_body(&mut body, item, indent + 4, origins);
+                        out.push(' ');
+                        out.push_str(body.trim_start());
+                    }
+                    _ => write_value(out, item, indent + 2, origins),
+                }
+            }
+        }
+        _ => {
+            out.push(' ');
+            out.push_str(&inline(node));
+            out.push_str(&origin(node, origins));
+            out.push('\n');
+        }
+    }
+}
+
+fn is_flat(items: &[Node]) -> bool {
+    items.iter().all(|n| match &n.value {
+        Value::List(inner) => is_flat(inner),
+        Value::Map(m) => m.is_empty(),
+        _ => true,
+    })
+}
+
+/// A value in flow style.
+fn inline(node: &Node) -> String {
+    match &node.value {
+        Value::Null | Value::Reference(_) => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => float_string(*f),
+        Value::Str(s) => scalar_string(s),
+        Value::List(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
+        Value::Map(m) => format!(
+            "{{{}}}",
+            m.iter().map(|(k, e)| format!("{}: {}", scalar_string(k), inline(&e.node))).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A float both PyYAML (which needs a dot and a signed exponent) and YAML 1.2 read as a float.
+pub fn float_string(f: f64) -> String {
+    let s = format!("{f:?}");
+    let (mantissa, exponent) = match s.split_once('e') {
+        Some((m, e)) => (m.to_string(), Some(e.to_string())),
+        None => (s, None),
+    };
+    let mantissa = if mantissa.contains('.') { mantissa } else { format!("{mantissa}.0") };
+    match exponent {
+        Some(e) if e.starts_with('-') => format!("{mantissa}e{e}"),
+        Some(e) => format!("{mantissa}e+{e}"),
+        None => mantissa,
+    }
+}
+
+/// A string plain when every reader takes it back as that same string, else double-quoted.
+fn scalar_string(s: &str) -> String {
+    if is_plain_safe(s) { s.to_string() } else { serde_json::to_string(s).expect("strings serialise") }
+}
+
+fn is_plain_safe(s: &str) -> bool {
+    let Some(first) = s.chars().next() else { return false };
+    let reads_back = matches!(resolve_plain(s), Ok(Value::Str(_)));
+    // Words PyYAML (YAML 1.1) reads as non-strings.
+    let yaml11 = matches!(s.to_ascii_lowercase().as_str(), "yes" | "no" | "on" | "off" | "y" | "n" | "none")
+        || s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.' || c == '+' || c == '-');
+    reads_back
+        && !yaml11
+        && (first.is_alphanumeric() || first == '_' || first == '/')
+        && s.chars().all(|c| c.is_alphanumeric() || "_-./+()@:".contains(c))
+        && !s.contains(": ")
+        && !s.ends_with(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::source::SourceId;
+    use crate::config::yaml::parse;
+
+    #[test]
+    fn round_trips() {
+        let text = "a: 1\nb: [1, 2.5e-05, 'x y', null]\nc:\n  - type: A\n    k: {z: 1}\n  - [1, [2]]\nd: {}\ne: 'yes'\nf: '1e3'\ng: true\nh: 1.0e+20\n";
+        let n = parse(SourceId(0), text).unwrap();
+        let once = to_yaml(&n, None);
+        let again = to_yaml(&parse(SourceId(0), &once).unwrap(), None);
+        assert_eq!(once, again);
+        assert_eq!(parse(SourceId(0), &once).unwrap().to_json(), n.to_json());
+    }
+
+    #[test]
+    fn floats_have_a_dot() {
+        assert_eq!(float_string(1e-5), "1.0e-5");
+        assert_eq!(float_string(2.5e-5), "2.5e-5");
+        assert_eq!(float_string(0.02), "0.02");
+        assert_eq!(float_string(1e20), "1.0e+20");
+        assert_eq!(float_string(3.0), "3.0");
+    }
+}

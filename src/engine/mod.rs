@@ -1,0 +1,4 @@
+//! The engine: everything that runs tensors. Only the `detc-engine` binary
+//! links it (feature `engine`).
+
+pub mod env;

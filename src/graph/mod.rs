@@ -1,0 +1,233 @@
+//! The model's module graph, built from the resolved config before any tensor
+//! exists: nodes are components (backbone, neck, heads), edges the feature
+//! maps between them with their channel counts. Static checks run on it —
+//! channels agree along every edge, and every head's `num_classes` equals the
+//! dataset's class count — and `detc graph` prints it as DOT.
+
+use petgraph::graph::DiGraph;
+
+use crate::config::diagnostic::{Diagnostic, Diagnostics, Result};
+use crate::config::source::Span;
+use crate::config::value::{Node, Value};
+
+/// Number of COCO classes, MMDetection's `CocoDataset.METAINFO`.
+pub const COCO_CLASSES: i64 = 80;
+
+/// A component in the graph.
+#[derive(Debug, Clone)]
+pub struct Module {
+    /// Where it sits in the config, e.g. `model.roi_head.bbox_head.0`.
+    pub path: String,
+    /// Its `type`.
+    pub kind: String,
+}
+
+/// Feature maps passed along an edge.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub channels: Vec<i64>,
+}
+
+pub type ModuleGraph = DiGraph<Module, Features>;
+
+/// Builds the graph and runs the static checks; all problems are returned at once.
+pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
+    let mut graph = ModuleGraph::new();
+    let mut errors = vec![];
+    let Some(model) = config.at_path(&["model"]) else { return (graph, errors) };
+    let module = |path: &str, node: &Node| Module {
+        path: path.into(),
+        kind: node.at_path(&["type"]).and_then(Node::as_str).unwrap_or("?").into(),
+    };
+
+    let backbone = model.at_path(&["backbone"]);
+    let neck = model.at_path(&["neck"]);
+    let b_ix = backbone.map(|b| graph.add_node(module("model.backbone", b)));
+    let n_ix = neck.map(|n| graph.add_node(module("model.neck", n)));
+    let backbone_out = backbone.and_then(backbone_channels);
+    if let (Some(b), Some(n), Some((out, out_span))) = (b_ix, neck, &backbone_out) {
+        graph.add_edge(b, n_ix.expect("neck node exists"), Features { channels: out.clone() });
+        if let Some(in_node) = n.at_path(&["in_channels"]) {
+            let given = int_list(in_node);
+            if given.as_ref() != Some(out) {
+                errors.push(Diagnostic::error("detc::graph::channel_mismatch",
+                    format!("neck `in_channels` {} does not match the backbone's output channels {}", show(in_node), fmt_list(out)))
+                    .label(in_node.span, format!("the neck expects {}", show(in_node)))
+                    .label(*out_span, format!("the backbone gives {} for these `out_indices`", fmt_list(out)))
+                    .help(format!("set `model.neck.in_channels: {}`", fmt_list(out))));
+            }
+        }
+    }
+
+    // Heads fed by the neck (or the backbone when there is no neck).
+    let feed = n_ix.or(b_ix);
+    let feed_channels = neck.and_then(|n| n.at_path(&["out_channels"])).and_then(|c| c.value.as_int().map(|v| (v, c.span)));
+    for head in ["rpn_head", "bbox_head", "roi_head"] {
+        let Some(h) = model.at_path(&[head]) else { continue };
+        if matches!(h.value, Value::Null) {
+            continue;
+        }
+        let ix = graph.add_node(module(&format!("model.{head}"), h));
+        if let Some(f) = feed {
+            graph.add_edge(f, ix, Features { channels: feed_channels.map(|c| vec![c.0]).unwrap_or_default() });
+        }
+        if let Some((want, want_span)) = feed_channels {
+            let inputs: Vec<(&str, Option<&Node>)> = match head {
+                "roi_head" => vec![
+                    ("bbox_roi_extractor.out_channels", h.at_path(&["bbox_roi_extractor"])),
+                    ("mask_roi_extractor.out_channels", h.at_path(&["mask_roi_extractor"])),
+                ],
+                _ => vec![("in_channels", Some(h))],
+            };
+            for (what, node) in inputs {
+                for (i, part) in each(node).into_iter().enumerate() {
+                    let field = if what.contains('.') { "out_channels" } else { "in_channels" };
+                    let Some(got) = part.at_path(&[field]) else { continue };
+                    if got.value.as_int().is_some_and(|g| g != want) {
+                        let _ = i;
+                        errors.push(Diagnostic::error("detc::graph::channel_mismatch",
+                            format!("`model.{head}.{what}` is {} but the neck gives {want} channels", show(got)))
+                            .label(got.span, format!("expects {}", show(got)))
+                            .label(want_span, format!("the neck's `out_channels` is {want}"))
+                            .help(format!("make both {want}")));
+                    }
+                }
+            }
+        }
+        for sub in ["bbox_head", "mask_head"] {
+            for (i, part) in each(h.at_path(&[sub])).into_iter().enumerate() {
+                let sub_ix = graph.add_node(module(&format!("model.{head}.{sub}.{i}"), part));
+                graph.add_edge(ix, sub_ix, Features { channels: vec![] });
+            }
+        }
+    }
+    errors.extend(check_num_classes(config, model));
+    (graph, errors)
+}
+
+/// Runs the static checks only.
+pub fn check(config: &Node) -> Result<()> {
+    let (_, errors) = build(config);
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The graph as Graphviz DOT.
+pub fn to_dot(graph: &ModuleGraph) -> String {
+    let mut out = String::from("digraph model {\n  rankdir=LR;\n  node [shape=box];\n");
+    for ix in graph.node_indices() {
+        let m = &graph[ix];
+        out.push_str(&format!("  n{} [label=\"{}\\n{}\"];\n", ix.index(), m.kind, m.path));
+    }
+    for e in graph.edge_indices() {
+        let (a, b) = graph.edge_endpoints(e).expect("edge exists");
+        let ch = &graph[e].channels;
+        let label = if ch.is_empty() { String::new() } else { format!(" [label=\"{}\"]", fmt_list(ch)) };
+        out.push_str(&format!("  n{} -> n{}{};\n", a.index(), b.index(), label));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Output channels of a ResNet for its `out_indices`, and the span to blame.
+fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
+    if backbone.at_path(&["type"])?.as_str()? != "ResNet" {
+        return None;
+    }
+    let depth_node = backbone.at_path(&["depth"])?;
+    let expansion = match depth_node.value.as_int()? {
+        18 | 34 => 1,
+        50 | 101 | 152 => 4,
+        _ => return None,
+    };
+    let base = backbone.at_path(&["base_channels"]).and_then(|n| n.value.as_int()).unwrap_or(64);
+    let (indices, span) = match backbone.at_path(&["out_indices"]) {
+        Some(n) => (int_list(n)?, n.span),
+        None => (vec![0, 1, 2, 3], depth_node.span),
+    };
+    let out = indices.iter().map(|&i| base * (1 << i.clamp(0, 8)) * expansion).collect();
+    Some((out, span))
+}
+
+/// Checks `num_classes` of every head against the dataset's classes.
+fn check_num_classes(config: &Node, model: &Node) -> Diagnostics {
+    let Some((classes, classes_span, source)) = dataset_classes(config) else { return vec![] };
+    let mut errors = vec![];
+    // (path shown, path to type in `--cfg-options`, head)
+    let mut heads: Vec<(String, String, &Node)> = vec![];
+    if let Some(h) = model.at_path(&["bbox_head"]) {
+        heads.push(("model.bbox_head".into(), "model.bbox_head".into(), h));
+    }
+    for sub in ["bbox_head", "mask_head"] {
+        let node = model.at_path(&["roi_head", sub]);
+        let many = matches!(node.map(|n| &n.value), Some(Value::List(_)));
+        for (i, h) in each(node).into_iter().enumerate() {
+            let (path, pattern) = match many {
+                true => (format!("model.roi_head.{sub}.{i}"), format!("model.roi_head.{sub}.*")),
+                false => (format!("model.roi_head.{sub}"), format!("model.roi_head.{sub}")),
+            };
+            heads.push((path, pattern, h));
+        }
+    }
+    for (path, pattern, head) in heads {
+        let Some(n) = head.at_path(&["num_classes"]) else { continue };
+        if n.value.as_int().is_some_and(|v| v != classes) {
+            let mut diag = Diagnostic::error("detc::graph::num_classes_mismatch",
+                format!("`{path}.num_classes` is {} but the dataset has {classes} classes", show(n)))
+                .label(n.span, format!("{} classes here", show(n)))
+                .help(format!("set it to {classes}, e.g. `--cfg-options '{pattern}.num_classes={classes}'`"));
+            if let Some(span) = classes_span {
+                diag = diag.label(span, format!("{classes} classes in {source}"));
+            }
+            errors.push(diag);
+        }
+    }
+    errors
+}
+
+/// Class count of the training (else val/test) dataset: `metainfo.classes`, or 80 for COCO.
+fn dataset_classes(config: &Node) -> Option<(i64, Option<Span>, &'static str)> {
+    for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
+        let Some(mut dataset) = config.at_path(&[loader, "dataset"]) else { continue };
+        // Wrappers (RepeatDataset, ClassBalancedDataset) hold the real one in `dataset`.
+        while let Some(inner) = dataset.at_path(&["dataset"]) {
+            dataset = inner;
+        }
+        if let Some(classes) = dataset.at_path(&["metainfo", "classes"]) {
+            if let Value::List(items) = &classes.value {
+                return Some((items.len() as i64, Some(classes.span), "`metainfo.classes`"));
+            }
+        }
+        if dataset.at_path(&["type"]).and_then(Node::as_str) == Some("CocoDataset") {
+            return Some((COCO_CLASSES, None, "COCO"));
+        }
+    }
+    None
+}
+
+/// The dicts of a field that is one dict or a list of per-stage dicts.
+fn each(node: Option<&Node>) -> Vec<&Node> {
+    match node.map(|n| &n.value) {
+        Some(Value::List(items)) => items.iter().collect(),
+        Some(Value::Map(_)) => vec![node.unwrap()],
+        _ => vec![],
+    }
+}
+
+fn int_list(node: &Node) -> Option<Vec<i64>> {
+    match &node.value {
+        Value::List(items) => items.iter().map(|n| n.value.as_int()).collect(),
+        _ => None,
+    }
+}
+
+fn fmt_list(values: &[i64]) -> String {
+    format!("[{}]", values.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+}
+
+fn show(node: &Node) -> String {
+    match &node.value {
+        Value::Int(i) => i.to_string(),
+        Value::List(_) => int_list(node).map_or("a list".into(), |l| fmt_list(&l)),
+        other => other.kind().into(),
+    }
+}

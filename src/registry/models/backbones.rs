@@ -1,0 +1,103 @@
+//! Backbone configs (`mmdet/models/backbones`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::refs::{InitCfg, NormCfg, ConvCfg};
+
+fn default_three() -> u32 { 3 }
+fn default_64() -> u32 { 64 }
+fn default_four() -> u32 { 4 }
+fn default_strides() -> Vec<u32> { vec![1, 2, 2, 2] }
+fn default_dilations() -> Vec<u32> { vec![1, 1, 1, 1] }
+fn default_out_indices() -> Vec<u32> { vec![0, 1, 2, 3] }
+fn default_style() -> ResNetStyle { ResNetStyle::Pytorch }
+fn default_frozen() -> i64 { -1 }
+fn default_true() -> bool { true }
+fn default_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "requires_grad": true})) }
+
+/// Where the stride-2 conv sits in a bottleneck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetStyle {
+    /// Stride on the 3x3 conv (torchvision, MMDetection default).
+    Pytorch,
+    /// Stride on the first 1x1 conv (original Caffe models).
+    Caffe,
+}
+
+/// `ResNet`: deep residual network (He et al., 2016), as `mmdet.models.backbones.ResNet`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResNetConfig {
+    /// Depth of the network: 18, 34, 50, 101 or 152.
+    #[schemars(extend("enum" = [18, 34, 50, 101, 152]))]
+    pub depth: u32,
+    /// Number of input image channels.
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the stem; `base_channels` when null.
+    #[serde(default)]
+    pub stem_channels: Option<u32>,
+    /// Channels of the first stage; later stages double it.
+    #[serde(default = "default_64")]
+    #[schemars(range(min = 1))]
+    pub base_channels: u32,
+    /// Number of residual stages (1 to 4).
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1, max = 4))]
+    pub num_stages: u32,
+    /// Stride of the first block of each stage.
+    #[serde(default = "default_strides")]
+    pub strides: Vec<u32>,
+    /// Dilation of each stage.
+    #[serde(default = "default_dilations")]
+    pub dilations: Vec<u32>,
+    /// Stages whose outputs are returned (0-based).
+    #[serde(default = "default_out_indices")]
+    pub out_indices: Vec<u32>,
+    /// `pytorch` or `caffe`.
+    #[serde(default = "default_style")]
+    pub style: ResNetStyle,
+    /// Replace the 7x7 stem conv with three 3x3 convs.
+    #[serde(default)]
+    pub deep_stem: bool,
+    /// Use AvgPool instead of a strided conv for downsampling.
+    #[serde(default)]
+    pub avg_down: bool,
+    /// Stages to freeze (stop gradients and keep BN in eval); -1 freezes none.
+    #[serde(default = "default_frozen")]
+    #[schemars(range(min = -1, max = 4))]
+    pub frozen_stages: i64,
+    /// Convolution layer config; null means plain `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config.
+    #[serde(default = "default_bn")]
+    pub norm_cfg: NormCfg,
+    /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
+    #[serde(default = "default_true")]
+    pub norm_eval: bool,
+    /// Deformable convolution config (not supported yet; must be null).
+    #[serde(default)]
+    pub dcn: Option<serde_json::Value>,
+    /// Which stages use `dcn`.
+    #[serde(default)]
+    pub stage_with_dcn: Option<Vec<bool>>,
+    /// Plugins inserted into the blocks (must be null).
+    #[serde(default)]
+    pub plugins: Option<serde_json::Value>,
+    /// Gradient checkpointing to save memory.
+    #[serde(default)]
+    pub with_cp: bool,
+    /// Zero-initialise the last norm layer of each residual block.
+    #[serde(default = "default_true")]
+    pub zero_init_residual: bool,
+    /// Deprecated: use `init_cfg: {type: Pretrained, checkpoint: ...}`.
+    #[serde(default)]
+    pub pretrained: Option<String>,
+    /// Weight initialisation, e.g. `{type: Pretrained, checkpoint: torchvision://resnet50}`.
+    #[serde(default)]
+    pub init_cfg: Option<InitCfg>,
+}

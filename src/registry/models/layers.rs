@@ -1,0 +1,311 @@
+//! Layer configs: normalisation (`norm_cfg`), activation (`act_cfg`),
+//! convolution (`conv_cfg`), MMDetection's `DynamicConv`, and the plain
+//! `upsample_cfg` / predictor dicts of the heads.
+//!
+//! Norm, activation and conv types are registered by mmcv
+//! (`mmcv/cnn/bricks/{norm,activation,conv,wrappers}.py`) around torch
+//! layers; their keys are the torch constructor's keyword arguments plus
+//! mmcv's own (`requires_grad`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{uint, OneOrMany, Null};
+use crate::registry::refs::{ActivationCfg, InitCfg, NormCfg};
+
+fn eps_1e5() -> f64 {
+    1e-5
+}
+
+fn bn_momentum() -> Option<f64> {
+    Some(0.1)
+}
+
+// --------------------------------------------------------------------------
+// Norm
+
+/// `BN`: `torch.nn.BatchNorm2d` (mmcv also registers `BN1d`, `BN2d`, `BN3d`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormConfig {
+    /// Train the affine weight and bias (false freezes them).
+    #[serde(default = "super::common::yes")]
+    pub requires_grad: bool,
+    /// Added to the variance for numerical stability.
+    #[serde(default = "eps_1e5")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// Running-statistics update factor; null uses a cumulative average.
+    #[serde(default = "bn_momentum")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub momentum: Option<f64>,
+    /// Learnable affine weight and bias.
+    #[serde(default = "super::common::yes")]
+    pub affine: bool,
+    /// Track running mean and variance.
+    #[serde(default = "super::common::yes")]
+    pub track_running_stats: bool,
+}
+
+/// `SyncBN`: `torch.nn.SyncBatchNorm`, batch statistics shared across processes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncBatchNormConfig {
+    /// Train the affine weight and bias (false freezes them).
+    #[serde(default = "super::common::yes")]
+    pub requires_grad: bool,
+    /// Added to the variance for numerical stability.
+    #[serde(default = "eps_1e5")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// Running-statistics update factor; null uses a cumulative average.
+    #[serde(default = "bn_momentum")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub momentum: Option<f64>,
+    /// Learnable affine weight and bias.
+    #[serde(default = "super::common::yes")]
+    pub affine: bool,
+    /// Track running mean and variance.
+    #[serde(default = "super::common::yes")]
+    pub track_running_stats: bool,
+    /// Process group to synchronise over; null is the whole world (a Python object in MMCV, so only null here).
+    #[serde(default)]
+    pub process_group: Null,
+}
+
+/// `GN`: `torch.nn.GroupNorm`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupNormConfig {
+    /// Number of channel groups; must divide the channel count.
+    #[schemars(range(min = 1))]
+    pub num_groups: u32,
+    /// Train the affine weight and bias (false freezes them).
+    #[serde(default = "super::common::yes")]
+    pub requires_grad: bool,
+    /// Added to the variance for numerical stability.
+    #[serde(default = "eps_1e5")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// Learnable per-channel affine weight and bias.
+    #[serde(default = "super::common::yes")]
+    pub affine: bool,
+}
+
+/// `LN`: `torch.nn.LayerNorm` over the last (channel) dimension.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNormConfig {
+    /// Train the affine weight and bias (false freezes them).
+    #[serde(default = "super::common::yes")]
+    pub requires_grad: bool,
+    /// Added to the variance for numerical stability.
+    #[serde(default = "eps_1e5")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// Learnable affine weight and bias.
+    #[serde(default = "super::common::yes")]
+    pub elementwise_affine: bool,
+    /// Learnable bias (torch >= 2.1); only with `elementwise_affine`.
+    #[serde(default = "super::common::yes")]
+    pub bias: bool,
+}
+
+// --------------------------------------------------------------------------
+// Activation
+
+/// `ReLU`: `torch.nn.ReLU`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReluConfig {
+    /// Modify the input in place.
+    #[serde(default)]
+    pub inplace: bool,
+}
+
+/// `LeakyReLU`: `torch.nn.LeakyReLU`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyReluConfig {
+    /// Slope for negative inputs.
+    #[serde(default = "default_negative_slope")]
+    pub negative_slope: f64,
+    /// Modify the input in place.
+    #[serde(default)]
+    pub inplace: bool,
+}
+
+fn default_negative_slope() -> f64 {
+    0.01
+}
+
+/// `SiLU`: `torch.nn.SiLU` (swish).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiluConfig {
+    /// Modify the input in place.
+    #[serde(default)]
+    pub inplace: bool,
+}
+
+/// How `GELU` computes the Gaussian CDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GeluApproximate {
+    /// The exact erf form.
+    None,
+    /// The tanh approximation.
+    Tanh,
+}
+
+fn default_gelu_approx() -> GeluApproximate {
+    GeluApproximate::None
+}
+
+/// `GELU`: `torch.nn.GELU`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeluConfig {
+    /// `none` (exact) or `tanh`.
+    #[serde(default = "default_gelu_approx")]
+    pub approximate: GeluApproximate,
+}
+
+/// `Sigmoid`: `torch.nn.Sigmoid` (no arguments).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigmoidConfig {}
+
+// --------------------------------------------------------------------------
+// Convolution
+
+/// Padding mode of a torch convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// Zero padding (the default).
+    Zeros,
+    /// Reflect at the border.
+    Reflect,
+    /// Repeat the border value.
+    Replicate,
+    /// Wrap around.
+    Circular,
+}
+
+/// `Conv2d` / `Conv`: `torch.nn.Conv2d` as a `conv_cfg` or `predictor_cfg`. The
+/// owner supplies channels, kernel size, stride and padding.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2dConfig {
+    /// Padding mode; `zeros` when null.
+    #[serde(default)]
+    pub padding_mode: Option<PaddingMode>,
+}
+
+/// `DynamicConv`: the instance-interactive dynamic convolution of Sparse R-CNN
+/// (`mmdet.models.layers.DynamicConv`): two 1x1 convs whose weights are generated
+/// per proposal from its feature.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicConvConfig {
+    /// Channels of the proposal feature and of the RoI feature.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Inner channels of the generated dynamic parameters.
+    #[serde(default = "uint::<64>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Output channels; `in_channels` when null.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub out_channels: Option<u32>,
+    /// Side of the square RoI feature (7 for boxes, 14 for masks).
+    #[serde(default = "uint::<7>")]
+    #[schemars(range(min = 1))]
+    pub input_feat_shape: u32,
+    /// Flatten and project the output to `out_channels` (false keeps the spatial map, as in DynamicMaskHead).
+    #[serde(default = "super::common::yes")]
+    pub with_proj: bool,
+    /// Activation after each dynamic conv.
+    #[serde(default = "default_relu_inplace")]
+    pub act_cfg: Option<ActivationCfg>,
+    /// Normalisation after each dynamic conv.
+    #[serde(default = "default_ln")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `{type: ReLU, inplace: true}`, MMDetection's usual `act_cfg` default.
+pub fn default_relu_inplace() -> Option<ActivationCfg> {
+    Some(ActivationCfg(serde_json::json!({"type": "ReLU", "inplace": true})))
+}
+
+fn default_ln() -> Option<NormCfg> {
+    Some(NormCfg(serde_json::json!({"type": "LN"})))
+}
+
+// --------------------------------------------------------------------------
+// Plain (unregistered) dicts
+
+/// How a mask head upsamples its RoI features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UpsampleMethod {
+    /// Transposed convolution with kernel = stride = `scale_factor`.
+    Deconv,
+    /// Nearest-neighbour interpolation.
+    Nearest,
+    /// Bilinear interpolation.
+    Bilinear,
+    /// CARAFE content-aware upsampling (mmcv op; not supported by detc).
+    Carafe,
+}
+
+/// A mask head's `upsample_cfg`: the method (`type`) and `scale_factor`.
+/// A plain dict, not a registry lookup: the head interprets `type` itself.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskUpsampleConfig {
+    /// Method: `deconv`, `nearest`, `bilinear`, `carafe`; null disables upsampling.
+    #[schemars(required)]
+    pub r#type: Option<UpsampleMethod>,
+    /// Upsampling factor.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub scale_factor: Option<u32>,
+}
+
+/// The `type` of a bbox head's `cls_predictor_cfg` / `reg_predictor_cfg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LinearType {
+    /// `torch.nn.Linear`.
+    Linear,
+    /// `mmdet.models.layers.NormedLinear` (cosine classifier).
+    NormedLinear,
+}
+
+/// A bbox head's predictor layer: `{type: Linear}` or `{type: NormedLinear, tempearture: 20}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinearPredictorConfig {
+    /// `Linear` or `NormedLinear`.
+    pub r#type: LinearType,
+    /// NormedLinear only: logit temperature (MMDetection spells it `tempearture`).
+    #[serde(default)]
+    pub tempearture: Option<f64>,
+    /// NormedLinear only: exponent of the weight norm.
+    #[serde(default)]
+    pub power: Option<f64>,
+    /// NormedLinear only: added to the norm for numerical stability.
+    #[serde(default)]
+    pub eps: Option<f64>,
+}
+
+/// `{type: Linear}`, `BBoxHead`'s predictor default.
+pub fn default_linear_predictor() -> LinearPredictorConfig {
+    LinearPredictorConfig { r#type: LinearType::Linear, tempearture: None, power: None, eps: None }
+}

@@ -1,0 +1,194 @@
+//! Loss configs (`mmdet/models/losses`): `loss_cls`, `loss_bbox`,
+//! `loss_iou`, `loss_mask` of the heads.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Reduction;
+
+fn one() -> f64 {
+    1.0
+}
+fn two() -> f64 {
+    2.0
+}
+fn quarter() -> f64 {
+    0.25
+}
+fn mean() -> Reduction {
+    Reduction::Mean
+}
+fn eps_1e6() -> f64 {
+    1e-6
+}
+fn eps_1e3() -> f64 {
+    1e-3
+}
+
+/// `FocalLoss` (Lin et al., 2017), sigmoid form, as `mmdet.models.losses.FocalLoss`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FocalLossConfig {
+    /// Sigmoid (per-class binary) focal loss; MMDetection supports only `true`.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub use_sigmoid: bool,
+    /// Focusing parameter: how strongly easy examples are down-weighted.
+    #[serde(default = "two")]
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// Weight of the positive class.
+    #[serde(default = "quarter")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub alpha: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// Predictions are already probabilities (skip the sigmoid).
+    #[serde(default)]
+    pub activated: bool,
+}
+
+/// `CrossEntropyLoss`: softmax, sigmoid (binary per class) or mask cross-entropy.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossEntropyLossConfig {
+    /// Binary cross-entropy on sigmoid outputs instead of softmax cross-entropy.
+    #[serde(default)]
+    pub use_sigmoid: bool,
+    /// Per-pixel binary cross-entropy on the mask of the target class (mask heads).
+    #[serde(default)]
+    pub use_mask: bool,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Weight of each class; uniform when null.
+    #[serde(default)]
+    pub class_weight: Option<Vec<f64>>,
+    /// Label ignored in the loss; null ignores none (-100 internally).
+    #[serde(default)]
+    pub ignore_index: Option<i64>,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// Average over non-ignored elements only.
+    #[serde(default)]
+    pub avg_non_ignore: bool,
+}
+
+/// `L1Loss`: mean absolute error.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct L1LossConfig {
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+/// `SmoothL1Loss`: Huber-style L1 loss, quadratic below `beta`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmoothL1LossConfig {
+    /// Threshold between the quadratic and linear parts.
+    #[serde(default = "one")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub beta: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+/// `GIoULoss`: generalized IoU loss (Rezatofighi et al., 2019).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GIoULossConfig {
+    /// Added to unions and enclosing areas for numerical stability.
+    #[serde(default = "eps_1e6")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+/// How `IoULoss` turns IoU into a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IoULossMode {
+    /// `1 - IoU`.
+    Linear,
+    /// `1 - IoU²`.
+    Square,
+    /// `-ln(IoU)`.
+    Log,
+}
+
+fn default_iou_mode() -> IoULossMode {
+    IoULossMode::Log
+}
+
+/// `IoULoss` (UnitBox, Yu et al., 2016).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IoULossConfig {
+    /// Deprecated: same as `mode: linear`.
+    #[serde(default)]
+    pub linear: bool,
+    /// Lower bound of the IoU for numerical stability.
+    #[serde(default = "eps_1e6")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// `linear`, `square` or `log`.
+    #[serde(default = "default_iou_mode")]
+    pub mode: IoULossMode,
+}
+
+/// `DiceLoss` (V-Net, Milletari et al., 2016), used by QueryInst's mask heads.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiceLossConfig {
+    /// Activate predictions with sigmoid (else softmax) when `activate` is set.
+    #[serde(default = "super::common::yes")]
+    pub use_sigmoid: bool,
+    /// Apply the activation to the predictions first (false: they are probabilities already).
+    #[serde(default = "super::common::yes")]
+    pub activate: bool,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Use the plain V-Net dice (`2|A∩B| / (|A|+|B|)`) instead of squared denominators.
+    #[serde(default)]
+    pub naive_dice: bool,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// Added to numerator and denominator for numerical stability.
+    #[serde(default = "eps_1e3")]
+    #[schemars(range(min = 0.0))]
+    pub eps: f64,
+}

@@ -1,0 +1,3 @@
+//! Config structs of model components, grouped like `mmdet/models`.
+
+pub mod backbones;

@@ -1,0 +1,311 @@
+//! Task-module configs (`mmdet/models/task_modules`): anchor generators,
+//! box coders, assigners, samplers and match costs.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{AnyObject, IntOrPair, OneOrMany};
+use crate::registry::refs::MatchCostCfg;
+
+fn one() -> f64 {
+    1.0
+}
+fn minus_one() -> f64 {
+    -1.0
+}
+
+// --------------------------------------------------------------------------
+// Prior generators
+
+/// `AnchorGenerator`: the standard 2D anchor generator of anchor-based heads
+/// (`mmdet.models.task_modules.AnchorGenerator`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorGeneratorConfig {
+    /// Stride of each feature level, an int or a `(w, h)` pair, e.g. `[4, 8, 16, 32, 64]`.
+    #[schemars(length(min = 1))]
+    pub strides: Vec<IntOrPair>,
+    /// Height/width ratios of the anchors at each location.
+    #[schemars(length(min = 1))]
+    pub ratios: Vec<f64>,
+    /// Anchor scales relative to `base_sizes`; set either this or `octave_base_scale` + `scales_per_octave`.
+    #[serde(default)]
+    pub scales: Option<Vec<f64>>,
+    /// Base anchor size of each level; the strides when null.
+    #[serde(default)]
+    pub base_sizes: Option<Vec<u32>>,
+    /// Enumerate scales before ratios (true) or ratios before scales.
+    #[serde(default = "super::common::yes")]
+    pub scale_major: bool,
+    /// Base scale of the octave scales (RetinaNet-style), used with `scales_per_octave`.
+    #[serde(default)]
+    pub octave_base_scale: Option<f64>,
+    /// Number of scales per octave, used with `octave_base_scale`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub scales_per_octave: Option<u32>,
+    /// Anchor centre of each level `(x, y)`; computed from `center_offset` when null.
+    #[serde(default)]
+    pub centers: Option<Vec<(f64, f64)>>,
+    /// Offset of the anchor centre within a stride cell (0 to 1).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub center_offset: f64,
+    /// Return `HorizontalBoxes` instead of tensors.
+    #[serde(default)]
+    pub use_box_type: bool,
+}
+
+// --------------------------------------------------------------------------
+// Box coders
+
+fn zeros4() -> [f64; 4] {
+    [0.0; 4]
+}
+fn ones4() -> [f64; 4] {
+    [1.0; 4]
+}
+
+/// `DeltaXYWHBBoxCoder`: encodes boxes as normalised `(dx, dy, dw, dh)` deltas
+/// (R-CNN parameterisation).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaXYWHBBoxCoderConfig {
+    /// Means subtracted from the deltas.
+    #[serde(default = "zeros4")]
+    pub target_means: [f64; 4],
+    /// Standard deviations the deltas are divided by.
+    #[serde(default = "ones4")]
+    pub target_stds: [f64; 4],
+    /// Clip decoded boxes to the image.
+    #[serde(default = "super::common::yes")]
+    pub clip_border: bool,
+    /// Clamp the centre offset to `ctr_clamp` pixels when decoding.
+    #[serde(default)]
+    pub add_ctr_clamp: bool,
+    /// Maximum centre offset in pixels when `add_ctr_clamp` is set.
+    #[serde(default = "super::common::uint::<32>")]
+    pub ctr_clamp: u32,
+    /// Decode to `HorizontalBoxes` instead of tensors.
+    #[serde(default)]
+    pub use_box_type: bool,
+}
+
+// --------------------------------------------------------------------------
+// Assigners
+
+/// The `type` of an assigner's `iou_calculator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IouCalculatorType {
+    /// Axis-aligned IoU between two sets of boxes.
+    BboxOverlaps2D,
+}
+
+/// An assigner's `iou_calculator`: `{type: BboxOverlaps2D}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IouCalculatorConfig {
+    /// `BboxOverlaps2D`.
+    pub r#type: IouCalculatorType,
+    /// Scale applied to the boxes before computing (for fp16).
+    #[serde(default = "one")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub scale: f64,
+    /// Compute in this dtype (`fp16`) or the input's when null.
+    #[serde(default)]
+    pub dtype: Option<String>,
+}
+
+fn default_iou_calculator() -> IouCalculatorConfig {
+    IouCalculatorConfig { r#type: IouCalculatorType::BboxOverlaps2D, scale: 1.0, dtype: None }
+}
+
+/// A negative-IoU threshold: below a value, or inside a `[low, high)` range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum NegIouThr {
+    /// Negative when the max IoU is in `[0, value)`.
+    Below(#[schemars(range(min = 0.0, max = 1.0))] f64),
+    /// Negative when the max IoU is in `[low, high)`.
+    Range((f64, f64)),
+}
+
+/// `MaxIoUAssigner`: each prior takes the ground truth it overlaps most
+/// (positive above `pos_iou_thr`, negative below `neg_iou_thr`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaxIoUAssignerConfig {
+    /// IoU at or above which a prior is positive.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub pos_iou_thr: f64,
+    /// IoU below which (or range in which) a prior is negative.
+    pub neg_iou_thr: NegIouThr,
+    /// Minimum IoU for a low-quality match (a ground truth's best prior).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_pos_iou: f64,
+    /// Assign all priors tied for a ground truth's max IoU, not just one.
+    #[serde(default = "super::common::yes")]
+    pub gt_max_assign_all: bool,
+    /// IoF with ignored boxes above which a prior is ignored; negative disables.
+    #[serde(default = "minus_one")]
+    #[schemars(range(max = 1.0))]
+    pub ignore_iof_thr: f64,
+    /// Compute IoF relative to the candidates (else to the ignored boxes).
+    #[serde(default = "super::common::yes")]
+    pub ignore_wrt_candidates: bool,
+    /// Let each ground truth keep its best prior even below `pos_iou_thr` (Faster R-CNN RPN).
+    #[serde(default = "super::common::yes")]
+    pub match_low_quality: bool,
+    /// Assign on CPU when an image has more ground truths than this; negative never.
+    #[serde(default = "minus_one")]
+    pub gpu_assign_thr: f64,
+    /// How IoUs are computed.
+    #[serde(default = "default_iou_calculator")]
+    pub iou_calculator: IouCalculatorConfig,
+    /// Permute repeated ground truths (`{iou_thr, perm_range}`); null disables.
+    #[serde(default)]
+    pub perm_repeat_gt_cfg: Option<AnyObject>,
+}
+
+/// `HungarianAssigner`: one-to-one bipartite matching of predictions to
+/// ground truths minimising a weighted sum of match costs (DETR, Sparse R-CNN).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HungarianAssignerConfig {
+    /// The match costs summed into the assignment cost, e.g. `FocalLossCost`, `BBoxL1Cost`, `IoUCost`.
+    pub match_costs: OneOrMany<MatchCostCfg>,
+}
+
+// --------------------------------------------------------------------------
+// Samplers
+
+/// `RandomSampler`: samples `num` priors, at most `pos_fraction` of them positive.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSamplerConfig {
+    /// Number of samples per image.
+    #[schemars(range(min = 1))]
+    pub num: u32,
+    /// Upper bound of the fraction of positive samples.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub pos_fraction: f64,
+    /// Upper bound of negatives per positive; -1 for no bound.
+    #[serde(default = "super::common::int::<-1>")]
+    #[schemars(range(min = -1))]
+    pub neg_pos_ub: i64,
+    /// Add the ground-truth boxes to the proposals before sampling.
+    #[serde(default = "super::common::yes")]
+    pub add_gt_as_proposals: bool,
+}
+
+/// `PseudoSampler`: takes all assigned priors as samples (no sampling); required by
+/// Sparse R-CNN and QueryInst.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PseudoSamplerConfig {}
+
+// --------------------------------------------------------------------------
+// Match costs
+
+/// `FocalLossCost`: focal-loss classification cost of matching a prediction to a label.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FocalLossCostConfig {
+    /// Weight of the positive class.
+    #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub alpha: f64,
+    /// Focusing parameter.
+    #[serde(default = "default_gamma")]
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// Added inside the logarithms for numerical stability.
+    #[serde(default = "default_cost_eps")]
+    #[schemars(range(min = 0.0))]
+    pub eps: f64,
+    /// Inputs are binary masks (mask cost) rather than class logits.
+    #[serde(default)]
+    pub binary_input: bool,
+    /// Multiplier of this cost.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub weight: f64,
+}
+
+fn default_alpha() -> f64 {
+    0.25
+}
+fn default_gamma() -> f64 {
+    2.0
+}
+fn default_cost_eps() -> f64 {
+    1e-12
+}
+
+/// Box layout the predictions of `BBoxL1Cost` are compared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BoxFormat {
+    /// Corners `(x1, y1, x2, y2)`.
+    Xyxy,
+    /// Centre and size `(cx, cy, w, h)`.
+    Xywh,
+}
+
+fn default_xyxy() -> BoxFormat {
+    BoxFormat::Xyxy
+}
+
+/// `BBoxL1Cost`: L1 distance between normalised predicted and ground-truth boxes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BBoxL1CostConfig {
+    /// `xyxy` or `xywh`.
+    #[serde(default = "default_xyxy")]
+    pub box_format: BoxFormat,
+    /// Multiplier of this cost.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub weight: f64,
+}
+
+/// Overlap measure of `IoUCost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IouMode {
+    /// Intersection over union.
+    Iou,
+    /// Intersection over foreground (the first box).
+    Iof,
+    /// Generalized IoU.
+    Giou,
+}
+
+fn default_giou() -> IouMode {
+    IouMode::Giou
+}
+
+/// `IoUCost`: negative (G)IoU between predicted and ground-truth boxes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IoUCostConfig {
+    /// `iou`, `iof` or `giou`.
+    #[serde(default = "default_giou")]
+    pub iou_mode: IouMode,
+    /// Multiplier of this cost.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub weight: f64,
+}
+
+/// `ClassificationCost`: negative softmax probability of the ground-truth class.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationCostConfig {
+    /// Multiplier of this cost.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub weight: f64,
+}

@@ -1,0 +1,352 @@
+//! Checks a resolved config against the registry's schemas and reports every
+//! problem at once, each at the span of the value in the file that set it.
+//!
+//! Hand-written over the JSON Schema that schemars generates (rather than a
+//! general validator) because detc needs what those cannot give: spans of
+//! keys, dispatch on each dict's `type` through the registry, "did you mean"
+//! for keys and types, and one precise error instead of a failed `oneOf`.
+//! It understands the subset of JSON Schema the config structs produce.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map as JsonMap, Value as Json};
+
+use super::refs::ROLE_KEYWORD;
+use super::root::{RootConfig, HELPER_VARIABLES};
+use super::{lookup, of_role, Role};
+use crate::config::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Result};
+use crate::config::value::{Map, Node, Value};
+
+/// The generated schemas: every definition, the root, and each component's `$ref`.
+pub struct Schemas {
+    pub defs: JsonMap<String, Json>,
+    pub root: Json,
+    pub components: Vec<(&'static str, Json)>,
+}
+
+/// Generates (once) the schemas of the root and of every registered component.
+pub fn schemas() -> &'static Schemas {
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+        let root = generator.subschema_for::<RootConfig>().to_value();
+        let components = super::all().iter().map(|c| (c.name, (c.schema)(&mut generator).to_value())).collect();
+        Schemas { defs: generator.definitions().clone(), root, components }
+    })
+}
+
+/// Validates a whole resolved config.
+pub fn check(tree: &Node) -> Result<()> {
+    let mut v = Validator { schemas: schemas(), errors: vec![] };
+    v.root(tree);
+    if v.errors.is_empty() { Ok(()) } else { Err(v.errors) }
+}
+
+struct Validator {
+    schemas: &'static Schemas,
+    errors: Diagnostics,
+}
+
+impl Validator {
+    fn resolve<'a>(&self, schema: &'a Json) -> &'a Json
+    where
+        'static: 'a,
+    {
+        let mut schema = schema;
+        while let Some(r) = schema.get("$ref").and_then(Json::as_str) {
+            match r.strip_prefix("#/$defs/").and_then(|name| self.schemas.defs.get(name)) {
+                Some(def) => schema = def,
+                None => break,
+            }
+        }
+        schema
+    }
+
+    /// The top level: known sections are checked; other keys are helper
+    /// variables unless they look like a misspelt section.
+    fn root(&mut self, tree: &Node) {
+        let schema = self.resolve(&self.schemas.root);
+        let Value::Map(map) = &tree.value else { return };
+        let props = schema.get("properties").and_then(Json::as_object);
+        for (key, entry) in map.iter() {
+            match props.and_then(|p| p.get(key)) {
+                Some(sub) => self.value(&entry.node, sub),
+                None if HELPER_VARIABLES.contains(&key.as_str()) => {}
+                None => {
+                    let sections = props.into_iter().flat_map(|p| p.keys().map(String::as_str));
+                    if let Some(s) = did_you_mean(key, sections) {
+                        self.errors.push(Diagnostic::error("detc::check::unknown_section", format!("unknown section `{key}`"))
+                            .label(entry.key_span, "not a config section")
+                            .help(format!("did you mean `{s}`?")));
+                    }
+                }
+            }
+        }
+    }
+
+    fn value(&mut self, node: &Node, schema: &'static Json) {
+        let schema = self.resolve(schema);
+        if let Some(role) = schema.get(ROLE_KEYWORD).and_then(Json::as_str) {
+            return self.component(node, Role::from_name(role).expect("roles in schemas are valid"));
+        }
+        if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Json::as_array) {
+            return self.any_of(node, schema, branches);
+        }
+        if let Some(types) = schema.get("type") {
+            if !type_matches(node, types) {
+                return self.push_wrong_type(node, &describe(schema, self));
+            }
+        }
+        if let Some(options) = schema.get("enum").and_then(Json::as_array) {
+            if !options.iter().any(|o| json_eq(o, &node.to_json())) {
+                return self.push_wrong_type(node, &describe(schema, self));
+            }
+        }
+        if let Some(c) = schema.get("const") {
+            if !json_eq(c, &node.to_json()) {
+                return self.push_wrong_type(node, &describe(schema, self));
+            }
+        }
+        match &node.value {
+            Value::Int(_) | Value::Float(_) => self.range(node, schema),
+            Value::Map(map) => self.map(node, map, schema, None),
+            Value::List(items) => self.list(node, items, schema),
+            _ => {}
+        }
+    }
+
+    /// A dict that names a component of `role` by its `type`.
+    fn component(&mut self, node: &Node, role: Role) {
+        let Value::Map(map) = &node.value else {
+            return self.push_wrong_type(node, &format!("a `{}` config (a mapping with a `type`)", role.as_str()));
+        };
+        let Some(type_entry) = map.entry("type") else {
+            let names: Vec<&str> = of_role(role).map(|c| c.name).take(6).collect();
+            self.errors.push(Diagnostic::error("detc::check::missing_type", format!("`{}` config has no `type`", role.as_str()))
+                .label(node.span, "this mapping needs a `type` key")
+                .help(format!("set `type` to one of: {}", names.join(", "))));
+            return;
+        };
+        let type_node = &type_entry.node;
+        let Some(name) = type_node.as_str() else {
+            return self.push_wrong_type(type_node, "a component name (a string)");
+        };
+        let Some(component) = lookup(name) else {
+            let same_role = of_role(role).map(|c| c.name);
+            let suggestion = did_you_mean(name, same_role).or_else(|| did_you_mean(name, super::all().iter().map(|c| c.name)));
+            let mut diag = Diagnostic::error("detc::check::unknown_type", format!("unknown {} type `{name}`", role.as_str()))
+                .label(type_node.span, "not a registered component");
+            diag = match suggestion {
+                Some(s) => diag.help(format!("did you mean `{s}`?")),
+                None => diag.help(format!("registered {} types: {}", role.as_str(),
+                    of_role(role).map(|c| c.name).collect::<Vec<_>>().join(", "))),
+            };
+            self.errors.push(diag);
+            return;
+        };
+        if component.role != role {
+            self.errors.push(Diagnostic::error("detc::check::wrong_role",
+                format!("`{name}` is a {}, but a {} is expected here", component.role.as_str(), role.as_str()))
+                .label(type_node.span, format!("a {}", component.role.as_str())));
+            return;
+        }
+        let schema = &self.schemas.components.iter().find(|(n, _)| *n == name).expect("every component has a schema").1;
+        let schema = self.resolve(schema);
+        self.map(node, map, schema, Some("type"));
+    }
+
+    fn map(&mut self, node: &Node, map: &Map, schema: &'static Json, skip: Option<&str>) {
+        let props = schema.get("properties").and_then(Json::as_object);
+        let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
+        let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+        for (key, entry) in map.iter() {
+            if Some(key.as_str()) == skip {
+                continue;
+            }
+            match (props.and_then(|p| p.get(key)), extra) {
+                (Some(sub), _) => self.value(&entry.node, sub),
+                (None, Some(sub)) => self.value(&entry.node, sub),
+                (None, None) if closed => {
+                    let known = props.into_iter().flat_map(|p| p.keys().map(String::as_str));
+                    let mut diag = Diagnostic::error("detc::check::unknown_key", format!("unknown key `{key}`"))
+                        .label(entry.key_span, "not a field of this config");
+                    if key == crate::config::merge::DELETE_KEY {
+                        diag = diag.help("`_delete_` only has an effect when a base file defines this mapping; remove it");
+                    } else if let Some(s) = did_you_mean(key, known) {
+                        diag = diag.help(format!("did you mean `{s}`?"));
+                    } else if let Some(p) = props {
+                        diag = diag.help(format!("known keys: {}", p.keys().map(String::as_str).collect::<Vec<_>>().join(", ")));
+                    }
+                    self.errors.push(diag);
+                }
+                (None, None) => {}
+            }
+        }
+        for required in schema.get("required").and_then(Json::as_array).into_iter().flatten() {
+            let Some(name) = required.as_str() else { continue };
+            if !map.contains_key(name) {
+                let at = map.entry("type").map_or(node.span, |e| e.node.span);
+                let mut diag = Diagnostic::error("detc::check::missing_field", format!("missing required field `{name}`"))
+                    .label(at, format!("this config needs `{name}`"));
+                if let Some(d) = props.and_then(|p| p.get(name)).and_then(|s| s.get("description")).and_then(Json::as_str) {
+                    diag = diag.help(format!("`{name}`: {d}"));
+                }
+                self.errors.push(diag);
+            }
+        }
+    }
+
+    fn list(&mut self, node: &Node, items: &[Node], schema: &'static Json) {
+        let prefix = schema.get("prefixItems").and_then(Json::as_array);
+        for (i, item) in items.iter().enumerate() {
+            match prefix.and_then(|p| p.get(i)).or_else(|| schema.get("items").filter(|s| s.is_object())) {
+                Some(sub) => self.value(item, sub),
+                None => {}
+            }
+        }
+        let min = schema.get("minItems").and_then(Json::as_u64);
+        let max = schema.get("maxItems").and_then(Json::as_u64);
+        let n = items.len() as u64;
+        if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+            let want = match (min, max) {
+                (Some(a), Some(b)) if a == b => format!("exactly {a} items"),
+                (Some(a), Some(b)) => format!("{a} to {b} items"),
+                (Some(a), None) => format!("at least {a} items"),
+                (None, Some(b)) => format!("at most {b} items"),
+                _ => unreachable!(),
+            };
+            self.errors.push(Diagnostic::error("detc::check::out_of_range", format!("expected {want}, found {n}"))
+                .label(node.span, "this list"));
+        }
+    }
+
+    fn range(&mut self, node: &Node, schema: &Json) {
+        let x = match node.value {
+            Value::Int(i) => i as f64,
+            Value::Float(f) => f,
+            _ => return,
+        };
+        let bound = |k: &str| schema.get(k).and_then(Json::as_f64);
+        let violated = [
+            ("minimum", bound("minimum").filter(|&m| x < m).map(|m| format!("at least {}", show(m)))),
+            ("maximum", bound("maximum").filter(|&m| x > m).map(|m| format!("at most {}", show(m)))),
+            ("exclusiveMinimum", bound("exclusiveMinimum").filter(|&m| x <= m).map(|m| format!("greater than {}", show(m)))),
+            ("exclusiveMaximum", bound("exclusiveMaximum").filter(|&m| x >= m).map(|m| format!("less than {}", show(m)))),
+        ];
+        for (_, message) in violated {
+            if let Some(want) = message {
+                self.errors.push(Diagnostic::error("detc::check::out_of_range", format!("value `{}` is out of range", show(x)))
+                    .label(node.span, format!("must be {want}")));
+                return;
+            }
+        }
+    }
+
+    /// `anyOf`/`oneOf`: fine if one branch accepts the value; otherwise report
+    /// the errors of the branch whose shape fits, or a plain "expected".
+    fn any_of(&mut self, node: &Node, schema: &'static Json, branches: &'static [Json]) {
+        let mut fitting = vec![];
+        for branch in branches {
+            let mut sub = Validator { schemas: self.schemas, errors: vec![] };
+            sub.value(node, branch);
+            if sub.errors.is_empty() {
+                return;
+            }
+            if shape_fits(node, self.resolve(branch)) {
+                fitting.push(sub.errors);
+            }
+        }
+        if fitting.len() == 1 {
+            self.errors.extend(fitting.pop().unwrap());
+        } else {
+            self.push_wrong_type(node, &describe(schema, self));
+        }
+    }
+
+    fn push_wrong_type(&mut self, node: &Node, expected: &str) {
+        let found = match &node.value {
+            Value::Str(s) => format!("the string `{s}`"),
+            Value::Int(i) => format!("the integer `{i}`"),
+            Value::Float(f) => format!("the float `{}`", show(*f)),
+            Value::Bool(b) => format!("`{b}`"),
+            other => other.kind().to_string(),
+        };
+        self.errors.push(Diagnostic::error("detc::check::wrong_type", format!("expected {expected}, found {found}"))
+            .label(node.span, format!("expected {expected}")));
+    }
+}
+
+fn show(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+}
+
+fn type_matches(node: &Node, types: &Json) -> bool {
+    let one = |t: &str| match (t, &node.value) {
+        ("object", Value::Map(_)) | ("array", Value::List(_)) | ("string", Value::Str(_)) => true,
+        ("integer", Value::Int(_)) | ("boolean", Value::Bool(_)) | ("null", Value::Null) => true,
+        ("number", Value::Int(_) | Value::Float(_)) => true,
+        // JSON Schema counts 2.0 as an integer; Python configs do not, but a float
+        // with no fraction where an int is expected is what the user meant.
+        ("integer", Value::Float(f)) => f.fract() == 0.0,
+        _ => false,
+    };
+    match types {
+        Json::String(t) => one(t),
+        Json::Array(ts) => ts.iter().filter_map(Json::as_str).any(one),
+        _ => true,
+    }
+}
+
+/// Whether `node` has the broad shape a branch wants (mapping, list, scalar kind).
+fn shape_fits(node: &Node, branch: &Json) -> bool {
+    if branch.get(ROLE_KEYWORD).is_some() {
+        return matches!(node.value, Value::Map(_));
+    }
+    match branch.get("type") {
+        Some(t) => type_matches(node, t),
+        None => branch.get("enum").or_else(|| branch.get("const")).is_some(),
+    }
+}
+
+/// Numbers compare by value (1 == 1.0), everything else structurally.
+fn json_eq(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// "an integer", "one of `pytorch`, `caffe`", "a `Loss` config or null", ...
+fn describe(schema: &Json, v: &Validator) -> String {
+    let schema = v.resolve(schema);
+    if let Some(role) = schema.get(ROLE_KEYWORD).and_then(Json::as_str) {
+        return format!("a `{role}` config (a mapping with a `type`)");
+    }
+    if let Some(options) = schema.get("enum").and_then(Json::as_array) {
+        let shown: Vec<String> = options.iter().map(|o| format!("`{}`", o.as_str().map_or(o.to_string(), str::to_string))).collect();
+        return format!("one of {}", shown.join(", "));
+    }
+    if let Some(c) = schema.get("const") {
+        return format!("`{}`", c.as_str().map_or(c.to_string(), str::to_string));
+    }
+    if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Json::as_array) {
+        let mut parts: Vec<String> = branches.iter().map(|b| describe(b, v)).collect();
+        parts.dedup();
+        return parts.join(" or ");
+    }
+    let word = |t: &str| match t {
+        "object" => "a mapping",
+        "array" => "a list",
+        "string" => "a string",
+        "integer" => "an integer",
+        "number" => "a number",
+        "boolean" => "a boolean (true/false)",
+        "null" => "null",
+        _ => "a value",
+    };
+    match schema.get("type") {
+        Some(Json::String(t)) => word(t).to_string(),
+        Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).map(word).collect::<Vec<_>>().join(" or "),
+        _ => "a value".into(),
+    }
+}
