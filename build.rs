@@ -1,6 +1,7 @@
 //! Link settings for the engine binary only (the light `detc` binary must not
 //! link libtorch):
-//! - an rpath to the torch `lib` folder, so no `LD_LIBRARY_PATH` is needed;
+//! - an rpath to the torch `lib` folder, so no `LD_LIBRARY_PATH` is needed
+//!   (for every target that links libtorch);
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time.
 
@@ -17,7 +18,10 @@ fn main() {
         return;
     };
     let bin = "detc-engine";
-    println!("cargo:rustc-link-arg-bin={bin}=-Wl,-rpath,{}", lib_dir.display());
+    // Every target that may load libtorch (the engine, unit tests, benches) finds
+    // it through the rpath; `detc` gets the rpath too but, linking nothing
+    // from libtorch, no NEEDED entry (checked by tests/it/binaries.rs).
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     if lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
     }

@@ -1,12 +1,12 @@
 //! detc: MMDetection-style configs, checked before a GPU is touched, and a
 //! libtorch engine that trains them.
 //!
-//! The compiler ([`config`], [`registry`], [`graph`]) never depends on tch;
-//! the `engine` feature adds the parts that do.
+//! This library is the compiler ([`config`], [`registry`], [`graph`]) and the
+//! light `detc` command line; it never depends on tch. The parts that run
+//! tensors (`src/engine`, `src/models`) are compiled into the `detc-engine`
+//! binary only, so nothing `detc` links can pull libtorch in.
 
 pub mod config;
 pub mod cli;
 pub mod graph;
 pub mod registry;
-#[cfg(feature = "engine")]
-pub mod engine;

@@ -5,6 +5,7 @@ mod check;
 mod env;
 mod expand;
 mod graph;
+mod run;
 mod schema;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     Graph(graph::Args),
     /// Report libtorch and the devices the engine sees.
     Env(env::Args),
+    /// Check a config, then train it in the engine.
+    Run(run::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -52,6 +55,7 @@ pub fn main() -> i32 {
         Command::Schema(args) => schema::exec(args),
         Command::Graph(args) => graph::exec(args),
         Command::Env(args) => env::exec(args),
+        Command::Run(args) => run::exec(args),
     };
     match result {
         Ok(code) => code,

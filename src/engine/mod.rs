@@ -2,3 +2,4 @@
 //! links it (feature `engine`).
 
 pub mod env;
+pub mod run;

@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::refs::{InitCfg, NormCfg, ConvCfg};
+use super::common::OneOrMany;
+use crate::registry::refs::{ConvCfg, InitCfg, NormCfg};
 
 fn default_three() -> u32 { 3 }
 fn default_64() -> u32 { 64 }
@@ -14,6 +15,7 @@ fn default_out_indices() -> Vec<u32> { vec![0, 1, 2, 3] }
 fn default_style() -> ResNetStyle { ResNetStyle::Pytorch }
 fn default_frozen() -> i64 { -1 }
 fn default_true() -> bool { true }
+fn default_stage_with_dcn() -> Vec<bool> { vec![false; 4] }
 fn default_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "requires_grad": true})) }
 
 /// Where the stride-2 conv sits in a bottleneck.
@@ -82,9 +84,9 @@ pub struct ResNetConfig {
     /// Deformable convolution config (not supported yet; must be null).
     #[serde(default)]
     pub dcn: Option<serde_json::Value>,
-    /// Which stages use `dcn`.
-    #[serde(default)]
-    pub stage_with_dcn: Option<Vec<bool>>,
+    /// Which stages use `dcn` (one flag per stage).
+    #[serde(default = "default_stage_with_dcn")]
+    pub stage_with_dcn: Vec<bool>,
     /// Plugins inserted into the blocks (must be null).
     #[serde(default)]
     pub plugins: Option<serde_json::Value>,
@@ -99,5 +101,5 @@ pub struct ResNetConfig {
     pub pretrained: Option<String>,
     /// Weight initialisation, e.g. `{type: Pretrained, checkpoint: torchvision://resnet50}`.
     #[serde(default)]
-    pub init_cfg: Option<InitCfg>,
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
 }

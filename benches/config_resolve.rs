@@ -1,0 +1,82 @@
+//! Config resolution speed, detc against MMEngine, side by side in one run:
+//!
+//!     scripts/bench-config            # or: cargo bench --bench config_resolve
+//!
+//! Resolves `configs/queryinst/queryinst_r50_fpn_1x_coco.yaml` (8 files with
+//! its bases) both in-process (mean per resolve, after a warm-up) and as whole
+//! cold processes (`detc expand` against `python -c 'Config.fromfile(...)'`),
+//! and prints each ratio. MMEngine runs from `.venv-test` (scripts/test-env).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml";
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join(CONFIG);
+    let python = root.join(".venv-test/bin/python");
+    if !python.exists() {
+        eprintln!("error: {} is missing; run scripts/test-env first", python.display());
+        std::process::exit(1);
+    }
+
+    let detc_resolve = per_call(1000, || {
+        let (_, tree) = detc::config::resolve(&config, &[]);
+        detc::registry::validate::check(&tree.expect("bundled config resolves")).expect("bundled config is valid");
+    });
+    let mmengine_resolve = mmengine_in_process(&python, &config, 200);
+
+    let detc_bin = env!("CARGO_BIN_EXE_detc");
+    let detc_cold = per_call(50, || run(Command::new(detc_bin).arg("expand").arg(&config)));
+    let script = format!("from mmengine.config import Config; Config.fromfile({:?})", config.display().to_string());
+    let mmengine_cold = per_call(10, || run(Command::new(&python).arg("-c").arg(&script)));
+
+    println!("resolving {CONFIG} (with its _base_ files)");
+    println!("{:<28} {:>14} {:>14} {:>9}", "", "detc", "MMEngine", "ratio");
+    row("in-process, per resolve", detc_resolve, mmengine_resolve);
+    row("cold process", detc_cold, mmengine_cold);
+    println!("(detc in-process includes validation against the registry; MMEngine's does not validate)");
+}
+
+fn row(what: &str, detc: Duration, mmengine: Duration) {
+    let ratio = mmengine.as_secs_f64() / detc.as_secs_f64();
+    println!("{what:<28} {:>14} {:>14} {:>8.0}x", fmt(detc), fmt(mmengine), ratio);
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 { format!("{us:.1} us") } else { format!("{:.2} ms", us / 1000.0) }
+}
+
+/// Mean duration of `f` over `n` calls, after `n / 10 + 1` warm-up calls.
+fn per_call(n: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..n / 10 + 1 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed() / n
+}
+
+fn run(cmd: &mut Command) {
+    let status = cmd.stdout(Stdio::null()).status().expect("process starts");
+    assert!(status.success());
+}
+
+/// MMEngine's own in-process mean per `Config.fromfile`, timed inside Python.
+fn mmengine_in_process(python: &Path, config: &Path, n: u32) -> Duration {
+    let script = format!(
+        "import time\nfrom mmengine.config import Config\np = {:?}\nfor _ in range({w}): Config.fromfile(p)\n\
+         t = time.perf_counter()\nfor _ in range({n}): Config.fromfile(p)\nprint((time.perf_counter() - t) / {n})\n",
+        config.display().to_string(),
+        w = n / 10 + 1,
+    );
+    let out = Command::new(python).arg("-c").arg(script).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("seconds");
+    Duration::from_secs_f64(secs)
+}

@@ -1,0 +1,12 @@
+//! tch modules, grouped like MMDetection (`backbones/`, `necks/`,
+//! `roi_heads/`, ...), and the builder table that turns a registered
+//! component's config into one. Only the engine links this module.
+
+/// `type` names that have a builder in the engine. A registered component
+/// missing here is reported by name before anything runs.
+pub static BUILDERS: &[&str] = &[];
+
+/// Whether the engine can build `name`.
+pub fn has_builder(name: &str) -> bool {
+    BUILDERS.contains(&name)
+}

@@ -1,0 +1,505 @@
+//! Data-side component configs: datasets, pipeline transforms, data samplers,
+//! batch samplers and evaluators (metrics), as MMDetection 3.x, MMCV 2.x and
+//! MMEngine declare them.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::models::common::{AnyObject, BackendArgs, FloatOrList, FloatOrPair, IntOrPair, Null, OneOrMany, StrOrList};
+use super::refs::TransformCfg;
+
+fn default_max_refetch() -> u32 {
+    1000
+}
+
+fn default_png() -> String {
+    ".png".into()
+}
+
+// --------------------------------------------------------------------------
+// Datasets
+
+/// A dataset's `data_prefix`: folders joined to `data_root`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataPrefix {
+    /// Image folder, e.g. `train2017/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub img: Option<String>,
+    /// Semantic segmentation map folder (panoptic/semantic annotations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg: Option<String>,
+    /// MMEngine's generic image key; `CocoDataset` reads `img`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub img_path: Option<String>,
+}
+
+// MMEngine's `BaseDataset` default is `{img_path: ''}`, with which
+// `CocoDataset` raises `KeyError: 'img'`; images directly under `data_root`
+// is what that default means.
+fn default_data_prefix() -> DataPrefix {
+    DataPrefix { img: Some(String::new()), seg: None, img_path: None }
+}
+
+/// A dataset's `metainfo`: class names and their drawing colours. Other keys are kept as given.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DatasetMetainfo {
+    /// Class names to keep (a subset of the dataset's, in this order), or a file with one name per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<StrOrList>,
+    /// One `(r, g, b)` colour per class for visualisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette: Option<Vec<[u8; 3]>>,
+}
+
+/// A detection dataset's `filter_cfg`: which images are dropped when training.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Drop images without any (non-crowd) ground-truth box.
+    #[serde(default)]
+    pub filter_empty_gt: bool,
+    /// Drop images whose shorter side is smaller than this many pixels.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub min_size: f64,
+}
+
+/// Image index or indices: the first `n` images, or an explicit list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum Indices {
+    /// Keep the first `n` samples.
+    First(u64),
+    /// Keep these sample indices.
+    List(Vec<u64>),
+}
+
+/// `CocoDataset`: COCO-format detection / instance segmentation annotations
+/// (`mmdet.datasets.CocoDataset`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CocoDatasetConfig {
+    /// Annotation JSON, relative to `data_root` unless absolute.
+    #[serde(default)]
+    pub ann_file: String,
+    /// Class names and palette; `classes` selects and orders a subset of COCO's 80.
+    #[serde(default)]
+    pub metainfo: Option<DatasetMetainfo>,
+    /// Root joined to `ann_file` and `data_prefix`.
+    #[serde(default)]
+    pub data_root: String,
+    /// Image (and segmentation) folders relative to `data_root`.
+    #[serde(default = "default_data_prefix")]
+    pub data_prefix: DataPrefix,
+    /// Which images to drop when training (`filter_empty_gt`, `min_size`).
+    #[serde(default)]
+    pub filter_cfg: Option<FilterConfig>,
+    /// Use only these samples (first `n`, or a list); all when null.
+    #[serde(default)]
+    pub indices: Option<Indices>,
+    /// Keep annotations serialised in one buffer shared by loader workers.
+    #[serde(default = "super::models::common::yes")]
+    pub serialize_data: bool,
+    /// Transforms applied to each sample, in order.
+    #[serde(default)]
+    pub pipeline: Vec<TransformCfg>,
+    /// Test mode: no filtering, and no re-fetching of samples the pipeline drops.
+    #[serde(default)]
+    pub test_mode: bool,
+    /// Defer loading annotations until first use.
+    #[serde(default)]
+    pub lazy_init: bool,
+    /// How many times to draw another sample when the pipeline returns none.
+    #[serde(default = "default_max_refetch")]
+    #[schemars(range(min = 1))]
+    pub max_refetch: u32,
+    /// Suffix of segmentation map files.
+    #[serde(default = "default_png")]
+    pub seg_map_suffix: String,
+    /// Precomputed proposals file (pickle); not supported by detc.
+    #[serde(default)]
+    pub proposal_file: Option<String>,
+    /// Removed in MMDetection 3.0 (it raises): use `backend_args`.
+    #[serde(default)]
+    pub file_client_args: Null,
+    /// File backend arguments; local files when null.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+    /// Add the class names to each sample (for open-vocabulary models).
+    #[serde(default)]
+    pub return_classes: bool,
+    /// Caption prompts for grounding models (needs `return_classes`).
+    #[serde(default)]
+    pub caption_prompt: Option<AnyObject>,
+}
+
+// --------------------------------------------------------------------------
+// Transforms
+
+/// How `LoadImageFromFile` decodes colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorType {
+    /// Three-channel BGR, honouring EXIF orientation.
+    Color,
+    /// Single channel.
+    Grayscale,
+    /// As stored (keeps alpha and bit depth).
+    Unchanged,
+    /// Three-channel BGR, ignoring EXIF orientation.
+    ColorIgnoreOrientation,
+    /// Single channel, ignoring EXIF orientation.
+    GrayscaleIgnoreOrientation,
+}
+
+fn default_color() -> ColorType {
+    ColorType::Color
+}
+
+/// Image decoding library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImdecodeBackend {
+    /// OpenCV.
+    Cv2,
+    /// libjpeg-turbo.
+    Turbojpeg,
+    /// Pillow.
+    Pillow,
+    /// tifffile.
+    Tifffile,
+}
+
+fn default_cv2() -> ImdecodeBackend {
+    ImdecodeBackend::Cv2
+}
+
+/// `LoadImageFromFile`: reads `img_path` into `img` (`mmcv.transforms.LoadImageFromFile`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadImageFromFileConfig {
+    /// Convert the image to float32.
+    #[serde(default)]
+    pub to_float32: bool,
+    /// `color`, `grayscale`, `unchanged`, …
+    #[serde(default = "default_color")]
+    pub color_type: ColorType,
+    /// `cv2`, `turbojpeg`, `pillow` or `tifffile`.
+    #[serde(default = "default_cv2")]
+    pub imdecode_backend: ImdecodeBackend,
+    /// Deprecated FileClient arguments; use `backend_args` (setting both is an error).
+    #[serde(default)]
+    pub file_client_args: Option<AnyObject>,
+    /// Return no sample instead of raising when the file is missing.
+    #[serde(default)]
+    pub ignore_empty: bool,
+    /// File backend arguments; local files when null.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+}
+
+fn default_hbox() -> String {
+    "hbox".into()
+}
+
+/// `LoadAnnotations`: loads boxes, labels and (optionally) masks of each image
+/// (`mmdet.datasets.transforms.LoadAnnotations`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadAnnotationsConfig {
+    /// Load ground-truth boxes.
+    #[serde(default = "super::models::common::yes")]
+    pub with_bbox: bool,
+    /// Load ground-truth labels.
+    #[serde(default = "super::models::common::yes")]
+    pub with_label: bool,
+    /// Load instance masks.
+    #[serde(default)]
+    pub with_mask: bool,
+    /// Load semantic segmentation maps.
+    #[serde(default)]
+    pub with_seg: bool,
+    /// Load keypoints (not used by detection).
+    #[serde(default)]
+    pub with_keypoints: bool,
+    /// Convert polygons to bitmaps (false keeps polygons).
+    #[serde(default = "super::models::common::yes")]
+    pub poly2mask: bool,
+    /// Box type of the loaded boxes (`hbox`).
+    #[serde(default = "default_hbox")]
+    pub box_type: String,
+    /// Shift segmentation labels down by one (label 0 becomes `ignore_index`).
+    #[serde(default)]
+    pub reduce_zero_label: bool,
+    /// Segmentation label that is ignored.
+    #[serde(default = "super::models::common::int::<255>")]
+    pub ignore_index: i64,
+    /// `cv2`, `turbojpeg`, `pillow` or `tifffile` (segmentation maps).
+    #[serde(default = "default_cv2")]
+    pub imdecode_backend: ImdecodeBackend,
+    /// Deprecated FileClient arguments; use `backend_args`.
+    #[serde(default)]
+    pub file_client_args: Option<AnyObject>,
+    /// File backend arguments; local files when null.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+}
+
+/// Interpolation of `Resize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// Nearest neighbour.
+    Nearest,
+    /// Bilinear (the default).
+    Bilinear,
+    /// Bicubic.
+    Bicubic,
+    /// Pixel-area relation (cv2 only).
+    Area,
+    /// Lanczos (8x8 neighbourhood).
+    Lanczos,
+    /// Box filter (pillow only).
+    Box,
+    /// Hamming filter (pillow only).
+    Hamming,
+}
+
+fn default_bilinear() -> Interpolation {
+    Interpolation::Bilinear
+}
+
+/// Resizing library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeBackend {
+    /// OpenCV (the default).
+    Cv2,
+    /// Pillow.
+    Pillow,
+}
+
+fn default_cv2_resize() -> ResizeBackend {
+    ResizeBackend::Cv2
+}
+
+/// `Resize`: resizes the image and its boxes, masks and maps to `scale` or by
+/// `scale_factor` (`mmdet.datasets.transforms.Resize`); set exactly one of them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeConfig {
+    /// Target size `(w, h)`, e.g. `(1333, 800)`, or one int for a square; with `keep_ratio` the long/short side limits.
+    #[serde(default)]
+    pub scale: Option<IntOrPair>,
+    /// Resize ratio, one float or `(w_ratio, h_ratio)`.
+    #[serde(default)]
+    pub scale_factor: Option<FloatOrPair>,
+    /// Keep the aspect ratio: the largest size that fits within `scale`.
+    #[serde(default)]
+    pub keep_ratio: bool,
+    /// Clip boxes to the resized image.
+    #[serde(default = "super::models::common::yes")]
+    pub clip_object_border: bool,
+    /// `cv2` or `pillow`.
+    #[serde(default = "default_cv2_resize")]
+    pub backend: ResizeBackend,
+    /// Interpolation method.
+    #[serde(default = "default_bilinear")]
+    pub interpolation: Interpolation,
+}
+
+/// A flip direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FlipDirection {
+    /// Left-right.
+    Horizontal,
+    /// Top-bottom.
+    Vertical,
+    /// Both (a 180° rotation).
+    Diagonal,
+}
+
+fn default_horizontal() -> OneOrMany<FlipDirection> {
+    OneOrMany::One(FlipDirection::Horizontal)
+}
+
+/// A flip probability, or one probability per direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum FlipProb {
+    /// Probability of flipping.
+    One(#[schemars(range(min = 0.0, max = 1.0))] f64),
+    /// Probability of each direction in `direction`; they must sum to at most 1.
+    PerDirection(#[schemars(inner(range(min = 0.0, max = 1.0)))] Vec<f64>),
+}
+
+/// `RandomFlip`: flips the image and its annotations with probability `prob`
+/// (`mmdet.datasets.transforms.RandomFlip`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFlipConfig {
+    /// Flip probability (a float in [0, 1]), or one per direction. Required: MMCV rejects null.
+    pub prob: FlipProb,
+    /// `horizontal`, `vertical`, `diagonal`, or a list of them (with a list `prob`).
+    #[serde(default = "default_horizontal")]
+    pub direction: OneOrMany<FlipDirection>,
+    /// Label pairs swapped in segmentation maps when flipping (e.g. left/right classes).
+    #[serde(default)]
+    pub swap_seg_labels: Option<Vec<Vec<i64>>>,
+}
+
+fn default_meta_keys() -> Vec<String> {
+    ["img_id", "img_path", "ori_shape", "img_shape", "scale_factor", "flip", "flip_direction"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+/// `PackDetInputs`: packs the image into `inputs` and annotations and `meta_keys`
+/// into a `DetDataSample` (`mmdet.datasets.transforms.PackDetInputs`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackDetInputsConfig {
+    /// Sample keys copied into the image meta information.
+    #[serde(default = "default_meta_keys")]
+    pub meta_keys: Vec<String>,
+}
+
+// --------------------------------------------------------------------------
+// Samplers
+
+/// `DefaultSampler`: the epoch sampler of MMEngine; each rank takes its share,
+/// shuffled with a per-epoch seed (`mmengine.dataset.DefaultSampler`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultSamplerConfig {
+    /// Shuffle every epoch (training) or keep dataset order (evaluation).
+    #[serde(default = "super::models::common::yes")]
+    pub shuffle: bool,
+    /// Shuffle seed; shared across ranks, drawn at random when null.
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// Pad with repeated samples so that every rank gets the same count.
+    #[serde(default = "super::models::common::yes")]
+    pub round_up: bool,
+}
+
+/// `InfiniteSampler`: an endless stream of (shuffled) indices, for iteration-based
+/// training (`mmengine.dataset.InfiniteSampler`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InfiniteSamplerConfig {
+    /// Shuffle the indices.
+    #[serde(default = "super::models::common::yes")]
+    pub shuffle: bool,
+    /// Shuffle seed; shared across ranks, drawn at random when null.
+    #[serde(default)]
+    pub seed: Option<i64>,
+}
+
+/// `AspectRatioBatchSampler`: batches images of the same orientation (landscape
+/// or portrait) together to reduce padding (`mmdet.datasets.AspectRatioBatchSampler`).
+/// The runner supplies the sampler and the dataloader's `batch_size`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AspectRatioBatchSamplerConfig {
+    /// Batch size; the dataloader's `batch_size` when absent.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub batch_size: Option<u32>,
+    /// Drop the last incomplete batch of each orientation.
+    #[serde(default)]
+    pub drop_last: bool,
+}
+
+// --------------------------------------------------------------------------
+// Evaluators
+
+/// What `CocoMetric` evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CocoMetricKind {
+    /// Box AP.
+    Bbox,
+    /// Mask AP.
+    Segm,
+    /// Proposal recall through COCO's evaluator.
+    Proposal,
+    /// Fast proposal recall without COCO's evaluator.
+    ProposalFast,
+}
+
+fn default_bbox_metric() -> OneOrMany<CocoMetricKind> {
+    OneOrMany::One(CocoMetricKind::Bbox)
+}
+
+fn default_proposal_nums() -> Vec<u32> {
+    vec![100, 300, 1000]
+}
+
+/// Where results are gathered for evaluation across processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectDevice {
+    /// Through the CPU (shared files or pickled objects).
+    Cpu,
+    /// Through GPU collectives.
+    Gpu,
+}
+
+fn default_cpu() -> CollectDevice {
+    CollectDevice::Cpu
+}
+
+/// `CocoMetric`: COCO box/mask AP and proposal recall (`mmdet.evaluation.CocoMetric`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CocoMetricConfig {
+    /// Ground-truth COCO JSON; converted from the dataset when null.
+    #[serde(default)]
+    pub ann_file: Option<String>,
+    /// `bbox`, `segm`, `proposal`, `proposal_fast`, or a list of them.
+    #[serde(default = "default_bbox_metric")]
+    pub metric: OneOrMany<CocoMetricKind>,
+    /// Also report AP per class.
+    #[serde(default)]
+    pub classwise: bool,
+    /// Proposal counts at which recall is reported.
+    #[serde(default = "default_proposal_nums")]
+    #[schemars(inner(range(min = 1)))]
+    pub proposal_nums: Vec<u32>,
+    /// IoU thresholds; COCO's 0.50:0.05:0.95 when null.
+    #[serde(default)]
+    pub iou_thrs: Option<FloatOrList>,
+    /// Which summary numbers to report (e.g. `mAP`, `mAP_50`, `AR@100`); all when null.
+    #[serde(default)]
+    pub metric_items: Option<Vec<String>>,
+    /// Only write result files (for the test-dev server), no evaluation; needs `outfile_prefix`.
+    #[serde(default)]
+    pub format_only: bool,
+    /// Prefix of the JSON result files; a temporary directory when null.
+    #[serde(default)]
+    pub outfile_prefix: Option<String>,
+    /// Removed in MMDetection 3.0 (it raises): use `backend_args`.
+    #[serde(default)]
+    pub file_client_args: Null,
+    /// File backend arguments for `ann_file`; local files when null.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+    /// `cpu` or `gpu`: how results are gathered across processes.
+    #[serde(default = "default_cpu")]
+    pub collect_device: CollectDevice,
+    /// Prefix of the metric names (`coco` by default, giving `coco/bbox_mAP`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Sort categories by id before evaluating.
+    #[serde(default)]
+    pub sort_categories: bool,
+    /// Evaluate categories in parallel processes.
+    #[serde(default)]
+    pub use_mp_eval: bool,
+}

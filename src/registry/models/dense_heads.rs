@@ -1,0 +1,108 @@
+//! Dense (RPN) head configs (`mmdet/models/dense_heads`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{uint, Null, OneOrMany};
+use super::train_test::{ProposalConfig, RpnTrainConfig};
+use crate::registry::refs::{AnchorGeneratorCfg, BBoxCoderCfg, InitCfg, LossCfg};
+
+fn default_anchor_generator() -> AnchorGeneratorCfg {
+    AnchorGeneratorCfg(serde_json::json!({
+        "type": "AnchorGenerator",
+        "scales": [8, 16, 32],
+        "ratios": [0.5, 1.0, 2.0],
+        "strides": [4, 8, 16, 32, 64]
+    }))
+}
+
+fn default_rpn_coder() -> BBoxCoderCfg {
+    BBoxCoderCfg(serde_json::json!({
+        "type": "DeltaXYWHBBoxCoder",
+        "clip_border": true,
+        "target_means": [0.0, 0.0, 0.0, 0.0],
+        "target_stds": [1.0, 1.0, 1.0, 1.0]
+    }))
+}
+
+fn default_rpn_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "CrossEntropyLoss", "use_sigmoid": true, "loss_weight": 1.0}))
+}
+
+fn default_rpn_loss_bbox() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0}))
+}
+
+fn default_rpn_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({"type": "Normal", "layer": "Conv2d", "std": 0.01}))))
+}
+
+/// `RPNHead`: region proposal network (Faster R-CNN, Ren et al., 2015), an anchor
+/// head with one objectness class, as `mmdet.models.dense_heads.RPNHead`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RPNHeadConfig {
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Must be 1: RPN scores objectness only.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1, max = 1))]
+    pub num_classes: u32,
+    /// Channels of the shared 3x3 conv(s).
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Number of shared 3x3 convs before the classifier and regressor.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub num_convs: u32,
+    /// Anchor generator, e.g. `AnchorGenerator`.
+    #[serde(default = "default_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Encodes regression targets, e.g. `DeltaXYWHBBoxCoder`.
+    #[serde(default = "default_rpn_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Apply the box loss to decoded boxes (IoU-style losses) instead of deltas.
+    #[serde(default)]
+    pub reg_decoded_bbox: bool,
+    /// Objectness loss.
+    #[serde(default = "default_rpn_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box regression loss.
+    #[serde(default = "default_rpn_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Training settings; the detector fills it from `model.train_cfg.rpn`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg.rpn`.
+    #[serde(default)]
+    pub test_cfg: Option<ProposalConfig>,
+    /// Weight initialisation.
+    #[serde(default = "default_rpn_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `EmbeddingRPNHead`: learned proposal boxes and proposal features (Sparse R-CNN,
+/// Sun et al., 2021), as `mmdet.models.dense_heads.EmbeddingRPNHead`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingRPNHeadConfig {
+    /// Number of learned proposals per image.
+    #[serde(default = "uint::<100>")]
+    #[schemars(range(min = 1))]
+    pub num_proposals: u32,
+    /// Channels of each proposal feature (the RoI head's `proposal_feature_channel`).
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub proposal_feature_channel: u32,
+    /// Must be null (MMDetection asserts it, to keep its own initialisation).
+    #[serde(default)]
+    pub init_cfg: Null,
+    /// Filled by the detector from `model.train_cfg.rpn`, which is null for this head.
+    #[serde(default)]
+    pub train_cfg: Null,
+    /// Filled by the detector from `model.test_cfg.rpn`, which is null for this head.
+    #[serde(default)]
+    pub test_cfg: Null,
+}

@@ -1,0 +1,114 @@
+//! Detector configs (`mmdet/models/detectors`): the `model:` section.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::OneOrMany;
+use super::train_test::{SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig};
+use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, InitCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
+
+/// `FasterRCNN` (Ren et al., 2015): backbone, neck, RPN and a box RoI head, as
+/// `mmdet.models.detectors.FasterRCNN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FasterRCNNConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`.
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// Proposal head, e.g. `RPNHead`.
+    pub rpn_head: RpnHeadCfg,
+    /// Second stage on the proposals, e.g. `StandardRoIHead`.
+    pub roi_head: RoiHeadCfg,
+    /// Training settings of the RPN (`rpn`, `rpn_proposal`) and the RoI head (`rcnn`).
+    pub train_cfg: TwoStageTrainConfig,
+    /// Test settings of the RPN (`rpn`) and the RoI head (`rcnn`).
+    pub test_cfg: TwoStageTestConfig,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Weight initialisation of the whole detector.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `MaskRCNN` (He et al., 2017): Faster R-CNN with a mask branch in the RoI head,
+/// as `mmdet.models.detectors.MaskRCNN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRCNNConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`.
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// Proposal head, e.g. `RPNHead`.
+    pub rpn_head: RpnHeadCfg,
+    /// Second stage on the proposals, e.g. `StandardRoIHead` with a `mask_head`.
+    pub roi_head: RoiHeadCfg,
+    /// Training settings of the RPN (`rpn`, `rpn_proposal`) and the RoI head (`rcnn`, with `mask_size`).
+    pub train_cfg: TwoStageTrainConfig,
+    /// Test settings of the RPN (`rpn`) and the RoI head (`rcnn`, with `mask_thr_binary`).
+    pub test_cfg: TwoStageTestConfig,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` with `pad_mask: true`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Weight initialisation of the whole detector.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `SparseRCNN` (Sun et al., 2021): learned proposals refined by an iterative
+/// `SparseRoIHead`, as `mmdet.models.detectors.SparseRCNN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SparseRCNNConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`.
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// Learned proposals, `EmbeddingRPNHead` (required: external proposals are not supported).
+    pub rpn_head: RpnHeadCfg,
+    /// The iterative head, `SparseRoIHead`.
+    pub roi_head: RoiHeadCfg,
+    /// Training settings: `rpn: null` and one `rcnn` dict per stage.
+    #[serde(default)]
+    pub train_cfg: Option<SparseTrainConfig>,
+    /// Test settings: `rpn: null` and `rcnn.max_per_img`.
+    #[serde(default)]
+    pub test_cfg: Option<SparseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Weight initialisation of the whole detector.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `QueryInst` (Fang et al., 2021): Sparse R-CNN with dynamic mask heads, as
+/// `mmdet.models.detectors.QueryInst`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryInstConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`.
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// Learned proposals, `EmbeddingRPNHead`.
+    pub rpn_head: RpnHeadCfg,
+    /// The iterative head, `SparseRoIHead` with `mask_roi_extractor` and `mask_head`.
+    pub roi_head: RoiHeadCfg,
+    /// Training settings: `rpn: null` and one `rcnn` dict (with `mask_size`) per stage.
+    pub train_cfg: SparseTrainConfig,
+    /// Test settings: `rpn: null` and `rcnn` with `max_per_img` and `mask_thr_binary`.
+    pub test_cfg: SparseTestConfig,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` with `pad_mask: true`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Weight initialisation of the whole detector.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

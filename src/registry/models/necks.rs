@@ -1,0 +1,126 @@
+//! Neck configs (`mmdet/models/necks`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{FloatOrPair, OneOrMany};
+use crate::registry::refs::{ActivationCfg, ConvCfg, InitCfg, NormCfg};
+
+/// Where FPN's extra (stride-2) levels above the backbone's take their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraConvsSource {
+    /// The last backbone feature map (RetinaNet, Sparse R-CNN).
+    OnInput,
+    /// The last lateral (1x1 conv) output.
+    OnLateral,
+    /// The last FPN output.
+    OnOutput,
+}
+
+/// FPN's `add_extra_convs`: `false` (max-pool extra levels), `true`
+/// (convs on the input, the old meaning) or the source of the extra convs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum AddExtraConvs {
+    /// `false`: extra levels by max pooling; `true`: same as `on_input`.
+    Flag(bool),
+    /// `on_input`, `on_lateral` or `on_output`.
+    Source(ExtraConvsSource),
+}
+
+/// Interpolation mode of `F.interpolate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum InterpolateMode {
+    /// Nearest neighbour.
+    Nearest,
+    /// Nearest neighbour, exact (matches PIL / scikit-image).
+    NearestExact,
+    /// Bilinear.
+    Bilinear,
+    /// Bicubic.
+    Bicubic,
+    /// Area averaging.
+    Area,
+}
+
+/// FPN's `upsample_cfg`: keyword arguments of `F.interpolate` for the top-down path.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterpolateConfig {
+    /// Interpolation mode.
+    #[serde(default = "default_nearest")]
+    pub mode: InterpolateMode,
+    /// Fixed scale factor; when null the upper level is resized to the lower level's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_factor: Option<FloatOrPair>,
+    /// `align_corners` of `F.interpolate` (bilinear/bicubic only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub align_corners: Option<bool>,
+}
+
+fn default_nearest() -> InterpolateMode {
+    InterpolateMode::Nearest
+}
+
+fn default_upsample() -> InterpolateConfig {
+    InterpolateConfig { mode: InterpolateMode::Nearest, scale_factor: None, align_corners: None }
+}
+
+fn default_add_extra_convs() -> AddExtraConvs {
+    AddExtraConvs::Flag(false)
+}
+
+fn default_fpn_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Xavier", "layer": "Conv2d", "distribution": "uniform"
+    }))))
+}
+
+/// `FPN`: feature pyramid network (Lin et al., 2017), as `mmdet.models.necks.FPN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FPNConfig {
+    /// Channels of each backbone output used, e.g. `[256, 512, 1024, 2048]` for ResNet-50.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub in_channels: Vec<u32>,
+    /// Channels of every FPN output.
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// Number of output levels (inputs used plus extra levels).
+    #[schemars(range(min = 1))]
+    pub num_outs: u32,
+    /// First backbone level used.
+    #[serde(default)]
+    pub start_level: u32,
+    /// Last backbone level used (exclusive); -1 means the last one.
+    #[serde(default = "super::common::int::<-1>")]
+    #[schemars(range(min = -1))]
+    pub end_level: i64,
+    /// Extra levels: `false` (max pooling), `true`, `on_input`, `on_lateral` or `on_output`.
+    #[serde(default = "default_add_extra_convs")]
+    pub add_extra_convs: AddExtraConvs,
+    /// Apply ReLU before each extra conv.
+    #[serde(default)]
+    pub relu_before_extra_convs: bool,
+    /// Skip the norm layer on the lateral convs.
+    #[serde(default)]
+    pub no_norm_on_lateral: bool,
+    /// Convolution layer config; null means `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config; null means none.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Activation after each conv; null means none.
+    #[serde(default)]
+    pub act_cfg: Option<ActivationCfg>,
+    /// How the top-down path upsamples.
+    #[serde(default = "default_upsample")]
+    pub upsample_cfg: InterpolateConfig,
+    /// Weight initialisation.
+    #[serde(default = "default_fpn_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -1,0 +1,139 @@
+//! RoI head and RoI extractor configs (`mmdet/models/roi_heads`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{uint, AnyObject, OneOrMany};
+use super::train_test::{RcnnTestConfig, RcnnTrainConfig, SparseRcnnTestConfig};
+use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, RoiExtractorCfg, RoiLayerCfg};
+
+// --------------------------------------------------------------------------
+// RoI extractors
+
+/// `SingleRoIExtractor`: pools each RoI from the one FPN level that matches its
+/// scale (`mmdet.models.roi_heads.roi_extractors.SingleRoIExtractor`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SingleRoIExtractorConfig {
+    /// The RoI pooling op, e.g. `{type: RoIAlign, output_size: 7, sampling_ratio: 0}`.
+    pub roi_layer: RoiLayerCfg,
+    /// Channels of the input feature maps (and of the pooled features).
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// Stride of each input feature level, e.g. `[4, 8, 16, 32]`.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub featmap_strides: Vec<u32>,
+    /// RoIs of side about `finest_scale` go to the finest level; each doubling moves up a level.
+    #[serde(default = "uint::<56>")]
+    #[schemars(range(min = 1))]
+    pub finest_scale: u32,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+// --------------------------------------------------------------------------
+// RoI heads
+
+/// `StandardRoIHead`: the single-stage RoI head of Faster and Mask R-CNN: a box
+/// branch and an optional mask branch on pooled proposal features.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StandardRoIHeadConfig {
+    /// Pools proposal features for the box head.
+    #[serde(default)]
+    pub bbox_roi_extractor: Option<RoiExtractorCfg>,
+    /// Box classification and regression head, e.g. `Shared2FCBBoxHead`.
+    #[serde(default)]
+    pub bbox_head: Option<BBoxHeadCfg>,
+    /// Pools proposal features for the mask head; the box extractor's features when null.
+    #[serde(default)]
+    pub mask_roi_extractor: Option<RoiExtractorCfg>,
+    /// Mask head, e.g. `FCNMaskHead`; none for Faster R-CNN.
+    #[serde(default)]
+    pub mask_head: Option<MaskHeadCfg>,
+    /// Head shared by the box and mask branches (e.g. `ResLayer`); not supported by detc.
+    #[serde(default)]
+    pub shared_head: Option<AnyObject>,
+    /// Training settings; the detector fills it from `model.train_cfg.rcnn`.
+    #[serde(default)]
+    pub train_cfg: Option<RcnnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg.rcnn`.
+    #[serde(default)]
+    pub test_cfg: Option<RcnnTestConfig>,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn six_ones() -> Vec<f64> {
+    vec![1.0; 6]
+}
+
+fn default_sparse_extractor() -> OneOrMany<RoiExtractorCfg> {
+    OneOrMany::One(RoiExtractorCfg(serde_json::json!({
+        "type": "SingleRoIExtractor",
+        "roi_layer": {"type": "RoIAlign", "output_size": 7, "sampling_ratio": 2},
+        "out_channels": 256,
+        "featmap_strides": [4, 8, 16, 32]
+    })))
+}
+
+// MMDetection 3.3.0's default passes `num_fcs` and `hidden_channels`, which
+// DIIHead does not accept (a TypeError if the default were ever used); this
+// default uses DIIHead's own names for the same values.
+fn default_sparse_bbox_head() -> OneOrMany<BBoxHeadCfg> {
+    OneOrMany::One(BBoxHeadCfg(serde_json::json!({
+        "type": "DIIHead",
+        "num_classes": 80,
+        "num_ffn_fcs": 2,
+        "num_heads": 8,
+        "num_cls_fcs": 1,
+        "num_reg_fcs": 3,
+        "feedforward_channels": 2048,
+        "in_channels": 256,
+        "dropout": 0.0,
+        "roi_feat_size": 7,
+        "ffn_act_cfg": {"type": "ReLU", "inplace": true}
+    })))
+}
+
+/// `SparseRoIHead`: the iterative multi-stage head of Sparse R-CNN and QueryInst;
+/// each stage refines the proposal boxes and features of the previous one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SparseRoIHeadConfig {
+    /// Number of refinement stages.
+    #[serde(default = "uint::<6>")]
+    #[schemars(range(min = 1))]
+    pub num_stages: u32,
+    /// Loss weight of each stage; exactly `num_stages` entries.
+    #[serde(default = "six_ones")]
+    #[schemars(length(min = 1), inner(range(min = 0.0)))]
+    pub stage_loss_weights: Vec<f64>,
+    /// Channels of the proposal features (the RPN head's `proposal_feature_channel`).
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub proposal_feature_channel: u32,
+    /// Box RoI extractor: one shared by all stages, or one per stage.
+    #[serde(default = "default_sparse_extractor")]
+    pub bbox_roi_extractor: OneOrMany<RoiExtractorCfg>,
+    /// Mask RoI extractor (QueryInst): one shared by all stages, or one per stage.
+    #[serde(default)]
+    pub mask_roi_extractor: Option<OneOrMany<RoiExtractorCfg>>,
+    /// Box head (`DIIHead`): one config for all stages, or one per stage.
+    #[serde(default = "default_sparse_bbox_head")]
+    pub bbox_head: OneOrMany<BBoxHeadCfg>,
+    /// Mask head (`DynamicMaskHead`, QueryInst): one config for all stages, or one per stage.
+    #[serde(default)]
+    pub mask_head: Option<OneOrMany<MaskHeadCfg>>,
+    /// Training settings, one per stage; the detector fills it from `model.train_cfg.rcnn`.
+    #[serde(default)]
+    pub train_cfg: Option<Vec<RcnnTrainConfig>>,
+    /// Test settings; the detector fills it from `model.test_cfg.rcnn`.
+    #[serde(default)]
+    pub test_cfg: Option<SparseRcnnTestConfig>,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
