@@ -33,6 +33,9 @@ pub fn exec(args: Args) -> std::io::Result<i32> {
             diags
         }
     };
+    let mut diags = diags;
+    // In reading order: file by file, top to bottom.
+    diags.sort_by_key(|d| d.labels.first().map(|l| (l.span.source, l.span.start)));
     match args.format {
         Format::Json => super::print_stdout(&(diagnostic::to_json(&diags, &sources) + "\n"))?,
         Format::Human if diags.is_empty() => eprintln!("{}: ok", args.file.display()),

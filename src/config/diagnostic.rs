@@ -91,7 +91,7 @@ impl Style {
 pub fn render(diags: &[Diagnostic], sources: &Sources, style: Style) -> String {
     let theme = match style {
         Style::Fancy => GraphicalTheme::unicode(),
-        Style::Plain => GraphicalTheme::ascii(),
+        Style::Plain => GraphicalTheme::none(),
     };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
     let mut out = String::new();
@@ -141,10 +141,7 @@ impl Rendered {
         Rendered {
             code: diag.code,
             severity: diag.severity,
-            message: match diag.labels.first() {
-                Some(l) => format!("{}\n  at {}", diag.message, sources.location(l.span)),
-                None => diag.message.clone(),
-            },
+            message: diag.message.clone(),
             help: diag.help.clone(),
             source: diag.labels.first().map(|l| named(sources, l.span)),
             labels,

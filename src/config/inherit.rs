@@ -56,17 +56,17 @@ fn discover(path: &Path, sources: &mut Sources, graph: &mut DiGraph<File, Span>)
         let shown_dir = Path::new(&sources.get(graph[ix].source).name).parent().map(Path::to_path_buf);
         for (rel, span) in bases {
             let full = dir.clone().unwrap_or_default().join(&rel);
+            let shown = normalize(&shown_dir.clone().unwrap_or_default().join(&rel));
             let Ok(canonical) = full.canonicalize() else {
                 errors.push(Diagnostic::error("detc::config::missing_base", format!("base file `{rel}` not found"))
-                    .label(span, format!("looked for `{}`", full.display()))
+                    .label(span, format!("looked for `{shown}`"))
                     .help("`_base_` paths are relative to the file that names them"));
                 continue;
             };
             let target = match index_of.get(&canonical) {
                 Some(&t) => t,
                 None => {
-                    let shown = shown_dir.clone().unwrap_or_default().join(&rel);
-                    match read_file(normalize(&shown), canonical.clone(), sources, graph) {
+                    match read_file(shown, canonical.clone(), sources, graph) {
                         Ok(t) => {
                             index_of.insert(canonical, t);
                             queue.push(t);

@@ -1,19 +1,510 @@
 //! The table of every registered component.
+//!
+//! Names are MMDetection's / MMEngine's / MMCV's `type:` strings exactly
+//! (case-sensitive, as MMEngine's registry looks them up). Several names may
+//! share one config struct when their constructors take the same arguments
+//! (`Conv` / `Conv2d`).
+//!
+//! Entries are made with [`entry`] rather than [`super::component`]: it also
+//! removes schemars' `format` annotations (`uint32`, `double`, …) from the
+//! generated schemas, because the validator's JSON Schema subset has no
+//! `format` and the ranges they imply are already given by `minimum`.
 
+use schemars::{Schema, SchemaGenerator};
+
+use super::data::{
+    AspectRatioBatchSamplerConfig, CocoDatasetConfig, CocoMetricConfig, DefaultSamplerConfig, InfiniteSamplerConfig,
+    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, RandomFlipConfig, ResizeConfig,
+};
+use super::engine::{
+    AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
+    DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EmptyCacheHookConfig,
+    EpochBasedTrainLoopConfig, IterBasedTrainLoopConfig, IterTimerHookConfig, LinearLRConfig, LocalVisBackendConfig,
+    LogProcessorConfig, LoggerHookConfig, MultiStepLRConfig, OptimWrapperConfig, ParamSchedulerHookConfig,
+    RuntimeInfoHookConfig, SGDConfig, TensorboardVisBackendConfig, TestLoopConfig, ValLoopConfig,
+};
 use super::models::backbones::ResNetConfig;
-use super::{component, Component, Role};
+use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
+use super::models::common::strip_format;
+use super::models::data_preprocessors::DetDataPreprocessorConfig;
+use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
+use super::models::detectors::{FasterRCNNConfig, MaskRCNNConfig, QueryInstConfig, SparseRCNNConfig};
+use super::models::layers::{
+    BatchNormConfig, Conv2dConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
+};
+use super::models::losses::{
+    CrossEntropyLossConfig, DiceLossConfig, FocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
+    SmoothL1LossConfig,
+};
+use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
+use super::models::necks::FPNConfig;
+use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
+use super::models::roi_heads::{SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
+use super::models::task_modules::{
+    AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, FocalLossCostConfig,
+    HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+};
+use super::models::weight_init::{
+    ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
+};
+use super::{Component, Role};
+
+/// A table entry for config struct `T` registered as `name` with `role`.
+const fn entry<T: schemars::JsonSchema>(name: &'static str, role: Role) -> Component {
+    Component { name, role, schema: subset_schema_of::<T> }
+}
+
+/// `T`'s schema (a `$ref` for named structs) with every `format` keyword
+/// removed from it and from the generator's definitions.
+fn subset_schema_of<T: schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<T>();
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("format");
+        map.values_mut().for_each(strip_format);
+    }
+    for def in generator.definitions_mut().values_mut() {
+        strip_format(def);
+    }
+    schema
+}
 
 pub static COMPONENTS: &[Component] = &[
+    // detectors
+    entry::<FasterRCNNConfig>("FasterRCNN", Role::Detector),
+    entry::<MaskRCNNConfig>("MaskRCNN", Role::Detector),
+    entry::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
+    entry::<QueryInstConfig>("QueryInst", Role::Detector),
+    // data preprocessors
+    entry::<DetDataPreprocessorConfig>("DetDataPreprocessor", Role::DataPreprocessor),
     // backbones
-    component::<ResNetConfig>("ResNet", Role::Backbone),
+    entry::<ResNetConfig>("ResNet", Role::Backbone),
+    // necks
+    entry::<FPNConfig>("FPN", Role::Neck),
+    // dense heads
+    entry::<RPNHeadConfig>("RPNHead", Role::RpnHead),
+    entry::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
+    // roi heads
+    entry::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
+    entry::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
+    entry::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
+    entry::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
+    entry::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
+    entry::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
+    entry::<SingleRoIExtractorConfig>("SingleRoIExtractor", Role::RoiExtractor),
+    // ops
+    entry::<RoIAlignConfig>("RoIAlign", Role::RoiLayer),
+    entry::<NmsConfig>("nms", Role::Nms),
+    entry::<SoftNmsConfig>("soft_nms", Role::Nms),
+    // task modules
+    entry::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
+    entry::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
+    entry::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
+    entry::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
+    entry::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
+    entry::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
+    entry::<FocalLossCostConfig>("FocalLossCost", Role::MatchCost),
+    entry::<BBoxL1CostConfig>("BBoxL1Cost", Role::MatchCost),
+    entry::<IoUCostConfig>("IoUCost", Role::MatchCost),
+    entry::<ClassificationCostConfig>("ClassificationCost", Role::MatchCost),
+    // losses
+    entry::<FocalLossConfig>("FocalLoss", Role::Loss),
+    entry::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
+    entry::<L1LossConfig>("L1Loss", Role::Loss),
+    entry::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
+    entry::<GIoULossConfig>("GIoULoss", Role::Loss),
+    entry::<IoULossConfig>("IoULoss", Role::Loss),
+    entry::<DiceLossConfig>("DiceLoss", Role::Loss),
+    // layers
+    entry::<Conv2dConfig>("Conv2d", Role::Conv),
+    entry::<Conv2dConfig>("Conv", Role::Conv),
+    entry::<DynamicConvConfig>("DynamicConv", Role::Conv),
+    entry::<BatchNormConfig>("BN", Role::Norm),
+    entry::<BatchNormConfig>("BN2d", Role::Norm),
+    entry::<SyncBatchNormConfig>("SyncBN", Role::Norm),
+    entry::<GroupNormConfig>("GN", Role::Norm),
+    entry::<LayerNormConfig>("LN", Role::Norm),
+    entry::<ReluConfig>("ReLU", Role::Activation),
+    entry::<LeakyReluConfig>("LeakyReLU", Role::Activation),
+    entry::<GeluConfig>("GELU", Role::Activation),
+    entry::<SiluConfig>("SiLU", Role::Activation),
+    entry::<SigmoidConfig>("Sigmoid", Role::Activation),
+    // weight init
+    entry::<PretrainedInitConfig>("Pretrained", Role::Init),
+    entry::<KaimingInitConfig>("Kaiming", Role::Init),
+    entry::<XavierInitConfig>("Xavier", Role::Init),
+    entry::<NormalInitConfig>("Normal", Role::Init),
+    entry::<ConstantInitConfig>("Constant", Role::Init),
+    // datasets
+    entry::<CocoDatasetConfig>("CocoDataset", Role::Dataset),
+    // transforms
+    entry::<LoadImageFromFileConfig>("LoadImageFromFile", Role::Transform),
+    entry::<LoadAnnotationsConfig>("LoadAnnotations", Role::Transform),
+    entry::<ResizeConfig>("Resize", Role::Transform),
+    entry::<RandomFlipConfig>("RandomFlip", Role::Transform),
+    entry::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
+    // data samplers
+    entry::<DefaultSamplerConfig>("DefaultSampler", Role::DataSampler),
+    entry::<InfiniteSamplerConfig>("InfiniteSampler", Role::DataSampler),
+    entry::<AspectRatioBatchSamplerConfig>("AspectRatioBatchSampler", Role::BatchSampler),
+    // evaluators
+    entry::<CocoMetricConfig>("CocoMetric", Role::Evaluator),
+    // optimizer wrappers and optimizers
+    entry::<OptimWrapperConfig>("OptimWrapper", Role::OptimWrapper),
+    entry::<AmpOptimWrapperConfig>("AmpOptimWrapper", Role::OptimWrapper),
+    entry::<SGDConfig>("SGD", Role::Optimizer),
+    entry::<AdamConfig>("Adam", Role::Optimizer),
+    entry::<AdamWConfig>("AdamW", Role::Optimizer),
+    // parameter schedulers
+    entry::<LinearLRConfig>("LinearLR", Role::ParamScheduler),
+    entry::<MultiStepLRConfig>("MultiStepLR", Role::ParamScheduler),
+    entry::<CosineAnnealingLRConfig>("CosineAnnealingLR", Role::ParamScheduler),
+    entry::<ConstantLRConfig>("ConstantLR", Role::ParamScheduler),
+    // hooks
+    entry::<RuntimeInfoHookConfig>("RuntimeInfoHook", Role::Hook),
+    entry::<IterTimerHookConfig>("IterTimerHook", Role::Hook),
+    entry::<LoggerHookConfig>("LoggerHook", Role::Hook),
+    entry::<ParamSchedulerHookConfig>("ParamSchedulerHook", Role::Hook),
+    entry::<CheckpointHookConfig>("CheckpointHook", Role::Hook),
+    entry::<DistSamplerSeedHookConfig>("DistSamplerSeedHook", Role::Hook),
+    entry::<DetVisualizationHookConfig>("DetVisualizationHook", Role::Hook),
+    entry::<EmptyCacheHookConfig>("EmptyCacheHook", Role::Hook),
+    // loops
+    entry::<EpochBasedTrainLoopConfig>("EpochBasedTrainLoop", Role::Loop),
+    entry::<IterBasedTrainLoopConfig>("IterBasedTrainLoop", Role::Loop),
+    entry::<ValLoopConfig>("ValLoop", Role::Loop),
+    entry::<TestLoopConfig>("TestLoop", Role::Loop),
+    // visualization
+    entry::<DetLocalVisualizerConfig>("DetLocalVisualizer", Role::Visualizer),
+    entry::<LocalVisBackendConfig>("LocalVisBackend", Role::VisBackend),
+    entry::<TensorboardVisBackendConfig>("TensorboardVisBackend", Role::VisBackend),
+    // logging
+    entry::<LogProcessorConfig>("LogProcessor", Role::LogProcessor),
 ];
 
 #[cfg(test)]
-mod dump_tmp {
+mod tests {
+    use std::collections::{BTreeSet, HashSet};
+
+    use serde_json::{json, Value};
+
+    use super::super::refs::ROLE_KEYWORD;
+    use super::super::root::RootConfig;
+    use super::super::{of_role, Role, ALL_ROLES};
+    use super::COMPONENTS;
+
+    /// The JSON Schema keywords the validator implements.
+    const SUPPORTED: &[&str] = &[
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "items",
+        "prefixItems",
+        "enum",
+        "const",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minItems",
+        "maxItems",
+        "anyOf",
+        "oneOf",
+        "$ref",
+        "$defs",
+        "default",
+        "description",
+        ROLE_KEYWORD,
+    ];
+
+    /// Keywords whose value is a schema.
+    const SCHEMA_VALUED: &[&str] = &["items", "additionalProperties"];
+    /// Keywords whose value is a list of schemas.
+    const SCHEMA_LISTS: &[&str] = &["prefixItems", "anyOf", "oneOf"];
+    /// Keywords whose value is a map of name to schema.
+    const SCHEMA_MAPS: &[&str] = &["properties", "$defs"];
+
+    fn generator() -> schemars::SchemaGenerator {
+        schemars::generate::SchemaSettings::draft2020_12().into_generator()
+    }
+
+    /// Every keyword of `schema` and its subschemas that is not supported, as `path: keyword`.
+    fn unsupported(schema: &Value, path: &str, out: &mut Vec<String>) {
+        let map = match schema {
+            Value::Bool(_) => return,
+            Value::Object(map) => map,
+            other => {
+                out.push(format!("{path}: not a schema: {other}"));
+                return;
+            }
+        };
+        for (key, value) in map {
+            let here = format!("{path}/{key}");
+            if !SUPPORTED.contains(&key.as_str()) {
+                out.push(format!("{path}: `{key}`"));
+                continue;
+            }
+            if key == "additionalProperties" && value != &Value::Bool(false) {
+                out.push(format!("{here}: only `false` is supported, got {value}"));
+            } else if SCHEMA_VALUED.contains(&key.as_str()) {
+                unsupported(value, &here, out);
+            } else if SCHEMA_LISTS.contains(&key.as_str()) {
+                for (i, sub) in value.as_array().into_iter().flatten().enumerate() {
+                    unsupported(sub, &format!("{here}/{i}"), out);
+                }
+            } else if SCHEMA_MAPS.contains(&key.as_str()) {
+                for (name, sub) in value.as_object().into_iter().flatten() {
+                    unsupported(sub, &format!("{here}/{name}"), out);
+                }
+            }
+        }
+    }
+
+    /// Every role named by an `x-detc-role` marker in `schema`.
+    fn roles_used(schema: &Value, out: &mut BTreeSet<String>) {
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::String(role)) = map.get(ROLE_KEYWORD) {
+                    out.insert(role.clone());
+                }
+                map.values().for_each(|v| roles_used(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| roles_used(v, out)),
+            _ => {}
+        }
+    }
+
+    /// The schemas of every component plus `RootConfig`, and all their definitions.
+    fn all_schemas() -> Vec<(String, Value)> {
+        let mut generator = generator();
+        let mut schemas: Vec<(String, Value)> =
+            COMPONENTS.iter().map(|c| (c.name.to_string(), (c.schema)(&mut generator).to_value())).collect();
+        schemas.push(("RootConfig".into(), generator.subschema_for::<RootConfig>().to_value()));
+        for (name, def) in generator.definitions() {
+            schemas.push((format!("$defs/{name}"), def.clone()));
+        }
+        schemas
+    }
+
     #[test]
-    fn dump() {
-        let mut g = schemars::generate::SchemaSettings::draft2020_12().into_generator();
-        for c in super::COMPONENTS { let s = (c.schema)(&mut g); println!("{}", serde_json::to_string_pretty(&s).unwrap()); }
-        println!("{}", serde_json::to_string_pretty(g.definitions()).unwrap());
+    fn names_are_unique() {
+        let mut seen = HashSet::new();
+        for c in COMPONENTS {
+            assert!(seen.insert(c.name), "`{}` is registered twice", c.name);
+        }
+    }
+
+    #[test]
+    fn every_referenced_role_has_a_component() {
+        let mut used = BTreeSet::new();
+        for (_, schema) in all_schemas() {
+            roles_used(&schema, &mut used);
+        }
+        assert!(!used.is_empty());
+        for role in &used {
+            let role = Role::from_name(role).unwrap_or_else(|| panic!("unknown role `{role}`"));
+            assert!(of_role(role).next().is_some(), "no component of role {role:?}");
+        }
+    }
+
+    #[test]
+    fn every_role_has_a_component() {
+        let missing: Vec<_> = ALL_ROLES.iter().filter(|r| of_role(**r).next().is_none()).collect();
+        assert!(missing.is_empty(), "roles without a component: {missing:?}");
+    }
+
+    #[test]
+    fn schemas_use_only_the_supported_subset() {
+        let mut problems = Vec::new();
+        for (name, schema) in all_schemas() {
+            unsupported(&schema, &name, &mut problems);
+        }
+        assert!(problems.is_empty(), "unsupported JSON Schema:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn components_are_objects_that_deny_unknown_keys() {
+        let mut generator = generator();
+        for c in COMPONENTS {
+            let reference = (c.schema)(&mut generator).to_value();
+            let name = reference["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+                .unwrap_or_else(|| panic!("`{}`: expected a $ref, got {reference}", c.name))
+                .to_string();
+            let def = generator.definitions()[&name].clone();
+            assert_eq!(def["type"], "object", "`{}`", c.name);
+            assert_eq!(def["additionalProperties"], false, "`{}` must deny unknown fields", c.name);
+            assert!(
+                def.get("properties").is_none_or(|p| p.get("type").is_none()),
+                "`{}` must not declare `type` (the validator strips it)",
+                c.name
+            );
+            assert!(def.get("description").is_some(), "`{}` needs a doc comment", c.name);
+        }
+    }
+
+    #[test]
+    fn every_property_is_documented() {
+        let mut undocumented = Vec::new();
+        for (name, schema) in all_schemas() {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else { continue };
+            for (key, prop) in props {
+                if prop.get("description").is_none() {
+                    undocumented.push(format!("{name}.{key}"));
+                }
+            }
+        }
+        assert!(undocumented.is_empty(), "fields without a `///` doc: {undocumented:?}");
+    }
+
+    /// MMDetection 3.3.0's four reference configs, resolved by MMEngine 0.10.7:
+    /// `Config.fromfile(f).to_dict()` dumped with `json.dump(d, fp, indent=1)`
+    /// for `f` in `queryinst/queryinst_r50_fpn_1x_coco.py`,
+    /// `sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py`,
+    /// `faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py`,
+    /// `mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py` (run in `mmdet/.mim/configs`).
+    const MMDET_CONFIGS: &[(&str, &str)] = &[
+        ("queryinst", include_str!("models/testdata/queryinst_r50_fpn_1x_coco.json")),
+        ("sparse_rcnn", include_str!("models/testdata/sparse-rcnn_r50_fpn_1x_coco.json")),
+        ("faster_rcnn", include_str!("models/testdata/faster-rcnn_r50_fpn_1x_coco.json")),
+        ("mask_rcnn", include_str!("models/testdata/mask-rcnn_r50_fpn_1x_coco.json")),
+    ];
+
+    /// The diagnostics (`code: message`) of validating `config`.
+    fn check(config: &Value) -> Vec<String> {
+        use crate::config::source::Sources;
+        let text = serde_json::to_string_pretty(config).unwrap();
+        let mut sources = Sources::default();
+        let id = sources.add("test.json".into(), None, text.clone());
+        let tree = crate::config::yaml::parse(id, &text).expect("fixture parses");
+        match super::super::validate::check(&tree) {
+            Ok(()) => vec![],
+            Err(diags) => diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect(),
+        }
+    }
+
+    /// Sets `pointer` in `config`, adding the last key if its parent is a mapping.
+    fn set(config: &mut Value, pointer: &str, value: Value) {
+        let (parent, key) = pointer.rsplit_once('/').unwrap();
+        let parent = config.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+        match parent {
+            Value::Object(map) => {
+                map.insert(key.to_string(), value);
+            }
+            Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+            other => panic!("{pointer}: parent is {other}"),
+        }
+    }
+
+    fn fixture(name: &str) -> Value {
+        let text = MMDET_CONFIGS.iter().find(|(n, _)| *n == name).unwrap().1;
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn mmdetection_reference_configs_validate() {
+        for (name, _) in MMDET_CONFIGS {
+            let errors = check(&fixture(name));
+            assert!(errors.is_empty(), "{name}: {errors:#?}");
+        }
+    }
+
+    #[test]
+    fn value_constraints_are_enforced() {
+        // Each must be rejected (the validator picks the diagnostic code).
+        let cases: &[(&str, &str, Value)] = &[
+            ("faster_rcnn", "/optim_wrapper/optimizer/lr", json!(0)),
+            ("faster_rcnn", "/optim_wrapper/optimizer/momentum", json!(1.5)),
+            ("faster_rcnn", "/optim_wrapper/optimizer/weight_decay", json!(-0.1)),
+            ("sparse_rcnn", "/optim_wrapper/optimizer/lr", json!(-1e-4)),
+            ("faster_rcnn", "/train_dataloader/batch_size", json!(0)),
+            ("faster_rcnn", "/train_dataloader/num_workers", json!(-1)),
+            ("faster_rcnn", "/train_cfg/max_epochs", json!(0)),
+            ("faster_rcnn", "/default_hooks/logger/interval", json!(0)),
+            ("faster_rcnn", "/default_hooks/checkpoint/interval", json!(0)),
+            ("faster_rcnn", "/default_hooks/checkpoint/max_keep_ckpts", json!(0)),
+            ("faster_rcnn", "/model/roi_head/bbox_head/num_classes", json!(0)),
+            ("queryinst", "/model/roi_head/num_stages", json!(0)),
+            ("faster_rcnn", "/train_dataloader/dataset/pipeline/3/prob", json!(1.5)),
+            ("faster_rcnn", "/model/rpn_head/loss_cls/loss_weight", json!(-1)),
+            ("faster_rcnn", "/model/train_cfg/rpn/assigner/pos_iou_thr", json!(1.2)),
+            ("faster_rcnn", "/model/test_cfg/rcnn/nms/iou_threshold", json!(-0.5)),
+            ("faster_rcnn", "/model/backbone/depth", json!(51)),
+            ("faster_rcnn", "/model/neck/out_channel", json!(256)),
+            ("mask_rcnn", "/model/roi_head/mask_head/type", json!("FCNMaskHed")),
+            ("queryinst", "/model/roi_head/bbox_head/0/loss_cls/use_sigmoid", json!(false)),
+            ("queryinst", "/model/train_cfg/rpn", json!({})),
+            ("faster_rcnn", "/val_evaluator/metric", json!("bbbox")),
+        ];
+        for (name, pointer, value) in cases {
+            let mut config = fixture(name);
+            set(&mut config, pointer, value.clone());
+            let errors = check(&config);
+            assert!(!errors.is_empty(), "{name}{pointer} = {value} was accepted");
+        }
+    }
+
+    #[test]
+    fn constraints_accept_their_edge_values() {
+        let cases: &[(&str, &str, Value)] = &[
+            ("faster_rcnn", "/default_hooks/checkpoint/max_keep_ckpts", json!(-1)),
+            ("faster_rcnn", "/default_hooks/checkpoint/max_keep_ckpts", json!(1)),
+            ("faster_rcnn", "/default_hooks/checkpoint/interval", json!(-1)),
+            ("faster_rcnn", "/train_dataloader/num_workers", json!(0)),
+            ("faster_rcnn", "/optim_wrapper/optimizer/momentum", json!(1)),
+            ("faster_rcnn", "/train_dataloader/dataset/pipeline/3/prob", json!(0.0)),
+            ("faster_rcnn", "/train_dataloader/dataset/pipeline/2/scale", json!(800)),
+            ("faster_rcnn", "/val_evaluator/metric", json!(["bbox", "proposal"])),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "MultiStepLR", "milestones": [8, 11]})),
+            ("faster_rcnn", "/model/backbone/init_cfg", json!([{"type": "Kaiming", "layer": "Conv2d"}])),
+        ];
+        for (name, pointer, value) in cases {
+            let mut config = fixture(name);
+            set(&mut config, pointer, value.clone());
+            let errors = check(&config);
+            assert!(errors.is_empty(), "{name}{pointer} = {value}: {errors:#?}");
+        }
+    }
+
+    #[test]
+    fn schema_defaults_name_components_of_the_right_role() {
+        // A `*Cfg` field's default dict must name a registered component of that role.
+        let mut generator = generator();
+        for c in COMPONENTS {
+            (c.schema)(&mut generator);
+        }
+        let defs = generator.definitions().clone();
+        let role_of = |schema: &Value| -> Option<String> {
+            let refs: Vec<&Value> = match schema.get("anyOf").and_then(Value::as_array) {
+                Some(branches) => branches.iter().collect(),
+                None => vec![schema],
+            };
+            refs.iter().find_map(|s| {
+                let name = s.get("$ref")?.as_str()?.strip_prefix("#/$defs/")?;
+                defs.get(name)?.get(ROLE_KEYWORD)?.as_str().map(str::to_string)
+            })
+        };
+        let mut checked = 0;
+        for (def_name, def) in &defs {
+            let Some(props) = def.get("properties").and_then(Value::as_object) else { continue };
+            for (key, prop) in props {
+                let (Some(role), Some(default)) = (role_of(prop), prop.get("default")) else { continue };
+                let dicts: Vec<&Value> = match default {
+                    Value::Array(items) => items.iter().collect(),
+                    Value::Null => vec![],
+                    other => vec![other],
+                };
+                for dict in dicts {
+                    let ty = dict["type"].as_str().unwrap_or_else(|| panic!("{def_name}.{key}: default without type"));
+                    let component =
+                        super::super::lookup(ty).unwrap_or_else(|| panic!("{def_name}.{key}: `{ty}` not registered"));
+                    assert_eq!(component.role.as_str(), role, "{def_name}.{key}: `{ty}`");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} defaults checked");
     }
 }

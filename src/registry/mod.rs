@@ -13,6 +13,8 @@
 //! validator then dispatches on that dict's `type`.
 
 pub mod components;
+pub mod data;
+pub mod engine;
 pub mod models;
 pub mod refs;
 pub mod root;

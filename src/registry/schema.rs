@@ -9,19 +9,18 @@ use serde_json::{json, Map as JsonMap, Value as Json};
 
 use super::refs::ROLE_KEYWORD;
 use super::validate::schemas;
-use super::{all, of_role, ALL_ROLES};
+use super::{of_role, ALL_ROLES};
 
 pub fn editor_schema() -> Json {
     let s = schemas();
     let mut defs: JsonMap<String, Json> = s.defs.clone();
-    for (name, reference) in &s.components {
+    for (_, reference) in &s.components {
         // Components' structs leave `type` to the registry; the editor schema allows it.
         if let Some(def) = def_name(reference).and_then(|d| defs.get_mut(d)) {
             if let Some(props) = def.get_mut("properties").and_then(Json::as_object_mut) {
                 props.entry("type").or_insert(json!({"type": "string"}));
             }
         }
-        let _ = name;
     }
     for role in ALL_ROLES {
         let branches: Vec<Json> = of_role(*role)
@@ -57,7 +56,6 @@ pub fn editor_schema() -> Json {
         obj.insert("$defs".into(), Json::Object(defs));
     }
     strip(&mut root);
-    let _ = all;
     root
 }
 
@@ -65,12 +63,22 @@ fn def_name(reference: &Json) -> Option<&str> {
     reference.get("$ref")?.as_str()?.strip_prefix("#/$defs/")
 }
 
-/// Removes `required` (partial files) and detc's private keyword.
+/// Removes `required` (partial files) and detc's private keyword, and lets
+/// every closed mapping carry `_delete_` (it replaces the base's mapping).
 fn strip(value: &mut Json) {
     match value {
         Json::Object(obj) => {
             let in_if = obj.contains_key("if");
             obj.remove(ROLE_KEYWORD);
+            if obj.get("additionalProperties") == Some(&Json::Bool(false)) {
+                let props = obj.entry("properties").or_insert(json!({}));
+                if let Some(p) = props.as_object_mut() {
+                    p.insert(crate::config::merge::DELETE_KEY.into(), json!({
+                        "description": "Replace the base file's mapping instead of merging into it.",
+                        "type": "boolean",
+                    }));
+                }
+            }
             for (k, v) in obj.iter_mut() {
                 if k != "if" {
                     strip(v);

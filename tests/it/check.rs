@@ -29,6 +29,20 @@ fn bundled_configs_check_clean() {
 fn typo_in_a_section_name() {
     let main = format!("{QUERYINST}optim_wraper:\n  clip_grad: {{max_norm: 1, norm_type: 2}}\n");
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::check::unknown_section
+
+  x unknown section `optim_wraper`
+   ,-[main.yaml:2:1]
+ 1 | _base_: '[ROOT]/configs/queryinst/queryinst_r50_fpn_1x_coco.yaml'
+ 2 | optim_wraper:
+   : ^^^^^^|^^^^^
+   :       `-- not a config section
+ 3 |   clip_grad: {max_norm: 1, norm_type: 2}
+   `----
+  help: did you mean `optim_wrapper`?
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -36,6 +50,19 @@ fn typo_in_a_section_name() {
 fn typo_in_a_type_name() {
     let main = format!("{QUERYINST}model:\n  type: QueryInstt\n");
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::check::unknown_type
+
+  x unknown Detector type `QueryInstt`
+   ,-[main.yaml:3:9]
+ 2 | model:
+ 3 |   type: QueryInstt
+   :         ^^^^^|^^^^
+   :              `-- not a registered component
+   `----
+  help: did you mean `QueryInst`?
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -43,12 +70,37 @@ fn typo_in_a_type_name() {
 fn wrong_value_type() {
     let main = format!("{QUERYINST}optim_wrapper:\n  optimizer:\n    lr: fast\n");
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::check::wrong_type
+
+  x expected a number, found the string `fast`
+   ,-[main.yaml:4:9]
+ 3 |   optimizer:
+ 4 |     lr: fast
+   :         ^^|^
+   :           `-- expected a number
+   `----
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
 #[test]
 fn missing_base() {
     check(&[("main.yaml", "_base_: [../missing/base.yaml]\nx: 1\n")], &[]).code(1).stderr_eq(str![[r#"
+detc::config::missing_base
+
+  x base file `../missing/base.yaml` not found
+   ,-[main.yaml:1:10]
+ 1 | _base_: [../missing/base.yaml]
+   :          ^^^^^^^^^^|^^^^^^^^^
+   :                    `-- looked for `../missing/base.yaml`
+ 2 | x: 1
+   `----
+  help: `_base_` paths are relative to the file that names them
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -64,6 +116,30 @@ fn base_cycle() {
     )
     .code(1)
     .stderr_eq(str![[r#"
+detc::config::base_cycle
+
+  x `_base_` cycle: models/b.yaml -> models/a.yaml -> models/b.yaml
+   ,-[models/b.yaml:2:5]
+ 1 | _base_:
+ 2 |   - ../models/a.yaml
+   :     ^^^^^^^^|^^^^^^^
+   :             `-- `models/b.yaml` inherits from `models/a.yaml`
+ 3 | b: 1
+   `----
+  help: a config cannot inherit from itself, directly or through its bases
+
+Error: detc::config::base_cycle
+
+  x see also `models/a.yaml:1:10`
+   ,-[models/a.yaml:1:10]
+ 1 | _base_: [b.yaml]
+   :          ^^^|^^
+   :             `-- `models/a.yaml` inherits from `models/b.yaml`
+ 2 | a: 1
+   `----
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -72,12 +148,35 @@ fn bad_override_grammar() {
     check(&[("main.yaml", QUERYINST)], &["--cfg-options", "train_dataloader.batch_size=4", "model.backbone.out_indices=[(0,1),(2,3]"])
         .code(1)
         .stderr_eq(str![[r#"
+detc::config::bad_override
+
+  x unbalanced brackets in override value
+   ,-[<cfg-options>:1:65]
+ 1 | train_dataloader.batch_size=4 model.backbone.out_indices=[(0,1),(2,3]
+   :                                                                 |
+   :                                                                 `-- this bracket is not matched
+   `----
+  help: quote the whole option for the shell, e.g. `'a=[(1,2),(3,4)]'`
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
 #[test]
 fn bad_override_value() {
     check(&[("main.yaml", QUERYINST)], &["--cfg-options", "model.backbone.depth=fifty"]).code(1).stderr_eq(str![[r#"
+detc::check::wrong_type
+
+  x expected one of `18`, `34`, `50`, `101`, `152`, found the string `fifty`
+   ,-[<cfg-options>:1:22]
+ 1 | model.backbone.depth=fifty
+   :                      ^^|^^
+   :                        `-- expected one of `18`, `34`, `50`, `101`, `152`
+   `----
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -85,6 +184,31 @@ fn bad_override_value() {
 fn channel_mismatch_between_backbone_and_neck() {
     let main = format!("{FASTER_RCNN}model:\n  neck:\n    in_channels: [256, 512, 1024]\n");
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::graph::channel_mismatch
+
+  x neck `in_channels` [256, 512, 1024] does not match the backbone's output channels [256, 512,
+  | 1024, 2048]
+   ,-[main.yaml:4:18]
+ 3 |   neck:
+ 4 |     in_channels: [256, 512, 1024]
+   :                  ^^^^^^^^|^^^^^^^
+   :                          `-- the neck expects [256, 512, 1024]
+   `----
+  help: set `model.neck.in_channels: [256, 512, 1024, 2048]`
+
+Error: detc::graph::channel_mismatch
+
+  x see also `[ROOT]/configs/_base_/models/faster-rcnn_r50_fpn.yaml:17:18`
+    ,-[[ROOT]/configs/_base_/models/faster-rcnn_r50_fpn.yaml:17:18]
+ 16 |     num_stages: 4
+ 17 |     out_indices: [0, 1, 2, 3]
+    :                  ^^^^^^|^^^^^
+    :                        `-- the backbone gives [256, 512, 1024, 2048] for these `out_indices`
+ 18 |     frozen_stages: 1
+    `----
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 
@@ -94,6 +218,30 @@ fn num_classes_mismatch_with_dataset_classes() {
         "{FASTER_RCNN}train_dataloader:\n  dataset:\n    metainfo:\n      classes: [rectangle, ellipse, triangle]\n"
     );
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::graph::num_classes_mismatch
+
+  x `model.roi_head.bbox_head.num_classes` is 80 but the dataset has 3 classes
+    ,-[[ROOT]/configs/_base_/models/faster-rcnn_r50_fpn.yaml:67:20]
+ 66 |       roi_feat_size: 7
+ 67 |       num_classes: 80
+    :                    ^|
+    :                     `-- 80 classes here
+ 68 |       bbox_coder:
+    `----
+  help: set it to 3, e.g. `--cfg-options 'model.roi_head.bbox_head.num_classes=3'`
+
+Error: detc::graph::num_classes_mismatch
+
+  x see also `main.yaml:5:16`
+   ,-[main.yaml:5:16]
+ 4 |     metainfo:
+ 5 |       classes: [rectangle, ellipse, triangle]
+   :                ^^^^^^^^^^^^^^^|^^^^^^^^^^^^^^
+   :                               `-- 3 classes in `metainfo.classes`
+   `----
+
+error: main.yaml found 1 problem
+
 "#]]);
 }
 

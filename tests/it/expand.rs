@@ -96,3 +96,18 @@ fn broken_pipe_is_not_an_error() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn json_configs_and_bases_load() {
+    let dir = tree(&[
+        ("base.json", "{\"model\": {\"depth\": 50, \"lr\": 0.02}, \"tags\": [\"a\"]}"),
+        ("main.yaml", "_base_: base.json\nmodel:\n  depth: 101\n"),
+    ]);
+    detc(dir.path()).args(["expand", "main.yaml", "--no-validate"]).assert().success().stdout_eq(str![[r#"
+model:
+  depth: 101
+  lr: 0.02
+tags: [a]
+
+"#]]);
+}

@@ -5,5 +5,6 @@ mod binaries;
 mod check;
 mod conformance;
 mod expand;
+mod run;
 mod schema;
 mod support;

@@ -47,3 +47,13 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// An independent validator (Python `jsonschema`) accepts every bundled file
+/// alone against the checked-in schema and rejects typical typos.
+#[test]
+fn outside_validator_agrees() {
+    let python = root().join(".venv-test/bin/python");
+    assert!(python.exists(), "run `scripts/test-env` (scripts/test does)");
+    let out = std::process::Command::new(python).arg(root().join("tests/mmengine/validate_schema.py")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

@@ -13,11 +13,19 @@ use super::common::AnyObject;
 pub struct DetDataPreprocessorConfig {
     /// Per-channel mean subtracted from the images (1 or 3 values); no normalisation when null.
     #[serde(default)]
-    #[schemars(extend("anyOf" = [{"type": "null"}, {"minItems": 1, "maxItems": 1}, {"minItems": 3, "maxItems": 3}]))]
+    #[schemars(extend("anyOf" = [
+        {"type": "null"},
+        {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 1},
+        {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
+    ]))]
     pub mean: Option<Vec<f64>>,
     /// Per-channel standard deviation the images are divided by (1 or 3 values).
     #[serde(default)]
-    #[schemars(extend("anyOf" = [{"type": "null"}, {"minItems": 1, "maxItems": 1}, {"minItems": 3, "maxItems": 3}]))]
+    #[schemars(extend("anyOf" = [
+        {"type": "null"},
+        {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 1},
+        {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
+    ]))]
     pub std: Option<Vec<f64>>,
     /// Pad height and width up to a multiple of this.
     #[serde(default = "super::common::uint::<1>")]

@@ -10,7 +10,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{uint, OneOrMany, Null};
+use super::common::{uint, Null, OneOrMany};
 use crate::registry::refs::{ActivationCfg, InitCfg, NormCfg};
 
 fn eps_1e5() -> f64 {
@@ -174,6 +174,8 @@ pub struct GeluConfig {
 /// `Sigmoid`: `torch.nn.Sigmoid` (no arguments).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// An explicit empty `properties` keeps the shape of every other component schema.
+#[schemars(extend("properties" = {}))]
 pub struct SigmoidConfig {}
 
 // --------------------------------------------------------------------------
@@ -295,13 +297,13 @@ pub struct LinearPredictorConfig {
     /// `Linear` or `NormedLinear`.
     pub r#type: LinearType,
     /// NormedLinear only: logit temperature (MMDetection spells it `tempearture`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tempearture: Option<f64>,
     /// NormedLinear only: exponent of the weight norm.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power: Option<f64>,
     /// NormedLinear only: added to the norm for numerical stability.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eps: Option<f64>,
 }
 

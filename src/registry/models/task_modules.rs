@@ -112,7 +112,7 @@ pub struct IouCalculatorConfig {
     #[schemars(extend("exclusiveMinimum" = 0))]
     pub scale: f64,
     /// Compute in this dtype (`fp16`) or the input's when null.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
 }
 
@@ -204,6 +204,8 @@ pub struct RandomSamplerConfig {
 /// Sparse R-CNN and QueryInst.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// An explicit empty `properties` keeps the shape of every other component schema.
+#[schemars(extend("properties" = {}))]
 pub struct PseudoSamplerConfig {}
 
 // --------------------------------------------------------------------------

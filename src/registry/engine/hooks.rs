@@ -1,0 +1,249 @@
+//! Hooks (`default_hooks`, `custom_hooks`), as `mmengine.hooks` and
+//! `mmdet.engine.hooks`. Every hook dict may carry a `priority`, which the
+//! runner pops before building the hook.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::registry::models::common::{AnyObject, BackendArgs, OneOrMany, StrOrList};
+
+/// A named hook priority of MMEngine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PriorityName {
+    /// 0.
+    Highest,
+    /// 10.
+    VeryHigh,
+    /// 30.
+    High,
+    /// 40.
+    AboveNormal,
+    /// 50.
+    Normal,
+    /// 60.
+    BelowNormal,
+    /// 70.
+    Low,
+    /// 90.
+    VeryLow,
+    /// 100.
+    Lowest,
+}
+
+/// A hook's `priority` (popped by the runner): 0 (first) to 100 (last), or a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum Priority {
+    /// 0 (highest) to 100 (lowest).
+    Value(#[schemars(range(min = 0, max = 100))] u32),
+    /// `HIGHEST`, `VERY_HIGH`, `HIGH`, `ABOVE_NORMAL`, `NORMAL`, `BELOW_NORMAL`, `LOW`, `VERY_LOW`, `LOWEST`.
+    Name(PriorityName),
+}
+
+/// `IterTimerHook`: records `time` and `data_time` of each iteration and the ETA.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IterTimerHookConfig {
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// `ParamSchedulerHook`: steps the parameter schedulers after each iteration / epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSchedulerHookConfig {
+    /// Hook priority; `LOW` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// `DistSamplerSeedHook`: sets the sampler's epoch so that shuffling differs per epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistSamplerSeedHookConfig {
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// `RuntimeInfoHook`: publishes epoch, iteration, learning rate and metrics to the
+/// message hub (registered by the runner even when not configured).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeInfoHookConfig {
+    /// Hook priority; `VERY_HIGH` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// `LoggerHook`: writes the training/validation log lines and `scalars.json`
+/// every `interval` iterations (`mmengine.hooks.LoggerHook`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggerHookConfig {
+    /// Log every this many iterations.
+    #[serde(default = "super::super::models::common::uint::<10>")]
+    #[schemars(range(min = 1))]
+    pub interval: u32,
+    /// Skip the last iterations of an epoch that do not fill an interval.
+    #[serde(default = "super::super::models::common::yes")]
+    pub ignore_last: bool,
+    /// Log the experiment name every this many iterations.
+    #[serde(default = "super::super::models::common::uint::<1000>")]
+    #[schemars(range(min = 1))]
+    pub interval_exp_name: u32,
+    /// Copy the logs here after training; the work dir only when null.
+    #[serde(default)]
+    pub out_dir: Option<String>,
+    /// Suffixes of the log files copied to `out_dir`.
+    #[serde(default = "default_log_suffix")]
+    pub out_suffix: StrOrList,
+    /// Keep the local copy after copying to `out_dir`.
+    #[serde(default = "super::super::models::common::yes")]
+    pub keep_local: bool,
+    /// Deprecated FileClient arguments; use `backend_args`.
+    #[serde(default)]
+    pub file_client_args: Option<AnyObject>,
+    /// Log validation metrics against the epoch (true) or the iteration.
+    #[serde(default = "super::super::models::common::yes")]
+    pub log_metric_by_epoch: bool,
+    /// File backend arguments for `out_dir`.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+    /// Hook priority; `BELOW_NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+fn default_log_suffix() -> StrOrList {
+    StrOrList::List([".json", ".log", ".py", "yaml"].into_iter().map(String::from).collect())
+}
+
+/// Comparison rule for `save_best`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BestRule {
+    /// Larger is better (AP, accuracy).
+    Greater,
+    /// Smaller is better (loss).
+    Less,
+}
+
+/// `CheckpointHook`: saves checkpoints every `interval` epochs or iterations and
+/// keeps the newest `max_keep_ckpts` (`mmengine.hooks.CheckpointHook`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointHookConfig {
+    /// Save every this many epochs (or iterations); -1 disables periodic saving.
+    #[serde(default = "super::super::models::common::int::<-1>")]
+    #[schemars(extend("anyOf" = [{"type": "integer", "const": -1}, {"type": "integer", "minimum": 1}]))]
+    pub interval: i64,
+    /// `interval` counts epochs (true) or iterations (false).
+    #[serde(default = "super::super::models::common::yes")]
+    pub by_epoch: bool,
+    /// Include the optimizer state.
+    #[serde(default = "super::super::models::common::yes")]
+    pub save_optimizer: bool,
+    /// Include the parameter scheduler state.
+    #[serde(default = "super::super::models::common::yes")]
+    pub save_param_scheduler: bool,
+    /// Save here instead of the work dir.
+    #[serde(default)]
+    pub out_dir: Option<String>,
+    /// Keep only the newest this many checkpoints; -1 keeps all.
+    #[serde(default = "super::super::models::common::int::<-1>")]
+    #[schemars(extend("anyOf" = [{"type": "integer", "const": -1}, {"type": "integer", "minimum": 1}]))]
+    pub max_keep_ckpts: i64,
+    /// Always save the last checkpoint.
+    #[serde(default = "super::super::models::common::yes")]
+    pub save_last: bool,
+    /// Metric(s) whose best value is checkpointed (`auto` takes the first metric), e.g. `coco/bbox_mAP`.
+    #[serde(default)]
+    pub save_best: Option<StrOrList>,
+    /// `greater` or `less` (one per `save_best` entry); inferred from the metric name when null.
+    #[serde(default)]
+    pub rule: Option<OneOrMany<BestRule>>,
+    /// Extra metric-name substrings for which greater is better.
+    #[serde(default)]
+    pub greater_keys: Option<Vec<String>>,
+    /// Extra metric-name substrings for which less is better.
+    #[serde(default)]
+    pub less_keys: Option<Vec<String>>,
+    /// Deprecated FileClient arguments; use `backend_args`.
+    #[serde(default)]
+    pub file_client_args: Option<AnyObject>,
+    /// Checkpoint file name template; `epoch_{}.pth` / `iter_{}.pth` when null.
+    #[serde(default)]
+    pub filename_tmpl: Option<String>,
+    /// File backend arguments for `out_dir`.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+    /// Also publish the last / best checkpoint with only these keys (e.g. `meta`, `state_dict`).
+    #[serde(default)]
+    pub published_keys: Option<StrOrList>,
+    /// First epoch (or iteration) at which periodic saving starts.
+    #[serde(default)]
+    pub save_begin: u64,
+    /// Hook priority; `VERY_LOW` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// `DetVisualizationHook`: draws predictions on validation/test images
+/// (`mmdet.engine.hooks.DetVisualizationHook`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetVisualizationHookConfig {
+    /// Draw at all (off by default).
+    #[serde(default)]
+    pub draw: bool,
+    /// Draw every this many validation iterations.
+    #[serde(default = "super::super::models::common::uint::<50>")]
+    #[schemars(range(min = 1))]
+    pub interval: u32,
+    /// Draw only predictions scoring at least this.
+    #[serde(default = "default_vis_score_thr")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub score_thr: f64,
+    /// Show the images in a window.
+    #[serde(default)]
+    pub show: bool,
+    /// Seconds each shown image stays up.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub wait_time: f64,
+    /// Write test-time drawings to this folder (under the work dir).
+    #[serde(default)]
+    pub test_out_dir: Option<String>,
+    /// File backend arguments for reading images.
+    #[serde(default)]
+    pub backend_args: Option<BackendArgs>,
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+fn default_vis_score_thr() -> f64 {
+    0.3
+}
+
+/// `EmptyCacheHook`: releases cached CUDA memory at chosen points.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyCacheHookConfig {
+    /// Empty the cache before each epoch.
+    #[serde(default)]
+    pub before_epoch: bool,
+    /// Empty the cache after each epoch.
+    #[serde(default = "super::super::models::common::yes")]
+    pub after_epoch: bool,
+    /// Empty the cache after each iteration.
+    #[serde(default)]
+    pub after_iter: bool,
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}

@@ -1,0 +1,32 @@
+//! `detc run`: the config is checked in the light process, then the engine
+//! names every component it cannot build yet before anything runs.
+
+use crate::support::{detc, root};
+
+#[test]
+fn run_names_components_without_builders() {
+    let out = detc(&root())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .args(["run", "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("have no builder in detc yet; nothing was run"), "{err}");
+    for line in ["model  QueryInst", "model.backbone  ResNet", "model.roi_head.bbox_head.5  DIIHead"] {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(err.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == words), "missing `{line}` in:\n{err}");
+    }
+}
+
+#[test]
+fn run_refuses_an_invalid_config_without_starting_the_engine() {
+    let dir = crate::support::tree(&[("main.yaml", "model:\n  type: QueryInstt\n")]);
+    detc(dir.path())
+        .env("DETC_ENGINE", "/nonexistent/engine")
+        .args(["run", "main.yaml"])
+        .assert()
+        .code(1);
+}
