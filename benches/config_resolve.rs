@@ -26,6 +26,10 @@ fn main() {
         let (_, tree) = detc::config::resolve(&config, &[]);
         detc::registry::validate::check(&tree.expect("bundled config resolves")).expect("bundled config is valid");
     });
+    let resolve_only = per_call(1000, || drop(detc::config::resolve(&config, &[])));
+    let (_, tree) = detc::config::resolve(&config, &[]);
+    let tree = tree.expect("bundled config resolves");
+    let validate_only = per_call(1000, || detc::registry::validate::check(&tree).expect("valid"));
     let mmengine_resolve = mmengine_in_process(&python, &config, 200);
 
     let detc_bin = env!("CARGO_BIN_EXE_detc");
@@ -38,6 +42,7 @@ fn main() {
     row("in-process, per resolve", detc_resolve, mmengine_resolve);
     row("cold process", detc_cold, mmengine_cold);
     println!("(detc in-process includes validation against the registry; MMEngine's does not validate)");
+    println!("detc breakdown: resolve {}, validate {}", fmt(resolve_only), fmt(validate_only));
 }
 
 fn row(what: &str, detc: Duration, mmengine: Duration) {

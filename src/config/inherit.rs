@@ -30,8 +30,7 @@ pub fn load(path: &Path, sources: &mut Sources) -> Result<Node> {
     let mut graph: DiGraph<File, Span> = DiGraph::new();
     let root = discover(path, sources, &mut graph)?;
     check_cycles(&graph, sources)?;
-    let mut done = HashMap::new();
-    resolve(root, &graph, &mut done)
+    resolve(root, &graph)
 }
 
 /// Reads every reachable file into `graph`, edges labelled by their `_base_` entry.
@@ -186,17 +185,15 @@ fn find_cycle(graph: &DiGraph<File, Span>, start: NodeIndex, scc: &[NodeIndex]) 
     vec![]
 }
 
-/// The merged tree of file `ix` (memoised: a base shared by several files is merged once).
-fn resolve(ix: NodeIndex, graph: &DiGraph<File, Span>, done: &mut HashMap<NodeIndex, Node>) -> Result<Node> {
-    if let Some(node) = done.get(&ix) {
-        return Ok(node.clone());
-    }
+/// The merged tree of file `ix`. (A base reached twice is merged twice; files
+/// are parsed once, in `discover`, and merging is cheap.)
+fn resolve(ix: NodeIndex, graph: &DiGraph<File, Span>) -> Result<Node> {
     let mut edges: Vec<_> = graph.edges(ix).map(|e| (e.id(), e.target())).collect();
     edges.sort_by_key(|(id, _)| *id);
     let mut bases = Map::default();
     let mut errors: Diagnostics = vec![];
     for (_, target) in edges {
-        let base = resolve(target, graph, done)?;
+        let base = resolve(target, graph)?;
         let Value::Map(map) = base.value else { unreachable!("files are mappings") };
         for (key, entry) in map {
             if let Some(first) = bases.entry(&key) {
@@ -221,9 +218,7 @@ fn resolve(ix: NodeIndex, graph: &DiGraph<File, Span>, done: &mut HashMap<NodeIn
     private.iter().for_each(|k| drop(own.remove(k)));
     let bases_node = Node::new(Value::Map(bases), file.tree.span);
     substitute_references(&mut own, &bases_node, has_bases)?;
-    let merged = merge(own, bases_node)?;
-    done.insert(ix, merged.clone());
-    Ok(merged)
+    merge(own, bases_node)
 }
 
 /// Replaces every `{{_base_.path}}` in `map` by a copy of that value of the merged bases.

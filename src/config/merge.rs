@@ -21,11 +21,13 @@ pub fn merge(child: Map, base: Node) -> Result<Node> {
     match &mut base.value {
         Value::Map(map) => {
             for (key, entry) in child {
-                let merged = match map.get(&key).cloned() {
-                    Some(old) => merge_entry(entry.node, old),
-                    None => Ok(entry.node),
+                let Some(slot) = map.get_mut(&key) else {
+                    map.insert(key, entry.key_span, entry.node);
+                    continue;
                 };
-                match merged {
+                // Merge in place: the base value is moved out, not copied.
+                let old = std::mem::replace(slot, Node::new(Value::Null, entry.key_span));
+                match merge_entry(entry.node, old) {
                     Ok(node) => map.insert(key, entry.key_span, node),
                     Err(e) => errors.extend(e),
                 }

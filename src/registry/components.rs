@@ -10,7 +10,6 @@
 //! generated schemas, because the validator's JSON Schema subset has no
 //! `format` and the ranges they imply are already given by `minimum`.
 
-use schemars::{Schema, SchemaGenerator};
 
 use super::data::{
     AspectRatioBatchSamplerConfig, CocoDatasetConfig, CocoMetricConfig, DefaultSamplerConfig, InfiniteSamplerConfig,
@@ -25,7 +24,6 @@ use super::engine::{
 };
 use super::models::backbones::ResNetConfig;
 use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
-use super::models::common::strip_format;
 use super::models::data_preprocessors::DetDataPreprocessorConfig;
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
 use super::models::detectors::{FasterRCNNConfig, MaskRCNNConfig, QueryInstConfig, SparseRCNNConfig};
@@ -52,21 +50,7 @@ use super::{Component, Role};
 
 /// A table entry for config struct `T` registered as `name` with `role`.
 const fn entry<T: schemars::JsonSchema>(name: &'static str, role: Role) -> Component {
-    Component { name, role, schema: subset_schema_of::<T> }
-}
-
-/// `T`'s schema (a `$ref` for named structs) with every `format` keyword
-/// removed from it and from the generator's definitions.
-fn subset_schema_of<T: schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
-    let mut schema = generator.subschema_for::<T>();
-    if let Some(map) = schema.as_object_mut() {
-        map.remove("format");
-        map.values_mut().for_each(strip_format);
-    }
-    for def in generator.definitions_mut().values_mut() {
-        strip_format(def);
-    }
-    schema
+    super::component::<T>(name, role)
 }
 
 pub static COMPONENTS: &[Component] = &[

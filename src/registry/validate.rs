@@ -31,7 +31,10 @@ pub fn schemas() -> &'static Schemas {
         let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
         let root = generator.subschema_for::<RootConfig>().to_value();
         let components = super::all().iter().map(|c| (c.name, (c.schema)(&mut generator).to_value())).collect();
-        Schemas { defs: generator.definitions().clone(), root, components }
+        // schemars' `format` (`uint32`, `double`) is outside the subset detc uses; one pass drops it.
+        let mut defs = generator.take_definitions(true);
+        defs.values_mut().for_each(super::models::common::strip_format);
+        Schemas { defs, root, components }
     })
 }
 
@@ -98,12 +101,12 @@ impl Validator {
             }
         }
         if let Some(options) = schema.get("enum").and_then(Json::as_array) {
-            if !options.iter().any(|o| json_eq(o, &node.to_json())) {
+            if !options.iter().any(|o| same_value(o, node)) {
                 return self.push_wrong_type(node, &describe(schema, self));
             }
         }
         if let Some(c) = schema.get("const") {
-            if !json_eq(c, &node.to_json()) {
+            if !same_value(c, node) {
                 return self.push_wrong_type(node, &describe(schema, self));
             }
         }
@@ -252,7 +255,7 @@ impl Validator {
             if sub.errors.is_empty() {
                 return;
             }
-            if shape_fits(node, self.resolve(branch)) {
+            if shape_fits(node, branch, self) {
                 fitting.push(sub.errors);
             }
         }
@@ -297,10 +300,15 @@ fn type_matches(node: &Node, types: &Json) -> bool {
     }
 }
 
-/// Whether `node` has the broad shape a branch wants (mapping, list, scalar kind).
-fn shape_fits(node: &Node, branch: &Json) -> bool {
+/// Whether `node` has the broad shape a branch wants (mapping, list, scalar
+/// kind), looking through nested `anyOf`s such as `Option<A | Vec<A>>`.
+fn shape_fits(node: &Node, branch: &Json, v: &Validator) -> bool {
+    let branch = v.resolve(branch);
     if branch.get(ROLE_KEYWORD).is_some() {
         return matches!(node.value, Value::Map(_));
+    }
+    if let Some(inner) = branch.get("anyOf").or_else(|| branch.get("oneOf")).and_then(Json::as_array) {
+        return inner.iter().any(|b| shape_fits(node, b, v));
     }
     match branch.get("type") {
         Some(t) => type_matches(node, t),
@@ -308,11 +316,17 @@ fn shape_fits(node: &Node, branch: &Json) -> bool {
     }
 }
 
-/// Numbers compare by value (1 == 1.0), everything else structurally.
-fn json_eq(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
+/// Whether a schema constant equals a config value; numbers compare by
+/// value (1 == 1.0). Scalars are compared without building JSON.
+fn same_value(expected: &Json, node: &Node) -> bool {
+    match (expected, &node.value) {
+        (Json::Null, Value::Null) => true,
+        (Json::Bool(a), Value::Bool(b)) => a == b,
+        (Json::String(a), Value::Str(b)) => a == b,
+        (Json::Number(a), Value::Int(b)) => a.as_f64() == Some(*b as f64),
+        (Json::Number(a), Value::Float(b)) => a.as_f64() == Some(*b),
+        (Json::Array(_) | Json::Object(_), Value::List(_) | Value::Map(_)) => *expected == node.to_json(),
+        _ => false,
     }
 }
 
@@ -344,8 +358,13 @@ fn describe(schema: &Json, v: &Validator) -> String {
         "null" => "null",
         _ => "a value",
     };
+    let bounds: Vec<String> = [("minimum", "at least"), ("exclusiveMinimum", "greater than"), ("maximum", "at most"), ("exclusiveMaximum", "less than")]
+        .iter()
+        .filter_map(|(k, words)| schema.get(*k).and_then(Json::as_f64).map(|b| format!("{words} {}", show(b))))
+        .collect();
+    let bounds = if bounds.is_empty() { String::new() } else { format!(" ({})", bounds.join(", ")) };
     match schema.get("type") {
-        Some(Json::String(t)) => word(t).to_string(),
+        Some(Json::String(t)) => format!("{}{bounds}", word(t)),
         Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).map(word).collect::<Vec<_>>().join(" or "),
         _ => "a value".into(),
     }
