@@ -173,7 +173,6 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::super::refs::ROLE_KEYWORD;
-    use super::super::root::RootConfig;
     use super::super::{of_role, Role, ALL_ROLES};
     use super::COMPONENTS;
 
@@ -260,14 +259,12 @@ mod tests {
     }
 
     /// The schemas of every component plus `RootConfig`, and all their definitions.
+    /// The schemas the validator uses (root, components, every definition).
     fn all_schemas() -> Vec<(String, Value)> {
-        let mut generator = generator();
-        let mut schemas: Vec<(String, Value)> =
-            COMPONENTS.iter().map(|c| (c.name.to_string(), (c.schema)(&mut generator).to_value())).collect();
-        schemas.push(("RootConfig".into(), generator.subschema_for::<RootConfig>().to_value()));
-        for (name, def) in generator.definitions() {
-            schemas.push((format!("$defs/{name}"), def.clone()));
-        }
+        let s = crate::registry::validate::schemas();
+        let mut schemas: Vec<(String, Value)> = s.components.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        schemas.push(("RootConfig".into(), s.root.clone()));
+        schemas.extend(s.defs.iter().map(|(name, def)| (format!("$defs/{name}"), def.clone())));
         schemas
     }
 
