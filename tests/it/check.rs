@@ -72,12 +72,12 @@ fn wrong_value_type() {
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
 detc::check::wrong_type
 
-  x expected a number, found the string `fast`
+  x expected a number (greater than 0), found the string `fast`
    ,-[main.yaml:4:9]
  3 |   optimizer:
  4 |     lr: fast
    :         ^^|^
-   :           `-- expected a number
+   :           `-- expected a number (greater than 0)
    `----
 
 error: main.yaml found 1 problem
