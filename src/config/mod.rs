@@ -12,6 +12,7 @@ pub mod overrides;
 pub mod source;
 pub mod value;
 pub mod yaml;
+mod yaml_fast;
 
 use std::path::Path;
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use granit_parser::{Event, Parser, ScalarStyle, Span as YSpan};
+use granit_parser::{Event, Parser, ScalarStyle, Span as YSpan, StructureStyle};
 
 use super::diagnostic::{Diagnostic, Result};
 use super::source::{SourceId, Span};
@@ -18,13 +18,27 @@ use super::value::{Map, Node, Value};
 
 /// Caps that keep hostile input (alias bombs, deep nesting) bounded.
 const MAX_NODES: usize = 1_000_000;
-const MAX_DEPTH: usize = 200;
+pub(crate) const MAX_DEPTH: usize = 200;
 
-/// Parses `text` (the content of source `id`) into a tree.
+/// Parses `text` (the content of source `id`) into a tree: by the fast path
+/// for plain config YAML (`yaml_fast.rs`), else by the general event parser.
 pub fn parse(id: SourceId, text: &str) -> Result<Node> {
-    let (text, refs) = mark_references(text);
+    let (text, mut refs) = mark_references(text);
+    if let Some(parsed) = super::yaml_fast::parse(id, &text, &mut refs) {
+        for (start, end) in parsed.comments {
+            refs.iter_mut().filter(|(at, _)| (start..end).contains(*at)).for_each(|(_, used)| *used = true);
+        }
+        check_references_used(id, &text, &refs)?;
+        return Ok(parsed.root);
+    }
+    let refs = refs.into_iter().map(|(at, _)| (at, false)).collect();
+    parse_general(id, &text, refs)
+}
+
+/// The general path: any YAML, through granit-parser's events.
+pub fn parse_general(id: SourceId, text: &str, refs: HashMap<usize, bool>) -> Result<Node> {
     let mut builder = Builder { id, refs, frames: vec![], anchors: HashMap::new(), nodes: 0, root: None };
-    for item in Parser::new_from_str(&text) {
+    for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             let at = e.marker().byte_offset().unwrap_or(0);
             vec![Diagnostic::error("detc::config::yaml_syntax", format!("invalid YAML: {}", e.info()))
@@ -32,15 +46,7 @@ pub fn parse(id: SourceId, text: &str) -> Result<Node> {
         })?;
         builder.event(event, span)?;
     }
-    if let Some((start, _)) = builder.refs.iter().find(|(_, used)| !**used).map(|(s, u)| (*s, *u)) {
-        let end = text[start..].find("}\"").map_or(start, |i| start + i + 2);
-        return Err(vec![Diagnostic::error(
-            "detc::config::embedded_reference",
-            "a `{{_base_...}}` reference must be a whole value",
-        )
-        .label(Span::new(id, start, end), "inside a longer string or quoted text")
-        .help("write the reference alone as the value, e.g. `key: {{_base_.a.b}}`")]);
-    }
+    check_references_used(id, text, &builder.refs)?;
     match builder.root {
         Some(root) if matches!(root.value, Value::Map(_)) => Ok(root),
         Some(root) => Err(vec![Diagnostic::error(
@@ -52,6 +58,27 @@ pub fn parse(id: SourceId, text: &str) -> Result<Node> {
             .label(Span::new(id, 0, 0), "expected a mapping")
             .help("write at least one `key: value` line, or `{}`")]),
     }
+}
+
+/// A marked reference that did not become a value (nor sits in a comment)
+/// was inside a longer string.
+fn check_references_used(id: SourceId, text: &str, refs: &HashMap<usize, bool>) -> Result<()> {
+    if let Some(start) = refs.iter().filter(|(_, used)| !**used).map(|(s, _)| *s).min() {
+        let end = text[start..].find("}\"").map_or(start, |i| start + i + 2);
+        return Err(vec![Diagnostic::error(
+            "detc::config::embedded_reference",
+            "a `{{_base_...}}` reference must be a whole value",
+        )
+        .label(Span::new(id, start, end), "inside a longer string or quoted text")
+        .help("write the reference alone as the value, e.g. `key: {{_base_.a.b}}`")]);
+    }
+    Ok(())
+}
+
+/// The dotted path of a marked reference's text `{ _base_.a.b }`: `a.b`.
+pub(crate) fn reference_path(text: &str) -> String {
+    let path = text.trim().trim_start_matches('{').trim_end_matches('}').trim();
+    path.trim_start_matches("_base_.").to_string()
 }
 
 /// Rewrites each `{{ _base_.a.b }}` to `"{ _base_.a.b }"` (same length, so
@@ -79,8 +106,8 @@ fn mark_references(text: &str) -> (String, HashMap<usize, bool>) {
 }
 
 enum Frame {
-    List { items: Vec<Node>, start: usize, anchor: usize },
-    Map { map: Map, key: Option<(String, Span)>, merges: Vec<Node>, start: usize, anchor: usize },
+    List { items: Vec<Node>, start: usize, flow: bool, anchor: usize },
+    Map { map: Map, key: Option<(String, Span)>, merges: Vec<Node>, start: usize, flow: bool, anchor: usize },
 }
 
 struct Builder {
@@ -124,27 +151,41 @@ impl Builder {
                 let value = self.scalar(&text, style, tag.as_deref().map(|t| t.to_string()), span)?;
                 self.complete(Node::new(value, span), anchor)
             }
-            Event::SequenceStart(_, anchor, _) => {
+            Event::SequenceStart(style, anchor, _) => {
                 self.open(span)?;
-                self.frames.push(Frame::List { items: vec![], start: span.start, anchor });
+                let flow = style == StructureStyle::Flow;
+                self.frames.push(Frame::List { items: vec![], start: span.start, flow, anchor });
                 Ok(())
             }
-            Event::MappingStart(_, anchor, _) => {
+            Event::MappingStart(style, anchor, _) => {
                 self.open(span)?;
-                self.frames.push(Frame::Map { map: Map::default(), key: None, merges: vec![], start: span.start, anchor });
+                let flow = style == StructureStyle::Flow;
+                self.frames.push(Frame::Map { map: Map::default(), key: None, merges: vec![], start: span.start, flow, anchor });
                 Ok(())
             }
             Event::SequenceEnd => match self.frames.pop() {
-                Some(Frame::List { items, start, anchor }) => {
-                    let node = Node::new(Value::List(items), Span::new(self.id, start, span.end.max(start)));
+                Some(Frame::List { items, start, flow, anchor }) => {
+                    // A block collection spans its first to its last value (the
+                    // parser's markers sit at the next token, or at the dash).
+                    let (start, end) = match (flow, items.first(), items.last()) {
+                        (false, Some(first), Some(last)) => (first.span.start, last.span.end),
+                        _ => (start, span.end),
+                    };
+                    let node = Node::new(Value::List(items), Span::new(self.id, start, end.max(start)));
                     self.complete(node, anchor)
                 }
                 _ => unreachable!("the parser balances sequence events"),
             },
             Event::MappingEnd => match self.frames.pop() {
-                Some(Frame::Map { map, merges, start, anchor, .. }) => {
+                Some(Frame::Map { map, merges, start, flow, anchor, .. }) => {
+                    let first_key = map.iter().next().map(|(_, e)| e.key_span.start);
+                    let last_end = map.iter().last().map(|(_, e)| e.node.span.end);
+                    let (start, end) = match (flow, first_key, last_end) {
+                        (false, Some(a), Some(b)) => (a, b),
+                        _ => (start, span.end),
+                    };
                     let map = apply_merge_keys(merges, map);
-                    let node = Node::new(Value::Map(map), Span::new(self.id, start, span.end.max(start)));
+                    let node = Node::new(Value::Map(map), Span::new(self.id, start, end.max(start)));
                     self.complete(node, anchor)
                 }
                 _ => unreachable!("the parser balances mapping events"),
@@ -222,8 +263,7 @@ impl Builder {
         if style == ScalarStyle::DoubleQuoted {
             if let Some(used) = self.refs.get_mut(&span.start) {
                 *used = true;
-                let path = text.trim().trim_start_matches('{').trim_end_matches('}').trim();
-                return Ok(Value::Reference(path.trim_start_matches("_base_.").to_string()));
+                return Ok(Value::Reference(reference_path(text)));
             }
         }
         if let Some(tag) = tag {
@@ -415,5 +455,50 @@ mod tests {
         let n = load("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n");
         let c = n.as_map().unwrap().get("c").unwrap().to_json();
         assert_eq!(c, serde_json::json!({"x": 1, "y": 3}));
+    }
+
+    /// The fast path builds exactly the tree (values and spans) the general
+    /// path builds, on every YAML file in the repository and on edge cases;
+    /// and it does take every bundled config.
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut texts: Vec<(String, String)> = vec![];
+        for dir in ["configs", "tests/fixtures"] {
+            collect_yaml(&root.join(dir), &mut texts);
+        }
+        let cases = [
+            "a:\n  b: 1   # c\n  'q': \"x\"\nl:\n- 1\n- k: v\n  j: [1, {z: 2}]\nn:\nm: {}\ne: []\nlast: x\n",
+            "a: [ 1 , 2 ,]\nb: {x: 1, 'y': [a, b], z: {}}\nc: it's\nd: 'it''s'\ne: -1\nf: -.5\ng: http://x.y/z\n",
+            "k:   # comment {{_base_.x}}\n  - a: 1\n    b:\n      - x\n  - 2\nr: {{_base_.y}}\ns: [{{_base_.z}}]\n",
+            "  indented: 1\n  root: [x]\n",
+            "a: 1\n  b: 2\n", "a: b: c\n", "- 1\n", "a: [1,\n 2]\n", "a: &x 1\nb: *x\n", "a: |\n  text\n",
+            "a: 1\na: 2\n", "a: 'unterminated\n", "a: \"esc\\n\"\n", "a:\n-\n", "a: 1 #c\nb: 2# not a comment\n",
+        ];
+        texts.extend(cases.iter().map(|c| ("<case>".to_string(), c.to_string())));
+        let mut fast_taken = 0;
+        for (name, text) in &texts {
+            let (marked, mut refs) = mark_references(text);
+            let Some(parsed) = crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs) else { continue };
+            fast_taken += 1;
+            let general = parse_general(SourceId(0), &marked, refs.keys().map(|k| (*k, false)).collect());
+            assert_eq!(Ok(parsed.root), general, "{name}:\n{text}");
+        }
+        assert!(fast_taken > 50, "the fast path took only {fast_taken} files");
+        for (name, text) in texts.iter().filter(|(n, _)| n.contains("/configs/")) {
+            let (marked, mut refs) = mark_references(text);
+            assert!(crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs).is_some(), "{name} takes the slow path");
+        }
+    }
+
+    fn collect_yaml(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                collect_yaml(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
     }
 }
