@@ -26,9 +26,10 @@ pub enum Value {
 }
 
 /// An ordered mapping; each entry keeps its key's span for diagnostics.
+/// (foldhash: keys are short strings, and SipHash was a tenth of a resolve.)
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Map {
-    entries: IndexMap<String, Entry>,
+    entries: IndexMap<String, Entry, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

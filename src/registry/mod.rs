@@ -19,6 +19,7 @@ pub mod models;
 pub mod refs;
 pub mod root;
 pub mod schema;
+pub mod schema_index;
 pub mod validate;
 
 use schemars::{Schema, SchemaGenerator};

@@ -11,8 +11,11 @@ use std::sync::OnceLock;
 
 use serde_json::{Map as JsonMap, Value as Json};
 
+use std::collections::HashMap;
+
 use super::refs::ROLE_KEYWORD;
 use super::root::{RootConfig, HELPER_VARIABLES};
+use super::schema_index::{self, Id, Index};
 use super::{lookup, of_role, Role};
 use crate::config::diagnostic::{did_you_mean, Diagnostic, Diagnostics, Result};
 use crate::config::value::{Map, Node, Value};
@@ -38,45 +41,54 @@ pub fn schemas() -> &'static Schemas {
     })
 }
 
+/// The compiled form of [`schemas`], built once.
+struct Compiled {
+    index: Index,
+    root: Id,
+    components: HashMap<&'static str, Id>,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let s = schemas();
+        let mut index = Index::new(&s.defs);
+        let root = index.compile(&s.root);
+        let components = s.components.iter().map(|(name, schema)| (*name, index.compile(schema))).collect();
+        Compiled { index, root, components }
+    })
+}
+
 /// Validates a whole resolved config.
 pub fn check(tree: &Node) -> Result<()> {
-    let mut v = Validator { schemas: schemas(), errors: vec![] };
-    v.root(tree);
+    let c = compiled();
+    let mut v = Validator { index: &c.index, components: &c.components, errors: vec![] };
+    v.root(tree, c.root);
     if v.errors.is_empty() { Ok(()) } else { Err(v.errors) }
 }
 
 struct Validator {
-    schemas: &'static Schemas,
+    index: &'static Index,
+    components: &'static HashMap<&'static str, Id>,
     errors: Diagnostics,
 }
 
 impl Validator {
-    fn resolve<'a>(&self, schema: &'a Json) -> &'a Json
-    where
-        'static: 'a,
-    {
-        let mut schema = schema;
-        while let Some(r) = schema.get("$ref").and_then(Json::as_str) {
-            match r.strip_prefix("#/$defs/").and_then(|name| self.schemas.defs.get(name)) {
-                Some(def) => schema = def,
-                None => break,
-            }
-        }
-        schema
+    fn schema(&self, id: Id) -> &'static schema_index::Compiled {
+        &self.index.nodes[id]
     }
 
     /// The top level: known sections are checked; other keys are helper
     /// variables unless they look like a misspelt section.
-    fn root(&mut self, tree: &Node) {
-        let schema = self.resolve(&self.schemas.root);
+    fn root(&mut self, tree: &Node, root: Id) {
+        let schema = self.schema(root);
         let Value::Map(map) = &tree.value else { return };
-        let props = schema.get("properties").and_then(Json::as_object);
         for (key, entry) in map.iter() {
-            match props.and_then(|p| p.get(key)) {
+            match schema.property(key) {
                 Some(sub) => self.value(&entry.node, sub),
                 None if HELPER_VARIABLES.contains(&key.as_str()) => {}
                 None => {
-                    let sections = props.into_iter().flat_map(|p| p.keys().map(String::as_str));
+                    let sections = schema.properties.iter().map(|(k, _)| *k);
                     if let Some(s) = did_you_mean(key, sections) {
                         self.errors.push(Diagnostic::error("detc::check::unknown_section", format!("unknown section `{key}`"))
                             .label(entry.key_span, "not a config section")
@@ -87,28 +99,22 @@ impl Validator {
         }
     }
 
-    fn value(&mut self, node: &Node, schema: &'static Json) {
-        let schema = self.resolve(schema);
-        if let Some(role) = schema.get(ROLE_KEYWORD).and_then(Json::as_str) {
-            return self.component(node, Role::from_name(role).expect("roles in schemas are valid"));
+    fn value(&mut self, node: &Node, id: Id) {
+        let schema = self.schema(id);
+        if let Some(role) = schema.role {
+            return self.component(node, role);
         }
-        if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Json::as_array) {
-            return self.any_of(node, schema, branches);
+        if !schema.any_of.is_empty() {
+            return self.any_of(node, id);
         }
-        if let Some(types) = schema.get("type") {
-            if !type_matches(node, types) {
-                return self.push_wrong_type(node, &describe(schema, self));
-            }
+        if schema.types.is_some_and(|t| !type_matches(node, t)) {
+            return self.push_wrong_type(node, &self.describe(id));
         }
-        if let Some(options) = schema.get("enum").and_then(Json::as_array) {
-            if !options.iter().any(|o| same_value(o, node)) {
-                return self.push_wrong_type(node, &describe(schema, self));
-            }
+        if schema.enum_values.is_some_and(|options| !options.iter().any(|o| same_value(o, node))) {
+            return self.push_wrong_type(node, &self.describe(id));
         }
-        if let Some(c) = schema.get("const") {
-            if !same_value(c, node) {
-                return self.push_wrong_type(node, &describe(schema, self));
-            }
+        if schema.const_value.is_some_and(|c| !same_value(c, node)) {
+            return self.push_wrong_type(node, &self.describe(id));
         }
         match &node.value {
             Value::Int(_) | Value::Float(_) => self.range(node, schema),
@@ -153,45 +159,41 @@ impl Validator {
                 .label(type_node.span, format!("a {}", component.role.as_str())));
             return;
         }
-        let schema = &self.schemas.components.iter().find(|(n, _)| *n == name).expect("every component has a schema").1;
-        let schema = self.resolve(schema);
+        let schema = self.schema(self.components[name]);
         self.map(node, map, schema, Some("type"));
     }
 
-    fn map(&mut self, node: &Node, map: &Map, schema: &'static Json, skip: Option<&str>) {
-        let props = schema.get("properties").and_then(Json::as_object);
-        let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
-        let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+    fn map(&mut self, node: &Node, map: &Map, schema: &'static schema_index::Compiled, skip: Option<&str>) {
         for (key, entry) in map.iter() {
             if Some(key.as_str()) == skip {
                 continue;
             }
-            match (props.and_then(|p| p.get(key)), extra) {
-                (Some(sub), _) => self.value(&entry.node, sub),
-                (None, Some(sub)) => self.value(&entry.node, sub),
-                (None, None) if closed => {
-                    let known = props.into_iter().flat_map(|p| p.keys().map(String::as_str));
+            match (schema.property(key), schema.additional) {
+                (Some(sub), _) | (None, Some(sub)) => self.value(&entry.node, sub),
+                (None, None) if schema.closed => {
+                    let known = schema.properties.iter().map(|(k, _)| *k);
                     let mut diag = Diagnostic::error("detc::check::unknown_key", format!("unknown key `{key}`"))
                         .label(entry.key_span, "not a field of this config");
                     if key == crate::config::merge::DELETE_KEY {
                         diag = diag.help("`_delete_` only has an effect when a base file defines this mapping; remove it");
                     } else if let Some(s) = did_you_mean(key, known) {
                         diag = diag.help(format!("did you mean `{s}`?"));
-                    } else if let Some(p) = props {
-                        diag = diag.help(format!("known keys: {}", p.keys().map(String::as_str).collect::<Vec<_>>().join(", ")));
+                    } else if !schema.properties.is_empty() {
+                        let names: Vec<&str> = schema.properties.iter().map(|(k, _)| *k).collect();
+                        diag = diag.help(format!("known keys: {}", names.join(", ")));
                     }
                     self.errors.push(diag);
                 }
                 (None, None) => {}
             }
         }
-        for required in schema.get("required").and_then(Json::as_array).into_iter().flatten() {
-            let Some(name) = required.as_str() else { continue };
+        for name in &schema.required {
             if !map.contains_key(name) {
                 let at = map.entry("type").map_or(node.span, |e| e.node.span);
                 let mut diag = Diagnostic::error("detc::check::missing_field", format!("missing required field `{name}`"))
                     .label(at, format!("this config needs `{name}`"));
-                if let Some(d) = props.and_then(|p| p.get(name)).and_then(|s| s.get("description")).and_then(Json::as_str) {
+                let description = schema.property(name).and_then(|id| self.index.resolve(self.schema(id).json).get("description"));
+                if let Some(d) = description.and_then(Json::as_str) {
                     diag = diag.help(format!("`{name}`: {d}"));
                 }
                 self.errors.push(diag);
@@ -199,16 +201,13 @@ impl Validator {
         }
     }
 
-    fn list(&mut self, node: &Node, items: &[Node], schema: &'static Json) {
-        let prefix = schema.get("prefixItems").and_then(Json::as_array);
+    fn list(&mut self, node: &Node, items: &[Node], schema: &'static schema_index::Compiled) {
         for (i, item) in items.iter().enumerate() {
-            match prefix.and_then(|p| p.get(i)).or_else(|| schema.get("items").filter(|s| s.is_object())) {
-                Some(sub) => self.value(item, sub),
-                None => {}
+            if let Some(sub) = schema.prefix_items.get(i).copied().or(schema.items) {
+                self.value(item, sub);
             }
         }
-        let min = schema.get("minItems").and_then(Json::as_u64);
-        let max = schema.get("maxItems").and_then(Json::as_u64);
+        let (min, max) = (schema.min_items, schema.max_items);
         let n = items.len() as u64;
         if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
             let want = match (min, max) {
@@ -223,47 +222,63 @@ impl Validator {
         }
     }
 
-    fn range(&mut self, node: &Node, schema: &Json) {
+    fn range(&mut self, node: &Node, schema: &schema_index::Compiled) {
         let x = match node.value {
             Value::Int(i) => i as f64,
             Value::Float(f) => f,
             _ => return,
         };
-        let bound = |k: &str| schema.get(k).and_then(Json::as_f64);
         let violated = [
-            ("minimum", bound("minimum").filter(|&m| x < m).map(|m| format!("at least {}", show(m)))),
-            ("maximum", bound("maximum").filter(|&m| x > m).map(|m| format!("at most {}", show(m)))),
-            ("exclusiveMinimum", bound("exclusiveMinimum").filter(|&m| x <= m).map(|m| format!("greater than {}", show(m)))),
-            ("exclusiveMaximum", bound("exclusiveMaximum").filter(|&m| x >= m).map(|m| format!("less than {}", show(m)))),
+            schema.minimum.filter(|&m| x < m).map(|m| format!("at least {}", show(m))),
+            schema.maximum.filter(|&m| x > m).map(|m| format!("at most {}", show(m))),
+            schema.exclusive_minimum.filter(|&m| x <= m).map(|m| format!("greater than {}", show(m))),
+            schema.exclusive_maximum.filter(|&m| x >= m).map(|m| format!("less than {}", show(m))),
         ];
-        for (_, message) in violated {
-            if let Some(want) = message {
-                self.errors.push(Diagnostic::error("detc::check::out_of_range", format!("value `{}` is out of range", show(x)))
-                    .label(node.span, format!("must be {want}")));
-                return;
-            }
+        if let Some(want) = violated.into_iter().flatten().next() {
+            self.errors.push(Diagnostic::error("detc::check::out_of_range", format!("value `{}` is out of range", show(x)))
+                .label(node.span, format!("must be {want}")));
         }
     }
 
     /// `anyOf`/`oneOf`: fine if one branch accepts the value; otherwise report
     /// the errors of the branch whose shape fits, or a plain "expected".
-    fn any_of(&mut self, node: &Node, schema: &'static Json, branches: &'static [Json]) {
+    fn any_of(&mut self, node: &Node, id: Id) {
         let mut fitting = vec![];
-        for branch in branches {
-            let mut sub = Validator { schemas: self.schemas, errors: vec![] };
+        for &branch in &self.schema(id).any_of {
+            let mut sub = Validator { index: self.index, components: self.components, errors: vec![] };
             sub.value(node, branch);
             if sub.errors.is_empty() {
                 return;
             }
-            if shape_fits(node, branch, self) {
+            if self.shape_fits(node, branch) {
                 fitting.push(sub.errors);
             }
         }
         if fitting.len() == 1 {
             self.errors.extend(fitting.pop().unwrap());
         } else {
-            self.push_wrong_type(node, &describe(schema, self));
+            self.push_wrong_type(node, &self.describe(id));
         }
+    }
+
+    /// Whether `node` has the broad shape a branch wants (mapping, list, scalar
+    /// kind), looking through nested `anyOf`s such as `Option<A | Vec<A>>`.
+    fn shape_fits(&self, node: &Node, id: Id) -> bool {
+        let schema = self.schema(id);
+        if schema.role.is_some() {
+            return matches!(node.value, Value::Map(_));
+        }
+        if !schema.any_of.is_empty() {
+            return schema.any_of.iter().any(|&b| self.shape_fits(node, b));
+        }
+        match schema.types {
+            Some(t) => type_matches(node, t),
+            None => schema.enum_values.is_some() || schema.const_value.is_some(),
+        }
+    }
+
+    fn describe(&self, id: Id) -> String {
+        describe(self.schema(id).json, self.index)
     }
 
     fn push_wrong_type(&mut self, node: &Node, expected: &str) {
@@ -283,37 +298,22 @@ fn show(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
 }
 
-fn type_matches(node: &Node, types: &Json) -> bool {
-    let one = |t: &str| match (t, &node.value) {
-        ("object", Value::Map(_)) | ("array", Value::List(_)) | ("string", Value::Str(_)) => true,
-        ("integer", Value::Int(_)) | ("boolean", Value::Bool(_)) | ("null", Value::Null) => true,
-        ("number", Value::Int(_) | Value::Float(_)) => true,
-        // JSON Schema counts 2.0 as an integer; Python configs do not, but a float
-        // with no fraction where an int is expected is what the user meant.
-        ("integer", Value::Float(f)) => f.fract() == 0.0,
-        _ => false,
+fn type_matches(node: &Node, allowed: u8) -> bool {
+    use schema_index::types::*;
+    let bits = match &node.value {
+        Value::Map(_) => OBJECT,
+        Value::List(_) => ARRAY,
+        Value::Str(_) => STRING,
+        Value::Int(_) => INTEGER | NUMBER,
+        // JSON Schema counts 2.0 as an integer; a float with no fraction where
+        // an int is expected is what the user meant.
+        Value::Float(f) if f.fract() == 0.0 => INTEGER | NUMBER,
+        Value::Float(_) => NUMBER,
+        Value::Bool(_) => BOOLEAN,
+        Value::Null => NULL,
+        Value::Reference(_) => 0,
     };
-    match types {
-        Json::String(t) => one(t),
-        Json::Array(ts) => ts.iter().filter_map(Json::as_str).any(one),
-        _ => true,
-    }
-}
-
-/// Whether `node` has the broad shape a branch wants (mapping, list, scalar
-/// kind), looking through nested `anyOf`s such as `Option<A | Vec<A>>`.
-fn shape_fits(node: &Node, branch: &Json, v: &Validator) -> bool {
-    let branch = v.resolve(branch);
-    if branch.get(ROLE_KEYWORD).is_some() {
-        return matches!(node.value, Value::Map(_));
-    }
-    if let Some(inner) = branch.get("anyOf").or_else(|| branch.get("oneOf")).and_then(Json::as_array) {
-        return inner.iter().any(|b| shape_fits(node, b, v));
-    }
-    match branch.get("type") {
-        Some(t) => type_matches(node, t),
-        None => branch.get("enum").or_else(|| branch.get("const")).is_some(),
-    }
+    bits & allowed != 0
 }
 
 /// Whether a schema constant equals a config value; numbers compare by
@@ -331,8 +331,8 @@ fn same_value(expected: &Json, node: &Node) -> bool {
 }
 
 /// "an integer", "one of `pytorch`, `caffe`", "a `Loss` config or null", ...
-fn describe(schema: &Json, v: &Validator) -> String {
-    let schema = v.resolve(schema);
+fn describe(schema: &'static Json, index: &Index) -> String {
+    let schema = index.resolve(schema);
     if let Some(role) = schema.get(ROLE_KEYWORD).and_then(Json::as_str) {
         return format!("a `{role}` config (a mapping with a `type`)");
     }
@@ -344,7 +344,7 @@ fn describe(schema: &Json, v: &Validator) -> String {
         return format!("`{}`", c.as_str().map_or(c.to_string(), str::to_string));
     }
     if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Json::as_array) {
-        let mut parts: Vec<String> = branches.iter().map(|b| describe(b, v)).collect();
+        let mut parts: Vec<String> = branches.iter().map(|b| describe(b, index)).collect();
         parts.dedup();
         return parts.join(" or ");
     }
