@@ -5,11 +5,16 @@
 //! Resolves `configs/queryinst/queryinst_r50_fpn_1x_coco.yaml` (8 files with
 //! its bases) both in-process (mean per resolve, after a warm-up) and as whole
 //! cold processes (`detc expand` against `python -c 'Config.fromfile(...)'`),
-//! and prints each ratio. MMEngine runs from `.venv-test` (scripts/test-env).
+//! and prints each ratio. Each side is timed in several rounds and its fastest
+//! round reported. MMEngine runs from `.venv-test` (scripts/test-env).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+// The allocator the `detc` binary ships with (src/bin/detc.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONFIG: &str = "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml";
 
@@ -35,7 +40,7 @@ fn main() {
     let detc_bin = env!("CARGO_BIN_EXE_detc");
     let detc_cold = per_call(50, || run(Command::new(detc_bin).arg("expand").arg(&config)));
     let script = format!("from mmengine.config import Config; Config.fromfile({:?})", config.display().to_string());
-    let mmengine_cold = per_call(10, || run(Command::new(&python).arg("-c").arg(&script)));
+    let mmengine_cold = per_call(15, || run(Command::new(&python).arg("-c").arg(&script)));
 
     println!("resolving {CONFIG} (with its _base_ files)");
     println!("{:<28} {:>14} {:>14} {:>9}", "", "detc", "MMEngine", "ratio");
@@ -55,16 +60,27 @@ fn fmt(d: Duration) -> String {
     if us < 1000.0 { format!("{us:.1} us") } else { format!("{:.2} ms", us / 1000.0) }
 }
 
-/// Mean duration of `f` over `n` calls, after `n / 10 + 1` warm-up calls.
+/// Rounds per measurement; the fastest round's mean is reported, for detc and
+/// MMEngine alike (the least disturbed by other load on the machine).
+const ROUNDS: u32 = 5;
+
+/// Mean duration of `f` per call in the fastest of [`ROUNDS`] rounds of
+/// `n / ROUNDS` calls, after `n / 10 + 1` warm-up calls.
 fn per_call(n: u32, mut f: impl FnMut()) -> Duration {
     for _ in 0..n / 10 + 1 {
         f();
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed() / n
+    let per_round = (n / ROUNDS).max(1);
+    (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                f();
+            }
+            start.elapsed() / per_round
+        })
+        .min()
+        .expect("at least one round")
 }
 
 fn run(cmd: &mut Command) {
@@ -74,9 +90,12 @@ fn run(cmd: &mut Command) {
 
 /// MMEngine's own in-process mean per `Config.fromfile`, timed inside Python.
 fn mmengine_in_process(python: &Path, config: &Path, n: u32) -> Duration {
+    let per_round = (n / ROUNDS).max(1);
     let script = format!(
         "import time\nfrom mmengine.config import Config\np = {:?}\nfor _ in range({w}): Config.fromfile(p)\n\
-         t = time.perf_counter()\nfor _ in range({n}): Config.fromfile(p)\nprint((time.perf_counter() - t) / {n})\n",
+         best = float('inf')\nfor _ in range({ROUNDS}):\n    t = time.perf_counter()\n\
+         \x20   for _ in range({per_round}): Config.fromfile(p)\n\
+         \x20   best = min(best, (time.perf_counter() - t) / {per_round})\nprint(best)\n",
         config.display().to_string(),
         w = n / 10 + 1,
     );

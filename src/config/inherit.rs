@@ -23,6 +23,9 @@ pub const BASE_KEY: &str = "_base_";
 struct File {
     source: SourceId,
     tree: Node,
+    /// How many files still need this one as a base: the last user takes
+    /// the tree instead of copying it.
+    uses: usize,
 }
 
 /// Loads `path` and everything it inherits from; returns the merged tree.
@@ -30,7 +33,10 @@ pub fn load(path: &Path, sources: &mut Sources) -> Result<Node> {
     let mut graph: DiGraph<File, Span> = DiGraph::new();
     let root = discover(path, sources, &mut graph)?;
     check_cycles(&graph, sources)?;
-    resolve(root, &graph)
+    for ix in graph.node_indices() {
+        graph[ix].uses = graph.neighbors_directed(ix, petgraph::Direction::Incoming).count().max(1);
+    }
+    resolve(root, &mut graph)
 }
 
 /// Reads every reachable file into `graph`, edges labelled by their `_base_` entry.
@@ -97,7 +103,7 @@ fn read_file(name: String, path: PathBuf, sources: &mut Sources, graph: &mut DiG
     }
     let text = sources.get(source).text.clone();
     let tree = yaml::parse(source, &text)?;
-    Ok(graph.add_node(File { source, tree }))
+    Ok(graph.add_node(File { source, tree, uses: 1 }))
 }
 
 /// `a/./b/../c` → `a/c`, for the names messages show.
@@ -187,7 +193,7 @@ fn find_cycle(graph: &DiGraph<File, Span>, start: NodeIndex, scc: &[NodeIndex]) 
 
 /// The merged tree of file `ix`. (A base reached twice is merged twice; files
 /// are parsed once, in `discover`, and merging is cheap.)
-fn resolve(ix: NodeIndex, graph: &DiGraph<File, Span>) -> Result<Node> {
+fn resolve(ix: NodeIndex, graph: &mut DiGraph<File, Span>) -> Result<Node> {
     let mut edges: Vec<_> = graph.edges(ix).map(|e| (e.id(), e.target())).collect();
     edges.sort_by_key(|(id, _)| *id);
     let mut bases = Map::default();
@@ -210,13 +216,17 @@ fn resolve(ix: NodeIndex, graph: &DiGraph<File, Span>) -> Result<Node> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let file = &graph[ix];
-    let Value::Map(mut own) = file.tree.value.clone() else { unreachable!("files are mappings") };
+    let file = &mut graph[ix];
+    file.uses -= 1;
+    let placeholder = Node::new(Value::Null, file.tree.span);
+    let tree = if file.uses == 0 { std::mem::replace(&mut file.tree, placeholder) } else { file.tree.clone() };
+    let span = tree.span;
+    let Value::Map(mut own) = tree.value else { unreachable!("files are mappings") };
     let has_bases = own.remove(BASE_KEY).is_some();
     // MMEngine drops a file's top-level `__private` keys.
     let private: Vec<String> = own.keys().filter(|k| k.starts_with("__")).cloned().collect();
     private.iter().for_each(|k| drop(own.remove(k)));
-    let bases_node = Node::new(Value::Map(bases), file.tree.span);
+    let bases_node = Node::new(Value::Map(bases), span);
     substitute_references(&mut own, &bases_node, has_bases)?;
     merge(own, bases_node)
 }

@@ -1,7 +1,7 @@
 //! The config value tree: YAML/JSON data in which every node remembers the
 //! span that set it, with map keys kept in order.
 
-use indexmap::IndexMap;
+use std::collections::HashMap;
 
 use super::source::Span;
 
@@ -26,11 +26,20 @@ pub enum Value {
 }
 
 /// An ordered mapping; each entry keeps its key's span for diagnostics.
-/// (foldhash: keys are short strings, and SipHash was a tenth of a resolve.)
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Config mappings are small (most hold under ten keys), so entries live in
+/// one vector searched linearly; a hash index is added only past
+/// [`INDEX_FROM`] keys, keeping large (or hostile) mappings linear to build.
+/// One allocation per mapping instead of a hash map's two made parsing
+/// noticeably faster (docs/benchmarks.md).
+#[derive(Debug, Clone, Default)]
 pub struct Map {
-    entries: IndexMap<String, Entry, foldhash::fast::RandomState>,
+    entries: Vec<(String, Entry)>,
+    index: Option<HashMap<String, usize, foldhash::fast::RandomState>>,
 }
+
+/// Size from which a [`Map`] keeps a hash index of its keys.
+const INDEX_FROM: usize = 24;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -38,42 +47,76 @@ pub struct Entry {
     pub node: Node,
 }
 
+impl PartialEq for Map {
+    fn eq(&self, other: &Map) -> bool {
+        self.entries == other.entries
+    }
+}
+
 impl Map {
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(k, _)| k == key),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entries.get(key).map(|e| &e.node)
+        self.entry(key).map(|e| &e.node)
     }
 
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        self.entries.get_mut(key).map(|e| &mut e.node)
+        let i = self.position(key)?;
+        Some(&mut self.entries[i].1.node)
     }
 
     pub fn entry(&self, key: &str) -> Option<&Entry> {
-        self.entries.get(key)
+        self.position(key).map(|i| &self.entries[i].1)
     }
 
     /// Sets `key`; an existing key keeps its position (as a Python dict does).
     pub fn insert(&mut self, key: String, key_span: Span, node: Node) {
-        self.entries.insert(key, Entry { key_span, node });
+        let entry = Entry { key_span, node };
+        if let Some(i) = self.position(&key) {
+            self.entries[i].1 = entry;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, entry));
+        if self.index.is_none() && self.entries.len() >= INDEX_FROM {
+            self.reindex();
+        }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Entry> {
-        self.entries.shift_remove(key)
+        let i = self.position(key)?;
+        let (_, entry) = self.entries.remove(i);
+        if self.index.is_some() {
+            self.reindex();
+        }
+        Some(entry)
+    }
+
+    fn reindex(&mut self) {
+        self.index = Some(self.entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
+        self.position(key).is_some()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
+        self.entries.iter().map(|(k, e)| (k, e))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Entry)> {
-        self.entries.iter_mut()
+        self.entries.iter_mut().map(|(k, e)| (&*k, e))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.entries.keys()
+        self.entries.iter().map(|(k, _)| k)
     }
 
     pub fn len(&self) -> usize {
@@ -87,7 +130,7 @@ impl Map {
 
 impl IntoIterator for Map {
     type Item = (String, Entry);
-    type IntoIter = indexmap::map::IntoIter<String, Entry>;
+    type IntoIter = std::vec::IntoIter<(String, Entry)>;
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
     }

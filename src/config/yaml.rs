@@ -8,6 +8,7 @@
 //! `{{_base_.a.b}}` references are found in the raw text first, as MMEngine
 //! does, and become [`Value::Reference`] nodes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle, Span as YSpan, StructureStyle};
@@ -83,26 +84,47 @@ pub(crate) fn reference_path(text: &str) -> String {
 
 /// Rewrites each `{{ _base_.a.b }}` to `"{ _base_.a.b }"` (same length, so
 /// spans stay exact) and returns the offsets of the rewritten references.
-fn mark_references(text: &str) -> (String, HashMap<usize, bool>) {
-    let mut out = text.to_string();
+fn mark_references(text: &str) -> (Cow<'_, str>, HashMap<usize, bool>) {
+    let bytes = text.as_bytes();
+    let mut marked: Option<Vec<u8>> = None;
     let mut refs = HashMap::new();
     let mut from = 0;
-    while let Some(i) = text[from..].find("{{").map(|i| i + from) {
+    // `find(char)` is a memchr; most `{` open flow mappings, not references.
+    while let Some(i) = text[from..].find('{').map(|i| i + from) {
+        from = i + 1;
+        if bytes.get(i + 1) != Some(&b'{') {
+            continue;
+        }
         from = i + 2;
-        let inner_start = i + 2;
-        let Some(close) = text[inner_start..].find("}}").map(|j| j + inner_start) else { break };
-        let inner = text[inner_start..close].trim();
+        let Some(close) = find_double_brace(text, i + 2) else { break };
+        let inner = text[i + 2..close].trim();
         let path_ok = inner.strip_prefix("_base_.").is_some_and(|p| {
             !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
         });
         if path_ok {
-            out.replace_range(i..i + 1, "\"");
-            out.replace_range(close + 1..close + 2, "\"");
+            let out = marked.get_or_insert_with(|| bytes.to_vec());
+            out[i] = b'"';
+            out[close + 1] = b'"';
             refs.insert(i, false);
             from = close + 2;
         }
     }
-    (out, refs)
+    let text = match marked {
+        Some(out) => Cow::Owned(String::from_utf8(out).expect("replacing ASCII braces keeps UTF-8")),
+        None => Cow::Borrowed(text),
+    };
+    (text, refs)
+}
+
+/// The offset of the next `}}` at or after `from`.
+fn find_double_brace(text: &str, mut from: usize) -> Option<usize> {
+    while let Some(j) = text[from..].find('}').map(|j| j + from) {
+        if text.as_bytes().get(j + 1) == Some(&b'}') {
+            return Some(j);
+        }
+        from = j + 1;
+    }
+    None
 }
 
 enum Frame {

@@ -23,7 +23,7 @@ pub struct Parsed {
 
 /// Parses `text` (references already marked) or gives up.
 pub fn parse(id: SourceId, text: &str, refs: &mut HashMap<usize, bool>) -> Option<Parsed> {
-    if text.contains(['\t', '\r']) {
+    if text.contains('\t') || text.contains('\r') {
         return None;
     }
     let mut p = Fast { id, text, lines: vec![], next: 0, comments: vec![], refs, depth: 0 };
@@ -210,7 +210,7 @@ impl Fast<'_, '_> {
             _ => {
                 let stop = find_colon(self.text, pos, end)?;
                 let raw = self.text[pos..stop].trim_end_matches(' ');
-                if raw.is_empty() || !plain_start_ok(raw) || raw.contains(" #") {
+                if raw.is_empty() || !plain_start_ok(raw) || raw.bytes().any(|b| b == b'#') {
                     return None;
                 }
                 (raw.to_string(), pos + raw.len())
@@ -237,9 +237,21 @@ impl Fast<'_, '_> {
 
     /// A plain scalar in block context: up to ` #` or the end of the line.
     fn plain_block(&mut self, pos: usize, end: usize) -> Option<(Node, usize)> {
-        let stop = self.text[pos..end].find(" #").map_or(end, |i| pos + i);
+        let bytes = self.text.as_bytes();
+        let mut stop = end;
+        for i in pos..end {
+            match bytes[i] {
+                b'#' if i > pos && bytes[i - 1] == b' ' => {
+                    stop = i;
+                    break;
+                }
+                // `a: b: c` is not a plain scalar; the general path reports it.
+                b':' if i + 1 == end || bytes[i + 1] == b' ' => return None,
+                _ => {}
+            }
+        }
         let raw = self.text[pos..stop].trim_end_matches(' ');
-        if !plain_start_ok(raw) || raw.contains(": ") || raw.ends_with(':') {
+        if !plain_start_ok(raw) {
             return None;
         }
         let value = resolve_plain(raw).ok()?;
@@ -306,8 +318,8 @@ impl Fast<'_, '_> {
         let (text, key_end) = match bytes[pos] {
             b'"' | b'\'' => quoted_text(self.text, pos, end)?,
             _ => {
-                let len = self.text[pos..end].find([':', ',', '[', ']', '{', '}', '#'])?;
-                let raw = self.text[pos..pos + len].trim_end_matches(' ');
+                let stop = find_byte(self.text, pos, end, b":,[]{}#")?;
+                let raw = self.text[pos..stop].trim_end_matches(' ');
                 if raw.is_empty() || !plain_start_ok(raw) {
                     return None;
                 }
@@ -327,8 +339,7 @@ impl Fast<'_, '_> {
             b'[' | b'{' => self.flow(pos, end),
             b'"' | b'\'' => self.quoted(pos, end),
             _ => {
-                let len = self.text[pos..end].find([',', '[', ']', '{', '}', '#', ':'])?;
-                let stop = pos + len;
+                let stop = find_byte(self.text, pos, end, b",[]{}#:")?;
                 if matches!(self.text.as_bytes()[stop], b'[' | b'{' | b'#' | b':') {
                     return None;
                 }
@@ -352,15 +363,14 @@ fn skip_spaces(text: &str, mut pos: usize, end: usize) -> usize {
 
 /// The offset of the `:` ending a plain key on this line (`: ` or `:` at the end).
 fn find_colon(text: &str, pos: usize, end: usize) -> Option<usize> {
-    let line = &text[pos..end];
-    let mut from = 0;
-    while let Some(i) = line[from..].find(':').map(|i| i + from) {
-        if i + 1 == line.len() || line.as_bytes()[i + 1] == b' ' {
-            return Some(pos + i);
-        }
-        from = i + 1;
-    }
-    None
+    let bytes = text.as_bytes();
+    (pos..end).find(|&i| bytes[i] == b':' && (i + 1 == end || bytes[i + 1] == b' '))
+}
+
+/// The first byte in `pos..end` that is one of `stops`.
+fn find_byte(text: &str, pos: usize, end: usize, stops: &[u8]) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (pos..end).find(|&i| stops.contains(&bytes[i]))
 }
 
 /// Whether a plain scalar may start like this (no YAML indicator).

@@ -4,11 +4,6 @@
 //! (case-sensitive, as MMEngine's registry looks them up). Several names may
 //! share one config struct when their constructors take the same arguments
 //! (`Conv` / `Conv2d`).
-//!
-//! Entries are made with [`entry`] rather than [`super::component`]: it also
-//! removes schemars' `format` annotations (`uint32`, `double`, …) from the
-//! generated schemas, because the validator's JSON Schema subset has no
-//! `format` and the ranges they imply are already given by `minimum`.
 
 
 use super::data::{
@@ -46,124 +41,119 @@ use super::models::task_modules::{
 use super::models::weight_init::{
     ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
 };
-use super::{Component, Role};
-
-/// A table entry for config struct `T` registered as `name` with `role`.
-const fn entry<T: schemars::JsonSchema>(name: &'static str, role: Role) -> Component {
-    super::component::<T>(name, role)
-}
+use super::{component, Component, Role};
 
 pub static COMPONENTS: &[Component] = &[
     // detectors
-    entry::<FasterRCNNConfig>("FasterRCNN", Role::Detector),
-    entry::<MaskRCNNConfig>("MaskRCNN", Role::Detector),
-    entry::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
-    entry::<QueryInstConfig>("QueryInst", Role::Detector),
+    component::<FasterRCNNConfig>("FasterRCNN", Role::Detector),
+    component::<MaskRCNNConfig>("MaskRCNN", Role::Detector),
+    component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
+    component::<QueryInstConfig>("QueryInst", Role::Detector),
     // data preprocessors
-    entry::<DetDataPreprocessorConfig>("DetDataPreprocessor", Role::DataPreprocessor),
+    component::<DetDataPreprocessorConfig>("DetDataPreprocessor", Role::DataPreprocessor),
     // backbones
-    entry::<ResNetConfig>("ResNet", Role::Backbone),
+    component::<ResNetConfig>("ResNet", Role::Backbone),
     // necks
-    entry::<FPNConfig>("FPN", Role::Neck),
+    component::<FPNConfig>("FPN", Role::Neck),
     // dense heads
-    entry::<RPNHeadConfig>("RPNHead", Role::RpnHead),
-    entry::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
+    component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
+    component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
-    entry::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
-    entry::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
-    entry::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
-    entry::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
-    entry::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
-    entry::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
-    entry::<SingleRoIExtractorConfig>("SingleRoIExtractor", Role::RoiExtractor),
+    component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
+    component::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
+    component::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
+    component::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
+    component::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
+    component::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
+    component::<SingleRoIExtractorConfig>("SingleRoIExtractor", Role::RoiExtractor),
     // ops
-    entry::<RoIAlignConfig>("RoIAlign", Role::RoiLayer),
-    entry::<NmsConfig>("nms", Role::Nms),
-    entry::<SoftNmsConfig>("soft_nms", Role::Nms),
+    component::<RoIAlignConfig>("RoIAlign", Role::RoiLayer),
+    component::<NmsConfig>("nms", Role::Nms),
+    component::<SoftNmsConfig>("soft_nms", Role::Nms),
     // task modules
-    entry::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
-    entry::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
-    entry::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
-    entry::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
-    entry::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
-    entry::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
-    entry::<FocalLossCostConfig>("FocalLossCost", Role::MatchCost),
-    entry::<BBoxL1CostConfig>("BBoxL1Cost", Role::MatchCost),
-    entry::<IoUCostConfig>("IoUCost", Role::MatchCost),
-    entry::<ClassificationCostConfig>("ClassificationCost", Role::MatchCost),
+    component::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
+    component::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
+    component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
+    component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
+    component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
+    component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
+    component::<FocalLossCostConfig>("FocalLossCost", Role::MatchCost),
+    component::<BBoxL1CostConfig>("BBoxL1Cost", Role::MatchCost),
+    component::<IoUCostConfig>("IoUCost", Role::MatchCost),
+    component::<ClassificationCostConfig>("ClassificationCost", Role::MatchCost),
     // losses
-    entry::<FocalLossConfig>("FocalLoss", Role::Loss),
-    entry::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
-    entry::<L1LossConfig>("L1Loss", Role::Loss),
-    entry::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
-    entry::<GIoULossConfig>("GIoULoss", Role::Loss),
-    entry::<IoULossConfig>("IoULoss", Role::Loss),
-    entry::<DiceLossConfig>("DiceLoss", Role::Loss),
+    component::<FocalLossConfig>("FocalLoss", Role::Loss),
+    component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
+    component::<L1LossConfig>("L1Loss", Role::Loss),
+    component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
+    component::<GIoULossConfig>("GIoULoss", Role::Loss),
+    component::<IoULossConfig>("IoULoss", Role::Loss),
+    component::<DiceLossConfig>("DiceLoss", Role::Loss),
     // layers
-    entry::<Conv2dConfig>("Conv2d", Role::Conv),
-    entry::<Conv2dConfig>("Conv", Role::Conv),
-    entry::<DynamicConvConfig>("DynamicConv", Role::Conv),
-    entry::<BatchNormConfig>("BN", Role::Norm),
-    entry::<BatchNormConfig>("BN2d", Role::Norm),
-    entry::<SyncBatchNormConfig>("SyncBN", Role::Norm),
-    entry::<GroupNormConfig>("GN", Role::Norm),
-    entry::<LayerNormConfig>("LN", Role::Norm),
-    entry::<ReluConfig>("ReLU", Role::Activation),
-    entry::<LeakyReluConfig>("LeakyReLU", Role::Activation),
-    entry::<GeluConfig>("GELU", Role::Activation),
-    entry::<SiluConfig>("SiLU", Role::Activation),
-    entry::<SigmoidConfig>("Sigmoid", Role::Activation),
+    component::<Conv2dConfig>("Conv2d", Role::Conv),
+    component::<Conv2dConfig>("Conv", Role::Conv),
+    component::<DynamicConvConfig>("DynamicConv", Role::Conv),
+    component::<BatchNormConfig>("BN", Role::Norm),
+    component::<BatchNormConfig>("BN2d", Role::Norm),
+    component::<SyncBatchNormConfig>("SyncBN", Role::Norm),
+    component::<GroupNormConfig>("GN", Role::Norm),
+    component::<LayerNormConfig>("LN", Role::Norm),
+    component::<ReluConfig>("ReLU", Role::Activation),
+    component::<LeakyReluConfig>("LeakyReLU", Role::Activation),
+    component::<GeluConfig>("GELU", Role::Activation),
+    component::<SiluConfig>("SiLU", Role::Activation),
+    component::<SigmoidConfig>("Sigmoid", Role::Activation),
     // weight init
-    entry::<PretrainedInitConfig>("Pretrained", Role::Init),
-    entry::<KaimingInitConfig>("Kaiming", Role::Init),
-    entry::<XavierInitConfig>("Xavier", Role::Init),
-    entry::<NormalInitConfig>("Normal", Role::Init),
-    entry::<ConstantInitConfig>("Constant", Role::Init),
+    component::<PretrainedInitConfig>("Pretrained", Role::Init),
+    component::<KaimingInitConfig>("Kaiming", Role::Init),
+    component::<XavierInitConfig>("Xavier", Role::Init),
+    component::<NormalInitConfig>("Normal", Role::Init),
+    component::<ConstantInitConfig>("Constant", Role::Init),
     // datasets
-    entry::<CocoDatasetConfig>("CocoDataset", Role::Dataset),
+    component::<CocoDatasetConfig>("CocoDataset", Role::Dataset),
     // transforms
-    entry::<LoadImageFromFileConfig>("LoadImageFromFile", Role::Transform),
-    entry::<LoadAnnotationsConfig>("LoadAnnotations", Role::Transform),
-    entry::<ResizeConfig>("Resize", Role::Transform),
-    entry::<RandomFlipConfig>("RandomFlip", Role::Transform),
-    entry::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
+    component::<LoadImageFromFileConfig>("LoadImageFromFile", Role::Transform),
+    component::<LoadAnnotationsConfig>("LoadAnnotations", Role::Transform),
+    component::<ResizeConfig>("Resize", Role::Transform),
+    component::<RandomFlipConfig>("RandomFlip", Role::Transform),
+    component::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
     // data samplers
-    entry::<DefaultSamplerConfig>("DefaultSampler", Role::DataSampler),
-    entry::<InfiniteSamplerConfig>("InfiniteSampler", Role::DataSampler),
-    entry::<AspectRatioBatchSamplerConfig>("AspectRatioBatchSampler", Role::BatchSampler),
+    component::<DefaultSamplerConfig>("DefaultSampler", Role::DataSampler),
+    component::<InfiniteSamplerConfig>("InfiniteSampler", Role::DataSampler),
+    component::<AspectRatioBatchSamplerConfig>("AspectRatioBatchSampler", Role::BatchSampler),
     // evaluators
-    entry::<CocoMetricConfig>("CocoMetric", Role::Evaluator),
+    component::<CocoMetricConfig>("CocoMetric", Role::Evaluator),
     // optimizer wrappers and optimizers
-    entry::<OptimWrapperConfig>("OptimWrapper", Role::OptimWrapper),
-    entry::<AmpOptimWrapperConfig>("AmpOptimWrapper", Role::OptimWrapper),
-    entry::<SGDConfig>("SGD", Role::Optimizer),
-    entry::<AdamConfig>("Adam", Role::Optimizer),
-    entry::<AdamWConfig>("AdamW", Role::Optimizer),
+    component::<OptimWrapperConfig>("OptimWrapper", Role::OptimWrapper),
+    component::<AmpOptimWrapperConfig>("AmpOptimWrapper", Role::OptimWrapper),
+    component::<SGDConfig>("SGD", Role::Optimizer),
+    component::<AdamConfig>("Adam", Role::Optimizer),
+    component::<AdamWConfig>("AdamW", Role::Optimizer),
     // parameter schedulers
-    entry::<LinearLRConfig>("LinearLR", Role::ParamScheduler),
-    entry::<MultiStepLRConfig>("MultiStepLR", Role::ParamScheduler),
-    entry::<CosineAnnealingLRConfig>("CosineAnnealingLR", Role::ParamScheduler),
-    entry::<ConstantLRConfig>("ConstantLR", Role::ParamScheduler),
+    component::<LinearLRConfig>("LinearLR", Role::ParamScheduler),
+    component::<MultiStepLRConfig>("MultiStepLR", Role::ParamScheduler),
+    component::<CosineAnnealingLRConfig>("CosineAnnealingLR", Role::ParamScheduler),
+    component::<ConstantLRConfig>("ConstantLR", Role::ParamScheduler),
     // hooks
-    entry::<RuntimeInfoHookConfig>("RuntimeInfoHook", Role::Hook),
-    entry::<IterTimerHookConfig>("IterTimerHook", Role::Hook),
-    entry::<LoggerHookConfig>("LoggerHook", Role::Hook),
-    entry::<ParamSchedulerHookConfig>("ParamSchedulerHook", Role::Hook),
-    entry::<CheckpointHookConfig>("CheckpointHook", Role::Hook),
-    entry::<DistSamplerSeedHookConfig>("DistSamplerSeedHook", Role::Hook),
-    entry::<DetVisualizationHookConfig>("DetVisualizationHook", Role::Hook),
-    entry::<EmptyCacheHookConfig>("EmptyCacheHook", Role::Hook),
+    component::<RuntimeInfoHookConfig>("RuntimeInfoHook", Role::Hook),
+    component::<IterTimerHookConfig>("IterTimerHook", Role::Hook),
+    component::<LoggerHookConfig>("LoggerHook", Role::Hook),
+    component::<ParamSchedulerHookConfig>("ParamSchedulerHook", Role::Hook),
+    component::<CheckpointHookConfig>("CheckpointHook", Role::Hook),
+    component::<DistSamplerSeedHookConfig>("DistSamplerSeedHook", Role::Hook),
+    component::<DetVisualizationHookConfig>("DetVisualizationHook", Role::Hook),
+    component::<EmptyCacheHookConfig>("EmptyCacheHook", Role::Hook),
     // loops
-    entry::<EpochBasedTrainLoopConfig>("EpochBasedTrainLoop", Role::Loop),
-    entry::<IterBasedTrainLoopConfig>("IterBasedTrainLoop", Role::Loop),
-    entry::<ValLoopConfig>("ValLoop", Role::Loop),
-    entry::<TestLoopConfig>("TestLoop", Role::Loop),
+    component::<EpochBasedTrainLoopConfig>("EpochBasedTrainLoop", Role::Loop),
+    component::<IterBasedTrainLoopConfig>("IterBasedTrainLoop", Role::Loop),
+    component::<ValLoopConfig>("ValLoop", Role::Loop),
+    component::<TestLoopConfig>("TestLoop", Role::Loop),
     // visualization
-    entry::<DetLocalVisualizerConfig>("DetLocalVisualizer", Role::Visualizer),
-    entry::<LocalVisBackendConfig>("LocalVisBackend", Role::VisBackend),
-    entry::<TensorboardVisBackendConfig>("TensorboardVisBackend", Role::VisBackend),
+    component::<DetLocalVisualizerConfig>("DetLocalVisualizer", Role::Visualizer),
+    component::<LocalVisBackendConfig>("LocalVisBackend", Role::VisBackend),
+    component::<TensorboardVisBackendConfig>("TensorboardVisBackend", Role::VisBackend),
     // logging
-    entry::<LogProcessorConfig>("LogProcessor", Role::LogProcessor),
+    component::<LogProcessorConfig>("LogProcessor", Role::LogProcessor),
 ];
 
 #[cfg(test)]
@@ -198,6 +188,9 @@ mod tests {
         "$defs",
         "default",
         "description",
+        // schemars' `uint32`/`double` annotations: ignored by the validator
+        // (ranges come from `minimum`), harmless to editors.
+        "format",
         ROLE_KEYWORD,
     ];
 

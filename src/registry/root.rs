@@ -11,7 +11,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::models::common::{no_format, AnyObject, BackendArgs, OneOrMany};
+use super::models::common::{AnyObject, BackendArgs, OneOrMany};
 use super::refs::{
     BatchSamplerCfg, DataPreprocessorCfg, DataSamplerCfg, DatasetCfg, DetectorCfg, EvaluatorCfg, HookCfg,
     LogProcessorCfg, LoopCfg, OptimWrapperCfg, ParamSchedulerCfg, VisualizerCfg,
@@ -62,7 +62,6 @@ pub const HELPER_VARIABLES: &[&str] = &[
 /// remaining keys to `torch.utils.data.DataLoader`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct DataLoaderConfig {
     /// Samples per batch on each GPU (the total batch is this times the number of processes).
     #[schemars(range(min = 1))]
@@ -119,7 +118,6 @@ pub enum CollateFnType {
 /// A dataloader's `collate_fn`: `{type: pseudo_collate}`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct CollateFnConfig {
     /// `pseudo_collate` or `default_collate`.
     pub r#type: CollateFnType,
@@ -128,7 +126,6 @@ pub struct CollateFnConfig {
 /// `default_hooks`: the runner's standard hooks by name. Setting one to null
 /// disables it; other names add hooks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[schemars(transform = no_format)]
 pub struct DefaultHooks {
     /// Publishes runtime information (`RuntimeInfoHook`); always registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,7 +169,6 @@ fn default_fork() -> MpStartMethod {
 /// `env_cfg.mp_cfg`: multiprocessing settings.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct MpConfig {
     /// `fork`, `spawn` or `forkserver`.
     #[serde(default = "default_fork")]
@@ -223,7 +219,6 @@ fn default_torch() -> InitBackend {
 /// `env_cfg.dist_cfg`: process-group settings.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct DistConfig {
     /// Communication backend.
     #[serde(default = "default_nccl")]
@@ -244,7 +239,6 @@ pub struct DistConfig {
 /// `env_cfg`: process environment set up before the run.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct EnvConfig {
     /// Let cuDNN benchmark convolution algorithms (faster for fixed input sizes).
     #[serde(default)]
@@ -264,7 +258,6 @@ pub struct EnvConfig {
 /// `randomness`: seeding and determinism.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct RandomnessConfig {
     /// Random seed; drawn at random (and logged) when null.
     #[serde(default)]
@@ -280,7 +273,6 @@ pub struct RandomnessConfig {
 /// `auto_scale_lr`: scale the learning rate linearly with the total batch size.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(transform = no_format)]
 pub struct AutoScaleLrConfig {
     /// Scale `lr` by `total batch size / base_batch_size` (`--auto-scale-lr` also enables it).
     #[serde(default)]
@@ -324,7 +316,6 @@ pub enum Launcher {
 /// The runtime sections a config's top level may hold, as MMEngine's `Runner`
 /// reads them. All optional: a base file alone is partial.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[schemars(transform = no_format)]
 pub struct RootConfig {
     /// The detector, e.g. `{type: QueryInst, backbone: …, neck: …, rpn_head: …, roi_head: …}`.
     #[serde(default)]

@@ -106,48 +106,44 @@ impl Index {
             min_items: None,
             max_items: None,
         });
-        let role = schema.get(ROLE_KEYWORD).and_then(Json::as_str).map(|r| Role::from_name(r).expect("valid role"));
-        let any_of: Vec<Id> = schema
-            .get("anyOf")
-            .or_else(|| schema.get("oneOf"))
-            .and_then(Json::as_array)
-            .map(|bs| bs.iter().map(|b| self.compile(b)).collect())
-            .unwrap_or_default();
-        let properties: Vec<(&'static str, Id)> = schema
-            .get("properties")
-            .and_then(Json::as_object)
-            .map(|ps| ps.iter().map(|(k, v)| (k.as_str(), self.compile(v))).collect())
-            .unwrap_or_default();
-        let additional = schema.get("additionalProperties").filter(|a| a.is_object()).map(|a| self.compile(a));
-        let items = schema.get("items").filter(|s| s.is_object()).map(|s| self.compile(s));
-        let prefix_items: Vec<Id> = schema
-            .get("prefixItems")
-            .and_then(Json::as_array)
-            .map(|ps| ps.iter().map(|p| self.compile(p)).collect())
-            .unwrap_or_default();
-        let number = |k: &str| schema.get(k).and_then(Json::as_f64);
-        let node = &mut self.nodes[id];
-        node.role = role;
-        node.any_of = any_of;
-        node.types = schema.get("type").map(type_bits);
-        node.enum_values = schema.get("enum").and_then(Json::as_array).map(Vec::as_slice);
-        node.const_value = schema.get("const");
-        node.minimum = number("minimum");
-        node.maximum = number("maximum");
-        node.exclusive_minimum = number("exclusiveMinimum");
-        node.exclusive_maximum = number("exclusiveMaximum");
-        node.properties = properties;
-        node.closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
-        node.additional = additional;
-        node.required = schema
-            .get("required")
-            .and_then(Json::as_array)
-            .map(|r| r.iter().filter_map(Json::as_str).collect())
-            .unwrap_or_default();
-        node.items = items;
-        node.prefix_items = prefix_items;
-        node.min_items = schema.get("minItems").and_then(Json::as_u64);
-        node.max_items = schema.get("maxItems").and_then(Json::as_u64);
+        // One pass over the keywords (each `get` on a JSON map is a hash lookup).
+        let Some(object) = schema.as_object() else { return id };
+        for (keyword, value) in object {
+            match keyword.as_str() {
+                ROLE_KEYWORD => self.nodes[id].role = value.as_str().and_then(Role::from_name),
+                "anyOf" | "oneOf" => {
+                    let branches = value.as_array().map(|bs| bs.iter().map(|b| self.compile(b)).collect());
+                    self.nodes[id].any_of = branches.unwrap_or_default();
+                }
+                "type" => self.nodes[id].types = Some(type_bits(value)),
+                "enum" => self.nodes[id].enum_values = value.as_array().map(Vec::as_slice),
+                "const" => self.nodes[id].const_value = Some(value),
+                "minimum" => self.nodes[id].minimum = value.as_f64(),
+                "maximum" => self.nodes[id].maximum = value.as_f64(),
+                "exclusiveMinimum" => self.nodes[id].exclusive_minimum = value.as_f64(),
+                "exclusiveMaximum" => self.nodes[id].exclusive_maximum = value.as_f64(),
+                "properties" => {
+                    let props = value.as_object().map(|ps| ps.iter().map(|(k, v)| (k.as_str(), self.compile(v))).collect());
+                    self.nodes[id].properties = props.unwrap_or_default();
+                }
+                "additionalProperties" => match value {
+                    Json::Bool(false) => self.nodes[id].closed = true,
+                    Json::Object(_) => self.nodes[id].additional = Some(self.compile(value)),
+                    _ => {}
+                },
+                "required" => {
+                    self.nodes[id].required = value.as_array().map(|r| r.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+                }
+                "items" if value.is_object() => self.nodes[id].items = Some(self.compile(value)),
+                "prefixItems" => {
+                    let prefix = value.as_array().map(|ps| ps.iter().map(|p| self.compile(p)).collect());
+                    self.nodes[id].prefix_items = prefix.unwrap_or_default();
+                }
+                "minItems" => self.nodes[id].min_items = value.as_u64(),
+                "maxItems" => self.nodes[id].max_items = value.as_u64(),
+                _ => {}
+            }
+        }
         id
     }
 }

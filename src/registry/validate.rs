@@ -34,10 +34,7 @@ pub fn schemas() -> &'static Schemas {
         let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
         let root = generator.subschema_for::<RootConfig>().to_value();
         let components = super::all().iter().map(|c| (c.name, (c.schema)(&mut generator).to_value())).collect();
-        // schemars' `format` (`uint32`, `double`) is outside the subset detc uses; one pass drops it.
-        let mut defs = generator.take_definitions(true);
-        defs.values_mut().for_each(super::models::common::strip_format);
-        Schemas { defs, root, components }
+        Schemas { defs: generator.take_definitions(true), root, components }
     })
 }
 

@@ -189,29 +189,3 @@ pub fn some_uint<const N: u32>() -> Option<u32> {
     Some(N)
 }
 
-/// Removes schemars' `format` annotations (`uint32`, `double`, …) from a
-/// schema and its inline subschemas: the validator's JSON Schema subset has
-/// no `format`, and the ranges they imply are given by `minimum` already.
-/// Used as `#[schemars(transform = no_format)]` on structs that are not
-/// registered components (those are cleaned by the registry table).
-pub fn no_format(schema: &mut Schema) {
-    if let Some(map) = schema.as_object_mut() {
-        map.remove("format");
-        map.values_mut().for_each(strip_format);
-    }
-}
-
-/// [`no_format`] on a JSON value: removes every string-valued `format` key.
-pub fn strip_format(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            // Only where `format` is a keyword (a string), not a property named `format`.
-            if map.get("format").is_some_and(serde_json::Value::is_string) {
-                map.remove("format");
-            }
-            map.values_mut().for_each(strip_format);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_format),
-        _ => {}
-    }
-}
