@@ -2,14 +2,17 @@
 //!
 //!     scripts/bench-config            # or: cargo bench --bench config_resolve
 //!
-//! Resolves `configs/queryinst/queryinst_r50_fpn_1x_coco.yaml` (8 files with
-//! its bases) both in-process (mean per resolve, after a warm-up) and as whole
-//! cold processes (`detc expand` against `python -c 'Config.fromfile(...)'`),
-//! and prints each ratio. Each side is timed in several rounds and its fastest
-//! round reported. MMEngine runs from `.venv-test` (scripts/test-env).
+//! Resolves `configs/queryinst/queryinst_r50_fpn_1x_coco.yaml` (4 files with
+//! its bases) in-process (mean per resolve; detc also validates against the
+//! registry, MMEngine does not) and as whole cold processes (`detc expand`,
+//! which validates, against `python -c 'Config.fromfile(...)'`), and prints
+//! each ratio. Rounds of detc and MMEngine alternate, so both see the same
+//! load on the machine; each side's fastest round is reported. MMEngine runs
+//! from `.venv-test` (scripts/test-env), kept alive across rounds.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 // The allocator the `detc` binary ships with (src/bin/detc.rs).
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CONFIG: &str = "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml";
+const ROUNDS: usize = 7;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -26,26 +30,31 @@ fn main() {
         eprintln!("error: {} is missing; run scripts/test-env first", python.display());
         std::process::exit(1);
     }
-
-    let detc_resolve = per_call(1000, || {
+    let resolve_and_check = || {
         let (_, tree) = detc::config::resolve(&config, &[]);
         detc::registry::validate::check(&tree.expect("bundled config resolves")).expect("bundled config is valid");
-    });
-    let resolve_only = per_call(1000, || drop(detc::config::resolve(&config, &[])));
+    };
+    let mut mmengine = MmengineTimer::start(&python, &config);
+    let script = format!("from mmengine.config import Config; Config.fromfile({:?})", config.display().to_string());
+    let detc_bin = env!("CARGO_BIN_EXE_detc");
+
+    let (mut detc_in, mut mm_in, mut detc_cold, mut mm_cold) = (vec![], vec![], vec![], vec![]);
+    timed(20, resolve_and_check); // warm-up
+    for _ in 0..ROUNDS {
+        detc_in.push(timed(200, resolve_and_check));
+        mm_in.push(mmengine.round(20));
+        detc_cold.push(timed(10, || run(Command::new(detc_bin).arg("expand").arg(&config))));
+        mm_cold.push(timed(2, || run(Command::new(&python).arg("-c").arg(&script))));
+    }
+    let resolve_only = timed(200, || drop(detc::config::resolve(&config, &[])));
     let (_, tree) = detc::config::resolve(&config, &[]);
     let tree = tree.expect("bundled config resolves");
-    let validate_only = per_call(1000, || detc::registry::validate::check(&tree).expect("valid"));
-    let mmengine_resolve = mmengine_in_process(&python, &config, 200);
+    let validate_only = timed(200, || detc::registry::validate::check(&tree).expect("valid"));
 
-    let detc_bin = env!("CARGO_BIN_EXE_detc");
-    let detc_cold = per_call(50, || run(Command::new(detc_bin).arg("expand").arg(&config)));
-    let script = format!("from mmengine.config import Config; Config.fromfile({:?})", config.display().to_string());
-    let mmengine_cold = per_call(15, || run(Command::new(&python).arg("-c").arg(&script)));
-
-    println!("resolving {CONFIG} (with its _base_ files)");
+    println!("resolving {CONFIG} (with its _base_ files), best of {ROUNDS} alternating rounds");
     println!("{:<28} {:>14} {:>14} {:>9}", "", "detc", "MMEngine", "ratio");
-    row("in-process, per resolve", detc_resolve, mmengine_resolve);
-    row("cold process", detc_cold, mmengine_cold);
+    row("in-process, per resolve", best(&detc_in), best(&mm_in));
+    row("cold process", best(&detc_cold), best(&mm_cold));
     println!("(detc in-process includes validation against the registry; MMEngine's does not validate)");
     println!("detc breakdown: resolve {}, validate {}", fmt(resolve_only), fmt(validate_only));
 }
@@ -60,27 +69,17 @@ fn fmt(d: Duration) -> String {
     if us < 1000.0 { format!("{us:.1} us") } else { format!("{:.2} ms", us / 1000.0) }
 }
 
-/// Rounds per measurement; the fastest round's mean is reported, for detc and
-/// MMEngine alike (the least disturbed by other load on the machine).
-const ROUNDS: u32 = 5;
+fn best(rounds: &[Duration]) -> Duration {
+    rounds.iter().copied().min().expect("at least one round")
+}
 
-/// Mean duration of `f` per call in the fastest of [`ROUNDS`] rounds of
-/// `n / ROUNDS` calls, after `n / 10 + 1` warm-up calls.
-fn per_call(n: u32, mut f: impl FnMut()) -> Duration {
-    for _ in 0..n / 10 + 1 {
+/// Mean duration of `f` over `n` calls.
+fn timed(n: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
         f();
     }
-    let per_round = (n / ROUNDS).max(1);
-    (0..ROUNDS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_round {
-                f();
-            }
-            start.elapsed() / per_round
-        })
-        .min()
-        .expect("at least one round")
+    start.elapsed() / n
 }
 
 fn run(cmd: &mut Command) {
@@ -88,19 +87,36 @@ fn run(cmd: &mut Command) {
     assert!(status.success());
 }
 
-/// MMEngine's own in-process mean per `Config.fromfile`, timed inside Python.
-fn mmengine_in_process(python: &Path, config: &Path, n: u32) -> Duration {
-    let per_round = (n / ROUNDS).max(1);
-    let script = format!(
-        "import time\nfrom mmengine.config import Config\np = {:?}\nfor _ in range({w}): Config.fromfile(p)\n\
-         best = float('inf')\nfor _ in range({ROUNDS}):\n    t = time.perf_counter()\n\
-         \x20   for _ in range({per_round}): Config.fromfile(p)\n\
-         \x20   best = min(best, (time.perf_counter() - t) / {per_round})\nprint(best)\n",
-        config.display().to_string(),
-        w = n / 10 + 1,
-    );
-    let out = Command::new(python).arg("-c").arg(script).output().expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("seconds");
-    Duration::from_secs_f64(secs)
+/// A Python process that times `Config.fromfile` in rounds on request.
+struct MmengineTimer {
+    child: Child,
+    reader: BufReader<std::process::ChildStdout>,
+}
+
+impl MmengineTimer {
+    fn start(python: &Path, config: &Path) -> MmengineTimer {
+        let script = format!(
+            "import sys, time\nfrom mmengine.config import Config\np = {:?}\nfor _ in range(5): Config.fromfile(p)\n\
+             for line in sys.stdin:\n    n = int(line)\n    t = time.perf_counter()\n\
+             \x20   for _ in range(n): Config.fromfile(p)\n    print((time.perf_counter() - t) / n, flush=True)\n",
+            config.display().to_string(),
+        );
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python starts");
+        let reader = BufReader::new(child.stdout.take().expect("piped"));
+        MmengineTimer { child, reader }
+    }
+
+    /// Mean seconds per `Config.fromfile` over `n` calls.
+    fn round(&mut self, n: u32) -> Duration {
+        writeln!(self.child.stdin.as_mut().expect("piped"), "{n}").expect("python reads");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("python answers");
+        Duration::from_secs_f64(line.trim().parse().expect("seconds"))
+    }
 }
