@@ -5,7 +5,6 @@
 
 use super::source::{Sources, CFG_OPTIONS};
 use super::value::{Node, Value};
-use super::yaml::resolve_plain;
 
 /// Block YAML. With `sources`, each scalar line carries its origin.
 pub fn to_yaml(root: &Node, origins: Option<&Sources>) -> String {
@@ -36,14 +35,26 @@ fn origin(node: &Node, origins: Option<&Sources>) -> String {
     format!("  # {}:{line}", source.name)
 }
 
+/// Writes a mapping's `key: value` lines at `indent`; with `after_dash` the
+/// first key continues a `- ` line instead of starting its own.
 fn write_map_body(out: &mut String, node: &Node, indent: usize, origins: Option<&Sources>) {
+    write_map_lines(out, node, indent, origins, false);
+}
+
+fn write_map_lines(out: &mut String, node: &Node, indent: usize, origins: Option<&Sources>, after_dash: bool) {
     let Value::Map(map) = &node.value else { unreachable!() };
-    for (key, entry) in map.iter() {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&scalar_string(key));
+    for (i, (key, entry)) in map.iter().enumerate() {
+        if !(after_dash && i == 0) {
+            push_indent(out, indent);
+        }
+        push_scalar_string(out, key);
         out.push(':');
         write_value(out, &entry.node, indent, origins);
     }
+}
+
+fn push_indent(out: &mut String, indent: usize) {
+    out.extend(std::iter::repeat_n(' ', indent));
 }
 
 /// Writes what follows `key:` (or `-`): inline for scalars and flat lists, a block otherwise.
@@ -56,15 +67,13 @@ fn write_value(out: &mut String, node: &Node, indent: usize, origins: Option<&So
         Value::List(items) if !items.is_empty() && !is_flat(items) => {
             out.push('\n');
             for item in items {
-                out.push_str(&" ".repeat(indent + 2));
+                push_indent(out, indent + 2);
                 out.push('-');
                 match &item.value {
                     Value::Map(m) if !m.is_empty() => {
                         // First key on the dash line, the rest aligned under it.
-                        let mut body = String::new();
-                        write_map_body(&mut body, item, indent + 4, origins);
                         out.push(' ');
-                        out.push_str(body.trim_start());
+                        write_map_lines(out, item, indent + 4, origins, true);
                     }
                     _ => write_value(out, item, indent + 2, origins),
                 }
@@ -72,8 +81,10 @@ fn write_value(out: &mut String, node: &Node, indent: usize, origins: Option<&So
         }
         _ => {
             out.push(' ');
-            out.push_str(&inline(node));
-            out.push_str(&origin(node, origins));
+            push_inline(out, node);
+            if origins.is_some() {
+                out.push_str(&origin(node, origins));
+            }
             out.push('\n');
         }
     }
@@ -89,17 +100,40 @@ fn is_flat(items: &[Node]) -> bool {
 
 /// A value in flow style.
 fn inline(node: &Node) -> String {
+    let mut out = String::new();
+    push_inline(&mut out, node);
+    out
+}
+
+fn push_inline(out: &mut String, node: &Node) {
     match &node.value {
-        Value::Null | Value::Reference(_) => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Float(f) => float_string(*f),
-        Value::Str(s) => scalar_string(s),
-        Value::List(items) => format!("[{}]", items.iter().map(inline).collect::<Vec<_>>().join(", ")),
-        Value::Map(m) => format!(
-            "{{{}}}",
-            m.iter().map(|(k, e)| format!("{}: {}", scalar_string(k), inline(&e.node))).collect::<Vec<_>>().join(", ")
-        ),
+        Value::Null | Value::Reference(_) => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Float(f) => out.push_str(&float_string(*f)),
+        Value::Str(s) => push_scalar_string(out, s),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                push_inline(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, e)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                push_scalar_string(out, k);
+                out.push_str(": ");
+                push_inline(out, &e.node);
+            }
+            out.push('}');
+        }
     }
 }
 
@@ -118,20 +152,23 @@ pub fn float_string(f: f64) -> String {
     }
 }
 
-/// A string plain when every reader takes it back as that same string, else double-quoted.
-fn scalar_string(s: &str) -> String {
-    if is_plain_safe(s) { s.to_string() } else { serde_json::to_string(s).expect("strings serialise") }
+/// A string, plain when every reader takes it back as that same string, else double-quoted.
+fn push_scalar_string(out: &mut String, s: &str) {
+    if is_plain_safe(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("strings serialise"));
+    }
 }
 
 fn is_plain_safe(s: &str) -> bool {
     let Some(first) = s.chars().next() else { return false };
-    let reads_back = matches!(resolve_plain(s), Ok(Value::Str(_)));
-    // Words PyYAML (YAML 1.1) reads as non-strings.
-    let yaml11 = matches!(s.to_ascii_lowercase().as_str(), "yes" | "no" | "on" | "off" | "y" | "n" | "none")
-        || s.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.' || c == '+' || c == '-');
-    reads_back
-        && !yaml11
-        && (first.is_alphanumeric() || first == '_' || first == '/')
+    // Starting with a letter, `_` or `/`, a plain scalar is a number for no
+    // reader; it is null or a boolean only as one of these words (YAML 1.2
+    // core, plus PyYAML's YAML 1.1 `yes`/`on`/... and Python's `None`).
+    const NOT_STRINGS: &[&str] = &["null", "true", "false", "yes", "no", "on", "off", "y", "n", "none"];
+    (first.is_alphabetic() || first == '_' || first == '/')
+        && !NOT_STRINGS.iter().any(|w| s.eq_ignore_ascii_case(w))
         && s.chars().all(|c| c.is_alphanumeric() || "_-./+()@:".contains(c))
         && !s.contains(": ")
         && !s.ends_with(':')
