@@ -1,16 +1,11 @@
 //! `detc expand FILE`: the fully resolved config on stdout.
 
-use std::path::PathBuf;
-
-use crate::config::{self, diagnostic, emit};
+use crate::config::emit;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The config file (YAML or JSON).
-    file: PathBuf,
-    /// Override settings, as MMEngine's `--cfg-options`: `a.b=1 c=[1,2]`.
-    #[arg(long = "cfg-options", num_args = 1.., value_name = "KEY=VALUE")]
-    cfg_options: Vec<String>,
+    #[command(flatten)]
+    config: super::ConfigArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "yaml")]
     format: Format,
@@ -29,14 +24,7 @@ enum Format {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = config::resolve(&args.file, &args.cfg_options);
-    let result = result.and_then(|tree| {
-        if args.no_validate {
-            Ok(tree)
-        } else {
-            crate::registry::validate::check(&tree).map(|_| tree)
-        }
-    });
+    let (sources, result) = super::compile(&args.config, !args.no_validate);
     match result {
         Ok(tree) => {
             let text = match args.format {
@@ -47,7 +35,7 @@ pub fn exec(args: Args) -> std::io::Result<i32> {
             Ok(super::EXIT_OK)
         }
         Err(diags) => {
-            eprint!("{}", diagnostic::render(&diags, &sources, diagnostic::Style::detect()));
+            super::report(&diags, &sources);
             Ok(super::EXIT_INPUT)
         }
     }

@@ -10,6 +10,10 @@ mod schema;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::diagnostic::Result;
+use crate::config::source::Sources;
+use crate::config::value::Node;
+
 /// Exit codes (DESIGN.md): 0 success, 1 bad input, 2 usage, 3 runtime failure.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_INPUT: i32 = 1;
@@ -66,6 +70,38 @@ pub fn main() -> i32 {
             EXIT_RUNTIME
         }
     }
+}
+
+/// The config file and its overrides, as every config-reading command takes them.
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    /// The config file (YAML or JSON).
+    pub file: std::path::PathBuf,
+    /// Override settings, as MMEngine's `--cfg-options`: `a.b=1 c=[1,2]`.
+    #[arg(long = "cfg-options", num_args = 1.., value_name = "KEY=VALUE")]
+    pub cfg_options: Vec<String>,
+}
+
+/// Resolves the config and, with `validate`, checks it completely (registry
+/// schemas and module graph); all problems come back at once, in reading order.
+fn compile(config: &ConfigArgs, validate: bool) -> (Sources, Result<Node>) {
+    let (sources, result) = crate::config::resolve(&config.file, &config.cfg_options);
+    let result = result.and_then(|tree| {
+        if !validate {
+            return Ok(tree);
+        }
+        let mut diags = crate::registry::validate::check(&tree).err().unwrap_or_default();
+        diags.extend(crate::graph::check(&tree).err().unwrap_or_default());
+        diags.sort_by_key(|d| d.labels.first().map(|l| (l.span.source, l.span.start)));
+        if diags.is_empty() { Ok(tree) } else { Err(diags) }
+    });
+    (sources, result)
+}
+
+/// Prints diagnostics to stderr for people.
+fn report(diags: &[crate::config::diagnostic::Diagnostic], sources: &Sources) {
+    use crate::config::diagnostic::{render, Style};
+    eprint!("{}", render(diags, sources, Style::detect()));
 }
 
 /// Writes to stdout, letting a closed pipe surface as `BrokenPipe`.

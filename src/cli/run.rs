@@ -2,31 +2,23 @@
 //! this process), then hands the resolved config to `detc-engine`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::config::{self, diagnostic, emit};
+use crate::config::emit;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The config file (a source config or an expanded one).
-    file: PathBuf,
-    /// Override settings, as MMEngine's `--cfg-options`.
-    #[arg(long = "cfg-options", num_args = 1.., value_name = "KEY=VALUE")]
-    cfg_options: Vec<String>,
+    /// A source config or an expanded one, and overrides.
+    #[command(flatten)]
+    config: super::ConfigArgs,
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = config::resolve(&args.file, &args.cfg_options);
-    let checked = result.and_then(|tree| {
-        let mut diags = crate::registry::validate::check(&tree).err().unwrap_or_default();
-        diags.extend(crate::graph::check(&tree).err().unwrap_or_default());
-        if diags.is_empty() { Ok(tree) } else { Err(diags) }
-    });
-    let tree = match checked {
+    let (sources, result) = super::compile(&args.config, true);
+    let tree = match result {
         Ok(tree) => tree,
         Err(diags) => {
-            eprint!("{}", diagnostic::render(&diags, &sources, diagnostic::Style::detect()));
+            super::report(&diags, &sources);
             return Ok(super::EXIT_INPUT);
         }
     };
@@ -40,7 +32,12 @@ pub fn exec(args: Args) -> std::io::Result<i32> {
     };
     let sent = child.stdin.take().expect("piped").write_all(emit::to_json(&tree).as_bytes());
     let status = child.wait()?;
-    sent?;
+    // An engine that exits early closes its stdin; its exit status says why.
+    if let Err(e) = sent {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+    }
     Ok(match status.code() {
         Some(0) => super::EXIT_OK,
         Some(1) => super::EXIT_INPUT,
