@@ -168,18 +168,32 @@ fn check_num_classes(config: &Node, model: &Node) -> Diagnostics {
             heads.push((path, pattern, h));
         }
     }
-    for (path, pattern, head) in heads {
+    // One diagnostic per head list: QueryInst's six stages share one fix.
+    let mut reported: Vec<String> = vec![];
+    for (path, pattern, head) in &heads {
         let Some(n) = head.at_path(&["num_classes"]) else { continue };
-        if n.value.as_int().is_some_and(|v| v != classes) {
-            let mut diag = Diagnostic::error("detc::graph::num_classes_mismatch",
-                format!("`{path}.num_classes` is {} but the dataset has {classes} classes", show(n)))
-                .label(n.span, format!("{} classes here", show(n)))
-                .help(format!("set it to {classes}, e.g. `--cfg-options '{pattern}.num_classes={classes}'`"));
-            if let Some(span) = classes_span {
-                diag = diag.label(span, format!("{classes} classes in {source}"));
-            }
-            errors.push(diag);
+        if !n.value.as_int().is_some_and(|v| v != classes) || reported.contains(pattern) {
+            continue;
         }
+        reported.push(pattern.clone());
+        let wrong: Vec<i64> = heads
+            .iter()
+            .filter(|(_, p, _)| p == pattern)
+            .filter_map(|(_, _, h)| h.at_path(&["num_classes"]).and_then(|n| n.value.as_int()))
+            .filter(|v| *v != classes)
+            .collect();
+        let what = match wrong.len() {
+            1 => format!("`{path}.num_classes` is {}", show(n)),
+            k if wrong.iter().all(|v| *v == wrong[0]) => format!("`{pattern}.num_classes` is {} in {k} stages", wrong[0]),
+            k => format!("`{pattern}.num_classes` is wrong in {k} stages"),
+        };
+        let mut diag = Diagnostic::error("detc::graph::num_classes_mismatch", format!("{what}, but the dataset has {classes} classes"))
+            .label(n.span, format!("{} classes here", show(n)))
+            .help(format!("set it to {classes}, e.g. `--cfg-options '{pattern}.num_classes={classes}'`"));
+        if let Some(span) = classes_span {
+            diag = diag.label(span, format!("{classes} classes in {source}"));
+        }
+        errors.push(diag);
     }
     errors
 }

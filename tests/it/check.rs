@@ -220,7 +220,7 @@ fn num_classes_mismatch_with_dataset_classes() {
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
 detc::graph::num_classes_mismatch
 
-  x `model.roi_head.bbox_head.num_classes` is 80 but the dataset has 3 classes
+  x `model.roi_head.bbox_head.num_classes` is 80, but the dataset has 3 classes
     ,-[[ROOT]/configs/_base_/models/faster-rcnn_r50_fpn.yaml:67:20]
  66 |       roi_feat_size: 7
  67 |       num_classes: 80
@@ -255,4 +255,19 @@ fn all_problems_are_reported_at_once_as_json() {
     assert_eq!(diags[1]["labels"][0]["file"], "main.yaml");
     assert_eq!(diags[1]["labels"][0]["line"], 4);
     assert_eq!(diags[1]["labels"][0]["column"], 15);
+}
+
+#[test]
+fn per_stage_heads_are_reported_once_per_list() {
+    let main = format!("{QUERYINST}train_dataloader:\n  dataset:\n    metainfo:\n      classes: [a, b, c]\n");
+    let out = check(&[("main.yaml", &main)], &["--format", "json"]).code(1).get_output().stdout.clone();
+    let diags: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let messages: Vec<&str> = diags.as_array().unwrap().iter().map(|d| d["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, [
+        "`model.roi_head.bbox_head.*.num_classes` is 80 in 6 stages, but the dataset has 3 classes",
+        "`model.roi_head.mask_head.*.num_classes` is 80 in 6 stages, but the dataset has 3 classes",
+    ]);
+    // The fix the help suggests (a detc extension) makes the config check clean.
+    check(&[("main.yaml", &main)], &["--cfg-options", "model.roi_head.bbox_head.*.num_classes=3", "model.roi_head.mask_head.*.num_classes=3"])
+        .success();
 }
