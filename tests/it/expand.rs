@@ -111,3 +111,19 @@ tags: [a]
 
 "#]]);
 }
+
+#[test]
+fn graph_prints_the_module_graph_as_dot() {
+    let out = detc(&root())
+        .args(["graph", "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let dot = String::from_utf8(out).unwrap();
+    assert!(dot.starts_with("digraph model {"), "{dot}");
+    for needle in ["ResNet\\nmodel.backbone", "FPN\\nmodel.neck", "RPNHead\\nmodel.rpn_head", "FCNMaskHead\\nmodel.roi_head.mask_head.0", "[label=\"[256, 512, 1024, 2048]\"]"] {
+        assert!(dot.contains(needle), "missing {needle} in:\n{dot}");
+    }
+}
