@@ -21,7 +21,7 @@ use super::models::backbones::ResNetConfig;
 use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
 use super::models::data_preprocessors::DetDataPreprocessorConfig;
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
-use super::models::detectors::{FasterRCNNConfig, MaskRCNNConfig, QueryInstConfig, SparseRCNNConfig};
+use super::models::detectors::{QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, Conv2dConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
@@ -45,8 +45,8 @@ use super::{component, Component, Role};
 
 pub static COMPONENTS: &[Component] = &[
     // detectors
-    component::<FasterRCNNConfig>("FasterRCNN", Role::Detector),
-    component::<MaskRCNNConfig>("MaskRCNN", Role::Detector),
+    component::<TwoStageDetectorConfig>("FasterRCNN", Role::Detector),
+    component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
     component::<QueryInstConfig>("QueryInst", Role::Detector),
     // data preprocessors

@@ -7,11 +7,12 @@ use super::common::OneOrMany;
 use super::train_test::{SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig};
 use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, InitCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 
-/// `FasterRCNN` (Ren et al., 2015): backbone, neck, RPN and a box RoI head, as
-/// `mmdet.models.detectors.FasterRCNN`.
+/// `FasterRCNN` (Ren et al., 2015) and `MaskRCNN` (He et al., 2017; a mask
+/// branch in the RoI head): backbone, neck, RPN and an RoI head, as
+/// `mmdet.models.detectors.TwoStageDetector`, whose arguments both take.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FasterRCNNConfig {
+pub struct TwoStageDetectorConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
     /// Multi-scale feature neck, e.g. `FPN`.
@@ -19,39 +20,13 @@ pub struct FasterRCNNConfig {
     pub neck: Option<NeckCfg>,
     /// Proposal head, e.g. `RPNHead`.
     pub rpn_head: RpnHeadCfg,
-    /// Second stage on the proposals, e.g. `StandardRoIHead`.
+    /// Second stage on the proposals, e.g. `StandardRoIHead` (with a `mask_head` for Mask R-CNN).
     pub roi_head: RoiHeadCfg,
-    /// Training settings of the RPN (`rpn`, `rpn_proposal`) and the RoI head (`rcnn`).
+    /// Training settings of the RPN (`rpn`, `rpn_proposal`) and the RoI head (`rcnn`; `mask_size` for masks).
     pub train_cfg: TwoStageTrainConfig,
-    /// Test settings of the RPN (`rpn`) and the RoI head (`rcnn`).
+    /// Test settings of the RPN (`rpn`) and the RoI head (`rcnn`; `mask_thr_binary` for masks).
     pub test_cfg: TwoStageTestConfig,
-    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
-    #[serde(default)]
-    pub data_preprocessor: Option<DataPreprocessorCfg>,
-    /// Weight initialisation of the whole detector.
-    #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
-}
-
-/// `MaskRCNN` (He et al., 2017): Faster R-CNN with a mask branch in the RoI head,
-/// as `mmdet.models.detectors.MaskRCNN`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MaskRCNNConfig {
-    /// Feature extractor, e.g. `ResNet`.
-    pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`.
-    #[serde(default)]
-    pub neck: Option<NeckCfg>,
-    /// Proposal head, e.g. `RPNHead`.
-    pub rpn_head: RpnHeadCfg,
-    /// Second stage on the proposals, e.g. `StandardRoIHead` with a `mask_head`.
-    pub roi_head: RoiHeadCfg,
-    /// Training settings of the RPN (`rpn`, `rpn_proposal`) and the RoI head (`rcnn`, with `mask_size`).
-    pub train_cfg: TwoStageTrainConfig,
-    /// Test settings of the RPN (`rpn`) and the RoI head (`rcnn`, with `mask_thr_binary`).
-    pub test_cfg: TwoStageTestConfig,
-    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` with `pad_mask: true`.
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` (`pad_mask: true` for masks).
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,
     /// Weight initialisation of the whole detector.
