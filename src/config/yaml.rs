@@ -513,6 +513,47 @@ mod tests {
         }
     }
 
+    /// Mutated config files (bytes deleted, inserted, replaced by YAML
+    /// punctuation): the fast path never panics, and whatever it accepts the
+    /// general path reads identically; the rest it leaves to the general path.
+    #[test]
+    fn fast_path_agrees_on_mutated_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut texts = vec![];
+        collect_yaml(&root.join("configs"), &mut texts);
+        let alphabet = b": -#[]{},'\"\n\tx1._*&!|>";
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut taken, mut total) = (0, 0);
+        for (name, text) in &texts {
+            for _ in 0..300 {
+                let mut bytes = text.clone().into_bytes();
+                for _ in 0..1 + next(3) {
+                    let at = next(bytes.len());
+                    let c = alphabet[next(alphabet.len())];
+                    match next(3) {
+                        0 => drop(bytes.remove(at)),
+                        1 => bytes.insert(at, c),
+                        _ => bytes[at] = c,
+                    }
+                }
+                let Ok(mutated) = String::from_utf8(bytes) else { continue };
+                total += 1;
+                let (marked, mut refs) = mark_references(&mutated);
+                let Some(parsed) = crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs) else { continue };
+                taken += 1;
+                let general = parse_general(SourceId(0), &marked, refs.keys().map(|k| (*k, false)).collect());
+                assert_eq!(Ok(parsed.root), general, "{name} mutated:\n{mutated}");
+            }
+        }
+        assert!(taken > total / 4, "the fast path took only {taken} of {total} mutated files");
+    }
+
     fn collect_yaml(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
