@@ -338,15 +338,16 @@ pub struct RootConfig {
     /// Test metric(s).
     #[serde(default)]
     pub test_evaluator: Option<OneOrMany<EvaluatorCfg>>,
-    /// Training loop, e.g. `{type: EpochBasedTrainLoop, max_epochs: 12, val_interval: 1}`.
+    /// Training loop, e.g. `{type: EpochBasedTrainLoop, max_epochs: 12, val_interval: 1}`,
+    /// or MMEngine's form without `type`: `{by_epoch: true, max_epochs: 12}`.
     #[serde(default)]
-    pub train_cfg: Option<LoopCfg>,
-    /// Validation loop, e.g. `{type: ValLoop}`.
+    pub train_cfg: Option<TrainLoopSpec>,
+    /// Validation loop, e.g. `{type: ValLoop}`; `{}` (no `type`) means `ValLoop`.
     #[serde(default)]
-    pub val_cfg: Option<LoopCfg>,
-    /// Test loop, e.g. `{type: TestLoop}`.
+    pub val_cfg: Option<EvalLoopSpec>,
+    /// Test loop, e.g. `{type: TestLoop}`; `{}` (no `type`) means `TestLoop`.
     #[serde(default)]
-    pub test_cfg: Option<LoopCfg>,
+    pub test_cfg: Option<EvalLoopSpec>,
     /// Optimizer wrapper, e.g. `{type: OptimWrapper, optimizer: {type: SGD, lr: 0.02}}`.
     #[serde(default)]
     pub optim_wrapper: Option<OptimWrapperCfg>,
@@ -457,4 +458,62 @@ mod tests {
             assert!(seen.insert(name), "duplicate helper variable `{name}`");
         }
     }
+}
+
+/// `train_cfg`: a loop named by `type`, or MMEngine's `type`-less form, which
+/// its `Runner` turns into `EpochBasedTrainLoop` (`by_epoch: true`) or
+/// `IterBasedTrainLoop` (`by_epoch: false`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TrainLoopSpec {
+    /// `{type: EpochBasedTrainLoop, ...}` or another registered loop.
+    Typed(LoopCfg),
+    /// `{by_epoch: ..., max_epochs | max_iters: ..., ...}`.
+    ByEpoch(UntypedTrainLoopConfig),
+}
+
+/// MMEngine's `train_cfg` without `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UntypedTrainLoopConfig {
+    /// `true`: `EpochBasedTrainLoop` (needs `max_epochs`); `false`: `IterBasedTrainLoop` (needs `max_iters`).
+    pub by_epoch: bool,
+    /// Number of training epochs (with `by_epoch: true`).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_epochs: Option<u32>,
+    /// Number of training iterations (with `by_epoch: false`).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_iters: Option<u64>,
+    /// First epoch or iteration after which validation runs.
+    #[serde(default)]
+    pub val_begin: Option<u32>,
+    /// Validate every this many epochs or iterations.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub val_interval: Option<u32>,
+    /// `(from, new_val_interval)` pairs that change `val_interval` during training.
+    #[serde(default)]
+    pub dynamic_intervals: Option<Vec<(u64, u32)>>,
+}
+
+/// `val_cfg` / `test_cfg`: a loop named by `type`, or `{}` (MMEngine's
+/// `ValLoop` / `TestLoop` with these arguments).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EvalLoopSpec {
+    /// `{type: ValLoop}`, `{type: TestLoop}` or another registered loop.
+    Typed(LoopCfg),
+    /// The default loop's arguments, without `type`.
+    Default(UntypedEvalLoopConfig),
+}
+
+/// MMEngine's `val_cfg` / `test_cfg` without `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UntypedEvalLoopConfig {
+    /// Run the forward pass in fp16 autocast.
+    #[serde(default)]
+    pub fp16: bool,
 }

@@ -253,6 +253,9 @@ impl Validator {
         }
         if fitting.len() == 1 {
             self.errors.extend(fitting.pop().unwrap());
+        } else if let Some(role) = self.untyped_mapping_for_role(node, id) {
+            // A mapping without `type` where only components may stand.
+            self.component(node, role);
         } else {
             self.push_wrong_type(node, &self.describe(id));
         }
@@ -260,10 +263,12 @@ impl Validator {
 
     /// Whether `node` has the broad shape a branch wants (mapping, list, scalar
     /// kind), looking through nested `anyOf`s such as `Option<A | Vec<A>>`.
+    /// A mapping fits a component branch when it has a `type`, and a plain
+    /// struct branch when it has none (MMEngine's `type`-less loop forms).
     fn shape_fits(&self, node: &Node, id: Id) -> bool {
         let schema = self.schema(id);
         if schema.role.is_some() {
-            return matches!(node.value, Value::Map(_));
+            return matches!(&node.value, Value::Map(m) if m.contains_key("type"));
         }
         if !schema.any_of.is_empty() {
             return schema.any_of.iter().any(|&b| self.shape_fits(node, b));
@@ -271,6 +276,30 @@ impl Validator {
         match schema.types {
             Some(t) => type_matches(node, t),
             None => schema.enum_values.is_some() || schema.const_value.is_some(),
+        }
+    }
+
+    /// The role of the only component branch of `id`, when `node` is a mapping
+    /// without `type` and no other branch takes mappings.
+    fn untyped_mapping_for_role(&self, node: &Node, id: Id) -> Option<Role> {
+        let Value::Map(map) = &node.value else { return None };
+        if map.contains_key("type") {
+            return None;
+        }
+        let mut roles = vec![];
+        let mut other_objects = false;
+        self.branch_kinds(id, &mut roles, &mut other_objects);
+        (roles.len() == 1 && !other_objects).then(|| roles[0])
+    }
+
+    fn branch_kinds(&self, id: Id, roles: &mut Vec<Role>, other_objects: &mut bool) {
+        let schema = self.schema(id);
+        if let Some(role) = schema.role {
+            roles.push(role);
+        } else if !schema.any_of.is_empty() {
+            schema.any_of.iter().for_each(|&b| self.branch_kinds(b, roles, other_objects));
+        } else if schema.types.is_none_or(|t| t & schema_index::types::OBJECT != 0) {
+            *other_objects = true;
         }
     }
 

@@ -271,3 +271,14 @@ fn per_stage_heads_are_reported_once_per_list() {
     check(&[("main.yaml", &main)], &["--cfg-options", "model.roi_head.bbox_head.*.num_classes=3", "model.roi_head.mask_head.*.num_classes=3"])
         .success();
 }
+
+/// MMEngine's `type`-less loop forms: `train_cfg: {by_epoch: ..., ...}`, `val_cfg: {}`.
+#[test]
+fn untyped_loops_are_accepted_as_mmengine_accepts_them() {
+    let main = format!("{FASTER_RCNN}train_cfg: {{_delete_: true, by_epoch: true, max_epochs: 3}}\nval_cfg: {{_delete_: true}}\n");
+    check(&[("main.yaml", &main)], &[]).success();
+    let main = format!("{FASTER_RCNN}train_cfg: {{_delete_: true, max_epochs: 3}}\n");
+    let out = check(&[("main.yaml", &main)], &["--format", "json"]).code(1).get_output().stdout.clone();
+    let diags: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(diags[0]["message"], "missing required field `by_epoch`");
+}
