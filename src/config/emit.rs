@@ -183,11 +183,11 @@ mod tests {
     #[test]
     fn round_trips() {
         let text = "a: 1\nb: [1, 2.5e-05, 'x y', null]\nc:\n  - type: A\n    k: {z: 1}\n  - [1, [2]]\nd: {}\ne: 'yes'\nf: '1e3'\ng: true\nh: 1.0e+20\n";
-        let n = parse(SourceId(0), text).unwrap();
+        let n = parse(SourceId(0), text, None).unwrap();
         let once = to_yaml(&n, None);
-        let again = to_yaml(&parse(SourceId(0), &once).unwrap(), None);
+        let again = to_yaml(&parse(SourceId(0), &once, None).unwrap(), None);
         assert_eq!(once, again);
-        assert_eq!(parse(SourceId(0), &once).unwrap().to_json(), n.to_json());
+        assert_eq!(parse(SourceId(0), &once, None).unwrap().to_json(), n.to_json());
     }
 
     #[test]

@@ -26,6 +26,9 @@ struct File {
     /// How many files still need this one as a base: the last user takes
     /// the tree instead of copying it.
     uses: usize,
+    /// The absolute path as MMEngine forms it (`abspath`: `..` folded, links
+    /// kept): bases are found relative to it, and `{{ fileDirname }}` is its folder.
+    abs: PathBuf,
 }
 
 /// Loads `path` and everything it inherits from; returns the merged tree.
@@ -45,7 +48,8 @@ fn discover(path: &Path, sources: &mut Sources, graph: &mut DiGraph<File, Span>)
         vec![Diagnostic::error("detc::config::file_not_found", format!("cannot read config `{}`: {e}", path.display()))]
     })?;
     let mut index_of: HashMap<PathBuf, NodeIndex> = HashMap::new();
-    let root = read_file(path.display().to_string(), canonical.clone(), sources, graph)?;
+    let abs = normalize_path(&std::path::absolute(path).unwrap_or_else(|_| canonical.clone()));
+    let root = read_file(path.display().to_string(), canonical.clone(), abs, sources, graph)?;
     index_of.insert(canonical, root);
     let mut queue = vec![root];
     let mut errors: Diagnostics = vec![];
@@ -57,10 +61,10 @@ fn discover(path: &Path, sources: &mut Sources, graph: &mut DiGraph<File, Span>)
                 continue;
             }
         };
-        let dir = sources.get(graph[ix].source).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf);
+        let dir = graph[ix].abs.parent().map(Path::to_path_buf).unwrap_or_default();
         let shown_dir = Path::new(&sources.get(graph[ix].source).name).parent().map(Path::to_path_buf);
         for (rel, span) in bases {
-            let full = dir.clone().unwrap_or_default().join(&rel);
+            let full = normalize_path(&dir.join(&rel));
             let shown = normalize(&shown_dir.clone().unwrap_or_default().join(&rel));
             let Ok(canonical) = full.canonicalize() else {
                 errors.push(Diagnostic::error("detc::config::missing_base", format!("base file `{rel}` not found"))
@@ -71,7 +75,7 @@ fn discover(path: &Path, sources: &mut Sources, graph: &mut DiGraph<File, Span>)
             let target = match index_of.get(&canonical) {
                 Some(&t) => t,
                 None => {
-                    match read_file(shown, canonical.clone(), sources, graph) {
+                    match read_file(shown, canonical.clone(), full, sources, graph) {
                         Ok(t) => {
                             index_of.insert(canonical, t);
                             queue.push(t);
@@ -90,7 +94,13 @@ fn discover(path: &Path, sources: &mut Sources, graph: &mut DiGraph<File, Span>)
     if errors.is_empty() { Ok(root) } else { Err(errors) }
 }
 
-fn read_file(name: String, path: PathBuf, sources: &mut Sources, graph: &mut DiGraph<File, Span>) -> Result<NodeIndex> {
+fn read_file(
+    name: String,
+    path: PathBuf,
+    abs: PathBuf,
+    sources: &mut Sources,
+    graph: &mut DiGraph<File, Span>,
+) -> Result<NodeIndex> {
     let text = std::fs::read_to_string(&path).map_err(|e| {
         vec![Diagnostic::error("detc::config::file_not_found", format!("cannot read config `{name}`: {e}"))]
     })?;
@@ -102,12 +112,17 @@ fn read_file(name: String, path: PathBuf, sources: &mut Sources, graph: &mut DiG
             .help("detc reads `.yaml`, `.yml` and `.json` configs; see docs/config-language.md to convert Python configs")]);
     }
     let text = sources.get(source).text.clone();
-    let tree = yaml::parse(source, &text)?;
-    Ok(graph.add_node(File { source, tree, uses: 1 }))
+    let tree = yaml::parse(source, &text, Some(&abs))?;
+    Ok(graph.add_node(File { source, tree, uses: 1, abs }))
 }
 
 /// `a/./b/../c` → `a/c`, for the names messages show.
 fn normalize(path: &Path) -> String {
+    normalize_path(path).display().to_string()
+}
+
+/// Folds `.` and `name/..` without touching the file system (Python's `normpath`).
+fn normalize_path(path: &Path) -> PathBuf {
     let mut parts: Vec<std::path::Component> = vec![];
     for c in path.components() {
         match c {
@@ -118,7 +133,7 @@ fn normalize(path: &Path) -> String {
             other => parts.push(other),
         }
     }
-    parts.iter().collect::<PathBuf>().display().to_string()
+    parts.iter().collect()
 }
 
 /// The `_base_` entries of a file: a string or a list of strings.

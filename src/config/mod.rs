@@ -9,6 +9,7 @@ pub mod emit;
 pub mod inherit;
 pub mod merge;
 pub mod overrides;
+mod placeholders;
 pub mod source;
 pub mod value;
 pub mod yaml;

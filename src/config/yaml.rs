@@ -10,10 +10,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::Path;
 
 use granit_parser::{Event, Parser, ScalarStyle, Span as YSpan, StructureStyle};
 
 use super::diagnostic::{Diagnostic, Result};
+use super::placeholders::{self, Marks};
 use super::source::{SourceId, Span};
 use super::value::{Map, Node, Value};
 
@@ -23,17 +25,23 @@ pub(crate) const MAX_DEPTH: usize = 200;
 
 /// Parses `text` (the content of source `id`) into a tree: by the fast path
 /// for plain config YAML (`yaml_fast.rs`), else by the general event parser.
-pub fn parse(id: SourceId, text: &str) -> Result<Node> {
-    let (text, mut refs) = mark_references(text);
-    if let Some(parsed) = super::yaml_fast::parse(id, &text, &mut refs) {
-        for (start, end) in parsed.comments {
-            refs.iter_mut().filter(|(at, _)| (start..end).contains(*at)).for_each(|(_, used)| *used = true);
+/// `file` (absolute, as MMEngine sees it) gives `{{ fileDirname }}` & co.
+pub fn parse(id: SourceId, text: &str, file: Option<&Path>) -> Result<Node> {
+    let Marked { text, mut refs, placeholders } = mark(id, text, file)?;
+    let mut root = match super::yaml_fast::parse(id, &text, &mut refs) {
+        Some(parsed) => {
+            for (start, end) in parsed.comments {
+                refs.iter_mut().filter(|(at, _)| (start..end).contains(*at)).for_each(|(_, used)| *used = true);
+            }
+            check_references_used(id, &text, &refs)?;
+            parsed.root
         }
-        check_references_used(id, &text, &refs)?;
-        return Ok(parsed.root);
+        None => parse_general(id, &text, refs.into_keys().map(|at| (at, false)).collect())?,
+    };
+    if !placeholders.is_empty() {
+        placeholders.apply(&mut root);
     }
-    let refs = refs.into_iter().map(|(at, _)| (at, false)).collect();
-    parse_general(id, &text, refs)
+    Ok(root)
 }
 
 /// The general path: any YAML, through granit-parser's events.
@@ -82,11 +90,21 @@ pub(crate) fn reference_path(text: &str) -> String {
     path.trim_start_matches("_base_.").to_string()
 }
 
+/// A file's text with its `{{ }}` placeholders marked in place.
+struct Marked<'t> {
+    text: Cow<'t, str>,
+    /// Offsets of `_base_` references, and whether each became a value.
+    refs: HashMap<usize, bool>,
+    placeholders: Marks,
+}
+
 /// Rewrites each `{{ _base_.a.b }}` to `"{ _base_.a.b }"` (same length, so
-/// spans stay exact) and returns the offsets of the rewritten references.
-fn mark_references(text: &str) -> (Cow<'_, str>, HashMap<usize, bool>) {
+/// spans stay exact; the parser then sees a quoted scalar), and marks the
+/// other placeholders of `placeholders.rs`.
+fn mark<'t>(id: SourceId, text: &'t str, file: Option<&Path>) -> Result<Marked<'t>> {
     let bytes = text.as_bytes();
     let mut marked: Option<Vec<u8>> = None;
+    let mut placeholders = Marks::default();
     let mut refs = HashMap::new();
     let mut from = 0;
     // `find(char)` is a memchr; most `{` open flow mappings, not references.
@@ -107,13 +125,26 @@ fn mark_references(text: &str) -> (Cow<'_, str>, HashMap<usize, bool>) {
             out[close + 1] = b'"';
             refs.insert(i, false);
             from = close + 2;
+            continue;
+        }
+        let span = Span::new(id, i, close + 2);
+        match file.and_then(|f| placeholders::value_of(&text[i + 2..close], f, span)) {
+            Some(Ok(value)) => {
+                let out = marked.get_or_insert_with(|| bytes.to_vec());
+                out[i..i + 2].copy_from_slice(b"~~");
+                out[close..close + 2].copy_from_slice(b"~~");
+                placeholders.push(format!("~~{}~~", &text[i + 2..close]), value);
+                from = close + 2;
+            }
+            Some(Err(diag)) => return Err(vec![diag]),
+            None => {}
         }
     }
     let text = match marked {
         Some(out) => Cow::Owned(String::from_utf8(out).expect("replacing ASCII braces keeps UTF-8")),
         None => Cow::Borrowed(text),
     };
-    (text, refs)
+    Ok(Marked { text, refs, placeholders })
 }
 
 /// The offset of the next `}}` at or after `from`.
@@ -420,7 +451,7 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Node {
-        parse(SourceId(0), text).unwrap_or_else(|d| panic!("{d:?}"))
+        parse(SourceId(0), text, None).unwrap_or_else(|d| panic!("{d:?}"))
     }
 
     #[test]
@@ -457,19 +488,19 @@ mod tests {
 
     #[test]
     fn embedded_reference_is_an_error() {
-        assert!(parse(SourceId(0), "a: foo{{_base_.x}}\n").is_err());
+        assert!(parse(SourceId(0), "a: foo{{_base_.x}}\n", None).is_err());
     }
 
     #[test]
     fn rejects_inf_and_duplicates_and_alias_bombs() {
-        assert!(parse(SourceId(0), "a: .inf\n").is_err());
-        assert!(parse(SourceId(0), "a: 1\na: 2\n").is_err());
+        assert!(parse(SourceId(0), "a: .inf\n", None).is_err());
+        assert!(parse(SourceId(0), "a: 1\na: 2\n", None).is_err());
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let p = i - 1;
             bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
         }
-        assert!(parse(SourceId(0), &bomb).is_err());
+        assert!(parse(SourceId(0), &bomb, None).is_err());
     }
 
     #[test]
@@ -500,7 +531,7 @@ mod tests {
         texts.extend(cases.iter().map(|c| ("<case>".to_string(), c.to_string())));
         let mut fast_taken = 0;
         for (name, text) in &texts {
-            let (marked, mut refs) = mark_references(text);
+            let Marked { text: marked, mut refs, .. } = mark(SourceId(0), text, None).unwrap();
             let Some(parsed) = crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs) else { continue };
             fast_taken += 1;
             let general = parse_general(SourceId(0), &marked, refs.keys().map(|k| (*k, false)).collect());
@@ -508,7 +539,7 @@ mod tests {
         }
         assert!(fast_taken > 50, "the fast path took only {fast_taken} files");
         for (name, text) in texts.iter().filter(|(n, _)| n.contains("/configs/")) {
-            let (marked, mut refs) = mark_references(text);
+            let Marked { text: marked, mut refs, .. } = mark(SourceId(0), text, None).unwrap();
             assert!(crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs).is_some(), "{name} takes the slow path");
         }
     }
@@ -544,7 +575,7 @@ mod tests {
                 }
                 let Ok(mutated) = String::from_utf8(bytes) else { continue };
                 total += 1;
-                let (marked, mut refs) = mark_references(&mutated);
+                let Ok(Marked { text: marked, refs: mut refs, .. }) = mark(SourceId(0), &mutated, None) else { continue };
                 let Some(parsed) = crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs) else { continue };
                 taken += 1;
                 let general = parse_general(SourceId(0), &marked, refs.keys().map(|k| (*k, false)).collect());

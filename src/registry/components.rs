@@ -352,7 +352,7 @@ mod tests {
         let text = serde_json::to_string_pretty(config).unwrap();
         let mut sources = Sources::default();
         let id = sources.add("test.json".into(), None, text.clone());
-        let tree = crate::config::yaml::parse(id, &text).expect("fixture parses");
+        let tree = crate::config::yaml::parse(id, &text, None).expect("fixture parses");
         match super::super::validate::check(&tree) {
             Ok(()) => vec![],
             Err(diags) => diags.iter().map(|d| format!("{}: {}", d.code, d.message)).collect(),

@@ -21,6 +21,9 @@ const EXTENSIONS: &[&str] = &[
     "ref_list_index",               // `{{_base_.a.0}}` reads a list element
 ];
 
+/// An environment variable the `placeholders` fixture reads, set for both sides.
+const SET_VAR: (&str, &str) = ("DETC_CONFORMANCE_SET", "from-the-environment");
+
 fn python() -> PathBuf {
     let python = root().join(".venv-test/bin/python");
     assert!(python.exists(), "the MMEngine test environment is missing: run `scripts/test-env` (scripts/test does)");
@@ -31,6 +34,7 @@ fn python() -> PathBuf {
 fn mmengine(requests: &[(PathBuf, Vec<String>)]) -> Vec<Value> {
     let mut child = Command::new(python())
         .arg(root().join("tests/mmengine/resolve.py"))
+        .env(SET_VAR.0, SET_VAR.1)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -54,6 +58,7 @@ fn mmengine(requests: &[(PathBuf, Vec<String>)]) -> Vec<Value> {
 /// detc's answer: `Ok(json)` or `Err((exit code, stderr))`.
 fn detc(file: &Path, options: &[String]) -> Result<Value, (i32, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_detc"));
+    cmd.env(SET_VAR.0, SET_VAR.1);
     cmd.args(["expand", "--no-validate", "--format", "json"]).arg(file);
     if !options.is_empty() {
         cmd.arg("--cfg-options").args(options);
