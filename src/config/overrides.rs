@@ -119,11 +119,9 @@ fn check_balanced(id: SourceId, val: &[(char, usize)], span: Span) -> Result<()>
     for &(c, at) in val {
         match c {
             '(' | '[' => stack.push((c, at)),
-            ')' | ']' => {
-                if stack.pop().is_none() {
-                    stack.push((c, at));
-                    break;
-                }
+            ')' | ']' if stack.pop().is_none() => {
+                stack.push((c, at));
+                break;
             }
             _ => {}
         }

@@ -575,7 +575,7 @@ mod tests {
                 }
                 let Ok(mutated) = String::from_utf8(bytes) else { continue };
                 total += 1;
-                let Ok(Marked { text: marked, refs: mut refs, .. }) = mark(SourceId(0), &mutated, None) else { continue };
+                let Ok(Marked { text: marked, mut refs, .. }) = mark(SourceId(0), &mutated, None) else { continue };
                 let Some(parsed) = crate::config::yaml_fast::parse(SourceId(0), &marked, &mut refs) else { continue };
                 taken += 1;
                 let general = parse_general(SourceId(0), &marked, refs.keys().map(|k| (*k, false)).collect());

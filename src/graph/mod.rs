@@ -172,7 +172,7 @@ fn check_num_classes(config: &Node, model: &Node) -> Diagnostics {
     let mut reported: Vec<String> = vec![];
     for (path, pattern, head) in &heads {
         let Some(n) = head.at_path(&["num_classes"]) else { continue };
-        if !n.value.as_int().is_some_and(|v| v != classes) || reported.contains(pattern) {
+        if n.value.as_int().is_none_or(|v| v == classes) || reported.contains(pattern) {
             continue;
         }
         reported.push(pattern.clone());
