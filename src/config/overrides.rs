@@ -115,18 +115,19 @@ fn check_balanced(id: SourceId, val: &[(char, usize)], span: Span) -> Result<()>
     if count('(') == count(')') && count('[') == count(']') {
         return Ok(());
     }
-    let mut stack = vec![];
+    // The first closing bracket with nothing open, else the last bracket left open.
+    let mut open = vec![];
+    let mut unmatched = None;
     for &(c, at) in val {
-        match c {
-            '(' | '[' => stack.push((c, at)),
-            ')' | ']' if stack.pop().is_none() => {
-                stack.push((c, at));
-                break;
-            }
-            _ => {}
+        if matches!(c, '(' | '[') {
+            open.push((c, at));
+        } else if matches!(c, ')' | ']') && open.pop().is_none() {
+            unmatched = Some((c, at));
+            break;
         }
     }
-    let at = stack.last().map_or(span, |&(c, at)| Span::new(id, at, at + c.len_utf8()));
+    let unmatched = unmatched.or(open.last().copied());
+    let at = unmatched.map_or(span, |(c, at)| Span::new(id, at, at + c.len_utf8()));
     Err(vec![Diagnostic::error("detc::config::bad_override", "unbalanced brackets in override value")
         .label(at, "this bracket is not matched")
         .help("quote the whole option for the shell, e.g. `'a=[(1,2),(3,4)]'`")])

@@ -1,7 +1,7 @@
 //! The source files (and the `--cfg-options` text) a config was read from, and
 //! byte spans into them. Every value in the tree points back here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Index of a source in [`Sources`].
@@ -48,13 +48,6 @@ impl Sources {
 
     pub fn get(&self, id: SourceId) -> &Source {
         &self.items[id.0 as usize]
-    }
-
-    pub fn find_path(&self, path: &Path) -> Option<SourceId> {
-        self.items
-            .iter()
-            .position(|s| s.path.as_deref() == Some(path))
-            .map(|i| SourceId(i as u32))
     }
 
     /// 1-based line and column (in characters) of a byte offset.
