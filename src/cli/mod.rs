@@ -2,7 +2,9 @@
 //! lives in its own module; `main` owns the exit codes of DESIGN.md.
 
 mod check;
+mod data;
 mod env;
+mod eval;
 mod expand;
 mod graph;
 mod run;
@@ -41,6 +43,10 @@ enum Command {
     Env(env::Args),
     /// Check a config, then train it in the engine.
     Run(run::Args),
+    /// Evaluate a COCO results file against ground truth (bbox, segm).
+    Eval(eval::Args),
+    /// Dataset tools: generate the synthetic shapes dataset.
+    Data(data::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -60,6 +66,8 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::exec(args),
         Command::Env(args) => env::exec(args),
         Command::Run(args) => run::exec(args),
+        Command::Eval(args) => eval::exec(args),
+        Command::Data(args) => data::exec(args),
     };
     match result {
         Ok(code) => code,

@@ -133,6 +133,11 @@ pub struct CocoDatasetConfig {
     /// Caption prompts for grounding models (needs `return_classes`).
     #[serde(default)]
     pub caption_prompt: Option<AnyObject>,
+    /// detc: drop images with a malformed annotation (unknown category, negative
+    /// size, broken polygon) or a missing image file, with one warning giving
+    /// the count, instead of stopping with an error that names the first one.
+    #[serde(default)]
+    pub skip_invalid_samples: bool,
 }
 
 // --------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+//! `CocoDataset`: COCO-format annotations parsed into [`super::DataInfo`] records, as MMDetection does.

@@ -1,0 +1,1 @@
+//! MMEngine's `DefaultSampler` and `InfiniteSampler` and MMDetection's `AspectRatioBatchSampler`.

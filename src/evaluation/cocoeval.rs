@@ -1,0 +1,1 @@
+//! pycocotools' `COCOeval` (evaluate, accumulate, summarize) for `bbox` and `segm`.

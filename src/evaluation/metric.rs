@@ -1,0 +1,1 @@
+//! MMDetection's `CocoMetric`: predictions to COCO results JSON, then [`super::cocoeval`].
