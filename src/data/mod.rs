@@ -41,6 +41,22 @@ impl std::error::Error for DataError {}
 
 pub type DataResult<T> = std::result::Result<T, DataError>;
 
+/// The random stream of one sample's transforms.
+pub type SampleRng = rand_pcg::Pcg64Mcg;
+
+/// The random stream for dataset record `index` in `epoch`: fixed by the seed,
+/// so a resumed run augments each sample as the uninterrupted run would, on
+/// whichever worker thread it lands.
+pub fn sample_rng(seed: u64, epoch: u64, index: usize) -> SampleRng {
+    use rand::SeedableRng;
+    // SplitMix64 finaliser over the three numbers: nearby inputs, unrelated streams.
+    let mut z = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    SampleRng::seed_from_u64(z)
+}
+
 /// A COCO segmentation as stored in the annotation file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Segmentation {

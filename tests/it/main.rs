@@ -4,7 +4,11 @@
 mod binaries;
 mod check;
 mod conformance;
+mod data;
+mod eval;
 mod expand;
+mod pipeline;
 mod run;
+mod samplers;
 mod schema;
 mod support;

@@ -1,0 +1,1 @@
+//! `detc eval` against pycocotools on generated cases.

@@ -1,0 +1,1 @@
+//! Samplers against MMEngine/PyTorch: order, sharding over ranks, resume.
