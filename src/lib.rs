@@ -8,6 +8,7 @@
 //! binary only, so nothing `detc` links can pull libtorch in.
 
 pub mod config;
+pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod evaluation;

@@ -3,6 +3,7 @@
 
 mod binaries;
 mod check;
+mod checkpoint;
 mod conformance;
 mod data;
 mod eval;
