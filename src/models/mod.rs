@@ -2,6 +2,8 @@
 //! `roi_heads/`, ...), and the builder table that turns a registered
 //! component's config into one. Only the engine links this module.
 
+pub mod data_preprocessors;
+
 /// `type` names that have a builder in the engine. A registered component
 /// missing here is reported by name before anything runs.
 pub static BUILDERS: &[&str] = &[];
