@@ -2,11 +2,16 @@
 //! `roi_heads/`, ...), and the builder table that turns a registered
 //! component's config into one. Only the engine links this module.
 
+pub mod backbones;
 pub mod data_preprocessors;
+pub mod layers;
+pub mod necks;
+pub mod ops;
+pub mod weights;
 
 /// `type` names that have a builder in the engine. A registered component
 /// missing here is reported by name before anything runs.
-pub static BUILDERS: &[&str] = &[];
+pub static BUILDERS: &[&str] = &["ResNet", "FPN", "RoIAlign"];
 
 /// Whether the engine can build `name`.
 pub fn has_builder(name: &str) -> bool {

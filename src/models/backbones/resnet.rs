@@ -1,0 +1,596 @@
+//! `ResNet` (He et al., "Deep Residual Learning for Image Recognition",
+//! <https://arxiv.org/abs/1512.03385>) as `mmdet/models/backbones/resnet.py`:
+//! same state-dict names (`conv1`, `bn1`, `layer{i}.{j}.conv1`, `...downsample.0/1`,
+//! which are also torchvision's), frozen stages, `norm_eval`, and the
+//! default initialisation (Kaiming fan-out convs, BN 1, zero-init of each
+//! block's last BN).
+//!
+//! Shape shorthand: `N` images, `C` channels, `H, W` input height and width.
+//! Outputs of stage `i` have stride `4 * 2^i` (default strides).
+
+use detc::registry::models::backbones::{ResNetConfig, ResNetStyle};
+use detc::registry::models::weight_init::PretrainedInitConfig;
+use tch::nn;
+use tch::Tensor;
+
+use crate::models::layers::{
+    kaiming_normal_fan_out, BatchNorm2d, Conv2d, ConvGeom, ModelError, ModelResult, NormSpec,
+};
+
+const NAME: &str = "ResNet";
+
+/// Block type and blocks per stage of each depth (mmdet `arch_settings`).
+fn arch(depth: u32) -> Option<(bool, [usize; 4])> {
+    match depth {
+        18 => Some((false, [2, 2, 2, 2])),
+        34 => Some((false, [3, 4, 6, 3])),
+        50 => Some((true, [3, 4, 6, 3])),
+        101 => Some((true, [3, 4, 23, 3])),
+        152 => Some((true, [3, 8, 36, 3])),
+        _ => None,
+    }
+}
+
+/// How a stage is built: shared by all blocks of the stage.
+struct StageSpec<'a> {
+    norm: &'a NormSpec,
+    trainable: bool,
+    zero_init_last: bool,
+    style: ResNetStyle,
+}
+
+/// `downsample`: (AvgPool when `avg_down`,) 1x1 conv, BN.
+#[derive(Debug)]
+struct Downsample {
+    avg_pool: Option<i64>,
+    conv: Conv2d,
+    bn: BatchNorm2d,
+}
+
+impl Downsample {
+    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let x = match self.avg_pool {
+            // nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False)
+            Some(s) => x.f_avg_pool2d([s, s], [s, s], [0, 0], true, false, None::<i64>)?,
+            None => x.shallow_clone(),
+        };
+        self.bn.forward_t(&self.conv.forward(&x)?, train)
+    }
+}
+
+/// A residual block: `BasicBlock` (conv1 3x3, conv2 3x3) or `Bottleneck`
+/// (conv1 1x1, conv2 3x3, conv3 1x1 with 4x channels).
+#[derive(Debug)]
+struct Block {
+    convs: Vec<(Conv2d, BatchNorm2d)>,
+    downsample: Option<Downsample>,
+}
+
+impl Block {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &nn::Path,
+        bottleneck: bool,
+        inplanes: i64,
+        planes: i64,
+        stride: i64,
+        dilation: i64,
+        avg_down: bool,
+        s: &StageSpec,
+    ) -> ModelResult<Self> {
+        let exp = if bottleneck { 4 } else { 1 };
+        let geoms: Vec<(i64, i64, ConvGeom)> = if bottleneck {
+            let (s1, s2) = if s.style == ResNetStyle::Pytorch {
+                (1, stride)
+            } else {
+                (stride, 1)
+            };
+            vec![
+                (inplanes, planes, ConvGeom::k(1).stride(s1)),
+                (
+                    planes,
+                    planes,
+                    ConvGeom::k(3)
+                        .stride(s2)
+                        .padding(dilation)
+                        .dilation(dilation),
+                ),
+                (planes, planes * 4, ConvGeom::k(1)),
+            ]
+        } else {
+            vec![
+                (
+                    inplanes,
+                    planes,
+                    ConvGeom::k(3)
+                        .stride(stride)
+                        .padding(dilation)
+                        .dilation(dilation),
+                ),
+                (planes, planes, ConvGeom::k(3).padding(1)),
+            ]
+        };
+        let last = geoms.len() - 1;
+        let mut convs = Vec::with_capacity(geoms.len());
+        for (i, (cin, cout, g)) in geoms.into_iter().enumerate() {
+            let dims = [cout, cin, g.kernel, g.kernel];
+            let conv = Conv2d::new(
+                &(p / format!("conv{}", i + 1)),
+                cin,
+                cout,
+                g,
+                false,
+                kaiming_normal_fan_out(&dims),
+                s.trainable,
+            )?;
+            let w = if i == last && s.zero_init_last {
+                0.0
+            } else {
+                1.0
+            };
+            let bn = BatchNorm2d::with_weight(
+                &(p / format!("bn{}", i + 1)),
+                cout,
+                s.norm,
+                s.trainable,
+                w,
+            )?;
+            convs.push((conv, bn));
+        }
+        let downsample = if stride != 1 || inplanes != planes * exp {
+            let d = p / "downsample";
+            let (avg_pool, conv_stride, at) = if avg_down {
+                (Some(stride), 1, 1)
+            } else {
+                (None, stride, 0)
+            };
+            let dims = [planes * exp, inplanes, 1, 1];
+            let conv = Conv2d::new(
+                &(&d / at),
+                inplanes,
+                planes * exp,
+                ConvGeom::k(1).stride(conv_stride),
+                false,
+                kaiming_normal_fan_out(&dims),
+                s.trainable,
+            )?;
+            let bn = BatchNorm2d::new(&(&d / (at + 1)), planes * exp, s.norm, s.trainable)?;
+            Some(Downsample {
+                avg_pool: if avg_down && stride != 1 {
+                    avg_pool
+                } else {
+                    None
+                },
+                conv,
+                bn,
+            })
+        } else {
+            None
+        };
+        Ok(Block { convs, downsample })
+    }
+
+    /// x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride).
+    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let mut y = x.shallow_clone();
+        let last = self.convs.len() - 1;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            y = bn.forward_t(&conv.forward(&y)?, train)?;
+            if i != last {
+                y = y.f_relu()?;
+            }
+        }
+        let identity = match &self.downsample {
+            Some(d) => d.forward_t(x, train)?,
+            None => x.shallow_clone(),
+        };
+        Ok(y.f_add(&identity)?.f_relu()?)
+    }
+}
+
+/// The stem: one 7x7 conv (`conv1`, `bn1`) or, with `deep_stem`, three 3x3
+/// convs (`stem.0/1`, `stem.3/4`, `stem.6/7`); then a 3x3 stride-2 max pool.
+#[derive(Debug)]
+struct Stem {
+    convs: Vec<(Conv2d, BatchNorm2d)>,
+}
+
+impl Stem {
+    fn new(
+        p: &nn::Path,
+        in_c: i64,
+        stem_c: i64,
+        deep: bool,
+        norm: &NormSpec,
+        trainable: bool,
+    ) -> ModelResult<Self> {
+        let mut convs = Vec::new();
+        let mut add = |conv_p: nn::Path,
+                       bn_p: nn::Path,
+                       cin: i64,
+                       cout: i64,
+                       g: ConvGeom|
+         -> ModelResult<()> {
+            let dims = [cout, cin, g.kernel, g.kernel];
+            let conv = Conv2d::new(
+                &conv_p,
+                cin,
+                cout,
+                g,
+                false,
+                kaiming_normal_fan_out(&dims),
+                trainable,
+            )?;
+            convs.push((conv, BatchNorm2d::new(&bn_p, cout, norm, trainable)?));
+            Ok(())
+        };
+        if deep {
+            let s = p / "stem";
+            let half = stem_c / 2;
+            add(
+                &s / 0,
+                &s / 1,
+                in_c,
+                half,
+                ConvGeom::k(3).stride(2).padding(1),
+            )?;
+            add(&s / 3, &s / 4, half, half, ConvGeom::k(3).padding(1))?;
+            add(&s / 6, &s / 7, half, stem_c, ConvGeom::k(3).padding(1))?;
+        } else {
+            add(
+                p / "conv1",
+                p / "bn1",
+                in_c,
+                stem_c,
+                ConvGeom::k(7).stride(2).padding(3),
+            )?;
+        }
+        Ok(Stem { convs })
+    }
+
+    /// x: (N, Cin, H, W) -> (N, stem_c, H/4, W/4).
+    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let mut y = x.shallow_clone();
+        for (conv, bn) in &self.convs {
+            y = bn.forward_t(&conv.forward(&y)?, train)?.f_relu()?;
+        }
+        Ok(y.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?)
+    }
+}
+
+/// mmdet's `ResNet`: a stem and `num_stages` stages (`layer1`..`layer4`).
+#[derive(Debug)]
+pub struct ResNet {
+    stem: Stem,
+    stages: Vec<Vec<Block>>,
+    out_indices: Vec<usize>,
+    frozen_stages: i64,
+    norm_eval: bool,
+    /// Channels of each returned feature map (`out_indices` order).
+    pub out_channels: Vec<i64>,
+    /// Stride of each returned feature map.
+    pub out_strides: Vec<i64>,
+    /// The `nn::Path` this backbone was built under (`backbone`).
+    pub scope: String,
+    pretrained: Option<PretrainedInitConfig>,
+}
+
+impl ResNet {
+    /// Builds the layers under `p` (e.g. `root / "backbone"`). The default
+    /// initialisation is applied here; a `Pretrained` `init_cfg` is loaded by
+    /// [`ResNet::init_weights`].
+    pub fn new(cfg: &ResNetConfig, p: nn::Path) -> ModelResult<Self> {
+        let (bottleneck, blocks) = arch(cfg.depth).ok_or_else(|| {
+            ModelError::new(
+                NAME,
+                format!("invalid depth {} (18, 34, 50, 101 or 152)", cfg.depth),
+            )
+        })?;
+        check_supported(cfg)?;
+        let n = cfg.num_stages as usize;
+        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let pretrained = pretrained_cfg(cfg)?;
+        let stem_c = cfg.stem_channels.unwrap_or(cfg.base_channels) as i64;
+        let stem = Stem::new(
+            &p,
+            cfg.in_channels as i64,
+            stem_c,
+            cfg.deep_stem,
+            &norm,
+            cfg.frozen_stages < 0,
+        )?;
+        let exp = if bottleneck { 4 } else { 1 };
+        let (mut inplanes, mut stride_acc) = (stem_c, 4);
+        let (mut stages, mut stage_channels, mut stage_strides) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (i, &num_blocks) in blocks.iter().take(n).enumerate() {
+            let planes = cfg.base_channels as i64 * (1 << i);
+            let (stride, dilation) = (cfg.strides[i] as i64, cfg.dilations[i] as i64);
+            let spec = StageSpec {
+                norm: &norm,
+                trainable: (i as i64 + 1) > cfg.frozen_stages,
+                zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
+                style: cfg.style,
+            };
+            let lp = &p / format!("layer{}", i + 1);
+            let mut stage = Vec::with_capacity(num_blocks);
+            for j in 0..num_blocks {
+                let s = if j == 0 { stride } else { 1 };
+                stage.push(Block::new(
+                    &(&lp / j),
+                    bottleneck,
+                    inplanes,
+                    planes,
+                    s,
+                    dilation,
+                    cfg.avg_down,
+                    &spec,
+                )?);
+                inplanes = planes * exp;
+            }
+            stride_acc *= stride;
+            stages.push(stage);
+            stage_channels.push(planes * exp);
+            stage_strides.push(stride_acc);
+        }
+        let out_indices: Vec<usize> = cfg.out_indices.iter().map(|&i| i as usize).collect();
+        Ok(ResNet {
+            stem,
+            stages,
+            out_channels: out_indices.iter().map(|&i| stage_channels[i]).collect(),
+            out_strides: out_indices.iter().map(|&i| stage_strides[i]).collect(),
+            out_indices,
+            frozen_stages: cfg.frozen_stages,
+            norm_eval: cfg.norm_eval,
+            scope: p.components().collect::<Vec<_>>().join("."),
+            pretrained,
+        })
+    }
+
+    /// Loads the `Pretrained` `init_cfg` (if any) into `vs` under this
+    /// backbone's scope; returns MMEngine's missing/unexpected-key report
+    /// (torchvision's `fc.weight`/`fc.bias` are unexpected, as in MMEngine).
+    pub fn init_weights(
+        &self,
+        vs: &nn::VarStore,
+    ) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+        match &self.pretrained {
+            Some(pt) => crate::models::weights::load_pretrained(
+                vs,
+                &self.scope,
+                &pt.checkpoint,
+                pt.prefix.as_deref(),
+            )
+            .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// x: (N, 3, H, W) -> the `out_indices` stage outputs (C2..C5 by default),
+    /// each (N, out_channels[k], H/stride, W/stride). `train` is the model's
+    /// mode; BN layers of frozen stages, and all of them with `norm_eval`,
+    /// still use running statistics (mmdet `ResNet.train`).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Vec<Tensor>> {
+        let (_n, _c, _h, _w) = x
+            .size4()
+            .map_err(|e| ModelError::new(NAME, format!("input must be (N, C, H, W): {e}")))?;
+        let bn_train = |stage: i64| train && !self.norm_eval && stage > self.frozen_stages;
+        let mut y = self.stem.forward_t(x, bn_train(0))?;
+        let mut outs = Vec::with_capacity(self.out_indices.len());
+        for (i, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                y = block.forward_t(&y, bn_train(i as i64 + 1))?;
+            }
+            if self.out_indices.contains(&i) {
+                outs.push(y.shallow_clone());
+            }
+        }
+        Ok(outs)
+    }
+}
+
+fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {
+    let n = cfg.num_stages as usize;
+    if !(1..=4).contains(&n) || cfg.strides.len() != n || cfg.dilations.len() != n {
+        return Err(ModelError::new(
+            NAME,
+            format!("num_stages {n} needs 1..4 and as many strides and dilations"),
+        ));
+    }
+    if let Some(&bad) = cfg.out_indices.iter().find(|&&i| i as usize >= n) {
+        return Err(ModelError::new(
+            NAME,
+            format!("out_indices entry {bad} is not below num_stages {n}"),
+        ));
+    }
+    if cfg.dcn.is_some() || cfg.plugins.is_some() || cfg.conv_cfg.is_some() {
+        return Err(ModelError::new(
+            NAME,
+            "dcn, plugins and conv_cfg are not supported yet (set them to null)",
+        ));
+    }
+    if cfg.init_cfg.is_some() && cfg.pretrained.is_some() {
+        return Err(ModelError::new(
+            NAME,
+            "init_cfg and pretrained cannot be specified at the same time",
+        ));
+    }
+    Ok(())
+}
+
+/// The `Pretrained` entry of `init_cfg` (or the deprecated `pretrained`).
+fn pretrained_cfg(cfg: &ResNetConfig) -> ModelResult<Option<PretrainedInitConfig>> {
+    if let Some(path) = &cfg.pretrained {
+        return Ok(Some(PretrainedInitConfig {
+            checkpoint: path.clone(),
+            prefix: None,
+            map_location: None,
+            name: None,
+        }));
+    }
+    let Some(init) = &cfg.init_cfg else {
+        return Ok(None);
+    };
+    let items = init.as_vec();
+    let [item] = items.as_slice() else {
+        return Err(ModelError::new(
+            NAME,
+            "init_cfg must be one `Pretrained` dict (or null for the default init)",
+        ));
+    };
+    let mut map = item.0.as_object().cloned().unwrap_or_default();
+    match map.remove("type").as_ref().and_then(|t| t.as_str()) {
+        Some("Pretrained") => serde_json::from_value(serde_json::Value::Object(map))
+            .map(Some)
+            .map_err(|e| ModelError::new(NAME, format!("invalid Pretrained init_cfg: {e}"))),
+        other => Err(ModelError::new(
+            NAME,
+            format!(
+                "init_cfg type {other:?} is not supported for ResNet yet (use Pretrained or null)"
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::layers::fixtures::{self, max_abs_diff, tensor};
+    use crate::models::weights::named_shapes;
+    use tch::{Device, Kind};
+
+    fn config(json: serde_json::Value) -> ResNetConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn resnet50_names_shapes_and_frozen_flags_equal_mmdet() {
+        let fx = &fixtures::get().resnet50_mmdet;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = ResNet::new(
+            &config(serde_json::json!({"depth": 50, "frozen_stages": 1})),
+            vs.root(),
+        )
+        .unwrap();
+        let ours: Vec<(String, Vec<i64>)> = named_shapes(&vs, "");
+        let mut want: Vec<(String, Vec<i64>)> = fx
+            .keys()
+            .filter_map(|k| {
+                k.strip_prefix("shape.")
+                    .map(|n| (n.to_string(), Vec::<i64>::try_from(tensor(fx, k)).unwrap()))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(ours, want);
+        let vars = vs.variables();
+        for (k, _) in fx.iter().filter(|(k, _)| k.starts_with("trainable.")) {
+            let name = &k["trainable.".len()..];
+            let flag = tensor(fx, k).int64_value(&[]) != 0;
+            assert_eq!(vars[name].requires_grad(), flag, "requires_grad of {name}");
+        }
+    }
+
+    fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+        max_abs_diff(a, b) / b.abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn resnet50_with_torchvision_weights_gives_torchvision_features() {
+        let fx = fixtures::get();
+        let io = &fx.resnet50_io;
+        let ckpt = fx.resnet50_path.to_str().unwrap();
+        let cfg = config(serde_json::json!({
+            "depth": 50, "frozen_stages": 1,
+            "init_cfg": {"type": "Pretrained", "checkpoint": ckpt}
+        }));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ResNet::new(&cfg, vs.root() / "backbone").unwrap();
+        assert_eq!(net.out_channels, [256, 512, 1024, 2048]);
+        assert_eq!(net.out_strides, [4, 8, 16, 32]);
+        let report = net.init_weights(&vs).unwrap().unwrap();
+        assert!(report.missing.is_empty(), "{:?}", report.missing);
+        assert_eq!(report.unexpected, ["fc.weight", "fc.bias"]);
+        let tracked =
+            || vs.variables()["backbone.layer2.0.bn1.num_batches_tracked"].int64_value(&[]);
+        let before = tracked();
+        // Training mode with norm_eval: BN keeps running statistics, so eval features.
+        let feats = tch::no_grad(|| net.forward_t(&tensor(io, "x"), true)).unwrap();
+        for (k, f) in ["c2", "c3", "c4", "c5"].iter().zip(&feats) {
+            let e = rel_err(f, &tensor(io, k));
+            assert!(e < 1e-4, "{k}: relative error {e}");
+        }
+        // num_batches_tracked of frozen/norm_eval BNs is not advanced.
+        assert_eq!(tracked(), before);
+
+        // norm_eval false, nothing frozen: batch statistics as torch's train mode.
+        let cfg = config(serde_json::json!({
+            "depth": 50, "norm_eval": false, "init_cfg": {"type": "Pretrained", "checkpoint": ckpt}
+        }));
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = ResNet::new(&cfg, vs.root()).unwrap();
+        net.init_weights(&vs).unwrap();
+        let c5 = tch::no_grad(|| net.forward_t(&tensor(io, "x_train"), true))
+            .unwrap()
+            .pop()
+            .unwrap();
+        let e = rel_err(&c5, &tensor(io, "c5_train"));
+        assert!(e < 1e-4, "train-mode c5: relative error {e}");
+    }
+
+    #[test]
+    fn resnet18_default_init_and_shapes() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg =
+            config(serde_json::json!({"depth": 18, "base_channels": 16, "out_indices": [1, 3]}));
+        let net = ResNet::new(&cfg, vs.root()).unwrap();
+        let vars = vs.variables();
+        // zero_init_residual: the last BN of each block starts at 0, others at 1.
+        assert_eq!(
+            vars["layer1.0.bn2.weight"]
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+        assert_eq!(
+            vars["layer1.0.bn1.weight"]
+                .mean(Kind::Float)
+                .double_value(&[]),
+            1.0
+        );
+        assert!(
+            vars.contains_key("layer2.0.downsample.0.weight")
+                && !vars.contains_key("layer1.0.downsample.0.weight")
+        );
+        let x = Tensor::randn([2, 3, 64, 96], (Kind::Float, Device::Cpu));
+        let outs = net.forward_t(&x, true).unwrap();
+        assert_eq!(
+            outs.iter().map(|t| t.size()).collect::<Vec<_>>(),
+            [vec![2, 32, 8, 12], vec![2, 128, 2, 3]]
+        );
+        assert_eq!(net.out_channels, [32, 128]);
+        // training with norm_eval=false advances num_batches_tracked
+        let cfg = config(serde_json::json!({"depth": 18, "base_channels": 8, "norm_eval": false}));
+        let vs2 = nn::VarStore::new(Device::Cpu);
+        let net2 = ResNet::new(&cfg, vs2.root()).unwrap();
+        net2.forward_t(&x, true).unwrap();
+        assert_eq!(
+            vs2.variables()["bn1.num_batches_tracked"].int64_value(&[]),
+            1
+        );
+    }
+
+    #[test]
+    fn torchvision_urls_need_a_local_file() {
+        let err = crate::models::weights::resolve_checkpoint("torchvision://resnet50");
+        // Either the hub cache has it, or the error says how to provide it.
+        if let Err(e) = err {
+            assert!(e.message.contains("resnet50-0676ba61.pth"), "{e}");
+        }
+        let bad = ResNet::new(
+            &config(serde_json::json!({"depth": 42})),
+            nn::VarStore::new(Device::Cpu).root(),
+        );
+        assert!(bad.unwrap_err().message.contains("invalid depth 42"));
+    }
+}

@@ -1,0 +1,121 @@
+//! Test support: outside reference outputs (torchvision, MMDetection) made
+//! once per test process by `tests/models/make_fixtures.py` with
+//! `.venv-test/bin/python`, read back through `detc::checkpoint`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use detc::checkpoint::{self, TensorData};
+use indexmap::IndexMap;
+use tch::Tensor;
+
+use crate::models::weights::to_tensor;
+
+pub type StateDict = IndexMap<String, TensorData>;
+
+/// Every fixture file, loaded.
+pub struct Fixtures {
+    pub roi_align: StateDict,
+    /// torchvision's resnet50 `.pth` (kept on disk: the test loads it as a user would).
+    pub resnet50_path: PathBuf,
+    pub resnet50_io: StateDict,
+    pub resnet50_mmdet: StateDict,
+    pub fpn: StateDict,
+    pub boxes: StateDict,
+}
+
+/// Runs the fixture script once (about 10 s of CPU) and loads its output.
+pub fn get() -> &'static Fixtures {
+    static FX: OnceLock<Fixtures> = OnceLock::new();
+    FX.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join(".venv-test/bin/python");
+        assert!(
+            python.is_file(),
+            "{} is missing: run scripts/test-env",
+            python.display()
+        );
+        remove_stale_dirs();
+        let out = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
+        let run = Command::new(&python)
+            .arg(root.join("tests/models/make_fixtures.py"))
+            .arg(&out)
+            .output()
+            .expect("running tests/models/make_fixtures.py");
+        assert!(
+            run.status.success(),
+            "tests/models/make_fixtures.py failed:\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let load = |name: &str| {
+            checkpoint::load(&out.join(name))
+                .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+                .state_dict
+        };
+        Fixtures {
+            roi_align: load("roi_align.pth"),
+            resnet50_path: out.join("resnet50.pth"),
+            resnet50_io: load("resnet50_io.pth"),
+            resnet50_mmdet: load("resnet50_mmdet.pth"),
+            fpn: load("fpn.pth"),
+            boxes: load("boxes.pth"),
+        }
+    })
+}
+
+const DIR_PREFIX: &str = "detc-models-fixtures-";
+
+/// Fixture directories of earlier test processes that have exited (the
+/// ResNet-50 checkpoint is 100 MB; a process cannot delete its own at exit).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// The tensor `key` of a fixture.
+pub fn tensor(sd: &StateDict, key: &str) -> Tensor {
+    let t = sd
+        .get(key)
+        .unwrap_or_else(|| panic!("fixture key {key} is missing"));
+    to_tensor(t).unwrap()
+}
+
+/// max |a - b| (as f64).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    if a.numel() == 0 {
+        return 0.0;
+    }
+    (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
+/// Asserts |a - b| <= atol + rtol * |b| elementwise, naming `what`.
+pub fn assert_close(a: &Tensor, b: &Tensor, atol: f64, rtol: f64, what: &str) {
+    assert_eq!(a.size(), b.size(), "{what}: shapes differ");
+    let (a, b) = (a.to_kind(tch::Kind::Double), b.to_kind(tch::Kind::Double));
+    let excess = ((&a - &b).abs() - b.abs() * rtol - atol)
+        .max()
+        .double_value(&[]);
+    assert!(
+        excess <= 0.0,
+        "{what}: max |a-b| = {} exceeds atol {atol} + rtol {rtol}",
+        max_abs_diff(&a, &b)
+    );
+}

@@ -1,0 +1,220 @@
+//! Shared bricks of the models, named as MMCV names them so that state-dict
+//! keys match MMDetection's: a [`Conv2d`] (`weight`, `bias`), a
+//! [`BatchNorm2d`] with torch's five entries (`weight`, `bias`,
+//! `running_mean`, `running_var`, `num_batches_tracked`), and MMCV's
+//! [`ConvModule`] (`conv` + `bn`/`gn` + activation, `mmcv/cnn/bricks/conv_module.py`).
+//!
+//! Shape shorthand: `N` images, `C` channels, `H, W` feature height and width.
+//!
+//! tch's own `nn::conv2d` / `nn::batch_norm2d` are not used: tch's batch norm
+//! has no `num_batches_tracked`, initialises its weight uniformly (torch uses
+//! ones), and neither can create frozen (non-trainable) parameters, which
+//! `frozen_stages` and `norm_cfg.requires_grad: false` need.
+
+// The detectors consume these; until they land the binary reads only part of them.
+#![allow(dead_code, unused_imports)]
+
+pub mod error;
+#[cfg(test)]
+pub mod fixtures;
+pub mod norm;
+
+pub use error::{ModelError, ModelResult};
+pub use norm::{BatchNorm2d, NormSpec};
+
+use detc::registry::refs::ActivationCfg;
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// Creates a parameter `name` under `p`, trainable (in the optimizer, with
+/// gradients) or frozen (`requires_grad = false`, outside the optimizer).
+pub fn param(
+    p: &nn::Path,
+    name: &str,
+    dims: &[i64],
+    init: Init,
+    trainable: bool,
+) -> ModelResult<Tensor> {
+    let t = nn::init::f_init(init, dims, p.device(), Kind::Float)?;
+    Ok(p.add(name, t, trainable))
+}
+
+/// A buffer (never trainable): BatchNorm's running statistics.
+pub fn buffer(p: &nn::Path, name: &str, t: Tensor) -> Tensor {
+    p.add(name, t.to_device(p.device()), false)
+}
+
+/// `nn.init.xavier_uniform_` with gain 1 for a conv or linear weight of `dims`
+/// (`[out, in, kh, kw]` or `[out, in]`): U(-b, b), b = sqrt(6 / (fan_in + fan_out)).
+pub fn xavier_uniform(dims: &[i64]) -> Init {
+    let receptive: i64 = dims.iter().skip(2).product();
+    let fan_in = dims.get(1).copied().unwrap_or(1) * receptive;
+    let fan_out = dims.first().copied().unwrap_or(1) * receptive;
+    let bound = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
+    Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
+/// MMEngine's `KaimingInit` default (`mode='fan_out'`, `nonlinearity='relu'`,
+/// normal): N(0, sqrt(2 / fan_out)).
+pub fn kaiming_normal_fan_out(dims: &[i64]) -> Init {
+    let receptive: i64 = dims.iter().skip(2).product();
+    let fan_out = dims.first().copied().unwrap_or(1) * receptive;
+    Init::Randn {
+        mean: 0.0,
+        stdev: (2.0 / fan_out.max(1) as f64).sqrt(),
+    }
+}
+
+/// Geometry of a 2-D convolution.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvGeom {
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub dilation: i64,
+    pub groups: i64,
+}
+
+impl ConvGeom {
+    /// A `k`x`k` conv with stride 1, no padding.
+    pub fn k(kernel: i64) -> Self {
+        ConvGeom {
+            kernel,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+    pub fn stride(self, stride: i64) -> Self {
+        ConvGeom { stride, ..self }
+    }
+    pub fn padding(self, padding: i64) -> Self {
+        ConvGeom { padding, ..self }
+    }
+    pub fn dilation(self, dilation: i64) -> Self {
+        ConvGeom { dilation, ..self }
+    }
+}
+
+/// `nn.Conv2d`: `weight` `(out, in/groups, k, k)` and an optional `bias` `(out,)`.
+#[derive(Debug)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub geom: ConvGeom,
+}
+
+impl Conv2d {
+    /// A conv whose weight is drawn from `init` and whose bias (when `bias`) is 0,
+    /// as MMEngine's initialisers leave it.
+    pub fn new(
+        p: &nn::Path,
+        in_c: i64,
+        out_c: i64,
+        geom: ConvGeom,
+        bias: bool,
+        init: Init,
+        trainable: bool,
+    ) -> ModelResult<Self> {
+        let dims = [out_c, in_c / geom.groups.max(1), geom.kernel, geom.kernel];
+        let weight = param(p, "weight", &dims, init, trainable)?;
+        let bias = if bias {
+            Some(param(p, "bias", &[out_c], Init::Const(0.0), trainable)?)
+        } else {
+            None
+        };
+        Ok(Conv2d { weight, bias, geom })
+    }
+
+    /// x: (N, Cin, H, W) -> (N, Cout, H', W').
+    pub fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
+        let g = self.geom;
+        Ok(x.f_conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [g.stride; 2],
+            [g.padding; 2],
+            [g.dilation; 2],
+            g.groups,
+        )?)
+    }
+}
+
+/// The activations `act_cfg` may name here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Relu,
+}
+
+impl Activation {
+    /// Parses an `act_cfg` dict; `None` (null) means no activation.
+    pub fn from_cfg(cfg: Option<&ActivationCfg>, owner: &str) -> ModelResult<Option<Self>> {
+        let Some(cfg) = cfg else { return Ok(None) };
+        match cfg.0.get("type").and_then(|t| t.as_str()) {
+            Some("ReLU") => Ok(Some(Activation::Relu)),
+            other => Err(ModelError::new(
+                owner,
+                format!("act_cfg type {other:?} is not supported yet (only ReLU)"),
+            )),
+        }
+    }
+
+    pub fn forward(self, x: &Tensor) -> ModelResult<Tensor> {
+        match self {
+            Activation::Relu => Ok(x.f_relu()?),
+        }
+    }
+}
+
+/// Options of a [`ConvModule`] beyond its channels.
+#[derive(Debug, Clone)]
+pub struct ConvModuleOpts {
+    pub geom: ConvGeom,
+    /// `bias='auto'` when `None`: a bias exactly when there is no norm layer.
+    pub bias: Option<bool>,
+    pub norm: Option<NormSpec>,
+    pub act: Option<Activation>,
+    /// Initialiser of the conv weight (the bias starts at 0).
+    pub init: Init,
+}
+
+/// MMCV's `ConvModule` in its default order (conv, norm, act): names
+/// `conv.weight`, `conv.bias`, `bn.*` (or `gn.*`).
+#[derive(Debug)]
+pub struct ConvModule {
+    pub conv: Conv2d,
+    pub norm: Option<BatchNorm2d>,
+    pub act: Option<Activation>,
+}
+
+impl ConvModule {
+    pub fn new(p: &nn::Path, in_c: i64, out_c: i64, opts: &ConvModuleOpts) -> ModelResult<Self> {
+        let bias = opts.bias.unwrap_or(opts.norm.is_none());
+        let conv = Conv2d::new(&(p / "conv"), in_c, out_c, opts.geom, bias, opts.init, true)?;
+        let norm = match &opts.norm {
+            Some(spec) => Some(BatchNorm2d::new(&(p / spec.abbr()), out_c, spec, true)?),
+            None => None,
+        };
+        Ok(ConvModule {
+            conv,
+            norm,
+            act: opts.act,
+        })
+    }
+
+    /// x: (N, Cin, H, W) -> (N, Cout, H', W'); `train` switches batch statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let mut y = self.conv.forward(x)?;
+        if let Some(norm) = &self.norm {
+            y = norm.forward_t(&y, train)?;
+        }
+        if let Some(act) = self.act {
+            y = act.forward(&y)?;
+        }
+        Ok(y)
+    }
+}

@@ -1,0 +1,170 @@
+//! `norm_cfg` and torch's `BatchNorm2d` with its full state dict
+//! (`weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`).
+//!
+//! Shape shorthand: `N` images, `C` channels, `H, W` height and width.
+
+use detc::registry::models::layers::BatchNormConfig;
+use detc::registry::refs::NormCfg;
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use super::{buffer, param, ModelError, ModelResult};
+
+/// A parsed `norm_cfg`. `BN` and `SyncBN` both build a [`BatchNorm2d`]
+/// (MMCV names both `bn`); cross-process statistics for `SyncBN` are the
+/// distributed layer's concern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormSpec {
+    /// The `type` as written (`BN`, `BN2d`, `SyncBN`).
+    pub kind: String,
+    /// `requires_grad`: whether the affine weight and bias train.
+    pub requires_grad: bool,
+    pub eps: f64,
+    /// `None`: cumulative moving average (torch's `momentum=None`).
+    pub momentum: Option<f64>,
+}
+
+impl NormSpec {
+    /// torch's defaults with `requires_grad=True`.
+    pub fn bn() -> Self {
+        NormSpec {
+            kind: "BN".into(),
+            requires_grad: true,
+            eps: 1e-5,
+            momentum: Some(0.1),
+        }
+    }
+
+    /// Parses a `norm_cfg` dict for the component `owner` (named in errors).
+    pub fn from_cfg(cfg: &NormCfg, owner: &str) -> ModelResult<Self> {
+        let mut map = cfg
+            .0
+            .as_object()
+            .cloned()
+            .ok_or_else(|| ModelError::new(owner, "norm_cfg must be a dict"))?;
+        let kind = map
+            .remove("type")
+            .and_then(|t| t.as_str().map(str::to_string))
+            .ok_or_else(|| ModelError::new(owner, "norm_cfg needs a `type`"))?;
+        match kind.as_str() {
+            "BN" | "BN2d" | "SyncBN" => {}
+            other => {
+                return Err(ModelError::new(
+                    owner,
+                    format!("norm_cfg type `{other}` is not supported yet (BN, BN2d, SyncBN)"),
+                ))
+            }
+        }
+        if kind == "SyncBN" {
+            // SyncBN accepts only requires_grad/eps (and momentum in torch); keep the BN parse lenient.
+            map.retain(|k, _| matches!(k.as_str(), "requires_grad" | "eps" | "momentum"));
+        }
+        let bn: BatchNormConfig = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| ModelError::new(owner, format!("invalid norm_cfg: {e}")))?;
+        if !bn.affine || !bn.track_running_stats {
+            return Err(ModelError::new(
+                owner,
+                "norm_cfg with affine=false or track_running_stats=false is not supported",
+            ));
+        }
+        Ok(NormSpec {
+            kind,
+            requires_grad: bn.requires_grad,
+            eps: bn.eps,
+            momentum: bn.momentum,
+        })
+    }
+
+    /// MMCV's `infer_abbr`: the state-dict name of the layer (`bn`).
+    pub fn abbr(&self) -> &'static str {
+        "bn"
+    }
+}
+
+/// `nn.BatchNorm2d(C)` initialised as MMEngine's `Constant(val=1)` leaves it
+/// (weight 1, bias 0) unless `weight_init` says otherwise.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: Tensor,
+    pub eps: f64,
+    pub momentum: Option<f64>,
+}
+
+impl BatchNorm2d {
+    /// A BN of `c` channels; its weight and bias train when `trainable` and
+    /// `spec.requires_grad` both hold (frozen stages pass `trainable=false`).
+    pub fn new(p: &nn::Path, c: i64, spec: &NormSpec, trainable: bool) -> ModelResult<Self> {
+        Self::with_weight(p, c, spec, trainable, 1.0)
+    }
+
+    /// As [`BatchNorm2d::new`] with the weight set to `weight_init`
+    /// (0 for `zero_init_residual`).
+    pub fn with_weight(
+        p: &nn::Path,
+        c: i64,
+        spec: &NormSpec,
+        trainable: bool,
+        weight_init: f64,
+    ) -> ModelResult<Self> {
+        let train = trainable && spec.requires_grad;
+        let weight = param(p, "weight", &[c], Init::Const(weight_init), train)?;
+        let bias = param(p, "bias", &[c], Init::Const(0.0), train)?;
+        let running_mean = buffer(
+            p,
+            "running_mean",
+            Tensor::f_zeros([c], (Kind::Float, p.device()))?,
+        );
+        let running_var = buffer(
+            p,
+            "running_var",
+            Tensor::f_ones([c], (Kind::Float, p.device()))?,
+        );
+        let num_batches_tracked = buffer(
+            p,
+            "num_batches_tracked",
+            Tensor::f_zeros([], (Kind::Int64, p.device()))?,
+        );
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            eps: spec.eps,
+            momentum: spec.momentum,
+        })
+    }
+
+    /// x: (N, C, H, W) -> (N, C, H, W). With `train`, normalises by batch
+    /// statistics and updates the running ones (and `num_batches_tracked`) as
+    /// torch does; otherwise uses the running statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let mut momentum = self.momentum.unwrap_or(0.0);
+        if train {
+            tch::no_grad(|| {
+                let mut n = self.num_batches_tracked.shallow_clone();
+                n.f_add_scalar_(1).map(|_| ())
+            })?;
+            if self.momentum.is_none() {
+                // torch: cumulative average, factor 1 / num_batches_tracked.
+                let n = self.num_batches_tracked.f_double_value(&[])?;
+                momentum = 1.0 / n.max(1.0);
+            }
+        }
+        Ok(Tensor::f_batch_norm(
+            x,
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            train,
+            momentum,
+            self.eps,
+            true,
+        )?)
+    }
+}

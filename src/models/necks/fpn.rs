@@ -1,0 +1,362 @@
+//! `FPN` (Lin et al., "Feature Pyramid Networks for Object Detection",
+//! <https://arxiv.org/abs/1612.03144>) as `mmdet/models/necks/fpn.py`:
+//! 1x1 lateral convs, a nearest-upsampling top-down path, 3x3 output convs,
+//! and extra levels by max pooling or stride-2 convs. Names:
+//! `lateral_convs.{i}.conv.weight/bias`, `fpn_convs.{i}.conv.weight/bias`
+//! (extra convs continue the `fpn_convs` numbering).
+//!
+//! Shape shorthand: `N` images, `Ci` input channels of level `i`, `C` the
+//! output channels, `Hi, Wi` level sizes.
+
+use detc::registry::models::common::FloatOrPair;
+use detc::registry::models::necks::{AddExtraConvs, ExtraConvsSource, FPNConfig, InterpolateMode};
+use tch::nn;
+use tch::Tensor;
+
+use crate::models::layers::{
+    xavier_uniform, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError, ModelResult,
+    NormSpec,
+};
+
+const NAME: &str = "FPN";
+
+/// mmdet's `FPN` (named as its `type:`).
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug)]
+pub struct FPN {
+    lateral_convs: Vec<ConvModule>,
+    fpn_convs: Vec<ConvModule>,
+    in_channels: Vec<i64>,
+    start_level: usize,
+    backbone_end_level: usize,
+    num_outs: usize,
+    extra: Option<ExtraConvsSource>,
+    relu_before_extra_convs: bool,
+    scale_factor: Option<(f64, f64)>,
+    /// Channels of every output level.
+    pub out_channels: i64,
+}
+
+impl FPN {
+    /// Builds the convs under `p` (e.g. `root / "neck"`), initialised as the
+    /// default `init_cfg` (Xavier uniform on every conv, bias 0).
+    pub fn new(cfg: &FPNConfig, p: nn::Path) -> ModelResult<Self> {
+        let in_channels: Vec<i64> = cfg.in_channels.iter().map(|&c| c as i64).collect();
+        let (num_ins, num_outs, start) = (
+            in_channels.len(),
+            cfg.num_outs as usize,
+            cfg.start_level as usize,
+        );
+        let backbone_end_level = end_level(cfg, num_ins)?;
+        if start >= backbone_end_level {
+            return Err(ModelError::new(
+                NAME,
+                format!("start_level {start} must be below the end level {backbone_end_level}"),
+            ));
+        }
+        let extra = match cfg.add_extra_convs {
+            AddExtraConvs::Flag(false) => None,
+            AddExtraConvs::Flag(true) => Some(ExtraConvsSource::OnInput),
+            AddExtraConvs::Source(s) => Some(s),
+        };
+        let opts =
+            |geom: ConvGeom, norm: Option<NormSpec>, cin: i64| -> ModelResult<ConvModuleOpts> {
+                Ok(ConvModuleOpts {
+                    geom,
+                    bias: None,
+                    norm,
+                    act: Activation::from_cfg(cfg.act_cfg.as_ref(), NAME)?,
+                    init: xavier_uniform(&[cfg.out_channels as i64, cin, geom.kernel, geom.kernel]),
+                })
+            };
+        let norm = cfg
+            .norm_cfg
+            .as_ref()
+            .map(|n| NormSpec::from_cfg(n, NAME))
+            .transpose()?;
+        let out_c = cfg.out_channels as i64;
+        let (mut lateral_convs, mut fpn_convs) = (Vec::new(), Vec::new());
+        for (k, i) in (start..backbone_end_level).enumerate() {
+            let lat_norm = if cfg.no_norm_on_lateral {
+                None
+            } else {
+                norm.clone()
+            };
+            let lo = opts(ConvGeom::k(1), lat_norm, in_channels[i])?;
+            lateral_convs.push(ConvModule::new(
+                &(&p / "lateral_convs" / k),
+                in_channels[i],
+                out_c,
+                &lo,
+            )?);
+            let fo = opts(ConvGeom::k(3).padding(1), norm.clone(), out_c)?;
+            fpn_convs.push(ConvModule::new(&(&p / "fpn_convs" / k), out_c, out_c, &fo)?);
+        }
+        let extra_levels = num_outs as i64 - backbone_end_level as i64 + start as i64;
+        if let Some(src) = extra {
+            for e in 0..extra_levels.max(0) as usize {
+                let cin = if e == 0 && src == ExtraConvsSource::OnInput {
+                    in_channels[backbone_end_level - 1]
+                } else {
+                    out_c
+                };
+                let o = opts(ConvGeom::k(3).stride(2).padding(1), norm.clone(), cin)?;
+                fpn_convs.push(ConvModule::new(
+                    &(&p / "fpn_convs" / fpn_convs.len()),
+                    cin,
+                    out_c,
+                    &o,
+                )?);
+            }
+        }
+        if cfg.upsample_cfg.mode != InterpolateMode::Nearest {
+            return Err(ModelError::new(
+                NAME,
+                "upsample_cfg.mode other than `nearest` is not supported yet",
+            ));
+        }
+        let scale_factor = cfg.upsample_cfg.scale_factor.map(|s| match s {
+            FloatOrPair::Float(f) => (f, f),
+            FloatOrPair::Pair(pair) => pair,
+        });
+        Ok(FPN {
+            lateral_convs,
+            fpn_convs,
+            in_channels,
+            start_level: start,
+            backbone_end_level,
+            num_outs,
+            extra,
+            relu_before_extra_convs: cfg.relu_before_extra_convs,
+            scale_factor,
+            out_channels: out_c,
+        })
+    }
+
+    /// inputs: the backbone levels, (N, Ci, Hi, Wi) each -> `num_outs` maps
+    /// of (N, C, H', W'), finest first.
+    pub fn forward_t(&self, inputs: &[Tensor], train: bool) -> ModelResult<Vec<Tensor>> {
+        if inputs.len() != self.in_channels.len() {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "expected {} input levels, got {}",
+                    self.in_channels.len(),
+                    inputs.len()
+                ),
+            ));
+        }
+        let mut laterals = Vec::with_capacity(self.lateral_convs.len());
+        for (k, conv) in self.lateral_convs.iter().enumerate() {
+            laterals.push(conv.forward_t(&inputs[k + self.start_level], train)?);
+        }
+        // top-down: laterals[i-1] += upsample(laterals[i])
+        for i in (1..laterals.len()).rev() {
+            let up = self.upsample(&laterals[i], &laterals[i - 1])?;
+            laterals[i - 1] = laterals[i - 1].f_add(&up)?;
+        }
+        let used = laterals.len();
+        let mut outs = Vec::with_capacity(self.num_outs);
+        for (k, lat) in laterals.iter().enumerate() {
+            outs.push(self.fpn_convs[k].forward_t(lat, train)?);
+        }
+        if self.num_outs > used {
+            match self.extra {
+                None => {
+                    for _ in used..self.num_outs {
+                        let last = outs
+                            .last()
+                            .map(|t| t.f_max_pool2d([1, 1], [2, 2], [0, 0], [1, 1], false));
+                        outs.push(
+                            last.transpose()?
+                                .ok_or_else(|| ModelError::new(NAME, "no level to pool"))?,
+                        );
+                    }
+                }
+                Some(src) => self.extra_convs(src, inputs, &laterals, &mut outs, train)?,
+            }
+        }
+        Ok(outs)
+    }
+
+    fn extra_convs(
+        &self,
+        src: ExtraConvsSource,
+        inputs: &[Tensor],
+        laterals: &[Tensor],
+        outs: &mut Vec<Tensor>,
+        train: bool,
+    ) -> ModelResult<()> {
+        let used = laterals.len();
+        let source = match src {
+            ExtraConvsSource::OnInput => &inputs[self.backbone_end_level - 1],
+            ExtraConvsSource::OnLateral => &laterals[used - 1],
+            ExtraConvsSource::OnOutput => &outs[used - 1],
+        }
+        .shallow_clone();
+        outs.push(self.fpn_convs[used].forward_t(&source, train)?);
+        for i in used + 1..self.num_outs {
+            let prev = &outs[outs.len() - 1];
+            let x = if self.relu_before_extra_convs {
+                prev.f_relu()?
+            } else {
+                prev.shallow_clone()
+            };
+            outs.push(self.fpn_convs[i].forward_t(&x, train)?);
+        }
+        Ok(())
+    }
+
+    /// `F.interpolate(x, **upsample_cfg)` with mmdet's choice: the fixed
+    /// `scale_factor` when configured, else the size of the finer level.
+    /// x: (N, C, h, w), like: (N, C, H, W) -> (N, C, H, W) (or scaled).
+    fn upsample(&self, x: &Tensor, like: &Tensor) -> ModelResult<Tensor> {
+        let (_, _, h, w) = x.size4()?;
+        let (_, _, th, tw) = like.size4()?;
+        Ok(match self.scale_factor {
+            Some((sh, sw)) => {
+                let size = [
+                    (h as f64 * sh).floor() as i64,
+                    (w as f64 * sw).floor() as i64,
+                ];
+                x.f_upsample_nearest2d(size, Some(sh), Some(sw))?
+            }
+            None => x.f_upsample_nearest2d([th, tw], None, None)?,
+        })
+    }
+}
+
+/// mmdet's `backbone_end_level` (exclusive) from `end_level`, with its checks.
+fn end_level(cfg: &FPNConfig, num_ins: usize) -> ModelResult<usize> {
+    let (num_outs, start) = (cfg.num_outs as usize, cfg.start_level as usize);
+    if cfg.end_level == -1 || cfg.end_level == num_ins as i64 - 1 {
+        if num_outs + start < num_ins {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "num_outs {num_outs} must be at least len(in_channels) - start_level = {}",
+                    num_ins - start
+                ),
+            ));
+        }
+        Ok(num_ins)
+    } else {
+        let end = cfg.end_level;
+        if end < 0 || end as usize >= num_ins {
+            return Err(ModelError::new(
+                NAME,
+                format!("end_level {end} must be below len(in_channels) {num_ins}"),
+            ));
+        }
+        if num_outs as i64 != end - start as i64 + 1 {
+            return Err(ModelError::new(
+                NAME,
+                format!("num_outs {num_outs} must equal end_level - start_level + 1"),
+            ));
+        }
+        Ok(end as usize + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::layers::fixtures::{self, assert_close, tensor};
+    use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
+    use tch::Device;
+
+    /// The configs of tests/models/make_fixtures.py FPN_CASES.
+    fn cases() -> Vec<(&'static str, serde_json::Value)> {
+        let ch = serde_json::json!([8, 16, 32, 64]);
+        vec![
+            (
+                "a",
+                serde_json::json!({"in_channels": ch, "out_channels": 8, "num_outs": 4, "add_extra_convs": "on_input"}),
+            ),
+            (
+                "b",
+                serde_json::json!({"in_channels": ch, "out_channels": 8, "num_outs": 5}),
+            ),
+            (
+                "c",
+                serde_json::json!({"in_channels": ch, "out_channels": 8, "num_outs": 5, "start_level": 1,
+                                      "add_extra_convs": "on_output", "relu_before_extra_convs": true}),
+            ),
+            (
+                "d",
+                serde_json::json!({"in_channels": ch, "out_channels": 8, "num_outs": 6, "add_extra_convs": "on_lateral"}),
+            ),
+            (
+                "e",
+                serde_json::json!({"in_channels": ch, "out_channels": 8, "num_outs": 4,
+                                      "upsample_cfg": {"mode": "nearest", "scale_factor": 2.0}}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn fpn_names_and_outputs_equal_mmdet() {
+        let fx = &fixtures::get().fpn;
+        for (key, json) in cases() {
+            let cfg: FPNConfig = serde_json::from_value(json).unwrap();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let fpn = FPN::new(&cfg, vs.root() / "neck").unwrap();
+            let sd = with_prefix(fx, &format!("{key}.sd")).unwrap();
+            let report = load_state_dict(&vs, "neck", &sd).unwrap();
+            assert!(report.is_exact(), "{key}: {report:?}");
+            let inputs: Vec<Tensor> = (0..4)
+                .map(|i| tensor(fx, &format!("{key}.in.{i}")))
+                .collect();
+            let outs = fpn.forward_t(&inputs, false).unwrap();
+            let n_ref = fx
+                .keys()
+                .filter(|k| k.starts_with(&format!("{key}.out.")))
+                .count();
+            assert_eq!(outs.len(), n_ref, "{key}: number of outputs");
+            for (i, y) in outs.iter().enumerate() {
+                assert_close(
+                    y,
+                    &tensor(fx, &format!("{key}.out.{i}")),
+                    1e-5,
+                    1e-5,
+                    &format!("FPN {key} out {i}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fpn_queryinst_names_and_init() {
+        let cfg: FPNConfig = serde_json::from_value(serde_json::json!({
+            "in_channels": [256, 512, 1024, 2048], "out_channels": 256, "num_outs": 4, "add_extra_convs": "on_input"
+        }))
+        .unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        FPN::new(&cfg, vs.root()).unwrap();
+        let names: Vec<String> = named_shapes(&vs, "").into_iter().map(|(k, _)| k).collect();
+        let mut want: Vec<String> = (0..4)
+            .flat_map(|i| {
+                ["lateral_convs", "fpn_convs"]
+                    .map(|m| [format!("{m}.{i}.conv.weight"), format!("{m}.{i}.conv.bias")])
+            })
+            .flatten()
+            .collect();
+        want.sort();
+        assert_eq!(names, want);
+        let vars = vs.variables();
+        // Xavier uniform bound sqrt(6 / (fan_in + fan_out)), bias 0.
+        let bound = (6.0f64 / (2048.0 + 256.0)).sqrt();
+        let w = &vars["lateral_convs.3.conv.weight"];
+        assert!(
+            w.abs().max().double_value(&[]) <= bound
+                && w.abs().max().double_value(&[]) > bound * 0.9
+        );
+        assert_eq!(
+            vars["fpn_convs.0.conv.bias"]
+                .abs()
+                .sum(tch::Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+    }
+}

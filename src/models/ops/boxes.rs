@@ -1,0 +1,319 @@
+//! Box ops the heads need, as MMDetection computes them:
+//! `bbox_overlaps` (`mmdet/structures/bbox/bbox_overlaps.py`: IoU, IoF and
+//! GIoU, pairwise or aligned, `eps=1e-6`), box format conversions, and
+//! `DeltaXYWHBBoxCoder` (`mmdet/models/task_modules/coders/delta_xywh_bbox_coder.py`).
+//!
+//! Shape shorthand: `...` leading batch dims, `M`, `K` box counts; boxes are
+//! `x1y1x2y2` unless named `cxcywh`.
+
+use detc::registry::models::task_modules::DeltaXYWHBBoxCoderConfig;
+use tch::{Kind, Tensor};
+
+use crate::models::layers::{ModelError, ModelResult};
+
+/// What `bbox_overlaps` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlapMode {
+    /// Intersection over union.
+    Iou,
+    /// Intersection over the first box's area.
+    Iof,
+    /// Generalised IoU (Rezatofighi et al., 2019).
+    Giou,
+}
+
+fn area(b: &Tensor) -> ModelResult<Tensor> {
+    let w = b.f_select(-1, 2)?.f_sub(&b.f_select(-1, 0)?)?;
+    let h = b.f_select(-1, 3)?.f_sub(&b.f_select(-1, 1)?)?;
+    Ok(w.f_mul(&h)?)
+}
+
+/// `bbox_overlaps(bboxes1, bboxes2, mode, is_aligned, eps=1e-6)`.
+/// Pairwise: (..., M, 4), (..., K, 4) -> (..., M, K); aligned: (..., M, 4)
+/// twice -> (..., M).
+pub fn bbox_overlaps(
+    b1: &Tensor,
+    b2: &Tensor,
+    mode: OverlapMode,
+    aligned: bool,
+) -> ModelResult<Tensor> {
+    let (s1, s2) = (b1.size(), b2.size());
+    if s1.last() != Some(&4) || s2.last() != Some(&4) {
+        return Err(ModelError::new(
+            "bbox_overlaps",
+            format!("boxes must end in 4 coordinates, got {s1:?} and {s2:?}"),
+        ));
+    }
+    if aligned && s1 != s2 {
+        return Err(ModelError::new(
+            "bbox_overlaps",
+            format!("aligned boxes must have one shape, got {s1:?} and {s2:?}"),
+        ));
+    }
+    let eps = 1e-6;
+    let (area1, area2) = (area(b1)?, area(b2)?);
+    // Broadcast views: aligned (..., M, 2) both; pairwise (..., M, 1, 2) vs (..., 1, K, 2).
+    let (p1, p2, a1, a2) = if aligned {
+        (b1.shallow_clone(), b2.shallow_clone(), area1, area2)
+    } else {
+        (
+            b1.f_unsqueeze(-2)?,
+            b2.f_unsqueeze(-3)?,
+            area1.f_unsqueeze(-1)?,
+            area2.f_unsqueeze(-2)?,
+        )
+    };
+    let (lo1, hi1) = (p1.f_narrow(-1, 0, 2)?, p1.f_narrow(-1, 2, 2)?);
+    let (lo2, hi2) = (p2.f_narrow(-1, 0, 2)?, p2.f_narrow(-1, 2, 2)?);
+    let wh = hi1
+        .f_minimum(&hi2)?
+        .f_sub(&lo1.f_maximum(&lo2)?)?
+        .f_clamp_min(0.0)?;
+    let overlap = wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?;
+    let union = match mode {
+        OverlapMode::Iof => a1.shallow_clone(),
+        _ => a1.f_add(&a2)?.f_sub(&overlap)?,
+    };
+    let union = union.f_clamp_min(eps)?;
+    let ious = overlap.f_div(&union)?;
+    if mode != OverlapMode::Giou {
+        return Ok(ious);
+    }
+    let ewh = hi1
+        .f_maximum(&hi2)?
+        .f_sub(&lo1.f_minimum(&lo2)?)?
+        .f_clamp_min(0.0)?;
+    let enclose = ewh
+        .f_select(-1, 0)?
+        .f_mul(&ewh.f_select(-1, 1)?)?
+        .f_clamp_min(eps)?;
+    Ok(ious.f_sub(&enclose.f_sub(&union)?.f_div(&enclose)?)?)
+}
+
+/// (..., 4) x1y1x2y2 -> (..., 4) cx cy w h (`bbox_xyxy_to_cxcywh`).
+pub fn xyxy_to_cxcywh(b: &Tensor) -> ModelResult<Tensor> {
+    let (lo, hi) = (b.f_narrow(-1, 0, 2)?, b.f_narrow(-1, 2, 2)?);
+    Ok(Tensor::f_cat(
+        &[lo.f_add(&hi)?.f_div_scalar(2.0)?, hi.f_sub(&lo)?],
+        -1,
+    )?)
+}
+
+/// (..., 4) cx cy w h -> (..., 4) x1y1x2y2 (`bbox_cxcywh_to_xyxy`).
+pub fn cxcywh_to_xyxy(b: &Tensor) -> ModelResult<Tensor> {
+    let (c, wh) = (b.f_narrow(-1, 0, 2)?, b.f_narrow(-1, 2, 2)?);
+    let half = wh.f_mul_scalar(0.5)?;
+    Ok(Tensor::f_cat(&[c.f_sub(&half)?, c.f_add(&half)?], -1)?)
+}
+
+/// `DeltaXYWHBBoxCoder`: boxes as `((gx-px)/pw, (gy-py)/ph, log(gw/pw), log(gh/ph))`,
+/// normalised by `target_means` / `target_stds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaXYWHBBoxCoder {
+    pub means: [f64; 4],
+    pub stds: [f64; 4],
+    pub clip_border: bool,
+    pub add_ctr_clamp: bool,
+    pub ctr_clamp: f64,
+}
+
+impl DeltaXYWHBBoxCoder {
+    pub fn new(cfg: &DeltaXYWHBBoxCoderConfig) -> Self {
+        DeltaXYWHBBoxCoder {
+            means: cfg.target_means,
+            stds: cfg.target_stds,
+            clip_border: cfg.clip_border,
+            add_ctr_clamp: cfg.add_ctr_clamp,
+            ctr_clamp: cfg.ctr_clamp as f64,
+        }
+    }
+
+    fn consts(&self, like: &Tensor) -> ModelResult<(Tensor, Tensor)> {
+        let opts = (like.kind(), like.device());
+        let to = |v: &[f64; 4]| -> ModelResult<Tensor> {
+            Ok(Tensor::from_slice(v)
+                .f_to_kind(opts.0)?
+                .f_to_device(opts.1)?)
+        };
+        Ok((to(&self.means)?, to(&self.stds)?))
+    }
+
+    /// `bbox2delta`: proposals, gt (..., 4) -> deltas (..., 4).
+    pub fn encode(&self, proposals: &Tensor, gt: &Tensor) -> ModelResult<Tensor> {
+        if proposals.size() != gt.size() {
+            return Err(ModelError::new(
+                "DeltaXYWHBBoxCoder",
+                format!(
+                    "encode needs boxes of one shape, got {:?} and {:?}",
+                    proposals.size(),
+                    gt.size()
+                ),
+            ));
+        }
+        let (p, g) = (
+            xyxy_to_cxcywh(&proposals.f_to_kind(Kind::Float)?)?,
+            xyxy_to_cxcywh(&gt.f_to_kind(Kind::Float)?)?,
+        );
+        let (pc, pwh) = (p.f_narrow(-1, 0, 2)?, p.f_narrow(-1, 2, 2)?);
+        let (gc, gwh) = (g.f_narrow(-1, 0, 2)?, g.f_narrow(-1, 2, 2)?);
+        let dxy = gc.f_sub(&pc)?.f_div(&pwh)?;
+        let dwh = gwh.f_div(&pwh)?.f_log()?;
+        let deltas = Tensor::f_cat(&[dxy, dwh], -1)?;
+        let (means, stds) = self.consts(&deltas)?;
+        Ok(deltas.f_sub(&means)?.f_div(&stds)?)
+    }
+
+    /// `delta2bbox`: rois (M, 4), deltas (M, 4*K) -> boxes (M, 4*K); the
+    /// size ratio is clipped at `|log(16/1000)|`, and with `clip_border`
+    /// boxes are clamped to `max_shape` `(h, w)` when given.
+    pub fn decode(
+        &self,
+        rois: &Tensor,
+        deltas: &Tensor,
+        max_shape: Option<(f64, f64)>,
+    ) -> ModelResult<Tensor> {
+        let (m, k4) = deltas.size2().map_err(|e| {
+            ModelError::new(
+                "DeltaXYWHBBoxCoder",
+                format!("deltas must be (M, 4*K): {e}"),
+            )
+        })?;
+        if m == 0 {
+            return Ok(deltas.shallow_clone());
+        }
+        if k4 % 4 != 0 || rois.size() != [m, 4] {
+            return Err(ModelError::new(
+                "DeltaXYWHBBoxCoder",
+                format!(
+                    "decode needs rois (M, 4) and deltas (M, 4*K), got {:?} and {:?}",
+                    rois.size(),
+                    deltas.size()
+                ),
+            ));
+        }
+        let k = k4 / 4;
+        let d = deltas.f_reshape([-1, 4])?;
+        let (means, stds) = self.consts(&d)?;
+        let d = d.f_mul(&stds)?.f_add(&means)?;
+        let (dxy, dwh) = (d.f_narrow(-1, 0, 2)?, d.f_narrow(-1, 2, 2)?);
+        // (M, 4) -> (M, 4*K) -> (M*K, 4)
+        let r = rois.f_repeat([1, k])?.f_reshape([-1, 4])?;
+        let (lo, hi) = (r.f_narrow(-1, 0, 2)?, r.f_narrow(-1, 2, 2)?);
+        let pxy = lo.f_add(&hi)?.f_mul_scalar(0.5)?;
+        let pwh = hi.f_sub(&lo)?;
+        let mut dxy_wh = pwh.f_mul(&dxy)?;
+        let max_ratio = (16.0f64 / 1000.0).ln().abs();
+        let dwh = if self.add_ctr_clamp {
+            dxy_wh = dxy_wh.f_clamp(-self.ctr_clamp, self.ctr_clamp)?;
+            dwh.f_clamp_max(max_ratio)?
+        } else {
+            dwh.f_clamp(-max_ratio, max_ratio)?
+        };
+        let gxy = pxy.f_add(&dxy_wh)?;
+        let half = pwh.f_mul(&dwh.f_exp()?)?.f_mul_scalar(0.5)?;
+        let mut boxes = Tensor::f_cat(&[gxy.f_sub(&half)?, gxy.f_add(&half)?], -1)?;
+        if let (true, Some((h, w))) = (self.clip_border, max_shape) {
+            let hi = Tensor::from_slice(&[w, h, w, h])
+                .f_to_kind(boxes.kind())?
+                .f_to_device(boxes.device())?;
+            boxes = boxes.f_clamp_min(0.0)?.f_minimum(&hi)?;
+        }
+        Ok(boxes.f_reshape([m, k4])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::layers::fixtures::{self, assert_close, tensor};
+
+    #[test]
+    fn overlaps_match_torchvision_and_mmdet() {
+        let fx = &fixtures::get().boxes;
+        let (a, b, a2) = (tensor(fx, "a"), tensor(fx, "b"), tensor(fx, "a2"));
+        let giou = bbox_overlaps(&a, &b, OverlapMode::Giou, false).unwrap();
+        assert_close(
+            &giou,
+            &tensor(fx, "tv_giou"),
+            1e-6,
+            1e-6,
+            "GIoU vs torchvision",
+        );
+        assert_close(&giou, &tensor(fx, "mm_giou"), 1e-6, 1e-6, "GIoU vs mmdet");
+        let iou = bbox_overlaps(&a, &b, OverlapMode::Iou, false).unwrap();
+        assert_close(
+            &iou,
+            &tensor(fx, "tv_iou"),
+            1e-6,
+            1e-6,
+            "IoU vs torchvision",
+        );
+        assert_close(&iou, &tensor(fx, "mm_iou"), 1e-6, 1e-6, "IoU vs mmdet");
+        let iof = bbox_overlaps(&a, &b, OverlapMode::Iof, false).unwrap();
+        assert_close(&iof, &tensor(fx, "mm_iof"), 1e-6, 1e-6, "IoF vs mmdet");
+        let al = bbox_overlaps(&a2, &b, OverlapMode::Giou, true).unwrap();
+        assert_close(
+            &al,
+            &tensor(fx, "mm_giou_aligned"),
+            1e-6,
+            1e-6,
+            "aligned GIoU vs mmdet",
+        );
+        assert!(bbox_overlaps(&a, &b, OverlapMode::Iou, true).is_err());
+    }
+
+    #[test]
+    fn delta_coder_matches_mmdet() {
+        let fx = &fixtures::get().boxes;
+        let cfg: DeltaXYWHBBoxCoderConfig = serde_json::from_value(serde_json::json!({
+            "target_means": [0.1, -0.1, 0.05, 0.0], "target_stds": [0.5, 0.5, 1.0, 1.0], "clip_border": false
+        }))
+        .unwrap();
+        let coder = DeltaXYWHBBoxCoder::new(&cfg);
+        let (a2, b, deltas) = (tensor(fx, "a2"), tensor(fx, "b"), tensor(fx, "deltas"));
+        assert_close(
+            &coder.encode(&a2, &b).unwrap(),
+            &tensor(fx, "enc"),
+            1e-5,
+            1e-5,
+            "encode",
+        );
+        assert_close(
+            &coder.decode(&a2, &deltas, None).unwrap(),
+            &tensor(fx, "dec"),
+            1e-4,
+            1e-5,
+            "decode",
+        );
+        let clip = DeltaXYWHBBoxCoder {
+            clip_border: true,
+            ..coder.clone()
+        };
+        assert_close(
+            &clip.decode(&a2, &deltas, Some((90.0, 120.0))).unwrap(),
+            &tensor(fx, "dec_clip"),
+            1e-4,
+            1e-5,
+            "decode clipped",
+        );
+        // decode inverts encode
+        let back = coder
+            .decode(&a2, &coder.encode(&a2, &b).unwrap(), None)
+            .unwrap();
+        assert_close(&back, &b, 1e-3, 1e-5, "round trip");
+    }
+
+    #[test]
+    fn format_conversions_invert() {
+        let b = Tensor::from_slice(&[1.0f32, 2.0, 5.0, 10.0]).view([1, 4]);
+        let c = xyxy_to_cxcywh(&b).unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(c.view([-1])).unwrap(),
+            [3.0, 6.0, 4.0, 8.0]
+        );
+        assert_eq!(
+            Vec::<f32>::try_from(cxcywh_to_xyxy(&c).unwrap().view([-1])).unwrap(),
+            [1.0, 2.0, 5.0, 10.0]
+        );
+    }
+}
