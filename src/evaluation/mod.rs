@@ -1,6 +1,11 @@
-//! COCO evaluation without tensors: pycocotools' mask API ([`mask`]) and
-//! `COCOeval` ([`cocoeval`]), and MMDetection's `CocoMetric` on top ([`metric`]).
+//! COCO evaluation without tensors: pycocotools' mask API ([`mask`]), COCO
+//! files as pycocotools reads them ([`coco`]), `COCOeval` ([`cocoeval`]), and
+//! MMDetection's `CocoMetric` on top ([`metric`]).
 
+mod accumulate;
+pub mod coco;
+mod coco_json;
 pub mod cocoeval;
 pub mod mask;
 pub mod metric;
+mod summarize;
