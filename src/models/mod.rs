@@ -5,13 +5,28 @@
 pub mod backbones;
 pub mod data_preprocessors;
 pub mod layers;
+pub mod losses;
 pub mod necks;
 pub mod ops;
+pub mod task_modules;
 pub mod weights;
 
 /// `type` names that have a builder in the engine. A registered component
 /// missing here is reported by name before anything runs.
-pub static BUILDERS: &[&str] = &["ResNet", "FPN", "RoIAlign"];
+pub static BUILDERS: &[&str] = &[
+    "ResNet",
+    "FPN",
+    "RoIAlign",
+    "FocalLoss",
+    "L1Loss",
+    "GIoULoss",
+    "DiceLoss",
+    "CrossEntropyLoss",
+    "FocalLossCost",
+    "BBoxL1Cost",
+    "IoUCost",
+    "HungarianAssigner",
+];
 
 /// Whether the engine can build `name`.
 pub fn has_builder(name: &str) -> bool {

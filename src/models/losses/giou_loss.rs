@@ -1,0 +1,92 @@
+//! `GIoULoss` (`mmdet/models/losses/iou_loss.py`): `1 - GIoU(pred, target)`
+//! on aligned x1y1x2y2 boxes, with mmdet's `bbox_overlaps` clamping of the
+//! union and the enclosing area at `eps`.
+//!
+//! Shape shorthand: `N` box pairs, `(N, 4)` x1y1x2y2.
+
+use detc::registry::models::losses::GIoULossConfig;
+use tch::Tensor;
+
+use super::{weight_reduce_loss, LossArgs, Reduction};
+use crate::models::layers::{ModelError, ModelResult};
+
+#[derive(Debug, Clone)]
+pub struct GIoULoss {
+    pub eps: f64,
+    pub reduction: Reduction,
+    pub loss_weight: f64,
+}
+
+impl GIoULoss {
+    pub fn new(cfg: &GIoULossConfig) -> Self {
+        GIoULoss {
+            eps: cfg.eps,
+            reduction: cfg.reduction,
+            loss_weight: cfg.loss_weight,
+        }
+    }
+
+    /// pred, target: (N, 4) boxes; `weight` (N,) or (N, 4) (averaged over the
+    /// last dim, as mmdet). A weight with no positive entry returns
+    /// `(pred * weight).sum()`, a zero that keeps the graph.
+    pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
+        let mut weight = args.weight.map(|w| w.shallow_clone());
+        if let Some(w) = &weight {
+            if !bool::try_from(w.f_gt(0.0)?.f_any()?)? {
+                let w = if pred.dim() == w.dim() + 1 {
+                    w.f_unsqueeze(1)?
+                } else {
+                    w.shallow_clone()
+                };
+                return Ok(pred.f_mul(&w)?.f_sum(pred.kind())?);
+            }
+            if w.dim() > 1 {
+                if w.size() != pred.size() {
+                    return Err(ModelError::new(
+                        "GIoULoss",
+                        format!("weight {:?} must match pred {:?}", w.size(), pred.size()),
+                    ));
+                }
+                weight = Some(w.f_mean_dim(-1, false, w.kind())?);
+            }
+        }
+        let reduction = args.reduction_or(self.reduction);
+        let loss = aligned_giou(pred, target, self.eps)?
+            .f_neg()?
+            .f_add_scalar(1.0)?;
+        let loss = weight_reduce_loss(&loss, weight.as_ref(), reduction, args.avg_factor)?;
+        Ok(loss.f_mul_scalar(self.loss_weight)?)
+    }
+}
+
+/// `bbox_overlaps(a, b, mode='giou', is_aligned=True, eps)`: (..., 4) twice -> (...).
+pub fn aligned_giou(a: &Tensor, b: &Tensor, eps: f64) -> ModelResult<Tensor> {
+    if a.size() != b.size() || a.size().last() != Some(&4) {
+        return Err(ModelError::new(
+            "GIoULoss",
+            format!(
+                "boxes must be (..., 4) of one shape, got {:?} and {:?}",
+                a.size(),
+                b.size()
+            ),
+        ));
+    }
+    let wh_prod = |lo: &Tensor, hi: &Tensor| -> ModelResult<Tensor> {
+        let wh = hi.f_sub(lo)?.f_clamp_min(0.0)?;
+        Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
+    };
+    let area = |x: &Tensor| -> ModelResult<Tensor> {
+        let wh = x.f_narrow(-1, 2, 2)?.f_sub(&x.f_narrow(-1, 0, 2)?)?;
+        Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
+    };
+    let (alo, ahi) = (a.f_narrow(-1, 0, 2)?, a.f_narrow(-1, 2, 2)?);
+    let (blo, bhi) = (b.f_narrow(-1, 0, 2)?, b.f_narrow(-1, 2, 2)?);
+    let overlap = wh_prod(&alo.f_maximum(&blo)?, &ahi.f_minimum(&bhi)?)?;
+    let union = area(a)?
+        .f_add(&area(b)?)?
+        .f_sub(&overlap)?
+        .f_clamp_min(eps)?;
+    let ious = overlap.f_div(&union)?;
+    let enclose = wh_prod(&alo.f_minimum(&blo)?, &ahi.f_maximum(&bhi)?)?.f_clamp_min(eps)?;
+    Ok(ious.f_sub(&enclose.f_sub(&union)?.f_div(&enclose)?)?)
+}

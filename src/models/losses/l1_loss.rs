@@ -1,0 +1,58 @@
+//! `L1Loss` (`mmdet/models/losses/smooth_l1_loss.py`): |pred - target|.
+//!
+//! Shape shorthand: `N` samples; boxes are `(N, 4)`.
+
+use detc::registry::models::losses::L1LossConfig;
+use tch::Tensor;
+
+use super::{weight_reduce_loss, LossArgs, Reduction};
+use crate::models::layers::{ModelError, ModelResult};
+
+#[derive(Debug, Clone)]
+pub struct L1Loss {
+    pub reduction: Reduction,
+    pub loss_weight: f64,
+}
+
+impl L1Loss {
+    pub fn new(cfg: &L1LossConfig) -> Self {
+        L1Loss {
+            reduction: cfg.reduction,
+            loss_weight: cfg.loss_weight,
+        }
+    }
+
+    /// pred, target: same shape (e.g. (N, 4)); `weight` of that shape.
+    /// As mmdet: a weight with no positive entry returns `(pred * weight).sum()`
+    /// (a zero that keeps the graph), and an empty target gives `pred.sum() * 0`.
+    pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
+        if let Some(w) = args.weight {
+            if !bool::try_from(w.f_gt(0.0)?.f_any()?)? {
+                let w = if pred.dim() == w.dim() + 1 {
+                    w.f_unsqueeze(1)?
+                } else {
+                    w.shallow_clone()
+                };
+                return Ok(pred.f_mul(&w)?.f_sum(pred.kind())?);
+            }
+        }
+        let reduction = args.reduction_or(self.reduction);
+        let loss = if target.numel() == 0 {
+            pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?
+        } else {
+            if pred.size() != target.size() {
+                return Err(ModelError::new(
+                    "L1Loss",
+                    format!(
+                        "pred {:?} and target {:?} differ",
+                        pred.size(),
+                        target.size()
+                    ),
+                ));
+            }
+            pred.f_sub(target)?.f_abs()?
+        };
+        let loss = weight_reduce_loss(&loss, args.weight, reduction, args.avg_factor)?;
+        Ok(loss.f_mul_scalar(self.loss_weight)?)
+    }
+}

@@ -1,0 +1,166 @@
+//! Losses (`mmdet/models/losses`) as MMDetection 3.3.0 computes them: the
+//! heads' `loss_cls`, `loss_bbox`, `loss_iou` and `loss_mask`.
+//!
+//! Every loss follows mmdet's `weight_reduce_loss` contract: an optional
+//! element-wise `weight`, a `reduction` (`none`/`mean`/`sum`, overridable per
+//! call), and an optional `avg_factor` that turns `mean` into
+//! `sum / (avg_factor + f32::EPSILON)` (the normaliser the heads pass, e.g.
+//! the number of positives). The result is multiplied by `loss_weight`.
+//! All ops are tch tensor ops, so autograd gives the gradients.
+//!
+//! Shape shorthand: `N` samples (proposals, RoIs), `C` classes, `H, W` mask size.
+
+// The heads consume these; until they land the binary reads only part of them.
+#![allow(dead_code, unused_imports)]
+
+pub mod cross_entropy_loss;
+pub mod dice_loss;
+pub mod focal_loss;
+pub mod giou_loss;
+pub mod l1_loss;
+
+pub use cross_entropy_loss::CrossEntropyLoss;
+pub use detc::registry::models::common::Reduction;
+pub use dice_loss::DiceLoss;
+pub use focal_loss::FocalLoss;
+pub use giou_loss::GIoULoss;
+pub use l1_loss::L1Loss;
+
+use detc::registry::refs::LossCfg;
+use serde::de::DeserializeOwned;
+use tch::Tensor;
+
+use crate::models::layers::{ModelError, ModelResult};
+
+/// The optional per-call arguments of every mmdet loss `forward`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LossArgs<'a> {
+    /// Element-wise (or per-sample, broadcast as mmdet does) loss weight.
+    pub weight: Option<&'a Tensor>,
+    /// Divisor of the summed loss for `mean` (mmdet's `avg_factor`).
+    pub avg_factor: Option<f64>,
+    /// Replaces the configured reduction for this call.
+    pub reduction_override: Option<Reduction>,
+}
+
+impl<'a> LossArgs<'a> {
+    pub fn weight(mut self, w: &'a Tensor) -> Self {
+        self.weight = Some(w);
+        self
+    }
+    pub fn avg_factor(mut self, f: f64) -> Self {
+        self.avg_factor = Some(f);
+        self
+    }
+    pub fn reduction(mut self, r: Reduction) -> Self {
+        self.reduction_override = Some(r);
+        self
+    }
+    fn reduction_or(&self, configured: Reduction) -> Reduction {
+        self.reduction_override.unwrap_or(configured)
+    }
+}
+
+/// `reduce_loss`: none keeps the element-wise loss, mean/sum reduce to a scalar.
+pub fn reduce_loss(loss: &Tensor, reduction: Reduction) -> ModelResult<Tensor> {
+    Ok(match reduction {
+        Reduction::None => loss.shallow_clone(),
+        Reduction::Mean => loss.f_mean(loss.kind())?,
+        Reduction::Sum => loss.f_sum(loss.kind())?,
+    })
+}
+
+/// `weight_reduce_loss`: applies `weight`, then reduces; with `avg_factor`,
+/// `mean` is `sum / (avg_factor + eps)` (eps = `torch.finfo(float32).eps`,
+/// so an `avg_factor` of 0 gives 0 rather than NaN) and `sum` is an error.
+pub fn weight_reduce_loss(
+    loss: &Tensor,
+    weight: Option<&Tensor>,
+    reduction: Reduction,
+    avg_factor: Option<f64>,
+) -> ModelResult<Tensor> {
+    let loss = match weight {
+        Some(w) => loss.f_mul(w)?,
+        None => loss.shallow_clone(),
+    };
+    match (avg_factor, reduction) {
+        (None, r) => reduce_loss(&loss, r),
+        (Some(f), Reduction::Mean) => Ok(loss
+            .f_sum(loss.kind())?
+            .f_div_scalar(f + f32::EPSILON as f64)?),
+        (Some(_), Reduction::None) => Ok(loss),
+        (Some(_), Reduction::Sum) => Err(ModelError::new(
+            "weight_reduce_loss",
+            "avg_factor can not be used with reduction \"sum\" (use mean or none)",
+        )),
+    }
+}
+
+/// Parses a component config dict (its `type` removed) into `T`, naming the
+/// component on error.
+pub(crate) fn parse_cfg<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    name: &str,
+) -> ModelResult<T> {
+    let mut v = value.clone();
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("type");
+    }
+    serde_json::from_value(v).map_err(|e| ModelError::new(name, format!("bad config: {e}")))
+}
+
+/// The `type` of a component config dict.
+pub(crate) fn cfg_type<'v>(value: &'v serde_json::Value, role: &str) -> ModelResult<&'v str> {
+    value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| ModelError::new(role, "config has no string `type`"))
+}
+
+/// A loss built from a `loss_*` config dict.
+#[derive(Debug)]
+pub enum Loss {
+    Focal(FocalLoss),
+    L1(L1Loss),
+    GIoU(GIoULoss),
+    Dice(DiceLoss),
+    CrossEntropy(CrossEntropyLoss),
+}
+
+impl Loss {
+    /// Builds the loss a config names (`FocalLoss`, `L1Loss`, `GIoULoss`,
+    /// `DiceLoss`, `CrossEntropyLoss`).
+    pub fn from_cfg(cfg: &LossCfg) -> ModelResult<Self> {
+        let ty = cfg_type(&cfg.0, "loss")?;
+        Ok(match ty {
+            "FocalLoss" => Loss::Focal(FocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
+            "L1Loss" => Loss::L1(L1Loss::new(&parse_cfg(&cfg.0, ty)?)),
+            "GIoULoss" => Loss::GIoU(GIoULoss::new(&parse_cfg(&cfg.0, ty)?)),
+            "DiceLoss" => Loss::Dice(DiceLoss::new(&parse_cfg(&cfg.0, ty)?)?),
+            "CrossEntropyLoss" => {
+                Loss::CrossEntropy(CrossEntropyLoss::new(&parse_cfg(&cfg.0, ty)?)?)
+            }
+            other => {
+                return Err(ModelError::new(
+                    "loss",
+                    format!("loss type {other:?} has no builder yet"),
+                ))
+            }
+        })
+    }
+
+    /// `loss(pred, target, weight, avg_factor, reduction_override)`; for the
+    /// mask cross-entropy use [`CrossEntropyLoss::forward_mask`].
+    pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
+        match self {
+            Loss::Focal(l) => l.forward(pred, target, args),
+            Loss::L1(l) => l.forward(pred, target, args),
+            Loss::GIoU(l) => l.forward(pred, target, args),
+            Loss::Dice(l) => l.forward(pred, target, args),
+            Loss::CrossEntropy(l) => l.forward(pred, target, args),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod reference;

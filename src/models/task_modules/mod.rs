@@ -1,0 +1,16 @@
+//! Task modules (`mmdet/models/task_modules`): the match costs, the
+//! linear sum assignment solver and the `HungarianAssigner` of Sparse R-CNN
+//! and QueryInst.
+//!
+//! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
+
+// The RoI heads consume these; until they land the binary reads only part of them.
+#![allow(dead_code, unused_imports)]
+
+pub mod hungarian;
+pub mod hungarian_assigner;
+pub mod match_costs;
+
+pub use hungarian::{linear_sum_assignment, LsaError};
+pub use hungarian_assigner::{AssignResult, HungarianAssigner};
+pub use match_costs::{BBoxL1Cost, FocalLossCost, IoUCost, MatchCost, MatchInputs};
