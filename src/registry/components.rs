@@ -8,7 +8,8 @@
 
 use super::data::{
     AspectRatioBatchSamplerConfig, CocoDatasetConfig, CocoMetricConfig, DefaultSamplerConfig, InfiniteSamplerConfig,
-    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, RandomFlipConfig, ResizeConfig,
+    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceResizeConfig,
+    RandomFlipConfig, RandomResizeConfig, ResizeConfig,
 };
 use super::engine::{
     AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
@@ -116,6 +117,9 @@ pub static COMPONENTS: &[Component] = &[
     component::<LoadAnnotationsConfig>("LoadAnnotations", Role::Transform),
     component::<ResizeConfig>("Resize", Role::Transform),
     component::<RandomFlipConfig>("RandomFlip", Role::Transform),
+    component::<RandomResizeConfig>("RandomResize", Role::Transform),
+    component::<RandomChoiceResizeConfig>("RandomChoiceResize", Role::Transform),
+    component::<PadConfig>("Pad", Role::Transform),
     component::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
     // data samplers
     component::<DefaultSamplerConfig>("DefaultSampler", Role::DataSampler),

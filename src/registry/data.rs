@@ -357,6 +357,155 @@ pub struct RandomFlipConfig {
     pub swap_seg_labels: Option<Vec<Vec<i64>>>,
 }
 
+fn default_resize_type() -> String {
+    "Resize".into()
+}
+
+/// `RandomResize`'s `scale`: a base size multiplied by a ratio from
+/// `ratio_range`, or two sizes between which each side is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum RandomScale {
+    /// `(w, h)`, multiplied by a ratio drawn from `ratio_range`.
+    Pair((u32, u32)),
+    /// `[(w0, h0), (w1, h1)]`: each side drawn uniformly between the two (inclusive).
+    Range([(u32, u32); 2]),
+}
+
+/// `RandomResize`: resizes to a scale drawn at random, then as `Resize`
+/// (`mmcv.transforms.RandomResize`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomResizeConfig {
+    /// Base `(w, h)` with `ratio_range`, or `[(w0, h0), (w1, h1)]` to draw each side from.
+    pub scale: RandomScale,
+    /// `(min, max)` ratio multiplied with a `(w, h)` `scale`.
+    #[serde(default)]
+    pub ratio_range: Option<(f64, f64)>,
+    /// The resize transform applied with the drawn scale (`Resize`).
+    #[serde(default = "default_resize_type")]
+    pub resize_type: String,
+    /// Keep the aspect ratio (passed to the resize transform).
+    #[serde(default)]
+    pub keep_ratio: bool,
+    /// Clip boxes to the resized image (passed to the resize transform).
+    #[serde(default = "super::models::common::yes")]
+    pub clip_object_border: bool,
+    /// `cv2` or `pillow` (passed to the resize transform).
+    #[serde(default = "default_cv2_resize")]
+    pub backend: ResizeBackend,
+    /// Interpolation method (passed to the resize transform).
+    #[serde(default = "default_bilinear")]
+    pub interpolation: Interpolation,
+}
+
+/// `RandomChoiceResize`: resizes to one of `scales`, drawn uniformly, then as
+/// `Resize` (`mmcv.transforms.RandomChoiceResize`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomChoiceResizeConfig {
+    /// Candidate `(w, h)` scales, e.g. `[(1333, 640), (1333, 800)]`.
+    pub scales: OneOrMany<(u32, u32)>,
+    /// The resize transform applied with the drawn scale (`Resize`).
+    #[serde(default = "default_resize_type")]
+    pub resize_type: String,
+    /// Keep the aspect ratio (passed to the resize transform).
+    #[serde(default)]
+    pub keep_ratio: bool,
+    /// Clip boxes to the resized image (passed to the resize transform).
+    #[serde(default = "super::models::common::yes")]
+    pub clip_object_border: bool,
+    /// `cv2` or `pillow` (passed to the resize transform).
+    #[serde(default = "default_cv2_resize")]
+    pub backend: ResizeBackend,
+    /// Interpolation method (passed to the resize transform).
+    #[serde(default = "default_bilinear")]
+    pub interpolation: Interpolation,
+}
+
+/// A padding value for the image: one value for every channel, or one per channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum ImagePadVal {
+    /// The same value in every channel.
+    One(i64),
+    /// One value per channel (BGR order for colour images).
+    PerChannel(Vec<i64>),
+}
+
+/// `Pad`'s values per target, as MMCV's dict form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PadValues {
+    /// Image padding value (0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub img: Option<ImagePadVal>,
+    /// Segmentation map padding value (255 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seg: Option<i64>,
+    /// Instance mask padding value (0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masks: Option<i64>,
+}
+
+/// `Pad`'s `pad_val`: an int for the image (segmentation maps get 255), or a dict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum PadVal {
+    /// Image padding value.
+    Int(i64),
+    /// `{img: 0, seg: 255, masks: 0}`.
+    Dict(PadValues),
+}
+
+fn default_pad_val() -> PadVal {
+    PadVal::Dict(PadValues { img: Some(ImagePadVal::One(0)), seg: Some(255), masks: None })
+}
+
+/// How `Pad` fills the new pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// A constant value (`pad_val`).
+    Constant,
+    /// The last value at the edge.
+    Edge,
+    /// Reflection without repeating the edge value.
+    Reflect,
+    /// Reflection repeating the edge value.
+    Symmetric,
+}
+
+fn default_constant() -> PaddingMode {
+    PaddingMode::Constant
+}
+
+/// `Pad`: pads the image (and masks) at the bottom and right to a fixed size,
+/// a multiple of `size_divisor`, or a square (`mmdet.datasets.transforms.Pad`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PadConfig {
+    /// Fixed padded size `(w, h)`; exclusive with `size_divisor` unless `pad_to_square`.
+    #[serde(default)]
+    pub size: Option<(u32, u32)>,
+    /// Pad each side up to a multiple of this.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub size_divisor: Option<u32>,
+    /// Pad to a square of the longer side (then to `size_divisor` if set); `size` must be null.
+    #[serde(default)]
+    pub pad_to_square: bool,
+    /// Padding value: an int for the image, or `{img, seg, masks}`.
+    #[serde(default = "default_pad_val")]
+    pub pad_val: PadVal,
+    /// `constant`, `edge`, `reflect` or `symmetric`.
+    #[serde(default = "default_constant")]
+    pub padding_mode: PaddingMode,
+}
+
 fn default_meta_keys() -> Vec<String> {
     ["img_id", "img_path", "ori_shape", "img_shape", "scale_factor", "flip", "flip_direction"]
         .into_iter()

@@ -1,1 +1,0 @@
-//! Image decoding (libjpeg-turbo, bit-identical to OpenCV's `imread`) and OpenCV-compatible resizing and flipping.

@@ -1,0 +1,153 @@
+//! MMCV/MMDetection transforms with their names and semantics (MMCV 2.1,
+//! MMDetection 3.3.0), built from the pipeline config, one struct per
+//! transform, one file each.
+//!
+//! A [`Pipeline`] runs the transforms in order on a [`Sample`] and ends with
+//! `PackDetInputs`, which turns it into a [`PackedSample`]. A transform may
+//! drop a sample (`LoadImageFromFile` with `ignore_empty`), which the
+//! pipeline reports as `None`. Random choices come from the sample's own
+//! [`SampleRng`], so a sample is augmented the same way on any worker.
+//!
+//! Where detc deliberately differs from MMDetection (options it refuses
+//! rather than silently treating differently), the transform's docs say so.
+
+mod load_annotations;
+mod load_image;
+mod masks;
+mod pack_det_inputs;
+mod pad;
+mod random_flip;
+mod random_resize;
+mod resize;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use load_annotations::LoadAnnotations;
+pub use load_image::LoadImageFromFile;
+pub use pack_det_inputs::PackDetInputs;
+pub use pad::Pad;
+pub use random_flip::RandomFlip;
+pub use random_resize::{RandomChoiceResize, RandomResize};
+pub use resize::Resize;
+
+use super::{DataError, DataResult, PackedSample, Sample, SampleRng};
+
+/// One step of the pipeline: MMCV's `BaseTransform.transform`.
+pub trait Transform: Send + Sync {
+    /// The transformed sample, or `None` when the sample is dropped.
+    fn apply(&self, sample: Sample, rng: &mut SampleRng) -> DataResult<Option<Sample>>;
+}
+
+/// The transforms of a dataset's `pipeline`, ending with `PackDetInputs`.
+pub struct Pipeline {
+    transforms: Vec<Box<dyn Transform>>,
+    pack: PackDetInputs,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("transforms", &self.transforms.len()).finish_non_exhaustive()
+    }
+}
+
+/// The transform names [`Pipeline::from_config`] builds.
+pub const TRANSFORMS: &[&str] = &[
+    "LoadImageFromFile",
+    "LoadAnnotations",
+    "Resize",
+    "RandomResize",
+    "RandomChoiceResize",
+    "RandomFlip",
+    "Pad",
+    "PackDetInputs",
+];
+
+impl Pipeline {
+    /// Builds the pipeline from its config dicts (each with a `type`). The
+    /// last one must be `PackDetInputs`.
+    pub fn from_config(transforms: &[Value]) -> DataResult<Pipeline> {
+        let mut built: Vec<Box<dyn Transform>> = Vec::new();
+        let mut pack = None;
+        for (i, cfg) in transforms.iter().enumerate() {
+            let name = cfg.get("type").and_then(Value::as_str).ok_or_else(|| {
+                DataError::new(format!(
+                    "pipeline transform {i}: a transform needs a `type` (one of {})",
+                    TRANSFORMS.join(", ")
+                ))
+            })?;
+            if pack.is_some() {
+                return Err(DataError::new(format!(
+                    "pipeline transform {i} (`{name}`) comes after `PackDetInputs`, which must be the last transform"
+                )));
+            }
+            let at = Site { index: i, name };
+            match name {
+                "LoadImageFromFile" => built.push(Box::new(LoadImageFromFile::new(parse(at, cfg)?, at)?)),
+                "LoadAnnotations" => built.push(Box::new(LoadAnnotations::new(parse(at, cfg)?, at)?)),
+                "Resize" => built.push(Box::new(Resize::new(parse(at, cfg)?, at)?)),
+                "RandomResize" => built.push(Box::new(RandomResize::new(parse(at, cfg)?, at)?)),
+                "RandomChoiceResize" => built.push(Box::new(RandomChoiceResize::new(parse(at, cfg)?, at)?)),
+                "RandomFlip" => built.push(Box::new(RandomFlip::new(parse(at, cfg)?, at)?)),
+                "Pad" => built.push(Box::new(Pad::new(parse(at, cfg)?, at)?)),
+                "PackDetInputs" => pack = Some(PackDetInputs::new(parse(at, cfg)?, at)?),
+                other => {
+                    return Err(DataError::new(format!(
+                        "pipeline transform {i}: unknown transform `{other}` (detc implements {})",
+                        TRANSFORMS.join(", ")
+                    )))
+                }
+            }
+        }
+        let pack = pack.ok_or_else(|| DataError::new("the pipeline must end with `PackDetInputs`"))?;
+        Ok(Pipeline { transforms: built, pack })
+    }
+
+    /// Runs every transform on `sample`, then packs it; `None` when a
+    /// transform dropped the sample.
+    pub fn apply(&self, sample: Sample, rng: &mut SampleRng) -> DataResult<Option<PackedSample>> {
+        let mut sample = sample;
+        for t in &self.transforms {
+            match t.apply(sample, rng)? {
+                Some(s) => sample = s,
+                None => return Ok(None),
+            }
+        }
+        self.pack.pack(sample).map(Some)
+    }
+}
+
+/// Where a transform sits in the pipeline, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    pub index: usize,
+    pub name: &'a str,
+}
+
+impl Site<'_> {
+    /// A build error of this transform.
+    pub fn error(&self, message: impl std::fmt::Display) -> DataError {
+        DataError::new(format!("pipeline transform {} (`{}`): {message}", self.index, self.name))
+    }
+}
+
+/// The transform's config struct from its dict (without `type`).
+fn parse<T: DeserializeOwned>(at: Site<'_>, cfg: &Value) -> DataResult<T> {
+    let mut fields = cfg.as_object().cloned().ok_or_else(|| at.error("expected a dict"))?;
+    fields.remove("type");
+    serde_json::from_value(Value::Object(fields)).map_err(|e| at.error(e))
+}
+
+/// An error while transforming one sample: names the transform and the image.
+fn sample_error(transform: &str, sample: &Sample, message: impl std::fmt::Display) -> DataError {
+    DataError::new(format!(
+        "{transform} on image `{}` (id {}): {message}",
+        sample.info.img_path.display(),
+        sample.info.img_id
+    ))
+}
+
+/// The sample's image, or an error saying which transform must come first.
+fn need_image<'a>(transform: &str, sample: &'a Sample) -> DataResult<&'a super::Image> {
+    sample.img.as_ref().ok_or_else(|| sample_error(transform, sample, "no image loaded: put `LoadImageFromFile` first"))
+}
