@@ -41,6 +41,17 @@ impl std::error::Error for DataError {}
 
 pub type DataResult<T> = std::result::Result<T, DataError>;
 
+/// `type` names of the data side's builders outside the pipeline:
+/// [`coco::CocoDataset`], the [`samplers`], and `CocoMetric`
+/// ([`crate::evaluation::metric`]).
+const COMPONENTS: &[&str] = &["CocoDataset", "DefaultSampler", "InfiniteSampler", "AspectRatioBatchSampler", "CocoMetric"];
+
+/// Whether the data side builds the component `name` from its config (the
+/// engine counts these as buildable, beside its model builders).
+pub fn has_builder(name: &str) -> bool {
+    COMPONENTS.contains(&name) || transforms::TRANSFORMS.contains(&name)
+}
+
 /// The random stream of one sample's transforms.
 pub type SampleRng = rand_pcg::Pcg64Mcg;
 
@@ -207,4 +218,25 @@ pub struct PackedSample {
     pub meta: SampleMeta,
     pub gt_instances: PackedInstances,
     pub ignored_instances: PackedInstances,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::registry::Role;
+
+    /// Every registered dataset, transform, sampler and evaluator has a
+    /// builder here, and every builder name is registered with a data role.
+    #[test]
+    fn data_builders_match_the_registry() {
+        let data_roles = [Role::Dataset, Role::Transform, Role::DataSampler, Role::BatchSampler, Role::Evaluator];
+        for component in crate::registry::all() {
+            if data_roles.contains(&component.role) {
+                assert!(super::has_builder(component.name), "`{}` has no data builder", component.name);
+            }
+        }
+        for name in super::COMPONENTS.iter().chain(super::transforms::TRANSFORMS) {
+            let component = crate::registry::lookup(name).unwrap_or_else(|| panic!("`{name}` is not registered"));
+            assert!(data_roles.contains(&component.role), "`{name}` is registered with role {:?}", component.role);
+        }
+    }
 }

@@ -14,6 +14,7 @@ pub mod weights;
 /// `type` names that have a builder in the engine. A registered component
 /// missing here is reported by name before anything runs.
 pub static BUILDERS: &[&str] = &[
+    "DetDataPreprocessor",
     "ResNet",
     "FPN",
     "RoIAlign",
@@ -28,7 +29,8 @@ pub static BUILDERS: &[&str] = &[
     "HungarianAssigner",
 ];
 
-/// Whether the engine can build `name`.
+/// Whether the engine can build `name`: a model component, or a dataset,
+/// transform, sampler or metric of the data side.
 pub fn has_builder(name: &str) -> bool {
-    BUILDERS.contains(&name)
+    BUILDERS.contains(&name) || detc::data::has_builder(name)
 }
