@@ -1,46 +1,12 @@
-"""Imports MMDetection's transforms from the test environment (mmcv-lite).
-
-mmcv-lite has no compiled `mmcv.ops`, and matplotlib is not installed;
-`mmdet.datasets.transforms` imports both at module level but the transforms
-used here never call them. A meta-path finder answers those imports with
-stand-in modules whose attributes raise when used.
-"""
-import importlib.abc
-import importlib.machinery
+"""Imports MMDetection's transforms from the test environment (mmcv-lite),
+through the shared stand-ins of `tests/reference/mmdet_standins.py`."""
+import os
 import sys
-import types
 
-STUBS = ['mmcv.ops', 'matplotlib']
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
+import mmdet_standins  # noqa: E402
 
-
-class _Absent:
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError('stand-in for a module absent from the test environment')
-
-
-class _StubModule(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith('__'):
-            raise AttributeError(name)
-        return _Absent
-
-
-class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname, path, target=None):
-        if any(fullname == s or fullname.startswith(s + '.') for s in STUBS):
-            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = _StubModule(spec.name)
-        module.__path__ = []
-        return module
-
-    def exec_module(self, module):
-        pass
-
-
-sys.meta_path.insert(0, _Finder())
+mmdet_standins.install()
 
 from mmcv.transforms import LoadImageFromFile  # noqa: E402,F401
 from mmdet.datasets.transforms import (  # noqa: E402,F401

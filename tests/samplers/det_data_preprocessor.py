@@ -17,13 +17,15 @@ Images enter as `PackDetInputs` leaves them (CHW uint8 tensors) and samples
 as `DetDataSample`s with `BitmapMasks`, through `pseudo_collate`'s layout.
 """
 import json
+import os
 import sys
 
 import numpy as np
 
-import standins
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
+import mmdet_standins  # noqa: E402
 
-standins.install()
+mmdet_standins.install()
 
 import torch  # noqa: E402
 from mmdet.models.data_preprocessors.data_preprocessor import \

@@ -13,15 +13,17 @@ Reads one JSON request per line on stdin and writes one JSON answer per line:
 
 Rank and world size are passed by replacing the `get_dist_info` the sampler
 module imported (no process group is needed). MMDetection is imported with
-the stand-ins of `standins.py`.
+the stand-ins of `tests/reference/mmdet_standins.py`.
 """
 import itertools
 import json
+import os
 import sys
 
-import standins
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
+import mmdet_standins  # noqa: E402
 
-standins.install()
+mmdet_standins.install()
 
 import mmengine.dataset.sampler as mmengine_sampler  # noqa: E402
 from mmdet.datasets.samplers.batch_sampler import \

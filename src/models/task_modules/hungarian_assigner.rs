@@ -44,19 +44,10 @@ impl HungarianAssigner {
     }
 
     pub fn new(cfg: &HungarianAssignerConfig) -> ModelResult<Self> {
-        // `OneOrMany<MatchCostCfg>` deserialises a list as `One` (the item
-        // type is any JSON value), so a list is unpacked here.
-        let mut items = Vec::new();
-        for c in cfg.match_costs.as_vec() {
-            match &c.0 {
-                serde_json::Value::Array(list) => {
-                    items.extend(list.iter().map(|v| MatchCostCfg(v.clone())))
-                }
-                _ => items.push(c.clone()),
-            }
-        }
-        let match_costs = items
-            .iter()
+        let match_costs = cfg
+            .match_costs
+            .as_vec()
+            .into_iter()
             .map(MatchCost::from_cfg)
             .collect::<ModelResult<Vec<_>>>()?;
         if match_costs.is_empty() {

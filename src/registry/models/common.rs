@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One item or a list of items: `init_cfg: {…}` or `init_cfg: [{…}, {…}]`,
 /// `bbox_head: {…}` (shared by every stage) or one dict per stage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 #[schemars(inline)]
 pub enum OneOrMany<T> {
@@ -20,6 +20,24 @@ pub enum OneOrMany<T> {
     One(T),
     /// A list of items.
     Many(Vec<T>),
+}
+
+// A list is read as `Many` first: an item type that accepts any JSON value
+// (the `type`-dispatched refs) would otherwise swallow the whole list as
+// `One`. A list that is not a list of items may still be one item (a pair
+// such as `scales: [1333, 800]`).
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.is_array() {
+            match serde_json::from_value(value.clone()) {
+                Ok(items) => return Ok(OneOrMany::Many(items)),
+                Err(many) => return serde_json::from_value(value).map(OneOrMany::One).map_err(|_| D::Error::custom(many)),
+            }
+        }
+        serde_json::from_value(value).map(OneOrMany::One).map_err(D::Error::custom)
+    }
 }
 
 impl<T> OneOrMany<T> {
