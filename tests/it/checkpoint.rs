@@ -4,7 +4,7 @@
 //! compared byte for byte; files detc writes are read back by
 //! `torch.load(weights_only=True)` and MMEngine's `_load_checkpoint`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -12,16 +12,8 @@ use detc::checkpoint::{self, DType, ErrorKind, TensorData, Value};
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
-use crate::support::root;
+use crate::support::{python, root};
 
-fn python() -> PathBuf {
-    let python = root().join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the torch test environment is missing: run `scripts/test-env` (scripts/test does)"
-    );
-    python
-}
 
 /// The fixture folder, made once per test run.
 fn fixtures() -> &'static Path {

@@ -6,13 +6,12 @@
 //! the same values with the same types (1 and 1.0 differ; dict order is not
 //! compared), or an error in both.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::support::root;
+use crate::support::{ask_python, python, root};
 
 /// Cases MMEngine rejects that detc accepts on purpose (docs/config-language.md, "detc extensions").
 const EXTENSIONS: &[&str] = &[
@@ -24,35 +23,12 @@ const EXTENSIONS: &[&str] = &[
 /// An environment variable the `placeholders` fixture reads, set for both sides.
 const SET_VAR: (&str, &str) = ("DETC_CONFORMANCE_SET", "from-the-environment");
 
-fn python() -> PathBuf {
-    let python = root().join(".venv-test/bin/python");
-    assert!(python.exists(), "the MMEngine test environment is missing: run `scripts/test-env` (scripts/test does)");
-    python
-}
 
 /// MMEngine's answers, one per request, from one Python process.
 fn mmengine(requests: &[(PathBuf, Vec<String>)]) -> Vec<Value> {
-    let mut child = Command::new(python())
-        .arg(root().join("tests/mmengine/resolve.py"))
-        .env(SET_VAR.0, SET_VAR.1)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    let mut stdin = child.stdin.take().unwrap();
-    let input: String = requests
-        .iter()
-        .map(|(file, options)| json!({"file": file, "cfg_options": options}).to_string() + "\n")
-        .collect();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let answers: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect();
-    writer.join().unwrap().unwrap();
-    assert!(child.wait().unwrap().success());
-    assert_eq!(answers.len(), requests.len());
-    answers
+    let requests: Vec<Value> =
+        requests.iter().map(|(file, options)| json!({"file": file, "cfg_options": options})).collect();
+    ask_python("tests/mmengine/resolve.py", &[SET_VAR], &requests)
 }
 
 /// detc's answer: `Ok(json)` or `Err((exit code, stderr))`.

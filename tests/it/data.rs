@@ -13,16 +13,8 @@ use detc::data::{DataInfo, Segmentation};
 use detc::evaluation::mask::Rle;
 use serde_json::{json, Value};
 
-use crate::support::root;
+use crate::support::{python, root};
 
-fn python() -> PathBuf {
-    let python = root().join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the test environment is missing: run `scripts/test-env` (scripts/test does)"
-    );
-    python
-}
 
 /// Runs a reference script with `stdin`; returns its stdout.
 fn reference(script: &str, args: &[&Path], stdin: &str) -> String {

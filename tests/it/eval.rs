@@ -13,16 +13,8 @@ use detc::evaluation::mask::{self, Rle};
 use detc::evaluation::metric::{CocoMetric, ImageGt, ImagePrediction};
 use detc::registry::data::CocoMetricConfig;
 
-use crate::support::root;
+use crate::support::{python, root};
 
-fn python() -> PathBuf {
-    let python = root().join(".venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "the pycocotools test environment is missing: run `scripts/test-env` (scripts/test does)"
-    );
-    python
-}
 
 /// Runs a script of `tests/coco` with `args` and returns its stdout.
 fn run_python(script: &str, args: &[&str]) -> String {

@@ -25,9 +25,7 @@ fn reference() -> &'static (PathBuf, Value) {
     REF.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pipeline-reference");
         let _ = std::fs::remove_dir_all(&dir);
-        let python = root().join(".venv-test/bin/python");
-        assert!(python.exists(), "the reference environment is missing: run `scripts/test-env`");
-        let out = std::process::Command::new(python)
+        let out = std::process::Command::new(crate::support::python())
             .arg(root().join("tests/pipeline/reference.py"))
             .arg(&dir)
             .output()

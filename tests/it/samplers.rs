@@ -5,8 +5,6 @@
 //! process answers every request of this file). The loader is checked for
 //! order and content across worker counts.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,7 +15,6 @@ use detc::data::{DataError, Image, PackedInstances, PackedSample, SampleMeta};
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::support::root;
 
 // --------------------------------------------------------------------------
 // The reference answers
@@ -103,25 +100,7 @@ fn cases() -> Vec<Value> {
 fn answers() -> &'static [Value] {
     static ANSWERS: OnceLock<Vec<Value>> = OnceLock::new();
     ANSWERS.get_or_init(|| {
-        let python = root().join(".venv-test/bin/python");
-        assert!(python.exists(), "the test environment is missing: run `scripts/test-env` (scripts/test does)");
-        let mut child = Command::new(python)
-            .arg(root().join("tests/samplers/reference.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python starts");
-        let input: String = cases().iter().map(|c| c.to_string() + "\n").collect();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let answers: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
-            .lines()
-            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-            .collect();
-        writer.join().unwrap().unwrap();
-        assert!(child.wait().unwrap().success(), "tests/samplers/reference.py failed");
-        assert_eq!(answers.len(), cases().len());
-        answers
+        crate::support::ask_python("tests/samplers/reference.py", &[], &cases())
     })
 }
 

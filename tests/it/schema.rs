@@ -52,8 +52,6 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// alone against the checked-in schema and rejects typical typos.
 #[test]
 fn outside_validator_agrees() {
-    let python = root().join(".venv-test/bin/python");
-    assert!(python.exists(), "run `scripts/test-env` (scripts/test does)");
-    let out = std::process::Command::new(python).arg(root().join("tests/mmengine/validate_schema.py")).output().unwrap();
+    let out = std::process::Command::new(crate::support::python()).arg(root().join("tests/mmengine/validate_schema.py")).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

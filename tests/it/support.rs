@@ -9,6 +9,41 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The test-only Python environment's interpreter, which holds the outside
+/// references (MMEngine, MMDetection, pycocotools, OpenCV, torch).
+pub fn python() -> PathBuf {
+    let python = root().join(".venv-test/bin/python");
+    assert!(python.exists(), "the reference environment .venv-test is missing: run `scripts/test-env` (scripts/test does)");
+    python
+}
+
+/// Sends `requests` to the reference `script` (relative to the repository),
+/// one JSON line each, and returns its answers, one JSON line each: one
+/// Python process answers them all.
+pub fn ask_python(script: &str, env: &[(&str, &str)], requests: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(python())
+        .arg(root().join(script))
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let input: String = requests.iter().map(|r| r.to_string() + "\n").collect();
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from a thread: the script answers while it reads.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let answers: Vec<serde_json::Value> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    writer.join().unwrap().unwrap();
+    assert!(child.wait().unwrap().success(), "{script} failed");
+    assert_eq!(answers.len(), requests.len(), "{script}: one answer per request");
+    answers
+}
+
 /// A temporary folder holding `files` (path, content).
 pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

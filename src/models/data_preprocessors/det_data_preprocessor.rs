@@ -366,9 +366,7 @@ mod tests {
         static ANSWERS: OnceLock<Vec<Value>> = OnceLock::new();
         ANSWERS.get_or_init(|| {
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-            let python = root.join(".venv-test/bin/python");
-            assert!(python.exists(), "the test environment is missing: run `scripts/test-env`");
-            let mut child = Command::new(python)
+            let mut child = Command::new(crate::models::layers::fixtures::python())
                 .arg(root.join("tests/samplers/det_data_preprocessor.py"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

@@ -2,7 +2,7 @@
 //! once per test process by `tests/models/make_fixtures.py` with
 //! `.venv-test/bin/python`, read back through `detc::checkpoint`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -29,25 +29,9 @@ pub struct Fixtures {
 pub fn get() -> &'static Fixtures {
     static FX: OnceLock<Fixtures> = OnceLock::new();
     FX.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join(".venv-test/bin/python");
-        assert!(
-            python.is_file(),
-            "{} is missing: run scripts/test-env",
-            python.display()
-        );
         remove_stale_dirs();
         let out = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
-        let run = Command::new(&python)
-            .arg(root.join("tests/models/make_fixtures.py"))
-            .arg(&out)
-            .output()
-            .expect("running tests/models/make_fixtures.py");
-        assert!(
-            run.status.success(),
-            "tests/models/make_fixtures.py failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_script("tests/models/make_fixtures.py", &out);
         let load = |name: &str| {
             checkpoint::load(&out.join(name))
                 .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
@@ -62,6 +46,23 @@ pub fn get() -> &'static Fixtures {
             boxes: load("boxes.pth"),
         }
     })
+}
+
+/// The test-only Python environment's interpreter (scripts/test-env).
+pub fn python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
+    assert!(python.is_file(), "{} is missing: run scripts/test-env", python.display());
+    python
+}
+
+/// Runs the reference `script` (relative to the repository) writing into `out`.
+pub fn run_script(script: &str, out: &Path) {
+    let run = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(run.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&run.stderr));
 }
 
 const DIR_PREFIX: &str = "detc-models-fixtures-";

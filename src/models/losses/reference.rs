@@ -5,8 +5,6 @@
 //! `tests/models/losses_reference.py` writes every fixture once per test
 //! process (about 4 s); values and input gradients must agree.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use detc::checkpoint;
@@ -18,7 +16,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use super::*;
-use crate::models::layers::fixtures::{assert_close, tensor, StateDict};
+use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
 use crate::models::task_modules::{
     linear_sum_assignment, HungarianAssigner, MatchCost, MatchInputs,
 };
@@ -26,24 +24,8 @@ use crate::models::task_modules::{
 fn fx() -> &'static StateDict {
     static FX: OnceLock<StateDict> = OnceLock::new();
     FX.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join(".venv-test/bin/python");
-        assert!(
-            python.is_file(),
-            "{} is missing: run scripts/test-env",
-            python.display()
-        );
         let out = std::env::temp_dir().join(format!("detc-losses-ref-{}", std::process::id()));
-        let run = Command::new(&python)
-            .arg(root.join("tests/models/losses_reference.py"))
-            .arg(&out)
-            .output()
-            .expect("running tests/models/losses_reference.py");
-        assert!(
-            run.status.success(),
-            "tests/models/losses_reference.py failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        run_script("tests/models/losses_reference.py", &out);
         let sd = checkpoint::load(&out.join("losses.pth"))
             .unwrap_or_else(|e| panic!("losses.pth: {e}"))
             .state_dict;
@@ -377,7 +359,7 @@ fn linear_sum_assignment_matches_scipy() {
 /// the resolved config, with the values MMDetection would use.
 #[test]
 fn queryinst_config_builds() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("configs/queryinst/queryinst_r50_fpn_1x_coco.yaml");
     let (_, tree) = detc::config::resolve(&path, &[]);
     let tree = tree
