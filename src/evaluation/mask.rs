@@ -261,40 +261,54 @@ impl Rle {
 /// `rleMerge`'s inner loop for two count lists of one size, into `out`.
 fn merge_two(a: &[u32], b: &[u32], intersect: bool, out: &mut Vec<u32>) {
     out.clear();
-    let mut ca = a.first().copied().unwrap_or(0);
-    let mut cb = b.first().copied().unwrap_or(0);
-    let (mut v, mut va, mut vb) = (false, false, false);
-    let (mut ia, mut ib) = (1usize, 1usize);
+    let (mut a, mut b) = (Runs::new(a), Runs::new(b));
+    let mut v = false;
     let mut cc = 0u32;
-    loop {
-        if (ca == 0 && ia >= a.len()) != (cb == 0 && ib >= b.len()) {
-            // one mask's runs end before the other's (a corrupt RLE whose runs do
-            // not add up to its size): C loops forever here; stop instead
-            break;
-        }
-        let c = ca.min(cb);
+    while a.done() == b.done() {
+        let c = a.left.min(b.left);
         cc = cc.wrapping_add(c);
-        ca -= c;
-        if ca == 0 && ia < a.len() {
-            ca = a[ia];
-            ia += 1;
-            va = !va;
-        }
-        cb -= c;
-        if cb == 0 && ib < b.len() {
-            cb = b[ib];
-            ib += 1;
-            vb = !vb;
-        }
-        let ct = ca as u64 + cb as u64;
+        a.advance(c);
+        b.advance(c);
+        let ct = a.left as u64 + b.left as u64;
         let vp = v;
-        v = if intersect { va && vb } else { va || vb };
+        v = if intersect { a.on && b.on } else { a.on || b.on };
         if v != vp || ct == 0 {
             out.push(cc);
             cc = 0;
         }
         if ct == 0 {
             break;
+        }
+    }
+}
+
+/// One mask's runs, walked as `maskApi.c` walks two side by side: `left`
+/// pixels remain in the current run, which is foreground when `on`.
+struct Runs<'a> {
+    counts: &'a [u32],
+    next: usize,
+    left: u32,
+    on: bool,
+}
+
+impl<'a> Runs<'a> {
+    fn new(counts: &'a [u32]) -> Self {
+        Runs { counts, next: 1, left: counts.first().copied().unwrap_or(0), on: false }
+    }
+
+    /// Every run spent. When one mask is done before the other (a corrupt RLE
+    /// whose runs do not add up to its size), C loops forever; the walks stop.
+    fn done(&self) -> bool {
+        self.left == 0 && self.next >= self.counts.len()
+    }
+
+    /// Consumes `c` pixels, moving on to the next run when this one is spent.
+    fn advance(&mut self, c: u32) {
+        self.left -= c;
+        if self.left == 0 && self.next < self.counts.len() {
+            self.left = self.counts[self.next];
+            self.next += 1;
+            self.on = !self.on;
         }
     }
 }
@@ -448,38 +462,19 @@ pub(crate) fn rle_pair_iou(dt: &Rle, gt: &Rle, crowd: bool) -> f64 {
     if dt.height != gt.height || dt.width != gt.width {
         return -1.0;
     }
-    let (a, b) = (&dt.counts, &gt.counts);
-    let mut ca = a.first().copied().unwrap_or(0);
-    let mut cb = b.first().copied().unwrap_or(0);
-    let (mut va, mut vb) = (false, false);
-    let (mut ia, mut ib) = (1usize, 1usize);
+    let (mut a, mut b) = (Runs::new(&dt.counts), Runs::new(&gt.counts));
     let (mut inter, mut union) = (0u64, 0u64);
-    loop {
-        if (ca == 0 && ia >= a.len()) != (cb == 0 && ib >= b.len()) {
-            // one mask's runs end before the other's (a corrupt RLE whose runs do
-            // not add up to its size): C loops forever here; stop instead
-            break;
-        }
-        let c = ca.min(cb);
-        if va || vb {
+    while a.done() == b.done() {
+        let c = a.left.min(b.left);
+        if a.on || b.on {
             union += c as u64;
-            if va && vb {
+            if a.on && b.on {
                 inter += c as u64;
             }
         }
-        ca -= c;
-        if ca == 0 && ia < a.len() {
-            ca = a[ia];
-            ia += 1;
-            va = !va;
-        }
-        cb -= c;
-        if cb == 0 && ib < b.len() {
-            cb = b[ib];
-            ib += 1;
-            vb = !vb;
-        }
-        if ca == 0 && cb == 0 {
+        a.advance(c);
+        b.advance(c);
+        if a.left == 0 && b.left == 0 {
             break;
         }
     }

@@ -7,7 +7,7 @@
 use detc::registry::models::losses::GIoULossConfig;
 use tch::Tensor;
 
-use super::{weight_reduce_loss, LossArgs, Reduction};
+use super::{weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -30,16 +30,11 @@ impl GIoULoss {
     /// last dim, as mmdet). A weight with no positive entry returns
     /// `(pred * weight).sum()`, a zero that keeps the graph.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
+        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+            return Ok(zero);
+        }
         let mut weight = args.weight.map(|w| w.shallow_clone());
         if let Some(w) = &weight {
-            if !bool::try_from(w.f_gt(0.0)?.f_any()?)? {
-                let w = if pred.dim() == w.dim() + 1 {
-                    w.f_unsqueeze(1)?
-                } else {
-                    w.shallow_clone()
-                };
-                return Ok(pred.f_mul(&w)?.f_sum(pred.kind())?);
-            }
             if w.dim() > 1 {
                 if w.size() != pred.size() {
                     return Err(ModelError::new(

@@ -5,7 +5,7 @@
 use detc::registry::models::losses::L1LossConfig;
 use tch::Tensor;
 
-use super::{weight_reduce_loss, LossArgs, Reduction};
+use super::{weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -26,15 +26,8 @@ impl L1Loss {
     /// As mmdet: a weight with no positive entry returns `(pred * weight).sum()`
     /// (a zero that keeps the graph), and an empty target gives `pred.sum() * 0`.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
-        if let Some(w) = args.weight {
-            if !bool::try_from(w.f_gt(0.0)?.f_any()?)? {
-                let w = if pred.dim() == w.dim() + 1 {
-                    w.f_unsqueeze(1)?
-                } else {
-                    w.shallow_clone()
-                };
-                return Ok(pred.f_mul(&w)?.f_sum(pred.kind())?);
-            }
+        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+            return Ok(zero);
         }
         let reduction = args.reduction_or(self.reduction);
         let loss = if target.numel() == 0 {

@@ -98,6 +98,18 @@ pub fn weight_reduce_loss(
 
 /// Parses a component config dict (its `type` removed) into `T`, naming the
 /// component on error.
+/// mmdet's early exit of the box losses: when no entry of `weight` is
+/// positive, the loss is `(pred * weight).sum()`, a zero that keeps the graph
+/// (a (N,) weight is broadcast over the last dim of a (N, 4) `pred`).
+pub(crate) fn zero_if_no_positive_weight(pred: &Tensor, weight: Option<&Tensor>) -> ModelResult<Option<Tensor>> {
+    let Some(w) = weight else { return Ok(None) };
+    if bool::try_from(w.f_gt(0.0)?.f_any()?)? {
+        return Ok(None);
+    }
+    let w = if pred.dim() == w.dim() + 1 { w.f_unsqueeze(1)? } else { w.shallow_clone() };
+    Ok(Some(pred.f_mul(&w)?.f_sum(pred.kind())?))
+}
+
 pub(crate) fn parse_cfg<T: DeserializeOwned>(
     value: &serde_json::Value,
     name: &str,
