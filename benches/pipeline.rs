@@ -6,8 +6,8 @@
 //! with masks, Resize 1333x800 keep_ratio, RandomFlip 0.5, PackDetInputs)
 //! over the same JPEG files: a `detc data shapes` dataset (200 images of
 //! 640x640 with polygon masks, generated once under `target/bench-pipeline`).
-//! Both sides use 2 workers (`DETC_BENCH_WORKERS=N` to change): detc threads taking samples from a shared
-//! counter, MMDetection a torch DataLoader with as many worker processes
+//! Both sides use 2 workers (`DETC_BENCH_WORKERS=N` to change): detc's
+//! loader (`data::loader`) with as many persistent worker threads, MMDetection a torch DataLoader with as many worker processes
 //! (persistent, batch size 1, `pseudo_collate`), from `.venv-test`
 //! (scripts/test-env). Rounds (one epoch each) alternate so that both see
 //! the same load on the machine; each side's fastest round is reported in
@@ -16,12 +16,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use detc::data::coco::CocoDataset;
 use detc::data::shapes::{write_dataset, ShapesOptions};
+use detc::data::loader::{Loader, LoaderOptions, SampleFn};
+use detc::data::samplers::{BatchSampler, DefaultSampler, Sampler, Shard};
 use detc::data::transforms::Pipeline;
 use detc::data::{sample_rng, Sample};
 use serde_json::json;
@@ -63,23 +64,24 @@ fn main() {
         "ann_file": "annotations/instances_train.json",
         "data_prefix": {"img": "train/"},
     });
-    let dataset = CocoDataset::from_config(&dataset_cfg, &root).expect("dataset loads");
+    let dataset = Arc::new(CocoDataset::from_config(&dataset_cfg, &root).expect("dataset loads"));
     let pipeline = Pipeline::from_config(pipeline_cfg.as_array().expect("list")).expect("pipeline builds");
+    let mut ours_loader = loader(&dataset, pipeline);
 
     if std::env::var_os("DETC_BENCH_PROFILE").is_some() {
         // detc alone, for a profiler: `DETC_BENCH_PROFILE=1 perf record -g <bench binary>`
         for round in 0..20 {
-            epoch(&dataset, &pipeline, round);
+            epoch(&mut ours_loader, round);
         }
         return;
     }
     let mut mmdet = MmdetEpochs::start(&python, &root.join("tests/pipeline/bench_mmdet.py"), &data);
-    epoch(&dataset, &pipeline, 0); // warm-up
+    epoch(&mut ours_loader, 0); // warm-up (starts the workers)
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_cpu, mut their_cpu) = (0.0, 0.0);
     for round in 1..=ROUNDS {
         let before = cpu_seconds(std::process::id());
-        ours.push(epoch(&dataset, &pipeline, round as u64));
+        ours.push(epoch(&mut ours_loader, round as u64));
         our_cpu += cpu_seconds(std::process::id()) - before;
         let (wall, cpu) = mmdet.epoch();
         theirs.push(wall);
@@ -165,24 +167,32 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// One epoch over the dataset on `workers()` threads; wall seconds.
-fn epoch(dataset: &CocoDataset, pipeline: &Pipeline, epoch: u64) -> f64 {
-    let next = Arc::new(AtomicUsize::new(0));
+/// detc's loader as MMDetection's side is set up: `workers()` persistent
+/// worker threads, batch size 1, dataset order.
+fn loader(dataset: &Arc<CocoDataset>, pipeline: Pipeline) -> Loader {
+    let data = dataset.clone();
+    let sample_fn: SampleFn = Arc::new(move |i, rng| pipeline.apply(Sample::new(data.get(i), i), rng));
+    let options = LoaderOptions {
+        num_workers: workers(),
+        prefetch_factor: 2,
+        persistent_workers: true,
+        max_refetch: None,
+        dataset_len: dataset.len(),
+        seed: 0,
+        timeout: None,
+    };
+    Loader::new(sample_fn, options).expect("loader starts")
+}
+
+/// One epoch through the loader; wall seconds.
+fn epoch(loader: &mut Loader, epoch: u64) -> f64 {
+    let len = loader.options().dataset_len;
+    let sampler = Sampler::Default(DefaultSampler::new(len, false, 0, false, Shard::SINGLE).expect("sampler"));
+    let batches = BatchSampler::Plain { batch_size: 1, drop_last: false }.batches_from(&sampler, 0);
     let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..workers() {
-            let next = next.clone();
-            s.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= dataset.len() {
-                    break;
-                }
-                let sample = Sample::new(dataset.get(i), i);
-                let packed = pipeline.apply(sample, &mut sample_rng(0, epoch, i)).expect("pipeline runs");
-                std::hint::black_box(packed.expect("sample kept"));
-            });
-        }
-    });
+    for batch in loader.epoch(epoch, batches, 0) {
+        std::hint::black_box(batch.expect("pipeline runs"));
+    }
     start.elapsed().as_secs_f64()
 }
 
