@@ -9,6 +9,7 @@ mod expand;
 mod graph;
 mod run;
 mod schema;
+pub mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +48,8 @@ enum Command {
     Eval(eval::Args),
     /// Dataset tools: generate the synthetic shapes dataset.
     Data(data::Args),
+    /// Print the model's module tree with parameter counts, and its state-dict names and shapes.
+    Summary(summary::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -68,6 +71,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::exec(args),
         Command::Eval(args) => eval::exec(args),
         Command::Data(args) => data::exec(args),
+        Command::Summary(args) => summary::exec(args),
     };
     match result {
         Ok(code) => code,

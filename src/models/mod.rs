@@ -4,10 +4,13 @@
 
 pub mod backbones;
 pub mod data_preprocessors;
+pub mod dense_heads;
+pub mod detectors;
 pub mod layers;
 pub mod losses;
 pub mod necks;
 pub mod ops;
+pub mod roi_heads;
 pub mod task_modules;
 pub mod weights;
 
@@ -27,6 +30,22 @@ pub static BUILDERS: &[&str] = &[
     "BBoxL1Cost",
     "IoUCost",
     "HungarianAssigner",
+    "PseudoSampler",
+    "DeltaXYWHBBoxCoder",
+    "BN",
+    "LN",
+    "ReLU",
+    "DynamicConv",
+    "EmbeddingRPNHead",
+    "SingleRoIExtractor",
+    "DIIHead",
+    "DynamicMaskHead",
+    "SparseRoIHead",
+    "SparseRCNN",
+    "QueryInst",
+    "Pretrained",
+    "Conv",
+    "Conv2d",
 ];
 
 /// Whether the engine can build `name`: a model component, or a dataset,

@@ -12,4 +12,5 @@ mod pipeline;
 mod run;
 mod samplers;
 mod schema;
+mod summary;
 mod support;

@@ -24,6 +24,8 @@ enum Command {
     Env,
     /// Train on a resolved config read as JSON from stdin (sent by `detc run`).
     Run,
+    /// Print the model's module tree and state dict for a resolved config on stdin (sent by `detc summary`).
+    Summary(detc::cli::summary::render::Options),
 }
 
 fn main() {
@@ -39,6 +41,16 @@ fn main() {
                 }
             };
             std::process::exit(engine::run::run(&config));
+        }
+        Command::Summary(opts) => {
+            let config: serde_json::Value = match serde_json::from_reader(std::io::stdin().lock()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: the resolved config on stdin is not JSON: {e}");
+                    std::process::exit(2);
+                }
+            };
+            std::process::exit(engine::summary::summary(&config, &opts));
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 #[cfg(test)]
 pub mod fixtures;
 pub mod norm;
+pub mod transformer;
 
 pub use error::{ModelError, ModelResult};
 pub use norm::{BatchNorm2d, NormSpec};

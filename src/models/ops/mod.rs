@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod boxes;
+pub mod masks;
 pub mod roi_align;
 
 pub use boxes::{bbox_overlaps, cxcywh_to_xyxy, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};

@@ -10,7 +10,9 @@
 pub mod hungarian;
 pub mod hungarian_assigner;
 pub mod match_costs;
+pub mod pseudo_sampler;
 
 pub use hungarian::{linear_sum_assignment, LsaError};
 pub use hungarian_assigner::{AssignResult, HungarianAssigner};
 pub use match_costs::{BBoxL1Cost, FocalLossCost, IoUCost, MatchCost, MatchInputs};
+pub use pseudo_sampler::{PseudoSampler, SamplingResult};

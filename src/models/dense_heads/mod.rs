@@ -1,0 +1,6 @@
+//! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
+//! proposals of Sparse R-CNN and QueryInst.
+
+pub mod embedding_rpn_head;
+
+pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};

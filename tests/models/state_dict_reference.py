@@ -1,0 +1,124 @@
+"""MMDetection's own state-dict names, shapes and parameter counts for
+QueryInst R50-FPN 1x and Sparse R-CNN R50-FPN 1x: the reference `detc summary`
+is checked against (issue 4: "the full list of state-dict names and shapes is
+equal").
+
+Regenerate the fixtures (from the repository root):
+
+    .venv-test/bin/python tests/models/state_dict_reference.py tests/fixtures
+
+Without an argument it prints both records as one JSON object
+`{"queryinst_r50_fpn_1x": {...}, "sparse-rcnn_r50_fpn_1x": {...}}` on stdout
+(what the integration test tests/it/summary.rs compares the fixtures with).
+With OUT_DIR it writes
+
+* OUT_DIR/queryinst_r50_fpn_1x_state_dict.json
+* OUT_DIR/sparse-rcnn_r50_fpn_1x_state_dict.json
+
+each `{"config": ..., "params": N, "trainable": T, "frozen": F,
+"buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
+
+* `params`: `sum(p.numel() for p in model.parameters())` (trainable and
+  frozen, no buffers), as MMEngine counts them;
+* `trainable` / `frozen`: the same sum split by `requires_grad` after the
+  model is built and put in train mode (ResNet's `frozen_stages=1` freezes the
+  stem and `layer1` in `_freeze_stages`, called by `__init__` and `train()`);
+* `buffers`: the state-dict entries that are not parameters (BatchNorm's
+  running statistics);
+* `state_dict`: every `model.state_dict()` name with its shape.
+
+The models are MMDetection 3.3.0's real `QueryInst` / `SparseRCNN`, built
+through its registry from the configs shipped in the PyPI wheel
+(`mmdet/.mim/configs/{queryinst,sparse_rcnn}/*_r50_fpn_1x_coco.py`, loaded
+with MMEngine's `Config.fromfile`). Two substitutions, neither of which adds
+or removes a state-dict entry:
+
+* the backbone's `init_cfg` (torchvision://resnet50) is set to None, so no
+  download is needed (`init_weights` is not called: initial values do not
+  change names, shapes or `requires_grad`);
+* mmcv's compiled `RoIAlign` (absent in mmcv-lite) is replaced by a module
+  without parameters or buffers, as mmcv's own has none.
+"""
+
+import json
+import os
+import sys
+
+import torch
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CONFIGS = {
+    "queryinst_r50_fpn_1x": "queryinst/queryinst_r50_fpn_1x_coco.py",
+    "sparse-rcnn_r50_fpn_1x": "sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py",
+}
+
+
+class RoIAlignStandIn(nn.Module):
+    """mmcv.ops.RoIAlign's constructor signature; like mmcv's, no state."""
+
+    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=0,
+                 pool_mode="avg", aligned=True, use_torchvision=False):
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+
+
+def load_mmdet():
+    sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+    import mmdet_standins
+
+    mmdet_standins.install()
+    import mmcv.ops
+
+    # An attribute set on the stand-in module wins over its __getattr__.
+    mmcv.ops.RoIAlign = RoIAlignStandIn
+    import mmdet.models  # noqa: F401  (registers the models)
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+
+
+def record(rel_config):
+    import mmdet
+    from mmengine.config import Config
+    from mmdet.registry import MODELS
+
+    path = os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", rel_config)
+    cfg = Config.fromfile(path)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.train()
+    params = dict(model.named_parameters())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    state = model.state_dict()
+    return {
+        "config": "mmdet/.mim/configs/" + rel_config,
+        "params": total,
+        "trainable": trainable,
+        "frozen": total - trainable,
+        "buffers": [k for k in state if k not in params],
+        "state_dict": {k: list(v.shape) for k, v in state.items()},
+    }
+
+
+def main():
+    torch.set_num_threads(1)
+    load_mmdet()
+    records = {name: record(rel) for name, rel in CONFIGS.items()}
+    if len(sys.argv) < 2:
+        json.dump(records, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    for name, rec in records.items():
+        with open(os.path.join(out_dir, f"{name}_state_dict.json"), "w") as f:
+            json.dump(rec, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
