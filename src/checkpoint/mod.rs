@@ -44,7 +44,7 @@ use indexmap::IndexMap;
 pub use keys::{compare, KeyReport, ShapeMismatch};
 pub use pickle::Value;
 pub use tensor::{DType, TensorData};
-pub use writer::save_pth;
+pub use writer::{save_checkpoint, save_pth};
 
 /// A loaded checkpoint.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,24 +34,52 @@ pub fn save_pth(
     state_dict: &IndexMap<String, TensorData>,
     meta: Option<&Value>,
 ) -> Result<()> {
+    match meta {
+        Some(meta) => save_checkpoint(path, state_dict, &[("meta", meta)]),
+        None => write_pickled(path, state_dict, None),
+    }
+}
+
+/// Writes an MMEngine training checkpoint: a dict with `sections` (e.g.
+/// `meta`, `message_hub`, `optimizer`, `param_schedulers`) around the
+/// `state_dict`, in the order given (`state_dict` after the first section,
+/// as MMEngine's `save_checkpoint` orders them). Same value rules and the
+/// same atomic write as [`save_pth`].
+pub fn save_checkpoint(
+    path: &Path,
+    state_dict: &IndexMap<String, TensorData>,
+    sections: &[(&str, &Value)],
+) -> Result<()> {
+    write_pickled(path, state_dict, Some(sections))
+}
+
+fn write_pickled(
+    path: &Path,
+    state_dict: &IndexMap<String, TensorData>,
+    sections: Option<&[(&str, &Value)]>,
+) -> Result<()> {
     let mut pickler = Pickler {
         out: Vec::new(),
         storages: Vec::new(),
     };
     pickler.out.extend_from_slice(&[0x80, 2]);
-    match meta {
-        Some(meta) => {
+    match sections {
+        Some(sections) => {
             pickler.out.extend_from_slice(b"}(");
-            pickler.str("meta");
-            pickler.value(meta, 0).map_err(|m| {
-                CheckpointError::new(
-                    path,
-                    ErrorKind::Unsupported,
-                    format!("cannot write meta: {m}"),
-                )
-            })?;
-            pickler.str("state_dict");
-            pickler.state_dict(state_dict);
+            for (i, (name, value)) in sections.iter().enumerate() {
+                pickler.str(name);
+                pickler.value(value, 0).map_err(|m| {
+                    CheckpointError::new(path, ErrorKind::Unsupported, format!("cannot write {name}: {m}"))
+                })?;
+                if i == 0 {
+                    pickler.str("state_dict");
+                    pickler.state_dict(state_dict);
+                }
+            }
+            if sections.is_empty() {
+                pickler.str("state_dict");
+                pickler.state_dict(state_dict);
+            }
             pickler.out.push(b'u');
         }
         None => pickler.state_dict(state_dict),

@@ -10,6 +10,8 @@ mod graph;
 mod run;
 mod schema;
 pub mod summary;
+mod test;
+pub mod work_dir;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +50,8 @@ enum Command {
     Eval(eval::Args),
     /// Dataset tools: generate the synthetic shapes dataset.
     Data(data::Args),
+    /// Test a checkpoint: the test loop and the test_evaluator metrics.
+    Test(test::Args),
     /// Print the model's module tree with parameter counts, and its state-dict names and shapes.
     Summary(summary::Args),
 }
@@ -71,6 +75,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::exec(args),
         Command::Eval(args) => eval::exec(args),
         Command::Data(args) => data::exec(args),
+        Command::Test(args) => test::exec(args),
         Command::Summary(args) => summary::exec(args),
     };
     match result {
@@ -125,6 +130,62 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
 }
 
 /// The engine binary: `DETC_ENGINE` if set, else `detc-engine` beside this executable.
+/// Starts `detc-engine ARGS...`, sends it the resolved `tree` as JSON on
+/// stdin and maps its exit status to ours (DESIGN.md's exit codes).
+fn run_engine<S: AsRef<std::ffi::OsStr>>(tree: &Node, args: &[S]) -> std::io::Result<i32> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let engine = engine_path();
+    let mut child = match Command::new(&engine).args(args).stdin(Stdio::piped()).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("error: cannot start the engine `{}`: {e}", engine.display());
+            return Ok(EXIT_RUNTIME);
+        }
+    };
+    let sent = child.stdin.take().expect("piped").write_all(crate::config::emit::to_json(tree).as_bytes());
+    let status = child.wait()?;
+    // An engine that exits early closes its stdin; its exit status says why.
+    if let Err(e) = sent {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e);
+        }
+    }
+    Ok(match status.code() {
+        Some(0) => EXIT_OK,
+        Some(1) => EXIT_INPUT,
+        _ => EXIT_RUNTIME,
+    })
+}
+
+/// Compiles and checks `config`; on error prints the diagnostics and gives
+/// `None` (exit 1).
+fn compile_checked(config: &ConfigArgs) -> Option<Node> {
+    let (sources, result) = compile(config, true);
+    match result {
+        Ok(tree) => Some(tree),
+        Err(diags) => {
+            report(&diags, &sources);
+            None
+        }
+    }
+}
+
+/// Compiles and checks `config`, then runs the engine subcommand `args` on it.
+fn compile_and_run_engine<S: AsRef<std::ffi::OsStr>>(config: &ConfigArgs, args: &[S]) -> std::io::Result<i32> {
+    match compile_checked(config) {
+        Some(tree) => run_engine(&tree, args),
+        None => Ok(EXIT_INPUT),
+    }
+}
+
+/// The work dir of a run of `tree`: `--work-dir`, else the config's
+/// `work_dir`, else `./work_dirs/<config stem>`.
+fn run_work_dir(tree: &Node, cli: Option<&std::path::Path>, config: &ConfigArgs) -> std::path::PathBuf {
+    let from_config = tree.to_json().get("work_dir").and_then(|w| w.as_str().map(String::from));
+    work_dir::resolve(cli, from_config.as_deref(), &config.file)
+}
+
 pub fn engine_path() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("DETC_ENGINE") {
         return p.into();

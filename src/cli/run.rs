@@ -1,46 +1,63 @@
-//! `detc run CONFIG`: compiles and checks the config here (no libtorch in
-//! this process), then hands the resolved config to `detc-engine`.
+//! `detc run CONFIG`: MMDetection's `tools/train.py`. Compiles and checks the
+//! config here (no libtorch in this process), then hands the resolved config
+//! to `detc-engine run`, which trains.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use crate::config::emit;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// A source config or an expanded one, and overrides.
     #[command(flatten)]
     config: super::ConfigArgs,
+    /// The work dir (default: the config's `work_dir`, else `./work_dirs/<config stem>`).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Resume: alone, from the work dir's newest checkpoint (`last_checkpoint`); with a path, from that file.
+    #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
+    resume: Option<Option<PathBuf>>,
+    /// Mixed precision (`AmpOptimWrapper`); not supported yet.
+    #[arg(long)]
+    amp: bool,
+    /// Scale the learning rate by the batch size (`auto_scale_lr.base_batch_size`).
+    #[arg(long)]
+    auto_scale_lr: bool,
+    /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
+    #[arg(long)]
+    device: Option<String>,
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = super::compile(&args.config, true);
-    let tree = match result {
-        Ok(tree) => tree,
-        Err(diags) => {
-            super::report(&diags, &sources);
-            return Ok(super::EXIT_INPUT);
-        }
-    };
-    let engine = super::engine_path();
-    let mut child = match Command::new(&engine).arg("run").stdin(Stdio::piped()).spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("error: cannot start the engine `{}`: {e}", engine.display());
-            return Ok(super::EXIT_RUNTIME);
-        }
-    };
-    let sent = child.stdin.take().expect("piped").write_all(emit::to_json(&tree).as_bytes());
-    let status = child.wait()?;
-    // An engine that exits early closes its stdin; its exit status says why.
-    if let Err(e) = sent {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e);
-        }
+    if args.amp {
+        eprintln!("error: --amp: mixed precision (AmpOptimWrapper) is not supported yet; train without it");
+        return Ok(super::EXIT_USAGE);
     }
-    Ok(match status.code() {
-        Some(0) => super::EXIT_OK,
-        Some(1) => super::EXIT_INPUT,
-        _ => super::EXIT_RUNTIME,
-    })
+    let Some(tree) = super::compile_checked(&args.config) else {
+        return Ok(super::EXIT_INPUT);
+    };
+    let work_dir = super::run_work_dir(&tree, args.work_dir.as_deref(), &args.config);
+    let stem = args
+        .config
+        .file
+        .file_stem()
+        .map(|s| s.to_os_string())
+        .unwrap_or_else(|| "config".into());
+    let mut engine_args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "--work-dir".into(),
+        work_dir.into_os_string(),
+        "--config-stem".into(),
+        stem,
+    ];
+    match args.resume {
+        Some(Some(path)) => engine_args.extend(["--resume-from".into(), path.into_os_string()]),
+        Some(None) => engine_args.push("--resume".into()),
+        None => {}
+    }
+    if args.auto_scale_lr {
+        engine_args.push("--auto-scale-lr".into());
+    }
+    if let Some(device) = args.device {
+        engine_args.extend(["--device".into(), device.into()]);
+    }
+    super::run_engine(&tree, &engine_args)
 }

@@ -9,11 +9,6 @@
 pub mod render;
 mod tree;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-use crate::config::emit;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// A source config or an expanded one, and overrides.
@@ -24,42 +19,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = super::compile(&args.config, true);
-    let tree = match result {
-        Ok(tree) => tree,
-        Err(diags) => {
-            super::report(&diags, &sources);
-            return Ok(super::EXIT_INPUT);
-        }
-    };
-    let engine = super::engine_path();
-    let spawned = Command::new(&engine)
-        .arg("summary")
-        .args(args.options.to_args())
-        .stdin(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("error: cannot start the engine `{}`: {e}", engine.display());
-            return Ok(super::EXIT_RUNTIME);
-        }
-    };
-    let sent = child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(emit::to_json(&tree).as_bytes());
-    let status = child.wait()?;
-    // An engine that exits early closes its stdin; its exit status says why.
-    if let Err(e) = sent {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e);
-        }
-    }
-    Ok(match status.code() {
-        Some(0) => super::EXIT_OK,
-        Some(1) => super::EXIT_INPUT,
-        _ => super::EXIT_RUNTIME,
-    })
+    let mut engine_args = vec!["summary".to_string()];
+    engine_args.extend(args.options.to_args());
+    super::compile_and_run_engine(&args.config, &engine_args)
 }

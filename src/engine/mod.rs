@@ -1,6 +1,15 @@
 //! The engine: everything that runs tensors. Only the `detc-engine` binary
 //! links it (feature `engine`).
 
+pub mod checkpoint_hook;
+pub mod data;
 pub mod env;
+pub mod evaluate;
+pub mod logging;
+pub mod optim;
 pub mod run;
+pub mod runner;
+pub mod schedulers;
 pub mod summary;
+pub mod test_loop;
+pub mod work_dir;

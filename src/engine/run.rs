@@ -1,6 +1,5 @@
-//! `detc-engine run`: takes a resolved, validated config (JSON on stdin, as
-//! `detc run` sends it), checks that every component has a builder, then
-//! trains. Components without a builder are all named before anything runs.
+//! Which components of a resolved config the engine can build: those without
+//! a builder are all named before anything runs.
 
 use serde_json::Value;
 
@@ -37,22 +36,6 @@ fn walk(value: &Value, path: String, missing: &mut Vec<(String, String)>) {
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
-}
-
-/// Runs training on `config`; returns the process exit code.
-pub fn run(config: &Value) -> i32 {
-    let missing = unbuildable(config);
-    if !missing.is_empty() {
-        eprintln!("error: {} component(s) of this config have no builder in detc yet; nothing was run:", missing.len());
-        let width = missing.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-        for (path, name) in &missing {
-            eprintln!("  {path:<width$}  {name}");
-        }
-        eprintln!("help: `detc check` accepts these configs; training them needs the model and runtime builders (see the open issues)");
-        return 1;
-    }
-    eprintln!("error: training is not implemented yet");
-    3
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ pub mod roi_heads;
 pub mod task_modules;
 pub mod weights;
 
-/// `type` names that have a builder in the engine. A registered component
-/// missing here is reported by name before anything runs.
+/// `type` names that have a builder in the engine (models here, the runtime
+/// in `src/engine`). A registered component missing here is reported by
+/// name before anything runs.
 pub static BUILDERS: &[&str] = &[
     "DetDataPreprocessor",
     "ResNet",
@@ -46,6 +47,29 @@ pub static BUILDERS: &[&str] = &[
     "Pretrained",
     "Conv",
     "Conv2d",
+    // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
+    "EpochBasedTrainLoop",
+    "ValLoop",
+    "TestLoop",
+    "OptimWrapper",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LinearLR",
+    "MultiStepLR",
+    "CosineAnnealingLR",
+    "ConstantLR",
+    "IterTimerHook",
+    "LoggerHook",
+    "ParamSchedulerHook",
+    "CheckpointHook",
+    "DistSamplerSeedHook",
+    "LogProcessor",
+    // Visualization that draws nothing (`draw: false`, MMDetection's default);
+    // the scalars go to `vis_data/scalars.json` as LocalVisBackend writes them.
+    "DetVisualizationHook",
+    "DetLocalVisualizer",
+    "LocalVisBackend",
 ];
 
 /// Whether the engine can build `name`: a model component, or a dataset,

@@ -13,4 +13,5 @@ mod run;
 mod samplers;
 mod schema;
 mod summary;
+mod train;
 mod support;

@@ -1,5 +1,6 @@
 //! `detc run`: the config is checked in the light process, then the engine
-//! names every component it cannot build yet before anything runs.
+//! names every component it cannot build yet before anything runs, and says
+//! which weights file a `torchvision://` checkpoint needs.
 
 use crate::support::{detc, root};
 
@@ -7,17 +8,31 @@ use crate::support::{detc, root};
 fn run_names_components_without_builders() {
     let out = detc(&root())
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .args(["run", "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml"])
+        .args([
+            "run",
+            "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
+        ])
         .assert()
         .code(1)
         .get_output()
         .stderr
         .clone();
     let err = String::from_utf8_lossy(&out);
-    assert!(err.contains("have no builder in detc yet; nothing was run"), "{err}");
-    for line in ["model  QueryInst", "model.rpn_head  EmbeddingRPNHead", "model.roi_head.bbox_head.5  DIIHead"] {
+    assert!(
+        err.contains("have no builder in detc yet; nothing was run"),
+        "{err}"
+    );
+    for line in [
+        "model  FasterRCNN",
+        "model.rpn_head  RPNHead",
+        "model.roi_head.bbox_head  Shared2FCBBoxHead",
+    ] {
         let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(err.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == words), "missing `{line}` in:\n{err}");
+        assert!(
+            err.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == words),
+            "missing `{line}` in:\n{err}"
+        );
     }
 }
 
@@ -29,4 +44,31 @@ fn run_refuses_an_invalid_config_without_starting_the_engine() {
         .args(["run", "main.yaml"])
         .assert()
         .code(1);
+}
+
+#[test]
+fn run_names_the_imagenet_weights_it_needs() {
+    let torch_home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = detc(&root())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .env("TORCH_HOME", torch_home.path())
+        .args([
+            "run",
+            "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml",
+            "--work-dir",
+        ])
+        .arg(work.path())
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(
+        err.contains("torchvision://resnet50")
+            && err.contains("resnet50-0676ba61.pth")
+            && err.contains("checkpoint:"),
+        "{err}"
+    );
 }

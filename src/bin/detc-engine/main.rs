@@ -23,34 +23,30 @@ enum Command {
     /// Print the libtorch build and the devices it sees, as JSON.
     Env,
     /// Train on a resolved config read as JSON from stdin (sent by `detc run`).
-    Run,
+    Run(engine::runner::RunArgs),
     /// Print the model's module tree and state dict for a resolved config on stdin (sent by `detc summary`).
     Summary(detc::cli::summary::render::Options),
+    /// Test a checkpoint on a resolved config read as JSON from stdin (sent by `detc test`).
+    Test(engine::test_loop::TestArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Env => println!("{}", engine::env::report().to_string_pretty()),
-        Command::Run => {
-            let config: serde_json::Value = match serde_json::from_reader(std::io::stdin().lock()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: the resolved config on stdin is not JSON: {e}");
-                    std::process::exit(2);
-                }
-            };
-            std::process::exit(engine::run::run(&config));
-        }
-        Command::Summary(opts) => {
-            let config: serde_json::Value = match serde_json::from_reader(std::io::stdin().lock()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: the resolved config on stdin is not JSON: {e}");
-                    std::process::exit(2);
-                }
-            };
-            std::process::exit(engine::summary::summary(&config, &opts));
+        Command::Run(args) => std::process::exit(engine::runner::run(&read_config(), &args)),
+        Command::Summary(opts) => std::process::exit(engine::summary::summary(&read_config(), &opts)),
+        Command::Test(args) => std::process::exit(engine::test_loop::test(&read_config(), &args)),
+    }
+}
+
+/// The resolved config `detc` sends as JSON on stdin; exit 2 when it is not JSON.
+fn read_config() -> serde_json::Value {
+    match serde_json::from_reader(std::io::stdin().lock()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: the resolved config on stdin is not JSON: {e}");
+            std::process::exit(2);
         }
     }
 }

@@ -37,7 +37,13 @@ impl EmbeddingRPNHead {
     pub fn new(cfg: &EmbeddingRPNHeadConfig, p: &nn::Path) -> ModelResult<Self> {
         let n = cfg.num_proposals as i64;
         let c = cfg.proposal_feature_channel as i64;
-        let init_proposal_bboxes = param(&(p / "init_proposal_bboxes"), "weight", &[n, 4], Init::Const(0.0), true)?;
+        let init_proposal_bboxes = param(
+            &(p / "init_proposal_bboxes"),
+            "weight",
+            &[n, 4],
+            Init::Const(0.0),
+            true,
+        )?;
         tch::no_grad(|| -> ModelResult<()> {
             let _ = init_proposal_bboxes.f_narrow(1, 0, 2)?.f_fill_(0.5)?;
             let _ = init_proposal_bboxes.f_narrow(1, 2, 2)?.f_fill_(1.0)?;
@@ -47,10 +53,17 @@ impl EmbeddingRPNHead {
             &(p / "init_proposal_features"),
             "weight",
             &[n, c],
-            Init::Randn { mean: 0.0, stdev: 1.0 },
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
             true,
         )?;
-        Ok(EmbeddingRPNHead { init_proposal_bboxes, init_proposal_features, num_proposals: n })
+        Ok(EmbeddingRPNHead {
+            init_proposal_bboxes,
+            init_proposal_features,
+            num_proposals: n,
+        })
     }
 
     /// `_decode_init_proposals`: one [`Proposals`] per image of `img_shapes`
@@ -61,7 +74,8 @@ impl EmbeddingRPNHead {
         img_shapes
             .iter()
             .map(|&(h, w)| {
-                let whwh = Tensor::from_slice(&[w as f32, h as f32, w as f32, h as f32]).f_to_device(device)?;
+                let whwh = Tensor::from_slice(&[w as f32, h as f32, w as f32, h as f32])
+                    .f_to_device(device)?;
                 Ok(Proposals {
                     bboxes: xyxy.f_mul(&whwh)?,
                     imgs_whwh: whwh.f_unsqueeze(0)?.f_repeat([self.num_proposals, 1])?,
@@ -79,21 +93,35 @@ mod tests {
 
     #[test]
     fn decodes_whole_image_boxes_per_image() {
-        let cfg: EmbeddingRPNHeadConfig =
-            serde_json::from_value(serde_json::json!({"num_proposals": 3, "proposal_feature_channel": 8})).unwrap();
+        let cfg: EmbeddingRPNHeadConfig = serde_json::from_value(
+            serde_json::json!({"num_proposals": 3, "proposal_feature_channel": 8}),
+        )
+        .unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let head = EmbeddingRPNHead::new(&cfg, &(vs.root() / "rpn_head")).unwrap();
         let names: Vec<(String, Vec<i64>)> = crate::models::weights::named_shapes(&vs, "");
         assert_eq!(
             names,
             [
-                ("rpn_head.init_proposal_bboxes.weight".to_string(), vec![3, 4]),
-                ("rpn_head.init_proposal_features.weight".to_string(), vec![3, 8])
+                (
+                    "rpn_head.init_proposal_bboxes.weight".to_string(),
+                    vec![3, 4]
+                ),
+                (
+                    "rpn_head.init_proposal_features.weight".to_string(),
+                    vec![3, 8]
+                )
             ]
         );
         let out = head.predict(&[(100.0, 200.0), (50.0, 60.0)]).unwrap();
-        assert_eq!(Vec::<f32>::try_from(out[0].bboxes.get(0)).unwrap(), [0.0, 0.0, 200.0, 100.0]);
-        assert_eq!(Vec::<f32>::try_from(out[1].imgs_whwh.get(2)).unwrap(), [60.0, 50.0, 60.0, 50.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(out[0].bboxes.get(0)).unwrap(),
+            [0.0, 0.0, 200.0, 100.0]
+        );
+        assert_eq!(
+            Vec::<f32>::try_from(out[1].imgs_whwh.get(2)).unwrap(),
+            [60.0, 50.0, 60.0, 50.0]
+        );
         assert!(out[0].features.requires_grad());
     }
 }

@@ -29,12 +29,26 @@ impl Detector {
     }
 }
 
+/// MMEngine's `BaseModel.parse_losses`: the sum of every entry whose key
+/// contains `loss` (`pos_acc` and the like are logged, not optimised).
+pub fn parse_losses(losses: &indexmap::IndexMap<String, tch::Tensor>) -> ModelResult<tch::Tensor> {
+    let mut total: Option<tch::Tensor> = None;
+    for (_, value) in losses.iter().filter(|(k, _)| k.contains("loss")) {
+        let v = value.f_sum(value.kind())?;
+        total = Some(match total {
+            Some(t) => t.f_add(&v)?,
+            None => v,
+        });
+    }
+    total.ok_or_else(|| ModelError::new("model", "the model returned no loss"))
+}
+
 /// Builds the detector of a resolved `model:` section under `p`, with
 /// MMDetection's parameter names (`backbone.*`, `neck.*`, `rpn_head.*`, `roi_head.*`).
 pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
     match cfg_type(model, "model")? {
-        "SparseRCNN" => Ok(Detector::Sparse(SparseRCNN::sparse_rcnn(&parse_cfg(model, "SparseRCNN")?, &p)?)),
-        "QueryInst" => Ok(Detector::Sparse(SparseRCNN::query_inst(&parse_cfg(model, "QueryInst")?, &p)?)),
+        "SparseRCNN" => Ok(Detector::Sparse(SparseRCNN::from_sparse_rcnn_config(&parse_cfg(model, "SparseRCNN")?, &p)?)),
+        "QueryInst" => Ok(Detector::Sparse(SparseRCNN::from_query_inst_config(&parse_cfg(model, "QueryInst")?, &p)?)),
         other => Err(ModelError::new(
             "model",
             format!("detector {other:?} has no builder yet (SparseRCNN and QueryInst do)"),

@@ -485,12 +485,7 @@ fn compare_with_mmdetection(
 
     let losses = model.loss(&batch, &|n| Ok(n)).unwrap();
     let loss_rel = check_losses(&losses, io, prec);
-    let total = losses
-        .iter()
-        .filter(|(k, _)| k.contains("loss"))
-        .map(|(_, v)| v.shallow_clone())
-        .reduce(|a, b| a + b)
-        .unwrap();
+    let total = super::parse_losses(&losses).unwrap();
     total.backward();
     let (grad_rel, grad_name) = check_gradients(&vs, io, prec);
     let buffers = check_buffers(&vs, io, prec);

@@ -125,7 +125,10 @@ impl SparseRoIHead {
         if cfg.stage_loss_weights.len() != n {
             return Err(ModelError::new(
                 NAME,
-                format!("stage_loss_weights has {} entries for num_stages {n}", cfg.stage_loss_weights.len()),
+                format!(
+                    "stage_loss_weights has {} entries for num_stages {n}",
+                    cfg.stage_loss_weights.len()
+                ),
             ));
         }
         let bbox_roi_extractor = per_stage(&cfg.bbox_roi_extractor, n, "bbox_roi_extractor")?
@@ -228,7 +231,9 @@ impl SparseRoIHead {
         let mut start = 0;
         for (boxes, &shape) in proposals.iter().zip(img_shapes) {
             let p = boxes.size()[0];
-            let d = head.bbox_coder.decode(boxes, &deltas.f_narrow(0, start, p)?, Some(shape))?;
+            let d = head
+                .bbox_coder
+                .decode(boxes, &deltas.f_narrow(0, start, p)?, Some(shape))?;
             decoded.push(d);
             start += p;
         }
@@ -256,7 +261,10 @@ impl SparseRoIHead {
             return Err(ModelError::new(NAME, "training needs model.train_cfg.rcnn"));
         }
         let img_shapes = img_shapes(samples)?;
-        let feats: Vec<Tensor> = proposals.iter().map(|p| p.features.f_unsqueeze(0)).collect::<Result<_, _>>()?;
+        let feats: Vec<Tensor> = proposals
+            .iter()
+            .map(|p| p.features.f_unsqueeze(0))
+            .collect::<Result<_, _>>()?;
         let mut object_feats = Tensor::f_cat(&feats, 0)?;
         let whwh: Vec<&Tensor> = proposals.iter().map(|p| &p.imgs_whwh).collect();
         let imgs_whwh = Tensor::f_cat(&whwh, 0)?;
@@ -277,7 +285,12 @@ impl SparseRoIHead {
                     gt_bboxes: &gt.bboxes,
                     img_shape: img_shapes[i],
                 })?;
-                sampling.push(PseudoSampler::sample(&assign, &out.detached_proposals[i], &gt.bboxes, &gt.labels)?);
+                sampling.push(PseudoSampler::sample(
+                    &assign,
+                    &out.detached_proposals[i],
+                    &gt.bboxes,
+                    &gt.labels,
+                )?);
             }
             let k = out.cls_score.size()[2];
             let head = &self.bbox_head[stage];
@@ -290,16 +303,27 @@ impl SparseRoIHead {
                 reduce_mean,
             )?;
             for (name, value) in bbox_losses {
-                let value = if name.contains("loss") { value.f_mul_scalar(weight)? } else { value };
+                let value = if name.contains("loss") {
+                    value.f_mul_scalar(weight)?
+                } else {
+                    value
+                };
                 losses.insert(format!("s{stage}.{name}"), value);
             }
             if self.with_mask() {
-                let pos_boxes: Vec<Tensor> = sampling.iter().map(|r| r.pos_priors.shallow_clone()).collect();
+                let pos_boxes: Vec<Tensor> = sampling
+                    .iter()
+                    .map(|r| r.pos_priors.shallow_clone())
+                    .collect();
                 let pos_rois = bbox2roi(&pos_boxes)?;
                 let attn: Vec<Tensor> = sampling
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| out.attn_feats.f_get(i as i64)?.f_index_select(0, &r.pos_inds))
+                    .map(|(i, r)| {
+                        out.attn_feats
+                            .f_get(i as i64)?
+                            .f_index_select(0, &r.pos_inds)
+                    })
                     .collect::<Result<_, _>>()?;
                 let attn = Tensor::f_cat(&attn, 0)?;
                 let mask_feats = self.mask_roi_extractor[stage].forward(x, &pos_rois)?;
@@ -307,14 +331,22 @@ impl SparseRoIHead {
                 let gt_masks = samples
                     .iter()
                     .map(|s| {
-                        s.gt_instances
-                            .masks
-                            .as_ref()
-                            .ok_or_else(|| ModelError::new(NAME, "the mask head needs gt masks (LoadAnnotations with_mask: true)"))
+                        s.gt_instances.masks.as_ref().ok_or_else(|| {
+                            ModelError::new(
+                                NAME,
+                                "the mask head needs gt masks (LoadAnnotations with_mask: true)",
+                            )
+                        })
                     })
                     .collect::<ModelResult<Vec<&MaskTensors>>>()?;
                 let mask_size = st.mask_size.unwrap_or((28, 28));
-                let loss = self.mask_head[stage].loss_and_target(&mask_preds, &sampling, &gt_masks, mask_size, reduce_mean)?;
+                let loss = self.mask_head[stage].loss_and_target(
+                    &mask_preds,
+                    &sampling,
+                    &gt_masks,
+                    mask_size,
+                    reduce_mean,
+                )?;
                 losses.insert(format!("s{stage}.loss_mask"), loss.f_mul_scalar(weight)?);
             }
             object_feats = out.object_feats;
@@ -339,14 +371,21 @@ impl SparseRoIHead {
             .as_ref()
             .ok_or_else(|| ModelError::new(NAME, "prediction needs model.test_cfg.rcnn"))?;
         let img_shapes = img_shapes(samples)?;
-        let feats: Vec<Tensor> = proposals.iter().map(|p| p.features.f_unsqueeze(0)).collect::<Result<_, _>>()?;
+        let feats: Vec<Tensor> = proposals
+            .iter()
+            .map(|p| p.features.f_unsqueeze(0))
+            .collect::<Result<_, _>>()?;
         let mut object_feats = Tensor::f_cat(&feats, 0)?;
         let mut boxes: Vec<Tensor> = proposals.into_iter().map(|p| p.bboxes).collect();
         let mut last = None;
         for stage in 0..self.num_stages() {
             let out = self.bbox_forward(stage, x, &boxes, &object_feats, &img_shapes, false)?;
             object_feats = out.object_feats.shallow_clone();
-            boxes = out.detached_proposals.iter().map(|b| b.shallow_clone()).collect();
+            boxes = out
+                .detached_proposals
+                .iter()
+                .map(|b| b.shallow_clone())
+                .collect();
             last = Some(out);
         }
         let last = last.ok_or_else(|| ModelError::new(NAME, "num_stages must be at least 1"))?;
@@ -364,13 +403,21 @@ impl SparseRoIHead {
         let mut results = Vec::with_capacity(samples.len());
         let mut topk = Vec::with_capacity(samples.len());
         for (i, sample) in samples.iter().enumerate() {
-            let (s, inds) = scores.f_get(i as i64)?.f_flatten(0, 1)?.f_topk(top, -1, true, true)?;
+            let (s, inds) = scores
+                .f_get(i as i64)?
+                .f_flatten(0, 1)?
+                .f_topk(top, -1, true, true)?;
             let labels = inds.f_remainder(k)?;
             let mut bboxes = boxes[i].f_index_select(0, &inds.f_floor_divide_scalar(k)?)?;
             if rescale && !self.with_mask() {
                 bboxes = bboxes.f_div(&scale_factor(sample, &bboxes)?)?;
             }
-            results.push(DetInstances { bboxes, scores: s, labels, masks: None });
+            results.push(DetInstances {
+                bboxes,
+                scores: s,
+                labels,
+                masks: None,
+            });
             topk.push(inds);
         }
         if !self.with_mask() {
@@ -386,9 +433,19 @@ impl SparseRoIHead {
         let mask_preds = mask_preds.f_reshape([samples.len() as i64, -1, sz[2], sz[3]])?;
         for (i, (res, sample)) in results.iter_mut().zip(samples).enumerate() {
             // (P*K, h, w)[topk]: the map of each pick's (proposal, class).
-            let picked = mask_preds.f_get(i as i64)?.f_index_select(0, &topk[i])?.f_unsqueeze(1)?;
+            let picked = mask_preds
+                .f_get(i as i64)?
+                .f_index_select(0, &topk[i])?
+                .f_unsqueeze(1)?;
             let meta = &sample.meta;
-            let masks = predict_masks(&picked, &res.bboxes, &res.labels, meta, test.mask_thr_binary.unwrap_or(0.5), rescale)?;
+            let masks = predict_masks(
+                &picked,
+                &res.bboxes,
+                &res.labels,
+                meta,
+                test.mask_thr_binary.unwrap_or(0.5),
+                rescale,
+            )?;
             if rescale {
                 res.bboxes = res.bboxes.f_div(&scale_factor(sample, &res.bboxes)?)?;
             }
@@ -401,14 +458,20 @@ impl SparseRoIHead {
 fn build_bbox_head(cfg: &BBoxHeadCfg, p: &nn::Path) -> ModelResult<DIIHead> {
     match cfg_type(&cfg.0, "bbox_head")? {
         "DIIHead" => DIIHead::new(&parse_cfg(&cfg.0, "DIIHead")?, p.clone()),
-        other => Err(ModelError::new(NAME, format!("bbox_head {other:?} is not supported (only DIIHead)"))),
+        other => Err(ModelError::new(
+            NAME,
+            format!("bbox_head {other:?} is not supported (only DIIHead)"),
+        )),
     }
 }
 
 fn build_mask_head(cfg: &MaskHeadCfg, p: &nn::Path) -> ModelResult<DynamicMaskHead> {
     match cfg_type(&cfg.0, "mask_head")? {
         "DynamicMaskHead" => DynamicMaskHead::new(&parse_cfg(&cfg.0, "DynamicMaskHead")?, p),
-        other => Err(ModelError::new(NAME, format!("mask_head {other:?} is not supported (only DynamicMaskHead)"))),
+        other => Err(ModelError::new(
+            NAME,
+            format!("mask_head {other:?} is not supported (only DynamicMaskHead)"),
+        )),
     }
 }
 
@@ -431,5 +494,7 @@ fn scale_factor(sample: &DetDataSample, like: &Tensor) -> ModelResult<Tensor> {
         .meta
         .scale_factor
         .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?;
-    Ok(Tensor::from_slice(&[w, h, w, h]).f_to_kind(like.kind())?.f_to_device(like.device())?)
+    Ok(Tensor::from_slice(&[w, h, w, h])
+        .f_to_kind(like.kind())?
+        .f_to_device(like.device())?)
 }

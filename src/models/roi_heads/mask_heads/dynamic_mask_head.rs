@@ -7,16 +7,17 @@
 //! Shape shorthand: `R` RoIs (positive proposals in training), `C` channels,
 //! `S` the RoI feature side (14), `K` classes.
 
+use detc::registry::models::common::IntOrPair;
 use detc::registry::models::layers::{DynamicConvConfig, UpsampleMethod};
 use detc::registry::models::mask_heads::DynamicMaskHeadConfig;
-use detc::registry::models::common::IntOrPair;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::transformer::{DynamicConv, MatrixInit};
 use crate::models::layers::{
-    param, xavier_uniform, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError, ModelResult, NormSpec,
+    param, xavier_uniform, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
+    ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
 use crate::models::ops::masks::mask_target;
@@ -55,16 +56,29 @@ impl DynamicMaskHead {
             return Err(ModelError::new(NAME, "class_agnostic must be false"));
         }
         if cfg.conv_cfg.is_some() {
-            return Err(ModelError::new(NAME, "conv_cfg is not supported (only the default Conv2d)"));
+            return Err(ModelError::new(
+                NAME,
+                "conv_cfg is not supported (only the default Conv2d)",
+            ));
         }
         match cfg_type(&cfg.predictor_cfg.0, "predictor_cfg")? {
             "Conv" | "Conv2d" => {}
-            other => return Err(ModelError::new(NAME, format!("predictor_cfg {other:?} is not supported (only Conv)"))),
+            other => {
+                return Err(ModelError::new(
+                    NAME,
+                    format!("predictor_cfg {other:?} is not supported (only Conv)"),
+                ))
+            }
         }
         let roi = match cfg.roi_feat_size {
             IntOrPair::Int(s) => s as i64,
             IntOrPair::Pair((h, w)) if h == w => h as i64,
-            IntOrPair::Pair(hw) => return Err(ModelError::new(NAME, format!("roi_feat_size {hw:?} must be square"))),
+            IntOrPair::Pair(hw) => {
+                return Err(ModelError::new(
+                    NAME,
+                    format!("roi_feat_size {hw:?} must be square"),
+                ))
+            }
         };
         let dc_cfg: DynamicConvConfig = parse_cfg(&cfg.dynamic_conv_cfg.0, "DynamicConv")?;
         if dc_cfg.with_proj || dc_cfg.input_feat_shape as i64 != roi {
@@ -73,12 +87,19 @@ impl DynamicMaskHead {
                 format!("dynamic_conv_cfg needs with_proj: false and input_feat_shape: {roi} (the roi_feat_size)"),
             ));
         }
-        let instance_interactive_conv =
-            DynamicConv::with_init(&dc_cfg, &(p / "instance_interactive_conv"), MatrixInit::XavierUniform)?;
+        let instance_interactive_conv = DynamicConv::with_init(
+            &dc_cfg,
+            &(p / "instance_interactive_conv"),
+            MatrixInit::XavierUniform,
+        )?;
         let in_c = cfg.in_channels as i64;
         let out_c = cfg.conv_out_channels as i64;
         let k = cfg.conv_kernel_size as i64;
-        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
+        let norm = cfg
+            .norm_cfg
+            .as_ref()
+            .map(|n| NormSpec::from_cfg(n, NAME))
+            .transpose()?;
         let mut convs = Vec::new();
         for i in 0..cfg.num_convs as i64 {
             let cin = if i == 0 { in_c } else { out_c };
@@ -130,20 +151,42 @@ impl DynamicMaskHead {
     }
 
     /// roi_feat (R, C, S, S), proposal_feat (R, C) -> mask logits (R, K, 2S, 2S).
-    pub fn forward_t(&self, roi_feat: &Tensor, proposal_feat: &Tensor, train: bool) -> ModelResult<Tensor> {
+    pub fn forward_t(
+        &self,
+        roi_feat: &Tensor,
+        proposal_feat: &Tensor,
+        train: bool,
+    ) -> ModelResult<Tensor> {
         let proposal_feat = proposal_feat.f_reshape([-1, self.in_channels])?;
         // (R, S*S, C) -> (R, C, S*S) -> (R, C, S, S)
-        let iic = self.instance_interactive_conv.forward(&proposal_feat, roi_feat)?;
+        let iic = self
+            .instance_interactive_conv
+            .forward(&proposal_feat, roi_feat)?;
         let mut x = iic.f_permute([0, 2, 1])?.f_reshape(roi_feat.size())?;
         for conv in &self.convs {
             x = conv.forward_t(&x, train)?;
         }
         if let Some(up) = &self.upsample {
             x = x
-                .f_conv_transpose2d(&up.weight, Some(&up.bias), [up.stride; 2], [0; 2], [0; 2], 1, [1; 2])?
+                .f_conv_transpose2d(
+                    &up.weight,
+                    Some(&up.bias),
+                    [up.stride; 2],
+                    [0; 2],
+                    [0; 2],
+                    1,
+                    [1; 2],
+                )?
                 .f_relu()?;
         }
-        Ok(x.f_conv2d(&self.conv_logits_weight, Some(&self.conv_logits_bias), [1; 2], [0; 2], [1; 2], 1)?)
+        Ok(x.f_conv2d(
+            &self.conv_logits_weight,
+            Some(&self.conv_logits_bias),
+            [1; 2],
+            [0; 2],
+            [1; 2],
+            1,
+        )?)
     }
 
     /// `loss_and_target`: Dice loss between the sigmoid of each positive's
@@ -160,10 +203,18 @@ impl DynamicMaskHead {
     ) -> ModelResult<Tensor> {
         let mut targets = Vec::with_capacity(sampling_results.len());
         for (res, masks) in sampling_results.iter().zip(gt_masks) {
-            targets.push(mask_target(&res.pos_priors, &res.pos_assigned_gt_inds, masks, mask_size)?);
+            targets.push(mask_target(
+                &res.pos_priors,
+                &res.pos_assigned_gt_inds,
+                masks,
+                mask_size,
+            )?);
         }
         let mask_targets = Tensor::f_cat(&targets, 0)?;
-        let labels: Vec<Tensor> = sampling_results.iter().map(|r| r.pos_gt_labels.shallow_clone()).collect();
+        let labels: Vec<Tensor> = sampling_results
+            .iter()
+            .map(|r| r.pos_gt_labels.shallow_clone())
+            .collect();
         let pos_labels = Tensor::f_cat(&labels, 0)?;
         let num_pos = pos_labels.size()[0];
         let avg_factor = reduce_mean(num_pos as f64)?.max(1.0);
@@ -174,6 +225,10 @@ impl DynamicMaskHead {
         let pred = mask_preds
             .f_index(&[Some(rows), Some(pos_labels.f_to_kind(Kind::Int64)?)])?
             .f_sigmoid()?;
-        self.loss_mask.forward(&pred, &mask_targets.f_to_kind(pred.kind())?, LossArgs::default().avg_factor(avg_factor))
+        self.loss_mask.forward(
+            &pred,
+            &mask_targets.f_to_kind(pred.kind())?,
+            LossArgs::default().avg_factor(avg_factor),
+        )
     }
 }

@@ -26,7 +26,10 @@ impl SingleRoIExtractor {
     pub fn from_cfg(cfg: &RoiExtractorCfg) -> ModelResult<Self> {
         match cfg_type(&cfg.0, "roi_extractor")? {
             NAME => Self::new(&parse_cfg(&cfg.0, NAME)?),
-            other => Err(ModelError::new("roi_extractor", format!("expected {NAME}, got {other:?}"))),
+            other => Err(ModelError::new(
+                "roi_extractor",
+                format!("expected {NAME}, got {other:?}"),
+            )),
         }
     }
 
@@ -35,7 +38,10 @@ impl SingleRoIExtractor {
         let op = match cfg_type(layer, "roi_layer")? {
             "RoIAlign" => RoIAlign::new(&parse_cfg::<RoIAlignConfig>(layer, "RoIAlign")?),
             other => {
-                return Err(ModelError::new(NAME, format!("roi_layer {other:?} is not supported (only RoIAlign)")))
+                return Err(ModelError::new(
+                    NAME,
+                    format!("roi_layer {other:?} is not supported (only RoIAlign)"),
+                ))
             }
         };
         Ok(SingleRoIExtractor {
@@ -58,9 +64,19 @@ impl SingleRoIExtractor {
         if feats.len() < n {
             return Err(ModelError::new(
                 NAME,
-                format!("{} featmap_strides but the neck gives {} levels", n, feats.len()),
+                format!(
+                    "{} featmap_strides but the neck gives {} levels",
+                    n,
+                    feats.len()
+                ),
             ));
         }
-        multi_level_roi_align(&feats[..n], rois, &self.op, &self.featmap_strides, self.finest_scale)
+        multi_level_roi_align(
+            &feats[..n],
+            rois,
+            &self.op,
+            &self.featmap_strides,
+            self.finest_scale,
+        )
     }
 }

@@ -1,0 +1,110 @@
+//! The evaluation loop (MMEngine's `ValLoop` / `TestLoop`): predicts every
+//! batch of a dataloader in eval mode, turns the detections into COCO
+//! predictions and feeds `CocoMetric`.
+
+use std::time::Instant;
+
+use detc::data::samplers::BatchIter;
+use detc::evaluation::mask::Rle;
+use detc::evaluation::metric::{CocoMetric, ImagePrediction, MetricResults};
+use tch::Kind;
+
+use super::data::DataParts;
+use crate::models::data_preprocessors::DetDataPreprocessor;
+use crate::models::detectors::SparseRCNN;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::roi_heads::DetInstances;
+
+/// The COCO prediction of one image from its detections (original-image pixels).
+pub fn to_prediction(img_id: i64, det: &DetInstances) -> ModelResult<ImagePrediction> {
+    let boxes = Vec::<f32>::try_from(
+        det.bboxes
+            .f_to_kind(Kind::Float)?
+            .f_flatten(0, -1)?
+            .f_to_device(tch::Device::Cpu)?,
+    )?;
+    let scores = Vec::<f32>::try_from(
+        det.scores
+            .f_to_kind(Kind::Float)?
+            .f_to_device(tch::Device::Cpu)?,
+    )?;
+    let labels = Vec::<i64>::try_from(det.labels.f_to_device(tch::Device::Cpu)?)?;
+    let masks = match &det.masks {
+        None => None,
+        Some(m) => {
+            let (k, h, w) = m.size3()?;
+            let bytes = Vec::<u8>::try_from(
+                m.f_to_kind(Kind::Uint8)?
+                    .f_flatten(0, -1)?
+                    .f_to_device(tch::Device::Cpu)?,
+            )?;
+            let plane = (h * w) as usize;
+            Some(
+                (0..k as usize)
+                    .map(|i| {
+                        Rle::from_row_major(&bytes[i * plane..(i + 1) * plane], h as u32, w as u32)
+                    })
+                    .collect(),
+            )
+        }
+    };
+    Ok(ImagePrediction {
+        img_id,
+        bboxes: boxes.chunks(4).map(|b| [b[0], b[1], b[2], b[3]]).collect(),
+        scores,
+        labels: labels.into_iter().map(|l| l as usize).collect(),
+        masks,
+        mask_scores: None,
+    })
+}
+
+/// Progress of an evaluation, reported after every batch (`after_val_iter`).
+pub struct EvalProgress {
+    pub index: usize,
+    pub total: usize,
+    pub time: f64,
+    pub data_time: f64,
+}
+
+/// Predicts every batch of `data` and computes `metric`; `on_batch` sees each batch's timing.
+pub fn evaluate(
+    model: &SparseRCNN,
+    pre: &DetDataPreprocessor,
+    data: &mut DataParts,
+    metric: &mut CocoMetric,
+    mut on_batch: impl FnMut(&EvalProgress),
+) -> ModelResult<MetricResults> {
+    let total = data.len();
+    let batches: BatchIter = data.batches(0, 0);
+    let mut last = Instant::now();
+    for (index, batch) in data.loader.epoch(0, batches, 0).enumerate() {
+        let batch = batch.map_err(|e| ModelError::new("dataloader", e.to_string()))?;
+        let data_time = batch.data_time.as_secs_f64();
+        let ids: Vec<i64> = batch
+            .samples
+            .iter()
+            .map(|s| s.meta.img_id.unwrap_or(0) as i64)
+            .collect();
+        let det_batch = pre
+            .forward(batch.samples, false)
+            .map_err(|e| ModelError::new("data_preprocessor", e.to_string()))?;
+        let dets = tch::no_grad(|| model.predict(&det_batch, true))?;
+        let preds = ids
+            .iter()
+            .zip(&dets)
+            .map(|(&id, d)| to_prediction(id, d))
+            .collect::<ModelResult<Vec<_>>>()?;
+        metric.process(preds, vec![]);
+        let now = Instant::now();
+        on_batch(&EvalProgress {
+            index,
+            total,
+            time: (now - last).as_secs_f64(),
+            data_time,
+        });
+        last = now;
+    }
+    metric
+        .compute()
+        .map_err(|e| ModelError::new("CocoMetric", e.to_string()))
+}

@@ -1,0 +1,128 @@
+//! Training logs as MMEngine writes them: the smoothed scalar histories
+//! (`history`), the formatted log lines (`processor`), when to log
+//! (`logger_hook`), the text log with its `MM/DD HH:MM:SS - detc - INFO - `
+//! prefix, and the `vis_data/scalars.json` records
+//! (`LocalVisBackend.add_scalars`).
+//!
+//! The logger name is `detc` where MMEngine writes `mmengine`; the rest of
+//! the prefix is MMEngine's (`%(asctime)s - %(name)s - %(levelname)s - `,
+//! `datefmt='%m/%d %H:%M:%S'`), so tools that parse MMEngine logs by field
+//! position keep working.
+
+// The runner wires these in; until it lands the binary reads only part of them.
+#![allow(dead_code, unused_imports)]
+
+pub mod history;
+pub mod logger_hook;
+pub mod processor;
+pub mod pyfmt;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+pub use history::{HistoryBuffer, HubState, ScalarHub, Statistic};
+pub use logger_hook::{experiment_name, LoggerPolicy};
+pub use processor::{LogConfigError, LogContext, LogProcessor, Mode, Tag, TagValue};
+
+use crate::engine::work_dir::LocalTime;
+
+/// Logger name in the line prefix (MMEngine writes `mmengine`).
+pub const LOGGER_NAME: &str = "detc";
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Progress (every log line of the loops).
+    Info,
+    /// Something the user should look at.
+    Warning,
+    /// The run is failing.
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// `11/28 12:00:00 - detc - INFO - ` for a line logged at `time`.
+pub fn line_prefix(level: Level, time: &LocalTime) -> String {
+    format!(
+        "{:02}/{:02} {:02}:{:02}:{:02} - {LOGGER_NAME} - {} - ",
+        time.month,
+        time.day,
+        time.hour,
+        time.minute,
+        time.second,
+        level.as_str()
+    )
+}
+
+/// One `scalars.json` line: `json.dumps({**tag, 'step': step})` (a `step`
+/// already in `tag` wins, as `setdefault` does), without the newline.
+pub fn scalars_record(tag: &Tag, step: u64) -> String {
+    let mut items: Vec<String> = tag
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                TagValue::Float(x) => pyfmt::float_repr(*x),
+                TagValue::Int(i) => i.to_string(),
+            };
+            format!("{}: {v}", pyfmt::json_str(k))
+        })
+        .collect();
+    if !tag.contains_key("step") {
+        items.push(format!("\"step\": {step}"));
+    }
+    format!("{{{}}}", items.join(", "))
+}
+
+/// The text log and the scalar records of one run (rank 0): `<ts>.log`
+/// (also echoed to stdout) and `vis_data/scalars.json`, both appended.
+pub struct RunLog {
+    text: File,
+    scalars: File,
+    echo: bool,
+}
+
+impl RunLog {
+    /// Opens (creating) `log_file` and `scalars_file` for appending; `echo`
+    /// also prints each line on stdout.
+    pub fn open(log_file: &Path, scalars_file: &Path, echo: bool) -> io::Result<Self> {
+        let append = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
+        Ok(RunLog {
+            text: append(log_file)?,
+            scalars: append(scalars_file)?,
+            echo,
+        })
+    }
+
+    /// Writes `message` with the prefix of `level` at the current local time.
+    pub fn log(&mut self, level: Level, message: &str) -> io::Result<()> {
+        let line = format!("{}{message}\n", line_prefix(level, &LocalTime::now()));
+        if self.echo {
+            print!("{line}");
+        }
+        self.text.write_all(line.as_bytes())
+    }
+
+    /// `log(Level::Info, message)`.
+    pub fn info(&mut self, message: &str) -> io::Result<()> {
+        self.log(Level::Info, message)
+    }
+
+    /// Appends one `scalars.json` record (LoggerHook: `step = runner.iter + 1`
+    /// after a train iteration; the epoch (or iteration) after validation).
+    pub fn add_scalars(&mut self, tag: &Tag, step: u64) -> io::Result<()> {
+        writeln!(self.scalars, "{}", scalars_record(tag, step))
+    }
+}
+
+#[cfg(test)]
+mod tests;

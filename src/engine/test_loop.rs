@@ -1,0 +1,216 @@
+//! `detc-engine test`: MMDetection's `tools/test.py` — the `TestLoop` over
+//! `test_dataloader` with the trained weights of a checkpoint, the
+//! `test_evaluator` metrics logged as MMEngine logs them, and (with `--out`)
+//! the detections written as COCO results files that `detc eval` reads.
+
+use std::path::{Path, PathBuf};
+
+use detc::data::samplers::Shard;
+use detc::evaluation::metric::CocoMetric;
+use detc::registry::data::CocoMetricConfig;
+use serde_json::Value;
+use tch::{nn, Device};
+
+use super::data::DataParts;
+use super::evaluate::evaluate;
+use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
+use super::work_dir::{LocalTime, WorkDir};
+use crate::models::data_preprocessors::DetDataPreprocessor;
+use crate::models::detectors::{self, Detector};
+use crate::models::weights::load_state_dict;
+
+/// `detc-engine test` arguments (the light `detc test` resolves the work dir).
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// The checkpoint with the trained weights (`.pth` or safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The work dir; the log goes to `WORK_DIR/<timestamp>/`.
+    #[arg(long)]
+    pub work_dir: PathBuf,
+    /// Write the detections as COCO results: `OUT.bbox.json` (and
+    /// `OUT.segm.json` with masks), `OUT` without its `.json`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// The device of `--device`, else CUDA when available.
+pub fn device(name: Option<&str>) -> Result<Device, String> {
+    match name {
+        None => Ok(Device::cuda_if_available()),
+        Some("cpu") => Ok(Device::Cpu),
+        Some("cuda") if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        Some("cuda") => {
+            Err("--device cuda: the engine sees no CUDA device (see `detc env`)".into())
+        }
+        Some(other) => Err(format!("--device {other}: expected `cpu` or `cuda`")),
+    }
+}
+
+/// The first `CocoMetric` of an evaluator section (one dict or a list).
+pub fn coco_metric_config(section: &Value, name: &str) -> Result<CocoMetricConfig, String> {
+    let first = match section {
+        Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    match first.get("type").and_then(Value::as_str) {
+        Some("CocoMetric") => {}
+        other => {
+            return Err(format!(
+                "{name}: detc evaluates with CocoMetric, not {other:?}"
+            ))
+        }
+    }
+    let mut cfg = first;
+    cfg.as_object_mut().map(|o| o.remove("type"));
+    serde_json::from_value(cfg).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Runs the test loop; returns the exit code.
+pub fn test(config: &Value, args: &TestArgs) -> i32 {
+    match run(config, args) {
+        Ok(()) => 0,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
+    let input = |m: String| (1, m);
+    let runtime = |m: String| (3, m);
+    let device = device(args.device.as_deref()).map_err(input)?;
+    let model_cfg = config
+        .get("model")
+        .ok_or_else(|| input("the config has no `model:` section".into()))?;
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let Detector::Sparse(model) =
+        detectors::build(model_cfg, vs.root()).map_err(|e| input(e.to_string()))?;
+    let ckpt = detc::checkpoint::load(&args.checkpoint).map_err(|e| input(e.to_string()))?;
+    let report = load_state_dict(&vs, "", &ckpt.state_dict)
+        .map_err(|e| input(format!("{}: {e}", args.checkpoint.display())))?;
+    vs.set_device(device);
+    let pre_cfg = model
+        .data_preprocessor
+        .as_ref()
+        .ok_or_else(|| input("model.data_preprocessor is needed (DetDataPreprocessor)".into()))?;
+    let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(|e| input(e.to_string()))?;
+    let section = config
+        .get("test_dataloader")
+        .ok_or_else(|| input("the config has no `test_dataloader`".into()))?;
+    let cwd = std::env::current_dir().map_err(|e| runtime(e.to_string()))?;
+    let mut data = DataParts::build("test_dataloader", section, &cwd, Shard::SINGLE, 0)
+        .map_err(|e| input(e.to_string()))?;
+    let mut metric_cfg = coco_metric_config(
+        config.get("test_evaluator").unwrap_or(&Value::Null),
+        "test_evaluator",
+    )
+    .map_err(input)?;
+    if let Some(out) = &args.out {
+        metric_cfg.outfile_prefix = Some(out_prefix(out));
+    }
+    let mut metric =
+        CocoMetric::new(&metric_cfg, data.dataset.classes()).map_err(|e| input(e.to_string()))?;
+
+    let ts = LocalTime::now().timestamp();
+    let work_dir = WorkDir::create(&args.work_dir, &ts)
+        .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
+    let mut log = RunLog::open(&work_dir.log_file(), &work_dir.scalars_file(), true)
+        .map_err(|e| runtime(format!("{}: {e}", work_dir.log_dir().display())))?;
+    let write_err = |e: std::io::Error| runtime(format!("writing the log: {e}"));
+    if let Some(warning) = report.warning() {
+        log.log(
+            Level::Warning,
+            &format!("{}: {warning}", args.checkpoint.display()),
+        )
+        .map_err(write_err)?;
+    }
+    log.info(&format!(
+        "Load checkpoint from {}",
+        args.checkpoint.display()
+    ))
+    .map_err(write_err)?;
+    let processor = log_processor(config).map_err(input)?;
+    let mut hub = ScalarHub::new(processor.history_len(1, data.len()));
+    let interval = logger_interval(config);
+    let ctx = |batch_idx: usize, len: usize, eta: Option<f64>| LogContext {
+        mode: Mode::Test,
+        batch_idx,
+        dataloader_len: len,
+        epoch: 0,
+        iter: 0,
+        max_epochs: 0,
+        max_iters: 0,
+        has_train_loop: false,
+        eta,
+        memory_mb: None,
+    };
+    let mut log_failure = None;
+    let results = evaluate(&model, &pre, &mut data, &mut metric, |p| {
+        hub.update("test/data_time", p.data_time);
+        hub.update("test/time", p.time);
+        if (p.index + 1) % interval == 0 {
+            let mean = hub
+                .get("test/time")
+                .and_then(|b| b.mean(None))
+                .unwrap_or(0.0);
+            let eta = mean * (p.total - p.index - 1) as f64;
+            let line = processor
+                .log_after_iter(&hub, &ctx(p.index, p.total, Some(eta)))
+                .1;
+            if let Err(e) = log.info(&line) {
+                log_failure.get_or_insert(e);
+            }
+        }
+    })
+    .map_err(|e| runtime(e.to_string()))?;
+    if let Some(e) = log_failure {
+        return Err(write_err(e));
+    }
+    for line in &results.log {
+        log.info(line).map_err(write_err)?;
+    }
+    for (key, value) in &results.values {
+        hub.update(&format!("test/{key}"), *value);
+    }
+    let (tag, line) = processor.log_after_epoch(&hub, &ctx(data.len() - 1, data.len(), None));
+    log.info(&line).map_err(write_err)?;
+    log.add_scalars(&tag, 0).map_err(write_err)?;
+    for file in &results.files {
+        log.info(&format!("results written to {}", file.display()))
+            .map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// `--out results.json` → the prefix `results` (CocoMetric appends `.bbox.json`, `.segm.json`).
+fn out_prefix(out: &Path) -> String {
+    let s = out.to_string_lossy();
+    s.strip_suffix(".json").unwrap_or(&s).to_string()
+}
+
+/// The config's `log_processor` (MMEngine's defaults when absent).
+pub fn log_processor(config: &Value) -> Result<LogProcessor, String> {
+    match config.get("log_processor") {
+        None | Some(Value::Null) => Ok(LogProcessor::new(10, true)),
+        Some(v) => {
+            let mut v = v.clone();
+            v.as_object_mut().map(|o| o.remove("type"));
+            let cfg = serde_json::from_value(v).map_err(|e| format!("log_processor: {e}"))?;
+            LogProcessor::from_config(&cfg).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// `default_hooks.logger.interval` (MMEngine's default 10).
+pub fn logger_interval(config: &Value) -> usize {
+    config
+        .pointer("/default_hooks/logger/interval")
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+        .max(1) as usize
+}
