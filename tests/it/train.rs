@@ -179,3 +179,140 @@ fn train_resume_exactly_then_test_and_eval() {
         );
     }
 }
+
+/// `(step, s5.loss_cls)` of every record of every run folder, unsorted and with repeats.
+fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if let (Some(step), Some(loss)) = (
+                v["step"].as_u64(),
+                v.get("s5.loss_cls").and_then(Value::as_f64),
+            ) {
+                out.push((step, loss));
+            }
+        }
+    }
+    out
+}
+
+/// A run killed with SIGKILL in the middle of an epoch (iteration
+/// checkpoints), then resumed with `--resume`, logs exactly the losses of the
+/// uninterrupted run at every step.
+#[test]
+fn sigkill_mid_epoch_then_resume_is_exact() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    detc(dir.path())
+        .args([
+            "data",
+            "shapes",
+            "data/shapes",
+            "--train",
+            "8",
+            "--val",
+            "4",
+        ])
+        .assert()
+        .success();
+    let config = root().join("configs/demo/queryinst_r18_shapes.yaml");
+    let by_iter = [
+        "default_hooks.checkpoint.by_epoch=False",
+        "val_dataloader=None",
+        "val_evaluator=None",
+        "val_cfg=None",
+    ];
+    let args = |work_dir: &str, epochs: &str| -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "run".into(),
+            config.to_string_lossy().into(),
+            "--work-dir".into(),
+            work_dir.into(),
+        ];
+        a.push("--cfg-options".into());
+        a.extend(TINY.iter().chain(&by_iter).map(|s| s.to_string()));
+        a.push(format!("train_cfg.max_epochs={epochs}"));
+        a
+    };
+    let bin = snapbox::cmd::cargo_bin!("detc");
+    let engine = env!("CARGO_BIN_EXE_detc-engine");
+    let status = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .env("DETC_ENGINE", engine)
+        .args(args("straight", "3"))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // Kill the whole process group (detc and its engine) once iteration 3
+    // (the first of epoch 2) is saved.
+    let mut child = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .env("DETC_ENGINE", engine)
+        .args(args("killed", "3"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let marker = dir.path().join("killed/iter_3.pth");
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed().as_secs() < 300, "iter_3.pth never appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        !dir.path().join("killed/iter_6.pth").exists(),
+        "the run finished before the kill"
+    );
+
+    let resumed = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .env("DETC_ENGINE", engine)
+        .args(args("killed", "3"))
+        .arg("--resume")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let log = String::from_utf8_lossy(&resumed.stdout);
+    assert!(log.contains("resumed from"), "{log}");
+
+    let straight: std::collections::HashMap<u64, f64> = all_records(&dir.path().join("straight"))
+        .into_iter()
+        .collect();
+    assert_eq!(straight.len(), 6);
+    let killed = all_records(&dir.path().join("killed"));
+    let steps: std::collections::BTreeSet<u64> = killed.iter().map(|r| r.0).collect();
+    assert_eq!(
+        steps.len(),
+        6,
+        "every step logged by the killed and the resumed run: {killed:?}"
+    );
+    for (step, loss) in killed {
+        assert_eq!(
+            loss, straight[&step],
+            "step {step}: the interrupted run logged another loss"
+        );
+    }
+}
