@@ -37,25 +37,10 @@ fn run(dir: &Path, work_dir: &str, epochs: u32, resume: bool) {
         .success();
 }
 
-/// The `scalars.json` records of every run folder of `work_dir`, by step.
+/// The `(step, s5.loss_cls)` records of every run folder of `work_dir`, by step.
 fn losses_by_step(work_dir: &Path) -> Vec<(u64, f64)> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
-        let scalars = entry.path().join("vis_data/scalars.json");
-        let Ok(text) = std::fs::read_to_string(&scalars) else {
-            continue;
-        };
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            if let (Some(step), Some(loss)) = (
-                v["step"].as_u64(),
-                v.get("s5.loss_cls").and_then(Value::as_f64),
-            ) {
-                out.push((step, loss));
-            }
-        }
-    }
-    out.sort_by_key(|a| a.0);
+    let mut out = all_records(work_dir);
+    out.sort_by_key(|r| r.0);
     out
 }
 

@@ -261,14 +261,9 @@ impl SparseRoIHead {
             return Err(ModelError::new(NAME, "training needs model.train_cfg.rcnn"));
         }
         let img_shapes = img_shapes(samples)?;
-        let feats: Vec<Tensor> = proposals
-            .iter()
-            .map(|p| p.features.f_unsqueeze(0))
-            .collect::<Result<_, _>>()?;
-        let mut object_feats = Tensor::f_cat(&feats, 0)?;
         let whwh: Vec<&Tensor> = proposals.iter().map(|p| &p.imgs_whwh).collect();
         let imgs_whwh = Tensor::f_cat(&whwh, 0)?;
-        let mut boxes: Vec<Tensor> = proposals.into_iter().map(|p| p.bboxes).collect();
+        let (mut object_feats, mut boxes) = initial_state(proposals)?;
         let mut losses = IndexMap::new();
         for stage in 0..self.num_stages() {
             let weight = self.stage_loss_weights[stage];
@@ -371,12 +366,7 @@ impl SparseRoIHead {
             .as_ref()
             .ok_or_else(|| ModelError::new(NAME, "prediction needs model.test_cfg.rcnn"))?;
         let img_shapes = img_shapes(samples)?;
-        let feats: Vec<Tensor> = proposals
-            .iter()
-            .map(|p| p.features.f_unsqueeze(0))
-            .collect::<Result<_, _>>()?;
-        let mut object_feats = Tensor::f_cat(&feats, 0)?;
-        let mut boxes: Vec<Tensor> = proposals.into_iter().map(|p| p.bboxes).collect();
+        let (mut object_feats, mut boxes) = initial_state(proposals)?;
         let mut last = None;
         for stage in 0..self.num_stages() {
             let out = self.bbox_forward(stage, x, &boxes, &object_feats, &img_shapes, false)?;
@@ -473,6 +463,17 @@ fn build_mask_head(cfg: &MaskHeadCfg, p: &nn::Path) -> ModelResult<DynamicMaskHe
             format!("mask_head {other:?} is not supported (only DynamicMaskHead)"),
         )),
     }
+}
+
+/// The first stage's inputs: the object features (N, P, C) and each image's
+/// (P, 4) boxes.
+fn initial_state(proposals: Vec<Proposals>) -> ModelResult<(Tensor, Vec<Tensor>)> {
+    let feats: Vec<Tensor> = proposals
+        .iter()
+        .map(|p| p.features.f_unsqueeze(0))
+        .collect::<Result<_, _>>()?;
+    let boxes = proposals.into_iter().map(|p| p.bboxes).collect();
+    Ok((Tensor::f_cat(&feats, 0)?, boxes))
 }
 
 /// `img_shape` `(h, w)` of each sample.
