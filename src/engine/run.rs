@@ -13,6 +13,25 @@ pub fn unbuildable(config: &Value) -> Vec<(String, String)> {
     missing
 }
 
+/// Prints the components of `value` (found at `prefix`) without a builder,
+/// aligned; returns whether there were any (then nothing may run).
+pub fn report_unbuildable(value: &Value, prefix: &str) -> bool {
+    let missing = unbuildable(value);
+    if missing.is_empty() {
+        return false;
+    }
+    eprintln!(
+        "error: {} component(s) of this config have no builder in detc yet; nothing was run:",
+        missing.len()
+    );
+    let paths: Vec<String> = missing.iter().map(|(p, _)| join(prefix, p)).collect();
+    let width = paths.iter().map(String::len).max().unwrap_or(0);
+    for (path, (_, name)) in paths.iter().zip(&missing) {
+        eprintln!("  {path:<width$}  {name}");
+    }
+    true
+}
+
 fn walk(value: &Value, path: String, missing: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {

@@ -19,15 +19,7 @@ pub fn summary(config: &Value, opts: &Options) -> i32 {
         eprintln!("error: the config has no `model:` section");
         return 1;
     };
-    let missing = crate::engine::run::unbuildable(model);
-    if !missing.is_empty() {
-        eprintln!(
-            "error: {} component(s) of this model have no builder in detc yet:",
-            missing.len()
-        );
-        for (path, name) in &missing {
-            eprintln!("  model.{path}  {name}");
-        }
+    if crate::engine::run::report_unbuildable(model, "model") {
         return 1;
     }
     let vs = nn::VarStore::new(Device::Cpu);

@@ -87,11 +87,13 @@ pub fn save(
 pub fn load(path: &Path) -> ModelResult<(IndexMap<String, TensorData>, TrainState)> {
     let err = |m: String| ModelError::new("resume", format!("{}: {m}", path.display()));
     let ckpt = checkpoint::load(path).map_err(|e| err(e.to_string()))?;
-    let get = |key: &str| lookup(&ckpt.other, key).cloned();
+    let get = |key: &str| ckpt.other.get(key).cloned();
     let meta = get("meta").ok_or_else(|| err("no `meta`: not a training checkpoint".into()))?;
-    let int = |key: &str| match lookup(&meta, key) {
-        Some(Value::Int(i)) => Ok(*i as u64),
-        _ => Err(err(format!("meta has no integer `{key}`"))),
+    let int = |key: &str| {
+        meta.get(key)
+            .and_then(Value::as_int)
+            .map(|i| i as u64)
+            .ok_or_else(|| err(format!("meta has no integer `{key}`")))
     };
     let position = Position {
         epoch: int("epoch")?,
@@ -117,17 +119,6 @@ fn dict(items: Vec<(&str, Value)>) -> Value {
             .map(|(k, v)| (Value::Str(k.into()), v))
             .collect(),
     )
-}
-
-/// `d[key]` of a pickled dict.
-pub fn lookup<'v>(d: &'v Value, key: &str) -> Option<&'v Value> {
-    match d {
-        Value::Dict(items) => items
-            .iter()
-            .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
 }
 
 /// JSON into pickle values (floats stay binary f64, so they round-trip exactly).

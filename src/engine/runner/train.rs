@@ -11,7 +11,7 @@ use detc::registry::models::common::OneOrMany;
 use detc::registry::refs::{OptimWrapperCfg, ParamSchedulerCfg};
 use indexmap::IndexMap;
 use serde_json::{json, Value};
-use tch::{nn, Device, Kind};
+use tch::{nn, Device, Kind, Tensor};
 
 use super::state::{self, Position, TrainState};
 use super::RunArgs;
@@ -43,16 +43,7 @@ fn runtime(m: impl std::fmt::Display) -> Failure {
 
 /// Runs training; returns the exit code.
 pub fn run(config: &Value, args: &RunArgs) -> i32 {
-    let missing = crate::engine::run::unbuildable(config);
-    if !missing.is_empty() {
-        eprintln!(
-            "error: {} component(s) of this config have no builder in detc yet; nothing was run:",
-            missing.len()
-        );
-        let width = missing.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-        for (path, name) in &missing {
-            eprintln!("  {path:<width$}  {name}");
-        }
+    if crate::engine::run::report_unbuildable(config, "") {
         return 1;
     }
     if config
@@ -120,7 +111,6 @@ struct Runner {
     lp: LoopCfg,
     seed: u64,
     position: Position,
-    device: Device,
 }
 
 impl Runner {
@@ -275,7 +265,6 @@ impl Runner {
                 iter: 0,
                 batch: 0,
             },
-            device,
         };
         if args.resume && resume_from.is_none() {
             runner.info("Did not find last_checkpoint to be resumed.")?;
@@ -367,7 +356,9 @@ impl Runner {
                 let det = self.pre.forward(batch.samples, true).map_err(input)?;
                 let losses = self.model.loss(&det, &|n| Ok(n)).map_err(runtime)?;
                 let total = detectors::parse_losses(&losses).map_err(runtime)?;
-                let value = f64::from(f32::try_from(&total).map_err(runtime)?);
+                // One device-to-host copy for the total and every logged term.
+                let values = host_values(&total, &losses).map_err(runtime)?;
+                let value = values[0];
                 if !value.is_finite() {
                     return Err(runtime(format!("the loss is {value} at epoch {} iteration {}: training diverged (lower the learning rate or check the data)", epoch + 1, iter + 1)));
                 }
@@ -376,14 +367,8 @@ impl Runner {
                     self.hub.update("train/grad_norm", g);
                 }
                 self.hub.update("train/loss", value);
-                for (k, v) in &losses {
-                    self.hub.update(
-                        &format!("train/{k}"),
-                        f64::from(
-                            f32::try_from(v.f_mean(Kind::Float).map_err(runtime)?)
-                                .map_err(runtime)?,
-                        ),
-                    );
+                for (k, v) in losses.keys().zip(&values[1..]) {
+                    self.hub.update(&format!("train/{k}"), *v);
                 }
                 let now = Instant::now();
                 self.hub.update("train/time", (now - last).as_secs_f64());
@@ -582,7 +567,6 @@ impl Runner {
         for path in &out.saved {
             self.info(&format!("Saving checkpoint at {}", path.display()))?;
         }
-        let _ = self.device;
         Ok(())
     }
 }
@@ -590,6 +574,23 @@ impl Runner {
 fn typed_ref<T: serde::de::DeserializeOwned>(v: Option<&Value>, name: &str) -> Result<T, Failure> {
     let v = v.ok_or_else(|| input(format!("the config has no `{name}`")))?;
     serde_json::from_value(v.clone()).map_err(|e| input(format!("{name}: {e}")))
+}
+
+/// `[total, each entry of losses]` as host numbers (each entry's mean, as
+/// MMEngine's `parse_losses` logs it), copied from the device in one go.
+fn host_values(
+    total: &Tensor,
+    losses: &IndexMap<String, Tensor>,
+) -> Result<Vec<f64>, tch::TchError> {
+    let mut parts = vec![total.f_detach()?.f_to_kind(Kind::Float)?.f_reshape([1])?];
+    for v in losses.values() {
+        parts.push(v.f_detach()?.f_mean(Kind::Float)?.f_reshape([1])?);
+    }
+    let all = Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?;
+    Ok(Vec::<f32>::try_from(&all)?
+        .into_iter()
+        .map(f64::from)
+        .collect())
 }
 
 /// libtorch's seed for iteration `iter` (splitmix64 of the run seed and the iteration).
