@@ -69,8 +69,21 @@ fn parse_iterable(id: SourceId, val: &[(char, usize)], end_offset: usize) -> Res
         _ if !val.iter().any(|c| c.0 == ',') => return Ok(Node::new(parse_scalar(&val), span)),
         _ => (&val[..], false),
     };
-    let _ = is_list;
     check_balanced(id, inner, span)?;
+    // Unbracketed, with every comma inside brackets (`dict(a=1,b=2)`): the
+    // value is one item, itself. DictAction recurses on it until Python's
+    // recursion limit; say what to write instead.
+    if !is_list && next_comma(inner) == inner.len() {
+        let text: String = inner.iter().map(|c| c.0).collect();
+        let help = if text.starts_with("dict(") {
+            "DictAction has no `dict(...)`: set the keys one by one, e.g. `optim_wrapper.optimizer.type=SGD optim_wrapper.optimizer.lr=0.01`"
+        } else {
+            "a value with commas is a list: bracket it, e.g. `a=[1,2]`, or quote a string without commas"
+        };
+        return Err(vec![Diagnostic::error("detc::config::bad_override", "this override value cannot be parsed")
+            .label(span, "not a number, a string, or a list")
+            .help(help)]);
+    }
     let mut items = vec![];
     let mut rest = inner;
     while !rest.is_empty() {
@@ -261,6 +274,18 @@ mod tests {
         assert_eq!(parse("a=hello world"), json!("helloworld"));
         assert_eq!(parse("a=1_000"), json!(1000));
         assert_eq!(parse("a="), json!(""));
+    }
+
+    /// `dict(...)` and `f(a,b)` are one unbracketed item equal to the whole
+    /// value, on which DictAction recurses without end: a diagnostic, no overflow.
+    #[test]
+    fn call_syntax_is_an_error_not_a_recursion() {
+        for option in ["a=dict(type=SGD,lr=0.1)", "a=f(1,2)", "a=[dict(b=1,c=2)]"] {
+            let mut sources = Sources::default();
+            let errors = parse_all(&[option.to_string()], &mut sources).unwrap_err();
+            assert_eq!(errors.len(), 1, "{option}");
+        }
+        assert_eq!(parse("a=dict(b=1)"), serde_json::json!("dict(b=1)"));
     }
 
     #[test]
