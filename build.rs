@@ -1,11 +1,17 @@
-//! Link settings for the engine binary only (the light `detc` binary must not
+//! Build settings for the engine only (the light `detc` binary must not
 //! link libtorch):
 //! - an rpath to the torch `lib` folder, so no `LD_LIBRARY_PATH` is needed
 //!   (for every target that links libtorch);
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
-//!   otherwise nothing refers to them and CUDA is never found at run time.
+//!   otherwise nothing refers to them and CUDA is never found at run time;
+//! - the C++ shim of `src/engine/native` (autocast and CUDA memory
+//!   statistics, which tch does not bind), compiled against the libtorch
+//!   headers only (it reaches CUDA through c10's device-allocator interface,
+//!   so it needs neither the CUDA headers nor libc10_cuda).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+const SHIM: &str = "src/engine/native/shim.cpp";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -14,7 +20,9 @@ fn main() {
     }
     // Set by torch-sys (`links = "tch"`), the folder holding libtorch_cpu.so.
     let Some(lib_dir) = std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from) else {
-        println!("cargo:warning=torch-sys did not report its lib folder; detc-engine gets no rpath");
+        println!(
+            "cargo:warning=torch-sys did not report its lib folder; detc-engine gets no rpath"
+        );
         return;
     };
     let bin = "detc-engine";
@@ -23,7 +31,9 @@ fn main() {
     // from libtorch, no NEEDED entry (checked by tests/it/binaries.rs).
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed");
+        println!(
+            "cargo:rustc-link-arg-bin={bin}=-Wl,--no-as-needed,-ltorch_cuda,-lc10_cuda,--as-needed"
+        );
     }
     let version = std::fs::read_to_string(lib_dir.join("../version.py")).unwrap_or_default();
     let version = version
@@ -32,4 +42,32 @@ fn main() {
         .map(|v| v.trim_matches(['\'', '"']).to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=DETC_LIBTORCH_VERSION={version}");
+    build_shim(&lib_dir);
+}
+
+/// Compiles the shim with the flags torch-sys uses for its own C++ (C++17,
+/// the CXX11 ABI of the PyPI wheels) and links what it calls.
+fn build_shim(lib_dir: &Path) {
+    println!("cargo:rerun-if-changed={SHIM}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib_dir.join("../include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file(SHIM);
+    build.compile("detc_native");
+    // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,
+    // after us); `--as-needed` keeps them out of binaries that do not call
+    // the shim, such as `detc`.
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }

@@ -19,7 +19,9 @@
 //!   (the top-level dict, or its `state_dict`, else its `model`) and a leading
 //!   `module.` (DataParallel) is stripped from each name.
 //! - [`save_pth`] writes a state dict, with an optional MMEngine-style `meta`,
-//!   atomically (temporary file, fsync, rename).
+//!   atomically (temporary file `.<name>.tmp<pid>`, fsync, rename); a
+//!   successful write also deletes the temporary files of the same name
+//!   that a killed writer left ([`remove_abandoned_temps`]).
 //! - [`compare`] matches a loaded state dict with a model's names and
 //!   shapes: missing and unexpected keys (MMEngine's warning) and shape
 //!   mismatches (errors in detc).
@@ -44,7 +46,7 @@ use indexmap::IndexMap;
 pub use keys::{compare, KeyReport, ShapeMismatch};
 pub use pickle::Value;
 pub use tensor::{DType, TensorData};
-pub use writer::{save_checkpoint, save_pth};
+pub use writer::{remove_abandoned_temps, save_checkpoint, save_pth};
 
 /// A loaded checkpoint.
 #[derive(Debug, Clone, PartialEq)]

@@ -149,6 +149,7 @@ pub(crate) fn write_atomically(
         let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
         drop(file);
+        pause_before_rename(path);
         std::fs::rename(&temp, path)?;
         // Make the rename itself durable (best effort: not every platform can open a folder).
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -156,6 +157,7 @@ pub(crate) fn write_atomically(
                 let _ = dir.sync_all();
             }
         }
+        remove_abandoned_temps(path);
         Ok(())
     })();
     result.map_err(|e: io::Error| {
@@ -164,11 +166,87 @@ pub(crate) fn write_atomically(
     })
 }
 
+/// The variable of [`pause_before_rename`].
+const PAUSE_IN_SAVE_VAR: &str = "DETC_TEST_PAUSE_IN_SAVE";
+
+/// A test aid (fault injection), not a setting: with
+/// `DETC_TEST_PAUSE_IN_SAVE=<file name>:<millis>` in the environment, the
+/// atomic write of a file of that name sleeps that long after its temporary
+/// file is written and fsynced and before the rename, so that a test can
+/// kill the process exactly there (tests/it/kill_save.rs). Read once per
+/// process; unset, malformed or naming another file, it does nothing.
+fn pause_before_rename(path: &Path) {
+    static PAUSE: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        let value = std::env::var(PAUSE_IN_SAVE_VAR).ok()?;
+        let (name, millis) = value.rsplit_once(':')?;
+        Some((name.to_string(), millis.parse().ok()?))
+    });
+    if let Some((name, millis)) = pause {
+        if path.file_name().is_some_and(|n| n == name.as_str()) {
+            std::thread::sleep(std::time::Duration::from_millis(*millis));
+        }
+    }
+}
+
+/// `.<name>.tmp<pid>` beside `path`: hidden, never named like a checkpoint,
+/// and distinct per process.
 fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}{}", temp_prefix(path), std::process::id()))
+}
+
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+    format!(".{name}.tmp")
+}
+
+/// Deletes the temporary files of `path` that dead processes left behind
+/// (`.<name>.tmp<pid>`): a writer killed between creating its temporary
+/// file and the rename. Called once `path` has been replaced. The temporary
+/// file of a process that may still run (another rank writing the same
+/// file) is kept, so its rename still succeeds. Best effort: a file that
+/// cannot be listed or removed stays, and the write still succeeds.
+pub fn remove_abandoned_temps(path: &Path) {
+    let prefix = temp_prefix(path);
+    let ours = std::process::id().to_string();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && pid != ours
+            && !may_be_running(pid)
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` may still run: false only when `/proc` shows it
+/// gone or a zombie; true where there is no `/proc` to ask.
+fn may_be_running(pid: &str) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state letter follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
 }
 
 /// Pickle protocol 2, in the shapes torch's own pickler produces.
@@ -360,5 +438,49 @@ impl<'t> Pickler<'t> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A save killed before its rename leaves `.<name>.tmp<pid>`; the next
+    /// successful save of that name deletes it, and keeps the temporary
+    /// files of running processes and of other names.
+    #[test]
+    #[cfg(target_os = "linux")] // the liveness of a pid comes from /proc
+    fn a_save_deletes_the_temps_a_killed_save_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let write =
+            |name: &str| std::fs::write(dir.path().join(name), b"PK\x03\x04partial").unwrap();
+        // pid 1 runs; 4194305 is above Linux's largest pid (2^22).
+        let kept = [
+            ".iter_4.pth.tmp",
+            ".iter_4.pth.tmp1",
+            ".iter_5.pth.tmp4194305",
+            ".iter_4.pth.tmpx1",
+            "iter_3.pth",
+        ];
+        for name in kept
+            .iter()
+            .chain(&[".iter_4.pth.tmp4194305", ".iter_4.pth.tmp4194306"])
+        {
+            write(name);
+        }
+        let target = dir.path().join("iter_4.pth");
+        let state_dict = IndexMap::new();
+        save_pth(&target, &state_dict, None).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = kept.iter().map(|s| s.to_string()).collect();
+        want.push("iter_4.pth".into());
+        want.sort();
+        assert_eq!(names, want);
+        assert!(super::super::load(&target).unwrap().state_dict.is_empty());
     }
 }

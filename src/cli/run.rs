@@ -15,7 +15,8 @@ pub struct Args {
     /// Resume: alone, from the work dir's newest checkpoint (`last_checkpoint`); with a path, from that file.
     #[arg(long, num_args = 0..=1, value_name = "CHECKPOINT")]
     resume: Option<Option<PathBuf>>,
-    /// Mixed precision (`AmpOptimWrapper`); not supported yet.
+    /// Mixed precision: `optim_wrapper.type=AmpOptimWrapper` with `loss_scale=dynamic`
+    /// (float16 autocast on CUDA, bfloat16 on the CPU).
     #[arg(long)]
     amp: bool,
     /// Scale the learning rate by the batch size (`auto_scale_lr.base_batch_size`).
@@ -26,10 +27,20 @@ pub struct Args {
     device: Option<String>,
 }
 
-pub fn exec(args: Args) -> std::io::Result<i32> {
+/// What `--amp` sets.
+const AMP_OPTIONS: [&str; 2] = [
+    "optim_wrapper.type=AmpOptimWrapper",
+    "optim_wrapper.loss_scale=dynamic",
+];
+
+pub fn exec(mut args: Args) -> std::io::Result<i32> {
     if args.amp {
-        eprintln!("error: --amp: mixed precision (AmpOptimWrapper) is not supported yet; train without it");
-        return Ok(super::EXIT_USAGE);
+        // mmdet tools/train.py: `cfg.optim_wrapper.type = 'AmpOptimWrapper'` and
+        // `loss_scale = 'dynamic'`, after the --cfg-options; as overrides they
+        // are checked with the rest of the config.
+        args.config
+            .cfg_options
+            .extend(AMP_OPTIONS.map(String::from));
     }
     let Some(tree) = super::compile_checked(&args.config) else {
         return Ok(super::EXIT_INPUT);

@@ -1,6 +1,7 @@
 //! `detc test CONFIG CHECKPOINT`: MMDetection's `tools/test.py`. The config
 //! is compiled and checked here; `detc-engine test` runs the test loop with
-//! the checkpoint's weights and logs the `test_evaluator` metrics.
+//! the checkpoint's weights and logs the `test_evaluator` metrics; `--out`
+//! and `--show-dir` also write the detections and drawings of them.
 
 use std::path::PathBuf;
 
@@ -17,6 +18,10 @@ pub struct Args {
     /// Also write the detections as COCO results (`OUT.bbox.json`, `OUT.segm.json`) for `detc eval`.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Draw every test image (ground truth left, predictions scoring above
+    /// `default_hooks.visualization.score_thr` right) as `WORK_DIR/<timestamp>/SHOW_DIR/<image name>`.
+    #[arg(long)]
+    show_dir: Option<PathBuf>,
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     device: Option<String>,
@@ -36,6 +41,9 @@ pub fn exec(args: Args) -> std::io::Result<i32> {
     ];
     if let Some(out) = args.out {
         engine_args.extend(["--out".into(), out.into_os_string()]);
+    }
+    if let Some(dir) = args.show_dir {
+        engine_args.extend(["--show-dir".into(), dir.into_os_string()]);
     }
     if let Some(device) = args.device {
         engine_args.extend(["--device".into(), device.into()]);

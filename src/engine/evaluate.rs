@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use detc::data::samplers::BatchIter;
+use detc::data::SampleMeta;
 use detc::evaluation::mask::Rle;
 use detc::evaluation::metric::{CocoMetric, ImagePrediction, MetricResults};
 use tch::Kind;
@@ -72,7 +73,22 @@ pub fn evaluate(
     pre: &DetDataPreprocessor,
     data: &mut DataParts,
     metric: &mut CocoMetric,
+    on_batch: impl FnMut(&EvalProgress),
+) -> ModelResult<MetricResults> {
+    evaluate_with_predictions(model, pre, data, metric, on_batch, |_, _| Ok(()))
+}
+
+/// [`evaluate`], also handing each batch's predictions (original-image
+/// pixels) with the samples' meta information to `on_predictions` before the
+/// metric takes them (`after_test_iter` of MMDetection's visualization hook);
+/// an error it returns stops the loop.
+pub fn evaluate_with_predictions(
+    model: &SparseRCNN,
+    pre: &DetDataPreprocessor,
+    data: &mut DataParts,
+    metric: &mut CocoMetric,
     mut on_batch: impl FnMut(&EvalProgress),
+    mut on_predictions: impl FnMut(&[SampleMeta], &[ImagePrediction]) -> Result<(), String>,
 ) -> ModelResult<MetricResults> {
     let total = data.len();
     let batches: BatchIter = data.batches(0, 0);
@@ -80,20 +96,17 @@ pub fn evaluate(
     for (index, batch) in data.loader.epoch(0, batches, 0).enumerate() {
         let batch = batch.map_err(|e| ModelError::new("dataloader", e.to_string()))?;
         let data_time = batch.data_time.as_secs_f64();
-        let ids: Vec<i64> = batch
-            .samples
-            .iter()
-            .map(|s| s.meta.img_id.unwrap_or(0) as i64)
-            .collect();
+        let metas: Vec<SampleMeta> = batch.samples.iter().map(|s| s.meta.clone()).collect();
         let det_batch = pre
             .forward(batch.samples, false)
             .map_err(|e| ModelError::new("data_preprocessor", e.to_string()))?;
         let dets = tch::no_grad(|| model.predict(&det_batch, true))?;
-        let preds = ids
+        let preds = metas
             .iter()
             .zip(&dets)
-            .map(|(&id, d)| to_prediction(id, d))
+            .map(|(meta, d)| to_prediction(meta.img_id.unwrap_or(0) as i64, d))
             .collect::<ModelResult<Vec<_>>>()?;
+        on_predictions(&metas, &preds).map_err(|e| ModelError::new("DetVisualizationHook", e))?;
         metric.process(preds, vec![]);
         let now = Instant::now();
         on_batch(&EvalProgress {

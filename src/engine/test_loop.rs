@@ -1,18 +1,26 @@
 //! `detc-engine test`: MMDetection's `tools/test.py` — the `TestLoop` over
 //! `test_dataloader` with the trained weights of a checkpoint, the
-//! `test_evaluator` metrics logged as MMEngine logs them, and (with `--out`)
-//! the detections written as COCO results files that `detc eval` reads.
+//! `test_evaluator` metrics logged as MMEngine logs them, (with `--out`)
+//! the detections written as COCO results files that `detc eval` reads, and
+//! (with `--show-dir`) every test image drawn with its ground truth and
+//! predictions. On a terminal a progress bar shows the loop's ETA.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use detc::data::samplers::Shard;
+use detc::data::{DataInfo, SampleMeta};
 use detc::evaluation::metric::CocoMetric;
+use detc::evaluation::metric::ImagePrediction;
 use detc::registry::data::CocoMetricConfig;
+use detc::visualization::ShowDir;
 use serde_json::Value;
 use tch::{nn, Device};
 
 use super::data::DataParts;
-use super::evaluate::evaluate;
+use super::evaluate::evaluate_with_predictions;
+use super::logging::progress::ProgressBar;
 use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
 use super::work_dir::{LocalTime, WorkDir};
 use crate::models::data_preprocessors::DetDataPreprocessor;
@@ -32,6 +40,10 @@ pub struct TestArgs {
     /// `OUT.segm.json` with masks), `OUT` without its `.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Draw every test image (ground truth left, predictions right) into
+    /// `WORK_DIR/<timestamp>/SHOW_DIR/`.
+    #[arg(long)]
+    pub show_dir: Option<PathBuf>,
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     pub device: Option<String>,
@@ -117,6 +129,14 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         CocoMetric::new(&metric_cfg, data.dataset.classes()).map_err(|e| input(e.to_string()))?;
 
     let ts = LocalTime::now().timestamp();
+    let show = ShowDir::from_config(
+        config,
+        args.show_dir.as_deref(),
+        &args.work_dir.join(&ts),
+        data.dataset.classes(),
+    )
+    .map_err(input)?;
+    let records = show.as_ref().map(|_| records_by_path(&data));
     let work_dir = WorkDir::create(&args.work_dir, &ts)
         .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
     let mut log = RunLog::open(&work_dir.log_file(), &work_dir.scalars_file(), true)
@@ -147,27 +167,48 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         max_iters: 0,
         has_train_loop: false,
         eta,
-        memory_mb: None,
+        memory_mb: crate::engine::native::cuda_peak_memory_mb(device),
     };
     let mut log_failure = None;
-    let results = evaluate(&model, &pre, &mut data, &mut metric, |p| {
-        hub.update("test/data_time", p.data_time);
-        hub.update("test/time", p.time);
-        if (p.index + 1) % interval == 0 {
+    let mut bar = ProgressBar::new(data.len() as u64, "test");
+    let mut drawn = 0usize;
+    let draw = |metas: &[SampleMeta], preds: &[ImagePrediction]| -> Result<(), String> {
+        let (Some(show), Some(records)) = (&show, &records) else {
+            return Ok(());
+        };
+        for (meta, pred) in metas.iter().zip(preds) {
+            show.write(record_of(records, meta)?, pred)?;
+            drawn += 1;
+        }
+        Ok(())
+    };
+    let results = evaluate_with_predictions(
+        &model,
+        &pre,
+        &mut data,
+        &mut metric,
+        |p| {
+            hub.update("test/data_time", p.data_time);
+            hub.update("test/time", p.time);
             let mean = hub
                 .get("test/time")
                 .and_then(|b| b.mean(None))
                 .unwrap_or(0.0);
             let eta = mean * (p.total - p.index - 1) as f64;
-            let line = processor
-                .log_after_iter(&hub, &ctx(p.index, p.total, Some(eta)))
-                .1;
-            if let Err(e) = log.info(&line) {
-                log_failure.get_or_insert(e);
+            bar.set(p.index as u64 + 1, Some(eta));
+            if (p.index + 1) % interval == 0 {
+                let line = processor
+                    .log_after_iter(&hub, &ctx(p.index, p.total, Some(eta)))
+                    .1;
+                if let Err(e) = bar.suspend(|| log.info(&line)) {
+                    log_failure.get_or_insert(e);
+                }
             }
-        }
-    })
+        },
+        draw,
+    )
     .map_err(|e| runtime(e.to_string()))?;
+    bar.finish();
     if let Some(e) = log_failure {
         return Err(write_err(e));
     }
@@ -184,7 +225,35 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         log.info(&format!("results written to {}", file.display()))
             .map_err(write_err)?;
     }
+    if let Some(show) = &show {
+        log.info(&format!("{drawn} images drawn in {}", show.dir().display()))
+            .map_err(write_err)?;
+    }
     Ok(())
+}
+
+/// The dataset's records by image path (the visualization hook reads each
+/// sample's `img_path`, and its ground truth comes from the record).
+fn records_by_path(data: &DataParts) -> HashMap<PathBuf, Arc<DataInfo>> {
+    (0..data.dataset.len())
+        .map(|i| data.dataset.get(i))
+        .map(|r| (r.img_path.clone(), r))
+        .collect()
+}
+
+/// The record of a packed sample, found by its `img_path`.
+fn record_of<'a>(
+    records: &'a HashMap<PathBuf, Arc<DataInfo>>,
+    meta: &SampleMeta,
+) -> Result<&'a DataInfo, String> {
+    let path = meta.img_path.as_ref().ok_or(
+        "--show-dir reads each image again from its path: keep `img_path` in the test pipeline's \
+         PackDetInputs.meta_keys",
+    )?;
+    records
+        .get(path)
+        .map(Arc::as_ref)
+        .ok_or_else(|| format!("`{}` is not an image of the test dataset", path.display()))
 }
 
 /// `--out results.json` → the prefix `results` (CocoMetric appends `.bbox.json`, `.segm.json`).

@@ -203,8 +203,10 @@ pub fn latest_checkpoint(work_dir: &Path) -> io::Result<Option<PathBuf>> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder,
-/// fsync and rename, so readers see the old file or the whole new one.
+/// Writes `bytes` to `path` through a temporary file in the same folder
+/// (`.<name>.tmp<pid>`, the checkpoint writer's naming), fsync and rename, so
+/// readers see the old file or the whole new one; then deletes the
+/// temporary files of `path` that a killed writer left.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
@@ -217,8 +219,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => detc::checkpoint::remove_abandoned_temps(path),
+        Err(_) => {
+            let _ = fs::remove_file(&tmp);
+        }
     }
     result
 }
@@ -250,6 +255,27 @@ mod tests {
             latest_checkpoint(tmp.path()).unwrap(),
             Some(PathBuf::from("/x/epoch_2.pth"))
         );
+    }
+
+    /// A `last_checkpoint` write killed before its rename leaves
+    /// `.last_checkpoint.tmp<pid>`; the next write replaces the file and
+    /// deletes that leftover.
+    #[test]
+    #[cfg(target_os = "linux")] // the liveness of a pid comes from /proc
+    fn write_atomic_deletes_a_killed_writers_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join(LAST_CHECKPOINT);
+        let stale = tmp.path().join(".last_checkpoint.tmp4194305");
+        fs::write(&stale, b"/x/iter_").unwrap();
+        write_atomic(&target, b"/x/iter_3.pth").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "/x/iter_3.pth");
+        assert!(!stale.exists());
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, [LAST_CHECKPOINT]);
     }
 
     /// Against `date -u` semantics: the UTC fallback's civil calendar.

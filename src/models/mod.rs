@@ -49,9 +49,11 @@ pub static BUILDERS: &[&str] = &[
     "Conv2d",
     // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
     "EpochBasedTrainLoop",
+    "IterBasedTrainLoop",
     "ValLoop",
     "TestLoop",
     "OptimWrapper",
+    "AmpOptimWrapper",
     "SGD",
     "Adam",
     "AdamW",
@@ -59,11 +61,16 @@ pub static BUILDERS: &[&str] = &[
     "MultiStepLR",
     "CosineAnnealingLR",
     "ConstantLR",
+    "StepLR",
+    "ExponentialLR",
     "IterTimerHook",
     "LoggerHook",
     "ParamSchedulerHook",
     "CheckpointHook",
     "DistSamplerSeedHook",
+    "RuntimeInfoHook",
+    // Registered for its place in the hook order; releases nothing (src/engine/hooks/empty_cache_hook.rs).
+    "EmptyCacheHook",
     "LogProcessor",
     // Visualization that draws nothing (`draw: false`, MMDetection's default);
     // the scalars go to `vis_data/scalars.json` as LocalVisBackend writes them.

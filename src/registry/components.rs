@@ -14,9 +14,10 @@ use super::data::{
 use super::engine::{
     AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
     DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EmptyCacheHookConfig,
-    EpochBasedTrainLoopConfig, IterBasedTrainLoopConfig, IterTimerHookConfig, LinearLRConfig, LocalVisBackendConfig,
-    LogProcessorConfig, LoggerHookConfig, MultiStepLRConfig, OptimWrapperConfig, ParamSchedulerHookConfig,
-    RuntimeInfoHookConfig, SGDConfig, TensorboardVisBackendConfig, TestLoopConfig, ValLoopConfig,
+    EpochBasedTrainLoopConfig, ExponentialLRConfig, IterBasedTrainLoopConfig, IterTimerHookConfig, LinearLRConfig,
+    LocalVisBackendConfig, LogProcessorConfig, LoggerHookConfig, MultiStepLRConfig, OptimWrapperConfig,
+    ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
+    TestLoopConfig, ValLoopConfig,
 };
 use super::models::backbones::ResNetConfig;
 use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
@@ -138,6 +139,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<MultiStepLRConfig>("MultiStepLR", Role::ParamScheduler),
     component::<CosineAnnealingLRConfig>("CosineAnnealingLR", Role::ParamScheduler),
     component::<ConstantLRConfig>("ConstantLR", Role::ParamScheduler),
+    component::<StepLRConfig>("StepLR", Role::ParamScheduler),
+    component::<ExponentialLRConfig>("ExponentialLR", Role::ParamScheduler),
     // hooks
     component::<RuntimeInfoHookConfig>("RuntimeInfoHook", Role::Hook),
     component::<IterTimerHookConfig>("IterTimerHook", Role::Hook),
@@ -415,6 +418,14 @@ mod tests {
             ("queryinst", "/model/roi_head/bbox_head/0/loss_cls/use_sigmoid", json!(false)),
             ("queryinst", "/model/train_cfg/rpn", json!({})),
             ("faster_rcnn", "/val_evaluator/metric", json!("bbbox")),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "StepLR"})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "StepLR", "step_size": 0})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "StepLR", "step_size": 2, "gamma": -0.1})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "StepLR", "step_size": 2, "milestones": [8]})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "ExponentialLR"})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "ExponentialLR", "gamma": "0.9"})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "ExponentialLR", "gamma": 0.9, "last_step": -2})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "ExponentialLr", "gamma": 0.9})),
         ];
         for (name, pointer, value) in cases {
             let mut config = fixture(name);
@@ -436,6 +447,23 @@ mod tests {
             ("faster_rcnn", "/train_dataloader/dataset/pipeline/2/scale", json!(800)),
             ("faster_rcnn", "/val_evaluator/metric", json!(["bbox", "proposal"])),
             ("faster_rcnn", "/param_scheduler", json!({"type": "MultiStepLR", "milestones": [8, 11]})),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "StepLR", "step_size": 1})),
+            (
+                "faster_rcnn",
+                "/param_scheduler",
+                json!([
+                    {"type": "LinearLR", "start_factor": 0.001, "by_epoch": false, "end": 500},
+                    {"type": "StepLR", "step_size": 3, "gamma": 0.5, "begin": 1, "end": 12, "last_step": -1,
+                     "by_epoch": true, "convert_to_iter_based": true, "verbose": false},
+                ]),
+            ),
+            ("faster_rcnn", "/param_scheduler", json!({"type": "ExponentialLR", "gamma": 0.0})),
+            (
+                "faster_rcnn",
+                "/param_scheduler",
+                json!({"type": "ExponentialLR", "gamma": 0.95, "begin": 2, "end": 9, "last_step": -1,
+                       "by_epoch": false, "convert_to_iter_based": false, "verbose": true}),
+            ),
             ("faster_rcnn", "/model/backbone/init_cfg", json!([{"type": "Kaiming", "layer": "Conv2d"}])),
         ];
         for (name, pointer, value) in cases {

@@ -101,6 +101,19 @@ SCENARIOS = [
             dict(type="ExponentialLR", gamma=0.9, by_epoch=False, begin=4, end=12),
         ],
     ),
+    # StepLR by iteration with the default gamma and end, chained with
+    # ExponentialLR by epoch (default end), two groups.
+    dict(
+        name="step_by_iter_exponential_by_epoch",
+        optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
+        group_lrs=[0.1, 0.02],
+        epoch_length=4,
+        max_epochs=5,
+        param_scheduler=[
+            dict(type="StepLR", step_size=3, by_epoch=False, begin=2),
+            dict(type="ExponentialLR", gamma=0.8, begin=1),
+        ],
+    ),
 ]
 
 

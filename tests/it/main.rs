@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `detc` binaries on config trees
 //! written to temporary folders. Snapshots refresh with `SNAPSHOTS=overwrite`.
 
+mod amp;
 mod binaries;
 mod check;
 mod checkpoint;
@@ -8,10 +9,13 @@ mod conformance;
 mod data;
 mod eval;
 mod expand;
+mod kill_save;
 mod pipeline;
 mod run;
 mod samplers;
 mod schema;
+mod show_dir;
 mod summary;
 mod train;
+mod train_iter;
 mod support;

@@ -166,7 +166,7 @@ fn train_resume_exactly_then_test_and_eval() {
 }
 
 /// `(step, s5.loss_cls)` of every record of every run folder, unsorted and with repeats.
-fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
+pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
     let mut out = vec![];
     for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {

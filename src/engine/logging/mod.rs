@@ -1,8 +1,8 @@
 //! Training logs as MMEngine writes them: the smoothed scalar histories
 //! (`history`), the formatted log lines (`processor`), when to log
 //! (`logger_hook`), the text log with its `MM/DD HH:MM:SS - detc - INFO - `
-//! prefix, and the `vis_data/scalars.json` records
-//! (`LocalVisBackend.add_scalars`).
+//! prefix, the `vis_data/scalars.json` records
+//! (`LocalVisBackend.add_scalars`), and a progress bar for terminals (`progress`).
 //!
 //! The logger name is `detc` where MMEngine writes `mmengine`; the rest of
 //! the prefix is MMEngine's (`%(asctime)s - %(name)s - %(levelname)s - `,
@@ -15,6 +15,7 @@
 pub mod history;
 pub mod logger_hook;
 pub mod processor;
+pub mod progress;
 pub mod pyfmt;
 
 use std::fs::{File, OpenOptions};

@@ -7,6 +7,11 @@
 //! iterations form a shorter window whose loss is divided by that remainder
 //! and which steps at `max` (MMEngine's `scale_loss` / `should_update`).
 //!
+//! Mixed precision (`AmpOptimWrapper`) is an optional [`Amp`] part: an
+//! autocast region in [`OptimWrapper::optim_context`], the loss scaled
+//! before backward, and the gradients unscaled (before clipping) and checked
+//! for inf/NaN before the step.
+//!
 //! With more than one param group MMEngine appends a `base_param_settings`
 //! pseudo group (the optimizer defaults) that schedulers update too: it
 //! is the `base_lr` of the log. [`OptimWrapper::lr_slots`] exposes it to the
@@ -17,6 +22,7 @@ use tch::{Kind, Tensor};
 use detc::checkpoint::Value;
 use detc::registry::engine::optim::{ClipGradConfig, ClipType, NormType};
 
+use super::amp::Amp;
 use super::optimizers::Optimizer;
 use crate::models::layers::{ModelError, ModelResult};
 
@@ -127,6 +133,33 @@ pub fn clip_grad_value(params: &[&Tensor], clip_value: f64) -> ModelResult<()> {
     })
 }
 
+/// MMEngine's `_clip_grad` over the optimizer's parameters that require
+/// grad; returns the total norm of a norm clip (when any has a gradient).
+fn clip_params(optimizer: &Optimizer, clip: Option<&ClipGrad>) -> ModelResult<Option<f64>> {
+    let Some(clip) = clip else {
+        return Ok(None);
+    };
+    let params: Vec<&Tensor> = optimizer
+        .groups
+        .iter()
+        .flat_map(|g| g.params.iter())
+        .filter(|p| p.requires_grad())
+        .collect();
+    match *clip {
+        ClipGrad::Norm {
+            max_norm,
+            norm_type,
+            error_if_nonfinite,
+        } => {
+            if !params.iter().any(|p| p.grad().defined()) {
+                return Ok(None);
+            }
+            clip_grad_norm(&params, max_norm, norm_type, error_if_nonfinite).map(Some)
+        }
+        ClipGrad::Value { clip_value } => clip_grad_value(&params, clip_value).map(|()| None),
+    }
+}
+
 /// The `base_param_settings` pseudo group (optimizer defaults) MMEngine
 /// adds when there is more than one param group.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +197,8 @@ pub struct OptimWrapper {
     max_counts: Option<u64>,
     remainder_counts: u64,
     grad_norm: Option<f64>,
+    /// Present for an `AmpOptimWrapper`.
+    amp: Option<Amp>,
 }
 
 impl OptimWrapper {
@@ -192,7 +227,32 @@ impl OptimWrapper {
             max_counts: None,
             remainder_counts: 0,
             grad_norm: None,
+            amp: None,
         })
+    }
+
+    /// Makes this an `AmpOptimWrapper`.
+    pub fn with_amp(mut self, amp: Amp) -> Self {
+        self.amp = Some(amp);
+        self
+    }
+
+    /// The mixed-precision part, for an `AmpOptimWrapper`.
+    pub fn amp(&self) -> Option<&Amp> {
+        self.amp.as_ref()
+    }
+
+    /// MMEngine's `optim_context`: runs the forward pass `f` (data
+    /// preprocessing and loss) in the autocast region of an
+    /// `AmpOptimWrapper`, plainly otherwise. Gradient sync suppression
+    /// during accumulation has nothing to do in a single process.
+    pub fn optim_context<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _region = self.amp.as_ref().map(|amp| {
+            amp.autocast
+                .enter()
+                .expect("the autocast region was checked when the wrapper was built")
+        });
+        f()
     }
 
     /// Sets the backward count (the iteration training starts or resumes
@@ -238,9 +298,12 @@ impl OptimWrapper {
         Ok(loss.f_div_scalar(factor as f64)?)
     }
 
-    /// `loss.backward()` and one more count.
+    /// `loss.backward()` (of the scaled loss with AMP) and one more count.
     pub fn backward(&mut self, loss: &Tensor) -> ModelResult<()> {
-        loss.f_backward()?;
+        match self.amp.as_mut() {
+            Some(amp) => amp.loss_scaler.scale(loss)?.f_backward()?,
+            None => loss.f_backward()?,
+        }
         self.inner_count += 1;
         Ok(())
     }
@@ -258,35 +321,31 @@ impl OptimWrapper {
             || Some(self.inner_count + 1) == self.max_counts
     }
 
-    /// Clips (when configured) and steps the optimizer.
+    /// Clips (when configured) and steps the optimizer. With AMP the
+    /// gradients are unscaled first, the step is skipped when one is
+    /// inf/NaN, and the loss scale is updated.
     pub fn step(&mut self) -> ModelResult<()> {
-        if let Some(clip) = &self.clip_grad {
-            let params: Vec<&Tensor> = self
-                .optimizer
-                .groups
-                .iter()
-                .flat_map(|g| g.params.iter())
-                .filter(|p| p.requires_grad())
-                .collect();
-            match *clip {
-                ClipGrad::Norm {
-                    max_norm,
-                    norm_type,
-                    error_if_nonfinite,
-                } => {
-                    if params.iter().any(|p| p.grad().defined()) {
-                        self.grad_norm = Some(clip_grad_norm(
-                            &params,
-                            max_norm,
-                            norm_type,
-                            error_if_nonfinite,
-                        )?);
-                    }
-                }
-                ClipGrad::Value { clip_value } => clip_grad_value(&params, clip_value)?,
-            }
+        let Some(amp) = self.amp.as_mut() else {
+            self.clip_grads()?;
+            return self.optimizer.step();
+        };
+        if self.clip_grad.is_some() {
+            amp.loss_scaler.unscale_(&self.optimizer)?;
         }
-        self.optimizer.step()
+        // After unscale_, so that clipping sees the true gradients.
+        if let Some(norm) = clip_params(&self.optimizer, self.clip_grad.as_ref())? {
+            self.grad_norm = Some(norm);
+        }
+        amp.loss_scaler.step(&mut self.optimizer)?;
+        amp.loss_scaler.update(amp.static_scale)
+    }
+
+    /// `_clip_grad`, when `clip_grad` is configured.
+    fn clip_grads(&mut self) -> ModelResult<()> {
+        if let Some(norm) = clip_params(&self.optimizer, self.clip_grad.as_ref())? {
+            self.grad_norm = Some(norm);
+        }
+        Ok(())
     }
 
     pub fn zero_grad(&mut self) {
@@ -339,8 +398,9 @@ impl OptimWrapper {
 
     /// MMEngine's `OptimWrapper.state_dict()`: the optimizer's state dict,
     /// plus `base_param_settings` (lr, weight_decay, initial_lr) with
-    /// several groups. The accumulation count is not part of it (the loop
-    /// sets it again from the resumed iteration).
+    /// several groups, plus `loss_scaler` (the GradScaler's) with AMP. The
+    /// accumulation count is not part of it (the loop sets it again from the
+    /// resumed iteration).
     pub fn state_dict(&self) -> ModelResult<Value> {
         let mut sd = self.optimizer.state_dict()?;
         if let (Value::Dict(items), Some(b)) = (&mut sd, &self.base_param_settings) {
@@ -356,11 +416,22 @@ impl OptimWrapper {
             }
             items.push((Value::Str("base_param_settings".into()), Value::Dict(base)));
         }
+        if let (Value::Dict(items), Some(amp)) = (&mut sd, &self.amp) {
+            items.push((
+                Value::Str("loss_scaler".into()),
+                amp.loss_scaler.state_dict()?,
+            ));
+        }
         Ok(sd)
     }
 
-    /// Restores [`Self::state_dict`].
+    /// Restores [`Self::state_dict`]. An `AmpOptimWrapper` restores its
+    /// loss scaler when the checkpoint has one (a plain `OptimWrapper`'s has
+    /// not), as MMEngine does.
     pub fn load_state_dict(&mut self, value: &Value) -> ModelResult<()> {
+        if let (Some(saved), Some(amp)) = (value.get("loss_scaler"), self.amp.as_mut()) {
+            amp.loss_scaler.load_state_dict(saved)?;
+        }
         self.optimizer.load_state_dict(value)?;
         if let (Some(saved), Some(b)) = (
             value.get("base_param_settings"),

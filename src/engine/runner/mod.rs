@@ -1,7 +1,9 @@
-//! `detc-engine run`: MMEngine's `Runner` for an `EpochBasedTrainLoop` —
-//! builds the model, data, optimizer wrapper, schedulers and hooks from the
-//! resolved config, trains, validates every `val_interval` epochs, and saves
-//! checkpoints that resume exactly.
+//! `detc-engine run`: MMEngine's `Runner` with an `EpochBasedTrainLoop` or
+//! an `IterBasedTrainLoop` — builds the model, data, optimizer wrapper,
+//! schedulers and hooks from the resolved config ([`build`]), then trains,
+//! validates every `val_interval` epochs (iterations) and calls the hooks
+//! ([`crate::engine::hooks`]) at each stage ([`train`]); the hooks log and
+//! save checkpoints that resume exactly.
 //!
 //! Randomness is a function of the run's seed and position only: each
 //! sample's augmentation stream is `sample_rng(seed, epoch, index)`, the
@@ -10,12 +12,45 @@
 //! therefore continues with the same random numbers as the uninterrupted
 //! one, with nothing but the position to restore.
 
+mod build;
+mod loop_cfg;
+mod run_state;
 pub mod state;
 mod train;
 
 use std::path::PathBuf;
 
-pub use train::run;
+use serde_json::Value;
+
+pub use run_state::RunState;
+
+/// A run that cannot go on: the exit code (1: the input is wrong, 3: the
+/// run failed) and the message.
+pub type Failure = (i32, String);
+
+/// The input (config, data, checkpoint) is wrong: exit code 1.
+pub fn input(m: impl std::fmt::Display) -> Failure {
+    (1, m.to_string())
+}
+
+/// The run failed at runtime: exit code 3.
+pub fn runtime(m: impl std::fmt::Display) -> Failure {
+    (3, m.to_string())
+}
+
+/// Runs training; returns the exit code.
+pub fn run(config: &Value, args: &RunArgs) -> i32 {
+    if crate::engine::run::report_unbuildable(config, "") {
+        return 1;
+    }
+    match build::Runner::build(config, args).and_then(|(mut r, mut data)| r.train(&mut data)) {
+        Ok(()) => 0,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
 
 /// `detc-engine run` arguments (the light `detc run` resolves the work dir).
 #[derive(clap::Args, Debug)]

@@ -16,11 +16,12 @@ use crate::models::layers::{ModelError, ModelResult};
 /// Where the run is, as saved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
-    /// Epochs completed (`runner.epoch` after the epoch's last iteration).
+    /// Epochs completed (`runner.epoch` after the epoch's last iteration);
+    /// in an `IterBasedTrainLoop`, the passes over the data completed.
     pub epoch: u64,
     /// Iterations completed.
     pub iter: u64,
-    /// Batches of the current epoch already trained (0 at an epoch boundary).
+    /// Batches of the current epoch (pass) already trained (0 at a boundary).
     pub batch: u64,
 }
 

@@ -4,9 +4,9 @@
 //! step counts by the epoch length (`build_iter_from_epoch`).
 
 use detc::registry::engine::schedulers::{
-    ConstantLRConfig, CosineAnnealingLRConfig, LinearLRConfig, MultiStepLRConfig, SCHEDULER_INF,
+    ConstantLRConfig, CosineAnnealingLRConfig, ExponentialLRConfig, LinearLRConfig,
+    MultiStepLRConfig, StepLRConfig,
 };
-use serde::Deserialize;
 
 use super::{ParamScheduler, SchedulerKind, INF};
 use crate::engine::optim::LrSlot;
@@ -30,59 +30,6 @@ pub struct ScheduleContext {
     pub max_epochs: u64,
     /// The train loop's `max_iters`.
     pub max_iters: u64,
-}
-
-/// `StepLR`'s config (not in the registry yet).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StepLRConfig {
-    step_size: u64,
-    #[serde(default = "tenth")]
-    gamma: f64,
-    #[serde(default)]
-    begin: u64,
-    #[serde(default = "inf")]
-    end: u64,
-    #[serde(default = "minus_one")]
-    last_step: i64,
-    #[serde(default = "yes")]
-    by_epoch: bool,
-    #[serde(default)]
-    convert_to_iter_based: bool,
-    #[serde(default)]
-    verbose: bool,
-}
-
-/// `ExponentialLR`'s config (not in the registry yet).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExponentialLRConfig {
-    gamma: f64,
-    #[serde(default)]
-    begin: u64,
-    #[serde(default = "inf")]
-    end: u64,
-    #[serde(default = "minus_one")]
-    last_step: i64,
-    #[serde(default = "yes")]
-    by_epoch: bool,
-    #[serde(default)]
-    convert_to_iter_based: bool,
-    #[serde(default)]
-    verbose: bool,
-}
-
-fn tenth() -> f64 {
-    0.1
-}
-fn inf() -> u64 {
-    SCHEDULER_INF
-}
-fn minus_one() -> i64 {
-    -1
-}
-fn yes() -> bool {
-    true
 }
 
 /// The fields every scheduler config has.

@@ -143,6 +143,11 @@ fn step_and_exponential_match_mmengine() {
     check_scenario("step_exponential");
 }
 
+#[test]
+fn step_by_iteration_and_exponential_by_epoch_match_mmengine() {
+    check_scenario("step_by_iter_exponential_by_epoch");
+}
+
 /// Save after 18 iterations (mid-epoch 4, inside the warm-up), rebuild
 /// everything from the config, restore, and continue: MMEngine's lrs.
 #[test]
@@ -189,4 +194,11 @@ fn unknown_and_invalid_configs_are_errors() {
         &mut w,
     );
     assert!(msg.contains("only epoch-based"), "{msg}");
+    let msg = bad(
+        serde_json::json!({"type": "StepLR", "step_size": 0}),
+        &mut w,
+    );
+    assert!(msg.contains("`step_size` must be positive"), "{msg}");
+    let msg = bad(serde_json::json!({"type": "ExponentialLR"}), &mut w);
+    assert!(msg.contains("gamma"), "{msg}");
 }

@@ -316,7 +316,8 @@ fn pool_chunk(
         let vals = vals.f_narrow(1, 0, len)?; // (C, S_n)
         let w = weight.f_narrow(0, begin, len)?.f_unsqueeze(0)?;
         let bins = bin.f_narrow(0, begin, len)?;
-        let vals = vals.f_mul(&w)?;
+        // Under autocast the sampler runs in f32; the output keeps the features' dtype (mmcv).
+        let vals = vals.f_mul(&w)?.f_to_kind(out.kind())?;
         out = match op.pool_mode {
             PoolMode::Avg => out.f_index_add(1, &bins, &vals)?,
             // mmcv: max over the samples, invalid ones counting as 0, from -10000.

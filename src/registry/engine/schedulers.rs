@@ -153,3 +153,65 @@ pub struct ConstantLRConfig {
     #[serde(default)]
     pub verbose: bool,
 }
+
+/// `StepLR`: multiplies the learning rate by `gamma` every `step_size` steps
+/// after `begin`, `mmengine.optim.StepLR`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepLRConfig {
+    /// Period of the decay, in steps (epochs or iterations).
+    #[schemars(range(min = 1))]
+    pub step_size: u64,
+    /// Decay factor.
+    #[serde(default = "tenth")]
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// First step the scheduler acts on.
+    #[serde(default)]
+    pub begin: u64,
+    /// Step at which it stops (exclusive).
+    #[serde(default = "inf")]
+    pub end: u64,
+    /// Index of the last step when resuming; -1 starts fresh.
+    #[serde(default = "super::super::models::common::int::<-1>")]
+    #[schemars(range(min = -1))]
+    pub last_step: i64,
+    /// `step_size`, `begin` and `end` count epochs (true) or iterations (false).
+    #[serde(default = "super::super::models::common::yes")]
+    pub by_epoch: bool,
+    /// Give steps in epochs but update every iteration.
+    #[serde(default)]
+    pub convert_to_iter_based: bool,
+    /// Print each update.
+    #[serde(default)]
+    pub verbose: bool,
+}
+
+/// `ExponentialLR`: multiplies the learning rate by `gamma` at every step in
+/// `[begin, end)`, `mmengine.optim.ExponentialLR`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialLRConfig {
+    /// Decay factor per step.
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// First step the scheduler acts on.
+    #[serde(default)]
+    pub begin: u64,
+    /// Step at which it stops (exclusive).
+    #[serde(default = "inf")]
+    pub end: u64,
+    /// Index of the last step when resuming; -1 starts fresh.
+    #[serde(default = "super::super::models::common::int::<-1>")]
+    #[schemars(range(min = -1))]
+    pub last_step: i64,
+    /// Steps count epochs (true) or iterations (false).
+    #[serde(default = "super::super::models::common::yes")]
+    pub by_epoch: bool,
+    /// Give steps in epochs but update every iteration.
+    #[serde(default)]
+    pub convert_to_iter_based: bool,
+    /// Print each update.
+    #[serde(default)]
+    pub verbose: bool,
+}

@@ -1,0 +1,64 @@
+//! The registered hooks in execution order (`Runner._hooks`), and the table
+//! MMEngine logs at start-up (`Runner.get_hooks_info`).
+
+use super::{Hook, HookPriority, HookResult, Stage};
+use crate::engine::runner::RunState;
+
+struct Registered {
+    hook: Box<dyn Hook>,
+    priority: HookPriority,
+}
+
+/// Hooks sorted by priority; equal priorities keep registration order.
+#[derive(Default)]
+pub struct Hooks {
+    list: Vec<Registered>,
+}
+
+impl Hooks {
+    /// `Runner.register_hook`: `priority` (the config's) or the hook's own;
+    /// inserted after the last hook whose priority value is lower or equal.
+    pub fn register(&mut self, hook: Box<dyn Hook>, priority: Option<HookPriority>) {
+        let priority = priority.unwrap_or_else(|| hook.priority());
+        let at = self
+            .list
+            .iter()
+            .rposition(|r| r.priority.value() <= priority.value())
+            .map_or(0, |i| i + 1);
+        self.list.insert(at, Registered { hook, priority });
+    }
+
+    /// Calls one stage on every hook in order; the first failure stops it.
+    pub fn call(
+        &mut self,
+        state: &mut RunState,
+        mut stage: impl FnMut(&mut dyn Hook, &mut RunState) -> HookResult,
+    ) -> HookResult {
+        for r in &mut self.list {
+            stage(r.hook.as_mut(), state)?;
+        }
+        Ok(())
+    }
+
+    /// `get_hooks_info`: per stage, the hooks acting there in order, as
+    /// `(PRIORITY    ) ClassName` rows, stages separated by a rule.
+    pub fn info_table(&self) -> String {
+        let mut blocks = vec![];
+        for stage in Stage::ALL {
+            let rows: Vec<String> = self
+                .list
+                .iter()
+                .filter(|r| r.hook.stages().contains(&stage))
+                .map(|r| format!("({:<12}) {:<35}", r.priority.label(), r.hook.name()))
+                .collect();
+            if !rows.is_empty() {
+                blocks.push(format!(
+                    "{}:\n{}\n -------------------- ",
+                    stage.as_str(),
+                    rows.join("\n")
+                ));
+            }
+        }
+        blocks.join("\n")
+    }
+}

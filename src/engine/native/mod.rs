@@ -1,0 +1,105 @@
+//! What the engine needs from libtorch that tch 0.24 does not bind, through
+//! the small C++ shim `shim.cpp` (compiled by build.rs):
+//!
+//! - [`autocast`]: mixed-precision regions on the CPU or CUDA with a chosen
+//!   dtype (`torch.autocast`; tch only switches CUDA autocast on and off);
+//! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`).
+//!
+//! The shim catches every C++ exception and returns a status; the safe
+//! wrappers here turn it into a [`NativeError`].
+
+// The runner reads only part of this API so far.
+#![allow(dead_code, unused_imports)]
+
+pub mod autocast;
+pub mod cuda_memory;
+
+#[cfg(test)]
+mod tests;
+
+pub use autocast::{autocast, AutocastGuard};
+pub use cuda_memory::{
+    cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,
+};
+
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+
+/// A C++ exception (or a refused argument) in the shim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeError {
+    /// The shim function that failed.
+    pub call: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for NativeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "libtorch ({}): {}", self.call, self.message)
+    }
+}
+
+impl std::error::Error for NativeError {}
+
+pub type NativeResult<T> = Result<T, NativeError>;
+
+/// The shim's statuses (`DETC_*` in shim.cpp).
+const OK: c_int = 0;
+const ERROR: c_int = 1;
+const UNAVAILABLE: c_int = 2;
+
+/// What a call to the shim came to.
+enum Status {
+    Ok,
+    /// The feature is not there (no CUDA build, no such device).
+    Unavailable,
+}
+
+mod ffi {
+    use std::os::raw::{c_char, c_int};
+
+    extern "C" {
+        pub fn detc_native_last_error() -> *const c_char;
+        pub fn detc_autocast_enter(
+            device: c_int,
+            dtype: c_int,
+            enabled: c_int,
+            prev_enabled: *mut c_int,
+            prev_dtype: *mut c_int,
+        ) -> c_int;
+        pub fn detc_autocast_exit(device: c_int, prev_enabled: c_int, prev_dtype: c_int) -> c_int;
+        pub fn detc_autocast_is_enabled(device: c_int, out: *mut c_int) -> c_int;
+        pub fn detc_autocast_dtype(device: c_int, out: *mut c_int) -> c_int;
+        pub fn detc_cuda_max_memory_allocated(device: c_int, out: *mut u64) -> c_int;
+        pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
+        pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
+    }
+}
+
+/// Reads a shim status, with the thread's last error for `ERROR`.
+fn check(call: &'static str, status: c_int) -> NativeResult<Status> {
+    match status {
+        OK => Ok(Status::Ok),
+        UNAVAILABLE => Ok(Status::Unavailable),
+        ERROR => Err(NativeError {
+            call,
+            message: last_error(),
+        }),
+        other => Err(NativeError {
+            call,
+            message: format!("unexpected status {other}"),
+        }),
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: the shim returns a pointer to its thread-local, NUL-terminated
+    // message, valid until the next failing call on this thread.
+    let ptr: *const c_char = unsafe { ffi::detc_native_last_error() };
+    if ptr.is_null() {
+        return "unknown error".into();
+    }
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
+}

@@ -1,0 +1,84 @@
+//! The shim on this machine's libtorch: autocast regions on the CPU, and
+//! CUDA memory statistics (`None` without a GPU, a peak after allocating on one).
+
+use tch::{Device, Kind, Tensor};
+
+use super::autocast::{autocast_dtype, is_autocast_enabled};
+use super::*;
+
+#[test]
+fn cpu_autocast_runs_matmul_in_bfloat16_and_restores_the_state() {
+    let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+    let b = Tensor::from_slice(&[0.5f32, -1.0, 1.5, 2.0]).view([2, 2]);
+    assert!(!is_autocast_enabled(Device::Cpu).unwrap());
+    let before = autocast_dtype(Device::Cpu).unwrap();
+    let inside = autocast(Device::Cpu, Kind::BFloat16, || {
+        assert!(is_autocast_enabled(Device::Cpu).unwrap());
+        assert_eq!(autocast_dtype(Device::Cpu).unwrap(), Kind::BFloat16);
+        a.matmul(&b)
+    })
+    .unwrap();
+    assert_eq!(inside.kind(), Kind::BFloat16);
+    // Autocast casts both operands to bfloat16, then multiplies.
+    let want = a.to_kind(Kind::BFloat16).matmul(&b.to_kind(Kind::BFloat16));
+    assert!(inside.equal(&want));
+    assert_eq!(a.matmul(&b).kind(), Kind::Float);
+    assert!(!is_autocast_enabled(Device::Cpu).unwrap());
+    assert_eq!(autocast_dtype(Device::Cpu).unwrap(), before);
+}
+
+#[test]
+fn nested_regions_restore_the_outer_one() {
+    autocast(Device::Cpu, Kind::BFloat16, || {
+        {
+            let _off = AutocastGuard::enter(Device::Cpu, Kind::BFloat16, false).unwrap();
+            assert!(!is_autocast_enabled(Device::Cpu).unwrap());
+        }
+        assert!(is_autocast_enabled(Device::Cpu).unwrap());
+    })
+    .unwrap();
+    assert!(!is_autocast_enabled(Device::Cpu).unwrap());
+}
+
+#[test]
+fn unsupported_devices_and_dtypes_are_errors() {
+    assert!(autocast(Device::Mps, Kind::Half, || ()).is_err());
+    let err = AutocastGuard::enter(Device::Cpu, Kind::Int64, true)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not an autocast dtype"), "{err}");
+}
+
+#[test]
+fn cuda_peak_memory_is_none_without_cuda_and_a_peak_with_it() {
+    assert_eq!(cuda_peak_memory_mb(Device::Cpu), None);
+    if !tch::Cuda::is_available() {
+        assert_eq!(cuda_peak_memory_mb(Device::Cuda(0)), None);
+        assert_eq!(cuda_max_memory_allocated(Device::Cuda(0)), Ok(None));
+        assert_eq!(cuda_reset_peak_memory_stats(Device::Cuda(0)), Ok(false));
+        return;
+    }
+    let gpu = Device::Cuda(0);
+    // 64 MiB held, then 128 MiB more for a moment: the peak is at least 192 MiB.
+    let held = Tensor::zeros([16 << 20], (Kind::Float, gpu));
+    drop(Tensor::zeros([32 << 20], (Kind::Float, gpu)));
+    assert!(cuda_peak_memory_mb(gpu).unwrap() >= 192);
+    // Reset to what is held now.
+    let after = cuda_peak_memory_mb(gpu).unwrap();
+    assert!((64..192).contains(&after), "{after}");
+    drop(held);
+    let beyond = Device::Cuda(tch::Cuda::device_count() as usize);
+    assert_eq!(cuda_peak_memory_mb(beyond), None);
+}
+
+#[test]
+fn empty_cache_is_a_no_op_without_cuda_and_frees_cached_blocks_with_it() {
+    assert_eq!(cuda_empty_cache(Device::Cpu), Ok(false));
+    if !tch::Cuda::is_available() {
+        assert_eq!(cuda_empty_cache(Device::Cuda(0)), Ok(false));
+        return;
+    }
+    let gpu = Device::Cuda(0);
+    drop(Tensor::zeros([16 << 20], (Kind::Float, gpu)));
+    assert_eq!(cuda_empty_cache(gpu), Ok(true));
+}

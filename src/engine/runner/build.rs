@@ -1,0 +1,290 @@
+//! Setting a run up from the resolved config (MMEngine's `Runner.__init__`
+//! and `load_or_resume`): hooks, seed, model, work dir and log, data,
+//! optimizer wrapper, schedulers, and the state of a resumed checkpoint.
+
+use std::path::Path;
+
+use detc::checkpoint::TensorData;
+use detc::data::samplers::Shard;
+use detc::evaluation::metric::CocoMetric;
+use detc::registry::models::common::OneOrMany;
+use detc::registry::refs::{OptimWrapperCfg, ParamSchedulerCfg};
+use indexmap::IndexMap;
+use serde_json::Value;
+use tch::{nn, Device};
+
+use super::loop_cfg::{LoopCfg, LoopKind};
+use super::run_state::{LoopShape, RunState};
+use super::state::{self, Position, TrainState};
+use super::{input, runtime, Failure, RunArgs};
+use crate::engine::data::DataParts;
+use crate::engine::hooks::{build_hooks, HookContext, Hooks};
+use crate::engine::logging::{Level, RunLog, ScalarHub};
+use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
+use crate::engine::schedulers::{ScheduleContext, Schedulers};
+use crate::engine::test_loop::{coco_metric_config, device, log_processor};
+use crate::engine::work_dir::{latest_checkpoint, LocalTime, WorkDir};
+use crate::models::data_preprocessors::DetDataPreprocessor;
+use crate::models::detectors::{self, Detector, SparseRCNN};
+use crate::models::weights::load_state_dict;
+
+/// The runner: the model, the validation data, the hooks and the state they share.
+pub struct Runner {
+    pub(super) model: SparseRCNN,
+    pub(super) pre: DetDataPreprocessor,
+    pub(super) val: Option<(DataParts, CocoMetric)>,
+    pub(super) hooks: Hooks,
+    pub(super) state: RunState,
+    pub(super) loop_cfg: LoopCfg,
+}
+
+type Resumed = (
+    std::path::PathBuf,
+    (IndexMap<String, TensorData>, TrainState),
+);
+
+impl Runner {
+    /// Builds the run; returns it with the train data (iterated beside it).
+    pub fn build(config: &Value, args: &RunArgs) -> Result<(Self, DataParts), Failure> {
+        let device = device(args.device.as_deref()).map_err(input)?;
+        let loop_cfg = LoopCfg::from_config(config)?;
+        let processor = log_processor(config).map_err(input)?;
+        // Hooks first: a config they refuse stops the run before anything is written.
+        let ctx = HookContext {
+            work_dir: &args.work_dir,
+            processor: &processor,
+        };
+        let hooks = build_hooks(config, &ctx).map_err(input)?;
+        let model_cfg = config
+            .get("model")
+            .ok_or_else(|| input("the config has no `model:` section"))?;
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let resume_from = match (&args.resume_from, args.resume) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) => latest_checkpoint(&args.work_dir).map_err(runtime)?,
+            (None, false) => None,
+        };
+        let resumed: Option<Resumed> = match &resume_from {
+            Some(path) => Some((path.clone(), state::load(path).map_err(input)?)),
+            None => None,
+        };
+        // A resumed run keeps its seed, which fixes every random stream.
+        let seed = match &resumed {
+            Some((_, (_, st))) => st.seed,
+            None => config
+                .pointer("/randomness/seed")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos() as u64)
+                }),
+        };
+        tch::manual_seed(seed as i64);
+        let Detector::Sparse(model) = detectors::build(model_cfg, vs.root()).map_err(input)?;
+        let ts = LocalTime::now().timestamp();
+        let work = WorkDir::create(&args.work_dir, &ts)
+            .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
+        let text = serde_json::to_string_pretty(config).unwrap_or_default();
+        work.dump_config(&args.config_stem, "json", &text)
+            .map_err(runtime)?;
+        let mut log =
+            RunLog::open(&work.log_file(), &work.scalars_file(), true).map_err(runtime)?;
+        let info = |log: &mut RunLog, m: &str| log.info(m).map_err(runtime);
+        let version = env!("CARGO_PKG_VERSION");
+        info(
+            &mut log,
+            &format!("detc {version} · device {device:?} · seed {seed}"),
+        )?;
+        let table = hooks.info_table();
+        info(
+            &mut log,
+            &format!("Hooks will be executed in the following order:\n{table}"),
+        )?;
+        if let Some(report) = model.init_weights(&vs).map_err(input)? {
+            if let Some(w) = report.warning() {
+                log.log(Level::Warning, &w).map_err(runtime)?;
+            }
+        }
+        if let Some(path) = config.get("load_from").and_then(Value::as_str) {
+            let ckpt = detc::checkpoint::load(Path::new(path)).map_err(input)?;
+            let report = load_state_dict(&vs, "", &ckpt.state_dict)
+                .map_err(|e| input(format!("load_from {path}: {e}")))?;
+            info(&mut log, &format!("Load checkpoint from {path}"))?;
+            if let Some(w) = report.warning() {
+                log.log(Level::Warning, &w).map_err(runtime)?;
+            }
+        }
+        vs.set_device(device);
+        let pre_cfg = model
+            .data_preprocessor
+            .as_ref()
+            .ok_or_else(|| input("model.data_preprocessor is needed"))?;
+        let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(input)?;
+        let cwd = std::env::current_dir().map_err(runtime)?;
+        let section = config
+            .get("train_dataloader")
+            .ok_or_else(|| input("the config has no `train_dataloader`"))?;
+        let train = DataParts::build("train_dataloader", section, &cwd, Shard::SINGLE, seed)
+            .map_err(input)?;
+        let val = build_val(config, &cwd, seed)?;
+        let optim_cfg: OptimWrapperCfg = typed_ref(config.get("optim_wrapper"), "optim_wrapper")?;
+        let mut wrapper = build_optim_wrapper(&optim_cfg, named_trainable(&vs, is_norm_param_name))
+            .map_err(input)?;
+        if let Some(message) = auto_scale_lr(config, args, section) {
+            wrapper.scale_lr(message.0);
+            info(&mut log, &message.1)?;
+        }
+        let shape = loop_shape(&loop_cfg, train.len() as u64);
+        let ctx = ScheduleContext {
+            epoch_length: shape.train_len,
+            max_epochs: shape.max_epochs,
+            max_iters: shape.max_iters,
+        };
+        let sched_cfg: Option<OneOrMany<ParamSchedulerCfg>> = match config.get("param_scheduler") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value(v.clone())
+                    .map_err(|e| input(format!("param_scheduler: {e}")))?,
+            ),
+        };
+        let schedulers =
+            Schedulers::build(sched_cfg.as_ref(), &ctx, &mut wrapper).map_err(input)?;
+        let longest_eval = val.as_ref().map_or(1, |(d, _)| d.len());
+        let hub = ScalarHub::new(processor.history_len(train.len(), longest_eval));
+        let state = RunState {
+            vs,
+            wrapper,
+            schedulers,
+            hub,
+            eta: None,
+            log,
+            shape,
+            epoch: 0,
+            iter: 0,
+            position: Position {
+                epoch: 0,
+                iter: 0,
+                batch: 0,
+            },
+            sampler_epoch: 0,
+            seed,
+            classes: train.dataset.classes().to_vec(),
+            work_dir: args.work_dir.clone(),
+            resumed_hub: None,
+            bar: None,
+        };
+        let mut runner = Runner {
+            model,
+            pre,
+            val,
+            hooks,
+            state,
+            loop_cfg,
+        };
+        if args.resume && resume_from.is_none() {
+            runner
+                .state
+                .info("Did not find last_checkpoint to be resumed.")?;
+        }
+        if let Some((path, (sd, st))) = resumed {
+            runner.resume(&path, &sd, st)?;
+        }
+        Ok((runner, train))
+    }
+
+    /// Restores weights, optimizer, schedulers, log buffers and position.
+    fn resume(
+        &mut self,
+        path: &Path,
+        sd: &IndexMap<String, TensorData>,
+        st: TrainState,
+    ) -> Result<(), Failure> {
+        let s = &mut self.state;
+        load_state_dict(&s.vs, "", sd)
+            .map_err(|e| input(format!("resume {}: {e}", path.display())))?;
+        if let Some(o) = &st.optimizer {
+            s.wrapper.load_state_dict(o).map_err(input)?;
+        }
+        if let Some(sc) = &st.param_schedulers {
+            s.schedulers.load_state_dict(sc).map_err(input)?;
+        }
+        if let Ok(hub) = serde_json::from_value(st.message_hub["log_scalars"].clone()) {
+            s.hub.load_state(&hub);
+        }
+        let p = st.position;
+        s.position = p;
+        s.iter = p.iter;
+        // In an IterBasedTrainLoop `runner.epoch` stays 0; `p.epoch` counts passes over the data.
+        s.epoch = if s.shape.by_epoch { p.epoch } else { 0 };
+        s.resumed_hub = Some(st.message_hub);
+        let at = if s.shape.by_epoch {
+            format!("epoch {}, iter {}", p.epoch, p.iter)
+        } else {
+            format!("iter {}", p.iter)
+        };
+        s.info(&format!("resumed from {}: {at}", path.display()))
+    }
+}
+
+/// `val_dataloader` with its `CocoMetric`, when the config has both.
+fn build_val(
+    config: &Value,
+    cwd: &Path,
+    seed: u64,
+) -> Result<Option<(DataParts, CocoMetric)>, Failure> {
+    match (config.get("val_dataloader"), config.get("val_evaluator")) {
+        (Some(s), Some(e)) if !s.is_null() && !e.is_null() => {
+            let data =
+                DataParts::build("val_dataloader", s, cwd, Shard::SINGLE, seed).map_err(input)?;
+            let metric_cfg = coco_metric_config(e, "val_evaluator").map_err(input)?;
+            let metric = CocoMetric::new(&metric_cfg, data.dataset.classes()).map_err(input)?;
+            Ok(Some((data, metric)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `Runner.scale_lr`: the factor and the message, when `auto_scale_lr` is on.
+fn auto_scale_lr(config: &Value, args: &RunArgs, train_section: &Value) -> Option<(f64, String)> {
+    let enabled = config
+        .pointer("/auto_scale_lr/enable")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if !(args.auto_scale_lr || enabled) {
+        return None;
+    }
+    let base = config
+        .pointer("/auto_scale_lr/base_batch_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(16) as f64;
+    let batch = train_section
+        .get("batch_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as f64;
+    let factor = batch / base;
+    Some((factor, format!("LR is set based on batch size of {} and the current batch size is {batch}. Scaling the original LR by {factor}.", base as u64)))
+}
+
+/// The loop's counters' bounds: an `IterBasedTrainLoop` is one epoch long, as MMEngine.
+fn loop_shape(cfg: &LoopCfg, train_len: u64) -> LoopShape {
+    match cfg.kind {
+        LoopKind::EpochBased { max_epochs } => LoopShape {
+            by_epoch: true,
+            max_epochs,
+            max_iters: train_len * max_epochs,
+            train_len,
+        },
+        LoopKind::IterBased { max_iters } => LoopShape {
+            by_epoch: false,
+            max_epochs: 1,
+            max_iters,
+            train_len,
+        },
+    }
+}
+
+fn typed_ref<T: serde::de::DeserializeOwned>(v: Option<&Value>, name: &str) -> Result<T, Failure> {
+    let v = v.ok_or_else(|| input(format!("the config has no `{name}`")))?;
+    serde_json::from_value(v.clone()).map_err(|e| input(format!("{name}: {e}")))
+}
