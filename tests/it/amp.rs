@@ -7,7 +7,7 @@ use std::path::Path;
 
 use detc::checkpoint::{self, Value};
 
-use crate::support::{detc, root};
+use crate::support::{detc, root, shapes_data};
 
 /// The demo config kept tiny: 4 images in batches of 2 (2 iterations), one
 /// epoch, a log line every iteration, no validation.
@@ -22,25 +22,10 @@ const TINY: &[&str] = &[
     "default_hooks.checkpoint.interval=1",
 ];
 
-fn shapes(dir: &Path) {
-    detc(dir)
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "4",
-            "--val",
-            "2",
-        ])
-        .assert()
-        .success();
-}
-
 #[test]
 fn run_amp_trains_on_the_cpu_and_saves_the_loss_scaler() {
     let dir = tempfile::tempdir().unwrap();
-    shapes(dir.path());
+    shapes_data(dir.path(), 4, 2);
     detc(dir.path())
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .arg("run")
@@ -105,7 +90,7 @@ fn run_amp_trains_on_the_cpu_and_saves_the_loss_scaler() {
 #[test]
 fn run_amp_refuses_float16_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
-    shapes(dir.path());
+    shapes_data(dir.path(), 4, 2);
     let out = detc(dir.path())
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .arg("run")

@@ -28,9 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::support::{detc, root};
+use crate::support::{all_records, root, shapes_data};
 
 /// tests/it/train.rs's settings that keep the demo config tiny (2
 /// iterations per epoch), with a checkpoint after every iteration and no
@@ -101,26 +99,6 @@ fn wait_for(what: &str, child: &mut Child, log: &Path, mut done: impl FnMut() ->
     }
 }
 
-/// `(step, s5.loss_cls)` of every record of every run folder of `work_dir`.
-fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
-            continue;
-        };
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            if let (Some(step), Some(loss)) = (
-                v["step"].as_u64(),
-                v.get("s5.loss_cls").and_then(Value::as_f64),
-            ) {
-                out.push((step, loss));
-            }
-        }
-    }
-    out
-}
-
 /// The file names in `dir` (not its run folders), sorted.
 fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -160,18 +138,7 @@ fn zip_is_complete(path: &Path) -> bool {
 fn sigkill_while_saving_a_checkpoint_then_resume_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    detc(dir)
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "8",
-            "--val",
-            "4",
-        ])
-        .assert()
-        .success();
+    shapes_data(dir, 8, 4);
     let engine = PathBuf::from(env!("CARGO_BIN_EXE_detc-engine"));
     run_ok(run_cmd(dir, "straight", &engine, false));
 

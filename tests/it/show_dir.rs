@@ -11,7 +11,7 @@ use detc::visualization::palette::COCO_PALETTE;
 use detc::visualization::RgbImage;
 use serde_json::Value;
 
-use crate::support::{detc, root};
+use crate::support::{detc, root, shapes_data};
 
 /// Settings that keep the demo config tiny: one epoch of 2 iterations, no
 /// validation, a checkpoint at its end.
@@ -40,18 +40,7 @@ fn distance(a: [u8; 3], b: [u8; 3]) -> i32 {
 #[test]
 fn show_dir_draws_ground_truth_and_predictions_per_test_image() {
     let dir = tempfile::tempdir().unwrap();
-    detc(dir.path())
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "4",
-            "--val",
-            "3",
-        ])
-        .assert()
-        .success();
+    shapes_data(dir.path(), 4, 3);
     let config = root().join("configs/demo/queryinst_r18_shapes.yaml");
     let engine = env!("CARGO_BIN_EXE_detc-engine");
     detc(dir.path())

@@ -68,3 +68,30 @@ pub fn assert() -> snapbox::Assert {
     redactions.insert("[ROOT]", root()).unwrap();
     snapbox::Assert::new().action_env("SNAPSHOTS").redact_with(redactions)
 }
+
+/// Writes the synthetic shapes dataset (`train` + `val` images) to `dir/data/shapes`.
+pub fn shapes_data(dir: &Path, train: u32, val: u32) {
+    let (train, val) = (train.to_string(), val.to_string());
+    detc(dir)
+        .args(["data", "shapes", "data/shapes", "--train", &train, "--val", &val])
+        .assert()
+        .success();
+}
+
+/// `(step, s5.loss_cls)` of every training record of every run folder of a
+/// work dir, unsorted and with repeats (a resumed run logs in a new folder).
+pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let (Some(step), Some(loss)) = (v["step"].as_u64(), v.get("s5.loss_cls").and_then(serde_json::Value::as_f64)) {
+                out.push((step, loss));
+            }
+        }
+    }
+    out
+}

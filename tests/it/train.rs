@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{detc, root};
+use crate::support::{all_records, detc, root, shapes_data};
 
 /// Settings that keep the demo config tiny: 2 iterations per epoch, a log
 /// line and a checkpoint every epoch, validation every epoch.
@@ -47,18 +47,7 @@ fn losses_by_step(work_dir: &Path) -> Vec<(u64, f64)> {
 #[test]
 fn train_resume_exactly_then_test_and_eval() {
     let dir = tempfile::tempdir().unwrap();
-    detc(dir.path())
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "8",
-            "--val",
-            "4",
-        ])
-        .assert()
-        .success();
+    shapes_data(dir.path(), 8, 4);
 
     // Uninterrupted: 3 epochs. Interrupted: 2 epochs, then resumed to 3.
     run(dir.path(), "straight", 3, false);
@@ -165,26 +154,6 @@ fn train_resume_exactly_then_test_and_eval() {
     }
 }
 
-/// `(step, s5.loss_cls)` of every record of every run folder, unsorted and with repeats.
-pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
-            continue;
-        };
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            if let (Some(step), Some(loss)) = (
-                v["step"].as_u64(),
-                v.get("s5.loss_cls").and_then(Value::as_f64),
-            ) {
-                out.push((step, loss));
-            }
-        }
-    }
-    out
-}
-
 /// A run killed with SIGKILL in the middle of an epoch (iteration
 /// checkpoints), then resumed with `--resume`, logs exactly the losses of the
 /// uninterrupted run at every step.
@@ -192,18 +161,7 @@ pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
 fn sigkill_mid_epoch_then_resume_is_exact() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
-    detc(dir.path())
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "8",
-            "--val",
-            "4",
-        ])
-        .assert()
-        .success();
+    shapes_data(dir.path(), 8, 4);
     let config = root().join("configs/demo/queryinst_r18_shapes.yaml");
     let by_iter = [
         "default_hooks.checkpoint.by_epoch=False",

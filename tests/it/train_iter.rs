@@ -8,8 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::support::{ask_python, detc, root};
-use crate::train::all_records;
+use crate::support::{all_records, ask_python, detc, root, shapes_data};
 
 /// An `IterBasedTrainLoop` over the demo config: validation every 3
 /// iterations (and at the last), a checkpoint every 2 (and at the last),
@@ -39,21 +38,6 @@ const SMALL: &[&str] = &[
     "train_dataloader.batch_size=4",
     "train_dataloader.num_workers=0",
 ];
-
-fn shapes_data(dir: &Path) {
-    detc(dir)
-        .args([
-            "data",
-            "shapes",
-            "data/shapes",
-            "--train",
-            "8",
-            "--val",
-            "4",
-        ])
-        .assert()
-        .success();
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -104,7 +88,7 @@ fn val_steps(work_dir: &Path) -> Vec<u64> {
 #[test]
 fn iter_based_loop_logs_saves_validates_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    shapes_data(dir.path());
+    shapes_data(dir.path(), 8, 4);
     let config = write(dir.path(), "iter.yaml", ITER_CONFIG);
 
     // Uninterrupted: 5 iterations. Interrupted: 3 (ending mid-pass), then resumed to 5.
@@ -214,7 +198,7 @@ fn logged_hooks_table(log: &str) -> String {
 #[test]
 fn hooks_run_in_mmengine_priority_order() {
     let dir = tempfile::tempdir().unwrap();
-    shapes_data(dir.path());
+    shapes_data(dir.path(), 8, 4);
     let config = write(dir.path(), "hooks.yaml", HOOKS_CONFIG);
     let log = run(dir.path(), &config, "work", &[], false);
 
