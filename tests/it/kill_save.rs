@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{all_records, root, shapes_data};
+use crate::support::{assert_same_losses, root, shapes_data};
 
 /// tests/it/train.rs's settings that keep the demo config tiny (2
 /// iterations per epoch), with a checkpoint after every iteration and no
@@ -235,20 +235,5 @@ fn sigkill_while_saving_a_checkpoint_then_resume_is_exact() {
     );
 
     // Every loss the killed and the resumed run logged is the uninterrupted run's.
-    let straight: std::collections::HashMap<u64, f64> =
-        all_records(&dir.join("straight")).into_iter().collect();
-    assert_eq!(straight.len(), 6);
-    let records = all_records(&killed);
-    let steps: std::collections::BTreeSet<u64> = records.iter().map(|r| r.0).collect();
-    assert_eq!(
-        steps.len(),
-        6,
-        "every step logged by the killed or the resumed run: {records:?}"
-    );
-    for (step, loss) in records {
-        assert_eq!(
-            loss, straight[&step],
-            "step {step}: the interrupted run logged another loss"
-        );
-    }
+    assert_same_losses(&dir.join("straight"), &killed, 6);
 }

@@ -95,3 +95,17 @@ pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
     }
     out
 }
+
+/// Every loss a killed-then-resumed run logged (its run folders in `resumed`)
+/// equals the uninterrupted run's (in `straight`), and together they logged
+/// each of the `steps` steps.
+pub fn assert_same_losses(straight: &Path, resumed: &Path, steps: usize) {
+    let straight: std::collections::HashMap<u64, f64> = all_records(straight).into_iter().collect();
+    assert_eq!(straight.len(), steps);
+    let records = all_records(resumed);
+    let logged: std::collections::BTreeSet<u64> = records.iter().map(|r| r.0).collect();
+    assert_eq!(logged.len(), steps, "every step logged by the killed or the resumed run: {records:?}");
+    for (step, loss) in records {
+        assert_eq!(loss, straight[&step], "step {step}: the interrupted run logged another loss");
+    }
+}

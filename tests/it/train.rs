@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{all_records, detc, root, shapes_data};
+use crate::support::{all_records, assert_same_losses, detc, root, shapes_data};
 
 /// Settings that keep the demo config tiny: 2 iterations per epoch, a log
 /// line and a checkpoint every epoch, validation every epoch.
@@ -241,21 +241,5 @@ fn sigkill_mid_epoch_then_resume_is_exact() {
     let log = String::from_utf8_lossy(&resumed.stdout);
     assert!(log.contains("resumed from"), "{log}");
 
-    let straight: std::collections::HashMap<u64, f64> = all_records(&dir.path().join("straight"))
-        .into_iter()
-        .collect();
-    assert_eq!(straight.len(), 6);
-    let killed = all_records(&dir.path().join("killed"));
-    let steps: std::collections::BTreeSet<u64> = killed.iter().map(|r| r.0).collect();
-    assert_eq!(
-        steps.len(),
-        6,
-        "every step logged by the killed and the resumed run: {killed:?}"
-    );
-    for (step, loss) in killed {
-        assert_eq!(
-            loss, straight[&step],
-            "step {step}: the interrupted run logged another loss"
-        );
-    }
+    assert_same_losses(&dir.path().join("straight"), &dir.path().join("killed"), 6);
 }

@@ -32,6 +32,20 @@ pub struct ScheduleContext {
     pub max_iters: u64,
 }
 
+/// The fields every scheduler config shares (`begin`, `end`, `last_step`,
+/// `by_epoch`, `convert_to_iter_based`), read from any of them.
+macro_rules! common {
+    ($c:expr) => {
+        Common {
+            begin: $c.begin,
+            end: $c.end,
+            last_step: $c.last_step,
+            by_epoch: $c.by_epoch,
+            convert: $c.convert_to_iter_based,
+        }
+    };
+}
+
 /// The fields every scheduler config has.
 struct Common {
     begin: u64,
@@ -123,13 +137,7 @@ pub(super) fn build_one(
             }
             let (sf, ef) = (c.start_factor, c.end_factor);
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |w: Window, _| {
                     Ok(SchedulerKind::Linear {
                         start_factor: sf,
@@ -143,13 +151,7 @@ pub(super) fn build_one(
             let c: MultiStepLRConfig = parse_cfg(raw, ty)?;
             let (ms, gamma) = (c.milestones.clone(), c.gamma);
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |_, len| {
                     let mut counted: Vec<(i64, u32)> = Vec::new();
                     for m in &ms {
@@ -173,13 +175,7 @@ pub(super) fn build_one(
             }
             let (step, gamma) = (c.step_size as i64, c.gamma);
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |_, len| {
                     Ok(SchedulerKind::Step {
                         step_size: step * len,
@@ -199,13 +195,7 @@ pub(super) fn build_one(
             };
             let t_max = c.t_max;
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |w: Window, len| {
                     // `T_max or (end - begin)`: 0 counts as absent, as in Python.
                     let t = t_max.filter(|t| *t != 0).map_or(w.end - w.begin, |t| t as i64 * len);
@@ -224,13 +214,7 @@ pub(super) fn build_one(
             }
             let factor = c.factor;
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |w: Window, _| {
                     Ok(SchedulerKind::Constant {
                         factor,
@@ -243,13 +227,7 @@ pub(super) fn build_one(
             let c: ExponentialLRConfig = parse_cfg(raw, ty)?;
             let gamma = c.gamma;
             (
-                Common {
-                    begin: c.begin,
-                    end: c.end,
-                    last_step: c.last_step,
-                    by_epoch: c.by_epoch,
-                    convert: c.convert_to_iter_based,
-                },
+                common!(c),
                 Box::new(move |_, _| Ok(SchedulerKind::Exponential { gamma })),
             )
         }
