@@ -4,14 +4,19 @@
 //!   (for every target that links libtorch);
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time;
-//! - the C++ shim of `src/engine/native` (autocast and CUDA memory
-//!   statistics, which tch does not bind), compiled against the libtorch
+//! - the C++ shim of `src/engine/native` (autocast, CUDA memory
+//!   statistics and RoIAlign's CPU kernel, which tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
 //!   so it needs neither the CUDA headers nor libc10_cuda).
 
 use std::path::{Path, PathBuf};
 
-const SHIM: &str = "src/engine/native/shim.cpp";
+/// The shim's translation units, and the header they share.
+const SHIM: [&str; 2] = [
+    "src/engine/native/shim.cpp",
+    "src/engine/native/roi_align.cpp",
+];
+const SHIM_HEADER: &str = "src/engine/native/status.h";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -48,7 +53,9 @@ fn main() {
 /// Compiles the shim with the flags torch-sys uses for its own C++ (C++17,
 /// the CXX11 ABI of the PyPI wheels) and links what it calls.
 fn build_shim(lib_dir: &Path) {
-    println!("cargo:rerun-if-changed={SHIM}");
+    for file in SHIM.iter().chain([&SHIM_HEADER]) {
+        println!("cargo:rerun-if-changed={file}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib_dir.join("../include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
@@ -62,7 +69,7 @@ fn build_shim(lib_dir: &Path) {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
-        .file(SHIM);
+        .files(SHIM);
     build.compile("detc_native");
     // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,
     // after us); `--as-needed` keeps them out of binaries that do not call

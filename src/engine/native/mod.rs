@@ -3,7 +3,8 @@
 //!
 //! - [`autocast`]: mixed-precision regions on the CPU or CUDA with a chosen
 //!   dtype (`torch.autocast`; tch only switches CUDA autocast on and off);
-//! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`).
+//! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`);
+//! - [`roi_align`]: RoIAlign's CPU kernel, forward and backward (`roi_align.cpp`).
 //!
 //! The shim catches every C++ exception and returns a status; the safe
 //! wrappers here turn it into a [`NativeError`].
@@ -13,6 +14,7 @@
 
 pub mod autocast;
 pub mod cuda_memory;
+pub mod roi_align;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ pub use autocast::{autocast, AutocastGuard};
 pub use cuda_memory::{
     cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,
 };
+pub use roi_align::{roi_align_cpu, roi_align_cpu_supports, RoiAlignArgs};
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
@@ -73,6 +76,16 @@ mod ffi {
         pub fn detc_cuda_max_memory_allocated(device: c_int, out: *mut u64) -> c_int;
         pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
         pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
+        pub fn detc_roi_align_cpu(
+            input: *const torch_sys::C_tensor,
+            rois: *const torch_sys::C_tensor,
+            spatial_scale: f64,
+            pooled_h: i64,
+            pooled_w: i64,
+            sampling_ratio: i64,
+            aligned: c_int,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
     }
 }
 

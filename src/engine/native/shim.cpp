@@ -2,9 +2,8 @@
 // tch 0.24 does not bind. Compiled by build.rs, called through the
 // `extern "C"` functions below and wrapped by src/engine/native/*.rs.
 //
-// Every function returns a status (DETC_OK, DETC_ERROR with the message in
-// detc_native_last_error(), DETC_UNAVAILABLE) and never lets a C++
-// exception unwind into Rust.
+// Every function returns a status and never lets a C++ exception unwind
+// into Rust (status.h). RoIAlign's CPU kernel is in roi_align.cpp.
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/DeviceType.h>
@@ -14,29 +13,17 @@
 #include <c10/core/CachingDeviceAllocator.h>
 
 #include <cstdint>
-#include <exception>
 #include <string>
 
-namespace {
+#include "status.h"
 
-constexpr int DETC_OK = 0;
-constexpr int DETC_ERROR = 1;
-constexpr int DETC_UNAVAILABLE = 2;
-
-// Per thread, like autocast state and errno.
+namespace detc {
 thread_local std::string last_error;
+}  // namespace detc
 
-template <class F>
-int guarded(F&& body) {
-  try {
-    return body();
-  } catch (const std::exception& e) {
-    last_error = e.what();
-  } catch (...) {
-    last_error = "unknown C++ exception";
-  }
-  return DETC_ERROR;
-}
+using namespace detc;
+
+namespace {
 
 // The device codes of native/autocast.rs.
 bool device_type(int code, c10::DeviceType* out) {

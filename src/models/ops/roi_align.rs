@@ -3,12 +3,16 @@
 //! (`aligned`, adaptive `sampling_ratio=0`, `avg`/`max` pooling), and the
 //! level mapping of `SingleRoIExtractor`.
 //!
-//! Why not a custom kernel: the op is built from libtorch's `grid_sampler_2d`,
-//! which has fused CPU and CUDA kernels for both passes, so it runs on any
-//! device and autograd gives the backward (w.r.t. the features; boxes get no
-//! gradient, as in MMCV). RoIAlign's bilinear rule — clamp a sample in
-//! `[-1, 0]` to 0 and one in `[H-1, H]` to `H-1`, zero outside `[-1, H]` —
-//! is `grid_sample(padding_mode='border')` times a validity mask. All RoIs
+//! Two paths with the same results. On the CPU (float or double features,
+//! average pooling) a C++ kernel does torchvision's arithmetic in one pass
+//! each way (`engine::native::roi_align`). Everywhere else the op is built
+//! from libtorch's `grid_sampler_2d`, which has fused CPU and CUDA kernels
+//! for both passes, so it runs on any device and autograd gives the backward
+//! (w.r.t. the features; boxes get no gradient, as in MMCV).
+//!
+//! The sampled path: RoIAlign's bilinear rule — clamp a sample in `[-1, 0]`
+//! to 0 and one in `[H-1, H]` to `H-1`, zero outside `[-1, H]` — is
+//! `grid_sample(padding_mode='border')` times a validity mask. All RoIs
 //! (each with its own adaptive grid) are sampled in one call on a flat list
 //! of points, then pooled into their bins with `index_add`; memory is one
 //! value per sample (`R x C x Ph*gy x Pw*gx`), transient (autograd keeps only
@@ -21,6 +25,7 @@ use detc::registry::models::common::IntOrPair;
 use detc::registry::models::ops::{PoolMode, RoIAlignConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::engine::native;
 use crate::models::layers::{ModelError, ModelResult};
 
 const NAME: &str = "RoIAlign";
@@ -112,8 +117,26 @@ const MAX_GRID: f64 = 65536.0;
 /// pass over the feature map's gradient.
 const MAX_SAMPLED_VALUES: i64 = 1 << 28;
 
-/// mmcv/torchvision `roi_align`; see the module doc for how.
+/// mmcv/torchvision `roi_align`: the CPU kernel where it applies, else
+/// [`roi_align_sampled`].
 pub fn roi_align(input: &Tensor, rois: &Tensor, op: &RoIAlign) -> ModelResult<Tensor> {
+    if op.pool_mode == PoolMode::Avg && native::roi_align_cpu_supports(input) {
+        let rois = rois.f_detach()?.f_to_kind(input.kind())?;
+        let args = native::RoiAlignArgs {
+            spatial_scale: op.spatial_scale,
+            output_size: op.output_size,
+            sampling_ratio: op.sampling_ratio,
+            aligned: op.aligned,
+        };
+        return native::roi_align_cpu(input, &rois, args)
+            .map_err(|e| ModelError::new(NAME, e.message));
+    }
+    roi_align_sampled(input, rois, op)
+}
+
+/// `roi_align` on `grid_sampler_2d`, for any device, dtype and pool mode;
+/// see the module doc.
+pub fn roi_align_sampled(input: &Tensor, rois: &Tensor, op: &RoIAlign) -> ModelResult<Tensor> {
     let (n, c, _h, _w) = input
         .size4()
         .map_err(|e| ModelError::new(NAME, format!("input must be (N, C, H, W): {e}")))?;
@@ -414,7 +437,13 @@ mod tests {
     use super::*;
     use crate::models::layers::fixtures::{self, assert_close, tensor};
 
-    fn case(stride: i64, ratio: i64, aligned: bool) {
+    pub(super) type RoiAlignFn = fn(&Tensor, &Tensor, &RoIAlign) -> ModelResult<Tensor>;
+
+    /// The CPU kernel (what `forward` picks here) and the grid-sampler path.
+    pub(super) const PATHS: [(&str, RoiAlignFn); 2] =
+        [("kernel", roi_align), ("sampled", roi_align_sampled)];
+
+    fn case(stride: i64, ratio: i64, aligned: bool, path: (&str, RoiAlignFn)) {
         let fx = &fixtures::get().roi_align;
         let key = format!("s{stride}_r{ratio}_a{}", aligned as i64);
         let x = tensor(fx, &format!("{key}.x")).set_requires_grad(true);
@@ -426,13 +455,14 @@ mod tests {
             pool_mode: PoolMode::Avg,
             aligned,
         };
-        let y = op.forward(&x, &rois).unwrap();
+        let label = format!("{key} ({})", path.0);
+        let y = path.1(&x, &rois, &op).unwrap();
         assert_close(
             &y,
             &tensor(fx, &format!("{key}.out")),
             1e-5,
             0.0,
-            &format!("{key} output"),
+            &format!("{label} output"),
         );
         (&y * tensor(fx, &format!("{key}.grad_w")))
             .sum(Kind::Float)
@@ -442,19 +472,21 @@ mod tests {
             &tensor(fx, &format!("{key}.grad_x")),
             1e-5,
             0.0,
-            &format!("{key} grad"),
+            &format!("{label} grad"),
         );
     }
 
     #[test]
     fn roi_align_matches_torchvision_with_gradients() {
-        for stride in [4, 8, 16, 32] {
-            for ratio in [0, 2] {
-                case(stride, ratio, true);
+        for path in PATHS {
+            for stride in [4, 8, 16, 32] {
+                for ratio in [0, 2] {
+                    case(stride, ratio, true, path);
+                }
             }
+            case(8, 0, false, path);
+            case(8, 2, false, path);
         }
-        case(8, 0, false);
-        case(8, 2, false);
     }
 
     #[test]
@@ -494,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn roi_align_empty_rois() {
+    fn roi_align_empty_rois_bad_indices_and_diverged_boxes() {
         let x = Tensor::ones([1, 3, 8, 8], (Kind::Float, Device::Cpu));
         let op = RoIAlign {
             output_size: (7, 7),
@@ -503,36 +535,33 @@ mod tests {
             pool_mode: PoolMode::Avg,
             aligned: true,
         };
-        let y = op
-            .forward(&x, &Tensor::zeros([0, 5], (Kind::Float, Device::Cpu)))
-            .unwrap();
-        assert_eq!(y.size(), [0, 3, 7, 7]);
-        let bad = op.forward(
-            &x,
-            &Tensor::from_slice(&[3.0f32, 0., 0., 4., 4.]).view([1, 5]),
-        );
-        assert!(bad.unwrap_err().message.contains("batch index 3"));
-        // Diverged boxes: NaN pools nothing, a huge adaptive grid is refused.
         let adaptive = RoIAlign {
             sampling_ratio: 0,
             ..op.clone()
         };
         let nan = Tensor::from_slice(&[0.0f32, 0., 0., f32::NAN, 4.]).view([1, 5]);
-        assert_eq!(
-            adaptive
-                .forward(&x, &nan)
-                .unwrap()
-                .abs()
-                .sum(Kind::Float)
-                .double_value(&[]),
-            0.0
-        );
         let huge = Tensor::from_slice(&[0.0f32, 0., 0., 1e9, 1e9]).view([1, 5]);
-        assert!(adaptive
-            .forward(&x, &huge)
-            .unwrap_err()
-            .message
-            .contains("sampling points"));
+        for (name, f) in PATHS {
+            let y = f(&x, &Tensor::zeros([0, 5], (Kind::Float, Device::Cpu)), &op).unwrap();
+            assert_eq!(y.size(), [0, 3, 7, 7], "{name}");
+            let bad = f(
+                &x,
+                &Tensor::from_slice(&[3.0f32, 0., 0., 4., 4.]).view([1, 5]),
+                &op,
+            );
+            let msg = bad.unwrap_err().message;
+            assert!(
+                msg.contains("batch index 3 outside the 1 images"),
+                "{name}: {msg}"
+            );
+            // Diverged boxes: NaN pools nothing, a huge adaptive grid is refused.
+            for op in [&op, &adaptive] {
+                let y = f(&x, &nan, op).unwrap();
+                assert_eq!(y.abs().sum(Kind::Float).double_value(&[]), 0.0, "{name}");
+            }
+            let msg = f(&x, &huge, &adaptive).unwrap_err().message;
+            assert!(msg.contains("sampling points"), "{name}: {msg}");
+        }
     }
 
     #[test]
@@ -570,6 +599,7 @@ mod tests {
 
 #[cfg(test)]
 mod bench {
+    use super::tests::PATHS;
     use super::*;
 
     /// Timing, not a check: `cargo test --bin detc-engine roi_align_speed -- --ignored --nocapture`.
@@ -590,7 +620,7 @@ mod bench {
             0,
         );
         let rois = Tensor::cat(&[b, xy.shallow_clone(), &xy + wh], 1);
-        for ratio in [2, 0] {
+        for (ratio, (name, f)) in [2, 0].into_iter().flat_map(|r| PATHS.map(|p| (r, p))) {
             let op = RoIAlign {
                 output_size: (7, 7),
                 spatial_scale: 0.25,
@@ -601,16 +631,16 @@ mod bench {
             let n = 5;
             let t = std::time::Instant::now();
             for _ in 0..n {
-                let y = op.forward(&x, &rois).unwrap();
+                let y = f(&x, &rois, &op).unwrap();
                 y.sum(Kind::Float).backward();
             }
             let both = t.elapsed().as_secs_f64() * 1e3 / n as f64;
             let t = std::time::Instant::now();
             for _ in 0..n {
-                let _ = tch::no_grad(|| op.forward(&x, &rois).unwrap());
+                let _ = tch::no_grad(|| f(&x, &rois, &op).unwrap());
             }
             let fwd = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-            println!("sampling_ratio {ratio}: forward {fwd:.1} ms, forward+backward {both:.1} ms");
+            println!("{name}, sampling_ratio {ratio}: forward {fwd:.1} ms, forward+backward {both:.1} ms");
         }
     }
 }
