@@ -5,16 +5,18 @@
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time;
 //! - the C++ shim of `src/engine/native` (autocast, CUDA memory
-//!   statistics and RoIAlign's CPU kernel, which tch does not bind), compiled against the libtorch
+//!   statistics, RoIAlign's CPU kernel and c10d's Gloo process group, which
+//!   tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
 //!   so it needs neither the CUDA headers nor libc10_cuda).
 
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 2] = [
+const SHIM: [&str; 3] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/roi_align.cpp",
+    "src/engine/native/dist.cpp",
 ];
 const SHIM_HEADER: &str = "src/engine/native/status.h";
 
@@ -69,6 +71,9 @@ fn build_shim(lib_dir: &Path) {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // c10d's Gloo process group (dist.cpp); its headers come from
+        // Debian's libgloo-dev (scripts/bootstrap), its code from libtorch_cpu.
+        .flag("-DUSE_C10D_GLOO")
         .files(SHIM);
     build.compile("detc_native");
     // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,

@@ -4,7 +4,8 @@
 //! - [`autocast`]: mixed-precision regions on the CPU or CUDA with a chosen
 //!   dtype (`torch.autocast`; tch only switches CUDA autocast on and off);
 //! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`);
-//! - [`roi_align`]: RoIAlign's CPU kernel, forward and backward (`roi_align.cpp`).
+//! - [`roi_align`]: RoIAlign's CPU kernel, forward and backward (`roi_align.cpp`);
+//! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
 //!
 //! The shim catches every C++ exception and returns a status; the safe
 //! wrappers here turn it into a [`NativeError`].
@@ -14,6 +15,7 @@
 
 pub mod autocast;
 pub mod cuda_memory;
+pub mod process_group;
 pub mod roi_align;
 
 #[cfg(test)]
@@ -23,6 +25,7 @@ pub use autocast::{autocast, AutocastGuard};
 pub use cuda_memory::{
     cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,
 };
+pub use process_group::{ProcessGroup, Rendezvous};
 pub use roi_align::{roi_align_cpu, roi_align_cpu_supports, RoiAlignArgs};
 
 use std::ffi::CStr;

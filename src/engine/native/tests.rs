@@ -1,5 +1,6 @@
 //! The shim on this machine's libtorch: autocast regions on the CPU, and
-//! CUDA memory statistics (`None` without a GPU, a peak after allocating on one).
+//! CUDA memory statistics (`None` without a GPU, a peak after allocating on
+//! one), and a Gloo process group of two ranks.
 
 use tch::{Device, Kind, Tensor};
 
@@ -81,4 +82,62 @@ fn empty_cache_is_a_no_op_without_cuda_and_frees_cached_blocks_with_it() {
     let gpu = Device::Cuda(0);
     drop(Tensor::zeros([16 << 20], (Kind::Float, gpu)));
     assert_eq!(cuda_empty_cache(gpu), Ok(true));
+}
+
+#[test]
+fn gloo_group_of_two_threads_runs_every_collective() {
+    use std::os::fd::IntoRawFd;
+    // Rank 0's store takes over a socket bound here, as the launcher passes it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut fd = Some(listener.into_raw_fd());
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            let rv = Rendezvous {
+                master_addr: "127.0.0.1".into(),
+                master_port: port,
+                rank,
+                world_size: 2,
+                listen_fd: if rank == 0 { fd.take() } else { None },
+                timeout: std::time::Duration::from_secs(30),
+            };
+            std::thread::spawn(move || {
+                let pg = ProcessGroup::join(&rv).unwrap();
+                let r = rank as f64;
+                let mut sum = Tensor::from_slice(&[1.0 + r, 10.0 * r]);
+                pg.all_reduce_sum(&mut sum).unwrap();
+                let mut from_one = Tensor::from_slice(&[r, r, r]);
+                pg.broadcast(&mut from_one, 1).unwrap();
+                let gathered = pg
+                    .all_gather(&Tensor::from_slice(&[r as i64, 7]))
+                    .unwrap();
+                pg.barrier().unwrap();
+                (
+                    Vec::<f64>::try_from(sum).unwrap(),
+                    Vec::<f64>::try_from(from_one).unwrap(),
+                    Vec::<i64>::try_from(gathered.flatten(0, -1)).unwrap(),
+                )
+            })
+        })
+        .collect();
+    for handle in ranks {
+        let (sum, from_one, gathered) = handle.join().unwrap();
+        assert_eq!(sum, [3.0, 10.0]);
+        assert_eq!(from_one, [1.0, 1.0, 1.0]);
+        assert_eq!(gathered, [0, 7, 1, 7]);
+    }
+}
+
+#[test]
+fn rendezvous_errors_are_reported_not_thrown() {
+    let rv = Rendezvous {
+        master_addr: "127.0.0.1".into(),
+        master_port: 1,
+        rank: 3,
+        world_size: 2,
+        listen_fd: None,
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let err = ProcessGroup::join(&rv).unwrap_err();
+    assert!(err.message.contains("rank 3 is not in a world of 2"), "{err}");
 }

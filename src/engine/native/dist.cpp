@@ -1,0 +1,135 @@
+// PyTorch's c10d for the engine's workers: a TCPStore rendezvous and a
+// Gloo process group, and the collectives data-parallel training needs
+// (all-reduce, broadcast, all-gather, barrier) on tch tensors, each waited
+// for before it returns. Wrapped by src/engine/dist/process_group.rs.
+//
+// Gloo's headers are not in the torch wheel; Debian's libgloo-dev provides
+// them (scripts/bootstrap installs it). Gloo itself is compiled into
+// libtorch_cpu, so nothing more is linked.
+
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+using namespace detc;
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> backend;
+  int rank;
+  int world;
+};
+
+Group& group(void* handle) {
+  if (handle == nullptr) throw std::invalid_argument("no process group");
+  return *static_cast<Group*>(handle);
+}
+
+// The interface Gloo binds, as torch.distributed picks it: GLOO_SOCKET_IFNAME
+// when set, loopback for a job on this machine, else the address this
+// machine's hostname resolves to.
+std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master) {
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  if (master == "localhost" || master.rfind("127.", 0) == 0) {
+    return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  }
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+}  // namespace
+
+extern "C" {
+
+// Joins the job: rank 0 serves the TCPStore at host:port (on `listen_fd`
+// when it is >= 0, a socket the launcher already bound, so no other job can
+// take the port in between), the others connect to it; then the Gloo group
+// is formed over the store. `timeout_ms` bounds the rendezvous and every
+// collective.
+int detc_dist_init(const char* host, int port, int rank, int world, int listen_fd,
+                   int64_t timeout_ms, void** out) {
+  return guarded([&] {
+    if (world < 1 || rank < 0 || rank >= world) {
+      throw std::invalid_argument("rank " + std::to_string(rank) + " is not in a world of " +
+                                  std::to_string(world));
+    }
+    if (port <= 0 || port > 65535) {
+      throw std::invalid_argument("port " + std::to_string(port) + " is not a TCP port");
+    }
+    const auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<std::uint16_t>(port);
+    opts.isServer = rank == 0;
+    opts.numWorkers = static_cast<std::size_t>(world);
+    opts.waitWorkers = true;
+    opts.timeout = timeout;
+    if (rank == 0 && listen_fd >= 0) opts.masterListenFd = listen_fd;
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(gloo_device(host));
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
+    *out = new Group{store, backend, rank, world};
+    return DETC_OK;
+  });
+}
+
+void detc_dist_free(void* handle) { delete static_cast<Group*>(handle); }
+
+// In place: the sum over ranks.
+int detc_dist_allreduce_sum(void* handle, at::Tensor* tensor) {
+  return guarded([&] {
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    group(handle).backend->allreduce(tensors, opts)->wait();
+    return DETC_OK;
+  });
+}
+
+// In place: root's values on every rank.
+int detc_dist_broadcast(void* handle, at::Tensor* tensor, int root) {
+  return guarded([&] {
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    group(handle).backend->broadcast(tensors, opts)->wait();
+    return DETC_OK;
+  });
+}
+
+// output (world, *input.shape): row r receives rank r's input.
+int detc_dist_allgather(void* handle, at::Tensor* input, at::Tensor* output) {
+  return guarded([&] {
+    Group& g = group(handle);
+    if (output->dim() < 1 || output->size(0) != g.world) {
+      throw std::invalid_argument("all_gather output must have one row per rank");
+    }
+    std::vector<at::Tensor> inputs{input->contiguous()};
+    std::vector<std::vector<at::Tensor>> outputs(1);
+    for (int r = 0; r < g.world; ++r) outputs[0].push_back(at::empty_like(inputs[0]));
+    g.backend->allgather(outputs, inputs)->wait();
+    for (int r = 0; r < g.world; ++r) output->select(0, r).copy_(outputs[0][r]);
+    return DETC_OK;
+  });
+}
+
+int detc_dist_barrier(void* handle) {
+  return guarded([&] {
+    group(handle).backend->barrier()->wait();
+    return DETC_OK;
+  });
+}
+
+}  // extern "C"

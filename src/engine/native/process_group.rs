@@ -1,0 +1,148 @@
+//! c10d's Gloo process group (`dist.cpp`): a TCPStore rendezvous and the
+//! collectives data-parallel training needs, on tch tensors. Every call
+//! waits for its collective; a failed or timed-out one is an error (a peer
+//! that died shows up here within about a second).
+
+use std::ffi::CString;
+use std::os::raw::{c_int, c_void};
+use std::time::Duration;
+
+use tch::Tensor;
+
+use super::{check, NativeError, NativeResult};
+
+mod ffi {
+    use std::os::raw::{c_char, c_int, c_void};
+
+    extern "C" {
+        pub fn detc_dist_init(
+            host: *const c_char,
+            port: c_int,
+            rank: c_int,
+            world: c_int,
+            listen_fd: c_int,
+            timeout_ms: i64,
+            out: *mut *mut c_void,
+        ) -> c_int;
+        pub fn detc_dist_free(group: *mut c_void);
+        pub fn detc_dist_allreduce_sum(group: *mut c_void, tensor: *mut torch_sys::C_tensor) -> c_int;
+        pub fn detc_dist_broadcast(
+            group: *mut c_void,
+            tensor: *mut torch_sys::C_tensor,
+            root: c_int,
+        ) -> c_int;
+        pub fn detc_dist_allgather(
+            group: *mut c_void,
+            input: *mut torch_sys::C_tensor,
+            output: *mut torch_sys::C_tensor,
+        ) -> c_int;
+        pub fn detc_dist_barrier(group: *mut c_void) -> c_int;
+    }
+}
+
+/// Where and how to rendezvous.
+#[derive(Debug, Clone)]
+pub struct Rendezvous {
+    pub master_addr: String,
+    pub master_port: u16,
+    pub rank: usize,
+    pub world_size: usize,
+    /// A listening socket on the master port that rank 0's store takes over.
+    pub listen_fd: Option<i32>,
+    /// Bounds the rendezvous and every collective.
+    pub timeout: Duration,
+}
+
+/// A Gloo process group this process belongs to.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    handle: *mut c_void,
+    rank: usize,
+    world_size: usize,
+}
+
+// The c10d group is used from one thread at a time (the training loop);
+// moving it between threads is fine.
+unsafe impl Send for ProcessGroup {}
+
+impl ProcessGroup {
+    /// Joins the job described by `rv` (blocks until every rank has joined).
+    pub fn join(rv: &Rendezvous) -> NativeResult<Self> {
+        let host = CString::new(rv.master_addr.as_str()).map_err(|_| NativeError {
+            call: "init_process_group",
+            message: format!("master address {:?} holds a NUL byte", rv.master_addr),
+        })?;
+        let timeout_ms = i64::try_from(rv.timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated host that outlives the call, plain integers,
+        // and one out-pointer the shim fills only on success.
+        let status = unsafe {
+            ffi::detc_dist_init(
+                host.as_ptr(),
+                c_int::from(rv.master_port),
+                rv.rank as c_int,
+                rv.world_size as c_int,
+                rv.listen_fd.unwrap_or(-1),
+                timeout_ms,
+                &mut handle,
+            )
+        };
+        check("init_process_group", status)?;
+        Ok(ProcessGroup {
+            handle,
+            rank: rv.rank,
+            world_size: rv.world_size,
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.world_size
+    }
+
+    /// In place: the sum over ranks (`dist.all_reduce`).
+    pub fn all_reduce_sum(&self, tensor: &mut Tensor) -> NativeResult<()> {
+        // SAFETY: a live group and a live tensor, for the call only.
+        let status = unsafe { ffi::detc_dist_allreduce_sum(self.handle, tensor.as_mut_ptr()) };
+        check("all_reduce", status).map(drop)
+    }
+
+    /// In place: `root`'s values on every rank (`dist.broadcast`).
+    pub fn broadcast(&self, tensor: &mut Tensor, root: usize) -> NativeResult<()> {
+        // SAFETY: as above.
+        let status =
+            unsafe { ffi::detc_dist_broadcast(self.handle, tensor.as_mut_ptr(), root as c_int) };
+        check("broadcast", status).map(drop)
+    }
+
+    /// `(world, *input.shape)`: row r holds rank r's `input` (`dist.all_gather`).
+    pub fn all_gather(&self, input: &Tensor) -> NativeResult<Tensor> {
+        let mut shape = vec![self.world_size as i64];
+        shape.extend(input.size());
+        let mut output = Tensor::empty(shape.as_slice(), (input.kind(), input.device()));
+        let mut input = input.shallow_clone();
+        // SAFETY: as above.
+        let status = unsafe {
+            ffi::detc_dist_allgather(self.handle, input.as_mut_ptr(), output.as_mut_ptr())
+        };
+        check("all_gather", status)?;
+        Ok(output)
+    }
+
+    /// Waits until every rank is here (`dist.barrier`).
+    pub fn barrier(&self) -> NativeResult<()> {
+        // SAFETY: a live group.
+        let status = unsafe { ffi::detc_dist_barrier(self.handle) };
+        check("barrier", status).map(drop)
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from detc_dist_init and is freed once.
+        unsafe { ffi::detc_dist_free(self.handle) }
+    }
+}
