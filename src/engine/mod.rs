@@ -3,6 +3,7 @@
 
 pub mod checkpoint_hook;
 pub mod data;
+pub mod dist;
 pub mod env;
 pub mod evaluate;
 pub mod hooks;

@@ -28,6 +28,11 @@ impl Hooks {
         self.list.insert(at, Registered { hook, priority });
     }
 
+    /// Keeps the hooks whose class name `keep` accepts (in order).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.list.retain(|r| keep(r.hook.name()));
+    }
+
     /// Calls one stage on every hook in order; the first failure stops it.
     pub fn call(
         &mut self,

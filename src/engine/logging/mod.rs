@@ -87,8 +87,9 @@ pub fn scalars_record(tag: &Tag, step: u64) -> String {
 /// The text log and the scalar records of one run (rank 0): `<ts>.log`
 /// (also echoed to stdout) and `vis_data/scalars.json`, both appended.
 pub struct RunLog {
-    text: File,
-    scalars: File,
+    /// None on the ranks other than 0, which write nothing.
+    text: Option<File>,
+    scalars: Option<File>,
     echo: bool,
 }
 
@@ -98,10 +99,19 @@ impl RunLog {
     pub fn open(log_file: &Path, scalars_file: &Path, echo: bool) -> io::Result<Self> {
         let append = |p: &Path| OpenOptions::new().create(true).append(true).open(p);
         Ok(RunLog {
-            text: append(log_file)?,
-            scalars: append(scalars_file)?,
+            text: Some(append(log_file)?),
+            scalars: Some(append(scalars_file)?),
             echo,
         })
+    }
+
+    /// The log of a rank other than 0: MMEngine logs on rank 0 only.
+    pub fn discard() -> Self {
+        RunLog {
+            text: None,
+            scalars: None,
+            echo: false,
+        }
     }
 
     /// Writes `message` with the prefix of `level` at the current local time.
@@ -110,7 +120,10 @@ impl RunLog {
         if self.echo {
             print!("{line}");
         }
-        self.text.write_all(line.as_bytes())
+        match self.text.as_mut() {
+            Some(text) => text.write_all(line.as_bytes()),
+            None => Ok(()),
+        }
     }
 
     /// `log(Level::Info, message)`.
@@ -121,7 +134,10 @@ impl RunLog {
     /// Appends one `scalars.json` record (LoggerHook: `step = runner.iter + 1`
     /// after a train iteration; the epoch (or iteration) after validation).
     pub fn add_scalars(&mut self, tag: &Tag, step: u64) -> io::Result<()> {
-        writeln!(self.scalars, "{}", scalars_record(tag, step))
+        match self.scalars.as_mut() {
+            Some(scalars) => writeln!(scalars, "{}", scalars_record(tag, step)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -125,6 +125,15 @@ int detc_dist_allgather(void* handle, at::Tensor* input, at::Tensor* output) {
   });
 }
 
+// param.grad = grad (a parameter that had no gradient on this rank gets the
+// job's average, as DDP leaves it).
+int detc_set_grad(at::Tensor* param, at::Tensor* grad) {
+  return guarded([&] {
+    param->mutable_grad() = *grad;
+    return DETC_OK;
+  });
+}
+
 int detc_dist_barrier(void* handle) {
   return guarded([&] {
     group(handle).backend->barrier()->wait();

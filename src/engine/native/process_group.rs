@@ -37,6 +37,7 @@ mod ffi {
             output: *mut torch_sys::C_tensor,
         ) -> c_int;
         pub fn detc_dist_barrier(group: *mut c_void) -> c_int;
+        pub fn detc_set_grad(param: *mut torch_sys::C_tensor, grad: *mut torch_sys::C_tensor) -> c_int;
     }
 }
 
@@ -138,6 +139,14 @@ impl ProcessGroup {
         let status = unsafe { ffi::detc_dist_barrier(self.handle) };
         check("barrier", status).map(drop)
     }
+}
+
+/// `param.grad = grad` (tch can read a gradient but not set one).
+pub fn set_grad(param: &Tensor, grad: &Tensor) -> NativeResult<()> {
+    let (mut param, mut grad) = (param.shallow_clone(), grad.shallow_clone());
+    // SAFETY: two live tensors for the call; the shim copies the handle.
+    let status = unsafe { ffi::detc_set_grad(param.as_mut_ptr(), grad.as_mut_ptr()) };
+    check("set_grad", status).map(drop)
 }
 
 impl Drop for ProcessGroup {

@@ -244,8 +244,9 @@ impl OptimWrapper {
 
     /// MMEngine's `optim_context`: runs the forward pass `f` (data
     /// preprocessing and loss) in the autocast region of an
-    /// `AmpOptimWrapper`, plainly otherwise. Gradient sync suppression
-    /// during accumulation has nothing to do in a single process.
+    /// `AmpOptimWrapper`, plainly otherwise. Gradients are synchronised
+    /// only at the end of an accumulation window
+    /// ([`Self::update_params_synced`]).
     pub fn optim_context<T>(&self, f: impl FnOnce() -> T) -> T {
         let _region = self.amp.as_ref().map(|amp| {
             amp.autocast
@@ -271,9 +272,27 @@ impl OptimWrapper {
     /// `scale_loss`, `backward`, and when [`Self::should_update`] `step` and
     /// `zero_grad`. Returns whether the parameters were updated.
     pub fn update_params(&mut self, loss: &Tensor) -> ModelResult<bool> {
+        self.update_params_synced(loss, |_| Ok(()))
+    }
+
+    /// [`Self::update_params`] where `sync` runs on the parameters between
+    /// the last backward of a window and the step: DDP's gradient
+    /// all-reduce in a worker of several (MMEngine's `no_sync` outside it).
+    pub fn update_params_synced(
+        &mut self,
+        loss: &Tensor,
+        sync: impl FnOnce(&[Tensor]) -> ModelResult<()>,
+    ) -> ModelResult<bool> {
         let loss = self.scale_loss(loss)?;
         self.backward(&loss)?;
         if self.should_update() {
+            let params: Vec<Tensor> = self
+                .optimizer
+                .groups
+                .iter()
+                .flat_map(|g| g.params.iter().map(Tensor::shallow_clone))
+                .collect();
+            sync(&params)?;
             self.step()?;
             self.zero_grad();
             return Ok(true);

@@ -18,6 +18,7 @@ use super::run_state::{LoopShape, RunState};
 use super::state::{self, Position, TrainState};
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
+use crate::engine::dist::Dist;
 use crate::engine::hooks::{build_hooks, HookContext, Hooks};
 use crate::engine::logging::{Level, RunLog, ScalarHub};
 use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
@@ -36,7 +37,12 @@ pub struct Runner {
     pub(super) hooks: Hooks,
     pub(super) state: RunState,
     pub(super) loop_cfg: LoopCfg,
+    /// The job's process group, for a worker of several.
+    pub(super) dist: Option<Dist>,
 }
+
+/// The hooks that write files or draw; on ranks other than 0 they are left out.
+const WRITING_HOOKS: [&str; 3] = ["LoggerHook", "CheckpointHook", "DetVisualizationHook"];
 
 type Resumed = (
     std::path::PathBuf,
@@ -46,7 +52,14 @@ type Resumed = (
 impl Runner {
     /// Builds the run; returns it with the train data (iterated beside it).
     pub fn build(config: &Value, args: &RunArgs) -> Result<(Self, DataParts), Failure> {
-        let device = device(args.device.as_deref()).map_err(input)?;
+        let dist = Dist::from_env().map_err(runtime)?;
+        let (rank, world_size) = dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world_size()));
+        let is_main = rank == 0;
+        let device = match (device(args.device.as_deref()).map_err(input)?, &dist) {
+            // Worker r uses visible device LOCAL_RANK, as torchrun's workers do.
+            (Device::Cuda(_), Some(d)) => Device::Cuda(d.local_rank),
+            (device, _) => device,
+        };
         let loop_cfg = LoopCfg::from_config(config)?;
         let processor = log_processor(config).map_err(input)?;
         // Hooks first: a config they refuse stops the run before anything is written.
@@ -54,7 +67,11 @@ impl Runner {
             work_dir: &args.work_dir,
             processor: &processor,
         };
-        let hooks = build_hooks(config, &ctx).map_err(input)?;
+        let mut hooks = build_hooks(config, &ctx).map_err(input)?;
+        if !is_main {
+            // Rank 0 alone logs, saves checkpoints and draws (MMEngine's master_only).
+            hooks.retain(|name| !WRITING_HOOKS.contains(&name));
+        }
         let model_cfg = config
             .get("model")
             .ok_or_else(|| input("the config has no `model:` section"))?;
@@ -82,20 +99,26 @@ impl Runner {
         };
         tch::manual_seed(seed as i64);
         let Detector::Sparse(model) = detectors::build(model_cfg, vs.root()).map_err(input)?;
-        let ts = LocalTime::now().timestamp();
-        let work = WorkDir::create(&args.work_dir, &ts)
-            .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
-        let text = serde_json::to_string_pretty(config).unwrap_or_default();
-        work.dump_config(&args.config_stem, "json", &text)
-            .map_err(runtime)?;
-        let mut log =
-            RunLog::open(&work.log_file(), &work.scalars_file(), true).map_err(runtime)?;
+        let mut log = if is_main {
+            let ts = LocalTime::now().timestamp();
+            let work = WorkDir::create(&args.work_dir, &ts)
+                .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
+            let text = serde_json::to_string_pretty(config).unwrap_or_default();
+            work.dump_config(&args.config_stem, "json", &text)
+                .map_err(runtime)?;
+            RunLog::open(&work.log_file(), &work.scalars_file(), true).map_err(runtime)?
+        } else {
+            RunLog::discard()
+        };
         let info = |log: &mut RunLog, m: &str| log.info(m).map_err(runtime);
         let version = env!("CARGO_PKG_VERSION");
         info(
             &mut log,
             &format!("detc {version} · device {device:?} · seed {seed}"),
         )?;
+        if world_size > 1 {
+            info(&mut log, &format!("Distributed training: {world_size} processes (c10d, gloo)"))?;
+        }
         let table = hooks.info_table();
         info(
             &mut log,
@@ -125,8 +148,9 @@ impl Runner {
         let section = config
             .get("train_dataloader")
             .ok_or_else(|| input("the config has no `train_dataloader`"))?;
-        let train = DataParts::build("train_dataloader", section, &cwd, Shard::SINGLE, seed)
-            .map_err(input)?;
+        let shard = Shard::new(rank, world_size).map_err(input)?;
+        let train =
+            DataParts::build("train_dataloader", section, &cwd, shard, seed).map_err(input)?;
         let val = build_val(config, &cwd, seed)?;
         let optim_cfg: OptimWrapperCfg = typed_ref(config.get("optim_wrapper"), "optim_wrapper")?;
         let mut wrapper = build_optim_wrapper(&optim_cfg, named_trainable(&vs, is_norm_param_name))
@@ -181,6 +205,7 @@ impl Runner {
             hooks,
             state,
             loop_cfg,
+            dist,
         };
         if args.resume && resume_from.is_none() {
             runner
@@ -189,6 +214,16 @@ impl Runner {
         }
         if let Some((path, (sd, st))) = resumed {
             runner.resume(&path, &sd, st)?;
+        }
+        if let Some(d) = &runner.dist {
+            // DDP's start: every rank begins from rank 0's weights and buffers.
+            d.broadcast_weights(&runner.state.vs).map_err(runtime)?;
+            let batch = section.get("batch_size").and_then(Value::as_u64).unwrap_or(1);
+            let message = format!(
+                "effective batch size {} ({world_size} processes x train_dataloader.batch_size {batch})",
+                world_size as u64 * batch
+            );
+            runner.state.info(&message)?;
         }
         Ok((runner, train))
     }

@@ -17,6 +17,7 @@ use crate::engine::evaluate::evaluate;
 use crate::engine::hooks::{Hook, HookResult, TrainIter, ValEpoch};
 use crate::engine::logging::progress::ProgressBar;
 use crate::models::detectors;
+use crate::models::layers::ModelError;
 
 impl Runner {
     /// `train_loop.run()`: `before_train`, the loop, `after_train` (also
@@ -66,7 +67,9 @@ impl Runner {
         let (epoch, first) = (self.state.epoch, self.state.position.batch as usize);
         let batches = data.batches(self.state.sampler_epoch, first);
         let label = format!("Epoch(train) [{}]", epoch + 1);
-        self.state.bar = Some(ProgressBar::new(self.state.shape.train_len, &label));
+        self.state.bar = self
+            .is_main()
+            .then(|| ProgressBar::new(self.state.shape.train_len, &label));
         for batch in data.loader.epoch(epoch, batches, first) {
             let batch = batch.map_err(input)?;
             let batch_idx = batch.position as u64;
@@ -90,7 +93,9 @@ impl Runner {
     fn run_iters(&mut self, data: &mut DataParts) -> Result<(), Failure> {
         self.call(|h, s| h.before_train_epoch(s))?;
         let max_iters = self.state.shape.max_iters;
-        self.state.bar = Some(ProgressBar::new(max_iters, "Iter(train)"));
+        self.state.bar = self
+            .is_main()
+            .then(|| ProgressBar::new(max_iters, "Iter(train)"));
         while self.state.iter < max_iters {
             let Position {
                 epoch: pass,
@@ -123,6 +128,11 @@ impl Runner {
     }
 
     /// Moves the progress bar to `done`, with IterTimerHook's ETA.
+    /// Rank 0 (or the only process): it alone logs and draws.
+    fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+    }
+
     fn show_progress(&mut self, done: u64) {
         let eta = self.state.eta;
         if let Some(bar) = self.state.bar.as_mut() {
@@ -157,18 +167,34 @@ impl Runner {
         tch::manual_seed(iter_seed(s.seed, s.iter));
         // BaseModel.train_step: preprocessing and the forward pass inside
         // the wrapper's context (autocast for an AmpOptimWrapper).
-        let (pre, model) = (&self.pre, &self.model);
+        let (pre, model, dist) = (&self.pre, &self.model, self.dist.as_ref());
+        // MMDetection's reduce_mean: the losses' avg_factor is the mean over ranks.
+        let reduce_mean = |n: f64| match dist {
+            Some(d) => d.mean(n).map_err(|e| ModelError::new("reduce_mean", e.message)),
+            None => Ok(n),
+        };
         let losses = s.wrapper.optim_context(|| {
             let det = pre.forward(samples, true).map_err(input)?;
-            model.loss(&det, &|n| Ok(n)).map_err(runtime)
+            model.loss(&det, &reduce_mean).map_err(runtime)
         })?;
         let total = detectors::parse_losses(&losses).map_err(runtime)?;
         // One device-to-host copy for the total and every logged term.
-        let values = host_values(&total, &losses).map_err(runtime)?;
+        let mut values = host_values(&total, &losses).map_err(runtime)?;
+        if let Some(d) = dist {
+            // MMEngine's parse_losses: logged values are means over the ranks.
+            values = d.mean_all(&values).map_err(runtime)?;
+        }
         if !values[0].is_finite() {
             return Err(runtime(format!("the loss is {} at epoch {} iteration {}: training diverged (lower the learning rate or check the data)", values[0], s.position.epoch + 1, s.iter + 1)));
         }
-        s.wrapper.update_params(&total).map_err(runtime)?;
+        s.wrapper
+            .update_params_synced(&total, |params| match dist {
+                Some(d) => d
+                    .average_gradients(params)
+                    .map_err(|e| ModelError::new("DistributedDataParallel", e.message)),
+                None => Ok(()),
+            })
+            .map_err(runtime)?;
         // OptimWrapper's own message-hub record, made during the step in MMEngine.
         if let Some(g) = s.wrapper.grad_norm() {
             s.hub.update("train/grad_norm", g);

@@ -1,0 +1,188 @@
+//! Data parallelism for an engine worker started by `detc run --nproc N`
+//! (or `--gpus N`, torchrun, srun): joins the job's c10d process group from
+//! torchrun's environment variables and does what PyTorch DDP and MMEngine
+//! do around the training step:
+//!
+//! - the weights and buffers of rank 0 are broadcast once, after they are
+//!   initialised, loaded or resumed;
+//! - after backward, gradients are averaged over the ranks (one flat buffer
+//!   per dtype; a parameter without a gradient on some rank counts as zero
+//!   there, one without a gradient anywhere keeps none);
+//! - `reduce_mean` (the losses' `avg_factor`) and the logged loss values are
+//!   means over the ranks (MMDetection's `reduce_mean`, MMEngine's
+//!   `parse_losses`).
+//!
+//! The sampler shards the data by rank (`detc::data::samplers::Shard`); only
+//! rank 0 writes logs, checkpoints and the work dir.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tch::{nn::VarStore, Kind, Tensor};
+
+use crate::engine::native::{set_grad, NativeResult, ProcessGroup, Rendezvous};
+
+/// This worker's place in the job.
+#[derive(Debug)]
+pub struct Dist {
+    pub group: ProcessGroup,
+    pub local_rank: usize,
+}
+
+/// The collective timeout: a hung peer is ended by the launcher long before.
+const TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+impl Dist {
+    /// Joins the job named by `RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
+    /// `MASTER_ADDR`, `MASTER_PORT` (and `DETC_MASTER_LISTEN_FD` from the
+    /// launcher); `None` for a single process (no `WORLD_SIZE`, or 1).
+    pub fn from_env() -> Result<Option<Dist>, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let world_size: usize = match var("WORLD_SIZE") {
+            None => return Ok(None),
+            Some(v) => v.parse().map_err(|_| format!("WORLD_SIZE={v} is not a number"))?,
+        };
+        if world_size <= 1 {
+            return Ok(None);
+        }
+        let number = |name: &str| -> Result<usize, String> {
+            let v = var(name).ok_or_else(|| {
+                format!("{name} is not set (WORLD_SIZE={world_size}); start workers with `detc run --nproc N` or torchrun")
+            })?;
+            v.parse().map_err(|_| format!("{name}={v} is not a number"))
+        };
+        let rank = number("RANK")?;
+        let local_rank = var("LOCAL_RANK").map_or(Ok(rank), |_| number("LOCAL_RANK"))?;
+        let master_port = number("MASTER_PORT")?;
+        let master_port = u16::try_from(master_port)
+            .map_err(|_| format!("MASTER_PORT={master_port} is not a TCP port"))?;
+        let listen_fd = match var("DETC_MASTER_LISTEN_FD") {
+            Some(v) => Some(v.parse().map_err(|_| format!("DETC_MASTER_LISTEN_FD={v} is not a file descriptor"))?),
+            None => None,
+        };
+        let rv = Rendezvous {
+            master_addr: var("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into()),
+            master_port,
+            rank,
+            world_size,
+            listen_fd,
+            timeout: TIMEOUT,
+        };
+        let group = ProcessGroup::join(&rv).map_err(|e| {
+            format!(
+                "rank {rank} of {world_size} could not join the job at {}:{}: {}",
+                rv.master_addr, rv.master_port, e.message
+            )
+        })?;
+        Ok(Some(Dist { group, local_rank }))
+    }
+
+    pub fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    pub fn world_size(&self) -> usize {
+        self.group.world_size()
+    }
+
+    /// MMDetection's `reduce_mean` of a host number.
+    pub fn mean(&self, value: f64) -> NativeResult<f64> {
+        Ok(self.mean_all(&[value])?[0])
+    }
+
+    /// The mean over the ranks of each value (MMEngine's `parse_losses`).
+    pub fn mean_all(&self, values: &[f64]) -> NativeResult<Vec<f64>> {
+        let mut t = Tensor::from_slice(values);
+        self.group.all_reduce_sum(&mut t)?;
+        let world = self.world_size() as f64;
+        Ok(Vec::<f64>::try_from(&t)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v / world)
+            .collect())
+    }
+
+    /// Every variable of `vs` (weights and buffers) from rank 0, by name.
+    pub fn broadcast_weights(&self, vs: &VarStore) -> NativeResult<()> {
+        let sorted: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+        let tensors: Vec<Tensor> = sorted.into_values().collect();
+        tch::no_grad(|| {
+            for_each_flat(&tensors, |flat| self.group.broadcast(flat, 0))
+        })
+    }
+
+    /// After backward: each parameter's gradient becomes the mean over the
+    /// ranks (DDP's all-reduce).
+    pub fn average_gradients(&self, params: &[Tensor]) -> NativeResult<()> {
+        // Which parameters have a gradient on some rank.
+        let local: Vec<f64> = params.iter().map(|p| f64::from(u8::from(p.grad().defined()))).collect();
+        let mut any = Tensor::from_slice(&local);
+        self.group.all_reduce_sum(&mut any)?;
+        let any = Vec::<f64>::try_from(&any).unwrap_or_default();
+        let world = self.world_size() as f64;
+        tch::no_grad(|| {
+            let mut synced = vec![];
+            for (p, &n) in params.iter().zip(&any) {
+                if n == 0.0 {
+                    continue;
+                }
+                let g = p.grad();
+                if !g.defined() {
+                    set_grad(p, &p.zeros_like())?;
+                }
+                synced.push(p.grad());
+            }
+            for_each_flat(&synced, |flat| {
+                self.group.all_reduce_sum(flat)?;
+                let _ = flat.divide_scalar_(world);
+                Ok(())
+            })
+        })
+    }
+}
+
+/// Runs `op` on one flat copy per (dtype, device) of `tensors`, then copies
+/// the flat values back into them.
+fn for_each_flat(
+    tensors: &[Tensor],
+    mut op: impl FnMut(&mut Tensor) -> NativeResult<()>,
+) -> NativeResult<()> {
+    let mut groups: Vec<((Kind, tch::Device), Vec<&Tensor>)> = vec![];
+    for t in tensors {
+        let key = (t.kind(), t.device());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, list)) => list.push(t),
+            None => groups.push((key, vec![t])),
+        }
+    }
+    for (_, list) in groups {
+        let flat: Vec<Tensor> = list.iter().map(|t| t.reshape([-1])).collect();
+        let mut flat = Tensor::cat(&flat, 0);
+        op(&mut flat)?;
+        let mut at = 0;
+        for t in list {
+            let n = t.numel() as i64;
+            let mut dst = t.shallow_clone();
+            dst.copy_(&flat.narrow(0, at, n).view_as(t));
+            at += n;
+        }
+    }
+    Ok(())
+}
+
+/// Ends this worker with its launcher (`PR_SET_PDEATHSIG`), so that killing
+/// `detc` never strands a worker holding a GPU. Only under the launcher
+/// (`DETC_SUPERVISED=1`); torchrun and srun supervise their own workers.
+pub fn die_with_launcher() {
+    if std::env::var_os("DETC_SUPERVISED").is_none() {
+        return;
+    }
+    // SAFETY: plain prctl/getppid calls with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The launcher may have died before the call: then we are orphaned.
+        if libc::getppid() == 1 {
+            std::process::exit(3);
+        }
+    }
+}
