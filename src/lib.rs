@@ -11,6 +11,7 @@ pub mod config;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
+pub mod dist;
 pub mod evaluation;
 pub mod graph;
 pub mod registry;

@@ -1,8 +1,11 @@
 //! `detc run CONFIG`: MMDetection's `tools/train.py`. Compiles and checks the
 //! config here (no libtorch in this process), then hands the resolved config
-//! to `detc-engine run`, which trains.
+//! to `detc-engine run`, which trains: one engine, or one per worker of a
+//! multi-process job (`--gpus N`, `--nproc N`, `--launcher`; see `crate::dist`).
 
 use std::path::PathBuf;
+
+use crate::dist::{Plan, Topology, DEFAULT_PORT};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,6 +28,35 @@ pub struct Args {
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     device: Option<String>,
+    /// Train on N GPUs of this machine: one worker per GPU (NCCL); implies `--device cuda`.
+    #[arg(long, value_name = "N", conflicts_with = "nproc", value_parser = clap::value_parser!(u32).range(1..))]
+    gpus: Option<u32>,
+    /// Start N workers on this machine (with `--device cpu`: N CPU workers over Gloo).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    nproc: Option<u32>,
+    /// The machines of the job; each runs this command with its own `--node-rank`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    nnodes: u32,
+    /// This machine's place among the `--nnodes` (0: the master, which hosts the rendezvous).
+    #[arg(long, value_name = "RANK", default_value_t = 0)]
+    node_rank: u32,
+    /// The master node's address, as the other nodes reach it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    master_addr: String,
+    /// The rendezvous port on the master (default: 29500; on one machine, a free port when 29500 is taken).
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
+    /// Who starts the workers: `none` (this command), `pytorch` (torchrun started this process
+    /// as one worker) or `slurm` (srun did); the last two read the ranks from the environment.
+    #[arg(long, value_enum, default_value_t = Launcher::None)]
+    launcher: Launcher,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Launcher {
+    None,
+    Pytorch,
+    Slurm,
 }
 
 /// What `--amp` sets.
@@ -34,6 +66,13 @@ const AMP_OPTIONS: [&str; 2] = [
 ];
 
 pub fn exec(mut args: Args) -> std::io::Result<i32> {
+    let plan = match plan(&mut args) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(super::EXIT_USAGE);
+        }
+    };
     if args.amp {
         // mmdet tools/train.py: `cfg.optim_wrapper.type = 'AmpOptimWrapper'` and
         // `loss_scale = 'dynamic'`, after the --cfg-options; as overrides they
@@ -70,5 +109,67 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     if let Some(device) = args.device {
         engine_args.extend(["--device".into(), device.into()]);
     }
-    super::run_engine(&tree, &engine_args)
+    let Some(plan) = plan else {
+        return super::run_engine(&tree, &engine_args);
+    };
+    let program = super::engine_path();
+    let config_json = crate::config::emit::to_json(&tree);
+    let engine = crate::dist::Engine {
+        program: &program,
+        args: &engine_args,
+        config_json: &config_json,
+    };
+    Ok(crate::dist::run(&plan, &engine))
+}
+
+/// The multi-process job the flags ask for; `None` for today's single engine.
+/// `--gpus` sets `--device cuda`.
+fn plan(args: &mut Args) -> Result<Option<Plan>, String> {
+    if let Some(gpus) = args.gpus {
+        match args.device.as_deref() {
+            Some("cpu") => {
+                return Err(
+                    "`--gpus` trains on GPUs; for CPU workers use `--nproc N --device cpu`".into(),
+                )
+            }
+            Some(_) => {}
+            None => args.device = Some("cuda".into()),
+        }
+        args.nproc = Some(gpus);
+    }
+    let nproc = args.nproc.unwrap_or(1);
+    if args.launcher != Launcher::None {
+        if args.gpus.is_some() || args.nproc.is_some() || args.nnodes != 1 || args.node_rank != 0 {
+            return Err(
+                "with `--launcher pytorch|slurm` the launcher starts the workers: \
+                        drop `--gpus`, `--nproc`, `--nnodes` and `--node-rank`"
+                    .into(),
+            );
+        }
+        return Ok(Some(if args.launcher == Launcher::Pytorch {
+            Plan::Pytorch
+        } else {
+            Plan::Slurm
+        }));
+    }
+    if args.node_rank >= args.nnodes {
+        return Err(format!(
+            "`--node-rank {}` must be below `--nnodes {}`",
+            args.node_rank, args.nnodes
+        ));
+    }
+    if nproc == 1 && args.nnodes == 1 {
+        return Ok(None);
+    }
+    let topology = Topology {
+        nnodes: args.nnodes,
+        node_rank: args.node_rank,
+        nproc,
+        master_addr: args.master_addr.clone(),
+        master_port: args.port.unwrap_or(DEFAULT_PORT),
+    };
+    Ok(Some(Plan::Local {
+        topology,
+        explicit_port: args.port.is_some(),
+    }))
 }

@@ -25,7 +25,7 @@ use crate::engine::native::{set_grad, NativeResult, ProcessGroup, Rendezvous};
 /// This worker's place in the job.
 #[derive(Debug)]
 pub struct Dist {
-    pub group: ProcessGroup,
+    pub group: &'static ProcessGroup,
     pub local_rank: usize,
 }
 
@@ -40,7 +40,9 @@ impl Dist {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let world_size: usize = match var("WORLD_SIZE") {
             None => return Ok(None),
-            Some(v) => v.parse().map_err(|_| format!("WORLD_SIZE={v} is not a number"))?,
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("WORLD_SIZE={v} is not a number"))?,
         };
         if world_size <= 1 {
             return Ok(None);
@@ -57,7 +59,10 @@ impl Dist {
         let master_port = u16::try_from(master_port)
             .map_err(|_| format!("MASTER_PORT={master_port} is not a TCP port"))?;
         let listen_fd = match var("DETC_MASTER_LISTEN_FD") {
-            Some(v) => Some(v.parse().map_err(|_| format!("DETC_MASTER_LISTEN_FD={v} is not a file descriptor"))?),
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| format!("DETC_MASTER_LISTEN_FD={v} is not a file descriptor"))?,
+            ),
             None => None,
         };
         let rv = Rendezvous {
@@ -68,7 +73,7 @@ impl Dist {
             listen_fd,
             timeout: TIMEOUT,
         };
-        let group = ProcessGroup::join(&rv).map_err(|e| {
+        let group = ProcessGroup::join_global(&rv).map_err(|e| {
             format!(
                 "rank {rank} of {world_size} could not join the job at {}:{}: {}",
                 rv.master_addr, rv.master_port, e.message
@@ -106,16 +111,17 @@ impl Dist {
     pub fn broadcast_weights(&self, vs: &VarStore) -> NativeResult<()> {
         let sorted: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
         let tensors: Vec<Tensor> = sorted.into_values().collect();
-        tch::no_grad(|| {
-            for_each_flat(&tensors, |flat| self.group.broadcast(flat, 0))
-        })
+        tch::no_grad(|| for_each_flat(&tensors, |flat| self.group.broadcast(flat, 0)))
     }
 
     /// After backward: each parameter's gradient becomes the mean over the
     /// ranks (DDP's all-reduce).
     pub fn average_gradients(&self, params: &[Tensor]) -> NativeResult<()> {
         // Which parameters have a gradient on some rank.
-        let local: Vec<f64> = params.iter().map(|p| f64::from(u8::from(p.grad().defined()))).collect();
+        let local: Vec<f64> = params
+            .iter()
+            .map(|p| f64::from(u8::from(p.grad().defined())))
+            .collect();
         let mut any = Tensor::from_slice(&local);
         self.group.all_reduce_sum(&mut any)?;
         let any = Vec::<f64>::try_from(&any).unwrap_or_default();

@@ -34,6 +34,7 @@ pub static BUILDERS: &[&str] = &[
     "PseudoSampler",
     "DeltaXYWHBBoxCoder",
     "BN",
+    "SyncBN",
     "LN",
     "ReLU",
     "DynamicConv",

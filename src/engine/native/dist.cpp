@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -49,9 +50,47 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
+void allreduce_sum(Group& g, at::Tensor& t) {
+  std::vector<at::Tensor> tensors{t};
+  c10d::AllreduceOptions opts;
+  opts.reduceOp = c10d::ReduceOp::SUM;
+  g.backend->allreduce(tensors, opts)->wait();
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// A sum over ranks that autograd can pass through: its backward is the sum
+// over ranks of the gradients (every rank runs the same backward), which is
+// what SyncBatchNorm's statistics need.
+struct AllReduceSumFunction : public torch::autograd::Function<AllReduceSumFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t handle) {
+    ctx->saved_data["group"] = handle;
+    auto out = x.clone();
+    allreduce_sum(group(reinterpret_cast<void*>(handle)), out);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto g = grads[0].contiguous().clone();
+    allreduce_sum(group(reinterpret_cast<void*>(ctx->saved_data["group"].toInt())), g);
+    return {g, at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
+
+// out = the sum over ranks of `input`, differentiable (see AllReduceSumFunction).
+int detc_dist_allreduce_sum_autograd(void* handle, at::Tensor* input, at::Tensor** out) {
+  return guarded([&] {
+    group(handle);
+    auto result = AllReduceSumFunction::apply(*input, reinterpret_cast<int64_t>(handle));
+    *out = new at::Tensor(std::move(result));
+    return DETC_OK;
+  });
+}
 
 // Joins the job: rank 0 serves the TCPStore at host:port (on `listen_fd`
 // when it is >= 0, a socket the launcher already bound, so no other job can
@@ -90,10 +129,7 @@ void detc_dist_free(void* handle) { delete static_cast<Group*>(handle); }
 // In place: the sum over ranks.
 int detc_dist_allreduce_sum(void* handle, at::Tensor* tensor) {
   return guarded([&] {
-    std::vector<at::Tensor> tensors{*tensor};
-    c10d::AllreduceOptions opts;
-    opts.reduceOp = c10d::ReduceOp::SUM;
-    group(handle).backend->allreduce(tensors, opts)->wait();
+    allreduce_sum(group(handle), *tensor);
     return DETC_OK;
   });
 }

@@ -25,7 +25,10 @@ mod ffi {
             out: *mut *mut c_void,
         ) -> c_int;
         pub fn detc_dist_free(group: *mut c_void);
-        pub fn detc_dist_allreduce_sum(group: *mut c_void, tensor: *mut torch_sys::C_tensor) -> c_int;
+        pub fn detc_dist_allreduce_sum(
+            group: *mut c_void,
+            tensor: *mut torch_sys::C_tensor,
+        ) -> c_int;
         pub fn detc_dist_broadcast(
             group: *mut c_void,
             tensor: *mut torch_sys::C_tensor,
@@ -37,7 +40,15 @@ mod ffi {
             output: *mut torch_sys::C_tensor,
         ) -> c_int;
         pub fn detc_dist_barrier(group: *mut c_void) -> c_int;
-        pub fn detc_set_grad(param: *mut torch_sys::C_tensor, grad: *mut torch_sys::C_tensor) -> c_int;
+        pub fn detc_dist_allreduce_sum_autograd(
+            group: *mut c_void,
+            input: *mut torch_sys::C_tensor,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
+        pub fn detc_set_grad(
+            param: *mut torch_sys::C_tensor,
+            grad: *mut torch_sys::C_tensor,
+        ) -> c_int;
     }
 }
 
@@ -62,9 +73,10 @@ pub struct ProcessGroup {
     world_size: usize,
 }
 
-// The c10d group is used from one thread at a time (the training loop);
-// moving it between threads is fine.
+// c10d process groups are thread-safe (torch calls them from any thread);
+// the training loop uses this one from one thread at a time.
 unsafe impl Send for ProcessGroup {}
+unsafe impl Sync for ProcessGroup {}
 
 impl ProcessGroup {
     /// Joins the job described by `rv` (blocks until every rank has joined).
@@ -133,11 +145,48 @@ impl ProcessGroup {
         Ok(output)
     }
 
+    /// The sum over ranks of `input`, as a new tensor through which autograd
+    /// passes (its backward sums the gradients over ranks).
+    pub fn all_reduce_sum_autograd(&self, input: &Tensor) -> NativeResult<Tensor> {
+        let mut input = input.shallow_clone();
+        let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+        // SAFETY: a live group and tensor; the shim writes a new owned tensor on success.
+        let status = unsafe {
+            ffi::detc_dist_allreduce_sum_autograd(self.handle, input.as_mut_ptr(), &mut out)
+        };
+        check("all_reduce", status)?;
+        // SAFETY: a fresh heap `at::Tensor*` that nothing else owns.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
     /// Waits until every rank is here (`dist.barrier`).
     pub fn barrier(&self) -> NativeResult<()> {
         // SAFETY: a live group.
         let status = unsafe { ffi::detc_dist_barrier(self.handle) };
         check("barrier", status).map(drop)
+    }
+}
+
+static GLOBAL: std::sync::OnceLock<ProcessGroup> = std::sync::OnceLock::new();
+
+impl ProcessGroup {
+    /// Joins the job as the process's default group (torch's
+    /// `init_process_group`), which layers such as SyncBN reach through
+    /// [`ProcessGroup::global`]; a process joins one job at most.
+    pub fn join_global(rv: &Rendezvous) -> NativeResult<&'static ProcessGroup> {
+        if GLOBAL.get().is_some() {
+            return Err(NativeError {
+                call: "init_process_group",
+                message: "this process already belongs to a job".into(),
+            });
+        }
+        let group = ProcessGroup::join(rv)?;
+        Ok(GLOBAL.get_or_init(|| group))
+    }
+
+    /// The default group, when this process is a worker of several.
+    pub fn global() -> Option<&'static ProcessGroup> {
+        GLOBAL.get().filter(|g| g.world_size > 1)
     }
 }
 

@@ -9,10 +9,11 @@ use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
 use super::{buffer, param, ModelError, ModelResult};
+use crate::engine::native::ProcessGroup;
 
 /// A parsed `norm_cfg`. `BN` and `SyncBN` both build a [`BatchNorm2d`]
-/// (MMCV names both `bn`); cross-process statistics for `SyncBN` are the
-/// distributed layer's concern.
+/// (MMCV names both `bn`); a `SyncBN` one shares its batch statistics over
+/// the job's processes when there are several.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormSpec {
     /// The `type` as written (`BN`, `BN2d`, `SyncBN`).
@@ -92,6 +93,8 @@ pub struct BatchNorm2d {
     pub num_batches_tracked: Tensor,
     pub eps: f64,
     pub momentum: Option<f64>,
+    /// `SyncBN`: batch statistics over every process of the job.
+    pub sync: bool,
 }
 
 impl BatchNorm2d {
@@ -136,6 +139,7 @@ impl BatchNorm2d {
             num_batches_tracked,
             eps: spec.eps,
             momentum: spec.momentum,
+            sync: spec.kind == "SyncBN",
         })
     }
 
@@ -155,6 +159,11 @@ impl BatchNorm2d {
                 momentum = 1.0 / n.max(1.0);
             }
         }
+        if train && self.sync {
+            if let Some(group) = ProcessGroup::global() {
+                return self.sync_forward(x, momentum, group);
+            }
+        }
         Ok(Tensor::f_batch_norm(
             x,
             Some(&self.weight),
@@ -166,5 +175,54 @@ impl BatchNorm2d {
             self.eps,
             true,
         )?)
+    }
+
+    /// `torch.nn.SyncBatchNorm` in training: the mean and (biased) variance
+    /// of the whole job's batch, from per-channel sums all-reduced through
+    /// autograd (so the backward sums their gradients over the ranks too);
+    /// the running statistics take the unbiased variance, as torch's do.
+    fn sync_forward(&self, x: &Tensor, momentum: f64, group: &ProcessGroup) -> ModelResult<Tensor> {
+        let c = x.size()[1];
+        let xf = x.f_to_kind(Kind::Float)?;
+        let local_count = (x.numel() as i64 / c.max(1)) as f64;
+        let count = Tensor::f_full([1], local_count, (Kind::Float, x.device()))?;
+        let dims: &[i64] = &[0, 2, 3];
+        let sums = Tensor::f_cat(
+            &[
+                xf.f_sum_dim_intlist(dims, false, Kind::Float)?,
+                xf.f_square()?.f_sum_dim_intlist(dims, false, Kind::Float)?,
+                count,
+            ],
+            0,
+        )?;
+        let sync_err = |e: crate::engine::native::NativeError| ModelError::new("SyncBN", e.message);
+        let sums = group.all_reduce_sum_autograd(&sums).map_err(sync_err)?;
+        let n = sums.f_narrow(0, 2 * c, 1)?;
+        let mean = sums.f_narrow(0, 0, c)?.f_div(&n)?;
+        let var = sums
+            .f_narrow(0, c, c)?
+            .f_div(&n)?
+            .f_sub(&mean.f_square()?)?
+            .f_clamp_min(0.0)?;
+        tch::no_grad(|| -> Result<(), tch::TchError> {
+            let total = n.f_double_value(&[0])?;
+            let unbiased = var.f_mul_scalar(total / (total - 1.0).max(1.0))?;
+            let mut rm = self.running_mean.shallow_clone();
+            let mut rv = self.running_var.shallow_clone();
+            let _ = rm
+                .f_mul_scalar_(1.0 - momentum)?
+                .f_add_(&mean.f_mul_scalar(momentum)?)?;
+            let _ = rv
+                .f_mul_scalar_(1.0 - momentum)?
+                .f_add_(&unbiased.f_mul_scalar(momentum)?)?;
+            Ok(())
+        })?;
+        let shape = [1, c, 1, 1];
+        let scale = var.f_add_scalar(self.eps)?.f_rsqrt()?.f_mul(&self.weight)?;
+        let y = xf
+            .f_sub(&mean.f_view(shape)?)?
+            .f_mul(&scale.f_view(shape)?)?
+            .f_add(&self.bias.f_view(shape)?)?;
+        Ok(y.f_to_kind(x.kind())?)
     }
 }

@@ -1,0 +1,320 @@
+//! Watching the workers of a job until they all succeed, or one fails.
+//!
+//! Each worker's stderr is forwarded line by line (a thread per worker) and
+//! its last lines kept. The first worker to fail is named with its last lines,
+//! then the others get SIGTERM and, after a grace period, SIGKILL. Ctrl-C or
+//! SIGTERM to the launcher stops the workers the same way. A [`Workers`]
+//! dropped on any other path kills what is still running, so no worker is
+//! ever left behind. Signals are polled (a flag set by the handler, checked
+//! every 50 ms with `Child::try_wait`): simpler than a self-pipe, and fast
+//! enough for a job that takes minutes.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::cli::{EXIT_INPUT, EXIT_OK, EXIT_RUNTIME};
+
+/// The stderr lines of a failed worker repeated in the failure report.
+pub const TAIL_LINES: usize = 20;
+/// Between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+/// How long to wait for a worker's stderr to reach its end once it exited
+/// (a grandchild may keep the pipe open).
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// The signal the launcher received (0: none).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    SIGNALLED.store(signal, Ordering::SeqCst);
+}
+
+/// Makes Ctrl-C and SIGTERM stop the workers instead of killing the launcher outright.
+pub fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every worker exited 0.
+    Success,
+    /// The first worker that did not; the others were stopped.
+    Failed {
+        rank: u32,
+        pid: u32,
+        status: ExitStatus,
+    },
+    /// The launcher got this signal; the workers were stopped.
+    Interrupted(i32),
+}
+
+impl Outcome {
+    /// DESIGN.md's exit codes, as a single engine's status maps to them.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Success => EXIT_OK,
+            Outcome::Failed { status, .. } if status.code() == Some(1) => EXIT_INPUT,
+            _ => EXIT_RUNTIME,
+        }
+    }
+}
+
+struct Worker {
+    rank: u32,
+    child: Child,
+    /// Set once reaped: the pid is then no longer ours to signal.
+    status: Option<ExitStatus>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn poll(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            // An error (none expected for our own child) counts as still running.
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        if self.poll().is_none() {
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Waits (up to `limit`) for the forwarder to reach the end of stderr.
+    fn drain(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.forwarder.as_ref().is_some_and(|f| !f.is_finished()) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if self.forwarder.as_ref().is_some_and(|f| f.is_finished()) {
+            let _ = self.forwarder.take().map(JoinHandle::join);
+        }
+    }
+}
+
+/// The running workers of this node; dropping it kills those still running.
+#[derive(Default)]
+pub struct Workers {
+    workers: Vec<Worker>,
+}
+
+impl Workers {
+    /// Adds a started worker; its stderr, if piped, is forwarded from now on.
+    pub fn push(&mut self, rank: u32, mut child: Child) {
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
+        let forwarder = child.stderr.take().map(|stderr| {
+            let tail = Arc::clone(&tail);
+            std::thread::spawn(move || forward(stderr, &tail))
+        });
+        self.workers.push(Worker {
+            rank,
+            child,
+            status: None,
+            tail,
+            forwarder,
+        });
+    }
+
+    /// The process ids, in rank order of starting.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().map(|w| w.child.id()).collect()
+    }
+
+    /// Waits for the job to end, as the module doc says.
+    pub fn supervise(mut self) -> Outcome {
+        loop {
+            let signal = SIGNALLED.load(Ordering::SeqCst);
+            if signal != 0 {
+                eprintln!("error: received signal {signal}; stopping the workers");
+                self.stop();
+                return Outcome::Interrupted(signal);
+            }
+            let mut running = false;
+            for i in 0..self.workers.len() {
+                match self.workers[i].poll() {
+                    None => running = true,
+                    Some(status) if status.success() => {}
+                    Some(status) => return self.fail(i, status),
+                }
+            }
+            if !running {
+                self.workers.iter_mut().for_each(|w| w.drain(DRAIN));
+                return Outcome::Success;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Reports worker `i`'s failure, then stops the others.
+    fn fail(&mut self, i: usize, status: ExitStatus) -> Outcome {
+        let worker = &mut self.workers[i];
+        worker.drain(DRAIN);
+        let (rank, pid) = (worker.rank, worker.child.id());
+        let how = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("failed with exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => format!("failed ({status})"),
+        };
+        let mut report = format!("error: rank {rank} (pid {pid}) {how}\n");
+        let tail = worker.tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.is_empty() {
+            report.push_str("  (it wrote nothing on stderr)\n");
+        } else {
+            report.push_str(&format!("  its last stderr lines ({}):\n", tail.len()));
+            tail.iter()
+                .for_each(|line| report.push_str(&format!("  | {line}\n")));
+        }
+        drop(tail);
+        let _ = std::io::stderr().lock().write_all(report.as_bytes());
+        if self.workers.iter_mut().any(|w| w.poll().is_none()) {
+            eprintln!("stopping the other workers");
+        }
+        self.stop();
+        Outcome::Failed { rank, pid, status }
+    }
+
+    /// SIGTERM to every running worker, SIGKILL to those alive after [`GRACE`].
+    fn stop(&mut self) {
+        self.workers
+            .iter_mut()
+            .for_each(|w| w.signal(libc::SIGTERM));
+        let deadline = Instant::now() + GRACE;
+        while self.workers.iter_mut().any(|w| w.poll().is_none()) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        self.kill_all();
+    }
+
+    fn kill_all(&mut self) {
+        for w in &mut self.workers {
+            if w.poll().is_none() {
+                let _ = w.child.kill();
+                w.status = w.child.wait().ok();
+            }
+        }
+        self.workers.iter_mut().for_each(|w| w.drain(DRAIN));
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Copies a worker's stderr to ours line by line, keeping the last lines.
+fn forward(stderr: std::process::ChildStderr, tail: &Mutex<VecDeque<String>>) {
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let _ = std::io::stderr().lock().write_all(&line);
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn sh(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn alive(pid: u32) -> bool {
+        // A reaped child is gone; kill(pid, 0) fails with ESRCH.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    }
+
+    #[test]
+    fn all_zero_is_success() {
+        let mut workers = Workers::default();
+        workers.push(0, sh("echo zero >&2"));
+        workers.push(1, sh("exit 0"));
+        assert!(matches!(workers.supervise(), Outcome::Success));
+    }
+
+    #[test]
+    fn a_failure_stops_the_others_and_keeps_its_last_lines() {
+        let mut workers = Workers::default();
+        workers.push(0, sh("exec sleep 1000"));
+        workers.push(
+            1,
+            sh("for i in $(seq 1 30); do echo line $i >&2; done; exit 3"),
+        );
+        let pids = workers.pids();
+        let tail = Arc::clone(&workers.workers[1].tail);
+        let start = Instant::now();
+        let outcome = workers.supervise();
+        assert!(start.elapsed() < Duration::from_secs(15));
+        assert!(
+            matches!(outcome, Outcome::Failed { rank: 1, .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.exit_code(), EXIT_RUNTIME);
+        let tail = tail.lock().unwrap();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(
+            (tail[0].as_str(), tail[19].as_str()),
+            ("line 11", "line 30")
+        );
+        assert!(pids.iter().all(|&p| !alive(p)));
+    }
+
+    #[test]
+    fn exit_code_1_is_an_input_error_and_a_term_ignoring_worker_is_killed() {
+        let mut workers = Workers::default();
+        workers.push(0, sh("trap '' TERM; while :; do sleep 0.1; done"));
+        workers.push(1, sh("sleep 0.2; exit 1"));
+        let pids = workers.pids();
+        let start = Instant::now();
+        let outcome = workers.supervise();
+        assert_eq!(outcome.exit_code(), EXIT_INPUT);
+        assert!(start.elapsed() >= GRACE && start.elapsed() < Duration::from_secs(15));
+        assert!(!alive(pids[0]));
+    }
+
+    #[test]
+    fn dropping_workers_kills_them() {
+        let mut workers = Workers::default();
+        workers.push(0, sh("exec sleep 1000"));
+        let pids = workers.pids();
+        drop(workers);
+        assert!(!alive(pids[0]));
+    }
+}
