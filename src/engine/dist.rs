@@ -70,6 +70,9 @@ impl Dist {
             master_port,
             rank,
             world_size,
+            // torchrun's agent serves the store itself and says so (as
+            // torch.distributed's env:// rendezvous reads it).
+            serve_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() != Some("True"),
             listen_fd,
             timeout: TIMEOUT,
         };

@@ -224,6 +224,58 @@ fn two_workers_with_sync_bn_reproduce_one_worker_and_resume_into_two_and_one() {
     }
 }
 
+#[test]
+fn joins_a_job_started_by_torchrun() {
+    let (dir, config) = setup();
+    run(dir.path(), &config, "one", 1, 4, &SPARSE_RCNN, None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(root().join(".venv/bin/torchrun"))
+        .current_dir(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .env("OMP_NUM_THREADS", "1")
+        .args([
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            &port.to_string(),
+            "--no-python",
+        ])
+        .arg(env!("CARGO_BIN_EXE_detc"))
+        .arg("run")
+        .arg(&config)
+        .args([
+            "--launcher",
+            "pytorch",
+            "--device",
+            "cpu",
+            "--work-dir",
+            "torchrun",
+        ])
+        .args([
+            "--cfg-options",
+            "train_dataloader.num_workers=0",
+            "train_dataloader.batch_size=2",
+        ])
+        .args(SPARSE_RCNN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_close_losses(
+        &dir.path().join("one"),
+        &dir.path().join("torchrun"),
+        1..=20,
+        REL,
+    );
+}
+
 /// Process ids of the running engines whose command line holds `marker`.
 fn engines_with(marker: &str) -> Vec<u32> {
     let mut pids = vec![];

@@ -92,12 +92,13 @@ int detc_dist_allreduce_sum_autograd(void* handle, at::Tensor* input, at::Tensor
   });
 }
 
-// Joins the job: rank 0 serves the TCPStore at host:port (on `listen_fd`
-// when it is >= 0, a socket the launcher already bound, so no other job can
-// take the port in between), the others connect to it; then the Gloo group
-// is formed over the store. `timeout_ms` bounds the rendezvous and every
-// collective.
-int detc_dist_init(const char* host, int port, int rank, int world, int listen_fd,
+// Joins the job: rank 0 serves the TCPStore at host:port when `serve` (on
+// `listen_fd` when it is >= 0, a socket the launcher already bound, so no
+// other job can take the port in between), the others connect to it; under
+// torchrun, whose agent serves the store, every rank connects. Then the Gloo
+// group is formed over the store. `timeout_ms` bounds the rendezvous and
+// every collective.
+int detc_dist_init(const char* host, int port, int rank, int world, int serve, int listen_fd,
                    int64_t timeout_ms, void** out) {
   return guarded([&] {
     if (world < 1 || rank < 0 || rank >= world) {
@@ -110,7 +111,7 @@ int detc_dist_init(const char* host, int port, int rank, int world, int listen_f
     const auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
     opts.port = static_cast<std::uint16_t>(port);
-    opts.isServer = rank == 0;
+    opts.isServer = rank == 0 && serve != 0;
     opts.numWorkers = static_cast<std::size_t>(world);
     opts.waitWorkers = true;
     opts.timeout = timeout;

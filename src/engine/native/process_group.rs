@@ -20,6 +20,7 @@ mod ffi {
             port: c_int,
             rank: c_int,
             world: c_int,
+            serve: c_int,
             listen_fd: c_int,
             timeout_ms: i64,
             out: *mut *mut c_void,
@@ -59,6 +60,8 @@ pub struct Rendezvous {
     pub master_port: u16,
     pub rank: usize,
     pub world_size: usize,
+    /// Whether rank 0 serves the TCPStore (false under torchrun, whose agent does).
+    pub serve_store: bool,
     /// A listening socket on the master port that rank 0's store takes over.
     pub listen_fd: Option<i32>,
     /// Bounds the rendezvous and every collective.
@@ -95,6 +98,7 @@ impl ProcessGroup {
                 c_int::from(rv.master_port),
                 rv.rank as c_int,
                 rv.world_size as c_int,
+                c_int::from(rv.serve_store),
                 rv.listen_fd.unwrap_or(-1),
                 timeout_ms,
                 &mut handle,

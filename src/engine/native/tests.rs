@@ -98,6 +98,7 @@ fn gloo_group_of_two_threads_runs_every_collective() {
                 master_port: port,
                 rank,
                 world_size: 2,
+                serve_store: true,
                 listen_fd: if rank == 0 { fd.take() } else { None },
                 timeout: std::time::Duration::from_secs(30),
             };
@@ -108,9 +109,7 @@ fn gloo_group_of_two_threads_runs_every_collective() {
                 pg.all_reduce_sum(&mut sum).unwrap();
                 let mut from_one = Tensor::from_slice(&[r, r, r]);
                 pg.broadcast(&mut from_one, 1).unwrap();
-                let gathered = pg
-                    .all_gather(&Tensor::from_slice(&[r as i64, 7]))
-                    .unwrap();
+                let gathered = pg.all_gather(&Tensor::from_slice(&[r as i64, 7])).unwrap();
                 pg.barrier().unwrap();
                 (
                     Vec::<f64>::try_from(sum).unwrap(),
@@ -135,9 +134,13 @@ fn rendezvous_errors_are_reported_not_thrown() {
         master_port: 1,
         rank: 3,
         world_size: 2,
+        serve_store: true,
         listen_fd: None,
         timeout: std::time::Duration::from_secs(1),
     };
     let err = ProcessGroup::join(&rv).unwrap_err();
-    assert!(err.message.contains("rank 3 is not in a world of 2"), "{err}");
+    assert!(
+        err.message.contains("rank 3 is not in a world of 2"),
+        "{err}"
+    );
 }
