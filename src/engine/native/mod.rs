@@ -79,6 +79,10 @@ mod ffi {
         pub fn detc_cuda_max_memory_allocated(device: c_int, out: *mut u64) -> c_int;
         pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
         pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
+        pub fn detc_pin_memory(
+            tensor: *const torch_sys::C_tensor,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
         pub fn detc_roi_align_cpu(
             input: *const torch_sys::C_tensor,
             rois: *const torch_sys::C_tensor,
@@ -90,6 +94,18 @@ mod ffi {
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
     }
+}
+
+/// `tensor.pin_memory()`: a copy in page-locked host memory, for
+/// non-blocking uploads to CUDA (tch's `pin_memory(device)` makes torch warn
+/// on every call).
+pub fn pin_memory(tensor: &tch::Tensor) -> NativeResult<tch::Tensor> {
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    // SAFETY: a live tensor; the shim writes a new owned tensor on success.
+    let status = unsafe { ffi::detc_pin_memory(tensor.as_ptr(), &mut out) };
+    check("pin_memory", status)?;
+    // SAFETY: a fresh heap `at::Tensor*` that nothing else owns.
+    Ok(unsafe { tch::Tensor::from_ptr(out) })
 }
 
 /// Reads a shim status, with the thread's last error for `ERROR`.

@@ -5,6 +5,7 @@
 // Every function returns a status and never lets a C++ exception unwind
 // into Rust (status.h). RoIAlign's CPU kernel is in roi_align.cpp.
 
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/DeviceType.h>
 #include <c10/core/ScalarType.h>
@@ -155,6 +156,15 @@ int detc_cuda_empty_cache(int device) {
     int status = cuda_allocator(device, &allocator, &ready);
     if (status != DETC_OK || !ready) return status;
     allocator->emptyCache();
+    return DETC_OK;
+  });
+}
+
+// tensor.pin_memory() without a device argument: tch passes one, which
+// torch 2.11 warns about on every call (deprecated since torch 2.4).
+int detc_pin_memory(const at::Tensor* tensor, at::Tensor** out) {
+  return guarded([&] {
+    *out = new at::Tensor(tensor->pin_memory());
     return DETC_OK;
   });
 }

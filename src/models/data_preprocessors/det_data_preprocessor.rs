@@ -158,7 +158,12 @@ impl DetDataPreprocessor {
         if self.device == Device::Cpu {
             return Ok(host);
         }
-        let host = if self.device.is_cuda() { host.f_pin_memory(self.device).map_err(tch_err)? } else { host };
+        let host = if self.device.is_cuda() {
+            crate::engine::native::pin_memory(&host)
+                .map_err(|e| DataError::new(format!("pinning a batch for {:?}: {e}", self.device)))?
+        } else {
+            host
+        };
         host.f_to_device_(self.device, host.kind(), self.non_blocking, false).map_err(tch_err)
     }
 
