@@ -103,11 +103,8 @@ impl Dist {
         let mut t = Tensor::from_slice(values);
         self.group.all_reduce_sum(&mut t)?;
         let world = self.world_size() as f64;
-        Ok(Vec::<f64>::try_from(&t)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v / world)
-            .collect())
+        let _ = t.divide_scalar_(world);
+        Ok(Vec::<f64>::try_from(&t).expect("a float64 vector"))
     }
 
     /// Every variable of `vs` (weights and buffers) from rank 0, by name.
@@ -127,7 +124,7 @@ impl Dist {
             .collect();
         let mut any = Tensor::from_slice(&local);
         self.group.all_reduce_sum(&mut any)?;
-        let any = Vec::<f64>::try_from(&any).unwrap_or_default();
+        let any = Vec::<f64>::try_from(&any).expect("a float64 vector");
         let world = self.world_size() as f64;
         tch::no_grad(|| {
             let mut synced = vec![];

@@ -100,11 +100,27 @@ mod ffi {
 /// non-blocking uploads to CUDA (tch's `pin_memory(device)` makes torch warn
 /// on every call).
 pub fn pin_memory(tensor: &tch::Tensor) -> NativeResult<tch::Tensor> {
-    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
     // SAFETY: a live tensor; the shim writes a new owned tensor on success.
-    let status = unsafe { ffi::detc_pin_memory(tensor.as_ptr(), &mut out) };
-    check("pin_memory", status)?;
-    // SAFETY: a fresh heap `at::Tensor*` that nothing else owns.
+    new_tensor("pin_memory", |out| unsafe {
+        ffi::detc_pin_memory(tensor.as_ptr(), out)
+    })
+}
+
+/// Runs a shim call that returns a new tensor through its out-pointer
+/// (`at::Tensor**`, written only with `DETC_OK`) and takes that tensor over.
+fn new_tensor(
+    call: &'static str,
+    shim: impl FnOnce(*mut *mut torch_sys::C_tensor) -> c_int,
+) -> NativeResult<tch::Tensor> {
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    check(call, shim(&mut out))?;
+    if out.is_null() {
+        return Err(NativeError {
+            call,
+            message: "no output tensor".into(),
+        });
+    }
+    // SAFETY: a fresh heap `at::Tensor*` from the shim that nothing else owns.
     Ok(unsafe { tch::Tensor::from_ptr(out) })
 }
 

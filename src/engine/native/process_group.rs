@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tch::Tensor;
 
-use super::{check, NativeError, NativeResult};
+use super::{check, new_tensor, NativeError, NativeResult};
 
 mod ffi {
     use std::os::raw::{c_char, c_int, c_void};
@@ -153,14 +153,10 @@ impl ProcessGroup {
     /// passes (its backward sums the gradients over ranks).
     pub fn all_reduce_sum_autograd(&self, input: &Tensor) -> NativeResult<Tensor> {
         let mut input = input.shallow_clone();
-        let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
-        // SAFETY: a live group and tensor; the shim writes a new owned tensor on success.
-        let status = unsafe {
-            ffi::detc_dist_allreduce_sum_autograd(self.handle, input.as_mut_ptr(), &mut out)
-        };
-        check("all_reduce", status)?;
-        // SAFETY: a fresh heap `at::Tensor*` that nothing else owns.
-        Ok(unsafe { Tensor::from_ptr(out) })
+        // SAFETY: a live group and tensor for the call.
+        new_tensor("all_reduce", |out| unsafe {
+            ffi::detc_dist_allreduce_sum_autograd(self.handle, input.as_mut_ptr(), out)
+        })
     }
 
     /// Waits until every rank is here (`dist.barrier`).

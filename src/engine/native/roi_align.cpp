@@ -61,15 +61,19 @@ int64_t grid_side(T size, int64_t pooled, int64_t ratio) {
   return g > static_cast<T>(MAX_GRID) ? MAX_GRID : static_cast<int64_t>(g);
 }
 
+// A RoI in feature coordinates: its image, start, bin size and samples per bin side.
+template <typename T>
 struct RoiShape {
   int64_t image, gh, gw;
+  T start_h, start_w, bin_h, bin_w;
 };
 
-// Validates the RoIs and returns each one's image and grid, before any work.
+// Validates the RoIs and returns each one's shape (torchvision's geometry),
+// before any work.
 template <typename T>
-std::vector<RoiShape> plan(const T* rois, int64_t num_rois, int64_t num_images,
-                           const Geometry& g) {
-  std::vector<RoiShape> shapes(num_rois);
+std::vector<RoiShape<T>> plan(const T* rois, int64_t num_rois, int64_t num_images,
+                              const Geometry& g) {
+  std::vector<RoiShape<T>> shapes(num_rois);
   const T offset = g.aligned ? T(0.5) : T(0);
   int64_t total = 0;
   for (int64_t r = 0; r < num_rois; ++r) {
@@ -88,8 +92,13 @@ std::vector<RoiShape> plan(const T* rois, int64_t num_rois, int64_t num_images,
       width = std::max(width, T(1));
       height = std::max(height, T(1));
     }
-    RoiShape s{static_cast<int64_t>(roi[0]), grid_side(height, g.pooled_h, g.sampling_ratio),
-               grid_side(width, g.pooled_w, g.sampling_ratio)};
+    RoiShape<T> s{static_cast<int64_t>(roi[0]),
+                  grid_side(height, g.pooled_h, g.sampling_ratio),
+                  grid_side(width, g.pooled_w, g.sampling_ratio),
+                  start_h,
+                  start_w,
+                  height / static_cast<T>(g.pooled_h),
+                  width / static_cast<T>(g.pooled_w)};
     total += g.pooled_h * g.pooled_w * s.gh * s.gw;
     if (total > MAX_SAMPLES) {
       throw std::invalid_argument(
@@ -103,19 +112,9 @@ std::vector<RoiShape> plan(const T* rois, int64_t num_rois, int64_t num_images,
 
 // torchvision's pre_calc_for_bilinear_interpolate for one RoI.
 template <typename T>
-void fill_taps(const T* roi, const RoiShape& s, int64_t height, int64_t width,
-               const Geometry& g, RoiTaps<T>* out) {
-  const T offset = g.aligned ? T(0.5) : T(0);
-  const T start_w = roi[1] * g.spatial_scale - offset;
-  const T start_h = roi[2] * g.spatial_scale - offset;
-  T roi_w = static_cast<T>(roi[3] * g.spatial_scale - offset) - start_w;
-  T roi_h = static_cast<T>(roi[4] * g.spatial_scale - offset) - start_h;
-  if (!g.aligned) {
-    roi_w = std::max(roi_w, T(1));
-    roi_h = std::max(roi_h, T(1));
-  }
-  const T bin_h = roi_h / static_cast<T>(g.pooled_h);
-  const T bin_w = roi_w / static_cast<T>(g.pooled_w);
+void fill_taps(const RoiShape<T>& s, int64_t height, int64_t width, const Geometry& g,
+               RoiTaps<T>* out) {
+  const T start_h = s.start_h, start_w = s.start_w, bin_h = s.bin_h, bin_w = s.bin_w;
   out->image = s.image;
   out->per_bin = s.gh * s.gw;
   out->count = static_cast<T>(std::max<int64_t>(s.gh * s.gw, 1));
@@ -176,7 +175,7 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& rois, const Geome
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
     RoiTaps<T> t;
     for (int64_t k = begin; k < end; ++k) {
-      fill_taps(r + k * 5, shapes[k], h, w, g, &t);
+      fill_taps(shapes[k], h, w, g, &t);
       for (int64_t ch = 0; ch < c; ++ch) {
         const T* plane = x + (t.image * c + ch) * h * w;
         T* out = y + (k * c + ch) * bins;
@@ -208,7 +207,7 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& rois, cons
   const auto shapes = plan(r, num_rois, n, g);
   std::vector<RoiTaps<T>> taps(num_rois);
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) fill_taps(r + k * 5, shapes[k], h, w, g, &taps[k]);
+    for (int64_t k = begin; k < end; ++k) fill_taps(shapes[k], h, w, g, &taps[k]);
   });
   at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = 0; k < num_rois; ++k) {

@@ -4,7 +4,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{check, ffi, NativeError, NativeResult};
+use super::{ffi, new_tensor, NativeResult};
 
 /// The op's settings, as `models::ops::RoIAlign` holds them (average pooling).
 #[derive(Debug, Clone, Copy)]
@@ -24,11 +24,9 @@ pub fn roi_align_cpu_supports(input: &Tensor) -> bool {
 /// input (N, C, H, W), rois (R, 5) `[batch, x1, y1, x2, y2]` of the input's
 /// dtype -> (R, C, Ph, Pw), with the features' gradient (none for the boxes).
 pub fn roi_align_cpu(input: &Tensor, rois: &Tensor, args: RoiAlignArgs) -> NativeResult<Tensor> {
-    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
     let (ph, pw) = args.output_size;
-    // SAFETY: both tensor pointers are live for the call; the shim writes a
-    // new, owned `at::Tensor*` to `out` only on success.
-    let status = unsafe {
+    // SAFETY: both tensor pointers are live for the call.
+    new_tensor("roi_align", |out| unsafe {
         ffi::detc_roi_align_cpu(
             input.as_ptr(),
             rois.as_ptr(),
@@ -37,16 +35,7 @@ pub fn roi_align_cpu(input: &Tensor, rois: &Tensor, args: RoiAlignArgs) -> Nativ
             pw,
             args.sampling_ratio,
             args.aligned as i32,
-            &mut out,
+            out,
         )
-    };
-    check("roi_align", status)?;
-    if out.is_null() {
-        return Err(NativeError {
-            call: "roi_align",
-            message: "no output tensor".into(),
-        });
-    }
-    // SAFETY: a fresh heap `at::Tensor*` that nothing else owns.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    })
 }

@@ -205,8 +205,8 @@ impl BatchNorm2d {
             .f_sub(&mean.f_square()?)?
             .f_clamp_min(0.0)?;
         tch::no_grad(|| -> Result<(), tch::TchError> {
-            let total = n.f_double_value(&[0])?;
-            let unbiased = var.f_mul_scalar(total / (total - 1.0).max(1.0))?;
+            // n / (n - 1) on the device: no host sync in the training step.
+            let unbiased = var.f_mul(&n.f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?)?;
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
             let _ = rm
