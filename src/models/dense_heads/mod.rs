@@ -2,5 +2,7 @@
 //! proposals of Sparse R-CNN and QueryInst.
 
 pub mod embedding_rpn_head;
+pub mod rpn_head;
 
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
+pub use rpn_head::RPNHead;

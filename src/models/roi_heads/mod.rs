@@ -9,5 +9,7 @@ pub mod bbox_heads;
 pub mod roi_extractors;
 pub mod mask_heads;
 pub mod sparse_roi_head;
+pub mod standard_roi_head;
 
 pub use sparse_roi_head::{DetInstances, SparseRoIHead};
+pub use standard_roi_head::StandardRoIHead;

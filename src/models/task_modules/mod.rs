@@ -10,9 +10,13 @@
 pub mod hungarian;
 pub mod hungarian_assigner;
 pub mod match_costs;
+pub mod max_iou_assigner;
+pub mod random_sampler;
 pub mod pseudo_sampler;
 
 pub use hungarian::{linear_sum_assignment, LsaError};
 pub use hungarian_assigner::{AssignResult, HungarianAssigner};
 pub use match_costs::{BBoxL1Cost, FocalLossCost, IoUCost, MatchCost, MatchInputs};
+pub use max_iou_assigner::MaxIoUAssigner;
+pub use random_sampler::RandomSampler;
 pub use pseudo_sampler::{PseudoSampler, SamplingResult};
