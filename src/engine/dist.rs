@@ -107,6 +107,26 @@ impl Dist {
         Ok(Vec::<f64>::try_from(&t).expect("a float64 vector"))
     }
 
+    /// Every rank's `bytes`, in rank order (MMEngine's `collect_results`
+    /// through an all-gather: lengths first, then buffers padded to the longest).
+    pub fn gather_bytes(&self, bytes: &[u8]) -> NativeResult<Vec<Vec<u8>>> {
+        let lengths = self
+            .group
+            .all_gather(&Tensor::from_slice(&[bytes.len() as i64]))?;
+        let lengths = Vec::<i64>::try_from(lengths.reshape([-1])).expect("an int64 vector");
+        let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+        let padded = Tensor::zeros([longest], (Kind::Uint8, tch::Device::Cpu));
+        if !bytes.is_empty() {
+            padded.narrow(0, 0, bytes.len() as i64).copy_(&Tensor::from_slice(bytes));
+        }
+        let all = self.group.all_gather(&padded)?;
+        Ok(lengths
+            .iter()
+            .enumerate()
+            .map(|(rank, &n)| Vec::<u8>::try_from(all.get(rank as i64).narrow(0, 0, n)).expect("bytes"))
+            .collect())
+    }
+
     /// Every variable of `vs` (weights and buffers) from rank 0, by name.
     pub fn broadcast_weights(&self, vs: &VarStore) -> NativeResult<()> {
         let sorted: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();

@@ -1,6 +1,8 @@
 //! The evaluation loop (MMEngine's `ValLoop` / `TestLoop`): predicts every
 //! batch of a dataloader in eval mode, turns the detections into COCO
-//! predictions and feeds `CocoMetric`.
+//! predictions and feeds `CocoMetric`. With several processes each predicts
+//! its shard of the data and rank 0 gathers every rank's predictions and
+//! computes the metric (MMEngine's `collect_results`).
 
 use std::time::Instant;
 
@@ -11,8 +13,9 @@ use detc::evaluation::metric::{CocoMetric, ImagePrediction, MetricResults};
 use tch::Kind;
 
 use super::data::DataParts;
+use super::dist::Dist;
 use crate::models::data_preprocessors::DetDataPreprocessor;
-use crate::models::detectors::SparseRCNN;
+use crate::models::detectors::Detector;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::roi_heads::DetInstances;
 
@@ -67,15 +70,18 @@ pub struct EvalProgress {
     pub data_time: f64,
 }
 
-/// Predicts every batch of `data` and computes `metric`; `on_batch` sees each batch's timing.
+/// Predicts every batch of `data` and computes `metric`; `on_batch` sees
+/// each batch's timing. With `dist`, `data` is this rank's shard and only
+/// rank 0 gets the results (the others `None`).
 pub fn evaluate(
-    model: &SparseRCNN,
+    model: &Detector,
     pre: &DetDataPreprocessor,
     data: &mut DataParts,
     metric: &mut CocoMetric,
+    dist: Option<&Dist>,
     on_batch: impl FnMut(&EvalProgress),
-) -> ModelResult<MetricResults> {
-    evaluate_with_predictions(model, pre, data, metric, on_batch, |_, _| Ok(()))
+) -> ModelResult<Option<MetricResults>> {
+    evaluate_with_predictions(model, pre, data, metric, dist, on_batch, |_, _| Ok(()))
 }
 
 /// [`evaluate`], also handing each batch's predictions (original-image
@@ -83,13 +89,15 @@ pub fn evaluate(
 /// metric takes them (`after_test_iter` of MMDetection's visualization hook);
 /// an error it returns stops the loop.
 pub fn evaluate_with_predictions(
-    model: &SparseRCNN,
+    model: &Detector,
     pre: &DetDataPreprocessor,
     data: &mut DataParts,
     metric: &mut CocoMetric,
+    dist: Option<&Dist>,
     mut on_batch: impl FnMut(&EvalProgress),
     mut on_predictions: impl FnMut(&[SampleMeta], &[ImagePrediction]) -> Result<(), String>,
-) -> ModelResult<MetricResults> {
+) -> ModelResult<Option<MetricResults>> {
+    let mut mine = vec![];
     let total = data.len();
     let batches: BatchIter = data.batches(0, 0);
     let mut last = Instant::now();
@@ -107,7 +115,10 @@ pub fn evaluate_with_predictions(
             .map(|(meta, d)| to_prediction(meta.img_id.unwrap_or(0) as i64, d))
             .collect::<ModelResult<Vec<_>>>()?;
         on_predictions(&metas, &preds).map_err(|e| ModelError::new("DetVisualizationHook", e))?;
-        metric.process(preds, vec![]);
+        match dist {
+            Some(_) => mine.extend(preds),
+            None => metric.process(preds, vec![]),
+        }
         let now = Instant::now();
         on_batch(&EvalProgress {
             index,
@@ -117,7 +128,35 @@ pub fn evaluate_with_predictions(
         });
         last = now;
     }
+    if let Some(d) = dist {
+        match gather(d, &mine)? {
+            Some(all) => metric.process(all, vec![]),
+            None => return Ok(None),
+        }
+    }
     metric
         .compute()
+        .map(Some)
         .map_err(|e| ModelError::new("CocoMetric", e.to_string()))
+}
+
+/// On rank 0, every rank's predictions, each image once (the sampler pads
+/// the shards to equal length by repeating images); `None` on the others.
+fn gather(dist: &Dist, mine: &[ImagePrediction]) -> ModelResult<Option<Vec<ImagePrediction>>> {
+    let mut bytes = vec![];
+    detc::evaluation::pack::encode(mine, &mut bytes);
+    let gathered = dist
+        .gather_bytes(&bytes)
+        .map_err(|e| ModelError::new("collect_results", e.message))?;
+    if dist.rank() != 0 {
+        return Ok(None);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut all = vec![];
+    for part in gathered {
+        let preds = detc::evaluation::pack::decode(&part)
+            .map_err(|e| ModelError::new("collect_results", e))?;
+        all.extend(preds.into_iter().filter(|p| seen.insert(p.img_id)));
+    }
+    Ok(Some(all))
 }

@@ -24,7 +24,7 @@ use super::logging::progress::ProgressBar;
 use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
 use super::work_dir::{LocalTime, WorkDir};
 use crate::models::data_preprocessors::DetDataPreprocessor;
-use crate::models::detectors::{self, Detector};
+use crate::models::detectors;
 use crate::models::weights::load_state_dict;
 
 /// `detc-engine test` arguments (the light `detc test` resolves the work dir).
@@ -100,15 +100,14 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         .get("model")
         .ok_or_else(|| input("the config has no `model:` section".into()))?;
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let Detector::Sparse(model) =
+    let model =
         detectors::build(model_cfg, vs.root()).map_err(|e| input(e.to_string()))?;
     let ckpt = detc::checkpoint::load(&args.checkpoint).map_err(|e| input(e.to_string()))?;
     let report = load_state_dict(&vs, "", &ckpt.state_dict)
         .map_err(|e| input(format!("{}: {e}", args.checkpoint.display())))?;
     vs.set_device(device);
     let pre_cfg = model
-        .data_preprocessor
-        .as_ref()
+        .data_preprocessor()
         .ok_or_else(|| input("model.data_preprocessor is needed (DetDataPreprocessor)".into()))?;
     let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(|e| input(e.to_string()))?;
     let section = config
@@ -187,6 +186,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         &pre,
         &mut data,
         &mut metric,
+        None,
         |p| {
             hub.update("test/data_time", p.data_time);
             hub.update("test/time", p.time);
@@ -207,7 +207,8 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         },
         draw,
     )
-    .map_err(|e| runtime(e.to_string()))?;
+    .map_err(|e| runtime(e.to_string()))?
+    .expect("one process computes its metric");
     bar.finish();
     if let Some(e) = log_failure {
         return Err(write_err(e));

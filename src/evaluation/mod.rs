@@ -8,4 +8,5 @@ mod coco_json;
 pub mod cocoeval;
 pub mod mask;
 pub mod metric;
+pub mod pack;
 mod summarize;

@@ -20,4 +20,5 @@ mod show_dir;
 mod summary;
 mod train;
 mod train_iter;
+mod two_stage;
 mod support;

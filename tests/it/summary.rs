@@ -1,17 +1,17 @@
 //! `detc summary`: parameter counts and the state dict of the built model
 //! equal MMDetection's own (issue 4: "Parameter count of QueryInst R50-FPN 1x
 //! equals MMDetection's for the same config, and the full list of state-dict
-//! names and shapes is equal").
+//! names and shapes is equal"; issue 7: the same for Faster and Mask R-CNN).
 //!
 //! The expected lists are MMDetection 3.3.0's, stored in
-//! `tests/fixtures/{queryinst,sparse-rcnn}_r50_fpn_1x_state_dict.json` and
+//! `tests/fixtures/<model>_r50_fpn_1x_state_dict.json` and
 //! made by
 //!
 //! ```text
 //! .venv-test/bin/python tests/models/state_dict_reference.py tests/fixtures
 //! ```
 //!
-//! which builds the real `QueryInst` / `SparseRCNN` from the configs in the
+//! which builds the real `QueryInst` / `SparseRCNN` / `FasterRCNN` / `MaskRCNN` from the configs in the
 //! mmdet wheel. `fixtures_are_what_mmdetection_builds` reruns the script and
 //! checks the stored fixtures still equal its output, so the fixtures are a
 //! readable record that cannot go stale.
@@ -121,6 +121,22 @@ fn sparse_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     );
 }
 
+#[test]
+fn faster_rcnn_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
+        "faster-rcnn_r50_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
+fn mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml",
+        "mask-rcnn_r50_fpn_1x_state_dict.json",
+    );
+}
+
 /// The stored fixtures are what the reference script prints today (the mmdet
 /// wheel of .venv-test): the script runs live, in a few seconds.
 #[test]
@@ -136,7 +152,12 @@ fn fixtures_are_what_mmdetection_builds() {
         String::from_utf8_lossy(&out.stderr)
     );
     let live: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    for name in ["queryinst_r50_fpn_1x", "sparse-rcnn_r50_fpn_1x"] {
+    for name in [
+        "queryinst_r50_fpn_1x",
+        "sparse-rcnn_r50_fpn_1x",
+        "faster-rcnn_r50_fpn_1x",
+        "mask-rcnn_r50_fpn_1x",
+    ] {
         assert_eq!(
             live[name],
             fixture(&format!("{name}_state_dict.json")),

@@ -81,6 +81,12 @@ pub fn shapes_data(dir: &Path, train: u32, val: u32) {
 /// `(step, s5.loss_cls)` of every training record of every run folder of a
 /// work dir, unsorted and with repeats (a resumed run logs in a new folder).
 pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
+    records(work_dir, "s5.loss_cls")
+}
+
+/// `(step, value of key)` of every record of every run folder of a work dir
+/// that logs `key`, unsorted and with repeats.
+pub fn records(work_dir: &Path, key: &str) -> Vec<(u64, f64)> {
     let mut out = vec![];
     for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
@@ -88,7 +94,7 @@ pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {
         };
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let (Some(step), Some(loss)) = (v["step"].as_u64(), v.get("s5.loss_cls").and_then(serde_json::Value::as_f64)) {
+            if let (Some(step), Some(loss)) = (v["step"].as_u64(), v.get(key).and_then(serde_json::Value::as_f64)) {
                 out.push((step, loss));
             }
         }

@@ -1,19 +1,21 @@
 """MMDetection's own state-dict names, shapes and parameter counts for
-QueryInst R50-FPN 1x and Sparse R-CNN R50-FPN 1x: the reference `detc summary`
-is checked against (issue 4: "the full list of state-dict names and shapes is
-equal").
+QueryInst, Sparse R-CNN, Faster R-CNN and Mask R-CNN R50-FPN 1x: the
+reference `detc summary` is checked against (issues 4 and 7: "the full list
+of state-dict names and shapes is equal").
 
 Regenerate the fixtures (from the repository root):
 
     .venv-test/bin/python tests/models/state_dict_reference.py tests/fixtures
 
-Without an argument it prints both records as one JSON object
-`{"queryinst_r50_fpn_1x": {...}, "sparse-rcnn_r50_fpn_1x": {...}}` on stdout
+Without an argument it prints every record as one JSON object
+`{"queryinst_r50_fpn_1x": {...}, "sparse-rcnn_r50_fpn_1x": {...}, ...}` on stdout
 (what the integration test tests/it/summary.rs compares the fixtures with).
 With OUT_DIR it writes
 
 * OUT_DIR/queryinst_r50_fpn_1x_state_dict.json
 * OUT_DIR/sparse-rcnn_r50_fpn_1x_state_dict.json
+* OUT_DIR/faster-rcnn_r50_fpn_1x_state_dict.json
+* OUT_DIR/mask-rcnn_r50_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -27,9 +29,9 @@ each `{"config": ..., "params": N, "trainable": T, "frozen": F,
   running statistics);
 * `state_dict`: every `model.state_dict()` name with its shape.
 
-The models are MMDetection 3.3.0's real `QueryInst` / `SparseRCNN`, built
-through its registry from the configs shipped in the PyPI wheel
-(`mmdet/.mim/configs/{queryinst,sparse_rcnn}/*_r50_fpn_1x_coco.py`, loaded
+The models are MMDetection 3.3.0's real `QueryInst` / `SparseRCNN` /
+`FasterRCNN` / `MaskRCNN`, built through its registry from the configs
+shipped in the PyPI wheel (`mmdet/.mim/configs/<model>/*_r50_fpn_1x_coco.py`, loaded
 with MMEngine's `Config.fromfile`). Two substitutions, neither of which adds
 or removes a state-dict entry:
 
@@ -52,6 +54,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = {
     "queryinst_r50_fpn_1x": "queryinst/queryinst_r50_fpn_1x_coco.py",
     "sparse-rcnn_r50_fpn_1x": "sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py",
+    "faster-rcnn_r50_fpn_1x": "faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py",
+    "mask-rcnn_r50_fpn_1x": "mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py",
 }
 
 

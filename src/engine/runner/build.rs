@@ -26,12 +26,12 @@ use crate::engine::schedulers::{ScheduleContext, Schedulers};
 use crate::engine::test_loop::{coco_metric_config, device, log_processor};
 use crate::engine::work_dir::{latest_checkpoint, LocalTime, WorkDir};
 use crate::models::data_preprocessors::DetDataPreprocessor;
-use crate::models::detectors::{self, Detector, SparseRCNN};
+use crate::models::detectors::{self, Detector};
 use crate::models::weights::load_state_dict;
 
 /// The runner: the model, the validation data, the hooks and the state they share.
 pub struct Runner {
-    pub(super) model: SparseRCNN,
+    pub(super) model: Detector,
     pub(super) pre: DetDataPreprocessor,
     pub(super) val: Option<(DataParts, CocoMetric)>,
     pub(super) hooks: Hooks,
@@ -98,7 +98,7 @@ impl Runner {
                 }),
         };
         tch::manual_seed(seed as i64);
-        let Detector::Sparse(model) = detectors::build(model_cfg, vs.root()).map_err(input)?;
+        let model = detectors::build(model_cfg, vs.root()).map_err(input)?;
         let mut log = if is_main {
             let ts = LocalTime::now().timestamp();
             let work = WorkDir::create(&args.work_dir, &ts)
@@ -140,8 +140,7 @@ impl Runner {
         }
         vs.set_device(device);
         let pre_cfg = model
-            .data_preprocessor
-            .as_ref()
+            .data_preprocessor()
             .ok_or_else(|| input("model.data_preprocessor is needed"))?;
         let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(input)?;
         let cwd = std::env::current_dir().map_err(runtime)?;
@@ -151,7 +150,7 @@ impl Runner {
         let shard = Shard::new(rank, world_size).map_err(input)?;
         let train =
             DataParts::build("train_dataloader", section, &cwd, shard, seed).map_err(input)?;
-        let val = build_val(config, &cwd, seed)?;
+        let val = build_val(config, &cwd, shard, seed)?;
         let optim_cfg: OptimWrapperCfg = typed_ref(config.get("optim_wrapper"), "optim_wrapper")?;
         let mut wrapper = build_optim_wrapper(&optim_cfg, named_trainable(&vs, is_norm_param_name))
             .map_err(input)?;
@@ -262,16 +261,17 @@ impl Runner {
     }
 }
 
-/// `val_dataloader` with its `CocoMetric`, when the config has both.
+/// `val_dataloader` (this rank's shard) with its `CocoMetric`, when the
+/// config has both.
 fn build_val(
     config: &Value,
     cwd: &Path,
+    shard: Shard,
     seed: u64,
 ) -> Result<Option<(DataParts, CocoMetric)>, Failure> {
     match (config.get("val_dataloader"), config.get("val_evaluator")) {
         (Some(s), Some(e)) if !s.is_null() && !e.is_null() => {
-            let data =
-                DataParts::build("val_dataloader", s, cwd, Shard::SINGLE, seed).map_err(input)?;
+            let data = DataParts::build("val_dataloader", s, cwd, shard, seed).map_err(input)?;
             let metric_cfg = coco_metric_config(e, "val_evaluator").map_err(input)?;
             let metric = CocoMetric::new(&metric_cfg, data.dataset.classes()).map_err(input)?;
             Ok(Some((data, metric)))

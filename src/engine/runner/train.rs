@@ -212,6 +212,7 @@ impl Runner {
             val,
             hooks,
             state,
+            dist,
             ..
         } = self;
         let Some((data, metric)) = val.as_mut() else {
@@ -220,7 +221,7 @@ impl Runner {
         hooks.call(state, |h, s| h.before_val_epoch(s))?;
         let mut failed = None;
         let results = tch::no_grad(|| {
-            evaluate(model, pre, data, metric, |p| {
+            evaluate(model, pre, data, metric, dist.as_ref(), |p| {
                 if failed.is_none() {
                     failed = hooks.call(state, |h, s| h.after_val_iter(s, p)).err();
                 }
@@ -229,7 +230,8 @@ impl Runner {
         if let Some(failure) = failed {
             return Err(failure);
         }
-        let results = results.map_err(runtime)?;
+        // Only rank 0 computes the metric; the others pass on no values.
+        let results = results.map_err(runtime)?.unwrap_or_default();
         for line in &results.log {
             state.info(line)?;
         }

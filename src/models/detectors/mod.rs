@@ -1,23 +1,34 @@
-//! Detectors (`mmdet/models/detectors`): `SparseRCNN` and `QueryInst`.
+//! Detectors (`mmdet/models/detectors`): `SparseRCNN` and `QueryInst`,
+//! `FasterRCNN` and `MaskRCNN`, behind one [`Detector`] the engine drives.
 
 // The engine commands consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod parts;
 pub mod sparse_rcnn;
+pub mod two_stage;
 
 pub use sparse_rcnn::SparseRCNN;
+pub use two_stage::TwoStageDetector;
 
+use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
+use indexmap::IndexMap;
 use serde_json::Value;
-use tch::nn;
+use tch::{nn, Tensor};
 
+use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::roi_heads::sparse_roi_head::ReduceMean;
+use crate::models::roi_heads::DetInstances;
 
 /// A built detector (its parameters live in the `VarStore` of `p`).
 #[derive(Debug)]
 pub enum Detector {
     /// `SparseRCNN` or `QueryInst` (the same model with mask heads).
     Sparse(SparseRCNN),
+    /// `FasterRCNN` or `MaskRCNN`.
+    TwoStage(TwoStageDetector),
 }
 
 impl Detector {
@@ -25,6 +36,45 @@ impl Detector {
     pub fn name(&self) -> &'static str {
         match self {
             Detector::Sparse(m) => m.name,
+            Detector::TwoStage(m) => m.name,
+        }
+    }
+
+    /// The `data_preprocessor` config (the preprocessor is built per device).
+    pub fn data_preprocessor(&self) -> Option<&DetDataPreprocessorConfig> {
+        match self {
+            Detector::Sparse(m) => m.data_preprocessor.as_ref(),
+            Detector::TwoStage(m) => m.data_preprocessor.as_ref(),
+        }
+    }
+
+    /// Loads the backbone's `Pretrained` `init_cfg`, if any.
+    pub fn init_weights(
+        &self,
+        vs: &nn::VarStore,
+    ) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+        match self {
+            Detector::Sparse(m) => m.init_weights(vs),
+            Detector::TwoStage(m) => m.init_weights(vs),
+        }
+    }
+
+    /// `loss` in train mode: the named losses (and logged values such as
+    /// `acc`). `reduce_mean` is the mean of a count over the processes
+    /// (the normaliser Sparse R-CNN's losses share across GPUs).
+    pub fn loss(&self, batch: &DetBatch, reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
+        match self {
+            Detector::Sparse(m) => m.loss(batch, reduce_mean),
+            // Faster/Mask R-CNN normalise per process, as MMDetection's do.
+            Detector::TwoStage(m) => m.loss(batch),
+        }
+    }
+
+    /// `predict` in eval mode (run it under `tch::no_grad`).
+    pub fn predict(&self, batch: &DetBatch, rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        match self {
+            Detector::Sparse(m) => m.predict(batch, rescale),
+            Detector::TwoStage(m) => m.predict(batch, rescale),
         }
     }
 }
@@ -49,9 +99,13 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
     match cfg_type(model, "model")? {
         "SparseRCNN" => Ok(Detector::Sparse(SparseRCNN::from_sparse_rcnn_config(&parse_cfg(model, "SparseRCNN")?, &p)?)),
         "QueryInst" => Ok(Detector::Sparse(SparseRCNN::from_query_inst_config(&parse_cfg(model, "QueryInst")?, &p)?)),
+        name @ ("FasterRCNN" | "MaskRCNN") => {
+            let name = if name == "FasterRCNN" { "FasterRCNN" } else { "MaskRCNN" };
+            Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
+        }
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder yet (SparseRCNN and QueryInst do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN and MaskRCNN do)"),
         )),
     }
 }

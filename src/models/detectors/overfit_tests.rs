@@ -1,8 +1,8 @@
-//! Overfit tests: a tiny QueryInst / Sparse R-CNN (the demo config: ResNet-18
-//! with 16 base channels, 64-channel FPN and heads, 20 proposals) trained on
-//! 8 synthetic shapes images on the CPU must learn them, measured by the COCO
-//! metric on the same images. A minimal loop (AdamW, gradient clipping); the
-//! full runner is the training engine's.
+//! Overfit tests: the tiny demo models (ResNet-18 with 16 base channels and a
+//! 64-channel FPN: QueryInst / Sparse R-CNN with 20 proposals, Faster / Mask
+//! R-CNN) trained on 8 synthetic shapes images on the CPU must learn them,
+//! measured by the COCO metric on the same images. A minimal loop (AdamW,
+//! gradient clipping); the full runner is the training engine's.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use detc::registry::data::CocoMetricConfig;
 use serde_json::{json, Value};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-use super::{build, Detector};
+use super::build;
 use crate::engine::evaluate::to_prediction;
 use crate::models::data_preprocessors::DetDataPreprocessor;
 
@@ -26,12 +26,15 @@ const BATCH: usize = 8;
 
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The demo config, resolved, with `cfg_options` applied.
-fn demo_config(options: &[&str]) -> Value {
+const QUERYINST: &str = "configs/demo/queryinst_r18_shapes.yaml";
+const FASTER_RCNN: &str = "configs/demo/faster-rcnn_r18_shapes.yaml";
+const MASK_RCNN: &str = "configs/demo/mask-rcnn_r18_shapes.yaml";
+
+/// A demo config, resolved, with `cfg_options` applied.
+fn demo_config(config: &str, options: &[&str]) -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let opts: Vec<String> = options.iter().map(|s| s.to_string()).collect();
-    let (_, tree) =
-        detc::config::resolve(&root.join("configs/demo/queryinst_r18_shapes.yaml"), &opts);
+    let (_, tree) = detc::config::resolve(&root.join(config), &opts);
     tree.unwrap_or_else(|_| panic!("the demo config resolves"))
         .to_json()
 }
@@ -65,25 +68,24 @@ fn samples(dataset: &CocoDataset, pipeline: &Pipeline, epoch: u64) -> Vec<Packed
         .collect()
 }
 
-/// Trains the demo model for `iters` iterations of the 8 images (AdamW,
-/// gradient norm clipped at 1, lr divided by 10 after two thirds)
-/// and returns `(bbox_mAP, segm_mAP)` on them.
-fn overfit(options: &[&str], iters: usize, lr: f64) -> (f64, Option<f64>) {
+/// Trains the model of the demo `config` for `iters` iterations of the 8
+/// images (AdamW, gradient norm clipped at 1, lr divided by 10 after two
+/// thirds) and returns `(bbox_mAP, segm_mAP)` on them.
+fn overfit(config: &str, options: &[&str], iters: usize, lr: f64) -> (f64, Option<f64>) {
     let data = dataset_dir();
     // Without the random flip the 8 images are exactly what is evaluated.
     let mut all = vec!["train_dataloader.dataset.pipeline.3.prob=0.0"];
     all.extend_from_slice(options);
-    let cfg = demo_config(&all);
+    let cfg = demo_config(config, &all);
     let vs = nn::VarStore::new(Device::Cpu);
     // libtorch's generator is global and the tests run in parallel: seed and
     // draw the initial weights under a lock, so they do not depend on timing.
     let model = {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(0);
-        let Detector::Sparse(model) = build(&cfg["model"], vs.root()).unwrap();
-        model
+        build(&cfg["model"], vs.root()).unwrap()
     };
-    let with_mask = model.roi_head.with_mask();
+    let with_mask = !cfg["model"]["roi_head"]["mask_head"].is_null();
     let ds_cfg = json!({
         "type": "CocoDataset",
         "data_root": data.to_str().unwrap(),
@@ -107,7 +109,7 @@ fn overfit(options: &[&str], iters: usize, lr: f64) -> (f64, Option<f64>) {
     )
     .unwrap();
     let pre =
-        DetDataPreprocessor::new(model.data_preprocessor.as_ref().unwrap(), Device::Cpu).unwrap();
+        DetDataPreprocessor::new(model.data_preprocessor().unwrap(), Device::Cpu).unwrap();
     let mut opt = nn::AdamW {
         beta1: 0.9,
         beta2: 0.999,
@@ -181,7 +183,7 @@ fn overfit(options: &[&str], iters: usize, lr: f64) -> (f64, Option<f64>) {
 
 #[test]
 fn tiny_queryinst_overfits_eight_images() {
-    let (bbox, segm) = overfit(&[], 600, 1e-3);
+    let (bbox, segm) = overfit(QUERYINST, &[], 600, 1e-3);
     let segm = segm.expect("QueryInst predicts masks");
     assert!(
         bbox >= 0.9 && segm >= 0.8,
@@ -196,7 +198,21 @@ fn tiny_sparse_rcnn_overfits_eight_images() {
         "model.roi_head.mask_head=None",
         "model.roi_head.mask_roi_extractor=None",
     ];
-    let (bbox, segm) = overfit(&options, 400, 1e-3);
+    let (bbox, segm) = overfit(QUERYINST, &options, 400, 1e-3);
     assert!(segm.is_none(), "Sparse R-CNN predicts no masks");
     assert!(bbox >= 0.9, "bbox mAP {bbox}");
+}
+
+#[test]
+fn tiny_faster_rcnn_overfits_eight_images() {
+    let (bbox, segm) = overfit(FASTER_RCNN, &[], 300, 1e-3);
+    assert!(segm.is_none(), "Faster R-CNN predicts no masks");
+    assert!(bbox >= 0.9, "bbox mAP {bbox}");
+}
+
+#[test]
+fn tiny_mask_rcnn_overfits_eight_images() {
+    let (bbox, segm) = overfit(MASK_RCNN, &[], 300, 1e-3);
+    let segm = segm.expect("Mask R-CNN predicts masks");
+    assert!(bbox >= 0.9 && segm >= 0.8, "bbox mAP {bbox}, segm mAP {segm}");
 }

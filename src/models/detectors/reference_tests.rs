@@ -172,7 +172,9 @@ fn meta_entry<'a>(ckpt: &'a Checkpoint, key: &str) -> Option<&'a Value> {
 /// must be exact (so every state-dict name and shape is MMDetection's).
 fn load_model(cfg: &Json, reference: &ModelReference) -> (nn::VarStore, SparseRCNN) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let Detector::Sparse(model) = build(cfg, vs.root()).unwrap();
+    let Detector::Sparse(model) = build(cfg, vs.root()).unwrap() else {
+        panic!("a Sparse R-CNN config builds a Sparse R-CNN")
+    };
     assert!(
         matches!(
             meta_entry(&reference.checkpoint, "epoch"),

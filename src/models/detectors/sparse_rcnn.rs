@@ -4,17 +4,16 @@
 //! The parameters are named as MMDetection's: `backbone.*`, `neck.*`,
 //! `rpn_head.*`, `roi_head.*`.
 
-use detc::registry::models::backbones::ResNetConfig;
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::dense_heads::EmbeddingRPNHeadConfig;
 use detc::registry::models::detectors::{QueryInstConfig, SparseRCNNConfig};
-use detc::registry::models::necks::FPNConfig;
 use detc::registry::models::roi_heads::SparseRoIHeadConfig;
 use detc::registry::models::train_test::{SparseTestConfig, SparseTrainConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
+use super::parts::{build_backbone, build_neck, extract_feat, img_shapes, preprocessor_config};
 use crate::models::backbones::ResNet;
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::dense_heads::EmbeddingRPNHead;
@@ -90,30 +89,8 @@ impl SparseRCNN {
     }
 
     fn build(name: &'static str, parts: Parts, p: &nn::Path) -> ModelResult<Self> {
-        let backbone = match cfg_type(&parts.backbone.0, "backbone")? {
-            "ResNet" => ResNet::new(
-                &parse_cfg::<ResNetConfig>(&parts.backbone.0, "ResNet")?,
-                p / "backbone",
-            )?,
-            other => {
-                return Err(ModelError::new(
-                    name,
-                    format!("backbone {other:?} is not supported (only ResNet)"),
-                ))
-            }
-        };
-        let neck = match parts.neck {
-            None => None,
-            Some(n) => match cfg_type(&n.0, "neck")? {
-                "FPN" => Some(FPN::new(&parse_cfg::<FPNConfig>(&n.0, "FPN")?, p / "neck")?),
-                other => {
-                    return Err(ModelError::new(
-                        name,
-                        format!("neck {other:?} is not supported (only FPN)"),
-                    ))
-                }
-            },
-        };
+        let backbone = build_backbone(parts.backbone, name, p)?;
+        let neck = build_neck(parts.neck, name, p)?;
         let rpn_head = match cfg_type(&parts.rpn_head.0, "rpn_head")? {
             "EmbeddingRPNHead" => EmbeddingRPNHead::new(
                 &parse_cfg::<EmbeddingRPNHeadConfig>(&parts.rpn_head.0, "EmbeddingRPNHead")?,
@@ -141,18 +118,7 @@ impl SparseRCNN {
                 ))
             }
         };
-        let data_preprocessor = match parts.data_preprocessor {
-            None => None,
-            Some(d) => match cfg_type(&d.0, "data_preprocessor")? {
-                "DetDataPreprocessor" => Some(parse_cfg(&d.0, "DetDataPreprocessor")?),
-                other => {
-                    return Err(ModelError::new(
-                        name,
-                        format!("data_preprocessor {other:?} is not supported"),
-                    ))
-                }
-            },
-        };
+        let data_preprocessor = preprocessor_config(parts.data_preprocessor, name)?;
         Ok(SparseRCNN {
             name,
             backbone,
@@ -174,11 +140,7 @@ impl SparseRCNN {
 
     /// `extract_feat`: backbone, then neck.
     pub fn extract_feat(&self, inputs: &Tensor, train: bool) -> ModelResult<Vec<Tensor>> {
-        let x = self.backbone.forward_t(inputs, train)?;
-        match &self.neck {
-            Some(neck) => neck.forward_t(&x, train),
-            None => Ok(x),
-        }
+        extract_feat(&self.backbone, self.neck.as_ref(), inputs, train)
     }
 
     /// `loss`: the RoI head's per-stage losses (the RPN has none).
@@ -203,19 +165,6 @@ impl SparseRCNN {
     }
 }
 
-fn img_shapes(batch: &DetBatch) -> ModelResult<Vec<(f64, f64)>> {
-    batch
-        .data_samples
-        .iter()
-        .map(|s| {
-            s.meta
-                .img_shape
-                .map(|(h, w)| (h as f64, w as f64))
-                .ok_or_else(|| ModelError::new("detector", "a sample has no img_shape"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +180,9 @@ mod tests {
         let cfg = tree
             .unwrap_or_else(|_| panic!("the demo config resolves"))
             .to_json();
-        let Detector::Sparse(model) = build(&cfg["model"], vs.root()).unwrap();
+        let Detector::Sparse(model) = build(&cfg["model"], vs.root()).unwrap() else {
+        panic!("a Sparse R-CNN config builds a Sparse R-CNN")
+    };
         model
     }
 

@@ -1,52 +1,348 @@
 //! `StandardRoIHead` (`mmdet/models/roi_heads/standard_roi_head.py`): the
 //! box branch and the optional mask branch of Faster and Mask R-CNN.
+//!
+//! Training: per image the proposals are assigned to the ground truth
+//! (`MaxIoUAssigner`, with the image's ignored instances) and sampled
+//! (`RandomSampler`, which puts the ground-truth boxes before the proposals);
+//! the box head runs on the RoIs of all sampled priors, the mask head on
+//! the positives only (pooled again by the mask extractor, or picked from
+//! the box features when the extractor is shared).
+//! Prediction: the box head on the proposals, softmax, class-specific
+//! decoding, per-class NMS; then the mask head on the kept boxes (in
+//! resized-image pixels) and the masks pasted into the image.
+//!
+//! Shape shorthand: `N` images, `P` proposals of an image, `M` sampled RoIs
+//! of the batch, `Np` positives, `K` classes, `k` detections of an image.
 
+use detc::registry::models::common::IntOrPair;
 use detc::registry::models::roi_heads::StandardRoIHeadConfig;
 use detc::registry::models::train_test::{RcnnTestConfig, RcnnTrainConfig};
+use detc::registry::refs::{AssignerCfg, SamplerCfg};
 use indexmap::IndexMap;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
+use super::bbox_heads::bbox_head_predict::empty_instances;
+use super::bbox_heads::{BoxTestCfg, Shared2FCBBoxHead};
+use super::mask_heads::FCNMaskHead;
+use super::roi_extractors::SingleRoIExtractor;
+use super::sparse_roi_head::bbox2roi;
 use super::DetInstances;
-use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::ModelResult;
+use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::ops::masks::predict_masks;
+use crate::models::task_modules::{
+    AssignResult, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
+};
+
+const NAME: &str = "StandardRoIHead";
+
+/// The sampler `train_cfg.rcnn.sampler` names.
+#[derive(Debug)]
+enum Sampler {
+    Random(RandomSampler),
+    Pseudo,
+}
+
+/// `train_cfg.rcnn`, built.
+#[derive(Debug)]
+struct RcnnTrain {
+    assigner: MaxIoUAssigner,
+    sampler: Sampler,
+    pos_weight: f64,
+    /// `(h, w)` of the mask targets; set when there is a mask head.
+    mask_size: Option<(i64, i64)>,
+}
+
+/// `test_cfg.rcnn`, parsed.
+#[derive(Debug)]
+struct RcnnTest {
+    boxes: BoxTestCfg,
+    /// Set when there is a mask head.
+    mask_thr_binary: f64,
+}
+
+/// The mask branch: its head and, unless shared with the box branch, its extractor.
+#[derive(Debug)]
+struct MaskBranch {
+    /// `None`: `share_roi_extractor` (the box extractor and box features are reused).
+    roi_extractor: Option<SingleRoIExtractor>,
+    head: FCNMaskHead,
+}
 
 #[derive(Debug)]
-pub struct StandardRoIHead {}
+pub struct StandardRoIHead {
+    bbox_roi_extractor: SingleRoIExtractor,
+    bbox_head: Shared2FCBBoxHead,
+    mask: Option<MaskBranch>,
+    train: Option<RcnnTrain>,
+    test: Option<RcnnTest>,
+}
+
+fn pair(size: IntOrPair) -> (i64, i64) {
+    match size {
+        IntOrPair::Int(s) => (s as i64, s as i64),
+        IntOrPair::Pair((h, w)) => (h as i64, w as i64),
+    }
+}
+
+fn build_assigner(cfg: &AssignerCfg) -> ModelResult<MaxIoUAssigner> {
+    match cfg_type(&cfg.0, "train_cfg.rcnn.assigner")? {
+        "MaxIoUAssigner" => MaxIoUAssigner::from_cfg(cfg),
+        other => Err(ModelError::new(
+            NAME,
+            format!("assigner {other:?} is not supported (only MaxIoUAssigner)"),
+        )),
+    }
+}
+
+fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
+    match cfg_type(&cfg.0, "train_cfg.rcnn.sampler")? {
+        "RandomSampler" => Ok(Sampler::Random(RandomSampler::from_cfg(cfg)?)),
+        "PseudoSampler" => Ok(Sampler::Pseudo),
+        other => Err(ModelError::new(
+            NAME,
+            format!("sampler {other:?} is not supported (RandomSampler or PseudoSampler)"),
+        )),
+    }
+}
+
+fn build_train(cfg: &RcnnTrainConfig, with_mask: bool) -> ModelResult<RcnnTrain> {
+    if cfg.soft_mask_target {
+        return Err(ModelError::new(
+            NAME,
+            "train_cfg.rcnn.soft_mask_target is not supported (binary mask targets only)",
+        ));
+    }
+    let mask_size = cfg.mask_size.map(pair);
+    if with_mask && mask_size.is_none() {
+        return Err(ModelError::new(
+            NAME,
+            "train_cfg.rcnn needs mask_size (e.g. 28) with a mask head",
+        ));
+    }
+    Ok(RcnnTrain {
+        assigner: build_assigner(&cfg.assigner)?,
+        sampler: build_sampler(&cfg.sampler)?,
+        pos_weight: cfg.pos_weight,
+        mask_size,
+    })
+}
+
+fn build_test(cfg: &RcnnTestConfig, with_mask: bool) -> ModelResult<RcnnTest> {
+    let mask_thr_binary = match (cfg.mask_thr_binary, with_mask) {
+        (Some(t), _) => t,
+        (None, false) => 0.5,
+        (None, true) => {
+            return Err(ModelError::new(
+                NAME,
+                "test_cfg.rcnn needs mask_thr_binary (e.g. 0.5) with a mask head",
+            ))
+        }
+    };
+    Ok(RcnnTest {
+        boxes: BoxTestCfg::from_cfg(cfg)?,
+        mask_thr_binary,
+    })
+}
+
+/// Checks that an extractor's pooled features fit the head that reads them.
+fn check_fit(
+    ext: &SingleRoIExtractor,
+    what: &str,
+    head_in: i64,
+    head_size: Option<(i64, i64)>,
+) -> ModelResult<()> {
+    let fits_size = head_size.map_or(true, |s| s == ext.op.output_size);
+    if ext.out_channels != head_in || !fits_size {
+        return Err(ModelError::new(
+            NAME,
+            format!(
+                "{what}_roi_extractor gives {} channels of {:?} but {what}_head takes in_channels {head_in}{}",
+                ext.out_channels,
+                ext.op.output_size,
+                head_size.map(|s| format!(" at roi_feat_size {s:?}")).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 impl StandardRoIHead {
     /// Builds under `p` (`roi_head`): `bbox_head.*` and `mask_head.*`.
-    /// `train_cfg` is the detector's `train_cfg.rcnn`, `test_cfg` its `test_cfg.rcnn`.
+    /// `train_cfg` is the detector's `train_cfg.rcnn`, `test_cfg` its
+    /// `test_cfg.rcnn` (each falling back to the head config's own).
     pub fn new(
         cfg: &StandardRoIHeadConfig,
         train_cfg: Option<&RcnnTrainConfig>,
         test_cfg: Option<&RcnnTestConfig>,
         p: &nn::Path,
     ) -> ModelResult<Self> {
-        let _ = (cfg, train_cfg, test_cfg, p);
-        todo!("issue 7: StandardRoIHead::new")
+        if cfg.shared_head.is_some() {
+            return Err(ModelError::new(
+                NAME,
+                "shared_head is not supported (set it to null)",
+            ));
+        }
+        if cfg.init_cfg.is_some() {
+            return Err(ModelError::new(
+                NAME,
+                "init_cfg is not supported (null keeps the heads' own initialisation)",
+            ));
+        }
+        let (Some(ext_cfg), Some(head_cfg)) = (&cfg.bbox_roi_extractor, &cfg.bbox_head) else {
+            return Err(ModelError::new(
+                NAME,
+                "bbox_roi_extractor and bbox_head are required",
+            ));
+        };
+        let bbox_roi_extractor = SingleRoIExtractor::from_cfg(ext_cfg)?;
+        let bbox_head = match cfg_type(&head_cfg.0, "bbox_head")? {
+            "Shared2FCBBoxHead" => Shared2FCBBoxHead::new(
+                &parse_cfg(&head_cfg.0, "Shared2FCBBoxHead")?,
+                &(p / "bbox_head"),
+            )?,
+            other => {
+                return Err(ModelError::new(
+                    NAME,
+                    format!("bbox_head {other:?} is not supported (only Shared2FCBBoxHead)"),
+                ))
+            }
+        };
+        check_fit(
+            &bbox_roi_extractor,
+            "bbox",
+            bbox_head.in_channels,
+            Some(bbox_head.roi_feat_size),
+        )?;
+        let mask = match &cfg.mask_head {
+            None => None,
+            Some(mh) => {
+                let head = match cfg_type(&mh.0, "mask_head")? {
+                    "FCNMaskHead" => {
+                        FCNMaskHead::new(&parse_cfg(&mh.0, "FCNMaskHead")?, &(p / "mask_head"))?
+                    }
+                    other => {
+                        return Err(ModelError::new(
+                            NAME,
+                            format!("mask_head {other:?} is not supported (only FCNMaskHead)"),
+                        ))
+                    }
+                };
+                let roi_extractor = cfg
+                    .mask_roi_extractor
+                    .as_ref()
+                    .map(SingleRoIExtractor::from_cfg)
+                    .transpose()?;
+                // FCNMaskHead's roi_feat_size is unused (mmdet: "reserved").
+                let ext = roi_extractor.as_ref().unwrap_or(&bbox_roi_extractor);
+                check_fit(ext, "mask", head.in_channels, None)?;
+                Some(MaskBranch {
+                    roi_extractor,
+                    head,
+                })
+            }
+        };
+        let with_mask = mask.is_some();
+        Ok(StandardRoIHead {
+            train: train_cfg
+                .or(cfg.train_cfg.as_ref())
+                .map(|c| build_train(c, with_mask))
+                .transpose()?,
+            test: test_cfg
+                .or(cfg.test_cfg.as_ref())
+                .map(|c| build_test(c, with_mask))
+                .transpose()?,
+            bbox_roi_extractor,
+            bbox_head,
+            mask,
+        })
     }
 
     /// Whether a mask branch is configured (Mask R-CNN).
     pub fn with_mask(&self) -> bool {
-        todo!("issue 7: StandardRoIHead::with_mask")
+        self.mask.is_some()
+    }
+
+    /// The box head (its coder and class count are the detector's too).
+    pub fn bbox_head(&self) -> &Shared2FCBBoxHead {
+        &self.bbox_head
     }
 
     /// `loss(x, rpn_results_list, batch_data_samples)`: `loss_cls`, `acc`,
     /// `loss_bbox` and, with a mask head, `loss_mask`. `proposals`: per image
-    /// (P, 4) detached boxes from the RPN.
+    /// (P, 4) boxes from the RPN (detached here, as mmdet's are).
     pub fn loss(
         &self,
         x: &[Tensor],
         proposals: Vec<Tensor>,
         samples: &[DetDataSample],
     ) -> ModelResult<IndexMap<String, Tensor>> {
-        let _ = (x, proposals, samples);
-        todo!("issue 7: StandardRoIHead::loss")
+        let train = self
+            .train
+            .as_ref()
+            .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn"))?;
+        check_batch(&proposals, samples)?;
+        let sampling = proposals
+            .iter()
+            .zip(samples)
+            .map(|(props, sample)| assign_and_sample(train, props, sample))
+            .collect::<ModelResult<Vec<_>>>()?;
+
+        let priors = sampling
+            .iter()
+            .map(|s| s.priors())
+            .collect::<ModelResult<Vec<_>>>()?;
+        let rois = bbox2roi(&priors)?;
+        let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
+        let (cls_score, bbox_pred) = self.bbox_head.forward(&bbox_feats)?;
+        let mut losses = self.bbox_head.loss_and_target(
+            &cls_score,
+            &bbox_pred,
+            &rois,
+            &sampling,
+            train.pos_weight,
+        )?;
+
+        if let Some(mask) = &self.mask {
+            let mask_feats = match &mask.roi_extractor {
+                Some(ext) => {
+                    let pos: Vec<Tensor> = sampling
+                        .iter()
+                        .map(|s| s.pos_priors.shallow_clone())
+                        .collect();
+                    ext.forward(x, &bbox2roi(&pos)?)?
+                }
+                None => bbox_feats.f_index_select(0, &positive_rows(&sampling, rois.device())?)?,
+            };
+            let mask_preds = mask.head.forward_t(&mask_feats, true)?;
+            let gt_masks = samples
+                .iter()
+                .map(|s| {
+                    s.gt_instances.masks.as_ref().ok_or_else(|| {
+                        ModelError::new(
+                            NAME,
+                            "the mask head needs gt masks (LoadAnnotations with_mask: true)",
+                        )
+                    })
+                })
+                .collect::<ModelResult<Vec<&MaskTensors>>>()?;
+            let mask_size = train.mask_size.ok_or_else(|| {
+                ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head")
+            })?;
+            let loss = mask
+                .head
+                .loss_and_target(&mask_preds, &sampling, &gt_masks, mask_size)?;
+            losses.insert("loss_mask".into(), loss);
+        }
+        Ok(losses)
     }
 
     /// `predict(x, rpn_results_list, batch_data_samples, rescale)`: per
     /// image the detections after `test_cfg` (score_thr, per-class NMS,
-    /// max_per_img) and, with a mask head, their binary masks.
+    /// max_per_img) and, with a mask head, their binary masks. With
+    /// `rescale` boxes are in original-image pixels and masks of
+    /// `ori_shape`; without, both are in the resized image.
     pub fn predict(
         &self,
         x: &[Tensor],
@@ -54,7 +350,523 @@ impl StandardRoIHead {
         samples: &[DetDataSample],
         rescale: bool,
     ) -> ModelResult<Vec<DetInstances>> {
-        let _ = (x, proposals, samples, rescale);
-        todo!("issue 7: StandardRoIHead::predict")
+        let test = self
+            .test
+            .as_ref()
+            .ok_or_else(|| ModelError::new(NAME, "prediction needs model.test_cfg.rcnn"))?;
+        check_batch(&proposals, samples)?;
+        // With a mask head the boxes stay in the resized image until the
+        // masks are pasted (mmdet rescales both there).
+        let bbox_rescale = rescale && !self.with_mask();
+        let mut results = self.predict_bbox(x, &proposals, samples, &test.boxes, bbox_rescale)?;
+        if let Some(mask) = &self.mask {
+            self.predict_mask(
+                mask,
+                x,
+                samples,
+                &mut results,
+                test.mask_thr_binary,
+                rescale,
+            )?;
+        }
+        Ok(results)
+    }
+
+    /// `predict_bbox`: the box head on every proposal, then per image
+    /// `_predict_by_feat_single`.
+    fn predict_bbox(
+        &self,
+        x: &[Tensor],
+        proposals: &[Tensor],
+        samples: &[DetDataSample],
+        cfg: &BoxTestCfg,
+        rescale: bool,
+    ) -> ModelResult<Vec<DetInstances>> {
+        let rois = bbox2roi(proposals)?;
+        if rois.size()[0] == 0 {
+            return samples.iter().map(|_| empty_instances(&rois)).collect();
+        }
+        let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
+        let (cls_score, bbox_pred) = self.bbox_head.forward(&bbox_feats)?;
+        let counts: Vec<i64> = proposals.iter().map(|p| p.size()[0]).collect();
+        let rois = rois.f_split_with_sizes(&counts, 0)?;
+        let cls_score = cls_score.f_split_with_sizes(&counts, 0)?;
+        let bbox_pred = bbox_pred.f_split_with_sizes(&counts, 0)?;
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, sample)| {
+                let scale = if rescale {
+                    Some(scale_factor(sample)?)
+                } else {
+                    None
+                };
+                self.bbox_head.predict_by_feat_single(
+                    &rois[i],
+                    &cls_score[i],
+                    &bbox_pred[i],
+                    img_shape(sample)?,
+                    scale,
+                    cfg,
+                )
+            })
+            .collect()
+    }
+
+    /// `predict_mask`: the mask head on the detections (resized-image
+    /// boxes), masks pasted per image; with `rescale` the boxes are then
+    /// divided by `scale_factor`.
+    fn predict_mask(
+        &self,
+        mask: &MaskBranch,
+        x: &[Tensor],
+        samples: &[DetDataSample],
+        results: &mut [DetInstances],
+        mask_thr_binary: f64,
+        rescale: bool,
+    ) -> ModelResult<()> {
+        let boxes: Vec<Tensor> = results.iter().map(|r| r.bboxes.shallow_clone()).collect();
+        let mask_rois = bbox2roi(&boxes)?;
+        let mask_preds = if mask_rois.size()[0] == 0 {
+            None
+        } else {
+            let ext = mask
+                .roi_extractor
+                .as_ref()
+                .unwrap_or(&self.bbox_roi_extractor);
+            let feats = ext.forward(x, &mask_rois)?;
+            let preds = mask.head.forward_t(&feats, false)?;
+            let counts: Vec<i64> = boxes.iter().map(|b| b.size()[0]).collect();
+            Some(preds.f_split_with_sizes(&counts, 0)?)
+        };
+        for (i, (res, sample)) in results.iter_mut().zip(samples).enumerate() {
+            // predict_masks gives mmdet's empty (0, ori_h, ori_w) for no detection.
+            let preds = match &mask_preds {
+                Some(p) => p[i].shallow_clone(),
+                None => Tensor::f_zeros([0, 1, 1, 1], (Kind::Float, res.bboxes.device()))?,
+            };
+            let masks = mask.head.predict_by_feat(
+                &preds,
+                &res.bboxes,
+                &res.labels,
+                &sample.meta,
+                mask_thr_binary,
+                rescale,
+            )?;
+            if rescale && res.bboxes.size()[0] > 0 {
+                let (w, h) = scale_factor(sample)?;
+                let s = Tensor::from_slice(&[w, h, w, h])
+                    .f_to_kind(res.bboxes.kind())?
+                    .f_to_device(res.bboxes.device())?;
+                res.bboxes = res.bboxes.f_div(&s)?;
+            }
+            res.masks = Some(masks);
+        }
+        Ok(())
+    }
+}
+
+/// One proposal list per sample.
+fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> ModelResult<()> {
+    if proposals.len() != samples.len() || samples.is_empty() {
+        return Err(ModelError::new(
+            NAME,
+            format!(
+                "needs one proposal list per image, got {} for {} images",
+                proposals.len(),
+                samples.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Assigns one image's proposals to its ground truth and samples them.
+fn assign_and_sample(
+    train: &RcnnTrain,
+    proposals: &Tensor,
+    sample: &DetDataSample,
+) -> ModelResult<SamplingResult> {
+    let priors = proposals.f_detach()?.f_narrow(1, 0, 4)?;
+    let gt = &sample.gt_instances;
+    let ignored = &sample.ignored_instances.bboxes;
+    let ignored = (ignored.numel() > 0).then_some(ignored);
+    let assign: AssignResult = train
+        .assigner
+        .assign(&priors, &gt.bboxes, &gt.labels, ignored)?;
+    match &train.sampler {
+        Sampler::Random(s) => s.sample(&assign, &priors, &gt.bboxes, &gt.labels),
+        Sampler::Pseudo => PseudoSampler::sample(&assign, &priors, &gt.bboxes, &gt.labels),
+    }
+}
+
+/// The rows of the positives among the sampled RoIs (each image's
+/// positives come first among its priors): mmdet's uint8 `pos_inds` mask
+/// of the shared-extractor branch, as indices.
+fn positive_rows(sampling: &[SamplingResult], device: tch::Device) -> ModelResult<Tensor> {
+    let mut rows = Vec::new();
+    let mut start = 0;
+    for s in sampling {
+        let num_pos = s.pos_priors.size()[0];
+        rows.extend(start..start + num_pos);
+        start += num_pos + s.neg_priors.size()[0];
+    }
+    Ok(Tensor::from_slice(&rows).f_to_device(device)?)
+}
+
+/// `img_shape` `(h, w)` of a sample.
+fn img_shape(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
+    sample
+        .meta
+        .img_shape
+        .map(|(h, w)| (h as f64, w as f64))
+        .ok_or_else(|| ModelError::new(NAME, "a sample has no img_shape"))
+}
+
+/// `scale_factor` `(w, h)` of a sample.
+fn scale_factor(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
+    sample
+        .meta
+        .scale_factor
+        .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::OnceLock;
+
+    use detc::data::SampleMeta;
+    use tch::{nn::VarStore, Device};
+
+    use super::*;
+    use crate::models::data_preprocessors::InstanceTensors;
+    use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
+    use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
+
+    /// tests/models/two_stage_roi_reference.py's output, made once per test process.
+    pub(crate) fn fixture() -> &'static StateDict {
+        static FX: OnceLock<StateDict> = OnceLock::new();
+        FX.get_or_init(|| {
+            let out =
+                std::env::temp_dir().join(format!("detc-two-stage-roi-{}", std::process::id()));
+            run_script("tests/models/two_stage_roi_reference.py", &out);
+            let sd = detc::checkpoint::load(&out.join("two_stage_roi.pth"))
+                .unwrap_or_else(|e| panic!("two_stage_roi.pth: {e}"))
+                .state_dict;
+            let _ = std::fs::remove_dir_all(&out);
+            sd
+        })
+    }
+
+    /// The fixture tensor `key`.
+    pub(crate) fn fx(key: &str) -> Tensor {
+        tensor(fixture(), key)
+    }
+
+    /// Loads `{prefix}.sd.*` into `vs`, exactly (no missing or unexpected key).
+    pub(crate) fn load(vs: &VarStore, prefix: &str) {
+        let sd = with_prefix(fixture(), &format!("{prefix}.sd")).unwrap();
+        let report = load_state_dict(vs, "", &sd).unwrap();
+        assert!(report.is_exact(), "{prefix}: {report:?}");
+    }
+
+    /// mmdet's SamplingResults of the fixture case `prefix` (two images).
+    pub(crate) fn sampling(prefix: &str) -> Vec<SamplingResult> {
+        (0..2)
+            .map(|i| {
+                let t = |k: &str| fx(&format!("{prefix}.samp.{i}.{k}"));
+                let (pos, neg) = (t("pos_inds"), t("neg_inds"));
+                let (num_pos, num_neg) = (pos.size()[0], neg.size()[0]);
+                SamplingResult {
+                    pos_priors: t("pos_priors"),
+                    neg_priors: t("neg_priors"),
+                    pos_is_gt: t("pos_is_gt"),
+                    num_gts: t("num_gts").int64_value(&[]),
+                    pos_assigned_gt_inds: t("pos_assigned_gt_inds"),
+                    pos_gt_labels: t("pos_gt_labels"),
+                    pos_gt_bboxes: t("pos_gt_bboxes"),
+                    num_pos: num_pos.max(1),
+                    num_neg: num_neg.max(1),
+                    avg_factor: t("avg_factor").int64_value(&[]),
+                    pos_inds: pos,
+                    neg_inds: neg,
+                }
+            })
+            .collect()
+    }
+
+    /// The fixture's two images as the preprocessor hands them over.
+    pub(crate) fn samples() -> Vec<DetDataSample> {
+        (0..2)
+            .map(|i| {
+                let t = |k: &str| fx(&format!("img.{i}.{k}"));
+                DetDataSample {
+                    meta: SampleMeta {
+                        img_shape: Some((64, 80)),
+                        ori_shape: Some((50, 64)),
+                        pad_shape: Some((64, 80)),
+                        scale_factor: Some((1.25, 1.28)),
+                        ..Default::default()
+                    },
+                    batch_input_shape: (64, 80),
+                    gt_instances: InstanceTensors {
+                        bboxes: t("bboxes"),
+                        labels: t("labels"),
+                        masks: Some(MaskTensors::Bitmap(t("masks"))),
+                    },
+                    ignored_instances: InstanceTensors {
+                        bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+                        labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+                        masks: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn extractor(size: i64) -> serde_json::Value {
+        serde_json::json!({
+            "type": "SingleRoIExtractor",
+            "roi_layer": {"type": "RoIAlign", "output_size": size, "sampling_ratio": 0},
+            "out_channels": 8, "featmap_strides": [4, 8, 16, 32]
+        })
+    }
+
+    /// `e2e_cfg(shared)` of the reference script.
+    fn tiny_cfg(shared: bool) -> (StandardRoIHeadConfig, RcnnTrainConfig, RcnnTestConfig) {
+        let cfg = serde_json::json!({
+            "bbox_roi_extractor": extractor(7),
+            "bbox_head": {"type": "Shared2FCBBoxHead", "in_channels": 8, "fc_out_channels": 16,
+                          "roi_feat_size": 7, "num_classes": 3,
+                          "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0}},
+            "mask_roi_extractor": if shared { serde_json::Value::Null } else { extractor(14) },
+            "mask_head": {"type": "FCNMaskHead", "num_convs": 2, "in_channels": 8,
+                          "roi_feat_size": if shared { 7 } else { 14 },
+                          "conv_out_channels": 8, "num_classes": 3}
+        });
+        let train = serde_json::json!({
+            "assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.5,
+                         "min_pos_iou": 0.5, "match_low_quality": true, "ignore_iof_thr": -1},
+            "sampler": {"type": "RandomSampler", "num": 512, "pos_fraction": 0.25,
+                        "neg_pos_ub": -1, "add_gt_as_proposals": true},
+            "mask_size": if shared { 14 } else { 28 }, "pos_weight": -1
+        });
+        let test = serde_json::json!({
+            "score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5},
+            "max_per_img": 20, "mask_thr_binary": 0.5
+        });
+        (
+            serde_json::from_value(cfg).unwrap(),
+            serde_json::from_value(train).unwrap(),
+            serde_json::from_value(test).unwrap(),
+        )
+    }
+
+    /// The fixture head `prefix`; `train` builds the assigner and sampler.
+    fn tiny_head(prefix: &str, shared: bool, train: bool) -> (VarStore, StandardRoIHead) {
+        let (cfg, train_cfg, test) = tiny_cfg(shared);
+        let train_cfg = train.then_some(&train_cfg);
+        let vs = VarStore::new(Device::Cpu);
+        let head = StandardRoIHead::new(&cfg, train_cfg, Some(&test), &vs.root()).unwrap();
+        load(&vs, prefix);
+        (vs, head)
+    }
+
+    fn features(prefix: &str) -> Vec<Tensor> {
+        (0..4)
+            .map(|i| fx(&format!("{prefix}.x.{i}")).set_requires_grad(true))
+            .collect()
+    }
+
+    fn proposals() -> Vec<Tensor> {
+        (0..2).map(|i| fx(&format!("img.{i}.proposals"))).collect()
+    }
+
+    /// Needs the real MaxIoUAssigner and RandomSampler.
+    fn check_loss(prefix: &str, shared: bool) {
+        let (vs, head) = tiny_head(prefix, shared, true);
+        let x = features(prefix);
+        let losses = head.loss(&x, proposals(), &samples()).unwrap();
+        let keys: Vec<&str> = losses.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["loss_cls", "acc", "loss_bbox", "loss_mask"]);
+        for (name, v) in &losses {
+            let want = fx(&format!("{prefix}.out.{name}"));
+            assert_close(v, &want, 1e-6, 1e-5, &format!("{prefix} {name}"));
+        }
+        let total =
+            &losses["loss_cls"] + &losses["loss_bbox"] + losses["loss_mask"].sum(Kind::Float);
+        total.backward();
+        let vars = vs.variables();
+        let grads = [
+            "bbox_head.shared_fcs.0.weight",
+            "bbox_head.fc_cls.weight",
+            "bbox_head.fc_reg.weight",
+            "mask_head.convs.0.conv.weight",
+            "mask_head.conv_logits.weight",
+        ];
+        let close = |got: &Tensor, key: &str| {
+            let want = fx(&format!("{prefix}.grad.{key}"));
+            let tol = 1e-6 * want.abs().max().double_value(&[]).max(1.0);
+            assert_close(got, &want, tol, 1e-5, &format!("{prefix} grad {key}"));
+        };
+        for key in grads {
+            close(&vars[key].grad(), key);
+        }
+        for (i, t) in x.iter().enumerate() {
+            close(&t.grad(), &format!("x.{i}"));
+        }
+    }
+
+    #[test]
+    fn standard_roi_head_loss_and_grads_equal_mmdet() {
+        check_loss("e2e", false);
+    }
+
+    #[test]
+    fn standard_roi_head_loss_with_a_shared_extractor_equals_mmdet() {
+        check_loss("e2es", true);
+    }
+
+    /// Needs the real batched_nms.
+    #[test]
+    fn standard_roi_head_predict_equals_mmdet() {
+        let (_vs, head) = tiny_head("e2e", false, false);
+        let x = features("e2e");
+        for rescale in [true, false] {
+            let res = tch::no_grad(|| head.predict(&x, proposals(), &samples(), rescale)).unwrap();
+            for (i, r) in res.iter().enumerate() {
+                let p = format!("e2e.pred{}.{i}", rescale as i32);
+                let want = |k: &str| fx(&format!("{p}.{k}"));
+                assert_close(
+                    &r.bboxes,
+                    &want("bboxes"),
+                    1e-4,
+                    1e-5,
+                    &format!("{p} bboxes"),
+                );
+                assert_close(
+                    &r.scores,
+                    &want("scores"),
+                    1e-6,
+                    1e-5,
+                    &format!("{p} scores"),
+                );
+                assert_eq!(r.labels, want("labels"), "{p} labels");
+                let masks = r.masks.as_ref().unwrap();
+                assert_eq!(masks.kind(), Kind::Bool, "{p} masks dtype");
+                let differ = masks
+                    .ne_tensor(&want("masks"))
+                    .sum(Kind::Int64)
+                    .int64_value(&[]);
+                assert_eq!(differ, 0, "{p}: {differ} mask pixels differ");
+            }
+        }
+    }
+
+    #[test]
+    fn standard_roi_head_predicts_empty_instances_without_proposals() {
+        let (_vs, head) = tiny_head("e2e", false, false);
+        let x = features("e2e");
+        let none = || Tensor::zeros([0, 4], (Kind::Float, Device::Cpu));
+        for rescale in [true, false] {
+            let res = head
+                .predict(&x, vec![none(), none()], &samples(), rescale)
+                .unwrap();
+            for r in &res {
+                assert_eq!(r.bboxes.size(), [0, 4]);
+                assert_eq!(r.scores.size(), [0]);
+                assert_eq!(r.labels.kind(), Kind::Int64);
+                let masks = r.masks.as_ref().unwrap();
+                assert_eq!((masks.size(), masks.kind()), (vec![0, 50, 64], Kind::Bool));
+            }
+        }
+    }
+
+    #[test]
+    fn standard_roi_head_state_dict_equals_mmdet_mask_rcnn() {
+        let cfg: StandardRoIHeadConfig = serde_json::from_value(serde_json::json!({
+            "bbox_roi_extractor": {"type": "SingleRoIExtractor",
+                "roi_layer": {"type": "RoIAlign", "output_size": 7, "sampling_ratio": 0},
+                "out_channels": 256, "featmap_strides": [4, 8, 16, 32]},
+            "bbox_head": {"type": "Shared2FCBBoxHead", "in_channels": 256, "fc_out_channels": 1024,
+                "roi_feat_size": 7, "num_classes": 80,
+                "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0}},
+            "mask_roi_extractor": {"type": "SingleRoIExtractor",
+                "roi_layer": {"type": "RoIAlign", "output_size": 14, "sampling_ratio": 0},
+                "out_channels": 256, "featmap_strides": [4, 8, 16, 32]},
+            "mask_head": {"type": "FCNMaskHead", "num_convs": 4, "in_channels": 256,
+                "conv_out_channels": 256, "num_classes": 80}
+        }))
+        .unwrap();
+        let vs = VarStore::new(Device::Cpu);
+        let head = StandardRoIHead::new(&cfg, None, None, &(vs.root() / "roi_head")).unwrap();
+        assert!(head.with_mask());
+        let mut want: Vec<(String, Vec<i64>)> = fixture()
+            .keys()
+            .filter_map(|k| k.strip_prefix("shape."))
+            .map(|k| {
+                (
+                    format!("roi_head.{k}"),
+                    Vec::<i64>::try_from(fx(&format!("shape.{k}"))).unwrap(),
+                )
+            })
+            .collect();
+        want.sort();
+        assert_eq!(named_shapes(&vs, ""), want);
+    }
+
+    #[test]
+    fn standard_roi_head_rejects_what_it_does_not_support() {
+        let (cfg, train, test) = tiny_cfg(false);
+        // No train cfg where the check does not need one (its assigner is
+        // another module's).
+        let build = |cfg: &StandardRoIHeadConfig,
+                     train: Option<&RcnnTrainConfig>,
+                     test: &RcnnTestConfig| {
+            StandardRoIHead::new(cfg, train, Some(test), &VarStore::new(Device::Cpu).root())
+                .unwrap_err()
+                .message
+        };
+        let mut bad = cfg.clone();
+        bad.bbox_head = None;
+        assert!(build(&bad, None, &test).contains("required"));
+        let mut bad = cfg.clone();
+        bad.shared_head =
+            Some(serde_json::from_value(serde_json::json!({"type": "ResLayer"})).unwrap());
+        assert!(build(&bad, None, &test).contains("shared_head"));
+        let mut bad = cfg.clone();
+        bad.bbox_head.as_mut().unwrap().0["in_channels"] = serde_json::json!(16);
+        assert!(build(&bad, None, &test).contains("in_channels 16"));
+        let mut bad = cfg.clone();
+        bad.mask_head.as_mut().unwrap().0["type"] = serde_json::json!("HTCMaskHead");
+        assert!(build(&bad, None, &test).contains("HTCMaskHead"));
+        let mut bad = train.clone();
+        bad.mask_size = None;
+        assert!(build(&cfg, Some(&bad), &test).contains("mask_size"));
+        let mut bad = test.clone();
+        bad.mask_thr_binary = None;
+        assert!(build(&cfg, None, &bad).contains("mask_thr_binary"));
+        let mut bad = test.clone();
+        bad.nms = Some(
+            serde_json::from_value(serde_json::json!({"type": "soft_nms", "iou_threshold": 0.5}))
+                .unwrap(),
+        );
+        assert!(build(&cfg, None, &bad).contains("soft_nms"));
+
+        let vs = VarStore::new(Device::Cpu);
+        let no_train = StandardRoIHead::new(&cfg, None, Some(&test), &vs.root()).unwrap();
+        let err = no_train
+            .loss(&features("e2e"), proposals(), &samples())
+            .unwrap_err();
+        assert!(err.message.contains("train_cfg"), "{err}");
+        let err = no_train
+            .predict(
+                &features("e2e"),
+                vec![fx("img.0.proposals")],
+                &samples(),
+                true,
+            )
+            .unwrap_err();
+        assert!(err.message.contains("one proposal list per image"), "{err}");
     }
 }

@@ -1,5 +1,8 @@
-//! Mask heads (`mmdet/models/roi_heads/mask_heads`): QueryInst's `DynamicMaskHead`.
+//! Mask heads (`mmdet/models/roi_heads/mask_heads`): Mask R-CNN's
+//! `FCNMaskHead` and QueryInst's `DynamicMaskHead`.
 
 pub mod dynamic_mask_head;
+pub mod fcn_mask_head;
 
 pub use dynamic_mask_head::DynamicMaskHead;
+pub use fcn_mask_head::FCNMaskHead;

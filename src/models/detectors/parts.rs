@@ -1,0 +1,81 @@
+//! The parts every detector builds the same way: the backbone, the neck and
+//! the `data_preprocessor` config, and the feature extraction through them
+//! (`BaseDetector.extract_feat`).
+
+use detc::registry::models::backbones::ResNetConfig;
+use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
+use detc::registry::models::necks::FPNConfig;
+use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
+use tch::{nn, Tensor};
+
+use crate::models::backbones::ResNet;
+use crate::models::data_preprocessors::DetBatch;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::necks::FPN;
+
+/// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
+pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<ResNet> {
+    match cfg_type(&cfg.0, "backbone")? {
+        "ResNet" => ResNet::new(&parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?, p / "backbone"),
+        other => Err(ModelError::new(
+            detector,
+            format!("backbone {other:?} is not supported (only ResNet)"),
+        )),
+    }
+}
+
+/// `neck` under `p / "neck"`, if configured.
+pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelResult<Option<FPN>> {
+    let Some(cfg) = cfg else { return Ok(None) };
+    match cfg_type(&cfg.0, "neck")? {
+        "FPN" => Ok(Some(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p / "neck")?)),
+        other => Err(ModelError::new(
+            detector,
+            format!("neck {other:?} is not supported (only FPN)"),
+        )),
+    }
+}
+
+/// The `data_preprocessor` config (the preprocessor itself is built per device).
+pub fn preprocessor_config(
+    cfg: Option<&DataPreprocessorCfg>,
+    detector: &str,
+) -> ModelResult<Option<DetDataPreprocessorConfig>> {
+    let Some(cfg) = cfg else { return Ok(None) };
+    match cfg_type(&cfg.0, "data_preprocessor")? {
+        "DetDataPreprocessor" => Ok(Some(parse_cfg(&cfg.0, "DetDataPreprocessor")?)),
+        other => Err(ModelError::new(
+            detector,
+            format!("data_preprocessor {other:?} is not supported"),
+        )),
+    }
+}
+
+/// `extract_feat`: backbone, then neck.
+pub fn extract_feat(
+    backbone: &ResNet,
+    neck: Option<&FPN>,
+    inputs: &Tensor,
+    train: bool,
+) -> ModelResult<Vec<Tensor>> {
+    let x = backbone.forward_t(inputs, train)?;
+    match neck {
+        Some(neck) => neck.forward_t(&x, train),
+        None => Ok(x),
+    }
+}
+
+/// Each image's `img_shape` `(h, w)`.
+pub fn img_shapes(batch: &DetBatch) -> ModelResult<Vec<(f64, f64)>> {
+    batch
+        .data_samples
+        .iter()
+        .map(|s| {
+            s.meta
+                .img_shape
+                .map(|(h, w)| (h as f64, w as f64))
+                .ok_or_else(|| ModelError::new("detector", "a sample has no img_shape"))
+        })
+        .collect()
+}

@@ -1,0 +1,123 @@
+//! `FasterRCNN` and `MaskRCNN` (`mmdet/models/detectors/two_stage.py`): a
+//! backbone and neck, an `RPNHead` that proposes boxes from anchors, and a
+//! `StandardRoIHead` that classifies and refines them (Mask R-CNN adds the
+//! mask branch). The parameters are named as MMDetection's: `backbone.*`,
+//! `neck.*`, `rpn_head.*`, `roi_head.*`.
+
+use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
+use detc::registry::models::dense_heads::RPNHeadConfig;
+use detc::registry::models::detectors::TwoStageDetectorConfig;
+use detc::registry::models::roi_heads::StandardRoIHeadConfig;
+use indexmap::IndexMap;
+use tch::{nn, Tensor};
+
+use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
+use crate::models::backbones::ResNet;
+use crate::models::data_preprocessors::DetBatch;
+use crate::models::dense_heads::RPNHead;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::necks::FPN;
+use crate::models::roi_heads::{DetInstances, StandardRoIHead};
+
+#[derive(Debug)]
+pub struct TwoStageDetector {
+    /// `FasterRCNN` or `MaskRCNN`.
+    pub name: &'static str,
+    pub backbone: ResNet,
+    pub neck: Option<FPN>,
+    pub rpn_head: RPNHead,
+    pub roi_head: StandardRoIHead,
+    /// The `data_preprocessor` config (the preprocessor itself is built per device).
+    pub data_preprocessor: Option<DetDataPreprocessorConfig>,
+}
+
+impl TwoStageDetector {
+    /// Builds `name` (`FasterRCNN` / `MaskRCNN`) from its config under `p`
+    /// (the model root). As `TwoStageDetector.__init__`, the RPN head gets
+    /// `train_cfg.rpn` and `test_cfg.rpn`, proposals while training follow
+    /// `train_cfg.rpn_proposal` (`test_cfg.rpn` when absent), and the RoI head
+    /// gets `train_cfg.rcnn` and `test_cfg.rcnn`.
+    pub fn new(name: &'static str, cfg: &TwoStageDetectorConfig, p: &nn::Path) -> ModelResult<Self> {
+        let backbone = build_backbone(&cfg.backbone, name, p)?;
+        let neck = build_neck(cfg.neck.as_ref(), name, p)?;
+        let (train, test) = (&cfg.train_cfg, &cfg.test_cfg);
+        let rpn_head = match cfg_type(&cfg.rpn_head.0, "rpn_head")? {
+            "RPNHead" => RPNHead::new(
+                &parse_cfg::<RPNHeadConfig>(&cfg.rpn_head.0, "RPNHead")?,
+                Some(&train.rpn),
+                Some(train.rpn_proposal.as_ref().unwrap_or(&test.rpn)),
+                Some(&test.rpn),
+                &(p / "rpn_head"),
+            )?,
+            other => {
+                return Err(ModelError::new(
+                    name,
+                    format!("rpn_head {other:?} is not supported (only RPNHead)"),
+                ))
+            }
+        };
+        let roi_head = match cfg_type(&cfg.roi_head.0, "roi_head")? {
+            "StandardRoIHead" => StandardRoIHead::new(
+                &parse_cfg::<StandardRoIHeadConfig>(&cfg.roi_head.0, "StandardRoIHead")?,
+                Some(&train.rcnn),
+                Some(&test.rcnn),
+                &(p / "roi_head"),
+            )?,
+            other => {
+                return Err(ModelError::new(
+                    name,
+                    format!("roi_head {other:?} is not supported (only StandardRoIHead)"),
+                ))
+            }
+        };
+        if name == "MaskRCNN" && !roi_head.with_mask() {
+            return Err(ModelError::new(
+                name,
+                "roi_head needs a mask_head (FCNMaskHead); use FasterRCNN for boxes only",
+            ));
+        }
+        Ok(TwoStageDetector {
+            name,
+            backbone,
+            neck,
+            rpn_head,
+            roi_head,
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), name)?,
+        })
+    }
+
+    /// Loads the backbone's `Pretrained` `init_cfg`, if any (MMEngine's
+    /// `init_weights`; the other parts are initialised when built).
+    pub fn init_weights(
+        &self,
+        vs: &nn::VarStore,
+    ) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+        self.backbone.init_weights(vs)
+    }
+
+    /// `extract_feat`: backbone, then neck.
+    pub fn extract_feat(&self, inputs: &Tensor, train: bool) -> ModelResult<Vec<Tensor>> {
+        extract_feat(&self.backbone, self.neck.as_ref(), inputs, train)
+    }
+
+    /// `loss`: the RPN's `loss_rpn_cls`, `loss_rpn_bbox`, then the RoI head's
+    /// `loss_cls`, `acc`, `loss_bbox` (and `loss_mask`), trained on the
+    /// RPN's detached proposals.
+    pub fn loss(&self, batch: &DetBatch) -> ModelResult<IndexMap<String, Tensor>> {
+        let x = self.extract_feat(&batch.inputs, true)?;
+        let (mut losses, proposals) = self.rpn_head.loss_and_predict(&x, &batch.data_samples)?;
+        losses.extend(self.roi_head.loss(&x, proposals, &batch.data_samples)?);
+        Ok(losses)
+    }
+
+    /// `predict` in eval mode (run it under `tch::no_grad`): per image the
+    /// detections after the RoI head's `test_cfg`, in original-image pixels
+    /// with `rescale`.
+    pub fn predict(&self, batch: &DetBatch, rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let x = self.extract_feat(&batch.inputs, false)?;
+        let proposals = self.rpn_head.predict(&x, &batch.data_samples)?;
+        self.roi_head
+            .predict(&x, proposals, &batch.data_samples, rescale)
+    }
+}

@@ -1,0 +1,274 @@
+//! `BBoxHead`'s targets and losses for [`Shared2FCBBoxHead`]: mmdet's
+//! `get_targets` / `_get_targets_single` and `loss` with `concat=True`
+//! (`mmdet/models/roi_heads/bbox_heads/bbox_head.py`).
+//!
+//! Shape shorthand: `M` sampled RoIs of all images (each image's positives,
+//! then its negatives, image after image), `K` classes.
+
+use indexmap::IndexMap;
+use tch::{Kind, Tensor};
+
+use super::convfc_bbox_head::{Shared2FCBBoxHead, NAME};
+use super::dii_head_loss::accuracy;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::LossArgs;
+use crate::models::task_modules::SamplingResult;
+
+/// The concatenated per-RoI targets of a batch.
+#[derive(Debug)]
+pub struct BBoxTargets {
+    /// (M,) int64: the class of each positive, `K` (background) elsewhere.
+    pub labels: Tensor,
+    /// (M,) `pos_weight` on positives, 1 on negatives.
+    pub label_weights: Tensor,
+    /// (M, 4) coder deltas (or ground-truth boxes with `reg_decoded_bbox`)
+    /// of the positives, 0 elsewhere.
+    pub bbox_targets: Tensor,
+    /// (M, 4) 1 on positives, 0 elsewhere.
+    pub bbox_weights: Tensor,
+}
+
+impl Shared2FCBBoxHead {
+    /// `_get_targets_single`: one image's positives first, then its negatives.
+    fn targets_single(&self, s: &SamplingResult, pos_weight: f64) -> ModelResult<BBoxTargets> {
+        let num_pos = s.pos_priors.size()[0];
+        let num_neg = s.neg_priors.size()[0];
+        let dev = s.pos_priors.device();
+        let float = (s.pos_priors.kind(), dev);
+        let mut labels = vec![Tensor::f_full(
+            [num_neg],
+            self.num_classes,
+            (Kind::Int64, dev),
+        )?];
+        let mut label_weights = vec![Tensor::f_ones([num_neg], float)?];
+        let mut bbox_targets = vec![Tensor::f_zeros([num_neg, 4], float)?];
+        let mut bbox_weights = vec![Tensor::f_zeros([num_neg, 4], float)?];
+        if num_pos > 0 {
+            let pos_weight = if pos_weight <= 0.0 { 1.0 } else { pos_weight };
+            let targets = if self.reg_decoded_bbox {
+                s.pos_gt_bboxes.f_to_kind(float.0)?
+            } else {
+                self.bbox_coder.encode(&s.pos_priors, &s.pos_gt_bboxes)?
+            };
+            labels.insert(0, s.pos_gt_labels.f_to_kind(Kind::Int64)?);
+            label_weights.insert(0, Tensor::f_full([num_pos], pos_weight, float)?);
+            bbox_targets.insert(0, targets.f_to_kind(float.0)?);
+            bbox_weights.insert(0, Tensor::f_ones([num_pos, 4], float)?);
+        }
+        Ok(BBoxTargets {
+            labels: Tensor::f_cat(&labels, 0)?,
+            label_weights: Tensor::f_cat(&label_weights, 0)?,
+            bbox_targets: Tensor::f_cat(&bbox_targets, 0)?,
+            bbox_weights: Tensor::f_cat(&bbox_weights, 0)?,
+        })
+    }
+
+    /// `get_targets(concat=True)`: every image's targets, in image order.
+    /// `pos_weight` is the rcnn train cfg's (`<= 0` means 1).
+    pub fn get_targets(
+        &self,
+        sampling_results: &[SamplingResult],
+        pos_weight: f64,
+    ) -> ModelResult<BBoxTargets> {
+        let per_image = sampling_results
+            .iter()
+            .map(|s| self.targets_single(s, pos_weight))
+            .collect::<ModelResult<Vec<_>>>()?;
+        let cat = |f: fn(&BBoxTargets) -> &Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_cat(
+                &per_image.iter().map(f).collect::<Vec<_>>(),
+                0,
+            )?)
+        };
+        Ok(BBoxTargets {
+            labels: cat(|t| &t.labels)?,
+            label_weights: cat(|t| &t.label_weights)?,
+            bbox_targets: cat(|t| &t.bbox_targets)?,
+            bbox_weights: cat(|t| &t.bbox_weights)?,
+        })
+    }
+
+    /// `loss_and_target`: [`get_targets`](Self::get_targets) then
+    /// [`loss`](Self::loss). cls_score (M, K + 1), bbox_pred (M, 4K) or
+    /// (M, 4), rois (M, 5) of the sampled priors (`bbox2roi` of each image's
+    /// `priors()`), sampling_results in the order of the rows.
+    pub fn loss_and_target(
+        &self,
+        cls_score: &Tensor,
+        bbox_pred: &Tensor,
+        rois: &Tensor,
+        sampling_results: &[SamplingResult],
+        pos_weight: f64,
+    ) -> ModelResult<IndexMap<String, Tensor>> {
+        let targets = self.get_targets(sampling_results, pos_weight)?;
+        self.loss(cls_score, bbox_pred, rois, &targets)
+    }
+
+    /// `loss`: `loss_cls` (averaged over `max(#(label_weights > 0), 1)`),
+    /// `acc` (top-1 accuracy in percent over all M rows, (1,)) and
+    /// `loss_bbox` on the positives' deltas of their own class, averaged over
+    /// M (mmdet's `avg_factor=bbox_targets.size(0)`); with no positive,
+    /// `loss_bbox` is the (zero) sum of no predictions, keeping the graph.
+    pub fn loss(
+        &self,
+        cls_score: &Tensor,
+        bbox_pred: &Tensor,
+        rois: &Tensor,
+        t: &BBoxTargets,
+    ) -> ModelResult<IndexMap<String, Tensor>> {
+        let m = t.labels.size()[0];
+        let reg_dim = if self.reg_class_agnostic {
+            4
+        } else {
+            4 * self.num_classes
+        };
+        if cls_score.size() != [m, self.num_classes + 1]
+            || bbox_pred.size() != [m, reg_dim]
+            || rois.size() != [m, 5]
+        {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "loss expects cls_score ({m}, {}), bbox_pred ({m}, {reg_dim}) and rois ({m}, 5) \
+                     for {m} sampled RoIs, got {:?}, {:?} and {:?}",
+                    self.num_classes + 1,
+                    cls_score.size(),
+                    bbox_pred.size(),
+                    rois.size()
+                ),
+            ));
+        }
+        let mut losses = IndexMap::new();
+        let num_weighted = t
+            .label_weights
+            .f_gt(0.0)?
+            .f_sum(Kind::Float)?
+            .f_double_value(&[])?;
+        if cls_score.numel() > 0 {
+            let args = LossArgs::default()
+                .weight(&t.label_weights)
+                .avg_factor(num_weighted.max(1.0));
+            losses.insert(
+                "loss_cls".into(),
+                self.loss_cls.forward(cls_score, &t.labels, args)?,
+            );
+            losses.insert("acc".into(), accuracy(cls_score, &t.labels)?);
+        }
+        let pos = t
+            .labels
+            .f_ge(0)?
+            .f_logical_and(&t.labels.f_lt(self.num_classes)?)?;
+        let pos_inds = pos.f_nonzero()?.f_view([-1])?;
+        let num_pos = pos_inds.size()[0];
+        let loss_bbox = if num_pos > 0 {
+            let pred = if self.reg_decoded_bbox {
+                // Decoded against the RoIs, unclipped (no max_shape).
+                self.bbox_coder
+                    .decode(&rois.f_narrow(1, 1, 4)?, bbox_pred, None)?
+            } else {
+                bbox_pred.shallow_clone()
+            };
+            let pred = pred.f_index_select(0, &pos_inds)?;
+            let pos_pred = if self.reg_class_agnostic {
+                pred
+            } else {
+                // (Np, K, 4)[i, label_i]
+                let labels = t.labels.f_index_select(0, &pos_inds)?;
+                let rows = Tensor::f_arange(num_pos, (Kind::Int64, pred.device()))?;
+                pred.f_view([num_pos, self.num_classes, 4])?
+                    .f_index(&[Some(rows), Some(labels)])?
+            };
+            let weight = t.bbox_weights.f_index_select(0, &pos_inds)?;
+            let args = LossArgs::default().weight(&weight).avg_factor(m as f64);
+            self.loss_bbox.forward(
+                &pos_pred,
+                &t.bbox_targets.f_index_select(0, &pos_inds)?,
+                args,
+            )?
+        } else {
+            bbox_pred
+                .f_index_select(0, &pos_inds)?
+                .f_sum(bbox_pred.kind())?
+        };
+        losses.insert("loss_bbox".into(), loss_bbox);
+        Ok(losses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::layers::fixtures::assert_close;
+    use crate::models::roi_heads::bbox_heads::convfc_bbox_head::tests::loaded;
+    use crate::models::roi_heads::standard_roi_head::tests::{fx, sampling};
+
+    const GRAD_KEYS: &[&str] = &[
+        "shared_fcs.0.weight",
+        "shared_fcs.1.bias",
+        "fc_cls.weight",
+        "fc_reg.weight",
+        "fc_reg.bias",
+    ];
+
+    /// Forward on the case's RoI features, get_targets and loss_and_target
+    /// on mmdet's sampling results, then the gradients of the summed loss.
+    fn check_case(head_prefix: &str, case: &str, samp_prefix: &str, pos_weight: f64) {
+        let (vs, head) = loaded(head_prefix);
+        let t = |k: &str| fx(&format!("{case}.{k}"));
+        let samp = sampling(samp_prefix);
+        let feat = t("feat").set_requires_grad(true);
+        let (cls, reg) = head.forward(&feat).unwrap();
+        let targets = head.get_targets(&samp, pos_weight).unwrap();
+        assert_eq!(targets.labels, t("t.labels"), "{case} labels");
+        for (name, got) in [
+            ("label_weights", &targets.label_weights),
+            ("bbox_targets", &targets.bbox_targets),
+            ("bbox_weights", &targets.bbox_weights),
+        ] {
+            assert_close(
+                got,
+                &t(&format!("t.{name}")),
+                1e-6,
+                1e-5,
+                &format!("{case} {name}"),
+            );
+        }
+        let losses = head
+            .loss_and_target(&cls, &reg, &t("rois"), &samp, pos_weight)
+            .unwrap();
+        let keys: Vec<&str> = losses.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["loss_cls", "acc", "loss_bbox"]);
+        for (name, v) in &losses {
+            assert_close(
+                v,
+                &t(&format!("out.{name}")),
+                1e-6,
+                1e-5,
+                &format!("{case} {name}"),
+            );
+        }
+        (&losses["loss_cls"] + &losses["loss_bbox"]).backward();
+        let vars = vs.variables();
+        let grads = GRAD_KEYS.iter().map(|k| (k.to_string(), vars[*k].grad()));
+        for (key, got) in grads.chain([("feat".to_string(), feat.grad())]) {
+            let want = t(&format!("grad.{key}"));
+            let tol = 1e-6 * want.abs().max().double_value(&[]).max(1.0);
+            assert_close(&got, &want, tol, 1e-5, &format!("{case} grad {key}"));
+        }
+    }
+
+    #[test]
+    fn shared2fc_targets_loss_and_grads_equal_mmdet() {
+        check_case("box", "box", "box", -1.0);
+    }
+
+    #[test]
+    fn shared2fc_loss_without_positives_equals_mmdet() {
+        check_case("box", "boxnp", "boxnp", -1.0);
+    }
+
+    #[test]
+    fn shared2fc_class_agnostic_decoded_giou_loss_equals_mmdet() {
+        check_case("agn", "agn", "box", 2.0);
+    }
+}
