@@ -224,6 +224,81 @@ fn two_workers_with_sync_bn_reproduce_one_worker_and_resume_into_two_and_one() {
     }
 }
 
+/// The tiny Faster R-CNN with an `IterBasedTrainLoop` that validates once
+/// at its end, on the training images (9: one repeated to pad two shards);
+/// AdamW; the backbone's BN statistics frozen (`norm_eval`) so that a step
+/// at learning rate 1e-30 leaves the loaded model as it was.
+const FASTER_RCNN: &str = "\
+_base_: '[ROOT]/configs/demo/faster-rcnn_r18_shapes.yaml'
+train_cfg:
+  _delete_: true
+  type: IterBasedTrainLoop
+  max_iters: 60
+  val_interval: 60
+param_scheduler: []
+optim_wrapper:
+  optimizer:
+    _delete_: true
+    type: AdamW
+    lr: 0.001
+model:
+  backbone:
+    norm_eval: true
+val_dataloader:
+  dataset:
+    ann_file: annotations/instances_train.json
+    data_prefix:
+      img: train/
+val_evaluator:
+  ann_file: data/shapes/annotations/instances_train.json
+default_hooks:
+  checkpoint:
+    by_epoch: false
+    interval: 60
+";
+
+/// `coco/*` values of the validation record of a work dir's run.
+fn val_metrics(work_dir: &Path) -> BTreeMap<String, f64> {
+    let run = std::fs::read_dir(work_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("a run folder");
+    let text = std::fs::read_to_string(run.path().join("vis_data/scalars.json")).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.as_object().cloned())
+        .flat_map(|m| m.into_iter())
+        .filter(|(k, _)| k.starts_with("coco/"))
+        .filter_map(|(k, v)| Some((k, v.as_f64()?)))
+        .collect()
+}
+
+/// Validation with two workers: each predicts its shard of the 9 images (5
+/// each, one repeated to pad), rank 0 gathers the predictions and computes
+/// the metric, which equals one worker's on the same weights.
+#[test]
+fn two_workers_gather_validation_results_to_rank_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 9, 1);
+    let config = dir.path().join("frcnn.yaml");
+    std::fs::write(&config, FASTER_RCNN.replace("[ROOT]", root().to_str().unwrap())).unwrap();
+    // Weights worth evaluating: 60 iterations on the 9 images.
+    run(dir.path(), &config, "trained", 1, 3, &[], None);
+    let load = format!("load_from={}", dir.path().join("trained/iter_60.pth").display());
+    let frozen = [
+        load.as_str(),
+        "optim_wrapper.optimizer.lr=1e-30",
+        "train_cfg.max_iters=1",
+        "train_cfg.val_interval=1",
+    ];
+    run(dir.path(), &config, "one", 1, 2, &frozen, None);
+    run(dir.path(), &config, "two", 2, 1, &frozen, None);
+    let (one, two) = (val_metrics(&dir.path().join("one")), val_metrics(&dir.path().join("two")));
+    assert!(one.get("coco/bbox_mAP").is_some_and(|&m| m > 0.0), "{one:?}");
+    assert_eq!(one, two, "one worker's metrics, then two workers'");
+}
+
 #[test]
 fn joins_a_job_started_by_torchrun() {
     let (dir, config) = setup();

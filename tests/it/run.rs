@@ -11,6 +11,9 @@ fn run_names_components_without_builders() {
         .args([
             "run",
             "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
+            "--cfg-options",
+            "model.test_cfg.rcnn.nms.type=soft_nms",
+            "model.roi_head.bbox_head.loss_bbox.type=IoULoss",
         ])
         .assert()
         .code(1)
@@ -23,9 +26,8 @@ fn run_names_components_without_builders() {
         "{err}"
     );
     for line in [
-        "model  FasterRCNN",
-        "model.rpn_head  RPNHead",
-        "model.roi_head.bbox_head  Shared2FCBBoxHead",
+        "model.roi_head.bbox_head.loss_bbox  IoULoss",
+        "model.test_cfg.rcnn.nms  soft_nms",
     ] {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(

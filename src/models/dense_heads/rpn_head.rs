@@ -1,15 +1,199 @@
-//! `RPNHead` (`mmdet/models/dense_heads/rpn_head.py`, on `AnchorHead`).
+//! `RPNHead` (`mmdet/models/dense_heads/rpn_head.py`, on `AnchorHead` and
+//! `BaseDenseHead`): a shared 3x3 conv (+ ReLU) over every FPN level, then
+//! per anchor an objectness logit (`rpn_cls`) and box deltas (`rpn_reg`).
+//! Training assigns and samples the anchors of each image and returns the
+//! two losses with the proposals; testing returns the proposals.
+//!
+//! Shape shorthand: `N` images, `L` levels, `A` anchors per location, `C`
+//! classifier channels per anchor (1 with a sigmoid loss, 2 with softmax),
+//! `H, W` a level's size, `G` ground truths of an image, `P` proposals.
 
+use detc::registry::models::common::StrOrList;
 use detc::registry::models::dense_heads::RPNHeadConfig;
+use detc::registry::models::ops::NmsConfig;
 use detc::registry::models::train_test::{ProposalConfig, RpnTrainConfig};
+use detc::registry::models::weight_init::NormalInitConfig;
 use indexmap::IndexMap;
-use tch::{nn, Tensor};
+use tch::nn::{self, Init};
+use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::ModelResult;
+use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
+use crate::models::ops::nms::{batched_nms_cfg, nms_config};
+use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::task_modules::anchor_generator::anchor_inside_flags;
+use crate::models::task_modules::{
+    AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
+};
+
+const NAME: &str = "RPNHead";
+
+/// `rpn_conv`: one `nn.Conv2d` (`num_convs: 1`) or an `nn.Sequential` of
+/// ConvModules with ReLU (`rpn_conv.{i}.conv.*`).
+#[derive(Debug)]
+enum RpnConv {
+    Single(Conv2d),
+    Stack(Vec<ConvModule>),
+}
+
+/// `train_cfg.rpn`, built.
+#[derive(Debug)]
+struct TrainSettings {
+    assigner: MaxIoUAssigner,
+    /// `None`: `PseudoSampler` (the config's `sampler: null`).
+    sampler: Option<RandomSampler>,
+    allowed_border: i64,
+    pos_weight: f64,
+}
+
+/// `train_cfg.rpn_proposal` / `test_cfg.rpn`, built.
+#[derive(Debug, Clone)]
+struct ProposalSettings {
+    nms_pre: i64,
+    max_per_img: i64,
+    nms: NmsConfig,
+    min_bbox_size: f64,
+}
+
+impl ProposalSettings {
+    fn new(cfg: &ProposalConfig) -> ModelResult<Self> {
+        Ok(ProposalSettings {
+            nms_pre: cfg.nms_pre,
+            max_per_img: cfg.max_per_img as i64,
+            nms: nms_config(&cfg.nms, "RPNHead.nms")?,
+            min_bbox_size: cfg.min_bbox_size,
+        })
+    }
+}
+
+/// The per-anchor targets of one image (all anchors of all levels, `T` of them).
+struct Targets {
+    /// (T,) int64: 0 for positives, `num_classes` (1) elsewhere.
+    labels: Tensor,
+    /// (T,) float: `pos_weight` (or 1) for positives, 1 for negatives, 0 else.
+    label_weights: Tensor,
+    /// (T, 4) deltas (or boxes with `reg_decoded_bbox`), 0 except positives.
+    bbox_targets: Tensor,
+    /// (T, 4): 1 for positives.
+    bbox_weights: Tensor,
+    avg_factor: i64,
+}
 
 #[derive(Debug)]
-pub struct RPNHead {}
+pub struct RPNHead {
+    rpn_conv: RpnConv,
+    /// `rpn_cls`: 1x1, `feat_channels` -> `A * C`.
+    pub rpn_cls: Conv2d,
+    /// `rpn_reg`: 1x1, `feat_channels` -> `A * 4`.
+    pub rpn_reg: Conv2d,
+    pub prior_generator: AnchorGenerator,
+    pub bbox_coder: DeltaXYWHBBoxCoder,
+    pub loss_cls: Loss,
+    pub loss_bbox: Loss,
+    pub reg_decoded_bbox: bool,
+    pub use_sigmoid_cls: bool,
+    /// `C`: 1 (sigmoid) or 2 (softmax; class 1 is background).
+    pub cls_out_channels: i64,
+    train: Option<TrainSettings>,
+    proposal: Option<ProposalSettings>,
+    test: Option<ProposalSettings>,
+}
+
+/// How the convs start: mmdet's `init_cfg` (`Normal` on `Conv2d`, bias a
+/// constant), or torch's own `Conv2d` init when `init_cfg` is null.
+#[derive(Debug, Clone, Copy)]
+enum ConvInit {
+    Normal { mean: f64, std: f64, bias: f64 },
+    TorchDefault,
+}
+
+fn conv_init(cfg: &RPNHeadConfig) -> ModelResult<ConvInit> {
+    let Some(init) = &cfg.init_cfg else {
+        return Ok(ConvInit::TorchDefault);
+    };
+    let items = init.as_vec();
+    let [one] = items.as_slice() else {
+        return Err(ModelError::new(
+            NAME,
+            "init_cfg must be one Normal dict on Conv2d (or null for torch's default)",
+        ));
+    };
+    if cfg_type(&one.0, "RPNHead.init_cfg")? != "Normal" {
+        return Err(ModelError::new(
+            NAME,
+            "init_cfg type is not supported yet (use Normal on Conv2d, or null)",
+        ));
+    }
+    let n: NormalInitConfig = parse_cfg(&one.0, "RPNHead.init_cfg")?;
+    let on_conv = match &n.layer {
+        None => true,
+        Some(l) => match l {
+            StrOrList::One(s) => s == "Conv2d",
+            StrOrList::List(v) => v.iter().any(|s| s == "Conv2d"),
+        },
+    };
+    if !on_conv || n.r#override.is_some() {
+        return Err(ModelError::new(
+            NAME,
+            "init_cfg Normal must name layer Conv2d and have no override",
+        ));
+    }
+    let bias = match n.bias_prob {
+        Some(p) => -((1.0 - p) / p).ln(),
+        None => n.bias,
+    };
+    Ok(ConvInit::Normal {
+        mean: n.mean,
+        std: n.std,
+        bias,
+    })
+}
+
+/// A conv under `p` initialised as `init` says.
+fn make_conv(
+    p: &nn::Path,
+    in_c: i64,
+    out_c: i64,
+    geom: ConvGeom,
+    init: ConvInit,
+) -> ModelResult<Conv2d> {
+    let fan_in = in_c * geom.kernel * geom.kernel;
+    // torch's `reset_parameters`: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same.
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    let (w_init, bias) = match init {
+        ConvInit::Normal { mean, std, bias } => (Init::Randn { mean, stdev: std }, Some(bias)),
+        ConvInit::TorchDefault => (
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            None,
+        ),
+    };
+    let conv = Conv2d::new(p, in_c, out_c, geom, true, w_init, true)?;
+    if let Some(b) = &conv.bias {
+        tch::no_grad(|| -> ModelResult<()> {
+            let mut b = b.shallow_clone();
+            match bias {
+                Some(v) => {
+                    let _ = b.f_fill_(v)?;
+                }
+                None => {
+                    let _ = b.f_uniform_(-bound, bound)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(conv)
+}
+
+fn image_hw(shape: Option<(usize, usize)>, what: &str) -> ModelResult<(i64, i64)> {
+    shape
+        .map(|(h, w)| (h as i64, w as i64))
+        .ok_or_else(|| ModelError::new(NAME, format!("a data sample has no {what}")))
+}
 
 impl RPNHead {
     /// Builds under `p` (`rpn_head`): `rpn_conv`, `rpn_cls`, `rpn_reg`.
@@ -23,8 +207,146 @@ impl RPNHead {
         test_cfg: Option<&ProposalConfig>,
         p: &nn::Path,
     ) -> ModelResult<Self> {
-        let _ = (cfg, train_cfg, proposal_cfg, test_cfg, p);
-        todo!("issue 7: RPNHead::new")
+        if cfg.num_classes != 1 {
+            return Err(ModelError::new(NAME, "num_classes must be 1"));
+        }
+        let use_sigmoid_cls = cfg
+            .loss_cls
+            .0
+            .get("use_sigmoid")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let cls_out_channels = if use_sigmoid_cls { 1 } else { 2 };
+        let prior_generator = AnchorGenerator::from_cfg(&cfg.anchor_generator)?;
+        let per_level = prior_generator.num_base_priors();
+        let num_base_priors = per_level[0];
+        if per_level.iter().any(|&a| a != num_base_priors) {
+            return Err(ModelError::new(
+                NAME,
+                format!("every level needs the same number of anchors, got {per_level:?}"),
+            ));
+        }
+        let bbox_coder = match cfg_type(&cfg.bbox_coder.0, "RPNHead.bbox_coder")? {
+            "DeltaXYWHBBoxCoder" => {
+                DeltaXYWHBBoxCoder::new(&parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?)
+            }
+            other => {
+                return Err(ModelError::new(
+                    "RPNHead.bbox_coder",
+                    format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
+                ))
+            }
+        };
+        let init = conv_init(cfg)?;
+        let (in_c, feat_c) = (cfg.in_channels as i64, cfg.feat_channels as i64);
+        let k3 = ConvGeom::k(3).padding(1);
+        let rpn_conv = if cfg.num_convs > 1 {
+            let stack = p / "rpn_conv";
+            let convs = (0..cfg.num_convs as i64)
+                .map(|i| {
+                    let q = &stack / i;
+                    let c_in = if i == 0 { in_c } else { feat_c };
+                    let conv = make_conv(&(&q / "conv"), c_in, feat_c, k3, init)?;
+                    Ok(ConvModule {
+                        conv,
+                        norm: None,
+                        act: Some(Activation::Relu),
+                    })
+                })
+                .collect::<ModelResult<Vec<_>>>()?;
+            RpnConv::Stack(convs)
+        } else {
+            RpnConv::Single(make_conv(&(p / "rpn_conv"), in_c, feat_c, k3, init)?)
+        };
+        let a = num_base_priors;
+        let rpn_cls = make_conv(
+            &(p / "rpn_cls"),
+            feat_c,
+            a * cls_out_channels,
+            ConvGeom::k(1),
+            init,
+        )?;
+        let rpn_reg = make_conv(&(p / "rpn_reg"), feat_c, a * 4, ConvGeom::k(1), init)?;
+        let train = match train_cfg.or(cfg.train_cfg.as_ref()) {
+            None => None,
+            Some(t) => {
+                let sampler = match &t.sampler {
+                    None => None,
+                    Some(s) if cfg_type(&s.0, "sampler")? == "PseudoSampler" => None,
+                    Some(s) => {
+                        let s = RandomSampler::from_cfg(s)?;
+                        if s.cfg.add_gt_as_proposals {
+                            return Err(ModelError::new(
+                                NAME,
+                                "the RPN sampler needs add_gt_as_proposals: false (ground truths are not anchors)",
+                            ));
+                        }
+                        Some(s)
+                    }
+                };
+                Some(TrainSettings {
+                    assigner: MaxIoUAssigner::from_cfg(&t.assigner)?,
+                    sampler,
+                    allowed_border: t.allowed_border,
+                    pos_weight: t.pos_weight,
+                })
+            }
+        };
+        let test = test_cfg
+            .or(cfg.test_cfg.as_ref())
+            .map(ProposalSettings::new)
+            .transpose()?;
+        let proposal = match proposal_cfg {
+            Some(c) => Some(ProposalSettings::new(c)?),
+            None => test.clone(),
+        };
+        Ok(RPNHead {
+            rpn_conv,
+            rpn_cls,
+            rpn_reg,
+            prior_generator,
+            bbox_coder,
+            loss_cls: Loss::from_cfg(&cfg.loss_cls)?,
+            loss_bbox: Loss::from_cfg(&cfg.loss_bbox)?,
+            reg_decoded_bbox: cfg.reg_decoded_bbox,
+            use_sigmoid_cls,
+            cls_out_channels,
+            train,
+            proposal,
+            test,
+        })
+    }
+
+    /// `forward`: per level x (N, Cin, H, W) -> cls_scores (N, A*C, H, W)
+    /// and bbox_preds (N, A*4, H, W).
+    pub fn forward(&self, x: &[Tensor]) -> ModelResult<(Vec<Tensor>, Vec<Tensor>)> {
+        if x.len() != self.prior_generator.num_levels() {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "{} feature levels for {} anchor strides",
+                    x.len(),
+                    self.prior_generator.num_levels()
+                ),
+            ));
+        }
+        let mut cls = Vec::with_capacity(x.len());
+        let mut reg = Vec::with_capacity(x.len());
+        for level in x {
+            let mut y = level.shallow_clone();
+            match &self.rpn_conv {
+                RpnConv::Single(c) => y = c.forward(&y)?,
+                RpnConv::Stack(convs) => {
+                    for c in convs {
+                        y = c.forward_t(&y, true)?;
+                    }
+                }
+            }
+            let y = y.f_relu()?;
+            cls.push(self.rpn_cls.forward(&y)?);
+            reg.push(self.rpn_reg.forward(&y)?);
+        }
+        Ok((cls, reg))
     }
 
     /// `loss_and_predict`: `{loss_rpn_cls, loss_rpn_bbox}` (each summed over
@@ -35,14 +357,629 @@ impl RPNHead {
         x: &[Tensor],
         samples: &[DetDataSample],
     ) -> ModelResult<(IndexMap<String, Tensor>, Vec<Tensor>)> {
-        let _ = (x, samples);
-        todo!("issue 7: RPNHead::loss_and_predict")
+        let (cls_scores, bbox_preds) = self.forward(x)?;
+        let losses = self.loss_by_feat(&cls_scores, &bbox_preds, samples)?;
+        let cfg = self.proposal.as_ref().ok_or_else(|| {
+            ModelError::new(
+                NAME,
+                "no train_cfg.rpn_proposal nor test_cfg.rpn to make proposals with",
+            )
+        })?;
+        let proposals = self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg)?;
+        Ok((losses, proposals))
     }
 
     /// `predict(rescale=False)`: per image the (P, 4) proposals in pixels of
     /// the resized image (the `test_cfg` settings).
     pub fn predict(&self, x: &[Tensor], samples: &[DetDataSample]) -> ModelResult<Vec<Tensor>> {
-        let _ = (x, samples);
-        todo!("issue 7: RPNHead::predict")
+        let cfg = self
+            .test
+            .as_ref()
+            .ok_or_else(|| ModelError::new(NAME, "predict needs test_cfg.rpn"))?;
+        let (cls_scores, bbox_preds) = self.forward(x)?;
+        self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg)
+    }
+
+    fn featmap_sizes(cls_scores: &[Tensor]) -> Vec<(i64, i64)> {
+        cls_scores
+            .iter()
+            .map(|c| {
+                let s = c.size();
+                (s[s.len() - 2], s[s.len() - 1])
+            })
+            .collect()
+    }
+
+    /// `loss_by_feat`: the two losses from the head's outputs.
+    pub fn loss_by_feat(
+        &self,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        samples: &[DetDataSample],
+    ) -> ModelResult<IndexMap<String, Tensor>> {
+        let train = self
+            .train
+            .as_ref()
+            .ok_or_else(|| ModelError::new(NAME, "training needs train_cfg.rpn"))?;
+        let num_imgs = samples.len() as i64;
+        if cls_scores.first().map(|c| c.size()[0]) != Some(num_imgs) {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "{num_imgs} data samples for a batch of {:?}",
+                    cls_scores.first().map(|c| c.size())
+                ),
+            ));
+        }
+        let sizes = Self::featmap_sizes(cls_scores);
+        let device = cls_scores[0].device();
+        let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
+        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
+        let mut per_image = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let pad = image_hw(sample.meta.pad_shape, "pad_shape")?;
+            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
+            per_image.push(self.targets_single(train, &flat_anchors, &flags, sample)?);
+        }
+        let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
+        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
+            let all: Vec<&Tensor> = per_image.iter().map(f).collect();
+            Ok(Tensor::f_stack(&all, 0)?)
+        };
+        // (N, T) / (N, T, 4), split into levels below (`images_to_levels`).
+        let labels = stack(|t| &t.labels)?;
+        let label_weights = stack(|t| &t.label_weights)?;
+        let bbox_targets = stack(|t| &t.bbox_targets)?;
+        let bbox_weights = stack(|t| &t.bbox_weights)?;
+        let mut loss_cls: Option<Tensor> = None;
+        let mut loss_bbox: Option<Tensor> = None;
+        let mut start = 0i64;
+        for (level, anchors) in mlvl_anchors.iter().enumerate() {
+            let n = anchors.size()[0];
+            let cut = |t: &Tensor| t.f_narrow(1, start, n);
+            let (c, b) = self.loss_single(
+                &cls_scores[level],
+                &bbox_preds[level],
+                anchors,
+                &cut(&labels)?,
+                &cut(&label_weights)?,
+                &cut(&bbox_targets)?,
+                &cut(&bbox_weights)?,
+                avg_factor,
+            )?;
+            loss_cls = Some(match loss_cls {
+                None => c,
+                Some(acc) => acc.f_add(&c)?,
+            });
+            loss_bbox = Some(match loss_bbox {
+                None => b,
+                Some(acc) => acc.f_add(&b)?,
+            });
+            start += n;
+        }
+        let mut out = IndexMap::new();
+        let none = || ModelError::new(NAME, "no feature level");
+        out.insert("loss_rpn_cls".to_string(), loss_cls.ok_or_else(none)?);
+        out.insert("loss_rpn_bbox".to_string(), loss_bbox.ok_or_else(none)?);
+        Ok(out)
+    }
+
+    /// `_get_targets_single`: assigns and samples the anchors inside the
+    /// image, then maps the targets back onto all `T` anchors.
+    fn targets_single(
+        &self,
+        train: &TrainSettings,
+        flat_anchors: &Tensor,
+        valid_flags: &Tensor,
+        sample: &DetDataSample,
+    ) -> ModelResult<Targets> {
+        let img = image_hw(sample.meta.img_shape, "img_shape")?;
+        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
+        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
+        if inside_inds.numel() == 0 {
+            return Err(ModelError::new(
+                NAME,
+                "no valid anchor is inside the image: check the image and anchor sizes, \
+                 or set train_cfg.rpn.allowed_border to -1",
+            ));
+        }
+        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
+        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
+        // The RPN is class-agnostic: every ground truth is foreground class 0.
+        let gt_labels = Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?;
+        let ignore = &sample.ignored_instances.bboxes;
+        let ignore = (ignore.numel() > 0).then_some(ignore);
+        let assign = train
+            .assigner
+            .assign(&anchors, &gt_bboxes, &gt_labels, ignore)?;
+        let sampled: SamplingResult = match &train.sampler {
+            Some(s) => s.sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
+            None => PseudoSampler::sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
+        };
+        let n_in = anchors.size()[0];
+        let device = anchors.device();
+        let fopts = (Kind::Float, device);
+        let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut bbox_weights = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut labels = Tensor::f_full([n_in], 1, (Kind::Int64, device))?;
+        let mut label_weights = Tensor::f_zeros([n_in], fopts)?;
+        let pos = &sampled.pos_inds;
+        if pos.numel() > 0 {
+            let targets = if self.reg_decoded_bbox {
+                sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?
+            } else {
+                self.bbox_coder
+                    .encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
+            };
+            let idx = [Some(pos.shallow_clone())];
+            bbox_targets = bbox_targets.f_index_put(&idx, &targets, false)?;
+            bbox_weights = bbox_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+            labels = labels.f_index_put(&idx, &sampled.pos_gt_labels, false)?;
+            let w = if train.pos_weight <= 0.0 {
+                1.0
+            } else {
+                train.pos_weight
+            };
+            label_weights =
+                label_weights.f_index_put(&idx, &Tensor::f_full([1], w, fopts)?, false)?;
+        }
+        if sampled.neg_inds.numel() > 0 {
+            let idx = [Some(sampled.neg_inds.shallow_clone())];
+            label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+        }
+        // `unmap` onto every anchor: background label, zero weights outside.
+        let total = flat_anchors.size()[0];
+        let idx = [Some(inside_inds)];
+        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
+            let mut size = data.size();
+            size[0] = total;
+            Ok(
+                Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?
+                    .f_index_put(&idx, data, false)?,
+            )
+        };
+        Ok(Targets {
+            labels: unmap(&labels, 1.0)?,
+            label_weights: unmap(&label_weights, 0.0)?,
+            bbox_targets: unmap(&bbox_targets, 0.0)?,
+            bbox_weights: unmap(&bbox_weights, 0.0)?,
+            avg_factor: sampled.avg_factor,
+        })
+    }
+
+    /// `loss_by_feat_single`: one level's two losses. cls_score (N, A*C, H, W),
+    /// bbox_pred (N, A*4, H, W), anchors (H*W*A, 4), labels and weights
+    /// (N, H*W*A), box targets and weights (N, H*W*A, 4).
+    #[allow(clippy::too_many_arguments)]
+    fn loss_single(
+        &self,
+        cls_score: &Tensor,
+        bbox_pred: &Tensor,
+        anchors: &Tensor,
+        labels: &Tensor,
+        label_weights: &Tensor,
+        bbox_targets: &Tensor,
+        bbox_weights: &Tensor,
+        avg_factor: f64,
+    ) -> ModelResult<(Tensor, Tensor)> {
+        let cls = cls_score
+            .f_permute([0, 2, 3, 1])?
+            .f_reshape([-1, self.cls_out_channels])?;
+        let label_weights = label_weights.f_reshape([-1])?;
+        let loss_cls = self.loss_cls.forward(
+            &cls,
+            &labels.f_reshape([-1])?,
+            LossArgs::default()
+                .weight(&label_weights)
+                .avg_factor(avg_factor),
+        )?;
+        let mut pred = bbox_pred.f_permute([0, 2, 3, 1])?.f_reshape([-1, 4])?;
+        if self.reg_decoded_bbox {
+            let n = labels.size()[0];
+            let anchors = anchors
+                .f_unsqueeze(0)?
+                .f_expand([n, -1, 4], false)?
+                .f_reshape([-1, 4])?;
+            pred = self.bbox_coder.decode(&anchors, &pred, None)?;
+        }
+        let bbox_weights = bbox_weights.f_reshape([-1, 4])?;
+        let loss_bbox = self.loss_bbox.forward(
+            &pred,
+            &bbox_targets.f_reshape([-1, 4])?,
+            LossArgs::default()
+                .weight(&bbox_weights)
+                .avg_factor(avg_factor),
+        )?;
+        Ok((loss_cls, loss_bbox))
+    }
+
+    /// `predict_by_feat` with RPNHead's `_predict_by_feat_single` and
+    /// `_bbox_post_process`: per image the (P, 4) proposals, detached.
+    fn predict_by_feat(
+        &self,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        samples: &[DetDataSample],
+        cfg: &ProposalSettings,
+    ) -> ModelResult<Vec<Tensor>> {
+        let sizes = Self::featmap_sizes(cls_scores);
+        let device = cls_scores
+            .first()
+            .map(|c| c.device())
+            .unwrap_or(Device::Cpu);
+        let mlvl_priors = self.prior_generator.grid_priors(&sizes, device)?;
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, sample)| {
+                let img = image_hw(sample.meta.img_shape, "img_shape")?;
+                let cls: Vec<Tensor> = cls_scores
+                    .iter()
+                    .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))
+                    .collect::<ModelResult<_>>()?;
+                let reg: Vec<Tensor> = bbox_preds
+                    .iter()
+                    .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))
+                    .collect::<ModelResult<_>>()?;
+                self.predict_single(&cls, &reg, &mlvl_priors, img, cfg)
+            })
+            .collect()
+    }
+
+    /// One image: per level (A*C, H, W) scores and (A*4, H, W) deltas.
+    fn predict_single(
+        &self,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        mlvl_priors: &[Tensor],
+        img_shape: (i64, i64),
+        cfg: &ProposalSettings,
+    ) -> ModelResult<Tensor> {
+        let mut mlvl_deltas = Vec::new();
+        let mut mlvl_priors_kept = Vec::new();
+        let mut mlvl_scores = Vec::new();
+        let mut level_ids = Vec::new();
+        for (level, ((cls, reg), priors)) in cls_scores
+            .iter()
+            .zip(bbox_preds)
+            .zip(mlvl_priors)
+            .enumerate()
+        {
+            let mut deltas = reg.f_permute([1, 2, 0])?.f_reshape([-1, 4])?;
+            let logits = cls
+                .f_permute([1, 2, 0])?
+                .f_reshape([-1, self.cls_out_channels])?;
+            let mut scores = if self.use_sigmoid_cls {
+                logits.f_sigmoid()?
+            } else {
+                // Class 1 is background.
+                logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, 1)?
+            }
+            .f_reshape([-1])?;
+            let mut priors = priors.shallow_clone();
+            if cfg.nms_pre > 0 && cfg.nms_pre < scores.size()[0] {
+                // torch's default (unstable) sort, as mmdet: same ties.
+                let (ranked, rank_inds) = scores.f_sort(0, true)?;
+                let top = rank_inds.f_narrow(0, 0, cfg.nms_pre)?;
+                scores = ranked.f_narrow(0, 0, cfg.nms_pre)?;
+                deltas = deltas.f_index_select(0, &top)?;
+                priors = priors.f_index_select(0, &top)?;
+            }
+            level_ids.push(Tensor::f_full(
+                [scores.size()[0]],
+                level as i64,
+                (Kind::Int64, scores.device()),
+            )?);
+            mlvl_deltas.push(deltas);
+            mlvl_priors_kept.push(priors);
+            mlvl_scores.push(scores);
+        }
+        let deltas = Tensor::f_cat(&mlvl_deltas, 0)?;
+        let priors = Tensor::f_cat(&mlvl_priors_kept, 0)?;
+        let (h, w) = img_shape;
+        let mut bboxes = self
+            .bbox_coder
+            .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
+        let mut scores = Tensor::f_cat(&mlvl_scores, 0)?;
+        let mut level_ids = Tensor::f_cat(&level_ids, 0)?;
+        if cfg.min_bbox_size >= 0.0 {
+            let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
+            let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
+            let valid = bw
+                .f_gt(cfg.min_bbox_size)?
+                .f_logical_and(&bh.f_gt(cfg.min_bbox_size)?)?;
+            if !bool::try_from(valid.f_all()?)? {
+                let keep = valid.f_nonzero()?.f_view([-1])?;
+                bboxes = bboxes.f_index_select(0, &keep)?;
+                scores = scores.f_index_select(0, &keep)?;
+                level_ids = level_ids.f_index_select(0, &keep)?;
+            }
+        }
+        if bboxes.numel() == 0 {
+            return Ok(Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?);
+        }
+        let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms)?;
+        let keep = keep.f_narrow(0, 0, cfg.max_per_img.min(keep.size()[0]))?;
+        Ok(bboxes.f_index_select(0, &keep)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::models::data_preprocessors::InstanceTensors;
+    use crate::models::layers::fixtures::{assert_close, tensor, StateDict};
+    use crate::models::ops::nms::tests::fixture;
+    use crate::models::weights::{load_state_dict, named_shapes};
+    use detc::data::SampleMeta;
+    use tch::nn::VarStore;
+
+    const ANCHORS: &str = r#"{"type": "AnchorGenerator", "scales": [8], "ratios": [0.5, 1.0, 2.0],
+                              "strides": [4, 8, 16, 32, 64]}"#;
+
+    /// The CFGS of tests/models/two_stage_dense_reference.py.
+    fn rpn_cfg(case: &str) -> (RPNHeadConfig, RpnTrainConfig) {
+        let anchors: serde_json::Value = serde_json::from_str(ANCHORS).unwrap();
+        let (head, train) = match case {
+            "a" => (
+                serde_json::json!({"in_channels": 8, "feat_channels": 8, "anchor_generator": anchors}),
+                serde_json::json!({
+                    "assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.7, "neg_iou_thr": 0.3,
+                                 "min_pos_iou": 0.3, "match_low_quality": true, "ignore_iof_thr": -1},
+                    "sampler": {"type": "RandomSampler", "num": 100000, "pos_fraction": 0.5, "neg_pos_ub": -1,
+                                "add_gt_as_proposals": false},
+                    "allowed_border": -1, "pos_weight": -1, "debug": false}),
+            ),
+            _ => (
+                serde_json::json!({
+                    "in_channels": 8, "feat_channels": 8, "num_convs": 2, "anchor_generator": anchors,
+                    "reg_decoded_bbox": true, "loss_bbox": {"type": "L1Loss", "loss_weight": 2.0},
+                    "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": true, "loss_weight": 0.5},
+                    "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0, 0.0, 0.0, 0.0],
+                                   "target_stds": [0.5, 0.5, 1.0, 1.0]}}),
+                serde_json::json!({
+                    "assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.3,
+                                 "min_pos_iou": 0.3, "match_low_quality": true, "ignore_iof_thr": -1},
+                    "sampler": null, "allowed_border": 0, "pos_weight": 2.0, "debug": false}),
+            ),
+        };
+        (
+            serde_json::from_value(head).unwrap(),
+            serde_json::from_value(train).unwrap(),
+        )
+    }
+
+    fn proposal_cfgs() -> (ProposalConfig, ProposalConfig) {
+        let p = serde_json::json!({"nms_pre": 50, "max_per_img": 30, "nms": {"type": "nms", "iou_threshold": 0.7},
+                                   "min_bbox_size": 0});
+        let t = serde_json::json!({"nms_pre": -1, "max_per_img": 100, "nms": {"type": "nms", "iou_threshold": 0.5},
+                                   "min_bbox_size": -1});
+        (
+            serde_json::from_value(p).unwrap(),
+            serde_json::from_value(t).unwrap(),
+        )
+    }
+
+    fn head_with_weights(case: &str, sd: Option<&StateDict>) -> (VarStore, RPNHead) {
+        let (cfg, train) = rpn_cfg(case);
+        let (proposal, test) = proposal_cfgs();
+        let vs = VarStore::new(Device::Cpu);
+        let head = RPNHead::new(
+            &cfg,
+            Some(&train),
+            Some(&proposal),
+            Some(&test),
+            &(vs.root() / "rpn_head"),
+        )
+        .unwrap();
+        if let Some(sd) = sd {
+            let report = load_state_dict(&vs, "rpn_head", sd).unwrap();
+            assert!(
+                report.missing.is_empty() && report.unexpected.is_empty(),
+                "{report:?}"
+            );
+        }
+        (vs, head)
+    }
+
+    fn empty_instances() -> InstanceTensors {
+        InstanceTensors {
+            bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+            labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+            masks: None,
+        }
+    }
+
+    fn sample(
+        img: (usize, usize),
+        pad: (usize, usize),
+        bboxes: Tensor,
+        labels: Tensor,
+    ) -> DetDataSample {
+        DetDataSample {
+            meta: SampleMeta {
+                img_shape: Some(img),
+                pad_shape: Some(pad),
+                ..SampleMeta::default()
+            },
+            batch_input_shape: (64, 96),
+            gt_instances: InstanceTensors {
+                bboxes,
+                labels,
+                masks: None,
+            },
+            ignored_instances: empty_instances(),
+        }
+    }
+
+    /// The two images of the reference (IMG_METAS), with its ground truths.
+    fn samples(fx: &StateDict, case: &str) -> Vec<DetDataSample> {
+        let shapes = [((60, 90), (64, 96)), ((40, 62), (64, 64))];
+        shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(img, pad))| {
+                let t = |k: &str| tensor(fx, &format!("rpn.{case}.gt.{i}.{k}"));
+                sample(img, pad, t("bboxes").view([-1, 4]), t("labels"))
+            })
+            .collect()
+    }
+
+    /// Losses, their gradients and both kinds of proposals against mmdet's
+    /// RPNHead (with mmcv's batched_nms), for the two reference configs.
+    #[test]
+    fn rpn_head_matches_mmdet() {
+        let fx = fixture();
+        for case in ["a", "b"] {
+            let start = Instant::now();
+            let prefix = format!("rpn.{case}.sd.");
+            let sd: StateDict = fx
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
+                .collect();
+            let (vs, head) = head_with_weights(case, Some(&sd));
+            let feats: Vec<Tensor> = (0..5)
+                .map(|l| tensor(fx, &format!("rpn.{case}.feat.{l}")).set_requires_grad(true))
+                .collect();
+            let samples = samples(fx, case);
+            let (losses, proposals) = head.loss_and_predict(&feats, &samples).unwrap();
+            let keys: Vec<&String> = losses.keys().collect();
+            assert_eq!(keys, ["loss_rpn_cls", "loss_rpn_bbox"]);
+            let want = |k: &str| tensor(fx, &format!("rpn.{case}.{k}"));
+            assert_close(
+                &losses["loss_rpn_cls"],
+                &want("loss_cls"),
+                1e-7,
+                1e-5,
+                "loss_rpn_cls",
+            );
+            assert_close(
+                &losses["loss_rpn_bbox"],
+                &want("loss_bbox"),
+                1e-7,
+                1e-5,
+                "loss_rpn_bbox",
+            );
+            for (i, p) in proposals.iter().enumerate() {
+                assert!(!p.requires_grad());
+                assert_close(
+                    p,
+                    &want(&format!("proposal.{i}")),
+                    1e-4,
+                    1e-5,
+                    &format!("{case} proposals {i}"),
+                );
+            }
+            (&losses["loss_rpn_cls"] + &losses["loss_rpn_bbox"]).backward();
+            for (l, f) in feats.iter().enumerate() {
+                assert_close(
+                    &f.grad(),
+                    &want(&format!("grad.feat.{l}")),
+                    1e-6,
+                    1e-4,
+                    &format!("{case} grad feat {l}"),
+                );
+            }
+            for (name, var) in vs.variables() {
+                let key = format!("grad.sd.{}", name.strip_prefix("rpn_head.").unwrap());
+                assert_close(
+                    &var.grad(),
+                    &want(&key),
+                    1e-6,
+                    1e-4,
+                    &format!("{case} {key}"),
+                );
+            }
+            let test = tch::no_grad(|| head.predict(&feats, &samples)).unwrap();
+            for (i, p) in test.iter().enumerate() {
+                assert_close(
+                    p,
+                    &want(&format!("test.{i}")),
+                    1e-4,
+                    1e-5,
+                    &format!("{case} test proposals {i}"),
+                );
+            }
+            eprintln!("rpn_head_matches_mmdet case {case}: {:?}", start.elapsed());
+        }
+    }
+
+    #[test]
+    fn rpn_head_state_dict_names_and_init() {
+        let (vs, head) = head_with_weights("a", None);
+        let names: Vec<(String, Vec<i64>)> = named_shapes(&vs, "rpn_head");
+        let want = [
+            ("rpn_cls.bias", vec![3]),
+            ("rpn_cls.weight", vec![3, 8, 1, 1]),
+            ("rpn_conv.bias", vec![8]),
+            ("rpn_conv.weight", vec![8, 8, 3, 3]),
+            ("rpn_reg.bias", vec![12]),
+            ("rpn_reg.weight", vec![12, 8, 1, 1]),
+        ];
+        assert_eq!(names, want.map(|(k, s)| (k.to_string(), s)));
+        assert_eq!(head.cls_out_channels, 1);
+        let w = &head.rpn_reg.weight;
+        let std = f64::try_from(w.std(true)).unwrap();
+        assert!(
+            (0.005..0.02).contains(&std),
+            "Normal(std=0.01) init, got std {std}"
+        );
+        assert_eq!(
+            f64::try_from(head.rpn_cls.bias.as_ref().unwrap().abs().sum(Kind::Float)).unwrap(),
+            0.0
+        );
+        let (vs, _) = head_with_weights("b", None);
+        let names: Vec<String> = named_shapes(&vs, "rpn_head")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert!(names.contains(&"rpn_conv.0.conv.weight".to_string()));
+        assert!(names.contains(&"rpn_conv.1.conv.bias".to_string()));
+    }
+
+    /// No ground truth in any image: every sampled anchor is a negative, the
+    /// box loss is a zero that still reaches the head's parameters.
+    #[test]
+    fn rpn_head_trains_on_images_without_ground_truth() {
+        tch::manual_seed(3);
+        let (vs, head) = head_with_weights("a", None);
+        let feats: Vec<Tensor> = [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
+            .iter()
+            .map(|&(h, w)| {
+                Tensor::randn([2, 8, h, w], (Kind::Float, Device::Cpu)).set_requires_grad(true)
+            })
+            .collect();
+        let empty = || empty_instances();
+        let samples: Vec<DetDataSample> = (0..2)
+            .map(|_| {
+                let e = empty();
+                sample((60, 90), (64, 96), e.bboxes, e.labels)
+            })
+            .collect();
+        let (losses, proposals) = head.loss_and_predict(&feats, &samples).unwrap();
+        assert_eq!(f64::try_from(&losses["loss_rpn_bbox"]).unwrap(), 0.0);
+        let cls = f64::try_from(&losses["loss_rpn_cls"]).unwrap();
+        assert!(cls > 0.0 && cls.is_finite());
+        (&losses["loss_rpn_cls"] + &losses["loss_rpn_bbox"]).backward();
+        assert!(f64::try_from(feats[0].grad().abs().sum(Kind::Float)).unwrap() > 0.0);
+        for (name, var) in vs.variables() {
+            assert!(var.grad().defined(), "{name} has no gradient");
+        }
+        assert_eq!(proposals.len(), 2);
+        assert!(proposals
+            .iter()
+            .all(|p| p.size()[1] == 4 && p.size()[0] <= 30 && p.size()[0] > 0));
+        // A wrong number of levels or a sample without shapes is an error, not a panic.
+        assert!(head.loss_and_predict(&feats[..4], &samples).is_err());
+        let mut no_pad = samples;
+        no_pad[0].meta.pad_shape = None;
+        assert_eq!(
+            head.loss_and_predict(&feats, &no_pad)
+                .unwrap_err()
+                .component,
+            NAME
+        );
     }
 }

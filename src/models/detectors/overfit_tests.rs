@@ -205,14 +205,14 @@ fn tiny_sparse_rcnn_overfits_eight_images() {
 
 #[test]
 fn tiny_faster_rcnn_overfits_eight_images() {
-    let (bbox, segm) = overfit(FASTER_RCNN, &[], 300, 1e-3);
+    let (bbox, segm) = overfit(FASTER_RCNN, &[], 150, 1e-3);
     assert!(segm.is_none(), "Faster R-CNN predicts no masks");
     assert!(bbox >= 0.9, "bbox mAP {bbox}");
 }
 
 #[test]
 fn tiny_mask_rcnn_overfits_eight_images() {
-    let (bbox, segm) = overfit(MASK_RCNN, &[], 300, 1e-3);
+    let (bbox, segm) = overfit(MASK_RCNN, &[], 150, 1e-3);
     let segm = segm.expect("Mask R-CNN predicts masks");
     assert!(bbox >= 0.9 && segm >= 0.8, "bbox mAP {bbox}, segm mAP {segm}");
 }

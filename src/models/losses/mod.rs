@@ -18,6 +18,7 @@ pub mod dice_loss;
 pub mod focal_loss;
 pub mod giou_loss;
 pub mod l1_loss;
+pub mod smooth_l1_loss;
 
 pub use cross_entropy_loss::CrossEntropyLoss;
 pub use detc::registry::models::common::Reduction;
@@ -25,6 +26,7 @@ pub use dice_loss::DiceLoss;
 pub use focal_loss::FocalLoss;
 pub use giou_loss::GIoULoss;
 pub use l1_loss::L1Loss;
+pub use smooth_l1_loss::SmoothL1Loss;
 
 use detc::registry::refs::LossCfg;
 use serde::de::DeserializeOwned;
@@ -134,19 +136,21 @@ pub(crate) fn cfg_type<'v>(value: &'v serde_json::Value, role: &str) -> ModelRes
 pub enum Loss {
     Focal(FocalLoss),
     L1(L1Loss),
+    SmoothL1(SmoothL1Loss),
     GIoU(GIoULoss),
     Dice(DiceLoss),
     CrossEntropy(CrossEntropyLoss),
 }
 
 impl Loss {
-    /// Builds the loss a config names (`FocalLoss`, `L1Loss`, `GIoULoss`,
-    /// `DiceLoss`, `CrossEntropyLoss`).
+    /// Builds the loss a config names (`FocalLoss`, `L1Loss`, `SmoothL1Loss`,
+    /// `GIoULoss`, `DiceLoss`, `CrossEntropyLoss`).
     pub fn from_cfg(cfg: &LossCfg) -> ModelResult<Self> {
         let ty = cfg_type(&cfg.0, "loss")?;
         Ok(match ty {
             "FocalLoss" => Loss::Focal(FocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "L1Loss" => Loss::L1(L1Loss::new(&parse_cfg(&cfg.0, ty)?)),
+            "SmoothL1Loss" => Loss::SmoothL1(SmoothL1Loss::new(&parse_cfg(&cfg.0, ty)?)?),
             "GIoULoss" => Loss::GIoU(GIoULoss::new(&parse_cfg(&cfg.0, ty)?)),
             "DiceLoss" => Loss::Dice(DiceLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "CrossEntropyLoss" => {
@@ -167,6 +171,7 @@ impl Loss {
         match self {
             Loss::Focal(l) => l.forward(pred, target, args),
             Loss::L1(l) => l.forward(pred, target, args),
+            Loss::SmoothL1(l) => l.forward(pred, target, args),
             Loss::GIoU(l) => l.forward(pred, target, args),
             Loss::Dice(l) => l.forward(pred, target, args),
             Loss::CrossEntropy(l) => l.forward(pred, target, args),

@@ -11,6 +11,6 @@ pub mod nms;
 pub mod roi_align;
 
 pub use boxes::{bbox_overlaps, cxcywh_to_xyxy, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};
-pub use multiclass_nms::{multiclass_nms, parse_nms_cfg, Detections};
+pub use multiclass_nms::{multiclass_nms, Detections};
 pub use nms::{batched_nms, nms};
 pub use roi_align::{map_roi_levels, multi_level_roi_align, roi_align, RoIAlign};

@@ -6,12 +6,10 @@
 //! Shape shorthand: `n` boxes (RoIs), `K` classes, `k` detections kept.
 
 use detc::registry::models::ops::NmsConfig;
-use detc::registry::refs::NmsCfg;
 use tch::{Kind, Tensor};
 
-use super::nms::batched_nms;
+use super::nms::batched_nms_cfg;
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::losses::{cfg_type, parse_cfg};
 
 const NAME: &str = "multiclass_nms";
 
@@ -26,28 +24,6 @@ pub struct Detections {
     pub labels: Tensor,
 }
 
-/// Parses an `nms` config dict (`{type: nms, iou_threshold: 0.5}`), the form
-/// `multiclass_nms` accepts. `owner` names the component in errors.
-pub fn parse_nms_cfg(cfg: &NmsCfg, owner: &str) -> ModelResult<NmsConfig> {
-    match cfg_type(&cfg.0, owner)? {
-        "nms" => {}
-        other => {
-            return Err(ModelError::new(
-                owner,
-                format!("nms type {other:?} is not supported (only nms)"),
-            ))
-        }
-    }
-    let c: NmsConfig = parse_cfg(&cfg.0, owner)?;
-    if c.offset != 0 {
-        return Err(ModelError::new(
-            owner,
-            "nms offset 1 (the legacy +1 box size) is not supported; use offset 0",
-        ));
-    }
-    Ok(c)
-}
-
 /// `multiclass_nms(multi_bboxes, multi_scores, score_thr, nms_cfg, max_num)`.
 ///
 /// multi_bboxes: (n, 4K) class-specific or (n, 4) shared boxes;
@@ -56,33 +32,7 @@ pub fn parse_nms_cfg(cfg: &NmsCfg, owner: &str) -> ModelResult<NmsConfig> {
 /// only sorts the candidates by score (mmcv's `batched_nms` with no config);
 /// max_num: keep at most this many (`<= 0` keeps all).
 ///
-/// mmcv switches to a per-class loop above `split_thr` candidates; that loop
-/// keeps the same set, so only the order of tied scores could differ.
 pub fn multiclass_nms(
-    multi_bboxes: &Tensor,
-    multi_scores: &Tensor,
-    score_thr: f64,
-    nms_cfg: Option<&NmsConfig>,
-    max_num: i64,
-) -> ModelResult<Detections> {
-    multiclass_nms_with(
-        &batched_nms,
-        multi_bboxes,
-        multi_scores,
-        score_thr,
-        nms_cfg,
-        max_num,
-    )
-}
-
-/// The kept indices of a torchvision-style `batched_nms` (boxes, scores,
-/// class idxs, iou_threshold).
-pub(crate) type BatchedNms<'a> = &'a dyn Fn(&Tensor, &Tensor, &Tensor, f64) -> ModelResult<Tensor>;
-
-/// [`multiclass_nms`] with the per-class NMS passed in (tests use a local
-/// one while the real op is elsewhere).
-pub(crate) fn multiclass_nms_with(
-    batched: BatchedNms,
     multi_bboxes: &Tensor,
     multi_scores: &Tensor,
     score_thr: f64,
@@ -135,7 +85,7 @@ pub(crate) fn multiclass_nms_with(
 
     let mut keep = match nms_cfg {
         None => scores.f_sort(0, true)?.1,
-        Some(c) => nms_keep(batched, &bboxes, &scores, &labels, c)?,
+        Some(c) => batched_nms_cfg(&bboxes, &scores, &labels, c)?,
     };
     if max_num > 0 && keep.size()[0] > max_num {
         keep = keep.f_narrow(0, 0, max_num)?;
@@ -147,96 +97,18 @@ pub(crate) fn multiclass_nms_with(
     })
 }
 
-/// mmcv's `batched_nms` with a config: the per-class (or class-agnostic)
-/// NMS of the boxes scoring above `score_threshold`, at most `max_num`.
-fn nms_keep(
-    batched: BatchedNms,
-    bboxes: &Tensor,
-    scores: &Tensor,
-    labels: &Tensor,
-    c: &NmsConfig,
-) -> ModelResult<Tensor> {
-    // mmcv's nms op drops scores not above score_threshold when it is > 0.
-    let valid = if c.score_threshold > 0.0 {
-        Some(
-            scores
-                .f_gt(c.score_threshold)?
-                .f_nonzero()?
-                .f_squeeze_dim(1)?,
-        )
-    } else {
-        None
-    };
-    let pick = |t: &Tensor| -> ModelResult<Tensor> {
-        Ok(match &valid {
-            Some(v) => t.f_index_select(0, v)?,
-            None => t.shallow_clone(),
-        })
-    };
-    let (b, s, l) = (pick(bboxes)?, pick(scores)?, pick(labels)?);
-    // Class-agnostic: one category for all (mmcv then adds no offsets either).
-    let l = if c.class_agnostic {
-        l.f_zeros_like()?
-    } else {
-        l
-    };
-    let mut keep = batched(&b, &s, &l, c.iou_threshold)?;
-    if c.max_num > 0 && keep.size()[0] > c.max_num {
-        keep = keep.f_narrow(0, 0, c.max_num)?;
-    }
-    Ok(match &valid {
-        Some(v) => v.f_index_select(0, &keep)?,
-        None => keep,
-    })
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::models::ops::nms::nms_config;
     use crate::models::roi_heads::standard_roi_head::tests::fx;
 
-    /// A test double of torchvision's `batched_nms` (the coordinate-offset
-    /// trick, then the greedy CPU kernel in f32), for the tests that check
-    /// the code around NMS while the real op lives elsewhere.
-    pub(crate) fn reference_batched_nms(
-        boxes: &Tensor,
-        scores: &Tensor,
-        idxs: &Tensor,
-        iou_threshold: f64,
-    ) -> ModelResult<Tensor> {
-        if boxes.size()[0] == 0 {
-            return Ok(Tensor::zeros([0], (Kind::Int64, boxes.device())));
-        }
-        let offsets = idxs.to_kind(boxes.kind()) * (boxes.max() + 1.0);
-        let b = Vec::<f32>::try_from((boxes + offsets.unsqueeze(1)).reshape([-1]))?;
-        let order = Vec::<i64>::try_from(scores.sort_stable(true, 0, true).1)?;
-        let area = |i: usize| (b[4 * i + 2] - b[4 * i]) * (b[4 * i + 3] - b[4 * i + 1]);
-        let mut suppressed = vec![false; order.len()];
-        let mut keep = Vec::new();
-        for (oi, &i) in order.iter().enumerate() {
-            let i = i as usize;
-            if suppressed[i] {
-                continue;
-            }
-            keep.push(i as i64);
-            for &j in &order[oi + 1..] {
-                let j = j as usize;
-                let w = (b[4 * i + 2].min(b[4 * j + 2]) - b[4 * i].max(b[4 * j])).max(0.0);
-                let h = (b[4 * i + 3].min(b[4 * j + 3]) - b[4 * i + 1].max(b[4 * j + 1])).max(0.0);
-                let inter = w * h;
-                if (inter / (area(i) + area(j) - inter)) as f64 > iou_threshold {
-                    suppressed[j] = true;
-                }
-            }
-        }
-        Ok(Tensor::from_slice(&keep))
-    }
-
     fn nms_cfg(json: serde_json::Value) -> NmsConfig {
-        parse_nms_cfg(&serde_json::from_value(json).unwrap(), "test").unwrap()
+        nms_config(&serde_json::from_value(json).unwrap(), "test").unwrap()
     }
 
-    fn check_cases(batched: BatchedNms) {
+    #[test]
+    fn multiclass_nms_options_equal_mmdet() {
         let cases = [
             (
                 "agn",
@@ -249,8 +121,7 @@ pub(crate) mod tests {
         ];
         for (name, cfg) in cases {
             let cfg = nms_cfg(cfg);
-            let d = multiclass_nms_with(
-                batched,
+            let d = multiclass_nms(
                 &fx("mnms.boxes"),
                 &fx("mnms.scores"),
                 0.2,
@@ -263,17 +134,6 @@ pub(crate) mod tests {
             assert_eq!(d.scores, want("scores"), "{name} scores");
             assert_eq!(d.labels, want("labels"), "{name} labels");
         }
-    }
-
-    #[test]
-    fn multiclass_nms_options_equal_mmdet_with_reference_nms() {
-        check_cases(&reference_batched_nms);
-    }
-
-    /// Needs the real batched_nms.
-    #[test]
-    fn multiclass_nms_options_equal_mmdet() {
-        check_cases(&batched_nms);
     }
 
     #[test]
@@ -294,8 +154,8 @@ pub(crate) mod tests {
             (empty.bboxes.size(), empty.labels.size()),
             (vec![0, 4], vec![0])
         );
-        let cfg = serde_json::json!({"type": "nms", "iou_threshold": 0.5, "offset": 1});
-        let err = parse_nms_cfg(&serde_json::from_value(cfg).unwrap(), "test").unwrap_err();
-        assert!(err.message.contains("offset"), "{err}");
+        let cfg = serde_json::json!({"type": "soft_nms", "iou_threshold": 0.5});
+        let err = nms_config(&serde_json::from_value(cfg).unwrap(), "test").unwrap_err();
+        assert!(err.message.contains("soft_nms"), "{err}");
     }
 }

@@ -1,20 +1,559 @@
-//! Non-maximum suppression (`torchvision.ops.nms` / `batched_nms`, which
-//! `mmcv.ops.nms` / `batched_nms` equal for `offset=0`).
+//! Non-maximum suppression: `torchvision.ops.nms` / `batched_nms`, and
+//! `mmcv.ops.batched_nms` driven by an `nms` config dict (which is
+//! torchvision's NMS for `offset=0`, up to the order of equal scores).
+//!
+//! Results equal torchvision's CPU kernel: boxes in decreasing score order,
+//! equal scores in input order (torchvision sorts stably), a box dropped
+//! when its IoU with a kept box is `> iou_threshold`, IoUs in the boxes'
+//! precision with the kernel's float ops. The IoUs are computed on the
+//! boxes' device, a block of rows at a time and only for boxes not yet
+//! suppressed; the greedy sweep reads each block's boolean mask on the host
+//! (one transfer per block, as torchvision's CUDA kernel also reads its
+//! mask). The kept indices go back to the boxes' device.
+//!
+//! Shape shorthand: `N` boxes (x1y1x2y2).
 
-use tch::Tensor;
+use detc::registry::models::ops::NmsConfig;
+use detc::registry::refs::NmsCfg;
+use tch::{Device, Kind, Tensor};
 
-use crate::models::layers::ModelResult;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
+
+/// IoUs (rows x columns) computed per block of the sweep: a block's
+/// intermediate tensors stay a few MB whatever N is; an accelerator takes
+/// larger blocks (fewer host round trips).
+fn block_ious(device: Device) -> i64 {
+    if device == Device::Cpu {
+        1 << 20
+    } else {
+        1 << 22
+    }
+}
+
+fn check(boxes: &Tensor, scores: &Tensor, what: &str) -> ModelResult<i64> {
+    let n = scores.size().first().copied().unwrap_or(0);
+    if scores.dim() != 1 || boxes.size() != [n, 4] {
+        return Err(ModelError::new(
+            what,
+            format!(
+                "needs boxes (N, 4) and scores (N,), got {:?} and {:?}",
+                boxes.size(),
+                scores.size()
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+fn empty_keep(device: Device) -> ModelResult<Tensor> {
+    Ok(Tensor::f_empty([0], (Kind::Int64, device))?)
+}
+
+/// Indices by decreasing score, equal scores in input order (torchvision's
+/// `scores.sort(stable=True, descending=True)`; NaN sorts first, as torch's).
+fn score_order(scores: &Tensor) -> ModelResult<Vec<i64>> {
+    let s = Vec::<f64>::try_from(
+        &scores
+            .f_detach()?
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Double)?,
+    )?;
+    let mut order: Vec<i64> = (0..s.len() as i64).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (s[a as usize], s[b as usize]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            _ => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+        }
+    });
+    Ok(order)
+}
+
+/// (R, C) bool on the boxes' device: IoU(rows[r], cols[c]) above `thr`,
+/// computed with the float ops of torchvision's kernel in its order
+/// (`inter / (area_i + area_j - inter)`), so every comparison agrees with it;
+/// mmcv's `offset` is added to widths and heights.
+fn suppression_mask(rows: &Tensor, cols: &Tensor, thr: f64, offset: f64) -> ModelResult<Tensor> {
+    let side = |b: &Tensor, lo: i64, hi: i64| -> ModelResult<Tensor> {
+        let d = b.f_select(1, hi)?.f_sub(&b.f_select(1, lo)?)?;
+        Ok(if offset != 0.0 {
+            d.f_add_scalar(offset)?
+        } else {
+            d
+        })
+    };
+    let area = |b: &Tensor| -> ModelResult<Tensor> { Ok(side(b, 0, 2)?.f_mul(&side(b, 1, 3)?)?) };
+    let r = |k: i64| -> ModelResult<Tensor> { Ok(rows.f_select(1, k)?.f_unsqueeze(1)?) };
+    let c = |k: i64| -> ModelResult<Tensor> { Ok(cols.f_select(1, k)?.f_unsqueeze(0)?) };
+    let extent = |lo: i64, hi: i64| -> ModelResult<Tensor> {
+        let d = r(hi)?
+            .f_minimum(&c(hi)?)?
+            .f_sub(&r(lo)?.f_maximum(&c(lo)?)?)?;
+        let d = if offset != 0.0 {
+            d.f_add_scalar(offset)?
+        } else {
+            d
+        };
+        Ok(d.f_clamp_min(0.0)?)
+    };
+    let inter = extent(0, 2)?.f_mul(&extent(1, 3)?)?;
+    let union = area(rows)?
+        .f_unsqueeze(1)?
+        .f_add(&area(cols)?.f_unsqueeze(0)?)?
+        .f_sub(&inter)?;
+    let ovr = inter.f_div(&union)?;
+    if ovr.kind() == Kind::Double {
+        return Ok(ovr.f_gt(thr)?);
+    }
+    // torchvision compares the float IoU with the double threshold; a float
+    // tensor compares with the threshold rounded to float. `x > thr` for a
+    // float x is `x >= t` with t the least float above thr.
+    let t = thr as f32;
+    let t = if (t as f64) > thr { t } else { next_up(t) };
+    Ok(ovr.f_ge(t as f64)?)
+}
+
+/// The least f32 greater than `x` (finite `x`).
+fn next_up(x: f32) -> f32 {
+    if x == 0.0 {
+        return f32::from_bits(1);
+    }
+    let bits = x.to_bits();
+    f32::from_bits(if x > 0.0 { bits + 1 } else { bits - 1 })
+}
+
+/// The greedy sweep of torchvision's `nms_kernel_impl` over `sorted` (N, 4)
+/// boxes in decreasing score order: returns the kept positions. The IoUs
+/// are computed on the boxes' device a block of rows at a time, only for
+/// rows and columns not yet suppressed; the sweep itself reads the
+/// block's mask on the host.
+fn sweep(sorted: &Tensor, thr: f64, offset: f64) -> ModelResult<Vec<usize>> {
+    let n = sorted.size()[0] as usize;
+    let device = sorted.device();
+    let block = (block_ious(device) / n.max(1) as i64).clamp(64, n.max(64) as i64) as usize;
+    let mut suppressed = vec![false; n];
+    let mut keep = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + block).min(n);
+        let rows: Vec<i64> = (start..end)
+            .filter(|&p| !suppressed[p])
+            .map(|p| p as i64)
+            .collect();
+        if rows.is_empty() {
+            start = end;
+            continue;
+        }
+        let cols: Vec<i64> = (start..n)
+            .filter(|&p| !suppressed[p])
+            .map(|p| p as i64)
+            .collect();
+        let pick = |idx: &[i64]| -> ModelResult<Tensor> {
+            Ok(sorted.f_index_select(0, &Tensor::from_slice(idx).f_to_device(device)?)?)
+        };
+        let mask = suppression_mask(&pick(&rows)?, &pick(&cols)?, thr, offset)?;
+        let mask = Vec::<bool>::try_from(&mask.f_to_device(Device::Cpu)?.f_reshape([-1])?)?;
+        for (ri, &p) in rows.iter().enumerate() {
+            if suppressed[p as usize] {
+                continue;
+            }
+            keep.push(p as usize);
+            let row = &mask[ri * cols.len()..(ri + 1) * cols.len()];
+            let after = cols.partition_point(|&q| q <= p);
+            for (&q, &hit) in cols[after..].iter().zip(&row[after..]) {
+                if hit {
+                    suppressed[q as usize] = true;
+                }
+            }
+        }
+        start = end;
+    }
+    Ok(keep)
+}
+
+/// NMS of one set of boxes with mmcv's `offset`: the kept indices in
+/// decreasing score order (equal scores in input order), on the host.
+/// Boxes other than float64 are swept in float32 (torchvision's CUDA
+/// kernel also computes half boxes in float).
+fn nms_host(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32) -> ModelResult<Vec<i64>> {
+    let order = score_order(scores)?;
+    let boxes = boxes.f_detach()?;
+    let boxes = if boxes.kind() == Kind::Double {
+        boxes
+    } else {
+        boxes.f_to_kind(Kind::Float)?
+    };
+    let sorted =
+        boxes.f_index_select(0, &Tensor::from_slice(&order).f_to_device(boxes.device())?)?;
+    Ok(sweep(&sorted, thr, offset as f64)?
+        .into_iter()
+        .map(|p| order[p])
+        .collect())
+}
+
+fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
+    Ok(Tensor::from_slice(keep).f_to_device(device)?)
+}
 
 /// `torchvision.ops.nms`: boxes (N, 4) x1y1x2y2, scores (N,) -> int64 indices
-/// of the kept boxes, by decreasing score.
+/// of the kept boxes, by decreasing score (equal scores in input order).
+/// A box is dropped when its IoU with a higher-scoring kept box is
+/// `> iou_threshold`.
 pub fn nms(boxes: &Tensor, scores: &Tensor, iou_threshold: f64) -> ModelResult<Tensor> {
-    let _ = (boxes, scores, iou_threshold);
-    todo!("issue 7: nms")
+    if check(boxes, scores, "nms")? == 0 {
+        return empty_keep(boxes.device());
+    }
+    to_index(&nms_host(boxes, scores, iou_threshold, 0)?, boxes.device())
+}
+
+/// torchvision's `_batched_nms_coordinate_trick`: every category's boxes are
+/// shifted by `idx * (max coordinate + 1)` so that categories never overlap.
+fn offset_by_category(boxes: &Tensor, idxs: &Tensor) -> ModelResult<Tensor> {
+    let max_coordinate = boxes.f_max()?;
+    let offsets = idxs
+        .f_to_kind(boxes.kind())?
+        .f_mul(&max_coordinate.f_add_scalar(1)?)?;
+    Ok(boxes.f_add(&offsets.f_unsqueeze(1)?)?)
+}
+
+/// Kept indices (ascending) re-ordered by decreasing score with torch's
+/// default (unstable) sort on the boxes' device, as torchvision's
+/// `_batched_nms_vanilla` and mmcv's split path order them.
+fn sort_kept_by_score(keep: &Tensor, scores: &Tensor) -> ModelResult<Tensor> {
+    let (_, order) = scores.f_index_select(0, keep)?.f_sort(0, true)?;
+    Ok(keep.f_index_select(0, &order)?)
+}
+
+/// Runs `nms_one` on the members of each category of `idxs` (ascending
+/// category ids, as `torch.unique`), each getting the (M,) member indices
+/// and returning the kept ones as positions into them; returns which of the
+/// N boxes were kept.
+fn per_category(
+    idxs: &Tensor,
+    device: Device,
+    mut nms_one: impl FnMut(&Tensor) -> ModelResult<Vec<i64>>,
+) -> ModelResult<Vec<bool>> {
+    let classes = Vec::<i64>::try_from(&idxs.f_to_device(Device::Cpu)?.f_to_kind(Kind::Int64)?)?;
+    let mut unique = classes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut kept = vec![false; classes.len()];
+    for c in unique {
+        let members: Vec<i64> = (0..classes.len() as i64)
+            .filter(|&i| classes[i as usize] == c)
+            .collect();
+        for k in nms_one(&to_index(&members, device)?)? {
+            kept[members[k as usize] as usize] = true;
+        }
+    }
+    Ok(kept)
 }
 
 /// `torchvision.ops.batched_nms`: NMS within each category of `idxs` (N,)
 /// int64 -> int64 indices of the kept boxes, by decreasing score.
-pub fn batched_nms(boxes: &Tensor, scores: &Tensor, idxs: &Tensor, iou_threshold: f64) -> ModelResult<Tensor> {
-    let _ = (boxes, scores, idxs, iou_threshold);
-    todo!("issue 7: batched_nms")
+///
+/// Follows torchvision's dispatch so that ties and rounding match it: above
+/// 4000 box coordinates on the CPU (100 000 elsewhere) every category is
+/// swept on its own and the kept boxes re-sorted by score; below, the
+/// categories are separated by offsetting the boxes.
+pub fn batched_nms(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    iou_threshold: f64,
+) -> ModelResult<Tensor> {
+    let n = check(boxes, scores, "batched_nms")?;
+    if idxs.size() != [n] {
+        return Err(ModelError::new(
+            "batched_nms",
+            format!("idxs must be (N,) = ({n},), got {:?}", idxs.size()),
+        ));
+    }
+    let device = boxes.device();
+    if n == 0 {
+        return empty_keep(device);
+    }
+    let vanilla_above = if device == Device::Cpu { 4000 } else { 100_000 };
+    if boxes.numel() as i64 > vanilla_above {
+        let kept = per_category(idxs, device, |members| {
+            nms_host(
+                &boxes.f_index_select(0, members)?,
+                &scores.f_index_select(0, members)?,
+                iou_threshold,
+                0,
+            )
+        })?;
+        let ascending: Vec<i64> = (0..n).filter(|&i| kept[i as usize]).collect();
+        sort_kept_by_score(&to_index(&ascending, device)?, scores)
+    } else {
+        nms(&offset_by_category(boxes, idxs)?, scores, iou_threshold)
+    }
+}
+
+/// Reads an `nms` config dict (`type: nms`); other types (`soft_nms`) are an
+/// error naming `owner`.
+pub fn nms_config(cfg: &NmsCfg, owner: &str) -> ModelResult<NmsConfig> {
+    match cfg_type(&cfg.0, owner)? {
+        "nms" => parse_cfg(&cfg.0, "nms"),
+        other => Err(ModelError::new(
+            owner,
+            format!("nms type {other:?} is not supported (use type: nms)"),
+        )),
+    }
+}
+
+/// mmcv's `nms` op (`NMSop`): boxes scoring `<= score_threshold` (when
+/// positive) are dropped first, then NMS with `offset`, then the first
+/// `max_num` (when positive) are kept.
+fn mmcv_nms(boxes: &Tensor, scores: &Tensor, cfg: &NmsConfig) -> ModelResult<Tensor> {
+    let device = boxes.device();
+    let (boxes, scores, valid) = if cfg.score_threshold > 0.0 {
+        let valid = scores
+            .f_gt(cfg.score_threshold)?
+            .f_nonzero()?
+            .f_view([-1])?;
+        (
+            boxes.f_index_select(0, &valid)?,
+            scores.f_index_select(0, &valid)?,
+            Some(valid),
+        )
+    } else {
+        (boxes.shallow_clone(), scores.shallow_clone(), None)
+    };
+    if scores.numel() == 0 {
+        return empty_keep(device);
+    }
+    let mut keep = nms_host(&boxes, &scores, cfg.iou_threshold, cfg.offset)?;
+    if cfg.max_num > 0 {
+        keep.truncate(cfg.max_num as usize);
+    }
+    let keep = to_index(&keep, device)?;
+    Ok(match valid {
+        Some(v) => v.f_index_select(0, &keep)?,
+        None => keep,
+    })
+}
+
+/// `mmcv.ops.batched_nms(boxes, scores, idxs, nms_cfg)` for `type: nms`:
+/// boxes (N, 4), scores (N,), idxs (N,) -> int64 indices of the kept boxes
+/// by decreasing score (the scores of plain NMS are unchanged, so the kept
+/// boxes and scores are `boxes[keep]`, `scores[keep]`).
+///
+/// Categories are separated by offsetting the boxes unless `class_agnostic`;
+/// from `split_thr` boxes on, each category is swept on its own (with
+/// `score_threshold` and `max_num` per category) and the union re-sorted
+/// and cut to `max_num`, as mmcv does. The sweep is torchvision's, so
+/// equal scores keep their input order where mmcv's own kernel may not.
+pub fn batched_nms_cfg(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    cfg: &NmsConfig,
+) -> ModelResult<Tensor> {
+    let n = check(boxes, scores, "batched_nms")?;
+    if idxs.size() != [n] {
+        return Err(ModelError::new(
+            "batched_nms",
+            format!("idxs must be (N,) = ({n},), got {:?}", idxs.size()),
+        ));
+    }
+    let device = boxes.device();
+    if n == 0 {
+        return empty_keep(device);
+    }
+    let boxes_for_nms = if cfg.class_agnostic {
+        boxes.shallow_clone()
+    } else {
+        offset_by_category(boxes, idxs)?
+    };
+    if n < cfg.split_thr as i64 {
+        return mmcv_nms(&boxes_for_nms, scores, cfg);
+    }
+    let kept = per_category(idxs, device, |members| {
+        let keep = mmcv_nms(
+            &boxes_for_nms.f_index_select(0, members)?,
+            &scores.f_index_select(0, members)?,
+            cfg,
+        )?;
+        Ok(Vec::<i64>::try_from(&keep.f_to_device(Device::Cpu)?)?)
+    })?;
+    let ascending: Vec<i64> = (0..n).filter(|&i| kept[i as usize]).collect();
+    let keep = sort_kept_by_score(&to_index(&ascending, device)?, scores)?;
+    Ok(if cfg.max_num > 0 {
+        keep.f_narrow(0, 0, cfg.max_num.min(keep.size()[0]))?
+    } else {
+        keep
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::models::layers::fixtures::{run_script, tensor, StateDict};
+
+    /// tests/models/two_stage_dense_reference.py's output (NMS, anchors,
+    /// assigner, sampler, RPN head), made once per test process.
+    pub(crate) fn fixture() -> &'static StateDict {
+        static FX: OnceLock<StateDict> = OnceLock::new();
+        FX.get_or_init(|| {
+            let out =
+                std::env::temp_dir().join(format!("detc-two-stage-dense-{}", std::process::id()));
+            run_script("tests/models/two_stage_dense_reference.py", &out);
+            let sd = detc::checkpoint::load(&out.join("two_stage_dense.pth"))
+                .unwrap_or_else(|e| panic!("two_stage_dense.pth: {e}"))
+                .state_dict;
+            let _ = std::fs::remove_dir_all(&out);
+            sd
+        })
+    }
+
+    pub(crate) fn ints(t: &Tensor) -> Vec<i64> {
+        Vec::<i64>::try_from(&t.to_kind(Kind::Int64).to_device(Device::Cpu)).unwrap()
+    }
+
+    #[test]
+    fn nms_and_batched_nms_match_torchvision() {
+        let fx = fixture();
+        for case in ["small", "large", "ties", "cont"] {
+            let t = |k: &str| tensor(fx, &format!("nms.{case}.{k}"));
+            let (boxes, scores, idxs) = (t("boxes"), t("scores"), t("idxs"));
+            let thr = t("thr").double_value(&[]);
+            let keep = nms(&boxes, &scores, thr).unwrap();
+            assert_eq!(ints(&keep), ints(&t("keep")), "nms {case}");
+            let keep = batched_nms(&boxes, &scores, &idxs, thr).unwrap();
+            assert_eq!(ints(&keep), ints(&t("batched")), "batched_nms {case}");
+        }
+        let keep = nms(
+            &tensor(fx, "nms.f64.boxes"),
+            &tensor(fx, "nms.f64.scores"),
+            0.4,
+        )
+        .unwrap();
+        assert_eq!(ints(&keep), ints(&tensor(fx, "nms.f64.keep")), "nms f64");
+    }
+
+    #[test]
+    fn batched_nms_cfg_matches_mmcv() {
+        let fx = fixture();
+        let (boxes, scores, idxs) = (
+            tensor(fx, "nms.small.boxes"),
+            tensor(fx, "nms.small.scores"),
+            tensor(fx, "nms.small.idxs"),
+        );
+        let cases = [
+            (
+                "plain",
+                serde_json::json!({"type": "nms", "iou_threshold": 0.5}),
+            ),
+            (
+                "split",
+                serde_json::json!({"type": "nms", "iou_threshold": 0.5, "split_thr": 100, "max_num": 40}),
+            ),
+            (
+                "filter",
+                serde_json::json!({"type": "nms", "iou_threshold": 0.5, "score_threshold": 0.4, "max_num": 25}),
+            ),
+            (
+                "split_filter",
+                serde_json::json!({"type": "nms", "iou_threshold": 0.5, "split_thr": 10,
+                                   "score_threshold": 0.4, "max_num": 7}),
+            ),
+            (
+                "agnostic",
+                serde_json::json!({"type": "nms", "iou_threshold": 0.5, "class_agnostic": true}),
+            ),
+        ];
+        for (name, json) in cases {
+            let cfg = nms_config(&NmsCfg(json), "test").unwrap();
+            let keep = batched_nms_cfg(&boxes, &scores, &idxs, &cfg).unwrap();
+            assert_eq!(
+                ints(&keep),
+                ints(&tensor(fx, &format!("mmcv.{name}.keep"))),
+                "{name}"
+            );
+        }
+        let soft = NmsCfg(serde_json::json!({"type": "soft_nms", "iou_threshold": 0.5}));
+        assert_eq!(
+            nms_config(&soft, "RPNHead").unwrap_err().component,
+            "RPNHead"
+        );
+    }
+
+    #[test]
+    fn nms_handles_empty_and_bad_inputs() {
+        let none = Tensor::zeros([0, 4], (Kind::Float, Device::Cpu));
+        let no_scores = Tensor::zeros([0], (Kind::Float, Device::Cpu));
+        let keep = nms(&none, &no_scores, 0.5).unwrap();
+        assert_eq!((keep.size(), keep.kind()), (vec![0], Kind::Int64));
+        let no_idx = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
+        let keep = batched_nms(&none, &no_scores, &no_idx, 0.5).unwrap();
+        assert_eq!((keep.size(), keep.kind()), (vec![0], Kind::Int64));
+        let three = Tensor::zeros([3, 4], (Kind::Float, Device::Cpu));
+        assert!(nms(&three, &no_scores, 0.5).is_err());
+        let scores = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        assert!(batched_nms(&three, &scores, &no_idx, 0.5).is_err());
+    }
+
+    /// Times NMS on the RPN's training load: its proposals of an 800x1216
+    /// image (2000 anchors of each of 5 levels, dense and overlapping, the
+    /// per-level path), and the worst case of 5000 scattered boxes that
+    /// hardly suppress each other.
+    #[test]
+    fn nms_is_fast_enough_for_rpn_proposals() {
+        use crate::models::task_modules::AnchorGenerator;
+        use detc::registry::refs::AnchorGeneratorCfg;
+        tch::manual_seed(0);
+        let opts = (Kind::Float, Device::Cpu);
+        let gen = AnchorGenerator::from_cfg(&AnchorGeneratorCfg(serde_json::json!({
+            "type": "AnchorGenerator", "strides": [4, 8, 16, 32, 64], "ratios": [0.5, 1.0, 2.0], "scales": [8]})))
+        .unwrap();
+        let sizes = [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)];
+        let mut boxes = Vec::new();
+        let mut levels = Vec::new();
+        for (l, a) in gen
+            .grid_priors(&sizes, Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            let pick = Tensor::randperm(a.size()[0], (Kind::Int64, Device::Cpu)).narrow(
+                0,
+                0,
+                a.size()[0].min(2000),
+            );
+            let jitter = Tensor::randn([pick.size()[0], 4], opts) * 2.0;
+            boxes.push(a.index_select(0, &pick) + jitter);
+            levels.push(Tensor::full(
+                [pick.size()[0]],
+                l as i64,
+                (Kind::Int64, Device::Cpu),
+            ));
+        }
+        let (boxes, levels) = (Tensor::cat(&boxes, 0), Tensor::cat(&levels, 0));
+        let scores = Tensor::rand([boxes.size()[0]], opts);
+        let t0 = Instant::now();
+        let kept = batched_nms(&boxes, &scores, &levels, 0.7).unwrap().numel();
+        let rpn = t0.elapsed();
+        let n = 5000;
+        let xy = Tensor::rand([n, 2], opts) * 800.0;
+        let wh = Tensor::rand([n, 2], opts) * 200.0 + 4.0;
+        let scattered = Tensor::cat(&[&xy, &(&xy + &wh)], 1);
+        let t0 = Instant::now();
+        let kept_all = nms(&scattered, &Tensor::rand([n], opts), 0.7)
+            .unwrap()
+            .numel();
+        let single = t0.elapsed();
+        eprintln!(
+            "nms timing: RPN proposals batched_nms {} boxes {rpn:?} ({kept} kept); \
+             nms 5000 scattered boxes {single:?} ({kept_all} kept)",
+            boxes.size()[0]
+        );
+        assert!(rpn.as_secs_f64() < 5.0 && single.as_secs_f64() < 5.0);
+    }
 }

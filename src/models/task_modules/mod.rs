@@ -1,12 +1,14 @@
 //! Task modules (`mmdet/models/task_modules`): the match costs, the
 //! linear sum assignment solver and the `HungarianAssigner` of Sparse R-CNN
-//! and QueryInst.
+//! and QueryInst; the `AnchorGenerator`, `MaxIoUAssigner` and
+//! `RandomSampler` of Faster / Mask R-CNN.
 //!
 //! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
 
 // The RoI heads consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod anchor_generator;
 pub mod hungarian;
 pub mod hungarian_assigner;
 pub mod match_costs;
@@ -14,6 +16,7 @@ pub mod max_iou_assigner;
 pub mod random_sampler;
 pub mod pseudo_sampler;
 
+pub use anchor_generator::{anchor_inside_flags, AnchorGenerator};
 pub use hungarian::{linear_sum_assignment, LsaError};
 pub use hungarian_assigner::{AssignResult, HungarianAssigner};
 pub use match_costs::{BBoxL1Cost, FocalLossCost, IoUCost, MatchCost, MatchInputs};

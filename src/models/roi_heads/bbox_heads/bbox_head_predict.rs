@@ -11,8 +11,8 @@ use tch::{Kind, Tensor};
 
 use super::convfc_bbox_head::{Shared2FCBBoxHead, NAME};
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::ops::multiclass_nms::{multiclass_nms_with, BatchedNms};
-use crate::models::ops::{batched_nms, parse_nms_cfg};
+use crate::models::ops::multiclass_nms;
+use crate::models::ops::nms::nms_config;
 use crate::models::roi_heads::DetInstances;
 
 /// `test_cfg.rcnn`'s box part, parsed once.
@@ -31,7 +31,7 @@ impl BoxTestCfg {
             nms: cfg
                 .nms
                 .as_ref()
-                .map(|n| parse_nms_cfg(n, "test_cfg.rcnn.nms"))
+                .map(|n| nms_config(n, "test_cfg.rcnn.nms"))
                 .transpose()?,
             max_per_img: cfg.max_per_img as i64,
         })
@@ -91,36 +91,12 @@ impl Shared2FCBBoxHead {
         rescale_by: Option<(f64, f64)>,
         cfg: &BoxTestCfg,
     ) -> ModelResult<DetInstances> {
-        self.predict_by_feat_single_with(
-            &batched_nms,
-            roi,
-            cls_score,
-            bbox_pred,
-            img_shape,
-            rescale_by,
-            cfg,
-        )
-    }
-
-    /// [`predict_by_feat_single`](Self::predict_by_feat_single) with the NMS passed in.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn predict_by_feat_single_with(
-        &self,
-        batched: BatchedNms,
-        roi: &Tensor,
-        cls_score: &Tensor,
-        bbox_pred: &Tensor,
-        img_shape: (f64, f64),
-        rescale_by: Option<(f64, f64)>,
-        cfg: &BoxTestCfg,
-    ) -> ModelResult<DetInstances> {
         if roi.size().first() == Some(&0) {
             return empty_instances(roi);
         }
         let (bboxes, scores) =
             self.decode_single(roi, cls_score, bbox_pred, img_shape, rescale_by)?;
-        let dets = multiclass_nms_with(
-            batched,
+        let dets = multiclass_nms(
             &bboxes,
             &scores,
             cfg.score_thr,
@@ -151,7 +127,6 @@ pub fn empty_instances(like: &Tensor) -> ModelResult<DetInstances> {
 mod tests {
     use super::*;
     use crate::models::layers::fixtures::assert_close;
-    use crate::models::ops::multiclass_nms::tests::reference_batched_nms;
     use crate::models::roi_heads::bbox_heads::convfc_bbox_head::tests::loaded;
     use crate::models::roi_heads::standard_roi_head::tests::fx;
 
@@ -173,7 +148,8 @@ mod tests {
         BoxTestCfg::from_cfg(&cfg).unwrap()
     }
 
-    fn check(batched: BatchedNms) {
+    #[test]
+    fn shared2fc_predict_equals_mmdet() {
         for &(head_prefix, case, rescale, nms, max_per_img) in CASES {
             let (_vs, head) = loaded(head_prefix);
             let t = |k: &str| fx(&format!("pred.{case}.{k}"));
@@ -198,8 +174,7 @@ mod tests {
             );
             let cfg = test_cfg(nms, max_per_img);
             let res = head
-                .predict_by_feat_single_with(
-                    batched,
+                .predict_by_feat_single(
                     &t("roi"),
                     &cls,
                     &reg,
@@ -224,17 +199,6 @@ mod tests {
             );
             assert_eq!(res.labels, t("labels"), "{case} labels");
         }
-    }
-
-    #[test]
-    fn shared2fc_predict_equals_mmdet_with_reference_nms() {
-        check(&reference_batched_nms);
-    }
-
-    /// Needs the real batched_nms.
-    #[test]
-    fn shared2fc_predict_equals_mmdet() {
-        check(&batched_nms);
     }
 
     #[test]
