@@ -698,8 +698,8 @@ impl RPNHead {
         if bboxes.numel() == 0 {
             return Ok(Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?);
         }
-        let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms)?;
-        let keep = keep.f_narrow(0, 0, cfg.max_per_img.min(keep.size()[0]))?;
+        let at_most = Some(cfg.max_per_img as usize);
+        let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?;
         Ok(bboxes.f_index_select(0, &keep)?)
     }
 }

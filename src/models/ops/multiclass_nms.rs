@@ -85,7 +85,7 @@ pub fn multiclass_nms(
 
     let mut keep = match nms_cfg {
         None => scores.f_sort(0, true)?.1,
-        Some(c) => batched_nms_cfg(&bboxes, &scores, &labels, c)?,
+        Some(c) => batched_nms_cfg(&bboxes, &scores, &labels, c, (max_num > 0).then_some(max_num as usize))?,
     };
     if max_num > 0 && keep.size()[0] > max_num {
         keep = keep.f_narrow(0, 0, max_num)?;
