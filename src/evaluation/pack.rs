@@ -13,9 +13,12 @@ pub fn encode(preds: &[ImagePrediction], out: &mut Vec<u8>) {
         out.extend_from_slice(&p.img_id.to_le_bytes());
         put_u32(out, p.scores.len() as u32);
         for b in &p.bboxes {
-            b.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+            b.iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         }
-        p.scores.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        p.scores
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         p.labels.iter().for_each(|&l| put_u32(out, l as u32));
         match &p.masks {
             None => out.push(0),
@@ -33,7 +36,8 @@ pub fn encode(preds: &[ImagePrediction], out: &mut Vec<u8>) {
             None => out.push(0),
             Some(s) => {
                 out.push(1);
-                s.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+                s.iter()
+                    .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
             }
         }
     }
@@ -61,7 +65,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<ImagePrediction>, String> {
                     .map(|_| {
                         let (height, width, len) = (r.u32()?, r.u32()?, r.u32()? as usize);
                         let counts = (0..len).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
-                        Ok(Rle { height, width, counts })
+                        Ok(Rle {
+                            height,
+                            width,
+                            counts,
+                        })
                     })
                     .collect::<Result<Vec<_>, String>>()?,
             ),
@@ -70,7 +78,14 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<ImagePrediction>, String> {
             0 => None,
             _ => Some((0..k).map(|_| r.f32()).collect::<Result<Vec<_>, _>>()?),
         };
-        preds.push(ImagePrediction { img_id, bboxes, scores, labels, masks, mask_scores });
+        preds.push(ImagePrediction {
+            img_id,
+            bboxes,
+            scores,
+            labels,
+            masks,
+            mask_scores,
+        });
     }
     Ok(preds)
 }
@@ -118,21 +133,38 @@ mod tests {
                 scores: vec![0.9, 0.25],
                 labels: vec![3, 0],
                 masks: Some(vec![
-                    Rle { height: 2, width: 3, counts: vec![1, 4, 1] },
-                    Rle { height: 2, width: 3, counts: vec![6] },
+                    Rle {
+                        height: 2,
+                        width: 3,
+                        counts: vec![1, 4, 1],
+                    },
+                    Rle {
+                        height: 2,
+                        width: 3,
+                        counts: vec![6],
+                    },
                 ]),
                 mask_scores: Some(vec![0.5, 0.75]),
             },
-            ImagePrediction { img_id: -1, ..ImagePrediction::default() },
+            ImagePrediction {
+                img_id: -1,
+                ..ImagePrediction::default()
+            },
         ];
         let mut bytes = vec![];
         encode(&preds, &mut bytes);
         let back = decode(&bytes).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in preds.iter().zip(&back) {
-            assert_eq!((a.img_id, &a.bboxes, &a.scores, &a.labels), (b.img_id, &b.bboxes, &b.scores, &b.labels));
+            assert_eq!(
+                (a.img_id, &a.bboxes, &a.scores, &a.labels),
+                (b.img_id, &b.bboxes, &b.scores, &b.labels)
+            );
             assert_eq!((&a.masks, &a.mask_scores), (&b.masks, &b.mask_scores));
         }
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "a truncated buffer is an error");
+        assert!(
+            decode(&bytes[..bytes.len() - 1]).is_err(),
+            "a truncated buffer is an error"
+        );
     }
 }

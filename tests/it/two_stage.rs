@@ -1,7 +1,7 @@
 //! `detc run` / `detc test` end to end on the tiny Mask R-CNN demo config and
 //! 8 + 4 synthetic images: MMDetection's loss names in the log, an exact
 //! resume (RPN and RoI sampling draw from the reseeded generator), and
-//! `detc test` with box and mask metrics.
+//! `detc test --out` whose results `detc eval` scores as `detc test` logged.
 
 use std::path::Path;
 
@@ -70,11 +70,13 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
         assert_eq!(a.len(), 6, "{key}: one record per iteration: {a:?}");
         assert_eq!(a, b, "{key} differs after the resume");
     }
+    // `detc test --out` writes COCO results whose `detc eval` AP is the logged one.
     let out = detc(dir.path())
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .arg("test")
         .arg(root().join(CONFIG))
-        .args(["straight/epoch_3.pth", "--work-dir", "tested", "--cfg-options"])
+        .args(["straight/epoch_3.pth", "--work-dir", "tested"])
+        .args(["--out", "tested/results.json", "--cfg-options"])
         .args(TINY)
         .assert()
         .success()
@@ -82,5 +84,35 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
         .stdout
         .clone();
     let log = String::from_utf8_lossy(&out);
-    assert!(log.contains("coco/segm_mAP: "), "{log}");
+    for metric in ["bbox", "segm"] {
+        let key = format!("coco/{metric}_mAP: ");
+        let at = log
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {key} in:\n{log}"));
+        let logged: f64 = log[at + key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let eval = detc(dir.path())
+            .args([
+                "eval",
+                "--ann",
+                "data/shapes/annotations/instances_val.json",
+            ])
+            .args(["--format", "json", "--metric", metric, "--results"])
+            .arg(format!("tested/results.{metric}.json"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let stats: serde_json::Value = serde_json::from_slice(&eval).unwrap();
+        let ap = stats[metric]["AP"].as_f64().unwrap();
+        assert!(
+            (ap - logged).abs() < 5e-4 + 1e-12,
+            "{metric}: detc eval AP {ap}, detc test logged {logged}"
+        );
+    }
 }

@@ -24,8 +24,6 @@ const IMAGES: u32 = 8;
 /// one batch of 8 costs far less than two of 4).
 const BATCH: usize = 8;
 
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 const QUERYINST: &str = "configs/demo/queryinst_r18_shapes.yaml";
 const FASTER_RCNN: &str = "configs/demo/faster-rcnn_r18_shapes.yaml";
 const MASK_RCNN: &str = "configs/demo/mask-rcnn_r18_shapes.yaml";
@@ -81,7 +79,7 @@ fn overfit(config: &str, options: &[&str], iters: usize, lr: f64) -> (f64, Optio
     // libtorch's generator is global and the tests run in parallel: seed and
     // draw the initial weights under a lock, so they do not depend on timing.
     let model = {
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::models::layers::fixtures::seeded();
         tch::manual_seed(0);
         build(&cfg["model"], vs.root()).unwrap()
     };

@@ -17,7 +17,10 @@ use crate::models::necks::FPN;
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
 pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<ResNet> {
     match cfg_type(&cfg.0, "backbone")? {
-        "ResNet" => ResNet::new(&parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?, p / "backbone"),
+        "ResNet" => ResNet::new(
+            &parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?,
+            p / "backbone",
+        ),
         other => Err(ModelError::new(
             detector,
             format!("backbone {other:?} is not supported (only ResNet)"),
@@ -29,7 +32,10 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
 pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelResult<Option<FPN>> {
     let Some(cfg) = cfg else { return Ok(None) };
     match cfg_type(&cfg.0, "neck")? {
-        "FPN" => Ok(Some(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p / "neck")?)),
+        "FPN" => Ok(Some(FPN::new(
+            &parse_cfg::<FPNConfig>(&cfg.0, "FPN")?,
+            p / "neck",
+        )?)),
         other => Err(ModelError::new(
             detector,
             format!("neck {other:?} is not supported (only FPN)"),

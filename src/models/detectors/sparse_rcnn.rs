@@ -181,8 +181,8 @@ mod tests {
             .unwrap_or_else(|_| panic!("the demo config resolves"))
             .to_json();
         let Detector::Sparse(model) = build(&cfg["model"], vs.root()).unwrap() else {
-        panic!("a Sparse R-CNN config builds a Sparse R-CNN")
-    };
+            panic!("a Sparse R-CNN config builds a Sparse R-CNN")
+        };
         model
     }
 
@@ -223,9 +223,12 @@ mod tests {
     /// same labels and masks.
     #[test]
     fn batch_and_single_predictions_agree() {
-        tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let model = demo_model(&vs);
+        let model = {
+            let _seeded = crate::models::layers::fixtures::seeded();
+            tch::manual_seed(0);
+            demo_model(&vs)
+        };
         let pre = DetDataPreprocessor::new(model.data_preprocessor.as_ref().unwrap(), Device::Cpu)
             .unwrap();
         let (a, b) = (sample(1, 96, 128, 1), sample(2, 96, 128, 2));

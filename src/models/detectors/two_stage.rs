@@ -38,7 +38,11 @@ impl TwoStageDetector {
     /// `train_cfg.rpn` and `test_cfg.rpn`, proposals while training follow
     /// `train_cfg.rpn_proposal` (`test_cfg.rpn` when absent), and the RoI head
     /// gets `train_cfg.rcnn` and `test_cfg.rcnn`.
-    pub fn new(name: &'static str, cfg: &TwoStageDetectorConfig, p: &nn::Path) -> ModelResult<Self> {
+    pub fn new(
+        name: &'static str,
+        cfg: &TwoStageDetectorConfig,
+        p: &nn::Path,
+    ) -> ModelResult<Self> {
         let backbone = build_backbone(&cfg.backbone, name, p)?;
         let neck = build_neck(cfg.neck.as_ref(), name, p)?;
         let (train, test) = (&cfg.train_cfg, &cfg.test_cfg);

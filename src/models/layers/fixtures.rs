@@ -14,6 +14,15 @@ use crate::models::weights::to_tensor;
 
 pub type StateDict = IndexMap<String, TensorData>;
 
+/// libtorch's random generator is global and tests run in parallel: a test
+/// whose result depends on the values it draws after `manual_seed` holds
+/// this lock from the seed to its last draw, and so does a test that draws
+/// many values.
+pub fn seeded() -> std::sync::MutexGuard<'static, ()> {
+    static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Every fixture file, loaded.
 pub struct Fixtures {
     pub roi_align: StateDict,

@@ -101,6 +101,29 @@ impl ConvGeom {
     }
 }
 
+/// `nn.ConvTranspose2d(Cin, Cout, s, stride=s)` (the mask heads' `deconv`
+/// upsampling): `weight` (Cin, Cout, s, s), `bias` (Cout,).
+#[derive(Debug)]
+pub struct Deconv {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub stride: i64,
+}
+
+impl Deconv {
+    pub fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
+        Ok(x.f_conv_transpose2d(
+            &self.weight,
+            Some(&self.bias),
+            [self.stride; 2],
+            [0; 2],
+            [0; 2],
+            1,
+            [1; 2],
+        )?)
+    }
+}
+
 /// `nn.Conv2d`: `weight` `(out, in/groups, k, k)` and an optional `bias` `(out,)`.
 #[derive(Debug)]
 pub struct Conv2d {

@@ -26,26 +26,37 @@ impl L1Loss {
     /// As mmdet: a weight with no positive entry returns `(pred * weight).sum()`
     /// (a zero that keeps the graph), and an empty target gives `pred.sum() * 0`.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
-        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-            return Ok(zero);
-        }
-        let reduction = args.reduction_or(self.reduction);
-        let loss = if target.numel() == 0 {
-            pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?
-        } else {
-            if pred.size() != target.size() {
-                return Err(ModelError::new(
-                    "L1Loss",
-                    format!(
-                        "pred {:?} and target {:?} differ",
-                        pred.size(),
-                        target.size()
-                    ),
-                ));
-            }
-            pred.f_sub(target)?.f_abs()?
-        };
-        let loss = weight_reduce_loss(&loss, args.weight, reduction, args.avg_factor)?;
-        Ok(loss.f_mul_scalar(self.loss_weight)?)
+        elementwise_loss("L1Loss", pred, target, args, (self.reduction, self.loss_weight), Ok)
     }
+}
+
+/// The frame of mmdet's `@weighted_loss` box losses (L1, smooth L1): the
+/// zero for an all-zero weight or an empty target, the shape check, then
+/// `loss_of(|pred - target|)` weighted, reduced (the config's `reduction`
+/// unless `args` overrides it) and scaled by `loss_weight`.
+pub(super) fn elementwise_loss(
+    name: &str,
+    pred: &Tensor,
+    target: &Tensor,
+    args: LossArgs,
+    (reduction, loss_weight): (Reduction, f64),
+    loss_of: impl FnOnce(Tensor) -> ModelResult<Tensor>,
+) -> ModelResult<Tensor> {
+    if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+        return Ok(zero);
+    }
+    let reduction = args.reduction_or(reduction);
+    let loss = if target.numel() == 0 {
+        pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?
+    } else {
+        if pred.size() != target.size() {
+            return Err(ModelError::new(
+                name,
+                format!("pred {:?} and target {:?} differ", pred.size(), target.size()),
+            ));
+        }
+        loss_of(pred.f_sub(target)?.f_abs()?)?
+    };
+    let loss = weight_reduce_loss(&loss, args.weight, reduction, args.avg_factor)?;
+    Ok(loss.f_mul_scalar(loss_weight)?)
 }

@@ -7,7 +7,8 @@
 use detc::registry::models::losses::SmoothL1LossConfig;
 use tch::Tensor;
 
-use super::{weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::l1_loss::elementwise_loss;
+use super::{LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -36,33 +37,13 @@ impl SmoothL1Loss {
     /// As mmdet: a weight with no positive entry returns `(pred * weight).sum()`
     /// (a zero that keeps the graph), and an empty target gives `pred.sum() * 0`.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
-        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-            return Ok(zero);
-        }
-        let reduction = args.reduction_or(self.reduction);
-        let loss = if target.numel() == 0 {
-            pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?
-        } else {
-            if pred.size() != target.size() {
-                return Err(ModelError::new(
-                    "SmoothL1Loss",
-                    format!(
-                        "pred {:?} and target {:?} differ",
-                        pred.size(),
-                        target.size()
-                    ),
-                ));
-            }
-            let diff = pred.f_sub(target)?.f_abs()?;
-            let quadratic = diff
-                .f_mul_scalar(0.5)?
-                .f_mul(&diff)?
-                .f_div_scalar(self.beta)?;
-            let linear = diff.f_sub_scalar(0.5 * self.beta)?;
-            quadratic.f_where_self(&diff.f_lt(self.beta)?, &linear)?
-        };
-        let loss = weight_reduce_loss(&loss, args.weight, reduction, args.avg_factor)?;
-        Ok(loss.f_mul_scalar(self.loss_weight)?)
+        let beta = self.beta;
+        let settings = (self.reduction, self.loss_weight);
+        elementwise_loss("SmoothL1Loss", pred, target, args, settings, |diff| {
+            let quadratic = diff.f_mul_scalar(0.5)?.f_mul(&diff)?.f_div_scalar(beta)?;
+            let linear = diff.f_sub_scalar(0.5 * beta)?;
+            Ok(quadratic.f_where_self(&diff.f_lt(beta)?, &linear)?)
+        })
     }
 }
 

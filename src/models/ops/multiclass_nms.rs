@@ -85,7 +85,13 @@ pub fn multiclass_nms(
 
     let mut keep = match nms_cfg {
         None => scores.f_sort(0, true)?.1,
-        Some(c) => batched_nms_cfg(&bboxes, &scores, &labels, c, (max_num > 0).then_some(max_num as usize))?,
+        Some(c) => batched_nms_cfg(
+            &bboxes,
+            &scores,
+            &labels,
+            c,
+            (max_num > 0).then_some(max_num as usize),
+        )?,
     };
     if max_num > 0 && keep.size()[0] > max_num {
         keep = keep.f_narrow(0, 0, max_num)?;
@@ -121,14 +127,8 @@ pub(crate) mod tests {
         ];
         for (name, cfg) in cases {
             let cfg = nms_cfg(cfg);
-            let d = multiclass_nms(
-                &fx("mnms.boxes"),
-                &fx("mnms.scores"),
-                0.2,
-                Some(&cfg),
-                7,
-            )
-            .unwrap();
+            let d =
+                multiclass_nms(&fx("mnms.boxes"), &fx("mnms.scores"), 0.2, Some(&cfg), 7).unwrap();
             let want = |k: &str| fx(&format!("mnms.{name}.{k}"));
             assert_eq!(d.bboxes, want("bboxes"), "{name} bboxes");
             assert_eq!(d.scores, want("scores"), "{name} scores");

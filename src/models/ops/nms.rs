@@ -133,7 +133,12 @@ fn next_up(x: f32) -> f32 {
 fn sweep(sorted: &Tensor, thr: f64, offset: f64, limit: usize) -> ModelResult<Vec<usize>> {
     if sorted.device() == Device::Cpu {
         return Ok(if sorted.kind() == Kind::Double {
-            sweep_scalar(&Vec::<f64>::try_from(sorted.f_reshape([-1])?)?, thr, offset, limit)
+            sweep_scalar(
+                &Vec::<f64>::try_from(sorted.f_reshape([-1])?)?,
+                thr,
+                offset,
+                limit,
+            )
         } else {
             let b = Vec::<f32>::try_from(sorted.f_reshape([-1])?)?;
             sweep_scalar(&b, thr, offset as f32, limit)
@@ -197,9 +202,14 @@ fn sweep_blocked(sorted: &Tensor, thr: f64, offset: f64, limit: usize) -> ModelR
 /// the later ones it overlaps by IoU `> thr`; stops after `limit` kept.
 fn sweep_scalar<T>(b: &[T], thr: f64, offset: T, limit: usize) -> Vec<usize>
 where
-    T: Copy + PartialOrd + Default + Into<f64>
-        + std::ops::Add<Output = T> + std::ops::Sub<Output = T>
-        + std::ops::Mul<Output = T> + std::ops::Div<Output = T>,
+    T: Copy
+        + PartialOrd
+        + Default
+        + Into<f64>
+        + std::ops::Add<Output = T>
+        + std::ops::Sub<Output = T>
+        + std::ops::Mul<Output = T>
+        + std::ops::Div<Output = T>,
 {
     let n = b.len() / 4;
     let max = |x: T, y: T| if x < y { y } else { x };
@@ -273,7 +283,10 @@ pub fn nms(boxes: &Tensor, scores: &Tensor, iou_threshold: f64) -> ModelResult<T
     if check(boxes, scores, "nms")? == 0 {
         return empty_keep(boxes.device());
     }
-    to_index(&nms_host(boxes, scores, iou_threshold, 0, usize::MAX)?, boxes.device())
+    to_index(
+        &nms_host(boxes, scores, iou_threshold, 0, usize::MAX)?,
+        boxes.device(),
+    )
 }
 
 /// torchvision's `_batched_nms_coordinate_trick`: every category's boxes are
@@ -394,7 +407,11 @@ fn mmcv_nms(boxes: &Tensor, scores: &Tensor, cfg: &NmsConfig, limit: usize) -> M
     if scores.numel() == 0 {
         return empty_keep(device);
     }
-    let limit = if cfg.max_num > 0 { limit.min(cfg.max_num as usize) } else { limit };
+    let limit = if cfg.max_num > 0 {
+        limit.min(cfg.max_num as usize)
+    } else {
+        limit
+    };
     let keep = nms_host(&boxes, &scores, cfg.iou_threshold, cfg.offset, limit)?;
     let keep = to_index(&keep, device)?;
     Ok(match valid {
@@ -455,7 +472,11 @@ pub fn batched_nms_cfg(
     })?;
     let ascending: Vec<i64> = (0..n).filter(|&i| kept[i as usize]).collect();
     let keep = sort_kept_by_score(&to_index(&ascending, device)?, scores)?;
-    let max_num = if cfg.max_num > 0 { (cfg.max_num as usize).min(at_most) } else { at_most };
+    let max_num = if cfg.max_num > 0 {
+        (cfg.max_num as usize).min(at_most)
+    } else {
+        at_most
+    };
     Ok(keep.f_narrow(0, 0, (max_num as i64).min(keep.size()[0]))?)
 }
 
@@ -578,6 +599,7 @@ pub(crate) mod tests {
     fn scalar_and_blocked_sweeps_agree_and_stop_at_the_limit() {
         use crate::models::task_modules::AnchorGenerator;
         use detc::registry::refs::AnchorGeneratorCfg;
+        let _seeded = crate::models::layers::fixtures::seeded();
         tch::manual_seed(0);
         let opts = (Kind::Float, Device::Cpu);
         let gen = AnchorGenerator::from_cfg(&AnchorGeneratorCfg(serde_json::json!({
@@ -586,7 +608,12 @@ pub(crate) mod tests {
         let sizes = [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)];
         let mut boxes = Vec::new();
         let mut levels = Vec::new();
-        for (l, a) in gen.grid_priors(&sizes, Device::Cpu).unwrap().into_iter().enumerate() {
+        for (l, a) in gen
+            .grid_priors(&sizes, Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
             let n = a.size()[0].min(2000);
             let pick = Tensor::randperm(a.size()[0], (Kind::Int64, Device::Cpu)).narrow(0, 0, n);
             boxes.push(a.index_select(0, &pick) + Tensor::randn([n, 4], opts) * 2.0);
@@ -594,18 +621,28 @@ pub(crate) mod tests {
         }
         let (rpn, levels) = (Tensor::cat(&boxes, 0), Tensor::cat(&levels, 0));
         let xy = Tensor::rand([3000, 2], opts) * 800.0;
-        let scattered = Tensor::cat(&[&xy, &(&xy + Tensor::rand([3000, 2], opts) * 200.0 + 4.0)], 1);
+        let scattered = Tensor::cat(
+            &[&xy, &(&xy + Tensor::rand([3000, 2], opts) * 200.0 + 4.0)],
+            1,
+        );
         for boxes in [offset_by_category(&rpn, &levels).unwrap(), scattered] {
             let order = score_order(&Tensor::rand([boxes.size()[0]], opts)).unwrap();
             let sorted = boxes.index_select(0, &Tensor::from_slice(&order));
             let all = sweep(&sorted, 0.7, 0.0, usize::MAX).unwrap();
             assert_eq!(all, sweep_blocked(&sorted, 0.7, 0.0, usize::MAX).unwrap());
-            assert_eq!(sweep(&sorted, 0.7, 0.0, 300).unwrap(), all[..300.min(all.len())]);
-            assert_eq!(sweep_blocked(&sorted, 0.7, 0.0, 300).unwrap(), all[..300.min(all.len())]);
+            assert_eq!(
+                sweep(&sorted, 0.7, 0.0, 300).unwrap(),
+                all[..300.min(all.len())]
+            );
+            assert_eq!(
+                sweep_blocked(&sorted, 0.7, 0.0, 300).unwrap(),
+                all[..300.min(all.len())]
+            );
         }
         let scores = Tensor::rand([rpn.size()[0]], opts);
         let cfg = nms_config(
-            &serde_json::from_value(serde_json::json!({"type": "nms", "iou_threshold": 0.7})).unwrap(),
+            &serde_json::from_value(serde_json::json!({"type": "nms", "iou_threshold": 0.7}))
+                .unwrap(),
             "test",
         )
         .unwrap();

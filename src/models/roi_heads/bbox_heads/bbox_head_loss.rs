@@ -28,6 +28,21 @@ pub struct BBoxTargets {
     pub bbox_weights: Tensor,
 }
 
+impl BBoxTargets {
+    /// `get_targets(concat=True)`: the images' targets, concatenated in image order.
+    pub fn concat(per_image: &[BBoxTargets]) -> ModelResult<BBoxTargets> {
+        let cat = |f: fn(&BBoxTargets) -> &Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_cat(&per_image.iter().map(f).collect::<Vec<_>>(), 0)?)
+        };
+        Ok(BBoxTargets {
+            labels: cat(|t| &t.labels)?,
+            label_weights: cat(|t| &t.label_weights)?,
+            bbox_targets: cat(|t| &t.bbox_targets)?,
+            bbox_weights: cat(|t| &t.bbox_weights)?,
+        })
+    }
+}
+
 impl Shared2FCBBoxHead {
     /// `_get_targets_single`: one image's positives first, then its negatives.
     fn targets_single(&self, s: &SamplingResult, pos_weight: f64) -> ModelResult<BBoxTargets> {
@@ -74,18 +89,7 @@ impl Shared2FCBBoxHead {
             .iter()
             .map(|s| self.targets_single(s, pos_weight))
             .collect::<ModelResult<Vec<_>>>()?;
-        let cat = |f: fn(&BBoxTargets) -> &Tensor| -> ModelResult<Tensor> {
-            Ok(Tensor::f_cat(
-                &per_image.iter().map(f).collect::<Vec<_>>(),
-                0,
-            )?)
-        };
-        Ok(BBoxTargets {
-            labels: cat(|t| &t.labels)?,
-            label_weights: cat(|t| &t.label_weights)?,
-            bbox_targets: cat(|t| &t.bbox_targets)?,
-            bbox_weights: cat(|t| &t.bbox_weights)?,
-        })
+        BBoxTargets::concat(&per_image)
     }
 
     /// `loss_and_target`: [`get_targets`](Self::get_targets) then

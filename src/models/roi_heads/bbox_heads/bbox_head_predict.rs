@@ -174,14 +174,7 @@ mod tests {
             );
             let cfg = test_cfg(nms, max_per_img);
             let res = head
-                .predict_by_feat_single(
-                    &t("roi"),
-                    &cls,
-                    &reg,
-                    (64.0, 80.0),
-                    scale,
-                    &cfg,
-                )
+                .predict_by_feat_single(&t("roi"), &cls, &reg, (64.0, 80.0), scale, &cfg)
                 .unwrap();
             assert_close(
                 &res.bboxes,

@@ -9,23 +9,15 @@
 use indexmap::IndexMap;
 use tch::{Kind, Tensor};
 
+use super::bbox_head_loss::BBoxTargets;
 use super::dii_head::DIIHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::LossArgs;
 use crate::models::task_modules::SamplingResult;
 
-/// The concatenated per-proposal targets of a batch.
-#[derive(Debug)]
-pub struct DIITargets {
-    /// (M,) int64: the class, `num_classes` for background.
-    pub labels: Tensor,
-    /// (M,) float: `pos_weight` on positives, 1 on negatives.
-    pub label_weights: Tensor,
-    /// (M, 4) x1y1x2y2 ground-truth box of each positive, 0 elsewhere.
-    pub bbox_targets: Tensor,
-    /// (M, 4) 1 on positives, 0 elsewhere.
-    pub bbox_weights: Tensor,
-}
+/// DIIHead's targets: [`BBoxTargets`] whose `bbox_targets` are the
+/// ground-truth boxes themselves (it regresses decoded boxes).
+pub type DIITargets = BBoxTargets;
 
 impl DIIHead {
     /// `_get_targets_single`: the targets of one image's `Np + Nn` proposals.
@@ -79,18 +71,7 @@ impl DIIHead {
             .iter()
             .map(|s| self.targets_single(s, pos_weight))
             .collect::<ModelResult<Vec<_>>>()?;
-        let cat = |f: fn(&DIITargets) -> &Tensor| -> ModelResult<Tensor> {
-            Ok(Tensor::f_cat(
-                &per_image.iter().map(f).collect::<Vec<_>>(),
-                0,
-            )?)
-        };
-        Ok(DIITargets {
-            labels: cat(|t| &t.labels)?,
-            label_weights: cat(|t| &t.label_weights)?,
-            bbox_targets: cat(|t| &t.bbox_targets)?,
-            bbox_weights: cat(|t| &t.bbox_weights)?,
-        })
+        BBoxTargets::concat(&per_image)
     }
 
     /// `loss_and_target` (`concat=True`): `loss_cls`, `pos_acc` (mmdet's

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::transformer::{DynamicConv, MatrixInit};
 use crate::models::layers::{
-    param, xavier_uniform, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
+    param, xavier_uniform, Activation, Deconv, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
@@ -24,14 +24,6 @@ use crate::models::ops::masks::mask_target;
 use crate::models::task_modules::SamplingResult;
 
 const NAME: &str = "DynamicMaskHead";
-
-/// `nn.ConvTranspose2d(C, C, k, stride=k)`: `weight` (Cin, Cout, k, k), `bias` (Cout,).
-#[derive(Debug)]
-struct Deconv {
-    weight: Tensor,
-    bias: Tensor,
-    stride: i64,
-}
 
 #[derive(Debug)]
 pub struct DynamicMaskHead {
@@ -167,17 +159,7 @@ impl DynamicMaskHead {
             x = conv.forward_t(&x, train)?;
         }
         if let Some(up) = &self.upsample {
-            x = x
-                .f_conv_transpose2d(
-                    &up.weight,
-                    Some(&up.bias),
-                    [up.stride; 2],
-                    [0; 2],
-                    [0; 2],
-                    1,
-                    [1; 2],
-                )?
-                .f_relu()?;
+            x = up.forward(&x)?.f_relu()?;
         }
         Ok(x.f_conv2d(
             &self.conv_logits_weight,

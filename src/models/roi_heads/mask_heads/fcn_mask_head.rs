@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::{
-    kaiming_normal_fan_out, param, Activation, Conv2d, ConvGeom, ConvModule, ConvModuleOpts,
+    kaiming_normal_fan_out, param, Activation, Conv2d, Deconv, ConvGeom, ConvModule, ConvModuleOpts,
     ModelError, ModelResult, NormSpec,
 };
 use crate::models::losses::cross_entropy_loss::CeMode;
@@ -25,14 +25,6 @@ use crate::models::ops::masks::{mask_target, predict_masks};
 use crate::models::task_modules::SamplingResult;
 
 const NAME: &str = "FCNMaskHead";
-
-/// `nn.ConvTranspose2d(Cin, Cout, s, stride=s)`: `weight` (Cin, Cout, s, s), `bias` (Cout,).
-#[derive(Debug)]
-struct Deconv {
-    weight: Tensor,
-    bias: Tensor,
-    stride: i64,
-}
 
 #[derive(Debug)]
 pub struct FCNMaskHead {
@@ -163,17 +155,7 @@ impl FCNMaskHead {
             x = conv.forward_t(&x, train)?;
         }
         if let Some(up) = &self.upsample {
-            x = x
-                .f_conv_transpose2d(
-                    &up.weight,
-                    Some(&up.bias),
-                    [up.stride; 2],
-                    [0; 2],
-                    [0; 2],
-                    1,
-                    [1; 2],
-                )?
-                .f_relu()?;
+            x = up.forward(&x)?.f_relu()?;
         }
         self.conv_logits.forward(&x)
     }
