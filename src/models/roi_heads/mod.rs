@@ -13,3 +13,19 @@ pub mod standard_roi_head;
 
 pub use sparse_roi_head::{DetInstances, SparseRoIHead};
 pub use standard_roi_head::StandardRoIHead;
+
+use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
+use crate::models::layers::{ModelError, ModelResult};
+
+/// Each image's ground-truth masks, which a mask head trains on; `owner`
+/// names the RoI head in the error when the pipeline loaded none.
+pub fn gt_masks<'a>(samples: &'a [DetDataSample], owner: &str) -> ModelResult<Vec<&'a MaskTensors>> {
+    samples
+        .iter()
+        .map(|s| {
+            s.gt_instances.masks.as_ref().ok_or_else(|| {
+                ModelError::new(owner, "the mask head needs gt masks (LoadAnnotations with_mask: true)")
+            })
+        })
+        .collect()
+}

@@ -20,6 +20,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::DIIHead;
 use super::mask_heads::DynamicMaskHead;
+use super::gt_masks;
 use super::roi_extractors::SingleRoIExtractor;
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
 use crate::models::dense_heads::Proposals;
@@ -323,17 +324,7 @@ impl SparseRoIHead {
                 let attn = Tensor::f_cat(&attn, 0)?;
                 let mask_feats = self.mask_roi_extractor[stage].forward(x, &pos_rois)?;
                 let mask_preds = self.mask_head[stage].forward_t(&mask_feats, &attn, true)?;
-                let gt_masks = samples
-                    .iter()
-                    .map(|s| {
-                        s.gt_instances.masks.as_ref().ok_or_else(|| {
-                            ModelError::new(
-                                NAME,
-                                "the mask head needs gt masks (LoadAnnotations with_mask: true)",
-                            )
-                        })
-                    })
-                    .collect::<ModelResult<Vec<&MaskTensors>>>()?;
+                let gt_masks = gt_masks(samples, NAME)?;
                 let mask_size = st.mask_size.unwrap_or((28, 28));
                 let loss = self.mask_head[stage].loss_and_target(
                     &mask_preds,

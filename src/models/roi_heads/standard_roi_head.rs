@@ -26,7 +26,7 @@ use super::bbox_heads::{BoxTestCfg, Shared2FCBBoxHead};
 use super::mask_heads::FCNMaskHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
-use super::DetInstances;
+use super::{gt_masks, DetInstances};
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -316,17 +316,7 @@ impl StandardRoIHead {
                 None => bbox_feats.f_index_select(0, &positive_rows(&sampling, rois.device())?)?,
             };
             let mask_preds = mask.head.forward_t(&mask_feats, true)?;
-            let gt_masks = samples
-                .iter()
-                .map(|s| {
-                    s.gt_instances.masks.as_ref().ok_or_else(|| {
-                        ModelError::new(
-                            NAME,
-                            "the mask head needs gt masks (LoadAnnotations with_mask: true)",
-                        )
-                    })
-                })
-                .collect::<ModelResult<Vec<&MaskTensors>>>()?;
+            let gt_masks = gt_masks(samples, NAME)?;
             let mask_size = train.mask_size.ok_or_else(|| {
                 ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head")
             })?;

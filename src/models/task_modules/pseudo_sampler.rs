@@ -68,28 +68,7 @@ impl PseudoSampler {
         gt_bboxes: &Tensor,
         gt_labels: &Tensor,
     ) -> ModelResult<SamplingResult> {
-        let num_gts = gt_bboxes.size().first().copied().unwrap_or(0);
-        if gt_labels.size() != [num_gts] || (num_gts > 0 && gt_bboxes.size() != [num_gts, 4]) {
-            return Err(ModelError::new(
-                "PseudoSampler",
-                format!(
-                    "ground truths need bboxes (G, 4) and labels (G,), got {:?} and {:?}",
-                    gt_bboxes.size(),
-                    gt_labels.size()
-                ),
-            ));
-        }
-        let num_priors = priors.size().first().copied().unwrap_or(0);
-        if assign.gt_inds.size() != [num_priors] || assign.labels.size() != [num_priors] {
-            return Err(ModelError::new(
-                "PseudoSampler",
-                format!(
-                    "assignment of {:?} predictions does not fit priors {:?}",
-                    assign.gt_inds.size(),
-                    priors.size()
-                ),
-            ));
-        }
+        let (num_gts, _) = check_inputs("PseudoSampler", assign, priors, gt_bboxes, gt_labels)?;
         // nonzero() lists indices ascending and once each, so mmdet's
         // `.unique()` after it changes nothing.
         let pos_inds = assign.gt_inds.f_gt(0)?.f_nonzero()?.f_view([-1])?;
@@ -127,6 +106,40 @@ impl PseudoSampler {
             neg_inds,
         })
     }
+}
+
+/// The shapes a sampler's `sample` needs: ground truths (G, 4) and (G,),
+/// an assignment of every prior. Returns `(G, P)`; `owner` names the sampler.
+pub(super) fn check_inputs(
+    owner: &str,
+    assign: &AssignResult,
+    priors: &Tensor,
+    gt_bboxes: &Tensor,
+    gt_labels: &Tensor,
+) -> ModelResult<(i64, i64)> {
+    let num_gts = gt_bboxes.size().first().copied().unwrap_or(0);
+    if gt_labels.size() != [num_gts] || (num_gts > 0 && gt_bboxes.size() != [num_gts, 4]) {
+        return Err(ModelError::new(
+            owner,
+            format!(
+                "ground truths need bboxes (G, 4) and labels (G,), got {:?} and {:?}",
+                gt_bboxes.size(),
+                gt_labels.size()
+            ),
+        ));
+    }
+    let num_priors = priors.size().first().copied().unwrap_or(0);
+    if assign.gt_inds.size() != [num_priors] || assign.labels.size() != [num_priors] {
+        return Err(ModelError::new(
+            owner,
+            format!(
+                "assignment of {:?} priors does not fit priors {:?}",
+                assign.gt_inds.size(),
+                priors.size()
+            ),
+        ));
+    }
+    Ok((num_gts, num_priors))
 }
 
 #[cfg(test)]

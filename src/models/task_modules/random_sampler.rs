@@ -15,6 +15,7 @@ use detc::registry::models::task_modules::RandomSamplerConfig;
 use detc::registry::refs::SamplerCfg;
 use tch::{Device, Kind, Tensor};
 
+use super::pseudo_sampler::check_inputs;
 use super::{AssignResult, SamplingResult};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -55,28 +56,7 @@ impl RandomSampler {
         gt_bboxes: &Tensor,
         gt_labels: &Tensor,
     ) -> ModelResult<SamplingResult> {
-        let num_gts = gt_bboxes.size().first().copied().unwrap_or(0);
-        if gt_labels.size() != [num_gts] || (num_gts > 0 && gt_bboxes.size() != [num_gts, 4]) {
-            return Err(ModelError::new(
-                NAME,
-                format!(
-                    "ground truths need bboxes (G, 4) and labels (G,), got {:?} and {:?}",
-                    gt_bboxes.size(),
-                    gt_labels.size()
-                ),
-            ));
-        }
-        let num_priors = priors.size().first().copied().unwrap_or(0);
-        if assign.gt_inds.size() != [num_priors] || assign.labels.size() != [num_priors] {
-            return Err(ModelError::new(
-                NAME,
-                format!(
-                    "assignment of {:?} priors does not fit priors {:?}",
-                    assign.gt_inds.size(),
-                    priors.size()
-                ),
-            ));
-        }
+        let (num_gts, num_priors) = check_inputs(NAME, assign, priors, gt_bboxes, gt_labels)?;
         let device = priors.device();
         let priors = priors.f_view([-1, 4])?;
         // `assign_result.add_gt_`: the ground truths become positives of themselves.
