@@ -136,7 +136,10 @@ fn run_engine<S: AsRef<std::ffi::OsStr>>(tree: &Node, args: &[S]) -> std::io::Re
     use std::io::Write;
     use std::process::{Command, Stdio};
     let engine = engine_path();
-    let mut child = match Command::new(&engine).args(args).stdin(Stdio::piped()).spawn() {
+    let mut command = Command::new(&engine);
+    command.args(args).stdin(Stdio::piped());
+    crate::dist::supervise::die_with_launcher(&mut command);
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             eprintln!("error: cannot start the engine `{}`: {e}", engine.display());

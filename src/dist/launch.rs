@@ -37,7 +37,6 @@ impl WorkerEnv {
             ("WORLD_SIZE", self.world_size.to_string()),
             ("MASTER_ADDR", self.master_addr.clone()),
             ("MASTER_PORT", self.master_port.to_string()),
-            ("DETC_SUPERVISED", "1".into()),
         ];
         vars.extend(
             self.local_world_size
@@ -172,6 +171,7 @@ pub fn spawn(
             .env_remove("DETC_MASTER_LISTEN_FD")
             .stdin(Stdio::piped())
             .stderr(Stdio::piped());
+        super::supervise::die_with_launcher(&mut command);
         if let (0, Some(listener)) = (env.rank, listener) {
             let fd = listener.as_raw_fd();
             command.env("DETC_MASTER_LISTEN_FD", fd.to_string());
@@ -309,7 +309,6 @@ mod tests {
         assert_eq!(get("GROUP_RANK"), Some("0"));
         assert_eq!(get("MASTER_ADDR"), Some("10.1.1.1"));
         assert_eq!(get("MASTER_PORT"), Some("29500"));
-        assert_eq!(get("DETC_SUPERVISED"), Some("1"));
     }
 
     fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {

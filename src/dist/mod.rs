@@ -3,7 +3,7 @@
 //! per worker and watch them. No tch here: the workers join PyTorch's c10d
 //! process group themselves from torchrun's environment variables, which this
 //! module sets (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`,
-//! `MASTER_ADDR`, `MASTER_PORT`, `GROUP_RANK`, plus `DETC_SUPERVISED=1`).
+//! `MASTER_ADDR`, `MASTER_PORT`, `GROUP_RANK`).
 //!
 //! - [`ports`] binds the rendezvous port on the master node, falling back to a
 //!   free port when the default one is taken, and hands the bound socket to

@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -34,6 +34,28 @@ static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signal: libc::c_int) {
     SIGNALLED.store(signal, Ordering::SeqCst);
+}
+
+/// Makes the process `command` starts die with this one, however this one
+/// ends (`PR_SET_PDEATHSIG`, SIGKILL), so that killing `detc` never strands
+/// an engine holding a GPU. Torchrun and srun supervise their own workers;
+/// this covers what `detc` starts.
+pub fn die_with_launcher(command: &mut Command) {
+    let launcher = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and _exit are async-signal-safe, as the code
+    // between fork and exec must be.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The launcher may have died before the call: then nothing would.
+            if libc::getppid() != launcher {
+                libc::_exit(EXIT_RUNTIME);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes Ctrl-C and SIGTERM stop the workers instead of killing the launcher outright.

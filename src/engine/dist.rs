@@ -196,19 +196,3 @@ fn for_each_flat(
     Ok(())
 }
 
-/// Ends this worker with its launcher (`PR_SET_PDEATHSIG`), so that killing
-/// `detc` never strands a worker holding a GPU. Only under the launcher
-/// (`DETC_SUPERVISED=1`); torchrun and srun supervise their own workers.
-pub fn die_with_launcher() {
-    if std::env::var_os("DETC_SUPERVISED").is_none() {
-        return;
-    }
-    // SAFETY: plain prctl/getppid calls with constant arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        // The launcher may have died before the call: then we are orphaned.
-        if libc::getppid() == 1 {
-            std::process::exit(3);
-        }
-    }
-}

@@ -380,15 +380,21 @@ fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) -> bool {
     done()
 }
 
-/// A long 2-worker run of the demo config, in the background.
-fn start_long_job(dir: &Path, config: &Path, work: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_detc"))
+/// A long run of the demo config by `nproc` workers (1: the single engine),
+/// in the background.
+fn start_long_job(dir: &Path, config: &Path, work: &str, nproc: u32) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_detc"));
+    command
         .current_dir(dir)
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .env("OMP_NUM_THREADS", "1")
         .args(["run"])
         .arg(config)
-        .args(["--work-dir", work, "--device", "cpu", "--nproc", "2"])
+        .args(["--work-dir", work, "--device", "cpu"]);
+    if nproc > 1 {
+        command.args(["--nproc", &nproc.to_string()]);
+    }
+    command
         .args([
             "--cfg-options",
             "train_dataloader.num_workers=0",
@@ -407,7 +413,7 @@ fn a_killed_worker_ends_the_job_naming_it_and_a_killed_launcher_its_workers() {
     // names rank 1, and leaves no engine behind.
     let work = dir.path().join("killed_worker");
     let marker = work.to_str().unwrap().to_string();
-    let job = start_long_job(dir.path(), &config, &marker);
+    let job = start_long_job(dir.path(), &config, &marker, 2);
     assert!(
         wait_for(
             || work.join("last_checkpoint").exists() || losses_logged(&work),
@@ -445,7 +451,7 @@ fn a_killed_worker_ends_the_job_naming_it_and_a_killed_launcher_its_workers() {
     // SIGKILL of the launcher: its workers are gone within 5 s (PR_SET_PDEATHSIG).
     let work = dir.path().join("killed_launcher");
     let marker = work.to_str().unwrap().to_string();
-    let mut job = start_long_job(dir.path(), &config, &marker);
+    let mut job = start_long_job(dir.path(), &config, &marker, 2);
     assert!(
         wait_for(|| engines_with(&marker).len() == 2, Duration::from_secs(60)),
         "two workers started"
@@ -457,6 +463,29 @@ fn a_killed_worker_ends_the_job_naming_it_and_a_killed_launcher_its_workers() {
         "workers left: {:?}",
         engines_with(&marker)
     );
+}
+
+#[test]
+fn a_killed_detc_takes_its_single_engine_with_it() {
+    // `timeout`, a scheduler or `kill` signal `detc` alone, not its process
+    // group: the engine it started must not train on, orphaned.
+    let (dir, config) = setup();
+    for (name, signal) in [("sigterm", libc::SIGTERM), ("sigkill", libc::SIGKILL)] {
+        let work = dir.path().join(name);
+        let marker = work.to_str().unwrap().to_string();
+        let mut job = start_long_job(dir.path(), &config, &marker, 1);
+        assert!(
+            wait_for(|| engines_with(&marker).len() == 1, Duration::from_secs(60)),
+            "the engine started"
+        );
+        unsafe { libc::kill(job.id() as i32, signal) };
+        job.wait().unwrap();
+        assert!(
+            wait_for(|| engines_with(&marker).is_empty(), Duration::from_secs(5)),
+            "{name}: engine left: {:?}",
+            engines_with(&marker)
+        );
+    }
 }
 
 fn losses_logged(work: &Path) -> bool {

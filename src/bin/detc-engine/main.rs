@@ -34,10 +34,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Env => println!("{}", engine::env::report().to_string_pretty()),
-        Command::Run(args) => {
-            engine::dist::die_with_launcher();
-            std::process::exit(engine::runner::run(&read_config(), &args))
-        }
+        Command::Run(args) => std::process::exit(engine::runner::run(&read_config(), &args)),
         Command::Summary(opts) => std::process::exit(engine::summary::summary(&read_config(), &opts)),
         Command::Test(args) => std::process::exit(engine::test_loop::test(&read_config(), &args)),
     }
