@@ -138,7 +138,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
     let records = show.as_ref().map(|_| records_by_path(&data));
     let work_dir = WorkDir::create(&args.work_dir, &ts)
         .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
-    let mut log = RunLog::open(&work_dir.log_file(), &work_dir.scalars_file(), true)
+    let mut log = RunLog::open_run(&work_dir, config)
         .map_err(|e| runtime(format!("{}: {e}", work_dir.log_dir().display())))?;
     let write_err = |e: std::io::Error| runtime(format!("writing the log: {e}"));
     if let Some(warning) = report.warning() {

@@ -92,6 +92,8 @@ pub static BUILDERS: &[&str] = &[
     "DetVisualizationHook",
     "DetLocalVisualizer",
     "LocalVisBackend",
+    // Scalars as a TensorBoard event file (src/engine/logging/tensorboard.rs).
+    "TensorboardVisBackend",
 ];
 
 /// Whether the engine can build `name`: a model component, or a dataset,

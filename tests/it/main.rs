@@ -18,6 +18,7 @@ mod samplers;
 mod schema;
 mod show_dir;
 mod summary;
+mod tensorboard;
 mod train;
 mod train_iter;
 mod two_stage;

@@ -17,6 +17,7 @@ pub mod logger_hook;
 pub mod processor;
 pub mod progress;
 pub mod pyfmt;
+pub mod tensorboard;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -26,7 +27,7 @@ pub use history::{HistoryBuffer, HubState, ScalarHub, Statistic};
 pub use logger_hook::{experiment_name, LoggerPolicy};
 pub use processor::{LogConfigError, LogContext, LogProcessor, Mode, Tag, TagValue};
 
-use crate::engine::work_dir::LocalTime;
+use crate::engine::work_dir::{LocalTime, WorkDir};
 
 /// Logger name in the line prefix (MMEngine writes `mmengine`).
 pub const LOGGER_NAME: &str = "detc";
@@ -90,6 +91,8 @@ pub struct RunLog {
     /// None on the ranks other than 0, which write nothing.
     text: Option<File>,
     scalars: Option<File>,
+    /// `TensorboardVisBackend`'s event file, when configured.
+    events: Option<tensorboard::EventWriter>,
     echo: bool,
 }
 
@@ -101,6 +104,7 @@ impl RunLog {
         Ok(RunLog {
             text: Some(append(log_file)?),
             scalars: Some(append(scalars_file)?),
+            events: None,
             echo,
         })
     }
@@ -110,8 +114,20 @@ impl RunLog {
         RunLog {
             text: None,
             scalars: None,
+            events: None,
             echo: false,
         }
+    }
+
+    /// The log of a run (or test) in `work`: its text log and
+    /// `scalars.json`, and a TensorBoard event file when `config`'s
+    /// visualizer has a `TensorboardVisBackend`.
+    pub fn open_run(work: &WorkDir, config: &serde_json::Value) -> io::Result<Self> {
+        let mut log = Self::open(&work.log_file(), &work.scalars_file(), true)?;
+        if let Some(dir) = tensorboard::event_dir(config, &work.vis_dir()) {
+            log.events = Some(tensorboard::EventWriter::create(&dir)?);
+        }
+        Ok(log)
     }
 
     /// Writes `message` with the prefix of `level` at the current local time.
@@ -134,6 +150,9 @@ impl RunLog {
     /// Appends one `scalars.json` record (LoggerHook: `step = runner.iter + 1`
     /// after a train iteration; the epoch (or iteration) after validation).
     pub fn add_scalars(&mut self, tag: &Tag, step: u64) -> io::Result<()> {
+        if let Some(events) = self.events.as_mut() {
+            events.add_scalars(tag, step)?;
+        }
         match self.scalars.as_mut() {
             Some(scalars) => writeln!(scalars, "{}", scalars_record(tag, step)),
             None => Ok(()),

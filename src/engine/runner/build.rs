@@ -106,7 +106,7 @@ impl Runner {
             let text = serde_json::to_string_pretty(config).unwrap_or_default();
             work.dump_config(&args.config_stem, "json", &text)
                 .map_err(runtime)?;
-            RunLog::open(&work.log_file(), &work.scalars_file(), true).map_err(runtime)?
+            RunLog::open_run(&work, config).map_err(runtime)?
         } else {
             RunLog::discard()
         };

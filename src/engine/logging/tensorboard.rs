@@ -1,0 +1,195 @@
+//! `TensorboardVisBackend`: the logged scalars as a TensorBoard event file,
+//! `events.out.tfevents.<secs>.<host>.<pid>.0`, the name PyTorch's
+//! `SummaryWriter` gives it, so `tensorboard --logdir` finds it.
+//!
+//! An event file is a TFRecord stream: per record the length (u64 LE), its
+//! masked CRC-32C, the bytes, their masked CRC-32C. Each record is an
+//! `Event` protobuf; the first carries `file_version`, the others one
+//! `Summary` of `simple_value` scalars, as `SummaryWriter.add_scalar` writes.
+//! The few protobuf fields are encoded here rather than through a protobuf
+//! crate. Records are flushed as written, so a live `tensorboard` sees them.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Tag, TagValue};
+
+/// The folder of the event files when the config's visualizer has a
+/// `TensorboardVisBackend`: its `save_dir`, else the visualizer's
+/// `save_dir`/vis_data, else the run's `vis_data` (MMEngine's
+/// `Visualizer` fills a backend's `save_dir` the same way).
+pub fn event_dir(config: &serde_json::Value, run_vis_dir: &Path) -> Option<PathBuf> {
+    let visualizer = config.get("visualizer")?;
+    let backends = match visualizer.get("vis_backends")? {
+        serde_json::Value::Array(list) => list.iter().collect::<Vec<_>>(),
+        one => vec![one],
+    };
+    let backend = backends
+        .into_iter()
+        .find(|b| b.get("type").and_then(|t| t.as_str()) == Some("TensorboardVisBackend"))?;
+    let own = backend.get("save_dir").and_then(|d| d.as_str());
+    let shared = visualizer.get("save_dir").and_then(|d| d.as_str());
+    Some(match (own, shared) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(dir)) => Path::new(dir).join("vis_data"),
+        (None, None) => run_vis_dir.to_path_buf(),
+    })
+}
+
+/// An open event file.
+pub struct EventWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl EventWriter {
+    /// Creates `dir` if needed and a new event file in it.
+    pub fn create(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let now = wall_time();
+        let name = format!(
+            "events.out.tfevents.{:010}.{}.{}.0",
+            now as u64,
+            hostname(),
+            std::process::id()
+        );
+        let path = dir.join(name);
+        let mut writer = EventWriter {
+            file: File::create(&path)?,
+            path,
+        };
+        let mut event = event_header(now, 0);
+        field_bytes(&mut event, 3, b"brain.Event:2");
+        writer.write_record(&event)?;
+        Ok(writer)
+    }
+
+    /// The event file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One scalar per entry of `tag` at `step` (MMEngine's
+    /// `TensorboardVisBackend.add_scalars`: `add_scalar(key, value, step)`).
+    pub fn add_scalars(&mut self, tag: &Tag, step: u64) -> io::Result<()> {
+        // MMEngine asserts `step` is not a key: it is the step, not a scalar.
+        for (name, value) in tag.iter().filter(|(name, _)| name.as_str() != "step") {
+            let value = match value {
+                TagValue::Float(x) => *x as f32,
+                TagValue::Int(i) => *i as f32,
+            };
+            let mut summary_value = Vec::new();
+            field_bytes(&mut summary_value, 1, name.as_bytes());
+            // simple_value: field 2, fixed32.
+            summary_value.push(2 << 3 | 5);
+            summary_value.extend_from_slice(&value.to_le_bytes());
+            let mut summary = Vec::new();
+            field_bytes(&mut summary, 1, &summary_value);
+            let mut event = event_header(wall_time(), step as i64);
+            field_bytes(&mut event, 5, &summary);
+            self.write_record(&event)?;
+        }
+        self.file.flush()
+    }
+
+    fn write_record(&mut self, data: &[u8]) -> io::Result<()> {
+        let len = (data.len() as u64).to_le_bytes();
+        let mut record = Vec::with_capacity(data.len() + 16);
+        record.extend_from_slice(&len);
+        record.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        record.extend_from_slice(data);
+        record.extend_from_slice(&masked_crc32c(data).to_le_bytes());
+        self.file.write_all(&record)
+    }
+}
+
+/// `Event.wall_time` (field 1, double) and `Event.step` (field 2, int64).
+fn event_header(wall_time: f64, step: i64) -> Vec<u8> {
+    let mut event = vec![1 << 3 | 1];
+    event.extend_from_slice(&wall_time.to_le_bytes());
+    if step != 0 {
+        event.push(2 << 3);
+        varint(&mut event, step as u64);
+    }
+    event
+}
+
+/// A length-delimited field (wire type 2).
+fn field_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    varint(out, u64::from(field << 3 | 2));
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn wall_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer outlives the call and its length is passed.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_owned(),
+        _ => "localhost".into(),
+    }
+}
+
+/// TFRecord's checksum: CRC-32C (Castagnoli), rotated and offset so that a
+/// CRC over data holding CRCs stays strong.
+fn masked_crc32c(data: &[u8]) -> u32 {
+    let crc = crc32c(data);
+    (crc.rotate_right(15)).wrapping_add(0xa282_ead8)
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    const POLY: u32 = 0x82f6_3b78; // reflected Castagnoli polynomial
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_matches_the_standard_check_value() {
+        // RFC 3720 B.4 / the CRC catalogue's check value for "123456789".
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8a91_36aa);
+    }
+
+    #[test]
+    fn varints_encode_like_protobuf() {
+        let enc = |v| {
+            let mut out = vec![];
+            varint(&mut out, v);
+            out
+        };
+        assert_eq!(enc(1), [1]);
+        assert_eq!(enc(300), [0xac, 0x02]);
+    }
+}
