@@ -7,6 +7,7 @@ mod env;
 mod eval;
 mod expand;
 mod graph;
+mod plot;
 mod run;
 mod schema;
 pub mod summary;
@@ -54,6 +55,8 @@ enum Command {
     Test(test::Args),
     /// Print the model's module tree with parameter counts, and its state-dict names and shapes.
     Summary(summary::Args),
+    /// Draw the curves of logged keys (losses, mAPs) of one or more work dirs as a PNG.
+    Plot(plot::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -77,6 +80,7 @@ pub fn main() -> i32 {
         Command::Data(args) => data::exec(args),
         Command::Test(args) => test::exec(args),
         Command::Summary(args) => summary::exec(args),
+        Command::Plot(args) => plot::exec(args),
     };
     match result {
         Ok(code) => code,

@@ -7,11 +7,15 @@
 //! [`font`]) because the pictures need a few primitives only, while a drawing
 //! crate with font rendering would be a heavy dependency for them; JPEG
 //! encoding uses libjpeg-turbo, which the data pipeline already links.
+//! Training curves ([`plot`], `detc plot`) are PNG ([`png`]), lossless for
+//! their thin lines.
 
 pub mod det_sample;
 pub mod draw;
 pub mod font;
 pub mod palette;
+pub mod plot;
+pub mod png;
 pub mod show_dir;
 
 pub use det_sample::{draw_det_sample, draw_instances, DrawStyle, Instances};

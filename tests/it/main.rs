@@ -13,6 +13,7 @@ mod expand;
 mod kill_save;
 mod launch;
 mod pipeline;
+mod plot;
 mod run;
 mod samplers;
 mod schema;
