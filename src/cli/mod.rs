@@ -1,7 +1,9 @@
 //! The `detc` command line: clap definitions and dispatch. Each subcommand
 //! lives in its own module; `main` owns the exit codes of DESIGN.md.
 
+mod browse_dataset;
 mod check;
+mod completions;
 mod data;
 mod env;
 mod eval;
@@ -57,6 +59,10 @@ enum Command {
     Summary(summary::Args),
     /// Draw the curves of logged keys (losses, mAPs) of one or more work dirs as a PNG.
     Plot(plot::Args),
+    /// Draw dataset samples after the configured pipeline with their ground truth.
+    BrowseDataset(browse_dataset::Args),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -81,6 +87,8 @@ pub fn main() -> i32 {
         Command::Test(args) => test::exec(args),
         Command::Summary(args) => summary::exec(args),
         Command::Plot(args) => plot::exec(args),
+        Command::BrowseDataset(args) => browse_dataset::exec(args),
+        Command::Completions(args) => completions::exec(args),
     };
     match result {
         Ok(code) => code,

@@ -27,6 +27,30 @@ pub struct ShowDir {
     style: DrawStyle,
 }
 
+impl DrawStyle {
+    /// The config's `visualizer` settings for drawing the dataset of the
+    /// dataloader section `loader` (its `metainfo.palette`), whose classes
+    /// are `classes`.
+    pub fn from_config(config: &Value, loader: &str, classes: &[String]) -> Result<DrawStyle, String> {
+        let visualizer: DetLocalVisualizerConfig = section(config, "/visualizer")?;
+        let palette: Option<Vec<[u8; 3]>> = match config.pointer(&format!("/{loader}/dataset/metainfo/palette")) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value(v.clone()).map_err(|e| format!("{loader}.dataset.metainfo.palette: {e}"))?,
+            ),
+        };
+        let class_colors = class_palette(classes.len(), palette.as_deref());
+        Ok(DrawStyle {
+            classes: classes.to_vec(),
+            bbox_colors: resolve(visualizer.bbox_color.as_ref(), &class_colors, "bbox_color")?,
+            mask_colors: resolve(visualizer.mask_color.as_ref(), &class_colors, "mask_color")?,
+            text_colors: resolve(visualizer.text_color.as_ref(), &class_colors, "text_color")?,
+            line_width: visualizer.line_width,
+            alpha: visualizer.alpha as f32,
+        })
+    }
+}
+
 /// `config[section]` without its `type` key, parsed as `T` (defaults when absent).
 fn section<T: serde::de::DeserializeOwned>(config: &Value, pointer: &str) -> Result<T, String> {
     let mut value = config.pointer(pointer).cloned().unwrap_or(Value::Null);
@@ -73,24 +97,7 @@ impl ShowDir {
             },
             None => return Ok(None),
         };
-        let visualizer: DetLocalVisualizerConfig = section(config, "/visualizer")?;
-        let palette: Option<Vec<[u8; 3]>> =
-            match config.pointer("/test_dataloader/dataset/metainfo/palette") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    serde_json::from_value(v.clone())
-                        .map_err(|e| format!("test_dataloader.dataset.metainfo.palette: {e}"))?,
-                ),
-            };
-        let class_colors = class_palette(classes.len(), palette.as_deref());
-        let style = DrawStyle {
-            classes: classes.to_vec(),
-            bbox_colors: resolve(visualizer.bbox_color.as_ref(), &class_colors, "bbox_color")?,
-            mask_colors: resolve(visualizer.mask_color.as_ref(), &class_colors, "mask_color")?,
-            text_colors: resolve(visualizer.text_color.as_ref(), &class_colors, "text_color")?,
-            line_width: visualizer.line_width,
-            alpha: visualizer.alpha as f32,
-        };
+        let style = DrawStyle::from_config(config, "test_dataloader", classes)?;
         Ok(Some(ShowDir {
             dir: run_dir.join(out_dir),
             score_thr: hook.score_thr as f32,

@@ -3,8 +3,10 @@
 
 mod amp;
 mod binaries;
+mod browse_dataset;
 mod check;
 mod checkpoint;
+mod completions;
 mod conformance;
 mod ddp;
 mod data;

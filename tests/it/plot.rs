@@ -2,7 +2,9 @@
 //! each holding its curve, read back by Pillow; unknown keys and folders
 //! that are not work dirs are input errors.
 
-use crate::support::{detc, python, root, shapes_data};
+use std::ffi::OsStr;
+
+use crate::support::{detc, python_stdout, root, shapes_data, train_briefly};
 
 /// Panel size and plot-area margins of `src/visualization/plot.rs`.
 const CHECK: &str = r#"
@@ -27,20 +29,11 @@ print("ok")
 fn plots_the_requested_keys_of_a_run() {
     let dir = tempfile::tempdir().unwrap();
     shapes_data(dir.path(), 8, 2);
-    detc(dir.path())
-        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .arg("run")
-        .arg(root().join("configs/demo/faster-rcnn_r18_shapes.yaml"))
-        .args(["--work-dir", "work", "--cfg-options"])
-        .args([
-            "train_cfg.max_epochs=3",
-            "train_cfg.val_interval=1",
-            "train_dataloader.num_workers=0",
-            "val_dataloader.num_workers=0",
-            "default_hooks.logger.interval=1",
-        ])
-        .assert()
-        .success();
+    train_briefly(
+        dir.path(),
+        &root().join("configs/demo/faster-rcnn_r18_shapes.yaml"),
+        3,
+    );
 
     detc(dir.path())
         .args([
@@ -56,17 +49,14 @@ fn plots_the_requested_keys_of_a_run() {
         .assert()
         .success()
         .stdout_eq("wrote curves.png (3 panels: loss, loss_cls, coco/bbox_mAP_50)\n");
-    let out = std::process::Command::new(python())
-        .args(["-c", CHECK])
-        .arg(dir.path().join("curves.png"))
-        .arg("3")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let png = dir.path().join("curves.png");
+    let checked = python_stdout(&[
+        OsStr::new("-c"),
+        OsStr::new(CHECK),
+        png.as_os_str(),
+        OsStr::new("3"),
+    ]);
+    assert_eq!(checked, "ok\n");
 
     // Without --keys: loss and bbox mAP.
     detc(dir.path())

@@ -78,6 +78,34 @@ pub fn shapes_data(dir: &Path, train: u32, val: u32) {
         .success();
 }
 
+/// Trains `config` (relative to `dir`, which holds the shapes data) into
+/// `dir/work` for `epochs` epochs, validating and logging at every one:
+/// the few steps a test of the run's outputs needs.
+pub fn train_briefly(dir: &Path, config: &Path, epochs: u32) {
+    let epochs = format!("train_cfg.max_epochs={epochs}");
+    detc(dir)
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("run")
+        .arg(config)
+        .args(["--work-dir", "work", "--cfg-options", &epochs])
+        .args([
+            "train_cfg.val_interval=1",
+            "train_dataloader.num_workers=0",
+            "val_dataloader.num_workers=0",
+            "default_hooks.logger.interval=1",
+        ])
+        .assert()
+        .success();
+}
+
+/// The stdout of the reference environment's Python run with `args`,
+/// which must succeed.
+pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
+    let out = std::process::Command::new(python()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// `(step, s5.loss_cls)` of every training record of every run folder of a
 /// work dir, unsorted and with repeats (a resumed run logs in a new folder).
 pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {

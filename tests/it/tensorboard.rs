@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::support::{detc, python, root, shapes_data};
+use std::path::Path;
+
+use crate::support::{python_stdout, root, shapes_data, train_briefly};
 
 const CONFIG: &str = "\
 _base_: [ROOT]/configs/demo/faster-rcnn_r18_shapes.yaml
@@ -18,18 +20,7 @@ visualizer:
 fn the_event_file_holds_the_scalars_of_scalars_json() {
     let dir = crate::support::tree(&[("tb.yaml", CONFIG)]);
     shapes_data(dir.path(), 8, 2);
-    detc(dir.path())
-        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .args(["run", "tb.yaml", "--work-dir", "work", "--cfg-options"])
-        .args([
-            "train_cfg.max_epochs=2",
-            "train_cfg.val_interval=1",
-            "train_dataloader.num_workers=0",
-            "val_dataloader.num_workers=0",
-            "default_hooks.logger.interval=1",
-        ])
-        .assert()
-        .success();
+    train_briefly(dir.path(), Path::new("tb.yaml"), 2);
     let run = std::fs::read_dir(dir.path().join("work"))
         .unwrap()
         .flatten()
@@ -50,18 +41,8 @@ fn the_event_file_holds_the_scalars_of_scalars_json() {
             expected.push((tag.clone(), step, value.as_f64().unwrap() as f32));
         }
     }
-    let out = std::process::Command::new(python())
-        .arg(root().join("tests/engine/tensorboard_reader.py"))
-        .arg(&vis_data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read: Vec<(String, u64, f32)> = String::from_utf8(out.stdout)
-        .unwrap()
+    let reader = root().join("tests/engine/tensorboard_reader.py");
+    let read: Vec<(String, u64, f32)> = python_stdout(&[reader.as_os_str(), vis_data.as_os_str()])
         .lines()
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
