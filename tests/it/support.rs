@@ -106,6 +106,39 @@ pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The bbox and segm mAP that `detc test --out tested/results.json` printed
+/// in `test_log` equal what `detc eval` computes from its result files
+/// (run in `dir`, against the shapes validation annotations).
+pub fn assert_test_log_matches_eval(dir: &Path, test_log: &str) {
+    for metric in ["bbox", "segm"] {
+        let key = format!("coco/{metric}_mAP: ");
+        let at = test_log
+            .find(&key)
+            .unwrap_or_else(|| panic!("no {key} in:\n{test_log}"));
+        let logged: f64 = test_log[at + key.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let eval = detc(dir)
+            .args(["eval", "--ann", "data/shapes/annotations/instances_val.json"])
+            .args(["--format", "json", "--metric", metric, "--results"])
+            .arg(format!("tested/results.{metric}.json"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let stats: serde_json::Value = serde_json::from_slice(&eval).unwrap();
+        let ap = stats[metric]["AP"].as_f64().unwrap();
+        assert!(
+            (ap - logged).abs() < 5e-4 + 1e-12,
+            "{metric}: detc eval AP {ap}, detc test logged {logged}"
+        );
+    }
+}
+
 /// `(step, s5.loss_cls)` of every training record of every run folder of a
 /// work dir, unsorted and with repeats (a resumed run logs in a new folder).
 pub fn all_records(work_dir: &Path) -> Vec<(u64, f64)> {

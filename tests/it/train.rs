@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
-use crate::support::{all_records, assert_same_losses, detc, root, shapes_data};
+use crate::support::{all_records, assert_same_losses, assert_test_log_matches_eval, detc, root, shapes_data};
 
 /// Settings that keep the demo config tiny: 2 iterations per epoch, a log
 /// line and a checkpoint every epoch, validation every epoch.
@@ -114,44 +112,7 @@ fn train_resume_exactly_then_test_and_eval() {
         .get_output()
         .stdout
         .clone();
-    let log = String::from_utf8_lossy(&out);
-    let logged = |key: &str| -> f64 {
-        let at = log
-            .find(&format!("coco/{key}: "))
-            .unwrap_or_else(|| panic!("no coco/{key} in:\n{log}"));
-        log[at + key.len() + 7..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    for (metric, key) in [("bbox", "bbox_mAP"), ("segm", "segm_mAP")] {
-        let eval = detc(dir.path())
-            .args([
-                "eval",
-                "--ann",
-                "data/shapes/annotations/instances_val.json",
-                "--format",
-                "json",
-                "--metric",
-                metric,
-            ])
-            .arg("--results")
-            .arg(format!("tested/results.{metric}.json"))
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let stats: Value = serde_json::from_slice(&eval).unwrap();
-        let ap = stats[metric]["AP"].as_f64().unwrap();
-        assert!(
-            (ap - logged(key)).abs() < 5e-4 + 1e-12,
-            "{metric}: detc eval AP {ap}, detc test logged {}",
-            logged(key)
-        );
-    }
+    assert_test_log_matches_eval(dir.path(), &String::from_utf8_lossy(&out));
 }
 
 /// A run killed with SIGKILL in the middle of an epoch (iteration

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::support::{detc, records, root, shapes_data};
+use crate::support::{assert_test_log_matches_eval, detc, records, root, shapes_data};
 
 const CONFIG: &str = "configs/demo/mask-rcnn_r18_shapes.yaml";
 
@@ -83,36 +83,5 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
         .get_output()
         .stdout
         .clone();
-    let log = String::from_utf8_lossy(&out);
-    for metric in ["bbox", "segm"] {
-        let key = format!("coco/{metric}_mAP: ");
-        let at = log
-            .find(&key)
-            .unwrap_or_else(|| panic!("no {key} in:\n{log}"));
-        let logged: f64 = log[at + key.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let eval = detc(dir.path())
-            .args([
-                "eval",
-                "--ann",
-                "data/shapes/annotations/instances_val.json",
-            ])
-            .args(["--format", "json", "--metric", metric, "--results"])
-            .arg(format!("tested/results.{metric}.json"))
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let stats: serde_json::Value = serde_json::from_slice(&eval).unwrap();
-        let ap = stats[metric]["AP"].as_f64().unwrap();
-        assert!(
-            (ap - logged).abs() < 5e-4 + 1e-12,
-            "{metric}: detc eval AP {ap}, detc test logged {logged}"
-        );
-    }
+    assert_test_log_matches_eval(dir.path(), &String::from_utf8_lossy(&out));
 }

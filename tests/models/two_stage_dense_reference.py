@@ -53,56 +53,7 @@ from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
 register_all_modules()
-
-
-def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
-    """mmcv.ops.batched_nms for `type: nms`, its kernel torchvision's nms."""
-    cfg = dict(nms_cfg)
-    class_agnostic = cfg.pop("class_agnostic", class_agnostic)
-    if class_agnostic:
-        boxes_for_nms = boxes
-    else:
-        max_coordinate = boxes.max()
-        offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-        boxes_for_nms = boxes + offsets[:, None]
-    assert cfg.pop("type", "nms") == "nms"
-    split_thr = cfg.pop("split_thr", 10000)
-    iou = cfg.pop("iou_threshold")
-    score_thr = cfg.pop("score_threshold", 0)
-    max_num = cfg.pop("max_num", -1)
-    assert cfg.pop("offset", 0) == 0 and not cfg, cfg
-
-    def nms_op(b, s):
-        if score_thr > 0:
-            valid = s > score_thr
-            b, s = b[valid], s[valid]
-            valid_inds = torch.nonzero(valid, as_tuple=False).squeeze(dim=1)
-        inds = torchvision.ops.nms(b, s, float(iou))
-        if max_num > 0:
-            inds = inds[:max_num]
-        if score_thr > 0:
-            inds = valid_inds[inds]
-        return inds
-
-    if boxes_for_nms.shape[0] < split_thr:
-        keep = nms_op(boxes_for_nms, scores)
-        boxes, scores = boxes[keep], scores[keep]
-    else:
-        total_mask = scores.new_zeros(scores.size(), dtype=torch.bool)
-        for cid in torch.unique(idxs):
-            mask = (idxs == cid).nonzero(as_tuple=False).view(-1)
-            k = nms_op(boxes_for_nms[mask], scores[mask])
-            total_mask[mask[k]] = True
-        keep = total_mask.nonzero(as_tuple=False).view(-1)
-        scores, inds = scores[keep].sort(descending=True)
-        keep = keep[inds]
-        boxes = boxes[keep]
-        if max_num > 0:
-            keep, boxes, scores = keep[:max_num], boxes[:max_num], scores[:max_num]
-    return torch.cat([boxes, scores[:, None]], -1), keep
-
-
-rpn_head_module.batched_nms = mmcv_batched_nms
+rpn_head_module.batched_nms = mmdet_standins.mmcv_batched_nms
 
 
 def random_boxes(g, n, size=100.0, min_wh=0.5):
@@ -148,7 +99,7 @@ def nms_cases(d, g):
         "agnostic": dict(type="nms", iou_threshold=0.5, class_agnostic=True),
     }
     for name, cfg in mm_cfgs.items():
-        _, keep = mmcv_batched_nms(b, s, i, cfg)
+        _, keep = mmdet_standins.mmcv_batched_nms(b, s, i, cfg)
         d[f"mmcv.{name}.keep"] = keep
 
 

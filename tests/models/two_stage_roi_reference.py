@@ -82,44 +82,10 @@ def tv_roi_align(input, rois, output_size, spatial_scale, sampling_ratio,
                                      sampling_ratio, aligned)
 
 
-def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
-    """mmcv.ops.batched_nms (and mmcv.ops.nms) with torchvision's kernel."""
-    if nms_cfg is None:
-        scores, inds = scores.sort(descending=True)
-        boxes = boxes[inds]
-        return torch.cat([boxes, scores[:, None]], -1), inds
-    nms_cfg_ = dict(nms_cfg)
-    class_agnostic = nms_cfg_.pop("class_agnostic", class_agnostic)
-    if class_agnostic:
-        boxes_for_nms = boxes
-    else:
-        max_coordinate = boxes.max()
-        offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-        boxes_for_nms = boxes + offsets[:, None]
-    assert nms_cfg_.pop("type", "nms") == "nms"
-    assert boxes_for_nms.shape[0] < nms_cfg_.pop("split_thr", 10000)
-    iou = nms_cfg_.pop("iou_threshold")
-    assert nms_cfg_.pop("offset", 0) == 0
-    score_threshold = nms_cfg_.pop("score_threshold", 0)
-    max_num = nms_cfg_.pop("max_num", -1)
-    assert not nms_cfg_, nms_cfg_
-    b, s, valid = boxes_for_nms, scores, None
-    if score_threshold > 0:
-        mask = scores > score_threshold
-        b, s = b[mask], s[mask]
-        valid = torch.nonzero(mask).squeeze(1)
-    inds = torchvision.ops.nms(b, s, float(iou))
-    if max_num > 0:
-        inds = inds[:max_num]
-    if valid is not None:
-        inds = valid[inds]
-    return torch.cat([boxes[inds], scores[inds][:, None]], -1), inds
-
-
 import mmdet.models.layers.bbox_nms as bbox_nms  # noqa: E402
 import mmdet.structures.mask.structures as mask_structures  # noqa: E402
 
-bbox_nms.batched_nms = mmcv_batched_nms
+bbox_nms.batched_nms = mmdet_standins.mmcv_batched_nms
 mask_structures.roi_align = tv_roi_align
 
 import mmdet.models.roi_heads.bbox_heads.bbox_head as bbox_head_mod  # noqa: E402

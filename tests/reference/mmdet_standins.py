@@ -3,7 +3,9 @@
 `mmcv.ops` exists in mmcv-lite but fails on its compiled `_ext`, and
 `mmdet.utils`/`mmdet.models.utils` import packages the environment does not
 install (plotting, `six`). The references here never call any of them, so
-each missing name becomes a class that raises when used.
+each missing name becomes a class that raises when used. The one compiled op
+they do need, `batched_nms`, is `mmcv_batched_nms` below, which the two-stage
+references patch into the modules that call it.
 """
 import importlib.abc
 import importlib.machinery
@@ -61,3 +63,58 @@ def install():
         six.moves = types.ModuleType('six.moves')
         six.moves.map, six.moves.zip = map, zip
         sys.modules['six'], sys.modules['six.moves'] = six, six.moves
+
+
+def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
+    """mmcv.ops.batched_nms (and, with `nms_cfg=None`, its sort-only case)
+    for `type: nms`, with torchvision's nms as the kernel: mmcv's compiled
+    ops do not load here."""
+    import torch
+    import torchvision
+
+    if nms_cfg is None:
+        scores, inds = scores.sort(descending=True)
+        return torch.cat([boxes[inds], scores[:, None]], -1), inds
+    cfg = dict(nms_cfg)
+    class_agnostic = cfg.pop("class_agnostic", class_agnostic)
+    if class_agnostic:
+        boxes_for_nms = boxes
+    else:
+        max_coordinate = boxes.max()
+        offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+        boxes_for_nms = boxes + offsets[:, None]
+    assert cfg.pop("type", "nms") == "nms"
+    split_thr = cfg.pop("split_thr", 10000)
+    iou = cfg.pop("iou_threshold")
+    score_thr = cfg.pop("score_threshold", 0)
+    max_num = cfg.pop("max_num", -1)
+    assert cfg.pop("offset", 0) == 0 and not cfg, cfg
+
+    def nms_op(b, s):
+        if score_thr > 0:
+            valid = s > score_thr
+            b, s = b[valid], s[valid]
+            valid_inds = torch.nonzero(valid, as_tuple=False).squeeze(dim=1)
+        inds = torchvision.ops.nms(b, s, float(iou))
+        if max_num > 0:
+            inds = inds[:max_num]
+        if score_thr > 0:
+            inds = valid_inds[inds]
+        return inds
+
+    if boxes_for_nms.shape[0] < split_thr:
+        keep = nms_op(boxes_for_nms, scores)
+        boxes, scores = boxes[keep], scores[keep]
+    else:
+        total_mask = scores.new_zeros(scores.size(), dtype=torch.bool)
+        for cid in torch.unique(idxs):
+            mask = (idxs == cid).nonzero(as_tuple=False).view(-1)
+            k = nms_op(boxes_for_nms[mask], scores[mask])
+            total_mask[mask[k]] = True
+        keep = total_mask.nonzero(as_tuple=False).view(-1)
+        scores, inds = scores[keep].sort(descending=True)
+        keep = keep[inds]
+        boxes = boxes[keep]
+        if max_num > 0:
+            keep, boxes, scores = keep[:max_num], boxes[:max_num], scores[:max_num]
+    return torch.cat([boxes, scores[:, None]], -1), keep

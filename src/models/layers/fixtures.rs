@@ -74,6 +74,19 @@ pub fn run_script(script: &str, out: &Path) {
     assert!(run.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&run.stderr));
 }
 
+/// The state dict `file` that the reference `script` writes into a fresh
+/// temporary folder `name-<pid>`, which is removed after loading. Callers
+/// keep it in a `OnceLock`, so each script runs once per test process.
+pub fn script_state_dict(script: &str, name: &str, file: &str) -> StateDict {
+    let out = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    run_script(script, &out);
+    let sd = checkpoint::load(&out.join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .state_dict;
+    let _ = std::fs::remove_dir_all(&out);
+    sd
+}
+
 const DIR_PREFIX: &str = "detc-models-fixtures-";
 
 /// Fixture directories of earlier test processes that have exited (the

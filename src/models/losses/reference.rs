@@ -7,7 +7,6 @@
 
 use std::sync::OnceLock;
 
-use detc::checkpoint;
 use detc::registry::models::losses::{
     CrossEntropyLossConfig, DiceLossConfig, FocalLossConfig, GIoULossConfig, L1LossConfig,
 };
@@ -16,22 +15,14 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use super::*;
-use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
+use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
 use crate::models::task_modules::{
     linear_sum_assignment, HungarianAssigner, MatchCost, MatchInputs,
 };
 
 fn fx() -> &'static StateDict {
     static FX: OnceLock<StateDict> = OnceLock::new();
-    FX.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("detc-losses-ref-{}", std::process::id()));
-        run_script("tests/models/losses_reference.py", &out);
-        let sd = checkpoint::load(&out.join("losses.pth"))
-            .unwrap_or_else(|e| panic!("losses.pth: {e}"))
-            .state_dict;
-        let _ = std::fs::remove_dir_all(&out);
-        sd
-    })
+    FX.get_or_init(|| script_state_dict("tests/models/losses_reference.py", "detc-losses-ref", "losses.pth"))
 }
 
 fn t(key: &str) -> Tensor {

@@ -17,22 +17,14 @@ pub(crate) mod fixture {
     use tch::{Kind, Tensor};
 
     use crate::models::data_preprocessors::MaskTensors;
-    use crate::models::layers::fixtures::{run_script, StateDict};
+    use crate::models::layers::fixtures::{script_state_dict, StateDict};
 
     /// tests/models/masks_reference.py's `masks.pth` (MMDetection 3.3's
     /// `mask_target_single` and `FCNMaskHead` outputs), made once per test
     /// process.
     pub fn fixture() -> &'static StateDict {
         static FX: OnceLock<StateDict> = OnceLock::new();
-        FX.get_or_init(|| {
-            let out =
-                std::env::temp_dir().join(format!("detc-masks-fixtures-{}", std::process::id()));
-            run_script("tests/models/masks_reference.py", &out);
-            let sd = detc::checkpoint::load(&out.join("masks.pth"))
-                .unwrap_or_else(|e| panic!("masks.pth: {e}"));
-            let _ = std::fs::remove_dir_all(&out);
-            sd.state_dict
-        })
+        FX.get_or_init(|| script_state_dict("tests/models/masks_reference.py", "detc-masks-fixtures", "masks.pth"))
     }
 
     /// The fixture's three polygon objects on their 40x50 canvas.

@@ -332,6 +332,18 @@ fn per_category(
     Ok(kept)
 }
 
+/// [`check`] plus the category of each box: `idxs` (N,); returns N.
+fn check_batched(boxes: &Tensor, scores: &Tensor, idxs: &Tensor) -> ModelResult<i64> {
+    let n = check(boxes, scores, "batched_nms")?;
+    if idxs.size() != [n] {
+        return Err(ModelError::new(
+            "batched_nms",
+            format!("idxs must be (N,) = ({n},), got {:?}", idxs.size()),
+        ));
+    }
+    Ok(n)
+}
+
 /// `torchvision.ops.batched_nms`: NMS within each category of `idxs` (N,)
 /// int64 -> int64 indices of the kept boxes, by decreasing score.
 ///
@@ -345,13 +357,7 @@ pub fn batched_nms(
     idxs: &Tensor,
     iou_threshold: f64,
 ) -> ModelResult<Tensor> {
-    let n = check(boxes, scores, "batched_nms")?;
-    if idxs.size() != [n] {
-        return Err(ModelError::new(
-            "batched_nms",
-            format!("idxs must be (N,) = ({n},), got {:?}", idxs.size()),
-        ));
-    }
+    let n = check_batched(boxes, scores, idxs)?;
     let device = boxes.device();
     if n == 0 {
         return empty_keep(device);
@@ -441,13 +447,7 @@ pub fn batched_nms_cfg(
     cfg: &NmsConfig,
     keep_at_most: Option<usize>,
 ) -> ModelResult<Tensor> {
-    let n = check(boxes, scores, "batched_nms")?;
-    if idxs.size() != [n] {
-        return Err(ModelError::new(
-            "batched_nms",
-            format!("idxs must be (N,) = ({n},), got {:?}", idxs.size()),
-        ));
-    }
+    let n = check_batched(boxes, scores, idxs)?;
     let device = boxes.device();
     if n == 0 {
         return empty_keep(device);
@@ -485,22 +485,13 @@ pub(crate) mod tests {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::models::layers::fixtures::{run_script, tensor, StateDict};
+    use crate::models::layers::fixtures::{script_state_dict, tensor, StateDict};
 
     /// tests/models/two_stage_dense_reference.py's output (NMS, anchors,
     /// assigner, sampler, RPN head), made once per test process.
     pub(crate) fn fixture() -> &'static StateDict {
         static FX: OnceLock<StateDict> = OnceLock::new();
-        FX.get_or_init(|| {
-            let out =
-                std::env::temp_dir().join(format!("detc-two-stage-dense-{}", std::process::id()));
-            run_script("tests/models/two_stage_dense_reference.py", &out);
-            let sd = detc::checkpoint::load(&out.join("two_stage_dense.pth"))
-                .unwrap_or_else(|e| panic!("two_stage_dense.pth: {e}"))
-                .state_dict;
-            let _ = std::fs::remove_dir_all(&out);
-            sd
-        })
+        FX.get_or_init(|| script_state_dict("tests/models/two_stage_dense_reference.py", "detc-two-stage-dense", "two_stage_dense.pth"))
     }
 
     pub(crate) fn ints(t: &Tensor) -> Vec<i64> {

@@ -530,22 +530,13 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::models::data_preprocessors::InstanceTensors;
-    use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
+    use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
     use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
 
     /// tests/models/two_stage_roi_reference.py's output, made once per test process.
     pub(crate) fn fixture() -> &'static StateDict {
         static FX: OnceLock<StateDict> = OnceLock::new();
-        FX.get_or_init(|| {
-            let out =
-                std::env::temp_dir().join(format!("detc-two-stage-roi-{}", std::process::id()));
-            run_script("tests/models/two_stage_roi_reference.py", &out);
-            let sd = detc::checkpoint::load(&out.join("two_stage_roi.pth"))
-                .unwrap_or_else(|e| panic!("two_stage_roi.pth: {e}"))
-                .state_dict;
-            let _ = std::fs::remove_dir_all(&out);
-            sd
-        })
+        FX.get_or_init(|| script_state_dict("tests/models/two_stage_roi_reference.py", "detc-two-stage-roi", "two_stage_roi.pth"))
     }
 
     /// The fixture tensor `key`.

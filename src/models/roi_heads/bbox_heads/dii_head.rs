@@ -294,22 +294,14 @@ pub(crate) mod tests {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
+    use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
     use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
     use tch::{nn::VarStore, Device, Kind};
 
     /// tests/models/dii_head_reference.py's output, made once per test process.
     pub(crate) fn fixture() -> &'static StateDict {
         static FX: OnceLock<StateDict> = OnceLock::new();
-        FX.get_or_init(|| {
-            let out = std::env::temp_dir().join(format!("detc-dii-head-{}", std::process::id()));
-            run_script("tests/models/dii_head_reference.py", &out);
-            let sd = detc::checkpoint::load(&out.join("dii_head.pth"))
-                .unwrap_or_else(|e| panic!("dii_head.pth: {e}"))
-                .state_dict;
-            let _ = std::fs::remove_dir_all(&out);
-            sd
-        })
+        FX.get_or_init(|| script_state_dict("tests/models/dii_head_reference.py", "detc-dii-head", "dii_head.pth"))
     }
 
     fn cfg(json: serde_json::Value) -> DIIHeadConfig {
