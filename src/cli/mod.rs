@@ -9,6 +9,7 @@ mod env;
 mod eval;
 mod expand;
 mod graph;
+mod infer;
 mod plot;
 mod run;
 mod schema;
@@ -55,6 +56,8 @@ enum Command {
     Data(data::Args),
     /// Test a checkpoint: the test loop and the test_evaluator metrics.
     Test(test::Args),
+    /// Detect objects in images with a checkpoint: drawings (PNG) and COCO-style predictions.
+    Infer(infer::Args),
     /// Print the model's module tree with parameter counts, and its state-dict names and shapes.
     Summary(summary::Args),
     /// Draw the curves of logged keys (losses, mAPs) of one or more work dirs as a PNG.
@@ -85,6 +88,7 @@ pub fn main() -> i32 {
         Command::Eval(args) => eval::exec(args),
         Command::Data(args) => data::exec(args),
         Command::Test(args) => test::exec(args),
+        Command::Infer(args) => infer::exec(args),
         Command::Summary(args) => summary::exec(args),
         Command::Plot(args) => plot::exec(args),
         Command::BrowseDataset(args) => browse_dataset::exec(args),

@@ -7,6 +7,7 @@ pub mod dist;
 pub mod env;
 pub mod evaluate;
 pub mod hooks;
+pub mod infer;
 pub mod logging;
 pub mod native;
 pub mod optim;

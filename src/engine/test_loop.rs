@@ -13,6 +13,7 @@ use detc::data::samplers::Shard;
 use detc::data::{DataInfo, SampleMeta};
 use detc::evaluation::metric::CocoMetric;
 use detc::evaluation::metric::ImagePrediction;
+use detc::checkpoint::Value as Pickled;
 use detc::registry::data::CocoMetricConfig;
 use detc::visualization::ShowDir;
 use serde_json::Value;
@@ -81,6 +82,43 @@ pub fn coco_metric_config(section: &Value, name: &str) -> Result<CocoMetricConfi
     serde_json::from_value(cfg).map_err(|e| format!("{name}: {e}"))
 }
 
+/// A model of the config with a checkpoint's weights, on `device`.
+pub struct Trained {
+    pub model: detectors::Detector,
+    pub pre: DetDataPreprocessor,
+    /// MMEngine's warning when the checkpoint's keys and the model's differ.
+    pub warning: Option<String>,
+    /// The checkpoint's `meta.dataset_meta.classes`, when it has them.
+    pub classes: Option<Vec<String>>,
+    /// Owns the weights the model's tensors live in.
+    _vs: nn::VarStore,
+}
+
+impl Trained {
+    /// Builds `config.model`, loads `checkpoint` into it and moves it to
+    /// `device`; errors are the user's (exit 1).
+    pub fn load(config: &Value, checkpoint: &Path, device: Device) -> Result<Trained, String> {
+        let model_cfg = config.get("model").ok_or("the config has no `model:` section")?;
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let model = detectors::build(model_cfg, vs.root()).map_err(|e| e.to_string())?;
+        let ckpt = detc::checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
+        let report = load_state_dict(&vs, "", &ckpt.state_dict)
+            .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+        vs.set_device(device);
+        let pre_cfg = model
+            .data_preprocessor()
+            .ok_or("model.data_preprocessor is needed (DetDataPreprocessor)")?;
+        let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(|e| e.to_string())?;
+        let classes = match ckpt.other.get("meta").and_then(|m| m.get("dataset_meta")).and_then(|d| d.get("classes")) {
+            Some(Pickled::List(items) | Pickled::Tuple(items)) => {
+                items.iter().map(|c| c.as_str().map(String::from)).collect()
+            }
+            _ => None,
+        };
+        Ok(Trained { model, pre, warning: report.warning(), classes, _vs: vs })
+    }
+}
+
 /// Runs the test loop; returns the exit code.
 pub fn test(config: &Value, args: &TestArgs) -> i32 {
     match run(config, args) {
@@ -96,20 +134,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
     let input = |m: String| (1, m);
     let runtime = |m: String| (3, m);
     let device = device(args.device.as_deref()).map_err(input)?;
-    let model_cfg = config
-        .get("model")
-        .ok_or_else(|| input("the config has no `model:` section".into()))?;
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    let model =
-        detectors::build(model_cfg, vs.root()).map_err(|e| input(e.to_string()))?;
-    let ckpt = detc::checkpoint::load(&args.checkpoint).map_err(|e| input(e.to_string()))?;
-    let report = load_state_dict(&vs, "", &ckpt.state_dict)
-        .map_err(|e| input(format!("{}: {e}", args.checkpoint.display())))?;
-    vs.set_device(device);
-    let pre_cfg = model
-        .data_preprocessor()
-        .ok_or_else(|| input("model.data_preprocessor is needed (DetDataPreprocessor)".into()))?;
-    let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(|e| input(e.to_string()))?;
+    let Trained { model, pre, warning, .. } = Trained::load(config, &args.checkpoint, device).map_err(input)?;
     let section = config
         .get("test_dataloader")
         .ok_or_else(|| input("the config has no `test_dataloader`".into()))?;
@@ -141,7 +166,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
     let mut log = RunLog::open_run(&work_dir, config)
         .map_err(|e| runtime(format!("{}: {e}", work_dir.log_dir().display())))?;
     let write_err = |e: std::io::Error| runtime(format!("writing the log: {e}"));
-    if let Some(warning) = report.warning() {
+    if let Some(warning) = warning {
         log.log(
             Level::Warning,
             &format!("{}: {warning}", args.checkpoint.display()),

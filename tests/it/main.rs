@@ -11,6 +11,7 @@ mod conformance;
 mod ddp;
 mod data;
 mod eval;
+mod infer;
 mod expand;
 mod kill_save;
 mod launch;
