@@ -42,7 +42,7 @@ enum Command {
     Check(check::Args),
     /// Print the fully resolved config.
     Expand(expand::Args),
-    /// Print the JSON Schema of detc configs.
+    /// Print the JSON Schema of detc configs, or (`--format markdown`) the configuration reference.
     Schema(schema::Args),
     /// Print the model's module graph as DOT.
     Graph(graph::Args),

@@ -16,6 +16,7 @@ pub mod components;
 pub mod data;
 pub mod engine;
 pub mod models;
+pub mod reference;
 pub mod refs;
 pub mod root;
 pub mod schema;

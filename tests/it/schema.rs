@@ -1,4 +1,5 @@
-//! `schema/detc.schema.json` is `detc schema`'s output, checked in.
+//! `schema/detc.schema.json` is `detc schema`'s output, checked in, and
+//! `docs/config-reference.md` is `detc schema --format markdown`'s.
 
 use crate::support::{detc, root};
 
@@ -13,6 +14,22 @@ fn checked_in_schema_is_fresh() {
         return;
     }
     assert!(stored == current, "schema/detc.schema.json is stale: run `cargo run --bin detc -- schema > schema/detc.schema.json`");
+}
+
+#[test]
+fn config_reference_is_current() {
+    let out = detc(&root()).args(["schema", "--format", "markdown"]).assert().success().get_output().stdout.clone();
+    let current = String::from_utf8(out).unwrap();
+    let path = root().join("docs/config-reference.md");
+    let stored = std::fs::read_to_string(&path).unwrap_or_default();
+    if std::env::var_os("SNAPSHOTS").is_some_and(|v| v == "overwrite") {
+        std::fs::write(&path, &current).unwrap();
+        return;
+    }
+    assert!(
+        stored == current,
+        "docs/config-reference.md is stale: run `cargo run --bin detc -- schema --format markdown > docs/config-reference.md`"
+    );
 }
 
 #[test]
