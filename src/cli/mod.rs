@@ -4,6 +4,7 @@
 mod browse_dataset;
 mod check;
 mod completions;
+mod convert;
 mod data;
 mod env;
 mod eval;
@@ -64,6 +65,8 @@ enum Command {
     Plot(plot::Args),
     /// Draw dataset samples after the configured pipeline with their ground truth.
     BrowseDataset(browse_dataset::Args),
+    /// Convert an MMDetection Python config and its `_base_` files into detc YAML files.
+    Convert(convert::Args),
     /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
     Completions(completions::Args),
 }
@@ -92,6 +95,7 @@ pub fn main() -> i32 {
         Command::Summary(args) => summary::exec(args),
         Command::Plot(args) => plot::exec(args),
         Command::BrowseDataset(args) => browse_dataset::exec(args),
+        Command::Convert(args) => convert::exec(args),
         Command::Completions(args) => completions::exec(args),
     };
     match result {

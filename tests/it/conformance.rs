@@ -25,14 +25,14 @@ const SET_VAR: (&str, &str) = ("DETC_CONFORMANCE_SET", "from-the-environment");
 
 
 /// MMEngine's answers, one per request, from one Python process.
-fn mmengine(requests: &[(PathBuf, Vec<String>)]) -> Vec<Value> {
+pub(crate) fn mmengine(requests: &[(PathBuf, Vec<String>)]) -> Vec<Value> {
     let requests: Vec<Value> =
         requests.iter().map(|(file, options)| json!({"file": file, "cfg_options": options})).collect();
     ask_python("tests/mmengine/resolve.py", &[SET_VAR], &requests)
 }
 
 /// detc's answer: `Ok(json)` or `Err((exit code, stderr))`.
-fn detc(file: &Path, options: &[String]) -> Result<Value, (i32, String)> {
+pub(crate) fn detc(file: &Path, options: &[String]) -> Result<Value, (i32, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_detc"));
     cmd.env(SET_VAR.0, SET_VAR.1);
     cmd.args(["expand", "--no-validate", "--format", "json"]).arg(file);

@@ -8,6 +8,7 @@ mod check;
 mod checkpoint;
 mod completions;
 mod conformance;
+mod convert;
 mod ddp;
 mod data;
 mod eval;
