@@ -24,11 +24,13 @@ use crate::config::diagnostic::Result;
 use crate::config::source::Sources;
 use crate::config::value::Node;
 
-/// Exit codes (DESIGN.md): 0 success, 1 bad input, 2 usage, 3 runtime failure.
+/// Exit codes (DESIGN.md): 0 success, 1 bad input, 2 usage, 3 runtime
+/// failure, 4 stopped by SIGTERM after saving a checkpoint (`--resume` continues).
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_INPUT: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_RUNTIME: i32 = 3;
+pub const EXIT_PREEMPTED: i32 = 4;
 
 #[derive(Parser)]
 #[command(name = "detc", version, about = "Train MMDetection-style detection models from checked YAML configs")]
@@ -166,6 +168,8 @@ fn run_engine<S: AsRef<std::ffi::OsStr>>(tree: &Node, args: &[S]) -> std::io::Re
             return Ok(EXIT_RUNTIME);
         }
     };
+    // A scheduler's SIGTERM reaches the engine, which saves and stops (preemption).
+    crate::dist::supervise::forward_sigterm_to(child.id());
     let sent = child.stdin.take().expect("piped").write_all(crate::config::emit::to_json(tree).as_bytes());
     let status = child.wait()?;
     // An engine that exits early closes its stdin; its exit status says why.
@@ -177,6 +181,7 @@ fn run_engine<S: AsRef<std::ffi::OsStr>>(tree: &Node, args: &[S]) -> std::io::Re
     Ok(match status.code() {
         Some(0) => EXIT_OK,
         Some(1) => EXIT_INPUT,
+        Some(EXIT_PREEMPTED) => EXIT_PREEMPTED,
         _ => EXIT_RUNTIME,
     })
 }

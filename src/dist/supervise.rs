@@ -2,8 +2,12 @@
 //!
 //! Each worker's stderr is forwarded line by line (a thread per worker) and
 //! its last lines kept. The first worker to fail is named with its last lines,
-//! then the others get SIGTERM and, after a grace period, SIGKILL. Ctrl-C or
-//! SIGTERM to the launcher stops the workers the same way. A [`Workers`]
+//! then the others get SIGTERM and, after a grace period, SIGKILL. Ctrl-C to
+//! the launcher stops the workers the same way. SIGTERM to the launcher (a
+//! scheduler preempting the job) is passed on: the workers finish their
+//! iteration, rank 0 saves a checkpoint, and they exit with
+//! [`EXIT_PREEMPTED`], which is not a failure; SIGKILL follows only after
+//! [`PREEMPT_GRACE`]. A [`Workers`]
 //! dropped on any other path kills what is still running, so no worker is
 //! ever left behind. Signals are polled (a flag set by the handler, checked
 //! every 50 ms with `Child::try_wait`): simpler than a self-pipe, and fast
@@ -18,12 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::cli::{EXIT_INPUT, EXIT_OK, EXIT_RUNTIME};
+use crate::cli::{EXIT_INPUT, EXIT_OK, EXIT_PREEMPTED, EXIT_RUNTIME};
 
 /// The stderr lines of a failed worker repeated in the failure report.
 pub const TAIL_LINES: usize = 20;
 /// Between SIGTERM and SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
+/// Between a SIGTERM passed on to the workers and SIGKILL: time to finish
+/// the iteration and write the checkpoint (Slurm's KillWait is 30 s by
+/// default; a longer wait here only matters when the scheduler allows it).
+pub const PREEMPT_GRACE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 /// How long to wait for a worker's stderr to reach its end once it exited
 /// (a grandchild may keep the pipe open).
@@ -58,6 +66,29 @@ pub fn die_with_launcher(command: &mut Command) {
     }
 }
 
+/// The single engine `forward_sigterm_to` passes SIGTERM to (0: none).
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_sigterm_forward(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Passes SIGTERM to the engine `pid` instead of ending this launcher, which
+/// then waits for the engine's own exit status (a training engine saves and
+/// exits with [`EXIT_PREEMPTED`]).
+pub fn forward_sigterm_to(pid: u32) {
+    FORWARD_TO.store(pid as i32, Ordering::SeqCst);
+    let handler = on_sigterm_forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only loads an atomic and calls kill(2).
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
 /// Makes Ctrl-C and SIGTERM stop the workers instead of killing the launcher outright.
 pub fn install_signal_handlers() {
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -81,6 +112,8 @@ pub enum Outcome {
     },
     /// The launcher got this signal; the workers were stopped.
     Interrupted(i32),
+    /// SIGTERM was passed on; the workers saved and stopped.
+    Preempted,
 }
 
 impl Outcome {
@@ -88,6 +121,7 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self {
             Outcome::Success => EXIT_OK,
+            Outcome::Preempted => EXIT_PREEMPTED,
             Outcome::Failed { status, .. } if status.code() == Some(1) => EXIT_INPUT,
             _ => EXIT_RUNTIME,
         }
@@ -162,24 +196,51 @@ impl Workers {
 
     /// Waits for the job to end, as the module doc says.
     pub fn supervise(mut self) -> Outcome {
+        let mut preempt_deadline: Option<Instant> = None;
         loop {
-            let signal = SIGNALLED.load(Ordering::SeqCst);
-            if signal != 0 {
-                eprintln!("error: received signal {signal}; stopping the workers");
-                self.stop();
-                return Outcome::Interrupted(signal);
+            match SIGNALLED.load(Ordering::SeqCst) {
+                0 => {}
+                libc::SIGTERM if preempt_deadline.is_none() => {
+                    eprintln!(
+                        "received SIGTERM: the workers stop after their current iteration and save a checkpoint"
+                    );
+                    self.workers
+                        .iter_mut()
+                        .for_each(|w| w.signal(libc::SIGTERM));
+                    preempt_deadline = Some(Instant::now() + PREEMPT_GRACE);
+                }
+                libc::SIGTERM => {}
+                signal => {
+                    eprintln!("error: received signal {signal}; stopping the workers");
+                    self.stop();
+                    return Outcome::Interrupted(signal);
+                }
             }
-            let mut running = false;
+            if preempt_deadline.is_some_and(|d| Instant::now() >= d) {
+                eprintln!(
+                    "error: the workers did not stop within {} s of SIGTERM; killing them",
+                    PREEMPT_GRACE.as_secs()
+                );
+                self.kill_all();
+                return Outcome::Interrupted(libc::SIGTERM);
+            }
+            let (mut running, mut preempted) = (false, false);
             for i in 0..self.workers.len() {
                 match self.workers[i].poll() {
                     None => running = true,
                     Some(status) if status.success() => {}
+                    // Not a failure: the others stop after the same iteration.
+                    Some(status) if status.code() == Some(EXIT_PREEMPTED) => preempted = true,
                     Some(status) => return self.fail(i, status),
                 }
             }
             if !running {
                 self.workers.iter_mut().for_each(|w| w.drain(DRAIN));
-                return Outcome::Success;
+                return if preempted {
+                    Outcome::Preempted
+                } else {
+                    Outcome::Success
+                };
             }
             std::thread::sleep(POLL);
         }

@@ -140,9 +140,12 @@ impl fmt::Display for CheckpointHookError {
                  set `default_hooks.checkpoint.save_best` to one of them",
                 available.join(", ")
             ),
-            CheckpointHookError::Io { path, source } => {
-                write!(f, "CheckpointHook: cannot write or remove {}: {source}", path.display())
-            }
+            CheckpointHookError::Io { path, source } => write!(
+                f,
+                "CheckpointHook: cannot write or remove {}: {source}; earlier checkpoints are intact \
+                 (is the disk full? free space or set `work_dir` elsewhere, then `detc run --resume`)",
+                path.display()
+            ),
         }
     }
 }
@@ -329,6 +332,27 @@ impl CheckpointHook {
                 .push(format!("Saving checkpoint at {} epochs", p.epoch + 1));
             self.save_with_step(p.epoch + 1, (p.epoch + 1, p.iter), save, &mut out)?;
         }
+        Ok(out)
+    }
+
+    /// Outside the schedule: a checkpoint of the run's position after
+    /// `p.iter` iterations (`iter_<n>.pth`, with the optimizer and scheduler
+    /// states whatever the config says, so that it resumes exactly), named
+    /// in `last_checkpoint`. The save before a preempted run stops; not one
+    /// of the periodic checkpoints `max_keep_ckpts` counts. Nothing is
+    /// written again when the schedule has just saved this position.
+    pub fn save_now(&mut self, p: Progress, save: &mut SaveFn<'_>) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        let path = self.out_dir.join(format!("iter_{}.pth", p.iter));
+        if self.last_ckpt.as_deref() == Some(path.as_path()) {
+            return Ok(out);
+        }
+        out.messages.push(format!("Saving checkpoint at {} iterations", p.iter));
+        self.write(&path, true, true, (p.epoch, p.iter), save, &mut out)?;
+        let last = self.work_dir.join(LAST_CHECKPOINT);
+        write_atomic(&last, path.to_string_lossy().as_bytes())
+            .map_err(|source| CheckpointHookError::Io { path: last, source })?;
+        self.last_ckpt = Some(path);
         Ok(out)
     }
 

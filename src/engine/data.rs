@@ -3,6 +3,7 @@
 //! MMEngine's `Runner.build_dataloader` does.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use detc::data::coco::CocoDataset;
@@ -71,8 +72,26 @@ impl DataParts {
             &sizes,
         )?;
         let data = dataset.clone();
-        let sample_fn: SampleFn =
-            Arc::new(move |i, rng| pipeline.apply(Sample::new(data.get(i), i), rng));
+        // With `skip_invalid_samples`, a training image that cannot be read
+        // (corrupt, truncated) is skipped like a sample the pipeline drops:
+        // another one is drawn in its place, with a counted warning.
+        let skip_unreadable = max_refetch.is_some()
+            && ds_cfg.get("skip_invalid_samples").and_then(Value::as_bool).unwrap_or(false);
+        let skipped = Arc::new(AtomicU64::new(0));
+        let label = name.to_string();
+        let sample_fn: SampleFn = Arc::new(move |i, rng| {
+            match pipeline.apply(Sample::new(data.get(i), i), rng) {
+                Err(e) if skip_unreadable => {
+                    let n = skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                    eprintln!(
+                        "warning: {label}: skipped sample {i} ({n} so far; skip_invalid_samples): {}",
+                        e.message
+                    );
+                    Ok(None)
+                }
+                other => other,
+            }
+        });
         let options = LoaderOptions::from_config(&cfg, dataset.len(), max_refetch, seed);
         let loader = Loader::new(sample_fn, options)?;
         Ok(DataParts {

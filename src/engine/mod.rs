@@ -11,6 +11,7 @@ pub mod infer;
 pub mod logging;
 pub mod native;
 pub mod optim;
+pub mod preempt;
 pub mod run;
 pub mod runner;
 pub mod schedulers;

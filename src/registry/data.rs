@@ -135,7 +135,9 @@ pub struct CocoDatasetConfig {
     pub caption_prompt: Option<AnyObject>,
     /// detc: drop images with a malformed annotation (unknown category, negative
     /// size, broken polygon) or a missing image file, with one warning giving
-    /// the count, instead of stopping with an error that names the first one.
+    /// the count, instead of stopping with an error that names the first one;
+    /// in training, also skip an image that cannot be decoded (corrupt,
+    /// truncated), drawing another sample in its place, with a counted warning.
     #[serde(default)]
     pub skip_invalid_samples: bool,
 }

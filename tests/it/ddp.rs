@@ -58,7 +58,7 @@ const SPARSE_RCNN: [&str; 4] = [
     "val_evaluator.metric=bbox",
 ];
 
-fn setup() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     shapes_data(dir.path(), 16, 2);
     let config = dir.path().join("ddp.yaml");
@@ -66,8 +66,9 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     (dir, config)
 }
 
-/// `detc run CONFIG --work-dir WORK [--nproc N --device cpu] --cfg-options ...`.
-fn run(
+/// `detc run CONFIG --work-dir WORK [--nproc N --device cpu] [--resume [CKPT]] --cfg-options ...`
+/// (`resume: Some("")` is `--resume` alone: the work dir's newest checkpoint).
+pub(crate) fn run(
     dir: &Path,
     config: &Path,
     work: &str,
@@ -85,8 +86,10 @@ fn run(
     if nproc > 1 {
         cmd = cmd.args(["--nproc", &nproc.to_string()]);
     }
-    if let Some(ckpt) = resume {
-        cmd = cmd.args(["--resume", ckpt]);
+    match resume {
+        Some("") => cmd = cmd.arg("--resume"),
+        Some(ckpt) => cmd = cmd.args(["--resume", ckpt]),
+        None => {}
     }
     let batch = format!("train_dataloader.batch_size={batch}");
     cmd.arg("--cfg-options")
@@ -97,7 +100,7 @@ fn run(
 }
 
 /// step -> every training scalar (`loss`, `s0.loss_cls`, …) of a work dir's runs.
-fn losses(work_dir: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
+pub(crate) fn losses(work_dir: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(work_dir).unwrap().flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path().join("vis_data/scalars.json")) else {
@@ -467,10 +470,11 @@ fn a_killed_worker_ends_the_job_naming_it_and_a_killed_launcher_its_workers() {
 
 #[test]
 fn a_killed_detc_takes_its_single_engine_with_it() {
-    // `timeout`, a scheduler or `kill` signal `detc` alone, not its process
-    // group: the engine it started must not train on, orphaned.
+    // `kill` signals `detc` alone, not its process group: the engine it
+    // started must not train on, orphaned. (SIGTERM is passed on to the
+    // engine, which saves and stops: tests/it/preempt.rs.)
     let (dir, config) = setup();
-    for (name, signal) in [("sigterm", libc::SIGTERM), ("sigkill", libc::SIGKILL)] {
+    for (name, signal) in [("sighup", libc::SIGHUP), ("sigkill", libc::SIGKILL)] {
         let work = dir.path().join(name);
         let marker = work.to_str().unwrap().to_string();
         let mut job = start_long_job(dir.path(), &config, &marker, 1);

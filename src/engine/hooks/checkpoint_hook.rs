@@ -94,6 +94,12 @@ impl Hook for CheckpointHook {
         self.run(state, |hook, save| hook.after_train_epoch(p, save))
     }
 
+    /// The checkpoint a preempted run resumes from.
+    fn on_preempt(&mut self, state: &mut RunState) -> HookResult {
+        let p = state.progress();
+        self.run(state, |hook, save| hook.save_now(p, save))
+    }
+
     /// `save_best`.
     fn after_val_epoch(&mut self, state: &mut RunState, epoch: &ValEpoch<'_>) -> HookResult {
         let p = state.progress();

@@ -113,4 +113,10 @@ pub trait Hook {
     fn after_train(&mut self, _state: &mut RunState) -> HookResult {
         Ok(())
     }
+
+    /// Not an MMEngine stage: the run stops after this iteration because
+    /// of SIGTERM (CheckpointHook saves the position).
+    fn on_preempt(&mut self, _state: &mut RunState) -> HookResult {
+        Ok(())
+    }
 }

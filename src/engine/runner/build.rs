@@ -2,7 +2,7 @@
 //! and `load_or_resume`): hooks, seed, model, work dir and log, data,
 //! optimizer wrapper, schedulers, and the state of a resumed checkpoint.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use detc::checkpoint::TensorData;
 use detc::data::samplers::Shard;
@@ -76,15 +76,18 @@ impl Runner {
             .get("model")
             .ok_or_else(|| input("the config has no `model:` section"))?;
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let resume_from = match (&args.resume_from, args.resume) {
-            (Some(p), _) => Some(p.clone()),
-            (None, true) => latest_checkpoint(&args.work_dir).map_err(runtime)?,
-            (None, false) => None,
+        let (resumed, fallback_note): (Option<Resumed>, Option<String>) = match (&args.resume_from, args.resume) {
+            (Some(path), _) => (Some((path.clone(), state::load(path).map_err(input)?)), None),
+            (None, true) => match latest_checkpoint(&args.work_dir).map_err(runtime)? {
+                Some(newest) => {
+                    let (path, loaded, note) = load_newest_good(&newest)?;
+                    (Some((path, loaded)), note)
+                }
+                None => (None, None),
+            },
+            (None, false) => (None, None),
         };
-        let resumed: Option<Resumed> = match &resume_from {
-            Some(path) => Some((path.clone(), state::load(path).map_err(input)?)),
-            None => None,
-        };
+        let resume_from = resumed.as_ref().map(|(p, _)| p.clone());
         // A resumed run keeps its seed, which fixes every random stream.
         let seed = match &resumed {
             Some((_, (_, st))) => st.seed,
@@ -196,6 +199,7 @@ impl Runner {
             work_dir: args.work_dir.clone(),
             resumed_hub: None,
             bar: None,
+            preempted: false,
         };
         let mut runner = Runner {
             model,
@@ -210,6 +214,9 @@ impl Runner {
             runner
                 .state
                 .info("Did not find last_checkpoint to be resumed.")?;
+        }
+        if let Some(note) = fallback_note {
+            runner.state.log.log(Level::Warning, &note).map_err(runtime)?;
         }
         if let Some((path, (sd, st))) = resumed {
             runner.resume(&path, &sd, st)?;
@@ -259,6 +266,46 @@ impl Runner {
         };
         s.info(&format!("resumed from {}: {at}", path.display()))
     }
+}
+
+/// `--resume` without a path: the newest checkpoint (`last_checkpoint`)
+/// if it loads, else the newest of the others in its folder that does
+/// (`best_*` aside, newest first by modification time), with a warning that
+/// names both. A newest checkpoint is unreadable after bit rot, or a copy or
+/// a disk that failed; the zip's CRC-32 of every entry, checked on reading,
+/// finds the corruption. None loading is an error listing each one's reason.
+fn load_newest_good(newest: &Path) -> Result<(PathBuf, (IndexMap<String, TensorData>, TrainState), Option<String>), Failure> {
+    let first_error = match state::load(newest) {
+        Ok(loaded) => return Ok((newest.to_path_buf(), loaded, None)),
+        Err(e) => e.to_string(),
+    };
+    let folder = newest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut others: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(folder)
+        .map_err(|e| runtime(format!("{}: {e}", folder.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            p.as_path() != newest && name.ends_with(".pth") && !name.starts_with("best_") && !name.starts_with('.')
+        })
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    others.sort_by(|a, b| b.cmp(a));
+    let mut errors = vec![format!("{}: {first_error}", newest.display())];
+    for (_, path) in others {
+        match state::load(&path) {
+            Ok(loaded) => {
+                let note = format!(
+                    "the newest checkpoint {} cannot be loaded ({first_error}); resuming from the previous good one, {}",
+                    newest.display(),
+                    path.display()
+                );
+                return Ok((path, loaded, Some(note)));
+            }
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Err(input(format!("no checkpoint in {} can be resumed from:\n  {}", folder.display(), errors.join("\n  "))))
 }
 
 /// `val_dataloader` (this rank's shard) with its `CocoMetric`, when the

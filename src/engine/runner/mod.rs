@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use run_state::RunState;
 
 /// A run that cannot go on: the exit code (1: the input is wrong, 3: the
-/// run failed) and the message.
+/// run failed, 4: stopped by SIGTERM with a checkpoint) and the message.
 pub type Failure = (i32, String);
 
 /// The input (config, data, checkpoint) is wrong: exit code 1.
@@ -43,8 +43,13 @@ pub fn run(config: &Value, args: &RunArgs) -> i32 {
     if crate::engine::run::report_unbuildable(config, "") {
         return 1;
     }
+    crate::engine::preempt::install();
     match build::Runner::build(config, args).and_then(|(mut r, mut data)| r.train(&mut data)) {
         Ok(()) => 0,
+        Err((code, message)) if code == crate::engine::preempt::EXIT_PREEMPTED => {
+            eprintln!("{message}");
+            code
+        }
         Err((code, message)) => {
             eprintln!("error: {message}");
             code

@@ -63,6 +63,8 @@ pub struct RunState {
     /// The terminal progress bar of the running epoch (of the whole run in
     /// an `IterBasedTrainLoop`); log lines are printed with it cleared.
     pub bar: Option<ProgressBar>,
+    /// Some rank got SIGTERM during the last train step: stop after it.
+    pub preempted: bool,
 }
 
 impl RunState {

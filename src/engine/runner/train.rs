@@ -16,6 +16,7 @@ use crate::engine::data::DataParts;
 use crate::engine::evaluate::evaluate;
 use crate::engine::hooks::{Hook, HookResult, TrainIter, ValEpoch};
 use crate::engine::logging::progress::ProgressBar;
+use crate::engine::preempt::{self, EXIT_PREEMPTED};
 use crate::models::detectors;
 use crate::models::layers::ModelError;
 
@@ -75,6 +76,7 @@ impl Runner {
             let batch_idx = batch.position as u64;
             self.run_iter(batch, batch_idx)?;
             self.show_progress(batch_idx + 1);
+            self.stop_if_preempted()?;
         }
         self.state.bar = None;
         self.state.position = Position {
@@ -110,6 +112,7 @@ impl Runner {
                 let batch = batch.map_err(input)?;
                 self.run_iter(batch, self.state.iter)?;
                 self.show_progress(self.state.iter);
+                self.stop_if_preempted()?;
                 if self.val.is_some() && self.loop_cfg.validates_after(self.state.iter, max_iters) {
                     self.validate()?;
                 }
@@ -138,6 +141,28 @@ impl Runner {
         if let Some(bar) = self.state.bar.as_mut() {
             bar.set(done, eta);
         }
+    }
+
+    /// After an iteration in which any rank got SIGTERM: the checkpoint of
+    /// this position (written by rank 0's CheckpointHook), then a stop with
+    /// [`EXIT_PREEMPTED`] that `--resume` continues from exactly.
+    fn stop_if_preempted(&mut self) -> Result<(), Failure> {
+        if !self.state.preempted {
+            return Ok(());
+        }
+        self.state.bar = None;
+        self.call(|h, s| h.on_preempt(s))?;
+        let p = self.state.position;
+        Err((
+            EXIT_PREEMPTED,
+            format!(
+                "stopped by SIGTERM after iteration {} (epoch {}, batch {}); `detc run CONFIG --resume` \
+                 continues from the checkpoint saved",
+                p.iter,
+                p.epoch + 1,
+                p.batch
+            ),
+        ))
     }
 
     /// `run_iter`: `before_train_iter`, the train step, `after_train_iter`.
@@ -173,19 +198,25 @@ impl Runner {
             Some(d) => d.mean(n).map_err(|e| ModelError::new("reduce_mean", e.message)),
             None => Ok(n),
         };
-        let losses = s.wrapper.optim_context(|| {
+        let mut losses = s.wrapper.optim_context(|| {
             let det = pre.forward(samples, true).map_err(input)?;
             model.loss(&det, &reduce_mean).map_err(runtime)
         })?;
+        inject_nan(&mut losses, s.iter + 1);
         let total = detectors::parse_losses(&losses).map_err(runtime)?;
         // One device-to-host copy for the total and every logged term.
         let mut values = host_values(&total, &losses).map_err(runtime)?;
+        // The SIGTERM flag rides along: a mean above 0 means some rank got it.
+        values.push(if preempt::requested() { 1.0 } else { 0.0 });
         if let Some(d) = dist {
             // MMEngine's parse_losses: logged values are means over the ranks.
             values = d.mean_all(&values).map_err(runtime)?;
         }
-        if !values[0].is_finite() {
-            return Err(runtime(format!("the loss is {} at epoch {} iteration {}: training diverged (lower the learning rate or check the data)", values[0], s.position.epoch + 1, s.iter + 1)));
+        s.preempted |= values.pop().is_some_and(|flag| flag > 0.0);
+        // Dynamic loss scaling (AmpOptimWrapper) skips such a step and lowers the scale.
+        let scaler_skips = s.wrapper.amp().is_some_and(|a| a.loss_scaler.is_enabled() && a.static_scale.is_none());
+        if !values[0].is_finite() && !scaler_skips {
+            return Err(runtime(diverged(s, &values, losses.keys())));
         }
         s.wrapper
             .update_params_synced(&total, |params| match dist {
@@ -258,6 +289,43 @@ fn host_values(
         .into_iter()
         .map(f64::from)
         .collect())
+}
+
+/// The message of a run stopped by a non-finite loss: where, which term
+/// first, every term's value, the checkpoint to go back to, and what to try.
+fn diverged<'k>(s: &RunState, values: &[f64], keys: impl Iterator<Item = &'k String>) -> String {
+    let terms: Vec<(&String, f64)> = keys.zip(values[1..].iter().copied()).collect();
+    let culprit = terms
+        .iter()
+        .find(|(_, v)| !v.is_finite())
+        .map_or_else(|| "the sum of the terms".to_string(), |(k, v)| format!("`{k}` is {v}"));
+    let all: Vec<String> = terms.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
+    let last = std::fs::read_to_string(s.work_dir.join("last_checkpoint"))
+        .map_or_else(|_| "no checkpoint was saved yet".to_string(), |p| format!("the last checkpoint is {}", p.trim()));
+    format!(
+        "the loss is {} at epoch {} iteration {}: {culprit} ({}); {last}. Training diverged: lower \
+         `optim_wrapper.optimizer.lr`, add `optim_wrapper.clip_grad`, or check the data of this batch",
+        values[0],
+        s.position.epoch + 1,
+        s.iter + 1,
+        all.join(", ")
+    )
+}
+
+/// Fault injection for the tests: `DETC_TEST_NAN_AT=<iteration>:<loss term>`
+/// makes that term NaN at that (1-based) iteration, through the graph.
+fn inject_nan(losses: &mut IndexMap<String, Tensor>, iteration: u64) {
+    let Ok(spec) = std::env::var("DETC_TEST_NAN_AT") else {
+        return;
+    };
+    let Some((at, term)) = spec.split_once(':') else {
+        return;
+    };
+    if at.parse() == Ok(iteration) {
+        if let Some(t) = losses.get_mut(term) {
+            *t = &*t * f64::NAN;
+        }
+    }
 }
 
 /// libtorch's seed for iteration `iter` (splitmix64 of the run seed and the iteration).
