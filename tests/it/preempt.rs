@@ -82,7 +82,7 @@ fn check(nproc: usize, batch: usize) {
         .unwrap_or_else(|| panic!("{stderr}"));
     let iter: u64 = stderr[at..]
         .split_whitespace()
-        .nth(4)
+        .nth(5)
         .unwrap()
         .parse()
         .unwrap();

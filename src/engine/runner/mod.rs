@@ -46,8 +46,11 @@ pub fn run(config: &Value, args: &RunArgs) -> i32 {
     crate::engine::preempt::install();
     match build::Runner::build(config, args).and_then(|(mut r, mut data)| r.train(&mut data)) {
         Ok(()) => 0,
+        // Rank 0 alone says where the run stopped.
         Err((code, message)) if code == crate::engine::preempt::EXIT_PREEMPTED => {
-            eprintln!("{message}");
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
             code
         }
         Err((code, message)) => {

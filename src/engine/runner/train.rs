@@ -153,6 +153,9 @@ impl Runner {
         self.state.bar = None;
         self.call(|h, s| h.on_preempt(s))?;
         let p = self.state.position;
+        if !self.is_main() {
+            return Err((EXIT_PREEMPTED, String::new()));
+        }
         Err((
             EXIT_PREEMPTED,
             format!(
