@@ -220,9 +220,9 @@ fn dataset_classes(config: &Node) -> Option<(i64, Option<Span>, &'static str)> {
 
 /// The dicts of a field that is one dict or a list of per-stage dicts.
 fn each(node: Option<&Node>) -> Vec<&Node> {
-    match node.map(|n| &n.value) {
-        Some(Value::List(items)) => items.iter().collect(),
-        Some(Value::Map(_)) => vec![node.unwrap()],
+    match node {
+        Some(Node { value: Value::List(items), .. }) => items.iter().collect(),
+        Some(n @ Node { value: Value::Map(_), .. }) => vec![n],
         _ => vec![],
     }
 }

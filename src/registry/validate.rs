@@ -251,8 +251,8 @@ impl Validator {
                 fitting.push(sub.errors);
             }
         }
-        if fitting.len() == 1 {
-            self.errors.extend(fitting.pop().unwrap());
+        if let (1, Some(errors)) = (fitting.len(), fitting.last_mut()) {
+            self.errors.append(errors);
         } else if let Some(role) = self.untyped_mapping_for_role(node, id) {
             // A mapping without `type` where only components may stand.
             self.component(node, role);

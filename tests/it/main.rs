@@ -5,6 +5,7 @@ mod amp;
 mod binaries;
 mod browse_dataset;
 mod check;
+mod code_rules;
 mod checkpoint;
 mod completions;
 mod conformance;
