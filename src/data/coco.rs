@@ -13,6 +13,8 @@
 //!   annotation id and the image; MMDetection skips some silently and crashes
 //!   later on others. With `skip_invalid_samples: true` such images are dropped
 //!   and [`CocoDataset::warnings`] reports how many (the caller prints it);
+//! - an annotation whose box lies wholly outside its image is dropped, as
+//!   MMDetection drops it, and counted in a warning (MMDetection says nothing);
 //! - without `metainfo.classes` the classes are the annotation file's
 //!   categories in file order (MMDetection would use COCO's 80 names, which
 //!   gives the same result on COCO and no labels at all on other data);
@@ -227,6 +229,12 @@ impl CocoDataset {
                 parsed.first_error.unwrap_or_default()
             ));
         }
+        if let (n @ 1.., Some(first)) = &parsed.outside {
+            warnings.push(format!(
+                "{n} annotations of `{file}` lie wholly outside their image and are dropped, as \
+                 MMDetection drops them (the first: {first}); check their `bbox` ([x, y, width, height])"
+            ));
+        }
         let kept = self.filter(parsed.records);
         let records = self.apply_indices(kept)?;
         Ok(Loaded {
@@ -354,6 +362,11 @@ mod tests {
             a.instances.len(),
             2,
             "tiny, outside and ignored annotations are dropped"
+        );
+        let warnings = ds.warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with("1 annotations of") && w.contains("(the first: annotation 5 of image 7")),
+            "{warnings:?}"
         );
         assert_eq!(a.instances[0].bbox, [1.0, 2.0, 4.0, 6.0]);
         assert_eq!(a.instances[0].bbox_label, 1);

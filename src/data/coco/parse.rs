@@ -320,6 +320,8 @@ pub(super) struct Parsed {
     pub(super) records: Vec<(DataInfo, bool)>,
     pub(super) skipped: usize,
     pub(super) first_error: Option<String>,
+    /// Annotations lying wholly outside their image, and the first of them.
+    pub(super) outside: (usize, Option<String>),
 }
 
 /// mmdet `load_data_list`: images in file order, each with its annotations in file order.
@@ -358,12 +360,13 @@ pub(super) fn parse_images(
         records: Vec::with_capacity(raw.images.len()),
         skipped: 0,
         first_error: None,
+        outside: (0, None),
     };
     for (img, anns) in raw.images.iter().zip(anns_of) {
         let in_cat = anns
             .iter()
             .any(|a| cats.cat2label.contains_key(&a.category_id));
-        match parse_image(img, anns, cats, img_prefix, file) {
+        match parse_image(img, anns, cats, img_prefix, file, &mut parsed.outside) {
             Ok(record) => {
                 parsed.records.push((record, in_cat));
             }
@@ -377,13 +380,16 @@ pub(super) fn parse_images(
     Ok(parsed)
 }
 
-/// mmdet `parse_data_info` for one image; the error names the file, annotation and image.
+/// mmdet `parse_data_info` for one image; the error names the file,
+/// annotation and image. Annotations lying wholly outside the image are
+/// dropped as MMDetection drops them, and counted in `outside` (with the first).
 fn parse_image(
     img: &RawImage,
     anns: Vec<RawAnn>,
     cats: &Categories,
     img_prefix: &Path,
     file: &str,
+    outside: &mut (usize, Option<String>),
 ) -> Result<DataInfo, String> {
     let img_path = img_prefix.join(&img.file_name);
     let name = format!("image {} (`{}`)", img.id, img.file_name);
@@ -397,8 +403,12 @@ fn parse_image(
     for ann in anns {
         let id = ann.id;
         match parse_ann(ann, img, cats) {
-            Ok(Some(instance)) => instances.push(instance),
-            Ok(None) => {}
+            Ok(AnnOutcome::Kept(instance)) => instances.push(instance),
+            Ok(AnnOutcome::Dropped) => {}
+            Ok(AnnOutcome::Outside) => {
+                outside.0 += 1;
+                outside.1.get_or_insert_with(|| format!("annotation {id} of {name}"));
+            }
             Err(what) => return Err(format!("`{file}`: annotation {id} of {name}: {what}")),
         }
     }
@@ -411,8 +421,17 @@ fn parse_image(
     })
 }
 
-/// One annotation: `Err` when malformed, `None` when MMDetection drops it.
-fn parse_ann(ann: RawAnn, img: &RawImage, cats: &Categories) -> Result<Option<Instance>, String> {
+/// What becomes of one well-formed annotation.
+enum AnnOutcome {
+    Kept(Instance),
+    /// Ignored, crowd-less tiny, or of a class not trained: MMDetection drops it.
+    Dropped,
+    /// Its box lies wholly outside the image (dropped too, but worth a warning).
+    Outside,
+}
+
+/// One annotation: `Err` when malformed.
+fn parse_ann(ann: RawAnn, img: &RawImage, cats: &Categories) -> Result<AnnOutcome, String> {
     if !cats.known.contains(&ann.category_id) {
         let mut ids: Vec<u64> = cats.known.iter().copied().collect();
         ids.sort_unstable();
@@ -432,18 +451,21 @@ fn parse_ann(ann: RawAnn, img: &RawImage, cats: &Categories) -> Result<Option<In
     let mask = parse_segmentation(ann.segmentation, img)?;
     // mirrors mmdet coco.py parse_data_info: the order and the exact tests.
     if truthy(&ann.ignore) {
-        return Ok(None);
+        return Ok(AnnOutcome::Dropped);
     }
     let (width, height) = (f64::from(img.width), f64::from(img.height));
     let inter_w = ((x1 + w).min(width) - x1.max(0.0)).max(0.0);
     let inter_h = ((y1 + h).min(height) - y1.max(0.0)).max(0.0);
+    if inter_w * inter_h == 0.0 && w >= 1.0 && h >= 1.0 {
+        return Ok(AnnOutcome::Outside);
+    }
     if inter_w * inter_h == 0.0 || area <= 0.0 || w < 1.0 || h < 1.0 {
-        return Ok(None);
+        return Ok(AnnOutcome::Dropped);
     }
     let Some(&bbox_label) = cats.cat2label.get(&ann.category_id) else {
-        return Ok(None);
+        return Ok(AnnOutcome::Dropped);
     };
-    Ok(Some(Instance {
+    Ok(AnnOutcome::Kept(Instance {
         bbox: [x1 as f32, y1 as f32, (x1 + w) as f32, (y1 + h) as f32],
         bbox_label,
         ignore_flag: truthy(&ann.iscrowd),
