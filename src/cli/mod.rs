@@ -1,6 +1,7 @@
 //! The `detc` command line: clap definitions and dispatch. Each subcommand
 //! lives in its own module; `main` owns the exit codes of DESIGN.md.
 
+mod bench;
 mod browse_dataset;
 mod check;
 mod completions;
@@ -53,6 +54,8 @@ enum Command {
     Env(env::Args),
     /// Check a config, then train it in the engine.
     Run(run::Args),
+    /// Time training steps and inference of a config on its data: images/s, the step by phase, peak memory.
+    Bench(bench::Args),
     /// Evaluate a COCO results file against ground truth (bbox, segm).
     Eval(eval::Args),
     /// Dataset tools: generate the synthetic shapes dataset.
@@ -90,6 +93,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::exec(args),
         Command::Env(args) => env::exec(args),
         Command::Run(args) => run::exec(args),
+        Command::Bench(args) => bench::exec(args),
         Command::Eval(args) => eval::exec(args),
         Command::Data(args) => data::exec(args),
         Command::Test(args) => test::exec(args),

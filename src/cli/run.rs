@@ -60,7 +60,7 @@ enum Launcher {
 }
 
 /// What `--amp` sets.
-const AMP_OPTIONS: [&str; 2] = [
+pub(super) const AMP_OPTIONS: [&str; 2] = [
     "optim_wrapper.type=AmpOptimWrapper",
     "optim_wrapper.loss_scale=dynamic",
 ];

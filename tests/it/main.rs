@@ -2,6 +2,7 @@
 //! written to temporary folders. Snapshots refresh with `SNAPSHOTS=overwrite`.
 
 mod amp;
+mod bench;
 mod binaries;
 mod browse_dataset;
 mod check;

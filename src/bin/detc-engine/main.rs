@@ -28,6 +28,8 @@ enum Command {
     Summary(detc::cli::summary::render::Options),
     /// Test a checkpoint on a resolved config read as JSON from stdin (sent by `detc test`).
     Test(engine::test_loop::TestArgs),
+    /// Time training steps and inference on a resolved config on stdin (sent by `detc bench`).
+    Bench(engine::runner::BenchArgs),
     /// Detect objects in images with a checkpoint, for a resolved config on stdin (sent by `detc infer`).
     Infer(engine::infer::InferArgs),
 }
@@ -39,6 +41,7 @@ fn main() {
         Command::Run(args) => std::process::exit(engine::runner::run(&read_config(), &args)),
         Command::Summary(opts) => std::process::exit(engine::summary::summary(&read_config(), &opts)),
         Command::Test(args) => std::process::exit(engine::test_loop::test(&read_config(), &args)),
+        Command::Bench(args) => std::process::exit(engine::runner::bench(&read_config(), &args)),
         Command::Infer(args) => std::process::exit(engine::infer::infer(&read_config(), &args)),
     }
 }

@@ -130,6 +130,11 @@ impl RunLog {
         Ok(log)
     }
 
+    /// Whether lines are also printed on stdout.
+    pub fn set_echo(&mut self, echo: bool) {
+        self.echo = echo;
+    }
+
     /// Writes `message` with the prefix of `level` at the current local time.
     pub fn log(&mut self, level: Level, message: &str) -> io::Result<()> {
         let line = format!("{}{message}\n", line_prefix(level, &LocalTime::now()));

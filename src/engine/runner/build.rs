@@ -109,7 +109,9 @@ impl Runner {
             let text = serde_json::to_string_pretty(config).unwrap_or_default();
             work.dump_config(&args.config_stem, "json", &text)
                 .map_err(runtime)?;
-            RunLog::open_run(&work, config).map_err(runtime)?
+            let mut log = RunLog::open_run(&work, config).map_err(runtime)?;
+            log.set_echo(!args.quiet);
+            log
         } else {
             RunLog::discard()
         };

@@ -12,6 +12,7 @@
 //! therefore continues with the same random numbers as the uninterrupted
 //! one, with nothing but the position to restore.
 
+mod bench;
 mod build;
 mod loop_cfg;
 mod run_state;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+pub use bench::{bench, BenchArgs};
 pub use run_state::RunState;
 
 /// A run that cannot go on: the exit code (1: the input is wrong, 3: the
@@ -81,4 +83,7 @@ pub struct RunArgs {
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     pub device: Option<String>,
+    /// Log to the files only, not to stdout (`detc bench`).
+    #[arg(skip)]
+    pub quiet: bool,
 }

@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 use super::build::Runner;
 use super::loop_cfg::LoopKind;
 use super::state::Position;
+use super::bench::{Phase, StepTimes};
 use super::{input, runtime, Failure, RunState};
 use crate::engine::data::DataParts;
 use crate::engine::evaluate::evaluate;
@@ -191,6 +192,17 @@ impl Runner {
     /// `model.train_step`: forward, losses, backward and the optimizer step;
     /// returns `loss` and each loss term as host numbers.
     fn train_step(&mut self, samples: Vec<PackedSample>) -> Result<Vec<(String, f64)>, Failure> {
+        self.timed_train_step(samples, &mut StepTimes::off())
+    }
+
+    /// [`Self::train_step`], marking the end of each phase in `times`
+    /// (`detc bench`; a no-op recorder in training).
+    pub(super) fn timed_train_step(
+        &mut self,
+        samples: Vec<PackedSample>,
+        times: &mut StepTimes,
+    ) -> Result<Vec<(String, f64)>, Failure> {
+        times.start();
         let s = &mut self.state;
         tch::manual_seed(iter_seed(s.seed, s.iter));
         // BaseModel.train_step: preprocessing and the forward pass inside
@@ -221,14 +233,21 @@ impl Runner {
         if !values[0].is_finite() && !scaler_skips {
             return Err(runtime(diverged(s, &values, losses.keys())));
         }
+        times.mark(Phase::Forward);
         s.wrapper
-            .update_params_synced(&total, |params| match dist {
-                Some(d) => d
-                    .average_gradients(params)
-                    .map_err(|e| ModelError::new("DistributedDataParallel", e.message)),
-                None => Ok(()),
+            .update_params_synced(&total, |params| {
+                times.mark(Phase::Backward);
+                let synced = match dist {
+                    Some(d) => d
+                        .average_gradients(params)
+                        .map_err(|e| ModelError::new("DistributedDataParallel", e.message)),
+                    None => Ok(()),
+                };
+                times.mark(Phase::AllReduce);
+                synced
             })
             .map_err(runtime)?;
+        times.mark(Phase::Optimizer);
         // OptimWrapper's own message-hub record, made during the step in MMEngine.
         if let Some(g) = s.wrapper.grad_norm() {
             s.hub.update("train/grad_norm", g);

@@ -1,0 +1,293 @@
+//! `detc bench`: real training steps of a config on its data, timed by
+//! phase (data wait, forward with the losses, backward, gradient all-reduce,
+//! optimizer step), then inference on the validation data (the training data
+//! without one); images per second, and peak memory. The run is the one
+//! `detc run` would make, without its hooks (no logging, checkpoints or
+//! scheduler steps), in a throw-away work dir.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tch::Device;
+
+use super::build::Runner;
+use super::{input, runtime, Failure, RunArgs};
+use crate::engine::data::DataParts;
+
+/// The phases of a train step, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Preprocessing, the forward pass and the losses on the host.
+    Forward,
+    Backward,
+    /// DDP's gradient all-reduce (nothing in a single process).
+    AllReduce,
+    /// Clipping, the optimizer step and zeroing the gradients.
+    Optimizer,
+}
+
+/// Seconds per phase of one step. Off (training) it records nothing and
+/// never synchronises; on CUDA it waits for the device at each mark, so
+/// that a phase's time is its kernels' and not the next one's.
+#[derive(Debug)]
+pub struct StepTimes {
+    device: Option<Device>,
+    last: Instant,
+    seconds: [f64; 4],
+}
+
+impl StepTimes {
+    pub fn off() -> Self {
+        StepTimes {
+            device: None,
+            last: Instant::now(),
+            seconds: [0.0; 4],
+        }
+    }
+
+    fn on(device: Device) -> Self {
+        StepTimes {
+            device: Some(device),
+            last: Instant::now(),
+            seconds: [0.0; 4],
+        }
+    }
+
+    pub fn start(&mut self) {
+        if self.device.is_some() {
+            self.last = Instant::now();
+        }
+    }
+
+    /// Ends `phase` now.
+    pub fn mark(&mut self, phase: Phase) {
+        let Some(device) = self.device else { return };
+        if let Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
+        let now = Instant::now();
+        self.seconds[phase as usize] += (now - self.last).as_secs_f64();
+        self.last = now;
+    }
+}
+
+/// `detc-engine bench` arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Timed iterations (train steps, then inference batches).
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed iterations first (allocator, cuDNN autotuning, caches).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Runs the benchmark; returns the exit code.
+pub fn bench(config: &Value, args: &BenchArgs) -> i32 {
+    let work_dir = std::env::temp_dir().join(format!("detc-bench-{}", std::process::id()));
+    let run_args = RunArgs {
+        work_dir: work_dir.clone(),
+        config_stem: "bench".into(),
+        resume: false,
+        resume_from: None,
+        auto_scale_lr: false,
+        device: args.device.clone(),
+        quiet: true,
+    };
+    let result = Runner::build(config, &run_args)
+        .and_then(|(mut runner, mut data)| runner.bench(&mut data, args));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    match result {
+        Ok(report) if args.json => {
+            println!("{report}");
+            0
+        }
+        Ok(report) => {
+            print!("{}", table(&report));
+            0
+        }
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+impl Runner {
+    fn bench(&mut self, data: &mut DataParts, args: &BenchArgs) -> Result<Value, Failure> {
+        if args.iters == 0 {
+            return Err(input("--iters must be at least 1"));
+        }
+        let device = self.state.vs.device();
+        let _ = crate::engine::native::cuda_peak_memory_mb(device); // resets the peak
+        let (mut phases, mut data_wait, mut wall, mut images, mut batch_size) =
+            ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
+        let mut last = Instant::now();
+        let mut step = 0usize;
+        for_batches(data, args.warmup + args.iters, |batch| {
+            let (n, wait) = (batch.samples.len(), batch.data_time.as_secs_f64());
+            let mut times = StepTimes::on(device);
+            self.timed_train_step(batch.samples, &mut times)?;
+            self.state.iter += 1;
+            let now = Instant::now();
+            if step >= args.warmup {
+                (0..4).for_each(|i| phases[i] += times.seconds[i]);
+                data_wait += wait;
+                wall += (now - last).as_secs_f64();
+                images += n;
+                batch_size = batch_size.max(n);
+            }
+            last = now;
+            step += 1;
+            Ok(())
+        })?;
+        let train_peak = crate::engine::native::cuda_peak_memory_mb(device);
+        let per_step = |s: f64| s / args.iters as f64;
+        let train = json!({
+            "batch_size": batch_size,
+            "images_per_s": images as f64 / wall,
+            "step_s": per_step(wall),
+            "data_wait_s": per_step(data_wait),
+            "forward_s": per_step(phases[Phase::Forward as usize]),
+            "backward_s": per_step(phases[Phase::Backward as usize]),
+            "all_reduce_s": per_step(phases[Phase::AllReduce as usize]),
+            "optimizer_s": per_step(phases[Phase::Optimizer as usize]),
+            "peak_memory_mb": train_peak,
+        });
+        let inference = self.bench_inference(data, args)?;
+        let max_rss_mb = max_rss_mb();
+        Ok(json!({
+            "device": format!("{device:?}").to_lowercase(),
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "train": train,
+            "inference": inference,
+            "max_rss_mb": max_rss_mb,
+        }))
+    }
+
+    /// `model.predict` on the validation batches (the training ones without).
+    fn bench_inference(
+        &mut self,
+        train: &mut DataParts,
+        args: &BenchArgs,
+    ) -> Result<Value, Failure> {
+        let device = self.state.vs.device();
+        let (model, pre) = (&self.model, &self.pre);
+        let data = match self.val.as_mut() {
+            Some((val, _)) => val,
+            None => train,
+        };
+        let (mut wall, mut images, mut step, mut batch_size) = (0.0, 0usize, 0usize, 0usize);
+        for_batches(data, args.warmup + args.iters, |batch| {
+            let n = batch.samples.len();
+            let start = Instant::now();
+            let det = pre.forward(batch.samples, false).map_err(input)?;
+            tch::no_grad(|| model.predict(&det, true)).map_err(runtime)?;
+            if let Device::Cuda(index) = device {
+                tch::Cuda::synchronize(index as i64);
+            }
+            if step >= args.warmup {
+                wall += start.elapsed().as_secs_f64();
+                images += n;
+                batch_size = batch_size.max(n);
+            }
+            step += 1;
+            Ok(())
+        })?;
+        Ok(json!({
+            "batch_size": batch_size,
+            "images_per_s": images as f64 / wall,
+            "batch_s": wall / args.iters as f64,
+            "peak_memory_mb": crate::engine::native::cuda_peak_memory_mb(device),
+        }))
+    }
+}
+
+/// Calls `f` on `n` batches of `data`, epoch after epoch as needed.
+fn for_batches(
+    data: &mut DataParts,
+    n: usize,
+    mut f: impl FnMut(detc::data::loader::Batch) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    if data.len() == 0 {
+        return Err(input("the dataloader has no batches (empty dataset?)"));
+    }
+    let (mut done, mut epoch) = (0, 0);
+    while done < n {
+        let batches = data.batches(epoch, 0);
+        for batch in data.loader.epoch(epoch, batches, 0) {
+            f(batch.map_err(input)?)?;
+            done += 1;
+            if done == n {
+                break;
+            }
+        }
+        epoch += 1;
+    }
+    Ok(())
+}
+
+/// This process's peak resident memory (`getrusage`), in MiB.
+fn max_rss_mb() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_maxrss.max(0) as u64) / 1024
+}
+
+/// The report for people.
+fn table(r: &Value) -> String {
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let ms = |v: &Value, k: &str| f(v, k) * 1000.0;
+    let (t, i) = (&r["train"], &r["inference"]);
+    let memory = match (t["peak_memory_mb"].as_u64(), i["peak_memory_mb"].as_u64()) {
+        (Some(a), Some(b)) => format!("peak GPU memory: train {a} MiB, inference {b} MiB"),
+        _ => format!("peak resident memory: {} MiB", r["max_rss_mb"]),
+    };
+    format!(
+        "device {}, {} timed iterations after {} warm-up\n\
+         train      {:8.2} img/s  batch {:3}  step {:8.1} ms = data wait {:.1} + forward {:.1} + backward {:.1} + all-reduce {:.1} + optimizer {:.1} (+ the rest)\n\
+         inference  {:8.2} img/s  batch {:3}  time {:8.1} ms\n\
+         {memory}\n",
+        r["device"].as_str().unwrap_or("?"),
+        r["iters"],
+        r["warmup"],
+        f(t, "images_per_s"),
+        t["batch_size"],
+        ms(t, "step_s"),
+        ms(t, "data_wait_s"),
+        ms(t, "forward_s"),
+        ms(t, "backward_s"),
+        ms(t, "all_reduce_s"),
+        ms(t, "optimizer_s"),
+        f(i, "images_per_s"),
+        i["batch_size"],
+        ms(i, "batch_s"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_index_their_slots() {
+        let phases = [
+            Phase::Forward,
+            Phase::Backward,
+            Phase::AllReduce,
+            Phase::Optimizer,
+        ];
+        assert_eq!(phases.map(|p| p as usize), [0, 1, 2, 3]);
+        let mut off = StepTimes::off();
+        off.mark(Phase::Backward);
+        assert_eq!(off.seconds, [0.0; 4], "off records nothing");
+    }
+}

@@ -1,0 +1,89 @@
+//! `detc bench` on CPU with the tiny demo config: real train steps and
+//! inference batches timed, as a JSON report and as the table.
+
+use serde_json::Value;
+
+use crate::support::{detc, root, shapes_data};
+
+const TINY: &[&str] = &[
+    "train_dataloader.batch_size=4",
+    "train_dataloader.num_workers=0",
+    "val_dataloader.num_workers=0",
+];
+
+#[test]
+fn bench_times_train_steps_by_phase_and_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 2);
+    let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("bench")
+        .arg(&config)
+        .args(["--iters", "2", "--warmup", "1", "--json", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    assert_eq!(report["device"], "cpu");
+    assert_eq!(
+        (report["iters"].as_u64(), report["warmup"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let train = &report["train"];
+    assert_eq!(train["batch_size"], 4);
+    let secs = |k: &str| {
+        train[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("train.{k}: {report}"))
+    };
+    assert!(
+        secs("images_per_s") > 0.0 && secs("forward_s") > 0.0 && secs("backward_s") > 0.0,
+        "{report}"
+    );
+    let phases =
+        secs("forward_s") + secs("backward_s") + secs("all_reduce_s") + secs("optimizer_s");
+    assert!(
+        phases <= secs("step_s") * 1.001,
+        "the phases fit in the step: {report}"
+    );
+    assert!(
+        (secs("images_per_s") * secs("step_s") - 4.0).abs() < 1e-6,
+        "{report}"
+    );
+    assert_eq!(
+        report["inference"]["batch_size"], 1,
+        "the validation loader's batch"
+    );
+    assert!(report["inference"]["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["max_rss_mb"].as_u64().unwrap() > 0);
+
+    let table = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("bench")
+        .arg(&config)
+        .args(["--iters", "1", "--warmup", "0", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(table).unwrap();
+    assert!(
+        table.starts_with("device cpu, 1 timed iterations after 0 warm-up\ntrain "),
+        "{table}"
+    );
+    assert!(
+        table.contains(" img/s  batch 4  step ") && table.contains("\ninference "),
+        "{table}"
+    );
+    assert!(
+        !dir.path().join("work_dirs").exists(),
+        "no work dir left behind"
+    );
+}
