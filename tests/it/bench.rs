@@ -11,22 +11,28 @@ const TINY: &[&str] = &[
     "val_dataloader.num_workers=0",
 ];
 
-#[test]
-fn bench_times_train_steps_by_phase_and_inference() {
-    let dir = tempfile::tempdir().unwrap();
-    shapes_data(dir.path(), 8, 2);
+/// `detc bench` of the demo config with `args`, in `dir`: its stdout.
+fn bench(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
     let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
-    let out = detc(dir.path())
+    detc(dir)
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .arg("bench")
         .arg(&config)
-        .args(["--iters", "2", "--warmup", "1", "--json", "--cfg-options"])
+        .args(args)
+        .arg("--cfg-options")
         .args(TINY)
         .assert()
         .success()
         .get_output()
         .stdout
-        .clone();
+        .clone()
+}
+
+#[test]
+fn bench_times_train_steps_by_phase_and_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 2);
+    let out = bench(dir.path(), &["--iters", "2", "--warmup", "1", "--json"]);
     let report: Value = serde_json::from_slice(&out)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
     assert_eq!(report["device"], "cpu");
@@ -62,17 +68,7 @@ fn bench_times_train_steps_by_phase_and_inference() {
     assert!(report["inference"]["images_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["max_rss_mb"].as_u64().unwrap() > 0);
 
-    let table = detc(dir.path())
-        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .arg("bench")
-        .arg(&config)
-        .args(["--iters", "1", "--warmup", "0", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let table = bench(dir.path(), &["--iters", "1", "--warmup", "0"]);
     let table = String::from_utf8(table).unwrap();
     assert!(
         table.starts_with("device cpu, 1 timed iterations after 0 warm-up\ntrain "),

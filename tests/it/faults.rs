@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::ddp::{run, setup};
+use crate::support::saved_iter;
 
 const EVERY_2: &str = "default_hooks.checkpoint.interval=2";
 
@@ -48,16 +49,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// `meta.iter` of a checkpoint that loads.
-fn saved_iter(path: &Path) -> i64 {
-    let ckpt = detc::checkpoint::load(path).unwrap_or_else(|e| panic!("{e}"));
-    ckpt.other
-        .get("meta")
-        .and_then(|m| m.get("iter"))
-        .and_then(|v| v.as_int())
-        .expect("meta.iter")
 }
 
 #[test]

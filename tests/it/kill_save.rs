@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_same_losses, root, shapes_data};
+use crate::support::{assert_same_losses, root, saved_iter, shapes_data};
 
 /// tests/it/train.rs's settings that keep the demo config tiny (2
 /// iterations per epoch), with a checkpoint after every iteration and no
@@ -110,15 +110,6 @@ fn files(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// `meta.iter` of a training checkpoint.
-fn saved_iter(path: &Path) -> i64 {
-    let ckpt = detc::checkpoint::load(path).unwrap_or_else(|e| panic!("{e}"));
-    let meta = ckpt.other.get("meta").expect("meta");
-    meta.get("iter")
-        .and_then(|v| v.as_int())
-        .expect("meta.iter")
 }
 
 /// Whether `path` ends with a zip end-of-central-directory record (no

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::ddp::{losses, run, setup};
+use crate::support::saved_iter;
 
 const MAX_ITERS: &str = "train_cfg.max_iters=12";
 
@@ -60,16 +61,6 @@ fn preempted_run(
     (status.code(), std::fs::read_to_string(&err_path).unwrap())
 }
 
-/// `meta.iter` of a checkpoint.
-fn saved_iter(path: &Path) -> u64 {
-    let ckpt = detc::checkpoint::load(path).unwrap_or_else(|e| panic!("{e}"));
-    ckpt.other
-        .get("meta")
-        .and_then(|m| m.get("iter"))
-        .and_then(|v| v.as_int())
-        .expect("meta.iter") as u64
-}
-
 fn check(nproc: usize, batch: usize) {
     let (dir, config) = setup();
     let dir = dir.path();
@@ -88,7 +79,7 @@ fn check(nproc: usize, batch: usize) {
         .unwrap();
     assert!((7..12).contains(&iter), "stopped after iteration {iter}");
     let ckpt = dir.join(format!("stopped/iter_{iter}.pth"));
-    assert_eq!(saved_iter(&ckpt), iter, "{stderr}");
+    assert_eq!(saved_iter(&ckpt), iter as i64, "{stderr}");
     let last = std::fs::read_to_string(dir.join("stopped/last_checkpoint")).unwrap();
     assert_eq!(dir.join(last.trim()), ckpt);
     assert_eq!(

@@ -69,6 +69,16 @@ pub fn assert() -> snapbox::Assert {
     snapbox::Assert::new().action_env("SNAPSHOTS").redact_with(redactions)
 }
 
+/// `meta.iter` of a training checkpoint (which must load).
+pub fn saved_iter(path: &Path) -> i64 {
+    let ckpt = detc::checkpoint::load(path).unwrap_or_else(|e| panic!("{e}"));
+    ckpt.other
+        .get("meta")
+        .and_then(|m| m.get("iter"))
+        .and_then(|v| v.as_int())
+        .expect("meta.iter")
+}
+
 /// Writes the synthetic shapes dataset (`train` + `val` images) to `dir/data/shapes`.
 pub fn shapes_data(dir: &Path, train: u32, val: u32) {
     let (train, val) = (train.to_string(), val.to_string());
