@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""The Python reference of `detc bench` for Faster R-CNN R50-FPN:
+torchvision's FasterRCNN trained at MMDetection's settings on the same COCO
+data, timed the same way. Prints one JSON object.
+
+    python3 scripts/bench_reference.py --data data/bench --batch 2 \
+        --iters 50 --warmup 10 [--precision fp32|bf16|fp16] [--workers 4]
+
+The model: ResNet-50 with frozen batch norm and its stem and first stage
+frozen (MMDetection's `frozen_stages: 1`, `norm_eval: true`), FPN, RPN and
+the two-FC box head, random weights (no download), 5 classes (4 and the
+background). Images are resized by the model's transform to 800 px on the
+short side, at most 1333 on the long one (MMDetection's `Resize(1333, 800)`
+with `keep_ratio`) and flipped at random (`RandomFlip(0.5)`). SGD, lr 0.02,
+momentum 0.9, weight decay 1e-4. bf16 and fp16 run under `torch.autocast`
+(fp16 with a GradScaler), as MMEngine's AmpOptimWrapper does.
+
+Timing as in detc: `--warmup` untimed steps, then `--iters` steps between
+two device synchronisations; images per second over the timed steps
+(data loading included, with `--workers` loader processes); peak memory is
+`torch.cuda.max_memory_allocated` over the timed steps. Inference: the same
+model in eval mode on the validation images, batch 1.
+"""
+import argparse
+import json
+import os
+import time
+
+import torch
+import torchvision
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+
+class CocoBoxes(torch.utils.data.Dataset):
+    """Images and their boxes (xyxy) and labels (1.. in category order)."""
+
+    def __init__(self, root, split, flip):
+        with open(os.path.join(root, 'annotations', f'instances_{split}.json')) as f:
+            coco = json.load(f)
+        label = {c['id']: i + 1 for i, c in enumerate(coco['categories'])}
+        anns = {}
+        for a in coco['annotations']:
+            x, y, w, h = a['bbox']
+            if w >= 1 and h >= 1 and not a.get('iscrowd', 0):
+                anns.setdefault(a['image_id'], []).append(([x, y, x + w, y + h], label[a['category_id']]))
+        self.items = [(os.path.join(root, split, im['file_name']), anns.get(im['id'], []))
+                      for im in coco['images'] if anns.get(im['id'])]
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, anns = self.items[i]
+        img = decode_jpeg(read_file(path), mode=ImageReadMode.RGB).float() / 255
+        boxes = torch.tensor([a[0] for a in anns], dtype=torch.float32)
+        if self.flip and torch.rand(()) < 0.5:
+            img = img.flip(-1)
+            w = img.shape[-1]
+            boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+        return img, {'boxes': boxes, 'labels': torch.tensor([a[1] for a in anns])}
+
+
+def model(num_classes):
+    backbone = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
+    backbone = _resnet_fpn_extractor(backbone, trainable_layers=3)
+    return FasterRCNN(backbone, num_classes=num_classes, min_size=800, max_size=1333)
+
+
+def loader(data, split, batch, workers, flip):
+    dataset = CocoBoxes(data, split, flip)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=flip, num_workers=workers, drop_last=flip,
+        collate_fn=lambda b: tuple(zip(*b)), persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+
+def batches(dl, n):
+    while True:
+        for b in dl:
+            yield b
+            n -= 1
+            if n == 0:
+                return
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--data', default='data/bench')
+    p.add_argument('--batch', type=int, default=2)
+    p.add_argument('--iters', type=int, default=50)
+    p.add_argument('--warmup', type=int, default=10)
+    p.add_argument('--workers', type=int, default=4)
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = p.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == 'cuda'
+    torch.backends.cudnn.benchmark = True
+    net = model(5).to(device).train()
+    params = [q for q in net.parameters() if q.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == 'fp16')
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    def to_device(images, targets):
+        images = [i.to(device, non_blocking=True) for i in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        return images, targets
+
+    train = loader(args.data, 'train', args.batch, args.workers, flip=True)
+    step = 0
+    for images, targets in batches(train, args.warmup + args.iters):
+        if step == args.warmup:
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+        images, targets = to_device(images, targets)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            losses = net(images, targets)
+            loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        step += 1
+    sync()
+    train_s = time.perf_counter() - start
+    train_peak = torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
+
+    net.eval()
+    val = loader(args.data, 'val', 1, min(args.workers, 2), flip=False)
+    step = 0
+    with torch.no_grad():
+        for images, _ in batches(val, args.warmup + args.iters):
+            if step == args.warmup:
+                sync()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+            images = [i.to(device, non_blocking=True) for i in images]
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                net(images)
+            step += 1
+    sync()
+    infer_s = time.perf_counter() - start
+    print(json.dumps({
+        'reference': f'torchvision {torchvision.__version__} FasterRCNN R50-FPN, torch {torch.__version__}',
+        'device': torch.cuda.get_device_name(device) if cuda else 'cpu',
+        'precision': args.precision,
+        'train': {'batch_size': args.batch, 'images_per_s': args.iters * args.batch / train_s,
+                  'step_s': train_s / args.iters, 'peak_memory_mb': train_peak},
+        'inference': {'batch_size': 1, 'images_per_s': args.iters / infer_s,
+                      'peak_memory_mb': torch.cuda.max_memory_allocated(device) >> 20 if cuda else None},
+    }))
+
+
+if __name__ == '__main__':
+    main()
