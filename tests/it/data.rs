@@ -394,9 +394,15 @@ fn coco_dataset_errors_name_file_annotation_and_image() {
     let ds = CocoDataset::from_config(&skip, tmp.path()).unwrap();
     assert_eq!(ds.img_ids(), [10, 33, 5]);
     let warnings = ds.warnings();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
         warnings[0].starts_with("skipped 2 of 5 images"),
+        "{warnings:?}"
+    );
+    // Annotation 6 lies right of its 60 px wide image: dropped, as MMDetection drops it, and said.
+    assert!(
+        warnings[1].starts_with("1 annotations of")
+            && warnings[1].contains("(the first: annotation 6 of image 10 (`a.jpg`))"),
         "{warnings:?}"
     );
 
