@@ -105,52 +105,38 @@ def main():
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == 'fp16')
 
-    def sync():
+    def timed(dl, step):
+        """Seconds of `--iters` calls of `step` after `--warmup` untimed ones,
+        between device synchronisations, and the peak memory over them (MiB)."""
+        for n, batch in enumerate(batches(dl, args.warmup + args.iters)):
+            if n == args.warmup:
+                if cuda:
+                    torch.cuda.synchronize(device)
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+            step(*batch)
         if cuda:
             torch.cuda.synchronize(device)
+        return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
 
-    def to_device(images, targets):
+    def train_step(images, targets):
         images = [i.to(device, non_blocking=True) for i in images]
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-        return images, targets
-
-    train = loader(args.data, 'train', args.batch, args.workers, flip=True)
-    step = 0
-    for images, targets in batches(train, args.warmup + args.iters):
-        if step == args.warmup:
-            sync()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            start = time.perf_counter()
-        images, targets = to_device(images, targets)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            losses = net(images, targets)
-            loss = sum(losses.values())
+            loss = sum(net(images, targets).values())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        step += 1
-    sync()
-    train_s = time.perf_counter() - start
-    train_peak = torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
 
+    def predict(images, _targets):
+        images = [i.to(device, non_blocking=True) for i in images]
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            net(images)
+
+    train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True), train_step)
     net.eval()
-    val = loader(args.data, 'val', 1, min(args.workers, 2), flip=False)
-    step = 0
-    with torch.no_grad():
-        for images, _ in batches(val, args.warmup + args.iters):
-            if step == args.warmup:
-                sync()
-                if cuda:
-                    torch.cuda.reset_peak_memory_stats(device)
-                start = time.perf_counter()
-            images = [i.to(device, non_blocking=True) for i in images]
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                net(images)
-            step += 1
-    sync()
-    infer_s = time.perf_counter() - start
+    infer_s, infer_peak = timed(loader(args.data, 'val', 1, min(args.workers, 2), flip=False), predict)
     print(json.dumps({
         'reference': f'torchvision {torchvision.__version__} FasterRCNN R50-FPN, torch {torch.__version__}',
         'device': torch.cuda.get_device_name(device) if cuda else 'cpu',
@@ -158,7 +144,7 @@ def main():
         'train': {'batch_size': args.batch, 'images_per_s': args.iters * args.batch / train_s,
                   'step_s': train_s / args.iters, 'peak_memory_mb': train_peak},
         'inference': {'batch_size': 1, 'images_per_s': args.iters / infer_s,
-                      'peak_memory_mb': torch.cuda.max_memory_allocated(device) >> 20 if cuda else None},
+                      'peak_memory_mb': infer_peak},
     }))
 
 
