@@ -469,6 +469,65 @@ fn a_killed_worker_ends_the_job_naming_it_and_a_killed_launcher_its_workers() {
 }
 
 #[test]
+fn sigint_to_the_launcher_stops_the_job_cleanly() {
+    // Ctrl-C where only `detc` gets the signal (a terminal also signals the
+    // workers, which then simply die): the workers are stopped, the job exits
+    // non-zero within 15 s saying so, and no engine is left.
+    let (dir, config) = setup();
+    let work = dir.path().join("interrupted");
+    let marker = work.to_str().unwrap().to_string();
+    let job = start_long_job(dir.path(), &config, &marker, 2);
+    assert!(
+        wait_for(|| engines_with(&marker).len() == 2 && losses_logged(&work), Duration::from_secs(120)),
+        "two workers training"
+    );
+    unsafe { libc::kill(job.id() as i32, libc::SIGINT) };
+    let sent = Instant::now();
+    let out = job.wait_with_output().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(15), "{:?}", sent.elapsed());
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("received signal 2; stopping the workers"), "{stderr}");
+    assert!(engines_with(&marker).is_empty(), "workers left: {:?}", engines_with(&marker));
+}
+
+#[test]
+fn two_jobs_started_at_once_with_default_ports_both_train() {
+    let (dir, config) = setup();
+    let start = |work: &str| {
+        Command::new(env!("CARGO_BIN_EXE_detc"))
+            .current_dir(dir.path())
+            .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+            .env("OMP_NUM_THREADS", "1")
+            .args(["run"])
+            .arg(&config)
+            .args(["--work-dir", work, "--device", "cpu", "--nproc", "2", "--cfg-options"])
+            .args(["train_dataloader.num_workers=0", "train_dataloader.batch_size=2", "train_cfg.max_iters=3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start("job_a"), start("job_b"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(a.status.success(), "{}", err(&a));
+    assert!(b.status.success(), "{}", err(&b));
+    for work in ["job_a", "job_b"] {
+        assert_eq!(losses(&dir.path().join(work)).len(), 3, "{work} trained its 3 iterations");
+    }
+    let ports: Vec<String> = [&a, &b]
+        .iter()
+        .map(|o| {
+            let text = err(o);
+            let at = text.find("127.0.0.1:").unwrap_or_else(|| panic!("{text}"));
+            text[at + 10..].split(')').next().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(ports[0], ports[1], "distinct rendezvous ports");
+}
+
+#[test]
 fn a_killed_detc_takes_its_single_engine_with_it() {
     // `kill` signals `detc` alone, not its process group: the engine it
     // started must not train on, orphaned. (SIGTERM is passed on to the
