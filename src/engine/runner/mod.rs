@@ -15,6 +15,7 @@
 mod bench;
 mod build;
 mod loop_cfg;
+mod oom;
 mod run_state;
 pub mod state;
 mod train;
@@ -46,7 +47,20 @@ pub fn run(config: &Value, args: &RunArgs) -> i32 {
         return 1;
     }
     crate::engine::preempt::install();
-    match build::Runner::build(config, args).and_then(|(mut r, mut data)| r.train(&mut data)) {
+    // A libtorch error raised through one of tch's panicking calls (out of
+    // memory in a kernel, say) ends the run like any other failure.
+    let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build::Runner::build(config, args).and_then(|(mut r, mut data)| r.train(&mut data))
+    }))
+    .unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(runtime(format!("the engine failed: {text}")))
+    });
+    match trained {
         Ok(()) => 0,
         // Rank 0 alone says where the run stopped.
         Err((code, message)) if code == crate::engine::preempt::EXIT_PREEMPTED => {
@@ -56,7 +70,11 @@ pub fn run(config: &Value, args: &RunArgs) -> i32 {
             code
         }
         Err((code, message)) => {
-            eprintln!("error: {message}");
+            let rank = std::env::var("RANK").ok().and_then(|r| r.parse().ok());
+            match oom::explain(&message, config, rank) {
+                Some(explained) => eprintln!("error: {explained}"),
+                None => eprintln!("error: {message}"),
+            }
             code
         }
     }
