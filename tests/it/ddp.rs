@@ -385,7 +385,9 @@ fn wait_for(mut done: impl FnMut() -> bool, limit: Duration) -> bool {
 
 /// A long run of the demo config by `nproc` workers (1: the single engine),
 /// in the background.
-fn start_long_job(dir: &Path, config: &Path, work: &str, nproc: u32) -> std::process::Child {
+/// `detc run CONFIG --work-dir WORK --device cpu [--nproc N]`, in `dir`, to be spawned
+/// (options follow).
+pub(crate) fn run_command(dir: &Path, config: &Path, work: &str, nproc: u32) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_detc"));
     command
         .current_dir(dir)
@@ -398,6 +400,10 @@ fn start_long_job(dir: &Path, config: &Path, work: &str, nproc: u32) -> std::pro
         command.args(["--nproc", &nproc.to_string()]);
     }
     command
+}
+
+fn start_long_job(dir: &Path, config: &Path, work: &str, nproc: u32) -> std::process::Child {
+    run_command(dir, config, work, nproc)
         .args([
             "--cfg-options",
             "train_dataloader.num_workers=0",
@@ -495,13 +501,8 @@ fn sigint_to_the_launcher_stops_the_job_cleanly() {
 fn two_jobs_started_at_once_with_default_ports_both_train() {
     let (dir, config) = setup();
     let start = |work: &str| {
-        Command::new(env!("CARGO_BIN_EXE_detc"))
-            .current_dir(dir.path())
-            .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-            .env("OMP_NUM_THREADS", "1")
-            .args(["run"])
-            .arg(&config)
-            .args(["--work-dir", work, "--device", "cpu", "--nproc", "2", "--cfg-options"])
+        run_command(dir.path(), &config, work, 2)
+            .arg("--cfg-options")
             .args(["train_dataloader.num_workers=0", "train_dataloader.batch_size=2", "train_cfg.max_iters=3"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

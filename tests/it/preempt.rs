@@ -5,10 +5,10 @@
 //! for bit. With one engine and with two workers over Gloo.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::ddp::{losses, run, setup};
+use crate::ddp::{losses, run, run_command, setup};
 use crate::support::saved_iter;
 
 const MAX_ITERS: &str = "train_cfg.max_iters=12";
@@ -23,16 +23,7 @@ fn preempted_run(
     batch: usize,
 ) -> (Option<i32>, String) {
     let err_path = dir.join(format!("{work}.stderr"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_detc"));
-    cmd.current_dir(dir)
-        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .env("OMP_NUM_THREADS", "1")
-        .arg("run")
-        .arg(config)
-        .args(["--work-dir", work, "--device", "cpu"]);
-    if nproc > 1 {
-        cmd.args(["--nproc", &nproc.to_string()]);
-    }
+    let mut cmd = run_command(dir, config, work, nproc as u32);
     let batch = format!("train_dataloader.batch_size={batch}");
     cmd.args([
         "--cfg-options",
