@@ -100,15 +100,16 @@ def own_python(path, text):
         tree = ast.parse(text, filename=path)
     tree.body = [n for n in tree.body if not (
         isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == BASE_KEY for t in n.targets))]
-    namespace = {BASE_KEY: merged_bases(base_paths(path, bases)) if uses_base else None}
+    base = merged_bases(base_paths(path, bases)) if uses_base else None
+    # `plain` copies: the code may change `base` in place, the copy stays.
+    pristine = plain(base, path) if uses_base else None
+    namespace = {BASE_KEY: base}
     try:
         exec(compile(tree, path, 'exec'), namespace)
     except Exception as e:  # the user's code: report where
         fail(f'{path}: evaluating it failed: {type(e).__name__}: {e}')
-    if uses_base:
-        pristine = plain(merged_bases(base_paths(path, bases)), path)
-        if not same(plain(namespace[BASE_KEY], path), pristine):
-            return from_resolved(path, pristine, bases)
+    if uses_base and not same(plain(base, path), pristine):
+        return from_resolved(path, pristine, bases)
     own = {}
     for key, value in namespace.items():
         if key == BASE_KEY or key.startswith('__'):

@@ -349,9 +349,7 @@ impl CheckpointHook {
         }
         out.messages.push(format!("Saving checkpoint at {} iterations", p.iter));
         self.write(&path, true, true, (p.epoch, p.iter), save, &mut out)?;
-        let last = self.work_dir.join(LAST_CHECKPOINT);
-        write_atomic(&last, path.to_string_lossy().as_bytes())
-            .map_err(|source| CheckpointHookError::Io { path: last, source })?;
+        self.write_last_checkpoint(&path)?;
         self.last_ckpt = Some(path);
         Ok(out)
     }
@@ -470,9 +468,7 @@ impl CheckpointHook {
         self.state.last_ckpt = Some(path.to_string_lossy().into_owned());
         let (optimizer, scheduler) = (self.save_optimizer, self.save_param_scheduler);
         self.write(&path, optimizer, scheduler, meta, save, out)?;
-        let last = self.work_dir.join(LAST_CHECKPOINT);
-        write_atomic(&last, path.to_string_lossy().as_bytes())
-            .map_err(|source| CheckpointHookError::Io { path: last, source })?;
+        self.write_last_checkpoint(&path)?;
         if let Some(old) = expired
             .map(|s| self.ckpt_path(s))
             .filter(|old| *old != path)
@@ -547,6 +543,13 @@ impl CheckpointHook {
 
     fn filename(&self, step: u64) -> String {
         format!("{}{step}{}", self.filename_tmpl.0, self.filename_tmpl.1)
+    }
+
+    /// Names `path` in the work dir's `last_checkpoint` (what `--resume` reads).
+    fn write_last_checkpoint(&self, path: &Path) -> Result<()> {
+        let last = self.work_dir.join(LAST_CHECKPOINT);
+        write_atomic(&last, path.to_string_lossy().as_bytes())
+            .map_err(|source| CheckpointHookError::Io { path: last, source })
     }
 
     fn ckpt_path(&self, step: u64) -> PathBuf {

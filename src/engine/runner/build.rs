@@ -80,14 +80,13 @@ impl Runner {
             (Some(path), _) => (Some((path.clone(), state::load(path).map_err(input)?)), None),
             (None, true) => match latest_checkpoint(&args.work_dir).map_err(runtime)? {
                 Some(newest) => {
-                    let (path, loaded, note) = load_newest_good(&newest)?;
-                    (Some((path, loaded)), note)
+                    let (resumed, note) = load_newest_good(&newest)?;
+                    (Some(resumed), note)
                 }
                 None => (None, None),
             },
             (None, false) => (None, None),
         };
-        let resume_from = resumed.as_ref().map(|(p, _)| p.clone());
         // A resumed run keeps its seed, which fixes every random stream.
         let seed = match &resumed {
             Some((_, (_, st))) => st.seed,
@@ -212,7 +211,7 @@ impl Runner {
             loop_cfg,
             dist,
         };
-        if args.resume && resume_from.is_none() {
+        if args.resume && resumed.is_none() {
             runner
                 .state
                 .info("Did not find last_checkpoint to be resumed.")?;
@@ -276,9 +275,9 @@ impl Runner {
 /// names both. A newest checkpoint is unreadable after bit rot, or a copy or
 /// a disk that failed; the zip's CRC-32 of every entry, checked on reading,
 /// finds the corruption. None loading is an error listing each one's reason.
-fn load_newest_good(newest: &Path) -> Result<(PathBuf, (IndexMap<String, TensorData>, TrainState), Option<String>), Failure> {
+fn load_newest_good(newest: &Path) -> Result<(Resumed, Option<String>), Failure> {
     let first_error = match state::load(newest) {
-        Ok(loaded) => return Ok((newest.to_path_buf(), loaded, None)),
+        Ok(loaded) => return Ok(((newest.to_path_buf(), loaded), None)),
         Err(e) => e.to_string(),
     };
     let folder = newest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -302,7 +301,7 @@ fn load_newest_good(newest: &Path) -> Result<(PathBuf, (IndexMap<String, TensorD
                     newest.display(),
                     path.display()
                 );
-                return Ok((path, loaded, Some(note)));
+                return Ok(((path, loaded), Some(note)));
             }
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }

@@ -335,15 +335,16 @@ fn diverged<'k>(s: &RunState, values: &[f64], keys: impl Iterator<Item = &'k Str
 }
 
 /// Fault injection for the tests: `DETC_TEST_NAN_AT=<iteration>:<loss term>`
-/// makes that term NaN at that (1-based) iteration, through the graph.
+/// makes that term NaN at that (1-based) iteration, through the graph. Read
+/// once per process, as the checkpoint writer's pause is.
 fn inject_nan(losses: &mut IndexMap<String, Tensor>, iteration: u64) {
-    let Ok(spec) = std::env::var("DETC_TEST_NAN_AT") else {
-        return;
-    };
-    let Some((at, term)) = spec.split_once(':') else {
-        return;
-    };
-    if at.parse() == Ok(iteration) {
+    static AT: std::sync::OnceLock<Option<(u64, String)>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let spec = std::env::var("DETC_TEST_NAN_AT").ok()?;
+        let (at, term) = spec.split_once(':')?;
+        Some((at.parse().ok()?, term.to_string()))
+    });
+    if let Some((_, term)) = at.as_ref().filter(|(at, _)| *at == iteration) {
         if let Some(t) = losses.get_mut(term) {
             *t = &*t * f64::NAN;
         }
