@@ -90,8 +90,6 @@ pub struct Trained {
     pub warning: Option<String>,
     /// The checkpoint's `meta.dataset_meta.classes`, when it has them.
     pub classes: Option<Vec<String>>,
-    /// Owns the weights the model's tensors live in.
-    _vs: nn::VarStore,
 }
 
 impl Trained {
@@ -115,7 +113,9 @@ impl Trained {
             }
             _ => None,
         };
-        Ok(Trained { model, pre, warning: report.warning(), classes, _vs: vs })
+        // The model's tensors are the store's variables themselves: dropping
+        // the store leaves them in place.
+        Ok(Trained { model, pre, warning: report.warning(), classes })
     }
 }
 
