@@ -8,7 +8,11 @@
 //!   statistics, RoIAlign's CPU kernel and c10d's Gloo process group, which
 //!   tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
-//!   so it needs neither the CUDA headers nor libc10_cuda).
+//!   so it needs neither the CUDA headers nor libc10_cuda);
+//! - c10d's NCCL process group (`dist_nccl.cpp`), compiled with the CUDA and
+//!   NCCL headers of the pip packages beside torch when libtorch has CUDA
+//!   and they are installed; without them the file compiles to an error
+//!   message for a job that asks for NCCL.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ const SHIM: [&str; 3] = [
     "src/engine/native/dist.cpp",
 ];
 const SHIM_HEADER: &str = "src/engine/native/status.h";
+const NCCL_SHIM: &str = "src/engine/native/dist_nccl.cpp";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -49,6 +54,7 @@ fn main() {
         .map(|v| v.trim_matches(['\'', '"']).to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=DETC_LIBTORCH_VERSION={version}");
+    println!("cargo:rustc-env=DETC_LIBTORCH_LIB={}", lib_dir.display());
     build_shim(&lib_dir);
 }
 
@@ -59,6 +65,22 @@ fn build_shim(lib_dir: &Path) {
         println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let mut build = torch_cpp(lib_dir);
+    // c10d's Gloo process group (dist.cpp); its headers come from
+    // Debian's libgloo-dev (scripts/bootstrap), its code from libtorch_cpu.
+    build.flag("-DUSE_C10D_GLOO").files(SHIM);
+    build.compile("detc_native");
+    build_nccl_shim(lib_dir);
+    // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,
+    // after us); `--as-needed` keeps them out of binaries that do not call
+    // the shim, such as `detc`.
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+}
+
+/// A C++ build with libtorch's headers and ABI.
+fn torch_cpp(lib_dir: &Path) -> cc::Build {
     let include = lib_dir.join("../include");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     let mut build = cc::Build::new();
@@ -70,16 +92,41 @@ fn build_shim(lib_dir: &Path) {
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT")
-        // c10d's Gloo process group (dist.cpp); its headers come from
-        // Debian's libgloo-dev (scripts/bootstrap), its code from libtorch_cpu.
-        .flag("-DUSE_C10D_GLOO")
-        .files(SHIM);
-    build.compile("detc_native");
-    // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,
-    // after us); `--as-needed` keeps them out of binaries that do not call
-    // the shim, such as `detc`.
-    println!("cargo:rustc-link-search=native={}", lib_dir.display());
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    println!("cargo:rustc-link-lib=dylib=c10");
+        .flag("-DGLOG_USE_GLOG_EXPORT");
+    build
+}
+
+/// `dist_nccl.cpp`: with NCCL when libtorch has CUDA and the pip packages
+/// beside torch hold the CUDA runtime (`nvidia/cu13`, with the `crt` and
+/// `nv` folders of nvidia-cuda-crt and nvidia-cuda-cccl) and NCCL
+/// (`nvidia/nccl`) headers.
+fn build_nccl_shim(lib_dir: &Path) {
+    println!("cargo:rerun-if-changed={NCCL_SHIM}");
+    let mut build = torch_cpp(lib_dir);
+    let nvidia = lib_dir.join("../../nvidia");
+    let cuda = nvidia.join("cu13/include");
+    let nccl = nvidia.join("nccl/include");
+    if cuda.is_dir() {
+        // scripts/bootstrap may add the crt headers after a first build.
+        println!("cargo:rerun-if-changed={}", cuda.display());
+    }
+    let ready = lib_dir.join("libtorch_cuda.so").exists()
+        && cuda.join("cuda_runtime.h").exists()
+        && cuda.join("crt/host_config.h").exists()
+        && cuda.join("nv/target").exists()
+        && nccl.join("nccl.h").exists();
+    if ready {
+        build
+            .include(&cuda)
+            .include(&nccl)
+            .flag("-DUSE_C10D_NCCL")
+            .flag("-DDETC_WITH_NCCL");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    } else {
+        println!(
+            "cargo:warning=detc-engine is built without NCCL (no CUDA libtorch, or the CUDA and NCCL headers are missing: run scripts/bootstrap)"
+        );
+    }
+    build.file(NCCL_SHIM).compile("detc_native_nccl");
 }

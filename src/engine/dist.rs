@@ -29,14 +29,54 @@ pub struct Dist {
     pub local_rank: usize,
 }
 
-/// The collective timeout: a hung peer is ended by the launcher long before.
-const TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The collective timeout without `env_cfg.dist_cfg.timeout` (PyTorch's
+/// default): a hung peer is ended by the launcher long before.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// How the job's collectives run, from `env_cfg.dist_cfg` (MMEngine's
+/// `init_dist(launcher, **dist_cfg)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistSettings {
+    /// CUDA tensors through NCCL (`backend: nccl`, the default, on GPUs);
+    /// otherwise every collective runs in Gloo.
+    pub nccl: bool,
+    pub timeout: Duration,
+}
+
+impl DistSettings {
+    /// The settings for a run on GPUs (`cuda`) or on the CPU. On the CPU
+    /// every backend means Gloo (MMDetection configs say `nccl` whatever
+    /// the device); on GPUs detc runs `nccl` and `gloo`.
+    pub fn from_config(config: &serde_json::Value, cuda: bool) -> Result<Self, String> {
+        let dist_cfg = config.pointer("/env_cfg/dist_cfg");
+        let field = |name: &str| dist_cfg.and_then(|d| d.get(name));
+        let backend = field("backend")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("nccl");
+        let nccl = match (cuda, backend) {
+            (false, _) | (true, "gloo") => false,
+            (true, "nccl") => true,
+            (true, other) => {
+                return Err(format!(
+                    "env_cfg.dist_cfg.backend: detc runs jobs on GPUs with `nccl` or `gloo`, not `{other}`"
+                ))
+            }
+        };
+        let timeout = field("timeout")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        Ok(DistSettings { nccl, timeout })
+    }
+}
 
 impl Dist {
     /// Joins the job named by `RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
     /// `MASTER_ADDR`, `MASTER_PORT` (and `DETC_MASTER_LISTEN_FD` from the
-    /// launcher); `None` for a single process (no `WORLD_SIZE`, or 1).
-    pub fn from_env() -> Result<Option<Dist>, String> {
+    /// launcher); `None` for a single process (no `WORLD_SIZE`, or 1 without
+    /// `RANK` and `MASTER_PORT`). With
+    /// `settings.nccl` the CUDA tensors' collectives run in an NCCL group on
+    /// device `LOCAL_RANK`.
+    pub fn from_env(settings: &DistSettings) -> Result<Option<Dist>, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let world_size: usize = match var("WORLD_SIZE") {
             None => return Ok(None),
@@ -44,7 +84,10 @@ impl Dist {
                 .parse()
                 .map_err(|_| format!("WORLD_SIZE={v} is not a number"))?,
         };
-        if world_size <= 1 {
+        // A job of one (`torchrun --nproc-per-node 1`) still forms its group,
+        // as MMEngine's init_dist does; a stray WORLD_SIZE=1 alone does not.
+        let launched = var("RANK").is_some() && var("MASTER_PORT").is_some();
+        if world_size == 0 || (world_size == 1 && !launched) {
             return Ok(None);
         }
         let number = |name: &str| -> Result<usize, String> {
@@ -74,7 +117,8 @@ impl Dist {
             // torch.distributed's env:// rendezvous reads it).
             serve_store: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() != Some("True"),
             listen_fd,
-            timeout: TIMEOUT,
+            timeout: settings.timeout,
+            cuda_device: settings.nccl.then_some(local_rank),
         };
         let group = ProcessGroup::join_global(&rv).map_err(|e| {
             format!(
@@ -196,3 +240,31 @@ fn for_each_flat(
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dist_cfg_picks_nccl_on_gpus_and_gloo_on_the_cpu() {
+        let mmdet = json!({"env_cfg": {"dist_cfg": {"backend": "nccl"}}});
+        let on = |config: &serde_json::Value, cuda| DistSettings::from_config(config, cuda);
+        assert!(on(&mmdet, true).unwrap().nccl);
+        assert!(!on(&mmdet, false).unwrap().nccl);
+        assert!(on(&json!({}), true).unwrap().nccl, "nccl is the default");
+        let gloo = json!({"env_cfg": {"dist_cfg": {"backend": "gloo", "timeout": 60}}});
+        assert_eq!(
+            on(&gloo, true).unwrap(),
+            DistSettings {
+                nccl: false,
+                timeout: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(on(&mmdet, true).unwrap().timeout, DEFAULT_TIMEOUT);
+        let mpi = json!({"env_cfg": {"dist_cfg": {"backend": "mpi"}}});
+        assert!(!on(&mpi, false).unwrap().nccl);
+        let err = on(&mpi, true).unwrap_err();
+        assert!(err.contains("env_cfg.dist_cfg.backend") && err.contains("`mpi`"), "{err}");
+    }
+}

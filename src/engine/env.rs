@@ -10,6 +10,8 @@ pub struct EnvReport {
     pub cuda_available: bool,
     pub cuda_device_count: i64,
     pub cudnn_available: bool,
+    /// Whether multi-GPU jobs can use c10d's NCCL group (else Gloo only).
+    pub nccl_available: bool,
     pub num_threads: i32,
 }
 
@@ -25,6 +27,7 @@ pub fn report() -> EnvReport {
         cuda_available: tch::Cuda::is_available(),
         cuda_device_count: tch::Cuda::device_count(),
         cudnn_available: tch::Cuda::cudnn_is_available(),
+        nccl_available: crate::engine::native::ProcessGroup::nccl_built(),
         num_threads: tch::get_num_threads(),
     }
 }

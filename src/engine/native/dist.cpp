@@ -1,7 +1,10 @@
-// PyTorch's c10d for the engine's workers: a TCPStore rendezvous and a
-// Gloo process group, and the collectives data-parallel training needs
-// (all-reduce, broadcast, all-gather, barrier) on tch tensors, each waited
-// for before it returns. Wrapped by src/engine/dist/process_group.rs.
+// PyTorch's c10d for the engine's workers: a TCPStore rendezvous, a Gloo
+// process group and, for a job on GPUs, an NCCL one (dist_nccl.cpp), and the
+// collectives data-parallel training needs (all-reduce, broadcast,
+// all-gather, barrier) on tch tensors, each waited for before it returns:
+// CUDA tensors go through NCCL when the job has it, host tensors through
+// Gloo (torch.distributed's "cpu:gloo,cuda:nccl"). Wrapped by
+// src/engine/native/process_group.rs.
 //
 // Gloo's headers are not in the torch wheel; Debian's libgloo-dev provides
 // them (scripts/bootstrap installs it). Gloo itself is compiled into
@@ -21,15 +24,30 @@
 
 #include "status.h"
 
+namespace detc {
+// Defined in dist_nccl.cpp.
+bool nccl_built();
+c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store,
+                                            int rank, int world,
+                                            std::chrono::milliseconds timeout, int device);
+}  // namespace detc
+
 using namespace detc;
 
 namespace {
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> backend;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  c10::intrusive_ptr<c10d::Backend> nccl;  // null unless the job runs on GPUs
   int rank;
   int world;
+
+  // The group a collective on `t` runs in.
+  c10d::Backend& backend_for(const at::Tensor& t) {
+    if (nccl && t.is_cuda()) return *nccl;
+    return *gloo;
+  }
 };
 
 Group& group(void* handle) {
@@ -54,7 +72,7 @@ void allreduce_sum(Group& g, at::Tensor& t) {
   std::vector<at::Tensor> tensors{t};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::SUM;
-  g.backend->allreduce(tensors, opts)->wait();
+  g.backend_for(t).allreduce(tensors, opts)->wait();
 }
 
 using torch::autograd::AutogradContext;
@@ -97,9 +115,9 @@ int detc_dist_allreduce_sum_autograd(void* handle, at::Tensor* input, at::Tensor
 // other job can take the port in between), the others connect to it; under
 // torchrun, whose agent serves the store, every rank connects. Then the Gloo
 // group is formed over the store. `timeout_ms` bounds the rendezvous and
-// every collective.
+// every collective. `cuda_device` >= 0 adds the NCCL group on that device.
 int detc_dist_init(const char* host, int port, int rank, int world, int serve, int listen_fd,
-                   int64_t timeout_ms, void** out) {
+                   int64_t timeout_ms, int cuda_device, void** out) {
   return guarded([&] {
     if (world < 1 || rank < 0 || rank >= world) {
       throw std::invalid_argument("rank " + std::to_string(rank) + " is not in a world of " +
@@ -119,13 +137,18 @@ int detc_dist_init(const char* host, int port, int rank, int world, int serve, i
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(gloo_device(host));
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
-    *out = new Group{store, backend, rank, world};
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);
+    c10::intrusive_ptr<c10d::Backend> nccl;
+    if (cuda_device >= 0) nccl = make_nccl(store, rank, world, timeout, cuda_device);
+    *out = new Group{store, gloo, nccl, rank, world};
     return DETC_OK;
   });
 }
 
 void detc_dist_free(void* handle) { delete static_cast<Group*>(handle); }
+
+// Whether this build can form NCCL groups.
+int detc_dist_nccl_built() { return nccl_built() ? 1 : 0; }
 
 // In place: the sum over ranks.
 int detc_dist_allreduce_sum(void* handle, at::Tensor* tensor) {
@@ -141,7 +164,7 @@ int detc_dist_broadcast(void* handle, at::Tensor* tensor, int root) {
     std::vector<at::Tensor> tensors{*tensor};
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
-    group(handle).backend->broadcast(tensors, opts)->wait();
+    group(handle).backend_for(*tensor).broadcast(tensors, opts)->wait();
     return DETC_OK;
   });
 }
@@ -156,7 +179,7 @@ int detc_dist_allgather(void* handle, at::Tensor* input, at::Tensor* output) {
     std::vector<at::Tensor> inputs{input->contiguous()};
     std::vector<std::vector<at::Tensor>> outputs(1);
     for (int r = 0; r < g.world; ++r) outputs[0].push_back(at::empty_like(inputs[0]));
-    g.backend->allgather(outputs, inputs)->wait();
+    g.backend_for(inputs[0]).allgather(outputs, inputs)->wait();
     for (int r = 0; r < g.world; ++r) output->select(0, r).copy_(outputs[0][r]);
     return DETC_OK;
   });
@@ -173,7 +196,7 @@ int detc_set_grad(at::Tensor* param, at::Tensor* grad) {
 
 int detc_dist_barrier(void* handle) {
   return guarded([&] {
-    group(handle).backend->barrier()->wait();
+    group(handle).gloo->barrier()->wait();
     return DETC_OK;
   });
 }

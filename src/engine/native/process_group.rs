@@ -1,7 +1,8 @@
-//! c10d's Gloo process group (`dist.cpp`): a TCPStore rendezvous and the
-//! collectives data-parallel training needs, on tch tensors. Every call
-//! waits for its collective; a failed or timed-out one is an error (a peer
-//! that died shows up here within about a second).
+//! c10d's process groups (`dist.cpp`, `dist_nccl.cpp`): a TCPStore
+//! rendezvous, Gloo for host tensors and, in a job on GPUs, NCCL for CUDA
+//! tensors, and the collectives data-parallel training needs, on tch
+//! tensors. Every call waits for its collective; a failed or timed-out one
+//! is an error (a peer that died shows up here within about a second).
 
 use std::ffi::CString;
 use std::os::raw::{c_int, c_void};
@@ -23,8 +24,10 @@ mod ffi {
             serve: c_int,
             listen_fd: c_int,
             timeout_ms: i64,
+            cuda_device: c_int,
             out: *mut *mut c_void,
         ) -> c_int;
+        pub fn detc_dist_nccl_built() -> c_int;
         pub fn detc_dist_free(group: *mut c_void);
         pub fn detc_dist_allreduce_sum(
             group: *mut c_void,
@@ -66,9 +69,12 @@ pub struct Rendezvous {
     pub listen_fd: Option<i32>,
     /// Bounds the rendezvous and every collective.
     pub timeout: Duration,
+    /// The CUDA device of this rank, for a job on GPUs: its CUDA tensors
+    /// then go through an NCCL group (host tensors always through Gloo).
+    pub cuda_device: Option<usize>,
 }
 
-/// A Gloo process group this process belongs to.
+/// The process group (Gloo, and NCCL on GPUs) this process belongs to.
 #[derive(Debug)]
 pub struct ProcessGroup {
     handle: *mut c_void,
@@ -101,6 +107,7 @@ impl ProcessGroup {
                 c_int::from(rv.serve_store),
                 rv.listen_fd.unwrap_or(-1),
                 timeout_ms,
+                rv.cuda_device.map_or(-1, |d| d as c_int),
                 &mut handle,
             )
         };
@@ -114,6 +121,13 @@ impl ProcessGroup {
 
     pub fn rank(&self) -> usize {
         self.rank
+    }
+
+    /// Whether this build can form NCCL groups (libtorch with CUDA, and the
+    /// CUDA headers present when it was built).
+    pub fn nccl_built() -> bool {
+        // SAFETY: no arguments, no state.
+        unsafe { ffi::detc_dist_nccl_built() != 0 }
     }
 
     pub fn world_size(&self) -> usize {

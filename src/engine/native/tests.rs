@@ -101,6 +101,7 @@ fn gloo_group_of_two_threads_runs_every_collective() {
                 serve_store: true,
                 listen_fd: if rank == 0 { fd.take() } else { None },
                 timeout: std::time::Duration::from_secs(30),
+                cuda_device: None,
             };
             std::thread::spawn(move || {
                 let pg = ProcessGroup::join(&rv).unwrap();
@@ -137,12 +138,50 @@ fn rendezvous_errors_are_reported_not_thrown() {
         serve_store: true,
         listen_fd: None,
         timeout: std::time::Duration::from_secs(1),
+        cuda_device: None,
     };
     let err = ProcessGroup::join(&rv).unwrap_err();
     assert!(
         err.message.contains("rank 3 is not in a world of 2"),
         "{err}"
     );
+}
+
+/// The engine is built with c10d's NCCL group whenever its libtorch has
+/// CUDA (the PyPI wheel has); without a GPU, asking for it is an error
+/// naming the cause, not a crash.
+#[test]
+fn nccl_group_is_built_with_a_cuda_libtorch_and_needs_a_gpu() {
+    let cuda_libtorch = std::path::Path::new(env!("DETC_LIBTORCH_LIB"))
+        .join("libtorch_cuda.so")
+        .exists();
+    assert_eq!(ProcessGroup::nccl_built(), cuda_libtorch);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let rv = Rendezvous {
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        rank: 0,
+        world_size: 1,
+        serve_store: true,
+        listen_fd: None,
+        timeout: std::time::Duration::from_secs(10),
+        cuda_device: Some(0),
+    };
+    match ProcessGroup::join(&rv) {
+        Ok(pg) => {
+            assert!(tch::Cuda::is_available(), "an NCCL group without CUDA");
+            let mut t = Tensor::from_slice(&[2.0f32]).to_device(tch::Device::Cuda(0));
+            pg.all_reduce_sum(&mut t).unwrap();
+            assert_eq!(Vec::<f32>::try_from(t.to_device(tch::Device::Cpu)).unwrap(), [2.0]);
+        }
+        Err(e) => {
+            assert!(!tch::Cuda::is_available(), "{e}");
+            let m = e.message.to_lowercase();
+            assert!(m.contains("cuda") || m.contains("nccl"), "{e}");
+        }
+    }
 }
 
 #[test]

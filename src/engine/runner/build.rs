@@ -18,7 +18,7 @@ use super::run_state::{LoopShape, RunState};
 use super::state::{self, Position, TrainState};
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
-use crate::engine::dist::Dist;
+use crate::engine::dist::{Dist, DistSettings};
 use crate::engine::hooks::{build_hooks, HookContext, Hooks};
 use crate::engine::logging::{Level, RunLog, ScalarHub};
 use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
@@ -52,10 +52,17 @@ type Resumed = (
 impl Runner {
     /// Builds the run; returns it with the train data (iterated beside it).
     pub fn build(config: &Value, args: &RunArgs) -> Result<(Self, DataParts), Failure> {
-        let dist = Dist::from_env().map_err(runtime)?;
+        let requested = device(args.device.as_deref()).map_err(input)?;
+        let settings = DistSettings::from_config(config, requested.is_cuda()).map_err(input)?;
+        let dist = Dist::from_env(&settings).map_err(runtime)?;
         let (rank, world_size) = dist.as_ref().map_or((0, 1), |d| (d.rank(), d.world_size()));
         let is_main = rank == 0;
-        let device = match (device(args.device.as_deref()).map_err(input)?, &dist) {
+        if requested.is_cuda() {
+            // MMEngine's env_cfg.cudnn_benchmark (torch.backends.cudnn.benchmark).
+            let benchmark = config.pointer("/env_cfg/cudnn_benchmark").and_then(Value::as_bool);
+            tch::Cuda::cudnn_set_benchmark(benchmark.unwrap_or(false));
+        }
+        let device = match (requested, &dist) {
             // Worker r uses visible device LOCAL_RANK, as torchrun's workers do.
             (Device::Cuda(_), Some(d)) => Device::Cuda(d.local_rank),
             (device, _) => device,
@@ -227,10 +234,18 @@ impl Runner {
             d.broadcast_weights(&runner.state.vs).map_err(runtime)?;
             let batch = section.get("batch_size").and_then(Value::as_u64).unwrap_or(1);
             let message = format!(
-                "effective batch size {} ({world_size} processes x train_dataloader.batch_size {batch})",
-                world_size as u64 * batch
+                "effective batch size {} ({world_size} {} x train_dataloader.batch_size {batch})",
+                world_size as u64 * batch,
+                if world_size == 1 { "process" } else { "processes" },
             );
             runner.state.info(&message)?;
+            let groups = if settings.nccl {
+                "NCCL for CUDA tensors, Gloo for host values"
+            } else {
+                "Gloo"
+            };
+            let timeout = settings.timeout.as_secs();
+            runner.state.info(&format!("process group: {groups} (collective timeout {timeout} s)"))?;
         }
         Ok((runner, train))
     }
