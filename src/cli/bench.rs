@@ -1,7 +1,11 @@
 //! `detc bench CONFIG`: images per second of training and inference on the
 //! config's data, the train step split by phase, and peak memory. The config
 //! is compiled and checked here; `detc-engine bench` runs real steps (no
-//! hooks, a throw-away work dir) after a warm-up.
+//! hooks, a throw-away work dir) after a warm-up, in one process or, with
+//! `--gpus N` / `--nproc N`, in a data-parallel job started as `detc run`
+//! starts one (the report, from rank 0, counts the images of every rank).
+
+use crate::dist::{Plan, Topology, DEFAULT_PORT};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,9 +27,28 @@ pub struct Args {
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     device: Option<String>,
+    /// Benchmark N GPUs of this machine, one worker each, as `detc run --gpus N`.
+    #[arg(long, value_name = "N", conflicts_with = "nproc", value_parser = clap::value_parser!(u32).range(1..))]
+    gpus: Option<u32>,
+    /// N workers on this machine (with `--device cpu`: over Gloo), as `detc run --nproc N`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    nproc: Option<u32>,
 }
 
 pub fn exec(mut args: Args) -> std::io::Result<i32> {
+    if args.gpus.is_some() {
+        match args.device.as_deref() {
+            Some("cpu") => {
+                eprintln!(
+                    "error: `--gpus` benchmarks GPUs; for CPU workers use `--nproc N --device cpu`"
+                );
+                return Ok(super::EXIT_USAGE);
+            }
+            Some(_) => {}
+            None => args.device = Some("cuda".into()),
+        }
+    }
+    let nproc = args.gpus.or(args.nproc).unwrap_or(1);
     if args.amp {
         args.config
             .cfg_options
@@ -47,5 +70,25 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     if let Some(device) = args.device {
         engine_args.extend(["--device".into(), device.into()]);
     }
-    super::run_engine(&tree, &engine_args)
+    if nproc == 1 {
+        return super::run_engine(&tree, &engine_args);
+    }
+    let plan = Plan::Local {
+        topology: Topology {
+            nnodes: 1,
+            node_rank: 0,
+            nproc,
+            master_addr: "127.0.0.1".into(),
+            master_port: DEFAULT_PORT,
+        },
+        explicit_port: false,
+    };
+    let program = super::engine_path();
+    let config_json = crate::config::emit::to_json(&tree);
+    let engine = crate::dist::Engine {
+        program: &program,
+        args: &engine_args,
+        config_json: &config_json,
+    };
+    Ok(crate::dist::run(&plan, &engine))
 }

@@ -1,5 +1,6 @@
 //! `detc bench` on CPU with the tiny demo config: real train steps and
-//! inference batches timed, as a JSON report and as the table.
+//! inference batches timed, as a JSON report and as the table, in one
+//! process and in a job of two.
 
 use serde_json::Value;
 
@@ -16,6 +17,7 @@ fn bench(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
     let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
     detc(dir)
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .env("OMP_NUM_THREADS", "1")
         .arg("bench")
         .arg(&config)
         .args(args)
@@ -81,5 +83,32 @@ fn bench_times_train_steps_by_phase_and_inference() {
     assert!(
         !dir.path().join("work_dirs").exists(),
         "no work dir left behind"
+    );
+}
+
+#[test]
+fn bench_of_two_cpu_workers_reports_the_images_of_both() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 16, 4);
+    let out = bench(
+        dir.path(),
+        &[
+            "--iters", "2", "--warmup", "1", "--json", "--nproc", "2", "--device", "cpu",
+        ],
+    );
+    // One report (rank 0's), whose images per second count both workers.
+    let report: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    assert_eq!(report["processes"], 2, "{report}");
+    let train = &report["train"];
+    assert_eq!(train["batch_size"], 4, "per process");
+    let (ips, step) = (
+        train["images_per_s"].as_f64().unwrap(),
+        train["step_s"].as_f64().unwrap(),
+    );
+    assert!((ips * step - 8.0).abs() < 1e-6, "{report}");
+    assert!(
+        train["all_reduce_s"].as_f64().unwrap() > 0.0,
+        "the gradients are all-reduced: {report}"
     );
 }

@@ -3,7 +3,10 @@
 //! optimizer step), then inference on the validation data (the training data
 //! without one); images per second, and peak memory. The run is the one
 //! `detc run` would make, without its hooks (no logging, checkpoints or
-//! scheduler steps), in a throw-away work dir.
+//! scheduler steps), in a throw-away work dir. In a job of several
+//! processes every rank runs the same steps on its shard; rank 0 reports,
+//! its phase times and the images per second of the whole job (its own
+//! times the number of processes: the ranks step together).
 
 use std::time::Instant;
 
@@ -104,11 +107,12 @@ pub fn bench(config: &Value, args: &BenchArgs) -> i32 {
         .and_then(|(mut runner, mut data)| runner.bench(&mut data, args));
     let _ = std::fs::remove_dir_all(&work_dir);
     match result {
-        Ok(report) if args.json => {
+        Ok(None) => 0,
+        Ok(Some(report)) if args.json => {
             println!("{report}");
             0
         }
-        Ok(report) => {
+        Ok(Some(report)) => {
             print!("{}", table(&report));
             0
         }
@@ -120,7 +124,8 @@ pub fn bench(config: &Value, args: &BenchArgs) -> i32 {
 }
 
 impl Runner {
-    fn bench(&mut self, data: &mut DataParts, args: &BenchArgs) -> Result<Value, Failure> {
+    /// The report, on rank 0 (`None` on the other ranks of a job).
+    fn bench(&mut self, data: &mut DataParts, args: &BenchArgs) -> Result<Option<Value>, Failure> {
         if args.iters == 0 {
             return Err(input("--iters must be at least 1"));
         }
@@ -149,9 +154,13 @@ impl Runner {
         })?;
         let train_peak = crate::engine::native::cuda_peak_memory_mb(device);
         let per_step = |s: f64| s / args.iters as f64;
+        let (rank, processes) = self
+            .dist
+            .as_ref()
+            .map_or((0, 1), |d| (d.rank(), d.world_size()));
         let train = json!({
             "batch_size": batch_size,
-            "images_per_s": images as f64 / wall,
+            "images_per_s": (processes * images) as f64 / wall,
             "step_s": per_step(wall),
             "data_wait_s": per_step(data_wait),
             "forward_s": per_step(phases[Phase::Forward as usize]),
@@ -160,23 +169,29 @@ impl Runner {
             "optimizer_s": per_step(phases[Phase::Optimizer as usize]),
             "peak_memory_mb": train_peak,
         });
-        let inference = self.bench_inference(data, args)?;
+        let inference = self.bench_inference(data, args, processes)?;
+        if rank != 0 {
+            return Ok(None);
+        }
         let max_rss_mb = max_rss_mb();
-        Ok(json!({
+        Ok(Some(json!({
             "device": format!("{device:?}").to_lowercase(),
+            "processes": processes,
             "iters": args.iters,
             "warmup": args.warmup,
             "train": train,
             "inference": inference,
             "max_rss_mb": max_rss_mb,
-        }))
+        })))
     }
 
-    /// `model.predict` on the validation batches (the training ones without).
+    /// `model.predict` on the validation batches (the training ones without),
+    /// each of the `processes` on its own shard.
     fn bench_inference(
         &mut self,
         train: &mut DataParts,
         args: &BenchArgs,
+        processes: usize,
     ) -> Result<Value, Failure> {
         let device = self.state.vs.device();
         let (model, pre) = (&self.model, &self.pre);
@@ -203,7 +218,7 @@ impl Runner {
         })?;
         Ok(json!({
             "batch_size": batch_size,
-            "images_per_s": images as f64 / wall,
+            "images_per_s": (processes * images) as f64 / wall,
             "batch_s": wall / args.iters as f64,
             "peak_memory_mb": crate::engine::native::cuda_peak_memory_mb(device),
         }))
@@ -251,8 +266,12 @@ fn table(r: &Value) -> String {
         (Some(a), Some(b)) => format!("peak GPU memory: train {a} MiB, inference {b} MiB"),
         _ => format!("peak resident memory: {} MiB", r["max_rss_mb"]),
     };
+    let processes = match r["processes"].as_u64() {
+        Some(n) if n > 1 => format!(" x {n} processes (img/s of all, times of rank 0)"),
+        _ => String::new(),
+    };
     format!(
-        "device {}, {} timed iterations after {} warm-up\n\
+        "device {}{processes}, {} timed iterations after {} warm-up\n\
          train      {:8.2} img/s  batch {:3}  step {:8.1} ms = data wait {:.1} + forward {:.1} + backward {:.1} + all-reduce {:.1} + optimizer {:.1} (+ the rest)\n\
          inference  {:8.2} img/s  batch {:3}  time {:8.1} ms\n\
          {memory}\n",
