@@ -5,9 +5,11 @@
 //!
 //! - the weights and buffers of rank 0 are broadcast once, after they are
 //!   initialised, loaded or resumed;
-//! - after backward, gradients are averaged over the ranks (one flat buffer
-//!   per dtype; a parameter without a gradient on some rank counts as zero
-//!   there, one without a gradient anywhere keeps none);
+//! - during backward, gradients are averaged over the ranks by c10d's DDP
+//!   `Reducer`: buckets of about 25 MiB all-reduced as soon as backward has
+//!   produced them, overlapping the rest of backward (a parameter without a
+//!   gradient on some rank counts as zero there, one without a gradient
+//!   anywhere keeps none);
 //! - `reduce_mean` (the losses' `avg_factor`) and the logged loss values are
 //!   means over the ranks (MMDetection's `reduce_mean`, MMEngine's
 //!   `parse_losses`).
@@ -20,13 +22,15 @@ use std::time::Duration;
 
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::engine::native::{set_grad, NativeResult, ProcessGroup, Rendezvous};
+use crate::engine::native::{DdpReducer, NativeResult, ProcessGroup, Rendezvous};
 
 /// This worker's place in the job.
 #[derive(Debug)]
 pub struct Dist {
     pub group: &'static ProcessGroup,
     pub local_rank: usize,
+    /// Set by [`Dist::reduce_gradients_of`].
+    reducer: Option<DdpReducer>,
 }
 
 /// The collective timeout without `env_cfg.dist_cfg.timeout` (PyTorch's
@@ -126,7 +130,11 @@ impl Dist {
                 rv.master_addr, rv.master_port, e.message
             )
         })?;
-        Ok(Some(Dist { group, local_rank }))
+        Ok(Some(Dist {
+            group,
+            local_rank,
+            reducer: None,
+        }))
     }
 
     pub fn rank(&self) -> usize {
@@ -178,36 +186,30 @@ impl Dist {
         tch::no_grad(|| for_each_flat(&tensors, |flat| self.group.broadcast(flat, 0)))
     }
 
-    /// After backward: each parameter's gradient becomes the mean over the
-    /// ranks (DDP's all-reduce).
-    pub fn average_gradients(&self, params: &[Tensor]) -> NativeResult<()> {
-        // Which parameters have a gradient on some rank.
-        let local: Vec<f64> = params
-            .iter()
-            .map(|p| f64::from(u8::from(p.grad().defined())))
-            .collect();
-        let mut any = Tensor::from_slice(&local);
-        self.group.all_reduce_sum(&mut any)?;
-        let any = Vec::<f64>::try_from(&any).expect("a float64 vector");
-        let world = self.world_size() as f64;
-        tch::no_grad(|| {
-            let mut synced = vec![];
-            for (p, &n) in params.iter().zip(&any) {
-                if n == 0.0 {
-                    continue;
-                }
-                let g = p.grad();
-                if !g.defined() {
-                    set_grad(p, &p.zeros_like())?;
-                }
-                synced.push(p.grad());
-            }
-            for_each_flat(&synced, |flat| {
-                self.group.all_reduce_sum(flat)?;
-                let _ = flat.divide_scalar_(world);
-                Ok(())
-            })
-        })
+    /// From now on, the gradients of `params` (in model order) are averaged
+    /// over the ranks during each backward that [`Dist::before_forward`]
+    /// and [`Dist::before_backward`] prepare (DDP's construction, after the
+    /// weights are broadcast).
+    pub fn reduce_gradients_of(&mut self, params: &[Tensor]) -> NativeResult<()> {
+        self.reducer = Some(DdpReducer::new(self.group, params)?);
+        Ok(())
+    }
+
+    /// Before the forward pass of a step whose gradients are to be
+    /// averaged (`sync`; not within a gradient accumulation window).
+    pub fn before_forward(&self, sync: bool) -> NativeResult<()> {
+        match &self.reducer {
+            Some(r) if sync => r.prepare_forward(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Between the forward pass and `loss.backward()` of such a step.
+    pub fn before_backward(&self, loss: &Tensor, sync: bool) -> NativeResult<()> {
+        match &self.reducer {
+            Some(r) if sync => r.prepare_backward(loss),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -107,8 +107,4 @@ fn bench_of_two_cpu_workers_reports_the_images_of_both() {
         train["step_s"].as_f64().unwrap(),
     );
     assert!((ips * step - 8.0).abs() < 1e-6, "{report}");
-    assert!(
-        train["all_reduce_s"].as_f64().unwrap() > 0.0,
-        "the gradients are all-reduced: {report}"
-    );
 }

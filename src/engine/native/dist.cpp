@@ -13,9 +13,11 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstdlib>
 #include <cstdint>
 #include <stdexcept>
@@ -48,6 +50,31 @@ struct Group {
     if (nccl && t.is_cuda()) return *nccl;
     return *gloo;
   }
+
+  // The backends as one c10d::ProcessGroup, dispatching by device type, as
+  // torch.distributed builds its default group (DDP's Reducer takes one).
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group() {
+    using Type = c10d::ProcessGroup::BackendType;
+    auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+    pg->setBackend(c10::DeviceType::CPU, Type::GLOO, gloo);
+    if (nccl) {
+      pg->setBackend(c10::DeviceType::CUDA, Type::NCCL, nccl);
+      pg->setDefaultBackend(Type::NCCL);
+    } else {
+      pg->setBackend(c10::DeviceType::CUDA, Type::GLOO, gloo);
+      pg->setDefaultBackend(Type::GLOO);
+    }
+    return pg;
+  }
+};
+
+// PyTorch DDP's gradient reducer: buckets of parameters whose gradients are
+// all-reduced (and divided by the world size) as soon as backward has
+// produced all of a bucket's, while backward goes on; at the end of
+// backward each parameter's .grad holds the job's mean.
+struct Ddp {
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::unique_ptr<c10d::Reducer> reducer;
 };
 
 Group& group(void* handle) {
@@ -185,11 +212,55 @@ int detc_dist_allgather(void* handle, at::Tensor* input, at::Tensor* output) {
   });
 }
 
-// param.grad = grad (a parameter that had no gradient on this rank gets the
-// job's average, as DDP leaves it).
-int detc_set_grad(at::Tensor* param, at::Tensor* grad) {
+// DDP's Reducer over `params` (model.parameters() order) with buckets of
+// `bucket_cap` bytes (the first of `first_bucket_cap`), as
+// DistributedDataParallel builds it: buckets assigned by size, in reverse
+// (the order backward produces gradients), rebuilt after the first step in
+// the order they were really produced. Parameters that a step does not use
+// are found from its loss (`find_unused_parameters`): detectors leave
+// some heads unused when an image has no positives.
+int detc_ddp_new(void* handle, at::Tensor* const* params, int64_t count, int64_t bucket_cap,
+                 int64_t first_bucket_cap, void** out) {
   return guarded([&] {
-    param->mutable_grad() = *grad;
+    Group& g = group(handle);
+    std::vector<at::Tensor> tensors;
+    for (int64_t i = 0; i < count; ++i) tensors.push_back(*params[i]);
+    std::vector<bool> sparse(tensors.size(), false);
+    auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
+        tensors, {static_cast<size_t>(first_bucket_cap), static_cast<size_t>(bucket_cap)}, sparse);
+    std::reverse(buckets.begin(), buckets.end());
+    std::reverse(limits.begin(), limits.end());
+    std::vector<int64_t> caps(limits.begin(), limits.end());
+    auto pg = g.process_group();
+    auto reducer = std::make_unique<c10d::Reducer>(
+        tensors, std::move(buckets), pg, sparse, bucket_cap, /*find_unused_parameters=*/true,
+        /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{},
+        first_bucket_cap, /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
+        std::move(caps));
+    *out = new Ddp{pg, std::move(reducer)};
+    return DETC_OK;
+  });
+}
+
+void detc_ddp_free(void* ddp) { delete static_cast<Ddp*>(ddp); }
+
+// Before a forward whose backward is to be reduced (DDP's _pre_forward):
+// every rank together, as the first call after a step rebuilds the buckets
+// with rank 0's gradient order.
+int detc_ddp_prepare_forward(void* ddp) {
+  return guarded([&] {
+    auto& r = *static_cast<Ddp*>(ddp)->reducer;
+    r.prepare_for_forward();
+    r.rebuild_buckets();
+    return DETC_OK;
+  });
+}
+
+// After the forward, before backward of `loss`: arms the reducer's hooks and
+// marks the parameters `loss` does not reach as ready.
+int detc_ddp_prepare_backward(void* ddp, at::Tensor* loss) {
+  return guarded([&] {
+    static_cast<Ddp*>(ddp)->reducer->prepare_for_backward({*loss});
     return DETC_OK;
   });
 }

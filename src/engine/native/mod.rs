@@ -25,7 +25,7 @@ pub use autocast::{autocast, AutocastGuard};
 pub use cuda_memory::{
     cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,
 };
-pub use process_group::{set_grad, ProcessGroup, Rendezvous};
+pub use process_group::{DdpReducer, ProcessGroup, Rendezvous};
 pub use roi_align::{roi_align_cpu, roi_align_cpu_supports, RoiAlignArgs};
 
 use std::ffi::CStr;

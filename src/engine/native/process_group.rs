@@ -49,10 +49,18 @@ mod ffi {
             input: *mut torch_sys::C_tensor,
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
-        pub fn detc_set_grad(
-            param: *mut torch_sys::C_tensor,
-            grad: *mut torch_sys::C_tensor,
+        pub fn detc_ddp_new(
+            group: *mut c_void,
+            params: *const *mut torch_sys::C_tensor,
+            count: i64,
+            bucket_cap: i64,
+            first_bucket_cap: i64,
+            out: *mut *mut c_void,
         ) -> c_int;
+        pub fn detc_ddp_free(ddp: *mut c_void);
+        pub fn detc_ddp_prepare_forward(ddp: *mut c_void) -> c_int;
+        pub fn detc_ddp_prepare_backward(ddp: *mut c_void, loss: *mut torch_sys::C_tensor)
+            -> c_int;
     }
 }
 
@@ -181,6 +189,74 @@ impl ProcessGroup {
     }
 }
 
+/// PyTorch DDP's gradient reducer (c10d's `Reducer`) over a model's
+/// parameters: during backward, each bucket of gradients is all-reduced as
+/// soon as backward has produced it, overlapping the communication with
+/// the rest of backward; when backward returns, every `.grad` holds the
+/// mean over the ranks (a parameter no rank used keeps none).
+#[derive(Debug)]
+pub struct DdpReducer {
+    handle: *mut c_void,
+    // The parameters the reducer's hooks refer to; they outlive it.
+    _params: Vec<Tensor>,
+}
+
+// Used from the training thread only; the reducer's own threads are c10d's.
+unsafe impl Send for DdpReducer {}
+
+/// DDP's default bucket sizes: 25 MiB, the first one 1 MiB.
+const BUCKET_CAP: i64 = 25 * 1024 * 1024;
+const FIRST_BUCKET_CAP: i64 = 1024 * 1024;
+
+impl DdpReducer {
+    /// A reducer over `params` (in model order) in `group`.
+    pub fn new(group: &ProcessGroup, params: &[Tensor]) -> NativeResult<Self> {
+        let params: Vec<Tensor> = params.iter().map(Tensor::shallow_clone).collect();
+        let ptrs: Vec<*mut torch_sys::C_tensor> =
+            params.iter().map(|p| p.as_ptr() as *mut _).collect();
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        // SAFETY: live tensors for the call (the shim copies the handles);
+        // one out-pointer filled on success.
+        let status = unsafe {
+            ffi::detc_ddp_new(
+                group.handle,
+                ptrs.as_ptr(),
+                ptrs.len() as i64,
+                BUCKET_CAP,
+                FIRST_BUCKET_CAP,
+                &mut handle,
+            )
+        };
+        check("DistributedDataParallel", status)?;
+        Ok(DdpReducer {
+            handle,
+            _params: params,
+        })
+    }
+
+    /// Before a forward pass whose gradients are to be reduced (every rank).
+    pub fn prepare_forward(&self) -> NativeResult<()> {
+        // SAFETY: a live reducer.
+        let status = unsafe { ffi::detc_ddp_prepare_forward(self.handle) };
+        check("DistributedDataParallel", status).map(drop)
+    }
+
+    /// After the forward pass, before `loss.backward()`.
+    pub fn prepare_backward(&self, loss: &Tensor) -> NativeResult<()> {
+        let mut loss = loss.shallow_clone();
+        // SAFETY: a live reducer and tensor for the call.
+        let status = unsafe { ffi::detc_ddp_prepare_backward(self.handle, loss.as_mut_ptr()) };
+        check("DistributedDataParallel", status).map(drop)
+    }
+}
+
+impl Drop for DdpReducer {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from detc_ddp_new and is freed once.
+        unsafe { ffi::detc_ddp_free(self.handle) }
+    }
+}
+
 static GLOBAL: std::sync::OnceLock<ProcessGroup> = std::sync::OnceLock::new();
 
 impl ProcessGroup {
@@ -202,14 +278,6 @@ impl ProcessGroup {
     pub fn global() -> Option<&'static ProcessGroup> {
         GLOBAL.get().filter(|g| g.world_size > 1)
     }
-}
-
-/// `param.grad = grad` (tch can read a gradient but not set one).
-pub fn set_grad(param: &Tensor, grad: &Tensor) -> NativeResult<()> {
-    let (mut param, mut grad) = (param.shallow_clone(), grad.shallow_clone());
-    // SAFETY: two live tensors for the call; the shim copies the handle.
-    let status = unsafe { ffi::detc_set_grad(param.as_mut_ptr(), grad.as_mut_ptr()) };
-    check("set_grad", status).map(drop)
 }
 
 impl Drop for ProcessGroup {

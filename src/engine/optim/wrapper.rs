@@ -286,18 +286,22 @@ impl OptimWrapper {
         let loss = self.scale_loss(loss)?;
         self.backward(&loss)?;
         if self.should_update() {
-            let params: Vec<Tensor> = self
-                .optimizer
-                .groups
-                .iter()
-                .flat_map(|g| g.params.iter().map(Tensor::shallow_clone))
-                .collect();
-            sync(&params)?;
+            sync(&self.params())?;
             self.step()?;
             self.zero_grad();
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// The parameters the optimizer updates, group after group (in model
+    /// order within each).
+    pub fn params(&self) -> Vec<Tensor> {
+        self.optimizer
+            .groups
+            .iter()
+            .flat_map(|g| g.params.iter().map(Tensor::shallow_clone))
+            .collect()
     }
 
     /// `loss / loss_factor` (MMEngine `scale_loss`).

@@ -22,8 +22,13 @@ use crate::engine::data::DataParts;
 pub enum Phase {
     /// Preprocessing, the forward pass and the losses on the host.
     Forward,
+    /// Backward, with DDP's gradient all-reduce in a job of several (its
+    /// reducer all-reduces buckets while backward runs and waits for the
+    /// last ones before backward returns).
     Backward,
-    /// DDP's gradient all-reduce (nothing in a single process).
+    /// Gradient synchronisation left after backward: none with DDP's
+    /// reducer, which overlaps it with backward (its cost shows in the
+    /// backward time), so this reads about 0.
     AllReduce,
     /// Clipping, the optimizer step and zeroing the gradients.
     Optimizer,

@@ -229,9 +229,12 @@ impl Runner {
         if let Some((path, (sd, st))) = resumed {
             runner.resume(&path, &sd, st)?;
         }
-        if let Some(d) = &runner.dist {
-            // DDP's start: every rank begins from rank 0's weights and buffers.
+        if let Some(d) = runner.dist.as_mut() {
+            // DDP's start: every rank begins from rank 0's weights and buffers,
+            // and the gradients are reduced during backward from now on.
             d.broadcast_weights(&runner.state.vs).map_err(runtime)?;
+            let params = runner.state.wrapper.params();
+            d.reduce_gradients_of(&params).map_err(runtime)?;
             let batch = section.get("batch_size").and_then(Value::as_u64).unwrap_or(1);
             let message = format!(
                 "effective batch size {} ({world_size} {} x train_dataloader.batch_size {batch})",

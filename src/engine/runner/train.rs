@@ -213,6 +213,12 @@ impl Runner {
             Some(d) => d.mean(n).map_err(|e| ModelError::new("reduce_mean", e.message)),
             None => Ok(n),
         };
+        // DDP: a step that ends an accumulation window reduces its gradients.
+        let sync = s.wrapper.should_sync();
+        let ddp = |e: crate::engine::native::NativeError| runtime(format!("DistributedDataParallel: {}", e.message));
+        if let Some(d) = dist {
+            d.before_forward(sync).map_err(ddp)?;
+        }
         let mut losses = s.wrapper.optim_context(|| {
             let det = pre.forward(samples, true).map_err(input)?;
             model.loss(&det, &reduce_mean).map_err(runtime)
@@ -233,18 +239,17 @@ impl Runner {
         if !values[0].is_finite() && !scaler_skips {
             return Err(runtime(diverged(s, &values, losses.keys())));
         }
+        if let Some(d) = dist {
+            d.before_backward(&total, sync).map_err(ddp)?;
+        }
         times.mark(Phase::Forward);
+        // The gradients are averaged during backward; what is left of the
+        // all-reduce when backward ends is waited for inside it.
         s.wrapper
-            .update_params_synced(&total, |params| {
+            .update_params_synced(&total, |_| {
                 times.mark(Phase::Backward);
-                let synced = match dist {
-                    Some(d) => d
-                        .average_gradients(params)
-                        .map_err(|e| ModelError::new("DistributedDataParallel", e.message)),
-                    None => Ok(()),
-                };
                 times.mark(Phase::AllReduce);
-                synced
+                Ok(())
             })
             .map_err(runtime)?;
         times.mark(Phase::Optimizer);

@@ -182,32 +182,38 @@ impl BatchNorm2d {
     /// autograd (so the backward sums their gradients over the ranks too);
     /// the running statistics take the unbiased variance, as torch's do.
     ///
-    /// Two passes, as one process's batch norm: the job's mean first, then
-    /// the sum of squared deviations from it. `E[x²] - E[x]²` in one pass
-    /// loses the variance to cancellation where the mean is large against
-    /// the spread (float32 keeps ~7 digits), which made 2 workers' gradients
-    /// part from 1 worker's by 1e-3 in QueryInst's mask heads.
+    /// The statistics combine as torch's SyncBatchNorm combines them: each
+    /// rank's own mean and variance (computed as one process's batch norm
+    /// computes them), then the job's mean `Σ nᵣ·meanᵣ / N` and variance
+    /// `Σ nᵣ·(varᵣ + (meanᵣ - mean)²) / N`. A one-pass `E[x²] - E[x]²`
+    /// loses the variance of features far from zero to float32
+    /// cancellation.
     fn sync_forward(&self, x: &Tensor, momentum: f64, group: &ProcessGroup) -> ModelResult<Tensor> {
         let c = x.size()[1];
         let xf = x.f_to_kind(Kind::Float)?;
         let local_count = (x.numel() as i64 / c.max(1)) as f64;
-        let count = Tensor::f_full([1], local_count, (Kind::Float, x.device()))?;
         let dims: &[i64] = &[0, 2, 3];
         let shape = [1, c, 1, 1];
         let sync_err = |e: crate::engine::native::NativeError| ModelError::new("SyncBN", e.message);
-        let sums = Tensor::f_cat(
-            &[xf.f_sum_dim_intlist(dims, false, Kind::Float)?, count],
-            0,
-        )?;
+        let (local_var, local_mean) = if local_count > 0.0 {
+            xf.f_var_mean_correction(dims, 0, false)?
+        } else {
+            let zeros = Tensor::f_zeros([c], (Kind::Float, x.device()))?;
+            (zeros.f_zeros_like()?, zeros)
+        };
+        let count = Tensor::f_full([1], local_count, (Kind::Float, x.device()))?;
+        let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(local_count)?, count], 0)?;
         let sums = group.all_reduce_sum_autograd(&sums).map_err(sync_err)?;
         let n = sums.f_narrow(0, c, 1)?;
         let mean = sums.f_narrow(0, 0, c)?.f_div(&n)?;
+        let spread = local_var
+            .f_add(&local_mean.f_sub(&mean)?.f_square()?)?
+            .f_mul_scalar(local_count)?;
+        let var = group
+            .all_reduce_sum_autograd(&spread)
+            .map_err(sync_err)?
+            .f_div(&n)?;
         let centered = xf.f_sub(&mean.f_view(shape)?)?;
-        let squares = centered
-            .f_square()?
-            .f_sum_dim_intlist(dims, false, Kind::Float)?;
-        let squares = group.all_reduce_sum_autograd(&squares).map_err(sync_err)?;
-        let var = squares.f_div(&n)?;
         tch::no_grad(|| -> Result<(), tch::TchError> {
             // n / (n - 1) on the device: no host sync in the training step.
             let unbiased = var.f_mul(&n.f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?)?;
