@@ -77,6 +77,34 @@ struct Ddp {
   std::unique_ptr<c10d::Reducer> reducer;
 };
 
+// Drops the Reducer's advice to turn find_unused_parameters off when a step
+// used every parameter: detc always looks for unused ones (a detector's
+// heads can go unused when a batch has no positives), the user did not ask
+// for it, and a job would print it once per rank. Other warnings pass on.
+// c10's handler is per thread, and autograd replays its workers' warnings
+// on the thread that called backward, where this is installed.
+class UnusedParametersAdviceFilter : public c10::WarningHandler {
+ public:
+  void install() {
+    auto* current = c10::WarningUtils::get_warning_handler();
+    if (current == this) return;
+    next_ = current;
+    c10::WarningUtils::set_warning_handler(this);
+  }
+
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("find_unused_parameters=True was specified") != std::string::npos) {
+      return;
+    }
+    next_->process(warning);
+  }
+
+ private:
+  c10::WarningHandler* next_ = nullptr;
+};
+
+thread_local UnusedParametersAdviceFilter unused_parameters_advice_filter;
+
 Group& group(void* handle) {
   if (handle == nullptr) throw std::invalid_argument("no process group");
   return *static_cast<Group*>(handle);
@@ -250,6 +278,7 @@ void detc_ddp_free(void* ddp) { delete static_cast<Ddp*>(ddp); }
 int detc_ddp_prepare_forward(void* ddp) {
   return guarded([&] {
     auto& r = *static_cast<Ddp*>(ddp)->reducer;
+    unused_parameters_advice_filter.install();
     r.prepare_for_forward();
     r.rebuild_buckets();
     return DETC_OK;
