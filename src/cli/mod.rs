@@ -155,6 +155,19 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Starts the workers of `plan`, each `detc-engine ARGS...` with the
+/// resolved `tree` as JSON on stdin, and supervises them (`crate::dist`).
+fn run_engines(tree: &Node, args: &[std::ffi::OsString], plan: &crate::dist::Plan) -> i32 {
+    let program = engine_path();
+    let config_json = crate::config::emit::to_json(tree);
+    let engine = crate::dist::Engine {
+        program: &program,
+        args,
+        config_json: &config_json,
+    };
+    crate::dist::run(plan, &engine)
+}
+
 /// The engine binary: `DETC_ENGINE` if set, else `detc-engine` beside this executable.
 /// Starts `detc-engine ARGS...`, sends it the resolved `tree` as JSON on
 /// stdin and maps its exit status to ours (DESIGN.md's exit codes).

@@ -112,14 +112,7 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     let Some(plan) = plan else {
         return super::run_engine(&tree, &engine_args);
     };
-    let program = super::engine_path();
-    let config_json = crate::config::emit::to_json(&tree);
-    let engine = crate::dist::Engine {
-        program: &program,
-        args: &engine_args,
-        config_json: &config_json,
-    };
-    Ok(crate::dist::run(&plan, &engine))
+    Ok(super::run_engines(&tree, &engine_args, &plan))
 }
 
 /// The multi-process job the flags ask for; `None` for today's single engine.
