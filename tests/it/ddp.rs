@@ -408,20 +408,28 @@ pub(crate) fn run_command(dir: &Path, config: &Path, work: &str, nproc: u32) -> 
     command
 }
 
-/// The overrides of a job that trains until it is stopped.
-const LONG_JOB: [&str; 3] = [
-    "--cfg-options",
-    "train_dataloader.num_workers=0",
-    "train_cfg.max_iters=100000",
-];
-
+/// A job that trains until it is stopped. `detc` gets SIGHUP's default
+/// action, as when started from a terminal (a test run under `nohup` would
+/// hand it SIGHUP ignored).
 fn start_long_job(dir: &Path, config: &Path, work: &str, nproc: u32) -> std::process::Child {
-    run_command(dir, config, work, nproc)
-        .args(LONG_JOB)
+    use std::os::unix::process::CommandExt;
+    let mut command = run_command(dir, config, work, nproc);
+    command
+        .args([
+            "--cfg-options",
+            "train_dataloader.num_workers=0",
+            "train_cfg.max_iters=100000",
+        ])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs here.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        })
+    };
+    command.spawn().unwrap()
 }
 
 #[test]
@@ -546,25 +554,7 @@ fn a_killed_detc_takes_its_single_engine_with_it() {
     for (name, signal) in [("sighup", libc::SIGHUP), ("sigkill", libc::SIGKILL)] {
         let work = dir.path().join(name);
         let marker = work.to_str().unwrap().to_string();
-        let mut job = {
-            // SIGHUP as a terminal's hangup reaches a `detc` started from
-            // it: with the default action (a test run under `nohup` would
-            // hand its children SIGHUP ignored).
-            use std::os::unix::process::CommandExt;
-            let mut command = run_command(dir.path(), &config, &marker, 1);
-            command
-                .args(LONG_JOB)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            // SAFETY: signal(2) is async-signal-safe; nothing else runs here.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::signal(libc::SIGHUP, libc::SIG_DFL);
-                    Ok(())
-                })
-            };
-            command.spawn().unwrap()
-        };
+        let mut job = start_long_job(dir.path(), &config, &marker, 1);
         assert!(
             wait_for(|| engines_with(&marker).len() == 1, Duration::from_secs(60)),
             "the engine started"

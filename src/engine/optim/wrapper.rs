@@ -245,8 +245,7 @@ impl OptimWrapper {
     /// MMEngine's `optim_context`: runs the forward pass `f` (data
     /// preprocessing and loss) in the autocast region of an
     /// `AmpOptimWrapper`, plainly otherwise. Gradients are synchronised
-    /// only at the end of an accumulation window
-    /// ([`Self::update_params_synced`]).
+    /// only at the end of an accumulation window ([`Self::should_sync`]).
     pub fn optim_context<T>(&self, f: impl FnOnce() -> T) -> T {
         let _region = self.amp.as_ref().map(|amp| {
             amp.autocast
@@ -272,21 +271,21 @@ impl OptimWrapper {
     /// `scale_loss`, `backward`, and when [`Self::should_update`] `step` and
     /// `zero_grad`. Returns whether the parameters were updated.
     pub fn update_params(&mut self, loss: &Tensor) -> ModelResult<bool> {
-        self.update_params_synced(loss, |_| Ok(()))
+        self.update_params_then(loss, || {})
     }
 
-    /// [`Self::update_params`] where `sync` runs on the parameters between
-    /// the last backward of a window and the step: DDP's gradient
-    /// all-reduce in a worker of several (MMEngine's `no_sync` outside it).
-    pub fn update_params_synced(
+    /// [`Self::update_params`], calling `after_backward` between the last
+    /// backward of a window and the step (`detc bench` marks its phases
+    /// there).
+    pub fn update_params_then(
         &mut self,
         loss: &Tensor,
-        sync: impl FnOnce(&[Tensor]) -> ModelResult<()>,
+        after_backward: impl FnOnce(),
     ) -> ModelResult<bool> {
         let loss = self.scale_loss(loss)?;
         self.backward(&loss)?;
         if self.should_update() {
-            sync(&self.params())?;
+            after_backward();
             self.step()?;
             self.zero_grad();
             return Ok(true);

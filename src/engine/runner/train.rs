@@ -246,10 +246,9 @@ impl Runner {
         // The gradients are averaged during backward; what is left of the
         // all-reduce when backward ends is waited for inside it.
         s.wrapper
-            .update_params_synced(&total, |_| {
+            .update_params_then(&total, || {
                 times.mark(Phase::Backward);
                 times.mark(Phase::AllReduce);
-                Ok(())
             })
             .map_err(runtime)?;
         times.mark(Phase::Optimizer);
