@@ -943,6 +943,7 @@ mod tests {
     /// box loss is a zero that still reaches the head's parameters.
     #[test]
     fn rpn_head_trains_on_images_without_ground_truth() {
+        let _seeded = crate::models::layers::fixtures::seeded();
         tch::manual_seed(3);
         let (vs, head) = head_with_weights("a", None);
         let feats: Vec<Tensor> = [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]

@@ -130,7 +130,15 @@ fn overfit(config: &str, options: &[&str], iters: usize, lr: f64) -> (f64, Optio
             let det_batch = pre
                 .forward(std::mem::replace(&mut batch, rest), true)
                 .unwrap();
-            let losses = model.loss(&det_batch, &identity).unwrap();
+            // As the runner does: the generator reseeded every iteration, and
+            // the RoI samplers' draws made under the lock every seeded test
+            // takes, so they do not depend on what runs beside (the other
+            // overfit tests draw and reseed too).
+            let losses = {
+                let _seeded = crate::models::layers::fixtures::seeded();
+                tch::manual_seed(it as i64);
+                model.loss(&det_batch, &identity).unwrap()
+            };
             let total = super::parse_losses(&losses).unwrap();
             if it == iters * 2 / 3 {
                 opt.set_lr(lr * 0.1);

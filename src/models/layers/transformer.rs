@@ -544,6 +544,7 @@ mod tests {
 
     #[test]
     fn dropout_acts_only_in_training() {
+        let _seeded = crate::models::layers::fixtures::seeded();
         let vs = VarStore::new(Device::Cpu);
         let mha = MultiheadAttention::new(&vs.root(), 8, 2, 0.5, MatrixInit::TorchDefault).unwrap();
         let x = Tensor::randn([3, 2, 8], (Kind::Float, Device::Cpu));
