@@ -4,6 +4,7 @@
 //! hooks, a throw-away work dir) after a warm-up, in one process or, with
 //! `--gpus N` / `--nproc N`, in a data-parallel job started as `detc run`
 //! starts one (the report, from rank 0, counts the images of every rank).
+//! `--synthetic` benchmarks on generated images where the dataset is absent.
 
 use crate::dist::{Plan, Topology, DEFAULT_PORT};
 
@@ -33,6 +34,10 @@ pub struct Args {
     /// N workers on this machine (with `--device cpu`: over Gloo), as `detc run --nproc N`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     nproc: Option<u32>,
+    /// Generated shapes images at the config's scale (square, the short side
+    /// of its training `Resize` scale) instead of its dataset.
+    #[arg(long)]
+    synthetic: bool,
 }
 
 pub fn exec(mut args: Args) -> std::io::Result<i32> {
@@ -66,6 +71,9 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     ];
     if args.json {
         engine_args.push("--json".into());
+    }
+    if args.synthetic {
+        engine_args.push("--synthetic".into());
     }
     if let Some(device) = args.device {
         engine_args.extend(["--device".into(), device.into()]);

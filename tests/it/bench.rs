@@ -108,3 +108,23 @@ fn bench_of_two_cpu_workers_reports_the_images_of_both() {
     );
     assert!((ips * step - 8.0).abs() < 1e-6, "{report}");
 }
+
+/// `--synthetic` needs no dataset: it trains and infers on generated images
+/// at the config's scale.
+#[test]
+fn synthetic_bench_needs_no_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        dir.path(),
+        &["--iters", "1", "--warmup", "0", "--json", "--synthetic"],
+    );
+    let report: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    assert_eq!(report["train"]["batch_size"], 4, "{report}");
+    assert!(report["train"]["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["inference"]["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        !dir.path().join("data").exists(),
+        "no dataset was read or written here"
+    );
+}

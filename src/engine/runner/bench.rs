@@ -6,7 +6,8 @@
 //! scheduler steps), in a throw-away work dir. In a job of several
 //! processes every rank runs the same steps on its shard; rank 0 reports,
 //! its phase times and the images per second of the whole job (its own
-//! times the number of processes: the ranks step together).
+//! times the number of processes: the ranks step together). `--synthetic`
+//! reads generated images at the config's scale instead of its dataset.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 use tch::Device;
 
 use super::build::Runner;
+use super::synthetic;
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
 
@@ -94,6 +96,9 @@ pub struct BenchArgs {
     /// `cpu` or `cuda` (default: cuda when the engine sees a GPU).
     #[arg(long)]
     pub device: Option<String>,
+    /// Generated shapes images at the config's scale instead of its dataset.
+    #[arg(long)]
+    pub synthetic: bool,
 }
 
 /// Runs the benchmark; returns the exit code.
@@ -108,7 +113,13 @@ pub fn bench(config: &Value, args: &BenchArgs) -> i32 {
         device: args.device.clone(),
         quiet: true,
     };
-    let result = Runner::build(config, &run_args)
+    let config = if args.synthetic {
+        synthetic::with_synthetic_data(config, &work_dir.join("synthetic")).map_err(input)
+    } else {
+        Ok(config.clone())
+    };
+    let result = config
+        .and_then(|config| Runner::build(&config, &run_args))
         .and_then(|(mut runner, mut data)| runner.bench(&mut data, args));
     let _ = std::fs::remove_dir_all(&work_dir);
     match result {

@@ -17,6 +17,7 @@ mod build;
 mod loop_cfg;
 mod oom;
 mod run_state;
+mod synthetic;
 pub mod state;
 mod train;
 
