@@ -468,7 +468,6 @@ fn compare_with_mmdetection(
     with_masks: bool,
     prec: Precision,
 ) {
-    tch::set_num_threads(1);
     let (mut vs, model) = load_model(cfg, reference);
     if prec.kind == Kind::Double {
         vs.double();

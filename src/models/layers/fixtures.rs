@@ -17,7 +17,9 @@ pub type StateDict = IndexMap<String, TensorData>;
 /// libtorch's random generator is global and tests run in parallel: a test
 /// whose result depends on the values it draws after `manual_seed` holds
 /// this lock from the seed to its last draw, and so does a test that draws
-/// many values.
+/// many values. (Tests must not change libtorch's thread count either:
+/// `set_num_threads` is global, a test thread started after it computes with
+/// the new count, and tests that compare results exactly fail by a rounding.)
 pub fn seeded() -> std::sync::MutexGuard<'static, ()> {
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SEEDED.lock().unwrap_or_else(|e| e.into_inner())
