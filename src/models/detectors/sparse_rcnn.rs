@@ -220,7 +220,9 @@ mod tests {
     /// scores within 1e-4, boxes within 1e-4 relative (float32 convolutions
     /// sum in a batch-size-dependent order, about 1e-6 relative per layer;
     /// six refinement stages amplify that to ~1e-5 of the box size), the
-    /// same labels and masks.
+    /// same labels, and the same masks but for pixels within rounding of the
+    /// 0.5 threshold (the untrained model's mask probabilities crowd 0.5;
+    /// whether any flips depends on the CPU's kernels: one does on some).
     #[test]
     fn batch_and_single_predictions_agree() {
         let vs = nn::VarStore::new(Device::Cpu);
@@ -261,7 +263,11 @@ mod tests {
                 .to_kind(Kind::Int64)
                 .sum(Kind::Int64)
                 .int64_value(&[]);
-            assert_eq!(differ, 0, "image {i}: {differ} mask pixels differ");
+            let total = mx.numel();
+            assert!(
+                differ as f64 <= 1e-4 * total as f64,
+                "image {i}: {differ} of {total} mask pixels differ"
+            );
         }
     }
 }
