@@ -162,6 +162,15 @@ fn assert_close_losses(a: &Path, b: &Path, steps: std::ops::RangeInclusive<u64>,
 /// (summation order alone).
 const REL: f64 = 5e-5;
 
+/// Steps over which the tiny Sparse R-CNN's 1- and 2-worker runs are
+/// compared. The rounding-level differences reach a discrete choice (a
+/// Hungarian match) at a step that depends on the CPU's float kernels: after
+/// step 20 on one host, at step 11 on another (AMD, MKL's Zen kernels: 1.2e-6
+/// at step 10, 4.2e-4 at 11, then a few percent), as QueryInst's below do at
+/// step 11. Both runs are checked over the 10 steps before the first jump
+/// seen on any host.
+const SPARSE_STEPS: std::ops::RangeInclusive<u64> = 1..=10;
+
 #[test]
 fn two_workers_reproduce_one_worker_with_twice_the_batch_sparse_rcnn() {
     let (dir, config) = setup();
@@ -170,7 +179,7 @@ fn two_workers_reproduce_one_worker_with_twice_the_batch_sparse_rcnn() {
     assert_close_losses(
         &dir.path().join("one"),
         &dir.path().join("two"),
-        1..=20,
+        SPARSE_STEPS,
         REL,
     );
     // Rank 0 alone wrote the work dir: one run folder, its checkpoints.
@@ -355,7 +364,7 @@ fn joins_a_job_started_by_torchrun() {
     assert_close_losses(
         &dir.path().join("one"),
         &dir.path().join("torchrun"),
-        1..=20,
+        SPARSE_STEPS,
         REL,
     );
 }
