@@ -164,11 +164,12 @@ const REL: f64 = 5e-5;
 
 /// Steps over which the tiny Sparse R-CNN's 1- and 2-worker runs are
 /// compared. The rounding-level differences reach a discrete choice (a
-/// Hungarian match) at a step that depends on the CPU's float kernels: after
-/// step 20 on one host, at step 11 on another (AMD, MKL's Zen kernels: 1.2e-6
-/// at step 10, 4.2e-4 at 11, then a few percent), as QueryInst's below do at
-/// step 11. Both runs are checked over the 10 steps before the first jump
-/// seen on any host.
+/// Hungarian match or a RoI's FPN level, not yet located) at a step that
+/// depends on the CPU's float kernels: after step 20 on one host, at step 11
+/// on another (AMD, MKL's Zen kernels: 1.2e-6 at step 10, 4.2e-4 at 11, then
+/// a few percent), as QueryInst's below do at step 11. The two tests that
+/// compare these runs check the 10 steps before the first jump seen on any
+/// host.
 const SPARSE_STEPS: std::ops::RangeInclusive<u64> = 1..=10;
 
 #[test]
