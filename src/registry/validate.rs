@@ -105,7 +105,15 @@ impl Validator {
             return self.any_of(node, id);
         }
         if schema.types.is_some_and(|t| !type_matches(node, t)) {
-            return self.push_wrong_type(node, &self.describe(id));
+            self.push_wrong_type(node, &self.describe(id));
+            // A key that must stay null says why in its description.
+            if schema.types == Some(schema_index::types::NULL) {
+                if let Some(why) = schema.json["description"].as_str() {
+                    let last = self.errors.pop().expect("just pushed");
+                    self.errors.push(last.help(why));
+                }
+            }
+            return;
         }
         if schema.enum_values.is_some_and(|options| !options.iter().any(|o| same_value(o, node))) {
             return self.push_wrong_type(node, &self.describe(id));

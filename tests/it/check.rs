@@ -86,6 +86,27 @@ error: main.yaml found 1 problem
 }
 
 #[test]
+fn a_key_that_must_be_null_says_why() {
+    let main = format!("{FASTER_RCNN}model:\n  init_cfg: {{type: Normal, layer: Conv2d, std: 0.01}}\n");
+    check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::check::wrong_type
+
+  x expected null, found a mapping
+   ,-[main.yaml:3:13]
+ 2 | model:
+ 3 |   init_cfg: {type: Normal, layer: Conv2d, std: 0.01}
+   :             ^^^^^^^^^^^^^^^^^^^^|^^^^^^^^^^^^^^^^^^^
+   :                                 `-- expected null
+   `----
+  help: Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg`
+        on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
+
+error: main.yaml found 1 problem
+
+"#]]);
+}
+
+#[test]
 fn missing_base() {
     check(&[("main.yaml", "_base_: [../missing/base.yaml]\nx: 1\n")], &[]).code(1).stderr_eq(str![[r#"
 detc::config::missing_base

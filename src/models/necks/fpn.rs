@@ -8,17 +8,94 @@
 //! Shape shorthand: `N` images, `Ci` input channels of level `i`, `C` the
 //! output channels, `Hi, Wi` level sizes.
 
-use detc::registry::models::common::FloatOrPair;
+use detc::registry::models::common::{FloatOrPair, StrOrList};
 use detc::registry::models::necks::{AddExtraConvs, ExtraConvsSource, FPNConfig, InterpolateMode};
-use tch::nn;
+use detc::registry::models::weight_init::{Distribution, XavierInitConfig};
+use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::models::layers::{
-    xavier_uniform, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError, ModelResult,
-    NormSpec,
+    kaiming_normal_fan_out, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
+    ModelResult, NormSpec,
 };
+use crate::models::losses::{cfg_type, parse_cfg};
 
 const NAME: &str = "FPN";
+
+/// How FPN's convs start (their biases at 0 either way). mmdet's default
+/// `init_cfg` is Xavier uniform on `Conv2d`; other gains and the normal
+/// distribution are the same initialiser. With `init_cfg: null` MMEngine
+/// initialises nothing and the convs keep what MMCV's `ConvModule` gave
+/// them when built: Kaiming normal, fan-out, for ReLU.
+#[derive(Debug, Clone, Copy)]
+enum ConvInit {
+    Xavier { gain: f64, uniform: bool },
+    ConvModuleDefault,
+}
+
+impl ConvInit {
+    fn weight(self, dims: &[i64]) -> Init {
+        let receptive: i64 = dims.iter().skip(2).product();
+        let fans = (dims[0] + dims[1]) * receptive;
+        match self {
+            // torch.nn.init.xavier_uniform_ / xavier_normal_.
+            ConvInit::Xavier {
+                gain,
+                uniform: true,
+            } => {
+                let bound = gain * (6.0 / fans.max(1) as f64).sqrt();
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                }
+            }
+            ConvInit::Xavier {
+                gain,
+                uniform: false,
+            } => Init::Randn {
+                mean: 0.0,
+                stdev: gain * (2.0 / fans.max(1) as f64).sqrt(),
+            },
+            ConvInit::ConvModuleDefault => kaiming_normal_fan_out(dims),
+        }
+    }
+}
+
+/// `init_cfg`: one `Xavier` on `Conv2d` (bias 0, no override), or null. Any
+/// other initialiser is an error rather than silently not applied.
+fn conv_init(cfg: &FPNConfig) -> ModelResult<ConvInit> {
+    let Some(init) = &cfg.init_cfg else {
+        return Ok(ConvInit::ConvModuleDefault);
+    };
+    let unsupported = || {
+        ModelError::new(
+            NAME,
+            "init_cfg must be one Xavier dict on Conv2d with bias 0 (MMDetection's default: \
+             {type: Xavier, layer: Conv2d, distribution: uniform}) or null; other initialisers \
+             are not supported yet",
+        )
+    };
+    let items = init.as_vec();
+    let [one] = items.as_slice() else {
+        return Err(unsupported());
+    };
+    if cfg_type(&one.0, "FPN.init_cfg")? != "Xavier" {
+        return Err(unsupported());
+    }
+    let x: XavierInitConfig = parse_cfg(&one.0, "FPN.init_cfg")?;
+    let on_conv = match &x.layer {
+        None => true,
+        Some(StrOrList::One(s)) => s == "Conv2d",
+        Some(StrOrList::List(v)) => v.iter().any(|s| s == "Conv2d"),
+    };
+    if !on_conv || x.r#override.is_some() || x.bias != 0.0 || x.bias_prob.is_some() {
+        return Err(unsupported());
+    }
+    Ok(ConvInit::Xavier {
+        gain: x.gain,
+        uniform: x.distribution == Distribution::Uniform,
+    })
+}
 
 /// mmdet's `FPN` (named as its `type:`).
 #[allow(clippy::upper_case_acronyms)]
@@ -38,9 +115,10 @@ pub struct FPN {
 }
 
 impl FPN {
-    /// Builds the convs under `p` (e.g. `root / "neck"`), initialised as the
-    /// default `init_cfg` (Xavier uniform on every conv, bias 0).
+    /// Builds the convs under `p` (e.g. `root / "neck"`), initialised as
+    /// `init_cfg` says (see [`ConvInit`]).
     pub fn new(cfg: &FPNConfig, p: nn::Path) -> ModelResult<Self> {
+        let init = conv_init(cfg)?;
         let in_channels: Vec<i64> = cfg.in_channels.iter().map(|&c| c as i64).collect();
         let (num_ins, num_outs, start) = (
             in_channels.len(),
@@ -66,7 +144,7 @@ impl FPN {
                     bias: None,
                     norm,
                     act: Activation::from_cfg(cfg.act_cfg.as_ref(), NAME)?,
-                    init: xavier_uniform(&[cfg.out_channels as i64, cin, geom.kernel, geom.kernel]),
+                    init: init.weight(&[cfg.out_channels as i64, cin, geom.kernel, geom.kernel]),
                 })
             };
         let norm = cfg
@@ -358,5 +436,42 @@ mod tests {
                 .double_value(&[]),
             0.0
         );
+    }
+
+    #[test]
+    fn init_cfg_null_keeps_conv_module_init_and_others_are_errors() {
+        let cfg = |init: serde_json::Value| -> FPNConfig {
+            serde_json::from_value(serde_json::json!({
+                "in_channels": [64, 128], "out_channels": 64, "num_outs": 2, "init_cfg": init
+            }))
+            .unwrap()
+        };
+        // null: MMCV ConvModule's own init, Kaiming normal fan-out: std sqrt(2 / (64 * 9)).
+        let _guard = fixtures::seeded();
+        let vs = nn::VarStore::new(Device::Cpu);
+        FPN::new(&cfg(serde_json::Value::Null), vs.root()).unwrap();
+        let std = vs.variables()["fpn_convs.0.conv.weight"]
+            .std(true)
+            .double_value(&[]);
+        let want = (2.0f64 / (64.0 * 9.0)).sqrt();
+        assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
+        // Xavier normal with a gain: std gain * sqrt(2 / (fan_in + fan_out)).
+        let vs = nn::VarStore::new(Device::Cpu);
+        let xavier = serde_json::json!({"type": "Xavier", "layer": "Conv2d", "gain": 2.0});
+        FPN::new(&cfg(xavier), vs.root()).unwrap();
+        let std = vs.variables()["fpn_convs.0.conv.weight"]
+            .std(true)
+            .double_value(&[]);
+        let want = 2.0 * (2.0f64 / (2.0 * 64.0 * 9.0)).sqrt();
+        assert!((std / want - 1.0).abs() < 0.05, "{std} vs {want}");
+        for other in [
+            serde_json::json!({"type": "Normal", "layer": "Conv2d", "std": 0.01}),
+            serde_json::json!({"type": "Xavier", "layer": "Linear"}),
+            serde_json::json!({"type": "Xavier", "layer": "Conv2d", "bias": 0.5}),
+        ] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let err = FPN::new(&cfg(other.clone()), vs.root()).unwrap_err();
+            assert!(err.to_string().contains("init_cfg"), "{other}: {err}");
+        }
     }
 }

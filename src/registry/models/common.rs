@@ -118,7 +118,8 @@ impl JsonSchema for AnyObject {
 
 /// The value `null` and nothing else: for keys MMDetection accepts but
 /// requires to be unset (it asserts or raises on any other value), such as
-/// `DIIHead.init_cfg` or a dataset's removed `file_client_args`.
+/// `DIIHead.init_cfg` or a dataset's removed `file_client_args`, and for keys
+/// detc does not build yet, such as a detector-level `init_cfg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Null;
 

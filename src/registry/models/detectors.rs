@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::OneOrMany;
+use super::common::Null;
 use super::train_test::{SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig};
-use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, InitCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
+use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 
 /// `FasterRCNN` (Ren et al., 2015) and `MaskRCNN` (He et al., 2017; a mask
 /// branch in the RoI head): backbone, neck, RPN and an RoI head, as
@@ -29,9 +29,9 @@ pub struct TwoStageDetectorConfig {
     /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` (`pad_mask: true` for masks).
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,
-    /// Weight initialisation of the whole detector.
+    /// Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg` on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
 
 /// `SparseRCNN` (Sun et al., 2021): learned proposals refined by an iterative
@@ -57,9 +57,9 @@ pub struct SparseRCNNConfig {
     /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,
-    /// Weight initialisation of the whole detector.
+    /// Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg` on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
 
 /// `QueryInst` (Fang et al., 2021): Sparse R-CNN with dynamic mask heads, as
@@ -83,7 +83,7 @@ pub struct QueryInstConfig {
     /// Normalisation, padding and batching, e.g. `DetDataPreprocessor` with `pad_mask: true`.
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,
-    /// Weight initialisation of the whole detector.
+    /// Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg` on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
