@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::config::value::Node;
 use crate::dist::{Plan, Topology, DEFAULT_PORT};
 
 #[derive(clap::Args)]
@@ -98,7 +99,7 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
         "--config-stem".into(),
         stem,
     ];
-    match args.resume {
+    match args.resume.or_else(|| config_resume(&tree)) {
         Some(Some(path)) => engine_args.extend(["--resume-from".into(), path.into_os_string()]),
         Some(None) => engine_args.push("--resume".into()),
         None => {}
@@ -113,6 +114,22 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
         return super::run_engine(&tree, &engine_args);
     };
     Ok(super::run_engines(&tree, &engine_args, &plan))
+}
+
+/// The config's `resume: true`, where no `--resume` flag overrides it (as
+/// MMDetection's `tools/train.py` keeps `cfg.resume`): from `load_from`
+/// when it is set, else from the work dir's newest checkpoint (MMEngine's
+/// `Runner.load_or_resume`).
+fn config_resume(tree: &Node) -> Option<Option<PathBuf>> {
+    let json = tree.to_json();
+    if json.get("resume").and_then(|r| r.as_bool()) != Some(true) {
+        return None;
+    }
+    Some(
+        json.get("load_from")
+            .and_then(|l| l.as_str())
+            .map(PathBuf::from),
+    )
 }
 
 /// The multi-process job the flags ask for; `None` for today's single engine.

@@ -63,9 +63,17 @@ pub fn device(name: Option<&str>) -> Result<Device, String> {
     }
 }
 
-/// The first `CocoMetric` of an evaluator section (one dict or a list).
+/// The `CocoMetric` of an evaluator section (one dict, or a list of one:
+/// MMEngine would run every metric of a longer list, which is refused here
+/// rather than evaluated in part).
 pub fn coco_metric_config(section: &Value, name: &str) -> Result<CocoMetricConfig, String> {
     let first = match section {
+        Value::Array(items) if items.len() > 1 => {
+            return Err(format!(
+                "{name}: {} metrics; detc evaluates one CocoMetric (use its `metric: [bbox, segm]` for both)",
+                items.len()
+            ))
+        }
         Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
         other => other.clone(),
     };

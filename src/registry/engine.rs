@@ -64,8 +64,9 @@ pub struct IterBasedTrainLoopConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValLoopConfig {
-    /// Run the forward pass in fp16 autocast.
+    /// Must be false: evaluation in fp16 autocast is not supported yet (it runs in float32).
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub fp16: bool,
 }
 
@@ -73,8 +74,9 @@ pub struct ValLoopConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestLoopConfig {
-    /// Run the forward pass in fp16 autocast.
+    /// Must be false: evaluation in fp16 autocast is not supported yet (it runs in float32).
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub fp16: bool,
 }
 

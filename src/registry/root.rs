@@ -513,7 +513,8 @@ pub enum EvalLoopSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UntypedEvalLoopConfig {
-    /// Run the forward pass in fp16 autocast.
+    /// Must be false: evaluation in fp16 autocast is not supported yet (it runs in float32).
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub fp16: bool,
 }

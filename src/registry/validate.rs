@@ -108,10 +108,7 @@ impl Validator {
             self.push_wrong_type(node, &self.describe(id));
             // A key that must stay null says why in its description.
             if schema.types == Some(schema_index::types::NULL) {
-                if let Some(why) = schema.json["description"].as_str() {
-                    let last = self.errors.pop().expect("just pushed");
-                    self.errors.push(last.help(why));
-                }
+                self.explain_last(schema.json);
             }
             return;
         }
@@ -119,7 +116,9 @@ impl Validator {
             return self.push_wrong_type(node, &self.describe(id));
         }
         if schema.const_value.is_some_and(|c| !same_value(c, node)) {
-            return self.push_wrong_type(node, &self.describe(id));
+            // So does a key with one allowed value.
+            self.push_wrong_type(node, &self.describe(id));
+            return self.explain_last(schema.json);
         }
         match &node.value {
             Value::Int(_) | Value::Float(_) => self.range(node, schema),
@@ -281,6 +280,11 @@ impl Validator {
         if !schema.any_of.is_empty() {
             return schema.any_of.iter().any(|&b| self.shape_fits(node, b));
         }
+        if let (Value::Map(map), Some(props)) = (&node.value, schema.json["properties"].as_object()) {
+            if map.contains_key("type") && !props.contains_key("type") {
+                return false;
+            }
+        }
         match schema.types {
             Some(t) => type_matches(node, t),
             None => schema.enum_values.is_some() || schema.const_value.is_some(),
@@ -313,6 +317,14 @@ impl Validator {
 
     fn describe(&self, id: Id) -> String {
         describe(self.schema(id).json, self.index)
+    }
+
+    /// The schema's description as the help of the last error.
+    fn explain_last(&mut self, schema: &Json) {
+        let Some(why) = schema["description"].as_str() else { return };
+        if let Some(last) = self.errors.pop() {
+            self.errors.push(last.help(why));
+        }
     }
 
     fn push_wrong_type(&mut self, node: &Node, expected: &str) {

@@ -86,8 +86,10 @@ error: main.yaml found 1 problem
 }
 
 #[test]
-fn a_key_that_must_be_null_says_why() {
-    let main = format!("{FASTER_RCNN}model:\n  init_cfg: {{type: Normal, layer: Conv2d, std: 0.01}}\n");
+fn keys_that_must_be_null_or_false_say_why() {
+    let main = format!(
+        "{FASTER_RCNN}model:\n  init_cfg: {{type: Normal, layer: Conv2d, std: 0.01}}\nval_cfg: {{type: ValLoop, fp16: true}}\n"
+    );
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
 detc::check::wrong_type
 
@@ -97,11 +99,23 @@ detc::check::wrong_type
  3 |   init_cfg: {type: Normal, layer: Conv2d, std: 0.01}
    :             ^^^^^^^^^^^^^^^^^^^^|^^^^^^^^^^^^^^^^^^^
    :                                 `-- expected null
+ 4 | val_cfg: {type: ValLoop, fp16: true}
    `----
   help: Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg`
         on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
 
-error: main.yaml found 1 problem
+detc::check::wrong_type
+
+  x expected `false`, found `true`
+   ,-[main.yaml:4:32]
+ 3 |   init_cfg: {type: Normal, layer: Conv2d, std: 0.01}
+ 4 | val_cfg: {type: ValLoop, fp16: true}
+   :                                ^^|^
+   :                                  `-- expected `false`
+   `----
+  help: Must be false: evaluation in fp16 autocast is not supported yet (it runs in float32).
+
+error: main.yaml found 2 problems
 
 "#]]);
 }

@@ -318,6 +318,37 @@ fn two_workers_gather_validation_results_to_rank_zero() {
     assert_eq!(one, two, "one worker's metrics, then two workers'");
 }
 
+/// `--auto-scale-lr` scales by the total batch size, every process's
+/// (MMEngine's `world_size * batch_size / base_batch_size`), and needs
+/// `base_batch_size`.
+#[test]
+fn auto_scale_lr_counts_every_process_batch() {
+    let (dir, config) = setup();
+    let out = run_command(dir.path(), &config, "two", 2)
+        .arg("--auto-scale-lr")
+        .args(["--cfg-options", "train_dataloader.num_workers=0", "train_dataloader.batch_size=2"])
+        .args(["train_cfg.max_iters=1", "auto_scale_lr.base_batch_size=16"])
+        .args(SPARSE_RCNN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("LR is set based on batch size of 16 and the current batch size is 4. Scaling the original LR by 0.25."),
+        "{stdout}"
+    );
+    let out = run_command(dir.path(), &config, "no_base", 1)
+        .arg("--auto-scale-lr")
+        .args(["--cfg-options", "train_dataloader.num_workers=0", "train_cfg.max_iters=1"])
+        .args(["auto_scale_lr.base_batch_size=None"])
+        .args(SPARSE_RCNN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("auto_scale_lr.base_batch_size is needed"), "{stderr}");
+}
+
 #[test]
 fn joins_a_job_started_by_torchrun() {
     let (dir, config) = setup();

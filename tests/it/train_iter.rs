@@ -101,6 +101,19 @@ fn iter_based_loop_logs_saves_validates_and_resumes_exactly() {
         &[val, "train_cfg.max_iters=3"],
         false,
     );
+    // `resume: true` in the config (no flag) resumes from its `load_from`, as
+    // MMEngine's Runner does.
+    let from = format!(
+        "load_from={}",
+        dir.path().join("resumed/iter_3.pth").display()
+    );
+    let config_resumed_log = run(
+        dir.path(),
+        &config,
+        "config_resumed",
+        &[val, "resume=True", from.as_str()],
+        false,
+    );
     let resumed_log = run(dir.path(), &config, "resumed", &[val], true);
 
     let straight = dir.path().join("straight");
@@ -147,6 +160,13 @@ fn iter_based_loop_logs_saves_validates_and_resumes_exactly() {
     assert_eq!(a.len(), 5, "one record per iteration: {a:?}");
     assert_eq!(a, b, "losses differ after the resume");
     assert_eq!(val_steps(&dir.path().join("resumed")), vec![3, 5]);
+    assert!(
+        config_resumed_log.contains("iter_3.pth: iter 3"),
+        "{config_resumed_log}"
+    );
+    let mut c = all_records(&dir.path().join("config_resumed"));
+    c.sort_by_key(|r| r.0);
+    assert_eq!(a[3..], c[..], "losses of iterations 4 and 5");
 }
 
 /// Custom hooks with set priorities, a default hook's priority changed and

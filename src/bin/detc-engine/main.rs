@@ -67,10 +67,45 @@ fn keep_freed_memory() {
 /// The resolved config `detc` sends as JSON on stdin; exit 2 when it is not JSON.
 fn read_config() -> serde_json::Value {
     match serde_json::from_reader(std::io::stdin().lock()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            default_data_preprocessor(&mut c);
+            c
+        }
         Err(e) => {
             eprintln!("error: the resolved config on stdin is not JSON: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+/// MMEngine's Runner: `model.setdefault('data_preprocessor', data_preprocessor)`,
+/// the top-level `data_preprocessor` for a model that has none of its own.
+fn default_data_preprocessor(config: &mut serde_json::Value) {
+    let Some(top) = config.get("data_preprocessor").filter(|d| !d.is_null()).cloned() else {
+        return;
+    };
+    if let Some(model) = config.get_mut("model").and_then(|m| m.as_object_mut()) {
+        let own = model.entry("data_preprocessor").or_insert(serde_json::Value::Null);
+        if own.is_null() {
+            *own = top;
+        }
+    }
+}
+
+#[cfg(test)]
+mod main_tests {
+    use super::default_data_preprocessor;
+
+    #[test]
+    fn the_top_level_data_preprocessor_fills_in_for_the_model() {
+        let top = serde_json::json!({"type": "DetDataPreprocessor", "pad_size_divisor": 32});
+        let mut config = serde_json::json!({"data_preprocessor": top, "model": {"type": "QueryInst"}});
+        default_data_preprocessor(&mut config);
+        assert_eq!(config["model"]["data_preprocessor"], top);
+        // The model's own one wins.
+        let own = serde_json::json!({"type": "DetDataPreprocessor", "pad_size_divisor": 1});
+        let mut config = serde_json::json!({"data_preprocessor": top, "model": {"data_preprocessor": own}});
+        default_data_preprocessor(&mut config);
+        assert_eq!(config["model"]["data_preprocessor"], own);
     }
 }

@@ -117,6 +117,19 @@ fn custom_keys(cfg: &ParamwiseConfig) -> ModelResult<Vec<CustomKey>> {
         let obj = v.as_object().ok_or_else(|| {
             ModelError::new("paramwise_cfg", format!("custom_keys.{key} must be a dict"))
         })?;
+        // MMEngine copies any other key (momentum, betas, ...) into the
+        // parameter's group; groups here carry only lr and weight decay.
+        if let Some(other) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "lr_mult" | "decay_mult"))
+        {
+            return Err(ModelError::new(
+                "paramwise_cfg",
+                format!(
+                    "custom_keys.{key}.{other} is not supported yet (only lr_mult and decay_mult)"
+                ),
+            ));
+        }
         let mult = |m: &str| -> ModelResult<f64> {
             match obj.get(m) {
                 None => Ok(1.0),

@@ -420,6 +420,11 @@ fn unsupported_wrappers_are_errors() {
     assert!(err.to_string().contains("is not supported"), "{err}");
     let lars = json!({"optimizer": {"type": "LARS", "lr": 0.1}});
     assert!(build_optim_wrapper(&OptimWrapperCfg(lars), Vec::new()).is_err());
+    // A custom_keys entry that MMEngine would copy into the parameter group.
+    let momentum = json!({"optimizer": {"type": "SGD", "lr": 0.1},
+        "paramwise_cfg": {"custom_keys": {"backbone": {"lr_mult": 0.1, "momentum": 0.5}}}});
+    let err = build_optim_wrapper(&OptimWrapperCfg(momentum), Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("custom_keys.backbone.momentum is not supported"), "{err}");
 }
 
 #[test]

@@ -165,7 +165,7 @@ impl Runner {
         let optim_cfg: OptimWrapperCfg = typed_ref(config.get("optim_wrapper"), "optim_wrapper")?;
         let mut wrapper = build_optim_wrapper(&optim_cfg, named_trainable(&vs, is_norm_param_name))
             .map_err(input)?;
-        if let Some(message) = auto_scale_lr(config, args, section) {
+        if let Some(message) = auto_scale_lr(config, args, section, world_size as u64)? {
             wrapper.scale_lr(message.0);
             info(&mut log, &message.1)?;
         }
@@ -346,25 +346,40 @@ fn build_val(
     }
 }
 
-/// `Runner.scale_lr`: the factor and the message, when `auto_scale_lr` is on.
-fn auto_scale_lr(config: &Value, args: &RunArgs, train_section: &Value) -> Option<(f64, String)> {
+/// `Runner.scale_lr`: the factor and the message, when `auto_scale_lr` is on:
+/// the total batch size (every process's) over `base_batch_size`, which
+/// must be given (MMEngine asserts it; `tools/train.py --auto-scale-lr`
+/// refuses a config without it).
+fn auto_scale_lr(
+    config: &Value,
+    args: &RunArgs,
+    train_section: &Value,
+    world_size: u64,
+) -> Result<Option<(f64, String)>, Failure> {
     let enabled = config
         .pointer("/auto_scale_lr/enable")
         .and_then(Value::as_bool)
         == Some(true);
     if !(args.auto_scale_lr || enabled) {
-        return None;
+        return Ok(None);
     }
     let base = config
         .pointer("/auto_scale_lr/base_batch_size")
         .and_then(Value::as_u64)
-        .unwrap_or(16) as f64;
+        .ok_or_else(|| {
+            input(
+                "auto_scale_lr.base_batch_size is needed to scale the learning rate: the total \
+                 batch size the configured lr was tuned for (16 for MMDetection's 1x schedules, \
+                 8 GPUs x 2 images)",
+            )
+        })?;
     let batch = train_section
         .get("batch_size")
         .and_then(Value::as_u64)
-        .unwrap_or(1) as f64;
-    let factor = batch / base;
-    Some((factor, format!("LR is set based on batch size of {} and the current batch size is {batch}. Scaling the original LR by {factor}.", base as u64)))
+        .unwrap_or(1)
+        * world_size;
+    let factor = batch as f64 / base as f64;
+    Ok(Some((factor, format!("LR is set based on batch size of {base} and the current batch size is {batch}. Scaling the original LR by {factor}."))))
 }
 
 /// The loop's counters' bounds: an `IterBasedTrainLoop` is one epoch long, as MMEngine.

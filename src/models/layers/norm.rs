@@ -57,8 +57,15 @@ impl NormSpec {
             }
         }
         if kind == "SyncBN" {
-            // SyncBN accepts only requires_grad/eps (and momentum in torch); keep the BN parse lenient.
-            map.retain(|k, _| matches!(k.as_str(), "requires_grad" | "eps" | "momentum"));
+            // SyncBN's keys that BN shares; the rest (e.g. `process_group`)
+            // do not change the arithmetic. `affine` and
+            // `track_running_stats` stay, so that false is refused below.
+            map.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "requires_grad" | "eps" | "momentum" | "affine" | "track_running_stats"
+                )
+            });
         }
         let bn: BatchNormConfig = serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| ModelError::new(owner, format!("invalid norm_cfg: {e}")))?;
@@ -239,6 +246,19 @@ impl BatchNorm2d {
 mod tests {
     use super::*;
     use crate::engine::native::Rendezvous;
+
+    #[test]
+    fn sync_bn_without_affine_or_running_stats_is_refused_as_bn_is() {
+        for kind in ["BN", "SyncBN"] {
+            for key in ["affine", "track_running_stats"] {
+                let cfg = NormCfg(serde_json::json!({"type": kind, key: false}));
+                let err = NormSpec::from_cfg(&cfg, "test").unwrap_err();
+                assert!(err.to_string().contains("not supported"), "{kind} {key}: {err}");
+            }
+        }
+        let ok = NormCfg(serde_json::json!({"type": "SyncBN", "affine": true, "momentum": 0.01}));
+        assert!(NormSpec::from_cfg(&ok, "test").is_ok());
+    }
 
     /// Two ranks in threads, each with half of a batch whose features sit
     /// far from zero (1000 ± 0.1): SyncBN's output and input gradient equal

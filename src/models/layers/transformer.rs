@@ -129,7 +129,15 @@ impl LayerNorm {
         let mut eps = 1e-5;
         for (k, v) in obj {
             match (k.as_str(), v.as_f64()) {
-                ("type", _) | ("requires_grad", _) => {}
+                ("type", _) => {}
+                // Frozen LayerNorm parameters are not built; trainable is the default.
+                ("requires_grad", _) if v.as_bool() == Some(true) => {}
+                ("requires_grad", _) => {
+                    return Err(ModelError::new(
+                        owner,
+                        "norm_cfg requires_grad: false (a frozen LayerNorm) is not supported",
+                    ))
+                }
                 ("eps", Some(e)) => eps = e,
                 _ => {
                     return Err(ModelError::new(

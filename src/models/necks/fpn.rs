@@ -119,6 +119,12 @@ impl FPN {
     /// `init_cfg` says (see [`ConvInit`]).
     pub fn new(cfg: &FPNConfig, p: nn::Path) -> ModelResult<Self> {
         let init = conv_init(cfg)?;
+        if cfg.conv_cfg.is_some() {
+            return Err(ModelError::new(
+                NAME,
+                "conv_cfg is not supported yet (null: plain Conv2d)",
+            ));
+        }
         let in_channels: Vec<i64> = cfg.in_channels.iter().map(|&c| c as i64).collect();
         let (num_ins, num_outs, start) = (
             in_channels.len(),
@@ -191,6 +197,13 @@ impl FPN {
             return Err(ModelError::new(
                 NAME,
                 "upsample_cfg.mode other than `nearest` is not supported yet",
+            ));
+        }
+        if cfg.upsample_cfg.align_corners.is_some() {
+            // torch's F.interpolate raises for align_corners with `nearest`.
+            return Err(ModelError::new(
+                NAME,
+                "upsample_cfg.align_corners applies to bilinear/bicubic only: remove it for `nearest`",
             ));
         }
         let scale_factor = cfg.upsample_cfg.scale_factor.map(|s| match s {
@@ -439,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn init_cfg_null_keeps_conv_module_init_and_others_are_errors() {
+    fn init_cfg_null_keeps_conv_module_init_and_unsupported_options_are_errors() {
         let cfg = |init: serde_json::Value| -> FPNConfig {
             serde_json::from_value(serde_json::json!({
                 "in_channels": [64, 128], "out_channels": 64, "num_outs": 2, "init_cfg": init
@@ -472,6 +485,24 @@ mod tests {
             let vs = nn::VarStore::new(Device::Cpu);
             let err = FPN::new(&cfg(other.clone()), vs.root()).unwrap_err();
             assert!(err.to_string().contains("init_cfg"), "{other}: {err}");
+        }
+        // Neither are convs other than Conv2d, nor align_corners with `nearest`.
+        for (key, value) in [
+            (
+                "conv_cfg",
+                serde_json::json!({"type": "Conv2d", "padding_mode": "reflect"}),
+            ),
+            (
+                "upsample_cfg",
+                serde_json::json!({"mode": "nearest", "align_corners": false}),
+            ),
+        ] {
+            let mut json =
+                serde_json::json!({"in_channels": [64, 128], "out_channels": 64, "num_outs": 2});
+            json[key] = value;
+            let vs = nn::VarStore::new(Device::Cpu);
+            let err = FPN::new(&serde_json::from_value(json).unwrap(), vs.root()).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
         }
     }
 }

@@ -182,6 +182,12 @@ impl SparseRoIHead {
                             ))
                         }
                     }
+                    if s.soft_mask_target {
+                        return Err(ModelError::new(
+                            NAME,
+                            "train_cfg.rcnn.soft_mask_target is not supported (binary mask targets only)",
+                        ));
+                    }
                     let mask_size = s.mask_size.map(square);
                     if with_mask && mask_size.is_none() {
                         return Err(ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head"));

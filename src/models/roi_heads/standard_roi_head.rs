@@ -184,12 +184,6 @@ impl StandardRoIHead {
                 "shared_head is not supported (set it to null)",
             ));
         }
-        if cfg.init_cfg.is_some() {
-            return Err(ModelError::new(
-                NAME,
-                "init_cfg is not supported (null keeps the heads' own initialisation)",
-            ));
-        }
         let (Some(ext_cfg), Some(head_cfg)) = (&cfg.bbox_roi_extractor, &cfg.bbox_head) else {
             return Err(ModelError::new(
                 NAME,

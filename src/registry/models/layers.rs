@@ -10,8 +10,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{uint, Null, OneOrMany};
-use crate::registry::refs::{ActivationCfg, InitCfg, NormCfg};
+use super::common::{uint, Null};
+use crate::registry::refs::{ActivationCfg, NormCfg};
 
 fn eps_1e5() -> f64 {
     1e-5
@@ -236,9 +236,9 @@ pub struct DynamicConvConfig {
     /// Normalisation after each dynamic conv.
     #[serde(default = "default_ln")]
     pub norm_cfg: Option<NormCfg>,
-    /// Weight initialisation.
+    /// Must be null: `init_cfg` on `DynamicConv` is not supported yet (it starts as DIIHead's and DynamicMaskHead's defaults).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
 
 /// `{type: ReLU, inplace: true}`, MMDetection's usual `act_cfg` default.

@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{uint, IntOrPair, OneOrMany};
+use super::common::{uint, IntOrPair, Null};
 use super::layers::{MaskUpsampleConfig, UpsampleMethod};
-use crate::registry::refs::{ConvCfg, InitCfg, LossCfg, NormCfg};
+use crate::registry::refs::{ConvCfg, LossCfg, NormCfg};
 
 fn default_deconv() -> MaskUpsampleConfig {
     MaskUpsampleConfig { r#type: Some(UpsampleMethod::Deconv), scale_factor: Some(2) }
@@ -85,9 +85,9 @@ pub struct FCNMaskHeadConfig {
     /// Mask loss.
     #[serde(default = "default_mask_ce")]
     pub loss_mask: LossCfg,
-    /// Weight initialisation; Kaiming on the upsampling and logits layers when null.
+    /// Must be null (MMDetection asserts it, to keep its own initialisation).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
 
 /// `DynamicMaskHead`: QueryInst's mask head (Fang et al., 2021): a `DynamicConv`
@@ -139,7 +139,7 @@ pub struct DynamicMaskHeadConfig {
     /// Layer producing the mask logits.
     #[serde(default = "default_predictor")]
     pub predictor_cfg: ConvCfg,
-    /// Weight initialisation; Kaiming on the upsampling and logits layers when null.
+    /// Must be null (MMDetection asserts it, to keep its own initialisation).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }

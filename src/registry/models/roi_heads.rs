@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{uint, AnyObject, OneOrMany};
+use super::common::{uint, AnyObject, Null, OneOrMany};
 use super::train_test::{RcnnTestConfig, RcnnTrainConfig, SparseRcnnTestConfig};
 use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, RoiExtractorCfg, RoiLayerCfg};
 
@@ -61,9 +61,9 @@ pub struct StandardRoIHeadConfig {
     /// Test settings; the detector fills it from `model.test_cfg.rcnn`.
     #[serde(default)]
     pub test_cfg: Option<RcnnTestConfig>,
-    /// Weight initialisation.
+    /// Must be null: an initialiser over the whole head is not supported yet (its parts start as MMDetection's defaults).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }
 
 fn six_ones() -> Vec<f64> {
@@ -133,7 +133,7 @@ pub struct SparseRoIHeadConfig {
     /// Test settings; the detector fills it from `model.test_cfg.rcnn`.
     #[serde(default)]
     pub test_cfg: Option<SparseRcnnTestConfig>,
-    /// Weight initialisation.
+    /// Must be null: an initialiser over the whole head is not supported yet (its parts start as MMDetection's defaults).
     #[serde(default)]
-    pub init_cfg: Option<OneOrMany<InitCfg>>,
+    pub init_cfg: Null,
 }

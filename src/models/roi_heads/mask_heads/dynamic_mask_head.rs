@@ -41,8 +41,8 @@ impl DynamicMaskHead {
     /// Builds under `p` (e.g. `roi_head.mask_head.0`) with the head's own
     /// initialisation: Xavier-uniform on every weight of dim > 1 (the dynamic
     /// conv's too), `conv_logits.bias` = 0, BatchNorm weight 1 / bias 0, and the
-    /// deconv bias left at torch's default U(±1/sqrt(fan_in)); `init_cfg` is
-    /// not consulted, as in MMDetection, whose `init_weights` overrides it.
+    /// deconv bias left at torch's default U(±1/sqrt(fan_in)). (`init_cfg`
+    /// must be null, as MMDetection asserts.)
     pub fn new(cfg: &DynamicMaskHeadConfig, p: &nn::Path) -> ModelResult<Self> {
         if cfg.class_agnostic {
             return Err(ModelError::new(NAME, "class_agnostic must be false"));

@@ -41,10 +41,6 @@ pub struct FCNMaskHead {
 
 /// Rejects the options detc does not implement, naming the key to change.
 fn check_supported(cfg: &FCNMaskHeadConfig) -> ModelResult<()> {
-    if cfg.init_cfg.is_some() {
-        // MMDetection asserts the same.
-        return Err(ModelError::new(NAME, "init_cfg must be null"));
-    }
     if cfg.conv_cfg.is_some() {
         return Err(ModelError::new(
             NAME,
