@@ -63,8 +63,13 @@ impl DataParts {
                 .and_then(Value::as_u64)
                 .unwrap_or(1000) as usize
         });
-        let sampler = Sampler::from_config(&cfg.sampler, dataset.len(), shard, seed as i64)?;
-        let sizes: Vec<(u32, u32)> = (0..dataset.len()).map(|i| dataset.image_size(i)).collect();
+        // `num_batch_per_epoch`: MMEngine's `_SlicedDataset`, the first
+        // batches x batch size x world size samples (at most all of them).
+        let len = cfg.num_batch_per_epoch.map_or(dataset.len(), |n| {
+            (n as usize * cfg.batch_size as usize * shard.world_size).min(dataset.len())
+        });
+        let sampler = Sampler::from_config(&cfg.sampler, len, shard, seed as i64)?;
+        let sizes: Vec<(u32, u32)> = (0..len).map(|i| dataset.image_size(i)).collect();
         let batch_sampler = BatchSampler::from_config(
             cfg.batch_sampler.as_ref(),
             cfg.batch_size as usize,

@@ -261,6 +261,7 @@ pub struct EnvConfig {
 pub struct RandomnessConfig {
     /// Random seed; drawn at random (and logged) when null.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub seed: Option<i64>,
     /// Offset the seed by the process rank.
     #[serde(default)]

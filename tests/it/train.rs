@@ -115,6 +115,33 @@ fn train_resume_exactly_then_test_and_eval() {
     assert_test_log_matches_eval(dir.path(), &String::from_utf8_lossy(&out));
 }
 
+/// `train_dataloader.num_batch_per_epoch` (MMEngine's `_SlicedDataset`):
+/// an epoch of 2 batches of 2 of the 8 images, not 4 batches.
+#[test]
+fn num_batch_per_epoch_shortens_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("run")
+        .arg(root().join("configs/demo/queryinst_r18_shapes.yaml"))
+        .args(["--work-dir", "sliced", "--cfg-options"])
+        .args(TINY)
+        .args([
+            "train_dataloader.batch_size=2",
+            "train_dataloader.num_batch_per_epoch=2",
+            "train_cfg.max_epochs=1",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    assert!(log.contains("Epoch(train) [1][2/2]  base_lr: "), "{log}");
+    assert!(!log.contains("Epoch(train) [1][3/"), "{log}");
+}
+
 /// A run killed with SIGKILL in the middle of an epoch (iteration
 /// checkpoints), then resumed with `--resume`, logs exactly the losses of the
 /// uninterrupted run at every step.
