@@ -207,6 +207,12 @@ impl CheckpointHook {
             }
         };
         let work_str = work_dir.to_string_lossy();
+        if let Some(uri) = cfg.out_dir.as_deref().filter(|o| o.contains("://")) {
+            // MMEngine would write through the file backend of that scheme.
+            return Err(config(format!(
+                "`out_dir` `{uri}`: only local folders are supported (no storage backends)"
+            )));
+        }
         let out_dir = match &cfg.out_dir {
             // MMEngine compares the strings: a differently spelled same folder still gets the basename.
             Some(out) if out.as_str() != work_str => {

@@ -32,8 +32,8 @@ use crate::engine::work_dir::{LocalTime, WorkDir};
 /// Logger name in the line prefix (MMEngine writes `mmengine`).
 pub const LOGGER_NAME: &str = "detc";
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Severity of a log line, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Progress (every log line of the loops).
     Info,
@@ -66,6 +66,18 @@ pub fn line_prefix(level: Level, time: &LocalTime) -> String {
     )
 }
 
+/// The config's `log_level` (MMLogger's level, for the console and the
+/// file alike; INFO when unset): the lowest severity written, `None` for
+/// `CRITICAL`, above anything detc logs.
+pub fn min_level(config: &serde_json::Value) -> Option<Level> {
+    match config.get("log_level").and_then(|l| l.as_str()) {
+        Some("WARNING") => Some(Level::Warning),
+        Some("ERROR") => Some(Level::Error),
+        Some("CRITICAL") => None,
+        _ => Some(Level::Info),
+    }
+}
+
 /// One `scalars.json` line: `json.dumps({**tag, 'step': step})` (a `step`
 /// already in `tag` wins, as `setdefault` does), without the newline.
 pub fn scalars_record(tag: &Tag, step: u64) -> String {
@@ -94,6 +106,9 @@ pub struct RunLog {
     /// `TensorboardVisBackend`'s event file, when configured.
     events: Option<tensorboard::EventWriter>,
     echo: bool,
+    /// The config's `log_level`: lines below it are not written; `None`
+    /// (`CRITICAL`) writes none of detc's.
+    min_level: Option<Level>,
 }
 
 impl RunLog {
@@ -106,6 +121,7 @@ impl RunLog {
             scalars: Some(append(scalars_file)?),
             events: None,
             echo,
+            min_level: Some(Level::Info),
         })
     }
 
@@ -116,6 +132,7 @@ impl RunLog {
             scalars: None,
             events: None,
             echo: false,
+            min_level: Some(Level::Info),
         }
     }
 
@@ -124,6 +141,7 @@ impl RunLog {
     /// visualizer has a `TensorboardVisBackend`.
     pub fn open_run(work: &WorkDir, config: &serde_json::Value) -> io::Result<Self> {
         let mut log = Self::open(&work.log_file(), &work.scalars_file(), true)?;
+        log.min_level = min_level(config);
         if let Some(dir) = tensorboard::event_dir(config, &work.vis_dir()) {
             log.events = Some(tensorboard::EventWriter::create(&dir)?);
         }
@@ -137,6 +155,9 @@ impl RunLog {
 
     /// Writes `message` with the prefix of `level` at the current local time.
     pub fn log(&mut self, level: Level, message: &str) -> io::Result<()> {
+        if self.min_level.is_none_or(|min| level < min) {
+            return Ok(());
+        }
         let line = format!("{}{message}\n", line_prefix(level, &LocalTime::now()));
         if self.echo {
             print!("{line}");

@@ -330,3 +330,23 @@ fn prefix_layout() {
         .to_string()
         .contains("mean_pattern"));
 }
+
+#[test]
+fn log_level_keeps_the_lines_at_or_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (level, want) in [("INFO", 2), ("WARNING", 1), ("CRITICAL", 0)] {
+        let (text, scalars) = (
+            dir.path().join(format!("{level}.log")),
+            dir.path().join("s.json"),
+        );
+        let mut log = RunLog::open(&text, &scalars, false).unwrap();
+        log.min_level = min_level(&serde_json::json!({ "log_level": level }));
+        log.info("progress").unwrap();
+        log.log(Level::Warning, "look").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&text).unwrap().lines().count(),
+            want,
+            "{level}"
+        );
+    }
+}

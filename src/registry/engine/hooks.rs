@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::registry::models::common::{AnyObject, BackendArgs, OneOrMany, StrOrList};
+use crate::registry::models::common::{AnyObject, BackendArgs, Null, OneOrMany, StrOrList};
 
 /// A named hook priority of MMEngine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -95,9 +95,9 @@ pub struct LoggerHookConfig {
     #[serde(default = "super::super::models::common::uint::<1000>")]
     #[schemars(range(min = 1))]
     pub interval_exp_name: u32,
-    /// Copy the logs here after training; the work dir only when null.
+    /// Must be null: copying the logs to another folder after training is not supported yet (they stay in the work dir).
     #[serde(default)]
-    pub out_dir: Option<String>,
+    pub out_dir: Null,
     /// Suffixes of the log files copied to `out_dir`.
     #[serde(default = "default_log_suffix")]
     pub out_suffix: StrOrList,
@@ -208,8 +208,9 @@ pub struct DetVisualizationHookConfig {
     #[serde(default = "default_vis_score_thr")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub score_thr: f64,
-    /// Show the images in a window.
+    /// Must be false: detc shows no window (`draw: true` or `detc test --show-dir` write the drawings to files).
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub show: bool,
     /// Seconds each shown image stays up.
     #[serde(default)]

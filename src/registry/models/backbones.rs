@@ -90,8 +90,9 @@ pub struct ResNetConfig {
     /// Plugins inserted into the blocks (must be null).
     #[serde(default)]
     pub plugins: Option<serde_json::Value>,
-    /// Gradient checkpointing to save memory.
+    /// Must be false: gradient checkpointing is not supported yet.
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub with_cp: bool,
     /// Zero-initialise the last norm layer of each residual block.
     #[serde(default = "default_true")]
