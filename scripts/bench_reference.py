@@ -86,6 +86,23 @@ def batches(dl, n):
                 return
 
 
+def timed(dl, step, device, warmup, iters):
+    """Seconds of `iters` calls of `step` (on each batch of `dl`) after
+    `warmup` untimed ones, between device synchronisations, and the peak
+    memory over them (MiB; None on the CPU)."""
+    cuda = device.type == 'cuda'
+    for n, batch in enumerate(batches(dl, warmup + iters)):
+        if n == warmup:
+            if cuda:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+        step(batch)
+    if cuda:
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--data', default='data/bench')
@@ -105,20 +122,6 @@ def main():
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == 'fp16')
 
-    def timed(dl, step):
-        """Seconds of `--iters` calls of `step` after `--warmup` untimed ones,
-        between device synchronisations, and the peak memory over them (MiB)."""
-        for n, batch in enumerate(batches(dl, args.warmup + args.iters)):
-            if n == args.warmup:
-                if cuda:
-                    torch.cuda.synchronize(device)
-                    torch.cuda.reset_peak_memory_stats(device)
-                start = time.perf_counter()
-            step(*batch)
-        if cuda:
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
-
     def train_step(images, targets):
         images = [i.to(device, non_blocking=True) for i in images]
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
@@ -135,9 +138,11 @@ def main():
         with torch.no_grad():
             net(images)
 
-    train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True), train_step)
+    train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True),
+                                lambda b: train_step(*b), device, args.warmup, args.iters)
     net.eval()
-    infer_s, infer_peak = timed(loader(args.data, 'val', 1, min(args.workers, 2), flip=False), predict)
+    infer_s, infer_peak = timed(loader(args.data, 'val', 1, min(args.workers, 2), flip=False),
+                                lambda b: predict(*b), device, args.warmup, args.iters)
     print(json.dumps({
         'reference': f'torchvision {torchvision.__version__} FasterRCNN R50-FPN, torch {torch.__version__}',
         'device': torch.cuda.get_device_name(device) if cuda else 'cpu',

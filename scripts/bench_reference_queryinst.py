@@ -68,14 +68,13 @@ import copy
 import json
 import os
 import sys
-import time
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'models'))
 import detector_reference  # noqa: E402  (load_mmdet: the stand-ins and RoIAlign)
-from bench_reference import batches  # noqa: E402
+from bench_reference import timed  # noqa: E402
 
 
 def load_mmdet(device):
@@ -167,25 +166,12 @@ def run(args, device, cuda):
     train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batch = cfg.train_dataloader.batch_size
 
-    def timed(dl, step):
-        """Seconds of `--iters` calls of `step` after `--warmup` untimed ones,
-        between device synchronisations, and the peak memory over them (MiB)."""
-        for n, data in enumerate(batches(dl, args.warmup + args.iters)):
-            if n == args.warmup:
-                if cuda:
-                    torch.cuda.synchronize(device)
-                    torch.cuda.reset_peak_memory_stats(device)
-                start = time.perf_counter()
-            step(data)
-        if cuda:
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
-
-    train_s, train_peak = timed(train_loader, lambda data: model.train_step(data, optim_wrapper))
+    train_s, train_peak = timed(train_loader, lambda data: model.train_step(data, optim_wrapper),
+                                device, args.warmup, args.iters)
     model.eval()
     val_loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
     with torch.no_grad():
-        infer_s, infer_peak = timed(val_loader, model.test_step)
+        infer_s, infer_peak = timed(val_loader, model.test_step, device, args.warmup, args.iters)
     return {
         'reference': f'MMDetection {mmdet.__version__} QueryInst R50-FPN (MMEngine {mmengine.__version__}; '
                      f'RoIAlign: torchvision; focal loss: py_sigmoid_focal_loss), torch {torch.__version__}',
