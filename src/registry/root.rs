@@ -263,10 +263,10 @@ pub struct RandomnessConfig {
     #[serde(default)]
     #[schemars(range(min = 0))]
     pub seed: Option<i64>,
-    /// Offset the seed by the process rank.
+    /// Offset the seed by the process rank: no effect in detc, whose per-sample streams already differ by sample (see docs/runtime.md).
     #[serde(default)]
     pub diff_rank_seed: bool,
-    /// Use deterministic algorithms (slower).
+    /// Deterministic cuDNN kernels and no cuDNN autotuning (slower); torch's deterministic-algorithms check stays off (see docs/runtime.md).
     #[serde(default)]
     pub deterministic: bool,
 }

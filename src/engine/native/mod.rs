@@ -82,6 +82,7 @@ mod ffi {
         pub fn detc_cuda_max_memory_allocated(device: c_int, out: *mut u64) -> c_int;
         pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
         pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
+        pub fn detc_set_cudnn_deterministic(on: c_int) -> c_int;
         pub fn detc_pin_memory(
             tensor: *const torch_sys::C_tensor,
             out: *mut *mut torch_sys::C_tensor,
@@ -134,6 +135,14 @@ mod ffi {
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
     }
+}
+
+/// `torch.backends.cudnn.deterministic = on` (and, when on, `benchmark =
+/// False`), as `randomness.deterministic` sets them.
+pub fn set_cudnn_deterministic(on: bool) -> NativeResult<()> {
+    // SAFETY: sets two process-wide flags of libtorch's global context.
+    let status = unsafe { ffi::detc_set_cudnn_deterministic(c_int::from(on)) };
+    check("set_cudnn_deterministic", status).map(|_| ())
 }
 
 /// `tensor.pin_memory()`: a copy in page-locked host memory, for

@@ -169,4 +169,15 @@ int detc_pin_memory(const at::Tensor* tensor, at::Tensor** out) {
   });
 }
 
+// randomness.deterministic: torch.backends.cudnn.deterministic = True and
+// torch.backends.cudnn.benchmark = False (MMEngine's set_random_seed), for
+// the process.
+int detc_set_cudnn_deterministic(int on) {
+  return guarded([&] {
+    at::globalContext().setDeterministicCuDNN(on != 0);
+    if (on != 0) at::globalContext().setBenchmarkCuDNN(false);
+    return DETC_OK;
+  });
+}
+
 }  // extern "C"

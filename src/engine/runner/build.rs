@@ -62,6 +62,15 @@ impl Runner {
             let benchmark = config.pointer("/env_cfg/cudnn_benchmark").and_then(Value::as_bool);
             tch::Cuda::cudnn_set_benchmark(benchmark.unwrap_or(false));
         }
+        // MMEngine's `randomness.deterministic`: deterministic cuDNN kernels,
+        // no autotuning. (It also turns on torch.use_deterministic_algorithms,
+        // which would stop a run at RoIAlign's backward on CUDA, an
+        // atomic-add kernel that MMCV's own op shares without the check.)
+        let deterministic =
+            config.pointer("/randomness/deterministic").and_then(Value::as_bool) == Some(true);
+        if deterministic {
+            crate::engine::native::set_cudnn_deterministic(true).map_err(runtime)?;
+        }
         let device = match (requested, &dist) {
             // Worker r uses visible device LOCAL_RANK, as torchrun's workers do.
             (Device::Cuda(_), Some(d)) => Device::Cuda(d.local_rank),
