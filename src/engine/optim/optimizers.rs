@@ -3,19 +3,17 @@
 //! Hand-written rather than tch's `nn::Optimizer`: that one cannot give each
 //! parameter its own learning rate and weight decay (MMEngine's paramwise
 //! groups), cannot expose or restore its state (exact resume), and its
-//! update rules are not torch.optim's. A step runs torch 2.11's
-//! multi-tensor updates (`_multi_tensor_adam` / `_multi_tensor_sgd`, what
-//! torch runs for CUDA parameters: `engine::native::optim`), one libtorch
-//! call per operation over a group; per element they round as torch's
-//! single-tensor CPU path does, so the results are torch's. The scalar
-//! factors are computed in f64 as Python computes them.
+//! update rules are not torch.optim's. Each update mirrors torch 2.11's
+//! `_single_tensor_sgd` / `_single_tensor_adam` (the code path torch takes
+//! for CPU tensors): the same operations in the same order, with the scalar
+//! factors computed in f64 as Python does. torch fuses `a.add(b, alpha=s)`
+//! into one rounding where we round twice, so results agree to the last bit
+//! or two, not bit for bit.
 
 use tch::{Kind, Tensor};
 
 use detc::registry::engine::optim::{AdamConfig, AdamWConfig, SGDConfig};
 
-use crate::engine::native::optim::{adam_foreach, sgd_foreach, AdamStep, SgdStep};
-use crate::engine::native::NativeResult;
 use crate::models::layers::{ModelError, ModelResult};
 
 /// Which update rule, with its group-independent hyper-parameters.
@@ -232,59 +230,46 @@ impl Optimizer {
         }
     }
 
-    /// One update of every parameter that has a gradient (`optimizer.step()`),
-    /// a group at a time through torch's multi-tensor updates.
+    /// One update of every parameter that has a gradient (`optimizer.step()`).
     pub fn step(&mut self) -> ModelResult<()> {
         let kind = self.spec.kind.clone();
-        let name = kind.type_name();
         tch::no_grad(|| -> ModelResult<()> {
             for (group, states) in self.groups.iter_mut().zip(self.state.iter_mut()) {
-                // torch skips a parameter without a gradient (no decay, no state).
-                let grads: Vec<(usize, Tensor)> = group
-                    .params
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (i, p.grad()))
-                    .filter(|(_, g)| g.defined())
-                    .collect();
-                let (lr, weight_decay) = (group.lr, group.weight_decay);
-                match kind {
-                    OptimizerKind::Sgd {
-                        momentum,
-                        dampening,
-                        nesterov,
-                        maximize,
-                    } => {
-                        let h = SgdStep {
-                            lr,
-                            weight_decay,
+                let (lr, wd) = (group.lr, group.weight_decay);
+                for (p, st) in group.params.iter_mut().zip(states.iter_mut()) {
+                    let grad = p.grad();
+                    if !grad.defined() {
+                        continue;
+                    }
+                    match kind {
+                        OptimizerKind::Sgd {
                             momentum,
                             dampening,
                             nesterov,
                             maximize,
-                        };
-                        sgd_group(&group.params, states, &grads, &h)
-                    }
-                    OptimizerKind::Adam {
-                        betas,
-                        eps,
-                        amsgrad,
-                        maximize,
-                        decoupled,
-                    } => {
-                        let h = AdamStep {
-                            lr,
+                        } => sgd_update(
+                            p, &grad, st, lr, wd, momentum, dampening, nesterov, maximize,
+                        )?,
+                        OptimizerKind::Adam {
                             betas,
-                            weight_decay,
                             eps,
                             amsgrad,
                             maximize,
                             decoupled,
-                        };
-                        adam_group(&group.params, states, &grads, &h)?
+                        } => {
+                            let h = AdamHyper {
+                                lr,
+                                weight_decay: wd,
+                                betas,
+                                eps,
+                                amsgrad,
+                                maximize,
+                                decoupled,
+                            };
+                            adam_update(p, &grad, st, &h)?
+                        }
                     }
                 }
-                .map_err(|e| ModelError::new(name, e.message))?;
             }
             Ok(())
         })
@@ -301,64 +286,123 @@ fn grad_resetter(groups: &[ParamGroup]) -> Result<tch::COptimizer, tch::TchError
     Ok(reset)
 }
 
-/// `_multi_tensor_adam` over the parameters of one group that have a
-/// gradient (`grads`: index in the group and gradient); their state is
-/// created on their first step, as torch creates it.
-fn adam_group(
-    params: &[Tensor],
-    states: &mut [ParamState],
-    grads: &[(usize, Tensor)],
-    h: &AdamStep,
-) -> ModelResult<NativeResult<()>> {
-    for (i, _) in grads {
-        let (p, st) = (&params[*i], &mut states[*i]);
-        if st.exp_avg.is_none() {
-            st.exp_avg = Some(p.f_zeros_like()?);
-            st.exp_avg_sq = Some(p.f_zeros_like()?);
-        }
-        if h.amsgrad && st.max_exp_avg_sq.is_none() {
-            st.max_exp_avg_sq = Some(p.f_zeros_like()?);
-        }
-        // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
-        st.step = ((st.step + 1.0) as f32) as f64;
-    }
-    let states = &*states;
-    let of = |f: fn(&ParamState) -> Option<&Tensor>| -> Vec<&Tensor> {
-        grads.iter().filter_map(|(i, _)| f(&states[*i])).collect()
+/// Mirrors torch `_single_tensor_sgd` for one parameter.
+#[allow(clippy::too_many_arguments)]
+fn sgd_update(
+    p: &mut Tensor,
+    grad: &Tensor,
+    st: &mut ParamState,
+    lr: f64,
+    weight_decay: f64,
+    momentum: f64,
+    dampening: f64,
+    nesterov: bool,
+    maximize: bool,
+) -> ModelResult<()> {
+    let mut g = if maximize {
+        grad.f_neg()?
+    } else {
+        grad.shallow_clone()
     };
-    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
-    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
-    let steps: Vec<f64> = grads.iter().map(|(i, _)| states[*i].step).collect();
-    Ok(adam_foreach(
-        &p,
-        &g,
-        &of(|s| s.exp_avg.as_ref()),
-        &of(|s| s.exp_avg_sq.as_ref()),
-        &of(|s| s.max_exp_avg_sq.as_ref()),
-        &steps,
-        h,
-    ))
+    if weight_decay != 0.0 {
+        // grad.add(param, alpha=weight_decay)
+        g = g.f_add(&p.f_mul_scalar(weight_decay)?)?;
+    }
+    if momentum != 0.0 {
+        let buf = match st.momentum_buffer.take() {
+            None => g.f_detach()?.copy(),
+            Some(mut buf) => {
+                // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                let _ = buf.f_mul_scalar_(momentum)?;
+                let _ = buf.f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
+                buf
+            }
+        };
+        g = if nesterov {
+            g.f_add(&buf.f_mul_scalar(momentum)?)?
+        } else {
+            buf.shallow_clone()
+        };
+        st.momentum_buffer = Some(buf);
+    }
+    // param.add_(grad, alpha=-lr)
+    let _ = p.f_add_(&g.f_mul_scalar(-lr)?)?;
+    Ok(())
 }
 
-/// `_multi_tensor_sgd` over the parameters of one group that have a
-/// gradient; a momentum buffer is made on its parameter's first step.
-fn sgd_group(
-    params: &[Tensor],
-    states: &mut [ParamState],
-    grads: &[(usize, Tensor)],
-    h: &SgdStep,
-) -> NativeResult<()> {
-    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
-    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
-    let mut bufs: Vec<Option<Tensor>> = grads
-        .iter()
-        .map(|(i, _)| states[*i].momentum_buffer.take())
-        .collect();
-    let result = sgd_foreach(&p, &g, &mut bufs, h);
-    for ((i, _), buf) in grads.iter().zip(bufs) {
-        states[*i].momentum_buffer = buf;
+struct AdamHyper {
+    lr: f64,
+    weight_decay: f64,
+    betas: [f64; 2],
+    eps: f64,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled: bool,
+}
+
+/// Mirrors torch `_single_tensor_adam` (not capturable, not differentiable)
+/// for one parameter; AdamW is its `decoupled_weight_decay=True` branch.
+fn adam_update(
+    p: &mut Tensor,
+    grad: &Tensor,
+    st: &mut ParamState,
+    h: &AdamHyper,
+) -> ModelResult<()> {
+    let [beta1, beta2] = h.betas;
+    let mut g = if h.maximize {
+        grad.f_neg()?
+    } else {
+        grad.shallow_clone()
+    };
+    if st.exp_avg.is_none() {
+        st.exp_avg = Some(p.f_zeros_like()?);
+        st.exp_avg_sq = Some(p.f_zeros_like()?);
+        if h.amsgrad {
+            st.max_exp_avg_sq = Some(p.f_zeros_like()?);
+        }
     }
-    result
+    // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
+    st.step = ((st.step + 1.0) as f32) as f64;
+    if h.weight_decay != 0.0 {
+        if h.decoupled {
+            let _ = p.f_mul_scalar_(1.0 - h.lr * h.weight_decay)?;
+        } else {
+            g = g.f_add(&p.f_mul_scalar(h.weight_decay)?)?;
+        }
+    }
+    let missing = || {
+        ModelError::new(
+            if h.decoupled { "AdamW" } else { "Adam" },
+            "state is incomplete",
+        )
+    };
+    let exp_avg = st.exp_avg.as_mut().ok_or_else(missing)?;
+    let exp_avg_sq = st.exp_avg_sq.as_mut().ok_or_else(missing)?;
+    let _ = exp_avg.f_lerp_(&g, 1.0 - beta1)?;
+    // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    let _ = exp_avg_sq.f_mul_scalar_(beta2)?;
+    let _ = exp_avg_sq.f_add_(&g.f_mul(&g)?.f_mul_scalar(1.0 - beta2)?)?;
+
+    let bias_correction1 = 1.0 - beta1.powf(st.step);
+    let bias_correction2 = 1.0 - beta2.powf(st.step);
+    let step_size = h.lr / bias_correction1;
+    let bias_correction2_sqrt = bias_correction2.powf(0.5);
+    let second = if h.amsgrad {
+        let max_sq = st.max_exp_avg_sq.as_mut().ok_or_else(missing)?;
+        let m = max_sq.f_maximum(exp_avg_sq)?;
+        max_sq.f_copy_(&m)?;
+        max_sq.shallow_clone()
+    } else {
+        exp_avg_sq.shallow_clone()
+    };
+    // denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
+    let denom = second
+        .f_sqrt()?
+        .f_div_scalar(bias_correction2_sqrt)?
+        .f_add_scalar(h.eps)?;
+    // param.addcdiv_(exp_avg, denom, value=-step_size)
+    let _ = p.f_add_(&exp_avg.f_div(&denom)?.f_mul_scalar(-step_size)?)?;
+    Ok(())
 }
 
 /// The dtype torch's Adam keeps `step` in (`_get_scalar_dtype()`).

@@ -19,8 +19,6 @@
 
 use tch::{Kind, Tensor};
 
-use crate::engine::native::optim::clip_grad_norm_foreach;
-
 use detc::checkpoint::Value;
 use detc::registry::engine::optim::{ClipGradConfig, ClipType, NormType};
 
@@ -68,10 +66,9 @@ impl ClipGrad {
 /// without a gradient are skipped): scales them by
 /// `min(max_norm / (total_norm + 1e-6), 1)` and returns the total norm.
 ///
-/// As torch: the norm of each gradient (`_foreach_norm`), the norm of those
+/// Mirrors torch's CPU path: the norm of each gradient, the norm of those
 /// norms, and `clip_coef = (total + 1e-6).reciprocal() * max_norm` (Python's
-/// `float / tensor`), all in the gradients' dtype, multiplied into every
-/// gradient with one `_foreach_mul_`.
+/// `float / tensor`), all in the gradients' dtype.
 pub fn clip_grad_norm(
     params: &[&Tensor],
     max_norm: f64,
@@ -86,16 +83,41 @@ pub fn clip_grad_norm(
     if grads.is_empty() {
         return Ok(0.0);
     }
-    let refs: Vec<&Tensor> = grads.iter().collect();
-    let total = clip_grad_norm_foreach(&refs, max_norm, norm_type, error_if_nonfinite)
-        .map_err(|e| ModelError::new("clip_grad", e.message))?;
-    if error_if_nonfinite && !total.is_finite() {
-        return Err(ModelError::new(
-            "clip_grad",
-            format!("the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped"),
-        ));
-    }
-    Ok(total)
+    tch::no_grad(|| {
+        let norms = grads
+            .iter()
+            .map(|g| vector_norm(g, norm_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let device = grads[0].device();
+        let norms = norms
+            .iter()
+            .map(|n| n.to_device(device))
+            .collect::<Vec<_>>();
+        let total = vector_norm(&Tensor::f_stack(&norms, 0)?, norm_type)?;
+        let total_f = total.f_double_value(&[])?;
+        if error_if_nonfinite && !total_f.is_finite() {
+            return Err(ModelError::new(
+                "clip_grad",
+                format!("the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped"),
+            ));
+        }
+        let coef = total
+            .f_add_scalar(1e-6)?
+            .f_reciprocal()?
+            .f_mul_scalar(max_norm)?
+            .f_clamp_max(1.0)?;
+        for g in &grads {
+            let _ = g.shallow_clone().f_mul_(&coef.f_to_device(g.device())?)?;
+        }
+        Ok(total_f)
+    })
+}
+
+/// `torch.linalg.vector_norm(t, ord)` over all elements (linalg_norm of the
+/// flattened tensor is exactly that; tch does not bind vector_norm).
+fn vector_norm(t: &Tensor, ord: f64) -> Result<Tensor, tch::TchError> {
+    t.f_flatten(0, -1)?
+        .f_linalg_norm(ord, None::<&[i64]>, false, None::<Kind>)
 }
 
 /// `clip_grad_value_`: clamps every gradient to `[-clip_value, clip_value]`.
