@@ -48,13 +48,28 @@ pub fn buffer(p: &nn::Path, name: &str, t: Tensor) -> Tensor {
 /// `nn.init.xavier_uniform_` with gain 1 for a conv or linear weight of `dims`
 /// (`[out, in, kh, kw]` or `[out, in]`): U(-b, b), b = sqrt(6 / (fan_in + fan_out)).
 pub fn xavier_uniform(dims: &[i64]) -> Init {
+    xavier(dims, 1.0, true)
+}
+
+/// `nn.init.xavier_uniform_` (U(-b, b), b = gain * sqrt(6 / (fan_in +
+/// fan_out))) or `xavier_normal_` (N(0, gain * sqrt(2 / (fan_in + fan_out))))
+/// for a weight of `dims`.
+pub fn xavier(dims: &[i64], gain: f64, uniform: bool) -> Init {
     let receptive: i64 = dims.iter().skip(2).product();
     let fan_in = dims.get(1).copied().unwrap_or(1) * receptive;
     let fan_out = dims.first().copied().unwrap_or(1) * receptive;
-    let bound = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
-    Init::Uniform {
-        lo: -bound,
-        up: bound,
+    let fans = (fan_in + fan_out).max(1) as f64;
+    if uniform {
+        let bound = gain * (6.0 / fans).sqrt();
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        }
+    } else {
+        Init::Randn {
+            mean: 0.0,
+            stdev: gain * (2.0 / fans).sqrt(),
+        }
     }
 }
 

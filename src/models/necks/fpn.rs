@@ -15,7 +15,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::models::layers::{
-    kaiming_normal_fan_out, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
+    kaiming_normal_fan_out, xavier, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -35,27 +35,8 @@ enum ConvInit {
 
 impl ConvInit {
     fn weight(self, dims: &[i64]) -> Init {
-        let receptive: i64 = dims.iter().skip(2).product();
-        let fans = (dims[0] + dims[1]) * receptive;
         match self {
-            // torch.nn.init.xavier_uniform_ / xavier_normal_.
-            ConvInit::Xavier {
-                gain,
-                uniform: true,
-            } => {
-                let bound = gain * (6.0 / fans.max(1) as f64).sqrt();
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                }
-            }
-            ConvInit::Xavier {
-                gain,
-                uniform: false,
-            } => Init::Randn {
-                mean: 0.0,
-                stdev: gain * (2.0 / fans.max(1) as f64).sqrt(),
-            },
+            ConvInit::Xavier { gain, uniform } => xavier(dims, gain, uniform),
             ConvInit::ConvModuleDefault => kaiming_normal_fan_out(dims),
         }
     }
