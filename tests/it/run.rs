@@ -74,3 +74,39 @@ fn run_names_the_imagenet_weights_it_needs() {
         "{err}"
     );
 }
+
+#[test]
+fn run_refuses_an_unknown_training_dtype_before_writing_anything() {
+    let work = tempfile::tempdir().unwrap();
+    for (dtype, wrapper, says) in [
+        (
+            "float16",
+            "OptimWrapper",
+            "DETC_DTYPE=\"float16\" is not a training dtype",
+        ),
+        (
+            "float64",
+            "AmpOptimWrapper",
+            "cannot be combined with an AmpOptimWrapper",
+        ),
+    ] {
+        let out = detc(&root())
+            .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+            .env("DETC_DTYPE", dtype)
+            .args([
+                "run",
+                "configs/demo/faster-rcnn_r18_shapes.yaml",
+                "--work-dir",
+            ])
+            .arg(work.path().join("work"))
+            .args(["--cfg-options", &format!("optim_wrapper.type={wrapper}")])
+            .assert()
+            .code(1)
+            .get_output()
+            .stderr
+            .clone();
+        let err = String::from_utf8_lossy(&out);
+        assert!(err.contains(says), "{err}");
+        assert!(!work.path().join("work").exists(), "nothing is written");
+    }
+}

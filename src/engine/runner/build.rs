@@ -11,7 +11,7 @@ use detc::registry::models::common::OneOrMany;
 use detc::registry::refs::{OptimWrapperCfg, ParamSchedulerCfg};
 use indexmap::IndexMap;
 use serde_json::Value;
-use tch::{nn, Device};
+use tch::{nn, Device, Kind};
 
 use super::loop_cfg::{LoopCfg, LoopKind};
 use super::run_state::{LoopShape, RunState};
@@ -77,6 +77,7 @@ impl Runner {
             (device, _) => device,
         };
         let loop_cfg = LoopCfg::from_config(config)?;
+        let kind = train_kind(config).map_err(input)?;
         let processor = log_processor(config).map_err(input)?;
         // Hooks first: a config they refuse stops the run before anything is written.
         let ctx = HookContext {
@@ -159,10 +160,14 @@ impl Runner {
             }
         }
         vs.set_device(device);
+        if kind == Kind::Double {
+            vs.double();
+            info(&mut log, "Training in float64 (DETC_DTYPE=float64)")?;
+        }
         let pre_cfg = model
             .data_preprocessor()
             .ok_or_else(|| input("model.data_preprocessor is needed"))?;
-        let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(input)?;
+        let pre = DetDataPreprocessor::new(pre_cfg, device).map_err(input)?.with_kind(kind);
         let cwd = std::env::current_dir().map_err(runtime)?;
         let section = config
             .get("train_dataloader")
@@ -338,6 +343,28 @@ fn load_newest_good(newest: &Path) -> Result<(Resumed, Option<String>), Failure>
 
 /// `val_dataloader` (this rank's shard) with its `CocoMetric`, when the
 /// config has both.
+/// The dtype the model trains in: float32, or float64 with
+/// `DETC_DTYPE=float64` (for checking the arithmetic of a setup, e.g. that
+/// N processes train the same model as one, free of float32 rounding).
+fn train_kind(config: &Value) -> Result<Kind, String> {
+    let value = std::env::var("DETC_DTYPE").unwrap_or_default();
+    match value.as_str() {
+        "" | "float32" => Ok(Kind::Float),
+        "float64" => {
+            let wrapper = config.pointer("/optim_wrapper/type").and_then(Value::as_str);
+            if wrapper == Some("AmpOptimWrapper") {
+                return Err("DETC_DTYPE=float64 cannot be combined with an AmpOptimWrapper (mixed precision); \
+                            unset one of them"
+                    .into());
+            }
+            Ok(Kind::Double)
+        }
+        other => Err(format!(
+            "DETC_DTYPE={other:?} is not a training dtype; use float32 (the default) or float64"
+        )),
+    }
+}
+
 fn build_val(
     config: &Value,
     cwd: &Path,

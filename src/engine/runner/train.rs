@@ -306,15 +306,14 @@ fn host_values(
     total: &Tensor,
     losses: &IndexMap<String, Tensor>,
 ) -> Result<Vec<f64>, tch::TchError> {
-    let mut parts = vec![total.f_detach()?.f_to_kind(Kind::Float)?.f_reshape([1])?];
+    // float32 as `loss.item()` reads a float32 loss; a float64 model's in full.
+    let kind = if total.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let mut parts = vec![total.f_detach()?.f_to_kind(kind)?.f_reshape([1])?];
     for v in losses.values() {
-        parts.push(v.f_detach()?.f_mean(Kind::Float)?.f_reshape([1])?);
+        parts.push(v.f_detach()?.f_mean(kind)?.f_reshape([1])?);
     }
     let all = Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?;
-    Ok(Vec::<f32>::try_from(&all)?
-        .into_iter()
-        .map(f64::from)
-        .collect())
+    Vec::<f64>::try_from(&all.f_to_kind(Kind::Double)?)
 }
 
 /// The message of a run stopped by a non-finite loss: where, which term

@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 /// Ground truth (or ignored) instances of one image, on the device.
 #[derive(Debug)]
 pub struct InstanceTensors {
-    /// (G, 4) float32, `x1, y1, x2, y2` in pixels of the resized image.
+    /// (G, 4) float32 (the model's dtype), `x1, y1, x2, y2` in pixels of the resized image.
     pub bboxes: Tensor,
     /// (G,) int64 contiguous class labels.
     pub labels: Tensor,
@@ -66,6 +66,9 @@ pub struct DetDataPreprocessor {
     mask_pad_value: u8,
     device: Device,
     non_blocking: bool,
+    /// The floating dtype of the images and boxes: the model's parameters'
+    /// (float32 unless a run trains in float64).
+    kind: Kind,
 }
 
 fn err(message: impl std::fmt::Display) -> DataError {
@@ -110,7 +113,14 @@ impl DetDataPreprocessor {
             mask_pad_value: cfg.mask_pad_value.clamp(0, 255) as u8,
             device,
             non_blocking: cfg.non_blocking.unwrap_or(false),
+            kind: Kind::Float,
         })
+    }
+
+    /// Images and boxes in `kind` (float32 by default) to match the model's parameters.
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// MMDetection's `forward(data, training)`: masks are padded to the batch
@@ -122,7 +132,7 @@ impl DetDataPreprocessor {
         let norm = self.norm_tensors(channels)?;
         // (N, C, H, W) filled with the pad value; each image is copied to its top-left corner.
         let dims = [samples.len() as i64, channels as i64, batch_h as i64, batch_w as i64];
-        let inputs = Tensor::f_full(dims, self.pad_value, (Kind::Float, self.device)).map_err(tch_err)?;
+        let inputs = Tensor::f_full(dims, self.pad_value, (self.kind, self.device)).map_err(tch_err)?;
         let mut data_samples = Vec::with_capacity(samples.len());
         for (i, sample) in samples.into_iter().enumerate() {
             let img = self.image_tensor(&sample.inputs, norm.as_ref())?;
@@ -167,7 +177,7 @@ impl DetDataPreprocessor {
         host.f_to_device_(self.device, host.kind(), self.non_blocking, false).map_err(tch_err)
     }
 
-    /// (C, Hi, Wi) float32: channel-flipped and normalised as MMEngine does it.
+    /// (C, Hi, Wi) in the model's dtype (float32): channel-flipped and normalised as MMEngine does it.
     fn image_tensor(&self, img: &Image, norm: Option<&(Tensor, Tensor)>) -> DataResult<Tensor> {
         let hwc = [img.height as i64, img.width as i64, img.channels as i64];
         // (Hi, Wi, C) -> (C, Hi, Wi)
@@ -178,7 +188,7 @@ impl DetDataPreprocessor {
             }
             x = x.f_flip([0]).map_err(tch_err)?;
         }
-        x = x.f_to_kind(Kind::Float).map_err(tch_err)?;
+        x = x.f_to_kind(self.kind).map_err(tch_err)?;
         if let Some((mean, std)) = norm {
             x = x.f_sub(mean).and_then(|t| t.f_div(std)).map_err(tch_err)?;
         }
@@ -210,7 +220,7 @@ impl DetDataPreprocessor {
             Some(m) => Some(self.masks(m, pad_to)?),
         };
         Ok(InstanceTensors {
-            bboxes: self.upload(&flat, &[count as i64, 4])?,
+            bboxes: self.upload(&flat, &[count as i64, 4])?.f_to_kind(self.kind).map_err(tch_err)?,
             labels: self.upload(&inst.labels, &[count as i64])?,
             masks,
         })

@@ -197,7 +197,9 @@ impl BatchNorm2d {
     /// cancellation.
     fn sync_forward(&self, x: &Tensor, momentum: f64, group: &ProcessGroup) -> ModelResult<Tensor> {
         let c = x.size()[1];
-        let xf = x.f_to_kind(Kind::Float)?;
+        // Statistics in float32 (half inputs under autocast) or float64.
+        let kind = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+        let xf = x.f_to_kind(kind)?;
         let local_count = (x.numel() as i64 / c.max(1)) as f64;
         let dims: &[i64] = &[0, 2, 3];
         let shape = [1, c, 1, 1];
@@ -205,10 +207,10 @@ impl BatchNorm2d {
         let (local_var, local_mean) = if local_count > 0.0 {
             xf.f_var_mean_correction(dims, 0, false)?
         } else {
-            let zeros = Tensor::f_zeros([c], (Kind::Float, x.device()))?;
+            let zeros = Tensor::f_zeros([c], (kind, x.device()))?;
             (zeros.f_zeros_like()?, zeros)
         };
-        let count = Tensor::f_full([1], local_count, (Kind::Float, x.device()))?;
+        let count = Tensor::f_full([1], local_count, (kind, x.device()))?;
         let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(local_count)?, count], 0)?;
         let sums = group.all_reduce_sum_autograd(&sums).map_err(sync_err)?;
         let n = sums.f_narrow(0, c, 1)?;
