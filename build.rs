@@ -5,7 +5,8 @@
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time;
 //! - the C++ shim of `src/engine/native` (autocast, CUDA memory
-//!   statistics, RoIAlign's CPU kernel and c10d's Gloo process group, which
+//!   statistics, RoIAlign's CPU kernel, torch.optim's multi-tensor updates
+//!   and c10d's Gloo process group, which
 //!   tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
 //!   so it needs neither the CUDA headers nor libc10_cuda);
@@ -17,9 +18,10 @@
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 3] = [
+const SHIM: [&str; 4] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/roi_align.cpp",
+    "src/engine/native/optim.cpp",
     "src/engine/native/dist.cpp",
 ];
 const SHIM_HEADER: &str = "src/engine/native/status.h";

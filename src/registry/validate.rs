@@ -112,8 +112,13 @@ impl Validator {
             }
             return;
         }
-        if schema.enum_values.is_some_and(|options| !options.iter().any(|o| same_value(o, node))) {
-            return self.push_wrong_type(node, &self.describe(id));
+        if let Some(options) = schema.enum_values.filter(|options| !options.iter().any(|o| same_value(o, node))) {
+            self.push_wrong_type(node, &self.describe(id));
+            // So does a key that must stay off (null or false).
+            if options.iter().all(|o| o.is_null() || *o == Json::Bool(false)) {
+                self.explain_last(schema.json);
+            }
+            return;
         }
         if schema.const_value.is_some_and(|c| !same_value(c, node)) {
             // So does a key with one allowed value.

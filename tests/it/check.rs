@@ -88,7 +88,8 @@ error: main.yaml found 1 problem
 #[test]
 fn keys_that_must_be_null_or_false_say_why() {
     let main = format!(
-        "{FASTER_RCNN}model:\n  init_cfg: {{type: Normal, layer: Conv2d, std: 0.01}}\nval_cfg: {{type: ValLoop, fp16: true}}\n"
+        "{FASTER_RCNN}model:\n  init_cfg: {{type: Normal, layer: Conv2d, std: 0.01}}\nval_cfg: {{type: ValLoop, fp16: true}}\n\
+         optim_wrapper:\n  optimizer: {{type: SGD, lr: 0.02, fused: true}}\n"
     );
     check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
 detc::check::wrong_type
@@ -112,10 +113,23 @@ detc::check::wrong_type
  4 | val_cfg: {type: ValLoop, fp16: true}
    :                                ^^|^
    :                                  `-- expected `false`
+ 5 | optim_wrapper:
    `----
   help: Must be false: evaluation in fp16 autocast is not supported yet (it runs in float32).
 
-error: main.yaml found 2 problems
+detc::check::wrong_type
+
+  x expected one of `null`, `false`, found `true`
+   ,-[main.yaml:6:43]
+ 5 | optim_wrapper:
+ 6 |   optimizer: {type: SGD, lr: 0.02, fused: true}
+   :                                           ^^|^
+   :                                             `-- expected one of `null`, `false`
+   `----
+  help: Must be null or false: torch's fused kernels are not built into detc
+        (CUDA parameters take the multi-tensor `foreach` path, as torch's default).
+
+error: main.yaml found 3 problems
 
 "#]]);
 }

@@ -5,6 +5,8 @@
 //!   dtype (`torch.autocast`; tch only switches CUDA autocast on and off);
 //! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`);
 //! - [`roi_align`]: RoIAlign's CPU kernel, forward and backward (`roi_align.cpp`);
+//! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
+//!   gradient-norm clipping (`optim.cpp`);
 //! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
 //!
 //! The shim catches every C++ exception and returns a status; the safe
@@ -15,6 +17,7 @@
 
 pub mod autocast;
 pub mod cuda_memory;
+pub mod optim;
 pub mod process_group;
 pub mod roi_align;
 
@@ -83,6 +86,43 @@ mod ffi {
         pub fn detc_pin_memory(
             tensor: *const torch_sys::C_tensor,
             out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
+        pub fn detc_adam_foreach(
+            params: *const *const torch_sys::C_tensor,
+            grads: *const *const torch_sys::C_tensor,
+            exp_avgs: *const *const torch_sys::C_tensor,
+            exp_avg_sqs: *const *const torch_sys::C_tensor,
+            max_exp_avg_sqs: *const *const torch_sys::C_tensor,
+            steps: *const f64,
+            n: i64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            weight_decay: f64,
+            eps: f64,
+            amsgrad: c_int,
+            maximize: c_int,
+            decoupled: c_int,
+        ) -> c_int;
+        pub fn detc_sgd_foreach(
+            params: *const *const torch_sys::C_tensor,
+            grads: *const *const torch_sys::C_tensor,
+            momentum_buffers: *mut *mut torch_sys::C_tensor,
+            n: i64,
+            lr: f64,
+            weight_decay: f64,
+            momentum: f64,
+            dampening: f64,
+            nesterov: c_int,
+            maximize: c_int,
+        ) -> c_int;
+        pub fn detc_clip_grad_norm_foreach(
+            grads: *const *const torch_sys::C_tensor,
+            n: i64,
+            max_norm: f64,
+            norm_type: f64,
+            error_if_nonfinite: c_int,
+            total: *mut f64,
         ) -> c_int;
         pub fn detc_roi_align_cpu(
             input: *const torch_sys::C_tensor,

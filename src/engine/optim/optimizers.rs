@@ -3,17 +3,24 @@
 //! Hand-written rather than tch's `nn::Optimizer`: that one cannot give each
 //! parameter its own learning rate and weight decay (MMEngine's paramwise
 //! groups), cannot expose or restore its state (exact resume), and its
-//! update rules are not torch.optim's. Each update mirrors torch 2.11's
-//! `_single_tensor_sgd` / `_single_tensor_adam` (the code path torch takes
-//! for CPU tensors): the same operations in the same order, with the scalar
-//! factors computed in f64 as Python does. torch fuses `a.add(b, alpha=s)`
-//! into one rounding where we round twice, so results agree to the last bit
-//! or two, not bit for bit.
+//! update rules are not torch.optim's. A step takes the path torch.optim
+//! takes (`foreach=None`): for CUDA parameters torch 2.11's multi-tensor
+//! updates (`_multi_tensor_sgd` / `_multi_tensor_adam`, through
+//! `engine::native::optim`: one libtorch call per operation over a group,
+//! equal to torch bit for bit), for CPU parameters the single-tensor updates
+//! (`_single_tensor_sgd` / `_single_tensor_adam`), written here with the
+//! same operations in the same order; torch fuses `a.add(b, alpha=s)` into
+//! one rounding where these round twice, so they agree with torch to the
+//! last bit or two. `foreach: true|false` in the optimizer config picks a
+//! path, as in torch. The scalar factors are computed in f64 as Python
+//! computes them.
 
 use tch::{Kind, Tensor};
 
 use detc::registry::engine::optim::{AdamConfig, AdamWConfig, SGDConfig};
 
+use crate::engine::native::optim::{adam_foreach, sgd_foreach, AdamStep, SgdStep};
+use crate::engine::native::NativeResult;
 use crate::models::layers::{ModelError, ModelResult};
 
 /// Which update rule, with its group-independent hyper-parameters.
@@ -62,6 +69,10 @@ pub struct OptimizerSpec {
     /// Whether the config set `weight_decay` (MMEngine's `base_wd` is None
     /// otherwise, and paramwise decay multipliers do not apply).
     pub weight_decay_given: bool,
+    /// torch's `foreach`: the multi-tensor path when true, the single-tensor
+    /// one when false, and when None the multi-tensor path for CUDA
+    /// parameters (torch's `_default_to_fused_or_foreach`).
+    pub foreach: Option<bool>,
 }
 
 impl OptimizerSpec {
@@ -89,6 +100,7 @@ impl OptimizerSpec {
                     lr: c.lr,
                     weight_decay: c.weight_decay,
                     weight_decay_given,
+                    foreach: None,
                 }
             }
             "Adam" => {
@@ -122,8 +134,19 @@ impl OptimizerSpec {
                 ))
             }
         };
+        let flag = |key: &str| cfg.get(key).and_then(serde_json::Value::as_bool);
+        if flag("fused") == Some(true) {
+            return Err(ModelError::new(
+                ty,
+                "`fused: true` (torch's fused kernels) is not built into detc; leave it null: \
+                 CUDA parameters get the multi-tensor (foreach) path",
+            ));
+        }
+        // torch takes the single-tensor path for a differentiable optimizer.
+        let foreach = if flag("differentiable") == Some(true) { Some(false) } else { flag("foreach") };
         Ok(OptimizerSpec {
             weight_decay_given,
+            foreach,
             ..spec
         })
     }
@@ -148,6 +171,7 @@ impl OptimizerSpec {
             lr,
             weight_decay,
             weight_decay_given: true,
+            foreach: None,
         }
     }
 }
@@ -230,44 +254,28 @@ impl Optimizer {
         }
     }
 
-    /// One update of every parameter that has a gradient (`optimizer.step()`).
+    /// One update of every parameter that has a gradient (`optimizer.step()`),
+    /// a group at a time, on the path torch takes (see the module docs).
     pub fn step(&mut self) -> ModelResult<()> {
         let kind = self.spec.kind.clone();
+        let name = kind.type_name();
+        let foreach = self.spec.foreach;
         tch::no_grad(|| -> ModelResult<()> {
             for (group, states) in self.groups.iter_mut().zip(self.state.iter_mut()) {
-                let (lr, wd) = (group.lr, group.weight_decay);
-                for (p, st) in group.params.iter_mut().zip(states.iter_mut()) {
-                    let grad = p.grad();
-                    if !grad.defined() {
-                        continue;
-                    }
-                    match kind {
-                        OptimizerKind::Sgd {
-                            momentum,
-                            dampening,
-                            nesterov,
-                            maximize,
-                        } => sgd_update(
-                            p, &grad, st, lr, wd, momentum, dampening, nesterov, maximize,
-                        )?,
-                        OptimizerKind::Adam {
-                            betas,
-                            eps,
-                            amsgrad,
-                            maximize,
-                            decoupled,
-                        } => {
-                            let h = AdamHyper {
-                                lr,
-                                weight_decay: wd,
-                                betas,
-                                eps,
-                                amsgrad,
-                                maximize,
-                                decoupled,
-                            };
-                            adam_update(p, &grad, st, &h)?
-                        }
+                // torch skips a parameter without a gradient (no decay, no state).
+                let grads: Vec<(usize, Tensor)> = group
+                    .params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (i, p.grad()))
+                    .filter(|(_, g)| g.defined())
+                    .collect();
+                if multi_tensor(foreach, &group.params) {
+                    group_step(&kind, group, states, &grads)?
+                        .map_err(|e| ModelError::new(name, e.message))?;
+                } else {
+                    for (i, grad) in &grads {
+                        single_tensor_step(&kind, group, &mut states[*i], *i, grad)?;
                     }
                 }
             }
@@ -275,6 +283,98 @@ impl Optimizer {
         })
     }
 }
+
+/// Whether a group steps on the multi-tensor path: `foreach` when given,
+/// else when every parameter is on CUDA (torch's `_default_to_fused_or_foreach`).
+pub(crate) fn multi_tensor(foreach: Option<bool>, params: &[Tensor]) -> bool {
+    foreach.unwrap_or_else(|| params.iter().all(|p| p.device().is_cuda()))
+}
+
+/// `_multi_tensor_sgd` / `_multi_tensor_adam` over one group's parameters
+/// that have a gradient.
+fn group_step(
+    kind: &OptimizerKind,
+    group: &ParamGroup,
+    states: &mut [ParamState],
+    grads: &[(usize, Tensor)],
+) -> ModelResult<NativeResult<()>> {
+    let (lr, weight_decay) = (group.lr, group.weight_decay);
+    Ok(match *kind {
+        OptimizerKind::Sgd {
+            momentum,
+            dampening,
+            nesterov,
+            maximize,
+        } => {
+            let h = SgdStep {
+                lr,
+                weight_decay,
+                momentum,
+                dampening,
+                nesterov,
+                maximize,
+            };
+            sgd_group(&group.params, states, grads, &h)
+        }
+        OptimizerKind::Adam {
+            betas,
+            eps,
+            amsgrad,
+            maximize,
+            decoupled,
+        } => {
+            let h = AdamStep {
+                lr,
+                betas,
+                weight_decay,
+                eps,
+                amsgrad,
+                maximize,
+                decoupled,
+            };
+            adam_group(&group.params, states, grads, &h)?
+        }
+    })
+}
+
+/// `_single_tensor_sgd` / `_single_tensor_adam` for parameter `i` of a group.
+fn single_tensor_step(
+    kind: &OptimizerKind,
+    group: &mut ParamGroup,
+    st: &mut ParamState,
+    i: usize,
+    grad: &Tensor,
+) -> ModelResult<()> {
+    let (lr, wd) = (group.lr, group.weight_decay);
+    let p = &mut group.params[i];
+    match *kind {
+        OptimizerKind::Sgd {
+            momentum,
+            dampening,
+            nesterov,
+            maximize,
+        } => sgd_update(p, grad, st, lr, wd, momentum, dampening, nesterov, maximize),
+        OptimizerKind::Adam {
+            betas,
+            eps,
+            amsgrad,
+            maximize,
+            decoupled,
+        } => {
+            let h = AdamHyper {
+                lr,
+                weight_decay: wd,
+                betas,
+                eps,
+                amsgrad,
+                maximize,
+                decoupled,
+            };
+            adam_update(p, grad, st, &h)
+        }
+    }
+}
+
 
 /// A libtorch optimizer over every parameter, used only for its
 /// set-to-none `zero_grad`.
@@ -284,6 +384,66 @@ fn grad_resetter(groups: &[ParamGroup]) -> Result<tch::COptimizer, tch::TchError
         reset.add_parameters(p, 0)?;
     }
     Ok(reset)
+}
+
+/// `_multi_tensor_adam` over the parameters of one group that have a
+/// gradient (`grads`: index in the group and gradient); their state is
+/// created on their first step, as torch creates it.
+fn adam_group(
+    params: &[Tensor],
+    states: &mut [ParamState],
+    grads: &[(usize, Tensor)],
+    h: &AdamStep,
+) -> ModelResult<NativeResult<()>> {
+    for (i, _) in grads {
+        let (p, st) = (&params[*i], &mut states[*i]);
+        if st.exp_avg.is_none() {
+            st.exp_avg = Some(p.f_zeros_like()?);
+            st.exp_avg_sq = Some(p.f_zeros_like()?);
+        }
+        if h.amsgrad && st.max_exp_avg_sq.is_none() {
+            st.max_exp_avg_sq = Some(p.f_zeros_like()?);
+        }
+        // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
+        st.step = ((st.step + 1.0) as f32) as f64;
+    }
+    let states = &*states;
+    let of = |f: fn(&ParamState) -> Option<&Tensor>| -> Vec<&Tensor> {
+        grads.iter().filter_map(|(i, _)| f(&states[*i])).collect()
+    };
+    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
+    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
+    let steps: Vec<f64> = grads.iter().map(|(i, _)| states[*i].step).collect();
+    Ok(adam_foreach(
+        &p,
+        &g,
+        &of(|s| s.exp_avg.as_ref()),
+        &of(|s| s.exp_avg_sq.as_ref()),
+        &of(|s| s.max_exp_avg_sq.as_ref()),
+        &steps,
+        h,
+    ))
+}
+
+/// `_multi_tensor_sgd` over the parameters of one group that have a
+/// gradient; a momentum buffer is made on its parameter's first step.
+fn sgd_group(
+    params: &[Tensor],
+    states: &mut [ParamState],
+    grads: &[(usize, Tensor)],
+    h: &SgdStep,
+) -> NativeResult<()> {
+    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
+    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
+    let mut bufs: Vec<Option<Tensor>> = grads
+        .iter()
+        .map(|(i, _)| states[*i].momentum_buffer.take())
+        .collect();
+    let result = sgd_foreach(&p, &g, &mut bufs, h);
+    for ((i, _), buf) in grads.iter().zip(bufs) {
+        states[*i].momentum_buffer = buf;
+    }
+    result
 }
 
 /// Mirrors torch `_single_tensor_sgd` for one parameter.

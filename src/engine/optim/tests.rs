@@ -12,6 +12,7 @@ use serde_json::{json, Value as Json};
 use tch::{Kind, Tensor};
 
 use super::*;
+use super::optimizers::multi_tensor;
 use crate::models::layers::fixtures::{assert_close, run_script, tensor, StateDict};
 
 struct Fixture {
@@ -76,7 +77,36 @@ fn set_grads(params: &[&Tensor], grads: &[Tensor]) {
 /// The case's optimizer over (p0, p1): p0 in a group with the defaults, p1
 /// in a group with its own lr and weight decay, as the reference builds it.
 fn optimizer(c: &Json, p0: Tensor, p1: Tensor) -> Optimizer {
-    let spec = OptimizerSpec::from_cfg(&c["cfg"]).unwrap();
+    optimizer_on(Path::Default, c, p0, p1)
+}
+
+/// torch.optim's two update paths: on CPU tensors `Default` is the
+/// single-tensor one; `Foreach` is the multi-tensor one (`foreach: true`).
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Default,
+    Foreach,
+}
+
+impl Path {
+    /// (atol, rtol) against torch's single-tensor results: the multi-tensor
+    /// path runs torch's own operations (bit for bit); the single-tensor one
+    /// rounds `a.add(b, alpha=s)` twice where torch rounds once.
+    fn tolerance(self, dtype: &str) -> (f64, f64) {
+        match (self, dtype) {
+            (Path::Foreach, _) => (0.0, 0.0),
+            (Path::Default, "f32") => (1e-7, 1e-6),
+            (Path::Default, _) => (1e-15, 1e-12),
+        }
+    }
+}
+
+fn optimizer_on(path: Path, c: &Json, p0: Tensor, p1: Tensor) -> Optimizer {
+    let mut cfg = c["cfg"].clone();
+    if let Path::Foreach = path {
+        cfg["foreach"] = json!(true);
+    }
+    let spec = OptimizerSpec::from_cfg(&cfg).unwrap();
     let g1 = &c["group1"];
     let groups = vec![
         ParamGroup {
@@ -129,26 +159,25 @@ fn run_steps(
 
 fn check_case(name: &str) {
     let c = case(name);
-    for (dtype, atol, rtol) in [("f32", 1e-7, 1e-6), ("f64", 1e-15, 1e-12)] {
-        let mut o = optimizer(
-            c,
-            leaf(&fx(&format!("{dtype}.init.p0"))),
-            leaf(&fx(&format!("{dtype}.init.p1"))),
-        );
-        run_steps(&mut o, dtype, 0, 5, |s, o| {
-            let (p0, p1) = params(o);
-            for (p, k) in [(p0, "p0"), (p1, "p1")] {
-                let want = fx(&format!("{name}.{dtype}.step{s}.{k}"));
-                assert_eq!(p.kind(), want.kind());
-                assert_close(
-                    &p,
-                    &want,
-                    atol,
-                    rtol,
-                    &format!("{name} {dtype} step {s} {k}"),
-                );
-            }
-        });
+    for path in [Path::Default, Path::Foreach] {
+        for dtype in ["f32", "f64"] {
+            let (atol, rtol) = path.tolerance(dtype);
+            let mut o = optimizer_on(
+                path,
+                c,
+                leaf(&fx(&format!("{dtype}.init.p0"))),
+                leaf(&fx(&format!("{dtype}.init.p1"))),
+            );
+            run_steps(&mut o, dtype, 0, 5, |s, o| {
+                let (p0, p1) = params(o);
+                for (p, k) in [(p0, "p0"), (p1, "p1")] {
+                    let want = fx(&format!("{name}.{dtype}.step{s}.{k}"));
+                    assert_eq!(p.kind(), want.kind());
+                    let what = format!("{name} {path:?} {dtype} step {s} {k}");
+                    assert_close(&p, &want, atol, rtol, &what);
+                }
+            });
+        }
     }
 }
 
@@ -186,16 +215,21 @@ fn adamw_matches_torch() {
 fn torch_state_dict_loads_and_continues() {
     for c in fixture().meta["cases"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
-        let mut o = optimizer(
-            c,
-            leaf(&fx(&format!("{name}.f32.step2.p0"))),
-            leaf(&fx(&format!("{name}.f32.step2.p1"))),
-        );
-        o.load_state_dict(&fixture().torch_states[name]).unwrap();
-        run_steps(&mut o, "f32", 3, 5, |_, _| {});
-        let (p0, p1) = params(&o);
-        assert_close(&p0, &fx(&format!("{name}.f32.step4.p0")), 1e-7, 1e-6, name);
-        assert_close(&p1, &fx(&format!("{name}.f32.step4.p1")), 1e-7, 1e-6, name);
+        for path in [Path::Default, Path::Foreach] {
+            let (atol, rtol) = path.tolerance("f32");
+            let mut o = optimizer_on(
+                path,
+                c,
+                leaf(&fx(&format!("{name}.f32.step2.p0"))),
+                leaf(&fx(&format!("{name}.f32.step2.p1"))),
+            );
+            o.load_state_dict(&fixture().torch_states[name]).unwrap();
+            run_steps(&mut o, "f32", 3, 5, |_, _| {});
+            let (p0, p1) = params(&o);
+            let what = format!("{name} {path:?}");
+            assert_close(&p0, &fx(&format!("{name}.f32.step4.p0")), atol, rtol, &what);
+            assert_close(&p1, &fx(&format!("{name}.f32.step4.p1")), atol, rtol, &what);
+        }
     }
 }
 
@@ -246,33 +280,60 @@ fn clip_grad_norm_matches_torch() {
     {
         let max_norm = c["max_norm"].as_f64().unwrap();
         let norm_type = c["norm_type"].as_f64().unwrap_or(f64::INFINITY);
-        let p0 = Tensor::zeros([3, 4], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        let p1 = Tensor::zeros([5], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        set_grads(
-            &[&p0, &p1],
-            &[fx(&format!("clip.{i}.g0")), fx(&format!("clip.{i}.g1"))],
-        );
-        let norm = clip_grad_norm(&[&p0, &p1], max_norm, norm_type, false).unwrap();
-        let want = fx(&format!("clip.{i}.norm")).double_value(&[0]);
-        assert!(
-            (norm - want).abs() <= 1e-6 * want,
-            "clip {i}: norm {norm}, torch {want}"
-        );
-        assert_close(
-            &p0.grad(),
-            &fx(&format!("clip.{i}.out0")),
-            1e-7,
-            1e-6,
-            &format!("clip {i} g0"),
-        );
-        assert_close(
-            &p1.grad(),
-            &fx(&format!("clip.{i}.out1")),
-            1e-7,
-            1e-6,
-            &format!("clip {i} g1"),
-        );
+        for (foreach, tol) in [(None, 1e-6), (Some(true), 0.0)] {
+            let p0 = Tensor::zeros([3, 4], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+            let p1 = Tensor::zeros([5], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+            set_grads(
+                &[&p0, &p1],
+                &[fx(&format!("clip.{i}.g0")), fx(&format!("clip.{i}.g1"))],
+            );
+            let norm = clip_grad_norm(&[&p0, &p1], max_norm, norm_type, false, foreach).unwrap();
+            let want = fx(&format!("clip.{i}.norm")).double_value(&[0]);
+            // The multi-tensor path runs torch's operations: equal bit for bit.
+            assert!(
+                (norm - want).abs() <= tol * want,
+                "clip {i} {foreach:?}: norm {norm}, torch {want}"
+            );
+            let what = |g: &str| format!("clip {i} {foreach:?} {g}");
+            assert_close(&p0.grad(), &fx(&format!("clip.{i}.out0")), tol / 10.0, tol, &what("g0"));
+            assert_close(&p1.grad(), &fx(&format!("clip.{i}.out1")), tol / 10.0, tol, &what("g1"));
+        }
     }
+}
+
+/// `error_if_nonfinite`: an infinite gradient is an error naming the norm,
+/// and no gradient is scaled.
+#[test]
+fn clip_grad_norm_refuses_a_non_finite_total() {
+    for foreach in [None, Some(true)] {
+        let p = Tensor::zeros([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let g = Tensor::from_slice(&[1.0f32, f32::INFINITY, 2.0]);
+        set_grads(&[&p], &[g.copy()]);
+        let err = clip_grad_norm(&[&p], 1.0, 2.0, true, foreach).unwrap_err();
+        assert!(err.to_string().contains("non-finite"), "{foreach:?}: {err}");
+        assert_eq!(p.grad(), g, "{foreach:?}");
+    }
+}
+
+/// torch's choice of path (`foreach=None`): CPU parameters take the
+/// single-tensor updates, CUDA ones the multi-tensor updates; `foreach`
+/// picks one; `differentiable` forces the single-tensor one; `fused` is refused.
+#[test]
+fn the_update_path_is_chosen_as_torch_chooses_it() {
+    let cpu = [Tensor::zeros([2], (Kind::Float, tch::Device::Cpu))];
+    let spec = |extra: Json| {
+        let mut cfg = json!({"type": "SGD", "lr": 0.1});
+        cfg.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        OptimizerSpec::from_cfg(&cfg)
+    };
+    let on_cpu = |extra: Json| multi_tensor(spec(extra).unwrap().foreach, &cpu);
+    assert!(!on_cpu(json!({})));
+    assert!(on_cpu(json!({"foreach": true})));
+    assert!(!on_cpu(json!({"foreach": false})));
+    assert!(!on_cpu(json!({"foreach": true, "differentiable": true})));
+    assert!(multi_tensor(None, &[]), "no parameter is on the CPU");
+    let err = spec(json!({"fused": true})).unwrap_err().to_string();
+    assert!(err.contains("fused"), "{err}");
 }
 
 /// `accumulative_counts` with a remainder window, with and without clipping,

@@ -19,6 +19,8 @@
 
 use tch::{Kind, Tensor};
 
+use crate::engine::native::optim::clip_grad_norm_foreach;
+
 use detc::checkpoint::Value;
 use detc::registry::engine::optim::{ClipGradConfig, ClipType, NormType};
 
@@ -34,6 +36,8 @@ pub enum ClipGrad {
         max_norm: f64,
         norm_type: f64,
         error_if_nonfinite: bool,
+        /// torch's `foreach` (None: the multi-tensor path for CUDA gradients).
+        foreach: Option<bool>,
     },
     /// `clip_grad_value_(clip_value)`.
     Value { clip_value: f64 },
@@ -52,6 +56,7 @@ impl ClipGrad {
                     Some(NormType::Inf(_)) => f64::INFINITY,
                 },
                 error_if_nonfinite: cfg.error_if_nonfinite.unwrap_or(false),
+                foreach: cfg.foreach,
             }),
             ClipType::Value => Ok(ClipGrad::Value {
                 clip_value: cfg
@@ -66,14 +71,19 @@ impl ClipGrad {
 /// without a gradient are skipped): scales them by
 /// `min(max_norm / (total_norm + 1e-6), 1)` and returns the total norm.
 ///
-/// Mirrors torch's CPU path: the norm of each gradient, the norm of those
-/// norms, and `clip_coef = (total + 1e-6).reciprocal() * max_norm` (Python's
-/// `float / tensor`), all in the gradients' dtype.
+/// As torch: the norm of each gradient, the norm of those norms, and
+/// `clip_coef = (total + 1e-6).reciprocal() * max_norm` (Python's `float /
+/// tensor`), all in the gradients' dtype, multiplied into every gradient.
+/// `foreach` as torch's: for CUDA gradients (and with `Some(true)`) through
+/// the multi-tensor `_foreach_norm` / `_foreach_mul_`, equal to torch bit for
+/// bit; otherwise one gradient at a time (on the CPU torch's foreach
+/// kernels fall back to exactly that).
 pub fn clip_grad_norm(
     params: &[&Tensor],
     max_norm: f64,
     norm_type: f64,
     error_if_nonfinite: bool,
+    foreach: Option<bool>,
 ) -> ModelResult<f64> {
     let grads: Vec<Tensor> = params
         .iter()
@@ -82,6 +92,21 @@ pub fn clip_grad_norm(
         .collect();
     if grads.is_empty() {
         return Ok(0.0);
+    }
+    let non_finite = || {
+        ModelError::new(
+            "clip_grad",
+            format!("the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped"),
+        )
+    };
+    if foreach.unwrap_or_else(|| grads.iter().all(|g| g.device().is_cuda())) {
+        let refs: Vec<&Tensor> = grads.iter().collect();
+        let total = clip_grad_norm_foreach(&refs, max_norm, norm_type, error_if_nonfinite)
+            .map_err(|e| ModelError::new("clip_grad", e.message))?;
+        if error_if_nonfinite && !total.is_finite() {
+            return Err(non_finite());
+        }
+        return Ok(total);
     }
     tch::no_grad(|| {
         let norms = grads
@@ -96,10 +121,7 @@ pub fn clip_grad_norm(
         let total = vector_norm(&Tensor::f_stack(&norms, 0)?, norm_type)?;
         let total_f = total.f_double_value(&[])?;
         if error_if_nonfinite && !total_f.is_finite() {
-            return Err(ModelError::new(
-                "clip_grad",
-                format!("the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped"),
-            ));
+            return Err(non_finite());
         }
         let coef = total
             .f_add_scalar(1e-6)?
@@ -150,11 +172,12 @@ fn clip_params(optimizer: &Optimizer, clip: Option<&ClipGrad>) -> ModelResult<Op
             max_norm,
             norm_type,
             error_if_nonfinite,
+            foreach,
         } => {
             if !params.iter().any(|p| p.grad().defined()) {
                 return Ok(None);
             }
-            clip_grad_norm(&params, max_norm, norm_type, error_if_nonfinite).map(Some)
+            clip_grad_norm(&params, max_norm, norm_type, error_if_nonfinite, foreach).map(Some)
         }
         ClipGrad::Value { clip_value } => clip_grad_value(&params, clip_value).map(|()| None),
     }

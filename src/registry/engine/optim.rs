@@ -63,7 +63,9 @@ pub struct ClipGradConfig {
     /// Raise when the total norm is NaN or infinite (`norm` clipping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_if_nonfinite: Option<bool>,
-    /// Use the foreach implementation; chosen automatically when null.
+    /// `clip_grad_norm_` through torch's multi-tensor (`foreach`) kernels
+    /// when true, one gradient at a time when false; when null, the
+    /// multi-tensor kernels for CUDA gradients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreach: Option<bool>,
     /// Largest allowed absolute gradient value (`value` clipping).
@@ -230,14 +232,17 @@ pub struct SGDConfig {
     /// Maximise instead of minimise.
     #[serde(default)]
     pub maximize: bool,
-    /// Use the foreach implementation; chosen automatically when null.
+    /// torch's multi-tensor (`foreach`) updates when true, the single-tensor
+    /// ones when false; when null, the multi-tensor ones for CUDA parameters.
     #[serde(default)]
     pub foreach: Option<bool>,
     /// Allow autograd through the step.
     #[serde(default)]
     pub differentiable: bool,
-    /// Use the fused implementation; chosen automatically when null.
+    /// Must be null or false: torch's fused kernels are not built into detc
+    /// (CUDA parameters take the multi-tensor `foreach` path, as torch's default).
     #[serde(default)]
+    #[schemars(extend("enum" = [null, false]))]
     pub fused: Option<bool>,
 }
 
@@ -267,7 +272,8 @@ pub struct AdamConfig {
     /// Maximise instead of minimise.
     #[serde(default)]
     pub maximize: bool,
-    /// Use the foreach implementation; chosen automatically when null.
+    /// torch's multi-tensor (`foreach`) updates when true, the single-tensor
+    /// ones when false; when null, the multi-tensor ones for CUDA parameters.
     #[serde(default)]
     pub foreach: Option<bool>,
     /// Keep the step count on the device (CUDA graphs).
@@ -276,8 +282,10 @@ pub struct AdamConfig {
     /// Allow autograd through the step.
     #[serde(default)]
     pub differentiable: bool,
-    /// Use the fused implementation; chosen automatically when null.
+    /// Must be null or false: torch's fused kernels are not built into detc
+    /// (CUDA parameters take the multi-tensor `foreach` path, as torch's default).
     #[serde(default)]
+    #[schemars(extend("enum" = [null, false]))]
     pub fused: Option<bool>,
 }
 
@@ -311,7 +319,8 @@ pub struct AdamWConfig {
     /// Maximise instead of minimise.
     #[serde(default)]
     pub maximize: bool,
-    /// Use the foreach implementation; chosen automatically when null.
+    /// torch's multi-tensor (`foreach`) updates when true, the single-tensor
+    /// ones when false; when null, the multi-tensor ones for CUDA parameters.
     #[serde(default)]
     pub foreach: Option<bool>,
     /// Keep the step count on the device (CUDA graphs).
@@ -320,7 +329,9 @@ pub struct AdamWConfig {
     /// Allow autograd through the step.
     #[serde(default)]
     pub differentiable: bool,
-    /// Use the fused implementation; chosen automatically when null.
+    /// Must be null or false: torch's fused kernels are not built into detc
+    /// (CUDA parameters take the multi-tensor `foreach` path, as torch's default).
     #[serde(default)]
+    #[schemars(extend("enum" = [null, false]))]
     pub fused: Option<bool>,
 }
