@@ -126,7 +126,7 @@ pub struct ConfigArgs {
 }
 
 /// Resolves the config and, with `validate`, checks it completely (registry
-/// schemas and module graph); all problems come back at once, in reading order.
+/// schemas, the runner's sections that go together, and the module graph); all problems come back at once, in reading order.
 fn compile(config: &ConfigArgs, validate: bool) -> (Sources, Result<Node>) {
     let (sources, result) = crate::config::resolve(&config.file, &config.cfg_options);
     let result = result.and_then(|tree| {
@@ -134,6 +134,7 @@ fn compile(config: &ConfigArgs, validate: bool) -> (Sources, Result<Node>) {
             return Ok(tree);
         }
         let mut diags = crate::registry::validate::check(&tree).err().unwrap_or_default();
+        diags.extend(crate::registry::sections::check(&tree).err().unwrap_or_default());
         diags.extend(crate::graph::check(&tree).err().unwrap_or_default());
         diags.sort_by_key(|d| d.labels.first().map(|l| (l.span.source, l.span.start)));
         if diags.is_empty() { Ok(tree) } else { Err(diags) }

@@ -21,6 +21,7 @@ pub mod refs;
 pub mod root;
 pub mod schema;
 pub mod schema_index;
+pub mod sections;
 pub mod validate;
 
 use schemars::{Schema, SchemaGenerator};

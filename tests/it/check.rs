@@ -134,6 +134,64 @@ error: main.yaml found 3 problems
 "#]]);
 }
 
+/// MMEngine's Runner takes a loop's dataloader, cfg and evaluator (or
+/// optimizer) all or none: a partial set is named before anything runs.
+#[test]
+fn a_loop_with_some_of_its_sections_is_refused() {
+    let main = format!("{FASTER_RCNN}val_evaluator: null\ntest_cfg: null\n");
+    check(&[("main.yaml", &main)], &[]).code(1).stderr_eq(str![[r#"
+detc::check::incomplete_loop
+
+  x `val_dataloader`, `val_cfg` and `val_evaluator` go together, but `val_evaluator` is not set
+    ,-[[ROOT]/configs/_base_/datasets/coco_detection.yaml:77:1]
+ 76 |     backend_args: null  # = backend_args
+ 77 | val_dataloader:
+    : ^^^^^^^|^^^^^^
+    :        `-- `val_dataloader` is set here
+ 78 |   batch_size: 1
+    `----
+  help: set `val_evaluator` too, or set `val_dataloader` and `val_cfg` to null (MMEngine's Runner
+        refuses a partial set)
+
+Error: detc::check::incomplete_loop
+
+  x see also `main.yaml:2:16`
+   ,-[main.yaml:2:16]
+ 1 | _base_: '[ROOT]/configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml'
+ 2 | val_evaluator: null
+   :                ^^|^
+   :                  `-- `val_evaluator` is null here
+ 3 | test_cfg: null
+   `----
+
+detc::check::incomplete_loop
+
+  x `test_dataloader`, `test_cfg` and `test_evaluator` go together, but `test_cfg` is not set
+     ,-[[ROOT]/configs/_base_/datasets/coco_detection.yaml:103:1]
+ 102 |     backend_args: null  # = backend_args
+ 103 | test_dataloader:  # = val_dataloader
+     : ^^^^^^^|^^^^^^^
+     :        `-- `test_dataloader` is set here
+ 104 |   batch_size: 1
+     `----
+  help: set `test_cfg` too, or set `test_dataloader` and `test_evaluator` to null (MMEngine's
+        Runner refuses a partial set)
+
+Error: detc::check::incomplete_loop
+
+  x see also `main.yaml:3:11`
+   ,-[main.yaml:3:11]
+ 2 | val_evaluator: null
+ 3 | test_cfg: null
+   :           ^^|^
+   :             `-- `test_cfg` is null here
+   `----
+
+error: main.yaml found 2 problems
+
+"#]]);
+}
+
 #[test]
 fn missing_base() {
     check(&[("main.yaml", "_base_: [../missing/base.yaml]\nx: 1\n")], &[]).code(1).stderr_eq(str![[r#"
