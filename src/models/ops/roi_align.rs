@@ -52,7 +52,8 @@ impl RoIAlign {
         };
         RoIAlign {
             output_size,
-            spatial_scale: cfg.spatial_scale,
+            // The extractor sets each level's scale (`with_scale`).
+            spatial_scale: 1.0,
             sampling_ratio: cfg.sampling_ratio as i64,
             pool_mode: cfg.pool_mode,
             aligned: cfg.aligned,

@@ -9,11 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::IntOrPair;
-
-fn one() -> f64 {
-    1.0
-}
+use super::common::{IntOrPair, Null};
 
 fn default_split_thr() -> u32 {
     10_000
@@ -43,10 +39,10 @@ fn default_pool_mode() -> PoolMode {
 pub struct RoIAlignConfig {
     /// Output size `h` or `(h, w)`, e.g. 7 for boxes, 14 for masks.
     pub output_size: IntOrPair,
-    /// Scale from image to feature coordinates; the extractor sets it per level (`1/stride`).
-    #[serde(default = "one")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub spatial_scale: f64,
+    /// Must be null: the RoI extractor sets the scale of each level to
+    /// `1 / featmap_stride` (MMDetection fails on a value here).
+    #[serde(default)]
+    pub spatial_scale: Null,
     /// Sampling points per bin side; 0 adapts to the RoI size.
     #[serde(default)]
     #[schemars(range(min = 0))]
