@@ -397,7 +397,8 @@ pub struct RootConfig {
     /// File backend arguments shared by the data sections; local files when null.
     #[serde(default)]
     pub backend_args: Option<BackendArgs>,
-    /// Name of the run (its timestamped folder); the config name plus a timestamp when null.
+    /// Name of the experiment: the LoggerHook's `Exp name: <name>_<timestamp>` line (every
+    /// `interval_exp_name` iterations and at each epoch's end); the config file's name when null.
     #[serde(default)]
     pub experiment_name: Option<String>,
 }

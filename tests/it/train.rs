@@ -86,6 +86,10 @@ fn train_resume_exactly_then_test_and_eval() {
     ] {
         assert!(log.contains(needle), "`{needle}` is not in the log:\n{log}");
     }
+    // MMEngine's LoggerHook names the experiment at every epoch's end:
+    // `<config stem>_<timestamp>`, the timestamp being the run folder's.
+    let exp = log.lines().filter(|l| l.contains(" - INFO - Exp name: queryinst_r18_shapes_2")).count();
+    assert_eq!(exp, 3, "one `Exp name:` line per epoch:\n{log}");
 
     // Every logged loss after the resume point equals the uninterrupted run's, bit for bit.
     let a = losses_by_step(&straight);

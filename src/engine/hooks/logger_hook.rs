@@ -50,6 +50,10 @@ impl Hook for LoggerHook {
         _outputs: &LogVars,
     ) -> HookResult {
         let len = state.shape.train_len;
+        if self.policy.log_exp_name(state.iter, iter.batch_idx, len) {
+            let line = format!("Exp name: {}", state.experiment_name);
+            state.info(&line)?;
+        }
         if !self.policy.log_train_iter(iter.batch_idx, len) {
             return Ok(());
         }

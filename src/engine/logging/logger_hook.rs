@@ -64,9 +64,10 @@ impl LoggerPolicy {
     }
 }
 
-/// `Runner.experiment_name`: `<config stem>_<timestamp>`.
-pub fn experiment_name(config_stem: &str, timestamp: &str) -> String {
-    format!("{config_stem}_{timestamp}")
+/// `Runner.experiment_name`: `<name>_<timestamp>`, the name being the
+/// config's `experiment_name` or else the config file's stem.
+pub fn experiment_name(name: &str, timestamp: &str) -> String {
+    format!("{name}_{timestamp}")
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
 use crate::engine::dist::{Dist, DistSettings};
 use crate::engine::hooks::{build_hooks, HookContext, Hooks};
-use crate::engine::logging::{Level, RunLog, ScalarHub};
+use crate::engine::logging::{experiment_name, Level, RunLog, ScalarHub};
 use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
 use crate::engine::schedulers::{ScheduleContext, Schedulers};
 use crate::engine::test_loop::{coco_metric_config, device, log_processor};
@@ -118,8 +118,10 @@ impl Runner {
         };
         tch::manual_seed(seed as i64);
         let model = detectors::build(model_cfg, vs.root()).map_err(input)?;
+        let ts = LocalTime::now().timestamp();
+        let given_name = config.get("experiment_name").and_then(Value::as_str);
+        let experiment_name = experiment_name(given_name.unwrap_or(&args.config_stem), &ts);
         let mut log = if is_main {
-            let ts = LocalTime::now().timestamp();
             let work = WorkDir::create(&args.work_dir, &ts)
                 .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
             let text = serde_json::to_string_pretty(config).unwrap_or_default();
@@ -222,6 +224,7 @@ impl Runner {
             resumed_hub: None,
             bar: None,
             preempted: false,
+            experiment_name,
         };
         let mut runner = Runner {
             model,

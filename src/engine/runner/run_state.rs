@@ -65,6 +65,9 @@ pub struct RunState {
     pub bar: Option<ProgressBar>,
     /// Some rank got SIGTERM during the last train step: stop after it.
     pub preempted: bool,
+    /// `runner.experiment_name`: the config's `experiment_name` (else the
+    /// config file's stem) and the run's timestamp.
+    pub experiment_name: String,
 }
 
 impl RunState {
