@@ -110,8 +110,10 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     if let Some(device) = args.device {
         engine_args.extend(["--device".into(), device.into()]);
     }
-    let Some(plan) = plan else {
-        return super::run_engine(&tree, &engine_args);
+    let plan = match plan {
+        None => return super::run_engine(&tree, &engine_args),
+        Some(Plan::Slurm { .. }) => Plan::Slurm { port: dist_cfg_port(&tree) },
+        Some(plan) => plan,
     };
     Ok(super::run_engines(&tree, &engine_args, &plan))
 }
@@ -130,6 +132,12 @@ fn config_resume(tree: &Node) -> Option<Option<PathBuf>> {
             .and_then(|l| l.as_str())
             .map(PathBuf::from),
     )
+}
+
+/// `env_cfg.dist_cfg.port` (a Slurm job's master port, as MMEngine's).
+fn dist_cfg_port(tree: &Node) -> Option<u16> {
+    let port = tree.at_path(&["env_cfg", "dist_cfg", "port"])?.value.as_int()?;
+    u16::try_from(port).ok()
 }
 
 /// The multi-process job the flags ask for; `None` for today's single engine.
@@ -159,7 +167,8 @@ fn plan(args: &mut Args) -> Result<Option<Plan>, String> {
         return Ok(Some(if args.launcher == Launcher::Pytorch {
             Plan::Pytorch
         } else {
-            Plan::Slurm
+            // The port comes from the config, once it is compiled.
+            Plan::Slurm { port: None }
         }));
     }
     if args.node_rank >= args.nnodes {

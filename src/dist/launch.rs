@@ -142,8 +142,9 @@ pub enum Plan {
     },
     /// torchrun started this process as one worker.
     Pytorch,
-    /// srun started this process as one worker.
-    Slurm,
+    /// srun started this process as one worker; `port`: the config's
+    /// `env_cfg.dist_cfg.port`.
+    Slurm { port: Option<u16> },
 }
 
 /// What every worker runs.
@@ -236,10 +237,10 @@ pub fn run(plan: &Plan, engine: &Engine) -> i32 {
             }
             (topology.workers(), bound)
         }
-        Plan::Pytorch | Plan::Slurm => {
+        Plan::Pytorch | Plan::Slurm { .. } => {
             let env = match plan {
-                Plan::Pytorch => WorkerEnv::from_torchrun(lookup),
-                _ => super::slurm::worker_env(lookup),
+                Plan::Slurm { port } => super::slurm::worker_env(lookup, *port),
+                _ => WorkerEnv::from_torchrun(lookup),
             };
             match env {
                 Ok(env) => (vec![env], None),

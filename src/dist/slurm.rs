@@ -109,7 +109,12 @@ pub fn tasks_on_node(tasks_per_node: &str, node: u32) -> Option<u32> {
 
 /// The environment of the one worker this process runs under `srun`;
 /// `lookup` reads a variable (the process environment, or a test's map).
-pub fn worker_env(lookup: impl Fn(&str) -> Option<String>) -> Result<WorkerEnv, String> {
+/// The master port is `port` (the config's `env_cfg.dist_cfg.port`), else
+/// `MASTER_PORT`, else 29500, as MMEngine's `_init_dist_slurm` picks it.
+pub fn worker_env(
+    lookup: impl Fn(&str) -> Option<String>,
+    port: Option<u16>,
+) -> Result<WorkerEnv, String> {
     let need = |name: &str| {
         lookup(name).ok_or_else(|| {
             format!(
@@ -129,12 +134,13 @@ pub fn worker_env(lookup: impl Fn(&str) -> Option<String>) -> Result<WorkerEnv, 
         Some(addr) => addr,
         None => first_host(&need("SLURM_NODELIST")?)?,
     };
-    let master_port = match lookup("MASTER_PORT") {
-        Some(port) => port
+    let master_port = match (port, lookup("MASTER_PORT")) {
+        (Some(port), _) => port,
+        (None, Some(port)) => port
             .trim()
             .parse()
             .map_err(|_| format!("MASTER_PORT=`{port}` is not a port number"))?,
-        None => DEFAULT_PORT,
+        (None, None) => DEFAULT_PORT,
     };
     let local_world_size =
         lookup("SLURM_TASKS_PER_NODE").and_then(|t| tasks_on_node(&t, group_rank));
@@ -220,7 +226,7 @@ mod tests {
 
     #[test]
     fn srun_variables_map_to_torchrun_ones() {
-        let env = worker_env(lookup(&SRUN)).unwrap();
+        let env = worker_env(lookup(&SRUN), None).unwrap();
         assert_eq!(
             (env.rank, env.world_size, env.local_rank, env.group_rank),
             (5, 8, 1, Some(1))
@@ -235,11 +241,14 @@ mod tests {
         );
         let mut vars = SRUN.to_vec();
         vars.extend([("MASTER_ADDR", "10.0.0.9"), ("MASTER_PORT", "1234")]);
-        let env = worker_env(lookup(&vars)).unwrap();
+        let env = worker_env(lookup(&vars), None).unwrap();
         assert_eq!(
             (env.master_addr.as_str(), env.master_port),
             ("10.0.0.9", 1234)
         );
+        // env_cfg.dist_cfg.port wins over MASTER_PORT.
+        let env = worker_env(lookup(&vars), Some(29601)).unwrap();
+        assert_eq!(env.master_port, 29601);
     }
 
     #[test]
@@ -249,14 +258,14 @@ mod tests {
             .copied()
             .filter(|(k, _)| *k != "SLURM_NTASKS")
             .collect();
-        let err = worker_env(lookup(&vars)).unwrap_err();
+        let err = worker_env(lookup(&vars), None).unwrap_err();
         assert!(err.contains("SLURM_NTASKS"), "{err}");
         let vars: Vec<_> = SRUN
             .iter()
             .copied()
             .filter(|(k, _)| *k != "SLURM_NODELIST")
             .collect();
-        assert!(worker_env(lookup(&vars))
+        assert!(worker_env(lookup(&vars), None)
             .unwrap_err()
             .contains("SLURM_NODELIST"));
     }

@@ -236,3 +236,45 @@ fn two_jobs_at_once_get_distinct_ports() {
     }
     assert!(pids.iter().all(|&pid| !alive(pid)));
 }
+
+/// `--launcher slurm`: one worker from srun's variables; the master is the
+/// node list's first host, and its port `env_cfg.dist_cfg.port` ahead of
+/// `MASTER_PORT` (MMEngine's `_init_dist_slurm`).
+#[test]
+fn a_slurm_task_takes_the_config_port_ahead_of_master_port() {
+    let job = Job::new();
+    let config = root().join("configs/demo/queryinst_r18_shapes_cpu.yaml");
+    let child = Command::new(env!("CARGO_BIN_EXE_detc"))
+        .arg("run")
+        .arg(config)
+        .args(["--launcher", "slurm", "--device", "cpu", "--work-dir"])
+        .arg(job.path().join("work"))
+        .args(["--cfg-options", "env_cfg.dist_cfg.port=29611"])
+        .current_dir(job.path())
+        .env("DETC_ENGINE", job.path().join("engine.sh"))
+        .env("LAUNCH_OUT", job.path())
+        .env("LAUNCH_MODE", "ok")
+        .envs([
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_LOCALID", "0"),
+            ("SLURM_NODEID", "0"),
+            ("SLURM_NODELIST", "gpu[07-08]"),
+            ("SLURM_TASKS_PER_NODE", "2(x2)"),
+            ("MASTER_PORT", "1234"),
+        ])
+        .env_remove("MASTER_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (output, _) = finish(child, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let env = job.recorded(0);
+    let got: Vec<&str> = ["RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"]
+        .iter()
+        .map(|k| env[*k].as_str())
+        .collect();
+    assert_eq!(got, ["0", "4", "2", "gpu07", "29611"]);
+}
