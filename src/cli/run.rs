@@ -112,7 +112,9 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
     }
     let plan = match plan {
         None => return super::run_engine(&tree, &engine_args),
-        Some(Plan::Slurm { .. }) => Plan::Slurm { port: dist_cfg_port(&tree) },
+        Some(Plan::Slurm { .. }) => Plan::Slurm {
+            port: dist_cfg_port(&tree),
+        },
         Some(plan) => plan,
     };
     Ok(super::run_engines(&tree, &engine_args, &plan))
@@ -136,7 +138,10 @@ fn config_resume(tree: &Node) -> Option<Option<PathBuf>> {
 
 /// `env_cfg.dist_cfg.port` (a Slurm job's master port, as MMEngine's).
 fn dist_cfg_port(tree: &Node) -> Option<u16> {
-    let port = tree.at_path(&["env_cfg", "dist_cfg", "port"])?.value.as_int()?;
+    let port = tree
+        .at_path(&["env_cfg", "dist_cfg", "port"])?
+        .value
+        .as_int()?;
     u16::try_from(port).ok()
 }
 

@@ -77,28 +77,19 @@ pub(crate) fn run(
     extra: &[&str],
     resume: Option<&str>,
 ) {
-    run_command_with(dir, config, work, nproc, batch, extra, resume)
+    train_command(dir, config, work, nproc, batch, extra, resume)
         .assert()
         .success();
 }
 
-/// The same run with every process training in float64 (`DETC_DTYPE=float64`).
-fn run_float64(
-    dir: &Path,
-    config: &Path,
-    work: &str,
-    nproc: usize,
-    batch: usize,
-    extra: &[&str],
-    resume: Option<&str>,
-) {
-    run_command_with(dir, config, work, nproc, batch, extra, resume)
-        .env("DETC_DTYPE", "float64")
-        .assert()
-        .success();
+/// Runs a [`train_command`] with every process training in float64
+/// (`DETC_DTYPE=float64`).
+fn run_float64(command: snapbox::cmd::Command) {
+    command.env("DETC_DTYPE", "float64").assert().success();
 }
 
-fn run_command_with(
+/// The command [`run`] runs.
+fn train_command(
     dir: &Path,
     config: &Path,
     work: &str,
@@ -209,8 +200,8 @@ const REL_F64: f64 = 1e-6;
 #[test]
 fn two_workers_reproduce_one_worker_with_twice_the_batch_sparse_rcnn() {
     let (dir, config) = setup();
-    run_float64(dir.path(), &config, "one64", 1, 4, &SPARSE_RCNN, None);
-    run_float64(dir.path(), &config, "two64", 2, 2, &SPARSE_RCNN, None);
+    run_float64(train_command(dir.path(), &config, "one64", 1, 4, &SPARSE_RCNN, None));
+    run_float64(train_command(dir.path(), &config, "two64", 2, 2, &SPARSE_RCNN, None));
     let (one64, two64) = (dir.path().join("one64"), dir.path().join("two64"));
     assert_close_losses(&one64, &two64, 1..=20, REL_F64);
     run(dir.path(), &config, "one", 1, 4, &SPARSE_RCNN, None);
@@ -250,14 +241,14 @@ fn two_workers_with_sync_bn_reproduce_one_worker_and_resume_into_two_and_one() {
     let (dir, config) = setup();
     // float64: 20 steps; the 2-worker checkpoint at iteration 6 resumes into
     // 1 worker with twice the batch, which goes on as the 2 workers did.
-    run_float64(dir.path(), &config, "one64", 1, 4, &SYNC_MASK_HEADS, None);
-    run_float64(dir.path(), &config, "two64", 2, 2, &SYNC_MASK_HEADS, None);
+    run_float64(train_command(dir.path(), &config, "one64", 1, 4, &SYNC_MASK_HEADS, None));
+    run_float64(train_command(dir.path(), &config, "two64", 2, 2, &SYNC_MASK_HEADS, None));
     let two64 = dir.path().join("two64");
     assert_close_losses(&dir.path().join("one64"), &two64, 1..=20, REL_F64);
     std::fs::create_dir_all(dir.path().join("one64_resumed")).unwrap();
     let ckpt64 = two64.join("iter_6.pth");
     let ckpt64 = Some(ckpt64.to_str().unwrap());
-    run_float64(dir.path(), &config, "one64_resumed", 1, 4, &SYNC_MASK_HEADS, ckpt64);
+    run_float64(train_command(dir.path(), &config, "one64_resumed", 1, 4, &SYNC_MASK_HEADS, ckpt64));
     assert_close_losses(&two64, &dir.path().join("one64_resumed"), 7..=20, REL_F64);
     // float32, the precision users train in (see F32_STEPS).
     run(dir.path(), &config, "one", 1, 4, &SYNC_MASK_HEADS, None);

@@ -272,9 +272,15 @@ fn a_slurm_task_takes_the_config_port_ahead_of_master_port() {
     let (output, _) = finish(child, Duration::from_secs(60));
     assert!(output.status.success(), "{}", stderr(&output));
     let env = job.recorded(0);
-    let got: Vec<&str> = ["RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"]
-        .iter()
-        .map(|k| env[*k].as_str())
-        .collect();
+    let got: Vec<&str> = [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ]
+    .iter()
+    .map(|k| env[*k].as_str())
+    .collect();
     assert_eq!(got, ["0", "4", "2", "gpu07", "29611"]);
 }

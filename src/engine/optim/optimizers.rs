@@ -143,7 +143,11 @@ impl OptimizerSpec {
             ));
         }
         // torch takes the single-tensor path for a differentiable optimizer.
-        let foreach = if flag("differentiable") == Some(true) { Some(false) } else { flag("foreach") };
+        let foreach = if flag("differentiable") == Some(true) {
+            Some(false)
+        } else {
+            flag("foreach")
+        };
         Ok(OptimizerSpec {
             weight_decay_given,
             foreach,
@@ -270,12 +274,20 @@ impl Optimizer {
                     .map(|(i, p)| (i, p.grad()))
                     .filter(|(_, g)| g.defined())
                     .collect();
+                let rule = Rule::new(&kind, group.lr, group.weight_decay);
                 if multi_tensor(foreach, &group.params) {
-                    group_step(&kind, group, states, &grads)?
-                        .map_err(|e| ModelError::new(name, e.message))?;
+                    match &rule {
+                        Rule::Sgd(h) => sgd_group(&group.params, states, &grads, h),
+                        Rule::Adam(h) => adam_group(&group.params, states, &grads, h)?,
+                    }
+                    .map_err(|e| ModelError::new(name, e.message))?;
                 } else {
                     for (i, grad) in &grads {
-                        single_tensor_step(&kind, group, &mut states[*i], *i, grad)?;
+                        let (p, st) = (&mut group.params[*i], &mut states[*i]);
+                        match &rule {
+                            Rule::Sgd(h) => sgd_update(p, grad, st, h)?,
+                            Rule::Adam(h) => adam_update(p, grad, st, h)?,
+                        }
                     }
                 }
             }
@@ -290,40 +302,35 @@ pub(crate) fn multi_tensor(foreach: Option<bool>, params: &[Tensor]) -> bool {
     foreach.unwrap_or_else(|| params.iter().all(|p| p.device().is_cuda()))
 }
 
-/// `_multi_tensor_sgd` / `_multi_tensor_adam` over one group's parameters
-/// that have a gradient.
-fn group_step(
-    kind: &OptimizerKind,
-    group: &ParamGroup,
-    states: &mut [ParamState],
-    grads: &[(usize, Tensor)],
-) -> ModelResult<NativeResult<()>> {
-    let (lr, weight_decay) = (group.lr, group.weight_decay);
-    Ok(match *kind {
-        OptimizerKind::Sgd {
-            momentum,
-            dampening,
-            nesterov,
-            maximize,
-        } => {
-            let h = SgdStep {
+/// A group's update rule with its hyper-parameters, for either path.
+enum Rule {
+    Sgd(SgdStep),
+    Adam(AdamStep),
+}
+
+impl Rule {
+    fn new(kind: &OptimizerKind, lr: f64, weight_decay: f64) -> Rule {
+        match *kind {
+            OptimizerKind::Sgd {
+                momentum,
+                dampening,
+                nesterov,
+                maximize,
+            } => Rule::Sgd(SgdStep {
                 lr,
                 weight_decay,
                 momentum,
                 dampening,
                 nesterov,
                 maximize,
-            };
-            sgd_group(&group.params, states, grads, &h)
-        }
-        OptimizerKind::Adam {
-            betas,
-            eps,
-            amsgrad,
-            maximize,
-            decoupled,
-        } => {
-            let h = AdamStep {
+            }),
+            OptimizerKind::Adam {
+                betas,
+                eps,
+                amsgrad,
+                maximize,
+                decoupled,
+            } => Rule::Adam(AdamStep {
                 lr,
                 betas,
                 weight_decay,
@@ -331,50 +338,10 @@ fn group_step(
                 amsgrad,
                 maximize,
                 decoupled,
-            };
-            adam_group(&group.params, states, grads, &h)?
-        }
-    })
-}
-
-/// `_single_tensor_sgd` / `_single_tensor_adam` for parameter `i` of a group.
-fn single_tensor_step(
-    kind: &OptimizerKind,
-    group: &mut ParamGroup,
-    st: &mut ParamState,
-    i: usize,
-    grad: &Tensor,
-) -> ModelResult<()> {
-    let (lr, wd) = (group.lr, group.weight_decay);
-    let p = &mut group.params[i];
-    match *kind {
-        OptimizerKind::Sgd {
-            momentum,
-            dampening,
-            nesterov,
-            maximize,
-        } => sgd_update(p, grad, st, lr, wd, momentum, dampening, nesterov, maximize),
-        OptimizerKind::Adam {
-            betas,
-            eps,
-            amsgrad,
-            maximize,
-            decoupled,
-        } => {
-            let h = AdamHyper {
-                lr,
-                weight_decay: wd,
-                betas,
-                eps,
-                amsgrad,
-                maximize,
-                decoupled,
-            };
-            adam_update(p, grad, st, &h)
+            }),
         }
     }
 }
-
 
 /// A libtorch optimizer over every parameter, used only for its
 /// set-to-none `zero_grad`.
@@ -447,18 +414,15 @@ fn sgd_group(
 }
 
 /// Mirrors torch `_single_tensor_sgd` for one parameter.
-#[allow(clippy::too_many_arguments)]
-fn sgd_update(
-    p: &mut Tensor,
-    grad: &Tensor,
-    st: &mut ParamState,
-    lr: f64,
-    weight_decay: f64,
-    momentum: f64,
-    dampening: f64,
-    nesterov: bool,
-    maximize: bool,
-) -> ModelResult<()> {
+fn sgd_update(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, h: &SgdStep) -> ModelResult<()> {
+    let SgdStep {
+        lr,
+        weight_decay,
+        momentum,
+        dampening,
+        nesterov,
+        maximize,
+    } = *h;
     let mut g = if maximize {
         grad.f_neg()?
     } else {
@@ -490,23 +454,13 @@ fn sgd_update(
     Ok(())
 }
 
-struct AdamHyper {
-    lr: f64,
-    weight_decay: f64,
-    betas: [f64; 2],
-    eps: f64,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled: bool,
-}
-
 /// Mirrors torch `_single_tensor_adam` (not capturable, not differentiable)
 /// for one parameter; AdamW is its `decoupled_weight_decay=True` branch.
 fn adam_update(
     p: &mut Tensor,
     grad: &Tensor,
     st: &mut ParamState,
-    h: &AdamHyper,
+    h: &AdamStep,
 ) -> ModelResult<()> {
     let [beta1, beta2] = h.betas;
     let mut g = if h.maximize {
