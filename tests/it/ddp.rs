@@ -185,9 +185,9 @@ const REL: f64 = 5e-5;
 /// divide by `sqrt(eps)` and the gradient norm reaches 3e4, and a rounding
 /// difference flips a discrete choice (a ReLU, a mask target pixel at 0.5)
 /// some 10 to 20 steps in, at a step that depends on the CPU's kernels. One
-/// worker against itself with 2 OpenMP threads instead of 1 drifts apart
-/// the same way. The float32 comparison covers the 10 steps before the
-/// first flip seen on any host; the float64 one below covers 20.
+/// worker against itself with 2 OpenMP threads instead of 1 meets the same
+/// jumps (docs/distributed.md). The float32 comparison covers the 10 steps
+/// before the first flip seen on any host; the float64 one below covers 20.
 const F32_STEPS: std::ops::RangeInclusive<u64> = 1..=10;
 
 /// Tolerance of the float64 comparison (`DETC_DTYPE=float64`), over 20
