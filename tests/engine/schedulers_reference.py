@@ -6,7 +6,8 @@ Writes OUT_DIR/schedulers.json: for each scenario its inputs (param-group
 lrs, optimizer defaults, epoch length, max epochs, the `param_scheduler`
 list) and the lr of every param group -- MMEngine's `OptimWrapper` param
 groups, so with several groups the `base_param_settings` pseudo group last --
-at every training iteration, as float64 bit patterns (exact comparison).
+at every training iteration, as float64 bit patterns (exact comparison), and
+the lines `verbose` schedulers log.
 
 The loop mirrors MMEngine's runner: schedulers are built as
 `Runner._build_param_scheduler` does (an omitted `end` becomes max_epochs or
@@ -18,12 +19,14 @@ ones. Read by `src/engine/schedulers/tests.rs`.
 
 import copy
 import json
+import logging
 import struct
 import sys
 import warnings
 from pathlib import Path
 
 import torch
+from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmengine.registry import PARAM_SCHEDULERS
 
@@ -114,6 +117,19 @@ SCENARIOS = [
             dict(type="ExponentialLR", gamma=0.8, begin=1),
         ],
     ),
+    # `verbose`: the lines MMEngine logs for each value it sets, two groups
+    # (and the base settings), at build time and at every step in range.
+    dict(
+        name="verbose",
+        optimizer=dict(type="SGD", lr=0.02, momentum=0.9),
+        group_lrs=[0.02, 0.01],
+        epoch_length=3,
+        max_epochs=2,
+        param_scheduler=[
+            dict(type="LinearLR", start_factor=0.5, by_epoch=False, begin=0, end=4, verbose=True),
+            dict(type="MultiStepLR", milestones=[1], by_epoch=True, verbose=True),
+        ],
+    ),
 ]
 
 
@@ -140,7 +156,22 @@ def build_schedulers(sc, wrapper):
     return out
 
 
-def run(sc):
+class Lines(logging.Handler):
+    """Collects what `verbose` schedulers log through MMEngine's current
+    logger (`print_value`; the registry's debug lines are left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        if record.getMessage().startswith("Adjusting parameter value"):
+            self.lines.append(record.getMessage())
+
+
+def run(sc, lines):
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(lines)
     wrapper = build_optimizer(sc)
     schedulers = build_schedulers(sc, wrapper)
     lrs = []
@@ -154,6 +185,7 @@ def run(sc):
         for s in schedulers:
             if s.by_epoch:
                 s.step()
+    logger.removeHandler(lines)
     return lrs
 
 
@@ -167,7 +199,9 @@ def main():
         entry = dict(sc)
         entry["optimizer_lr_bits"] = bits(sc["optimizer"]["lr"])
         entry["group_lr_bits"] = [bits(x) for x in sc["group_lrs"]]
-        entry["lrs"] = run(sc)
+        lines = Lines()
+        entry["lrs"] = run(sc, lines)
+        entry["log"] = lines.lines
         result.append(entry)
     (out / "schedulers.json").write_text(json.dumps(result))
 

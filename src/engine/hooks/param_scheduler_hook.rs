@@ -37,11 +37,19 @@ impl Hook for ParamSchedulerHook {
         _outputs: &LogVars,
     ) -> HookResult {
         state.schedulers.step_iter(&mut state.wrapper);
-        Ok(())
+        log_scheduler_lines(state)
     }
 
     fn after_train_epoch(&mut self, state: &mut RunState) -> HookResult {
         state.schedulers.step_epoch(&mut state.wrapper);
-        Ok(())
+        log_scheduler_lines(state)
     }
+}
+
+/// What `verbose` schedulers said about the values they set.
+fn log_scheduler_lines(state: &mut RunState) -> HookResult {
+    for line in state.schedulers.take_log() {
+        state.info(&line)?;
+    }
+    Ok(())
 }

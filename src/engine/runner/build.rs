@@ -198,8 +198,11 @@ impl Runner {
                     .map_err(|e| input(format!("param_scheduler: {e}")))?,
             ),
         };
-        let schedulers =
+        let mut schedulers =
             Schedulers::build(sched_cfg.as_ref(), &ctx, &mut wrapper).map_err(input)?;
+        for line in schedulers.take_log() {
+            info(&mut log, &line)?;
+        }
         let longest_eval = val.as_ref().map_or(1, |(d, _)| d.len());
         let hub = ScalarHub::new(processor.history_len(train.len(), longest_eval));
         let state = RunState {

@@ -8,7 +8,7 @@ use detc::registry::engine::schedulers::{
     MultiStepLRConfig, StepLRConfig,
 };
 
-use super::{ParamScheduler, SchedulerKind, INF};
+use super::{ParamScheduler, SchedulerKind, Start, INF};
 use crate::engine::optim::LrSlot;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -42,6 +42,7 @@ macro_rules! common {
             last_step: $c.last_step,
             by_epoch: $c.by_epoch,
             convert: $c.convert_to_iter_based,
+            verbose: $c.verbose,
         }
     };
 }
@@ -53,6 +54,7 @@ struct Common {
     last_step: i64,
     by_epoch: bool,
     convert: bool,
+    verbose: bool,
 }
 
 impl Common {
@@ -121,6 +123,7 @@ pub(super) fn build_one(
     raw: &serde_json::Value,
     ctx: &ScheduleContext,
     slots: &mut [LrSlot<'_>],
+    log: &mut Vec<String>,
 ) -> ModelResult<ParamScheduler> {
     let ty = cfg_type(raw, "param_scheduler")?;
     let unit = |ty: &str| -> ModelResult<()> {
@@ -242,5 +245,9 @@ pub(super) fn build_one(
     };
     let (window, len) = common.window(raw, ty, ctx)?;
     let kind = make(window, len)?;
-    ParamScheduler::new(ty, kind, window, common.last_step, slots)
+    let start = Start {
+        last_step: common.last_step,
+        verbose: common.verbose,
+    };
+    ParamScheduler::new(ty, kind, window, start, slots, log)
 }

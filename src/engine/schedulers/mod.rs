@@ -92,6 +92,16 @@ pub struct ParamScheduler {
     pub base_values: Vec<f64>,
     /// The lrs after the last step (`_last_value`).
     pub last_value: Vec<f64>,
+    /// Log each value it sets (`verbose`).
+    pub verbose: bool,
+}
+
+/// Where a new scheduler starts: its `last_step` (-1 for a fresh run) and
+/// whether it logs the values it sets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start {
+    pub last_step: i64,
+    pub verbose: bool,
 }
 
 impl ParamScheduler {
@@ -100,9 +110,11 @@ impl ParamScheduler {
         type_name: &str,
         kind: SchedulerKind,
         window: Window,
-        last_step: i64,
+        start: Start,
         slots: &mut [LrSlot<'_>],
+        log: &mut Vec<String>,
     ) -> ModelResult<Self> {
+        let last_step = start.last_step;
         if window.end <= window.begin {
             return Err(ModelError::new(
                 type_name,
@@ -144,21 +156,27 @@ impl ParamScheduler {
             global_step: -1,
             base_values,
             last_value: Vec::new(),
+            verbose: start.verbose,
         };
-        s.step(slots);
+        s.step(slots, log);
         Ok(s)
     }
 
     /// One step (`_ParamScheduler.step`): inside `[begin, end)` the next lr
-    /// of every slot.
-    pub fn step(&mut self, slots: &mut [LrSlot<'_>]) {
+    /// of every slot; with `verbose`, a line for each into `log`
+    /// (`print_value`).
+    pub fn step(&mut self, slots: &mut [LrSlot<'_>], log: &mut Vec<String>) {
         self.global_step += 1;
         if self.begin <= self.global_step && self.global_step < self.end {
             self.last_step += 1;
             let current: Vec<f64> = slots.iter().map(|s| *s.lr).collect();
             let values = self.get_value(&current);
-            for (slot, v) in slots.iter_mut().zip(values) {
+            for (group, (slot, v)) in slots.iter_mut().zip(values).enumerate() {
                 *slot.lr = v;
+                if self.verbose {
+                    let v = crate::engine::logging::pyfmt::exp(v, 4);
+                    log.push(format!("Adjusting parameter value of group {group} to {v}."));
+                }
             }
         }
         self.last_value = slots.iter().map(|s| *s.lr).collect();
@@ -261,6 +279,8 @@ impl ParamScheduler {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedulers {
     pub schedulers: Vec<ParamScheduler>,
+    /// Lines of `verbose` schedulers not yet logged ([`Schedulers::take_log`]).
+    log: Vec<String>,
 }
 
 impl Schedulers {
@@ -273,13 +293,13 @@ impl Schedulers {
         ctx: &ScheduleContext,
         wrapper: &mut OptimWrapper,
     ) -> ModelResult<Self> {
-        let mut schedulers = Vec::new();
+        let (mut schedulers, mut log) = (Vec::new(), Vec::new());
         if let Some(cfg) = cfg {
             for c in cfg.as_vec() {
-                schedulers.push(build_one(&c.0, ctx, &mut wrapper.lr_slots())?);
+                schedulers.push(build_one(&c.0, ctx, &mut wrapper.lr_slots(), &mut log)?);
             }
         }
-        Ok(Schedulers { schedulers })
+        Ok(Schedulers { schedulers, log })
     }
 
     /// `ParamSchedulerHook.after_train_iter`: steps the iteration-based ones.
@@ -299,8 +319,14 @@ impl Schedulers {
             .iter_mut()
             .filter(|s| s.by_epoch == by_epoch)
         {
-            s.step(&mut slots);
+            s.step(&mut slots, &mut self.log);
         }
+    }
+
+    /// The lines `verbose` schedulers wrote since the last call (MMEngine
+    /// prints them to the run's logger as it sets each value).
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
     }
 
     /// The schedulers' states, a list of dicts in config order (MMEngine's

@@ -148,6 +148,31 @@ fn step_by_iteration_and_exponential_by_epoch_match_mmengine() {
     check_scenario("step_by_iter_exponential_by_epoch");
 }
 
+/// `verbose: true`: the line MMEngine logs for each value a scheduler
+/// sets, when it is built and at every step inside its window, in order.
+#[test]
+fn verbose_schedulers_log_what_mmengine_logs() {
+    let sc = scenario("verbose");
+    let mut w = wrapper(sc);
+    let mut s = build(sc, &mut w);
+    let mut lines = s.take_log();
+    let len = sc["epoch_length"].as_u64().unwrap() as usize;
+    for it in 0..len * sc["max_epochs"].as_u64().unwrap() as usize {
+        s.step_iter(&mut w);
+        if (it + 1) % len == 0 {
+            s.step_epoch(&mut w);
+        }
+        lines.extend(s.take_log());
+    }
+    let want: Vec<&str> = sc["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(lines, want);
+}
+
 /// Save after 18 iterations (mid-epoch 4, inside the warm-up), rebuild
 /// everything from the config, restore, and continue: MMEngine's lrs.
 #[test]

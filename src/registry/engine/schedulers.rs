@@ -49,7 +49,7 @@ pub struct LinearLRConfig {
     /// Give `begin`/`end` in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
@@ -81,7 +81,7 @@ pub struct MultiStepLRConfig {
     /// Give steps in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
@@ -119,7 +119,7 @@ pub struct CosineAnnealingLRConfig {
     /// Give steps in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
@@ -149,7 +149,7 @@ pub struct ConstantLRConfig {
     /// Give steps in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
@@ -182,7 +182,7 @@ pub struct StepLRConfig {
     /// Give steps in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
@@ -211,7 +211,7 @@ pub struct ExponentialLRConfig {
     /// Give steps in epochs but update every iteration.
     #[serde(default)]
     pub convert_to_iter_based: bool,
-    /// Print each update.
+    /// Log each value set (`Adjusting parameter value of group i to v.`).
     #[serde(default)]
     pub verbose: bool,
 }
