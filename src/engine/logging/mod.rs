@@ -21,7 +21,7 @@ pub mod tensorboard;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use history::{HistoryBuffer, HubState, ScalarHub, Statistic};
 pub use logger_hook::{experiment_name, LoggerPolicy};
@@ -140,7 +140,7 @@ impl RunLog {
     /// `scalars.json`, and a TensorBoard event file when `config`'s
     /// visualizer has a `TensorboardVisBackend`.
     pub fn open_run(work: &WorkDir, config: &serde_json::Value) -> io::Result<Self> {
-        let mut log = Self::open(&work.log_file(), &work.scalars_file(), true)?;
+        let mut log = Self::open(&work.log_file(), &scalars_file(work, config)?, true)?;
         log.min_level = min_level(config);
         if let Some(dir) = tensorboard::event_dir(config, &work.vis_dir()) {
             log.events = Some(tensorboard::EventWriter::create(&dir)?);
@@ -184,6 +184,48 @@ impl RunLog {
             None => Ok(()),
         }
     }
+}
+
+/// The folder of a `vis_backends` entry of `type_name` in the config's
+/// visualizer: its `save_dir`, else the visualizer's `save_dir`/vis_data,
+/// else the run's `vis_data` (MMEngine's `Visualizer` fills a backend's
+/// `save_dir` the same way); with it, the backend's config. `None` without
+/// such a backend.
+pub(crate) fn backend_dir<'a>(
+    config: &'a serde_json::Value,
+    type_name: &str,
+    run_vis_dir: &Path,
+) -> Option<(PathBuf, &'a serde_json::Value)> {
+    let visualizer = config.get("visualizer")?;
+    let backends = match visualizer.get("vis_backends")? {
+        serde_json::Value::Array(list) => list.iter().collect::<Vec<_>>(),
+        one => vec![one],
+    };
+    let backend = backends
+        .into_iter()
+        .find(|b| b.get("type").and_then(|t| t.as_str()) == Some(type_name))?;
+    let own = backend.get("save_dir").and_then(|d| d.as_str());
+    let shared = visualizer.get("save_dir").and_then(|d| d.as_str());
+    let dir = match (own, shared) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(dir)) => Path::new(dir).join("vis_data"),
+        (None, None) => run_vis_dir.to_path_buf(),
+    };
+    Some((dir, backend))
+}
+
+/// Where the scalar records go: the `LocalVisBackend`'s folder (its
+/// `save_dir`, else the visualizer's, else the run's `vis_data`) and its
+/// `scalar_save_file` (`scalars.json`), created if needed; the run's
+/// `vis_data/scalars.json` when the visualizer has no `LocalVisBackend`
+/// (MMEngine then writes none; detc's plots and summaries read it).
+fn scalars_file(work: &WorkDir, config: &serde_json::Value) -> io::Result<PathBuf> {
+    let Some((dir, backend)) = backend_dir(config, "LocalVisBackend", &work.vis_dir()) else {
+        return Ok(work.scalars_file());
+    };
+    let name = backend.get("scalar_save_file").and_then(|n| n.as_str()).unwrap_or("scalars.json");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(name))
 }
 
 #[cfg(test)]

@@ -17,25 +17,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::{Tag, TagValue};
 
 /// The folder of the event files when the config's visualizer has a
-/// `TensorboardVisBackend`: its `save_dir`, else the visualizer's
-/// `save_dir`/vis_data, else the run's `vis_data` (MMEngine's
-/// `Visualizer` fills a backend's `save_dir` the same way).
+/// `TensorboardVisBackend` (see [`backend_dir`]).
 pub fn event_dir(config: &serde_json::Value, run_vis_dir: &Path) -> Option<PathBuf> {
-    let visualizer = config.get("visualizer")?;
-    let backends = match visualizer.get("vis_backends")? {
-        serde_json::Value::Array(list) => list.iter().collect::<Vec<_>>(),
-        one => vec![one],
-    };
-    let backend = backends
-        .into_iter()
-        .find(|b| b.get("type").and_then(|t| t.as_str()) == Some("TensorboardVisBackend"))?;
-    let own = backend.get("save_dir").and_then(|d| d.as_str());
-    let shared = visualizer.get("save_dir").and_then(|d| d.as_str());
-    Some(match (own, shared) {
-        (Some(dir), _) => PathBuf::from(dir),
-        (None, Some(dir)) => Path::new(dir).join("vis_data"),
-        (None, None) => run_vis_dir.to_path_buf(),
-    })
+    super::backend_dir(config, "TensorboardVisBackend", run_vis_dir).map(|(dir, _)| dir)
 }
 
 /// An open event file.

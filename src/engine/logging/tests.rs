@@ -350,3 +350,45 @@ fn log_level_keeps_the_lines_at_or_above_it() {
         );
     }
 }
+
+/// The scalar records go where MMEngine's `LocalVisBackend` writes them:
+/// its `save_dir` (else the visualizer's `save_dir`/vis_data, else the
+/// run's vis_data) and its `scalar_save_file`.
+#[test]
+fn scalars_go_to_the_local_vis_backends_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = crate::engine::work_dir::WorkDir::create(dir.path(), "20261129_120000").unwrap();
+    let run = dir.path().join("20261129_120000/vis_data");
+    let own = dir.path().join("own");
+    let shared = dir.path().join("shared");
+    for (visualizer, want) in [
+        (json!(null), run.join("scalars.json")),
+        (
+            json!({"vis_backends": [{"type": "TensorboardVisBackend"}]}),
+            run.join("scalars.json"),
+        ),
+        (
+            json!({"vis_backends": [{"type": "LocalVisBackend", "scalar_save_file": "m.json"}]}),
+            run.join("m.json"),
+        ),
+        (
+            json!({"save_dir": shared, "vis_backends": [{"type": "LocalVisBackend"}]}),
+            shared.join("vis_data/scalars.json"),
+        ),
+        (
+            json!({"save_dir": shared, "vis_backends": {"type": "LocalVisBackend", "save_dir": own}}),
+            own.join("scalars.json"),
+        ),
+    ] {
+        let mut log = RunLog::open_run(&work, &json!({ "visualizer": visualizer })).unwrap();
+        let tag: Tag = [("loss".to_string(), TagValue::Float(1.5))]
+            .into_iter()
+            .collect();
+        log.add_scalars(&tag, 1).unwrap();
+        drop(log);
+        let text =
+            std::fs::read_to_string(&want).unwrap_or_else(|e| panic!("{}: {e}", want.display()));
+        assert!(text.contains("\"loss\": 1.5"), "{text}");
+        std::fs::remove_file(&want).unwrap();
+    }
+}
