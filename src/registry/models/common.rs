@@ -160,14 +160,18 @@ pub enum Reduction {
 }
 
 /// File backend arguments (`backend_args`), passed to MMEngine's file I/O.
-/// `null` means local files.
+/// `null` means local files, the only ones detc reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BackendArgs {
-    /// File backend name, e.g. `local`, `petrel`, `http`, `lmdb`.
+    /// File backend name: `local` or `disk` (detc reads local files; MMEngine's
+    /// `petrel`, `http`, `lmdb` backends are not supported).
     #[serde(default)]
+    #[schemars(extend("enum" = [null, "local", "disk"]))]
     pub backend: Option<String>,
-    /// Prefix rewrites applied to paths, e.g. `{'data/': 's3://bucket/data/'}`.
+    /// Must be null: prefix rewrites belong to remote backends (MMEngine's
+    /// local backend takes none).
     #[serde(default)]
+    #[schemars(extend("type" = "null"))]
     pub path_mapping: Option<AnyObject>,
 }
 
