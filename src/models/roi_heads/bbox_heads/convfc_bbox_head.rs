@@ -79,10 +79,11 @@ fn build_coder(cfg: &Shared2FCBBoxHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder>
 fn check_supported(cfg: &Shared2FCBBoxHeadConfig) -> ModelResult<()> {
     let unsupported = if !cfg.with_cls || !cfg.with_reg {
         Some("with_cls and with_reg must both be true")
-    } else if cfg.cls_predictor_cfg.r#type != LinearType::Linear
-        || cfg.reg_predictor_cfg.r#type != LinearType::Linear
-    {
-        Some("cls_predictor_cfg and reg_predictor_cfg must be {type: Linear}")
+    } else if [&cfg.cls_predictor_cfg, &cfg.reg_predictor_cfg].iter().any(|p| {
+        // nn.Linear takes no NormedLinear keys (MMDetection fails on them).
+        p.r#type != LinearType::Linear || p.tempearture.is_some() || p.power.is_some() || p.eps.is_some()
+    }) {
+        Some("cls_predictor_cfg and reg_predictor_cfg must be {type: Linear}, without NormedLinear's tempearture/power/eps")
     } else if cfg.predict_box_type != "hbox" {
         Some("predict_box_type must be hbox")
     } else if cfg.init_cfg.is_some() {
