@@ -347,8 +347,6 @@ fn load_newest_good(newest: &Path) -> Result<(Resumed, Option<String>), Failure>
     Err(input(format!("no checkpoint in {} can be resumed from:\n  {}", folder.display(), errors.join("\n  "))))
 }
 
-/// `val_dataloader` (this rank's shard) with its `CocoMetric`, when the
-/// config has both.
 /// The dtype the model trains in: float32, or float64 with
 /// `DETC_DTYPE=float64` (for checking the arithmetic of a setup, e.g. that
 /// N processes train the same model as one, free of float32 rounding).
@@ -371,6 +369,8 @@ fn train_kind(config: &Value) -> Result<Kind, String> {
     }
 }
 
+/// `val_dataloader` (this rank's shard) with its `CocoMetric`, when the
+/// config has both.
 fn build_val(
     config: &Value,
     cwd: &Path,
