@@ -59,7 +59,7 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
             .cfg_options
             .extend(super::run::AMP_OPTIONS.map(String::from));
     }
-    let Some(tree) = super::compile_checked(&args.config) else {
+    let Some(tree) = super::compile_checked(&args.config, super::Checks::Runner) else {
         return Ok(super::EXIT_INPUT);
     };
     let mut engine_args: Vec<std::ffi::OsString> = vec![

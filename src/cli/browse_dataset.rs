@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let Some(tree) = super::compile_checked(&args.config) else {
+    let Some(tree) = super::compile_checked(&args.config, super::Checks::Model) else {
         return Ok(super::EXIT_INPUT);
     };
     match browse(&tree.to_json(), &args) {

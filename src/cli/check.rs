@@ -19,7 +19,7 @@ enum Format {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = super::compile(&args.config, true);
+    let (sources, result) = super::compile(&args.config, super::Checks::Runner);
     let diags = result.err().unwrap_or_default();
     match args.format {
         Format::Json => super::print_stdout(&(diagnostic::to_json(&diags, &sources) + "\n"))?,

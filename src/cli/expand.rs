@@ -24,7 +24,10 @@ enum Format {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = super::compile(&args.config, !args.no_validate);
+    let (sources, result) = super::compile(
+        &args.config,
+        if args.no_validate { super::Checks::None } else { super::Checks::Runner },
+    );
     match result {
         Ok(tree) => {
             let text = match args.format {

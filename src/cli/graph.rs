@@ -7,7 +7,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let (sources, result) = super::compile(&args.config, false);
+    let (sources, result) = super::compile(&args.config, super::Checks::None);
     match result {
         Ok(tree) => {
             let (graph, errors) = crate::graph::build(&tree);

@@ -38,7 +38,7 @@ pub fn exec(args: Args) -> std::io::Result<i32> {
             return Ok(super::EXIT_INPUT);
         }
     };
-    let Some(tree) = super::compile_checked(&args.config) else {
+    let Some(tree) = super::compile_checked(&args.config, super::Checks::Model) else {
         return Ok(super::EXIT_INPUT);
     };
     let mut engine_args = vec![

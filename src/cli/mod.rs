@@ -125,16 +125,31 @@ pub struct ConfigArgs {
     pub cfg_options: Vec<String>,
 }
 
-/// Resolves the config and, with `validate`, checks it completely (registry
-/// schemas, the runner's sections that go together, and the module graph); all problems come back at once, in reading order.
-fn compile(config: &ConfigArgs, validate: bool) -> (Sources, Result<Node>) {
+/// What a compile checks beyond resolving the config.
+#[derive(Clone, Copy, PartialEq)]
+enum Checks {
+    /// Nothing more (`detc graph`, `detc expand --no-validate`).
+    None,
+    /// The registry schemas and the module graph: what reading the model and
+    /// data needs (`detc infer`, `detc browse-dataset`, `detc summary`).
+    Model,
+    /// Those and the runner's sections that only work together, as MMEngine's
+    /// Runner checks them (`detc check`, `expand`, `run`, `test`, `bench`).
+    Runner,
+}
+
+/// Resolves the config and checks it as `checks` says; all problems come
+/// back at once, in reading order.
+fn compile(config: &ConfigArgs, checks: Checks) -> (Sources, Result<Node>) {
     let (sources, result) = crate::config::resolve(&config.file, &config.cfg_options);
     let result = result.and_then(|tree| {
-        if !validate {
+        if checks == Checks::None {
             return Ok(tree);
         }
         let mut diags = crate::registry::validate::check(&tree).err().unwrap_or_default();
-        diags.extend(crate::registry::sections::check(&tree).err().unwrap_or_default());
+        if checks == Checks::Runner {
+            diags.extend(crate::registry::sections::check(&tree).err().unwrap_or_default());
+        }
         diags.extend(crate::graph::check(&tree).err().unwrap_or_default());
         diags.sort_by_key(|d| d.labels.first().map(|l| (l.span.source, l.span.start)));
         if diags.is_empty() { Ok(tree) } else { Err(diags) }
@@ -206,8 +221,8 @@ fn run_engine<S: AsRef<std::ffi::OsStr>>(tree: &Node, args: &[S]) -> std::io::Re
 
 /// Compiles and checks `config`; on error prints the diagnostics and gives
 /// `None` (exit 1).
-fn compile_checked(config: &ConfigArgs) -> Option<Node> {
-    let (sources, result) = compile(config, true);
+fn compile_checked(config: &ConfigArgs, checks: Checks) -> Option<Node> {
+    let (sources, result) = compile(config, checks);
     match result {
         Ok(tree) => Some(tree),
         Err(diags) => {
@@ -219,7 +234,7 @@ fn compile_checked(config: &ConfigArgs) -> Option<Node> {
 
 /// Compiles and checks `config`, then runs the engine subcommand `args` on it.
 fn compile_and_run_engine<S: AsRef<std::ffi::OsStr>>(config: &ConfigArgs, args: &[S]) -> std::io::Result<i32> {
-    match compile_checked(config) {
+    match compile_checked(config, Checks::Model) {
         Some(tree) => run_engine(&tree, args),
         None => Ok(EXIT_INPUT),
     }

@@ -82,7 +82,7 @@ pub fn exec(mut args: Args) -> std::io::Result<i32> {
             .cfg_options
             .extend(AMP_OPTIONS.map(String::from));
     }
-    let Some(tree) = super::compile_checked(&args.config) else {
+    let Some(tree) = super::compile_checked(&args.config, super::Checks::Runner) else {
         return Ok(super::EXIT_INPUT);
     };
     let work_dir = super::run_work_dir(&tree, args.work_dir.as_deref(), &args.config);

@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args) -> std::io::Result<i32> {
-    let Some(tree) = super::compile_checked(&args.config) else {
+    let Some(tree) = super::compile_checked(&args.config, super::Checks::Runner) else {
         return Ok(super::EXIT_INPUT);
     };
     let work_dir = super::run_work_dir(&tree, args.work_dir.as_deref(), &args.config);
