@@ -26,7 +26,11 @@ enum Format {
 pub fn exec(args: Args) -> std::io::Result<i32> {
     let (sources, result) = super::compile(
         &args.config,
-        if args.no_validate { super::Checks::None } else { super::Checks::Runner },
+        if args.no_validate {
+            super::Checks::None
+        } else {
+            super::Checks::Runner
+        },
     );
     match result {
         Ok(tree) => {
