@@ -363,16 +363,7 @@ fn adam_group(
     h: &AdamStep,
 ) -> ModelResult<NativeResult<()>> {
     for (i, _) in grads {
-        let (p, st) = (&params[*i], &mut states[*i]);
-        if st.exp_avg.is_none() {
-            st.exp_avg = Some(p.f_zeros_like()?);
-            st.exp_avg_sq = Some(p.f_zeros_like()?);
-        }
-        if h.amsgrad && st.max_exp_avg_sq.is_none() {
-            st.max_exp_avg_sq = Some(p.f_zeros_like()?);
-        }
-        // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
-        st.step = ((st.step + 1.0) as f32) as f64;
+        begin_adam_step(&params[*i], &mut states[*i], h.amsgrad)?;
     }
     let states = &*states;
     let of = |f: fn(&ParamState) -> Option<&Tensor>| -> Vec<&Tensor> {
@@ -415,42 +406,49 @@ fn sgd_group(
 
 /// Mirrors torch `_single_tensor_sgd` for one parameter.
 fn sgd_update(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, h: &SgdStep) -> ModelResult<()> {
-    let SgdStep {
-        lr,
-        weight_decay,
-        momentum,
-        dampening,
-        nesterov,
-        maximize,
-    } = *h;
-    let mut g = if maximize {
+    let mut g = if h.maximize {
         grad.f_neg()?
     } else {
         grad.shallow_clone()
     };
-    if weight_decay != 0.0 {
+    if h.weight_decay != 0.0 {
         // grad.add(param, alpha=weight_decay)
-        g = g.f_add(&p.f_mul_scalar(weight_decay)?)?;
+        g = g.f_add(&p.f_mul_scalar(h.weight_decay)?)?;
     }
-    if momentum != 0.0 {
+    if h.momentum != 0.0 {
         let buf = match st.momentum_buffer.take() {
             None => g.f_detach()?.copy(),
             Some(mut buf) => {
                 // buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                let _ = buf.f_mul_scalar_(momentum)?;
-                let _ = buf.f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
+                let _ = buf.f_mul_scalar_(h.momentum)?;
+                let _ = buf.f_add_(&g.f_mul_scalar(1.0 - h.dampening)?)?;
                 buf
             }
         };
-        g = if nesterov {
-            g.f_add(&buf.f_mul_scalar(momentum)?)?
+        g = if h.nesterov {
+            g.f_add(&buf.f_mul_scalar(h.momentum)?)?
         } else {
             buf.shallow_clone()
         };
         st.momentum_buffer = Some(buf);
     }
     // param.add_(grad, alpha=-lr)
-    let _ = p.f_add_(&g.f_mul_scalar(-lr)?)?;
+    let _ = p.f_add_(&g.f_mul_scalar(-h.lr)?)?;
+    Ok(())
+}
+
+/// A parameter's Adam state, made on its first step as torch makes it (zeros
+/// like the parameter), and the step counted.
+fn begin_adam_step(p: &Tensor, st: &mut ParamState, amsgrad: bool) -> ModelResult<()> {
+    if st.exp_avg.is_none() {
+        st.exp_avg = Some(p.f_zeros_like()?);
+        st.exp_avg_sq = Some(p.f_zeros_like()?);
+    }
+    if amsgrad && st.max_exp_avg_sq.is_none() {
+        st.max_exp_avg_sq = Some(p.f_zeros_like()?);
+    }
+    // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
+    st.step = ((st.step + 1.0) as f32) as f64;
     Ok(())
 }
 
@@ -468,15 +466,7 @@ fn adam_update(
     } else {
         grad.shallow_clone()
     };
-    if st.exp_avg.is_none() {
-        st.exp_avg = Some(p.f_zeros_like()?);
-        st.exp_avg_sq = Some(p.f_zeros_like()?);
-        if h.amsgrad {
-            st.max_exp_avg_sq = Some(p.f_zeros_like()?);
-        }
-    }
-    // torch keeps `step` as a float32 tensor and reads it back with `.item()`.
-    st.step = ((st.step + 1.0) as f32) as f64;
+    begin_adam_step(p, st, h.amsgrad)?;
     if h.weight_decay != 0.0 {
         if h.decoupled {
             let _ = p.f_mul_scalar_(1.0 - h.lr * h.weight_decay)?;

@@ -25,7 +25,7 @@ use detc::checkpoint::Value;
 use detc::registry::engine::optim::{ClipGradConfig, ClipType, NormType};
 
 use super::amp::Amp;
-use super::optimizers::Optimizer;
+use super::optimizers::{multi_tensor, Optimizer};
 use crate::models::layers::{ModelError, ModelResult};
 
 /// Gradient clipping of the wrapper's `step`.
@@ -99,7 +99,7 @@ pub fn clip_grad_norm(
             format!("the total norm of order {norm_type} of the gradients is non-finite, so it cannot be clipped"),
         )
     };
-    if foreach.unwrap_or_else(|| grads.iter().all(|g| g.device().is_cuda())) {
+    if multi_tensor(foreach, &grads) {
         let refs: Vec<&Tensor> = grads.iter().collect();
         let total = clip_grad_norm_foreach(&refs, max_norm, norm_type, error_if_nonfinite)
             .map_err(|e| ModelError::new("clip_grad", e.message))?;

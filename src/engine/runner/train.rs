@@ -307,7 +307,7 @@ fn host_values(
     losses: &IndexMap<String, Tensor>,
 ) -> Result<Vec<f64>, tch::TchError> {
     // float32 as `loss.item()` reads a float32 loss; a float64 model's in full.
-    let kind = if total.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let kind = crate::models::layers::reduction_kind(total.kind());
     let mut parts = vec![total.f_detach()?.f_to_kind(kind)?.f_reshape([1])?];
     for v in losses.values() {
         parts.push(v.f_detach()?.f_mean(kind)?.f_reshape([1])?);

@@ -8,7 +8,7 @@ use detc::registry::engine::schedulers::{
     MultiStepLRConfig, StepLRConfig,
 };
 
-use super::{ParamScheduler, SchedulerKind, Start, INF};
+use super::{ParamScheduler, SchedulerKind, INF};
 use crate::engine::optim::LrSlot;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -245,9 +245,13 @@ pub(super) fn build_one(
     };
     let (window, len) = common.window(raw, ty, ctx)?;
     let kind = make(window, len)?;
-    let start = Start {
-        last_step: common.last_step,
-        verbose: common.verbose,
-    };
-    ParamScheduler::new(ty, kind, window, start, slots, log)
+    ParamScheduler::new(
+        ty,
+        kind,
+        window,
+        common.last_step,
+        common.verbose,
+        slots,
+        log,
+    )
 }

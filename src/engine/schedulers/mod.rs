@@ -96,25 +96,17 @@ pub struct ParamScheduler {
     pub verbose: bool,
 }
 
-/// Where a new scheduler starts: its `last_step` (-1 for a fresh run) and
-/// whether it logs the values it sets.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Start {
-    pub last_step: i64,
-    pub verbose: bool,
-}
-
 impl ParamScheduler {
     /// Builds the scheduler on the wrapper's lr slots and takes its first step.
     fn new(
         type_name: &str,
         kind: SchedulerKind,
         window: Window,
-        start: Start,
+        last_step: i64,
+        verbose: bool,
         slots: &mut [LrSlot<'_>],
         log: &mut Vec<String>,
     ) -> ModelResult<Self> {
-        let last_step = start.last_step;
         if window.end <= window.begin {
             return Err(ModelError::new(
                 type_name,
@@ -156,7 +148,7 @@ impl ParamScheduler {
             global_step: -1,
             base_values,
             last_value: Vec::new(),
-            verbose: start.verbose,
+            verbose,
         };
         s.step(slots, log);
         Ok(s)

@@ -18,7 +18,7 @@ use tch::{Device, Kind, Tensor};
 /// Ground truth (or ignored) instances of one image, on the device.
 #[derive(Debug)]
 pub struct InstanceTensors {
-    /// (G, 4) float32 (the model's dtype), `x1, y1, x2, y2` in pixels of the resized image.
+    /// (G, 4) in the model's dtype (float32), `x1, y1, x2, y2` in pixels of the resized image.
     pub bboxes: Tensor,
     /// (G,) int64 contiguous class labels.
     pub labels: Tensor,

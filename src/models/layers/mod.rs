@@ -40,6 +40,16 @@ pub fn param(
     Ok(p.add(name, t, trainable))
 }
 
+/// The dtype to reduce `kind` values in: float64 for float64 (a run in
+/// `DETC_DTYPE=float64`), else float32 (also for half inputs under autocast).
+pub fn reduction_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
 /// A buffer (never trainable): BatchNorm's running statistics.
 pub fn buffer(p: &nn::Path, name: &str, t: Tensor) -> Tensor {
     p.add(name, t.to_device(p.device()), false)

@@ -197,8 +197,7 @@ impl BatchNorm2d {
     /// cancellation.
     fn sync_forward(&self, x: &Tensor, momentum: f64, group: &ProcessGroup) -> ModelResult<Tensor> {
         let c = x.size()[1];
-        // Statistics in float32 (half inputs under autocast) or float64.
-        let kind = if x.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+        let kind = super::reduction_kind(x.kind());
         let xf = x.f_to_kind(kind)?;
         let local_count = (x.numel() as i64 / c.max(1)) as f64;
         let dims: &[i64] = &[0, 2, 3];
