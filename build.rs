@@ -5,27 +5,39 @@
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time;
 //! - the C++ shim of `src/engine/native` (autocast, CUDA memory
-//!   statistics, RoIAlign's CPU kernel, torch.optim's multi-tensor updates
-//!   and c10d's Gloo process group, which
-//!   tch does not bind), compiled against the libtorch
+//!   statistics, RoIAlign's CPU kernel and the CPU emulation of its CUDA
+//!   kernels, torch.optim's multi-tensor updates and c10d's Gloo process
+//!   group, which tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
 //!   so it needs neither the CUDA headers nor libc10_cuda);
-//! - c10d's NCCL process group (`dist_nccl.cpp`), compiled with the CUDA and
-//!   NCCL headers of the pip packages beside torch when libtorch has CUDA
-//!   and they are installed; without them the file compiles to an error
-//!   message for a job that asks for NCCL.
+//! - the CUDA part: c10d's NCCL process group (`dist_nccl.cpp`) and the
+//!   launcher of RoIAlign's CUDA kernels (`roi_align_cuda.cpp`, which embeds
+//!   `roi_align.cu` for NVRTC), compiled with the CUDA (and NCCL) headers of
+//!   the pip packages beside torch when libtorch has CUDA and they are
+//!   installed; without them these files compile to an error message for a
+//!   job that asks for NCCL, and RoIAlign keeps its grid-sampler path on CUDA.
 
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 4] = [
+const SHIM: [&str; 5] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/roi_align.cpp",
+    "src/engine/native/roi_align_emulated.cpp",
     "src/engine/native/optim.cpp",
     "src/engine/native/dist.cpp",
 ];
-const SHIM_HEADER: &str = "src/engine/native/status.h";
-const NCCL_SHIM: &str = "src/engine/native/dist_nccl.cpp";
+const SHIM_HEADERS: [&str; 3] = [
+    "src/engine/native/status.h",
+    "src/engine/native/roi_align.h",
+    "src/engine/native/roi_align.cu",
+];
+const CUDA_SHIM: [&str; 2] = [
+    "src/engine/native/dist_nccl.cpp",
+    "src/engine/native/roi_align_cuda.cpp",
+];
+/// The kernels NVRTC compiles at run time, embedded as a C++ string.
+const CUDA_KERNELS: &str = "src/engine/native/roi_align.cu";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -63,7 +75,7 @@ fn main() {
 /// Compiles the shim with the flags torch-sys uses for its own C++ (C++17,
 /// the CXX11 ABI of the PyPI wheels) and links what it calls.
 fn build_shim(lib_dir: &Path) {
-    for file in SHIM.iter().chain([&SHIM_HEADER]) {
+    for file in SHIM.iter().chain(&SHIM_HEADERS) {
         println!("cargo:rerun-if-changed={file}");
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
@@ -72,7 +84,7 @@ fn build_shim(lib_dir: &Path) {
     // Debian's libgloo-dev (scripts/bootstrap), its code from libtorch_cpu.
     build.flag("-DUSE_C10D_GLOO").files(SHIM);
     build.compile("detc_native");
-    build_nccl_shim(lib_dir);
+    build_cuda_shim(lib_dir);
     // The shim refers to libtorch_cpu and libc10 (torch-sys links them too,
     // after us); `--as-needed` keeps them out of binaries that do not call
     // the shim, such as `detc`.
@@ -98,12 +110,14 @@ fn torch_cpp(lib_dir: &Path) -> cc::Build {
     build
 }
 
-/// `dist_nccl.cpp`: with NCCL when libtorch has CUDA and the pip packages
-/// beside torch hold the CUDA runtime (`nvidia/cu13`, with the `crt` and
-/// `nv` folders of nvidia-cuda-crt and nvidia-cuda-cccl) and NCCL
-/// (`nvidia/nccl`) headers.
-fn build_nccl_shim(lib_dir: &Path) {
-    println!("cargo:rerun-if-changed={NCCL_SHIM}");
+/// `CUDA_SHIM`: with CUDA when libtorch has it and the pip packages beside
+/// torch hold the CUDA runtime and NVRTC headers (`nvidia/cu13`, with the
+/// `crt` and `nv` folders of nvidia-cuda-crt and nvidia-cuda-cccl), and
+/// with NCCL when they also hold its headers (`nvidia/nccl`).
+fn build_cuda_shim(lib_dir: &Path) {
+    for file in CUDA_SHIM {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let mut build = torch_cpp(lib_dir);
     let nvidia = lib_dir.join("../../nvidia");
     let cuda = nvidia.join("cu13/include");
@@ -112,23 +126,34 @@ fn build_nccl_shim(lib_dir: &Path) {
         // scripts/bootstrap may add the crt headers after a first build.
         println!("cargo:rerun-if-changed={}", cuda.display());
     }
-    let ready = lib_dir.join("libtorch_cuda.so").exists()
+    let with_cuda = lib_dir.join("libtorch_cuda.so").exists()
         && cuda.join("cuda_runtime.h").exists()
+        && cuda.join("nvrtc.h").exists()
         && cuda.join("crt/host_config.h").exists()
-        && cuda.join("nv/target").exists()
-        && nccl.join("nccl.h").exists();
-    if ready {
+        && cuda.join("nv/target").exists();
+    let with_nccl = with_cuda && nccl.join("nccl.h").exists();
+    if with_cuda {
+        let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+        let kernels = std::fs::read_to_string(CUDA_KERNELS).expect("read roi_align.cu");
+        std::fs::write(
+            out.join("roi_align_cu.inc"),
+            format!("R\"detc_cu({kernels})detc_cu\"\n"),
+        )
+        .expect("write roi_align_cu.inc");
+        build.include(&out).include(&cuda).flag("-DDETC_WITH_CUDA");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
+    if with_nccl {
         build
-            .include(&cuda)
             .include(&nccl)
             .flag("-DUSE_C10D_NCCL")
             .flag("-DDETC_WITH_NCCL");
-        println!("cargo:rustc-link-lib=dylib=torch_cuda");
-        println!("cargo:rustc-link-lib=dylib=c10_cuda");
     } else {
         println!(
-            "cargo:warning=detc-engine is built without NCCL (no CUDA libtorch, or the CUDA and NCCL headers are missing: run scripts/bootstrap)"
+            "cargo:warning=detc-engine is built without {} (no CUDA libtorch, or the CUDA and NCCL headers are missing: run scripts/bootstrap)",
+            if with_cuda { "NCCL" } else { "CUDA kernels and NCCL" }
         );
     }
-    build.file(NCCL_SHIM).compile("detc_native_nccl");
+    build.files(CUDA_SHIM).compile("detc_native_cuda");
 }

@@ -76,23 +76,31 @@ fn run_names_the_imagenet_weights_it_needs() {
 }
 
 #[test]
-fn run_refuses_an_unknown_training_dtype_before_writing_anything() {
+fn run_refuses_unknown_engine_settings_before_writing_anything() {
     let work = tempfile::tempdir().unwrap();
-    for (dtype, wrapper, says) in [
+    for (var, value, wrapper, says) in [
         (
+            "DETC_DTYPE",
             "float16",
             "OptimWrapper",
             "DETC_DTYPE=\"float16\" is not a training dtype",
         ),
         (
+            "DETC_DTYPE",
             "float64",
             "AmpOptimWrapper",
             "cannot be combined with an AmpOptimWrapper",
         ),
+        (
+            "DETC_ROI_ALIGN",
+            "fast",
+            "OptimWrapper",
+            "DETC_ROI_ALIGN=\"fast\" is not a RoIAlign implementation; use kernel (the default) or sampled",
+        ),
     ] {
         let out = detc(&root())
             .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-            .env("DETC_DTYPE", dtype)
+            .env(var, value)
             .args([
                 "run",
                 "configs/demo/faster-rcnn_r18_shapes.yaml",

@@ -4,7 +4,8 @@
 //! - [`autocast`]: mixed-precision regions on the CPU or CUDA with a chosen
 //!   dtype (`torch.autocast`; tch only switches CUDA autocast on and off);
 //! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`);
-//! - [`roi_align`]: RoIAlign's CPU kernel, forward and backward (`roi_align.cpp`);
+//! - [`roi_align`]: RoIAlign's kernels, forward and backward: on the CPU
+//!   (`roi_align.cpp`) and on CUDA (`roi_align.cu`, compiled by NVRTC);
 //! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
 //!   gradient-norm clipping (`optim.cpp`);
 //! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
@@ -29,7 +30,7 @@ pub use cuda_memory::{
     cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,
 };
 pub use process_group::{DdpReducer, ProcessGroup, Rendezvous};
-pub use roi_align::{roi_align_cpu, roi_align_cpu_supports, RoiAlignArgs};
+pub use roi_align::{roi_align, roi_align_supports, RoiAlignArgs};
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
@@ -124,7 +125,7 @@ mod ffi {
             error_if_nonfinite: c_int,
             total: *mut f64,
         ) -> c_int;
-        pub fn detc_roi_align_cpu(
+        pub fn detc_roi_align(
             input: *const torch_sys::C_tensor,
             rois: *const torch_sys::C_tensor,
             spatial_scale: f64,
@@ -132,7 +133,18 @@ mod ffi {
             pooled_w: i64,
             sampling_ratio: i64,
             aligned: c_int,
+            emulate_cuda: c_int,
             out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
+        pub fn detc_roi_align_cuda_prepare(
+            device: c_int,
+            target: *mut c_char,
+            capacity: i64,
+        ) -> c_int;
+        pub fn detc_roi_align_cuda_compile(
+            arch: c_int,
+            target: *mut c_char,
+            capacity: i64,
         ) -> c_int;
     }
 }

@@ -1,35 +1,38 @@
-// RoIAlign on the CPU (average pooling), forward and backward, computed as
-// torchvision.ops.roi_align's CPU kernel computes it (same sample positions,
-// clamping and summation order), and wrapped as an autograd function: the
-// features get gradients, the boxes none (as in MMCV).
+// RoIAlign (average pooling) as an autograd function: the features get
+// gradients, the boxes none (as in MMCV). On the CPU, forward and backward
+// are computed as torchvision.ops.roi_align's CPU kernel computes them (same
+// sample positions, clamping and summation order); on CUDA by the kernels of
+// roi_align.cu, which do the same arithmetic per output value
+// (roi_align_cuda.cpp launches them; roi_align_emulated.cpp runs them on the
+// CPU for the tests). Half and bfloat16 features are pooled in float32 and
+// the result cast back, as torchvision's autocast rule and MMCV do.
 //
-// Why a kernel here: built from grid_sampler_2d, RoIAlign took about a fifth
+// Why kernels here: built from grid_sampler_2d, RoIAlign took about a fifth
 // of a CPU training step (the sampler's backward scatters through OpenMP
-// for every level and stage); this does the same arithmetic in two loops.
-// CUDA keeps the grid_sampler path (src/models/ops/roi_align.rs).
+// for every level and stage), and on CUDA it holds a value per sample and
+// channel (hundreds of MB for a Faster R-CNN batch) and reads the boxes back
+// to the host; these do the same arithmetic in two passes.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "roi_align.h"
 #include "status.h"
 
 using namespace detc;
 
 namespace {
 
-struct Geometry {
-  double spatial_scale;
-  int64_t pooled_h, pooled_w, sampling_ratio;
-  bool aligned;
-};
+using Geometry = RoiGeometry;
 
 // Cap on adaptive samples per bin side, and on all samples of a call (a
 // diverged box would otherwise mean billions of samples).
@@ -232,19 +235,93 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& rois, cons
   });
 }
 
-at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, const Geometry& g) {
+// Where the kernels of roi_align.cu run: on the GPU, or, for the tests, on
+// the CPU (the CPU's own kernel is the one above).
+enum class Kernels { Device = 0, CudaEmulated = 1 };
+
+// Refuses what the CPU kernel's `plan` refuses, for roi_align.cu's kernels,
+// which cannot throw: a batch index outside the images, or more than
+// MAX_SAMPLES sampling points. One read of two numbers from the device.
+void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g) {
+  const int64_t num_rois = rois.size(0);
+  if (num_rois == 0) return;
+  const auto image = rois.select(1, 0);
+  const auto bad = image.ge(0).logical_and(image.lt(num_images)).logical_not();
+  at::Tensor samples;
+  if (g.sampling_ratio > 0) {
+    samples = at::full({}, static_cast<double>(num_rois) * g.sampling_ratio * g.sampling_ratio,
+                       rois.options().dtype(at::kDouble));
+  } else {
+    // roi_align.cu's RoI geometry, in the RoIs' dtype: [x1, y1, x2, y2] -> (w, h).
+    const double offset = g.aligned ? 0.5 : 0.0;
+    const auto corners =
+        (rois.narrow(1, 1, 4).to(at::kDouble) * g.spatial_scale - offset).to(rois.scalar_type());
+    auto size = corners.narrow(1, 2, 2) - corners.narrow(1, 0, 2);
+    if (!g.aligned) size = size.clamp_min(1);
+    const auto side = [&](int64_t axis, int64_t pooled) {
+      return (size.select(1, axis) / static_cast<double>(pooled))
+          .ceil()
+          .nan_to_num(0)
+          .clamp(0, static_cast<double>(MAX_GRID))
+          .to(at::kDouble);
+    };
+    samples = (side(0, g.pooled_w) * side(1, g.pooled_h)).sum();
+  }
+  const auto stats = at::stack({bad.sum().to(at::kDouble), samples}).cpu();
+  const double* host = stats.data_ptr<double>();
+  if (host[0] > 0) {
+    const int64_t r = bad.nonzero().select(1, 0)[0].item<int64_t>();
+    std::ostringstream msg;
+    msg << "roi " << r << " has batch index " << image[r].item<double>() << " outside the "
+        << num_images << " images";
+    throw std::invalid_argument(msg.str());
+  }
+  if (host[1] * static_cast<double>(g.pooled_h * g.pooled_w) > static_cast<double>(MAX_SAMPLES)) {
+    throw std::invalid_argument(
+        "more than 2^31 sampling points: the RoIs are far larger than the feature map "
+        "(diverged boxes?)");
+  }
+}
+
+void launch(Kernels kernels, const RoiLaunch& l, const Geometry& g) {
+  if (l.total == 0) return;
+  if (kernels == Kernels::Device) {
+    launch_roi_align_cuda(l, g);
+  } else {
+    launch_roi_align_emulated(l, g);
+  }
+}
+
+at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, const Geometry& g,
+                             Kernels kernels) {
   auto output = at::empty({rois.size(0), input.size(1), g.pooled_h, g.pooled_w}, input.options());
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detc_roi_align_forward",
-                             [&] { forward_kernel<scalar_t>(input, rois, g, output); });
+  if (input.is_cpu() && kernels == Kernels::Device) {
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detc_roi_align_forward",
+                               [&] { forward_kernel<scalar_t>(input, rois, g, output); });
+    return output;
+  }
+  check_rois(rois, input.size(0), g);
+  launch(kernels,
+         RoiLaunch{RoiPass::Forward, input, rois, output, output.numel(), input.size(1),
+                   input.size(2), input.size(3)},
+         g);
   return output;
 }
 
 at::Tensor roi_align_backward(const at::Tensor& grad_output, const at::Tensor& rois,
-                              at::IntArrayRef input_shape, const Geometry& g) {
+                              at::IntArrayRef input_shape, const Geometry& g, Kernels kernels) {
   auto grad = grad_output.contiguous();
   auto grad_input = at::zeros(input_shape, grad.options());
-  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detc_roi_align_backward",
-                             [&] { backward_kernel<scalar_t>(grad, rois, g, grad_input); });
+  if (grad.is_cpu() && kernels == Kernels::Device) {
+    AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detc_roi_align_backward",
+                               [&] { backward_kernel<scalar_t>(grad, rois, g, grad_input); });
+    return grad_input;
+  }
+  // The forward pass checked the RoIs.
+  launch(kernels,
+         RoiLaunch{RoiPass::Backward, grad, rois, grad_input, grad.numel(), input_shape[1],
+                   input_shape[2], input_shape[3]},
+         g);
   return grad_input;
 }
 
@@ -254,16 +331,18 @@ using torch::autograd::variable_list;
 struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& rois,
                             double spatial_scale, int64_t pooled_h, int64_t pooled_w,
-                            int64_t sampling_ratio, bool aligned) {
+                            int64_t sampling_ratio, bool aligned, int64_t kernels) {
     ctx->saved_data["spatial_scale"] = spatial_scale;
     ctx->saved_data["pooled_h"] = pooled_h;
     ctx->saved_data["pooled_w"] = pooled_w;
     ctx->saved_data["sampling_ratio"] = sampling_ratio;
     ctx->saved_data["aligned"] = aligned;
+    ctx->saved_data["kernels"] = kernels;
     ctx->saved_data["input_shape"] = input.sizes().vec();
     ctx->save_for_backward({rois});
     return roi_align_forward(input, rois,
-                             Geometry{spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned});
+                             Geometry{spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned},
+                             static_cast<Kernels>(kernels));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -272,8 +351,10 @@ struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
                      ctx->saved_data["pooled_h"].toInt(), ctx->saved_data["pooled_w"].toInt(),
                      ctx->saved_data["sampling_ratio"].toInt(), ctx->saved_data["aligned"].toBool()};
     const auto shape = ctx->saved_data["input_shape"].toIntVector();
-    return {roi_align_backward(grads[0], rois, shape, g), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(),                   at::Tensor(), at::Tensor()};
+    const auto kernels = static_cast<Kernels>(ctx->saved_data["kernels"].toInt());
+    auto grad = roi_align_backward(grads[0], rois, shape, g, kernels);
+    return {grad,         at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -281,28 +362,61 @@ struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
 
 extern "C" {
 
-// roi_align(input, rois) for float or double CPU tensors: input (N, C, H, W),
-// rois (R, 5) [batch, x1, y1, x2, y2] of the same dtype (no gradient). On
-// DETC_OK, *out holds a new tensor (R, C, Ph, Pw) that tch takes over.
-int detc_roi_align_cpu(const at::Tensor* input, const at::Tensor* rois, double spatial_scale,
-                       int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, int aligned,
-                       at::Tensor** out) {
+// roi_align(input, rois) for floating features on the CPU or CUDA: input
+// (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] (no gradient).
+// `emulate_cuda` runs roi_align.cu's kernels on the CPU instead of the CPU
+// kernel (tests). On DETC_OK, *out holds a new tensor (R, C, Ph, Pw) of the
+// input's dtype that tch takes over.
+int detc_roi_align(const at::Tensor* input, const at::Tensor* rois, double spatial_scale,
+                   int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, int aligned,
+                   int emulate_cuda, at::Tensor** out) {
   return guarded([&] {
     const auto& x = *input;
-    if (x.dim() != 4 || !x.device().is_cpu() ||
-        (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble)) {
-      throw std::invalid_argument("input must be a float or double (N, C, H, W) CPU tensor");
+    if (x.dim() != 4 || !at::isFloatingType(x.scalar_type()) ||
+        !(x.device().is_cpu() || x.device().is_cuda())) {
+      throw std::invalid_argument("input must be a floating (N, C, H, W) CPU or CUDA tensor");
     }
-    if (rois->dim() != 2 || rois->size(1) != 5 || rois->scalar_type() != x.scalar_type()) {
-      throw std::invalid_argument("rois must be (R, 5) of the input's dtype");
+    if (rois->dim() != 2 || rois->size(1) != 5 || rois->device() != x.device()) {
+      throw std::invalid_argument("rois must be (R, 5) on the input's device");
     }
     if (pooled_h <= 0 || pooled_w <= 0) {
       throw std::invalid_argument("output_size must be positive");
     }
-    auto result = RoIAlignFunction::apply(x.contiguous(), rois->detach().contiguous(),
-                                          spatial_scale, pooled_h, pooled_w, sampling_ratio,
-                                          aligned != 0);
-    *out = new at::Tensor(std::move(result));
+    if (emulate_cuda && !x.device().is_cpu()) {
+      throw std::invalid_argument("the emulated CUDA kernels take CPU tensors");
+    }
+    const auto reduced = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+    const auto compute = reduced ? at::kFloat : x.scalar_type();
+    auto result = RoIAlignFunction::apply(
+        x.to(compute).contiguous(), rois->detach().to(compute).contiguous(), spatial_scale,
+        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0);
+    *out = new at::Tensor(result.to(x.scalar_type()));
+    return DETC_OK;
+  });
+}
+
+// Whether CUDA device `device` can run the kernels: DETC_OK once they are
+// compiled and loaded (the target NVRTC compiled for in *target,
+// NUL-terminated, at most `capacity` bytes), DETC_UNAVAILABLE in a build
+// without CUDA, DETC_ERROR (with NVRTC's or the driver's message) when
+// compiling or loading failed.
+int detc_roi_align_cuda_prepare(int device, char* target, int64_t capacity) {
+  if (!roi_align_cuda_built()) return DETC_UNAVAILABLE;
+  return guarded([&] {
+    const auto name = prepare_roi_align_cuda(device);
+    std::snprintf(target, static_cast<size_t>(capacity), "%s", name.c_str());
+    return DETC_OK;
+  });
+}
+
+// Compiles the kernels for compute capability `arch` without a GPU (tests);
+// the target NVRTC compiled for goes to *target (NUL-terminated, at most
+// `capacity` bytes).
+int detc_roi_align_cuda_compile(int arch, char* target, int64_t capacity) {
+  if (!roi_align_cuda_built()) return DETC_UNAVAILABLE;
+  return guarded([&] {
+    const auto name = compile_roi_align_cuda(arch);
+    std::snprintf(target, static_cast<size_t>(capacity), "%s", name.c_str());
     return DETC_OK;
   });
 }

@@ -1,10 +1,16 @@
-//! RoIAlign's CPU kernel (`roi_align.cpp`): torchvision's arithmetic as an
-//! autograd function, for float and double features on the CPU.
-//! `models::ops::roi_align` picks it where it applies.
+//! RoIAlign's kernels (`roi_align.cpp`, `roi_align.cu`) as an autograd
+//! function: torchvision's arithmetic on the CPU (float and double) and on
+//! CUDA (NVRTC-compiled at first use; half and bfloat16 pooled in float32).
+//! `models::ops::roi_align` picks them where [`roi_align_supports`] says so,
+//! and otherwise the grid-sampler path.
 
-use tch::{Kind, Tensor};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+use std::sync::OnceLock;
 
-use super::{ffi, new_tensor, NativeResult};
+use tch::{Device, Kind, Tensor};
+
+use super::{check, ffi, new_tensor, NativeResult, Status};
 
 /// The op's settings, as `models::ops::RoIAlign` holds them (average pooling).
 #[derive(Debug, Clone, Copy)]
@@ -16,18 +22,95 @@ pub struct RoiAlignArgs {
     pub aligned: bool,
 }
 
-/// Whether the kernel takes these features: a float or double CPU tensor.
-pub fn roi_align_cpu_supports(input: &Tensor) -> bool {
-    input.device() == tch::Device::Cpu && matches!(input.kind(), Kind::Float | Kind::Double)
+/// The environment setting that picks RoIAlign's implementation:
+/// `kernel` (the default) or `sampled` (the grid-sampler path everywhere,
+/// to compare or to work around a kernel).
+pub const IMPLEMENTATION_VAR: &str = "DETC_ROI_ALIGN";
+
+/// Whether the kernels take these features: float or double on the CPU, any
+/// floating dtype on a CUDA device whose kernels compiled, unless
+/// `DETC_ROI_ALIGN=sampled`.
+pub fn roi_align_supports(input: &Tensor) -> bool {
+    if sampled_by_request() {
+        return false;
+    }
+    match input.device() {
+        Device::Cpu => matches!(input.kind(), Kind::Float | Kind::Double),
+        Device::Cuda(index) => {
+            matches!(
+                input.kind(),
+                Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+            ) && cuda_kernels(index).is_ok()
+        }
+        _ => false,
+    }
 }
 
-/// input (N, C, H, W), rois (R, 5) `[batch, x1, y1, x2, y2]` of the input's
-/// dtype -> (R, C, Ph, Pw), with the features' gradient (none for the boxes).
-pub fn roi_align_cpu(input: &Tensor, rois: &Tensor, args: RoiAlignArgs) -> NativeResult<Tensor> {
+/// `DETC_ROI_ALIGN=sampled`; any value but `kernel` and `sampled` is an
+/// error that says so (`check_implementation_setting`).
+fn sampled_by_request() -> bool {
+    static SAMPLED: OnceLock<bool> = OnceLock::new();
+    *SAMPLED.get_or_init(|| check_implementation_setting() == Ok(true))
+}
+
+/// Refuses a `DETC_ROI_ALIGN` other than `kernel` or `sampled`; `Ok(true)`
+/// for `sampled`.
+pub fn check_implementation_setting() -> Result<bool, String> {
+    match std::env::var(IMPLEMENTATION_VAR).as_deref() {
+        Err(_) | Ok("") | Ok("kernel") => Ok(false),
+        Ok("sampled") => Ok(true),
+        Ok(other) => Err(format!(
+            "{IMPLEMENTATION_VAR}={other:?} is not a RoIAlign implementation; use kernel (the default) or sampled"
+        )),
+    }
+}
+
+/// The CUDA kernels on `device`, compiled and loaded on first use (one
+/// device per process): the target NVRTC compiled for, or why they are
+/// unavailable, which is reported once on stderr; RoIAlign then keeps the
+/// grid-sampler path (slower, more memory).
+pub fn cuda_kernels(device: usize) -> &'static Result<String, String> {
+    static READY: OnceLock<Result<String, String>> = OnceLock::new();
+    READY.get_or_init(|| {
+        let prepared = with_target("roi_align_cuda_prepare", |target, capacity| {
+            // SAFETY: the shim writes at most `capacity` bytes to `target`.
+            unsafe { ffi::detc_roi_align_cuda_prepare(device as i32, target, capacity) }
+        });
+        let ready = match prepared {
+            Ok(Some(target)) => Ok(target),
+            Ok(None) => Err("this detc-engine was built without CUDA kernels".to_string()),
+            Err(e) => Err(e.message),
+        };
+        if let Err(why) = &ready {
+            eprintln!(
+                "warning: RoIAlign runs on grid_sampler_2d on CUDA (slower, more memory): {why}"
+            );
+        }
+        ready
+    })
+}
+
+/// input (N, C, H, W), rois (R, 5) `[batch, x1, y1, x2, y2]` on its device
+/// -> (R, C, Ph, Pw) of the input's dtype, with the features' gradient
+/// (none for the boxes).
+pub fn roi_align(input: &Tensor, rois: &Tensor, args: RoiAlignArgs) -> NativeResult<Tensor> {
+    call(input, rois, args, false)
+}
+
+/// [`roi_align`] with the CUDA kernels' code run on the CPU (for the tests).
+pub fn roi_align_cuda_emulated(
+    input: &Tensor,
+    rois: &Tensor,
+    args: RoiAlignArgs,
+) -> NativeResult<Tensor> {
+    call(input, rois, args, true)
+}
+
+fn call(input: &Tensor, rois: &Tensor, args: RoiAlignArgs, emulate: bool) -> NativeResult<Tensor> {
     let (ph, pw) = args.output_size;
     // SAFETY: both tensor pointers are live for the call.
     new_tensor("roi_align", |out| unsafe {
-        ffi::detc_roi_align_cpu(
+        ffi::detc_roi_align(
             input.as_ptr(),
             rois.as_ptr(),
             args.spatial_scale,
@@ -35,7 +118,37 @@ pub fn roi_align_cpu(input: &Tensor, rois: &Tensor, args: RoiAlignArgs) -> Nativ
             pw,
             args.sampling_ratio,
             args.aligned as i32,
+            emulate as i32,
             out,
         )
+    })
+}
+
+/// Compiles the CUDA kernels with NVRTC for compute capability `arch` (90
+/// for sm_90), which needs no GPU: `Some(target)` it compiled for, `None`
+/// in a build without CUDA.
+pub fn compile_cuda_kernels(arch: i32) -> NativeResult<Option<String>> {
+    with_target("roi_align_cuda_compile", |target, capacity| {
+        // SAFETY: the shim writes at most `capacity` bytes to `target`.
+        unsafe { ffi::detc_roi_align_cuda_compile(arch, target, capacity) }
+    })
+}
+
+/// A shim call that names an NVRTC target: `Some(target)`, or `None` for
+/// `UNAVAILABLE` (a build without CUDA).
+fn with_target(
+    call: &'static str,
+    shim: impl FnOnce(*mut c_char, i64) -> c_int,
+) -> NativeResult<Option<String>> {
+    let mut target = [0 as c_char; 64];
+    let status = shim(target.as_mut_ptr(), target.len() as i64);
+    Ok(match check(call, status)? {
+        // SAFETY: NUL-terminated by the shim.
+        Status::Ok => Some(
+            unsafe { CStr::from_ptr(target.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        Status::Unavailable => None,
     })
 }

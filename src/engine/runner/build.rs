@@ -21,6 +21,7 @@ use crate::engine::data::DataParts;
 use crate::engine::dist::{Dist, DistSettings};
 use crate::engine::hooks::{build_hooks, HookContext, Hooks};
 use crate::engine::logging::{experiment_name, Level, RunLog, ScalarHub};
+use crate::engine::native;
 use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
 use crate::engine::schedulers::{ScheduleContext, Schedulers};
 use crate::engine::test_loop::{coco_metric_config, device, log_processor};
@@ -69,7 +70,7 @@ impl Runner {
         let deterministic =
             config.pointer("/randomness/deterministic").and_then(Value::as_bool) == Some(true);
         if deterministic {
-            crate::engine::native::set_cudnn_deterministic(true).map_err(runtime)?;
+            native::set_cudnn_deterministic(true).map_err(runtime)?;
         }
         let device = match (requested, &dist) {
             // Worker r uses visible device LOCAL_RANK, as torchrun's workers do.
@@ -78,6 +79,7 @@ impl Runner {
         };
         let loop_cfg = LoopCfg::from_config(config)?;
         let kind = train_kind(config).map_err(input)?;
+        let roi_align_sampled = native::roi_align::check_implementation_setting().map_err(input)?;
         let processor = log_processor(config).map_err(input)?;
         // Hooks first: a config they refuse stops the run before anything is written.
         let ctx = HookContext {
@@ -165,6 +167,9 @@ impl Runner {
         if kind == Kind::Double {
             vs.double();
             info(&mut log, "Training in float64 (DETC_DTYPE=float64)")?;
+        }
+        if let Device::Cuda(index) = device {
+            info(&mut log, &roi_align_line(index, roi_align_sampled))?;
         }
         let pre_cfg = model
             .data_preprocessor()
@@ -345,6 +350,19 @@ fn load_newest_good(newest: &Path) -> Result<(Resumed, Option<String>), Failure>
         }
     }
     Err(input(format!("no checkpoint in {} can be resumed from:\n  {}", folder.display(), errors.join("\n  "))))
+}
+
+/// Which RoIAlign runs on CUDA (compiling the kernels now, so that a
+/// failure shows before the first step).
+fn roi_align_line(device: usize, sampled: bool) -> String {
+    if sampled {
+        let var = native::roi_align::IMPLEMENTATION_VAR;
+        return format!("RoIAlign: grid_sampler_2d ({var}=sampled)");
+    }
+    match native::roi_align::cuda_kernels(device) {
+        Ok(target) => format!("RoIAlign: CUDA kernels, compiled by NVRTC for {target}"),
+        Err(why) => format!("RoIAlign: grid_sampler_2d ({why})"),
+    }
 }
 
 /// The dtype the model trains in: float32, or float64 with

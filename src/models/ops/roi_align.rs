@@ -3,12 +3,14 @@
 //! (`aligned`, adaptive `sampling_ratio=0`, `avg`/`max` pooling), and the
 //! level mapping of `SingleRoIExtractor`.
 //!
-//! Two paths with the same results. On the CPU (float or double features,
-//! average pooling) a C++ kernel does torchvision's arithmetic in one pass
-//! each way (`engine::native::roi_align`). Everywhere else the op is built
-//! from libtorch's `grid_sampler_2d`, which has fused CPU and CUDA kernels
-//! for both passes, so it runs on any device and autograd gives the backward
-//! (w.r.t. the features; boxes get no gradient, as in MMCV).
+//! Two paths with the same results. For average pooling, kernels do
+//! torchvision's arithmetic in one pass each way (`engine::native::roi_align`):
+//! C++ on the CPU (float or double features), CUDA compiled by NVRTC on a
+//! GPU. Everywhere else (max pooling, a build without CUDA, or
+//! `DETC_ROI_ALIGN=sampled`) the op is built from libtorch's
+//! `grid_sampler_2d`, which has fused CPU and CUDA kernels for both passes,
+//! so it runs on any device and autograd gives the backward (w.r.t. the
+//! features; boxes get no gradient, as in MMCV).
 //!
 //! The sampled path: RoIAlign's bilinear rule — clamp a sample in `[-1, 0]`
 //! to 0 and one in `[H-1, H]` to `H-1`, zero outside `[-1, H]` — is
@@ -118,21 +120,23 @@ const MAX_GRID: f64 = 65536.0;
 /// pass over the feature map's gradient.
 const MAX_SAMPLED_VALUES: i64 = 1 << 28;
 
-/// mmcv/torchvision `roi_align`: the CPU kernel where it applies, else
-/// [`roi_align_sampled`].
+/// mmcv/torchvision `roi_align`: the kernels where they apply (see
+/// [`native::roi_align_supports`]), else [`roi_align_sampled`].
 pub fn roi_align(input: &Tensor, rois: &Tensor, op: &RoIAlign) -> ModelResult<Tensor> {
-    if op.pool_mode == PoolMode::Avg && native::roi_align_cpu_supports(input) {
-        let rois = rois.f_detach()?.f_to_kind(input.kind())?;
-        let args = native::RoiAlignArgs {
-            spatial_scale: op.spatial_scale,
-            output_size: op.output_size,
-            sampling_ratio: op.sampling_ratio,
-            aligned: op.aligned,
-        };
-        return native::roi_align_cpu(input, &rois, args)
+    if op.pool_mode == PoolMode::Avg && native::roi_align_supports(input) {
+        return native::roi_align(input, &rois.f_detach()?, kernel_args(op))
             .map_err(|e| ModelError::new(NAME, e.message));
     }
     roi_align_sampled(input, rois, op)
+}
+
+fn kernel_args(op: &RoIAlign) -> native::RoiAlignArgs {
+    native::RoiAlignArgs {
+        spatial_scale: op.spatial_scale,
+        output_size: op.output_size,
+        sampling_ratio: op.sampling_ratio,
+        aligned: op.aligned,
+    }
 }
 
 /// `roi_align` on `grid_sampler_2d`, for any device, dtype and pool mode;
@@ -444,6 +448,18 @@ mod tests {
     pub(super) const PATHS: [(&str, RoiAlignFn); 2] =
         [("kernel", roi_align), ("sampled", roi_align_sampled)];
 
+    /// [`PATHS`] and the CUDA kernels' code, run on the CPU.
+    const CHECKED_PATHS: [(&str, RoiAlignFn); 3] = [
+        PATHS[0],
+        PATHS[1],
+        ("cuda kernels (emulated)", cuda_kernels_emulated),
+    ];
+
+    fn cuda_kernels_emulated(input: &Tensor, rois: &Tensor, op: &RoIAlign) -> ModelResult<Tensor> {
+        native::roi_align::roi_align_cuda_emulated(input, &rois.detach(), kernel_args(op))
+            .map_err(|e| ModelError::new(NAME, e.message))
+    }
+
     fn case(stride: i64, ratio: i64, aligned: bool, path: (&str, RoiAlignFn)) {
         let fx = &fixtures::get().roi_align;
         let key = format!("s{stride}_r{ratio}_a{}", aligned as i64);
@@ -479,7 +495,7 @@ mod tests {
 
     #[test]
     fn roi_align_matches_torchvision_with_gradients() {
-        for path in PATHS {
+        for path in CHECKED_PATHS {
             for stride in [4, 8, 16, 32] {
                 for ratio in [0, 2] {
                     case(stride, ratio, true, path);
@@ -542,7 +558,7 @@ mod tests {
         };
         let nan = Tensor::from_slice(&[0.0f32, 0., 0., f32::NAN, 4.]).view([1, 5]);
         let huge = Tensor::from_slice(&[0.0f32, 0., 0., 1e9, 1e9]).view([1, 5]);
-        for (name, f) in PATHS {
+        for (name, f) in CHECKED_PATHS {
             let y = f(&x, &Tensor::zeros([0, 5], (Kind::Float, Device::Cpu)), &op).unwrap();
             assert_eq!(y.size(), [0, 3, 7, 7], "{name}");
             let bad = f(
@@ -563,6 +579,114 @@ mod tests {
             let msg = f(&x, &huge, &adaptive).unwrap_err().message;
             assert!(msg.contains("sampling points"), "{name}: {msg}");
         }
+    }
+
+    /// The CUDA kernels' code, run in order on one thread, is the CPU
+    /// kernel bit for bit, forward and backward, in float and double, with
+    /// RoIs inside, across and outside the map.
+    #[test]
+    fn cuda_kernels_emulated_equal_the_cpu_kernel_bit_for_bit() {
+        let _seed = fixtures::seeded();
+        for kind in [Kind::Float, Kind::Double] {
+            let x = Tensor::randn([2, 3, 13, 17], (kind, Device::Cpu));
+            let corners = Tensor::rand([40, 4], (kind, Device::Cpu)) * 90.0 - 20.0;
+            let (lo, hi) = (
+                corners.narrow(1, 0, 2).minimum(&corners.narrow(1, 2, 2)),
+                corners.narrow(1, 0, 2).maximum(&corners.narrow(1, 2, 2)),
+            );
+            let image = Tensor::arange(40, (kind, Device::Cpu))
+                .remainder(2)
+                .unsqueeze(1);
+            let rois = Tensor::cat(&[image, lo, hi], 1);
+            for (ratio, aligned) in [(0, true), (2, true), (0, false), (3, false)] {
+                let op = RoIAlign {
+                    output_size: (7, 5),
+                    spatial_scale: 0.25,
+                    sampling_ratio: ratio,
+                    pool_mode: PoolMode::Avg,
+                    aligned,
+                };
+                let grad_w = Tensor::randn([40, 3, 7, 5], (kind, Device::Cpu));
+                let run = |f: RoiAlignFn| {
+                    let x = x.detach().set_requires_grad(true);
+                    let y = f(&x, &rois, &op).unwrap();
+                    (&y * &grad_w).sum(kind).backward();
+                    (y, x.grad())
+                };
+                let (y_cpu, g_cpu) = run(roi_align);
+                let (y_cuda, g_cuda) = run(cuda_kernels_emulated);
+                let label = format!("{kind:?}, ratio {ratio}, aligned {aligned}");
+                assert!(y_cpu.abs().sum(kind).double_value(&[]) > 0.0, "{label}");
+                assert!(y_cpu.equal(&y_cuda), "{label}: forward");
+                assert!(g_cpu.equal(&g_cuda), "{label}: backward");
+            }
+        }
+    }
+
+    /// Half and bfloat16 features are pooled in float32 and the output and
+    /// gradient cast back, as torchvision's autocast rule does (what the
+    /// CUDA kernels do under AmpOptimWrapper).
+    #[test]
+    fn reduced_precision_features_are_pooled_in_float32() {
+        let _seed = fixtures::seeded();
+        let x = Tensor::randn([1, 4, 16, 16], (Kind::Float, Device::Cpu));
+        let rois =
+            Tensor::from_slice(&[0.0f32, 1., 2., 40., 50., 0., 10., 10., 30., 20.]).view([2, 5]);
+        let op = RoIAlign {
+            output_size: (7, 7),
+            spatial_scale: 0.25,
+            sampling_ratio: 0,
+            pool_mode: PoolMode::Avg,
+            aligned: true,
+        };
+        for kind in [Kind::BFloat16, Kind::Half] {
+            let reduced = x.to_kind(kind).set_requires_grad(true);
+            let wide = reduced
+                .detach()
+                .to_kind(Kind::Float)
+                .set_requires_grad(true);
+            for (input, emulate) in [(&reduced, true), (&wide, false)] {
+                let y = if emulate {
+                    cuda_kernels_emulated(input, &rois, &op)
+                } else {
+                    roi_align(input, &rois, &op)
+                }
+                .unwrap();
+                assert_eq!(y.kind(), input.kind());
+                y.to_kind(Kind::Float).sum(Kind::Float).backward();
+            }
+            let y_reduced = cuda_kernels_emulated(&reduced, &rois, &op).unwrap();
+            let y_wide = roi_align(&wide, &rois, &op).unwrap();
+            assert!(y_reduced.equal(&y_wide.to_kind(kind)), "{kind:?} forward");
+            assert_eq!(reduced.grad().kind(), kind);
+            assert!(
+                reduced.grad().equal(&wide.grad().to_kind(kind)),
+                "{kind:?} backward"
+            );
+        }
+    }
+
+    /// NVRTC compiles the CUDA kernels for the GPUs detc is measured on
+    /// (A100 sm_80, H100/H200 sm_90) and, as PTX for the driver to compile,
+    /// for one newer than it knows; no GPU is needed for that. The engine
+    /// has them whenever its libtorch has CUDA (the PyPI wheel has).
+    #[test]
+    fn cuda_kernels_compile_with_nvrtc() {
+        let cuda_libtorch = std::path::Path::new(env!("DETC_LIBTORCH_LIB"))
+            .join("libtorch_cuda.so")
+            .exists();
+        let compile = |arch| native::roi_align::compile_cuda_kernels(arch).unwrap();
+        let Some(target) = compile(80) else {
+            assert!(
+                !cuda_libtorch,
+                "a CUDA libtorch, but no CUDA kernels were built"
+            );
+            return;
+        };
+        assert_eq!(target, "sm_80");
+        assert_eq!(compile(90).unwrap(), "sm_90");
+        let future = compile(999).unwrap();
+        assert!(future.starts_with("compute_"), "{future}");
     }
 
     #[test]

@@ -1,0 +1,345 @@
+// RoIAlign's CUDA kernels (roi_align.cu) on the GPU: compiled at first use
+// with NVRTC for the device's compute capability, loaded with the driver
+// API into the device's primary context (the one libtorch uses), and
+// launched on libtorch's current stream, so they order with the rest of the
+// step and never synchronise.
+//
+// Why NVRTC: the PyPI torch wheel that detc builds against has no nvcc, but
+// it depends on NVRTC (libtorch's own jiterator compiles kernels the same
+// way). NVRTC and the driver are opened with dlopen when first needed, so a
+// CPU-only machine never loads them (`open_nvrtc`; libcuda.so.1).
+//
+// Compiled with the CUDA headers of those pip packages when build.rs finds
+// them (DETC_WITH_CUDA); otherwise every entry point says so.
+
+#include "roi_align.h"
+
+#include <stdexcept>
+#include <string>
+
+#ifdef DETC_WITH_CUDA
+#include <c10/core/DeviceGuard.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda.h>
+#include <dlfcn.h>
+#include <nvrtc.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <vector>
+#endif
+
+namespace detc {
+
+#ifndef DETC_WITH_CUDA
+
+namespace {
+[[noreturn]] void no_cuda() {
+  throw std::runtime_error(
+      "this detc-engine was built without CUDA (its libtorch has no CUDA, or the CUDA headers "
+      "were missing when it was built: run scripts/bootstrap and rebuild)");
+}
+}  // namespace
+
+bool roi_align_cuda_built() { return false; }
+std::string prepare_roi_align_cuda(int) { no_cuda(); }
+std::string compile_roi_align_cuda(int) { no_cuda(); }
+void launch_roi_align_cuda(const RoiLaunch&, const RoiGeometry&) { no_cuda(); }
+
+#else
+
+namespace {
+
+// roi_align.cu, as a string (build.rs writes it into OUT_DIR).
+const char* const KERNELS =
+#include "roi_align_cu.inc"
+    ;
+
+// The `extern "C"` kernel names of roi_align.cu, by [pass][dtype].
+const char* const KERNEL_NAMES[2][2] = {
+    {"detc_roi_align_forward_float", "detc_roi_align_forward_double"},
+    {"detc_roi_align_backward_float", "detc_roi_align_backward_double"},
+};
+
+// The library folder of the loaded libtorch (libc10_cuda sits beside libtorch_cuda).
+std::string torch_lib_dir() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&c10::cuda::device_count), &info) == 0 || !info.dli_fname) {
+    return "";
+  }
+  std::string path = info.dli_fname;
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+void* open_or_throw(const std::string& name, const char* what) {
+  if (void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) return handle;
+  const char* err = dlerror();
+  throw std::runtime_error(std::string("cannot open ") + what + ": " + (err ? err : name));
+}
+
+// NVRTC of the CUDA version detc-engine was built with, beside the torch
+// wheel, else through libtorch's own NVRTC stub (which finds it by its
+// rpath), else on the library path.
+void* open_nvrtc() {
+  const std::string major = std::to_string(CUDA_VERSION / 1000);
+  const std::string soname = "libnvrtc.so." + major;
+  const std::string torch = torch_lib_dir();
+  for (const auto& dir : {"/../../nvidia/cu" + major + "/lib/", std::string("/../../nvidia/cuda_nvrtc/lib/")}) {
+    if (void* handle = dlopen((torch + dir + soname).c_str(), RTLD_NOW | RTLD_LOCAL)) return handle;
+  }
+  dlopen((torch + "/libcaffe2_nvrtc.so").c_str(), RTLD_NOW | RTLD_LOCAL);
+  return open_or_throw(soname, "NVRTC");
+}
+
+template <typename F>
+F symbol(void* handle, const char* name) {
+  void* fn = dlsym(handle, name);
+  if (!fn) throw std::runtime_error(std::string("no symbol ") + name);
+  return reinterpret_cast<F>(fn);
+}
+
+#define DETC_SYMBOL(handle, name) name = symbol<decltype(&::name)>(handle, #name)
+
+struct Nvrtc {
+  decltype(&::nvrtcGetErrorString) nvrtcGetErrorString;
+  decltype(&::nvrtcGetNumSupportedArchs) nvrtcGetNumSupportedArchs;
+  decltype(&::nvrtcGetSupportedArchs) nvrtcGetSupportedArchs;
+  decltype(&::nvrtcCreateProgram) nvrtcCreateProgram;
+  decltype(&::nvrtcCompileProgram) nvrtcCompileProgram;
+  decltype(&::nvrtcGetProgramLogSize) nvrtcGetProgramLogSize;
+  decltype(&::nvrtcGetProgramLog) nvrtcGetProgramLog;
+  decltype(&::nvrtcGetCUBINSize) nvrtcGetCUBINSize;
+  decltype(&::nvrtcGetCUBIN) nvrtcGetCUBIN;
+  decltype(&::nvrtcGetPTXSize) nvrtcGetPTXSize;
+  decltype(&::nvrtcGetPTX) nvrtcGetPTX;
+  decltype(&::nvrtcDestroyProgram) nvrtcDestroyProgram;
+
+  Nvrtc() {
+    void* h = open_nvrtc();
+    DETC_SYMBOL(h, nvrtcGetErrorString);
+    DETC_SYMBOL(h, nvrtcGetNumSupportedArchs);
+    DETC_SYMBOL(h, nvrtcGetSupportedArchs);
+    DETC_SYMBOL(h, nvrtcCreateProgram);
+    DETC_SYMBOL(h, nvrtcCompileProgram);
+    DETC_SYMBOL(h, nvrtcGetProgramLogSize);
+    DETC_SYMBOL(h, nvrtcGetProgramLog);
+    DETC_SYMBOL(h, nvrtcGetCUBINSize);
+    DETC_SYMBOL(h, nvrtcGetCUBIN);
+    DETC_SYMBOL(h, nvrtcGetPTXSize);
+    DETC_SYMBOL(h, nvrtcGetPTX);
+    DETC_SYMBOL(h, nvrtcDestroyProgram);
+    preload_builtins(h);
+  }
+
+  // NVRTC opens its builtins library by name when it compiles, which finds
+  // nothing outside the library path: load it first from NVRTC's folder.
+  static void preload_builtins(void* nvrtc) {
+    int major = 0, minor = 0;
+    Dl_info info{};
+    const auto version = symbol<decltype(&::nvrtcVersion)>(nvrtc, "nvrtcVersion");
+    if (version(&major, &minor) != NVRTC_SUCCESS ||
+        dladdr(reinterpret_cast<void*>(version), &info) == 0 || !info.dli_fname) {
+      return;
+    }
+    std::string dir = info.dli_fname;
+    dir = dir.substr(0, dir.rfind('/') + 1);
+    const auto name = "libnvrtc-builtins.so." + std::to_string(major) + "." + std::to_string(minor);
+    dlopen((dir + name).c_str(), RTLD_NOW | RTLD_GLOBAL);
+  }
+
+  void check(nvrtcResult r, const char* call) const {
+    if (r != NVRTC_SUCCESS) {
+      throw std::runtime_error(std::string("NVRTC ") + call + ": " + nvrtcGetErrorString(r));
+    }
+  }
+};
+
+struct Driver {
+  decltype(&::cuGetErrorString) cuGetErrorString;
+  decltype(&::cuDeviceGet) cuDeviceGet;
+  decltype(&::cuDeviceGetAttribute) cuDeviceGetAttribute;
+  decltype(&::cuDevicePrimaryCtxRetain) cuDevicePrimaryCtxRetain;
+  decltype(&::cuCtxGetCurrent) cuCtxGetCurrent;
+  decltype(&::cuCtxSetCurrent) cuCtxSetCurrent;
+  decltype(&::cuModuleLoadData) cuModuleLoadData;
+  decltype(&::cuModuleGetFunction) cuModuleGetFunction;
+  decltype(&::cuLaunchKernel) cuLaunchKernel;
+
+  Driver() {
+    void* h = open_or_throw("libcuda.so.1", "the CUDA driver");
+    DETC_SYMBOL(h, cuGetErrorString);
+    DETC_SYMBOL(h, cuDeviceGet);
+    DETC_SYMBOL(h, cuDeviceGetAttribute);
+    DETC_SYMBOL(h, cuDevicePrimaryCtxRetain);
+    DETC_SYMBOL(h, cuCtxGetCurrent);
+    DETC_SYMBOL(h, cuCtxSetCurrent);
+    DETC_SYMBOL(h, cuModuleLoadData);
+    DETC_SYMBOL(h, cuModuleGetFunction);
+    DETC_SYMBOL(h, cuLaunchKernel);
+  }
+
+  void check(CUresult r, const char* call) const {
+    if (r != CUDA_SUCCESS) {
+      const char* msg = nullptr;
+      cuGetErrorString(r, &msg);
+      throw std::runtime_error(std::string("CUDA driver ") + call + ": " +
+                               (msg ? msg : std::to_string(static_cast<int>(r))));
+    }
+  }
+};
+
+#undef DETC_SYMBOL
+
+const Nvrtc& nvrtc() {
+  static const Nvrtc lib;
+  return lib;
+}
+
+const Driver& driver() {
+  static const Driver lib;
+  return lib;
+}
+
+// A compiled image: a cubin for the device's own architecture when NVRTC
+// knows it, else PTX for the newest one it knows below, which the driver
+// compiles for the device.
+struct Image {
+  std::string target;
+  std::vector<char> bytes;
+};
+
+Image compile(int arch) {
+  const Nvrtc& lib = nvrtc();
+  int count = 0;
+  lib.check(lib.nvrtcGetNumSupportedArchs(&count), "nvrtcGetNumSupportedArchs");
+  std::vector<int> archs(count);
+  lib.check(lib.nvrtcGetSupportedArchs(archs.data()), "nvrtcGetSupportedArchs");
+  const bool native = std::find(archs.begin(), archs.end(), arch) != archs.end();
+  int below = 0;
+  for (int a : archs) {
+    if (a <= arch) below = std::max(below, a);
+  }
+  if (!native && below == 0) {
+    throw std::runtime_error("NVRTC cannot compile for compute capability " +
+                             std::to_string(arch / 10) + "." + std::to_string(arch % 10));
+  }
+  Image image;
+  image.target = native ? "sm_" + std::to_string(arch) : "compute_" + std::to_string(below);
+  const std::string arch_flag = "--gpu-architecture=" + image.target;
+  const char* options[] = {arch_flag.c_str(), "--std=c++17"};
+  nvrtcProgram program;
+  lib.check(lib.nvrtcCreateProgram(&program, KERNELS, "roi_align.cu", 0, nullptr, nullptr),
+            "nvrtcCreateProgram");
+  const nvrtcResult compiled = lib.nvrtcCompileProgram(program, 2, options);
+  size_t size = 0;
+  if (compiled != NVRTC_SUCCESS) {
+    std::string log;
+    if (lib.nvrtcGetProgramLogSize(program, &size) == NVRTC_SUCCESS && size > 1) {
+      log.resize(size);
+      lib.nvrtcGetProgramLog(program, &log[0]);
+    }
+    lib.nvrtcDestroyProgram(&program);
+    throw std::runtime_error(std::string("NVRTC could not compile roi_align.cu for ") +
+                             image.target + ": " + lib.nvrtcGetErrorString(compiled) + "\n" + log);
+  }
+  if (native) {
+    lib.check(lib.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize");
+    image.bytes.resize(size);
+    lib.check(lib.nvrtcGetCUBIN(program, image.bytes.data()), "nvrtcGetCUBIN");
+  } else {
+    lib.check(lib.nvrtcGetPTXSize(program, &size), "nvrtcGetPTXSize");
+    image.bytes.resize(size);
+    lib.check(lib.nvrtcGetPTX(program, image.bytes.data()), "nvrtcGetPTX");
+  }
+  lib.nvrtcDestroyProgram(&program);
+  return image;
+}
+
+// The kernels loaded on one device, in its primary context.
+struct Loaded {
+  std::string target;
+  CUcontext context = nullptr;
+  CUfunction functions[2][2] = {};
+};
+
+std::mutex loaded_mutex;
+std::map<int, Loaded> loaded;  // by device index; entries are never removed
+
+const Loaded& load(int device) {
+  std::lock_guard<std::mutex> lock(loaded_mutex);
+  auto found = loaded.find(device);
+  if (found != loaded.end()) return found->second;
+  const Driver& cu = driver();
+  CUdevice dev;
+  cu.check(cu.cuDeviceGet(&dev, device), "cuDeviceGet");
+  int major = 0, minor = 0;
+  cu.check(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev),
+           "cuDeviceGetAttribute");
+  cu.check(cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev),
+           "cuDeviceGetAttribute");
+  const Image image = compile(major * 10 + minor);
+  Loaded l;
+  l.target = image.target;
+  cu.check(cu.cuDevicePrimaryCtxRetain(&l.context, dev), "cuDevicePrimaryCtxRetain");
+  cu.check(cu.cuCtxSetCurrent(l.context), "cuCtxSetCurrent");
+  CUmodule module;
+  cu.check(cu.cuModuleLoadData(&module, image.bytes.data()), "cuModuleLoadData");
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int dtype = 0; dtype < 2; ++dtype) {
+      cu.check(cu.cuModuleGetFunction(&l.functions[pass][dtype], module,
+                                      KERNEL_NAMES[pass][dtype]),
+               "cuModuleGetFunction");
+    }
+  }
+  return loaded.emplace(device, l).first->second;
+}
+
+}  // namespace
+
+bool roi_align_cuda_built() { return true; }
+
+std::string prepare_roi_align_cuda(int device) { return load(device).target; }
+
+std::string compile_roi_align_cuda(int arch) { return compile(arch).target; }
+
+void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
+  const auto device = l.in.device();
+  if (!device.is_cuda()) throw std::invalid_argument("the CUDA kernels take CUDA tensors");
+  // c10's generic guard: CUDAGuard's inline code would call the CUDA runtime,
+  // which detc-engine does not link.
+  const c10::DeviceGuard guard(device);
+  const Loaded& k = load(device.index());
+  const Driver& cu = driver();
+  // The thread (e.g. autograd's for this device) may not have made the
+  // primary context current yet.
+  CUcontext current = nullptr;
+  cu.check(cu.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+  if (current != k.context) cu.check(cu.cuCtxSetCurrent(k.context), "cuCtxSetCurrent");
+  const int dtype = l.in.scalar_type() == at::kDouble ? 1 : 0;
+  if (l.in.scalar_type() != (dtype ? at::kDouble : at::kFloat)) {
+    throw std::invalid_argument("the CUDA kernels take float or double tensors");
+  }
+  const void* in = l.in.data_ptr();
+  const void* rois = l.rois.data_ptr();
+  void* out = l.out.data_ptr();
+  long long total = l.total, channels = l.channels, height = l.height, width = l.width;
+  long long pooled_h = g.pooled_h, pooled_w = g.pooled_w, ratio = g.sampling_ratio;
+  double scale = g.spatial_scale;
+  int aligned = g.aligned ? 1 : 0;
+  void* args[] = {&in,       &rois,     &out,   &total, &channels, &height,
+                  &width,    &pooled_h, &pooled_w, &ratio, &scale,    &aligned};
+  constexpr long long THREADS = 256;
+  const long long blocks = std::min<long long>((total + THREADS - 1) / THREADS, 1 << 20);
+  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  cu.check(cu.cuLaunchKernel(k.functions[static_cast<int>(l.pass)][dtype],
+                             static_cast<unsigned>(blocks), 1, 1, THREADS, 1, 1, 0, stream, args,
+                             nullptr),
+           "cuLaunchKernel");
+}
+
+#endif  // DETC_WITH_CUDA
+
+}  // namespace detc
