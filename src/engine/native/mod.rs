@@ -136,6 +136,19 @@ mod ffi {
             emulate_cuda: c_int,
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
+        pub fn detc_roi_align_levels(
+            feats: *const *const torch_sys::C_tensor,
+            num_levels: i64,
+            rois: *const torch_sys::C_tensor,
+            levels: *const torch_sys::C_tensor,
+            scales: *const f64,
+            pooled_h: i64,
+            pooled_w: i64,
+            sampling_ratio: i64,
+            aligned: c_int,
+            emulate_cuda: c_int,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
         pub fn detc_roi_align_cuda_prepare(
             device: c_int,
             target: *mut c_char,

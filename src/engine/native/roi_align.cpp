@@ -241,8 +241,10 @@ enum class Kernels { Device = 0, CudaEmulated = 1 };
 
 // Refuses what the CPU kernel's `plan` refuses, for roi_align.cu's kernels,
 // which cannot throw: a batch index outside the images, or more than
-// MAX_SAMPLES sampling points. One read of two numbers from the device.
-void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g) {
+// MAX_SAMPLES sampling points. `scale` (R,) double is each RoI's
+// spatial_scale (its level's). One read of two numbers from the device.
+void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g,
+                const at::Tensor& scale) {
   const int64_t num_rois = rois.size(0);
   if (num_rois == 0) return;
   const auto image = rois.select(1, 0);
@@ -255,7 +257,7 @@ void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g) {
     // roi_align.cu's RoI geometry, in the RoIs' dtype: [x1, y1, x2, y2] -> (w, h).
     const double offset = g.aligned ? 0.5 : 0.0;
     const auto corners =
-        (rois.narrow(1, 1, 4).to(at::kDouble) * g.spatial_scale - offset).to(rois.scalar_type());
+        (rois.narrow(1, 1, 4).to(at::kDouble) * scale.unsqueeze(1) - offset).to(rois.scalar_type());
     auto size = corners.narrow(1, 2, 2) - corners.narrow(1, 0, 2);
     if (!g.aligned) size = size.clamp_min(1);
     const auto side = [&](int64_t axis, int64_t pooled) {
@@ -300,7 +302,8 @@ at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, co
                                [&] { forward_kernel<scalar_t>(input, rois, g, output); });
     return output;
   }
-  check_rois(rois, input.size(0), g);
+  const auto scale = at::full({rois.size(0)}, g.spatial_scale, rois.options().dtype(at::kDouble));
+  check_rois(rois, input.size(0), g, scale);
   launch(kernels,
          RoiLaunch{RoiPass::Forward, input, rois, output, output.numel(), input.size(1),
                    input.size(2), input.size(3)},
@@ -358,6 +361,69 @@ struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
   }
 };
 
+// SingleRoIExtractor's pooling as one function of all feature levels, for
+// roi_align.cu's kernels: each RoI is pooled from the level `levels` gives
+// it, one launch per level over all RoIs (those of other levels skip), so
+// nothing is gathered or scattered by level and nothing is read back but
+// the RoI check. Every level gets a gradient, zero where no RoI maps to it
+// (what MMDetection's `feats[i].sum() * 0.` is for).
+struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelRoIAlignFunction> {
+  static at::Tensor forward(AutogradContext* ctx, at::TensorList feats, const at::Tensor& rois,
+                            const at::Tensor& levels, std::vector<double> scales,
+                            int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
+                            bool aligned, int64_t kernels) {
+    const Geometry g{1.0, pooled_h, pooled_w, sampling_ratio, aligned};
+    std::vector<int64_t> shapes;
+    for (const auto& f : feats) shapes.insert(shapes.end(), f.sizes().begin(), f.sizes().end());
+    ctx->saved_data["scales"] = scales;
+    ctx->saved_data["pooled_h"] = pooled_h;
+    ctx->saved_data["pooled_w"] = pooled_w;
+    ctx->saved_data["sampling_ratio"] = sampling_ratio;
+    ctx->saved_data["aligned"] = aligned;
+    ctx->saved_data["kernels"] = kernels;
+    ctx->saved_data["shapes"] = shapes;
+    ctx->save_for_backward({rois, levels});
+    const auto per_roi_scale =
+        at::tensor(scales, rois.options().dtype(at::kDouble)).index_select(0, levels);
+    check_rois(rois, feats[0].size(0), g, per_roi_scale);
+    auto output =
+        at::zeros({rois.size(0), feats[0].size(1), pooled_h, pooled_w}, feats[0].options());
+    for (size_t l = 0; l < feats.size(); ++l) {
+      launch(static_cast<Kernels>(kernels),
+             RoiLaunch{RoiPass::Forward, feats[l], rois, output, output.numel(), feats[l].size(1),
+                       feats[l].size(2), feats[l].size(3), &levels, static_cast<int64_t>(l)},
+             Geometry{scales[l], pooled_h, pooled_w, sampling_ratio, aligned});
+    }
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &rois = saved[0], &levels = saved[1];
+    const auto scales = ctx->saved_data["scales"].toDoubleVector();
+    const auto shapes = ctx->saved_data["shapes"].toIntVector();
+    const int64_t pooled_h = ctx->saved_data["pooled_h"].toInt();
+    const int64_t pooled_w = ctx->saved_data["pooled_w"].toInt();
+    const int64_t ratio = ctx->saved_data["sampling_ratio"].toInt();
+    const bool aligned = ctx->saved_data["aligned"].toBool();
+    const auto kernels = static_cast<Kernels>(ctx->saved_data["kernels"].toInt());
+    const auto grad = grads[0].contiguous();
+    variable_list out;
+    for (size_t l = 0; l < scales.size(); ++l) {
+      const at::IntArrayRef shape(shapes.data() + 4 * l, 4);
+      auto grad_feat = at::zeros(shape, grad.options());
+      launch(kernels,
+             RoiLaunch{RoiPass::Backward, grad, rois, grad_feat, grad.numel(), shape[1], shape[2],
+                       shape[3], &levels, static_cast<int64_t>(l)},
+             Geometry{scales[l], pooled_h, pooled_w, ratio, aligned});
+      out.push_back(grad_feat);
+    }
+    // rois, levels, scales, pooled_h, pooled_w, sampling_ratio, aligned, kernels
+    out.resize(out.size() + 8);
+    return out;
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -391,6 +457,53 @@ int detc_roi_align(const at::Tensor* input, const at::Tensor* rois, double spati
         x.to(compute).contiguous(), rois->detach().to(compute).contiguous(), spatial_scale,
         pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0);
     *out = new at::Tensor(result.to(x.scalar_type()));
+    return DETC_OK;
+  });
+}
+
+// SingleRoIExtractor's multi-level pooling with roi_align.cu's kernels:
+// `num_levels` feature maps (N, C, Hl, Wl) of one floating dtype on CUDA (on
+// the CPU with `emulate_cuda`), rois (R, 5), levels (R,) int64 in
+// [0, num_levels) and each level's spatial scale. On DETC_OK, *out holds a
+// new tensor (R, C, Ph, Pw) of the features' dtype that tch takes over.
+int detc_roi_align_levels(const at::Tensor* const* feats, int64_t num_levels,
+                          const at::Tensor* rois, const at::Tensor* levels, const double* scales,
+                          int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, int aligned,
+                          int emulate_cuda, at::Tensor** out) {
+  return guarded([&] {
+    if (num_levels <= 0) throw std::invalid_argument("no feature levels");
+    const auto& first = *feats[0];
+    if (emulate_cuda ? !first.device().is_cpu() : !first.device().is_cuda()) {
+      throw std::invalid_argument(emulate_cuda ? "the emulated CUDA kernels take CPU tensors"
+                                               : "the multi-level kernels take CUDA tensors");
+    }
+    const auto reduced =
+        first.scalar_type() == at::kHalf || first.scalar_type() == at::kBFloat16;
+    const auto compute = reduced ? at::kFloat : first.scalar_type();
+    std::vector<at::Tensor> wide;
+    for (int64_t l = 0; l < num_levels; ++l) {
+      const auto& f = *feats[l];
+      if (f.dim() != 4 || f.scalar_type() != first.scalar_type() || f.device() != first.device() ||
+          f.size(0) != first.size(0) || f.size(1) != first.size(1) ||
+          !at::isFloatingType(f.scalar_type())) {
+        throw std::invalid_argument(
+            "feature levels must be floating (N, C, H, W) tensors of one dtype, device, N and C");
+      }
+      wide.push_back(f.to(compute).contiguous());
+    }
+    if (rois->dim() != 2 || rois->size(1) != 5 || levels->dim() != 1 ||
+        levels->size(0) != rois->size(0) || levels->scalar_type() != at::kLong) {
+      throw std::invalid_argument("rois must be (R, 5) and levels (R,) int64");
+    }
+    if (pooled_h <= 0 || pooled_w <= 0) {
+      throw std::invalid_argument("output_size must be positive");
+    }
+    auto result = MultiLevelRoIAlignFunction::apply(
+        at::TensorList(wide), rois->detach().to(compute).contiguous(),
+        levels->contiguous().clamp(0, num_levels - 1),
+        std::vector<double>(scales, scales + num_levels),
+        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0);
+    *out = new at::Tensor(result.to(first.scalar_type()));
     return DETC_OK;
   });
 }

@@ -100,11 +100,20 @@ __device__ __forceinline__ bool detc_bilinear(T y, T x, i64 height, i64 width, T
 }
 
 // The shape of a launch: (R, C, Ph, Pw) outputs over (N, C, H, W) features.
+// With `levels` (R,), a launch serves one feature level of several: only the
+// RoIs with levels[r] == level (SingleRoIExtractor's mapping).
 struct RoiAlignShape {
   i64 total, channels, height, width, pooled_h, pooled_w, ratio;
   double scale;
   int aligned;
+  const i64* levels;
+  i64 level;
 };
+
+// Whether output value `index` belongs to this launch's level.
+__device__ __forceinline__ bool detc_on_level(i64 index, const RoiAlignShape& s) {
+  return s.levels == 0 || s.levels[index / (s.pooled_w * s.pooled_h * s.channels)] == s.level;
+}
 
 // Output value `index` -> its RoI, its feature plane and its bin (ph, pw).
 template <typename T>
@@ -146,6 +155,7 @@ __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
   const i64 stride = static_cast<i64>(blockDim.x) * gridDim.x;
   for (i64 index = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; index < s.total;
        index += stride) {
+    if (!detc_on_level(index, s)) continue;
     const OutputSite<T> q = detc_site(index, rois, s);
     const T* plane = input + q.plane;
     T sum = 0;
@@ -164,12 +174,15 @@ __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
 }
 
 // grad_input must be zeroed; grad_output is (R, C, Ph, Pw) contiguous.
+// Output values of other levels are left as they are (forward) or scatter
+// nothing (backward).
 template <typename T>
 __device__ void detc_roi_align_backward(const T* grad_output, const T* rois, T* grad_input,
                                         RoiAlignShape s) {
   const i64 stride = static_cast<i64>(blockDim.x) * gridDim.x;
   for (i64 index = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; index < s.total;
        index += stride) {
+    if (!detc_on_level(index, s)) continue;
     const OutputSite<T> q = detc_site(index, rois, s);
     T* plane = grad_input + q.plane;
     // As the CPU kernel: divide once per bin, not once per sample.
@@ -194,9 +207,10 @@ __device__ void detc_roi_align_backward(const T* grad_output, const T* rois, T* 
 #define DETC_ROI_ALIGN_KERNEL(T, PASS, IN, OUT)                                               \
   extern "C" __global__ void detc_roi_align_##PASS##_##T(                                     \
       const T* IN, const T* rois, T* OUT, i64 total, i64 channels, i64 height, i64 width,     \
-      i64 pooled_h, i64 pooled_w, i64 ratio, double scale, int aligned) {                     \
-    const RoiAlignShape s = {total, channels, height, width, pooled_h, pooled_w, ratio, scale, \
-                             aligned};                                                        \
+      i64 pooled_h, i64 pooled_w, i64 ratio, double scale, int aligned, const i64* levels,     \
+      i64 level) {                                                                            \
+    const RoiAlignShape s = {total,    channels, height, width,  pooled_h, pooled_w,          \
+                             ratio,    scale,    aligned, levels, level};                     \
     detc_roi_align_##PASS<T>(IN, rois, OUT, s);                                               \
   }
 

@@ -24,12 +24,16 @@ enum class RoiPass { Forward = 0, Backward = 1 };
 // (N, C, H, W) into `out` (R, C, Ph, Pw); backward scatters the output
 // gradient `in` into the zeroed features' gradient `out`. Tensors are
 // contiguous float or double, `rois` (R, 5) of the same dtype and checked.
+// With `levels` (R,) int64, the launch serves the RoIs of one feature level
+// (`level`) and leaves the others' output values alone.
 struct RoiLaunch {
   RoiPass pass;
   const at::Tensor& in;
   const at::Tensor& rois;
   at::Tensor& out;
   int64_t total, channels, height, width;
+  const at::Tensor* levels = nullptr;
+  int64_t level = 0;
 };
 
 // roi_align_cuda.cpp; these throw when detc-engine was built without CUDA.

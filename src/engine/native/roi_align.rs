@@ -124,6 +124,41 @@ fn call(input: &Tensor, rois: &Tensor, args: RoiAlignArgs, emulate: bool) -> Nat
     })
 }
 
+/// `SingleRoIExtractor`'s pooling in one call with the CUDA kernels (run on
+/// the CPU with `emulate`, for the tests): `feats` (N, C, Hl, Wl) per level,
+/// rois (R, 5), `levels` (R,) int64 (`map_roi_levels`), `scales` (one per
+/// level; `args.spatial_scale` is not used) -> (R, C, Ph, Pw), with every
+/// level's gradient. Nothing is read back from the device but the RoI check.
+pub fn roi_align_levels(
+    feats: &[Tensor],
+    rois: &Tensor,
+    levels: &Tensor,
+    scales: &[f64],
+    args: RoiAlignArgs,
+    emulate: bool,
+) -> NativeResult<Tensor> {
+    assert_eq!(feats.len(), scales.len(), "one scale per feature level");
+    let (ph, pw) = args.output_size;
+    let ptrs: Vec<_> = feats.iter().map(|f| f.as_ptr()).collect();
+    // SAFETY: every pointer is live for the call; `ptrs` and `scales` hold
+    // `feats.len()` entries.
+    new_tensor("roi_align_levels", |out| unsafe {
+        ffi::detc_roi_align_levels(
+            ptrs.as_ptr(),
+            feats.len() as i64,
+            rois.as_ptr(),
+            levels.as_ptr(),
+            scales.as_ptr(),
+            ph,
+            pw,
+            args.sampling_ratio,
+            args.aligned as i32,
+            emulate as i32,
+            out,
+        )
+    })
+}
+
 /// Compiles the CUDA kernels with NVRTC for compute capability `arch` (90
 /// for sm_90), which needs no GPU: `Some(target)` it compiled for, `None`
 /// in a build without CUDA.

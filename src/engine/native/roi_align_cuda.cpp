@@ -87,7 +87,8 @@ void* open_nvrtc() {
   const std::string major = std::to_string(CUDA_VERSION / 1000);
   const std::string soname = "libnvrtc.so." + major;
   const std::string torch = torch_lib_dir();
-  for (const auto& dir : {"/../../nvidia/cu" + major + "/lib/", std::string("/../../nvidia/cuda_nvrtc/lib/")}) {
+  const std::string dirs[] = {"/../../nvidia/cu" + major + "/lib/", "/../../nvidia/cuda_nvrtc/lib/"};
+  for (const auto& dir : dirs) {
     if (void* handle = dlopen((torch + dir + soname).c_str(), RTLD_NOW | RTLD_LOCAL)) return handle;
   }
   dlopen((torch + "/libcaffe2_nvrtc.so").c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -158,6 +159,7 @@ struct Nvrtc {
 };
 
 struct Driver {
+  decltype(&::cuInit) cuInit;
   decltype(&::cuGetErrorString) cuGetErrorString;
   decltype(&::cuDeviceGet) cuDeviceGet;
   decltype(&::cuDeviceGetAttribute) cuDeviceGetAttribute;
@@ -170,6 +172,7 @@ struct Driver {
 
   Driver() {
     void* h = open_or_throw("libcuda.so.1", "the CUDA driver");
+    DETC_SYMBOL(h, cuInit);
     DETC_SYMBOL(h, cuGetErrorString);
     DETC_SYMBOL(h, cuDeviceGet);
     DETC_SYMBOL(h, cuDeviceGetAttribute);
@@ -179,6 +182,8 @@ struct Driver {
     DETC_SYMBOL(h, cuModuleLoadData);
     DETC_SYMBOL(h, cuModuleGetFunction);
     DETC_SYMBOL(h, cuLaunchKernel);
+    // libtorch's runtime has initialised the driver already; this is a no-op then.
+    check(cuInit(0), "cuInit");
   }
 
   void check(CUresult r, const char* call) const {
@@ -284,9 +289,15 @@ const Loaded& load(int device) {
   Loaded l;
   l.target = image.target;
   cu.check(cu.cuDevicePrimaryCtxRetain(&l.context, dev), "cuDevicePrimaryCtxRetain");
+  // The module loads into the current context: the device's primary one for
+  // the load, then the thread's own again (it may be another device's).
+  CUcontext previous = nullptr;
+  cu.check(cu.cuCtxGetCurrent(&previous), "cuCtxGetCurrent");
   cu.check(cu.cuCtxSetCurrent(l.context), "cuCtxSetCurrent");
   CUmodule module;
-  cu.check(cu.cuModuleLoadData(&module, image.bytes.data()), "cuModuleLoadData");
+  const CUresult loaded_module = cu.cuModuleLoadData(&module, image.bytes.data());
+  cu.check(cu.cuCtxSetCurrent(previous), "cuCtxSetCurrent");
+  cu.check(loaded_module, "cuModuleLoadData");
   for (int pass = 0; pass < 2; ++pass) {
     for (int dtype = 0; dtype < 2; ++dtype) {
       cu.check(cu.cuModuleGetFunction(&l.functions[pass][dtype], module,
@@ -329,8 +340,10 @@ void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   long long pooled_h = g.pooled_h, pooled_w = g.pooled_w, ratio = g.sampling_ratio;
   double scale = g.spatial_scale;
   int aligned = g.aligned ? 1 : 0;
-  void* args[] = {&in,       &rois,     &out,   &total, &channels, &height,
-                  &width,    &pooled_h, &pooled_w, &ratio, &scale,    &aligned};
+  const void* levels = l.levels ? l.levels->data_ptr() : nullptr;
+  long long level = l.level;
+  void* args[] = {&in,    &rois,     &out,      &total, &channels, &height,  &width,
+                  &pooled_h, &pooled_w, &ratio, &scale,    &aligned, &levels, &level};
   constexpr long long THREADS = 256;
   const long long blocks = std::min<long long>((total + THREADS - 1) / THREADS, 1 << 20);
   const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();

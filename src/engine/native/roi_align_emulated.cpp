@@ -43,7 +43,9 @@ void run(const RoiLaunch& l, const RoiGeometry& g) {
   auto kernel = l.pass == RoiPass::Forward ? detc_roi_align_forward<T> : detc_roi_align_backward<T>;
   kernel(in, rois, out,
          RoiAlignShape{l.total, l.channels, l.height, l.width, g.pooled_h, g.pooled_w,
-                       g.sampling_ratio, g.spatial_scale, g.aligned ? 1 : 0});
+                       g.sampling_ratio, g.spatial_scale, g.aligned ? 1 : 0,
+                       l.levels ? reinterpret_cast<const i64*>(l.levels->data_ptr()) : nullptr,
+                       l.level});
 }
 
 }  // namespace emulated

@@ -411,16 +411,22 @@ pub fn multi_level_roi_align(
             ),
         ));
     }
-    let (_n, c, _h, _w) = feats[0].size4()?;
-    let (r, _) = rois.size2()?;
-    let (ph, pw) = op.output_size;
-    let mut out = Tensor::f_zeros([r, c, ph, pw], (feats[0].kind(), feats[0].device()))?;
     if feats.len() == 1 {
         return op
             .with_scale(1.0 / featmap_strides[0] as f64)
             .forward(&feats[0], rois);
     }
     let levels = map_roi_levels(rois, feats.len() as i64, finest_scale)?;
+    if op.pool_mode == PoolMode::Avg
+        && feats[0].device().is_cuda()
+        && native::roi_align_supports(&feats[0])
+    {
+        return pool_levels_with_kernels(feats, rois, &levels, op, featmap_strides, false);
+    }
+    let (_n, c, _h, _w) = feats[0].size4()?;
+    let (r, _) = rois.size2()?;
+    let (ph, pw) = op.output_size;
+    let mut out = Tensor::f_zeros([r, c, ph, pw], (feats[0].kind(), feats[0].device()))?;
     for (i, (feat, &stride)) in feats.iter().zip(featmap_strides).enumerate() {
         let inds = levels.f_eq(i as i64)?.f_nonzero()?.f_squeeze_dim(1)?;
         if inds.numel() == 0 {
@@ -435,6 +441,29 @@ pub fn multi_level_roi_align(
         out = out.f_index_copy(0, &inds, &pooled)?;
     }
     Ok(out)
+}
+
+/// The levels in one call of the CUDA kernels (`emulate`: their code on the
+/// CPU, for the tests): no per-level `nonzero`, which reads the device back
+/// once per level, and no gathering or scattering of RoIs by level.
+fn pool_levels_with_kernels(
+    feats: &[Tensor],
+    rois: &Tensor,
+    levels: &Tensor,
+    op: &RoIAlign,
+    featmap_strides: &[i64],
+    emulate: bool,
+) -> ModelResult<Tensor> {
+    let scales: Vec<f64> = featmap_strides.iter().map(|&s| 1.0 / s as f64).collect();
+    native::roi_align::roi_align_levels(
+        feats,
+        &rois.f_detach()?,
+        levels,
+        &scales,
+        kernel_args(op),
+        emulate,
+    )
+    .map_err(|e| ModelError::new("SingleRoIExtractor", e.message))
 }
 
 #[cfg(test)]
@@ -506,12 +535,28 @@ mod tests {
         }
     }
 
+    /// `multi_level_roi_align` on the CPU (level by level), and the CUDA
+    /// kernels' one call for all levels, run on the CPU.
+    type MultiLevelFn = fn(&[Tensor], &Tensor, &RoIAlign, &[i64], f64) -> ModelResult<Tensor>;
+    const MULTI_LEVEL_PATHS: [(&str, MultiLevelFn); 2] = [
+        ("level by level", multi_level_roi_align),
+        ("cuda kernels (emulated)", levels_with_kernels_emulated),
+    ];
+
+    fn levels_with_kernels_emulated(
+        feats: &[Tensor],
+        rois: &Tensor,
+        op: &RoIAlign,
+        strides: &[i64],
+        finest_scale: f64,
+    ) -> ModelResult<Tensor> {
+        let levels = map_roi_levels(rois, feats.len() as i64, finest_scale)?;
+        pool_levels_with_kernels(feats, rois, &levels, op, strides, true)
+    }
+
     #[test]
     fn multi_level_matches_mmdet_single_roi_extractor() {
         let fx = &fixtures::get().roi_align;
-        let feats: Vec<Tensor> = (0..4)
-            .map(|i| tensor(fx, &format!("extractor.feat.{i}")).set_requires_grad(true))
-            .collect();
         let rois = tensor(fx, "extractor.rois");
         let op = RoIAlign {
             output_size: (7, 7),
@@ -520,26 +565,88 @@ mod tests {
             pool_mode: PoolMode::Avg,
             aligned: true,
         };
-        let y = multi_level_roi_align(&feats, &rois, &op, &[4, 8, 16, 32], 56.0).unwrap();
-        assert_close(
-            &y,
-            &tensor(fx, "extractor.out"),
-            1e-5,
-            0.0,
-            "SingleRoIExtractor output",
-        );
-        (&y * tensor(fx, "extractor.grad_w"))
-            .sum(Kind::Float)
-            .backward();
-        for (i, f) in feats.iter().enumerate() {
+        for (name, f) in MULTI_LEVEL_PATHS {
+            let feats: Vec<Tensor> = (0..4)
+                .map(|i| tensor(fx, &format!("extractor.feat.{i}")).set_requires_grad(true))
+                .collect();
+            let y = f(&feats, &rois, &op, &[4, 8, 16, 32], 56.0).unwrap();
             assert_close(
-                &f.grad(),
-                &tensor(fx, &format!("extractor.grad.{i}")),
+                &y,
+                &tensor(fx, "extractor.out"),
                 1e-5,
                 0.0,
-                &format!("level {i} grad"),
+                &format!("SingleRoIExtractor output ({name})"),
             );
+            (&y * tensor(fx, "extractor.grad_w"))
+                .sum(Kind::Float)
+                .backward();
+            for (i, f) in feats.iter().enumerate() {
+                assert_close(
+                    &f.grad(),
+                    &tensor(fx, &format!("extractor.grad.{i}")),
+                    1e-5,
+                    0.0,
+                    &format!("level {i} grad ({name})"),
+                );
+            }
         }
+    }
+
+    /// All levels in one call of the CUDA kernels' code equal the level-by-
+    /// level CPU path bit for bit, forward and every level's gradient, also
+    /// with a level no RoI maps to (zero gradient, as MMDetection's
+    /// `feats[i].sum() * 0.`).
+    #[test]
+    fn multi_level_kernels_equal_level_by_level_bit_for_bit() {
+        let _seed = fixtures::seeded();
+        let op = RoIAlign {
+            output_size: (7, 7),
+            spatial_scale: 1.0,
+            sampling_ratio: 0,
+            pool_mode: PoolMode::Avg,
+            aligned: true,
+        };
+        // Sides 20..400 px (some past the 256 px image): levels 0..2 of 4
+        // (2 from 224 px), level 3 (from 448 px) empty.
+        let side = Tensor::rand([30, 1], (Kind::Float, Device::Cpu)) * 380.0 + 20.0;
+        let x1 = Tensor::rand([30, 1], (Kind::Float, Device::Cpu)) * 60.0;
+        let y1 = Tensor::rand([30, 1], (Kind::Float, Device::Cpu)) * 60.0;
+        let image = Tensor::arange(30, (Kind::Float, Device::Cpu))
+            .remainder(2)
+            .unsqueeze(1);
+        let rois = Tensor::cat(
+            &[
+                image,
+                x1.shallow_clone(),
+                y1.shallow_clone(),
+                &x1 + &side,
+                &y1 + &side,
+            ],
+            1,
+        );
+        let levels = map_roi_levels(&rois, 4, 56.0).unwrap();
+        assert_eq!(levels.max().int64_value(&[]), 2, "level 3 stays empty");
+        let grad_w = Tensor::randn([30, 3, 7, 7], (Kind::Float, Device::Cpu));
+        let feats: Vec<Tensor> = [64, 32, 16, 8]
+            .iter()
+            .map(|&s| Tensor::randn([2, 3, s, s], (Kind::Float, Device::Cpu)))
+            .collect();
+        let run = |f: MultiLevelFn| {
+            let feats: Vec<Tensor> = feats
+                .iter()
+                .map(|t| t.detach().set_requires_grad(true))
+                .collect();
+            let y = f(&feats, &rois, &op, &[4, 8, 16, 32], 56.0).unwrap();
+            (&y * &grad_w).sum(Kind::Float).backward();
+            (y, feats.iter().map(Tensor::grad).collect::<Vec<_>>())
+        };
+        let (y_cpu, g_cpu) = run(multi_level_roi_align);
+        let (y_cuda, g_cuda) = run(levels_with_kernels_emulated);
+        assert!(y_cpu.equal(&y_cuda), "forward");
+        for (i, (a, b)) in g_cpu.iter().zip(&g_cuda).enumerate() {
+            assert!(a.equal(b), "level {i} gradient");
+        }
+        assert_eq!(g_cuda[3].abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 
     #[test]
