@@ -27,9 +27,10 @@ const SHIM: [&str; 5] = [
     "src/engine/native/optim.cpp",
     "src/engine/native/dist.cpp",
 ];
-const SHIM_HEADERS: [&str; 3] = [
+const SHIM_HEADERS: [&str; 4] = [
     "src/engine/native/status.h",
     "src/engine/native/roi_align.h",
+    "src/engine/native/roi_align_host.h",
     "src/engine/native/roi_align.cu",
 ];
 const CUDA_SHIM: [&str; 2] = [

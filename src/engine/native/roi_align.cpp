@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "roi_align.h"
+#include "roi_align_host.h"
 #include "status.h"
 
 using namespace detc;
@@ -34,50 +35,29 @@ namespace {
 
 using Geometry = RoiGeometry;
 
-// Cap on adaptive samples per bin side, and on all samples of a call (a
-// diverged box would otherwise mean billions of samples).
-constexpr int64_t MAX_GRID = 65536;
+using kernels::RoiFrame;
+
+// Cap on adaptive samples per bin side (roi_align.cu's), and on all samples
+// of a call (a diverged box would otherwise mean billions of samples).
+constexpr int64_t MAX_GRID = DETC_MAX_GRID;
 constexpr int64_t MAX_SAMPLES = int64_t{1} << 31;
 
-// One bilinear sample: four offsets into an (H, W) plane and their weights;
+// One RoI's samples, bin by bin: sample k of bin b is taps[b * per_bin + k];
 // a sample outside [-1, H] x [-1, W] has zero weights.
-template <typename T>
-struct Tap {
-  int64_t o1, o2, o3, o4;
-  T w1, w2, w3, w4;
-};
-
-// One RoI's samples, bin by bin: sample k of bin b is taps[b * per_bin + k].
 template <typename T>
 struct RoiTaps {
   int64_t image = 0;
   int64_t per_bin = 0;
   T count = 1;  // what torchvision divides by: max(gh * gw, 1)
-  std::vector<Tap<T>> taps;
+  std::vector<kernels::Taps<T>> taps;
 };
 
+// Validates the RoIs and returns each one's frame (roi_align.cu's
+// geometry, torchvision's), before any work.
 template <typename T>
-int64_t grid_side(T size, int64_t pooled, int64_t ratio) {
-  if (ratio > 0) return ratio;
-  T g = std::ceil(size / static_cast<T>(pooled));
-  if (!(g > 0)) return 0;  // NaN, zero or negative size: no samples
-  return g > static_cast<T>(MAX_GRID) ? MAX_GRID : static_cast<int64_t>(g);
-}
-
-// A RoI in feature coordinates: its image, start, bin size and samples per bin side.
-template <typename T>
-struct RoiShape {
-  int64_t image, gh, gw;
-  T start_h, start_w, bin_h, bin_w;
-};
-
-// Validates the RoIs and returns each one's shape (torchvision's geometry),
-// before any work.
-template <typename T>
-std::vector<RoiShape<T>> plan(const T* rois, int64_t num_rois, int64_t num_images,
+std::vector<RoiFrame<T>> plan(const T* rois, int64_t num_rois, int64_t num_images,
                               const Geometry& g) {
-  std::vector<RoiShape<T>> shapes(num_rois);
-  const T offset = g.aligned ? T(0.5) : T(0);
+  std::vector<RoiFrame<T>> frames(num_rois);
   int64_t total = 0;
   for (int64_t r = 0; r < num_rois; ++r) {
     const T* roi = rois + r * 5;
@@ -87,78 +67,36 @@ std::vector<RoiShape<T>> plan(const T* rois, int64_t num_rois, int64_t num_image
           << " images";
       throw std::invalid_argument(msg.str());
     }
-    T start_w = roi[1] * g.spatial_scale - offset;
-    T start_h = roi[2] * g.spatial_scale - offset;
-    T width = static_cast<T>(roi[3] * g.spatial_scale - offset) - start_w;
-    T height = static_cast<T>(roi[4] * g.spatial_scale - offset) - start_h;
-    if (!g.aligned) {
-      width = std::max(width, T(1));
-      height = std::max(height, T(1));
-    }
-    RoiShape<T> s{static_cast<int64_t>(roi[0]),
-                  grid_side(height, g.pooled_h, g.sampling_ratio),
-                  grid_side(width, g.pooled_w, g.sampling_ratio),
-                  start_h,
-                  start_w,
-                  height / static_cast<T>(g.pooled_h),
-                  width / static_cast<T>(g.pooled_w)};
-    total += g.pooled_h * g.pooled_w * s.gh * s.gw;
+    frames[r] = kernels::detc_roi_frame(roi, g.spatial_scale, g.aligned, g.pooled_h, g.pooled_w,
+                                        g.sampling_ratio);
+    total += g.pooled_h * g.pooled_w * frames[r].gh * frames[r].gw;
     if (total > MAX_SAMPLES) {
       throw std::invalid_argument(
           "more than 2^31 sampling points: the RoIs are far larger than the feature map "
           "(diverged boxes?)");
     }
-    shapes[r] = s;
   }
-  return shapes;
+  return frames;
 }
 
 // torchvision's pre_calc_for_bilinear_interpolate for one RoI.
 template <typename T>
-void fill_taps(const RoiShape<T>& s, int64_t height, int64_t width, const Geometry& g,
+void fill_taps(const RoiFrame<T>& f, int64_t height, int64_t width, const Geometry& g,
                RoiTaps<T>* out) {
-  const T start_h = s.start_h, start_w = s.start_w, bin_h = s.bin_h, bin_w = s.bin_w;
-  out->image = s.image;
-  out->per_bin = s.gh * s.gw;
-  out->count = static_cast<T>(std::max<int64_t>(s.gh * s.gw, 1));
+  out->image = f.image;
+  out->per_bin = f.gh * f.gw;
+  out->count = f.count;
   out->taps.clear();
   out->taps.reserve(g.pooled_h * g.pooled_w * out->per_bin);
   for (int64_t ph = 0; ph < g.pooled_h; ++ph) {
     for (int64_t pw = 0; pw < g.pooled_w; ++pw) {
-      for (int64_t iy = 0; iy < s.gh; ++iy) {
-        const T yy = start_h + static_cast<T>(ph) * bin_h +
-                     static_cast<T>(iy + .5f) * bin_h / static_cast<T>(s.gh);
-        for (int64_t ix = 0; ix < s.gw; ++ix) {
-          T x = start_w + static_cast<T>(pw) * bin_w +
-                static_cast<T>(ix + .5f) * bin_w / static_cast<T>(s.gw);
-          T y = yy;
-          // The negated test also drops NaN coordinates.
-          if (!(y >= T(-1) && y <= static_cast<T>(height) && x >= T(-1) &&
-                x <= static_cast<T>(width))) {
-            out->taps.push_back(Tap<T>{0, 0, 0, 0, 0, 0, 0, 0});
-            continue;
-          }
-          if (y <= 0) y = 0;
-          if (x <= 0) x = 0;
-          int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x);
-          int64_t y_high, x_high;
-          if (y_low >= height - 1) {
-            y_high = y_low = height - 1;
-            y = static_cast<T>(y_low);
-          } else {
-            y_high = y_low + 1;
-          }
-          if (x_low >= width - 1) {
-            x_high = x_low = width - 1;
-            x = static_cast<T>(x_low);
-          } else {
-            x_high = x_low + 1;
-          }
-          const T ly = y - static_cast<T>(y_low), lx = x - static_cast<T>(x_low);
-          const T hy = T(1) - ly, hx = T(1) - lx;
-          out->taps.push_back(Tap<T>{y_low * width + x_low, y_low * width + x_high,
-                                     y_high * width + x_low, y_high * width + x_high,
-                                     hy * hx, hy * lx, ly * hx, ly * lx});
+      for (int64_t iy = 0; iy < f.gh; ++iy) {
+        const T y = kernels::detc_sample_pos(f.start_h, ph, f.bin_h, iy, f.gh);
+        for (int64_t ix = 0; ix < f.gw; ++ix) {
+          const T x = kernels::detc_sample_pos(f.start_w, pw, f.bin_w, ix, f.gw);
+          kernels::Taps<T> t{0, 0, 0, 0, 0, 0, 0, 0};
+          kernels::detc_bilinear(y, x, height, width, &t);  // zero weights outside
+          out->taps.push_back(t);
         }
       }
     }
@@ -174,17 +112,17 @@ void forward_kernel(const at::Tensor& input, const at::Tensor& rois, const Geome
   const T* x = input.data_ptr<T>();
   const T* r = rois.data_ptr<T>();
   T* y = output.data_ptr<T>();
-  const auto shapes = plan(r, num_rois, n, g);
+  const auto frames = plan(r, num_rois, n, g);
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
     RoiTaps<T> t;
     for (int64_t k = begin; k < end; ++k) {
-      fill_taps(shapes[k], h, w, g, &t);
+      fill_taps(frames[k], h, w, g, &t);
       for (int64_t ch = 0; ch < c; ++ch) {
         const T* plane = x + (t.image * c + ch) * h * w;
         T* out = y + (k * c + ch) * bins;
         for (int64_t b = 0; b < bins; ++b) {
           T sum = 0;
-          const Tap<T>* tap = t.taps.data() + b * t.per_bin;
+          const kernels::Taps<T>* tap = t.taps.data() + b * t.per_bin;
           for (int64_t s = 0; s < t.per_bin; ++s, ++tap) {
             sum += tap->w1 * plane[tap->o1] + tap->w2 * plane[tap->o2] +
                    tap->w3 * plane[tap->o3] + tap->w4 * plane[tap->o4];
@@ -207,10 +145,10 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& rois, cons
   const T* gy = grad_output.data_ptr<T>();
   const T* r = rois.data_ptr<T>();
   T* gx = grad_input.data_ptr<T>();
-  const auto shapes = plan(r, num_rois, n, g);
+  const auto frames = plan(r, num_rois, n, g);
   std::vector<RoiTaps<T>> taps(num_rois);
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) fill_taps(shapes[k], h, w, g, &taps[k]);
+    for (int64_t k = begin; k < end; ++k) fill_taps(frames[k], h, w, g, &taps[k]);
   });
   at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = 0; k < num_rois; ++k) {
@@ -222,7 +160,7 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& rois, cons
           // torchvision computes grad * w / count; dividing once per bin
           // changes only the last bit, and saves four divisions per sample.
           const T gb = grad[b] / t.count;
-          const Tap<T>* tap = t.taps.data() + b * t.per_bin;
+          const kernels::Taps<T>* tap = t.taps.data() + b * t.per_bin;
           for (int64_t s = 0; s < t.per_bin; ++s, ++tap) {
             plane[tap->o1] += gb * tap->w1;
             plane[tap->o2] += gb * tap->w2;
@@ -331,31 +269,48 @@ at::Tensor roi_align_backward(const at::Tensor& grad_output, const at::Tensor& r
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// What both autograd functions keep for their backward: the geometry and
+// where the kernels run.
+void save_settings(AutogradContext* ctx, const Geometry& g, int64_t kernels) {
+  ctx->saved_data["spatial_scale"] = g.spatial_scale;
+  ctx->saved_data["pooled_h"] = g.pooled_h;
+  ctx->saved_data["pooled_w"] = g.pooled_w;
+  ctx->saved_data["sampling_ratio"] = g.sampling_ratio;
+  ctx->saved_data["aligned"] = g.aligned;
+  ctx->saved_data["kernels"] = kernels;
+}
+
+Geometry saved_geometry(AutogradContext* ctx) {
+  return Geometry{ctx->saved_data["spatial_scale"].toDouble(), ctx->saved_data["pooled_h"].toInt(),
+                  ctx->saved_data["pooled_w"].toInt(), ctx->saved_data["sampling_ratio"].toInt(),
+                  ctx->saved_data["aligned"].toBool()};
+}
+
+Geometry with_scale(Geometry g, double spatial_scale) {
+  g.spatial_scale = spatial_scale;
+  return g;
+}
+
+Kernels saved_kernels(AutogradContext* ctx) {
+  return static_cast<Kernels>(ctx->saved_data["kernels"].toInt());
+}
+
 struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& rois,
                             double spatial_scale, int64_t pooled_h, int64_t pooled_w,
                             int64_t sampling_ratio, bool aligned, int64_t kernels) {
-    ctx->saved_data["spatial_scale"] = spatial_scale;
-    ctx->saved_data["pooled_h"] = pooled_h;
-    ctx->saved_data["pooled_w"] = pooled_w;
-    ctx->saved_data["sampling_ratio"] = sampling_ratio;
-    ctx->saved_data["aligned"] = aligned;
-    ctx->saved_data["kernels"] = kernels;
+    const Geometry g{spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned};
+    save_settings(ctx, g, kernels);
     ctx->saved_data["input_shape"] = input.sizes().vec();
     ctx->save_for_backward({rois});
-    return roi_align_forward(input, rois,
-                             Geometry{spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned},
-                             static_cast<Kernels>(kernels));
+    return roi_align_forward(input, rois, g, static_cast<Kernels>(kernels));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto rois = ctx->get_saved_variables()[0];
-    const Geometry g{ctx->saved_data["spatial_scale"].toDouble(),
-                     ctx->saved_data["pooled_h"].toInt(), ctx->saved_data["pooled_w"].toInt(),
-                     ctx->saved_data["sampling_ratio"].toInt(), ctx->saved_data["aligned"].toBool()};
     const auto shape = ctx->saved_data["input_shape"].toIntVector();
-    const auto kernels = static_cast<Kernels>(ctx->saved_data["kernels"].toInt());
-    auto grad = roi_align_backward(grads[0], rois, shape, g, kernels);
+    auto grad =
+        roi_align_backward(grads[0], rois, shape, saved_geometry(ctx), saved_kernels(ctx));
     return {grad,         at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -372,15 +327,12 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
                             const at::Tensor& levels, std::vector<double> scales,
                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
                             bool aligned, int64_t kernels) {
+    // Each level's launch has its own scale; the geometry's is not used.
     const Geometry g{1.0, pooled_h, pooled_w, sampling_ratio, aligned};
     std::vector<int64_t> shapes;
     for (const auto& f : feats) shapes.insert(shapes.end(), f.sizes().begin(), f.sizes().end());
+    save_settings(ctx, g, kernels);
     ctx->saved_data["scales"] = scales;
-    ctx->saved_data["pooled_h"] = pooled_h;
-    ctx->saved_data["pooled_w"] = pooled_w;
-    ctx->saved_data["sampling_ratio"] = sampling_ratio;
-    ctx->saved_data["aligned"] = aligned;
-    ctx->saved_data["kernels"] = kernels;
     ctx->saved_data["shapes"] = shapes;
     ctx->save_for_backward({rois, levels});
     const auto per_roi_scale =
@@ -392,7 +344,7 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
       launch(static_cast<Kernels>(kernels),
              RoiLaunch{RoiPass::Forward, feats[l], rois, output, output.numel(), feats[l].size(1),
                        feats[l].size(2), feats[l].size(3), &levels, static_cast<int64_t>(l)},
-             Geometry{scales[l], pooled_h, pooled_w, sampling_ratio, aligned});
+             with_scale(g, scales[l]));
     }
     return output;
   }
@@ -402,11 +354,8 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
     const auto &rois = saved[0], &levels = saved[1];
     const auto scales = ctx->saved_data["scales"].toDoubleVector();
     const auto shapes = ctx->saved_data["shapes"].toIntVector();
-    const int64_t pooled_h = ctx->saved_data["pooled_h"].toInt();
-    const int64_t pooled_w = ctx->saved_data["pooled_w"].toInt();
-    const int64_t ratio = ctx->saved_data["sampling_ratio"].toInt();
-    const bool aligned = ctx->saved_data["aligned"].toBool();
-    const auto kernels = static_cast<Kernels>(ctx->saved_data["kernels"].toInt());
+    const Geometry g = saved_geometry(ctx);
+    const auto kernels = saved_kernels(ctx);
     const auto grad = grads[0].contiguous();
     variable_list out;
     for (size_t l = 0; l < scales.size(); ++l) {
@@ -415,7 +364,7 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
       launch(kernels,
              RoiLaunch{RoiPass::Backward, grad, rois, grad_feat, grad.numel(), shape[1], shape[2],
                        shape[3], &levels, static_cast<int64_t>(l)},
-             Geometry{scales[l], pooled_h, pooled_w, ratio, aligned});
+             with_scale(g, scales[l]));
       out.push_back(grad_feat);
     }
     // rois, levels, scales, pooled_h, pooled_w, sampling_ratio, aligned, kernels
@@ -423,6 +372,16 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
     return out;
   }
 };
+
+// Runs `compile` (which returns an NVRTC target) for an entry point below.
+template <typename F>
+int naming_target(char* target, int64_t capacity, F compile) {
+  if (!roi_align_cuda_built()) return DETC_UNAVAILABLE;
+  return guarded([&] {
+    std::snprintf(target, static_cast<size_t>(capacity), "%s", compile().c_str());
+    return DETC_OK;
+  });
+}
 
 }  // namespace
 
@@ -509,29 +468,18 @@ int detc_roi_align_levels(const at::Tensor* const* feats, int64_t num_levels,
 }
 
 // Whether CUDA device `device` can run the kernels: DETC_OK once they are
-// compiled and loaded (the target NVRTC compiled for in *target,
-// NUL-terminated, at most `capacity` bytes), DETC_UNAVAILABLE in a build
-// without CUDA, DETC_ERROR (with NVRTC's or the driver's message) when
-// compiling or loading failed.
+// compiled and loaded, DETC_UNAVAILABLE in a build without CUDA, DETC_ERROR
+// (with NVRTC's or the driver's message) when compiling or loading failed.
+// The target NVRTC compiled for goes to *target (NUL-terminated, at most
+// `capacity` bytes).
 int detc_roi_align_cuda_prepare(int device, char* target, int64_t capacity) {
-  if (!roi_align_cuda_built()) return DETC_UNAVAILABLE;
-  return guarded([&] {
-    const auto name = prepare_roi_align_cuda(device);
-    std::snprintf(target, static_cast<size_t>(capacity), "%s", name.c_str());
-    return DETC_OK;
-  });
+  return naming_target(target, capacity, [&] { return prepare_roi_align_cuda(device); });
 }
 
-// Compiles the kernels for compute capability `arch` without a GPU (tests);
-// the target NVRTC compiled for goes to *target (NUL-terminated, at most
-// `capacity` bytes).
+// Compiles the kernels for compute capability `arch` without a GPU (tests),
+// with the statuses and *target of detc_roi_align_cuda_prepare.
 int detc_roi_align_cuda_compile(int arch, char* target, int64_t capacity) {
-  if (!roi_align_cuda_built()) return DETC_UNAVAILABLE;
-  return guarded([&] {
-    const auto name = compile_roi_align_cuda(arch);
-    std::snprintf(target, static_cast<size_t>(capacity), "%s", name.c_str());
-    return DETC_OK;
-  });
+  return naming_target(target, capacity, [&] { return compile_roi_align_cuda(arch); });
 }
 
 }  // extern "C"

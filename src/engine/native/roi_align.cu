@@ -5,12 +5,19 @@
 // scatters with atomicAdd, as torchvision's and MMCV's CUDA kernels do.
 //
 // roi_align_cuda.cpp compiles this file at run time with NVRTC for the GPU
-// at hand; roi_align_emulated.cpp compiles it as C++ and runs it on the CPU
-// for the tests, with one thread, where it must equal the CPU kernel bit for
-// bit. So it uses nothing beyond C++, ceil and atomicAdd, and includes no
-// header.
+// at hand. roi_align_host.h compiles it as C++: the CPU kernel
+// (roi_align.cpp) takes its RoI geometry, sample positions and bilinear
+// taps from here, and roi_align_emulated.cpp runs the kernels on one CPU
+// thread for the tests, where they must equal the CPU kernel bit for bit.
+// So it uses nothing beyond C++, ceil and atomicAdd, and includes no header.
 
 typedef long long i64;
+
+// `extern "C"` for NVRTC (unmangled names); `inline` on the host, where
+// two translation units include it.
+#ifndef DETC_KERNEL_LINKAGE
+#define DETC_KERNEL_LINKAGE extern "C"
+#endif
 
 // Cap on adaptive samples per bin side (as roi_align.cpp's MAX_GRID).
 #define DETC_MAX_GRID 65536
@@ -136,41 +143,51 @@ __device__ __forceinline__ OutputSite<T> detc_site(i64 index, const T* rois,
   return site;
 }
 
-// Sample (iy, ix) of the bin: torchvision's position.
+// Sample i of g along one axis of bin p: torchvision's position.
 template <typename T>
-__device__ __forceinline__ T detc_sample_y(const OutputSite<T>& q, i64 iy) {
-  return q.roi.start_h + static_cast<T>(q.ph) * q.roi.bin_h +
-         static_cast<T>(iy + .5f) * q.roi.bin_h / static_cast<T>(q.roi.gh);
+__device__ __forceinline__ T detc_sample_pos(T start, i64 p, T bin, i64 i, i64 g) {
+  return start + static_cast<T>(p) * bin + static_cast<T>(i + .5f) * bin / static_cast<T>(g);
 }
 
-template <typename T>
-__device__ __forceinline__ T detc_sample_x(const OutputSite<T>& q, i64 ix) {
-  return q.roi.start_w + static_cast<T>(q.pw) * q.roi.bin_w +
-         static_cast<T>(ix + .5f) * q.roi.bin_w / static_cast<T>(q.roi.gw);
+// Calls visit(taps) for each sample of the output value's bin inside the
+// map, row by row (the order the sums take).
+template <typename T, typename F>
+__device__ __forceinline__ void detc_each_sample(const OutputSite<T>& q, const RoiAlignShape& s,
+                                                 F visit) {
+  for (i64 iy = 0; iy < q.roi.gh; ++iy) {
+    const T y = detc_sample_pos(q.roi.start_h, q.ph, q.roi.bin_h, iy, q.roi.gh);
+    for (i64 ix = 0; ix < q.roi.gw; ++ix) {
+      Taps<T> t;
+      if (detc_bilinear(y, detc_sample_pos(q.roi.start_w, q.pw, q.roi.bin_w, ix, q.roi.gw),
+                        s.height, s.width, &t)) {
+        visit(t);
+      }
+    }
+  }
+}
+
+// Calls visit(index, site) for each output value of this launch's level,
+// grid-stride (each value once, whatever the launch's size).
+template <typename T, typename F>
+__device__ __forceinline__ void detc_each_output(const T* rois, const RoiAlignShape& s, F visit) {
+  const i64 stride = static_cast<i64>(blockDim.x) * gridDim.x;
+  for (i64 index = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; index < s.total;
+       index += stride) {
+    if (detc_on_level(index, s)) visit(index, detc_site(index, rois, s));
+  }
 }
 
 template <typename T>
 __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
                                        RoiAlignShape s) {
-  const i64 stride = static_cast<i64>(blockDim.x) * gridDim.x;
-  for (i64 index = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; index < s.total;
-       index += stride) {
-    if (!detc_on_level(index, s)) continue;
-    const OutputSite<T> q = detc_site(index, rois, s);
+  detc_each_output(rois, s, [&](i64 index, const OutputSite<T>& q) {
     const T* plane = input + q.plane;
     T sum = 0;
-    for (i64 iy = 0; iy < q.roi.gh; ++iy) {
-      const T y = detc_sample_y(q, iy);
-      for (i64 ix = 0; ix < q.roi.gw; ++ix) {
-        Taps<T> t;
-        if (detc_bilinear(y, detc_sample_x(q, ix), s.height, s.width, &t)) {
-          sum += t.w1 * plane[t.o1] + t.w2 * plane[t.o2] + t.w3 * plane[t.o3] +
-                 t.w4 * plane[t.o4];
-        }
-      }
-    }
+    detc_each_sample(q, s, [&](const Taps<T>& t) {
+      sum += t.w1 * plane[t.o1] + t.w2 * plane[t.o2] + t.w3 * plane[t.o3] + t.w4 * plane[t.o4];
+    });
     output[index] = sum / q.roi.count;
-  }
+  });
 }
 
 // grad_input must be zeroed; grad_output is (R, C, Ph, Pw) contiguous.
@@ -179,33 +196,24 @@ __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
 template <typename T>
 __device__ void detc_roi_align_backward(const T* grad_output, const T* rois, T* grad_input,
                                         RoiAlignShape s) {
-  const i64 stride = static_cast<i64>(blockDim.x) * gridDim.x;
-  for (i64 index = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; index < s.total;
-       index += stride) {
-    if (!detc_on_level(index, s)) continue;
-    const OutputSite<T> q = detc_site(index, rois, s);
+  detc_each_output(rois, s, [&](i64 index, const OutputSite<T>& q) {
     T* plane = grad_input + q.plane;
     // As the CPU kernel: divide once per bin, not once per sample.
     const T g = grad_output[index] / q.roi.count;
-    for (i64 iy = 0; iy < q.roi.gh; ++iy) {
-      const T y = detc_sample_y(q, iy);
-      for (i64 ix = 0; ix < q.roi.gw; ++ix) {
-        Taps<T> t;
-        if (detc_bilinear(y, detc_sample_x(q, ix), s.height, s.width, &t)) {
-          atomicAdd(plane + t.o1, g * t.w1);
-          atomicAdd(plane + t.o2, g * t.w2);
-          atomicAdd(plane + t.o3, g * t.w3);
-          atomicAdd(plane + t.o4, g * t.w4);
-        }
-      }
-    }
-  }
+    detc_each_sample(q, s, [&](const Taps<T>& t) {
+      atomicAdd(plane + t.o1, g * t.w1);
+      atomicAdd(plane + t.o2, g * t.w2);
+      atomicAdd(plane + t.o3, g * t.w3);
+      atomicAdd(plane + t.o4, g * t.w4);
+    });
+  });
 }
 
 // The entry points, by dtype, with unmangled names for cuModuleGetFunction
-// and scalar arguments only (no struct whose layout two compilers must agree on).
+// and pointers and scalars only (no struct whose layout two compilers must
+// agree on).
 #define DETC_ROI_ALIGN_KERNEL(T, PASS, IN, OUT)                                               \
-  extern "C" __global__ void detc_roi_align_##PASS##_##T(                                     \
+  DETC_KERNEL_LINKAGE __global__ void detc_roi_align_##PASS##_##T(                            \
       const T* IN, const T* rois, T* OUT, i64 total, i64 channels, i64 height, i64 width,     \
       i64 pooled_h, i64 pooled_w, i64 ratio, double scale, int aligned, const i64* levels,     \
       i64 level) {                                                                            \

@@ -1,0 +1,39 @@
+// roi_align.cu compiled as C++ for the host, in namespace detc::kernels: the
+// CPU kernel (roi_align.cpp) takes its geometry and bilinear taps from it,
+// and roi_align_emulated.cpp runs its kernels on one CPU thread. The CUDA
+// words it uses mean, here: one thread (blockDim = gridDim = 1, so a
+// kernel's grid-stride loop visits every output value in order) and a
+// plain atomicAdd.
+#pragma once
+
+#include <cmath>
+
+namespace detc {
+namespace kernels {
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define DETC_KERNEL_LINKAGE inline
+
+struct Index {
+  unsigned x;
+};
+constexpr Index blockIdx{0}, threadIdx{0}, blockDim{1}, gridDim{1};
+
+template <typename T>
+T atomicAdd(T* address, T value) {
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+
+#include "roi_align.cu"
+
+#undef __global__
+#undef __device__
+#undef __forceinline__
+#undef DETC_KERNEL_LINKAGE
+
+}  // namespace kernels
+}  // namespace detc
