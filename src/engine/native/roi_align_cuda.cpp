@@ -87,7 +87,8 @@ void* open_nvrtc() {
   const std::string major = std::to_string(CUDA_VERSION / 1000);
   const std::string soname = "libnvrtc.so." + major;
   const std::string torch = torch_lib_dir();
-  const std::string dirs[] = {"/../../nvidia/cu" + major + "/lib/", "/../../nvidia/cuda_nvrtc/lib/"};
+  const std::string dirs[] = {"/../../nvidia/cu" + major + "/lib/",
+                              "/../../nvidia/cuda_nvrtc/lib/"};
   for (const auto& dir : dirs) {
     if (void* handle = dlopen((torch + dir + soname).c_str(), RTLD_NOW | RTLD_LOCAL)) return handle;
   }
