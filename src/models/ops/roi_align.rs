@@ -796,6 +796,21 @@ mod tests {
         assert!(future.starts_with("compute_"), "{future}");
     }
 
+    /// Where the kernels cannot load (here: no GPU driver), the reason names
+    /// what is missing, and RoIAlign keeps the grid-sampler path; on a
+    /// machine with a GPU they load for its architecture.
+    #[test]
+    fn cuda_kernels_say_why_they_are_unavailable() {
+        match native::roi_align::cuda_kernels(0) {
+            Ok(target) => assert!(target.starts_with("sm_"), "{target}"),
+            Err(why) => assert!(
+                why.contains("cannot open the CUDA driver: libcuda.so.1")
+                    || why.contains("built without CUDA kernels"),
+                "{why}"
+            ),
+        }
+    }
+
     #[test]
     fn roi_align_max_pools_samples() {
         // A ramp along x: each bin's max is its right-most sample.
