@@ -174,6 +174,94 @@ fn is_plain_safe(s: &str) -> bool {
         && !s.ends_with(':')
 }
 
+/// A resolved config (as the engine holds it) as an MMEngine Python config,
+/// what `Config.dump` writes to a `.py` file: a `name = value` line per
+/// top-level key, values as Python literals, `dict(k=v)` where every key is
+/// a Python name (as MMEngine's `pretty_text`), so `Config.fromfile` reads
+/// back the same dict. A top-level key that is no Python name cannot be
+/// assigned; it becomes a comment saying so.
+pub fn to_python(config: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let serde_json::Value::Object(map) = config else {
+        return format!("# not a mapping: {config}\n");
+    };
+    for (key, value) in map {
+        if is_python_name(key) {
+            out.push_str(key);
+            out.push_str(" = ");
+            write_python(&mut out, value, 0);
+        } else {
+            out.push_str(&format!("# {key:?} is not a Python name: see the JSON copy"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// An ASCII identifier that is not a keyword: usable as `dict(key=...)`.
+fn is_python_name(key: &str) -> bool {
+    const KEYWORDS: [&str; 35] = [
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !KEYWORDS.contains(&key)
+}
+
+fn write_python(out: &mut String, value: &serde_json::Value, indent: usize) {
+    use serde_json::Value as J;
+    let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+    match value {
+        J::Null => out.push_str("None"),
+        J::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
+        // JSON numbers and double-quoted strings are Python literals as written.
+        J::Number(_) | J::String(_) => out.push_str(&value.to_string()),
+        J::Array(items) if items.iter().all(|v| !v.is_array() && !v.is_object()) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(out, item, indent);
+            }
+            out.push(']');
+        }
+        J::Array(items) => {
+            out.push_str("[\n");
+            for item in items {
+                pad(out, indent + 4);
+                write_python(out, item, indent + 4);
+                out.push_str(",\n");
+            }
+            pad(out, indent);
+            out.push(']');
+        }
+        J::Object(map) if map.is_empty() => out.push_str("dict()"),
+        J::Object(map) => {
+            let names = map.keys().all(|k| is_python_name(k));
+            out.push_str(if names { "dict(\n" } else { "{\n" });
+            for (key, item) in map {
+                pad(out, indent + 4);
+                if names {
+                    out.push_str(key);
+                    out.push('=');
+                } else {
+                    out.push_str(&J::String(key.clone()).to_string());
+                    out.push_str(": ");
+                }
+                write_python(out, item, indent + 4);
+                out.push_str(",\n");
+            }
+            pad(out, indent);
+            out.push(if names { ')' } else { '}' });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +276,36 @@ mod tests {
         let again = to_yaml(&parse(SourceId(0), &once, None).unwrap(), None);
         assert_eq!(once, again);
         assert_eq!(parse(SourceId(0), &once, None).unwrap().to_json(), n.to_json());
+    }
+
+    #[test]
+    fn python_text_assigns_each_top_level_key() {
+        let config = serde_json::json!({
+            "model": {"type": "X", "x": [1, 2.5e-5, "it's \"q\"", null, true]},
+            "pairs": [{"k": 1}, [2]],
+            "classes": {"a-b": 1, "if": false},
+            "empty": {},
+            "not-a-name": 1,
+        });
+        let expected = "\
+model = dict(
+    type=\"X\",
+    x=[1, 0.000025, \"it's \\\"q\\\"\", None, True],
+)
+pairs = [
+    dict(
+        k=1,
+    ),
+    [2],
+]
+classes = {
+    \"a-b\": 1,
+    \"if\": False,
+}
+empty = dict()
+# \"not-a-name\" is not a Python name: see the JSON copy
+";
+        assert_eq!(to_python(&config), expected);
     }
 
     #[test]

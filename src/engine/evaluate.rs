@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use detc::data::coco::CocoDataset;
 use detc::data::samplers::BatchIter;
 use detc::data::SampleMeta;
 use detc::evaluation::mask::Rle;
@@ -62,41 +63,34 @@ pub fn to_prediction(img_id: i64, det: &DetInstances) -> ModelResult<ImagePredic
     })
 }
 
-/// Progress of an evaluation, reported after every batch (`after_val_iter`).
-pub struct EvalProgress {
+/// One evaluated batch, reported after every batch (`after_val_iter` /
+/// `after_test_iter`): its timing and its outputs, the predictions
+/// (original-image pixels) with the samples' meta information.
+pub struct EvalProgress<'a> {
     pub index: usize,
     pub total: usize,
     pub time: f64,
     pub data_time: f64,
+    pub metas: &'a [SampleMeta],
+    pub outputs: &'a [ImagePrediction],
+    /// The dataset evaluated (its records hold the ground truth).
+    pub dataset: &'a CocoDataset,
 }
 
 /// Predicts every batch of `data` and computes `metric`; `on_batch` sees
-/// each batch's timing. With `dist`, `data` is this rank's shard and only
-/// rank 0 gets the results (the others `None`).
+/// each batch (after the metric has taken it, as MMEngine's loops call
+/// `after_val_iter` after `evaluator.process`). With `dist`, `data` is this
+/// rank's shard and only rank 0 gets the results (the others `None`).
 pub fn evaluate(
     model: &Detector,
     pre: &DetDataPreprocessor,
     data: &mut DataParts,
     metric: &mut CocoMetric,
     dist: Option<&Dist>,
-    on_batch: impl FnMut(&EvalProgress),
+    mut on_batch: impl FnMut(&EvalProgress<'_>),
 ) -> ModelResult<Option<MetricResults>> {
-    evaluate_with_predictions(model, pre, data, metric, dist, on_batch, |_, _| Ok(()))
-}
-
-/// [`evaluate`], also handing each batch's predictions (original-image
-/// pixels) with the samples' meta information to `on_predictions` before the
-/// metric takes them (`after_test_iter` of MMDetection's visualization hook);
-/// an error it returns stops the loop.
-pub fn evaluate_with_predictions(
-    model: &Detector,
-    pre: &DetDataPreprocessor,
-    data: &mut DataParts,
-    metric: &mut CocoMetric,
-    dist: Option<&Dist>,
-    mut on_batch: impl FnMut(&EvalProgress),
-    mut on_predictions: impl FnMut(&[SampleMeta], &[ImagePrediction]) -> Result<(), String>,
-) -> ModelResult<Option<MetricResults>> {
+    // Every prediction of this process; `CocoMetric::process` only collects,
+    // so handing them over at the end is the same as batch by batch.
     let mut mine = vec![];
     let total = data.len();
     let batches: BatchIter = data.batches(0, 0);
@@ -109,15 +103,9 @@ pub fn evaluate_with_predictions(
             .forward(batch.samples, false)
             .map_err(|e| ModelError::new("data_preprocessor", e.to_string()))?;
         let dets = tch::no_grad(|| model.predict(&det_batch, true))?;
-        let preds = metas
-            .iter()
-            .zip(&dets)
-            .map(|(meta, d)| to_prediction(meta.img_id.unwrap_or(0) as i64, d))
-            .collect::<ModelResult<Vec<_>>>()?;
-        on_predictions(&metas, &preds).map_err(|e| ModelError::new("DetVisualizationHook", e))?;
-        match dist {
-            Some(_) => mine.extend(preds),
-            None => metric.process(preds, vec![]),
+        let first = mine.len();
+        for (meta, d) in metas.iter().zip(&dets) {
+            mine.push(to_prediction(meta.img_id.unwrap_or(0) as i64, d)?);
         }
         let now = Instant::now();
         on_batch(&EvalProgress {
@@ -125,14 +113,18 @@ pub fn evaluate_with_predictions(
             total,
             time: (now - last).as_secs_f64(),
             data_time,
+            metas: &metas,
+            outputs: &mine[first..],
+            dataset: &data.dataset,
         });
         last = now;
     }
-    if let Some(d) = dist {
-        match gather(d, &mine)? {
+    match dist {
+        Some(d) => match gather(d, &mine)? {
             Some(all) => metric.process(all, vec![]),
             None => return Ok(None),
-        }
+        },
+        None => metric.process(mine, vec![]),
     }
     metric
         .compute()

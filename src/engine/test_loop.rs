@@ -5,22 +5,18 @@
 //! (with `--show-dir`) every test image drawn with its ground truth and
 //! predictions. On a terminal a progress bar shows the loop's ETA.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use detc::data::samplers::Shard;
-use detc::data::{DataInfo, SampleMeta};
 use detc::evaluation::metric::CocoMetric;
-use detc::evaluation::metric::ImagePrediction;
 use detc::checkpoint::Value as Pickled;
 use detc::registry::data::CocoMetricConfig;
-use detc::visualization::ShowDir;
+use detc::visualization::{RecordsByPath, TestDrawing};
 use serde_json::Value;
 use tch::{nn, Device};
 
 use super::data::DataParts;
-use super::evaluate::evaluate_with_predictions;
+use super::evaluate::{evaluate, EvalProgress};
 use super::logging::progress::ProgressBar;
 use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
 use super::work_dir::{LocalTime, WorkDir};
@@ -161,19 +157,20 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         CocoMetric::new(&metric_cfg, data.dataset.classes()).map_err(|e| input(e.to_string()))?;
 
     let ts = LocalTime::now().timestamp();
-    let show = ShowDir::from_config(
+    let drawing = TestDrawing::from_config(
         config,
         args.show_dir.as_deref(),
         &args.work_dir.join(&ts),
         data.dataset.classes(),
     )
     .map_err(input)?;
-    let records = show.as_ref().map(|_| records_by_path(&data));
+    let records = drawing.as_ref().map(|_| RecordsByPath::of(&data.dataset));
     let work_dir = WorkDir::create(&args.work_dir, &ts)
         .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
     let mut log = RunLog::open_run(&work_dir, config)
         .map_err(|e| runtime(format!("{}: {e}", work_dir.log_dir().display())))?;
     let write_err = |e: std::io::Error| runtime(format!("writing the log: {e}"));
+    log.add_config(config).map_err(write_err)?;
     if let Some(warning) = warning {
         log.log(
             Level::Warning,
@@ -203,45 +200,53 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
     };
     let mut log_failure = None;
     let mut bar = ProgressBar::new(data.len() as u64, "test");
+    // `after_test_iter`: every image, into `test_out_dir` or to the
+    // visualizer's backends as `test_img` at step 1, 2, ...
     let mut drawn = 0usize;
-    let draw = |metas: &[SampleMeta], preds: &[ImagePrediction]| -> Result<(), String> {
-        let (Some(show), Some(records)) = (&show, &records) else {
+    let mut draw_failure = None;
+    let mut draw = |p: &EvalProgress<'_>, log: &mut RunLog| -> Result<(), String> {
+        let (Some(drawing), Some(records)) = (&drawing, &records) else {
             return Ok(());
         };
-        for (meta, pred) in metas.iter().zip(preds) {
-            show.write(record_of(records, meta)?, pred)?;
+        for (meta, pred) in p.metas.iter().zip(p.outputs) {
+            let info = records.get(meta)?;
+            let image = drawing.draw(info, pred)?;
             drawn += 1;
+            match drawing.dir() {
+                Some(_) => drawing.write(info, &image).map(drop)?,
+                None => log
+                    .add_image("test_img", &image, drawn as u64)
+                    .map_err(|e| format!("writing a drawing: {e}"))?,
+            }
         }
         Ok(())
     };
-    let results = evaluate_with_predictions(
-        &model,
-        &pre,
-        &mut data,
-        &mut metric,
-        None,
-        |p| {
-            hub.update("test/data_time", p.data_time);
-            hub.update("test/time", p.time);
-            let mean = hub
-                .get("test/time")
-                .and_then(|b| b.mean(None))
-                .unwrap_or(0.0);
-            let eta = mean * (p.total - p.index - 1) as f64;
-            bar.set(p.index as u64 + 1, Some(eta));
-            if (p.index + 1) % interval == 0 {
-                let line = processor
-                    .log_after_iter(&hub, &ctx(p.index, p.total, Some(eta)))
-                    .1;
-                if let Err(e) = bar.suspend(|| log.info(&line)) {
-                    log_failure.get_or_insert(e);
-                }
+    let results = evaluate(&model, &pre, &mut data, &mut metric, None, |p| {
+        if draw_failure.is_none() {
+            draw_failure = draw(p, &mut log).err();
+        }
+        hub.update("test/data_time", p.data_time);
+        hub.update("test/time", p.time);
+        let mean = hub
+            .get("test/time")
+            .and_then(|b| b.mean(None))
+            .unwrap_or(0.0);
+        let eta = mean * (p.total - p.index - 1) as f64;
+        bar.set(p.index as u64 + 1, Some(eta));
+        if (p.index + 1) % interval == 0 {
+            let line = processor
+                .log_after_iter(&hub, &ctx(p.index, p.total, Some(eta)))
+                .1;
+            if let Err(e) = bar.suspend(|| log.info(&line)) {
+                log_failure.get_or_insert(e);
             }
-        },
-        draw,
-    )
+        }
+    })
     .map_err(|e| runtime(e.to_string()))?
     .expect("one process computes its metric");
+    if let Some(e) = draw_failure {
+        return Err(input(format!("DetVisualizationHook: {e}")));
+    }
     bar.finish();
     if let Some(e) = log_failure {
         return Err(write_err(e));
@@ -259,35 +264,13 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         log.info(&format!("results written to {}", file.display()))
             .map_err(write_err)?;
     }
-    if let Some(show) = &show {
-        log.info(&format!("{drawn} images drawn in {}", show.dir().display()))
-            .map_err(write_err)?;
+    match drawing.as_ref().map(TestDrawing::dir) {
+        Some(Some(dir)) => log.info(&format!("{drawn} images drawn in {}", dir.display())),
+        Some(None) => log.info(&format!("{drawn} images drawn for the visualizer's backends")),
+        None => Ok(()),
     }
+    .map_err(write_err)?;
     Ok(())
-}
-
-/// The dataset's records by image path (the visualization hook reads each
-/// sample's `img_path`, and its ground truth comes from the record).
-fn records_by_path(data: &DataParts) -> HashMap<PathBuf, Arc<DataInfo>> {
-    (0..data.dataset.len())
-        .map(|i| data.dataset.get(i))
-        .map(|r| (r.img_path.clone(), r))
-        .collect()
-}
-
-/// The record of a packed sample, found by its `img_path`.
-fn record_of<'a>(
-    records: &'a HashMap<PathBuf, Arc<DataInfo>>,
-    meta: &SampleMeta,
-) -> Result<&'a DataInfo, String> {
-    let path = meta.img_path.as_ref().ok_or(
-        "--show-dir reads each image again from its path: keep `img_path` in the test pipeline's \
-         PackDetInputs.meta_keys",
-    )?;
-    records
-        .get(path)
-        .map(Arc::as_ref)
-        .ok_or_else(|| format!("`{}` is not an image of the test dataset", path.display()))
 }
 
 /// `--out results.json` → the prefix `results` (CocoMetric appends `.bbox.json`, `.segm.json`).

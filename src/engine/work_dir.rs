@@ -8,7 +8,9 @@
 //!   <YYYYmmdd_HHMMSS>/            this run's log dir (local time at start)
 //!     <YYYYmmdd_HHMMSS>.log       the text log
 //!     vis_data/scalars.json       one JSON record per log interval
-//!     vis_data/config.<ext>       the config again (MMEngine's visualizer copy)
+//!     vis_data/config.py          the config again, as Python (LocalVisBackend's
+//!                                 `config_save_file`; logging::RunLog::add_config)
+//!     vis_data/vis_image/         drawn predictions (DetVisualizationHook, `draw: true`)
 //! ```
 //!
 //! Local time comes from libc's `localtime_r`, declared here, because the
@@ -175,15 +177,11 @@ impl WorkDir {
         self.root.join(LAST_CHECKPOINT)
     }
 
-    /// Writes the resolved config as `root/<stem>.<ext>` and
-    /// `root/<ts>/vis_data/config.<ext>`; returns the first path.
+    /// Writes the resolved config as `root/<stem>.<ext>` (`Runner.dump_config`)
+    /// and returns its path.
     pub fn dump_config(&self, stem: &str, ext: &str, text: &str) -> io::Result<PathBuf> {
         let main = self.root.join(format!("{stem}.{ext}"));
         write_atomic(&main, text.as_bytes())?;
-        write_atomic(
-            &self.vis_dir().join(format!("config.{ext}")),
-            text.as_bytes(),
-        )?;
         Ok(main)
     }
 }

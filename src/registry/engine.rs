@@ -143,10 +143,10 @@ pub struct LocalVisBackendConfig {
     /// Root folder; the visualizer's `save_dir` when null.
     #[serde(default)]
     pub save_dir: Option<String>,
-    /// Image subfolder.
+    /// Subfolder of the drawn images (`{name}_{step}.png`).
     #[serde(default = "default_img_save_dir")]
     pub img_save_dir: String,
-    /// File name of the saved config.
+    /// File name of the saved config: Python when it ends in `.py` (MMEngine's `Config.fromfile` reads it), JSON otherwise.
     #[serde(default = "default_config_save_file")]
     pub config_save_file: String,
     /// File name of the scalar log (one JSON object per line).

@@ -19,7 +19,7 @@ pub mod png;
 pub mod show_dir;
 
 pub use det_sample::{draw_det_sample, draw_instances, DrawStyle, Instances};
-pub use show_dir::ShowDir;
+pub use show_dir::{draw_sample, RecordsByPath, TestDrawing};
 
 use crate::data::Image;
 

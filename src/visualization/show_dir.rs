@@ -1,17 +1,24 @@
-//! `DetVisualizationHook.after_test_iter` with `test_out_dir` (what
-//! `tools/test.py --show-dir DIR` turns on): every test image, read again
-//! from its `img_path`, drawn with its ground truth and predictions and saved
-//! as `{work_dir}/{timestamp}/{DIR}/{image file name}`.
+//! What MMDetection's `DetVisualizationHook` draws: a validation or test
+//! image, read again from its `img_path`, with its ground truth on the left
+//! and the predictions on the right ([`draw_sample`]), in the colours of the
+//! config's `visualizer`. [`TestDrawing`] is the hook's test-time part:
+//! with `test_out_dir` (what `tools/test.py --show-dir DIR` turns on) every
+//! image is saved as `{work_dir}/{timestamp}/{DIR}/{image file name}`;
+//! without it the drawings go to the visualizer's backends (the engine's
+//! run log) as `test_img` at step 1, 2, ...
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::det_sample::{draw_det_sample, DrawStyle, Instances};
 use super::palette::{class_palette, resolve};
 use super::RgbImage;
+use crate::data::coco::CocoDataset;
 use crate::data::image::{read_image, ColorMode};
-use crate::data::{DataInfo, Segmentation};
+use crate::data::{DataInfo, SampleMeta, Segmentation};
 use crate::evaluation::mask::Rle;
 use crate::evaluation::metric::ImagePrediction;
 use crate::registry::engine::{DetLocalVisualizerConfig, DetVisualizationHookConfig};
@@ -19,10 +26,11 @@ use crate::registry::engine::{DetLocalVisualizerConfig, DetVisualizationHookConf
 /// JPEG quality of the drawings (`cv2.imwrite`'s default, which `mmcv.imwrite` uses).
 const JPEG_QUALITY: i32 = 95;
 
-/// Where and how the test images are drawn.
+/// How and where the test images are drawn.
 #[derive(Debug, Clone)]
-pub struct ShowDir {
-    dir: PathBuf,
+pub struct TestDrawing {
+    /// `test_out_dir` under the run's folder; `None`: the visualizer's backends.
+    dir: Option<PathBuf>,
     score_thr: f32,
     style: DrawStyle,
 }
@@ -62,22 +70,27 @@ fn section<T: serde::de::DeserializeOwned>(config: &Value, pointer: &str) -> Res
     serde_json::from_value(value).map_err(|e| format!("{key}: {e}"))
 }
 
-impl ShowDir {
+/// The config's `default_hooks.visualization` (`None` when the config has none).
+pub fn hook_config(config: &Value) -> Result<Option<DetVisualizationHookConfig>, String> {
+    match config.pointer("/default_hooks/visualization") {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => section(config, "/default_hooks/visualization").map(Some),
+    }
+}
+
+impl TestDrawing {
     /// What `trigger_visualization_hook` makes of the config: with
     /// `show_dir` (`--show-dir`), drawing on and `test_out_dir = show_dir`;
     /// without it, the hook's own `draw` and `test_out_dir`. `None` when
-    /// nothing is to be written. The folder is `run_dir/test_out_dir`;
+    /// nothing is to be drawn. The folder is `run_dir/test_out_dir`;
     /// `classes` are the test dataset's.
     pub fn from_config(
         config: &Value,
         show_dir: Option<&Path>,
         run_dir: &Path,
         classes: &[String],
-    ) -> Result<Option<ShowDir>, String> {
-        if config
-            .pointer("/default_hooks/visualization")
-            .is_none_or(Value::is_null)
-        {
+    ) -> Result<Option<TestDrawing>, String> {
+        let Some(hook) = hook_config(config)? else {
             return match show_dir {
                 None => Ok(None),
                 // tools/test.py raises here too (`trigger_visualization_hook`).
@@ -87,47 +100,87 @@ impl ShowDir {
                         .into(),
                 ),
             };
-        }
-        let hook: DetVisualizationHookConfig = section(config, "/default_hooks/visualization")?;
-        let out_dir = match show_dir {
-            Some(dir) => dir.to_path_buf(),
-            None if hook.draw => match &hook.test_out_dir {
-                Some(dir) => PathBuf::from(dir),
-                None => return Ok(None),
-            },
+        };
+        let dir = match show_dir {
+            Some(dir) => Some(dir.to_path_buf()),
+            None if hook.draw => hook.test_out_dir.as_ref().map(PathBuf::from),
             None => return Ok(None),
         };
         let style = DrawStyle::from_config(config, "test_dataloader", classes)?;
-        Ok(Some(ShowDir {
-            dir: run_dir.join(out_dir),
+        Ok(Some(TestDrawing {
+            dir: dir.map(|d| run_dir.join(d)),
             score_thr: hook.score_thr as f32,
             style,
         }))
     }
 
-    /// The folder the drawings go to.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The folder the drawings go to; `None`: the visualizer's backends.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
-    /// Draws the image of `info` with its ground truth and `pred`, writes it
-    /// as a JPEG named after the image file and returns its path.
-    pub fn write(&self, info: &DataInfo, pred: &ImagePrediction) -> Result<PathBuf, String> {
-        let image = read_image(&info.img_path, ColorMode::Color).map_err(|e| e.message)?;
-        let image = RgbImage::from_bgr(&image);
-        let gt = ground_truth(info, image.height, image.width);
-        let pred = predictions(pred, image.height, image.width);
-        let drawn = draw_det_sample(&image, Some(&gt), Some(&pred), self.score_thr, &self.style);
+    /// The drawing of the image of `info` with its ground truth and `pred`.
+    pub fn draw(&self, info: &DataInfo, pred: &ImagePrediction) -> Result<RgbImage, String> {
+        draw_sample(info, pred, self.score_thr, &self.style)
+    }
+
+    /// Writes `drawn`, the drawing of the image of `info`, into the folder
+    /// as a JPEG named after the image file; returns its path.
+    pub fn write(&self, info: &DataInfo, drawn: &RgbImage) -> Result<PathBuf, String> {
+        let dir = self.dir.as_ref().ok_or("no test_out_dir to write drawings to")?;
         let name = info
             .img_path
             .file_name()
             .ok_or_else(|| format!("`{}` has no file name", info.img_path.display()))?;
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", self.dir.display()))?;
-        let out = self.dir.join(name);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        let out = dir.join(name);
         let jpeg = drawn.to_jpeg(JPEG_QUALITY)?;
         std::fs::write(&out, jpeg).map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
         Ok(out)
+    }
+}
+
+/// `DetLocalVisualizer.add_datasample` with `draw_gt=True`: the image of
+/// `info` read again from its path, its ground truth on the left, the
+/// predictions scoring at least `score_thr` on the right.
+pub fn draw_sample(
+    info: &DataInfo,
+    pred: &ImagePrediction,
+    score_thr: f32,
+    style: &DrawStyle,
+) -> Result<RgbImage, String> {
+    let image = read_image(&info.img_path, ColorMode::Color).map_err(|e| e.message)?;
+    let image = RgbImage::from_bgr(&image);
+    let gt = ground_truth(info, image.height, image.width);
+    let pred = predictions(pred, image.height, image.width);
+    Ok(draw_det_sample(&image, Some(&gt), Some(&pred), score_thr, style))
+}
+
+/// A dataset's records by image path: the visualization hook finds a
+/// sample's ground truth by its `img_path`, as it reads the image again.
+pub struct RecordsByPath(HashMap<PathBuf, Arc<DataInfo>>);
+
+impl RecordsByPath {
+    pub fn of(dataset: &CocoDataset) -> RecordsByPath {
+        RecordsByPath(
+            (0..dataset.len())
+                .map(|i| dataset.get(i))
+                .map(|r| (r.img_path.clone(), r))
+                .collect(),
+        )
+    }
+
+    /// The record of a packed sample, found by its `img_path`.
+    pub fn get(&self, meta: &SampleMeta) -> Result<&DataInfo, String> {
+        let path = meta.img_path.as_ref().ok_or(
+            "drawing predictions reads each image again from its path: keep `img_path` in the \
+             pipeline's PackDetInputs.meta_keys",
+        )?;
+        self.0
+            .get(path)
+            .map(Arc::as_ref)
+            .ok_or_else(|| format!("`{}` is not an image of the dataset", path.display()))
     }
 }
 
@@ -236,7 +289,7 @@ mod tests {
             "test_dataloader": {"dataset": {"metainfo": {"palette": [[1, 2, 3], [4, 5, 6]]}}},
         });
         let classes = vec!["a".to_string(), "b".to_string()];
-        let show = ShowDir::from_config(
+        let show = TestDrawing::from_config(
             &config,
             Some(Path::new("vis")),
             Path::new("/w/ts"),
@@ -244,7 +297,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(show.dir(), Path::new("/w/ts/vis"));
+        assert_eq!(show.dir(), Some(Path::new("/w/ts/vis")));
         assert_eq!(show.score_thr, 0.5);
         assert_eq!(show.style.bbox_colors, vec![[0, 255, 0]; 2]);
         assert_eq!(show.style.mask_colors, vec![[1, 2, 3], [4, 5, 6]]);
@@ -252,18 +305,24 @@ mod tests {
         assert_eq!(show.style.line_width, 2.0);
         // Without --show-dir the hook's own draw / test_out_dir decide.
         assert!(
-            ShowDir::from_config(&config, None, Path::new("/w"), &classes)
+            TestDrawing::from_config(&config, None, Path::new("/w"), &classes)
                 .unwrap()
                 .is_none()
         );
         let drawn = serde_json::json!({"default_hooks": {"visualization": {"draw": true, "test_out_dir": "out"}}});
-        let show = ShowDir::from_config(&drawn, None, Path::new("/w"), &classes)
+        let show = TestDrawing::from_config(&drawn, None, Path::new("/w"), &classes)
             .unwrap()
             .unwrap();
-        assert_eq!(show.dir(), Path::new("/w/out"));
+        assert_eq!(show.dir(), Some(Path::new("/w/out")));
         assert_eq!(show.score_thr, 0.3);
+        // draw without test_out_dir: to the visualizer's backends.
+        let drawn = serde_json::json!({"default_hooks": {"visualization": {"draw": true}}});
+        let show = TestDrawing::from_config(&drawn, None, Path::new("/w"), &classes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(show.dir(), None);
         let none = serde_json::json!({"default_hooks": {}});
-        let err = ShowDir::from_config(&none, Some(Path::new("vis")), Path::new("/w"), &classes)
+        let err = TestDrawing::from_config(&none, Some(Path::new("vis")), Path::new("/w"), &classes)
             .unwrap_err();
         assert!(err.contains("default_hooks"), "{err}");
     }

@@ -27,7 +27,7 @@ mod samplers;
 mod schema;
 mod show_dir;
 mod summary;
-mod tensorboard;
+mod visualizer;
 mod train;
 mod train_iter;
 mod two_stage;

@@ -175,4 +175,61 @@ fn show_dir_draws_ground_truth_and_predictions_per_test_image() {
         right_changed > 100,
         "predictions are drawn on the right: {right_changed} pixels changed"
     );
+
+    // `draw: true` without `test_out_dir`: the drawings go to the
+    // visualizer's LocalVisBackend as `vis_data/vis_image/test_img_{n}.png`
+    // (n from 1), the PNG of the same drawing.
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", engine)
+        .arg("test")
+        .arg(&config)
+        .args([
+            "trained/epoch_1.pth",
+            "--work-dir",
+            "backends",
+            "--cfg-options",
+        ])
+        .args(TINY)
+        .args([
+            "default_hooks.visualization.score_thr=0.0",
+            "default_hooks.visualization.draw=True",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    assert!(
+        log.contains("3 images drawn for the visualizer's backends"),
+        "{log}"
+    );
+    let run = std::fs::read_dir(dir.path().join("backends"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("a run folder")
+        .path();
+    let mut names: Vec<String> = std::fs::read_dir(run.join("vis_data/vis_image"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["test_img_1.png", "test_img_2.png", "test_img_3.png"]
+    );
+    for (i, image) in images.iter().enumerate() {
+        let png =
+            std::fs::read(run.join(format!("vis_data/vis_image/test_img_{}.png", i + 1))).unwrap();
+        // IHDR: width and height, big-endian, after the signature and chunk header.
+        let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as u64;
+        let (width, height) = (
+            image["width"].as_u64().unwrap(),
+            image["height"].as_u64().unwrap(),
+        );
+        assert_eq!((size(16), size(20)), (2 * width, height), "test image {i}");
+    }
+    assert!(run.join("vis_data/config.py").is_file());
 }

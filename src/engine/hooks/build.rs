@@ -33,6 +33,8 @@ pub struct HookContext<'a> {
     pub work_dir: &'a Path,
     /// The config's `log_processor`, which LoggerHook formats with.
     pub processor: &'a LogProcessor,
+    /// The whole config (DetVisualizationHook's colours come from its `visualizer`).
+    pub config: &'a Value,
 }
 
 /// MMEngine's `default_hooks` before the config's (`register_default_hooks`).
@@ -138,7 +140,7 @@ fn build_hook(cfg: &Value, at: &str, ctx: &HookContext<'_>) -> Result<Built, Str
         }
         "DetVisualizationHook" => {
             let c: DetVisualizationHookConfig = typed(rest, at)?;
-            Box::new(DetVisualizationHook::new(&c, at)?)
+            Box::new(DetVisualizationHook::new(&c, ctx.config))
         }
         "EmptyCacheHook" => Box::new(EmptyCacheHook::new(typed(rest, at)?)),
         other => return Err(format!("{at}: detc has no hook `{other}`")),

@@ -27,6 +27,8 @@ pub use history::{HistoryBuffer, HubState, ScalarHub, Statistic};
 pub use logger_hook::{experiment_name, LoggerPolicy};
 pub use processor::{LogConfigError, LogContext, LogProcessor, Mode, Tag, TagValue};
 
+use detc::visualization::RgbImage;
+
 use crate::engine::work_dir::{LocalTime, WorkDir};
 
 /// Logger name in the line prefix (MMEngine writes `mmengine`).
@@ -97,12 +99,15 @@ pub fn scalars_record(tag: &Tag, step: u64) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
-/// The text log and the scalar records of one run (rank 0): `<ts>.log`
-/// (also echoed to stdout) and `vis_data/scalars.json`, both appended.
+/// The text log and what the visualizer's backends record of one run (rank
+/// 0): `<ts>.log` (also echoed to stdout) and `vis_data/scalars.json`, both
+/// appended; the config and drawn images (`add_config`, `add_image`).
 pub struct RunLog {
     /// None on the ranks other than 0, which write nothing.
     text: Option<File>,
     scalars: Option<File>,
+    /// `LocalVisBackend`'s files for the config and images, when it is a backend.
+    local: Option<LocalFiles>,
     /// `TensorboardVisBackend`'s event file, when configured.
     events: Option<tensorboard::EventWriter>,
     echo: bool,
@@ -119,6 +124,7 @@ impl RunLog {
         Ok(RunLog {
             text: Some(append(log_file)?),
             scalars: Some(append(scalars_file)?),
+            local: None,
             events: None,
             echo,
             min_level: Some(Level::Info),
@@ -130,6 +136,7 @@ impl RunLog {
         RunLog {
             text: None,
             scalars: None,
+            local: None,
             events: None,
             echo: false,
             min_level: Some(Level::Info),
@@ -142,6 +149,7 @@ impl RunLog {
     pub fn open_run(work: &WorkDir, config: &serde_json::Value) -> io::Result<Self> {
         let mut log = Self::open(&work.log_file(), &scalars_file(work, config)?, true)?;
         log.min_level = min_level(config);
+        log.local = local_files(config, &work.vis_dir());
         if let Some(dir) = tensorboard::event_dir(config, &work.vis_dir()) {
             log.events = Some(tensorboard::EventWriter::create(&dir)?);
         }
@@ -173,6 +181,39 @@ impl RunLog {
         self.log(Level::Info, message)
     }
 
+    /// `Visualizer.add_config`: `LocalVisBackend` writes the config to its
+    /// `config_save_file`, as Python when it ends in `.py` (the default,
+    /// `config.py`; MMEngine's `Config.fromfile` reads it back), else as JSON.
+    pub fn add_config(&mut self, config: &serde_json::Value) -> io::Result<()> {
+        let Some(local) = &self.local else { return Ok(()) };
+        let text = if local.config_file.extension().is_some_and(|e| e == "py") {
+            detc::config::emit::to_python(config)
+        } else {
+            serde_json::to_string_pretty(config).unwrap_or_default() + "\n"
+        };
+        if let Some(dir) = local.config_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        crate::engine::work_dir::write_atomic(&local.config_file, text.as_bytes())
+    }
+
+    /// `Visualizer.add_image`: `LocalVisBackend` writes `{name}_{step}.png`
+    /// into its `img_save_dir`, `TensorboardVisBackend` an image summary.
+    pub fn add_image(&mut self, name: &str, image: &RgbImage, step: u64) -> io::Result<()> {
+        if let Some(events) = self.events.as_mut() {
+            events.add_image(name, image, step)?;
+        }
+        let Some(local) = &self.local else { return Ok(()) };
+        std::fs::create_dir_all(&local.image_dir)?;
+        let file = local.image_dir.join(format!("{name}_{step}.png"));
+        std::fs::write(file, detc::visualization::png::encode(image))
+    }
+
+    /// Whether an image given to [`Self::add_image`] is written anywhere.
+    pub fn keeps_images(&self) -> bool {
+        self.local.is_some() || self.events.is_some()
+    }
+
     /// Appends one `scalars.json` record (LoggerHook: `step = runner.iter + 1`
     /// after a train iteration; the epoch (or iteration) after validation).
     pub fn add_scalars(&mut self, tag: &Tag, step: u64) -> io::Result<()> {
@@ -184,6 +225,31 @@ impl RunLog {
             None => Ok(()),
         }
     }
+}
+
+/// Where `LocalVisBackend` writes the config and images: its folder, its
+/// `config_save_file` and `img_save_dir` (`_init_env`).
+struct LocalFiles {
+    config_file: PathBuf,
+    image_dir: PathBuf,
+}
+
+/// The `LocalVisBackend`'s files; MMEngine's default visualizer (one
+/// `LocalVisBackend` in the run's `vis_data`) when the config has no
+/// `visualizer`; `None` when its visualizer has no `LocalVisBackend`.
+fn local_files(config: &serde_json::Value, run_vis_dir: &Path) -> Option<LocalFiles> {
+    let default = serde_json::Value::Object(Default::default());
+    let (dir, backend) = match config.get("visualizer") {
+        None | Some(serde_json::Value::Null) => (run_vis_dir.to_path_buf(), &default),
+        Some(_) => backend_dir(config, "LocalVisBackend", run_vis_dir)?,
+    };
+    let name = |key: &str, default: &str| {
+        backend.get(key).and_then(|n| n.as_str()).unwrap_or(default).to_string()
+    };
+    Some(LocalFiles {
+        config_file: dir.join(name("config_save_file", "config.py")),
+        image_dir: dir.join(name("img_save_dir", "vis_image")),
+    })
 }
 
 /// The folder of a `vis_backends` entry of `type_name` in the config's

@@ -1,11 +1,12 @@
-//! `TensorboardVisBackend`: the logged scalars as a TensorBoard event file,
+//! `TensorboardVisBackend`: the logged scalars and drawn images as a TensorBoard event file,
 //! `events.out.tfevents.<secs>.<host>.<pid>.0`, the name PyTorch's
 //! `SummaryWriter` gives it, so `tensorboard --logdir` finds it.
 //!
 //! An event file is a TFRecord stream: per record the length (u64 LE), its
 //! masked CRC-32C, the bytes, their masked CRC-32C. Each record is an
 //! `Event` protobuf; the first carries `file_version`, the others one
-//! `Summary` of `simple_value` scalars, as `SummaryWriter.add_scalar` writes.
+//! `Summary` of `simple_value` scalars, as `SummaryWriter.add_scalar` writes,
+//! or of a PNG image, as `SummaryWriter.add_image` does.
 //! The few protobuf fields are encoded here rather than through a protobuf
 //! crate. Records are flushed as written, so a live `tensorboard` sees them.
 
@@ -13,6 +14,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use detc::visualization::RgbImage;
 
 use super::{Tag, TagValue};
 
@@ -75,6 +78,27 @@ impl EventWriter {
             field_bytes(&mut event, 5, &summary);
             self.write_record(&event)?;
         }
+        self.file.flush()
+    }
+
+    /// `SummaryWriter.add_image(tag, image, step, dataformats='HWC')`, what
+    /// MMEngine's `TensorboardVisBackend.add_image` calls: a `Summary.Image`
+    /// (height, width, colorspace 3 = RGB, the PNG file).
+    pub fn add_image(&mut self, tag: &str, image: &RgbImage, step: u64) -> io::Result<()> {
+        let mut encoded = Vec::new();
+        for (field, value) in [(1, image.height as u64), (2, image.width as u64), (3, 3)] {
+            varint(&mut encoded, field << 3);
+            varint(&mut encoded, value);
+        }
+        field_bytes(&mut encoded, 4, &detc::visualization::png::encode(image));
+        let mut summary_value = Vec::new();
+        field_bytes(&mut summary_value, 1, tag.as_bytes());
+        field_bytes(&mut summary_value, 4, &encoded);
+        let mut summary = Vec::new();
+        field_bytes(&mut summary, 1, &summary_value);
+        let mut event = event_header(wall_time(), step as i64);
+        field_bytes(&mut event, 5, &summary);
+        self.write_record(&event)?;
         self.file.flush()
     }
 

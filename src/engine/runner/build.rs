@@ -85,6 +85,7 @@ impl Runner {
         let ctx = HookContext {
             work_dir: &args.work_dir,
             processor: &processor,
+            config,
         };
         let mut hooks = build_hooks(config, &ctx).map_err(input)?;
         if !is_main {
@@ -130,6 +131,7 @@ impl Runner {
             work.dump_config(&args.config_stem, "json", &text)
                 .map_err(runtime)?;
             let mut log = RunLog::open_run(&work, config).map_err(runtime)?;
+            log.add_config(config).map_err(runtime)?;
             log.set_echo(!args.quiet);
             log
         } else {

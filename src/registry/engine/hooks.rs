@@ -197,10 +197,12 @@ pub struct CheckpointHookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetVisualizationHookConfig {
-    /// Draw at all (off by default).
+    /// Draw at all (off by default): the first image of a validation batch, every
+    /// test image, ground truth beside predictions, to the visualizer's backends
+    /// (`vis_data/vis_image/val_img_{step}.png`) or `test_out_dir`.
     #[serde(default)]
     pub draw: bool,
-    /// Draw every this many validation iterations.
+    /// Draw when `iter + batch_idx` of a validation batch is a multiple of this.
     #[serde(default = "super::super::models::common::uint::<50>")]
     #[schemars(range(min = 1))]
     pub interval: u32,
@@ -216,7 +218,7 @@ pub struct DetVisualizationHookConfig {
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub wait_time: f64,
-    /// Write test-time drawings to this folder (under the work dir).
+    /// Write test-time drawings to this folder (under the run's log dir), as JPEG files named after the images.
     #[serde(default)]
     pub test_out_dir: Option<String>,
     /// File backend arguments for reading images.
