@@ -8,7 +8,7 @@
 
 use super::data::{
     AspectRatioBatchSamplerConfig, CocoDatasetConfig, CocoMetricConfig, DefaultSamplerConfig, InfiniteSamplerConfig,
-    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceResizeConfig,
+    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceConfig, RandomChoiceResizeConfig, RandomCropConfig,
     RandomFlipConfig, RandomResizeConfig, ResizeConfig,
 };
 use super::engine::{
@@ -120,6 +120,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<RandomFlipConfig>("RandomFlip", Role::Transform),
     component::<RandomResizeConfig>("RandomResize", Role::Transform),
     component::<RandomChoiceResizeConfig>("RandomChoiceResize", Role::Transform),
+    component::<RandomCropConfig>("RandomCrop", Role::Transform),
+    component::<RandomChoiceConfig>("RandomChoice", Role::Transform),
     component::<PadConfig>("Pad", Role::Transform),
     component::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
     // data samplers

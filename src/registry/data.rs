@@ -426,6 +426,59 @@ pub struct RandomChoiceResizeConfig {
     pub interpolation: Interpolation,
 }
 
+/// How `RandomCrop` reads `crop_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CropType {
+    /// Crop `(min(w, crop_size[0]), min(h, crop_size[1]))` pixels.
+    Absolute,
+    /// Crop a height and a width each drawn from `[crop_size[0], crop_size[1]]` pixels (capped by the image).
+    AbsoluteRange,
+    /// Crop `(w * crop_size[0], h * crop_size[1])`, rounded.
+    Relative,
+    /// Crop `h * r_h` by `w * r_w`, `r_h` drawn from `[crop_size[0], 1]`, `r_w` from `[crop_size[1], 1]`.
+    RelativeRange,
+}
+
+/// `RandomCrop`: crops a window of the drawn size at a random offset, with its
+/// boxes (shifted and clipped) and masks; instances left outside are removed
+/// (`mmdet.datasets.transforms.RandomCrop`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomCropConfig {
+    /// `(width, height)` in pixels or as ratios of the image, read as `crop_type` says.
+    pub crop_size: (f64, f64),
+    /// How `crop_size` is read.
+    #[serde(default = "default_crop_type")]
+    pub crop_type: CropType,
+    /// Keep a crop that holds no box (else the sample is dropped and another is drawn).
+    #[serde(default)]
+    pub allow_negative_crop: bool,
+    /// Recompute the boxes from the cropped masks.
+    #[serde(default)]
+    pub recompute_bbox: bool,
+    /// Clip the boxes to the crop.
+    #[serde(default = "super::models::common::yes")]
+    pub bbox_clip_border: bool,
+}
+
+fn default_crop_type() -> CropType {
+    CropType::Absolute
+}
+
+/// `RandomChoice`: runs one of `transforms` (a transform or a list of them),
+/// drawn with the probabilities `prob` (uniformly when null)
+/// (`mmcv.transforms.RandomChoice`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RandomChoiceConfig {
+    /// The candidates: each a transform or a list of transforms run in order.
+    pub transforms: Vec<OneOrMany<TransformCfg>>,
+    /// The probability of each candidate, summing to 1.
+    #[serde(default)]
+    pub prob: Option<Vec<f64>>,
+}
+
 /// A padding value for the image: one value for every channel, or one per channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]

@@ -256,9 +256,12 @@ fn unknown_transforms_and_meta_keys_are_named() {
 
 #[test]
 fn bundled_config_pipelines_build() {
-    for config in
-        ["configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml", "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml"]
-    {
+    for config in [
+        "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml",
+        "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
+        "configs/queryinst/queryinst_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
+        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_detc"))
             .args(["expand", "--format", "json"])
             .arg(root().join(config))
@@ -303,4 +306,93 @@ fn random_resizes_without_choice_equal_resize() {
         assert_eq!(other.inputs, fixed.inputs);
         assert_eq!(other.meta, fixed.meta);
     }
+}
+
+/// `RandomCrop`'s window arithmetic against MMDetection's `_crop_data`, its
+/// random offset set to the same window (the draws cannot match NumPy's
+/// global random state; their ranges are unit-tested): the image, the
+/// boxes shifted and clipped (or not), the instances kept, their masks
+/// cropped or boxes recomputed from them, and a crop that keeps no box
+/// dropped unless `allow_negative_crop`.
+#[test]
+fn random_crop_windows_match_mmdetection() {
+    use detc::data::transforms::{LoadAnnotations, LoadImageFromFile, PackDetInputs, RandomCrop, Site, Transform};
+    let (dir, manifest) = reference();
+    let site = |name| Site { index: 0, name };
+    fn cfg<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    let load = LoadImageFromFile::new(cfg(serde_json::json!({})), site("LoadImageFromFile")).unwrap();
+    let annotations =
+        LoadAnnotations::new(cfg(serde_json::json!({"with_bbox": true, "with_mask": true})), site("LoadAnnotations"))
+            .unwrap();
+    let pack = PackDetInputs::new(cfg(serde_json::json!({})), site("PackDetInputs")).unwrap();
+    let cases: Vec<&Value> = manifest["cases"].as_array().unwrap().iter().collect();
+    let crops = manifest["crops"].as_array().unwrap();
+    assert_eq!(crops.len(), 15);
+    for result in crops {
+        let case = result["case"].as_str().unwrap();
+        let what = format!("{case} crop {} at {} {}", result["crop"], result["offset"], result["options"]);
+        let info = data_info(&cases.iter().find(|c| c["name"] == case).unwrap()["data_info"]);
+        let mut options = result["options"].clone();
+        let (crop, offset) = (shape(&result["crop"]), shape(&result["offset"]));
+        options["crop_size"] = serde_json::json!([crop.1, crop.0]);
+        let cropper = RandomCrop::new(cfg(options), site("RandomCrop")).unwrap();
+        let rng = &mut sample_rng(0, 0, 0);
+        let sample = load.apply(Sample::new(Arc::new(info), 0), rng).unwrap().unwrap();
+        let sample = annotations.apply(sample, rng).unwrap().unwrap();
+        let Some(cropped) = cropper.crop_at(sample, crop, offset).unwrap() else {
+            assert!(result["dropped"].as_bool().unwrap(), "{what}: dropped, MMDetection kept it");
+            continue;
+        };
+        assert!(!result["dropped"].as_bool().unwrap(), "{what}: kept, MMDetection dropped it");
+        let packed = pack.pack(cropped).unwrap();
+        let (mean, max) = diff(&packed.inputs, &npy(dir, &result["inputs"]).image());
+        assert_eq!(max, 0, "{what}: image differs (mean {mean})");
+        assert_eq!(packed.meta.img_shape, Some(shape(&result["meta"]["img_shape"])), "{what}: img_shape");
+        check_instances(dir, &format!("{what} gt"), &packed.gt_instances, &result["gt"]);
+        check_instances(dir, &format!("{what} ignored"), &packed.ignored_instances, &result["ignored"]);
+    }
+}
+
+/// `RandomChoice` runs one candidate list per sample: over many samples each
+/// candidate (a list, or a single transform) is taken, and the outputs are
+/// what that candidate alone gives.
+#[test]
+fn random_choice_runs_one_candidate() {
+    let (dir, _) = reference();
+    let info = Arc::new(DataInfo {
+        img_id: 1,
+        img_path: dir.join("portrait.jpg"),
+        height: 333,
+        width: 201,
+        instances: Vec::new(),
+    });
+    let resize = |w: u32, h: u32| serde_json::json!({"type": "Resize", "scale": [w, h], "keep_ratio": false});
+    let load = serde_json::json!({"type": "LoadImageFromFile"});
+    let pack = serde_json::json!({"type": "PackDetInputs"});
+    let choice = serde_json::json!({
+        "type": "RandomChoice",
+        "transforms": [[resize(64, 32)], resize(32, 64), [resize(50, 50), {"type": "RandomFlip", "prob": 1.0}]],
+        "prob": [0.25, 0.25, 0.5],
+    });
+    let pipeline = Pipeline::from_config(&[load.clone(), choice, pack.clone()]).unwrap();
+    let mut counts = std::collections::HashMap::new();
+    for index in 0..200 {
+        let packed = pipeline.apply(Sample::new(info.clone(), index), &mut sample_rng(5, 0, index)).unwrap().unwrap();
+        *counts.entry((packed.inputs.width, packed.inputs.height, packed.meta.flip)).or_insert(0) += 1;
+    }
+    let flip = Some(true);
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts[&(64, 32, Some(false))] > 20 && counts[&(32, 64, Some(false))] > 20, "{counts:?}");
+    assert!(counts[&(50, 50, flip)] > 70, "{counts:?}");
+    // What MMCV asserts is refused at build time, naming the nested transform.
+    let bad =
+        serde_json::json!({"type": "RandomChoice", "transforms": [resize(1, 1), resize(2, 2)], "prob": [0.5, 0.6]});
+    let err = Pipeline::from_config(&[load.clone(), bad, pack.clone()]).unwrap_err();
+    assert!(err.message.contains("transform 1 (`RandomChoice`): `prob`"), "{err}");
+    let nested = serde_json::json!({"type": "RandomChoice", "transforms": [[resize(1, 1), {"type": "RandomCrop"}]]});
+    let err = Pipeline::from_config(&[load, nested, pack]).unwrap_err();
+    let nested_error = err.message.contains("transform 1 (`RandomChoice`): transforms[0][1]: ");
+    assert!(nested_error && err.message.contains("crop_size"), "{err}");
 }

@@ -10,6 +10,10 @@ Writes into OUT_DIR the JPEG files, arrays as .npy and `manifest.json`:
   pipelines: {name: [transform dicts]} (JSON form; tuples as lists)
   results:   [{case, pipeline, meta, inputs, gt/ignored: {bboxes, labels,
               masks (npy) or polygons}}] from MMDetection's transforms
+  crops:     [{case, crop: [h, w], offset: [y, x], options, dropped, and
+              when kept meta, inputs, gt/ignored}] from MMDetection's
+              LoadImageFromFile -> LoadAnnotations -> RandomCrop -> PackDetInputs
+              with RandomCrop's random offset set to `offset`
 """
 import json
 import os
@@ -180,7 +184,7 @@ def instances_out(inst, prefix):
         out['masks'] = save(prefix + '.masks.npy', masks.masks.astype(np.uint8))
     else:
         out['polygons'] = [[p.astype(np.float64).tolist() for p in obj] for obj in masks.masks]
-    out['mask_shape'] = [masks.height, masks.width]
+    out['mask_shape'] = [int(masks.height), int(masks.width)]
     return out
 
 
@@ -213,6 +217,56 @@ def run_pipelines(cases):
     return results
 
 
+def empty_window(info, size):
+    """The first `size` x `size` window (y, x) that no box reaches into."""
+    h, w = info['height'], info['width']
+    for y in range(0, h - size + 1):
+        for x in range(0, w - size + 1):
+            if all(b[2] <= x or b[0] >= x + size or b[3] <= y or b[1] >= y + size
+                   for b in (i['bbox'] for i in info['instances'])):
+                return y, x
+    raise AssertionError('no empty window')
+
+
+def crop_windows(info):
+    """(crop, offset, options) of the RandomCrop cases of one record."""
+    h, w = info['height'], info['width']
+    empty = empty_window(info, 2)
+    return [
+        ((h // 2, w // 2), (h // 4, w // 3), {}),
+        ((h // 3, w), (h - h // 3, 0), {'bbox_clip_border': False}),
+        ((2 * h // 3, 2 * w // 3), (0, w // 3), {'recompute_bbox': True}),
+        ((2, 2), empty, {}),
+        ((2, 2), empty, {'allow_negative_crop': True}),
+    ]
+
+
+def run_crops(cases):
+    results = []
+    for case in cases:
+        info = case['data_info']
+        for crop, offset, options in crop_windows(info):
+            load = TRANSFORMS.build({'type': 'LoadImageFromFile'})
+            annotations = TRANSFORMS.build({'type': 'LoadAnnotations', 'with_bbox': True, 'with_mask': True})
+            cropper = TRANSFORMS.build({'type': 'RandomCrop', 'crop_size': (crop[1], crop[0]), **options})
+            margin = (info['height'] - crop[0], info['width'] - crop[1])
+            assert 0 <= offset[0] <= margin[0] and 0 <= offset[1] <= margin[1], (crop, offset)
+            cropper._rand_offset = lambda m, o=offset: o
+            data = cropper(annotations(load(json.loads(json.dumps(info)))))
+            out = {'case': case['name'], 'crop': list(crop), 'offset': list(offset), 'options': options,
+                   'dropped': data is None}
+            if data is not None:
+                packed = TRANSFORMS.build({'type': 'PackDetInputs'})(data)
+                sample = packed['data_samples']
+                prefix = f"{case['name']}.crop{len(results)}"
+                out['meta'] = {k: jsonable(v) for k, v in sample.metainfo.items()}
+                out['inputs'] = save(prefix + '.inputs.npy', packed['inputs'].permute(1, 2, 0).contiguous().numpy())
+                out['gt'] = instances_out(sample.gt_instances, prefix + '.gt')
+                out['ignored'] = instances_out(sample.ignored_instances, prefix + '.ignored')
+            results.append(out)
+    return results
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     manifest = {'images': write_images(), 'resizes': resize_refs()}
@@ -220,6 +274,7 @@ def main():
     manifest['cases'] = cases
     manifest['pipelines'] = PIPELINES
     manifest['results'] = run_pipelines(cases)
+    manifest['crops'] = run_crops(cases)
     with open(os.path.join(OUT, 'manifest.json'), 'w') as f:
         json.dump(manifest, f)
 

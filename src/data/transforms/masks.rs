@@ -88,6 +88,51 @@ pub fn select(masks: &Masks, keep: &[usize]) -> Masks {
     }
 }
 
+/// `BitmapMasks.crop(bbox)` with `bbox = [x1, y1, x2, y2]`: the box clipped
+/// to the masks, at least one pixel wide and high. Bitmaps only (`RandomCrop`
+/// refuses polygons before this).
+pub fn crop(masks: &Masks, x1: usize, y1: usize, x2: usize, y2: usize) -> Masks {
+    let Masks::Bitmap { data, count, height, width } = masks else {
+        return masks.clone();
+    };
+    let (x1, x2) = (x1.min(*width), x2.min(*width));
+    let (y1, y2) = (y1.min(*height), y2.min(*height));
+    let (w, h) = (x2.saturating_sub(x1).max(1), y2.saturating_sub(y1).max(1));
+    // numpy's slice `[y1:y1 + h, x1:x1 + w]` stops at the edge.
+    let (rows, cols) = ((y1 + h).min(*height) - y1, (x1 + w).min(*width) - x1);
+    let mut out = Vec::with_capacity(count * rows * cols);
+    for plane in data.chunks_exact((height * width).max(1)).take(*count) {
+        for y in y1..y1 + rows {
+            out.extend_from_slice(&plane[y * width + x1..y * width + x1 + cols]);
+        }
+    }
+    Masks::Bitmap { data: out, count: *count, height: rows, width: cols }
+}
+
+/// `BitmapMasks.get_bboxes()`: per mask `[x_min, y_min, x_max + 1, y_max + 1]`
+/// of its set pixels, zeros for an empty one.
+pub fn bitmap_boxes(masks: &Masks) -> Vec<[f32; 4]> {
+    let Masks::Bitmap { data, count, height, width } = masks else {
+        return Vec::new();
+    };
+    let plane = (height * width).max(1);
+    data.chunks_exact(plane)
+        .take(*count)
+        .map(|m| {
+            let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+            for (i, _) in m.iter().enumerate().filter(|(_, &v)| v != 0) {
+                let (y, x) = (i / width, i % width);
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+            if x0 == usize::MAX {
+                [0.0; 4]
+            } else {
+                [x0 as f32, y0 as f32, (x1 + 1) as f32, (y1 + 1) as f32]
+            }
+        })
+        .collect()
+}
+
 /// Every `(x, y)` of every polygon mapped through `fx`, `fy`.
 fn map_points(polygons: &[Vec<Vec<f64>>], fx: impl Fn(f64) -> f64, fy: impl Fn(f64) -> f64) -> Vec<Vec<Vec<f64>>> {
     polygons

@@ -16,6 +16,8 @@ mod load_image;
 mod masks;
 mod pack_det_inputs;
 mod pad;
+mod random_choice;
+mod random_crop;
 mod random_flip;
 mod random_resize;
 mod resize;
@@ -27,6 +29,8 @@ pub use load_annotations::LoadAnnotations;
 pub use load_image::LoadImageFromFile;
 pub use pack_det_inputs::PackDetInputs;
 pub use pad::Pad;
+pub use random_choice::RandomChoice;
+pub use random_crop::RandomCrop;
 pub use random_flip::RandomFlip;
 pub use random_resize::{RandomChoiceResize, RandomResize};
 pub use resize::Resize;
@@ -59,6 +63,8 @@ pub const TRANSFORMS: &[&str] = &[
     "RandomResize",
     "RandomChoiceResize",
     "RandomFlip",
+    "RandomCrop",
+    "RandomChoice",
     "Pad",
     "PackDetInputs",
 ];
@@ -70,12 +76,7 @@ impl Pipeline {
         let mut built: Vec<Box<dyn Transform>> = Vec::new();
         let mut pack = None;
         for (i, cfg) in transforms.iter().enumerate() {
-            let name = cfg.get("type").and_then(Value::as_str).ok_or_else(|| {
-                DataError::new(format!(
-                    "pipeline transform {i}: a transform needs a `type` (one of {})",
-                    TRANSFORMS.join(", ")
-                ))
-            })?;
+            let name = transform_name(cfg, &format!("pipeline transform {i}"))?;
             if pack.is_some() {
                 return Err(DataError::new(format!(
                     "pipeline transform {i} (`{name}`) comes after `PackDetInputs`, which must be the last transform"
@@ -83,20 +84,8 @@ impl Pipeline {
             }
             let at = Site { index: i, name };
             match name {
-                "LoadImageFromFile" => built.push(Box::new(LoadImageFromFile::new(parse(at, cfg)?, at)?)),
-                "LoadAnnotations" => built.push(Box::new(LoadAnnotations::new(parse(at, cfg)?, at)?)),
-                "Resize" => built.push(Box::new(Resize::new(parse(at, cfg)?, at)?)),
-                "RandomResize" => built.push(Box::new(RandomResize::new(parse(at, cfg)?, at)?)),
-                "RandomChoiceResize" => built.push(Box::new(RandomChoiceResize::new(parse(at, cfg)?, at)?)),
-                "RandomFlip" => built.push(Box::new(RandomFlip::new(parse(at, cfg)?, at)?)),
-                "Pad" => built.push(Box::new(Pad::new(parse(at, cfg)?, at)?)),
                 "PackDetInputs" => pack = Some(PackDetInputs::new(parse(at, cfg)?, at)?),
-                other => {
-                    return Err(DataError::new(format!(
-                        "pipeline transform {i}: unknown transform `{other}` (detc implements {})",
-                        TRANSFORMS.join(", ")
-                    )))
-                }
+                _ => built.push(build_step(cfg, at)?),
             }
         }
         let pack = pack.ok_or_else(|| DataError::new("the pipeline must end with `PackDetInputs`"))?;
@@ -115,6 +104,36 @@ impl Pipeline {
         }
         self.pack.pack(sample).map(Some)
     }
+}
+
+/// The `type` of a transform dict; `what` names it in the error.
+fn transform_name<'a>(cfg: &'a Value, what: &str) -> DataResult<&'a str> {
+    cfg.get("type").and_then(Value::as_str).ok_or_else(|| {
+        DataError::new(format!("{what}: a transform needs a `type` (one of {})", TRANSFORMS.join(", ")))
+    })
+}
+
+/// A transform other than `PackDetInputs`, built from its dict.
+fn build_step(cfg: &Value, at: Site<'_>) -> DataResult<Box<dyn Transform>> {
+    Ok(match at.name {
+        "LoadImageFromFile" => Box::new(LoadImageFromFile::new(parse(at, cfg)?, at)?),
+        "LoadAnnotations" => Box::new(LoadAnnotations::new(parse(at, cfg)?, at)?),
+        "Resize" => Box::new(Resize::new(parse(at, cfg)?, at)?),
+        "RandomResize" => Box::new(RandomResize::new(parse(at, cfg)?, at)?),
+        "RandomChoiceResize" => Box::new(RandomChoiceResize::new(parse(at, cfg)?, at)?),
+        "RandomFlip" => Box::new(RandomFlip::new(parse(at, cfg)?, at)?),
+        "RandomCrop" => Box::new(RandomCrop::new(parse(at, cfg)?, at)?),
+        "RandomChoice" => Box::new(RandomChoice::new(parse(at, cfg)?, at)?),
+        "Pad" => Box::new(Pad::new(parse(at, cfg)?, at)?),
+        "PackDetInputs" => return Err(at.error("`PackDetInputs` must be the last transform of the pipeline")),
+        other => {
+            return Err(DataError::new(format!(
+                "pipeline transform {}: unknown transform `{other}` (detc implements {})",
+                at.index,
+                TRANSFORMS.join(", ")
+            )))
+        }
+    })
 }
 
 /// Where a transform sits in the pipeline, for error messages.
