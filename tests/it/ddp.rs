@@ -313,12 +313,7 @@ default_hooks:
 
 /// `coco/*` values of the validation record of a work dir's run.
 fn val_metrics(work_dir: &Path) -> BTreeMap<String, f64> {
-    let run = std::fs::read_dir(work_dir)
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .expect("a run folder");
-    let text = std::fs::read_to_string(run.path().join("vis_data/scalars.json")).unwrap();
+    let text = std::fs::read_to_string(crate::support::run_dir(work_dir).join("vis_data/scalars.json")).unwrap();
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.as_object().cloned())

@@ -276,19 +276,18 @@ fn bundled_config_pipelines_build() {
     }
 }
 
+/// The reference's portrait image as a record without instances.
+fn portrait_without_annotations() -> Arc<DataInfo> {
+    let (dir, _) = reference();
+    Arc::new(DataInfo { img_id: 1, img_path: dir.join("portrait.jpg"), height: 333, width: 201, instances: Vec::new() })
+}
+
 /// The random resizes with a single possible outcome resize as `Resize` does
 /// (their draws cannot match NumPy's global random state, so the reference
 /// is `Resize`, itself checked against MMDetection above).
 #[test]
 fn random_resizes_without_choice_equal_resize() {
-    let (dir, _) = reference();
-    let info = Arc::new(DataInfo {
-        img_id: 1,
-        img_path: dir.join("portrait.jpg"),
-        height: 333,
-        width: 201,
-        instances: Vec::new(),
-    });
+    let info = portrait_without_annotations();
     let run = |resize: Value| {
         let cfg =
             [serde_json::json!({"type": "LoadImageFromFile"}), resize, serde_json::json!({"type": "PackDetInputs"})];
@@ -360,14 +359,7 @@ fn random_crop_windows_match_mmdetection() {
 /// what that candidate alone gives.
 #[test]
 fn random_choice_runs_one_candidate() {
-    let (dir, _) = reference();
-    let info = Arc::new(DataInfo {
-        img_id: 1,
-        img_path: dir.join("portrait.jpg"),
-        height: 333,
-        width: 201,
-        instances: Vec::new(),
-    });
+    let info = portrait_without_annotations();
     let resize = |w: u32, h: u32| serde_json::json!({"type": "Resize", "scale": [w, h], "keep_ratio": false});
     let load = serde_json::json!({"type": "LoadImageFromFile"});
     let pack = serde_json::json!({"type": "PackDetInputs"});

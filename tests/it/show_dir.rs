@@ -11,7 +11,7 @@ use detc::visualization::palette::COCO_PALETTE;
 use detc::visualization::RgbImage;
 use serde_json::Value;
 
-use crate::support::{detc, root, shapes_data};
+use crate::support::{detc, file_names, root, run_dir, shapes_data, shapes_val_annotations};
 
 /// Settings that keep the demo config tiny: one epoch of 2 iterations, no
 /// validation, a checkpoint at its end.
@@ -51,44 +51,33 @@ fn show_dir_draws_ground_truth_and_predictions_per_test_image() {
         .args(TINY)
         .assert()
         .success();
-    // Every prediction drawn (score_thr 0), so the right half shows some.
-    let out = detc(dir.path())
-        .env("DETC_ENGINE", engine)
-        .arg("test")
-        .arg(&config)
-        .args([
-            "trained/epoch_1.pth",
-            "--work-dir",
-            "tested",
-            "--show-dir",
-            "vis",
-            "--cfg-options",
-        ])
-        .args(TINY)
-        .arg("default_hooks.visualization.score_thr=0.0")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
+    // `detc test` of the checkpoint into `work_dir` with `args` and
+    // `options`, every prediction drawn (score_thr 0, so the right half
+    // shows some); its log.
+    let test = |work_dir: &str, args: &[&str], options: &[&str]| {
+        let out = detc(dir.path())
+            .env("DETC_ENGINE", engine)
+            .arg("test")
+            .arg(&config)
+            .args(["trained/epoch_1.pth", "--work-dir", work_dir])
+            .args(args)
+            .arg("--cfg-options")
+            .args(TINY)
+            .arg("default_hooks.visualization.score_thr=0.0")
+            .args(options)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let log = test("tested", &["--show-dir", "vis"], &[]);
     assert!(log.contains("3 images drawn in "), "{log}");
 
-    let run = std::fs::read_dir(dir.path().join("tested"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .expect("a run folder")
-        .path();
+    let run = run_dir(&dir.path().join("tested"));
     let vis = run.join("vis");
-    let ann: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path()
-                .join("data/shapes/annotations/instances_val.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ann = shapes_val_annotations(dir.path());
     let classes = ["rectangle", "ellipse", "triangle", "cross"];
     let label_of = |cat: u64| {
         let name = ann["categories"]
@@ -179,43 +168,13 @@ fn show_dir_draws_ground_truth_and_predictions_per_test_image() {
     // `draw: true` without `test_out_dir`: the drawings go to the
     // visualizer's LocalVisBackend as `vis_data/vis_image/test_img_{n}.png`
     // (n from 1), the PNG of the same drawing.
-    let out = detc(dir.path())
-        .env("DETC_ENGINE", engine)
-        .arg("test")
-        .arg(&config)
-        .args([
-            "trained/epoch_1.pth",
-            "--work-dir",
-            "backends",
-            "--cfg-options",
-        ])
-        .args(TINY)
-        .args([
-            "default_hooks.visualization.score_thr=0.0",
-            "default_hooks.visualization.draw=True",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
+    let log = test("backends", &[], &["default_hooks.visualization.draw=True"]);
     assert!(
         log.contains("3 images drawn for the visualizer's backends"),
         "{log}"
     );
-    let run = std::fs::read_dir(dir.path().join("backends"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .expect("a run folder")
-        .path();
-    let mut names: Vec<String> = std::fs::read_dir(run.join("vis_data/vis_image"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let run = run_dir(&dir.path().join("backends"));
+    let names = file_names(&run.join("vis_data/vis_image"));
     assert_eq!(
         names,
         ["test_img_1.png", "test_img_2.png", "test_img_3.png"]

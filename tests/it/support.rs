@@ -108,6 +108,29 @@ pub fn train_briefly(dir: &Path, config: &Path, epochs: u32) {
         .success();
 }
 
+/// The log folder (`<timestamp>`) of the one run in `work_dir`.
+pub fn run_dir(work_dir: &Path) -> PathBuf {
+    std::fs::read_dir(work_dir)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("a run folder")
+        .path()
+}
+
+/// The names of the files in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// The COCO annotations of the shapes validation split written by [`shapes_data`] into `dir`.
+pub fn shapes_val_annotations(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("data/shapes/annotations/instances_val.json")).unwrap()).unwrap()
+}
+
 /// The stdout of the reference environment's Python run with `args`,
 /// which must succeed.
 pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {

@@ -12,7 +12,10 @@ use std::path::Path;
 
 use detc::data::image::{read_image, ColorMode};
 
-use crate::support::{ask_python, python_stdout, root, shapes_data, train_briefly};
+use crate::support::{
+    ask_python, file_names, python_stdout, root, run_dir, shapes_data, shapes_val_annotations,
+    train_briefly,
+};
 
 const CONFIG: &str = "\
 _base_: [ROOT]/configs/demo/faster-rcnn_r18_shapes.yaml
@@ -29,13 +32,7 @@ fn the_backends_keep_scalars_drawings_and_the_config() {
     let dir = crate::support::tree(&[("tb.yaml", CONFIG)]);
     shapes_data(dir.path(), 8, 2);
     train_briefly(dir.path(), Path::new("tb.yaml"), 2);
-    let run = std::fs::read_dir(dir.path().join("work"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().is_dir())
-        .unwrap()
-        .path();
-    let vis_data = run.join("vis_data");
+    let vis_data = run_dir(&dir.path().join("work")).join("vis_data");
 
     // (tag, step, value) of every scalar of scalars.json, in order.
     let mut expected = vec![];
@@ -82,25 +79,12 @@ fn the_backends_keep_scalars_drawings_and_the_config() {
     // The validations after iterations 2 and 4 have batches 0 and 1 (one
     // image each): `runner.iter + batch_idx` is 2, 3, then 4, 5, and every
     // second one is drawn.
-    let drawn: Vec<String> = {
-        let mut names: Vec<String> = std::fs::read_dir(vis_data.join("vis_image"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(drawn, ["val_img_2.png", "val_img_4.png"]);
+    assert_eq!(
+        file_names(&vis_data.join("vis_image")),
+        ["val_img_2.png", "val_img_4.png"]
+    );
     // Batch 0 of the validation is its first image.
-    let ann: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path()
-                .join("data/shapes/annotations/instances_val.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let ann = shapes_val_annotations(dir.path());
     let first = &ann["images"][0];
     let original = read_image(
         &dir.path()

@@ -72,11 +72,7 @@ impl EventWriter {
             // simple_value: field 2, fixed32.
             summary_value.push(2 << 3 | 5);
             summary_value.extend_from_slice(&value.to_le_bytes());
-            let mut summary = Vec::new();
-            field_bytes(&mut summary, 1, &summary_value);
-            let mut event = event_header(wall_time(), step as i64);
-            field_bytes(&mut event, 5, &summary);
-            self.write_record(&event)?;
+            self.write_summary(&summary_value, step)?;
         }
         self.file.flush()
     }
@@ -94,12 +90,17 @@ impl EventWriter {
         let mut summary_value = Vec::new();
         field_bytes(&mut summary_value, 1, tag.as_bytes());
         field_bytes(&mut summary_value, 4, &encoded);
+        self.write_summary(&summary_value, step)?;
+        self.file.flush()
+    }
+
+    /// An event at `step` whose `Summary` holds one `Summary.Value`.
+    fn write_summary(&mut self, summary_value: &[u8], step: u64) -> io::Result<()> {
         let mut summary = Vec::new();
-        field_bytes(&mut summary, 1, &summary_value);
+        field_bytes(&mut summary, 1, summary_value);
         let mut event = event_header(wall_time(), step as i64);
         field_bytes(&mut event, 5, &summary);
-        self.write_record(&event)?;
-        self.file.flush()
+        self.write_record(&event)
     }
 
     fn write_record(&mut self, data: &[u8]) -> io::Result<()> {
