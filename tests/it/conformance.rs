@@ -91,8 +91,10 @@ fn bundled_configs_resolve_as_mmengine_resolves_them() {
         "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml",
         "configs/queryinst/queryinst_r50_fpn_ms-480-800-3x_coco.yaml",
         "configs/queryinst/queryinst_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
+        "configs/queryinst/queryinst_r101_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
         "configs/sparse_rcnn/sparse-rcnn_r50_fpn_ms-480-800-3x_coco.yaml",
         "configs/sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
+        "configs/sparse_rcnn/sparse-rcnn_r101_fpn_ms-480-800-3x_coco.yaml",
     ];
     let overrides = vec!["model.roi_head.bbox_head.0.num_classes=3".to_string(), "train_dataloader.batch_size=4".into()];
     let mut requests: Vec<(PathBuf, Vec<String>)> = configs.iter().map(|c| (root().join(c), vec![])).collect();

@@ -22,9 +22,13 @@ CONFIGS = [
     'queryinst/queryinst_r50_fpn_1x_coco',
     'queryinst/queryinst_r50_fpn_ms-480-800-3x_coco',
     'queryinst/queryinst_r50_fpn_300-proposals_crop-ms-480-800-3x_coco',
+    'queryinst/queryinst_r101_fpn_ms-480-800-3x_coco',
+    'queryinst/queryinst_r101_fpn_300-proposals_crop-ms-480-800-3x_coco',
     'sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco',
     'sparse_rcnn/sparse-rcnn_r50_fpn_ms-480-800-3x_coco',
     'sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco',
+    'sparse_rcnn/sparse-rcnn_r101_fpn_ms-480-800-3x_coco',
+    'sparse_rcnn/sparse-rcnn_r101_fpn_300-proposals_crop-ms-480-800-3x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_1x_coco',
     'mask_rcnn/mask-rcnn_r50_fpn_1x_coco',
     # the bases, each on its own
