@@ -75,11 +75,13 @@ impl KeyReport {
         self.missing.is_empty() && self.unexpected.is_empty() && self.mismatched.is_empty()
     }
 
-    /// MMEngine's warning for missing and unexpected keys
+    /// MMEngine's warning for shape mismatches (torch's messages, for a load
+    /// that skipped those parameters), unexpected and missing keys
     /// (`mmengine/runner/checkpoint.py` `load_state_dict`), or `None` when
-    /// there are none. Shape mismatches are not part of it: they are errors.
+    /// there are none.
     pub fn warning(&self) -> Option<String> {
         let mut lines = vec!["The model and loaded state dict do not match exactly\n".to_string()];
+        lines.extend(self.mismatched.iter().map(|m| m.to_string()));
         if !self.unexpected.is_empty() {
             lines.push(format!(
                 "unexpected key in source state_dict: {}\n",

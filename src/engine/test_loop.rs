@@ -22,7 +22,7 @@ use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
 use super::work_dir::{LocalTime, WorkDir};
 use crate::models::data_preprocessors::DetDataPreprocessor;
 use crate::models::detectors;
-use crate::models::weights::load_state_dict;
+use crate::models::weights::{load_state_dict, Shapes};
 
 /// `detc-engine test` arguments (the light `detc test` resolves the work dir).
 #[derive(clap::Args, Debug)]
@@ -104,7 +104,9 @@ impl Trained {
         let mut vs = nn::VarStore::new(Device::Cpu);
         let model = detectors::build(model_cfg, vs.root()).map_err(|e| e.to_string())?;
         let ckpt = detc::checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
-        let report = load_state_dict(&vs, "", &ckpt.state_dict)
+        // A test of weights that do not fit the model can only mislead:
+        // refused, where MMEngine warns.
+        let report = load_state_dict(&vs, "", &ckpt.state_dict, Shapes::Refuse)
             .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
         vs.set_device(device);
         let pre_cfg = model

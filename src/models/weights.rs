@@ -1,8 +1,12 @@
 //! Loading a checkpoint's state dict into a tch `VarStore` by name, as
 //! MMEngine's `load_checkpoint` / `PretrainedInit` do: missing and unexpected
-//! keys are reported (MMEngine's warning), a shape mismatch is an error that
-//! names the key and both shapes, and values are copied with a dtype cast
-//! (an fp16 checkpoint loads into an fp32 model).
+//! keys are reported (MMEngine's warning), and values are copied with a dtype
+//! cast (an fp16 checkpoint loads into an fp32 model). A shape mismatch is
+//! what [`Shapes`] says: for `load_from` and `init_cfg: Pretrained`, as
+//! MMEngine's `strict=False` loading, the parameter keeps its initial value
+//! and the warning names it (fine-tuning a COCO model on other classes); for
+//! resuming and testing, where it can only mean the wrong checkpoint, an
+//! error that names the key and both shapes.
 //!
 //! `scope` restricts the model side to one component (`backbone`), the way
 //! `init_cfg` of a backbone loads into that backbone only; `prefix` keeps the
@@ -102,13 +106,23 @@ pub fn with_prefix(
     Ok(out)
 }
 
+/// What a parameter whose shape differs from the checkpoint's does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shapes {
+    /// It keeps its value and the report lists it (MMEngine's `strict=False`).
+    Skip,
+    /// The load fails, naming every such key with both shapes.
+    Refuse,
+}
+
 /// Copies `state_dict` into the variables of `vs` under `scope`. Returns the
-/// missing/unexpected report (for MMEngine's warning); any shape mismatch is
-/// an error listing every mismatched key with both shapes.
+/// missing/unexpected/mismatched report (for MMEngine's warning); shape
+/// mismatches are handled as `on_mismatch` says.
 pub fn load_state_dict(
     vs: &VarStore,
     scope: &str,
     state_dict: &IndexMap<String, TensorData>,
+    on_mismatch: Shapes,
 ) -> ModelResult<KeyReport> {
     let mut vars = scoped(vs, scope);
     vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -117,7 +131,7 @@ pub fn load_state_dict(
         shapes.iter().map(|(k, s)| (k.as_str(), s.as_slice())),
         state_dict,
     );
-    if !report.mismatched.is_empty() {
+    if !report.mismatched.is_empty() && on_mismatch == Shapes::Refuse {
         let lines: Vec<String> = report.mismatched.iter().map(|m| m.to_string()).collect();
         let what = if scope.is_empty() {
             "model".to_string()
@@ -131,6 +145,9 @@ pub fn load_state_dict(
     }
     tch::no_grad(|| -> ModelResult<()> {
         for (name, var) in &vars {
+            if report.mismatched.iter().any(|m| &m.key == name) {
+                continue;
+            }
             if let Some(src) = state_dict.get(name) {
                 let src = to_tensor(src).map_err(|e| ModelError::new(name.as_str(), e.message))?;
                 let mut dst = var.shallow_clone();
@@ -203,8 +220,8 @@ pub fn load_pretrained(
     let ckpt = checkpoint::load(Path::new(&path))
         .map_err(|e| ModelError::new("init_cfg", e.to_string()))?;
     match prefix {
-        Some(p) => load_state_dict(vs, scope, &with_prefix(&ckpt.state_dict, p)?),
-        None => load_state_dict(vs, scope, &ckpt.state_dict),
+        Some(p) => load_state_dict(vs, scope, &with_prefix(&ckpt.state_dict, p)?, Shapes::Skip),
+        None => load_state_dict(vs, scope, &ckpt.state_dict, Shapes::Skip),
     }
 }
 
@@ -236,7 +253,7 @@ mod tests {
         let mut sd = IndexMap::new();
         sd.insert("a.weight".to_string(), td(&[2, 3], 1.5));
         sd.insert("fc.weight".to_string(), td(&[4], 0.0));
-        let report = load_state_dict(&vs, "backbone", &sd).unwrap();
+        let report = load_state_dict(&vs, "backbone", &sd, Shapes::Refuse).unwrap();
         assert_eq!(report.missing, ["a.bias"]);
         assert_eq!(report.unexpected, ["fc.weight"]);
         let w = &vs.variables()["backbone.a.weight"];
@@ -246,7 +263,7 @@ mod tests {
         let mut sd = IndexMap::new();
         sd.insert("model.a.bias".to_string(), td(&[2], 2.0));
         sd.insert("other.x".to_string(), td(&[1], 0.0));
-        let report = load_state_dict(&vs, "backbone", &with_prefix(&sd, "model").unwrap()).unwrap();
+        let report = load_state_dict(&vs, "backbone", &with_prefix(&sd, "model").unwrap(), Shapes::Refuse).unwrap();
         assert_eq!(report.unexpected, Vec::<String>::new());
         assert!(with_prefix(&sd, "nothing").is_err());
     }
@@ -256,7 +273,7 @@ mod tests {
         let vs = model();
         let mut sd = IndexMap::new();
         sd.insert("a.weight".to_string(), td(&[3, 2], 1.0));
-        let err = load_state_dict(&vs, "backbone", &sd).unwrap_err();
+        let err = load_state_dict(&vs, "backbone", &sd, Shapes::Refuse).unwrap_err();
         assert!(
             err.message.contains("a.weight")
                 && err.message.contains("[3, 2]")
@@ -270,6 +287,28 @@ mod tests {
                 .sum(Kind::Float)
                 .double_value(&[]),
             0.0
+        );
+    }
+
+    /// MMEngine's `strict=False`: a parameter of another shape keeps its
+    /// value, the rest loads, and the warning names it first, as torch's
+    /// `_load_from_state_dict` reports it before the missing keys.
+    #[test]
+    fn a_skipped_shape_mismatch_keeps_the_parameter_and_is_warned_about() {
+        let vs = model();
+        let mut sd = IndexMap::new();
+        sd.insert("a.weight".to_string(), td(&[3, 2], 1.0));
+        sd.insert("a.bias".to_string(), td(&[2], 2.0));
+        let report = load_state_dict(&vs, "backbone", &sd, Shapes::Skip).unwrap();
+        let variables = vs.variables();
+        let sum = |name: &str| variables[name].sum(Kind::Float).double_value(&[]);
+        assert_eq!((sum("backbone.a.weight"), sum("backbone.a.bias")), (0.0, 4.0));
+        let warning = report.warning().unwrap();
+        assert_eq!(
+            warning,
+            "The model and loaded state dict do not match exactly\n\n\
+             size mismatch for a.weight: copying a param with shape [3, 2] from checkpoint, \
+             the shape in current model is [2, 3]"
         );
     }
 }

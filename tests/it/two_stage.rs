@@ -84,4 +84,62 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
         .stdout
         .clone();
     assert_test_log_matches_eval(dir.path(), &String::from_utf8_lossy(&out));
+
+    // Fine-tuning on other classes (MMDetection's `load_from` a COCO model
+    // with a new `num_classes`): as MMEngine's strict=False load, the
+    // classifier and box regressor of the other size keep their init, the
+    // warning names them, and training goes on. Testing with weights that do
+    // not fit is refused.
+    let three_classes = [
+        "model.roi_head.bbox_head.num_classes=3",
+        "model.roi_head.mask_head.num_classes=3",
+        "train_dataloader.dataset.metainfo.classes=[rectangle,ellipse,triangle]",
+        "val_dataloader.dataset.metainfo.classes=[rectangle,ellipse,triangle]",
+        "test_dataloader.dataset.metainfo.classes=[rectangle,ellipse,triangle]",
+        "load_from=straight/epoch_3.pth",
+        "train_cfg.max_epochs=1",
+    ];
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("run")
+        .arg(root().join(CONFIG))
+        .args(["--work-dir", "finetuned", "--cfg-options"])
+        .args(TINY)
+        .args(three_classes)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    let warned: Vec<&str> = log.lines().filter(|l| l.starts_with("size mismatch for ")).collect();
+    let keys: Vec<&str> = warned.iter().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "size mismatch for roi_head.bbox_head.fc_cls.bias",
+            "size mismatch for roi_head.bbox_head.fc_cls.weight",
+            "size mismatch for roi_head.bbox_head.fc_reg.bias",
+            "size mismatch for roi_head.bbox_head.fc_reg.weight",
+            "size mismatch for roi_head.mask_head.conv_logits.bias",
+            "size mismatch for roi_head.mask_head.conv_logits.weight",
+        ],
+        "{log}"
+    );
+    assert!(log.contains("The model and loaded state dict do not match exactly"), "{log}");
+    assert!(log.contains("Epoch(train) [1][2/2]"), "{log}");
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("test")
+        .arg(root().join(CONFIG))
+        .args(["straight/epoch_3.pth", "--work-dir", "tested3", "--cfg-options"])
+        .args(TINY)
+        .args(three_classes)
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("size mismatch for roi_head.bbox_head.fc_cls.weight"), "{err}");
 }

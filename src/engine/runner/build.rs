@@ -28,7 +28,7 @@ use crate::engine::test_loop::{coco_metric_config, device, log_processor};
 use crate::engine::work_dir::{latest_checkpoint, LocalTime, WorkDir};
 use crate::models::data_preprocessors::DetDataPreprocessor;
 use crate::models::detectors::{self, Detector};
-use crate::models::weights::load_state_dict;
+use crate::models::weights::{load_state_dict, Shapes};
 
 /// The runner: the model, the validation data, the hooks and the state they share.
 pub struct Runner {
@@ -158,7 +158,9 @@ impl Runner {
         }
         if let Some(path) = config.get("load_from").and_then(Value::as_str) {
             let ckpt = detc::checkpoint::load(Path::new(path)).map_err(input)?;
-            let report = load_state_dict(&vs, "", &ckpt.state_dict)
+            // MMEngine loads `load_from` with strict=False: a head of
+            // another size (fine-tuning on other classes) keeps its init.
+            let report = load_state_dict(&vs, "", &ckpt.state_dict, Shapes::Skip)
                 .map_err(|e| input(format!("load_from {path}: {e}")))?;
             info(&mut log, &format!("Load checkpoint from {path}"))?;
             if let Some(w) = report.warning() {
@@ -288,7 +290,7 @@ impl Runner {
         st: TrainState,
     ) -> Result<(), Failure> {
         let s = &mut self.state;
-        load_state_dict(&s.vs, "", sd)
+        load_state_dict(&s.vs, "", sd, Shapes::Refuse)
             .map_err(|e| input(format!("resume {}: {e}", path.display())))?;
         if let Some(o) = &st.optimizer {
             s.wrapper.load_state_dict(o).map_err(input)?;

@@ -712,7 +712,7 @@ mod tests {
     use crate::models::data_preprocessors::InstanceTensors;
     use crate::models::layers::fixtures::{assert_close, tensor, StateDict};
     use crate::models::ops::nms::tests::fixture;
-    use crate::models::weights::{load_state_dict, named_shapes};
+    use crate::models::weights::{load_state_dict, Shapes, named_shapes};
     use detc::data::SampleMeta;
     use tch::nn::VarStore;
 
@@ -775,7 +775,7 @@ mod tests {
         )
         .unwrap();
         if let Some(sd) = sd {
-            let report = load_state_dict(&vs, "rpn_head", sd).unwrap();
+            let report = load_state_dict(&vs, "rpn_head", sd, Shapes::Refuse).unwrap();
             assert!(
                 report.missing.is_empty() && report.unexpected.is_empty(),
                 "{report:?}"

@@ -25,7 +25,7 @@ use super::{build, Detector, SparseRCNN};
 use crate::models::data_preprocessors::{DetBatch, DetDataSample, InstanceTensors, MaskTensors};
 use crate::models::layers::fixtures::{max_abs_diff, run_script, tensor, StateDict};
 use crate::models::roi_heads::DetInstances;
-use crate::models::weights::load_state_dict;
+use crate::models::weights::{load_state_dict, Shapes};
 
 const SCRIPT: &str = "tests/models/detector_reference.py";
 const DIR_PREFIX: &str = "detc-detector-reference-";
@@ -186,7 +186,7 @@ fn load_model(cfg: &Json, reference: &ModelReference) -> (nn::VarStore, SparseRC
         meta_entry(&reference.checkpoint, "some_object").is_some(),
         "meta.some_object"
     );
-    let report = load_state_dict(&vs, "", &reference.checkpoint.state_dict).unwrap();
+    let report = load_state_dict(&vs, "", &reference.checkpoint.state_dict, Shapes::Refuse).unwrap();
     assert!(report.is_exact(), "key report: {report:?}");
     (vs, model)
 }

@@ -486,12 +486,12 @@ mod tests {
     use super::*;
     use crate::models::layers::fixtures::{assert_close, tensor};
     use crate::models::roi_heads::bbox_heads::dii_head::tests::fixture;
-    use crate::models::weights::{load_state_dict, with_prefix};
+    use crate::models::weights::{load_state_dict, Shapes, with_prefix};
     use tch::{nn::VarStore, Device};
 
     fn load(vs: &VarStore, prefix: &str) {
         let sd = with_prefix(fixture(), prefix).unwrap();
-        let report = load_state_dict(vs, "", &sd).unwrap();
+        let report = load_state_dict(vs, "", &sd, Shapes::Refuse).unwrap();
         assert!(report.is_exact(), "{prefix}: {report:?}");
     }
 

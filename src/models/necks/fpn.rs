@@ -334,7 +334,7 @@ fn end_level(cfg: &FPNConfig, num_ins: usize) -> ModelResult<usize> {
 mod tests {
     use super::*;
     use crate::models::layers::fixtures::{self, assert_close, tensor};
-    use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
+    use crate::models::weights::{load_state_dict, Shapes, named_shapes, with_prefix};
     use tch::Device;
 
     /// The configs of tests/models/make_fixtures.py FPN_CASES.
@@ -374,7 +374,7 @@ mod tests {
             let vs = nn::VarStore::new(Device::Cpu);
             let fpn = FPN::new(&cfg, vs.root() / "neck").unwrap();
             let sd = with_prefix(fx, &format!("{key}.sd")).unwrap();
-            let report = load_state_dict(&vs, "neck", &sd).unwrap();
+            let report = load_state_dict(&vs, "neck", &sd, Shapes::Refuse).unwrap();
             assert!(report.is_exact(), "{key}: {report:?}");
             let inputs: Vec<Tensor> = (0..4)
                 .map(|i| tensor(fx, &format!("{key}.in.{i}")))

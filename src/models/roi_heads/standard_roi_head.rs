@@ -525,7 +525,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::models::data_preprocessors::InstanceTensors;
     use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
-    use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
+    use crate::models::weights::{load_state_dict, Shapes, named_shapes, with_prefix};
 
     /// tests/models/two_stage_roi_reference.py's output, made once per test process.
     pub(crate) fn fixture() -> &'static StateDict {
@@ -541,7 +541,7 @@ pub(crate) mod tests {
     /// Loads `{prefix}.sd.*` into `vs`, exactly (no missing or unexpected key).
     pub(crate) fn load(vs: &VarStore, prefix: &str) {
         let sd = with_prefix(fixture(), &format!("{prefix}.sd")).unwrap();
-        let report = load_state_dict(vs, "", &sd).unwrap();
+        let report = load_state_dict(vs, "", &sd, Shapes::Refuse).unwrap();
         assert!(report.is_exact(), "{prefix}: {report:?}");
     }
 

@@ -295,7 +295,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
-    use crate::models::weights::{load_state_dict, named_shapes, with_prefix};
+    use crate::models::weights::{load_state_dict, Shapes, named_shapes, with_prefix};
     use tch::{nn::VarStore, Device, Kind};
 
     /// tests/models/dii_head_reference.py's output, made once per test process.
@@ -334,7 +334,7 @@ pub(crate) mod tests {
         let vs = VarStore::new(Device::Cpu);
         let head = DIIHead::new(&tiny_cfg(), vs.root()).unwrap();
         let sd = with_prefix(fixture(), "sd").unwrap();
-        let report = load_state_dict(&vs, "", &sd).unwrap();
+        let report = load_state_dict(&vs, "", &sd, Shapes::Refuse).unwrap();
         assert!(report.is_exact(), "{report:?}");
         (vs, head)
     }
