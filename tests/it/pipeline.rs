@@ -384,7 +384,15 @@ fn random_choice_runs_one_candidate() {
     let err = Pipeline::from_config(&[load.clone(), bad, pack.clone()]).unwrap_err();
     assert!(err.message.contains("transform 1 (`RandomChoice`): `prob`"), "{err}");
     let nested = serde_json::json!({"type": "RandomChoice", "transforms": [[resize(1, 1), {"type": "RandomCrop"}]]});
-    let err = Pipeline::from_config(&[load, nested, pack]).unwrap_err();
+    let err = Pipeline::from_config(&[load.clone(), nested, pack.clone()]).unwrap_err();
     let nested_error = err.message.contains("transform 1 (`RandomChoice`): transforms[0][1]: ");
     assert!(nested_error && err.message.contains("crop_size"), "{err}");
+    // Polygon masks are not cropped: refused when the pipeline is built.
+    let polygons = serde_json::json!({"type": "LoadAnnotations", "with_mask": true, "poly2mask": false});
+    let crop = serde_json::json!({"type": "RandomCrop", "crop_size": [10, 10]});
+    let inside = serde_json::json!({"type": "RandomChoice", "transforms": [[crop.clone()], resize(8, 8)]});
+    for cropping in [crop, inside] {
+        let err = Pipeline::from_config(&[load.clone(), polygons.clone(), cropping, pack.clone()]).unwrap_err();
+        assert!(err.message.contains("transform 2: `RandomCrop` cannot crop the polygon masks"), "{err}");
+    }
 }

@@ -89,6 +89,7 @@ impl Pipeline {
             }
         }
         let pack = pack.ok_or_else(|| DataError::new("the pipeline must end with `PackDetInputs`"))?;
+        refuse_cropped_polygons(transforms)?;
         Ok(Pipeline { transforms: built, pack })
     }
 
@@ -111,6 +112,31 @@ fn transform_name<'a>(cfg: &'a Value, what: &str) -> DataResult<&'a str> {
     cfg.get("type").and_then(Value::as_str).ok_or_else(|| {
         DataError::new(format!("{what}: a transform needs a `type` (one of {})", TRANSFORMS.join(", ")))
     })
+}
+
+/// `RandomCrop` (also inside a `RandomChoice`) after masks loaded as polygons
+/// (`LoadAnnotations(poly2mask=False)`), refused when the pipeline is built
+/// rather than at its first sample (see `random_crop`).
+fn refuse_cropped_polygons(transforms: &[Value]) -> DataResult<()> {
+    fn crops(t: &Value) -> bool {
+        t.get("type").and_then(Value::as_str) == Some("RandomCrop")
+            || t.get("transforms").and_then(Value::as_array).is_some_and(|candidates| {
+                candidates.iter().any(|c| c.as_array().map_or_else(|| crops(c), |list| list.iter().any(crops)))
+            })
+    }
+    let polygons = transforms.iter().position(|t| {
+        t.get("type").and_then(Value::as_str) == Some("LoadAnnotations")
+            && t.get("with_mask").and_then(Value::as_bool) == Some(true)
+            && t.get("poly2mask").and_then(Value::as_bool) == Some(false)
+    });
+    match (polygons, transforms.iter().position(crops)) {
+        (Some(load), Some(crop)) if crop > load => Err(DataError::new(format!(
+            "pipeline transform {crop}: `RandomCrop` cannot crop the polygon masks of transform {load} \
+             (`LoadAnnotations(poly2mask=False)`; MMDetection clips polygons with shapely): load bitmap \
+             masks with `poly2mask: true`"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A transform other than `PackDetInputs`, built from its dict.
