@@ -164,7 +164,7 @@ fn default_scalar_save_file() -> String {
     "scalars.json".into()
 }
 
-/// `TensorboardVisBackend`: writes scalars and images as TensorBoard event files
+/// `TensorboardVisBackend`: writes scalars, images and the config as TensorBoard event files
 /// (`mmengine.visualization.TensorboardVisBackend`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -2,8 +2,8 @@
 package's own loader (which migrates them as TensorBoard's UI reads them)
 and prints its values as JSON lines: scalars as {"tag", "step", "value"},
 images as {"tag", "step", "image": {"height", "width", "decoded": [h, w, c]
-as OpenCV decodes the PNG, "crc32": of the PNG bytes}}; the file version of
-the first event is checked.
+as OpenCV decodes the PNG, "crc32": of the PNG bytes}}, texts as {"tag",
+"step", "text"}; the file version of the first event is checked.
 
 Usage: python tensorboard_reader.py DIR
 """
@@ -35,6 +35,8 @@ for path in files:
                     "decoded": list(decoded.shape),
                     "crc32": zlib.crc32(png),
                 }
+            elif value.metadata.plugin_data.plugin_name == "text":
+                record["text"] = value.tensor.string_val[0].decode()
             elif value.HasField("simple_value"):
                 record["value"] = value.simple_value
             else:

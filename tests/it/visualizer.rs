@@ -2,9 +2,9 @@
 //! ones and `DetVisualizationHook(draw=True)`: `TensorboardVisBackend`'s
 //! event file, read back by the `tensorboard` package's own loader, holds
 //! the scalars of `scalars.json` (as float32) and the drawn validation
-//! images; `LocalVisBackend` writes those as `vis_image/val_img_{step}.png`
-//! and the config as `config.py`, which MMEngine's `Config.fromfile` reads
-//! back to the run's config.
+//! images, and the config as text; `LocalVisBackend` writes those images as
+//! `vis_image/val_img_{step}.png` and the config as `config.py`, which
+//! MMEngine's `Config.fromfile` reads back to the run's config.
 
 use serde_json::{json, Value};
 
@@ -51,8 +51,11 @@ fn the_backends_keep_scalars_drawings_and_the_config() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    let (images, scalars): (Vec<&Value>, Vec<&Value>) =
-        records.iter().partition(|r| r.get("image").is_some());
+    let texts: Vec<&Value> = records.iter().filter(|r| r.get("text").is_some()).collect();
+    let (images, scalars): (Vec<&Value>, Vec<&Value>) = records
+        .iter()
+        .filter(|r| r.get("text").is_none())
+        .partition(|r| r.get("image").is_some());
     let read: Vec<(String, u64, f32)> = scalars
         .iter()
         .map(|v| {
@@ -118,6 +121,12 @@ fn the_backends_keep_scalars_drawings_and_the_config() {
         .map(|b| serde_json::from_slice(&b).unwrap())
         .unwrap();
     let python_copy = vis_data.join("config.py");
+    // TensorBoard holds the same Python text, as the text `config`.
+    let python_text = std::fs::read_to_string(&python_copy).unwrap();
+    assert_eq!(
+        texts,
+        [&json!({"tag": "config", "step": 0, "text": python_text})]
+    );
     let answer = ask_python(
         "tests/mmengine/resolve.py",
         &[],

@@ -183,11 +183,16 @@ impl RunLog {
 
     /// `Visualizer.add_config`: `LocalVisBackend` writes the config to its
     /// `config_save_file`, as Python when it ends in `.py` (the default,
-    /// `config.py`; MMEngine's `Config.fromfile` reads it back), else as JSON.
+    /// `config.py`; MMEngine's `Config.fromfile` reads it back), else as JSON;
+    /// `TensorboardVisBackend` adds the Python text as the text `config`.
     pub fn add_config(&mut self, config: &serde_json::Value) -> io::Result<()> {
+        let python = detc::config::emit::to_python(config);
+        if let Some(events) = self.events.as_mut() {
+            events.add_text("config", &python)?;
+        }
         let Some(local) = &self.local else { return Ok(()) };
         let text = if local.config_file.extension().is_some_and(|e| e == "py") {
-            detc::config::emit::to_python(config)
+            python
         } else {
             serde_json::to_string_pretty(config).unwrap_or_default() + "\n"
         };

@@ -94,6 +94,32 @@ impl EventWriter {
         self.file.flush()
     }
 
+    /// `SummaryWriter.add_text(tag, text)`, what MMEngine's
+    /// `TensorboardVisBackend.add_config` calls with the config's Python
+    /// text: a one-element `DT_STRING` tensor for the `text` plugin, at step 0.
+    pub fn add_text(&mut self, tag: &str, text: &str) -> io::Result<()> {
+        // SummaryMetadata { plugin_data: PluginData { plugin_name: "text" } }
+        let mut plugin = Vec::new();
+        field_bytes(&mut plugin, 1, b"text");
+        let mut metadata = Vec::new();
+        field_bytes(&mut metadata, 1, &plugin);
+        // TensorProto { dtype: DT_STRING (7), tensor_shape: { dim: [{ size: 1 }] }, string_val: [text] }
+        let mut dim = Vec::new();
+        varint(&mut dim, 1 << 3);
+        varint(&mut dim, 1);
+        let mut shape = Vec::new();
+        field_bytes(&mut shape, 2, &dim);
+        let mut tensor = vec![1 << 3, 7];
+        field_bytes(&mut tensor, 2, &shape);
+        field_bytes(&mut tensor, 8, text.as_bytes());
+        let mut summary_value = Vec::new();
+        field_bytes(&mut summary_value, 1, tag.as_bytes());
+        field_bytes(&mut summary_value, 9, &metadata);
+        field_bytes(&mut summary_value, 8, &tensor);
+        self.write_summary(&summary_value, 0)?;
+        self.file.flush()
+    }
+
     /// An event at `step` whose `Summary` holds one `Summary.Value`.
     fn write_summary(&mut self, summary_value: &[u8], step: u64) -> io::Result<()> {
         let mut summary = Vec::new();
