@@ -4,6 +4,7 @@
 //! its shard of the data and rank 0 gathers every rank's predictions and
 //! computes the metric (MMEngine's `collect_results`).
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use detc::data::coco::CocoDataset;
@@ -79,15 +80,16 @@ pub struct EvalProgress<'a> {
 
 /// Predicts every batch of `data` and computes `metric`; `on_batch` sees
 /// each batch (after the metric has taken it, as MMEngine's loops call
-/// `after_val_iter` after `evaluator.process`). With `dist`, `data` is this
-/// rank's shard and only rank 0 gets the results (the others `None`).
+/// `after_val_iter` after `evaluator.process`) and may stop the loop (an
+/// error then says so; the caller holds the reason). With `dist`, `data` is
+/// this rank's shard and only rank 0 gets the results (the others `None`).
 pub fn evaluate(
     model: &Detector,
     pre: &DetDataPreprocessor,
     data: &mut DataParts,
     metric: &mut CocoMetric,
     dist: Option<&Dist>,
-    mut on_batch: impl FnMut(&EvalProgress<'_>),
+    mut on_batch: impl FnMut(&EvalProgress<'_>) -> ControlFlow<()>,
 ) -> ModelResult<Option<MetricResults>> {
     // Every prediction of this process; `CocoMetric::process` only collects,
     // so handing them over at the end is the same as batch by batch.
@@ -108,7 +110,7 @@ pub fn evaluate(
             mine.push(to_prediction(meta.img_id.unwrap_or(0) as i64, d)?);
         }
         let now = Instant::now();
-        on_batch(&EvalProgress {
+        let flow = on_batch(&EvalProgress {
             index,
             total,
             time: (now - last).as_secs_f64(),
@@ -117,6 +119,9 @@ pub fn evaluate(
             outputs: &mine[first..],
             dataset: &data.dataset,
         });
+        if flow.is_break() {
+            return Err(ModelError::new("evaluation", "stopped after a batch"));
+        }
         last = now;
     }
     match dist {

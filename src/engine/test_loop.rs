@@ -5,6 +5,7 @@
 //! (with `--show-dir`) every test image drawn with its ground truth and
 //! predictions. On a terminal a progress bar shows the loop's ETA.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use detc::data::samplers::Shard;
@@ -224,8 +225,9 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         Ok(())
     };
     let results = evaluate(&model, &pre, &mut data, &mut metric, None, |p| {
-        if draw_failure.is_none() {
-            draw_failure = draw(p, &mut log).err();
+        if let Err(e) = draw(p, &mut log) {
+            draw_failure = Some(e);
+            return ControlFlow::Break(());
         }
         hub.update("test/data_time", p.data_time);
         hub.update("test/time", p.time);
@@ -243,12 +245,14 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
                 log_failure.get_or_insert(e);
             }
         }
-    })
-    .map_err(|e| runtime(e.to_string()))?
-    .expect("one process computes its metric");
+        ControlFlow::Continue(())
+    });
     if let Some(e) = draw_failure {
         return Err(input(format!("DetVisualizationHook: {e}")));
     }
+    let results = results
+        .map_err(|e| runtime(e.to_string()))?
+        .expect("one process computes its metric");
     bar.finish();
     if let Some(e) = log_failure {
         return Err(write_err(e));

@@ -191,4 +191,24 @@ fn show_dir_draws_ground_truth_and_predictions_per_test_image() {
         assert_eq!((size(16), size(20)), (2 * width, height), "test image {i}");
     }
     assert!(run.join("vis_data/config.py").is_file());
+
+    // Drawing reads each image again from its path: a test pipeline that
+    // does not pack `img_path` stops at the first batch with what to do.
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", engine)
+        .arg("test")
+        .arg(&config)
+        .args(["trained/epoch_1.pth", "--work-dir", "no_path", "--show-dir", "vis", "--cfg-options"])
+        .args(TINY)
+        .arg("test_dataloader.dataset.pipeline.3.meta_keys=[img_id,ori_shape,img_shape,scale_factor]")
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(
+        err.contains("keep `img_path` in the pipeline's PackDetInputs.meta_keys"),
+        "{err}"
+    );
 }

@@ -3,6 +3,8 @@
 //! move through the data and call the hook stages; the hooks record, log,
 //! step the schedulers and save.
 
+use std::ops::ControlFlow;
+
 use detc::data::loader::Batch;
 use detc::data::PackedSample;
 use indexmap::IndexMap;
@@ -278,10 +280,13 @@ impl Runner {
         hooks.call(state, |h, s| h.before_val_epoch(s))?;
         let mut failed = None;
         let results = tch::no_grad(|| {
+            // A failed hook does not stop this rank's loop: the others would
+            // wait for it at the gather.
             evaluate(model, pre, data, metric, dist.as_ref(), |p| {
                 if failed.is_none() {
                     failed = hooks.call(state, |h, s| h.after_val_iter(s, p)).err();
                 }
+                ControlFlow::Continue(())
             })
         });
         if let Some(failure) = failed {
