@@ -15,19 +15,8 @@ fn check(files: &[(&str, &str)], args: &[&str]) -> snapbox::cmd::OutputAssert {
 
 #[test]
 fn bundled_configs_check_clean() {
-    for config in [
-        "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/queryinst/queryinst_r50_fpn_ms-480-800-3x_coco.yaml",
-        "configs/queryinst/queryinst_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/queryinst/queryinst_r101_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r101_fpn_ms-480-800-3x_coco.yaml",
-    ] {
-        detc(&root()).args(["check", config]).assert().success();
+    for config in crate::support::twin_configs() {
+        detc(&root()).args(["check", &config]).assert().success();
     }
 }
 

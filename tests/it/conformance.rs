@@ -84,21 +84,10 @@ fn fixtures_resolve_as_mmengine_resolves_them() {
 
 #[test]
 fn bundled_configs_resolve_as_mmengine_resolves_them() {
-    let configs = [
-        "configs/queryinst/queryinst_r50_fpn_1x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/mask_rcnn/mask-rcnn_r50_fpn_1x_coco.yaml",
-        "configs/queryinst/queryinst_r50_fpn_ms-480-800-3x_coco.yaml",
-        "configs/queryinst/queryinst_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/queryinst/queryinst_r101_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r50_fpn_300-proposals_crop-ms-480-800-3x_coco.yaml",
-        "configs/sparse_rcnn/sparse-rcnn_r101_fpn_ms-480-800-3x_coco.yaml",
-    ];
+    let configs = crate::support::twin_configs();
     let overrides = vec!["model.roi_head.bbox_head.0.num_classes=3".to_string(), "train_dataloader.batch_size=4".into()];
     let mut requests: Vec<(PathBuf, Vec<String>)> = configs.iter().map(|c| (root().join(c), vec![])).collect();
-    requests.push((root().join(configs[0]), overrides));
+    requests.push((root().join("configs/queryinst/queryinst_r50_fpn_1x_coco.yaml"), overrides));
     for ((file, options), reference) in requests.iter().zip(mmengine(&requests)) {
         let ours = detc(file, options).unwrap_or_else(|(_, e)| panic!("{}: {e}", file.display()));
         assert_eq!(reference.get("ok"), Some(&ours), "{} {options:?}", file.display());

@@ -118,6 +118,18 @@ pub fn run_dir(work_dir: &Path) -> PathBuf {
         .path()
 }
 
+/// The YAML twins of MMDetection's model configs (`configs/<model>/*.yaml`,
+/// not the bases, demos or benchmarks), relative to the repository, sorted.
+pub fn twin_configs() -> Vec<String> {
+    let mut configs = vec![];
+    for model in ["queryinst", "sparse_rcnn", "faster_rcnn", "mask_rcnn"] {
+        for name in file_names(&root().join("configs").join(model)) {
+            configs.push(format!("configs/{model}/{name}"));
+        }
+    }
+    configs
+}
+
 /// The names of the files in `dir`, sorted.
 pub fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> =
