@@ -130,8 +130,9 @@ pub struct ConfigArgs {
 enum Checks {
     /// Nothing more (`detc graph`, `detc expand --no-validate`).
     None,
-    /// The registry schemas and the module graph: what reading the model and
-    /// data needs (`detc infer`, `detc browse-dataset`, `detc summary`).
+    /// The registry schemas, the module graph and the data pipelines: what
+    /// reading the model and data needs (`detc infer`, `detc browse-dataset`,
+    /// `detc summary`).
     Model,
     /// Those and the runner's sections that only work together, as MMEngine's
     /// Runner checks them (`detc check`, `expand`, `run`, `test`, `bench`).
@@ -151,6 +152,11 @@ fn compile(config: &ConfigArgs, checks: Checks) -> (Sources, Result<Node>) {
             diags.extend(crate::registry::sections::check(&tree).err().unwrap_or_default());
         }
         diags.extend(crate::graph::check(&tree).err().unwrap_or_default());
+        // The pipelines are built only from a config the schemas accept,
+        // which their builders expect (and would report less precisely).
+        if diags.is_empty() {
+            diags.extend(crate::data::pipeline_check::check(&tree));
+        }
         diags.sort_by_key(|d| d.labels.first().map(|l| (l.span.source, l.span.start)));
         if diags.is_empty() { Ok(tree) } else { Err(diags) }
     });

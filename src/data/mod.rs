@@ -10,6 +10,7 @@
 pub mod coco;
 pub mod image;
 pub mod loader;
+pub mod pipeline_check;
 pub mod samplers;
 pub mod shapes;
 pub mod transforms;

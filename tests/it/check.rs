@@ -384,3 +384,35 @@ fn untyped_loops_are_accepted_as_mmengine_accepts_them() {
     let diags: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(diags[0]["message"], "missing required field `by_epoch`");
 }
+
+#[test]
+fn a_transform_its_builder_refuses_is_named_in_the_file() {
+    let main = "\
+_base_: '[ROOT]/configs/sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.yaml'
+train_dataloader:
+  dataset:
+    pipeline:
+      - type: LoadImageFromFile
+      - type: LoadAnnotations
+        with_bbox: true
+      - type: RandomCrop
+        crop_size: [384.5, 600]
+      - type: PackDetInputs
+";
+    check(&[("main.yaml", main)], &[]).code(1).stderr_eq(str![[r#"
+detc::data::pipeline
+
+  x train_dataloader.dataset: pipeline transform 2 (`RandomCrop`): crop_size (384.5, 600): an
+  | absolute crop size is two positive integers
+   ,-[main.yaml:8:15]
+ 7 |         with_bbox: true
+ 8 |       - type: RandomCrop
+   :               ^^^^^|^^^^
+   :                    `-- this transform cannot be built
+ 9 |         crop_size: [384.5, 600]
+   `----
+
+error: main.yaml found 1 problem
+
+"#]]);
+}

@@ -73,22 +73,34 @@ impl Pipeline {
     /// Builds the pipeline from its config dicts (each with a `type`). The
     /// last one must be `PackDetInputs`.
     pub fn from_config(transforms: &[Value]) -> DataResult<Pipeline> {
+        Self::build(transforms).map_err(|(_, e)| e)
+    }
+
+    /// What [`Pipeline::from_config`] refuses in `transforms`: the index of
+    /// the transform at fault (`None`: the pipeline as a whole) and why.
+    /// `detc check` reports it at that transform of the config file.
+    pub fn check(transforms: &[Value]) -> Result<(), (Option<usize>, DataError)> {
+        Self::build(transforms).map(drop)
+    }
+
+    fn build(transforms: &[Value]) -> Result<Pipeline, (Option<usize>, DataError)> {
         let mut built: Vec<Box<dyn Transform>> = Vec::new();
         let mut pack = None;
         for (i, cfg) in transforms.iter().enumerate() {
-            let name = transform_name(cfg, &format!("pipeline transform {i}"))?;
+            let at_i = |e: DataError| (Some(i), e);
+            let name = transform_name(cfg, &format!("pipeline transform {i}")).map_err(at_i)?;
             if pack.is_some() {
-                return Err(DataError::new(format!(
+                return Err(at_i(DataError::new(format!(
                     "pipeline transform {i} (`{name}`) comes after `PackDetInputs`, which must be the last transform"
-                )));
+                ))));
             }
             let at = Site { index: i, name };
             match name {
-                "PackDetInputs" => pack = Some(PackDetInputs::new(parse(at, cfg)?, at)?),
-                _ => built.push(build_step(cfg, at)?),
+                "PackDetInputs" => pack = Some(parse(at, cfg).and_then(|c| PackDetInputs::new(c, at)).map_err(at_i)?),
+                _ => built.push(build_step(cfg, at).map_err(at_i)?),
             }
         }
-        let pack = pack.ok_or_else(|| DataError::new("the pipeline must end with `PackDetInputs`"))?;
+        let pack = pack.ok_or_else(|| (None, DataError::new("the pipeline must end with `PackDetInputs`")))?;
         refuse_cropped_polygons(transforms)?;
         Ok(Pipeline { transforms: built, pack })
     }
@@ -117,7 +129,7 @@ fn transform_name<'a>(cfg: &'a Value, what: &str) -> DataResult<&'a str> {
 /// `RandomCrop` (also inside a `RandomChoice`) after masks loaded as polygons
 /// (`LoadAnnotations(poly2mask=False)`), refused when the pipeline is built
 /// rather than at its first sample (see `random_crop`).
-fn refuse_cropped_polygons(transforms: &[Value]) -> DataResult<()> {
+fn refuse_cropped_polygons(transforms: &[Value]) -> Result<(), (Option<usize>, DataError)> {
     fn crops(t: &Value) -> bool {
         t.get("type").and_then(Value::as_str) == Some("RandomCrop")
             || t.get("transforms").and_then(Value::as_array).is_some_and(|candidates| {
@@ -130,11 +142,14 @@ fn refuse_cropped_polygons(transforms: &[Value]) -> DataResult<()> {
             && t.get("poly2mask").and_then(Value::as_bool) == Some(false)
     });
     match (polygons, transforms.iter().position(crops)) {
-        (Some(load), Some(crop)) if crop > load => Err(DataError::new(format!(
-            "pipeline transform {crop}: `RandomCrop` cannot crop the polygon masks of transform {load} \
-             (`LoadAnnotations(poly2mask=False)`; MMDetection clips polygons with shapely): load bitmap \
-             masks with `poly2mask: true`"
-        ))),
+        (Some(load), Some(crop)) if crop > load => Err((
+            Some(crop),
+            DataError::new(format!(
+                "pipeline transform {crop}: `RandomCrop` cannot crop the polygon masks of transform {load} \
+                 (`LoadAnnotations(poly2mask=False)`; MMDetection clips polygons with shapely): load bitmap \
+                 masks with `poly2mask: true`"
+            )),
+        )),
         _ => Ok(()),
     }
 }
