@@ -240,9 +240,10 @@ pub(crate) mod tests {
                 assert_eq!(max, 0.0, "{name}");
             } else if name.starts_with("shared_fcs") {
                 let s = t.size();
+                // float32 draws: the largest may round up past the f64 bound.
                 let bound = (6.0 / (s[0] + s[1]) as f64).sqrt();
                 assert!(
-                    max <= bound && max > 0.8 * bound,
+                    max <= bound * (1.0 + 1e-6) && max > 0.8 * bound,
                     "{name}: xavier bound {bound}, max {max}"
                 );
             } else {

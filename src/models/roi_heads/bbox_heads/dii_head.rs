@@ -394,9 +394,10 @@ pub(crate) mod tests {
         for (name, t) in &vars {
             let size = t.size();
             if size.len() > 1 {
+                // float32 draws: the largest may round up past the f64 bound.
                 let bound = (6.0 / (size[0] + size[1]) as f64).sqrt();
                 assert!(
-                    max_abs(t) <= bound && max_abs(t) > 0.5 * bound,
+                    max_abs(t) <= bound * (1.0 + 1e-6) && max_abs(t) > 0.5 * bound,
                     "{name}: xavier bound {bound}"
                 );
             } else if let Some(want) = fx.get(&format!("init.const.{name}")) {
