@@ -10,17 +10,23 @@ use super::transforms::Pipeline;
 use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::value::{Node, Value};
 
+/// The dataset of the dataloader section `loader` and its config path; a
+/// wrapper's (RepeatDataset, ClassBalancedDataset) inner `dataset`.
+pub fn loader_dataset<'a>(config: &'a Node, loader: &str) -> Option<(&'a Node, String)> {
+    let mut dataset = config.at_path(&[loader, "dataset"])?;
+    let mut path = format!("{loader}.dataset");
+    while let Some(inner) = dataset.at_path(&["dataset"]) {
+        dataset = inner;
+        path.push_str(".dataset");
+    }
+    Some((dataset, path))
+}
+
 /// One diagnostic per dataloader whose pipeline does not build.
 pub fn check(config: &Node) -> Diagnostics {
     let mut errors = vec![];
     for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
-        let Some(mut dataset) = config.at_path(&[loader, "dataset"]) else { continue };
-        let mut path = format!("{loader}.dataset");
-        // Wrappers (RepeatDataset, ClassBalancedDataset) hold the real one in `dataset`.
-        while let Some(inner) = dataset.at_path(&["dataset"]) {
-            dataset = inner;
-            path.push_str(".dataset");
-        }
+        let Some((dataset, path)) = loader_dataset(config, loader) else { continue };
         let Some(pipeline) = dataset.at_path(&["pipeline"]) else { continue };
         let Value::List(items) = &pipeline.value else { continue };
         let transforms: Vec<Json> = items.iter().map(Node::to_json).collect();

@@ -12,6 +12,7 @@ use detc::data::samplers::Shard;
 use detc::evaluation::metric::CocoMetric;
 use detc::checkpoint::Value as Pickled;
 use detc::registry::data::CocoMetricConfig;
+use detc::visualization::show_dir::save_jpeg;
 use detc::visualization::{RecordsByPath, TestDrawing};
 use serde_json::Value;
 use tch::{nn, Device};
@@ -216,7 +217,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
             let image = drawing.draw(info, pred)?;
             drawn += 1;
             match drawing.dir() {
-                Some(_) => drawing.write(info, &image).map(drop)?,
+                Some(dir) => save_jpeg(dir, info, &image)?,
                 None => log
                     .add_image("test_img", &image, drawn as u64)
                     .map_err(|e| format!("writing a drawing: {e}"))?,

@@ -123,22 +123,19 @@ impl TestDrawing {
     pub fn draw(&self, info: &DataInfo, pred: &ImagePrediction) -> Result<RgbImage, String> {
         draw_sample(info, pred, self.score_thr, &self.style)
     }
+}
 
-    /// Writes `drawn`, the drawing of the image of `info`, into the folder
-    /// as a JPEG named after the image file; returns its path.
-    pub fn write(&self, info: &DataInfo, drawn: &RgbImage) -> Result<PathBuf, String> {
-        let dir = self.dir.as_ref().ok_or("no test_out_dir to write drawings to")?;
-        let name = info
-            .img_path
-            .file_name()
-            .ok_or_else(|| format!("`{}` has no file name", info.img_path.display()))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
-        let out = dir.join(name);
-        let jpeg = drawn.to_jpeg(JPEG_QUALITY)?;
-        std::fs::write(&out, jpeg).map_err(|e| format!("cannot write `{}`: {e}", out.display()))?;
-        Ok(out)
-    }
+/// Writes `drawn`, the drawing of the image of `info`, into `dir` as a JPEG
+/// named after the image file (`mmcv.imwrite` to `test_out_dir`).
+pub fn save_jpeg(dir: &Path, info: &DataInfo, drawn: &RgbImage) -> Result<(), String> {
+    let name = info
+        .img_path
+        .file_name()
+        .ok_or_else(|| format!("`{}` has no file name", info.img_path.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let out = dir.join(name);
+    let jpeg = drawn.to_jpeg(JPEG_QUALITY)?;
+    std::fs::write(&out, jpeg).map_err(|e| format!("cannot write `{}`: {e}", out.display()))
 }
 
 /// `DetLocalVisualizer.add_datasample` with `draw_gt=True`: the image of

@@ -147,9 +147,10 @@ impl RunLog {
     /// `scalars.json`, and a TensorBoard event file when `config`'s
     /// visualizer has a `TensorboardVisBackend`.
     pub fn open_run(work: &WorkDir, config: &serde_json::Value) -> io::Result<Self> {
-        let mut log = Self::open(&work.log_file(), &scalars_file(work, config)?, true)?;
+        let local = local_files(config, &work.vis_dir());
+        let mut log = Self::open(&work.log_file(), &scalars_file(work, local.as_ref())?, true)?;
         log.min_level = min_level(config);
-        log.local = local_files(config, &work.vis_dir());
+        log.local = local;
         if let Some(dir) = tensorboard::event_dir(config, &work.vis_dir()) {
             log.events = Some(tensorboard::EventWriter::create(&dir)?);
         }
@@ -205,13 +206,16 @@ impl RunLog {
     /// `Visualizer.add_image`: `LocalVisBackend` writes `{name}_{step}.png`
     /// into its `img_save_dir`, `TensorboardVisBackend` an image summary.
     pub fn add_image(&mut self, name: &str, image: &RgbImage, step: u64) -> io::Result<()> {
+        if !self.keeps_images() {
+            return Ok(());
+        }
+        let png = detc::visualization::png::encode(image);
         if let Some(events) = self.events.as_mut() {
-            events.add_image(name, image, step)?;
+            events.add_image(name, &png, (image.height, image.width), step)?;
         }
         let Some(local) = &self.local else { return Ok(()) };
         std::fs::create_dir_all(&local.image_dir)?;
-        let file = local.image_dir.join(format!("{name}_{step}.png"));
-        std::fs::write(file, detc::visualization::png::encode(image))
+        std::fs::write(local.image_dir.join(format!("{name}_{step}.png")), png)
     }
 
     /// Whether an image given to [`Self::add_image`] is written anywhere.
@@ -232,9 +236,11 @@ impl RunLog {
     }
 }
 
-/// Where `LocalVisBackend` writes the config and images: its folder, its
-/// `config_save_file` and `img_save_dir` (`_init_env`).
+/// Where `LocalVisBackend` writes the scalars, the config and images: its
+/// folder, its `scalar_save_file`, `config_save_file` and `img_save_dir`
+/// (`_init_env`).
 struct LocalFiles {
+    scalars_file: PathBuf,
     config_file: PathBuf,
     image_dir: PathBuf,
 }
@@ -248,12 +254,11 @@ fn local_files(config: &serde_json::Value, run_vis_dir: &Path) -> Option<LocalFi
         None | Some(serde_json::Value::Null) => (run_vis_dir.to_path_buf(), &default),
         Some(_) => backend_dir(config, "LocalVisBackend", run_vis_dir)?,
     };
-    let name = |key: &str, default: &str| {
-        backend.get(key).and_then(|n| n.as_str()).unwrap_or(default).to_string()
-    };
+    let name = |key: &str, default: &str| dir.join(backend.get(key).and_then(|n| n.as_str()).unwrap_or(default));
     Some(LocalFiles {
-        config_file: dir.join(name("config_save_file", "config.py")),
-        image_dir: dir.join(name("img_save_dir", "vis_image")),
+        scalars_file: name("scalar_save_file", "scalars.json"),
+        config_file: name("config_save_file", "config.py"),
+        image_dir: name("img_save_dir", "vis_image"),
     })
 }
 
@@ -285,18 +290,18 @@ pub(crate) fn backend_dir<'a>(
     Some((dir, backend))
 }
 
-/// Where the scalar records go: the `LocalVisBackend`'s folder (its
-/// `save_dir`, else the visualizer's, else the run's `vis_data`) and its
-/// `scalar_save_file` (`scalars.json`), created if needed; the run's
+/// Where the scalar records go: the `LocalVisBackend`'s `scalar_save_file`
+/// (`local`, see [`local_files`]), its folder created if needed; the run's
 /// `vis_data/scalars.json` when the visualizer has no `LocalVisBackend`
 /// (MMEngine then writes none; detc's plots and summaries read it).
-fn scalars_file(work: &WorkDir, config: &serde_json::Value) -> io::Result<PathBuf> {
-    let Some((dir, backend)) = backend_dir(config, "LocalVisBackend", &work.vis_dir()) else {
+fn scalars_file(work: &WorkDir, local: Option<&LocalFiles>) -> io::Result<PathBuf> {
+    let Some(local) = local else {
         return Ok(work.scalars_file());
     };
-    let name = backend.get("scalar_save_file").and_then(|n| n.as_str()).unwrap_or("scalars.json");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(name))
+    if let Some(dir) = local.scalars_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(local.scalars_file.clone())
 }
 
 #[cfg(test)]

@@ -15,8 +15,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use detc::visualization::RgbImage;
-
 use super::{Tag, TagValue};
 
 /// The folder of the event files when the config's visualizer has a
@@ -79,14 +77,20 @@ impl EventWriter {
 
     /// `SummaryWriter.add_image(tag, image, step, dataformats='HWC')`, what
     /// MMEngine's `TensorboardVisBackend.add_image` calls: a `Summary.Image`
-    /// (height, width, colorspace 3 = RGB, the PNG file).
-    pub fn add_image(&mut self, tag: &str, image: &RgbImage, step: u64) -> io::Result<()> {
+    /// (height, width, colorspace 3 = RGB, the PNG file of an RGB image of
+    /// `(height, width)`).
+    pub fn add_image(
+        &mut self,
+        tag: &str,
+        png: &[u8],
+        (height, width): (usize, usize),
+        step: u64,
+    ) -> io::Result<()> {
         let mut encoded = Vec::new();
-        for (field, value) in [(1, image.height as u64), (2, image.width as u64), (3, 3)] {
-            varint(&mut encoded, field << 3);
-            varint(&mut encoded, value);
-        }
-        field_bytes(&mut encoded, 4, &detc::visualization::png::encode(image));
+        field_varint(&mut encoded, 1, height as u64);
+        field_varint(&mut encoded, 2, width as u64);
+        field_varint(&mut encoded, 3, 3);
+        field_bytes(&mut encoded, 4, png);
         let mut summary_value = Vec::new();
         field_bytes(&mut summary_value, 1, tag.as_bytes());
         field_bytes(&mut summary_value, 4, &encoded);
@@ -105,11 +109,11 @@ impl EventWriter {
         field_bytes(&mut metadata, 1, &plugin);
         // TensorProto { dtype: DT_STRING (7), tensor_shape: { dim: [{ size: 1 }] }, string_val: [text] }
         let mut dim = Vec::new();
-        varint(&mut dim, 1 << 3);
-        varint(&mut dim, 1);
+        field_varint(&mut dim, 1, 1);
         let mut shape = Vec::new();
         field_bytes(&mut shape, 2, &dim);
-        let mut tensor = vec![1 << 3, 7];
+        let mut tensor = Vec::new();
+        field_varint(&mut tensor, 1, 7);
         field_bytes(&mut tensor, 2, &shape);
         field_bytes(&mut tensor, 8, text.as_bytes());
         let mut summary_value = Vec::new();
@@ -145,10 +149,15 @@ fn event_header(wall_time: f64, step: i64) -> Vec<u8> {
     let mut event = vec![1 << 3 | 1];
     event.extend_from_slice(&wall_time.to_le_bytes());
     if step != 0 {
-        event.push(2 << 3);
-        varint(&mut event, step as u64);
+        field_varint(&mut event, 2, step as u64);
     }
     event
+}
+
+/// A varint field (wire type 0).
+fn field_varint(out: &mut Vec<u8>, field: u32, value: u64) {
+    varint(out, u64::from(field << 3));
+    varint(out, value);
 }
 
 /// A length-delimited field (wire type 2).
