@@ -178,6 +178,7 @@ fn loader(dataset: &Arc<CocoDataset>, pipeline: Pipeline) -> Loader {
         persistent_workers: true,
         max_refetch: None,
         dataset_len: dataset.len(),
+        redraw: None,
         seed: 0,
         timeout: None,
     };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::data::coco::CocoDataset;
+use crate::data::dataset::Dataset;
 use crate::data::transforms::Pipeline;
 use crate::data::{sample_rng, Masks, PackedInstances, Sample};
 use crate::evaluation::mask::Rle;
@@ -52,16 +52,17 @@ fn browse(config: &Value, args: &Args) -> Result<usize, String> {
         .pointer(&format!("/{loader}/dataset"))
         .filter(|d| !d.is_null())
         .ok_or_else(|| format!("the config has no `{loader}.dataset`"))?;
-    let at = |e: &dyn std::fmt::Display| format!("{loader}.dataset: {e}");
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let dataset = CocoDataset::from_config(dataset_cfg, &cwd).map_err(|e| at(&e))?;
-    dataset.full_init().map_err(|e| at(&e))?;
-    let steps = dataset_cfg
-        .get("pipeline")
-        .and_then(Value::as_array)
-        .map_or(&[][..], |v| v);
-    let pipeline =
-        Pipeline::from_config(steps).map_err(|e| format!("{loader}.dataset.pipeline: {e}"))?;
+    let dataset = Dataset::from_config(dataset_cfg, &cwd, &format!("{loader}.dataset")).map_err(|e| e.message)?;
+    // Each dataset of a wrapper has its own pipeline.
+    let pipelines = dataset
+        .leaves()
+        .iter()
+        .map(|leaf| {
+            let steps = leaf.config.get("pipeline").and_then(Value::as_array).map_or(&[][..], |v| v);
+            Pipeline::from_config(steps).map_err(|e| format!("{}.pipeline: {e}", leaf.path))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let style = DrawStyle::from_config(config, &loader, dataset.classes())?;
     let seed = config
         .pointer("/randomness/seed")
@@ -72,11 +73,12 @@ fn browse(config: &Value, args: &Args) -> Result<usize, String> {
 
     let mut written = 0;
     for index in 0..args.num.min(dataset.len()) {
+        let (leaf, record) = dataset.locate(index);
         let info = dataset.get(index);
         let mut rng = sample_rng(seed, 0, index);
         // A sample the pipeline filters out (no annotation left) is skipped.
-        let Some(packed) = pipeline
-            .apply(Sample::new(info.clone(), index), &mut rng)
+        let Some(packed) = pipelines[leaf]
+            .apply(Sample::new(info.clone(), record), &mut rng)
             .map_err(|e| e.message)?
         else {
             continue;

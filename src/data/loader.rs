@@ -32,6 +32,17 @@ use crate::registry::root::DataLoaderConfig;
 /// stream; `None` when the pipeline drops it (e.g. no annotation left after a crop).
 pub type SampleFn = Arc<dyn Fn(usize, &mut SampleRng) -> DataResult<Option<PackedSample>> + Send + Sync>;
 
+/// Picks the sample that replaces dropped sample `index` (a dataset wrapper
+/// re-fetches inside the dataset the index falls in).
+#[derive(Clone)]
+pub struct Redraw(pub Arc<dyn Fn(usize, &mut SampleRng) -> usize + Send + Sync>);
+
+impl std::fmt::Debug for Redraw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redraw(..)")
+    }
+}
+
 /// How a [`Loader`] runs.
 #[derive(Debug, Clone)]
 pub struct LoaderOptions {
@@ -46,6 +57,8 @@ pub struct LoaderOptions {
     pub max_refetch: Option<usize>,
     /// Records in the dataset (the range re-fetched indices are drawn from).
     pub dataset_len: usize,
+    /// Draws the index that replaces a dropped one; `None`: uniform over `dataset_len`.
+    pub redraw: Option<Redraw>,
     /// Seed of the per-sample random streams.
     pub seed: u64,
     /// Longest wait for one batch; `None` waits forever.
@@ -62,6 +75,7 @@ impl LoaderOptions {
             persistent_workers: cfg.persistent_workers,
             max_refetch,
             dataset_len,
+            redraw: None,
             seed,
             timeout: (cfg.timeout > 0.0).then(|| Duration::from_secs_f64(cfg.timeout)),
         }
@@ -275,7 +289,12 @@ fn load_sample(sample_fn: &SampleFn, options: &LoaderOptions, epoch: u64, index:
                     "dataset sample {current}: the test pipeline dropped it; a test pipeline must keep every sample"
                 )))
             }
-            Ok(None) => current = rng.random_range(0..options.dataset_len),
+            Ok(None) => {
+                current = match &options.redraw {
+                    Some(Redraw(redraw)) => redraw(current, &mut rng),
+                    None => rng.random_range(0..options.dataset_len),
+                }
+            }
             Err(e) if current == index => return Err(DataError::new(format!("dataset sample {current}: {e}"))),
             Err(e) => return Err(DataError::new(format!("dataset sample {current} (re-fetched for {index}): {e}"))),
         }

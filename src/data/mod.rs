@@ -8,6 +8,7 @@
 //! (MMDetection's `inputs` + `DetDataSample`).
 
 pub mod coco;
+pub mod dataset;
 pub mod image;
 pub mod loader;
 pub mod pipeline_check;
@@ -43,9 +44,18 @@ impl std::error::Error for DataError {}
 pub type DataResult<T> = std::result::Result<T, DataError>;
 
 /// `type` names of the data side's builders outside the pipeline:
-/// [`coco::CocoDataset`], the [`samplers`], and `CocoMetric`
-/// ([`crate::evaluation::metric`]).
-const COMPONENTS: &[&str] = &["CocoDataset", "DefaultSampler", "InfiniteSampler", "AspectRatioBatchSampler", "CocoMetric"];
+/// [`coco::CocoDataset`] and its [`dataset`] wrappers, the [`samplers`], and
+/// `CocoMetric` ([`crate::evaluation::metric`]).
+const COMPONENTS: &[&str] = &[
+    "CocoDataset",
+    "RepeatDataset",
+    "ClassBalancedDataset",
+    "ConcatDataset",
+    "DefaultSampler",
+    "InfiniteSampler",
+    "AspectRatioBatchSampler",
+    "CocoMetric",
+];
 
 /// Whether the data side builds the component `name` from its config (the
 /// engine counts these as buildable, beside its model builders).

@@ -10,37 +10,70 @@ use super::transforms::Pipeline;
 use crate::config::diagnostic::{Diagnostic, Diagnostics};
 use crate::config::value::{Node, Value};
 
-/// The dataset of the dataloader section `loader` and its config path; a
-/// wrapper's (RepeatDataset, ClassBalancedDataset) inner `dataset`.
-pub fn loader_dataset<'a>(config: &'a Node, loader: &str) -> Option<(&'a Node, String)> {
-    let mut dataset = config.at_path(&[loader, "dataset"])?;
-    let mut path = format!("{loader}.dataset");
-    while let Some(inner) = dataset.at_path(&["dataset"]) {
-        dataset = inner;
-        path.push_str(".dataset");
+/// The `CocoDataset` sections of the dataloader section `loader` and their
+/// config paths: the dataset itself, or the datasets a wrapper holds
+/// (`RepeatDataset`'s and `ClassBalancedDataset`'s `dataset`,
+/// `ConcatDataset`'s `datasets`), in index order.
+pub fn loader_datasets<'a>(config: &'a Node, loader: &str) -> Vec<(&'a Node, String)> {
+    match config.at_path(&[loader, "dataset"]) {
+        Some(dataset) => leaves(dataset, format!("{loader}.dataset")),
+        None => vec![],
     }
-    Some((dataset, path))
 }
 
-/// One diagnostic per dataloader whose pipeline does not build.
+fn leaves(dataset: &Node, path: String) -> Vec<(&Node, String)> {
+    match dataset.at_path(&["type"]).and_then(Node::as_str) {
+        Some("RepeatDataset" | "ClassBalancedDataset") => match dataset.at_path(&["dataset"]) {
+            Some(inner) => leaves(inner, format!("{path}.dataset")),
+            None => vec![],
+        },
+        Some("ConcatDataset") => match dataset.at_path(&["datasets"]).map(|d| &d.value) {
+            Some(Value::List(items)) => items
+                .iter()
+                .enumerate()
+                .flat_map(|(i, d)| leaves(d, format!("{path}.datasets.{i}")))
+                .collect(),
+            _ => vec![],
+        },
+        _ => vec![(dataset, path)],
+    }
+}
+
+/// One diagnostic per dataset whose pipeline does not build, and per
+/// dataset wrapper in an evaluation dataloader.
 pub fn check(config: &Node) -> Diagnostics {
     let mut errors = vec![];
-    for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
-        let Some((dataset, path)) = loader_dataset(config, loader) else { continue };
-        let Some(pipeline) = dataset.at_path(&["pipeline"]) else { continue };
-        let Value::List(items) = &pipeline.value else { continue };
-        let transforms: Vec<Json> = items.iter().map(Node::to_json).collect();
-        if let Err((index, e)) = Pipeline::check(&transforms) {
-            // The transform's `type` line (the whole transform may be long).
-            let (span, what) = match index.and_then(|i| items.get(i)) {
-                Some(node) => (node.at_path(&["type"]).unwrap_or(node).span, "this transform"),
-                None => (pipeline.span, "this pipeline"),
-            };
+    for loader in ["val_dataloader", "test_dataloader"] {
+        // The evaluation matches predictions to one annotation file's images.
+        let Some(wrapper) = config.at_path(&[loader, "dataset", "type"]) else { continue };
+        if let Some(name @ ("RepeatDataset" | "ClassBalancedDataset" | "ConcatDataset")) = wrapper.as_str() {
             errors.push(
-                Diagnostic::error("detc::data::pipeline", format!("{path}: {}", e.message))
-                    .label(span, format!("{what} cannot be built")),
+                Diagnostic::error("detc::data::wrapper", format!("{loader}.dataset: a {name} cannot be evaluated"))
+                    .label(wrapper.span, "a dataset wrapper")
+                    .help("evaluate on the CocoDataset itself: CocoMetric scores each image of its `ann_file` once"),
             );
         }
     }
+    for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
+        for (dataset, path) in loader_datasets(config, loader) {
+            errors.extend(check_pipeline(dataset, &path));
+        }
+    }
     errors
+}
+
+fn check_pipeline(dataset: &Node, path: &str) -> Option<Diagnostic> {
+    let pipeline = dataset.at_path(&["pipeline"])?;
+    let Value::List(items) = &pipeline.value else { return None };
+    let transforms: Vec<Json> = items.iter().map(Node::to_json).collect();
+    let (index, e) = Pipeline::check(&transforms).err()?;
+    // The transform's `type` line (the whole transform may be long).
+    let (span, what) = match index.and_then(|i| items.get(i)) {
+        Some(node) => (node.at_path(&["type"]).unwrap_or(node).span, "this transform"),
+        None => (pipeline.span, "this pipeline"),
+    };
+    Some(
+        Diagnostic::error("detc::data::pipeline", format!("{path}: {}", e.message))
+            .label(span, format!("{what} cannot be built")),
+    )
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use detc::data::coco::CocoDataset;
-use detc::data::loader::{Loader, LoaderOptions, SampleFn};
+use detc::data::dataset::Dataset;
+use detc::data::loader::{Loader, LoaderOptions, Redraw, SampleFn};
 use detc::data::samplers::{BatchIter, BatchSampler, Sampler, Shard};
 use detc::data::transforms::Pipeline;
 use detc::data::{DataError, DataResult, Sample};
@@ -16,10 +17,19 @@ use serde_json::Value;
 
 /// One dataloader: the dataset, the index samplers and the loader workers.
 pub struct DataParts {
-    pub dataset: Arc<CocoDataset>,
+    pub dataset: Arc<Dataset>,
     pub sampler: Sampler,
     pub batch_sampler: BatchSampler,
     pub loader: Loader,
+}
+
+/// What the loader needs of one `CocoDataset` of the tree.
+struct LeafParts {
+    pipeline: Pipeline,
+    /// With `skip_invalid_samples`, a training image that cannot be read
+    /// (corrupt, truncated) is skipped like a sample the pipeline drops:
+    /// another one is drawn in its place, with a counted warning.
+    skip_unreadable: bool,
 }
 
 impl DataParts {
@@ -35,34 +45,35 @@ impl DataParts {
     ) -> DataResult<Self> {
         let cfg: DataLoaderConfig = serde_json::from_value(section.clone())
             .map_err(|e| DataError::new(format!("{name}: {e}")))?;
-        let ds_cfg = &cfg.dataset.0;
-        let dataset = Arc::new(
-            CocoDataset::from_config(ds_cfg, base_dir)
-                .map_err(|e| DataError::new(format!("{name}.dataset: {e}")))?,
-        );
-        dataset
-            .full_init()
-            .map_err(|e| DataError::new(format!("{name}.dataset: {e}")))?;
-        for warning in dataset.warnings() {
-            eprintln!("warning: {name}.dataset: {warning}");
+        let dataset = Arc::new(Dataset::from_config(&cfg.dataset.0, base_dir, &format!("{name}.dataset"))?);
+        if name != "train_dataloader" && dataset.as_coco().is_none() {
+            // `detc check` reports this too (detc::data::wrapper).
+            return Err(DataError::new(format!(
+                "{name}.dataset: a dataset wrapper cannot be evaluated; evaluate on the CocoDataset itself"
+            )));
         }
-        let pipeline = Pipeline::from_config(
-            ds_cfg
-                .get("pipeline")
-                .and_then(Value::as_array)
-                .map_or(&[], |v| v),
-        )
-        .map_err(|e| DataError::new(format!("{name}.dataset.pipeline: {e}")))?;
-        let test_mode = ds_cfg
-            .get("test_mode")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let max_refetch = (!test_mode).then(|| {
-            ds_cfg
-                .get("max_refetch")
-                .and_then(Value::as_u64)
-                .unwrap_or(1000) as usize
-        });
+        let mut leaves = vec![];
+        // MMEngine re-fetches inside each dataset with its own `max_refetch`;
+        // the loader takes the first dataset's (`None`: test mode, no re-fetch).
+        let mut max_refetch = None;
+        for (i, leaf) in dataset.leaves().iter().enumerate() {
+            let at = &leaf.path;
+            for warning in leaf.data.warnings() {
+                eprintln!("warning: {at}: {warning}");
+            }
+            let ds_cfg = &leaf.config;
+            let pipeline =
+                Pipeline::from_config(ds_cfg.get("pipeline").and_then(Value::as_array).map_or(&[], |v| v))
+                    .map_err(|e| DataError::new(format!("{at}.pipeline: {e}")))?;
+            let test_mode = ds_cfg.get("test_mode").and_then(Value::as_bool).unwrap_or(false);
+            if i == 0 {
+                max_refetch = (!test_mode)
+                    .then(|| ds_cfg.get("max_refetch").and_then(Value::as_u64).unwrap_or(1000) as usize);
+            }
+            let skip_unreadable =
+                !test_mode && ds_cfg.get("skip_invalid_samples").and_then(Value::as_bool).unwrap_or(false);
+            leaves.push(LeafParts { pipeline, skip_unreadable });
+        }
         // `num_batch_per_epoch`: MMEngine's `_SlicedDataset`, the first
         // batches x batch size x world size samples (at most all of them).
         let len = cfg.num_batch_per_epoch.map_or(dataset.len(), |n| {
@@ -77,16 +88,13 @@ impl DataParts {
             &sizes,
         )?;
         let data = dataset.clone();
-        // With `skip_invalid_samples`, a training image that cannot be read
-        // (corrupt, truncated) is skipped like a sample the pipeline drops:
-        // another one is drawn in its place, with a counted warning.
-        let skip_unreadable = max_refetch.is_some()
-            && ds_cfg.get("skip_invalid_samples").and_then(Value::as_bool).unwrap_or(false);
         let skipped = Arc::new(AtomicU64::new(0));
         let label = name.to_string();
         let sample_fn: SampleFn = Arc::new(move |i, rng| {
-            match pipeline.apply(Sample::new(data.get(i), i), rng) {
-                Err(e) if skip_unreadable => {
+            let (leaf, record) = data.locate(i);
+            let parts = &leaves[leaf];
+            match parts.pipeline.apply(Sample::new(data.leaves()[leaf].data.get(record), record), rng) {
+                Err(e) if parts.skip_unreadable => {
                     let n = skipped.fetch_add(1, Ordering::Relaxed) + 1;
                     eprintln!(
                         "warning: {label}: skipped sample {i} ({n} so far; skip_invalid_samples): {}",
@@ -97,7 +105,9 @@ impl DataParts {
                 other => other,
             }
         });
-        let options = LoaderOptions::from_config(&cfg, dataset.len(), max_refetch, seed);
+        let redraw_from = dataset.clone();
+        let mut options = LoaderOptions::from_config(&cfg, dataset.len(), max_refetch, seed);
+        options.redraw = Some(Redraw(Arc::new(move |i, rng| redraw_from.redraw(i, rng))));
         let loader = Loader::new(sample_fn, options)?;
         Ok(DataParts {
             dataset,
@@ -117,4 +127,10 @@ impl DataParts {
         self.sampler.set_epoch(epoch);
         self.batch_sampler.batches_from(&self.sampler, start)
     }
+}
+
+/// The `CocoDataset` of a val or test dataloader (never a wrapper:
+/// [`DataParts::build`] refuses one).
+pub fn eval_dataset(dataset: &Dataset) -> &CocoDataset {
+    dataset.as_coco().expect("evaluation dataloaders hold a CocoDataset")
 }

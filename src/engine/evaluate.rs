@@ -14,7 +14,7 @@ use detc::evaluation::mask::Rle;
 use detc::evaluation::metric::{CocoMetric, ImagePrediction, MetricResults};
 use tch::Kind;
 
-use super::data::DataParts;
+use super::data::{eval_dataset, DataParts};
 use super::dist::Dist;
 use crate::models::data_preprocessors::DetDataPreprocessor;
 use crate::models::detectors::Detector;
@@ -96,6 +96,7 @@ pub fn evaluate(
     let mut mine = vec![];
     let total = data.len();
     let batches: BatchIter = data.batches(0, 0);
+    let dataset = data.dataset.clone();
     let mut last = Instant::now();
     for (index, batch) in data.loader.epoch(0, batches, 0).enumerate() {
         let batch = batch.map_err(|e| ModelError::new("dataloader", e.to_string()))?;
@@ -117,7 +118,7 @@ pub fn evaluate(
             data_time,
             metas: &metas,
             outputs: &mine[first..],
-            dataset: &data.dataset,
+            dataset: eval_dataset(&dataset),
         });
         if flow.is_break() {
             return Err(ModelError::new("evaluation", "stopped after a batch"));

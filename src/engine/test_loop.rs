@@ -17,7 +17,7 @@ use detc::visualization::{RecordsByPath, TestDrawing};
 use serde_json::Value;
 use tch::{nn, Device};
 
-use super::data::DataParts;
+use super::data::{eval_dataset, DataParts};
 use super::evaluate::{evaluate, EvalProgress};
 use super::logging::progress::ProgressBar;
 use super::logging::{Level, LogContext, LogProcessor, Mode, RunLog, ScalarHub};
@@ -168,7 +168,7 @@ fn run(config: &Value, args: &TestArgs) -> Result<(), (i32, String)> {
         data.dataset.classes(),
     )
     .map_err(input)?;
-    let records = drawing.as_ref().map(|_| RecordsByPath::of(&data.dataset));
+    let records = drawing.as_ref().map(|_| RecordsByPath::of(eval_dataset(&data.dataset)));
     let work_dir = WorkDir::create(&args.work_dir, &ts)
         .map_err(|e| runtime(format!("{}: {e}", args.work_dir.display())))?;
     let mut log = RunLog::open_run(&work_dir, config)

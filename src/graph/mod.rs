@@ -201,7 +201,10 @@ fn check_num_classes(config: &Node, model: &Node) -> Diagnostics {
 /// Class count of the training (else val/test) dataset: `metainfo.classes`, or 80 for COCO.
 fn dataset_classes(config: &Node) -> Option<(i64, Option<Span>, &'static str)> {
     for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
-        let Some((dataset, _)) = crate::data::pipeline_check::loader_dataset(config, loader) else { continue };
+        // A ConcatDataset's datasets share their classes: the first tells.
+        let Some((dataset, _)) = crate::data::pipeline_check::loader_datasets(config, loader).into_iter().next() else {
+            continue;
+        };
         if let Some(classes) = dataset.at_path(&["metainfo", "classes"]) {
             if let Value::List(items) = &classes.value {
                 return Some((items.len() as i64, Some(classes.span), "`metainfo.classes`"));

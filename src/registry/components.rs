@@ -7,7 +7,8 @@
 
 
 use super::data::{
-    AspectRatioBatchSamplerConfig, CocoDatasetConfig, CocoMetricConfig, DefaultSamplerConfig, InfiniteSamplerConfig,
+    AspectRatioBatchSamplerConfig, ClassBalancedDatasetConfig, CocoDatasetConfig, CocoMetricConfig, ConcatDatasetConfig,
+    DefaultSamplerConfig, FilterAnnotationsConfig, InfiniteSamplerConfig, RepeatDatasetConfig,
     LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceConfig, RandomChoiceResizeConfig, RandomCropConfig,
     RandomFlipConfig, RandomResizeConfig, ResizeConfig,
 };
@@ -113,6 +114,9 @@ pub static COMPONENTS: &[Component] = &[
     component::<ConstantInitConfig>("Constant", Role::Init),
     // datasets
     component::<CocoDatasetConfig>("CocoDataset", Role::Dataset),
+    component::<RepeatDatasetConfig>("RepeatDataset", Role::Dataset),
+    component::<ClassBalancedDatasetConfig>("ClassBalancedDataset", Role::Dataset),
+    component::<ConcatDatasetConfig>("ConcatDataset", Role::Dataset),
     // transforms
     component::<LoadImageFromFileConfig>("LoadImageFromFile", Role::Transform),
     component::<LoadAnnotationsConfig>("LoadAnnotations", Role::Transform),
@@ -122,6 +126,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<RandomChoiceResizeConfig>("RandomChoiceResize", Role::Transform),
     component::<RandomCropConfig>("RandomCrop", Role::Transform),
     component::<RandomChoiceConfig>("RandomChoice", Role::Transform),
+    component::<FilterAnnotationsConfig>("FilterAnnotations", Role::Transform),
     component::<PadConfig>("Pad", Role::Transform),
     component::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
     // data samplers

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::models::common::{AnyObject, BackendArgs, FloatOrList, FloatOrPair, IntOrPair, Null, OneOrMany, StrOrList};
-use super::refs::TransformCfg;
+use super::refs::{DatasetCfg, TransformCfg};
 
 fn default_max_refetch() -> u32 {
     1000
@@ -140,6 +140,55 @@ pub struct CocoDatasetConfig {
     /// truncated), drawing another sample in its place, with a counted warning.
     #[serde(default)]
     pub skip_invalid_samples: bool,
+}
+
+/// `RepeatDataset`: the inner dataset `times` times over in one epoch
+/// (`mmengine.dataset.RepeatDataset`); MMDetection's 3x schedules use it to
+/// make an epoch three passes over COCO.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatDatasetConfig {
+    /// The dataset to repeat (a `CocoDataset` or another wrapper).
+    pub dataset: DatasetCfg,
+    /// How many passes over it one epoch makes.
+    #[schemars(range(min = 1))]
+    pub times: u32,
+    /// Defer loading annotations until first use (detc loads them before training either way).
+    #[serde(default)]
+    pub lazy_init: bool,
+}
+
+/// `ClassBalancedDataset`: repeats each image by the rarity of its classes
+/// (LVIS's repeat factor sampling, `mmengine.dataset.ClassBalancedDataset`):
+/// an image is taken `ceil(max over its classes of max(1, sqrt(t / f)))`
+/// times, `f` being the fraction of images with that class.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClassBalancedDatasetConfig {
+    /// The dataset to balance.
+    pub dataset: DatasetCfg,
+    /// The frequency `t` below which a class's images are repeated.
+    #[schemars(range(min = 0.0))]
+    pub oversample_thr: f64,
+    /// Defer loading annotations until first use (detc loads them before training either way).
+    #[serde(default)]
+    pub lazy_init: bool,
+}
+
+/// `ConcatDataset`: the datasets one after another
+/// (`mmdet.datasets.ConcatDataset`); they must have the same classes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConcatDatasetConfig {
+    /// The datasets, each with its own pipeline.
+    #[schemars(length(min = 1))]
+    pub datasets: Vec<DatasetCfg>,
+    /// Defer loading annotations until first use (detc loads them before training either way).
+    #[serde(default)]
+    pub lazy_init: bool,
+    /// `metainfo` keys that may differ between the datasets (not `classes`).
+    #[serde(default)]
+    pub ignore_keys: Option<StrOrList>,
 }
 
 // --------------------------------------------------------------------------
@@ -464,6 +513,38 @@ pub struct RandomCropConfig {
 
 fn default_crop_type() -> CropType {
     CropType::Absolute
+}
+
+/// `FilterAnnotations`: removes the instances whose box is too small
+/// (width and height not above `min_gt_bbox_wh`) or whose mask covers fewer
+/// than `min_gt_mask_area` pixels (`mmdet.datasets.transforms.FilterAnnotations`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterAnnotationsConfig {
+    /// `(width, height)` a box must exceed to be kept.
+    #[serde(default = "one_by_one")]
+    pub min_gt_bbox_wh: (f64, f64),
+    /// Pixels a mask must cover to be kept.
+    #[serde(default = "one_pixel")]
+    pub min_gt_mask_area: f64,
+    /// Filter by box size.
+    #[serde(default = "super::models::common::yes")]
+    pub by_box: bool,
+    /// Filter by mask area.
+    #[serde(default)]
+    pub by_mask: bool,
+    /// MMDetection's name for its opposite: when true, a sample left without
+    /// any instance is dropped (another is drawn in training).
+    #[serde(default = "super::models::common::yes")]
+    pub keep_empty: bool,
+}
+
+fn one_by_one() -> (f64, f64) {
+    (1.0, 1.0)
+}
+
+fn one_pixel() -> f64 {
+    1.0
 }
 
 /// `RandomChoice`: runs one of `transforms` (a transform or a list of them),

@@ -17,6 +17,7 @@ use super::det_sample::{draw_det_sample, DrawStyle, Instances};
 use super::palette::{class_palette, resolve};
 use super::RgbImage;
 use crate::data::coco::CocoDataset;
+use crate::data::dataset::leaf_sections;
 use crate::data::image::{read_image, ColorMode};
 use crate::data::{DataInfo, SampleMeta, Segmentation};
 use crate::evaluation::mask::Rle;
@@ -41,10 +42,12 @@ impl DrawStyle {
     /// are `classes`.
     pub fn from_config(config: &Value, loader: &str, classes: &[String]) -> Result<DrawStyle, String> {
         let visualizer: DetLocalVisualizerConfig = section(config, "/visualizer")?;
-        let palette: Option<Vec<[u8; 3]>> = match config.pointer(&format!("/{loader}/dataset/metainfo/palette")) {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                serde_json::from_value(v.clone()).map_err(|e| format!("{loader}.dataset.metainfo.palette: {e}"))?,
+        // A wrapper's first dataset, as MMEngine's wrappers take its metainfo.
+        let leaves = config.pointer(&format!("/{loader}/dataset")).map_or(vec![], |d| leaf_sections(d, &format!("{loader}.dataset")));
+        let palette: Option<Vec<[u8; 3]>> = match leaves.first().and_then(|(d, path)| Some((d.pointer("/metainfo/palette")?, path))) {
+            None | Some((Value::Null, _)) => None,
+            Some((v, path)) => Some(
+                serde_json::from_value(v.clone()).map_err(|e| format!("{path}.metainfo.palette: {e}"))?,
             ),
         };
         let class_colors = class_palette(classes.len(), palette.as_deref());

@@ -456,3 +456,68 @@ fn demo_config_datasets_load_the_shapes() {
         assert!(ds.warnings().is_empty(), "{:?}", ds.warnings());
     }
 }
+
+/// `RepeatDataset`, `ClassBalancedDataset` and `ConcatDataset`, nested too,
+/// give the records MMEngine's wrappers give, index by index (MMDetection's
+/// registry builds them in `tests/data_ref/mmdet_wrappers.py`); a dropped
+/// sample is re-drawn inside the dataset it falls in; datasets of other
+/// classes are refused.
+#[test]
+fn dataset_wrappers_match_mmengine() {
+    use detc::data::dataset::Dataset;
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(shapes(&tmp.path().join("shapes"), &["--train", "24", "--val", "6"]).0, 0);
+    hand_made(&tmp.path().join("hand"));
+    let shape_classes = json!(["rectangle", "ellipse", "triangle", "cross"]);
+    let shapes_cfg = |split: &str| {
+        json!({"type": "CocoDataset", "data_root": "shapes", "ann_file": format!("annotations/instances_{split}.json"),
+               "data_prefix": {"img": format!("{split}/")}, "metainfo": {"classes": shape_classes}, "pipeline": []})
+    };
+    let hand = json!({"type": "CocoDataset", "data_root": "hand", "ann_file": "ann.json", "data_prefix": {"img": "img/"},
+                      "metainfo": {"classes": ["cat", "dog", "fox", "owl"]}, "filter_cfg": {"filter_empty_gt": true},
+                      "pipeline": []});
+    let cases = [
+        json!({"type": "RepeatDataset", "times": 3, "dataset": hand}),
+        // Rare classes (owl, dog: one image of four) are repeated, cat and fox are not.
+        json!({"type": "ClassBalancedDataset", "oversample_thr": 0.6, "dataset": hand}),
+        json!({"type": "ClassBalancedDataset", "oversample_thr": 0.9, "dataset": shapes_cfg("train")}),
+        json!({"type": "ConcatDataset", "datasets": [shapes_cfg("train"), shapes_cfg("val")]}),
+        json!({"type": "RepeatDataset", "times": 2, "dataset":
+               {"type": "ConcatDataset", "datasets": [shapes_cfg("val"),
+                {"type": "ClassBalancedDataset", "oversample_thr": 0.9, "dataset": shapes_cfg("train")}]}}),
+    ];
+    let requests: String = cases.iter().map(|cfg| json!({"cfg": cfg, "cwd": tmp.path()}).to_string() + "\n").collect();
+    let answers: Vec<Value> =
+        reference("mmdet_wrappers.py", &[], &requests).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut repeated = 0;
+    for (cfg, expected) in cases.iter().zip(&answers) {
+        assert!(expected.get("error").is_none(), "MMEngine fails on {cfg}: {}", expected["error"]);
+        let ds = Dataset::from_config(cfg, tmp.path(), "train_dataloader.dataset").unwrap_or_else(|e| panic!("{e}"));
+        let samples: Vec<Value> = (0..ds.len())
+            .map(|i| {
+                let r = ds.get(i);
+                json!([r.img_path.strip_prefix(tmp.path()).unwrap(), r.img_id])
+            })
+            .collect();
+        assert_eq!(ds.len() as u64, expected["len"].as_u64().unwrap(), "{cfg}");
+        assert_eq!(json!(samples), expected["samples"], "{cfg}");
+        let distinct: std::collections::HashSet<String> = samples.iter().map(Value::to_string).collect();
+        repeated += samples.len() - distinct.len();
+        // A re-drawn sample stays in the dataset (leaf) of the one it replaces.
+        let mut rng = detc::data::sample_rng(3, 0, 0);
+        for i in 0..ds.len() {
+            let j = ds.redraw(i, &mut rng);
+            assert_eq!(ds.locate(j).0, ds.locate(i).0, "{cfg}: redraw of {i} gave {j}");
+        }
+    }
+    // The balanced cases did repeat images, and not all of them.
+    assert!(repeated > 3 * 4, "{repeated}");
+    assert!(answers[1]["len"].as_u64().unwrap() > 4 && answers[2]["len"].as_u64().unwrap() < 3 * 24, "{answers:?}");
+
+    let mixed = json!({"type": "ConcatDataset", "datasets": [shapes_cfg("val"), hand]});
+    let err = Dataset::from_config(&mixed, tmp.path(), "train_dataloader.dataset").err().unwrap().message;
+    assert!(
+        err.starts_with("train_dataloader.dataset.datasets.1: its classes [\"cat\", \"dog\", \"fox\", \"owl\"] differ from train_dataloader.dataset.datasets.0's"),
+        "{err}"
+    );
+}

@@ -274,6 +274,7 @@ fn options(num_workers: usize, persistent_workers: bool) -> LoaderOptions {
         persistent_workers,
         max_refetch: Some(10),
         dataset_len: 40,
+        redraw: None,
         seed: 11,
         timeout: Some(Duration::from_secs(20)),
     }

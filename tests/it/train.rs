@@ -235,3 +235,41 @@ fn sigkill_mid_epoch_then_resume_is_exact() {
 
     assert_same_losses(&dir.path().join("straight"), &dir.path().join("killed"), 6);
 }
+
+/// MMDetection's 3x pattern: the training dataset wrapped in a
+/// `RepeatDataset` (its `{{_base_...}}` reference) makes an epoch two passes
+/// over the 8 images; `detc check` refuses a wrapper around the validation
+/// dataset, naming it in the file.
+#[test]
+fn repeat_dataset_lengthens_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let base = root().join("configs/demo/queryinst_r18_shapes.yaml");
+    let config = dir.path().join("repeat.yaml");
+    let wrap = |loader: &str| {
+        format!(
+            "{loader}:\n  dataset:\n    _delete_: true\n    type: RepeatDataset\n    times: 2\n    dataset: {{{{_base_.{loader}.dataset}}}}\n"
+        )
+    };
+    std::fs::write(&config, format!("_base_: {}\n{}", base.display(), wrap("train_dataloader"))).unwrap();
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("run")
+        .arg(&config)
+        .args(["--work-dir", "repeat", "--cfg-options"])
+        .args(TINY)
+        .args(["train_cfg.max_epochs=1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    assert!(log.contains("Epoch(train) [1][4/4]  base_lr: "), "{log}");
+
+    std::fs::write(&config, format!("_base_: {}\n{}", base.display(), wrap("val_dataloader"))).unwrap();
+    let out = detc(dir.path()).arg("check").arg(&config).assert().code(1).get_output().stderr.clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("detc::data::wrapper") && err.contains("val_dataloader.dataset: a RepeatDataset cannot be evaluated"), "{err}");
+    assert!(err.contains("repeat.yaml:5:"), "{err}");
+}

@@ -158,6 +158,23 @@ PIPELINES = {
         {'type': 'Pad', 'pad_to_square': True, 'pad_val': 7},
         {'type': 'PackDetInputs', 'meta_keys': ['img_id', 'ori_shape', 'img_shape', 'pad_shape', 'scale_factor']},
     ],
+    # FilterAnnotations: boxes not above 60 x 40 px, then masks under 1500 px
+    # (bitmaps: set pixels) and under 900 px (polygons: shoelace area).
+    'filter_boxes_masks': [
+        {'type': 'LoadImageFromFile'},
+        {'type': 'LoadAnnotations', 'with_bbox': True, 'with_mask': True},
+        {'type': 'FilterAnnotations', 'min_gt_bbox_wh': [60, 40]},
+        {'type': 'FilterAnnotations', 'by_box': False, 'by_mask': True, 'min_gt_mask_area': 1500},
+        {'type': 'Resize', 'scale_factor': 1.0, 'keep_ratio': True},
+        {'type': 'PackDetInputs'},
+    ],
+    'filter_polygons': [
+        {'type': 'LoadImageFromFile'},
+        {'type': 'LoadAnnotations', 'with_bbox': True, 'with_mask': True, 'poly2mask': False},
+        {'type': 'FilterAnnotations', 'min_gt_bbox_wh': [1, 1], 'by_mask': True, 'min_gt_mask_area': 900},
+        {'type': 'Resize', 'scale_factor': 1.0, 'keep_ratio': True},
+        {'type': 'PackDetInputs'},
+    ],
     'upscale_square': [
         {'type': 'LoadImageFromFile'},
         {'type': 'LoadAnnotations', 'with_bbox': True, 'with_mask': True},
@@ -204,6 +221,11 @@ def run_pipelines(cases):
             data = json.loads(json.dumps(case['data_info']))
             for t in transforms:
                 data = t(data)
+                if data is None:  # dropped (FilterAnnotations keeps no instance)
+                    break
+            if data is None:
+                results.append({'case': case['name'], 'pipeline': pname, 'dropped': True})
+                continue
             sample = data['data_samples']
             prefix = f"{case['name']}.{pname}"
             inputs = data['inputs'].permute(1, 2, 0).contiguous().numpy()

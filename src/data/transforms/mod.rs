@@ -11,6 +11,7 @@
 //! Where detc deliberately differs from MMDetection (options it refuses
 //! rather than silently treating differently), the transform's docs say so.
 
+mod filter_annotations;
 mod load_annotations;
 mod load_image;
 mod masks;
@@ -25,6 +26,7 @@ mod resize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use filter_annotations::FilterAnnotations;
 pub use load_annotations::LoadAnnotations;
 pub use load_image::LoadImageFromFile;
 pub use pack_det_inputs::PackDetInputs;
@@ -65,6 +67,7 @@ pub const TRANSFORMS: &[&str] = &[
     "RandomFlip",
     "RandomCrop",
     "RandomChoice",
+    "FilterAnnotations",
     "Pad",
     "PackDetInputs",
 ];
@@ -165,6 +168,7 @@ fn build_step(cfg: &Value, at: Site<'_>) -> DataResult<Box<dyn Transform>> {
         "RandomFlip" => Box::new(RandomFlip::new(parse(at, cfg)?, at)?),
         "RandomCrop" => Box::new(RandomCrop::new(parse(at, cfg)?, at)?),
         "RandomChoice" => Box::new(RandomChoice::new(parse(at, cfg)?, at)?),
+        "FilterAnnotations" => Box::new(FilterAnnotations::new(parse(at, cfg)?, at)?),
         "Pad" => Box::new(Pad::new(parse(at, cfg)?, at)?),
         "PackDetInputs" => return Err(at.error("`PackDetInputs` must be the last transform of the pipeline")),
         other => {
@@ -205,6 +209,28 @@ fn sample_error(transform: &str, sample: &Sample, message: impl std::fmt::Displa
         sample.info.img_path.display(),
         sample.info.img_id
     ))
+}
+
+/// Keeps the instances `keep` (boxes, labels, ignore flags, masks), in that order.
+fn select_instances(sample: &mut Sample, keep: &[usize]) {
+    sample.gt_bboxes = keep.iter().map(|&i| sample.gt_bboxes[i]).collect();
+    if !sample.gt_bboxes_labels.is_empty() {
+        sample.gt_bboxes_labels = keep.iter().map(|&i| sample.gt_bboxes_labels[i]).collect();
+    }
+    if !sample.gt_ignore_flags.is_empty() {
+        sample.gt_ignore_flags = keep.iter().map(|&i| sample.gt_ignore_flags[i]).collect();
+    }
+    if let Some(m) = &sample.gt_masks {
+        sample.gt_masks = Some(masks::select(m, keep));
+    }
+}
+
+/// The sample's masks, or an error saying they must be loaded first.
+fn need_masks<'a>(transform: &str, sample: &'a Sample) -> DataResult<&'a super::Masks> {
+    sample
+        .gt_masks
+        .as_ref()
+        .ok_or_else(|| sample_error(transform, sample, "no masks loaded: `LoadAnnotations(with_mask=True)` must come first"))
 }
 
 /// The sample's image, or an error saying which transform must come first.

@@ -13,7 +13,7 @@
 
 use rand::Rng;
 
-use super::{masks, need_image, sample_error, Site, Transform};
+use super::{masks, need_image, sample_error, select_instances, Site, Transform};
 use crate::data::{DataResult, Image, Masks, Sample, SampleRng};
 use crate::registry::data::{CropType, RandomCropConfig};
 
@@ -118,13 +118,7 @@ impl RandomCrop {
         if keep.is_empty() && !self.allow_negative_crop {
             return Ok(None);
         }
-        sample.gt_bboxes = keep.iter().map(|&i| sample.gt_bboxes[i]).collect();
-        if !sample.gt_bboxes_labels.is_empty() {
-            sample.gt_bboxes_labels = keep.iter().map(|&i| sample.gt_bboxes_labels[i]).collect();
-        }
-        if !sample.gt_ignore_flags.is_empty() {
-            sample.gt_ignore_flags = keep.iter().map(|&i| sample.gt_ignore_flags[i]).collect();
-        }
+        select_instances(&mut sample, &keep);
         if let Some(m) = sample.gt_masks.take() {
             if matches!(m, Masks::Polygons { .. }) {
                 return Err(sample_error(
@@ -134,7 +128,7 @@ impl RandomCrop {
                      bitmap masks: `LoadAnnotations(poly2mask=True)`",
                 ));
             }
-            let m = masks::crop(&masks::select(&m, &keep), x1, y1, x2, y2);
+            let m = masks::crop(&m, x1, y1, x2, y2);
             if self.recompute_bbox {
                 sample.gt_bboxes = masks::bitmap_boxes(&m);
             }

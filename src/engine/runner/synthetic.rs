@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use detc::data::dataset::{leaf_sections, leaf_sections_mut};
 use detc::data::shapes::{write_dataset, ShapesOptions, CLASSES};
 
 /// Training images generated; the loaders cycle through them.
@@ -35,23 +36,26 @@ pub fn with_synthetic_data(config: &Value, dir: &Path) -> Result<Value, String> 
         ("val_dataloader", "val"),
         ("test_dataloader", "val"),
     ] {
-        let Some(dataset) = config
+        let Some(section) = config
             .get_mut(loader)
             .and_then(|l| l.get_mut("dataset"))
             .filter(|d| d.is_object())
         else {
             continue;
         };
-        if dataset["type"] != "CocoDataset" {
-            return Err(format!(
-                "--synthetic replaces a CocoDataset; {loader}.dataset is {}",
-                dataset["type"]
-            ));
+        // Every CocoDataset a wrapper (RepeatDataset, ...) holds.
+        for dataset in leaf_sections_mut(section) {
+            if dataset["type"] != "CocoDataset" {
+                return Err(format!(
+                    "--synthetic replaces a CocoDataset; {loader}.dataset holds a {}",
+                    dataset["type"]
+                ));
+            }
+            dataset["data_root"] = json!(root);
+            dataset["ann_file"] = json!(format!("annotations/instances_{split}.json"));
+            dataset["data_prefix"] = json!({ "img": format!("{split}/") });
+            dataset["metainfo"] = json!({ "classes": CLASSES });
         }
-        dataset["data_root"] = json!(root);
-        dataset["ann_file"] = json!(format!("annotations/instances_{split}.json"));
-        dataset["data_prefix"] = json!({ "img": format!("{split}/") });
-        dataset["metainfo"] = json!({ "classes": CLASSES });
     }
     let val_ann = dir.join("annotations/instances_val.json");
     for evaluator in ["val_evaluator", "test_evaluator"] {
@@ -72,7 +76,8 @@ fn set_ann_file(evaluator: &mut Value, ann: &Path) {
 
 /// The short side of the first `Resize` scale in the training pipeline.
 fn image_side(config: &Value) -> Result<u32, String> {
-    let pipeline = &config["train_dataloader"]["dataset"]["pipeline"];
+    let leaves = leaf_sections(&config["train_dataloader"]["dataset"], "train_dataloader.dataset");
+    let pipeline = leaves.first().map_or(&Value::Null, |(d, _)| &d["pipeline"]);
     let scale = pipeline
         .as_array()
         .into_iter()
