@@ -105,7 +105,12 @@ impl Trained {
         let model_cfg = config.get("model").ok_or("the config has no `model:` section")?;
         let mut vs = nn::VarStore::new(Device::Cpu);
         let model = detectors::build(model_cfg, vs.root()).map_err(|e| e.to_string())?;
-        let ckpt = detc::checkpoint::load(checkpoint).map_err(|e| e.to_string())?;
+        // A URL resolves to torch's hub cache, as MMEngine downloads it there.
+        let file = match checkpoint.to_str() {
+            Some(spec) => crate::models::weights::resolve_checkpoint(spec).map_err(|e| e.message)?,
+            None => checkpoint.to_path_buf(),
+        };
+        let ckpt = detc::checkpoint::load(&file).map_err(|e| e.to_string())?;
         // A test of weights that do not fit the model can only mislead:
         // refused, where MMEngine warns.
         let report = load_state_dict(&vs, "", &ckpt.state_dict, Shapes::Refuse)

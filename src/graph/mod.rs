@@ -44,6 +44,7 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
     let neck = model.at_path(&["neck"]);
     let b_ix = backbone.map(|b| graph.add_node(module("model.backbone", b)));
     let n_ix = neck.map(|n| graph.add_node(module("model.neck", n)));
+    errors.extend(backbone.and_then(resnext_without_bottlenecks));
     let backbone_out = backbone.and_then(backbone_channels);
     if let (Some(b), Some(n), Some((out, out_span))) = (b_ix, neck, &backbone_out) {
         graph.add_edge(b, n_ix.expect("neck node exists"), Features { channels: out.clone() });
@@ -130,7 +131,7 @@ pub fn to_dot(graph: &ModuleGraph) -> String {
 
 /// Output channels of a ResNet for its `out_indices`, and the span to blame.
 fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
-    if backbone.at_path(&["type"])?.as_str()? != "ResNet" {
+    if !matches!(backbone.at_path(&["type"])?.as_str()?, "ResNet" | "ResNeXt") {
         return None;
     }
     let depth_node = backbone.at_path(&["depth"])?;
@@ -146,6 +147,20 @@ fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
     };
     let out = indices.iter().map(|&i| base * (1 << i.clamp(0, 8)) * expansion).collect();
     Some((out, span))
+}
+
+/// A ResNeXt of depth 18 or 34: MMDetection's `ResNeXt.arch_settings` has
+/// bottleneck depths only (its builder raises a `KeyError`).
+fn resnext_without_bottlenecks(backbone: &Node) -> Option<Diagnostic> {
+    if backbone.at_path(&["type"])?.as_str()? != "ResNeXt" {
+        return None;
+    }
+    let depth = backbone.at_path(&["depth"])?;
+    matches!(depth.value.as_int()?, 18 | 34).then(|| {
+        Diagnostic::error("detc::graph::depth", format!("ResNeXt has no depth {}", show(depth)))
+            .label(depth.span, "a depth of basic blocks")
+            .help("ResNeXt's grouped convolutions are in bottlenecks: use depth 50, 101 or 152 (or `type: ResNet`)")
+    })
 }
 
 /// Checks `num_classes` of every head against the dataset's classes.

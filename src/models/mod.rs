@@ -20,6 +20,7 @@ pub mod weights;
 pub static BUILDERS: &[&str] = &[
     "DetDataPreprocessor",
     "ResNet",
+    "ResNeXt",
     "FPN",
     "RoIAlign",
     "FocalLoss",

@@ -23,15 +23,33 @@ use tch::{Kind, Tensor};
 
 use super::layers::{ModelError, ModelResult};
 
-/// torchvision ImageNet checkpoints that `torchvision://NAME` names, with the
-/// file name torch's hub cache stores them under (MMEngine resolves the same
-/// names to these `IMAGENET1K_V1` URLs).
-const TORCHVISION_FILES: &[(&str, &str)] = &[
-    ("resnet18", "resnet18-f37072fd.pth"),
-    ("resnet34", "resnet34-b627a593.pth"),
-    ("resnet50", "resnet50-0676ba61.pth"),
-    ("resnet101", "resnet101-63fe2227.pth"),
-    ("resnet152", "resnet152-394f9c45.pth"),
+/// torchvision ImageNet checkpoints that `torchvision://NAME` names, for the
+/// backbones detc builds: MMEngine resolves these names to the same
+/// `IMAGENET1K_V1` URLs (`mmengine/hub/torchvision_0.12.json`).
+const TORCHVISION_URLS: &[(&str, &str)] = &[
+    ("resnet18", "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+    ("resnet34", "https://download.pytorch.org/models/resnet34-b627a593.pth"),
+    ("resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth"),
+    ("resnet101", "https://download.pytorch.org/models/resnet101-63fe2227.pth"),
+    ("resnet152", "https://download.pytorch.org/models/resnet152-394f9c45.pth"),
+    ("resnext50_32x4d", "https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth"),
+    ("resnext101_32x8d", "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth"),
+];
+
+/// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones that
+/// MMDetection's configs name (`mmengine/hub/openmmlab.json`; the first
+/// three names are MMEngine's deprecated spellings of the `detectron/` ones).
+const OPENMMLAB_URLS: &[(&str, &str)] = &[
+    ("resnet50_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet50_caffe-788b5fa3.pth"),
+    ("resnet101_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet101_caffe-3ad79236.pth"),
+    ("detectron/resnet50_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet50_caffe-788b5fa3.pth"),
+    ("detectron/resnet101_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet101_caffe-3ad79236.pth"),
+    ("detectron2/resnet50_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet50_msra-5891d200.pth"),
+    ("detectron2/resnet101_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet101_msra-6cc46731.pth"),
+    ("detectron2/resnext101_32x8d", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x8d-1516f1aa.pth"),
+    ("resnext50_32x4d", "https://download.openmmlab.com/pretrain/third_party/resnext50-32x4d-0ab1a123.pth"),
+    ("resnext101_32x4d", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d-a5af3160.pth"),
+    ("resnext101_64x4d", "https://download.openmmlab.com/pretrain/third_party/resnext101_64x4d-ee2c6f71.pth"),
 ];
 
 /// The torch dtype of a checkpoint tensor.
@@ -161,38 +179,51 @@ pub fn load_state_dict(
 }
 
 /// Resolves an `init_cfg.checkpoint` / `load_from` string to a local file.
-/// `torchvision://NAME` is a download this tool does not make: it resolves to
-/// torch's hub cache (`$TORCH_HOME/hub/checkpoints/FILE`, `TORCH_HOME`
-/// defaulting to `$XDG_CACHE_HOME/torch` or `~/.cache/torch`) when the file
-/// is there, and otherwise is an error saying which file to fetch.
+/// A URL (`http(s)://`, or a `torchvision://NAME` / `open-mmlab://NAME`
+/// model name) is a download detc does not make: it resolves to the file
+/// MMEngine downloads it to, torch's hub cache
+/// (`$TORCH_HOME/hub/checkpoints/<file name of the URL>`, `TORCH_HOME`
+/// defaulting to `$XDG_CACHE_HOME/torch` or `~/.cache/torch`), so a machine
+/// that ran MMDetection has it already; otherwise the error gives the URL and
+/// where to put the file.
 pub fn resolve_checkpoint(spec: &str) -> ModelResult<PathBuf> {
-    if let Some(name) = spec.strip_prefix("torchvision://") {
-        let Some((_, file)) = TORCHVISION_FILES.iter().find(|(n, _)| *n == name) else {
-            return Err(ModelError::new(
+    let named = |table: &[(&str, &'static str)], name: &str, kind: &str| {
+        table.iter().find(|(n, _)| *n == name).map(|(_, url)| *url).ok_or_else(|| {
+            let known: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+            ModelError::new(
                 "init_cfg",
-                format!("unknown torchvision model `{name}`; pass the local path of its .pth file as `checkpoint`"),
-            ));
-        };
-        let cached = torch_home().join("hub").join("checkpoints").join(file);
-        if cached.is_file() {
-            return Ok(cached);
-        }
+                format!("unknown {kind} model `{name}` (detc knows {}); pass the local path of its .pth file", known.join(", ")),
+            )
+        })
+    };
+    let url = if let Some(name) = spec.strip_prefix("torchvision://") {
+        named(TORCHVISION_URLS, name, "torchvision")?
+    } else if let Some(name) = spec.strip_prefix("open-mmlab://").or_else(|| spec.strip_prefix("openmmlab://")) {
+        named(OPENMMLAB_URLS, name, "open-mmlab")?
+    } else if spec.starts_with("http://") || spec.starts_with("https://") {
+        spec
+    } else if spec.contains("://") {
         return Err(ModelError::new(
             "init_cfg",
-            format!(
-                "`{spec}` needs a download, which detc does not make: download https://download.pytorch.org/models/{file} \
-                 and set `checkpoint:` to its local path, or place it at {}",
-                cached.display()
-            ),
+            format!("`{spec}`: detc reads local files and http(s), torchvision:// and open-mmlab:// names"),
         ));
+    } else {
+        return Ok(PathBuf::from(spec));
+    };
+    // torch.hub's file name: the URL's path, without a query, after its last `/`.
+    let file = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or(url);
+    let cached = torch_home().join("hub").join("checkpoints").join(file);
+    if cached.is_file() {
+        return Ok(cached);
     }
-    if spec.starts_with("http://") || spec.starts_with("https://") || spec.contains("://") {
-        return Err(ModelError::new(
-            "init_cfg",
-            format!("`{spec}` is a URL; detc does not download checkpoints: download it and pass the local path"),
-        ));
-    }
-    Ok(PathBuf::from(spec))
+    Err(ModelError::new(
+        "init_cfg",
+        format!(
+            "`{spec}` needs a download, which detc does not make: download {url} \
+             and set the path to the file, or place it at {} (where MMEngine would have saved it)",
+            cached.display()
+        ),
+    ))
 }
 
 fn torch_home() -> PathBuf {

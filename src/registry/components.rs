@@ -20,7 +20,7 @@ use super::engine::{
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
     TestLoopConfig, ValLoopConfig,
 };
-use super::models::backbones::ResNetConfig;
+use super::models::backbones::{ResNeXtConfig, ResNetConfig};
 use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
 use super::models::data_preprocessors::DetDataPreprocessorConfig;
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
@@ -56,6 +56,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<DetDataPreprocessorConfig>("DetDataPreprocessor", Role::DataPreprocessor),
     // backbones
     component::<ResNetConfig>("ResNet", Role::Backbone),
+    component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
+    component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
     // dense heads

@@ -273,3 +273,49 @@ fn repeat_dataset_lengthens_the_epoch() {
     assert!(err.contains("detc::data::wrapper") && err.contains("val_dataloader.dataset: a RepeatDataset cannot be evaluated"), "{err}");
     assert!(err.contains("repeat.yaml:5:"), "{err}");
 }
+
+/// A checkpoint named by URL (`load_from`, `detc test`) is read from torch's
+/// hub cache, where MMEngine downloads it (`$TORCH_HOME/hub/checkpoints/`);
+/// one not there is an input error giving the URL and that place.
+#[test]
+fn checkpoint_urls_resolve_to_the_torch_hub_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    run(dir.path(), "first", 1, false);
+    let hub = dir.path().join("torch/hub/checkpoints");
+    std::fs::create_dir_all(&hub).unwrap();
+    std::fs::copy(dir.path().join("first/epoch_1.pth"), hub.join("demo-0123abcd.pth")).unwrap();
+    let config = root().join("configs/demo/queryinst_r18_shapes.yaml");
+    let engine = |cmd: snapbox::cmd::Command| {
+        cmd.env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine")).env("TORCH_HOME", dir.path().join("torch"))
+    };
+    let url = "https://download.example.org/models/demo-0123abcd.pth";
+    engine(detc(dir.path())).arg("test").arg(&config).arg(url).args(["--work-dir", "tested"]).assert().success();
+    let out = engine(detc(dir.path()))
+        .arg("run")
+        .arg(&config)
+        .args(["--work-dir", "tuned", "--cfg-options"])
+        .args(TINY)
+        .args(["train_cfg.max_epochs=1", &format!("load_from={url}?download=1")])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&out).contains(&format!("Load checkpoint from {url}?download=1")));
+
+    let missing = "https://download.example.org/models/missing-00.pth";
+    let out = engine(detc(dir.path()))
+        .arg("run")
+        .arg(&config)
+        .args(["--work-dir", "missing", "--cfg-options"])
+        .args(TINY)
+        .arg(format!("load_from={missing}"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains(&format!("download {missing}")) && err.contains("torch/hub/checkpoints/missing-00.pth"), "{err}");
+}

@@ -16,6 +16,9 @@ through detc::checkpoint:
                  train-mode forward (batch statistics);
 * resnet50_mmdet.pth  `shape.<name>` of every entry of mmdet's
                  ResNet(50, frozen_stages=1) state dict, and `trainable.<name>`;
+* resnext50.pth, resnext50_io.pth, resnext50_mmdet.pth  the same for
+                 torchvision's resnext50_32x4d (seed 1) and mmdet's
+                 ResNeXt(50, groups=32, base_width=4, frozen_stages=1);
 * fpn.pth        mmdet's FPN (several configs): state dict, inputs, outputs;
 * boxes.pth      torchvision generalized_box_iou / box_iou and mmdet's
                  bbox_overlaps / bbox2delta / delta2bbox on random boxes.
@@ -139,10 +142,9 @@ def extractor_fixture(g):
     return d
 
 
-def resnet_fixtures(out):
-    torch.manual_seed(0)
-    m = torchvision.models.resnet50(weights=None)
-    # Calibrate BN statistics (cumulative average) so features stay in range.
+def calibrated(m):
+    """Random BN affine parameters, and statistics calibrated (cumulative
+    average) on random batches so that features stay in range."""
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.momentum = None
@@ -155,7 +157,11 @@ def resnet_fixtures(out):
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.momentum = 0.1
-    torch.save(m.state_dict(), os.path.join(out, "resnet50.pth"))
+    return m
+
+
+def backbone_io(m):
+    """An input and torchvision's C2..C5 (eval), and a train-mode C5."""
 
     def feats(x):
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
@@ -172,16 +178,35 @@ def resnet_fixtures(out):
         xt = torch.randn(2, 3, 64, 96)
         m.train()
         c5_train = feats(xt)[3]
-    torch.save({"x": x, "c2": c2, "c3": c3, "c4": c4, "c5": c5, "x_train": xt, "c5_train": c5_train},
-               os.path.join(out, "resnet50_io.pth"))
+    return {"x": x, "c2": c2, "c3": c3, "c4": c4, "c5": c5, "x_train": xt, "c5_train": c5_train}
+
+
+def mmdet_names(ref):
+    """`shape.<name>` of every state-dict entry, `trainable.<name>` of every parameter."""
+    d = {f"shape.{k}": torch.tensor(list(v.shape), dtype=torch.int64) for k, v in ref.state_dict().items()}
+    d.update({f"trainable.{k}": torch.tensor(p.requires_grad) for k, p in ref.named_parameters()})
+    return d
+
+
+def resnet_fixtures(out):
+    torch.manual_seed(0)
+    m = calibrated(torchvision.models.resnet50(weights=None))
+    torch.save(m.state_dict(), os.path.join(out, "resnet50.pth"))
+    torch.save(backbone_io(m), os.path.join(out, "resnet50_io.pth"))
 
     rl = mmdet_module("mmdet.models.layers.res_layer", "models/layers/res_layer.py")
     sys.modules["mmdet.models.layers"].ResLayer = rl.ResLayer
     rn = mmdet_module("mmdet.models.backbones.resnet", "models/backbones/resnet.py")
-    ref = rn.ResNet(50, frozen_stages=1)
-    d = {f"shape.{k}": torch.tensor(list(v.shape), dtype=torch.int64) for k, v in ref.state_dict().items()}
-    d.update({f"trainable.{k}": torch.tensor(p.requires_grad) for k, p in ref.named_parameters()})
-    torch.save(d, os.path.join(out, "resnet50_mmdet.pth"))
+    torch.save(mmdet_names(rn.ResNet(50, frozen_stages=1)), os.path.join(out, "resnet50_mmdet.pth"))
+
+    # ResNeXt-50 32x4d: torchvision's model and mmdet's names (after the ResNet above).
+    torch.manual_seed(1)
+    m = calibrated(torchvision.models.resnext50_32x4d(weights=None))
+    torch.save(m.state_dict(), os.path.join(out, "resnext50.pth"))
+    torch.save(backbone_io(m), os.path.join(out, "resnext50_io.pth"))
+    rx = mmdet_module("mmdet.models.backbones.resnext", "models/backbones/resnext.py")
+    ref = rx.ResNeXt(depth=50, groups=32, base_width=4, frozen_stages=1)
+    torch.save(mmdet_names(ref), os.path.join(out, "resnext50_mmdet.pth"))
 
 
 FPN_CASES = {

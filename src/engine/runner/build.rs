@@ -157,7 +157,8 @@ impl Runner {
             }
         }
         if let Some(path) = config.get("load_from").and_then(Value::as_str) {
-            let ckpt = detc::checkpoint::load(Path::new(path)).map_err(input)?;
+            let file = crate::models::weights::resolve_checkpoint(path).map_err(|e| input(format!("load_from: {}", e.message)))?;
+            let ckpt = detc::checkpoint::load(&file).map_err(input)?;
             // MMEngine loads `load_from` with strict=False: a head of
             // another size (fine-tuning on other classes) keeps its init.
             let report = load_state_dict(&vs, "", &ckpt.state_dict, Shapes::Skip)

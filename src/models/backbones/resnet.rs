@@ -8,7 +8,7 @@
 //! Shape shorthand: `N` images, `C` channels, `H, W` input height and width.
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
 
-use detc::registry::models::backbones::{ResNetConfig, ResNetStyle};
+use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig, ResNetStyle};
 use detc::registry::models::weight_init::PretrainedInitConfig;
 use tch::nn;
 use tch::Tensor;
@@ -37,6 +37,26 @@ struct StageSpec<'a> {
     trainable: bool,
     zero_init_last: bool,
     style: ResNetStyle,
+    cardinality: Cardinality,
+}
+
+/// ResNeXt's grouped bottlenecks (`groups: 1` is ResNet's).
+#[derive(Debug, Clone, Copy)]
+struct Cardinality {
+    groups: i64,
+    base_width: i64,
+    base_channels: i64,
+}
+
+impl Cardinality {
+    /// Channels of a bottleneck's 3x3 conv for `planes`: mmdet's ResNeXt
+    /// `math.floor(planes * (base_width / base_channels)) * groups`.
+    fn width(&self, planes: i64) -> i64 {
+        if self.groups == 1 {
+            return planes;
+        }
+        (planes as f64 * (self.base_width as f64 / self.base_channels as f64)).floor() as i64 * self.groups
+    }
 }
 
 /// `downsample`: (AvgPool when `avg_down`,) 1x1 conv, BN.
@@ -85,17 +105,19 @@ impl Block {
             } else {
                 (stride, 1)
             };
+            let width = s.cardinality.width(planes);
             vec![
-                (inplanes, planes, ConvGeom::k(1).stride(s1)),
+                (inplanes, width, ConvGeom::k(1).stride(s1)),
                 (
-                    planes,
-                    planes,
+                    width,
+                    width,
                     ConvGeom::k(3)
                         .stride(s2)
                         .padding(dilation)
-                        .dilation(dilation),
+                        .dilation(dilation)
+                        .groups(s.cardinality.groups),
                 ),
-                (planes, planes * 4, ConvGeom::k(1)),
+                (width, planes * 4, ConvGeom::k(1)),
             ]
         } else {
             vec![
@@ -280,6 +302,25 @@ impl ResNet {
     /// initialisation is applied here; a `Pretrained` `init_cfg` is loaded by
     /// [`ResNet::init_weights`].
     pub fn new(cfg: &ResNetConfig, p: nn::Path) -> ModelResult<Self> {
+        let plain = Cardinality { groups: 1, base_width: 64, base_channels: cfg.base_channels as i64 };
+        Self::build(cfg, plain, p)
+    }
+
+    /// `ResNeXt`: the same network with grouped bottlenecks and the same
+    /// parameter names (`mmdet.models.backbones.ResNeXt`).
+    pub fn resnext(cfg: &ResNeXtConfig, p: nn::Path) -> ModelResult<Self> {
+        if !arch(cfg.resnet.depth).is_some_and(|(bottleneck, _)| bottleneck) {
+            return Err(ModelError::new("ResNeXt", format!("invalid depth {} (50, 101 or 152)", cfg.resnet.depth)));
+        }
+        let grouped = Cardinality {
+            groups: cfg.groups as i64,
+            base_width: cfg.base_width as i64,
+            base_channels: cfg.resnet.base_channels as i64,
+        };
+        Self::build(&cfg.resnet, grouped, p)
+    }
+
+    fn build(cfg: &ResNetConfig, cardinality: Cardinality, p: nn::Path) -> ModelResult<Self> {
         let (bottleneck, blocks) = arch(cfg.depth).ok_or_else(|| {
             ModelError::new(
                 NAME,
@@ -311,6 +352,7 @@ impl ResNet {
                 trainable: (i as i64 + 1) > cfg.frozen_stages,
                 zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
                 style: cfg.style,
+                cardinality,
             };
             let lp = &p / format!("layer{}", i + 1);
             let mut stage = Vec::with_capacity(num_blocks);
@@ -463,16 +505,10 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    #[test]
-    fn resnet50_names_shapes_and_frozen_flags_equal_mmdet() {
-        let fx = &fixtures::get().resnet50_mmdet;
-        let vs = nn::VarStore::new(Device::Cpu);
-        let _net = ResNet::new(
-            &config(serde_json::json!({"depth": 50, "frozen_stages": 1})),
-            vs.root(),
-        )
-        .unwrap();
-        let ours: Vec<(String, Vec<i64>)> = named_shapes(&vs, "");
+    /// Every state-dict name and shape of `vs` is mmdet's, and so is each
+    /// parameter's `requires_grad` (`shape.*` and `trainable.*` of `fx`).
+    fn assert_mmdet_names_shapes_and_flags(vs: &nn::VarStore, fx: &fixtures::StateDict) {
+        let ours: Vec<(String, Vec<i64>)> = named_shapes(vs, "");
         let mut want: Vec<(String, Vec<i64>)> = fx
             .keys()
             .filter_map(|k| {
@@ -488,6 +524,55 @@ mod tests {
             let flag = tensor(fx, k).int64_value(&[]) != 0;
             assert_eq!(vars[name].requires_grad(), flag, "requires_grad of {name}");
         }
+    }
+
+    #[test]
+    fn resnet50_names_shapes_and_frozen_flags_equal_mmdet() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = ResNet::new(&config(serde_json::json!({"depth": 50, "frozen_stages": 1})), vs.root()).unwrap();
+        assert_mmdet_names_shapes_and_flags(&vs, &fixtures::get().resnet50_mmdet);
+    }
+
+    /// ResNeXt-50 32x4d: mmdet's names, shapes and frozen flags; with
+    /// torchvision's resnext50_32x4d weights, torchvision's features.
+    #[test]
+    fn resnext50_names_equal_mmdet_and_features_equal_torchvision() {
+        let fx = fixtures::get();
+        let resnext = |extra: serde_json::Value| {
+            let mut cfg = serde_json::json!({"depth": 50, "groups": 32, "base_width": 4});
+            cfg.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<ResNeXtConfig>(cfg).unwrap()
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = ResNet::resnext(&resnext(serde_json::json!({"frozen_stages": 1})), vs.root()).unwrap();
+        assert_mmdet_names_shapes_and_flags(&vs, &fx.resnext50_mmdet);
+        assert_eq!(vs.variables()["layer1.0.conv2.weight"].size(), [128, 4, 3, 3]);
+
+        let io = &fx.resnext50_io;
+        let ckpt = fx.resnext50_path.to_str().unwrap();
+        let pretrained = serde_json::json!({"type": "Pretrained", "checkpoint": ckpt});
+        for norm_eval in [true, false] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let cfg = resnext(serde_json::json!({"norm_eval": norm_eval, "init_cfg": pretrained}));
+            let net = ResNet::resnext(&cfg, vs.root() / "backbone").unwrap();
+            let report = net.init_weights(&vs).unwrap().unwrap();
+            assert!(report.missing.is_empty(), "{:?}", report.missing);
+            assert_eq!(report.unexpected, ["fc.weight", "fc.bias"]);
+            if norm_eval {
+                // Training mode with norm_eval: the running statistics, torchvision's eval features.
+                let feats = tch::no_grad(|| net.forward_t(&tensor(io, "x"), true)).unwrap();
+                for (k, f) in ["c2", "c3", "c4", "c5"].iter().zip(&feats) {
+                    let e = rel_err(f, &tensor(io, k));
+                    assert!(e < 1e-4, "{k}: relative error {e}");
+                }
+            } else {
+                let c5 = tch::no_grad(|| net.forward_t(&tensor(io, "x_train"), true)).unwrap().pop().unwrap();
+                let e = rel_err(&c5, &tensor(io, "c5_train"));
+                assert!(e < 1e-4, "train-mode c5: relative error {e}");
+            }
+        }
+        let err = ResNet::resnext(&resnext(serde_json::json!({"depth": 34})), vs.root() / "x").unwrap_err();
+        assert!(err.to_string().contains("invalid depth 34 (50, 101 or 152)"), "{err}");
     }
 
     fn rel_err(a: &Tensor, b: &Tensor) -> f64 {

@@ -2,7 +2,7 @@
 //! the `data_preprocessor` config, and the feature extraction through them
 //! (`BaseDetector.extract_feat`).
 
-use detc::registry::models::backbones::ResNetConfig;
+use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig};
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::necks::FPNConfig;
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
@@ -21,9 +21,10 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
             &parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?,
             p / "backbone",
         ),
+        "ResNeXt" => ResNet::resnext(&parse_cfg::<ResNeXtConfig>(&cfg.0, "ResNeXt")?, p / "backbone"),
         other => Err(ModelError::new(
             detector,
-            format!("backbone {other:?} is not supported (only ResNet)"),
+            format!("backbone {other:?} is not supported (ResNet and ResNeXt are)"),
         )),
     }
 }

@@ -32,6 +32,10 @@ pub struct Fixtures {
     pub resnet50_path: PathBuf,
     pub resnet50_io: StateDict,
     pub resnet50_mmdet: StateDict,
+    /// The same three for torchvision's resnext50_32x4d and mmdet's ResNeXt.
+    pub resnext50_path: PathBuf,
+    pub resnext50_io: StateDict,
+    pub resnext50_mmdet: StateDict,
     pub fpn: StateDict,
     pub boxes: StateDict,
 }
@@ -53,6 +57,9 @@ pub fn get() -> &'static Fixtures {
             resnet50_path: out.join("resnet50.pth"),
             resnet50_io: load("resnet50_io.pth"),
             resnet50_mmdet: load("resnet50_mmdet.pth"),
+            resnext50_path: out.join("resnext50.pth"),
+            resnext50_io: load("resnext50_io.pth"),
+            resnext50_mmdet: load("resnext50_mmdet.pth"),
             fpn: load("fpn.pth"),
             boxes: load("boxes.pth"),
         }

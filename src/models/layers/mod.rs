@@ -124,6 +124,9 @@ impl ConvGeom {
     pub fn dilation(self, dilation: i64) -> Self {
         ConvGeom { dilation, ..self }
     }
+    pub fn groups(self, groups: i64) -> Self {
+        ConvGeom { groups, ..self }
+    }
 }
 
 /// `nn.ConvTranspose2d(Cin, Cout, s, stride=s)` (the mask heads' `deconv`

@@ -104,3 +104,25 @@ pub struct ResNetConfig {
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_one() -> u32 { 1 }
+
+/// `ResNeXt`: ResNet with grouped 3x3 convolutions in its bottlenecks (Xie et
+/// al., 2017), as `mmdet.models.backbones.ResNeXt`; `groups: 32, base_width: 4`
+/// is ResNeXt-32x4d. Each bottleneck is `floor(planes * base_width /
+/// base_channels) * groups` channels wide (`planes` with `groups: 1`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ResNeXtConfig {
+    /// Groups of the 3x3 convolutions (the cardinality).
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub groups: u32,
+    /// Channels per group in the first stage (for `base_channels: 64`).
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1))]
+    pub base_width: u32,
+    /// The ResNet settings (`depth` 50, 101 or 152: bottlenecks only).
+    #[serde(flatten)]
+    pub resnet: ResNetConfig,
+}
