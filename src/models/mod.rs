@@ -54,6 +54,7 @@ pub static BUILDERS: &[&str] = &[
     "MaxIoUAssigner",
     "RandomSampler",
     "nms",
+    "soft_nms",
     "SmoothL1Loss",
     "StandardRoIHead",
     "Shared2FCBBoxHead",

@@ -57,7 +57,6 @@ pub static COMPONENTS: &[Component] = &[
     // backbones
     component::<ResNetConfig>("ResNet", Role::Backbone),
     component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
-    component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
     // dense heads

@@ -9,6 +9,7 @@ pub mod masks;
 pub mod multiclass_nms;
 pub mod nms;
 pub mod roi_align;
+pub mod soft_nms;
 
 pub use boxes::{bbox_overlaps, cxcywh_to_xyxy, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};
 pub use multiclass_nms::{multiclass_nms, Detections};

@@ -5,11 +5,14 @@
 //!
 //! Shape shorthand: `n` boxes (RoIs), `K` classes, `k` detections kept.
 
-use detc::registry::models::ops::NmsConfig;
+use detc::registry::models::ops::{NmsConfig, SoftNmsConfig};
+use detc::registry::refs::NmsCfg;
 use tch::{Kind, Tensor};
 
 use super::nms::batched_nms_cfg;
+use super::soft_nms::batched_soft_nms;
 use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
 
 const NAME: &str = "multiclass_nms";
 
@@ -24,19 +27,38 @@ pub struct Detections {
     pub labels: Tensor,
 }
 
+/// The `nms` of an R-CNN head's `test_cfg`: mmcv's `nms` or `soft_nms`.
+#[derive(Debug, Clone)]
+pub enum NmsOp {
+    Hard(NmsConfig),
+    Soft(SoftNmsConfig),
+}
+
+impl NmsOp {
+    /// Reads `{type: nms | soft_nms, ...}`; `owner` names it in errors.
+    pub fn from_cfg(cfg: &NmsCfg, owner: &str) -> ModelResult<NmsOp> {
+        match cfg_type(&cfg.0, owner)? {
+            "nms" => Ok(NmsOp::Hard(parse_cfg(&cfg.0, "nms")?)),
+            "soft_nms" => Ok(NmsOp::Soft(parse_cfg(&cfg.0, "soft_nms")?)),
+            other => Err(ModelError::new(owner, format!("nms type {other:?} is not supported (nms or soft_nms)"))),
+        }
+    }
+}
+
 /// `multiclass_nms(multi_bboxes, multi_scores, score_thr, nms_cfg, max_num)`.
 ///
 /// multi_bboxes: (n, 4K) class-specific or (n, 4) shared boxes;
 /// multi_scores: (n, K + 1), the last column the background (ignored);
 /// score_thr: candidates need a score strictly above it; nms_cfg: `None`
-/// only sorts the candidates by score (mmcv's `batched_nms` with no config);
-/// max_num: keep at most this many (`<= 0` keeps all).
+/// only sorts the candidates by score (mmcv's `batched_nms` with no config),
+/// `soft_nms` returns the decayed scores; max_num: keep at most this many
+/// (`<= 0` keeps all).
 ///
 pub fn multiclass_nms(
     multi_bboxes: &Tensor,
     multi_scores: &Tensor,
     score_thr: f64,
-    nms_cfg: Option<&NmsConfig>,
+    nms_cfg: Option<&NmsOp>,
     max_num: i64,
 ) -> ModelResult<Detections> {
     let (n, k1) = multi_scores.size2().map_err(|_| {
@@ -83,22 +105,25 @@ pub fn multiclass_nms(
         });
     }
 
-    let mut keep = match nms_cfg {
-        None => scores.f_sort(0, true)?.1,
-        Some(c) => batched_nms_cfg(
-            &bboxes,
-            &scores,
-            &labels,
-            c,
-            (max_num > 0).then_some(max_num as usize),
-        )?,
+    let (mut keep, mut kept_scores) = match nms_cfg {
+        None => {
+            let (sorted, order) = scores.f_sort(0, true)?;
+            (order, sorted)
+        }
+        Some(NmsOp::Hard(c)) => {
+            let keep = batched_nms_cfg(&bboxes, &scores, &labels, c, (max_num > 0).then_some(max_num as usize))?;
+            let kept = scores.f_index_select(0, &keep)?;
+            (keep, kept)
+        }
+        Some(NmsOp::Soft(c)) => batched_soft_nms(&bboxes, &scores, &labels, c)?,
     };
     if max_num > 0 && keep.size()[0] > max_num {
         keep = keep.f_narrow(0, 0, max_num)?;
+        kept_scores = kept_scores.f_narrow(0, 0, max_num)?;
     }
     Ok(Detections {
         bboxes: bboxes.f_index_select(0, &keep)?,
-        scores: scores.f_index_select(0, &keep)?,
+        scores: kept_scores,
         labels: labels.f_index_select(0, &keep)?,
     })
 }
@@ -109,8 +134,8 @@ pub(crate) mod tests {
     use crate::models::ops::nms::nms_config;
     use crate::models::roi_heads::standard_roi_head::tests::fx;
 
-    fn nms_cfg(json: serde_json::Value) -> NmsConfig {
-        nms_config(&serde_json::from_value(json).unwrap(), "test").unwrap()
+    fn nms_cfg(json: serde_json::Value) -> NmsOp {
+        NmsOp::from_cfg(&serde_json::from_value(json).unwrap(), "test").unwrap()
     }
 
     #[test]
@@ -154,8 +179,12 @@ pub(crate) mod tests {
             (empty.bboxes.size(), empty.labels.size()),
             (vec![0, 4], vec![0])
         );
+        // The RPN's proposals take plain NMS only.
         let cfg = serde_json::json!({"type": "soft_nms", "iou_threshold": 0.5});
         let err = nms_config(&serde_json::from_value(cfg).unwrap(), "test").unwrap_err();
         assert!(err.message.contains("soft_nms"), "{err}");
+        let cfg = serde_json::json!({"type": "matrix_nms"});
+        let err = NmsOp::from_cfg(&serde_json::from_value(cfg).unwrap(), "test").unwrap_err();
+        assert!(err.message.contains("\"matrix_nms\" is not supported (nms or soft_nms)"), "{err}");
     }
 }

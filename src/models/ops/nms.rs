@@ -46,7 +46,7 @@ fn check(boxes: &Tensor, scores: &Tensor, what: &str) -> ModelResult<i64> {
     Ok(n)
 }
 
-fn empty_keep(device: Device) -> ModelResult<Tensor> {
+pub(super) fn empty_keep(device: Device) -> ModelResult<Tensor> {
     Ok(Tensor::f_empty([0], (Kind::Int64, device))?)
 }
 
@@ -271,7 +271,7 @@ fn nms_host(
         .collect())
 }
 
-fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
+pub(super) fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
     Ok(Tensor::from_slice(keep).f_to_device(device)?)
 }
 
@@ -291,7 +291,7 @@ pub fn nms(boxes: &Tensor, scores: &Tensor, iou_threshold: f64) -> ModelResult<T
 
 /// torchvision's `_batched_nms_coordinate_trick`: every category's boxes are
 /// shifted by `idx * (max coordinate + 1)` so that categories never overlap.
-fn offset_by_category(boxes: &Tensor, idxs: &Tensor) -> ModelResult<Tensor> {
+pub(super) fn offset_by_category(boxes: &Tensor, idxs: &Tensor) -> ModelResult<Tensor> {
     let max_coordinate = boxes.f_max()?;
     let offsets = idxs
         .f_to_kind(boxes.kind())?
@@ -311,7 +311,7 @@ fn sort_kept_by_score(keep: &Tensor, scores: &Tensor) -> ModelResult<Tensor> {
 /// category ids, as `torch.unique`), each getting the (M,) member indices
 /// and returning the kept ones as positions into them; returns which of the
 /// N boxes were kept.
-fn per_category(
+pub(super) fn per_category(
     idxs: &Tensor,
     device: Device,
     mut nms_one: impl FnMut(&Tensor) -> ModelResult<Vec<i64>>,
@@ -333,7 +333,7 @@ fn per_category(
 }
 
 /// [`check`] plus the category of each box: `idxs` (N,); returns N.
-fn check_batched(boxes: &Tensor, scores: &Tensor, idxs: &Tensor) -> ModelResult<i64> {
+pub(super) fn check_batched(boxes: &Tensor, scores: &Tensor, idxs: &Tensor) -> ModelResult<i64> {
     let n = check(boxes, scores, "batched_nms")?;
     if idxs.size() != [n] {
         return Err(ModelError::new(

@@ -823,10 +823,10 @@ pub(crate) mod tests {
         assert!(build(&cfg, None, &bad).contains("mask_thr_binary"));
         let mut bad = test.clone();
         bad.nms = Some(
-            serde_json::from_value(serde_json::json!({"type": "soft_nms", "iou_threshold": 0.5}))
+            serde_json::from_value(serde_json::json!({"type": "matrix_nms", "iou_threshold": 0.5}))
                 .unwrap(),
         );
-        assert!(build(&cfg, None, &bad).contains("soft_nms"));
+        assert!(build(&cfg, None, &bad).contains("matrix_nms"));
 
         let vs = VarStore::new(Device::Cpu);
         let no_train = StandardRoIHead::new(&cfg, None, Some(&test), &vs.root()).unwrap();

@@ -5,14 +5,12 @@
 //!
 //! Shape shorthand: `R` RoIs of one image, `K` classes, `k` detections.
 
-use detc::registry::models::ops::NmsConfig;
 use detc::registry::models::train_test::RcnnTestConfig;
 use tch::{Kind, Tensor};
 
 use super::convfc_bbox_head::{Shared2FCBBoxHead, NAME};
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::ops::multiclass_nms;
-use crate::models::ops::nms::nms_config;
+use crate::models::ops::multiclass_nms::{multiclass_nms, NmsOp};
 use crate::models::roi_heads::DetInstances;
 
 /// `test_cfg.rcnn`'s box part, parsed once.
@@ -20,7 +18,7 @@ use crate::models::roi_heads::DetInstances;
 pub struct BoxTestCfg {
     pub score_thr: f64,
     /// `None`: no NMS, the candidates sorted by score.
-    pub nms: Option<NmsConfig>,
+    pub nms: Option<NmsOp>,
     pub max_per_img: i64,
 }
 
@@ -31,7 +29,7 @@ impl BoxTestCfg {
             nms: cfg
                 .nms
                 .as_ref()
-                .map(|n| nms_config(n, "test_cfg.rcnn.nms"))
+                .map(|n| NmsOp::from_cfg(n, "test_cfg.rcnn.nms"))
                 .transpose()?,
             max_per_img: cfg.max_per_img as i64,
         })
