@@ -30,7 +30,7 @@ use super::models::layers::{
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    CrossEntropyLossConfig, DiceLossConfig, FocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
+    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, FocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
@@ -92,6 +92,9 @@ pub static COMPONENTS: &[Component] = &[
     component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
     component::<GIoULossConfig>("GIoULoss", Role::Loss),
     component::<IoULossConfig>("IoULoss", Role::Loss),
+    component::<BoundedIoULossConfig>("BoundedIoULoss", Role::Loss),
+    component::<DistanceIoULossConfig>("DIoULoss", Role::Loss),
+    component::<DistanceIoULossConfig>("CIoULoss", Role::Loss),
     component::<DiceLossConfig>("DiceLoss", Role::Loss),
     // layers
     component::<Conv2dConfig>("Conv2d", Role::Conv),

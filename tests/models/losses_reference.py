@@ -11,6 +11,7 @@ the losses, the gradient of the output's sum w.r.t. the prediction:
             pairs) and mmdet's FocalLoss (class-index labels with background,
             per-sample weight, avg_factor, loss_weight; activated=True);
 * giou.*    torchvision.ops.generalized_box_iou_loss and mmdet's GIoULoss;
+* iouf.*    mmdet's IoULoss, BoundedIoULoss, DIoULoss, CIoULoss;
 * l1.*, dice.*, ce.*   mmdet's L1Loss, DiceLoss, CrossEntropyLoss (softmax,
             sigmoid, mask) modules;
 * cost.*    mmdet's FocalLossCost, BBoxL1Cost, IoUCost;
@@ -129,6 +130,30 @@ def giou_cases(d, m, g):
     loss = m.iou.GIoULoss(eps=1e-6, loss_weight=2.0)
     with_grad(d, "giou.mm.w_af", lambda p: loss(p, target, weight=weight, avg_factor=5.0), pred)
     with_grad(d, "giou.mm.mean", lambda p: loss(p, target), pred)
+
+
+def iou_family_cases(d, m, g):
+    """mmdet's IoULoss (3 modes), BoundedIoULoss, DIoULoss and CIoULoss on
+    pairs that overlap a lot, a little and not at all, with (n, 4) weights
+    (the R-CNN box head's) and avg_factor; a zero weight takes the early exit."""
+    n = 16
+    pred, target = boxes(g, n), boxes(g, n)
+    target[:6] = pred[:6] + torch.rand(6, 4, generator=g) * 4  # close pairs (IoU > 0.5: CIoU's alpha)
+    target[6:9] = pred[6:9] + torch.rand(3, 4, generator=g) * 30
+    weight = (torch.rand(n, 4, generator=g) > 0.2).float() * torch.rand(n, 1, generator=g)
+    d.update({"iouf.pred": pred, "iouf.target": target, "iouf.weight": weight})
+    losses = {
+        "iou_log": m.iou.IoULoss(loss_weight=2.0),
+        "iou_linear": m.iou.IoULoss(mode="linear", eps=1e-4),
+        "iou_square": m.iou.IoULoss(mode="square"),
+        "bounded": m.iou.BoundedIoULoss(beta=0.2, eps=1e-3, loss_weight=10.0),
+        "diou": m.iou.DIoULoss(loss_weight=3.0),
+        "ciou": m.iou.CIoULoss(loss_weight=12.0),
+    }
+    for name, loss in losses.items():
+        with_grad(d, f"iouf.{name}.mean", lambda p: loss(p, target), pred)
+        with_grad(d, f"iouf.{name}.none", lambda p: loss(p, target, reduction_override="none"), pred)
+        with_grad(d, f"iouf.{name}.w_af", lambda p: loss(p, target, weight=weight, avg_factor=7.0), pred)
 
 
 def l1_cases(d, m, g):
@@ -257,6 +282,7 @@ def main():
     ce_cases(d, m, g)
     cost_cases(d, m, g)
     assign_cases(d, m, g)
+    iou_family_cases(d, m, g)
     lsa_cases(d, np.random.default_rng(0))
     d = {k: v.detach().contiguous() for k, v in d.items()}
     torch.save(d, os.path.join(out, "losses.pth"))

@@ -56,32 +56,38 @@ impl GIoULoss {
 
 /// `bbox_overlaps(a, b, mode='giou', is_aligned=True, eps)`: (..., 4) twice -> (...).
 pub fn aligned_giou(a: &Tensor, b: &Tensor, eps: f64) -> ModelResult<Tensor> {
-    if a.size() != b.size() || a.size().last() != Some(&4) {
-        return Err(ModelError::new(
-            "GIoULoss",
-            format!(
-                "boxes must be (..., 4) of one shape, got {:?} and {:?}",
-                a.size(),
-                b.size()
-            ),
-        ));
-    }
-    let wh_prod = |lo: &Tensor, hi: &Tensor| -> ModelResult<Tensor> {
-        let wh = hi.f_sub(lo)?.f_clamp_min(0.0)?;
-        Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
-    };
-    let area = |x: &Tensor| -> ModelResult<Tensor> {
-        let wh = x.f_narrow(-1, 2, 2)?.f_sub(&x.f_narrow(-1, 0, 2)?)?;
-        Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
-    };
+    let (overlap, union) = overlap_and_union(a, b, eps, "GIoULoss")?;
+    let ious = overlap.f_div(&union)?;
     let (alo, ahi) = (a.f_narrow(-1, 0, 2)?, a.f_narrow(-1, 2, 2)?);
     let (blo, bhi) = (b.f_narrow(-1, 0, 2)?, b.f_narrow(-1, 2, 2)?);
-    let overlap = wh_prod(&alo.f_maximum(&blo)?, &ahi.f_minimum(&bhi)?)?;
-    let union = area(a)?
-        .f_add(&area(b)?)?
-        .f_sub(&overlap)?
-        .f_clamp_min(eps)?;
-    let ious = overlap.f_div(&union)?;
-    let enclose = wh_prod(&alo.f_minimum(&blo)?, &ahi.f_maximum(&bhi)?)?.f_clamp_min(eps)?;
+    let enclose = wh_product(&alo.f_minimum(&blo)?, &ahi.f_maximum(&bhi)?)?.f_clamp_min(eps)?;
     Ok(ious.f_sub(&enclose.f_sub(&union)?.f_div(&enclose)?)?)
+}
+
+/// `bbox_overlaps(..., is_aligned=True)`'s intersection and its union
+/// clamped at `eps`; `owner` names the loss in a shape error.
+pub fn overlap_and_union(a: &Tensor, b: &Tensor, eps: f64, owner: &str) -> ModelResult<(Tensor, Tensor)> {
+    if a.size() != b.size() || a.size().last() != Some(&4) {
+        return Err(ModelError::new(
+            owner,
+            format!("boxes must be (..., 4) of one shape, got {:?} and {:?}", a.size(), b.size()),
+        ));
+    }
+    let (alo, ahi) = (a.f_narrow(-1, 0, 2)?, a.f_narrow(-1, 2, 2)?);
+    let (blo, bhi) = (b.f_narrow(-1, 0, 2)?, b.f_narrow(-1, 2, 2)?);
+    let overlap = wh_product(&alo.f_maximum(&blo)?, &ahi.f_minimum(&bhi)?)?;
+    let union = area(a)?.f_add(&area(b)?)?.f_sub(&overlap)?.f_clamp_min(eps)?;
+    Ok((overlap, union))
+}
+
+/// `(x2 - x1) * (y2 - y1)` of (..., 4) boxes.
+pub fn area(x: &Tensor) -> ModelResult<Tensor> {
+    let wh = x.f_narrow(-1, 2, 2)?.f_sub(&x.f_narrow(-1, 0, 2)?)?;
+    Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
+}
+
+/// The area between corners `lo` and `hi` (..., 2), empty when they cross.
+pub fn wh_product(lo: &Tensor, hi: &Tensor) -> ModelResult<Tensor> {
+    let wh = hi.f_sub(lo)?.f_clamp_min(0.0)?;
+    Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
 }

@@ -17,6 +17,7 @@ pub mod cross_entropy_loss;
 pub mod dice_loss;
 pub mod focal_loss;
 pub mod giou_loss;
+pub mod iou_losses;
 pub mod l1_loss;
 pub mod smooth_l1_loss;
 
@@ -25,6 +26,7 @@ pub use detc::registry::models::common::Reduction;
 pub use dice_loss::DiceLoss;
 pub use focal_loss::FocalLoss;
 pub use giou_loss::GIoULoss;
+pub use iou_losses::IoUFamilyLoss;
 pub use l1_loss::L1Loss;
 pub use smooth_l1_loss::SmoothL1Loss;
 
@@ -138,13 +140,15 @@ pub enum Loss {
     L1(L1Loss),
     SmoothL1(SmoothL1Loss),
     GIoU(GIoULoss),
+    /// `IoULoss`, `BoundedIoULoss`, `DIoULoss`, `CIoULoss`.
+    IoUFamily(IoUFamilyLoss),
     Dice(DiceLoss),
     CrossEntropy(CrossEntropyLoss),
 }
 
 impl Loss {
     /// Builds the loss a config names (`FocalLoss`, `L1Loss`, `SmoothL1Loss`,
-    /// `GIoULoss`, `DiceLoss`, `CrossEntropyLoss`).
+    /// the IoU losses, `DiceLoss`, `CrossEntropyLoss`).
     pub fn from_cfg(cfg: &LossCfg) -> ModelResult<Self> {
         let ty = cfg_type(&cfg.0, "loss")?;
         Ok(match ty {
@@ -152,6 +156,10 @@ impl Loss {
             "L1Loss" => Loss::L1(L1Loss::new(&parse_cfg(&cfg.0, ty)?)),
             "SmoothL1Loss" => Loss::SmoothL1(SmoothL1Loss::new(&parse_cfg(&cfg.0, ty)?)?),
             "GIoULoss" => Loss::GIoU(GIoULoss::new(&parse_cfg(&cfg.0, ty)?)),
+            "IoULoss" => Loss::IoUFamily(IoUFamilyLoss::iou(&parse_cfg(&cfg.0, ty)?)),
+            "BoundedIoULoss" => Loss::IoUFamily(IoUFamilyLoss::bounded(&parse_cfg(&cfg.0, ty)?)),
+            "DIoULoss" => Loss::IoUFamily(IoUFamilyLoss::distance(&parse_cfg(&cfg.0, ty)?, false)),
+            "CIoULoss" => Loss::IoUFamily(IoUFamilyLoss::distance(&parse_cfg(&cfg.0, ty)?, true)),
             "DiceLoss" => Loss::Dice(DiceLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "CrossEntropyLoss" => {
                 Loss::CrossEntropy(CrossEntropyLoss::new(&parse_cfg(&cfg.0, ty)?)?)
@@ -173,6 +181,7 @@ impl Loss {
             Loss::L1(l) => l.forward(pred, target, args),
             Loss::SmoothL1(l) => l.forward(pred, target, args),
             Loss::GIoU(l) => l.forward(pred, target, args),
+            Loss::IoUFamily(l) => l.forward(pred, target, args),
             Loss::Dice(l) => l.forward(pred, target, args),
             Loss::CrossEntropy(l) => l.forward(pred, target, args),
         }

@@ -393,3 +393,31 @@ fn queryinst_config_builds() {
     let dice = dice.expect("a DiceLoss");
     assert!(!dice.activate && dice.eps == 1e-5 && dice.loss_weight == 8.0 && !dice.naive_dice);
 }
+
+/// MMDetection's `IoULoss` (log, linear, square), `BoundedIoULoss`,
+/// `DIoULoss` and `CIoULoss`: values and input gradients, plain, per pair
+/// and with (N, 4) weights and `avg_factor` (the R-CNN box head's call).
+#[test]
+fn iou_family_losses_match_mmdet() {
+    let (pred, target, w) = (t("iouf.pred"), t("iouf.target"), t("iouf.weight"));
+    let cases = [
+        ("iou_log", json!({"type": "IoULoss", "loss_weight": 2.0})),
+        ("iou_linear", json!({"type": "IoULoss", "mode": "linear", "eps": 1e-4})),
+        ("iou_square", json!({"type": "IoULoss", "mode": "square"})),
+        ("bounded", json!({"type": "BoundedIoULoss", "beta": 0.2, "eps": 1e-3, "loss_weight": 10.0})),
+        ("diou", json!({"type": "DIoULoss", "loss_weight": 3.0})),
+        ("ciou", json!({"type": "CIoULoss", "loss_weight": 12.0})),
+    ];
+    for (name, cfg) in cases {
+        let l = loss(cfg);
+        check(&format!("iouf.{name}.mean"), &pred, |p| l.forward(p, &target, LossArgs::default()));
+        check(&format!("iouf.{name}.none"), &pred, |p| {
+            l.forward(p, &target, LossArgs::default().reduction(Reduction::None))
+        });
+        check(&format!("iouf.{name}.w_af"), &pred, |p| {
+            l.forward(p, &target, LossArgs::default().weight(&w).avg_factor(7.0))
+        });
+        let zero = l.forward(&pred, &target, LossArgs::default().weight(&w.zeros_like())).unwrap();
+        assert_eq!(zero.double_value(&[]), 0.0, "{name}");
+    }
+}

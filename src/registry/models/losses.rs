@@ -128,6 +128,52 @@ pub struct GIoULossConfig {
     pub loss_weight: f64,
 }
 
+/// `DIoULoss` (Zheng et al., 2020): `1 - IoU + d² / c²` with `d` the
+/// distance of the box centres and `c` the enclosing box's diagonal; also
+/// `CIoULoss`, which adds an aspect-ratio term.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistanceIoULossConfig {
+    /// Added to the union and to `c²` (CIoU: also to the heights) for numerical stability.
+    #[serde(default = "eps_1e6")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+fn beta_0_2() -> f64 {
+    0.2
+}
+
+/// `BoundedIoULoss` (Tychsen-Smith and Petersson, 2018): smooth-L1 of the
+/// bounds on the IoU each of the centre offsets and the size ratios allows,
+/// per coordinate.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BoundedIoULossConfig {
+    /// Smooth-L1 threshold.
+    #[serde(default = "beta_0_2")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub beta: f64,
+    /// Added to the denominators.
+    #[serde(default = "eps_1e3")]
+    #[schemars(range(min = 0.0))]
+    pub eps: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
 /// How `IoULoss` turns IoU into a loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

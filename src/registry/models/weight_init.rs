@@ -167,11 +167,12 @@ fn default_relu() -> String {
     "relu".into()
 }
 
-/// `Pretrained`: load weights from a checkpoint (path, URL or `torchvision://NAME`).
+/// `Pretrained`: load weights from a checkpoint (a path, or a URL, `torchvision://NAME` or
+/// `open-mmlab://NAME` read from torch's hub cache, where MMEngine downloads it).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainedInitConfig {
-    /// Checkpoint path, URL, or `torchvision://resnet50`-style model name.
+    /// Checkpoint path, URL, or `torchvision://resnet50` / `open-mmlab://resnext101_32x4d`-style model name.
     pub checkpoint: String,
     /// Load only the keys under this prefix (stripped), e.g. `backbone.`.
     #[serde(default)]
