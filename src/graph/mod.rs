@@ -103,6 +103,7 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
         }
     }
     errors.extend(check_num_classes(config, model));
+    errors.extend(check_rcnn_stages(model));
     (graph, errors)
 }
 
@@ -161,6 +162,53 @@ fn resnext_without_bottlenecks(backbone: &Node) -> Option<Diagnostic> {
             .label(depth.span, "a depth of basic blocks")
             .help("ResNeXt's grouped convolutions are in bottlenecks: use depth 50, 101 or 152 (or `type: ResNet`)")
     })
+}
+
+/// `train_cfg.rcnn` and the per-stage lists of a two-stage detector's RoI
+/// head: one dict for `StandardRoIHead`, one per stage for `CascadeRoIHead`
+/// (whose `stage_loss_weights` and listed heads have `num_stages` entries).
+fn check_rcnn_stages(model: &Node) -> Diagnostics {
+    let Some(head_type) = model.at_path(&["roi_head", "type"]).and_then(Node::as_str) else { return vec![] };
+    let rcnn = model.at_path(&["train_cfg", "rcnn"]);
+    let list_len = |node: Option<&Node>| match node.map(|n| &n.value) {
+        Some(Value::List(items)) => Some(items.len() as i64),
+        _ => None,
+    };
+    let mut errors = vec![];
+    match head_type {
+        "StandardRoIHead" => {
+            if let (Some(n), Some(node)) = (list_len(rcnn), rcnn) {
+                errors.push(
+                    Diagnostic::error("detc::graph::stages", format!("`train_cfg.rcnn` is a list of {n} for a StandardRoIHead"))
+                        .label(node.span, "one dict per stage is for CascadeRoIHead")
+                        .help("give StandardRoIHead one `rcnn` dict"),
+                );
+            }
+        }
+        "CascadeRoIHead" => {
+            let Some(stages) = model.at_path(&["roi_head", "num_stages"]) else { return errors };
+            let Some(n) = stages.value.as_int() else { return errors };
+            let mut lists = vec![("model.train_cfg.rcnn", rcnn, true)];
+            for key in ["stage_loss_weights", "bbox_head", "bbox_roi_extractor", "mask_head", "mask_roi_extractor"] {
+                // The weights are always a list; a head or extractor may be one for all stages.
+                lists.push((key, model.at_path(&["roi_head", key]), key == "stage_loss_weights"));
+            }
+            for (key, node, must_list) in lists {
+                let Some(node) = node else { continue };
+                let len = list_len(Some(node));
+                if len.is_some_and(|l| l != n) || (must_list && len.is_none() && !matches!(node.value, Value::Null)) {
+                    let got = len.map_or("one dict".to_string(), |l| format!("{l} entries"));
+                    errors.push(
+                        Diagnostic::error("detc::graph::stages", format!("`{key}` has {got} for num_stages {n}"))
+                            .label(node.span, format!("needs {n}, one per stage"))
+                            .label(stages.span, "the number of stages"),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    errors
 }
 
 /// Checks `num_classes` of every head against the dataset's classes.

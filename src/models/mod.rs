@@ -53,6 +53,8 @@ pub static BUILDERS: &[&str] = &[
     // Faster R-CNN and Mask R-CNN.
     "FasterRCNN",
     "MaskRCNN",
+    "CascadeRCNN",
+    "CascadeRoIHead",
     "RPNHead",
     "AnchorGenerator",
     "MaxIoUAssigner",

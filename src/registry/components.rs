@@ -36,7 +36,7 @@ use super::models::losses::{
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
 use super::models::necks::FPNConfig;
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
-use super::models::roi_heads::{SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
+use super::models::roi_heads::{CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, FocalLossCostConfig,
     HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, PseudoSamplerConfig, RandomSamplerConfig,
@@ -50,6 +50,7 @@ pub static COMPONENTS: &[Component] = &[
     // detectors
     component::<TwoStageDetectorConfig>("FasterRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
+    component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
     component::<QueryInstConfig>("QueryInst", Role::Detector),
     // data preprocessors
@@ -64,6 +65,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
+    component::<CascadeRoIHeadConfig>("CascadeRoIHead", Role::RoiHead),
     component::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
     component::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
     component::<DIIHeadConfig>("DIIHead", Role::BBoxHead),

@@ -1,7 +1,8 @@
 //! `detc summary`: parameter counts and the state dict of the built model
 //! equal MMDetection's own (issue 4: "Parameter count of QueryInst R50-FPN 1x
 //! equals MMDetection's for the same config, and the full list of state-dict
-//! names and shapes is equal"; issue 7: the same for Faster and Mask R-CNN).
+//! names and shapes is equal"; issue 7: the same for Faster and Mask R-CNN;
+//! also Cascade Mask R-CNN and the ResNeXt backbone).
 //!
 //! The expected lists are MMDetection 3.3.0's, stored in
 //! `tests/fixtures/<model>_r50_fpn_1x_state_dict.json` and
@@ -137,6 +138,22 @@ fn mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     );
 }
 
+#[test]
+fn faster_rcnn_x101_32x4d_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/faster_rcnn/faster-rcnn_x101-32x4d_fpn_1x_coco.yaml",
+        "faster-rcnn_x101-32x4d_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
+fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
+        "cascade-mask-rcnn_r50_fpn_1x_state_dict.json",
+    );
+}
+
 /// The stored fixtures are what the reference script prints today (the mmdet
 /// wheel of .venv-test): the script runs live, in a few seconds.
 #[test]
@@ -157,6 +174,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "sparse-rcnn_r50_fpn_1x",
         "faster-rcnn_r50_fpn_1x",
         "mask-rcnn_r50_fpn_1x",
+        "cascade-mask-rcnn_r50_fpn_1x",
+        "faster-rcnn_x101-32x4d_fpn_1x",
     ] {
         assert_eq!(
             live[name],

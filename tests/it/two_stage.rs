@@ -143,3 +143,89 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("size mismatch for roi_head.bbox_head.fc_cls.weight"), "{err}");
 }
+
+/// A tiny Cascade Mask R-CNN (the Mask R-CNN demo with a 3-stage
+/// `CascadeRoIHead`, one `train_cfg.rcnn` per stage, as MMDetection's
+/// cascade-mask-rcnn config) trains with every stage's loss terms in the log
+/// and tests; a `StandardRoIHead` given a list of `train_cfg.rcnn` dicts is
+/// refused at the start, saying which head takes a list.
+#[test]
+fn cascade_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let stage = |iou: f64, stds: &str| {
+        format!(
+            "    - type: Shared2FCBBoxHead\n      in_channels: 64\n      fc_out_channels: 64\n      roi_feat_size: 7\n      \
+             num_classes: 4\n      reg_class_agnostic: true\n      bbox_coder:\n        type: DeltaXYWHBBoxCoder\n        \
+             target_means: [0.0, 0.0, 0.0, 0.0]\n        target_stds: {stds}\n",
+        ) + &format!("      # iou {iou}\n")
+    };
+    let train = |iou: f64| {
+        format!(
+            "    - assigner: {{type: MaxIoUAssigner, pos_iou_thr: {iou}, neg_iou_thr: {iou}, min_pos_iou: {iou}, \
+             match_low_quality: false, ignore_iof_thr: -1}}\n      sampler: {{type: RandomSampler, num: 64, \
+             pos_fraction: 0.25, neg_pos_ub: -1, add_gt_as_proposals: true}}\n      mask_size: 14\n      pos_weight: -1\n"
+        )
+    };
+    let config = format!(
+        "_base_: {base}\nmodel:\n  type: CascadeRCNN\n  roi_head:\n    _delete_: true\n    type: CascadeRoIHead\n    \
+         num_stages: 3\n    stage_loss_weights: [1, 0.5, 0.25]\n    bbox_roi_extractor:\n      type: SingleRoIExtractor\n      \
+         roi_layer: {{type: RoIAlign, output_size: 7, sampling_ratio: 0}}\n      out_channels: 64\n      \
+         featmap_strides: [4, 8, 16, 32]\n    bbox_head:\n{s0}{s1}{s2}    mask_head:\n      type: FCNMaskHead\n      \
+         num_convs: 1\n      in_channels: 64\n      conv_out_channels: 32\n      num_classes: 4\n  train_cfg:\n    rcnn:\n\
+         {t0}{t1}{t2}",
+        base = root().join(CONFIG).display(),
+        s0 = stage(0.5, "[0.1, 0.1, 0.2, 0.2]"),
+        s1 = stage(0.6, "[0.05, 0.05, 0.1, 0.1]"),
+        s2 = stage(0.7, "[0.033, 0.033, 0.067, 0.067]"),
+        t0 = train(0.5),
+        t1 = train(0.6),
+        t2 = train(0.7),
+    );
+    std::fs::write(dir.path().join("cascade.yaml"), config).unwrap();
+    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
+    let out = engine()
+        .arg("run")
+        .arg("cascade.yaml")
+        .args(["--work-dir", "cascade", "--cfg-options"])
+        .args(TINY)
+        .arg("train_cfg.max_epochs=2")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    for s in 0..3 {
+        for term in ["loss_cls", "acc", "loss_bbox", "loss_mask"] {
+            assert!(log.contains(&format!(" s{s}.{term}: ")), "s{s}.{term} is not in the log:\n{log}");
+        }
+    }
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+    engine()
+        .arg("test")
+        .arg("cascade.yaml")
+        .args(["cascade/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success();
+
+    // The Mask R-CNN demo (a StandardRoIHead) with a cascade's list of rcnn settings.
+    let listed = format!(
+        "_base_: {}\nmodel:\n  train_cfg:\n    rcnn:\n      - {{{{_base_.model.train_cfg.rcnn}}}}\n      - {{{{_base_.model.train_cfg.rcnn}}}}\n",
+        root().join(CONFIG).display()
+    );
+    std::fs::write(dir.path().join("listed.yaml"), listed).unwrap();
+    let out = engine()
+        .arg("run")
+        .arg("listed.yaml")
+        .args(["--work-dir", "listed", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("CascadeRoIHead"), "{err}");
+}

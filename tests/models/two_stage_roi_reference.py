@@ -32,7 +32,9 @@ is re-stated below over torchvision's nms (its Python logic, unchanged).
            loss on 2 images (losses, sampling, gradients w.r.t. the features
            and a few weights) and predict with rescale true and false;
   e2es.*   the same with a shared extractor (mask_roi_extractor null): loss;
-* shape.*  the state-dict shapes of Mask R-CNN's full StandardRoIHead.
+* shape.*  the state-dict shapes of Mask R-CNN's full StandardRoIHead;
+* cas.*, casm.*  a tiny 3-stage CascadeRoIHead (cascade_cfg), without and
+           with mask heads: every stage's losses, gradients, predictions.
 """
 
 import math
@@ -376,6 +378,65 @@ def e2e_case(prefix, shared, imgs, d, predict):
                 d[f"{p}.labels"], d[f"{p}.masks"] = r.labels.clone(), r.masks.clone()
 
 
+def cascade_cfg(with_mask):
+    """A tiny 3-stage CascadeRoIHead: stricter IoU thresholds per stage, the
+    middle head class-specific (the cascade configs' are class-agnostic)."""
+    stds = [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067]]
+    heads = [dict(type="Shared2FCBBoxHead", **dict(
+        CFG_BOX, reg_class_agnostic=(s != 1),
+        bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=stds[s]),
+        loss_bbox=dict(type="SmoothL1Loss", beta=1.0, loss_weight=1.0) if s == 0 else dict(type="L1Loss", loss_weight=1.0)))
+        for s in range(3)]
+    train = [ConfigDict(assigner=dict(ASSIGNER, pos_iou_thr=t, neg_iou_thr=t, min_pos_iou=t, match_low_quality=False),
+                        sampler=SAMPLER, mask_size=28, pos_weight=-1, debug=False) for t in (0.5, 0.6, 0.7)]
+    cfg = dict(type="CascadeRoIHead", num_stages=3, stage_loss_weights=[1, 0.5, 0.25],
+               bbox_roi_extractor=extractor(7), bbox_head=heads,
+               train_cfg=train, test_cfg=ConfigDict(dict(TEST, max_per_img=20)))
+    if with_mask:
+        cfg.update(mask_roi_extractor=extractor(14), mask_head=dict(type="FCNMaskHead", **CFG_MASK))
+    return cfg
+
+
+def cascade_case(prefix, with_mask, imgs, d):
+    """loss (every stage's terms, gradients) and predict of cascade_cfg."""
+    torch.manual_seed(21)
+    head = MODELS.build(cascade_cfg(with_mask))
+    head.init_weights()
+    perturb(head, 0.2)
+    save_sd(head, prefix, d)
+    g = torch.Generator().manual_seed(22)
+    sizes = [(16, 20), (8, 10), (4, 5), (2, 3)]
+    x = [torch.randn(2, 8, h, w, generator=g).requires_grad_(True) for h, w in sizes]
+    for i, t in enumerate(x):
+        d[f"{prefix}.x.{i}"] = t.detach()
+    head.train()
+    rpn = [InstanceData(bboxes=im["proposals"].clone()) for im in imgs]
+    losses = head.loss(tuple(x), rpn, data_samples(imgs))
+    total = sum(v for k, v in losses.items() if "loss" in k)
+    total.backward()
+    for k, v in losses.items():
+        d[f"{prefix}.out.{k}"] = v.detach().clone()
+    params = dict(head.named_parameters())
+    keys = ["bbox_head.0.fc_cls.weight", "bbox_head.1.fc_reg.weight", "bbox_head.2.shared_fcs.0.weight"]
+    if with_mask:
+        keys += ["mask_head.0.conv_logits.weight", "mask_head.2.convs.0.conv.weight"]
+    for k in keys:
+        d[f"{prefix}.grad.{k}"] = params[k].grad.clone()
+    for i, t in enumerate(x):
+        d[f"{prefix}.grad.x.{i}"] = t.grad.clone()
+    head.eval()
+    with torch.no_grad():
+        for rescale in [True, False]:
+            rpn = [InstanceData(bboxes=im["proposals"].clone()) for im in imgs]
+            res = head.predict(tuple(x), rpn, data_samples(imgs), rescale=rescale)
+            for i, r in enumerate(res):
+                p = f"{prefix}.pred{int(rescale)}.{i}"
+                d[f"{p}.bboxes"], d[f"{p}.scores"] = r.bboxes.clone(), r.scores.clone()
+                d[f"{p}.labels"] = r.labels.clone()
+                if with_mask:
+                    d[f"{p}.masks"] = r.masks.clone()
+
+
 def full_shapes(d):
     cfg = dict(
         type="StandardRoIHead",
@@ -456,6 +517,8 @@ def main(out):
     e2e_case("e2e", False, imgs, d, predict=True)
     e2e_case("e2es", True, imgs, d, predict=False)
     full_shapes(d)
+    cascade_case("cas", False, imgs, d)
+    cascade_case("casm", True, imgs, d)
     torch.save(d, os.path.join(out, "two_stage_roi.pth"))
 
 

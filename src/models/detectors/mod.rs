@@ -27,7 +27,7 @@ use crate::models::roi_heads::DetInstances;
 pub enum Detector {
     /// `SparseRCNN` or `QueryInst` (the same model with mask heads).
     Sparse(SparseRCNN),
-    /// `FasterRCNN` or `MaskRCNN`.
+    /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     TwoStage(TwoStageDetector),
 }
 
@@ -99,13 +99,17 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
     match cfg_type(model, "model")? {
         "SparseRCNN" => Ok(Detector::Sparse(SparseRCNN::from_sparse_rcnn_config(&parse_cfg(model, "SparseRCNN")?, &p)?)),
         "QueryInst" => Ok(Detector::Sparse(SparseRCNN::from_query_inst_config(&parse_cfg(model, "QueryInst")?, &p)?)),
-        name @ ("FasterRCNN" | "MaskRCNN") => {
-            let name = if name == "FasterRCNN" { "FasterRCNN" } else { "MaskRCNN" };
+        name @ ("FasterRCNN" | "MaskRCNN" | "CascadeRCNN") => {
+            let name = match name {
+                "FasterRCNN" => "FasterRCNN",
+                "MaskRCNN" => "MaskRCNN",
+                _ => "CascadeRCNN",
+            };
             Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
         }
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN and MaskRCNN do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN and CascadeRCNN do)"),
         )),
     }
 }

@@ -1,33 +1,72 @@
-//! `FasterRCNN` and `MaskRCNN` (`mmdet/models/detectors/two_stage.py`): a
-//! backbone and neck, an `RPNHead` that proposes boxes from anchors, and a
-//! `StandardRoIHead` that classifies and refines them (Mask R-CNN adds the
-//! mask branch). The parameters are named as MMDetection's: `backbone.*`,
-//! `neck.*`, `rpn_head.*`, `roi_head.*`.
+//! `FasterRCNN`, `MaskRCNN` and `CascadeRCNN`
+//! (`mmdet/models/detectors/two_stage.py`): a backbone and neck, an `RPNHead`
+//! that proposes boxes from anchors, and an RoI head that classifies and
+//! refines them: `StandardRoIHead` (Mask R-CNN adds the mask branch) or
+//! `CascadeRoIHead` (Cascade R-CNN; Cascade Mask R-CNN with mask heads).
+//! The parameters are named as MMDetection's: `backbone.*`, `neck.*`,
+//! `rpn_head.*`, `roi_head.*`.
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::dense_heads::RPNHeadConfig;
 use detc::registry::models::detectors::TwoStageDetectorConfig;
-use detc::registry::models::roi_heads::StandardRoIHeadConfig;
+use detc::registry::models::common::OneOrMany;
+use detc::registry::models::roi_heads::{CascadeRoIHeadConfig, StandardRoIHeadConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::ResNet;
-use crate::models::data_preprocessors::DetBatch;
+use crate::models::data_preprocessors::{DetBatch, DetDataSample};
 use crate::models::dense_heads::RPNHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::FPN;
-use crate::models::roi_heads::{DetInstances, StandardRoIHead};
+use crate::models::roi_heads::{CascadeRoIHead, DetInstances, StandardRoIHead};
+
+/// The second stage of a two-stage detector.
+#[derive(Debug)]
+pub enum RoiHead {
+    Standard(StandardRoIHead),
+    Cascade(CascadeRoIHead),
+}
+
+impl RoiHead {
+    pub fn with_mask(&self) -> bool {
+        match self {
+            RoiHead::Standard(h) => h.with_mask(),
+            RoiHead::Cascade(h) => h.with_mask(),
+        }
+    }
+
+    fn loss(&self, x: &[Tensor], proposals: Vec<Tensor>, samples: &[DetDataSample]) -> ModelResult<IndexMap<String, Tensor>> {
+        match self {
+            RoiHead::Standard(h) => h.loss(x, proposals, samples),
+            RoiHead::Cascade(h) => h.loss(x, proposals, samples),
+        }
+    }
+
+    fn predict(
+        &self,
+        x: &[Tensor],
+        proposals: Vec<Tensor>,
+        samples: &[DetDataSample],
+        rescale: bool,
+    ) -> ModelResult<Vec<DetInstances>> {
+        match self {
+            RoiHead::Standard(h) => h.predict(x, proposals, samples, rescale),
+            RoiHead::Cascade(h) => h.predict(x, proposals, samples, rescale),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct TwoStageDetector {
-    /// `FasterRCNN` or `MaskRCNN`.
+    /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     pub name: &'static str,
     pub backbone: ResNet,
     pub neck: Option<FPN>,
     pub rpn_head: RPNHead,
-    pub roi_head: StandardRoIHead,
+    pub roi_head: RoiHead,
     /// The `data_preprocessor` config (the preprocessor itself is built per device).
     pub data_preprocessor: Option<DetDataPreprocessorConfig>,
 }
@@ -62,16 +101,33 @@ impl TwoStageDetector {
             }
         };
         let roi_head = match cfg_type(&cfg.roi_head.0, "roi_head")? {
-            "StandardRoIHead" => StandardRoIHead::new(
-                &parse_cfg::<StandardRoIHeadConfig>(&cfg.roi_head.0, "StandardRoIHead")?,
-                Some(&train.rcnn),
-                Some(&test.rcnn),
-                &(p / "roi_head"),
-            )?,
+            "StandardRoIHead" => {
+                let OneOrMany::One(rcnn) = &train.rcnn else {
+                    return Err(ModelError::new(
+                        name,
+                        "train_cfg.rcnn is a list: StandardRoIHead takes one dict (a list, one per stage, is for CascadeRoIHead)",
+                    ));
+                };
+                RoiHead::Standard(StandardRoIHead::new(
+                    &parse_cfg::<StandardRoIHeadConfig>(&cfg.roi_head.0, "StandardRoIHead")?,
+                    Some(rcnn),
+                    Some(&test.rcnn),
+                    &(p / "roi_head"),
+                )?)
+            }
+            "CascadeRoIHead" => {
+                let rcnn: Vec<_> = train.rcnn.as_vec().into_iter().cloned().collect();
+                RoiHead::Cascade(CascadeRoIHead::new(
+                    &parse_cfg::<CascadeRoIHeadConfig>(&cfg.roi_head.0, "CascadeRoIHead")?,
+                    Some(&rcnn),
+                    Some(&test.rcnn),
+                    &(p / "roi_head"),
+                )?)
+            }
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("roi_head {other:?} is not supported (only StandardRoIHead)"),
+                    format!("roi_head {other:?} is not supported (StandardRoIHead or CascadeRoIHead)"),
                 ))
             }
         };

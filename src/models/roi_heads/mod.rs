@@ -6,12 +6,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bbox_heads;
+pub mod cascade_roi_head;
 pub mod roi_extractors;
 pub mod mask_heads;
 pub mod sparse_roi_head;
 pub mod standard_roi_head;
 
 pub use sparse_roi_head::{DetInstances, SparseRoIHead};
+pub use cascade_roi_head::CascadeRoIHead;
 pub use standard_roi_head::StandardRoIHead;
 
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};

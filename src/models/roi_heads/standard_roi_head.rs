@@ -17,7 +17,7 @@
 use detc::registry::models::common::IntOrPair;
 use detc::registry::models::roi_heads::StandardRoIHeadConfig;
 use detc::registry::models::train_test::{RcnnTestConfig, RcnnTrainConfig};
-use detc::registry::refs::{AssignerCfg, SamplerCfg};
+use detc::registry::refs::{AssignerCfg, MaskHeadCfg, RoiExtractorCfg, SamplerCfg};
 use indexmap::IndexMap;
 use tch::{nn, Kind, Tensor};
 
@@ -39,35 +39,35 @@ const NAME: &str = "StandardRoIHead";
 
 /// The sampler `train_cfg.rcnn.sampler` names.
 #[derive(Debug)]
-enum Sampler {
+pub(super) enum Sampler {
     Random(RandomSampler),
     Pseudo,
 }
 
 /// `train_cfg.rcnn`, built.
 #[derive(Debug)]
-struct RcnnTrain {
+pub(super) struct RcnnTrain {
     assigner: MaxIoUAssigner,
     sampler: Sampler,
-    pos_weight: f64,
+    pub(super) pos_weight: f64,
     /// `(h, w)` of the mask targets; set when there is a mask head.
-    mask_size: Option<(i64, i64)>,
+    pub(super) mask_size: Option<(i64, i64)>,
 }
 
 /// `test_cfg.rcnn`, parsed.
 #[derive(Debug)]
-struct RcnnTest {
-    boxes: BoxTestCfg,
+pub(super) struct RcnnTest {
+    pub(super) boxes: BoxTestCfg,
     /// Set when there is a mask head.
-    mask_thr_binary: f64,
+    pub(super) mask_thr_binary: f64,
 }
 
 /// The mask branch: its head and, unless shared with the box branch, its extractor.
 #[derive(Debug)]
-struct MaskBranch {
+pub(super) struct MaskBranch {
     /// `None`: `share_roi_extractor` (the box extractor and box features are reused).
-    roi_extractor: Option<SingleRoIExtractor>,
-    head: FCNMaskHead,
+    pub(super) roi_extractor: Option<SingleRoIExtractor>,
+    pub(super) head: FCNMaskHead,
 }
 
 #[derive(Debug)]
@@ -107,7 +107,7 @@ fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
     }
 }
 
-fn build_train(cfg: &RcnnTrainConfig, with_mask: bool) -> ModelResult<RcnnTrain> {
+pub(super) fn build_train(cfg: &RcnnTrainConfig, with_mask: bool) -> ModelResult<RcnnTrain> {
     if cfg.soft_mask_target {
         return Err(ModelError::new(
             NAME,
@@ -129,7 +129,7 @@ fn build_train(cfg: &RcnnTrainConfig, with_mask: bool) -> ModelResult<RcnnTrain>
     })
 }
 
-fn build_test(cfg: &RcnnTestConfig, with_mask: bool) -> ModelResult<RcnnTest> {
+pub(super) fn build_test(cfg: &RcnnTestConfig, with_mask: bool) -> ModelResult<RcnnTest> {
     let mask_thr_binary = match (cfg.mask_thr_binary, with_mask) {
         (Some(t), _) => t,
         (None, false) => 0.5,
@@ -147,7 +147,7 @@ fn build_test(cfg: &RcnnTestConfig, with_mask: bool) -> ModelResult<RcnnTest> {
 }
 
 /// Checks that an extractor's pooled features fit the head that reads them.
-fn check_fit(
+pub(super) fn check_fit(
     ext: &SingleRoIExtractor,
     what: &str,
     head_in: i64,
@@ -209,34 +209,11 @@ impl StandardRoIHead {
             bbox_head.in_channels,
             Some(bbox_head.roi_feat_size),
         )?;
-        let mask = match &cfg.mask_head {
-            None => None,
-            Some(mh) => {
-                let head = match cfg_type(&mh.0, "mask_head")? {
-                    "FCNMaskHead" => {
-                        FCNMaskHead::new(&parse_cfg(&mh.0, "FCNMaskHead")?, &(p / "mask_head"))?
-                    }
-                    other => {
-                        return Err(ModelError::new(
-                            NAME,
-                            format!("mask_head {other:?} is not supported (only FCNMaskHead)"),
-                        ))
-                    }
-                };
-                let roi_extractor = cfg
-                    .mask_roi_extractor
-                    .as_ref()
-                    .map(SingleRoIExtractor::from_cfg)
-                    .transpose()?;
-                // FCNMaskHead's roi_feat_size is unused (mmdet: "reserved").
-                let ext = roi_extractor.as_ref().unwrap_or(&bbox_roi_extractor);
-                check_fit(ext, "mask", head.in_channels, None)?;
-                Some(MaskBranch {
-                    roi_extractor,
-                    head,
-                })
-            }
-        };
+        let mask = cfg
+            .mask_head
+            .as_ref()
+            .map(|mh| MaskBranch::new(mh, cfg.mask_roi_extractor.as_ref(), &bbox_roi_extractor, &(p / "mask_head")))
+            .transpose()?;
         let with_mask = mask.is_some();
         Ok(StandardRoIHead {
             train: train_cfg
@@ -299,24 +276,7 @@ impl StandardRoIHead {
         )?;
 
         if let Some(mask) = &self.mask {
-            let mask_feats = match &mask.roi_extractor {
-                Some(ext) => {
-                    let pos: Vec<Tensor> = sampling
-                        .iter()
-                        .map(|s| s.pos_priors.shallow_clone())
-                        .collect();
-                    ext.forward(x, &bbox2roi(&pos)?)?
-                }
-                None => bbox_feats.f_index_select(0, &positive_rows(&sampling, rois.device())?)?,
-            };
-            let mask_preds = mask.head.forward_t(&mask_feats, true)?;
-            let gt_masks = gt_masks(samples, NAME)?;
-            let mask_size = train.mask_size.ok_or_else(|| {
-                ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head")
-            })?;
-            let loss = mask
-                .head
-                .loss_and_target(&mask_preds, &sampling, &gt_masks, mask_size)?;
+            let loss = mask.loss(x, &sampling, &bbox_feats, samples, train)?;
             losses.insert("loss_mask".into(), loss);
         }
         Ok(losses)
@@ -414,12 +374,7 @@ impl StandardRoIHead {
         let mask_preds = if mask_rois.size()[0] == 0 {
             None
         } else {
-            let ext = mask
-                .roi_extractor
-                .as_ref()
-                .unwrap_or(&self.bbox_roi_extractor);
-            let feats = ext.forward(x, &mask_rois)?;
-            let preds = mask.head.forward_t(&feats, false)?;
+            let preds = mask.forward(x, &mask_rois, &self.bbox_roi_extractor)?;
             let counts: Vec<i64> = boxes.iter().map(|b| b.size()[0]).collect();
             Some(preds.f_split_with_sizes(&counts, 0)?)
         };
@@ -450,8 +405,63 @@ impl StandardRoIHead {
     }
 }
 
+impl MaskBranch {
+    /// `mask_head` under `p` and its `mask_roi_extractor` (`None`: the box
+    /// branch's `bbox_ext` is shared, MMDetection's `share_roi_extractor`).
+    pub(super) fn new(
+        head_cfg: &MaskHeadCfg,
+        ext_cfg: Option<&RoiExtractorCfg>,
+        bbox_ext: &SingleRoIExtractor,
+        p: &nn::Path,
+    ) -> ModelResult<Self> {
+        let head = match cfg_type(&head_cfg.0, "mask_head")? {
+            "FCNMaskHead" => FCNMaskHead::new(&parse_cfg(&head_cfg.0, "FCNMaskHead")?, p)?,
+            other => {
+                return Err(ModelError::new(NAME, format!("mask_head {other:?} is not supported (only FCNMaskHead)")))
+            }
+        };
+        let roi_extractor = ext_cfg.map(SingleRoIExtractor::from_cfg).transpose()?;
+        // FCNMaskHead's roi_feat_size is unused (mmdet: "reserved").
+        check_fit(roi_extractor.as_ref().unwrap_or(bbox_ext), "mask", head.in_channels, None)?;
+        Ok(MaskBranch { roi_extractor, head })
+    }
+
+    /// Mask logits (R, K, h, w) of `rois` (R, 5) in eval mode; `bbox_ext`
+    /// pools them when the extractor is shared.
+    pub(super) fn forward(&self, x: &[Tensor], rois: &Tensor, bbox_ext: &SingleRoIExtractor) -> ModelResult<Tensor> {
+        let feats = self.roi_extractor.as_ref().unwrap_or(bbox_ext).forward(x, rois)?;
+        self.head.forward_t(&feats, false)
+    }
+
+    /// `mask_loss`: the head on the positives of `sampling` (pooled by its
+    /// own extractor, or picked from `bbox_feats`, the box features of all
+    /// sampled RoIs, when shared) against their ground-truth masks.
+    pub(super) fn loss(
+        &self,
+        x: &[Tensor],
+        sampling: &[SamplingResult],
+        bbox_feats: &Tensor,
+        samples: &[DetDataSample],
+        train: &RcnnTrain,
+    ) -> ModelResult<Tensor> {
+        let mask_feats = match &self.roi_extractor {
+            Some(ext) => {
+                let pos: Vec<Tensor> = sampling.iter().map(|s| s.pos_priors.shallow_clone()).collect();
+                ext.forward(x, &bbox2roi(&pos)?)?
+            }
+            None => bbox_feats.f_index_select(0, &positive_rows(sampling, bbox_feats.device())?)?,
+        };
+        let mask_preds = self.head.forward_t(&mask_feats, true)?;
+        let gt_masks = gt_masks(samples, NAME)?;
+        let mask_size = train
+            .mask_size
+            .ok_or_else(|| ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head"))?;
+        self.head.loss_and_target(&mask_preds, sampling, &gt_masks, mask_size)
+    }
+}
+
 /// One proposal list per sample.
-fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> ModelResult<()> {
+pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> ModelResult<()> {
     if proposals.len() != samples.len() || samples.is_empty() {
         return Err(ModelError::new(
             NAME,
@@ -466,7 +476,7 @@ fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> ModelResult<(
 }
 
 /// Assigns one image's proposals to its ground truth and samples them.
-fn assign_and_sample(
+pub(super) fn assign_and_sample(
     train: &RcnnTrain,
     proposals: &Tensor,
     sample: &DetDataSample,
@@ -499,7 +509,7 @@ fn positive_rows(sampling: &[SamplingResult], device: tch::Device) -> ModelResul
 }
 
 /// `img_shape` `(h, w)` of a sample.
-fn img_shape(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
+pub(super) fn img_shape(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
     sample
         .meta
         .img_shape
@@ -508,7 +518,7 @@ fn img_shape(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
 }
 
 /// `scale_factor` `(w, h)` of a sample.
-fn scale_factor(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
+pub(super) fn scale_factor(sample: &DetDataSample) -> ModelResult<(f64, f64)> {
     sample
         .meta
         .scale_factor
@@ -599,7 +609,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn extractor(size: i64) -> serde_json::Value {
+    pub(crate) fn extractor(size: i64) -> serde_json::Value {
         serde_json::json!({
             "type": "SingleRoIExtractor",
             "roi_layer": {"type": "RoIAlign", "output_size": size, "sampling_ratio": 0},
@@ -647,13 +657,13 @@ pub(crate) mod tests {
         (vs, head)
     }
 
-    fn features(prefix: &str) -> Vec<Tensor> {
+    pub(crate) fn features(prefix: &str) -> Vec<Tensor> {
         (0..4)
             .map(|i| fx(&format!("{prefix}.x.{i}")).set_requires_grad(true))
             .collect()
     }
 
-    fn proposals() -> Vec<Tensor> {
+    pub(crate) fn proposals() -> Vec<Tensor> {
         (0..2).map(|i| fx(&format!("img.{i}.proposals"))).collect()
     }
 

@@ -66,6 +66,43 @@ pub struct StandardRoIHeadConfig {
     pub init_cfg: Null,
 }
 
+/// `CascadeRoIHead` (Cai and Vasconcelos, 2018): `num_stages` box heads, each
+/// trained on the boxes the previous one refined with a stricter IoU
+/// threshold, their class scores averaged at test time; with mask heads,
+/// Cascade Mask R-CNN (`mmdet.models.roi_heads.CascadeRoIHead`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeRoIHeadConfig {
+    /// Number of stages.
+    #[schemars(range(min = 1))]
+    pub num_stages: u32,
+    /// Multiplier of each stage's losses, one per stage.
+    #[schemars(length(min = 1))]
+    pub stage_loss_weights: Vec<f64>,
+    /// Pools proposal features for the box heads: one for every stage, or one per stage.
+    pub bbox_roi_extractor: OneOrMany<RoiExtractorCfg>,
+    /// The box head of every stage, or one per stage, e.g. `Shared2FCBBoxHead`.
+    pub bbox_head: OneOrMany<BBoxHeadCfg>,
+    /// Pools features for the mask heads; the box extractors when null.
+    #[serde(default)]
+    pub mask_roi_extractor: Option<OneOrMany<RoiExtractorCfg>>,
+    /// The mask head of every stage, or one per stage, e.g. `FCNMaskHead`; none for Cascade R-CNN.
+    #[serde(default)]
+    pub mask_head: Option<OneOrMany<MaskHeadCfg>>,
+    /// Must be null (MMDetection's cascade head supports no shared head).
+    #[serde(default)]
+    pub shared_head: Null,
+    /// Training settings, one per stage; the detector fills it from `model.train_cfg.rcnn`.
+    #[serde(default)]
+    pub train_cfg: Option<Vec<RcnnTrainConfig>>,
+    /// Test settings; the detector fills it from `model.test_cfg.rcnn`.
+    #[serde(default)]
+    pub test_cfg: Option<RcnnTestConfig>,
+    /// Must be null: an initialiser over the whole head is not supported yet (its parts start as MMDetection's defaults).
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
 fn six_ones() -> Vec<f64> {
     vec![1.0; 6]
 }

@@ -9,7 +9,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{IntOrPair, Null};
+use super::common::{IntOrPair, Null, OneOrMany};
 use crate::registry::refs::{AssignerCfg, NmsCfg, SamplerCfg};
 
 fn minus_one() -> f64 {
@@ -102,8 +102,9 @@ pub struct TwoStageTrainConfig {
     /// Proposal generation during training; `test_cfg.rpn` when absent.
     #[serde(default)]
     pub rpn_proposal: Option<ProposalConfig>,
-    /// Proposal assignment and sampling of the RoI head.
-    pub rcnn: RcnnTrainConfig,
+    /// Proposal assignment and sampling of the RoI head: one dict, or one per
+    /// stage for `CascadeRoIHead`.
+    pub rcnn: OneOrMany<RcnnTrainConfig>,
 }
 
 /// `model.test_cfg` of `FasterRCNN` / `MaskRCNN`.

@@ -77,6 +77,26 @@ impl Shared2FCBBoxHead {
         Ok((bboxes, scores))
     }
 
+    /// `regress_by_class` (Cascade R-CNN's refinement): priors (n, 4) moved by
+    /// the deltas of class `labels` (n,) in `bbox_pred` (n, 4K), or by the
+    /// class-agnostic (n, 4), decoded and clipped to `img_shape` `(h, w)`.
+    pub fn regress_by_class(
+        &self,
+        priors: &Tensor,
+        labels: &Tensor,
+        bbox_pred: &Tensor,
+        img_shape: (f64, f64),
+    ) -> ModelResult<Tensor> {
+        let deltas = if self.reg_class_agnostic {
+            bbox_pred.shallow_clone()
+        } else {
+            let first = labels.f_mul_scalar(4)?.f_unsqueeze(1)?;
+            let columns = first.f_add(&Tensor::f_arange(4, (Kind::Int64, labels.device()))?.f_unsqueeze(0)?)?;
+            bbox_pred.f_gather(1, &columns, false)?
+        };
+        self.bbox_coder.decode(priors, &deltas, Some(img_shape))
+    }
+
     /// `_predict_by_feat_single` with a test cfg: [`decode_single`](Self::decode_single),
     /// then `multiclass_nms(score_thr, nms, max_per_img)`. No RoI gives empty
     /// instances (bboxes (0, 4), scores (0,), labels (0,)).
