@@ -19,6 +19,7 @@ pub mod weights;
 /// name before anything runs.
 pub static BUILDERS: &[&str] = &[
     "DetDataPreprocessor",
+    "BatchFixedSizePad",
     "ResNet",
     "ResNeXt",
     "FPN",
@@ -59,6 +60,7 @@ pub static BUILDERS: &[&str] = &[
     "AnchorGenerator",
     "MaxIoUAssigner",
     "RandomSampler",
+    "OHEMSampler",
     "nms",
     "soft_nms",
     "SmoothL1Loss",

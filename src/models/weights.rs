@@ -220,7 +220,8 @@ pub fn resolve_checkpoint(spec: &str) -> ModelResult<PathBuf> {
         "init_cfg",
         format!(
             "`{spec}` needs a download, which detc does not make: download {url} \
-             and set the path to the file, or place it at {} (where MMEngine would have saved it)",
+             and set `checkpoint:` (or `load_from`) to its local path, or place it at {} \
+             (where MMEngine would have saved it)",
             cached.display()
         ),
     ))

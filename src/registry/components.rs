@@ -22,7 +22,7 @@ use super::engine::{
 };
 use super::models::backbones::{ResNeXtConfig, ResNetConfig};
 use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
-use super::models::data_preprocessors::DetDataPreprocessorConfig;
+use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
 use super::models::detectors::{QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
@@ -39,7 +39,7 @@ use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, FocalLossCostConfig,
-    HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+    HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
     ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
@@ -55,6 +55,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<QueryInstConfig>("QueryInst", Role::Detector),
     // data preprocessors
     component::<DetDataPreprocessorConfig>("DetDataPreprocessor", Role::DataPreprocessor),
+    component::<BatchFixedSizePadConfig>("BatchFixedSizePad", Role::BatchAugment),
     // backbones
     component::<ResNetConfig>("ResNet", Role::Backbone),
     component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
@@ -83,6 +84,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
+    component::<OHEMSamplerConfig>("OHEMSampler", Role::Sampler),
     component::<FocalLossCostConfig>("FocalLossCost", Role::MatchCost),
     component::<BBoxL1CostConfig>("BBoxL1Cost", Role::MatchCost),
     component::<IoUCostConfig>("IoUCost", Role::MatchCost),

@@ -31,6 +31,7 @@ use schemars::{Schema, SchemaGenerator};
 pub enum Role {
     Detector,
     DataPreprocessor,
+    BatchAugment,
     Backbone,
     Neck,
     RpnHead,
@@ -70,7 +71,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         macro_rules! names { ($($v:ident),*) => { match self { $(Role::$v => stringify!($v)),* } } }
         names!(
-            Detector, DataPreprocessor, Backbone, Neck, RpnHead, RoiHead, BBoxHead, MaskHead,
+            Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, RoiHead, BBoxHead, MaskHead,
             RoiExtractor, RoiLayer, AnchorGenerator, BBoxCoder, Assigner, Sampler, MatchCost, Loss,
             Nms, Conv, Norm, Activation, Init, Dataset, Transform, DataSampler, BatchSampler,
             Evaluator, OptimWrapper, Optimizer, ParamScheduler, Hook, Loop, Visualizer, VisBackend,
@@ -84,7 +85,7 @@ impl Role {
 }
 
 pub const ALL_ROLES: &[Role] = &[
-    Role::Detector, Role::DataPreprocessor, Role::Backbone, Role::Neck, Role::RpnHead,
+    Role::Detector, Role::DataPreprocessor, Role::BatchAugment, Role::Backbone, Role::Neck, Role::RpnHead,
     Role::RoiHead, Role::BBoxHead, Role::MaskHead, Role::RoiExtractor, Role::RoiLayer,
     Role::AnchorGenerator, Role::BBoxCoder, Role::Assigner, Role::Sampler, Role::MatchCost,
     Role::Loss, Role::Nms, Role::Conv, Role::Norm, Role::Activation, Role::Init, Role::Dataset,

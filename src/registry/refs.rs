@@ -31,6 +31,7 @@ macro_rules! role_refs {
 role_refs! {
     DetectorCfg => Detector,
     DataPreprocessorCfg => DataPreprocessor,
+    BatchAugmentCfg => BatchAugment,
     BackboneCfg => Backbone,
     NeckCfg => Neck,
     RpnHeadCfg => RpnHead,

@@ -12,8 +12,9 @@ fn run_names_components_without_builders() {
             "run",
             "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
             "--cfg-options",
-            "model.test_cfg.rcnn.nms.type=soft_nms",
-            "model.roi_head.bbox_head.loss_bbox.type=IoULoss",
+            "model.backbone.norm_cfg.type=BN2d",
+            "model.neck.norm_cfg.type=GN",
+            "model.neck.norm_cfg.num_groups=32",
         ])
         .assert()
         .code(1)
@@ -26,8 +27,8 @@ fn run_names_components_without_builders() {
         "{err}"
     );
     for line in [
-        "model.roi_head.bbox_head.loss_bbox  IoULoss",
-        "model.test_cfg.rcnn.nms  soft_nms",
+        "model.backbone.norm_cfg  BN2d",
+        "model.neck.norm_cfg  GN",
     ] {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(

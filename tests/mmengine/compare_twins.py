@@ -35,6 +35,7 @@ CONFIGS = [
     'faster_rcnn/faster-rcnn_r50-caffe_fpn_1x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_ms-3x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_iou_1x_coco',
+    'faster_rcnn/faster-rcnn_r50_fpn_ohem_1x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_giou_1x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_bounded-iou_1x_coco',
     'faster_rcnn/faster-rcnn_r50_fpn_ciou_1x_coco',

@@ -32,6 +32,8 @@ is re-stated below over torchvision's nms (its Python logic, unchanged).
            loss on 2 images (losses, sampling, gradients w.r.t. the features
            and a few weights) and predict with rescale true and false;
   e2es.*   the same with a shared extractor (mask_roi_extractor null): loss;
+  ohem.*   the same with an OHEMSampler of 8 RoIs per image (fewer than the
+           candidates: the hardest by loss_cls are kept): loss;
 * shape.*  the state-dict shapes of Mask R-CNN's full StandardRoIHead;
 * cas.*, casm.*  a tiny 3-stage CascadeRoIHead (cascade_cfg), without and
            with mask heads: every stage's losses, gradients, predictions.
@@ -340,9 +342,15 @@ def data_samples(imgs):
     return out
 
 
-def e2e_case(prefix, shared, imgs, d, predict):
+OHEM = dict(type="OHEMSampler", num=8, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True)
+
+
+def e2e_case(prefix, shared, imgs, d, predict, sampler=None):
     torch.manual_seed(11)
-    head = MODELS.build(e2e_cfg(shared))
+    cfg = e2e_cfg(shared)
+    if sampler is not None:  # more candidates than the sampler takes: OHEM ranks them
+        cfg["train_cfg"]["sampler"] = sampler
+    head = MODELS.build(cfg)
     head.init_weights()
     perturb(head, 0.2)
     save_sd(head, prefix, d)
@@ -516,6 +524,7 @@ def main(out):
 
     e2e_case("e2e", False, imgs, d, predict=True)
     e2e_case("e2es", True, imgs, d, predict=False)
+    e2e_case("ohem", False, imgs, d, predict=False, sampler=OHEM)
     full_shapes(d)
     cascade_case("cas", False, imgs, d)
     cascade_case("casm", True, imgs, d)

@@ -28,8 +28,8 @@ use super::bbox_heads::Shared2FCBBoxHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
-    assign_and_sample, build_test, build_train, check_batch, check_fit, img_shape, scale_factor, MaskBranch,
-    RcnnTest, RcnnTrain,
+    assign_and_sample, build_test, build_train, check_batch, check_fit, img_shape, scale_factor, HardMiner,
+    MaskBranch, RcnnTest, RcnnTrain,
 };
 use super::DetInstances;
 use crate::models::data_preprocessors::DetDataSample;
@@ -157,7 +157,12 @@ impl CascadeRoIHead {
             let sampling = proposals
                 .iter()
                 .zip(samples)
-                .map(|(props, sample)| assign_and_sample(train, props, sample))
+                .enumerate()
+                .map(|(i, (props, sample))| {
+                    let miner =
+                        HardMiner { extractor: &stage.bbox_roi_extractor, head: &stage.bbox_head, x, image: i };
+                    assign_and_sample(train, props, sample, &miner)
+                })
                 .collect::<ModelResult<Vec<_>>>()?;
             let priors = sampling.iter().map(|r| r.priors()).collect::<ModelResult<Vec<_>>>()?;
             let rois = bbox2roi(&priors)?;

@@ -16,6 +16,7 @@
 
 use detc::registry::models::common::IntOrPair;
 use detc::registry::models::roi_heads::StandardRoIHeadConfig;
+use detc::registry::models::task_modules::{OHEMSamplerConfig, RandomSamplerConfig};
 use detc::registry::models::train_test::{RcnnTestConfig, RcnnTrainConfig};
 use detc::registry::refs::{AssignerCfg, MaskHeadCfg, RoiExtractorCfg, SamplerCfg};
 use indexmap::IndexMap;
@@ -31,6 +32,8 @@ use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::masks::predict_masks;
+use crate::models::losses::{LossArgs, Reduction};
+use crate::models::task_modules::random_sampler::Side;
 use crate::models::task_modules::{
     AssignResult, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
 };
@@ -41,6 +44,8 @@ const NAME: &str = "StandardRoIHead";
 #[derive(Debug)]
 pub(super) enum Sampler {
     Random(RandomSampler),
+    /// `OHEMSampler`: `RandomSampler`'s counts, the hardest candidates instead of a draw.
+    Ohem(RandomSampler),
     Pseudo,
 }
 
@@ -100,9 +105,21 @@ fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
     match cfg_type(&cfg.0, "train_cfg.rcnn.sampler")? {
         "RandomSampler" => Ok(Sampler::Random(RandomSampler::from_cfg(cfg)?)),
         "PseudoSampler" => Ok(Sampler::Pseudo),
+        "OHEMSampler" => {
+            let c: OHEMSamplerConfig = parse_cfg(&cfg.0, "OHEMSampler")?;
+            if c.loss_key != "loss_cls" {
+                return Err(ModelError::new(NAME, format!("OHEMSampler loss_key {:?}: only loss_cls ranks the candidates", c.loss_key)));
+            }
+            Ok(Sampler::Ohem(RandomSampler::new(&RandomSamplerConfig {
+                num: c.num,
+                pos_fraction: c.pos_fraction,
+                neg_pos_ub: c.neg_pos_ub,
+                add_gt_as_proposals: c.add_gt_as_proposals,
+            })))
+        }
         other => Err(ModelError::new(
             NAME,
-            format!("sampler {other:?} is not supported (RandomSampler or PseudoSampler)"),
+            format!("sampler {other:?} is not supported (RandomSampler, OHEMSampler or PseudoSampler)"),
         )),
     }
 }
@@ -257,7 +274,11 @@ impl StandardRoIHead {
         let sampling = proposals
             .iter()
             .zip(samples)
-            .map(|(props, sample)| assign_and_sample(train, props, sample))
+            .enumerate()
+            .map(|(i, (props, sample))| {
+                let miner = HardMiner { extractor: &self.bbox_roi_extractor, head: &self.bbox_head, x, image: i };
+                assign_and_sample(train, props, sample, &miner)
+            })
             .collect::<ModelResult<Vec<_>>>()?;
 
         let priors = sampling
@@ -475,11 +496,52 @@ pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> Mo
     Ok(())
 }
 
-/// Assigns one image's proposals to its ground truth and samples them.
+/// What `OHEMSampler` ranks candidates with: one image's features and the
+/// box branch that classifies its RoIs (MMDetection's sampler `context`).
+pub(super) struct HardMiner<'a> {
+    pub(super) extractor: &'a SingleRoIExtractor,
+    pub(super) head: &'a Shared2FCBBoxHead,
+    pub(super) x: &'a [Tensor],
+    pub(super) image: usize,
+}
+
+impl HardMiner<'_> {
+    /// `hard_mining`: of the candidates in `mask`, all when at most `num`,
+    /// else the `num` whose `loss_cls` (per RoI, without gradient) is highest,
+    /// ascending; negatives are scored against the background class.
+    fn pick(&self, mask: &Tensor, num: i64, side: Side) -> ModelResult<Tensor> {
+        let inds = mask.f_nonzero()?.f_view([-1])?;
+        let n = inds.numel() as i64;
+        if n <= num {
+            return Ok(inds);
+        }
+        let (boxes, labels) = match side {
+            Side::Positive { boxes, labels } => (boxes.f_index_select(0, &inds)?, labels.f_index_select(0, &inds)?),
+            Side::Negative { boxes } => (
+                boxes.f_index_select(0, &inds)?,
+                Tensor::f_full([n], self.head.num_classes, (Kind::Int64, boxes.device()))?,
+            ),
+        };
+        let loss = tch::no_grad(|| -> ModelResult<Tensor> {
+            let feats: Vec<Tensor> =
+                self.x.iter().map(|level| level.f_narrow(0, self.image as i64, 1)).collect::<Result<_, _>>()?;
+            let rois = bbox2roi(&[boxes])?;
+            let (cls_score, _) = self.head.forward(&self.extractor.forward(&feats, &rois)?)?;
+            let ones = cls_score.f_new_ones([n], (cls_score.kind(), cls_score.device()))?;
+            self.head.loss_cls.forward(&cls_score, &labels, LossArgs::default().weight(&ones).reduction(Reduction::None))
+        })?;
+        let (_, top) = loss.f_topk(num.max(0), 0, true, true)?;
+        Ok(inds.f_index_select(0, &top)?.f_sort(0, false)?.0)
+    }
+}
+
+/// Assigns one image's proposals to its ground truth and samples them
+/// (`miner` ranks the candidates for `OHEMSampler`).
 pub(super) fn assign_and_sample(
     train: &RcnnTrain,
     proposals: &Tensor,
     sample: &DetDataSample,
+    miner: &HardMiner,
 ) -> ModelResult<SamplingResult> {
     let priors = proposals.f_detach()?.f_narrow(1, 0, 4)?;
     let gt = &sample.gt_instances;
@@ -490,6 +552,9 @@ pub(super) fn assign_and_sample(
         .assign(&priors, &gt.bboxes, &gt.labels, ignored)?;
     match &train.sampler {
         Sampler::Random(s) => s.sample(&assign, &priors, &gt.bboxes, &gt.labels),
+        Sampler::Ohem(s) => {
+            s.sample_with(&assign, &priors, &gt.bboxes, &gt.labels, &mut |mask, num, side| miner.pick(mask, num, side))
+        }
         Sampler::Pseudo => PseudoSampler::sample(&assign, &priors, &gt.bboxes, &gt.labels),
     }
 }
@@ -649,7 +714,20 @@ pub(crate) mod tests {
 
     /// The fixture head `prefix`; `train` builds the assigner and sampler.
     fn tiny_head(prefix: &str, shared: bool, train: bool) -> (VarStore, StandardRoIHead) {
-        let (cfg, train_cfg, test) = tiny_cfg(shared);
+        tiny_head_sampling(prefix, shared, train, None)
+    }
+
+    /// [`tiny_head`] with another `train_cfg.sampler`.
+    fn tiny_head_sampling(
+        prefix: &str,
+        shared: bool,
+        train: bool,
+        sampler: Option<serde_json::Value>,
+    ) -> (VarStore, StandardRoIHead) {
+        let (cfg, mut train_cfg, test) = tiny_cfg(shared);
+        if let Some(sampler) = sampler {
+            train_cfg.sampler = SamplerCfg(sampler);
+        }
         let train_cfg = train.then_some(&train_cfg);
         let vs = VarStore::new(Device::Cpu);
         let head = StandardRoIHead::new(&cfg, train_cfg, Some(&test), &vs.root()).unwrap();
@@ -669,7 +747,11 @@ pub(crate) mod tests {
 
     /// Needs the real MaxIoUAssigner and RandomSampler.
     fn check_loss(prefix: &str, shared: bool) {
-        let (vs, head) = tiny_head(prefix, shared, true);
+        check_loss_sampling(prefix, shared, None)
+    }
+
+    fn check_loss_sampling(prefix: &str, shared: bool, sampler: Option<serde_json::Value>) {
+        let (vs, head) = tiny_head_sampling(prefix, shared, true, sampler);
         let x = features(prefix);
         let losses = head.loss(&x, proposals(), &samples()).unwrap();
         let keys: Vec<&str> = losses.keys().map(|k| k.as_str()).collect();
@@ -713,6 +795,15 @@ pub(crate) mod tests {
     }
 
     /// Needs the real batched_nms.
+    /// `OHEMSampler` taking 8 of the 10-13 candidates per image: the ones
+    /// its box head scores worst, as MMDetection's (the losses then agree).
+    #[test]
+    fn ohem_sampler_keeps_the_hardest_as_mmdet() {
+        let ohem = serde_json::json!({"type": "OHEMSampler", "num": 8, "pos_fraction": 0.25, "neg_pos_ub": -1,
+                                      "add_gt_as_proposals": true});
+        check_loss_sampling("ohem", false, Some(ohem));
+    }
+
     #[test]
     fn standard_roi_head_predict_equals_mmdet() {
         let (_vs, head) = tiny_head("e2e", false, false);

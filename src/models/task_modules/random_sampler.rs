@@ -56,6 +56,23 @@ impl RandomSampler {
         gt_bboxes: &Tensor,
         gt_labels: &Tensor,
     ) -> ModelResult<SamplingResult> {
+        self.sample_with(assign, priors, gt_bboxes, gt_labels, &mut |candidates, num, _| choose(candidates, num))
+    }
+
+    /// `BaseSampler.sample` with its own choice of samples, as
+    /// `OHEMSampler` overrides `_sample_pos` / `_sample_neg`:
+    /// `pick(candidates, num, side)` gets the mask of the positive (or
+    /// negative) candidates among the G + P boxes and returns at most `num`
+    /// of their indices, ascending; `side` carries the boxes and their labels
+    /// (the background, `-1`, for negatives: the caller knows the class count).
+    pub fn sample_with(
+        &self,
+        assign: &AssignResult,
+        priors: &Tensor,
+        gt_bboxes: &Tensor,
+        gt_labels: &Tensor,
+        pick: &mut dyn FnMut(&Tensor, i64, Side) -> ModelResult<Tensor>,
+    ) -> ModelResult<SamplingResult> {
         let (num_gts, num_priors) = check_inputs(NAME, assign, priors, gt_bboxes, gt_labels)?;
         let device = priors.device();
         let priors = priors.f_view([-1, 4])?;
@@ -83,14 +100,14 @@ impl RandomSampler {
             )
         };
         let num_expected_pos = (self.cfg.num as f64 * self.cfg.pos_fraction) as i64;
-        let pos_inds = choose(&gt_inds.f_gt(0)?, num_expected_pos)?;
+        let pos_inds = pick(&gt_inds.f_gt(0)?, num_expected_pos, Side::Positive { boxes: &priors, labels: &labels })?;
         let num_pos = pos_inds.numel() as i64;
         let mut num_expected_neg = self.cfg.num as i64 - num_pos;
         if self.cfg.neg_pos_ub >= 0 {
             let bound = (self.cfg.neg_pos_ub as f64 * num_pos.max(1) as f64) as i64;
             num_expected_neg = num_expected_neg.min(bound);
         }
-        let neg_inds = choose(&gt_inds.f_eq(0)?, num_expected_neg)?;
+        let neg_inds = pick(&gt_inds.f_eq(0)?, num_expected_neg, Side::Negative { boxes: &priors })?;
         let pos_assigned_gt_inds = gt_inds.f_index_select(0, &pos_inds)?.f_sub_scalar(1)?;
         let pos_gt_bboxes = if num_gts == 0 {
             if num_pos != 0 {
@@ -121,10 +138,18 @@ impl RandomSampler {
     }
 }
 
+/// The candidates a [`RandomSampler::sample_with`] pick chooses from: all
+/// G + P boxes (ground truths first when added), and for positives the
+/// label of each.
+pub enum Side<'a> {
+    Positive { boxes: &'a Tensor, labels: &'a Tensor },
+    Negative { boxes: &'a Tensor },
+}
+
 /// `_sample_pos` / `_sample_neg` then `unique()`: the indices where `mask`
 /// holds, all of them when at most `num` (ascending), else `num` of them
 /// drawn by a CPU `randperm` (ascending after mmdet's `unique`).
-fn choose(mask: &Tensor, num: i64) -> ModelResult<Tensor> {
+pub fn choose(mask: &Tensor, num: i64) -> ModelResult<Tensor> {
     let gallery = mask.f_nonzero()?.f_view([-1])?;
     let n = gallery.numel() as i64;
     if n <= num {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::AnyObject;
+use crate::registry::refs::BatchAugmentCfg;
 
 /// `DetDataPreprocessor`: normalises, converts BGR/RGB, pads images (and masks)
 /// to a common, divisible size and stacks them into a batch.
@@ -58,7 +58,39 @@ pub struct DetDataPreprocessorConfig {
     /// Copy host-to-device without blocking.
     #[serde(default)]
     pub non_blocking: Option<bool>,
-    /// Batch-level augmentations (e.g. `BatchSyncRandomResize`); not supported by detc, must be null or empty.
+    /// Batch-level augmentations applied in training after padding, e.g. `BatchFixedSizePad`.
     #[serde(default)]
-    pub batch_augments: Option<Vec<AnyObject>>,
+    pub batch_augments: Option<Vec<BatchAugmentCfg>>,
+}
+
+fn uint_255() -> u32 {
+    255
+}
+
+/// `BatchFixedSizePad`: pads a training batch bottom/right to a fixed `size`
+/// `(h, w)` and sets every sample's `batch_input_shape` and `pad_shape` to
+/// it, as the large-scale-jitter configs do after their 1024 px crop
+/// (`mmdet.models.data_preprocessors.BatchFixedSizePad`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchFixedSizePadConfig {
+    /// `(h, w)` of the padded batch; a side already as large is left as is.
+    pub size: (u32, u32),
+    /// Value of the padded image pixels (after normalisation).
+    #[serde(default)]
+    pub img_pad_value: f64,
+    /// Pad the ground-truth masks to `size` too.
+    #[serde(default)]
+    pub pad_mask: bool,
+    /// Value of the padded mask pixels.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 255))]
+    pub mask_pad_value: u32,
+    /// Must be false: detc loads no semantic segmentation maps.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub pad_seg: bool,
+    /// Value of padded segmentation pixels (unused without `pad_seg`).
+    #[serde(default = "uint_255")]
+    pub seg_pad_value: u32,
 }
