@@ -28,10 +28,10 @@ use super::bbox_heads::Shared2FCBBoxHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
-    assign_and_sample, build_test, build_train, check_batch, check_fit, img_shape, scale_factor, HardMiner,
+    assign_and_sample, build_test, build_train, check_batch, check_fit, img_shape, scale_factor, unscale_boxes, HardMiner,
     MaskBranch, RcnnTest, RcnnTrain,
 };
-use super::DetInstances;
+use super::{check_stage_weights, per_stage, DetInstances};
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -56,21 +56,6 @@ pub struct CascadeRoIHead {
     test: Option<RcnnTest>,
 }
 
-/// The `i`-th of `n` per-stage configs: one shared by all, or one each.
-fn per_stage<'a, T>(
-    items: &'a detc::registry::models::common::OneOrMany<T>,
-    i: usize,
-    n: usize,
-    what: &str,
-) -> ModelResult<&'a T> {
-    let all = items.as_vec();
-    match all.len() {
-        1 => Ok(all[0]),
-        len if len == n => Ok(all[i]),
-        len => Err(ModelError::new(NAME, format!("{what} has {len} entries for num_stages {n} (give one, or one per stage)"))),
-    }
-}
-
 impl CascadeRoIHead {
     /// Builds under `p` (`roi_head`): `bbox_head.{s}.*` and `mask_head.{s}.*`.
     /// `train_cfg` is the detector's `train_cfg.rcnn` (one dict per stage),
@@ -82,21 +67,21 @@ impl CascadeRoIHead {
         p: &nn::Path,
     ) -> ModelResult<Self> {
         let n = cfg.num_stages as usize;
-        if cfg.stage_loss_weights.len() != n {
-            return Err(ModelError::new(
-                NAME,
-                format!("stage_loss_weights has {} entries for num_stages {n}", cfg.stage_loss_weights.len()),
-            ));
-        }
+        check_stage_weights(&cfg.stage_loss_weights, n, NAME)?;
         let train_cfg = train_cfg.or(cfg.train_cfg.as_deref());
         if let Some(t) = train_cfg.filter(|t| t.len() != n) {
             return Err(ModelError::new(NAME, format!("train_cfg.rcnn has {} dicts for num_stages {n} (one per stage)", t.len())));
         }
         let with_mask = cfg.mask_head.is_some();
+        let extractors = per_stage(&cfg.bbox_roi_extractor, n, "bbox_roi_extractor", NAME)?;
+        let heads = per_stage(&cfg.bbox_head, n, "bbox_head", NAME)?;
+        let mask_extractors =
+            cfg.mask_roi_extractor.as_ref().map(|e| per_stage(e, n, "mask_roi_extractor", NAME)).transpose()?;
+        let mask_heads = cfg.mask_head.as_ref().map(|h| per_stage(h, n, "mask_head", NAME)).transpose()?;
         let mut stages = Vec::with_capacity(n);
         for s in 0..n {
-            let bbox_roi_extractor = SingleRoIExtractor::from_cfg(per_stage(&cfg.bbox_roi_extractor, s, n, "bbox_roi_extractor")?)?;
-            let head_cfg = per_stage(&cfg.bbox_head, s, n, "bbox_head")?;
+            let bbox_roi_extractor = SingleRoIExtractor::from_cfg(extractors[s])?;
+            let head_cfg = heads[s];
             let bbox_head = match cfg_type(&head_cfg.0, "bbox_head")? {
                 "Shared2FCBBoxHead" => {
                     Shared2FCBBoxHead::new(&parse_cfg(&head_cfg.0, "Shared2FCBBoxHead")?, &(p / "bbox_head" / s))?
@@ -106,12 +91,11 @@ impl CascadeRoIHead {
                 }
             };
             check_fit(&bbox_roi_extractor, "bbox", bbox_head.in_channels, Some(bbox_head.roi_feat_size))?;
-            let mask = match &cfg.mask_head {
+            let mask = match &mask_heads {
                 None => None,
-                Some(heads) => {
-                    let ext = cfg.mask_roi_extractor.as_ref().map(|e| per_stage(e, s, n, "mask_roi_extractor")).transpose()?;
-                    let head = per_stage(heads, s, n, "mask_head")?;
-                    Some(MaskBranch::new(head, ext, &bbox_roi_extractor, &(p / "mask_head" / s))?)
+                Some(mask_heads) => {
+                    let ext = mask_extractors.as_ref().map(|e| e[s]);
+                    Some(MaskBranch::new(mask_heads[s], ext, &bbox_roi_extractor, &(p / "mask_head" / s))?)
                 }
             };
             stages.push(Stage {
@@ -320,10 +304,8 @@ impl CascadeRoIHead {
             } else {
                 predict_by_feat_single(&probs, &res.bboxes, &res.labels, &sample.meta, mask_thr_binary, rescale, true)?
             };
-            if rescale && res.bboxes.size()[0] > 0 {
-                let (w, h) = scale_factor(sample)?;
-                let s = Tensor::from_slice(&[w, h, w, h]).f_to_kind(res.bboxes.kind())?.f_to_device(res.bboxes.device())?;
-                res.bboxes = res.bboxes.f_div(&s)?;
+            if rescale {
+                unscale_boxes(res, sample)?;
             }
             res.masks = Some(masks);
         }

@@ -16,8 +16,28 @@ pub use sparse_roi_head::{DetInstances, SparseRoIHead};
 pub use cascade_roi_head::CascadeRoIHead;
 pub use standard_roi_head::StandardRoIHead;
 
+use detc::registry::models::common::OneOrMany;
+
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
 use crate::models::layers::{ModelError, ModelResult};
+
+/// A multi-stage head's `n` configs of `what`: one repeated for every stage,
+/// or a list of one per stage; `owner` names the head in the error.
+pub fn per_stage<'a, T>(cfgs: &'a OneOrMany<T>, n: usize, what: &str, owner: &str) -> ModelResult<Vec<&'a T>> {
+    match cfgs {
+        OneOrMany::One(c) => Ok(vec![c; n]),
+        OneOrMany::Many(cs) if cs.len() == n => Ok(cs.iter().collect()),
+        OneOrMany::Many(cs) => Err(ModelError::new(owner, format!("{what} lists {} configs for num_stages {n}", cs.len()))),
+    }
+}
+
+/// `stage_loss_weights` must have one weight per stage.
+pub fn check_stage_weights(weights: &[f64], n: usize, owner: &str) -> ModelResult<()> {
+    if weights.len() != n {
+        return Err(ModelError::new(owner, format!("stage_loss_weights has {} entries for num_stages {n}", weights.len())));
+    }
+    Ok(())
+}
 
 /// Each image's ground-truth masks, which a mask head trains on; `owner`
 /// names the RoI head in the error when the pipeline loaded none.

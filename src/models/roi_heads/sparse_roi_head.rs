@@ -20,7 +20,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::DIIHead;
 use super::mask_heads::DynamicMaskHead;
-use super::gt_masks;
+use super::{check_stage_weights, gt_masks, per_stage};
 use super::roi_extractors::SingleRoIExtractor;
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
 use crate::models::dense_heads::Proposals;
@@ -81,17 +81,6 @@ pub struct SparseRoIHead {
 }
 
 /// A per-stage list: one config for all stages, or exactly `n`.
-fn per_stage<'a, T>(cfgs: &'a OneOrMany<T>, n: usize, what: &str) -> ModelResult<Vec<&'a T>> {
-    match cfgs {
-        OneOrMany::One(c) => Ok(vec![c; n]),
-        OneOrMany::Many(cs) if cs.len() == n => Ok(cs.iter().collect()),
-        OneOrMany::Many(cs) => Err(ModelError::new(
-            NAME,
-            format!("{what} lists {} configs for num_stages {n}", cs.len()),
-        )),
-    }
-}
-
 fn square(size: IntOrPair) -> (i64, i64) {
     match size {
         IntOrPair::Int(s) => (s as i64, s as i64),
@@ -123,31 +112,23 @@ impl SparseRoIHead {
         p: &nn::Path,
     ) -> ModelResult<Self> {
         let n = cfg.num_stages as usize;
-        if cfg.stage_loss_weights.len() != n {
-            return Err(ModelError::new(
-                NAME,
-                format!(
-                    "stage_loss_weights has {} entries for num_stages {n}",
-                    cfg.stage_loss_weights.len()
-                ),
-            ));
-        }
-        let bbox_roi_extractor = per_stage(&cfg.bbox_roi_extractor, n, "bbox_roi_extractor")?
+        check_stage_weights(&cfg.stage_loss_weights, n, NAME)?;
+        let bbox_roi_extractor = per_stage(&cfg.bbox_roi_extractor, n, "bbox_roi_extractor", NAME)?
             .into_iter()
             .map(SingleRoIExtractor::from_cfg)
             .collect::<ModelResult<Vec<_>>>()?;
-        let bbox_head = per_stage(&cfg.bbox_head, n, "bbox_head")?
+        let bbox_head = per_stage(&cfg.bbox_head, n, "bbox_head", NAME)?
             .into_iter()
             .enumerate()
             .map(|(i, c)| build_bbox_head(c, &(p / "bbox_head" / i)))
             .collect::<ModelResult<Vec<_>>>()?;
         let (mask_roi_extractor, mask_head) = match (&cfg.mask_roi_extractor, &cfg.mask_head) {
             (Some(ext), Some(head)) => (
-                per_stage(ext, n, "mask_roi_extractor")?
+                per_stage(ext, n, "mask_roi_extractor", NAME)?
                     .into_iter()
                     .map(SingleRoIExtractor::from_cfg)
                     .collect::<ModelResult<Vec<_>>>()?,
-                per_stage(head, n, "mask_head")?
+                per_stage(head, n, "mask_head", NAME)?
                     .into_iter()
                     .enumerate()
                     .map(|(i, c)| build_mask_head(c, &(p / "mask_head" / i)))

@@ -16,7 +16,7 @@
 
 use detc::registry::models::common::IntOrPair;
 use detc::registry::models::roi_heads::StandardRoIHeadConfig;
-use detc::registry::models::task_modules::{OHEMSamplerConfig, RandomSamplerConfig};
+use detc::registry::models::task_modules::OHEMSamplerConfig;
 use detc::registry::models::train_test::{RcnnTestConfig, RcnnTrainConfig};
 use detc::registry::refs::{AssignerCfg, MaskHeadCfg, RoiExtractorCfg, SamplerCfg};
 use indexmap::IndexMap;
@@ -110,12 +110,7 @@ fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
             if c.loss_key != "loss_cls" {
                 return Err(ModelError::new(NAME, format!("OHEMSampler loss_key {:?}: only loss_cls ranks the candidates", c.loss_key)));
             }
-            Ok(Sampler::Ohem(RandomSampler::new(&RandomSamplerConfig {
-                num: c.num,
-                pos_fraction: c.pos_fraction,
-                neg_pos_ub: c.neg_pos_ub,
-                add_gt_as_proposals: c.add_gt_as_proposals,
-            })))
+            Ok(Sampler::Ohem(RandomSampler::new(&c.sampling)))
         }
         other => Err(ModelError::new(
             NAME,
@@ -413,12 +408,8 @@ impl StandardRoIHead {
                 mask_thr_binary,
                 rescale,
             )?;
-            if rescale && res.bboxes.size()[0] > 0 {
-                let (w, h) = scale_factor(sample)?;
-                let s = Tensor::from_slice(&[w, h, w, h])
-                    .f_to_kind(res.bboxes.kind())?
-                    .f_to_device(res.bboxes.device())?;
-                res.bboxes = res.bboxes.f_div(&s)?;
+            if rescale {
+                unscale_boxes(res, sample)?;
             }
             res.masks = Some(masks);
         }
@@ -571,6 +562,18 @@ fn positive_rows(sampling: &[SamplingResult], device: tch::Device) -> ModelResul
         start += num_pos + s.neg_priors.size()[0];
     }
     Ok(Tensor::from_slice(&rows).f_to_device(device)?)
+}
+
+/// The detections' boxes divided by the sample's `scale_factor` (to the
+/// original image), once their masks are pasted (mmdet rescales in place).
+pub(super) fn unscale_boxes(res: &mut DetInstances, sample: &DetDataSample) -> ModelResult<()> {
+    if res.bboxes.size()[0] == 0 {
+        return Ok(());
+    }
+    let (w, h) = scale_factor(sample)?;
+    let s = Tensor::from_slice(&[w, h, w, h]).f_to_kind(res.bboxes.kind())?.f_to_device(res.bboxes.device())?;
+    res.bboxes = res.bboxes.f_div(&s)?;
+    Ok(())
 }
 
 /// `img_shape` `(h, w)` of a sample.

@@ -209,21 +209,11 @@ fn loss_cls_key() -> String {
 /// those the box head currently classifies worst (the highest `loss_cls`),
 /// not a random draw (`mmdet.models.task_modules.samplers.OHEMSampler`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct OHEMSamplerConfig {
-    /// Number of samples per image.
-    #[schemars(range(min = 1))]
-    pub num: u32,
-    /// Upper bound of the fraction of positive samples.
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub pos_fraction: f64,
-    /// Upper bound of negatives per positive; -1 for no bound.
-    #[serde(default = "super::common::int::<-1>")]
-    #[schemars(range(min = -1))]
-    pub neg_pos_ub: i64,
-    /// Add the ground-truth boxes to the proposals before sampling.
-    #[serde(default = "super::common::yes")]
-    pub add_gt_as_proposals: bool,
+    /// `RandomSampler`'s counts: `num`, `pos_fraction`, `neg_pos_ub`, `add_gt_as_proposals`.
+    #[serde(flatten)]
+    pub sampling: RandomSamplerConfig,
     /// The box head's loss term that ranks the candidates (`loss_cls`).
     #[serde(default = "loss_cls_key")]
     #[schemars(extend("enum" = ["loss_cls"]))]
