@@ -303,6 +303,8 @@ mod tests {
     /// mmdet's (mean, std, max |x|) of each.
     #[test]
     fn fcn_mask_head_init_follows_mmdet() {
+        let _seeded = crate::models::layers::fixtures::seeded();
+        tch::manual_seed(5);
         let vs = VarStore::new(Device::Cpu);
         FCNMaskHead::new(&mask_cfg(false), &vs.root()).unwrap();
         for (name, t) in vs.variables() {
@@ -316,14 +318,11 @@ mod tests {
             let want = (2.0 / fan_out as f64).sqrt();
             let mmdet = Vec::<f64>::try_from(fx(&format!("mask.init.{name}"))).unwrap()[1];
             let std = t.std(true).double_value(&[]);
-            assert!(
-                (mmdet / want - 1.0).abs() < 0.35,
-                "{name}: mmdet std {mmdet} vs {want}"
-            );
-            assert!(
-                (std / want - 1.0).abs() < 0.35,
-                "{name}: std {std} vs {want}"
-            );
+            // Five standard errors of a sample std of n draws (conv_logits has
+            // only 24: a fixed bound of 35% failed in a clean-clone run).
+            let tol = (5.0 / (2.0 * (t.numel() as f64 - 1.0)).sqrt()).max(0.1);
+            assert!((mmdet / want - 1.0).abs() < tol, "{name}: mmdet std {mmdet} vs {want}");
+            assert!((std / want - 1.0).abs() < tol, "{name}: std {std} vs {want}");
         }
     }
 
