@@ -28,7 +28,7 @@ use super::bbox_heads::Shared2FCBBoxHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
-    assign_and_sample, build_test, build_train, check_batch, check_fit, img_shape, scale_factor, unscale_boxes, HardMiner,
+    build_test, build_train, check_batch, check_fit, img_shape, predict_per_image, sample_batch, unscale_boxes,
     MaskBranch, RcnnTest, RcnnTrain,
 };
 use super::{check_stage_weights, per_stage, DetInstances};
@@ -138,16 +138,7 @@ impl CascadeRoIHead {
                 .train
                 .as_ref()
                 .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn (one dict per stage)"))?;
-            let sampling = proposals
-                .iter()
-                .zip(samples)
-                .enumerate()
-                .map(|(i, (props, sample))| {
-                    let miner =
-                        HardMiner { extractor: &stage.bbox_roi_extractor, head: &stage.bbox_head, x, image: i };
-                    assign_and_sample(train, props, sample, &miner)
-                })
-                .collect::<ModelResult<Vec<_>>>()?;
+            let sampling = sample_batch(train, &proposals, samples, &stage.bbox_roi_extractor, &stage.bbox_head, x)?;
             let priors = sampling.iter().map(|r| r.priors()).collect::<ModelResult<Vec<_>>>()?;
             let rois = bbox2roi(&priors)?;
             let bbox_feats = stage.bbox_roi_extractor.forward(x, &rois)?;
@@ -198,15 +189,8 @@ impl CascadeRoIHead {
         let (rois, cls_scores, bbox_preds) = self.refine_roi(x, rois, samples, &counts)?;
         // With mask heads the boxes stay in the resized image until the masks are pasted.
         let bbox_rescale = rescale && !self.with_mask();
-        let head = self.bbox_head();
-        let mut results = samples
-            .iter()
-            .enumerate()
-            .map(|(i, sample)| {
-                let scale = if bbox_rescale { Some(scale_factor(sample)?) } else { None };
-                head.predict_by_feat_single(&rois[i], &cls_scores[i], &bbox_preds[i], img_shape(sample)?, scale, &test.boxes)
-            })
-            .collect::<ModelResult<Vec<_>>>()?;
+        let mut results =
+            predict_per_image(self.bbox_head(), &rois, &cls_scores, &bbox_preds, samples, &test.boxes, bbox_rescale)?;
         if self.with_mask() {
             self.predict_mask(x, samples, &mut results, test.mask_thr_binary, rescale)?;
         }

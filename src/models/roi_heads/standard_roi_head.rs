@@ -266,15 +266,7 @@ impl StandardRoIHead {
             .as_ref()
             .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn"))?;
         check_batch(&proposals, samples)?;
-        let sampling = proposals
-            .iter()
-            .zip(samples)
-            .enumerate()
-            .map(|(i, (props, sample))| {
-                let miner = HardMiner { extractor: &self.bbox_roi_extractor, head: &self.bbox_head, x, image: i };
-                assign_and_sample(train, props, sample, &miner)
-            })
-            .collect::<ModelResult<Vec<_>>>()?;
+        let sampling = sample_batch(train, &proposals, samples, &self.bbox_roi_extractor, &self.bbox_head, x)?;
 
         let priors = sampling
             .iter()
@@ -352,25 +344,7 @@ impl StandardRoIHead {
         let rois = rois.f_split_with_sizes(&counts, 0)?;
         let cls_score = cls_score.f_split_with_sizes(&counts, 0)?;
         let bbox_pred = bbox_pred.f_split_with_sizes(&counts, 0)?;
-        samples
-            .iter()
-            .enumerate()
-            .map(|(i, sample)| {
-                let scale = if rescale {
-                    Some(scale_factor(sample)?)
-                } else {
-                    None
-                };
-                self.bbox_head.predict_by_feat_single(
-                    &rois[i],
-                    &cls_score[i],
-                    &bbox_pred[i],
-                    img_shape(sample)?,
-                    scale,
-                    cfg,
-                )
-            })
-            .collect()
+        predict_per_image(&self.bbox_head, &rois, &cls_score, &bbox_pred, samples, cfg, rescale)
     }
 
     /// `predict_mask`: the mask head on the detections (resized-image
@@ -489,11 +463,11 @@ pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> Mo
 
 /// What `OHEMSampler` ranks candidates with: one image's features and the
 /// box branch that classifies its RoIs (MMDetection's sampler `context`).
-pub(super) struct HardMiner<'a> {
-    pub(super) extractor: &'a SingleRoIExtractor,
-    pub(super) head: &'a Shared2FCBBoxHead,
-    pub(super) x: &'a [Tensor],
-    pub(super) image: usize,
+struct HardMiner<'a> {
+    extractor: &'a SingleRoIExtractor,
+    head: &'a Shared2FCBBoxHead,
+    x: &'a [Tensor],
+    image: usize,
 }
 
 impl HardMiner<'_> {
@@ -526,9 +500,49 @@ impl HardMiner<'_> {
     }
 }
 
+/// Assigns and samples every image's proposals; `extractor` and `head` (the
+/// box branch) rank the candidates for `OHEMSampler`.
+pub(super) fn sample_batch(
+    train: &RcnnTrain,
+    proposals: &[Tensor],
+    samples: &[DetDataSample],
+    extractor: &SingleRoIExtractor,
+    head: &Shared2FCBBoxHead,
+    x: &[Tensor],
+) -> ModelResult<Vec<SamplingResult>> {
+    proposals
+        .iter()
+        .zip(samples)
+        .enumerate()
+        .map(|(image, (props, sample))| assign_and_sample(train, props, sample, &HardMiner { extractor, head, x, image }))
+        .collect()
+}
+
+/// `predict_by_feat` per image: the box head's `_predict_by_feat_single` on
+/// each image's RoIs, logits and deltas (boxes rescaled to the original
+/// image with `rescale`).
+pub(super) fn predict_per_image(
+    head: &Shared2FCBBoxHead,
+    rois: &[Tensor],
+    cls_scores: &[Tensor],
+    bbox_preds: &[Tensor],
+    samples: &[DetDataSample],
+    cfg: &BoxTestCfg,
+    rescale: bool,
+) -> ModelResult<Vec<DetInstances>> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, sample)| {
+            let scale = if rescale { Some(scale_factor(sample)?) } else { None };
+            head.predict_by_feat_single(&rois[i], &cls_scores[i], &bbox_preds[i], img_shape(sample)?, scale, cfg)
+        })
+        .collect()
+}
+
 /// Assigns one image's proposals to its ground truth and samples them
 /// (`miner` ranks the candidates for `OHEMSampler`).
-pub(super) fn assign_and_sample(
+fn assign_and_sample(
     train: &RcnnTrain,
     proposals: &Tensor,
     sample: &DetDataSample,
