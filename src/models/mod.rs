@@ -14,6 +14,9 @@ pub mod roi_heads;
 pub mod task_modules;
 pub mod weights;
 
+#[cfg(test)]
+mod norm_conv_reference_tests;
+
 /// `type` names that have a builder in the engine (models here, the runtime
 /// in `src/engine`). A registered component missing here is reported by
 /// name before anything runs.
@@ -40,7 +43,9 @@ pub static BUILDERS: &[&str] = &[
     "PseudoSampler",
     "DeltaXYWHBBoxCoder",
     "BN",
+    "BN2d",
     "SyncBN",
+    "GN",
     "LN",
     "ReLU",
     "DynamicConv",
@@ -66,12 +71,15 @@ pub static BUILDERS: &[&str] = &[
     "SmoothL1Loss",
     "StandardRoIHead",
     "Shared2FCBBoxHead",
+    "Shared4Conv1FCBBoxHead",
+    "ConvFCBBoxHead",
     "FCNMaskHead",
     // `init_cfg: {type: Normal, layer: Conv2d, std: 0.01}`, RPNHead's default.
     "Normal",
     "Pretrained",
     "Conv",
     "Conv2d",
+    "ConvWS",
     // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",

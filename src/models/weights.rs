@@ -36,9 +36,10 @@ const TORCHVISION_URLS: &[(&str, &str)] = &[
     ("resnext101_32x8d", "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth"),
 ];
 
-/// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones that
-/// MMDetection's configs name (`mmengine/hub/openmmlab.json`; the first
-/// three names are MMEngine's deprecated spellings of the `detectron/` ones).
+/// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones (BN,
+/// GN, GN + weight standardisation) that MMDetection's configs name
+/// (`mmengine/hub/openmmlab.json`; the first
+/// two names are MMEngine's deprecated spellings of the `detectron/` ones).
 const OPENMMLAB_URLS: &[(&str, &str)] = &[
     ("resnet50_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet50_caffe-788b5fa3.pth"),
     ("resnet101_caffe", "https://download.openmmlab.com/pretrain/third_party/resnet101_caffe-3ad79236.pth"),
@@ -50,6 +51,16 @@ const OPENMMLAB_URLS: &[(&str, &str)] = &[
     ("resnext50_32x4d", "https://download.openmmlab.com/pretrain/third_party/resnext50-32x4d-0ab1a123.pth"),
     ("resnext101_32x4d", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d-a5af3160.pth"),
     ("resnext101_64x4d", "https://download.openmmlab.com/pretrain/third_party/resnext101_64x4d-ee2c6f71.pth"),
+    // GroupNorm (and weight-standardised) backbones of the gn/ and gn+ws/ configs.
+    ("detectron/resnet50_gn", "https://download.openmmlab.com/pretrain/third_party/resnet50_gn-9186a21c.pth"),
+    ("detectron/resnet101_gn", "https://download.openmmlab.com/pretrain/third_party/resnet101_gn-cac0ab98.pth"),
+    ("contrib/resnet50_gn", "https://download.openmmlab.com/pretrain/third_party/resnet50_gn_thangvubk-ad1730dd.pth"),
+    ("jhu/resnet50_gn_ws", "https://download.openmmlab.com/pretrain/third_party/resnet50_gn_ws-15beedd8.pth"),
+    ("jhu/resnet101_gn_ws", "https://download.openmmlab.com/pretrain/third_party/resnet101_gn_ws-3e3c308c.pth"),
+    ("jhu/resnext50_32x4d_gn_ws", "https://download.openmmlab.com/pretrain/third_party/resnext50_32x4d_gn_ws-0d87ac85.pth"),
+    ("jhu/resnext101_32x4d_gn_ws", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d_gn_ws-34ac1a9e.pth"),
+    ("jhu/resnext50_32x4d_gn", "https://download.openmmlab.com/pretrain/third_party/resnext50_32x4d_gn-c7e8b754.pth"),
+    ("jhu/resnext101_32x4d_gn", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d_gn-ac3bb84e.pth"),
 ];
 
 /// The torch dtype of a checkpoint tensor.
@@ -261,6 +272,22 @@ pub fn load_pretrained(
 mod tests {
     use super::*;
     use tch::nn;
+
+    /// Each `open-mmlab://` name resolves to the URL MMEngine's own table gives it.
+    #[test]
+    fn open_mmlab_names_are_mmengines() {
+        // MMEngine's table, with its deprecated names resolved as `_load_checkpoint` does.
+        let script = "import json, os, mmengine; hub = os.path.join(os.path.dirname(mmengine.__file__), 'hub'); \
+            urls = json.load(open(os.path.join(hub, 'openmmlab.json'))); \
+            old = json.load(open(os.path.join(hub, 'deprecated.json'))); \
+            urls.update({k: urls[v] for k, v in old.items() if v in urls}); print(json.dumps(urls))";
+        let out = std::process::Command::new(crate::models::layers::fixtures::python()).args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for (name, url) in OPENMMLAB_URLS {
+            assert_eq!(table[name].as_str(), Some(*url), "open-mmlab://{name}");
+        }
+    }
 
     fn td(shape: &[i64], value: f32) -> TensorData {
         let n: i64 = shape.iter().product();

@@ -21,12 +21,12 @@ use super::engine::{
     TestLoopConfig, ValLoopConfig,
 };
 use super::models::backbones::{ResNeXtConfig, ResNetConfig};
-use super::models::bbox_heads::{DIIHeadConfig, Shared2FCBBoxHeadConfig};
+use super::models::bbox_heads::{ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
 use super::models::detectors::{QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
-    BatchNormConfig, Conv2dConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    BatchNormConfig, Conv2dConfig, ConvWSConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
@@ -69,6 +69,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<CascadeRoIHeadConfig>("CascadeRoIHead", Role::RoiHead),
     component::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
     component::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
+    component::<Shared4Conv1FCBBoxHeadConfig>("Shared4Conv1FCBBoxHead", Role::BBoxHead),
+    component::<ConvFCBBoxHeadConfig>("ConvFCBBoxHead", Role::BBoxHead),
     component::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
     component::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
     component::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
@@ -103,6 +105,7 @@ pub static COMPONENTS: &[Component] = &[
     // layers
     component::<Conv2dConfig>("Conv2d", Role::Conv),
     component::<Conv2dConfig>("Conv", Role::Conv),
+    component::<ConvWSConfig>("ConvWS", Role::Conv),
     component::<DynamicConvConfig>("DynamicConv", Role::Conv),
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),

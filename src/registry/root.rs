@@ -50,6 +50,7 @@ pub const HELPER_VARIABLES: &[&str] = &[
     "train_batch_size_per_gpu",
     "train_num_workers",
     "norm_cfg",
+    "conv_cfg",
     "checkpoint",
     "pretrained",
     "vis_backends",

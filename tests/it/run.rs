@@ -12,9 +12,8 @@ fn run_names_components_without_builders() {
             "run",
             "configs/faster_rcnn/faster-rcnn_r50_fpn_1x_coco.yaml",
             "--cfg-options",
-            "model.backbone.norm_cfg.type=BN2d",
-            "model.neck.norm_cfg.type=GN",
-            "model.neck.norm_cfg.num_groups=32",
+            "model.neck.act_cfg.type=LeakyReLU",
+            "model.rpn_head.init_cfg.type=Xavier",
         ])
         .assert()
         .code(1)
@@ -27,8 +26,8 @@ fn run_names_components_without_builders() {
         "{err}"
     );
     for line in [
-        "model.backbone.norm_cfg  BN2d",
-        "model.neck.norm_cfg  GN",
+        "model.neck.act_cfg  LeakyReLU",
+        "model.rpn_head.init_cfg  Xavier",
     ] {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(

@@ -147,6 +147,14 @@ fn faster_rcnn_x101_32x4d_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_gn_ws_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/gn+ws/mask-rcnn_r50_fpn_gn-ws-all_2x_coco.yaml",
+        "mask-rcnn_r50_fpn_gn-ws-all_2x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -176,6 +184,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "mask-rcnn_r50_fpn_1x",
         "cascade-mask-rcnn_r50_fpn_1x",
         "faster-rcnn_x101-32x4d_fpn_1x",
+        "mask-rcnn_r50_fpn_gn-ws-all_2x",
     ] {
         assert_eq!(
             live[name],

@@ -229,3 +229,60 @@ fn cascade_mask_rcnn_trains_and_tests() {
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("CascadeRoIHead"), "{err}");
 }
+
+/// The demo Mask R-CNN as MMDetection's `gn+ws` configs build theirs:
+/// GroupNorm and weight-standardised convs in the backbone, the FPN, a
+/// `Shared4Conv1FCBBoxHead` and the mask head. It trains (every loss in the
+/// log, both mAPs), its checkpoint holds the GN layers under MMDetection's
+/// names, and it tests.
+#[test]
+fn group_norm_and_weight_standardised_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nconv_cfg: {{type: ConvWS}}\nnorm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n\
+         model:\n  backbone:\n    conv_cfg: {{type: ConvWS}}\n    norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n  \
+         neck:\n    conv_cfg: {{type: ConvWS}}\n    norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n  \
+         roi_head:\n    bbox_head:\n      type: Shared4Conv1FCBBoxHead\n      conv_out_channels: 32\n      \
+         conv_cfg: {{type: ConvWS}}\n      norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n    \
+         mask_head:\n      conv_cfg: {{type: ConvWS}}\n      norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n",
+        base = root().join(CONFIG).display(),
+    );
+    std::fs::write(dir.path().join("gn_ws.yaml"), config).unwrap();
+    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
+    let out = engine()
+        .arg("run")
+        .arg("gn_ws.yaml")
+        .args(["--work-dir", "gn_ws", "--cfg-options"])
+        .args(TINY)
+        .arg("train_cfg.max_epochs=2")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    for term in ["loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox", "loss_mask"] {
+        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
+    }
+    assert!(log.contains("coco/bbox_mAP: ") && log.contains("coco/segm_mAP: "), "{log}");
+    let ckpt = detc::checkpoint::load(&dir.path().join("gn_ws/epoch_2.pth")).unwrap();
+    for name in [
+        "backbone.gn1.weight",
+        "backbone.layer4.1.gn2.bias",
+        "neck.lateral_convs.0.gn.weight",
+        "roi_head.bbox_head.shared_convs.3.gn.weight",
+        "roi_head.bbox_head.shared_fcs.0.weight",
+        "roi_head.mask_head.convs.0.gn.bias",
+    ] {
+        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
+    }
+    assert!(!ckpt.state_dict.keys().any(|k| k.contains("running_mean")), "a GN model has no BN statistics");
+    engine()
+        .arg("test")
+        .arg("gn_ws.yaml")
+        .args(["gn_ws/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success();
+}

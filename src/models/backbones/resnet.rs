@@ -1,9 +1,9 @@
 //! `ResNet` (He et al., "Deep Residual Learning for Image Recognition",
 //! <https://arxiv.org/abs/1512.03385>) as `mmdet/models/backbones/resnet.py`:
 //! same state-dict names (`conv1`, `bn1`, `layer{i}.{j}.conv1`, `...downsample.0/1`,
-//! which are also torchvision's), frozen stages, `norm_eval`, and the
-//! default initialisation (Kaiming fan-out convs, BN 1, zero-init of each
-//! block's last BN).
+//! which are also torchvision's; `gn1`... with a `GN` `norm_cfg`), frozen
+//! stages, `norm_eval`, `conv_cfg: ConvWS`, and the default initialisation
+//! (Kaiming fan-out convs, norms 1, zero-init of each block's last norm).
 //!
 //! Shape shorthand: `N` images, `C` channels, `H, W` input height and width.
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
@@ -14,7 +14,7 @@ use tch::nn;
 use tch::Tensor;
 
 use crate::models::layers::{
-    kaiming_normal_fan_out, BatchNorm2d, Conv2d, ConvGeom, ModelError, ModelResult, NormSpec,
+    kaiming_normal_fan_out, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, Norm, NormSpec,
 };
 
 const NAME: &str = "ResNet";
@@ -34,6 +34,7 @@ fn arch(depth: u32) -> Option<(bool, [usize; 4])> {
 /// How a stage is built: shared by all blocks of the stage.
 struct StageSpec<'a> {
     norm: &'a NormSpec,
+    conv: ConvKind,
     trainable: bool,
     zero_init_last: bool,
     style: ResNetStyle,
@@ -64,7 +65,7 @@ impl Cardinality {
 struct Downsample {
     avg_pool: Option<i64>,
     conv: Conv2d,
-    bn: BatchNorm2d,
+    norm: Norm,
 }
 
 impl Downsample {
@@ -74,7 +75,7 @@ impl Downsample {
             Some(s) => x.f_avg_pool2d([s, s], [s, s], [0, 0], true, false, None::<i64>)?,
             None => x.shallow_clone(),
         };
-        self.bn.forward_t(&self.conv.forward(&x)?, train)
+        self.norm.forward_t(&self.conv.forward(&x)?, train)
     }
 }
 
@@ -82,7 +83,7 @@ impl Downsample {
 /// (conv1 1x1, conv2 3x3, conv3 1x1 with 4x channels).
 #[derive(Debug)]
 struct Block {
-    convs: Vec<(Conv2d, BatchNorm2d)>,
+    convs: Vec<(Conv2d, Norm)>,
     downsample: Option<Downsample>,
 }
 
@@ -144,20 +145,21 @@ impl Block {
                 false,
                 kaiming_normal_fan_out(&dims),
                 s.trainable,
-            )?;
+            )?
+            .with_kind(s.conv);
             let w = if i == last && s.zero_init_last {
                 0.0
             } else {
                 1.0
             };
-            let bn = BatchNorm2d::with_weight(
-                &(p / format!("bn{}", i + 1)),
+            let norm = Norm::with_weight(
+                &(p / format!("{}{}", s.norm.abbr(), i + 1)),
                 cout,
                 s.norm,
                 s.trainable,
                 w,
             )?;
-            convs.push((conv, bn));
+            convs.push((conv, norm));
         }
         let downsample = if stride != 1 || inplanes != planes * exp {
             let d = p / "downsample";
@@ -175,8 +177,9 @@ impl Block {
                 false,
                 kaiming_normal_fan_out(&dims),
                 s.trainable,
-            )?;
-            let bn = BatchNorm2d::new(&(&d / (at + 1)), planes * exp, s.norm, s.trainable)?;
+            )?
+            .with_kind(s.conv);
+            let norm = Norm::new(&(&d / (at + 1)), planes * exp, s.norm, s.trainable)?;
             Some(Downsample {
                 avg_pool: if avg_down && stride != 1 {
                     avg_pool
@@ -184,7 +187,7 @@ impl Block {
                     None
                 },
                 conv,
-                bn,
+                norm,
             })
         } else {
             None
@@ -196,8 +199,8 @@ impl Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
-        for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y)?, train)?;
+        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+            y = norm.forward_t(&conv.forward(&y)?, train)?;
             if i != last {
                 y = y.f_relu()?;
             }
@@ -210,11 +213,11 @@ impl Block {
     }
 }
 
-/// The stem: one 7x7 conv (`conv1`, `bn1`) or, with `deep_stem`, three 3x3
+/// The stem: one 7x7 conv (`conv1`, `bn1`/`gn1`) or, with `deep_stem`, three 3x3
 /// convs (`stem.0/1`, `stem.3/4`, `stem.6/7`); then a 3x3 stride-2 max pool.
 #[derive(Debug)]
 struct Stem {
-    convs: Vec<(Conv2d, BatchNorm2d)>,
+    convs: Vec<(Conv2d, Norm)>,
 }
 
 impl Stem {
@@ -224,6 +227,7 @@ impl Stem {
         stem_c: i64,
         deep: bool,
         norm: &NormSpec,
+        conv_kind: ConvKind,
         trainable: bool,
     ) -> ModelResult<Self> {
         let mut convs = Vec::new();
@@ -242,8 +246,9 @@ impl Stem {
                 false,
                 kaiming_normal_fan_out(&dims),
                 trainable,
-            )?;
-            convs.push((conv, BatchNorm2d::new(&bn_p, cout, norm, trainable)?));
+            )?
+            .with_kind(conv_kind);
+            convs.push((conv, Norm::new(&bn_p, cout, norm, trainable)?));
             Ok(())
         };
         if deep {
@@ -261,7 +266,7 @@ impl Stem {
         } else {
             add(
                 p / "conv1",
-                p / "bn1",
+                p / format!("{}1", norm.abbr()),
                 in_c,
                 stem_c,
                 ConvGeom::k(7).stride(2).padding(3),
@@ -273,8 +278,8 @@ impl Stem {
     /// x: (N, Cin, H, W) -> (N, stem_c, H/4, W/4).
     fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
         let mut y = x.shallow_clone();
-        for (conv, bn) in &self.convs {
-            y = bn.forward_t(&conv.forward(&y)?, train)?.f_relu()?;
+        for (conv, norm) in &self.convs {
+            y = norm.forward_t(&conv.forward(&y)?, train)?.f_relu()?;
         }
         Ok(y.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?)
     }
@@ -330,6 +335,7 @@ impl ResNet {
         check_supported(cfg)?;
         let n = cfg.num_stages as usize;
         let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_cfg(cfg)?;
         let stem_c = cfg.stem_channels.unwrap_or(cfg.base_channels) as i64;
         let stem = Stem::new(
@@ -338,6 +344,7 @@ impl ResNet {
             stem_c,
             cfg.deep_stem,
             &norm,
+            conv,
             cfg.frozen_stages < 0,
         )?;
         let exp = if bottleneck { 4 } else { 1 };
@@ -349,6 +356,7 @@ impl ResNet {
             let (stride, dilation) = (cfg.strides[i] as i64, cfg.dilations[i] as i64);
             let spec = StageSpec {
                 norm: &norm,
+                conv,
                 trainable: (i as i64 + 1) > cfg.frozen_stages,
                 zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
                 style: cfg.style,
@@ -445,10 +453,10 @@ fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {
             format!("out_indices entry {bad} is not below num_stages {n}"),
         ));
     }
-    if cfg.dcn.is_some() || cfg.plugins.is_some() || cfg.conv_cfg.is_some() {
+    if cfg.dcn.is_some() || cfg.plugins.is_some() {
         return Err(ModelError::new(
             NAME,
-            "dcn, plugins and conv_cfg are not supported yet (set them to null)",
+            "dcn and plugins are not supported yet (set them to null)",
         ));
     }
     if cfg.init_cfg.is_some() && cfg.pretrained.is_some() {

@@ -379,7 +379,7 @@ mod tests {
     use std::sync::OnceLock;
 
     use detc::data::{sample_rng, Image, Masks, PackedInstances, PackedSample, SampleMeta};
-    use detc::registry::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
+    use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
     use rand::Rng;
     use serde_json::{json, Value};
     use tch::{Device, Kind, Tensor};

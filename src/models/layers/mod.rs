@@ -21,9 +21,10 @@ pub mod norm;
 pub mod transformer;
 
 pub use error::{ModelError, ModelResult};
-pub use norm::{BatchNorm2d, NormSpec};
+pub use norm::{BatchNorm2d, GroupNorm, Norm, NormSpec};
 
-use detc::registry::refs::ActivationCfg;
+use detc::registry::models::layers::{Conv2dConfig, ConvWSConfig, PaddingMode};
+use detc::registry::refs::{ActivationCfg, ConvCfg};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
@@ -152,12 +153,50 @@ impl Deconv {
     }
 }
 
+/// A parsed `conv_cfg`: torch's `Conv2d` (null, `Conv`, `Conv2d`) or MMCV's
+/// weight-standardised `ConvWS` (`ConvWS2d`, Qiao et al., 2019).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ConvKind {
+    #[default]
+    Plain,
+    /// Each output channel's weights standardised to mean 0, (unbiased) std
+    /// 1 before every convolution: `(w - mean) / (std + eps)`.
+    Standardized { eps: f64 },
+}
+
+impl ConvKind {
+    /// Parses a `conv_cfg` of the component `owner` (named in errors).
+    pub fn from_cfg(cfg: Option<&ConvCfg>, owner: &str) -> ModelResult<Self> {
+        let Some(cfg) = cfg else { return Ok(ConvKind::Plain) };
+        let mut map = cfg.0.as_object().cloned().ok_or_else(|| ModelError::new(owner, "conv_cfg must be a dict"))?;
+        let kind = map.remove("type").and_then(|t| t.as_str().map(str::to_string));
+        let invalid = |e: serde_json::Error| ModelError::new(owner, format!("invalid conv_cfg: {e}"));
+        match kind.as_deref() {
+            Some("Conv" | "Conv2d") => {
+                let c: Conv2dConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(invalid)?;
+                match c.padding_mode {
+                    None | Some(PaddingMode::Zeros) => Ok(ConvKind::Plain),
+                    Some(other) => Err(ModelError::new(owner, format!("conv_cfg padding_mode {other:?} is not supported (zeros only)"))),
+                }
+            }
+            Some("ConvWS") => {
+                let c: ConvWSConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(invalid)?;
+                Ok(ConvKind::Standardized { eps: c.eps })
+            }
+            other => Err(ModelError::new(owner, format!("conv_cfg type {other:?} is not supported (Conv2d, ConvWS)"))),
+        }
+    }
+}
+
 /// `nn.Conv2d`: `weight` `(out, in/groups, k, k)` and an optional `bias` `(out,)`.
+/// As `ConvWS2d` its weight is standardised in every forward pass (the
+/// parameter keeps the raw weight, and its name).
 #[derive(Debug)]
 pub struct Conv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     pub geom: ConvGeom,
+    pub kind: ConvKind,
 }
 
 impl Conv2d {
@@ -179,14 +218,30 @@ impl Conv2d {
         } else {
             None
         };
-        Ok(Conv2d { weight, bias, geom })
+        Ok(Conv2d { weight, bias, geom, kind: ConvKind::Plain })
+    }
+
+    /// The same conv as `kind` (`conv_cfg`): the parameters are the same.
+    pub fn with_kind(self, kind: ConvKind) -> Self {
+        Conv2d { kind, ..self }
+    }
+
+    /// The weight the convolution uses: MMCV's `conv_ws_2d` standardisation
+    /// for `ConvWS`, per output channel over its `in/groups * k * k` values.
+    fn effective_weight(&self) -> ModelResult<Tensor> {
+        let ConvKind::Standardized { eps } = self.kind else { return Ok(self.weight.shallow_clone()) };
+        let c = self.weight.size()[0];
+        let flat = self.weight.f_view([c, -1])?;
+        let mean = flat.f_mean_dim(1, true, None)?.f_view([c, 1, 1, 1])?;
+        let std = flat.f_std_correction(1, 1, true)?.f_view([c, 1, 1, 1])?;
+        Ok(self.weight.f_sub(&mean)?.f_div(&std.f_add_scalar(eps)?)?)
     }
 
     /// x: (N, Cin, H, W) -> (N, Cout, H', W').
     pub fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
         let g = self.geom;
         Ok(x.f_conv2d(
-            &self.weight,
+            &self.effective_weight()?,
             self.bias.as_ref(),
             [g.stride; 2],
             [g.padding; 2],
@@ -232,6 +287,8 @@ pub struct ConvModuleOpts {
     pub act: Option<Activation>,
     /// Initialiser of the conv weight (the bias starts at 0).
     pub init: Init,
+    /// `conv_cfg`: a plain or a weight-standardised conv.
+    pub conv: ConvKind,
 }
 
 /// MMCV's `ConvModule` in its default order (conv, norm, act): names
@@ -239,16 +296,16 @@ pub struct ConvModuleOpts {
 #[derive(Debug)]
 pub struct ConvModule {
     pub conv: Conv2d,
-    pub norm: Option<BatchNorm2d>,
+    pub norm: Option<Norm>,
     pub act: Option<Activation>,
 }
 
 impl ConvModule {
     pub fn new(p: &nn::Path, in_c: i64, out_c: i64, opts: &ConvModuleOpts) -> ModelResult<Self> {
         let bias = opts.bias.unwrap_or(opts.norm.is_none());
-        let conv = Conv2d::new(&(p / "conv"), in_c, out_c, opts.geom, bias, opts.init, true)?;
+        let conv = Conv2d::new(&(p / "conv"), in_c, out_c, opts.geom, bias, opts.init, true)?.with_kind(opts.conv);
         let norm = match &opts.norm {
-            Some(spec) => Some(BatchNorm2d::new(&(p / spec.abbr()), out_c, spec, true)?),
+            Some(spec) => Some(Norm::new(&(p / spec.abbr()), out_c, spec, true)?),
             None => None,
         };
         Ok(ConvModule {

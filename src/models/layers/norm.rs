@@ -1,9 +1,10 @@
-//! `norm_cfg` and torch's `BatchNorm2d` with its full state dict
-//! (`weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`).
+//! `norm_cfg` and the layers it builds: torch's `BatchNorm2d` with its full
+//! state dict (`weight`, `bias`, `running_mean`, `running_var`,
+//! `num_batches_tracked`) and `GroupNorm` (`weight`, `bias`), as [`Norm`].
 //!
 //! Shape shorthand: `N` images, `C` channels, `H, W` height and width.
 
-use detc::registry::models::layers::BatchNormConfig;
+use detc::registry::models::layers::{BatchNormConfig, GroupNormConfig};
 use detc::registry::refs::NormCfg;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
@@ -13,16 +14,19 @@ use crate::engine::native::ProcessGroup;
 
 /// A parsed `norm_cfg`. `BN` and `SyncBN` both build a [`BatchNorm2d`]
 /// (MMCV names both `bn`); a `SyncBN` one shares its batch statistics over
-/// the job's processes when there are several.
+/// the job's processes when there are several. `GN` builds a [`GroupNorm`]
+/// (named `gn`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormSpec {
-    /// The `type` as written (`BN`, `BN2d`, `SyncBN`).
+    /// The `type` as written (`BN`, `BN2d`, `SyncBN`, `GN`).
     pub kind: String,
     /// `requires_grad`: whether the affine weight and bias train.
     pub requires_grad: bool,
     pub eps: f64,
-    /// `None`: cumulative moving average (torch's `momentum=None`).
+    /// `None`: cumulative moving average (torch's `momentum=None`); unused by GN.
     pub momentum: Option<f64>,
+    /// `GN`'s `num_groups`; `None` for the batch norms.
+    pub num_groups: Option<i64>,
 }
 
 impl NormSpec {
@@ -33,6 +37,7 @@ impl NormSpec {
             requires_grad: true,
             eps: 1e-5,
             momentum: Some(0.1),
+            num_groups: None,
         }
     }
 
@@ -49,10 +54,11 @@ impl NormSpec {
             .ok_or_else(|| ModelError::new(owner, "norm_cfg needs a `type`"))?;
         match kind.as_str() {
             "BN" | "BN2d" | "SyncBN" => {}
+            "GN" => return Self::group_norm(map, owner),
             other => {
                 return Err(ModelError::new(
                     owner,
-                    format!("norm_cfg type `{other}` is not supported yet (BN, BN2d, SyncBN)"),
+                    format!("norm_cfg type `{other}` is not supported yet (BN, BN2d, SyncBN, GN)"),
                 ))
             }
         }
@@ -80,12 +86,100 @@ impl NormSpec {
             requires_grad: bn.requires_grad,
             eps: bn.eps,
             momentum: bn.momentum,
+            num_groups: None,
         })
     }
 
-    /// MMCV's `infer_abbr`: the state-dict name of the layer (`bn`).
+    fn group_norm(map: serde_json::Map<String, serde_json::Value>, owner: &str) -> ModelResult<Self> {
+        let gn: GroupNormConfig = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| ModelError::new(owner, format!("invalid norm_cfg: {e}")))?;
+        if !gn.affine {
+            return Err(ModelError::new(owner, "norm_cfg GN with affine=false is not supported"));
+        }
+        Ok(NormSpec {
+            kind: "GN".into(),
+            requires_grad: gn.requires_grad,
+            eps: gn.eps,
+            momentum: None,
+            num_groups: Some(gn.num_groups as i64),
+        })
+    }
+
+    /// MMCV's `infer_abbr`: the state-dict name of the layer (`bn`, `gn`),
+    /// to which blocks add a postfix (`bn1`, `gn2`).
     pub fn abbr(&self) -> &'static str {
-        "bn"
+        if self.num_groups.is_some() {
+            "gn"
+        } else {
+            "bn"
+        }
+    }
+}
+
+/// A layer a `norm_cfg` builds.
+#[derive(Debug)]
+pub enum Norm {
+    Batch(BatchNorm2d),
+    Group(GroupNorm),
+}
+
+impl Norm {
+    /// A norm of `c` channels under `p`; its weight and bias train when
+    /// `trainable` and `spec.requires_grad` both hold.
+    pub fn new(p: &nn::Path, c: i64, spec: &NormSpec, trainable: bool) -> ModelResult<Self> {
+        Self::with_weight(p, c, spec, trainable, 1.0)
+    }
+
+    /// As [`Norm::new`] with the weight set to `weight_init` (0 for
+    /// `zero_init_residual`, which MMDetection applies to BN and GN alike).
+    pub fn with_weight(p: &nn::Path, c: i64, spec: &NormSpec, trainable: bool, weight_init: f64) -> ModelResult<Self> {
+        Ok(match spec.num_groups {
+            Some(groups) => Norm::Group(GroupNorm::new(p, c, groups, spec, trainable, weight_init)?),
+            None => Norm::Batch(BatchNorm2d::with_weight(p, c, spec, trainable, weight_init)?),
+        })
+    }
+
+    /// x: (N, C, H, W) -> (N, C, H, W); `train` switches a batch norm to batch
+    /// statistics (a group norm has none to switch).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        match self {
+            Norm::Batch(bn) => bn.forward_t(x, train),
+            Norm::Group(gn) => gn.forward(x),
+        }
+    }
+}
+
+/// `nn.GroupNorm(num_groups, C)`: each image's channels in `num_groups`
+/// groups, normalised over the group's channels and pixels, then a
+/// per-channel affine `weight`, `bias`.
+#[derive(Debug)]
+pub struct GroupNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub num_groups: i64,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    fn new(p: &nn::Path, c: i64, num_groups: i64, spec: &NormSpec, trainable: bool, weight_init: f64) -> ModelResult<Self> {
+        if num_groups < 1 || c % num_groups != 0 {
+            return Err(ModelError::new(
+                "GN",
+                format!("num_groups {num_groups} does not divide the {c} channels of `{}`", p.components().collect::<Vec<_>>().join(".")),
+            ));
+        }
+        let train = trainable && spec.requires_grad;
+        Ok(GroupNorm {
+            weight: param(p, "weight", &[c], Init::Const(weight_init), train)?,
+            bias: param(p, "bias", &[c], Init::Const(0.0), train)?,
+            num_groups,
+            eps: spec.eps,
+        })
+    }
+
+    /// x: (N, C, ...) -> the same shape.
+    pub fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
+        Ok(x.f_group_norm(self.num_groups, Some(&self.weight), Some(&self.bias), self.eps, true)?)
     }
 }
 

@@ -15,7 +15,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::models::layers::{
-    kaiming_normal_fan_out, xavier, Activation, ConvGeom, ConvModule, ConvModuleOpts, ModelError,
+    kaiming_normal_fan_out, xavier, Activation, ConvGeom, ConvKind, ConvModule, ConvModuleOpts, ModelError,
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -100,12 +100,7 @@ impl FPN {
     /// `init_cfg` says (see [`ConvInit`]).
     pub fn new(cfg: &FPNConfig, p: nn::Path) -> ModelResult<Self> {
         let init = conv_init(cfg)?;
-        if cfg.conv_cfg.is_some() {
-            return Err(ModelError::new(
-                NAME,
-                "conv_cfg is not supported yet (null: plain Conv2d)",
-            ));
-        }
+        let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let in_channels: Vec<i64> = cfg.in_channels.iter().map(|&c| c as i64).collect();
         let (num_ins, num_outs, start) = (
             in_channels.len(),
@@ -132,6 +127,7 @@ impl FPN {
                     norm,
                     act: Activation::from_cfg(cfg.act_cfg.as_ref(), NAME)?,
                     init: init.weight(&[cfg.out_channels as i64, cin, geom.kernel, geom.kernel]),
+                    conv,
                 })
             };
         let norm = cfg

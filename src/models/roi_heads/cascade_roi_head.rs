@@ -24,7 +24,7 @@ use indexmap::IndexMap;
 use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::bbox_head_predict::empty_instances;
-use super::bbox_heads::Shared2FCBBoxHead;
+use super::bbox_heads::{build_bbox_head, ConvFCBBoxHead};
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
@@ -44,7 +44,7 @@ const NAME: &str = "CascadeRoIHead";
 #[derive(Debug)]
 struct Stage {
     bbox_roi_extractor: SingleRoIExtractor,
-    bbox_head: Shared2FCBBoxHead,
+    bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
     train: Option<RcnnTrain>,
     loss_weight: f64,
@@ -82,14 +82,7 @@ impl CascadeRoIHead {
         for s in 0..n {
             let bbox_roi_extractor = SingleRoIExtractor::from_cfg(extractors[s])?;
             let head_cfg = heads[s];
-            let bbox_head = match cfg_type(&head_cfg.0, "bbox_head")? {
-                "Shared2FCBBoxHead" => {
-                    Shared2FCBBoxHead::new(&parse_cfg(&head_cfg.0, "Shared2FCBBoxHead")?, &(p / "bbox_head" / s))?
-                }
-                other => {
-                    return Err(ModelError::new(NAME, format!("bbox_head {other:?} is not supported (only Shared2FCBBoxHead)")))
-                }
-            };
+            let bbox_head = build_bbox_head(head_cfg, &(p / "bbox_head" / s))?;
             check_fit(&bbox_roi_extractor, "bbox", bbox_head.in_channels, Some(bbox_head.roi_feat_size))?;
             let mask = match &mask_heads {
                 None => None,
@@ -116,7 +109,7 @@ impl CascadeRoIHead {
     }
 
     /// The last stage's box head (its class count is the detector's).
-    pub fn bbox_head(&self) -> &Shared2FCBBoxHead {
+    pub fn bbox_head(&self) -> &ConvFCBBoxHead {
         &self.stages.last().expect("a cascade has a stage").bbox_head
     }
 
@@ -142,7 +135,7 @@ impl CascadeRoIHead {
             let priors = sampling.iter().map(|r| r.priors()).collect::<ModelResult<Vec<_>>>()?;
             let rois = bbox2roi(&priors)?;
             let bbox_feats = stage.bbox_roi_extractor.forward(x, &rois)?;
-            let (cls_score, bbox_pred) = stage.bbox_head.forward(&bbox_feats)?;
+            let (cls_score, bbox_pred) = stage.bbox_head.forward_t(&bbox_feats, true)?;
             let mut stage_losses =
                 stage.bbox_head.loss_and_target(&cls_score, &bbox_pred, &rois, &sampling, train.pos_weight)?;
             if let Some(mask) = &stage.mask {
@@ -213,7 +206,7 @@ impl CascadeRoIHead {
         let last = self.stages.len() - 1;
         for (s, stage) in self.stages.iter().enumerate() {
             let feats = stage.bbox_roi_extractor.forward(x, &rois)?;
-            let (cls_score, bbox_pred) = stage.bbox_head.forward(&feats)?;
+            let (cls_score, bbox_pred) = stage.bbox_head.forward_t(&feats, false)?;
             score_sum = Some(match score_sum {
                 None => cls_score.shallow_clone(),
                 Some(sum) => sum.f_add(&cls_score)?,
@@ -301,7 +294,7 @@ impl CascadeRoIHead {
 /// for the class of their target (a negative's: its top class), the ground
 /// truths the sampler added dropped; `None` when there is no RoI.
 fn refine_bboxes(
-    head: &Shared2FCBBoxHead,
+    head: &ConvFCBBoxHead,
     sampling: &[SamplingResult],
     rois: &Tensor,
     cls_score: &Tensor,

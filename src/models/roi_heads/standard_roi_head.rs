@@ -23,7 +23,7 @@ use indexmap::IndexMap;
 use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::bbox_head_predict::empty_instances;
-use super::bbox_heads::{BoxTestCfg, Shared2FCBBoxHead};
+use super::bbox_heads::{build_bbox_head, BoxTestCfg, ConvFCBBoxHead};
 use super::mask_heads::FCNMaskHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
@@ -78,7 +78,7 @@ pub(super) struct MaskBranch {
 #[derive(Debug)]
 pub struct StandardRoIHead {
     bbox_roi_extractor: SingleRoIExtractor,
-    bbox_head: Shared2FCBBoxHead,
+    bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
     train: Option<RcnnTrain>,
     test: Option<RcnnTest>,
@@ -203,18 +203,7 @@ impl StandardRoIHead {
             ));
         };
         let bbox_roi_extractor = SingleRoIExtractor::from_cfg(ext_cfg)?;
-        let bbox_head = match cfg_type(&head_cfg.0, "bbox_head")? {
-            "Shared2FCBBoxHead" => Shared2FCBBoxHead::new(
-                &parse_cfg(&head_cfg.0, "Shared2FCBBoxHead")?,
-                &(p / "bbox_head"),
-            )?,
-            other => {
-                return Err(ModelError::new(
-                    NAME,
-                    format!("bbox_head {other:?} is not supported (only Shared2FCBBoxHead)"),
-                ))
-            }
-        };
+        let bbox_head = build_bbox_head(head_cfg, &(p / "bbox_head"))?;
         check_fit(
             &bbox_roi_extractor,
             "bbox",
@@ -248,7 +237,7 @@ impl StandardRoIHead {
     }
 
     /// The box head (its coder and class count are the detector's too).
-    pub fn bbox_head(&self) -> &Shared2FCBBoxHead {
+    pub fn bbox_head(&self) -> &ConvFCBBoxHead {
         &self.bbox_head
     }
 
@@ -274,7 +263,7 @@ impl StandardRoIHead {
             .collect::<ModelResult<Vec<_>>>()?;
         let rois = bbox2roi(&priors)?;
         let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
-        let (cls_score, bbox_pred) = self.bbox_head.forward(&bbox_feats)?;
+        let (cls_score, bbox_pred) = self.bbox_head.forward_t(&bbox_feats, true)?;
         let mut losses = self.bbox_head.loss_and_target(
             &cls_score,
             &bbox_pred,
@@ -339,7 +328,7 @@ impl StandardRoIHead {
             return samples.iter().map(|_| empty_instances(&rois)).collect();
         }
         let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
-        let (cls_score, bbox_pred) = self.bbox_head.forward(&bbox_feats)?;
+        let (cls_score, bbox_pred) = self.bbox_head.forward_t(&bbox_feats, false)?;
         let counts: Vec<i64> = proposals.iter().map(|p| p.size()[0]).collect();
         let rois = rois.f_split_with_sizes(&counts, 0)?;
         let cls_score = cls_score.f_split_with_sizes(&counts, 0)?;
@@ -465,7 +454,7 @@ pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> Mo
 /// box branch that classifies its RoIs (MMDetection's sampler `context`).
 struct HardMiner<'a> {
     extractor: &'a SingleRoIExtractor,
-    head: &'a Shared2FCBBoxHead,
+    head: &'a ConvFCBBoxHead,
     x: &'a [Tensor],
     image: usize,
 }
@@ -491,7 +480,8 @@ impl HardMiner<'_> {
             let feats: Vec<Tensor> =
                 self.x.iter().map(|level| level.f_narrow(0, self.image as i64, 1)).collect::<Result<_, _>>()?;
             let rois = bbox2roi(&[boxes])?;
-            let (cls_score, _) = self.head.forward(&self.extractor.forward(&feats, &rois)?)?;
+            // MMDetection mines with the model in training mode.
+            let (cls_score, _) = self.head.forward_t(&self.extractor.forward(&feats, &rois)?, true)?;
             let ones = cls_score.f_new_ones([n], (cls_score.kind(), cls_score.device()))?;
             self.head.loss_cls.forward(&cls_score, &labels, LossArgs::default().weight(&ones).reduction(Reduction::None))
         })?;
@@ -507,7 +497,7 @@ pub(super) fn sample_batch(
     proposals: &[Tensor],
     samples: &[DetDataSample],
     extractor: &SingleRoIExtractor,
-    head: &Shared2FCBBoxHead,
+    head: &ConvFCBBoxHead,
     x: &[Tensor],
 ) -> ModelResult<Vec<SamplingResult>> {
     proposals
@@ -522,7 +512,7 @@ pub(super) fn sample_batch(
 /// each image's RoIs, logits and deltas (boxes rescaled to the original
 /// image with `rescale`).
 pub(super) fn predict_per_image(
-    head: &Shared2FCBBoxHead,
+    head: &ConvFCBBoxHead,
     rois: &[Tensor],
     cls_scores: &[Tensor],
     bbox_preds: &[Tensor],

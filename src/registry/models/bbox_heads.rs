@@ -50,14 +50,14 @@ pub struct Shared2FCBBoxHeadConfig {
     #[serde(default = "uint::<1024>")]
     #[schemars(range(min = 1))]
     pub fc_out_channels: u32,
-    /// Width of convs (this head has none; kept for compatibility).
+    /// Width of the 3x3 convs (`Shared2FCBBoxHead` has none).
     #[serde(default = "uint::<256>")]
     #[schemars(range(min = 1))]
     pub conv_out_channels: u32,
-    /// Convolution layer config.
+    /// Convolution layer of the convs (`ConvWS`: weight standardisation); `Conv2d` when null.
     #[serde(default)]
     pub conv_cfg: Option<ConvCfg>,
-    /// Normalization layer config.
+    /// Normalization layer of the convs (e.g. `GN`); none when null.
     #[serde(default)]
     pub norm_cfg: Option<NormCfg>,
     /// Average-pool the RoI feature before the fully connected layers.
@@ -107,6 +107,49 @@ pub struct Shared2FCBBoxHeadConfig {
     /// Weight initialisation; MMDetection's Xavier/Normal scheme when null.
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `Shared4Conv1FCBBoxHead`: four shared 3x3 `ConvModule`s (with `conv_cfg`
+/// and `norm_cfg`) and one shared fully connected layer, then a classifier and
+/// a box regressor, as `mmdet.models.roi_heads.Shared4Conv1FCBBoxHead` (the
+/// box head of MMDetection's `gn/` and `gn+ws/` configs).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Shared4Conv1FCBBoxHeadConfig {
+    /// The head's settings, as `Shared2FCBBoxHead`'s.
+    #[serde(flatten)]
+    pub head: Shared2FCBBoxHeadConfig,
+}
+
+/// `ConvFCBBoxHead`: shared 3x3 `ConvModule`s and fully connected layers,
+/// then separate classification and regression branches of their own convs
+/// and fcs, as `mmdet.models.roi_heads.ConvFCBBoxHead` (of which
+/// `Shared2FCBBoxHead` and `Shared4Conv1FCBBoxHead` are two settings).
+/// Branch convs need `num_shared_fcs: 0`, and at least one layer is needed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ConvFCBBoxHeadConfig {
+    /// Shared 3x3 convs.
+    #[serde(default)]
+    pub num_shared_convs: u32,
+    /// Shared fully connected layers, after the shared convs.
+    #[serde(default)]
+    pub num_shared_fcs: u32,
+    /// 3x3 convs of the classification branch.
+    #[serde(default)]
+    pub num_cls_convs: u32,
+    /// Fully connected layers of the classification branch.
+    #[serde(default)]
+    pub num_cls_fcs: u32,
+    /// 3x3 convs of the regression branch.
+    #[serde(default)]
+    pub num_reg_convs: u32,
+    /// Fully connected layers of the regression branch.
+    #[serde(default)]
+    pub num_reg_fcs: u32,
+    /// The head's other settings, as `Shared2FCBBoxHead`'s.
+    #[serde(flatten)]
+    pub head: Shared2FCBBoxHeadConfig,
 }
 
 fn default_dii_dynamic_conv() -> ConvCfg {

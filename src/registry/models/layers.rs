@@ -205,6 +205,19 @@ pub struct Conv2dConfig {
     pub padding_mode: Option<PaddingMode>,
 }
 
+/// `ConvWS`: MMCV's `ConvWS2d`, a `torch.nn.Conv2d` whose weight is
+/// standardised per output channel before each convolution (weight
+/// standardisation, Qiao et al., 2019), as the `gn+ws` configs use it. The
+/// owner supplies channels, kernel size, stride and padding.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvWSConfig {
+    /// Added to each output channel's weight std.
+    #[serde(default = "eps_1e5")]
+    #[schemars(range(min = 0.0))]
+    pub eps: f64,
+}
+
 /// `DynamicConv`: the instance-interactive dynamic convolution of Sparse R-CNN
 /// (`mmdet.models.layers.DynamicConv`): two 1x1 convs whose weights are generated
 /// per proposal from its feature.

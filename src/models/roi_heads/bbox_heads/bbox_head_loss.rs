@@ -1,4 +1,4 @@
-//! `BBoxHead`'s targets and losses for [`Shared2FCBBoxHead`]: mmdet's
+//! `BBoxHead`'s targets and losses for [`ConvFCBBoxHead`]: mmdet's
 //! `get_targets` / `_get_targets_single` and `loss` with `concat=True`
 //! (`mmdet/models/roi_heads/bbox_heads/bbox_head.py`).
 //!
@@ -8,7 +8,7 @@
 use indexmap::IndexMap;
 use tch::{Kind, Tensor};
 
-use super::convfc_bbox_head::{Shared2FCBBoxHead, NAME};
+use super::convfc_bbox_head::{ConvFCBBoxHead, NAME};
 use super::dii_head_loss::accuracy;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::LossArgs;
@@ -43,7 +43,7 @@ impl BBoxTargets {
     }
 }
 
-impl Shared2FCBBoxHead {
+impl ConvFCBBoxHead {
     /// `_get_targets_single`: one image's positives first, then its negatives.
     fn targets_single(&self, s: &SamplingResult, pos_weight: f64) -> ModelResult<BBoxTargets> {
         let num_pos = s.pos_priors.size()[0];
@@ -221,7 +221,7 @@ mod tests {
         let t = |k: &str| fx(&format!("{case}.{k}"));
         let samp = sampling(samp_prefix);
         let feat = t("feat").set_requires_grad(true);
-        let (cls, reg) = head.forward(&feat).unwrap();
+        let (cls, reg) = head.forward_t(&feat, true).unwrap();
         let targets = head.get_targets(&samp, pos_weight).unwrap();
         assert_eq!(targets.labels, t("t.labels"), "{case} labels");
         for (name, got) in [

@@ -1,4 +1,4 @@
-//! `BBoxHead._predict_by_feat_single` for [`Shared2FCBBoxHead`]
+//! `BBoxHead._predict_by_feat_single` for [`ConvFCBBoxHead`]
 //! (`mmdet/models/roi_heads/bbox_heads/bbox_head.py`): softmax scores, the
 //! class-specific boxes decoded and clipped to the image, optionally scaled
 //! back to the original image, then [`multiclass_nms`].
@@ -8,7 +8,7 @@
 use detc::registry::models::train_test::RcnnTestConfig;
 use tch::{Kind, Tensor};
 
-use super::convfc_bbox_head::{Shared2FCBBoxHead, NAME};
+use super::convfc_bbox_head::{ConvFCBBoxHead, NAME};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::ops::multiclass_nms::{multiclass_nms, NmsOp};
 use crate::models::roi_heads::DetInstances;
@@ -36,7 +36,7 @@ impl BoxTestCfg {
     }
 }
 
-impl Shared2FCBBoxHead {
+impl ConvFCBBoxHead {
     /// The part of `_predict_by_feat_single` before NMS: roi (R, 5),
     /// cls_score (R, K + 1), bbox_pred (R, 4K) or (R, 4) -> boxes (R, 4K)
     /// (or (R, 4)) decoded against the RoIs and clipped to `img_shape`

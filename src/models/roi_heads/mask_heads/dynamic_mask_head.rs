@@ -101,6 +101,7 @@ impl DynamicMaskHead {
                 norm: norm.clone(),
                 act: Some(Activation::Relu),
                 init: xavier_uniform(&[out_c, cin, k, k]),
+                conv: Default::default(),
             };
             convs.push(ConvModule::new(&(p / "convs" / i), cin, out_c, &opts)?);
         }

@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::{
-    kaiming_normal_fan_out, param, Activation, Conv2d, Deconv, ConvGeom, ConvModule, ConvModuleOpts,
+    kaiming_normal_fan_out, param, Activation, Conv2d, Deconv, ConvGeom, ConvKind, ConvModule, ConvModuleOpts,
     ModelError, ModelResult, NormSpec,
 };
 use crate::models::losses::cross_entropy_loss::CeMode;
@@ -41,12 +41,6 @@ pub struct FCNMaskHead {
 
 /// Rejects the options detc does not implement, naming the key to change.
 fn check_supported(cfg: &FCNMaskHeadConfig) -> ModelResult<()> {
-    if cfg.conv_cfg.is_some() {
-        return Err(ModelError::new(
-            NAME,
-            "conv_cfg is not supported (only the default Conv2d)",
-        ));
-    }
     match cfg_type(&cfg.predictor_cfg.0, "FCNMaskHead.predictor_cfg")? {
         "Conv" | "Conv2d" => Ok(()),
         other => Err(ModelError::new(
@@ -68,8 +62,8 @@ fn build_loss(cfg: &FCNMaskHeadConfig) -> ModelResult<CrossEntropyLoss> {
 }
 
 impl FCNMaskHead {
-    /// Builds under `p` (`roi_head.mask_head`): `convs.{i}.conv` (+ `bn`
-    /// with a `norm_cfg`), `upsample`, `conv_logits`, initialised as
+    /// Builds under `p` (`roi_head.mask_head`): `convs.{i}.conv` (+ `bn` or
+    /// `gn` with a `norm_cfg`; a `ConvWS` with `conv_cfg`), `upsample`, `conv_logits`, initialised as
     /// MMDetection's `init_weights`: Kaiming normal (fan_out, ReLU) on every
     /// conv weight (ConvModule's own init, and FCNMaskHead's for `upsample`
     /// and `conv_logits`), every bias 0.
@@ -83,6 +77,7 @@ impl FCNMaskHead {
             .as_ref()
             .map(|n| NormSpec::from_cfg(n, NAME))
             .transpose()?;
+        let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let mut convs = Vec::with_capacity(cfg.num_convs as usize);
         for i in 0..cfg.num_convs as i64 {
             let cin = if i == 0 { in_c } else { out_c };
@@ -92,6 +87,7 @@ impl FCNMaskHead {
                 norm: norm.clone(),
                 act: Some(Activation::Relu),
                 init: kaiming_normal_fan_out(&[out_c, cin, k, k]),
+                conv,
             };
             convs.push(ConvModule::new(&(p / "convs" / i), cin, out_c, &opts)?);
         }
