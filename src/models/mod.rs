@@ -73,6 +73,8 @@ pub static BUILDERS: &[&str] = &[
     "Shared2FCBBoxHead",
     "Shared4Conv1FCBBoxHead",
     "ConvFCBBoxHead",
+    "BBoxHead",
+    "ResLayer",
     "FCNMaskHead",
     // `init_cfg: {type: Normal, layer: Conv2d, std: 0.01}`, RPNHead's default.
     "Normal",

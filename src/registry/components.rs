@@ -21,7 +21,7 @@ use super::engine::{
     TestLoopConfig, ValLoopConfig,
 };
 use super::models::backbones::{ResNeXtConfig, ResNetConfig};
-use super::models::bbox_heads::{ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
+use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
 use super::models::detectors::{QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
@@ -36,7 +36,7 @@ use super::models::losses::{
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
 use super::models::necks::FPNConfig;
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
-use super::models::roi_heads::{CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
+use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, FocalLossCostConfig,
     HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
@@ -71,6 +71,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
     component::<Shared4Conv1FCBBoxHeadConfig>("Shared4Conv1FCBBoxHead", Role::BBoxHead),
     component::<ConvFCBBoxHeadConfig>("ConvFCBBoxHead", Role::BBoxHead),
+    component::<BBoxHeadConfig>("BBoxHead", Role::BBoxHead),
+    component::<ResLayerConfig>("ResLayer", Role::SharedHead),
     component::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
     component::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
     component::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),

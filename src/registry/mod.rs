@@ -36,6 +36,7 @@ pub enum Role {
     Neck,
     RpnHead,
     RoiHead,
+    SharedHead,
     BBoxHead,
     MaskHead,
     RoiExtractor,
@@ -71,7 +72,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         macro_rules! names { ($($v:ident),*) => { match self { $(Role::$v => stringify!($v)),* } } }
         names!(
-            Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, RoiHead, BBoxHead, MaskHead,
+            Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, RoiHead, SharedHead, BBoxHead, MaskHead,
             RoiExtractor, RoiLayer, AnchorGenerator, BBoxCoder, Assigner, Sampler, MatchCost, Loss,
             Nms, Conv, Norm, Activation, Init, Dataset, Transform, DataSampler, BatchSampler,
             Evaluator, OptimWrapper, Optimizer, ParamScheduler, Hook, Loop, Visualizer, VisBackend,
@@ -86,7 +87,7 @@ impl Role {
 
 pub const ALL_ROLES: &[Role] = &[
     Role::Detector, Role::DataPreprocessor, Role::BatchAugment, Role::Backbone, Role::Neck, Role::RpnHead,
-    Role::RoiHead, Role::BBoxHead, Role::MaskHead, Role::RoiExtractor, Role::RoiLayer,
+    Role::RoiHead, Role::SharedHead, Role::BBoxHead, Role::MaskHead, Role::RoiExtractor, Role::RoiLayer,
     Role::AnchorGenerator, Role::BBoxCoder, Role::Assigner, Role::Sampler, Role::MatchCost,
     Role::Loss, Role::Nms, Role::Conv, Role::Norm, Role::Activation, Role::Init, Role::Dataset,
     Role::Transform, Role::DataSampler, Role::BatchSampler, Role::Evaluator, Role::OptimWrapper,

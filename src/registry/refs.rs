@@ -36,6 +36,7 @@ role_refs! {
     NeckCfg => Neck,
     RpnHeadCfg => RpnHead,
     RoiHeadCfg => RoiHead,
+    SharedHeadCfg => SharedHead,
     BBoxHeadCfg => BBoxHead,
     MaskHeadCfg => MaskHead,
     RoiExtractorCfg => RoiExtractor,

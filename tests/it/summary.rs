@@ -155,6 +155,14 @@ fn mask_rcnn_gn_ws_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_c4_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.yaml",
+        "mask-rcnn_r50-caffe-c4_1x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -185,6 +193,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "cascade-mask-rcnn_r50_fpn_1x",
         "faster-rcnn_x101-32x4d_fpn_1x",
         "mask-rcnn_r50_fpn_gn-ws-all_2x",
+        "mask-rcnn_r50-caffe-c4_1x",
     ] {
         assert_eq!(
             live[name],

@@ -286,3 +286,65 @@ fn group_norm_and_weight_standardised_mask_rcnn_trains_and_tests() {
         .assert()
         .success();
 }
+
+/// The C4 layout on the demo's data: a three-stage ResNet-50 without neck,
+/// an RPN on its stride-16 map, RoIs pooled at 14 px and run through
+/// `layer4` (a `ResLayer` shared head) into a plain `BBoxHead` and a
+/// conv-less mask head, as MMDetection's `mask-rcnn_r50-caffe-c4` builds it
+/// (a few RoIs per image, so that the 2048-channel head stays quick). It
+/// trains, its checkpoint holds the shared head under MMDetection's names,
+/// and it tests.
+#[test]
+fn c4_mask_rcnn_with_a_shared_res_layer_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  backbone:\n    depth: 50\n    base_channels: 64\n    num_stages: 3\n    \
+         strides: [1, 2, 2]\n    dilations: [1, 1, 1]\n    out_indices: [2]\n    style: caffe\n  neck: null\n  \
+         rpn_head:\n    in_channels: 1024\n    feat_channels: 32\n    anchor_generator:\n      scales: [1, 2, 4]\n      \
+         strides: [16]\n  roi_head:\n    shared_head:\n      type: ResLayer\n      depth: 50\n      stage: 3\n      \
+         style: caffe\n      norm_cfg: {{type: BN, requires_grad: false}}\n    bbox_roi_extractor:\n      \
+         roi_layer: {{type: RoIAlign, output_size: 14, sampling_ratio: 0}}\n      out_channels: 1024\n      \
+         featmap_strides: [16]\n    bbox_head:\n      _delete_: true\n      type: BBoxHead\n      with_avg_pool: true\n      \
+         roi_feat_size: 7\n      in_channels: 2048\n      num_classes: 4\n    mask_head:\n      num_convs: 0\n      \
+         in_channels: 2048\n  train_cfg:\n    rpn_proposal:\n      max_per_img: 16\n    rcnn:\n      sampler:\n        \
+         num: 8\n  test_cfg:\n    rpn:\n      max_per_img: 8\n",
+        base = root().join(CONFIG).display(),
+    );
+    std::fs::write(dir.path().join("c4.yaml"), config).unwrap();
+    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
+    let out = engine()
+        .arg("run")
+        .arg("c4.yaml")
+        .args(["--work-dir", "c4", "--cfg-options"])
+        .args(TINY)
+        .arg("train_cfg.max_epochs=1")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    for term in ["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"] {
+        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
+    }
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+    let ckpt = detc::checkpoint::load(&dir.path().join("c4/epoch_1.pth")).unwrap();
+    for name in [
+        "backbone.layer3.5.conv3.weight",
+        "roi_head.shared_head.layer4.0.downsample.0.weight",
+        "roi_head.shared_head.layer4.2.bn3.running_var",
+        "roi_head.bbox_head.fc_cls.weight",
+        "roi_head.mask_head.upsample.weight",
+    ] {
+        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
+    }
+    assert!(!ckpt.state_dict.keys().any(|k| k.starts_with("backbone.layer4") || k.starts_with("neck.")));
+    engine()
+        .arg("test")
+        .arg("c4.yaml")
+        .args(["c4/epoch_1.pth", "--work-dir", "tested", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success();
+}

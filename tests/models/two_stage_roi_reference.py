@@ -36,7 +36,9 @@ is re-stated below over torchvision's nms (its Python logic, unchanged).
            candidates: the hardest by loss_cls are kept): loss;
 * shape.*  the state-dict shapes of Mask R-CNN's full StandardRoIHead;
 * cas.*, casm.*  a tiny 3-stage CascadeRoIHead (cascade_cfg), without and
-           with mask heads: every stage's losses, gradients, predictions.
+           with mask heads: every stage's losses, gradients, predictions;
+* c4.*     the C4 configs' StandardRoIHead (c4_cfg): a ResLayer shared head,
+           a BBoxHead, a conv-less FCNMaskHead: losses, gradients, predictions.
 """
 
 import math
@@ -386,6 +388,65 @@ def e2e_case(prefix, shared, imgs, d, predict, sampler=None):
                 d[f"{p}.labels"], d[f"{p}.masks"] = r.labels.clone(), r.masks.clone()
 
 
+# Keep in sync with c4_cfg() in standard_roi_head.rs.
+C4_FROZEN_BN = dict(type="BN", requires_grad=False)
+
+
+def c4_cfg():
+    """The C4 configs' StandardRoIHead at full width (ResLayer fixes it):
+    RoIs pooled at 14 px from one stride-16 level of 1024 channels, `layer4`
+    (stride 2, caffe style, frozen BN in eval mode) as the shared head, a
+    plain BBoxHead on the average-pooled 7 px, 2048-channel features, and an
+    FCNMaskHead without convs on the positives' shared-head features."""
+    return dict(
+        type="StandardRoIHead",
+        shared_head=dict(type="ResLayer", depth=50, stage=3, stride=2, dilation=1, style="caffe",
+                         norm_cfg=C4_FROZEN_BN, norm_eval=True),
+        bbox_roi_extractor=dict(type="SingleRoIExtractor",
+                                roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=0),
+                                out_channels=1024, featmap_strides=[16]),
+        bbox_head=dict(type="BBoxHead", with_avg_pool=True, roi_feat_size=7, in_channels=2048,
+                       num_classes=3, loss_bbox=dict(type="L1Loss", loss_weight=1.0)),
+        mask_roi_extractor=None,
+        mask_head=dict(type="FCNMaskHead", num_convs=0, in_channels=2048, conv_out_channels=16,
+                       num_classes=3),
+        train_cfg=ConfigDict(assigner=ASSIGNER, sampler=SAMPLER, mask_size=14, pos_weight=-1, debug=False),
+        test_cfg=ConfigDict(dict(TEST, max_per_img=20)),
+    )
+
+
+def c4_case(imgs, d):
+    """c4.*: loss (values, gradients of a few weights and of the feature map)
+    and predict (with rescale) of c4_cfg() on the two images' proposals."""
+    torch.manual_seed(31)
+    head = MODELS.build(c4_cfg())
+    head.init_weights()
+    perturb(head, 0.02)
+    save_sd(head, "c4", d)
+    g = torch.Generator().manual_seed(32)
+    x = [torch.randn(2, 1024, H // 16, W // 16, generator=g).requires_grad_(True)]
+    d["c4.x.0"] = x[0].detach()
+    head.train()
+    rpn = [InstanceData(bboxes=im["proposals"].clone()) for im in imgs]
+    losses = head.loss(tuple(x), rpn, data_samples(imgs))
+    sum(v for k, v in losses.items() if "loss" in k).backward()
+    for k, v in losses.items():
+        d[f"c4.out.{k}"] = v.detach().clone()
+    params = dict(head.named_parameters())
+    for k in ["shared_head.layer4.0.conv1.weight", "shared_head.layer4.2.conv3.weight",
+              "bbox_head.fc_cls.weight", "bbox_head.fc_reg.weight", "mask_head.upsample.weight",
+              "mask_head.conv_logits.weight"]:
+        d[f"c4.grad.{k}"] = params[k].grad.clone()
+    d["c4.grad.x.0"] = x[0].grad.clone()
+    head.eval()
+    with torch.no_grad():
+        rpn = [InstanceData(bboxes=im["proposals"].clone()) for im in imgs]
+        for i, r in enumerate(head.predict(tuple(x), rpn, data_samples(imgs), rescale=True)):
+            p = f"c4.pred1.{i}"
+            d[f"{p}.bboxes"], d[f"{p}.scores"] = r.bboxes.clone(), r.scores.clone()
+            d[f"{p}.labels"], d[f"{p}.masks"] = r.labels.clone(), r.masks.clone()
+
+
 def cascade_cfg(with_mask):
     """A tiny 3-stage CascadeRoIHead: stricter IoU thresholds per stage, the
     middle head class-specific (the cascade configs' are class-agnostic)."""
@@ -528,6 +589,7 @@ def main(out):
     full_shapes(d)
     cascade_case("cas", False, imgs, d)
     cascade_case("casm", True, imgs, d)
+    c4_case(imgs, d)
     torch.save(d, os.path.join(out, "two_stage_roi.pth"))
 
 

@@ -151,7 +151,7 @@ impl Runner {
             &mut log,
             &format!("Hooks will be executed in the following order:\n{table}"),
         )?;
-        if let Some(report) = model.init_weights(&vs).map_err(input)? {
+        for report in model.init_weights(&vs).map_err(input)? {
             if let Some(w) = report.warning() {
                 log.log(Level::Warning, &w).map_err(runtime)?;
             }

@@ -9,7 +9,9 @@
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
 
 use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig, ResNetStyle};
+use detc::registry::models::common::OneOrMany;
 use detc::registry::models::weight_init::PretrainedInitConfig;
+use detc::registry::refs::InitCfg;
 use tch::nn;
 use tch::Tensor;
 
@@ -213,6 +215,79 @@ impl Block {
     }
 }
 
+/// A stage of residual blocks (`layer{i}.{j}`), the first with the stage's
+/// stride and the downsample.
+#[derive(Debug)]
+pub struct ResStage {
+    blocks: Vec<Block>,
+}
+
+impl ResStage {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        p: &nn::Path,
+        bottleneck: bool,
+        num_blocks: usize,
+        inplanes: i64,
+        planes: i64,
+        stride: i64,
+        dilation: i64,
+        avg_down: bool,
+        spec: &StageSpec,
+    ) -> ModelResult<Self> {
+        let exp = if bottleneck { 4 } else { 1 };
+        let mut blocks = Vec::with_capacity(num_blocks);
+        for j in 0..num_blocks {
+            let (cin, s) = if j == 0 { (inplanes, stride) } else { (planes * exp, 1) };
+            blocks.push(Block::new(&(p / j), bottleneck, cin, planes, s, dilation, avg_down, spec)?);
+        }
+        Ok(ResStage { blocks })
+    }
+
+    /// MMDetection's `ResLayer` shared head: stage `stage` (0-based) of a
+    /// ResNet-`depth` under `p` (`layer{stage + 1}`), from `64 * 2^(stage - 1)
+    /// * 4` channels to `64 * 2^stage * 4`, with `stride` and `dilation`;
+    ///   initialised as ResNet's blocks without zero-init. Returns the stage
+    ///   and its output channels.
+    pub fn res_layer(
+        p: &nn::Path,
+        depth: u32,
+        stage: usize,
+        stride: i64,
+        dilation: i64,
+        style: ResNetStyle,
+        norm: &NormSpec,
+    ) -> ModelResult<(Self, i64)> {
+        let (bottleneck, blocks) = arch(depth)
+            .filter(|(bottleneck, _)| *bottleneck)
+            .ok_or_else(|| ModelError::new("ResLayer", format!("invalid depth {depth} (50, 101 or 152)")))?;
+        if !(1..=3).contains(&stage) {
+            return Err(ModelError::new("ResLayer", format!("stage {stage} must be 1, 2 or 3")));
+        }
+        let planes = 64 << stage;
+        let spec = StageSpec {
+            norm,
+            conv: ConvKind::Plain,
+            trainable: true,
+            zero_init_last: false,
+            style,
+            cardinality: Cardinality { groups: 1, base_width: 64, base_channels: 64 },
+        };
+        let p = p / format!("layer{}", stage + 1);
+        let layer = ResStage::new(&p, bottleneck, blocks[stage], (planes / 2) * 4, planes, stride, dilation, false, &spec)?;
+        Ok((layer, planes * 4))
+    }
+
+    /// x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride); `train` switches the batch norms.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let mut y = x.shallow_clone();
+        for block in &self.blocks {
+            y = block.forward_t(&y, train)?;
+        }
+        Ok(y)
+    }
+}
+
 /// The stem: one 7x7 conv (`conv1`, `bn1`/`gn1`) or, with `deep_stem`, three 3x3
 /// convs (`stem.0/1`, `stem.3/4`, `stem.6/7`); then a 3x3 stride-2 max pool.
 #[derive(Debug)]
@@ -289,7 +364,7 @@ impl Stem {
 #[derive(Debug)]
 pub struct ResNet {
     stem: Stem,
-    stages: Vec<Vec<Block>>,
+    stages: Vec<ResStage>,
     out_indices: Vec<usize>,
     frozen_stages: i64,
     norm_eval: bool,
@@ -336,7 +411,7 @@ impl ResNet {
         let n = cfg.num_stages as usize;
         let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
-        let pretrained = pretrained_cfg(cfg)?;
+        let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let stem_c = cfg.stem_channels.unwrap_or(cfg.base_channels) as i64;
         let stem = Stem::new(
             &p,
@@ -363,21 +438,8 @@ impl ResNet {
                 cardinality,
             };
             let lp = &p / format!("layer{}", i + 1);
-            let mut stage = Vec::with_capacity(num_blocks);
-            for j in 0..num_blocks {
-                let s = if j == 0 { stride } else { 1 };
-                stage.push(Block::new(
-                    &(&lp / j),
-                    bottleneck,
-                    inplanes,
-                    planes,
-                    s,
-                    dilation,
-                    cfg.avg_down,
-                    &spec,
-                )?);
-                inplanes = planes * exp;
-            }
+            let stage = ResStage::new(&lp, bottleneck, num_blocks, inplanes, planes, stride, dilation, cfg.avg_down, &spec)?;
+            inplanes = planes * exp;
             stride_acc *= stride;
             stages.push(stage);
             stage_channels.push(planes * exp);
@@ -428,9 +490,7 @@ impl ResNet {
         let mut y = self.stem.forward_t(x, bn_train(0))?;
         let mut outs = Vec::with_capacity(self.out_indices.len());
         for (i, stage) in self.stages.iter().enumerate() {
-            for block in stage {
-                y = block.forward_t(&y, bn_train(i as i64 + 1))?;
-            }
+            y = stage.forward_t(&y, bn_train(i as i64 + 1))?;
             if self.out_indices.contains(&i) {
                 outs.push(y.shallow_clone());
             }
@@ -468,9 +528,14 @@ fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {
     Ok(())
 }
 
-/// The `Pretrained` entry of `init_cfg` (or the deprecated `pretrained`).
-fn pretrained_cfg(cfg: &ResNetConfig) -> ModelResult<Option<PretrainedInitConfig>> {
-    if let Some(path) = &cfg.pretrained {
+/// The `Pretrained` entry of `init_cfg` (or the deprecated `pretrained`) of
+/// a ResNet or of a `ResLayer` (`owner`, named in errors).
+pub(crate) fn pretrained_init(
+    pretrained: Option<&String>,
+    init_cfg: Option<&OneOrMany<InitCfg>>,
+    owner: &str,
+) -> ModelResult<Option<PretrainedInitConfig>> {
+    if let Some(path) = pretrained {
         return Ok(Some(PretrainedInitConfig {
             checkpoint: path.clone(),
             prefix: None,
@@ -478,13 +543,13 @@ fn pretrained_cfg(cfg: &ResNetConfig) -> ModelResult<Option<PretrainedInitConfig
             name: None,
         }));
     }
-    let Some(init) = &cfg.init_cfg else {
+    let Some(init) = init_cfg else {
         return Ok(None);
     };
     let items = init.as_vec();
     let [item] = items.as_slice() else {
         return Err(ModelError::new(
-            NAME,
+            owner,
             "init_cfg must be one `Pretrained` dict (or null for the default init)",
         ));
     };
@@ -492,12 +557,10 @@ fn pretrained_cfg(cfg: &ResNetConfig) -> ModelResult<Option<PretrainedInitConfig
     match map.remove("type").as_ref().and_then(|t| t.as_str()) {
         Some("Pretrained") => serde_json::from_value(serde_json::Value::Object(map))
             .map(Some)
-            .map_err(|e| ModelError::new(NAME, format!("invalid Pretrained init_cfg: {e}"))),
+            .map_err(|e| ModelError::new(owner, format!("invalid Pretrained init_cfg: {e}"))),
         other => Err(ModelError::new(
-            NAME,
-            format!(
-                "init_cfg type {other:?} is not supported for ResNet yet (use Pretrained or null)"
-            ),
+            owner,
+            format!("init_cfg type {other:?} is not supported for {owner} yet (use Pretrained or null)"),
         )),
     }
 }

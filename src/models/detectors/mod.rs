@@ -48,13 +48,11 @@ impl Detector {
         }
     }
 
-    /// Loads the backbone's `Pretrained` `init_cfg`, if any.
-    pub fn init_weights(
-        &self,
-        vs: &nn::VarStore,
-    ) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+    /// Loads the `Pretrained` `init_cfg`s (the backbone's, a shared head's):
+    /// one key report per checkpoint loaded.
+    pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Vec<detc::checkpoint::KeyReport>> {
         match self {
-            Detector::Sparse(m) => m.init_weights(vs),
+            Detector::Sparse(m) => Ok(m.init_weights(vs)?.into_iter().collect()),
             Detector::TwoStage(m) => m.init_weights(vs),
         }
     }

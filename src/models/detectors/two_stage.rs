@@ -147,13 +147,15 @@ impl TwoStageDetector {
         })
     }
 
-    /// Loads the backbone's `Pretrained` `init_cfg`, if any (MMEngine's
-    /// `init_weights`; the other parts are initialised when built).
-    pub fn init_weights(
-        &self,
-        vs: &nn::VarStore,
-    ) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
-        self.backbone.init_weights(vs)
+    /// Loads the backbone's and the shared head's `Pretrained` `init_cfg`s,
+    /// if any (MMEngine's `init_weights`; the other parts are initialised
+    /// when built): one key report per checkpoint loaded.
+    pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Vec<detc::checkpoint::KeyReport>> {
+        let shared = match &self.roi_head {
+            RoiHead::Standard(h) => h.init_weights(vs)?,
+            RoiHead::Cascade(_) => None,
+        };
+        Ok(self.backbone.init_weights(vs)?.into_iter().chain(shared).collect())
     }
 
     /// `extract_feat`: backbone, then neck.

@@ -29,7 +29,7 @@ use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
     build_test, build_train, check_batch, check_fit, img_shape, predict_per_image, sample_batch, unscale_boxes,
-    MaskBranch, RcnnTest, RcnnTrain,
+    MaskBranch, RcnnTest, RcnnTrain, RoiFeatures,
 };
 use super::{check_stage_weights, per_stage, DetInstances};
 use crate::models::data_preprocessors::DetDataSample;
@@ -48,6 +48,13 @@ struct Stage {
     mask: Option<MaskBranch>,
     train: Option<RcnnTrain>,
     loss_weight: f64,
+}
+
+impl Stage {
+    /// The stage's RoI features (a cascade has no shared head).
+    fn features(&self) -> RoiFeatures<'_> {
+        RoiFeatures { extractor: &self.bbox_roi_extractor, shared_head: None }
+    }
 }
 
 #[derive(Debug)]
@@ -88,7 +95,7 @@ impl CascadeRoIHead {
                 None => None,
                 Some(mask_heads) => {
                     let ext = mask_extractors.as_ref().map(|e| e[s]);
-                    Some(MaskBranch::new(mask_heads[s], ext, &bbox_roi_extractor, &(p / "mask_head" / s))?)
+                    Some(MaskBranch::new(mask_heads[s], ext, RoiFeatures { extractor: &bbox_roi_extractor, shared_head: None }, &(p / "mask_head" / s))?)
                 }
             };
             stages.push(Stage {
@@ -131,7 +138,7 @@ impl CascadeRoIHead {
                 .train
                 .as_ref()
                 .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn (one dict per stage)"))?;
-            let sampling = sample_batch(train, &proposals, samples, &stage.bbox_roi_extractor, &stage.bbox_head, x)?;
+            let sampling = sample_batch(train, &proposals, samples, stage.features(), &stage.bbox_head, x)?;
             let priors = sampling.iter().map(|r| r.priors()).collect::<ModelResult<Vec<_>>>()?;
             let rois = bbox2roi(&priors)?;
             let bbox_feats = stage.bbox_roi_extractor.forward(x, &rois)?;
@@ -139,7 +146,7 @@ impl CascadeRoIHead {
             let mut stage_losses =
                 stage.bbox_head.loss_and_target(&cls_score, &bbox_pred, &rois, &sampling, train.pos_weight)?;
             if let Some(mask) = &stage.mask {
-                stage_losses.insert("loss_mask".into(), mask.loss(x, &sampling, &bbox_feats, samples, train)?);
+                stage_losses.insert("loss_mask".into(), mask.loss(x, &sampling, &bbox_feats, stage.features(), samples, train)?);
             }
             for (name, value) in stage_losses {
                 let value = if name.contains("loss") { value.f_mul_scalar(stage.loss_weight)? } else { value };
@@ -261,7 +268,7 @@ impl CascadeRoIHead {
             let mut sum: Option<Tensor> = None;
             for stage in &self.stages {
                 let mask = stage.mask.as_ref().expect("predict_mask runs with mask heads");
-                let probs = mask.forward(x, &mask_rois, &stage.bbox_roi_extractor)?.f_sigmoid()?;
+                let probs = mask.forward(x, &mask_rois, stage.features())?.f_sigmoid()?;
                 sum = Some(match sum {
                     None => probs,
                     Some(total) => total.f_add(&probs)?,

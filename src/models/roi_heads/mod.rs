@@ -9,6 +9,7 @@ pub mod bbox_heads;
 pub mod cascade_roi_head;
 pub mod roi_extractors;
 pub mod mask_heads;
+pub mod res_layer;
 pub mod sparse_roi_head;
 pub mod standard_roi_head;
 

@@ -24,6 +24,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::bbox_head_predict::empty_instances;
 use super::bbox_heads::{build_bbox_head, BoxTestCfg, ConvFCBBoxHead};
+use super::res_layer::ResLayer;
 use super::mask_heads::FCNMaskHead;
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
@@ -75,9 +76,50 @@ pub(super) struct MaskBranch {
     pub(super) head: FCNMaskHead,
 }
 
+/// How a branch turns RoIs into its head's input: the RoI extractor, then
+/// the `shared_head` (the C4 configs' `ResLayer`) when there is one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RoiFeatures<'a> {
+    pub(super) extractor: &'a SingleRoIExtractor,
+    pub(super) shared_head: Option<&'a ResLayer>,
+}
+
+impl RoiFeatures<'_> {
+    /// The pooled (and shared-head) features of `rois` (R, 5); `train`
+    /// switches the shared head's batch norms (unless `norm_eval`).
+    pub(super) fn forward(&self, x: &[Tensor], rois: &Tensor, train: bool) -> ModelResult<Tensor> {
+        let feats = self.extractor.forward(x, rois)?;
+        match self.shared_head {
+            Some(head) => head.forward_t(&feats, train),
+            None => Ok(feats),
+        }
+    }
+
+    /// Checks that these features fit a head taking `head_in` channels (at
+    /// `head_size`, for a box head).
+    fn check_fit(&self, what: &str, head_in: i64, head_size: Option<(i64, i64)>) -> ModelResult<()> {
+        let Some(shared) = self.shared_head else { return check_fit(self.extractor, what, head_in, head_size) };
+        check_fit(self.extractor, what, shared.in_channels, None)?;
+        let (h, w) = self.extractor.op.output_size;
+        let size = (h / shared.stride, w / shared.stride);
+        if shared.out_channels != head_in || head_size.is_some_and(|s| s != size) {
+            return Err(ModelError::new(
+                NAME,
+                format!(
+                    "shared_head gives {} channels of {size:?} but {what}_head takes in_channels {head_in}{}",
+                    shared.out_channels,
+                    head_size.map(|s| format!(" at roi_feat_size {s:?}")).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct StandardRoIHead {
     bbox_roi_extractor: SingleRoIExtractor,
+    shared_head: Option<ResLayer>,
     bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
     train: Option<RcnnTrain>,
@@ -190,12 +232,6 @@ impl StandardRoIHead {
         test_cfg: Option<&RcnnTestConfig>,
         p: &nn::Path,
     ) -> ModelResult<Self> {
-        if cfg.shared_head.is_some() {
-            return Err(ModelError::new(
-                NAME,
-                "shared_head is not supported (set it to null)",
-            ));
-        }
         let (Some(ext_cfg), Some(head_cfg)) = (&cfg.bbox_roi_extractor, &cfg.bbox_head) else {
             return Err(ModelError::new(
                 NAME,
@@ -203,17 +239,20 @@ impl StandardRoIHead {
             ));
         };
         let bbox_roi_extractor = SingleRoIExtractor::from_cfg(ext_cfg)?;
+        let shared_head = match &cfg.shared_head {
+            None => None,
+            Some(c) => match cfg_type(&c.0, "shared_head")? {
+                "ResLayer" => Some(ResLayer::new(&parse_cfg(&c.0, "ResLayer")?, &(p / "shared_head"))?),
+                other => return Err(ModelError::new(NAME, format!("shared_head {other:?} is not supported (only ResLayer)"))),
+            },
+        };
         let bbox_head = build_bbox_head(head_cfg, &(p / "bbox_head"))?;
-        check_fit(
-            &bbox_roi_extractor,
-            "bbox",
-            bbox_head.in_channels,
-            Some(bbox_head.roi_feat_size),
-        )?;
+        let features = RoiFeatures { extractor: &bbox_roi_extractor, shared_head: shared_head.as_ref() };
+        features.check_fit("bbox", bbox_head.in_channels, Some(bbox_head.roi_feat_size))?;
         let mask = cfg
             .mask_head
             .as_ref()
-            .map(|mh| MaskBranch::new(mh, cfg.mask_roi_extractor.as_ref(), &bbox_roi_extractor, &(p / "mask_head")))
+            .map(|mh| MaskBranch::new(mh, cfg.mask_roi_extractor.as_ref(), features, &(p / "mask_head")))
             .transpose()?;
         let with_mask = mask.is_some();
         Ok(StandardRoIHead {
@@ -226,9 +265,23 @@ impl StandardRoIHead {
                 .map(|c| build_test(c, with_mask))
                 .transpose()?,
             bbox_roi_extractor,
+            shared_head,
             bbox_head,
             mask,
         })
+    }
+
+    /// The box branch's RoI features: the extractor and the shared head.
+    fn bbox_features(&self) -> RoiFeatures<'_> {
+        RoiFeatures { extractor: &self.bbox_roi_extractor, shared_head: self.shared_head.as_ref() }
+    }
+
+    /// Loads the shared head's `Pretrained` `init_cfg`, if any.
+    pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+        match &self.shared_head {
+            Some(head) => head.init_weights(vs),
+            None => Ok(None),
+        }
     }
 
     /// Whether a mask branch is configured (Mask R-CNN).
@@ -255,14 +308,14 @@ impl StandardRoIHead {
             .as_ref()
             .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn"))?;
         check_batch(&proposals, samples)?;
-        let sampling = sample_batch(train, &proposals, samples, &self.bbox_roi_extractor, &self.bbox_head, x)?;
+        let sampling = sample_batch(train, &proposals, samples, self.bbox_features(), &self.bbox_head, x)?;
 
         let priors = sampling
             .iter()
             .map(|s| s.priors())
             .collect::<ModelResult<Vec<_>>>()?;
         let rois = bbox2roi(&priors)?;
-        let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
+        let bbox_feats = self.bbox_features().forward(x, &rois, true)?;
         let (cls_score, bbox_pred) = self.bbox_head.forward_t(&bbox_feats, true)?;
         let mut losses = self.bbox_head.loss_and_target(
             &cls_score,
@@ -273,7 +326,7 @@ impl StandardRoIHead {
         )?;
 
         if let Some(mask) = &self.mask {
-            let loss = mask.loss(x, &sampling, &bbox_feats, samples, train)?;
+            let loss = mask.loss(x, &sampling, &bbox_feats, self.bbox_features(), samples, train)?;
             losses.insert("loss_mask".into(), loss);
         }
         Ok(losses)
@@ -327,7 +380,7 @@ impl StandardRoIHead {
         if rois.size()[0] == 0 {
             return samples.iter().map(|_| empty_instances(&rois)).collect();
         }
-        let bbox_feats = self.bbox_roi_extractor.forward(x, &rois)?;
+        let bbox_feats = self.bbox_features().forward(x, &rois, false)?;
         let (cls_score, bbox_pred) = self.bbox_head.forward_t(&bbox_feats, false)?;
         let counts: Vec<i64> = proposals.iter().map(|p| p.size()[0]).collect();
         let rois = rois.f_split_with_sizes(&counts, 0)?;
@@ -353,7 +406,7 @@ impl StandardRoIHead {
         let mask_preds = if mask_rois.size()[0] == 0 {
             None
         } else {
-            let preds = mask.forward(x, &mask_rois, &self.bbox_roi_extractor)?;
+            let preds = mask.forward(x, &mask_rois, self.bbox_features())?;
             let counts: Vec<i64> = boxes.iter().map(|b| b.size()[0]).collect();
             Some(preds.f_split_with_sizes(&counts, 0)?)
         };
@@ -382,11 +435,12 @@ impl StandardRoIHead {
 
 impl MaskBranch {
     /// `mask_head` under `p` and its `mask_roi_extractor` (`None`: the box
-    /// branch's `bbox_ext` is shared, MMDetection's `share_roi_extractor`).
+    /// branch's extractor is shared, MMDetection's `share_roi_extractor`);
+    /// the box branch's shared head, if any, runs on the mask RoIs too.
     pub(super) fn new(
         head_cfg: &MaskHeadCfg,
         ext_cfg: Option<&RoiExtractorCfg>,
-        bbox_ext: &SingleRoIExtractor,
+        bbox: RoiFeatures,
         p: &nn::Path,
     ) -> ModelResult<Self> {
         let head = match cfg_type(&head_cfg.0, "mask_head")? {
@@ -397,32 +451,41 @@ impl MaskBranch {
         };
         let roi_extractor = ext_cfg.map(SingleRoIExtractor::from_cfg).transpose()?;
         // FCNMaskHead's roi_feat_size is unused (mmdet: "reserved").
-        check_fit(roi_extractor.as_ref().unwrap_or(bbox_ext), "mask", head.in_channels, None)?;
-        Ok(MaskBranch { roi_extractor, head })
+        let branch = MaskBranch { roi_extractor, head };
+        branch.features(bbox).check_fit("mask", branch.head.in_channels, None)?;
+        Ok(branch)
     }
 
-    /// Mask logits (R, K, h, w) of `rois` (R, 5) in eval mode; `bbox_ext`
-    /// pools them when the extractor is shared.
-    pub(super) fn forward(&self, x: &[Tensor], rois: &Tensor, bbox_ext: &SingleRoIExtractor) -> ModelResult<Tensor> {
-        let feats = self.roi_extractor.as_ref().unwrap_or(bbox_ext).forward(x, rois)?;
+    /// The mask RoIs' features: its own extractor (or the box branch's),
+    /// then the box branch's shared head, as MMDetection's `_mask_forward`.
+    fn features<'a>(&'a self, bbox: RoiFeatures<'a>) -> RoiFeatures<'a> {
+        RoiFeatures { extractor: self.roi_extractor.as_ref().unwrap_or(bbox.extractor), shared_head: bbox.shared_head }
+    }
+
+    /// Mask logits (R, K, h, w) of `rois` (R, 5) in eval mode; `bbox` (the
+    /// box branch's features) pools them when the extractor is shared.
+    pub(super) fn forward(&self, x: &[Tensor], rois: &Tensor, bbox: RoiFeatures) -> ModelResult<Tensor> {
+        let feats = self.features(bbox).forward(x, rois, false)?;
         self.head.forward_t(&feats, false)
     }
 
     /// `mask_loss`: the head on the positives of `sampling` (pooled by its
-    /// own extractor, or picked from `bbox_feats`, the box features of all
-    /// sampled RoIs, when shared) against their ground-truth masks.
+    /// own extractor and the box branch's shared head, or picked from
+    /// `bbox_feats`, the box features of all sampled RoIs, when shared)
+    /// against their ground-truth masks.
     pub(super) fn loss(
         &self,
         x: &[Tensor],
         sampling: &[SamplingResult],
         bbox_feats: &Tensor,
+        bbox: RoiFeatures,
         samples: &[DetDataSample],
         train: &RcnnTrain,
     ) -> ModelResult<Tensor> {
         let mask_feats = match &self.roi_extractor {
-            Some(ext) => {
+            Some(_) => {
                 let pos: Vec<Tensor> = sampling.iter().map(|s| s.pos_priors.shallow_clone()).collect();
-                ext.forward(x, &bbox2roi(&pos)?)?
+                self.features(bbox).forward(x, &bbox2roi(&pos)?, true)?
             }
             None => bbox_feats.f_index_select(0, &positive_rows(sampling, bbox_feats.device())?)?,
         };
@@ -453,7 +516,7 @@ pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> Mo
 /// What `OHEMSampler` ranks candidates with: one image's features and the
 /// box branch that classifies its RoIs (MMDetection's sampler `context`).
 struct HardMiner<'a> {
-    extractor: &'a SingleRoIExtractor,
+    features: RoiFeatures<'a>,
     head: &'a ConvFCBBoxHead,
     x: &'a [Tensor],
     image: usize,
@@ -481,7 +544,7 @@ impl HardMiner<'_> {
                 self.x.iter().map(|level| level.f_narrow(0, self.image as i64, 1)).collect::<Result<_, _>>()?;
             let rois = bbox2roi(&[boxes])?;
             // MMDetection mines with the model in training mode.
-            let (cls_score, _) = self.head.forward_t(&self.extractor.forward(&feats, &rois)?, true)?;
+            let (cls_score, _) = self.head.forward_t(&self.features.forward(&feats, &rois, true)?, true)?;
             let ones = cls_score.f_new_ones([n], (cls_score.kind(), cls_score.device()))?;
             self.head.loss_cls.forward(&cls_score, &labels, LossArgs::default().weight(&ones).reduction(Reduction::None))
         })?;
@@ -490,13 +553,13 @@ impl HardMiner<'_> {
     }
 }
 
-/// Assigns and samples every image's proposals; `extractor` and `head` (the
+/// Assigns and samples every image's proposals; `features` and `head` (the
 /// box branch) rank the candidates for `OHEMSampler`.
 pub(super) fn sample_batch(
     train: &RcnnTrain,
     proposals: &[Tensor],
     samples: &[DetDataSample],
-    extractor: &SingleRoIExtractor,
+    features: RoiFeatures,
     head: &ConvFCBBoxHead,
     x: &[Tensor],
 ) -> ModelResult<Vec<SamplingResult>> {
@@ -504,7 +567,7 @@ pub(super) fn sample_batch(
         .iter()
         .zip(samples)
         .enumerate()
-        .map(|(image, (props, sample))| assign_and_sample(train, props, sample, &HardMiner { extractor, head, x, image }))
+        .map(|(image, (props, sample))| assign_and_sample(train, props, sample, &HardMiner { features, head, x, image }))
         .collect()
 }
 
@@ -846,6 +909,75 @@ pub(crate) mod tests {
         }
     }
 
+    /// `c4_cfg()` of the reference script: the C4 configs' head, at full width.
+    fn c4_head(train: bool) -> (VarStore, StandardRoIHead) {
+        let (_, train_cfg, test) = tiny_cfg(true);
+        let cfg: StandardRoIHeadConfig = serde_json::from_value(serde_json::json!({
+            "shared_head": {"type": "ResLayer", "depth": 50, "stage": 3, "stride": 2, "dilation": 1, "style": "caffe",
+                            "norm_cfg": {"type": "BN", "requires_grad": false}, "norm_eval": true},
+            "bbox_roi_extractor": {"type": "SingleRoIExtractor",
+                                   "roi_layer": {"type": "RoIAlign", "output_size": 14, "sampling_ratio": 0},
+                                   "out_channels": 1024, "featmap_strides": [16]},
+            "bbox_head": {"type": "BBoxHead", "with_avg_pool": true, "roi_feat_size": 7, "in_channels": 2048,
+                          "num_classes": 3, "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0}},
+            "mask_head": {"type": "FCNMaskHead", "num_convs": 0, "in_channels": 2048, "conv_out_channels": 16,
+                          "num_classes": 3}
+        }))
+        .unwrap();
+        let vs = VarStore::new(Device::Cpu);
+        let head = StandardRoIHead::new(&cfg, train.then_some(&train_cfg), Some(&test), &vs.root()).unwrap();
+        load(&vs, "c4");
+        (vs, head)
+    }
+
+    /// The C4 head (a `ResLayer` shared head with frozen BN in eval mode, a
+    /// plain `BBoxHead`, a mask head on the positives' shared-head features):
+    /// losses, gradients (of the shared head too) and predictions equal
+    /// MMDetection's.
+    #[test]
+    fn c4_head_with_a_shared_res_layer_equals_mmdet() {
+        let (vs, head) = c4_head(true);
+        let x = vec![fx("c4.x.0").set_requires_grad(true)];
+        let losses = head.loss(&x, proposals(), &samples()).unwrap();
+        let keys: Vec<&str> = losses.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["loss_cls", "acc", "loss_bbox", "loss_mask"]);
+        for (name, v) in &losses {
+            assert_close(v, &fx(&format!("c4.out.{name}")), 1e-5, 1e-4, &format!("c4 {name}"));
+        }
+        (&losses["loss_cls"] + &losses["loss_bbox"] + losses["loss_mask"].sum(Kind::Float)).backward();
+        let vars = vs.variables();
+        let close = |got: &Tensor, key: &str| {
+            let want = fx(&format!("c4.grad.{key}"));
+            let tol = 1e-4 * want.abs().max().double_value(&[]);
+            assert_close(got, &want, tol, 1e-4, &format!("c4 grad {key}"));
+        };
+        for key in [
+            "shared_head.layer4.0.conv1.weight",
+            "shared_head.layer4.2.conv3.weight",
+            "bbox_head.fc_cls.weight",
+            "bbox_head.fc_reg.weight",
+            "mask_head.upsample.weight",
+            "mask_head.conv_logits.weight",
+        ] {
+            close(&vars[key].grad(), key);
+        }
+        close(&x[0].grad(), "x.0");
+        // Frozen BN (requires_grad: false) takes no gradient and is not trained.
+        assert!(!vars["shared_head.layer4.0.bn1.weight"].requires_grad());
+
+        let (_vs, head) = c4_head(false);
+        let x = vec![fx("c4.x.0")];
+        let res = tch::no_grad(|| head.predict(&x, proposals(), &samples(), true)).unwrap();
+        for (i, r) in res.iter().enumerate() {
+            let want = |k: &str| fx(&format!("c4.pred1.{i}.{k}"));
+            assert_close(&r.bboxes, &want("bboxes"), 1e-3, 1e-5, &format!("c4 image {i} bboxes"));
+            assert_close(&r.scores, &want("scores"), 1e-5, 1e-4, &format!("c4 image {i} scores"));
+            assert_eq!(r.labels, want("labels"), "c4 image {i} labels");
+            let differ = r.masks.as_ref().unwrap().ne_tensor(&want("masks")).sum(Kind::Int64).int64_value(&[]);
+            assert_eq!(differ, 0, "c4 image {i}: {differ} mask pixels differ");
+        }
+    }
+
     #[test]
     fn standard_roi_head_predicts_empty_instances_without_proposals() {
         let (_vs, head) = tiny_head("e2e", false, false);
@@ -914,9 +1046,10 @@ pub(crate) mod tests {
         bad.bbox_head = None;
         assert!(build(&bad, None, &test).contains("required"));
         let mut bad = cfg.clone();
+        // A shared head whose input the extractor's 8 channels do not fit.
         bad.shared_head =
-            Some(serde_json::from_value(serde_json::json!({"type": "ResLayer"})).unwrap());
-        assert!(build(&bad, None, &test).contains("shared_head"));
+            Some(serde_json::from_value(serde_json::json!({"type": "ResLayer", "depth": 50})).unwrap());
+        assert!(build(&bad, None, &test).contains("gives 8 channels of (7, 7) but bbox_head takes in_channels 1024"));
         let mut bad = cfg.clone();
         bad.bbox_head.as_mut().unwrap().0["in_channels"] = serde_json::json!(16);
         assert!(build(&bad, None, &test).contains("in_channels 16"));

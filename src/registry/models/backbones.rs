@@ -12,11 +12,11 @@ fn default_four() -> u32 { 4 }
 fn default_strides() -> Vec<u32> { vec![1, 2, 2, 2] }
 fn default_dilations() -> Vec<u32> { vec![1, 1, 1, 1] }
 fn default_out_indices() -> Vec<u32> { vec![0, 1, 2, 3] }
-fn default_style() -> ResNetStyle { ResNetStyle::Pytorch }
+pub(crate) fn default_style() -> ResNetStyle { ResNetStyle::Pytorch }
 fn default_frozen() -> i64 { -1 }
 fn default_true() -> bool { true }
 fn default_stage_with_dcn() -> Vec<bool> { vec![false; 4] }
-fn default_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "requires_grad": true})) }
+pub(crate) fn default_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "requires_grad": true})) }
 
 /// Where the stride-2 conv sits in a bottleneck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

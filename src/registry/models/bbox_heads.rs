@@ -44,7 +44,7 @@ fn default_hbox() -> String {
 /// `Shared2FCBBoxHead`: two shared fully connected layers, then a classifier and a
 /// box regressor (Faster/Mask R-CNN), as `mmdet.models.roi_heads.Shared2FCBBoxHead`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct Shared2FCBBoxHeadConfig {
     /// Width of the two shared fully connected layers.
     #[serde(default = "uint::<1024>")]
@@ -60,6 +60,17 @@ pub struct Shared2FCBBoxHeadConfig {
     /// Normalization layer of the convs (e.g. `GN`); none when null.
     #[serde(default)]
     pub norm_cfg: Option<NormCfg>,
+    /// The `BBoxHead` settings.
+    #[serde(flatten)]
+    pub head: BBoxHeadConfig,
+}
+
+/// `BBoxHead`: a classifier and a box regressor directly on the (average
+/// pooled) RoI feature, as `mmdet.models.roi_heads.BBoxHead` (the box head of
+/// the C4 configs, after their `ResLayer` shared head).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BBoxHeadConfig {
     /// Average-pool the RoI feature before the fully connected layers.
     #[serde(default)]
     pub with_avg_pool: bool,

@@ -3,9 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{uint, AnyObject, Null, OneOrMany};
+use super::common::{uint, Null, OneOrMany};
 use super::train_test::{RcnnTestConfig, RcnnTrainConfig, SparseRcnnTestConfig};
-use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, RoiExtractorCfg, RoiLayerCfg};
+use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, NormCfg, RoiExtractorCfg, RoiLayerCfg, SharedHeadCfg};
 
 // --------------------------------------------------------------------------
 // RoI extractors
@@ -52,9 +52,10 @@ pub struct StandardRoIHeadConfig {
     /// Mask head, e.g. `FCNMaskHead`; none for Faster R-CNN.
     #[serde(default)]
     pub mask_head: Option<MaskHeadCfg>,
-    /// Head shared by the box and mask branches (e.g. `ResLayer`); not supported by detc.
+    /// Head shared by the box and mask branches on the pooled RoI features
+    /// (`ResLayer`: the backbone's last stage, as the C4 configs use it).
     #[serde(default)]
-    pub shared_head: Option<AnyObject>,
+    pub shared_head: Option<SharedHeadCfg>,
     /// Training settings; the detector fills it from `model.train_cfg.rcnn`.
     #[serde(default)]
     pub train_cfg: Option<RcnnTrainConfig>,
@@ -173,4 +174,66 @@ pub struct SparseRoIHeadConfig {
     /// Must be null: an initialiser over the whole head is not supported yet (its parts start as MMDetection's defaults).
     #[serde(default)]
     pub init_cfg: Null,
+}
+
+fn stage_three() -> u32 {
+    3
+}
+
+fn stride_two() -> u32 {
+    2
+}
+
+fn dilation_one() -> u32 {
+    1
+}
+
+/// `ResLayer`: one stage of a ResNet (`layer{stage + 1}`, e.g. `layer4` for
+/// `stage: 3`) run on the pooled RoI features as the `shared_head` of a
+/// `StandardRoIHead`, as `mmdet.models.roi_heads.ResLayer` (the C4 configs:
+/// the backbone stops after `layer3`, RoIs are pooled from its output and
+/// `layer4` runs per RoI). Its input has `64 * 2^(stage - 1) * 4` channels,
+/// its output `64 * 2^stage * 4`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResLayerConfig {
+    /// Depth of the ResNet the stage is taken from: 50, 101 or 152.
+    #[schemars(extend("enum" = [50, 101, 152]))]
+    pub depth: u32,
+    /// Index of the stage (0-based: 3 is `layer4`).
+    #[serde(default = "stage_three")]
+    #[schemars(range(max = 3))]
+    pub stage: u32,
+    /// Stride of the stage's first block.
+    #[serde(default = "stride_two")]
+    #[schemars(range(min = 1))]
+    pub stride: u32,
+    /// Dilation of the 3x3 convs.
+    #[serde(default = "dilation_one")]
+    #[schemars(range(min = 1))]
+    pub dilation: u32,
+    /// Where the stride-2 conv sits in a bottleneck.
+    #[serde(default = "super::backbones::default_style")]
+    pub style: super::backbones::ResNetStyle,
+    /// Normalization layer config.
+    #[serde(default = "super::backbones::default_bn")]
+    pub norm_cfg: NormCfg,
+    /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
+    #[serde(default = "super::common::yes")]
+    pub norm_eval: bool,
+    /// Must be false: gradient checkpointing is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub with_cp: bool,
+    /// Must be null: deformable convolutions are not supported yet.
+    #[serde(default)]
+    pub dcn: Null,
+    /// Deprecated: use `init_cfg: {type: Pretrained, checkpoint: ...}`.
+    #[serde(default)]
+    pub pretrained: Option<String>,
+    /// Weight initialisation: `Pretrained` loads the checkpoint's
+    /// `layer{stage + 1}.*` (a ResNet checkpoint); null is Kaiming convs and
+    /// norms 1.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
 }

@@ -12,7 +12,7 @@
 //! Shape shorthand: `R` RoIs, `C` channels, `S` the RoI side, `K` classes,
 //! `F` `fc_out_channels`.
 
-use detc::registry::models::bbox_heads::{ConvFCBBoxHeadConfig, Shared2FCBBoxHeadConfig};
+use detc::registry::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, Shared2FCBBoxHeadConfig};
 use detc::registry::models::common::IntOrPair;
 use detc::registry::models::layers::LinearType;
 use detc::registry::models::task_modules::DeltaXYWHBBoxCoderConfig;
@@ -45,6 +45,8 @@ pub struct Layout {
 impl Layout {
     const SHARED_2FC: Layout = Layout { shared_convs: 0, shared_fcs: 2, cls_convs: 0, cls_fcs: 0, reg_convs: 0, reg_fcs: 0 };
     const SHARED_4CONV_1FC: Layout = Layout { shared_convs: 4, shared_fcs: 1, cls_convs: 0, cls_fcs: 0, reg_convs: 0, reg_fcs: 0 };
+    /// `BBoxHead` itself: `fc_cls` and `fc_reg` on the RoI feature.
+    const NONE: Layout = Layout { shared_convs: 0, shared_fcs: 0, cls_convs: 0, cls_fcs: 0, reg_convs: 0, reg_fcs: 0 };
 
     fn of(cfg: &ConvFCBBoxHeadConfig) -> Self {
         Layout {
@@ -119,7 +121,7 @@ fn pair(size: IntOrPair) -> (i64, i64) {
     }
 }
 
-fn build_coder(cfg: &Shared2FCBBoxHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder> {
+fn build_coder(cfg: &BBoxHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder> {
     match cfg_type(&cfg.bbox_coder.0, "bbox_head.bbox_coder")? {
         "DeltaXYWHBBoxCoder" => {
             let c: DeltaXYWHBBoxCoderConfig = parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?;
@@ -133,7 +135,7 @@ fn build_coder(cfg: &Shared2FCBBoxHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder>
 }
 
 /// Rejects the options detc does not implement, naming the key to change.
-fn check_supported(cfg: &Shared2FCBBoxHeadConfig, owner: &str) -> ModelResult<()> {
+fn check_supported(cfg: &BBoxHeadConfig, owner: &str) -> ModelResult<()> {
     let unsupported = if !cfg.with_cls || !cfg.with_reg {
         Some("with_cls and with_reg must both be true")
     } else if [&cfg.cls_predictor_cfg, &cfg.reg_predictor_cfg].iter().any(|p| {
@@ -164,11 +166,19 @@ pub fn build_bbox_head(cfg: &BBoxHeadCfg, p: &nn::Path) -> ModelResult<ConvFCBBo
         }
         name @ "ConvFCBBoxHead" => {
             let c: ConvFCBBoxHeadConfig = parse_cfg(&cfg.0, name)?;
-            ConvFCBBoxHead::new(&c.head, Layout::of(&c), name, p)
+            let layout = Layout::of(&c);
+            layout.check()?;
+            ConvFCBBoxHead::new(&c.head, layout, name, p)
+        }
+        name @ "BBoxHead" => {
+            let head: BBoxHeadConfig = parse_cfg(&cfg.0, name)?;
+            // No convs or fcs: their widths and layers are unused.
+            let plain = Shared2FCBBoxHeadConfig { fc_out_channels: 1024, conv_out_channels: 256, conv_cfg: None, norm_cfg: None, head };
+            ConvFCBBoxHead::new(&plain, Layout::NONE, name, p)
         }
         other => Err(ModelError::new(
             "bbox_head",
-            format!("{other:?} is not supported (Shared2FCBBoxHead, Shared4Conv1FCBBoxHead, ConvFCBBoxHead)"),
+            format!("{other:?} is not supported (Shared2FCBBoxHead, Shared4Conv1FCBBoxHead, ConvFCBBoxHead, BBoxHead)"),
         )),
     }
 }
@@ -180,23 +190,23 @@ impl ConvFCBBoxHead {
     /// MMDetection's: the convs as ConvModule does (Kaiming normal, fan-out,
     /// norms 1), Xavier uniform on the fcs, N(0, 0.01) on `fc_cls`, N(0,
     /// 0.001) on `fc_reg`, every bias 0. `owner` (the `type`) names the head in errors.
-    pub fn new(cfg: &Shared2FCBBoxHeadConfig, layout: Layout, owner: &str, p: &nn::Path) -> ModelResult<Self> {
+    pub fn new(widths: &Shared2FCBBoxHeadConfig, layout: Layout, owner: &str, p: &nn::Path) -> ModelResult<Self> {
+        let cfg = &widths.head;
         check_supported(cfg, owner)?;
-        layout.check()?;
         let roi_feat_size = pair(cfg.roi_feat_size);
         let area = roi_feat_size.0 * roi_feat_size.1;
         let conv_opts = ConvModuleOpts {
             geom: ConvGeom::k(3).padding(1),
             bias: None,
-            norm: cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, owner)).transpose()?,
+            norm: widths.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, owner)).transpose()?,
             act: Some(Activation::Relu),
             // Replaced per conv below: the dims differ.
             init: Init::Const(0.0),
-            conv: ConvKind::from_cfg(cfg.conv_cfg.as_ref(), owner)?,
+            conv: ConvKind::from_cfg(widths.conv_cfg.as_ref(), owner)?,
         };
         let dims = BranchDims {
-            conv_out: cfg.conv_out_channels as i64,
-            fc_out: cfg.fc_out_channels as i64,
+            conv_out: widths.conv_out_channels as i64,
+            fc_out: widths.fc_out_channels as i64,
             area,
             with_avg_pool: cfg.with_avg_pool,
             no_shared_fcs: layout.shared_fcs == 0,
@@ -438,11 +448,11 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(err.message.contains("roi_feat_size"), "{err}");
         let mut bad = box_cfg(false);
-        bad.with_cls = false;
+        bad.head.with_cls = false;
         let err = shared2fc(&bad, &VarStore::new(Device::Cpu).root()).unwrap_err();
         assert!(err.message.contains("with_cls"), "{err}");
         let mut bad = box_cfg(false);
-        bad.bbox_coder.0["type"] = serde_json::json!("TBLRBBoxCoder");
+        bad.head.bbox_coder.0["type"] = serde_json::json!("TBLRBBoxCoder");
         assert!(shared2fc(&bad, &VarStore::new(Device::Cpu).root()).is_err());
     }
 }
