@@ -130,10 +130,13 @@ pub fn to_dot(graph: &ModuleGraph) -> String {
     out
 }
 
-/// Output channels of a ResNet for its `out_indices`, and the span to blame.
+/// Output channels of a ResNet or a Swin Transformer for its `out_indices`,
+/// and the span to blame.
 fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
-    if !matches!(backbone.at_path(&["type"])?.as_str()?, "ResNet" | "ResNeXt") {
-        return None;
+    match backbone.at_path(&["type"])?.as_str()? {
+        "ResNet" | "ResNeXt" => {}
+        "SwinTransformer" => return swin_channels(backbone),
+        _ => return None,
     }
     let depth_node = backbone.at_path(&["depth"])?;
     let expansion = match depth_node.value.as_int()? {
@@ -148,6 +151,17 @@ fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
     };
     let out = indices.iter().map(|&i| base * (1 << i.clamp(0, 8)) * expansion).collect();
     Some((out, span))
+}
+
+/// A Swin Transformer's stage `i` has `embed_dims * 2^i` channels.
+fn swin_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
+    let embed = backbone.at_path(&["embed_dims"]);
+    let dims = embed.map_or(Some(96), |n| n.value.as_int())?;
+    let (indices, span) = match backbone.at_path(&["out_indices"]) {
+        Some(n) => (int_list(n)?, n.span),
+        None => (vec![0, 1, 2, 3], embed.or_else(|| backbone.at_path(&["type"]))?.span),
+    };
+    Some((indices.iter().map(|&i| dims * (1 << i.clamp(0, 8))).collect(), span))
 }
 
 /// A ResNeXt of depth 18 or 34: MMDetection's `ResNeXt.arch_settings` has

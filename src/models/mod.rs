@@ -16,6 +16,8 @@ pub mod weights;
 
 #[cfg(test)]
 mod norm_conv_reference_tests;
+#[cfg(test)]
+mod swin_reference_tests;
 
 /// `type` names that have a builder in the engine (models here, the runtime
 /// in `src/engine`). A registered component missing here is reported by
@@ -25,6 +27,8 @@ pub static BUILDERS: &[&str] = &[
     "BatchFixedSizePad",
     "ResNet",
     "ResNeXt",
+    "SwinTransformer",
+    "GELU",
     "FPN",
     "RoIAlign",
     "FocalLoss",

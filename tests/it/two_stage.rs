@@ -348,3 +348,59 @@ fn c4_mask_rcnn_with_a_shared_res_layer_trains_and_tests() {
         .assert()
         .success();
 }
+
+/// The demo Mask R-CNN on a tiny `SwinTransformer` (as MMDetection's `swin/`
+/// configs replace the ResNet: `_delete_` and the FPN's `in_channels`), with
+/// stochastic depth and AdamW with the configs' `paramwise_cfg`: it trains,
+/// its checkpoint holds the Swin weights and window indices under
+/// MMDetection's names, and it tests.
+#[test]
+fn swin_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  backbone:\n    _delete_: true\n    type: SwinTransformer\n    embed_dims: 16\n    \
+         depths: [2, 2, 2, 2]\n    num_heads: [1, 2, 4, 8]\n    window_size: 4\n    mlp_ratio: 2\n    \
+         drop_path_rate: 0.2\n    out_indices: [0, 1, 2, 3]\n  neck:\n    in_channels: [16, 32, 64, 128]\n\
+         optim_wrapper:\n  optimizer:\n    _delete_: true\n    type: AdamW\n    lr: 0.0001\n    betas: [0.9, 0.999]\n    \
+         weight_decay: 0.05\n  paramwise_cfg:\n    custom_keys:\n      absolute_pos_embed: {{decay_mult: 0.0}}\n      \
+         relative_position_bias_table: {{decay_mult: 0.0}}\n      norm: {{decay_mult: 0.0}}\n",
+        base = root().join(CONFIG).display(),
+    );
+    std::fs::write(dir.path().join("swin.yaml"), config).unwrap();
+    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
+    let out = engine()
+        .arg("run")
+        .arg("swin.yaml")
+        .args(["--work-dir", "swin", "--cfg-options"])
+        .args(TINY)
+        .arg("train_cfg.max_epochs=2")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out);
+    for term in ["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"] {
+        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
+    }
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+    let ckpt = detc::checkpoint::load(&dir.path().join("swin/epoch_2.pth")).unwrap();
+    for name in [
+        "backbone.patch_embed.projection.weight",
+        "backbone.stages.3.blocks.1.attn.w_msa.relative_position_bias_table",
+        "backbone.stages.3.blocks.1.attn.w_msa.relative_position_index",
+        "backbone.stages.2.downsample.reduction.weight",
+        "backbone.stages.0.blocks.0.ffn.layers.0.0.weight",
+        "backbone.norm3.weight",
+    ] {
+        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
+    }
+    engine()
+        .arg("test")
+        .arg("swin.yaml")
+        .args(["swin/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success();
+}

@@ -101,6 +101,10 @@ CONFIGS = [
     'gn+ws/mask-rcnn_x101-32x4d_fpn_gn-ws-all_2x_coco',
     'gn+ws/mask-rcnn_x50-32x4d_fpn_gn-ws-all_20-23-24e_coco',
     'gn+ws/mask-rcnn_x50-32x4d_fpn_gn-ws-all_2x_coco',
+    'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco',
+    'swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco',
+    'swin/mask-rcnn_swin-t-p4-w7_fpn_amp-ms-crop-3x_coco',
+    'swin/mask-rcnn_swin-s-p4-w7_fpn_amp-ms-crop-3x_coco',
     # the bases, each on its own
     '_base_/models/faster-rcnn_r50_fpn',
     '_base_/models/mask-rcnn_r50_fpn',

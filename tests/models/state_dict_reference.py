@@ -1,7 +1,8 @@
 """MMDetection's own state-dict names, shapes and parameter counts for
 QueryInst, Sparse R-CNN, Faster R-CNN, Mask R-CNN and Cascade Mask R-CNN
 R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
-GroupNorm and weight standardisation (gn+ws 2x) and Mask R-CNN R50-C4: the
+GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4 and
+Mask R-CNN Swin-T: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -22,6 +23,7 @@ With OUT_DIR it writes
 * OUT_DIR/faster-rcnn_x101-32x4d_fpn_1x_state_dict.json
 * OUT_DIR/mask-rcnn_r50_fpn_gn-ws-all_2x_state_dict.json
 * OUT_DIR/mask-rcnn_r50-caffe-c4_1x_state_dict.json
+* OUT_DIR/mask-rcnn_swin-t-p4-w7_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -66,6 +68,7 @@ CONFIGS = {
     "faster-rcnn_x101-32x4d_fpn_1x": "faster_rcnn/faster-rcnn_x101-32x4d_fpn_1x_coco.py",
     "mask-rcnn_r50_fpn_gn-ws-all_2x": "gn+ws/mask-rcnn_r50_fpn_gn-ws-all_2x_coco.py",
     "mask-rcnn_r50-caffe-c4_1x": "mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py",
+    "mask-rcnn_swin-t-p4-w7_fpn_1x": "swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py",
 }
 
 

@@ -22,8 +22,9 @@ pub enum VarKind {
     Buffer,
 }
 
-/// The state-dict entries torch registers as buffers (BatchNorm's), by their last name segment.
-pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked"];
+/// The state-dict entries torch registers as buffers, by their last name
+/// segment: BatchNorm's, and a Swin window's `relative_position_index`.
+pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked", "relative_position_index"];
 
 impl VarKind {
     /// The kind of the entry `name` (e.g. `backbone.bn1.running_mean`): a tch

@@ -4,5 +4,44 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod resnet;
+pub mod swin;
 
 pub use resnet::ResNet;
+pub use swin::SwinTransformer;
+
+use tch::{nn, Tensor};
+
+use crate::models::layers::ModelResult;
+
+/// A detector's backbone: `ResNet` / `ResNeXt` or `SwinTransformer`.
+#[derive(Debug)]
+pub enum Backbone {
+    ResNet(ResNet),
+    Swin(SwinTransformer),
+}
+
+impl Backbone {
+    /// x: (N, 3, H, W) -> the `out_indices` feature maps; `train` is the model's mode.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Vec<Tensor>> {
+        match self {
+            Backbone::ResNet(b) => b.forward_t(x, train),
+            Backbone::Swin(b) => b.forward_t(x, train),
+        }
+    }
+
+    /// Loads the `Pretrained` `init_cfg`, if any.
+    pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Option<detc::checkpoint::KeyReport>> {
+        match self {
+            Backbone::ResNet(b) => b.init_weights(vs),
+            Backbone::Swin(b) => b.init_weights(vs),
+        }
+    }
+
+    /// Channels of each returned feature map.
+    pub fn out_channels(&self) -> &[i64] {
+        match self {
+            Backbone::ResNet(b) => &b.out_channels,
+            Backbone::Swin(b) => &b.out_channels,
+        }
+    }
+}

@@ -2,31 +2,34 @@
 //! the `data_preprocessor` config, and the feature extraction through them
 //! (`BaseDetector.extract_feat`).
 
-use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig};
+use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::necks::FPNConfig;
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
 use tch::{nn, Tensor};
 
-use crate::models::backbones::ResNet;
+use crate::models::backbones::{Backbone, ResNet, SwinTransformer};
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::FPN;
 
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
-pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<ResNet> {
-    match cfg_type(&cfg.0, "backbone")? {
-        "ResNet" => ResNet::new(
-            &parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?,
+pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<Backbone> {
+    Ok(match cfg_type(&cfg.0, "backbone")? {
+        "ResNet" => Backbone::ResNet(ResNet::new(&parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?, p / "backbone")?),
+        "ResNeXt" => Backbone::ResNet(ResNet::resnext(&parse_cfg::<ResNeXtConfig>(&cfg.0, "ResNeXt")?, p / "backbone")?),
+        "SwinTransformer" => Backbone::Swin(SwinTransformer::new(
+            &parse_cfg::<SwinTransformerConfig>(&cfg.0, "SwinTransformer")?,
             p / "backbone",
-        ),
-        "ResNeXt" => ResNet::resnext(&parse_cfg::<ResNeXtConfig>(&cfg.0, "ResNeXt")?, p / "backbone"),
-        other => Err(ModelError::new(
-            detector,
-            format!("backbone {other:?} is not supported (ResNet and ResNeXt are)"),
-        )),
-    }
+        )?),
+        other => {
+            return Err(ModelError::new(
+                detector,
+                format!("backbone {other:?} is not supported (ResNet, ResNeXt and SwinTransformer are)"),
+            ))
+        }
+    })
 }
 
 /// `neck` under `p / "neck"`, if configured.
@@ -61,7 +64,7 @@ pub fn preprocessor_config(
 
 /// `extract_feat`: backbone, then neck.
 pub fn extract_feat(
-    backbone: &ResNet,
+    backbone: &Backbone,
     neck: Option<&FPN>,
     inputs: &Tensor,
     train: bool,

@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, img_shapes, preprocessor_config};
-use crate::models::backbones::ResNet;
+use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::dense_heads::EmbeddingRPNHead;
 use crate::models::layers::{ModelError, ModelResult};
@@ -38,7 +38,7 @@ struct Parts<'a> {
 pub struct SparseRCNN {
     /// `SparseRCNN` or `QueryInst`.
     pub name: &'static str,
-    pub backbone: ResNet,
+    pub backbone: Backbone,
     pub neck: Option<FPN>,
     pub rpn_head: EmbeddingRPNHead,
     pub roi_head: SparseRoIHead,

@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
-use crate::models::backbones::ResNet;
+use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::{DetBatch, DetDataSample};
 use crate::models::dense_heads::RPNHead;
 use crate::models::layers::{ModelError, ModelResult};
@@ -63,7 +63,7 @@ impl RoiHead {
 pub struct TwoStageDetector {
     /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     pub name: &'static str,
-    pub backbone: ResNet,
+    pub backbone: Backbone,
     pub neck: Option<FPN>,
     pub rpn_head: RPNHead,
     pub roi_head: RoiHead,

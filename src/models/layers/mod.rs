@@ -23,7 +23,7 @@ pub mod transformer;
 pub use error::{ModelError, ModelResult};
 pub use norm::{BatchNorm2d, GroupNorm, Norm, NormSpec};
 
-use detc::registry::models::layers::{Conv2dConfig, ConvWSConfig, PaddingMode};
+use detc::registry::models::layers::{Conv2dConfig, ConvWSConfig, GeluApproximate, GeluConfig, PaddingMode};
 use detc::registry::refs::{ActivationCfg, ConvCfg};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
@@ -255,6 +255,8 @@ impl Conv2d {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Relu,
+    /// `GELU`: the exact erf form, or the tanh approximation.
+    Gelu { tanh: bool },
 }
 
 impl Activation {
@@ -263,9 +265,16 @@ impl Activation {
         let Some(cfg) = cfg else { return Ok(None) };
         match cfg.0.get("type").and_then(|t| t.as_str()) {
             Some("ReLU") => Ok(Some(Activation::Relu)),
+            Some("GELU") => {
+                let mut map = cfg.0.as_object().cloned().unwrap_or_default();
+                map.remove("type");
+                let gelu: GeluConfig = serde_json::from_value(serde_json::Value::Object(map))
+                    .map_err(|e| ModelError::new(owner, format!("invalid act_cfg: {e}")))?;
+                Ok(Some(Activation::Gelu { tanh: gelu.approximate == GeluApproximate::Tanh }))
+            }
             other => Err(ModelError::new(
                 owner,
-                format!("act_cfg type {other:?} is not supported yet (only ReLU)"),
+                format!("act_cfg type {other:?} is not supported yet (ReLU, GELU)"),
             )),
         }
     }
@@ -273,6 +282,7 @@ impl Activation {
     pub fn forward(self, x: &Tensor) -> ModelResult<Tensor> {
         match self {
             Activation::Relu => Ok(x.f_relu()?),
+            Activation::Gelu { tanh } => Ok(x.f_gelu(if tanh { "tanh" } else { "none" })?),
         }
     }
 }

@@ -103,9 +103,15 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(p: &nn::Path, dim: i64, eps: f64) -> ModelResult<Self> {
+        Self::with_trainable(p, dim, eps, true)
+    }
+
+    /// A layer norm whose weight and bias train only when `trainable` (a
+    /// frozen stage's are fixed).
+    pub fn with_trainable(p: &nn::Path, dim: i64, eps: f64, trainable: bool) -> ModelResult<Self> {
         Ok(LayerNorm {
-            weight: param(p, "weight", &[dim], Init::Const(1.0), true)?,
-            bias: param(p, "bias", &[dim], Init::Const(0.0), true)?,
+            weight: param(p, "weight", &[dim], Init::Const(1.0), trainable)?,
+            bias: param(p, "bias", &[dim], Init::Const(0.0), trainable)?,
             eps,
         })
     }
@@ -113,6 +119,12 @@ impl LayerNorm {
     /// A layer norm from a `norm_cfg` (`{type: LN, eps?: f}`), as mmcv's
     /// `build_norm_layer` builds one; `owner` names the component in errors.
     pub fn from_cfg(p: &nn::Path, dim: i64, cfg: &NormCfg, owner: &str) -> ModelResult<Self> {
+        LayerNorm::new(p, dim, Self::eps_of(cfg, owner)?)
+    }
+
+    /// The `eps` of an `LN` `norm_cfg` (1e-5 by default); other norms and
+    /// keys are refused.
+    pub fn eps_of(cfg: &NormCfg, owner: &str) -> ModelResult<f64> {
         let obj = cfg
             .0
             .as_object()
@@ -147,7 +159,7 @@ impl LayerNorm {
                 }
             }
         }
-        LayerNorm::new(p, dim, eps)
+        Ok(eps)
     }
 
     /// x: (..., C) -> (..., C).

@@ -126,3 +126,109 @@ pub struct ResNeXtConfig {
     #[serde(flatten)]
     pub resnet: ResNetConfig,
 }
+
+fn default_224() -> super::common::IntOrPair { super::common::IntOrPair::Int(224) }
+fn default_96() -> u32 { 96 }
+fn default_seven() -> u32 { 7 }
+fn default_swin_depths() -> Vec<u32> { vec![2, 2, 6, 2] }
+fn default_swin_heads() -> Vec<u32> { vec![3, 6, 12, 24] }
+fn default_swin_strides() -> Vec<u32> { vec![4, 2, 2, 2] }
+fn default_drop_path() -> f64 { 0.1 }
+fn default_gelu() -> crate::registry::refs::ActivationCfg {
+    crate::registry::refs::ActivationCfg(serde_json::json!({"type": "GELU"}))
+}
+fn default_ln() -> NormCfg { NormCfg(serde_json::json!({"type": "LN"})) }
+
+/// `SwinTransformer`: the hierarchical vision transformer with shifted
+/// windows (Liu et al., 2021), as `mmdet.models.backbones.SwinTransformer`
+/// (the backbone of the `swin/` Mask R-CNN configs). `convert_weights: true`
+/// loads a checkpoint of the original repository (`swin_tiny_patch4_window7_224.pth`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwinTransformerConfig {
+    /// Image size of the pretraining (sizes `absolute_pos_embed`).
+    #[serde(default = "default_224")]
+    pub pretrain_img_size: super::common::IntOrPair,
+    /// Number of input image channels.
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the first stage (doubled at each patch merging).
+    #[serde(default = "default_96")]
+    #[schemars(range(min = 1))]
+    pub embed_dims: u32,
+    /// Side of the patches the image is cut into (`strides[0]`).
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1))]
+    pub patch_size: u32,
+    /// Side of the attention windows.
+    #[serde(default = "default_seven")]
+    #[schemars(range(min = 1))]
+    pub window_size: u32,
+    /// Hidden width of the FFNs over the embedding width.
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1))]
+    pub mlp_ratio: u32,
+    /// Blocks per stage.
+    #[serde(default = "default_swin_depths")]
+    pub depths: Vec<u32>,
+    /// Attention heads per stage.
+    #[serde(default = "default_swin_heads")]
+    pub num_heads: Vec<u32>,
+    /// Patch embedding stride, then each patch merging's.
+    #[serde(default = "default_swin_strides")]
+    pub strides: Vec<u32>,
+    /// Stages whose (normalised) outputs are returned.
+    #[serde(default = "default_out_indices")]
+    pub out_indices: Vec<u32>,
+    /// Learnable bias on query, key and value.
+    #[serde(default = "default_true")]
+    pub qkv_bias: bool,
+    /// Scale of the query; `head_dims^-0.5` when null.
+    #[serde(default)]
+    pub qk_scale: Option<f64>,
+    /// Layer norm after the patch embedding and in each patch merging.
+    #[serde(default = "default_true")]
+    pub patch_norm: bool,
+    /// Dropout after the position embedding, in the attention projection and the FFN.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub drop_rate: f64,
+    /// Dropout on the attention weights.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub attn_drop_rate: f64,
+    /// Stochastic depth: the last block's drop-path rate (rising linearly from 0).
+    #[serde(default = "default_drop_path")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub drop_path_rate: f64,
+    /// Must be false: an absolute position embedding is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub use_abs_pos_embed: bool,
+    /// Activation of the FFNs.
+    #[serde(default = "default_gelu")]
+    pub act_cfg: crate::registry::refs::ActivationCfg,
+    /// Normalization layers (`LN`).
+    #[serde(default = "default_ln")]
+    pub norm_cfg: NormCfg,
+    /// Must be false: gradient checkpointing is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub with_cp: bool,
+    /// Deprecated: use `init_cfg: {type: Pretrained, checkpoint: ...}`.
+    #[serde(default)]
+    pub pretrained: Option<String>,
+    /// The `Pretrained` checkpoint is one of the original Swin repository
+    /// (its keys renamed and patch-merging weights reordered on loading).
+    #[serde(default)]
+    pub convert_weights: bool,
+    /// Stages to freeze (-1: none; 0: the patch embedding).
+    #[serde(default = "default_frozen")]
+    #[schemars(range(min = -1))]
+    pub frozen_stages: i64,
+    /// Weight initialisation: `{type: Pretrained, checkpoint: ...}` or null
+    /// (truncated normal std 0.02 on the linear layers, layer norms 1).
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
