@@ -64,6 +64,8 @@ pub static BUILDERS: &[&str] = &[
     "FasterRCNN",
     "MaskRCNN",
     "CascadeRCNN",
+    "RetinaNet",
+    "RetinaHead",
     "CascadeRoIHead",
     "RPNHead",
     "AnchorGenerator",

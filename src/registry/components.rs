@@ -23,8 +23,8 @@ use super::engine::{
 use super::models::backbones::{ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig};
-use super::models::detectors::{QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
+use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::detectors::{SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, Conv2dConfig, ConvWSConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
@@ -49,6 +49,7 @@ use super::{component, Component, Role};
 pub static COMPONENTS: &[Component] = &[
     // detectors
     component::<TwoStageDetectorConfig>("FasterRCNN", Role::Detector),
+    component::<SingleStageDetectorConfig>("RetinaNet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
@@ -64,6 +65,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<FPNConfig>("FPN", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
+    component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),

@@ -35,6 +35,7 @@ pub enum Role {
     Backbone,
     Neck,
     RpnHead,
+    DenseHead,
     RoiHead,
     SharedHead,
     BBoxHead,
@@ -72,7 +73,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         macro_rules! names { ($($v:ident),*) => { match self { $(Role::$v => stringify!($v)),* } } }
         names!(
-            Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, RoiHead, SharedHead, BBoxHead, MaskHead,
+            Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, DenseHead, RoiHead, SharedHead, BBoxHead, MaskHead,
             RoiExtractor, RoiLayer, AnchorGenerator, BBoxCoder, Assigner, Sampler, MatchCost, Loss,
             Nms, Conv, Norm, Activation, Init, Dataset, Transform, DataSampler, BatchSampler,
             Evaluator, OptimWrapper, Optimizer, ParamScheduler, Hook, Loop, Visualizer, VisBackend,
@@ -86,7 +87,7 @@ impl Role {
 }
 
 pub const ALL_ROLES: &[Role] = &[
-    Role::Detector, Role::DataPreprocessor, Role::BatchAugment, Role::Backbone, Role::Neck, Role::RpnHead,
+    Role::Detector, Role::DataPreprocessor, Role::BatchAugment, Role::Backbone, Role::Neck, Role::RpnHead, Role::DenseHead,
     Role::RoiHead, Role::SharedHead, Role::BBoxHead, Role::MaskHead, Role::RoiExtractor, Role::RoiLayer,
     Role::AnchorGenerator, Role::BBoxCoder, Role::Assigner, Role::Sampler, Role::MatchCost,
     Role::Loss, Role::Nms, Role::Conv, Role::Norm, Role::Activation, Role::Init, Role::Dataset,

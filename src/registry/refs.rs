@@ -35,6 +35,7 @@ role_refs! {
     BackboneCfg => Backbone,
     NeckCfg => Neck,
     RpnHeadCfg => RpnHead,
+    DenseHeadCfg => DenseHead,
     RoiHeadCfg => RoiHead,
     SharedHeadCfg => SharedHead,
     BBoxHeadCfg => BBoxHead,

@@ -1,8 +1,11 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst.
 
+pub mod anchor_head;
 pub mod embedding_rpn_head;
+pub mod retina_head;
 pub mod rpn_head;
 
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
+pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;

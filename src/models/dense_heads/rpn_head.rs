@@ -18,14 +18,12 @@ use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
-use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
+use crate::models::layers::{kaiming_normal_fan_out, Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg, Loss};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::ops::DeltaXYWHBBoxCoder;
-use crate::models::task_modules::anchor_generator::anchor_inside_flags;
-use crate::models::task_modules::{
-    AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
-};
+use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
+use crate::models::task_modules::AnchorGenerator;
 
 const NAME: &str = "RPNHead";
 
@@ -35,16 +33,6 @@ const NAME: &str = "RPNHead";
 enum RpnConv {
     Single(Conv2d),
     Stack(Vec<ConvModule>),
-}
-
-/// `train_cfg.rpn`, built.
-#[derive(Debug)]
-struct TrainSettings {
-    assigner: MaxIoUAssigner,
-    /// `None`: `PseudoSampler` (the config's `sampler: null`).
-    sampler: Option<RandomSampler>,
-    allowed_border: i64,
-    pos_weight: f64,
 }
 
 /// `train_cfg.rpn_proposal` / `test_cfg.rpn`, built.
@@ -67,19 +55,6 @@ impl ProposalSettings {
     }
 }
 
-/// The per-anchor targets of one image (all anchors of all levels, `T` of them).
-struct Targets {
-    /// (T,) int64: 0 for positives, `num_classes` (1) elsewhere.
-    labels: Tensor,
-    /// (T,) float: `pos_weight` (or 1) for positives, 1 for negatives, 0 else.
-    label_weights: Tensor,
-    /// (T, 4) deltas (or boxes with `reg_decoded_bbox`), 0 except positives.
-    bbox_targets: Tensor,
-    /// (T, 4): 1 for positives.
-    bbox_weights: Tensor,
-    avg_factor: i64,
-}
-
 #[derive(Debug)]
 pub struct RPNHead {
     rpn_conv: RpnConv,
@@ -95,7 +70,7 @@ pub struct RPNHead {
     pub use_sigmoid_cls: bool,
     /// `C`: 1 (sigmoid) or 2 (softmax; class 1 is background).
     pub cls_out_channels: i64,
-    train: Option<TrainSettings>,
+    train: Option<AnchorTrain>,
     proposal: Option<ProposalSettings>,
     test: Option<ProposalSettings>,
 }
@@ -103,9 +78,11 @@ pub struct RPNHead {
 /// How the convs start: mmdet's `init_cfg` (`Normal` on `Conv2d`, bias a
 /// constant), or torch's own `Conv2d` init when `init_cfg` is null.
 #[derive(Debug, Clone, Copy)]
-enum ConvInit {
+pub(super) enum ConvInit {
     Normal { mean: f64, std: f64, bias: f64 },
     TorchDefault,
+    /// MMCV `ConvModule`'s own: Kaiming normal (fan-out, ReLU), bias 0.
+    Kaiming,
 }
 
 fn conv_init(cfg: &RPNHeadConfig) -> ModelResult<ConvInit> {
@@ -151,7 +128,7 @@ fn conv_init(cfg: &RPNHeadConfig) -> ModelResult<ConvInit> {
 }
 
 /// A conv under `p` initialised as `init` says.
-fn make_conv(
+pub(super) fn make_conv(
     p: &nn::Path,
     in_c: i64,
     out_c: i64,
@@ -170,6 +147,7 @@ fn make_conv(
             },
             None,
         ),
+        ConvInit::Kaiming => (kaiming_normal_fan_out(&[out_c, in_c, geom.kernel, geom.kernel]), Some(0.0)),
     };
     let conv = Conv2d::new(p, in_c, out_c, geom, true, w_init, true)?;
     if let Some(b) = &conv.bias {
@@ -187,12 +165,6 @@ fn make_conv(
         })?;
     }
     Ok(conv)
-}
-
-fn image_hw(shape: Option<(usize, usize)>, what: &str) -> ModelResult<(i64, i64)> {
-    shape
-        .map(|(h, w)| (h as i64, w as i64))
-        .ok_or_else(|| ModelError::new(NAME, format!("a data sample has no {what}")))
 }
 
 impl RPNHead {
@@ -267,31 +239,7 @@ impl RPNHead {
             init,
         )?;
         let rpn_reg = make_conv(&(p / "rpn_reg"), feat_c, a * 4, ConvGeom::k(1), init)?;
-        let train = match train_cfg.or(cfg.train_cfg.as_ref()) {
-            None => None,
-            Some(t) => {
-                let sampler = match &t.sampler {
-                    None => None,
-                    Some(s) if cfg_type(&s.0, "sampler")? == "PseudoSampler" => None,
-                    Some(s) => {
-                        let s = RandomSampler::from_cfg(s)?;
-                        if s.cfg.add_gt_as_proposals {
-                            return Err(ModelError::new(
-                                NAME,
-                                "the RPN sampler needs add_gt_as_proposals: false (ground truths are not anchors)",
-                            ));
-                        }
-                        Some(s)
-                    }
-                };
-                Some(TrainSettings {
-                    assigner: MaxIoUAssigner::from_cfg(&t.assigner)?,
-                    sampler,
-                    allowed_border: t.allowed_border,
-                    pos_weight: t.pos_weight,
-                })
-            }
-        };
+        let train = train_cfg.or(cfg.train_cfg.as_ref()).map(|t| AnchorTrain::new(t, NAME)).transpose()?;
         let test = test_cfg
             .or(cfg.test_cfg.as_ref())
             .map(ProposalSettings::new)
@@ -380,217 +328,29 @@ impl RPNHead {
         self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg)
     }
 
-    fn featmap_sizes(cls_scores: &[Tensor]) -> Vec<(i64, i64)> {
-        cls_scores
-            .iter()
-            .map(|c| {
-                let s = c.size();
-                (s[s.len() - 2], s[s.len() - 1])
-            })
-            .collect()
-    }
 
-    /// `loss_by_feat`: the two losses from the head's outputs.
+    /// `loss_by_feat`: `loss_rpn_cls` and `loss_rpn_bbox` from the head's
+    /// outputs; every ground truth is the one (objectness) class.
     pub fn loss_by_feat(
         &self,
         cls_scores: &[Tensor],
         bbox_preds: &[Tensor],
         samples: &[DetDataSample],
     ) -> ModelResult<IndexMap<String, Tensor>> {
-        let train = self
-            .train
-            .as_ref()
-            .ok_or_else(|| ModelError::new(NAME, "training needs train_cfg.rpn"))?;
-        let num_imgs = samples.len() as i64;
-        if cls_scores.first().map(|c| c.size()[0]) != Some(num_imgs) {
-            return Err(ModelError::new(
-                NAME,
-                format!(
-                    "{num_imgs} data samples for a batch of {:?}",
-                    cls_scores.first().map(|c| c.size())
-                ),
-            ));
-        }
-        let sizes = Self::featmap_sizes(cls_scores);
-        let device = cls_scores[0].device();
-        let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
-        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
-        let mut per_image = Vec::with_capacity(samples.len());
-        for sample in samples {
-            let pad = image_hw(sample.meta.pad_shape, "pad_shape")?;
-            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
-            per_image.push(self.targets_single(train, &flat_anchors, &flags, sample)?);
-        }
-        let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
-        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
-            let all: Vec<&Tensor> = per_image.iter().map(f).collect();
-            Ok(Tensor::f_stack(&all, 0)?)
+        let train = self.train.as_ref().ok_or_else(|| ModelError::new(NAME, "training needs train_cfg.rpn"))?;
+        let anchor_loss = AnchorLoss {
+            prior_generator: &self.prior_generator,
+            bbox_coder: &self.bbox_coder,
+            loss_cls: &self.loss_cls,
+            loss_bbox: &self.loss_bbox,
+            reg_decoded_bbox: self.reg_decoded_bbox,
+            cls_out_channels: self.cls_out_channels,
+            num_classes: 1,
+            class_agnostic: true,
+            owner: NAME,
         };
-        // (N, T) / (N, T, 4), split into levels below (`images_to_levels`).
-        let labels = stack(|t| &t.labels)?;
-        let label_weights = stack(|t| &t.label_weights)?;
-        let bbox_targets = stack(|t| &t.bbox_targets)?;
-        let bbox_weights = stack(|t| &t.bbox_weights)?;
-        let mut loss_cls: Option<Tensor> = None;
-        let mut loss_bbox: Option<Tensor> = None;
-        let mut start = 0i64;
-        for (level, anchors) in mlvl_anchors.iter().enumerate() {
-            let n = anchors.size()[0];
-            let cut = |t: &Tensor| t.f_narrow(1, start, n);
-            let (c, b) = self.loss_single(
-                &cls_scores[level],
-                &bbox_preds[level],
-                anchors,
-                &cut(&labels)?,
-                &cut(&label_weights)?,
-                &cut(&bbox_targets)?,
-                &cut(&bbox_weights)?,
-                avg_factor,
-            )?;
-            loss_cls = Some(match loss_cls {
-                None => c,
-                Some(acc) => acc.f_add(&c)?,
-            });
-            loss_bbox = Some(match loss_bbox {
-                None => b,
-                Some(acc) => acc.f_add(&b)?,
-            });
-            start += n;
-        }
-        let mut out = IndexMap::new();
-        let none = || ModelError::new(NAME, "no feature level");
-        out.insert("loss_rpn_cls".to_string(), loss_cls.ok_or_else(none)?);
-        out.insert("loss_rpn_bbox".to_string(), loss_bbox.ok_or_else(none)?);
-        Ok(out)
-    }
-
-    /// `_get_targets_single`: assigns and samples the anchors inside the
-    /// image, then maps the targets back onto all `T` anchors.
-    fn targets_single(
-        &self,
-        train: &TrainSettings,
-        flat_anchors: &Tensor,
-        valid_flags: &Tensor,
-        sample: &DetDataSample,
-    ) -> ModelResult<Targets> {
-        let img = image_hw(sample.meta.img_shape, "img_shape")?;
-        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
-        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
-        if inside_inds.numel() == 0 {
-            return Err(ModelError::new(
-                NAME,
-                "no valid anchor is inside the image: check the image and anchor sizes, \
-                 or set train_cfg.rpn.allowed_border to -1",
-            ));
-        }
-        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
-        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
-        // The RPN is class-agnostic: every ground truth is foreground class 0.
-        let gt_labels = Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?;
-        let ignore = &sample.ignored_instances.bboxes;
-        let ignore = (ignore.numel() > 0).then_some(ignore);
-        let assign = train
-            .assigner
-            .assign(&anchors, &gt_bboxes, &gt_labels, ignore)?;
-        let sampled: SamplingResult = match &train.sampler {
-            Some(s) => s.sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
-            None => PseudoSampler::sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
-        };
-        let n_in = anchors.size()[0];
-        let device = anchors.device();
-        let fopts = (Kind::Float, device);
-        let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
-        let mut bbox_weights = Tensor::f_zeros([n_in, 4], fopts)?;
-        let mut labels = Tensor::f_full([n_in], 1, (Kind::Int64, device))?;
-        let mut label_weights = Tensor::f_zeros([n_in], fopts)?;
-        let pos = &sampled.pos_inds;
-        if pos.numel() > 0 {
-            let targets = if self.reg_decoded_bbox {
-                sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?
-            } else {
-                self.bbox_coder
-                    .encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
-            };
-            let idx = [Some(pos.shallow_clone())];
-            bbox_targets = bbox_targets.f_index_put(&idx, &targets, false)?;
-            bbox_weights = bbox_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
-            labels = labels.f_index_put(&idx, &sampled.pos_gt_labels, false)?;
-            let w = if train.pos_weight <= 0.0 {
-                1.0
-            } else {
-                train.pos_weight
-            };
-            label_weights =
-                label_weights.f_index_put(&idx, &Tensor::f_full([1], w, fopts)?, false)?;
-        }
-        if sampled.neg_inds.numel() > 0 {
-            let idx = [Some(sampled.neg_inds.shallow_clone())];
-            label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
-        }
-        // `unmap` onto every anchor: background label, zero weights outside.
-        let total = flat_anchors.size()[0];
-        let idx = [Some(inside_inds)];
-        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
-            let mut size = data.size();
-            size[0] = total;
-            Ok(
-                Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?
-                    .f_index_put(&idx, data, false)?,
-            )
-        };
-        Ok(Targets {
-            labels: unmap(&labels, 1.0)?,
-            label_weights: unmap(&label_weights, 0.0)?,
-            bbox_targets: unmap(&bbox_targets, 0.0)?,
-            bbox_weights: unmap(&bbox_weights, 0.0)?,
-            avg_factor: sampled.avg_factor,
-        })
-    }
-
-    /// `loss_by_feat_single`: one level's two losses. cls_score (N, A*C, H, W),
-    /// bbox_pred (N, A*4, H, W), anchors (H*W*A, 4), labels and weights
-    /// (N, H*W*A), box targets and weights (N, H*W*A, 4).
-    #[allow(clippy::too_many_arguments)]
-    fn loss_single(
-        &self,
-        cls_score: &Tensor,
-        bbox_pred: &Tensor,
-        anchors: &Tensor,
-        labels: &Tensor,
-        label_weights: &Tensor,
-        bbox_targets: &Tensor,
-        bbox_weights: &Tensor,
-        avg_factor: f64,
-    ) -> ModelResult<(Tensor, Tensor)> {
-        let cls = cls_score
-            .f_permute([0, 2, 3, 1])?
-            .f_reshape([-1, self.cls_out_channels])?;
-        let label_weights = label_weights.f_reshape([-1])?;
-        let loss_cls = self.loss_cls.forward(
-            &cls,
-            &labels.f_reshape([-1])?,
-            LossArgs::default()
-                .weight(&label_weights)
-                .avg_factor(avg_factor),
-        )?;
-        let mut pred = bbox_pred.f_permute([0, 2, 3, 1])?.f_reshape([-1, 4])?;
-        if self.reg_decoded_bbox {
-            let n = labels.size()[0];
-            let anchors = anchors
-                .f_unsqueeze(0)?
-                .f_expand([n, -1, 4], false)?
-                .f_reshape([-1, 4])?;
-            pred = self.bbox_coder.decode(&anchors, &pred, None)?;
-        }
-        let bbox_weights = bbox_weights.f_reshape([-1, 4])?;
-        let loss_bbox = self.loss_bbox.forward(
-            &pred,
-            &bbox_targets.f_reshape([-1, 4])?,
-            LossArgs::default()
-                .weight(&bbox_weights)
-                .avg_factor(avg_factor),
-        )?;
-        Ok((loss_cls, loss_bbox))
+        let (loss_cls, loss_bbox) = anchor_loss.loss_by_feat(train, cls_scores, bbox_preds, samples)?;
+        Ok(IndexMap::from([("loss_rpn_cls".to_string(), loss_cls), ("loss_rpn_bbox".to_string(), loss_bbox)]))
     }
 
     /// `predict_by_feat` with RPNHead's `_predict_by_feat_single` and
@@ -602,7 +362,7 @@ impl RPNHead {
         samples: &[DetDataSample],
         cfg: &ProposalSettings,
     ) -> ModelResult<Vec<Tensor>> {
-        let sizes = Self::featmap_sizes(cls_scores);
+        let sizes = featmap_sizes(cls_scores);
         let device = cls_scores
             .first()
             .map(|c| c.device())
@@ -612,7 +372,7 @@ impl RPNHead {
             .iter()
             .enumerate()
             .map(|(i, sample)| {
-                let img = image_hw(sample.meta.img_shape, "img_shape")?;
+                let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
                 let cls: Vec<Tensor> = cls_scores
                     .iter()
                     .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))

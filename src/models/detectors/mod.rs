@@ -5,9 +5,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod parts;
+pub mod single_stage;
 pub mod sparse_rcnn;
 pub mod two_stage;
 
+pub use single_stage::SingleStageDetector;
 pub use sparse_rcnn::SparseRCNN;
 pub use two_stage::TwoStageDetector;
 
@@ -29,6 +31,8 @@ pub enum Detector {
     Sparse(SparseRCNN),
     /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     TwoStage(TwoStageDetector),
+    /// `RetinaNet`.
+    SingleStage(SingleStageDetector),
 }
 
 impl Detector {
@@ -37,6 +41,7 @@ impl Detector {
         match self {
             Detector::Sparse(m) => m.name,
             Detector::TwoStage(m) => m.name,
+            Detector::SingleStage(m) => m.name,
         }
     }
 
@@ -45,6 +50,7 @@ impl Detector {
         match self {
             Detector::Sparse(m) => m.data_preprocessor.as_ref(),
             Detector::TwoStage(m) => m.data_preprocessor.as_ref(),
+            Detector::SingleStage(m) => m.data_preprocessor.as_ref(),
         }
     }
 
@@ -54,6 +60,7 @@ impl Detector {
         match self {
             Detector::Sparse(m) => Ok(m.init_weights(vs)?.into_iter().collect()),
             Detector::TwoStage(m) => m.init_weights(vs),
+            Detector::SingleStage(m) => m.init_weights(vs),
         }
     }
 
@@ -65,6 +72,7 @@ impl Detector {
             Detector::Sparse(m) => m.loss(batch, reduce_mean),
             // Faster/Mask R-CNN normalise per process, as MMDetection's do.
             Detector::TwoStage(m) => m.loss(batch),
+            Detector::SingleStage(m) => m.loss(batch),
         }
     }
 
@@ -73,6 +81,7 @@ impl Detector {
         match self {
             Detector::Sparse(m) => m.predict(batch, rescale),
             Detector::TwoStage(m) => m.predict(batch, rescale),
+            Detector::SingleStage(m) => m.predict(batch, rescale),
         }
     }
 }
@@ -105,9 +114,10 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
             };
             Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
         }
+        "RetinaNet" => Ok(Detector::SingleStage(SingleStageDetector::new("RetinaNet", &parse_cfg(model, "RetinaNet")?, &p)?)),
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN and CascadeRCNN do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN and RetinaNet do)"),
         )),
     }
 }

@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{uint, Null, OneOrMany};
-use super::train_test::{ProposalConfig, RpnTrainConfig};
-use crate::registry::refs::{AnchorGeneratorCfg, BBoxCoderCfg, InitCfg, LossCfg};
+use super::train_test::{DenseTestConfig, ProposalConfig, RpnTrainConfig};
+use crate::registry::refs::{AnchorGeneratorCfg, BBoxCoderCfg, ConvCfg, InitCfg, LossCfg, NormCfg};
 
 fn default_anchor_generator() -> AnchorGeneratorCfg {
     AnchorGeneratorCfg(serde_json::json!({
@@ -105,4 +105,82 @@ pub struct EmbeddingRPNHeadConfig {
     /// Filled by the detector from `model.test_cfg.rpn`, which is null for this head.
     #[serde(default)]
     pub test_cfg: Null,
+}
+
+fn default_retina_anchors() -> AnchorGeneratorCfg {
+    AnchorGeneratorCfg(serde_json::json!({
+        "type": "AnchorGenerator",
+        "octave_base_scale": 4,
+        "scales_per_octave": 3,
+        "ratios": [0.5, 1.0, 2.0],
+        "strides": [8, 16, 32, 64, 128]
+    }))
+}
+
+fn default_anchor_head_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "CrossEntropyLoss", "use_sigmoid": true, "loss_weight": 1.0}))
+}
+
+fn default_anchor_head_loss_bbox() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0}))
+}
+
+fn default_retina_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "retina_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+/// `RetinaHead`: the anchor head of RetinaNet (Lin et al., 2017): per level
+/// `stacked_convs` 3x3 ConvModules for classification and as many for
+/// regression, then per anchor `num_classes` sigmoid scores (`retina_cls`)
+/// and box deltas (`retina_reg`), as `mmdet.models.dense_heads.RetinaHead`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetinaHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs; none when null.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Anchor generator: 3 scales per octave from 4, ratios 0.5-2, strides 8-128.
+    #[serde(default = "default_retina_anchors")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Encodes regression targets, e.g. `DeltaXYWHBBoxCoder`.
+    #[serde(default = "default_rpn_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Apply the box loss to decoded boxes (IoU-style losses) instead of deltas.
+    #[serde(default)]
+    pub reg_decoded_bbox: bool,
+    /// Classification loss, e.g. `FocalLoss` (sigmoid).
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box regression loss.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Training settings; the detector fills it from `model.train_cfg`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `retina_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_retina_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
 }

@@ -4,8 +4,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::Null;
-use super::train_test::{SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig};
-use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
+use super::train_test::{
+    DenseTestConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig,
+};
+use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 
 /// `FasterRCNN` (Ren et al., 2015) and `MaskRCNN` (He et al., 2017; a mask
 /// branch in the RoI head): backbone, neck, RPN and an RoI head, as
@@ -84,6 +86,33 @@ pub struct QueryInstConfig {
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,
     /// Must be null: an initialiser over the whole detector is not supported yet (set `init_cfg` on a component, e.g. the backbone's `Pretrained`, or use `load_from`).
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
+/// `RetinaNet` (Lin et al., 2017): backbone, neck and a dense `RetinaHead`
+/// trained with the focal loss, as `mmdet.models.detectors.RetinaNet` (a
+/// `SingleStageDetector`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SingleStageDetectorConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`.
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// The dense head, e.g. `RetinaHead`.
+    pub bbox_head: DenseHeadCfg,
+    /// The head's anchor assignment and sampling.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// The head's post-processing.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Must be null: an initialiser over the whole detector is not supported yet.
     #[serde(default)]
     pub init_cfg: Null,
 }

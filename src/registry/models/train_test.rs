@@ -152,3 +152,25 @@ pub struct SparseTestConfig {
     /// Post-processing of the last stage's detections.
     pub rcnn: SparseRcnnTestConfig,
 }
+
+/// `test_cfg` of a single-stage detector (`BaseDenseHead._predict_by_feat_single`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DenseTestConfig {
+    /// Top-scoring (anchor, class) pairs kept per level before NMS; -1 keeps all.
+    #[serde(default = "super::common::int::<-1>")]
+    #[schemars(range(min = -1))]
+    pub nms_pre: i64,
+    /// Detections with a side not larger than this are removed; negative disables the filter.
+    #[serde(default = "minus_one")]
+    pub min_bbox_size: f64,
+    /// Scores not above this are dropped before the top-k.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub score_thr: f64,
+    /// Per-class NMS, e.g. `{type: nms, iou_threshold: 0.5}`.
+    pub nms: NmsCfg,
+    /// Detections kept per image.
+    #[schemars(range(min = 1))]
+    pub max_per_img: u32,
+}

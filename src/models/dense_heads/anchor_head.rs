@@ -1,0 +1,283 @@
+//! `AnchorHead`'s training (`mmdet/models/dense_heads/anchor_head.py`),
+//! shared by `RPNHead` (one class-agnostic class) and `RetinaHead`: the
+//! anchors of every level, each image's assignment and sampling of those
+//! inside it, the per-anchor targets, and the per-level classification and
+//! regression losses over the whole batch.
+//!
+//! Shape shorthand: `N` images, `A` anchors per location, `C` classifier
+//! channels per anchor, `H, W` a level's size, `T` anchors of all levels.
+
+use detc::registry::models::train_test::RpnTrainConfig;
+use tch::{Kind, Tensor};
+
+use crate::models::data_preprocessors::DetDataSample;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, Loss, LossArgs};
+use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::task_modules::anchor_generator::anchor_inside_flags;
+use crate::models::task_modules::{AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult};
+
+/// The head's `train_cfg`, built.
+#[derive(Debug)]
+pub struct AnchorTrain {
+    assigner: MaxIoUAssigner,
+    /// `None`: `PseudoSampler` (also the config's `sampler: null`).
+    sampler: Option<RandomSampler>,
+    allowed_border: i64,
+    pos_weight: f64,
+}
+
+impl AnchorTrain {
+    /// `owner` names the head in errors.
+    pub fn new(t: &RpnTrainConfig, owner: &str) -> ModelResult<Self> {
+        let sampler = match &t.sampler {
+            None => None,
+            Some(s) if cfg_type(&s.0, "sampler")? == "PseudoSampler" => None,
+            Some(s) => {
+                let s = RandomSampler::from_cfg(s)?;
+                if s.cfg.add_gt_as_proposals {
+                    return Err(ModelError::new(
+                        owner,
+                        "the anchor sampler needs add_gt_as_proposals: false (ground truths are not anchors)",
+                    ));
+                }
+                Some(s)
+            }
+        };
+        Ok(AnchorTrain {
+            assigner: MaxIoUAssigner::from_cfg(&t.assigner)?,
+            sampler,
+            allowed_border: t.allowed_border,
+            pos_weight: t.pos_weight,
+        })
+    }
+}
+
+/// The per-anchor targets of one image (all anchors of all levels, `T` of them).
+struct Targets {
+    /// (T,) int64: the class of positives, `num_classes` elsewhere.
+    labels: Tensor,
+    /// (T,) float: `pos_weight` (or 1) for positives, 1 for negatives, 0 else.
+    label_weights: Tensor,
+    /// (T, 4) deltas (or boxes with `reg_decoded_bbox`), 0 except positives.
+    bbox_targets: Tensor,
+    /// (T, 4): 1 for positives.
+    bbox_weights: Tensor,
+    avg_factor: i64,
+}
+
+/// `(h, w)` of a sample's `what` (`img_shape`, `pad_shape`).
+pub fn image_hw(shape: Option<(usize, usize)>, what: &str, owner: &str) -> ModelResult<(i64, i64)> {
+    shape
+        .map(|(h, w)| (h as i64, w as i64))
+        .ok_or_else(|| ModelError::new(owner, format!("a data sample has no {what}")))
+}
+
+/// What `AnchorHead.loss_by_feat` reads of a head.
+pub struct AnchorLoss<'a> {
+    pub prior_generator: &'a AnchorGenerator,
+    pub bbox_coder: &'a DeltaXYWHBBoxCoder,
+    pub loss_cls: &'a Loss,
+    pub loss_bbox: &'a Loss,
+    pub reg_decoded_bbox: bool,
+    /// `C`: the classifier's channels per anchor.
+    pub cls_out_channels: i64,
+    /// The background label (`num_classes`).
+    pub num_classes: i64,
+    /// Every ground truth is class 0 (the RPN).
+    pub class_agnostic: bool,
+    /// The head, named in errors.
+    pub owner: &'static str,
+}
+
+impl AnchorLoss<'_> {
+    /// `loss_by_feat`: the classification and regression losses, each summed
+    /// over levels (MMEngine's `parse_losses` sums the per-level lists),
+    /// normalised by the sampled anchors of the batch (`avg_factor`).
+    pub fn loss_by_feat(
+        &self,
+        train: &AnchorTrain,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        samples: &[DetDataSample],
+    ) -> ModelResult<(Tensor, Tensor)> {
+        let num_imgs = samples.len() as i64;
+        if cls_scores.first().map(|c| c.size()[0]) != Some(num_imgs) {
+            return Err(ModelError::new(
+                self.owner,
+                format!("{num_imgs} data samples for a batch of {:?}", cls_scores.first().map(|c| c.size())),
+            ));
+        }
+        let sizes = featmap_sizes(cls_scores);
+        let device = cls_scores[0].device();
+        let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
+        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
+        let mut per_image = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let pad = image_hw(sample.meta.pad_shape, "pad_shape", self.owner)?;
+            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
+            per_image.push(self.targets_single(train, &flat_anchors, &flags, sample)?);
+        }
+        let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
+        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
+            let all: Vec<&Tensor> = per_image.iter().map(f).collect();
+            Ok(Tensor::f_stack(&all, 0)?)
+        };
+        // (N, T) / (N, T, 4), split into levels below (`images_to_levels`).
+        let labels = stack(|t| &t.labels)?;
+        let label_weights = stack(|t| &t.label_weights)?;
+        let bbox_targets = stack(|t| &t.bbox_targets)?;
+        let bbox_weights = stack(|t| &t.bbox_weights)?;
+        let mut loss_cls: Option<Tensor> = None;
+        let mut loss_bbox: Option<Tensor> = None;
+        let mut start = 0i64;
+        for (level, anchors) in mlvl_anchors.iter().enumerate() {
+            let n = anchors.size()[0];
+            let cut = |t: &Tensor| t.f_narrow(1, start, n);
+            let (c, b) = self.loss_single(
+                &cls_scores[level],
+                &bbox_preds[level],
+                anchors,
+                &cut(&labels)?,
+                &cut(&label_weights)?,
+                &cut(&bbox_targets)?,
+                &cut(&bbox_weights)?,
+                avg_factor,
+            )?;
+            loss_cls = Some(match loss_cls {
+                None => c,
+                Some(acc) => acc.f_add(&c)?,
+            });
+            loss_bbox = Some(match loss_bbox {
+                None => b,
+                Some(acc) => acc.f_add(&b)?,
+            });
+            start += n;
+        }
+        let none = || ModelError::new(self.owner, "no feature level");
+        Ok((loss_cls.ok_or_else(none)?, loss_bbox.ok_or_else(none)?))
+    }
+
+    /// `_get_targets_single`: assigns and samples the anchors inside the
+    /// image, then maps the targets back onto all `T` anchors.
+    fn targets_single(
+        &self,
+        train: &AnchorTrain,
+        flat_anchors: &Tensor,
+        valid_flags: &Tensor,
+        sample: &DetDataSample,
+    ) -> ModelResult<Targets> {
+        let img = image_hw(sample.meta.img_shape, "img_shape", self.owner)?;
+        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
+        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
+        if inside_inds.numel() == 0 {
+            return Err(ModelError::new(
+                self.owner,
+                "no valid anchor is inside the image: check the image and anchor sizes, \
+                 or set allowed_border to -1 in the head's train_cfg",
+            ));
+        }
+        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
+        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
+        let gt_labels = if self.class_agnostic {
+            Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?
+        } else {
+            sample.gt_instances.labels.shallow_clone()
+        };
+        let ignore = &sample.ignored_instances.bboxes;
+        let ignore = (ignore.numel() > 0).then_some(ignore);
+        let assign = train.assigner.assign(&anchors, &gt_bboxes, &gt_labels, ignore)?;
+        let sampled: SamplingResult = match &train.sampler {
+            Some(s) => s.sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
+            None => PseudoSampler::sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
+        };
+        let n_in = anchors.size()[0];
+        let device = anchors.device();
+        let fopts = (Kind::Float, device);
+        let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut bbox_weights = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut labels = Tensor::f_full([n_in], self.num_classes, (Kind::Int64, device))?;
+        let mut label_weights = Tensor::f_zeros([n_in], fopts)?;
+        let pos = &sampled.pos_inds;
+        if pos.numel() > 0 {
+            let targets = if self.reg_decoded_bbox {
+                sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?
+            } else {
+                self.bbox_coder.encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
+            };
+            let idx = [Some(pos.shallow_clone())];
+            bbox_targets = bbox_targets.f_index_put(&idx, &targets, false)?;
+            bbox_weights = bbox_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+            labels = labels.f_index_put(&idx, &sampled.pos_gt_labels, false)?;
+            let w = if train.pos_weight <= 0.0 { 1.0 } else { train.pos_weight };
+            label_weights = label_weights.f_index_put(&idx, &Tensor::f_full([1], w, fopts)?, false)?;
+        }
+        if sampled.neg_inds.numel() > 0 {
+            let idx = [Some(sampled.neg_inds.shallow_clone())];
+            label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+        }
+        // `unmap` onto every anchor: background label, zero weights outside.
+        let total = flat_anchors.size()[0];
+        let idx = [Some(inside_inds)];
+        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
+            let mut size = data.size();
+            size[0] = total;
+            Ok(Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?.f_index_put(&idx, data, false)?)
+        };
+        Ok(Targets {
+            labels: unmap(&labels, self.num_classes as f64)?,
+            label_weights: unmap(&label_weights, 0.0)?,
+            bbox_targets: unmap(&bbox_targets, 0.0)?,
+            bbox_weights: unmap(&bbox_weights, 0.0)?,
+            avg_factor: sampled.avg_factor,
+        })
+    }
+
+    /// `loss_by_feat_single`: one level's two losses. cls_score (N, A*C, H, W),
+    /// bbox_pred (N, A*4, H, W), anchors (H*W*A, 4), labels and weights
+    /// (N, H*W*A), box targets and weights (N, H*W*A, 4).
+    #[allow(clippy::too_many_arguments)]
+    fn loss_single(
+        &self,
+        cls_score: &Tensor,
+        bbox_pred: &Tensor,
+        anchors: &Tensor,
+        labels: &Tensor,
+        label_weights: &Tensor,
+        bbox_targets: &Tensor,
+        bbox_weights: &Tensor,
+        avg_factor: f64,
+    ) -> ModelResult<(Tensor, Tensor)> {
+        let cls = cls_score.f_permute([0, 2, 3, 1])?.f_reshape([-1, self.cls_out_channels])?;
+        let label_weights = label_weights.f_reshape([-1])?;
+        let loss_cls = self.loss_cls.forward(
+            &cls,
+            &labels.f_reshape([-1])?,
+            LossArgs::default().weight(&label_weights).avg_factor(avg_factor),
+        )?;
+        let mut pred = bbox_pred.f_permute([0, 2, 3, 1])?.f_reshape([-1, 4])?;
+        if self.reg_decoded_bbox {
+            let n = labels.size()[0];
+            let anchors = anchors.f_unsqueeze(0)?.f_expand([n, -1, 4], false)?.f_reshape([-1, 4])?;
+            pred = self.bbox_coder.decode(&anchors, &pred, None)?;
+        }
+        let bbox_weights = bbox_weights.f_reshape([-1, 4])?;
+        let loss_bbox = self.loss_bbox.forward(
+            &pred,
+            &bbox_targets.f_reshape([-1, 4])?,
+            LossArgs::default().weight(&bbox_weights).avg_factor(avg_factor),
+        )?;
+        Ok((loss_cls, loss_bbox))
+    }
+}
+
+/// `(H, W)` of each level's (N, C, H, W) (or (C, H, W)) map.
+pub fn featmap_sizes(cls_scores: &[Tensor]) -> Vec<(i64, i64)> {
+    cls_scores
+        .iter()
+        .map(|c| {
+            let s = c.size();
+            (s[s.len() - 2], s[s.len() - 1])
+        })
+        .collect()
+}

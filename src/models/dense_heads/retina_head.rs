@@ -1,0 +1,443 @@
+//! `RetinaHead` (`mmdet/models/dense_heads/retina_head.py`, on `AnchorHead`
+//! and `BaseDenseHead`): per level `stacked_convs` 3x3 convs (+ ReLU) for
+//! classification and as many for regression, then per anchor `K` sigmoid
+//! class scores (`retina_cls`) and 4 box deltas (`retina_reg`). Training is
+//! `AnchorHead`'s (`anchor_head.rs`); testing is `BaseDenseHead`'s: per
+//! level the top `nms_pre` (anchor, class) scores above `score_thr`, the
+//! boxes decoded, rescaled, filtered by size, then per-class NMS.
+//!
+//! Shape shorthand: `N` images, `A` anchors per location, `K` classes,
+//! `H, W` a level's size, `k` detections of an image.
+
+use detc::registry::models::common::{OneOrMany, StrOrList};
+use detc::registry::models::dense_heads::RetinaHeadConfig;
+use detc::registry::models::ops::NmsConfig;
+use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
+use detc::registry::models::weight_init::NormalInitConfig;
+use indexmap::IndexMap;
+use tch::{nn, Kind, Tensor};
+
+use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
+use super::rpn_head::{make_conv, ConvInit};
+use crate::models::data_preprocessors::DetDataSample;
+use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg, Loss};
+use crate::models::ops::nms::{batched_nms_cfg, nms_config};
+use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::roi_heads::DetInstances;
+use crate::models::task_modules::AnchorGenerator;
+
+const NAME: &str = "RetinaHead";
+
+/// `test_cfg`, built.
+#[derive(Debug)]
+struct TestSettings {
+    nms_pre: i64,
+    min_bbox_size: f64,
+    score_thr: f64,
+    nms: NmsConfig,
+    max_per_img: i64,
+}
+
+#[derive(Debug)]
+pub struct RetinaHead {
+    cls_convs: Vec<ConvModule>,
+    reg_convs: Vec<ConvModule>,
+    retina_cls: Conv2d,
+    retina_reg: Conv2d,
+    pub prior_generator: AnchorGenerator,
+    pub bbox_coder: DeltaXYWHBBoxCoder,
+    pub loss_cls: Loss,
+    pub loss_bbox: Loss,
+    pub num_classes: i64,
+    reg_decoded_bbox: bool,
+    use_sigmoid_cls: bool,
+    cls_out_channels: i64,
+    train: Option<AnchorTrain>,
+    test: Option<TestSettings>,
+}
+
+/// The default `init_cfg`: `Normal` on every `Conv2d`, optionally overridden
+/// (another std, a bias from `bias_prob`) for `retina_cls`. Returns the
+/// init of the convs and of `retina_cls`; null is torch's (and
+/// ConvModule's) own init.
+fn conv_inits(init: Option<&OneOrMany<detc::registry::refs::InitCfg>>) -> ModelResult<(ConvInit, ConvInit)> {
+    let Some(init) = init else { return Ok((ConvInit::TorchDefault, ConvInit::TorchDefault)) };
+    let unsupported = || ModelError::new(NAME, "init_cfg must be one Normal dict on Conv2d (with an optional Normal override on retina_cls), or null");
+    let items = init.as_vec();
+    let [one] = items.as_slice() else { return Err(unsupported()) };
+    if cfg_type(&one.0, "RetinaHead.init_cfg")? != "Normal" {
+        return Err(unsupported());
+    }
+    let n: NormalInitConfig = parse_cfg(&one.0, "RetinaHead.init_cfg")?;
+    let on_conv = match &n.layer {
+        None => true,
+        Some(StrOrList::One(s)) => s == "Conv2d",
+        Some(StrOrList::List(v)) => v.iter().any(|s| s == "Conv2d"),
+    };
+    if !on_conv {
+        return Err(unsupported());
+    }
+    let normal = |n: &NormalInitConfig| ConvInit::Normal {
+        mean: n.mean,
+        std: n.std,
+        bias: n.bias_prob.map_or(n.bias, |p| -((1.0 - p) / p).ln()),
+    };
+    let convs = normal(&n);
+    let cls = match &n.r#override {
+        None => convs,
+        Some(o) => {
+            let items = o.as_vec();
+            let [one] = items.as_slice() else { return Err(unsupported()) };
+            let o: NormalInitConfig = parse_cfg(&one.0, "RetinaHead.init_cfg.override")?;
+            if o.name.as_deref() != Some("retina_cls") {
+                return Err(unsupported());
+            }
+            normal(&o)
+        }
+    };
+    Ok((convs, cls))
+}
+
+impl RetinaHead {
+    /// Builds under `p` (`bbox_head`): `cls_convs.{i}.conv`, `reg_convs.{i}.conv`,
+    /// `retina_cls`, `retina_reg`. `train_cfg` / `test_cfg` are the detector's.
+    pub fn new(
+        cfg: &RetinaHeadConfig,
+        train_cfg: Option<&RpnTrainConfig>,
+        test_cfg: Option<&DenseTestConfig>,
+        p: &nn::Path,
+    ) -> ModelResult<Self> {
+        if cfg.conv_cfg.is_some() || cfg.norm_cfg.is_some() {
+            return Err(ModelError::new(NAME, "conv_cfg and norm_cfg are not supported yet (set them to null)"));
+        }
+        let use_sigmoid_cls = cfg.loss_cls.0.get("use_sigmoid").and_then(|v| v.as_bool()).unwrap_or(false);
+        let k = cfg.num_classes as i64;
+        let cls_out_channels = if use_sigmoid_cls { k } else { k + 1 };
+        let prior_generator = AnchorGenerator::from_cfg(&cfg.anchor_generator)?;
+        let per_level = prior_generator.num_base_priors();
+        let a = per_level[0];
+        if per_level.iter().any(|&n| n != a) {
+            return Err(ModelError::new(NAME, format!("every level needs the same number of anchors, got {per_level:?}")));
+        }
+        let bbox_coder = match cfg_type(&cfg.bbox_coder.0, "RetinaHead.bbox_coder")? {
+            "DeltaXYWHBBoxCoder" => DeltaXYWHBBoxCoder::new(&parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?),
+            other => {
+                return Err(ModelError::new(
+                    "RetinaHead.bbox_coder",
+                    format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
+                ))
+            }
+        };
+        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref())?;
+        let feat = cfg.feat_channels as i64;
+        let k3 = ConvGeom::k(3).padding(1);
+        let stack = |name: &str| -> ModelResult<Vec<ConvModule>> {
+            (0..cfg.stacked_convs as i64)
+                .map(|i| {
+                    let c_in = if i == 0 { cfg.in_channels as i64 } else { feat };
+                    // Without an init_cfg, ConvModule's own Kaiming init.
+                    let init = match conv_init {
+                        ConvInit::TorchDefault => ConvInit::Kaiming,
+                        other => other,
+                    };
+                    Ok(ConvModule { conv: make_conv(&(p / name / i / "conv"), c_in, feat, k3, init)?, norm: None, act: Some(Activation::Relu) })
+                })
+                .collect()
+        };
+        let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
+        Ok(RetinaHead {
+            cls_convs: stack("cls_convs")?,
+            reg_convs: stack("reg_convs")?,
+            retina_cls: make_conv(&(p / "retina_cls"), last, a * cls_out_channels, k3, cls_init)?,
+            retina_reg: make_conv(&(p / "retina_reg"), last, a * 4, k3, conv_init)?,
+            prior_generator,
+            bbox_coder,
+            loss_cls: Loss::from_cfg(&cfg.loss_cls)?,
+            loss_bbox: Loss::from_cfg(&cfg.loss_bbox)?,
+            num_classes: k,
+            reg_decoded_bbox: cfg.reg_decoded_bbox,
+            use_sigmoid_cls,
+            cls_out_channels,
+            train: train_cfg.or(cfg.train_cfg.as_ref()).map(|t| AnchorTrain::new(t, NAME)).transpose()?,
+            test: test_cfg
+                .or(cfg.test_cfg.as_ref())
+                .map(|t| -> ModelResult<TestSettings> {
+                    Ok(TestSettings {
+                        nms_pre: t.nms_pre,
+                        min_bbox_size: t.min_bbox_size,
+                        score_thr: t.score_thr,
+                        nms: nms_config(&t.nms, "RetinaHead.test_cfg.nms")?,
+                        max_per_img: t.max_per_img as i64,
+                    })
+                })
+                .transpose()?,
+        })
+    }
+
+    /// `forward`: per level x (N, Cin, H, W) -> cls_scores (N, A*K, H, W) and
+    /// bbox_preds (N, A*4, H, W).
+    pub fn forward(&self, x: &[Tensor]) -> ModelResult<(Vec<Tensor>, Vec<Tensor>)> {
+        if x.len() != self.prior_generator.num_levels() {
+            return Err(ModelError::new(
+                NAME,
+                format!("{} feature levels for {} anchor strides", x.len(), self.prior_generator.num_levels()),
+            ));
+        }
+        let (mut cls, mut reg) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+        for level in x {
+            let (mut c, mut r) = (level.shallow_clone(), level.shallow_clone());
+            for conv in &self.cls_convs {
+                c = conv.forward_t(&c, true)?;
+            }
+            for conv in &self.reg_convs {
+                r = conv.forward_t(&r, true)?;
+            }
+            cls.push(self.retina_cls.forward(&c)?);
+            reg.push(self.retina_reg.forward(&r)?);
+        }
+        Ok((cls, reg))
+    }
+
+    /// `loss`: `loss_cls` and `loss_bbox`, each summed over levels.
+    pub fn loss(&self, x: &[Tensor], samples: &[DetDataSample]) -> ModelResult<IndexMap<String, Tensor>> {
+        let train = self.train.as_ref().ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg"))?;
+        let (cls_scores, bbox_preds) = self.forward(x)?;
+        let anchor_loss = AnchorLoss {
+            prior_generator: &self.prior_generator,
+            bbox_coder: &self.bbox_coder,
+            loss_cls: &self.loss_cls,
+            loss_bbox: &self.loss_bbox,
+            reg_decoded_bbox: self.reg_decoded_bbox,
+            cls_out_channels: self.cls_out_channels,
+            num_classes: self.num_classes,
+            class_agnostic: false,
+            owner: NAME,
+        };
+        let (loss_cls, loss_bbox) = anchor_loss.loss_by_feat(train, &cls_scores, &bbox_preds, samples)?;
+        Ok(IndexMap::from([("loss_cls".to_string(), loss_cls), ("loss_bbox".to_string(), loss_bbox)]))
+    }
+
+    /// `predict`: per image the detections after `test_cfg`, in
+    /// original-image pixels with `rescale`.
+    pub fn predict(&self, x: &[Tensor], samples: &[DetDataSample], rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let cfg = self.test.as_ref().ok_or_else(|| ModelError::new(NAME, "predict needs model.test_cfg"))?;
+        let (cls_scores, bbox_preds) = self.forward(x)?;
+        let sizes = featmap_sizes(&cls_scores);
+        let priors = self.prior_generator.grid_priors(&sizes, cls_scores[0].device())?;
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, sample)| {
+                let image = |maps: &[Tensor]| -> ModelResult<Vec<Tensor>> {
+                    maps.iter().map(|m| Ok(m.f_get(i as i64)?.f_detach()?)).collect()
+                };
+                self.predict_single(&image(&cls_scores)?, &image(&bbox_preds)?, &priors, sample, cfg, rescale)
+            })
+            .collect()
+    }
+
+    /// `_predict_by_feat_single` and `_bbox_post_process` for one image: per
+    /// level (A*K, H, W) scores and (A*4, H, W) deltas.
+    fn predict_single(
+        &self,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        mlvl_priors: &[Tensor],
+        sample: &DetDataSample,
+        cfg: &TestSettings,
+        rescale: bool,
+    ) -> ModelResult<DetInstances> {
+        let (mut all_deltas, mut all_priors, mut all_scores, mut all_labels) = (vec![], vec![], vec![], vec![]);
+        for ((cls, reg), priors) in cls_scores.iter().zip(bbox_preds).zip(mlvl_priors) {
+            let deltas = reg.f_permute([1, 2, 0])?.f_reshape([-1, 4])?;
+            let logits = cls.f_permute([1, 2, 0])?.f_reshape([-1, self.cls_out_channels])?;
+            let scores = if self.use_sigmoid_cls {
+                logits.f_sigmoid()?
+            } else {
+                logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, self.num_classes)?
+            };
+            // `filter_scores_and_topk`: the scores above the threshold, the
+            // top `nms_pre` of them (Python's slice `[:nms_pre]`), sorted.
+            let valid = scores.f_gt(cfg.score_thr)?;
+            let kept = scores.f_masked_select(&valid)?;
+            let valid_idxs = valid.f_nonzero()?;
+            let m = valid_idxs.size()[0];
+            let top = cfg.nms_pre.min(m);
+            let top = if top < 0 { (m + top).max(0) } else { top };
+            let (sorted, order) = kept.f_sort(0, true)?;
+            let chosen = valid_idxs.f_index_select(0, &order.f_narrow(0, 0, top)?)?;
+            let keep = chosen.f_select(1, 0)?;
+            all_scores.push(sorted.f_narrow(0, 0, top)?);
+            all_labels.push(chosen.f_select(1, 1)?);
+            all_deltas.push(deltas.f_index_select(0, &keep)?);
+            all_priors.push(priors.f_index_select(0, &keep)?);
+        }
+        let (h, w) = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
+        let mut bboxes = self.bbox_coder.decode(
+            &Tensor::f_cat(&all_priors, 0)?,
+            &Tensor::f_cat(&all_deltas, 0)?,
+            Some((h as f64, w as f64)),
+        )?;
+        let mut scores = Tensor::f_cat(&all_scores, 0)?;
+        let mut labels = Tensor::f_cat(&all_labels, 0)?;
+        if rescale {
+            let (sw, sh) = sample
+                .meta
+                .scale_factor
+                .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?;
+            let s = Tensor::from_slice(&[sw, sh, sw, sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
+            bboxes = bboxes.f_div(&s)?;
+        }
+        if cfg.min_bbox_size >= 0.0 {
+            let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
+            let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
+            let valid = bw.f_gt(cfg.min_bbox_size)?.f_logical_and(&bh.f_gt(cfg.min_bbox_size)?)?;
+            if !bool::try_from(valid.f_all()?)? {
+                let keep = valid.f_nonzero()?.f_view([-1])?;
+                bboxes = bboxes.f_index_select(0, &keep)?;
+                scores = scores.f_index_select(0, &keep)?;
+                labels = labels.f_index_select(0, &keep)?;
+            }
+        }
+        if bboxes.numel() > 0 {
+            let keep = batched_nms_cfg(&bboxes, &scores, &labels, &cfg.nms, Some(cfg.max_per_img as usize))?;
+            let keep = keep.f_narrow(0, 0, cfg.max_per_img.min(keep.size()[0]))?;
+            bboxes = bboxes.f_index_select(0, &keep)?;
+            scores = scores.f_index_select(0, &keep)?;
+            labels = labels.f_index_select(0, &keep)?;
+        }
+        Ok(DetInstances { bboxes, scores, labels: labels.f_to_kind(Kind::Int64)?, masks: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use detc::data::SampleMeta;
+    use tch::nn::VarStore;
+    use tch::Device;
+
+    use super::*;
+    use crate::models::data_preprocessors::InstanceTensors;
+    use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
+    use crate::models::weights::{load_state_dict, with_prefix, Shapes};
+
+    fn fixture() -> &'static StateDict {
+        static FX: OnceLock<StateDict> = OnceLock::new();
+        FX.get_or_init(|| script_state_dict("tests/models/retina_reference.py", "detc-retina", "retina.pth"))
+    }
+
+    fn fx(key: &str) -> Tensor {
+        tensor(fixture(), key)
+    }
+
+    /// `CFG` of the reference script.
+    fn retina_cfg() -> (RetinaHeadConfig, RpnTrainConfig, DenseTestConfig) {
+        let head = serde_json::json!({
+            "num_classes": 3, "in_channels": 8, "stacked_convs": 2, "feat_channels": 8,
+            "anchor_generator": {"type": "AnchorGenerator", "octave_base_scale": 4, "scales_per_octave": 2,
+                                 "ratios": [0.5, 1.0, 2.0], "strides": [8, 16, 32]},
+            "bbox_coder": {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0, 0.0, 0.0, 0.0],
+                           "target_stds": [1.0, 1.0, 1.0, 1.0]},
+            "loss_cls": {"type": "FocalLoss", "use_sigmoid": true, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0},
+            "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0}
+        });
+        let train = serde_json::json!({
+            "assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0,
+                         "ignore_iof_thr": -1},
+            "sampler": {"type": "PseudoSampler"}, "allowed_border": -1, "pos_weight": -1, "debug": false
+        });
+        let test = serde_json::json!({"nms_pre": 50, "min_bbox_size": 0, "score_thr": 0.05,
+                                      "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 20});
+        (serde_json::from_value(head).unwrap(), serde_json::from_value(train).unwrap(), serde_json::from_value(test).unwrap())
+    }
+
+    fn samples() -> Vec<DetDataSample> {
+        (0..2)
+            .map(|i| {
+                let meta = Vec::<f64>::try_from(fx(&format!("img.{i}.meta"))).unwrap();
+                let (h, w) = (meta[0] as usize, meta[1] as usize);
+                let (sw, sh) = (meta[4], meta[5]);
+                DetDataSample {
+                    meta: SampleMeta {
+                        img_shape: Some((h, w)),
+                        pad_shape: Some((meta[2] as usize, meta[3] as usize)),
+                        scale_factor: Some((sw, sh)),
+                        ori_shape: Some(((h as f64 / sh).round() as usize, (w as f64 / sw).round() as usize)),
+                        ..SampleMeta::default()
+                    },
+                    batch_input_shape: (meta[2] as usize, meta[3] as usize),
+                    gt_instances: InstanceTensors {
+                        bboxes: fx(&format!("img.{i}.bboxes")),
+                        labels: fx(&format!("img.{i}.labels")),
+                        masks: None,
+                    },
+                    ignored_instances: InstanceTensors {
+                        bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+                        labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+                        masks: None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// MMDetection's names and shapes, its init (N(0, 0.01) convs, zero
+    /// biases but `retina_cls`'s prior-probability bias); then on its
+    /// perturbed weights the two losses (an image without ground truth in
+    /// the batch), every gradient, and the detections with and without
+    /// rescaling.
+    #[test]
+    fn retina_head_equals_mmdet() {
+        let (cfg, train, test) = retina_cfg();
+        let vs = VarStore::new(Device::Cpu);
+        let head = RetinaHead::new(&cfg, Some(&train), Some(&test), &vs.root()).unwrap();
+        let ours = vs.variables();
+        let init = with_prefix(fixture(), "init").unwrap();
+        assert_eq!(ours.len(), init.len(), "number of state-dict entries");
+        for (name, t) in &init {
+            let want = crate::models::weights::to_tensor(t).unwrap();
+            assert_eq!(ours[name].size(), want.size(), "{name}");
+            if name.ends_with("bias") {
+                assert_eq!(ours[name], want, "initial {name}");
+            } else {
+                let std = ours[name].std(true).double_value(&[]);
+                assert!((std / 0.01 - 1.0).abs() < 0.35, "{name}: std {std}");
+            }
+        }
+        let report = load_state_dict(&vs, "", &with_prefix(fixture(), "sd").unwrap(), Shapes::Refuse).unwrap();
+        assert!(report.is_exact(), "{report:?}");
+
+        let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}")).set_requires_grad(true)).collect();
+        let losses = head.loss(&x, &samples()).unwrap();
+        assert_eq!(losses.keys().collect::<Vec<_>>(), ["loss_cls", "loss_bbox"]);
+        for (name, v) in &losses {
+            assert_close(v, &fx(&format!("loss.{name}")), 1e-6, 1e-5, name);
+        }
+        (&losses["loss_cls"] + &losses["loss_bbox"]).backward();
+        let scaled = |got: &Tensor, key: &str| {
+            let want = fx(&format!("grad.{key}"));
+            let tol = 1e-5 * want.abs().max().double_value(&[]).max(1e-6);
+            assert_close(got, &want, tol, 1e-4, &format!("gradient of {key}"));
+        };
+        for (name, t) in &ours {
+            scaled(&t.grad(), name);
+        }
+        for (l, t) in x.iter().enumerate() {
+            scaled(&t.grad(), &format!("x.{l}"));
+        }
+
+        let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}"))).collect();
+        for rescale in [true, false] {
+            let res = tch::no_grad(|| head.predict(&x, &samples(), rescale)).unwrap();
+            for (i, r) in res.iter().enumerate() {
+                let p = format!("pred{}.{i}", rescale as i32);
+                assert_close(&r.bboxes, &fx(&format!("{p}.bboxes")), 1e-4, 1e-5, &format!("{p} bboxes"));
+                assert_close(&r.scores, &fx(&format!("{p}.scores")), 1e-6, 1e-5, &format!("{p} scores"));
+                assert_eq!(r.labels, fx(&format!("{p}.labels")), "{p} labels");
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! `RetinaNet` (`mmdet/models/detectors/retinanet.py`, a
+//! `SingleStageDetector`): a backbone, a neck and a dense head that predicts
+//! the detections directly. The parameters are named as MMDetection's:
+//! `backbone.*`, `neck.*`, `bbox_head.*`.
+
+use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
+use detc::registry::models::detectors::SingleStageDetectorConfig;
+use detc::registry::models::dense_heads::RetinaHeadConfig;
+use indexmap::IndexMap;
+use tch::{nn, Tensor};
+
+use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
+use crate::models::backbones::Backbone;
+use crate::models::data_preprocessors::DetBatch;
+use crate::models::dense_heads::RetinaHead;
+use crate::models::layers::{ModelError, ModelResult};
+use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::necks::FPN;
+use crate::models::roi_heads::DetInstances;
+
+#[derive(Debug)]
+pub struct SingleStageDetector {
+    /// The config's `type` (`RetinaNet`).
+    pub name: &'static str,
+    pub backbone: Backbone,
+    pub neck: Option<FPN>,
+    pub bbox_head: RetinaHead,
+    pub data_preprocessor: Option<DetDataPreprocessorConfig>,
+}
+
+impl SingleStageDetector {
+    /// Builds under `p`; the detector's `train_cfg` and `test_cfg` go to the head.
+    pub fn new(name: &'static str, cfg: &SingleStageDetectorConfig, p: &nn::Path) -> ModelResult<Self> {
+        let backbone = build_backbone(&cfg.backbone, name, p)?;
+        let neck = build_neck(cfg.neck.as_ref(), name, p)?;
+        let bbox_head = match cfg_type(&cfg.bbox_head.0, "bbox_head")? {
+            "RetinaHead" => RetinaHead::new(
+                &parse_cfg::<RetinaHeadConfig>(&cfg.bbox_head.0, "RetinaHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?,
+            other => return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (only RetinaHead)"))),
+        };
+        Ok(SingleStageDetector {
+            name,
+            backbone,
+            neck,
+            bbox_head,
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), name)?,
+        })
+    }
+
+    /// Loads the backbone's `Pretrained` `init_cfg`, if any.
+    pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Vec<detc::checkpoint::KeyReport>> {
+        Ok(self.backbone.init_weights(vs)?.into_iter().collect())
+    }
+
+    /// `loss`: the head's `loss_cls` and `loss_bbox`.
+    pub fn loss(&self, batch: &DetBatch) -> ModelResult<IndexMap<String, Tensor>> {
+        let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, true)?;
+        self.bbox_head.loss(&x, &batch.data_samples)
+    }
+
+    /// `predict` in eval mode (run it under `tch::no_grad`).
+    pub fn predict(&self, batch: &DetBatch, rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, false)?;
+        self.bbox_head.predict(&x, &batch.data_samples, rescale)
+    }
+}
