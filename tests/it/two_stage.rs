@@ -41,6 +41,40 @@ fn run(dir: &Path, work_dir: &str, epochs: u32, resume: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Writes `config` to `dir/{name}.yaml`, trains it for `epochs` (TINY,
+/// work dir `dir/{name}`), checks that every one of `terms` is logged and
+/// every one of `saved` is in the last checkpoint, tests that checkpoint,
+/// and returns the training log.
+fn trains_and_tests(dir: &Path, name: &str, config: &str, epochs: u32, terms: &[&str], saved: &[&str]) -> String {
+    let file = format!("{name}.yaml");
+    std::fs::write(dir.join(&file), config).unwrap();
+    let engine = || detc(dir).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
+    let out = engine()
+        .args(["run", &file, "--work-dir", name, "--cfg-options"])
+        .args(TINY)
+        .arg(format!("train_cfg.max_epochs={epochs}"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let log = String::from_utf8_lossy(&out).into_owned();
+    for term in terms {
+        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
+    }
+    let checkpoint = format!("{name}/epoch_{epochs}.pth");
+    let ckpt = detc::checkpoint::load(&dir.join(&checkpoint)).unwrap();
+    for key in saved {
+        assert!(ckpt.state_dict.contains_key(*key), "{key} is not in the checkpoint");
+    }
+    engine()
+        .args(["test", &file, &checkpoint, "--work-dir", &format!("{name}_tested"), "--cfg-options"])
+        .args(TINY)
+        .assert()
+        .success();
+    log
+}
+
 #[test]
 fn mask_rcnn_trains_resumes_exactly_and_tests() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,33 +216,12 @@ fn cascade_mask_rcnn_trains_and_tests() {
         t1 = train(0.6),
         t2 = train(0.7),
     );
-    std::fs::write(dir.path().join("cascade.yaml"), config).unwrap();
-    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
-    let out = engine()
-        .arg("run")
-        .arg("cascade.yaml")
-        .args(["--work-dir", "cascade", "--cfg-options"])
-        .args(TINY)
-        .arg("train_cfg.max_epochs=2")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
-    for s in 0..3 {
-        for term in ["loss_cls", "acc", "loss_bbox", "loss_mask"] {
-            assert!(log.contains(&format!(" s{s}.{term}: ")), "s{s}.{term} is not in the log:\n{log}");
-        }
-    }
+    let terms: Vec<String> =
+        (0..3).flat_map(|s| ["loss_cls", "acc", "loss_bbox", "loss_mask"].map(|t| format!("s{s}.{t}"))).collect();
+    let terms: Vec<&str> = terms.iter().map(String::as_str).collect();
+    let log = trains_and_tests(dir.path(), "cascade", &config, 2, &terms, &["roi_head.bbox_head.2.fc_cls.weight"]);
     assert!(log.contains("coco/segm_mAP: "), "{log}");
-    engine()
-        .arg("test")
-        .arg("cascade.yaml")
-        .args(["cascade/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success();
+    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
 
     // The Mask R-CNN demo (a StandardRoIHead) with a cascade's list of rcnn settings.
     let listed = format!(
@@ -248,43 +261,19 @@ fn group_norm_and_weight_standardised_mask_rcnn_trains_and_tests() {
          mask_head:\n      conv_cfg: {{type: ConvWS}}\n      norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n",
         base = root().join(CONFIG).display(),
     );
-    std::fs::write(dir.path().join("gn_ws.yaml"), config).unwrap();
-    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
-    let out = engine()
-        .arg("run")
-        .arg("gn_ws.yaml")
-        .args(["--work-dir", "gn_ws", "--cfg-options"])
-        .args(TINY)
-        .arg("train_cfg.max_epochs=2")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
-    for term in ["loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox", "loss_mask"] {
-        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
-    }
-    assert!(log.contains("coco/bbox_mAP: ") && log.contains("coco/segm_mAP: "), "{log}");
-    let ckpt = detc::checkpoint::load(&dir.path().join("gn_ws/epoch_2.pth")).unwrap();
-    for name in [
+    let saved = [
         "backbone.gn1.weight",
         "backbone.layer4.1.gn2.bias",
         "neck.lateral_convs.0.gn.weight",
         "roi_head.bbox_head.shared_convs.3.gn.weight",
         "roi_head.bbox_head.shared_fcs.0.weight",
         "roi_head.mask_head.convs.0.gn.bias",
-    ] {
-        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
-    }
+    ];
+    let terms = ["loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox", "loss_mask"];
+    let log = trains_and_tests(dir.path(), "gn_ws", &config, 2, &terms, &saved);
+    assert!(log.contains("coco/bbox_mAP: ") && log.contains("coco/segm_mAP: "), "{log}");
+    let ckpt = detc::checkpoint::load(&dir.path().join("gn_ws/epoch_2.pth")).unwrap();
     assert!(!ckpt.state_dict.keys().any(|k| k.contains("running_mean")), "a GN model has no BN statistics");
-    engine()
-        .arg("test")
-        .arg("gn_ws.yaml")
-        .args(["gn_ws/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success();
 }
 
 /// The C4 layout on the demo's data: a three-stage ResNet-50 without neck,
@@ -311,42 +300,18 @@ fn c4_mask_rcnn_with_a_shared_res_layer_trains_and_tests() {
          num: 8\n  test_cfg:\n    rpn:\n      max_per_img: 8\n",
         base = root().join(CONFIG).display(),
     );
-    std::fs::write(dir.path().join("c4.yaml"), config).unwrap();
-    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
-    let out = engine()
-        .arg("run")
-        .arg("c4.yaml")
-        .args(["--work-dir", "c4", "--cfg-options"])
-        .args(TINY)
-        .arg("train_cfg.max_epochs=1")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
-    for term in ["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"] {
-        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
-    }
-    assert!(log.contains("coco/segm_mAP: "), "{log}");
-    let ckpt = detc::checkpoint::load(&dir.path().join("c4/epoch_1.pth")).unwrap();
-    for name in [
+    let saved = [
         "backbone.layer3.5.conv3.weight",
         "roi_head.shared_head.layer4.0.downsample.0.weight",
         "roi_head.shared_head.layer4.2.bn3.running_var",
         "roi_head.bbox_head.fc_cls.weight",
         "roi_head.mask_head.upsample.weight",
-    ] {
-        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
-    }
+    ];
+    let terms = ["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"];
+    let log = trains_and_tests(dir.path(), "c4", &config, 1, &terms, &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+    let ckpt = detc::checkpoint::load(&dir.path().join("c4/epoch_1.pth")).unwrap();
     assert!(!ckpt.state_dict.keys().any(|k| k.starts_with("backbone.layer4") || k.starts_with("neck.")));
-    engine()
-        .arg("test")
-        .arg("c4.yaml")
-        .args(["c4/epoch_1.pth", "--work-dir", "tested", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success();
 }
 
 /// The demo Mask R-CNN on a tiny `SwinTransformer` (as MMDetection's `swin/`
@@ -367,42 +332,16 @@ fn swin_mask_rcnn_trains_and_tests() {
          relative_position_bias_table: {{decay_mult: 0.0}}\n      norm: {{decay_mult: 0.0}}\n",
         base = root().join(CONFIG).display(),
     );
-    std::fs::write(dir.path().join("swin.yaml"), config).unwrap();
-    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
-    let out = engine()
-        .arg("run")
-        .arg("swin.yaml")
-        .args(["--work-dir", "swin", "--cfg-options"])
-        .args(TINY)
-        .arg("train_cfg.max_epochs=2")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
-    for term in ["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"] {
-        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
-    }
-    assert!(log.contains("coco/segm_mAP: "), "{log}");
-    let ckpt = detc::checkpoint::load(&dir.path().join("swin/epoch_2.pth")).unwrap();
-    for name in [
+    let saved = [
         "backbone.patch_embed.projection.weight",
         "backbone.stages.3.blocks.1.attn.w_msa.relative_position_bias_table",
         "backbone.stages.3.blocks.1.attn.w_msa.relative_position_index",
         "backbone.stages.2.downsample.reduction.weight",
         "backbone.stages.0.blocks.0.ffn.layers.0.0.weight",
         "backbone.norm3.weight",
-    ] {
-        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
-    }
-    engine()
-        .arg("test")
-        .arg("swin.yaml")
-        .args(["swin/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success();
+    ];
+    let log = trains_and_tests(dir.path(), "swin", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_bbox", "loss_mask"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
 }
 
 /// A tiny RetinaNet (`SingleStageDetector` with a `RetinaHead`, focal loss,
@@ -429,34 +368,13 @@ fn retinanet_trains_and_tests() {
          nms: {{type: nms, iou_threshold: 0.5}}\n    max_per_img: 50\n",
         base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
     );
-    std::fs::write(dir.path().join("retina.yaml"), config).unwrap();
-    let engine = || detc(dir.path()).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
-    let out = engine()
-        .arg("run")
-        .arg("retina.yaml")
-        .args(["--work-dir", "retina", "--cfg-options"])
-        .args(TINY)
-        .arg("train_cfg.max_epochs=2")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let log = String::from_utf8_lossy(&out);
-    for term in ["loss_cls", "loss_bbox"] {
-        assert!(log.contains(&format!(" {term}: ")), "{term} is not in the log:\n{log}");
-    }
+    let saved = [
+        "bbox_head.cls_convs.0.conv.weight",
+        "bbox_head.retina_cls.bias",
+        "bbox_head.retina_reg.weight",
+        "neck.fpn_convs.4.conv.weight",
+    ];
+    let log = trains_and_tests(dir.path(), "retina", &config, 2, &["loss_cls", "loss_bbox"], &saved);
     assert!(!log.contains("loss_rpn_cls"), "{log}");
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
-    let ckpt = detc::checkpoint::load(&dir.path().join("retina/epoch_2.pth")).unwrap();
-    for name in ["bbox_head.cls_convs.0.conv.weight", "bbox_head.retina_cls.bias", "bbox_head.retina_reg.weight", "neck.fpn_convs.4.conv.weight"] {
-        assert!(ckpt.state_dict.contains_key(name), "{name} is not in the checkpoint");
-    }
-    engine()
-        .arg("test")
-        .arg("retina.yaml")
-        .args(["retina/epoch_2.pth", "--work-dir", "tested", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success();
 }

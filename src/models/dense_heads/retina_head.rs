@@ -17,7 +17,7 @@ use detc::registry::models::weight_init::NormalInitConfig;
 use indexmap::IndexMap;
 use tch::{nn, Kind, Tensor};
 
-use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
+use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
 use super::rpn_head::{make_conv, ConvInit};
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
@@ -289,16 +289,10 @@ impl RetinaHead {
             let s = Tensor::from_slice(&[sw, sh, sw, sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
             bboxes = bboxes.f_div(&s)?;
         }
-        if cfg.min_bbox_size >= 0.0 {
-            let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
-            let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
-            let valid = bw.f_gt(cfg.min_bbox_size)?.f_logical_and(&bh.f_gt(cfg.min_bbox_size)?)?;
-            if !bool::try_from(valid.f_all()?)? {
-                let keep = valid.f_nonzero()?.f_view([-1])?;
-                bboxes = bboxes.f_index_select(0, &keep)?;
-                scores = scores.f_index_select(0, &keep)?;
-                labels = labels.f_index_select(0, &keep)?;
-            }
+        if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {
+            bboxes = bboxes.f_index_select(0, &keep)?;
+            scores = scores.f_index_select(0, &keep)?;
+            labels = labels.f_index_select(0, &keep)?;
         }
         if bboxes.numel() > 0 {
             let keep = batched_nms_cfg(&bboxes, &scores, &labels, &cfg.nms, Some(cfg.max_per_img as usize))?;

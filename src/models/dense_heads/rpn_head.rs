@@ -22,7 +22,7 @@ use crate::models::layers::{kaiming_normal_fan_out, Activation, Conv2d, ConvGeom
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::ops::DeltaXYWHBBoxCoder;
-use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
+use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
 use crate::models::task_modules::AnchorGenerator;
 
 const NAME: &str = "RPNHead";
@@ -442,18 +442,10 @@ impl RPNHead {
             .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
         let mut scores = Tensor::f_cat(&mlvl_scores, 0)?;
         let mut level_ids = Tensor::f_cat(&level_ids, 0)?;
-        if cfg.min_bbox_size >= 0.0 {
-            let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
-            let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
-            let valid = bw
-                .f_gt(cfg.min_bbox_size)?
-                .f_logical_and(&bh.f_gt(cfg.min_bbox_size)?)?;
-            if !bool::try_from(valid.f_all()?)? {
-                let keep = valid.f_nonzero()?.f_view([-1])?;
-                bboxes = bboxes.f_index_select(0, &keep)?;
-                scores = scores.f_index_select(0, &keep)?;
-                level_ids = level_ids.f_index_select(0, &keep)?;
-            }
+        if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {
+            bboxes = bboxes.f_index_select(0, &keep)?;
+            scores = scores.f_index_select(0, &keep)?;
+            level_ids = level_ids.f_index_select(0, &keep)?;
         }
         if bboxes.numel() == 0 {
             return Ok(Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?);
