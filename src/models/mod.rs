@@ -27,6 +27,7 @@ pub static BUILDERS: &[&str] = &[
     "BatchFixedSizePad",
     "ResNet",
     "ResNeXt",
+    "RegNet",
     "SwinTransformer",
     "GELU",
     "FPN",

@@ -37,7 +37,7 @@ const TORCHVISION_URLS: &[(&str, &str)] = &[
 ];
 
 /// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones (BN,
-/// GN, GN + weight standardisation) that MMDetection's configs name
+/// GN, GN + weight standardisation) and the RegNetX ones that MMDetection's configs name
 /// (`mmengine/hub/openmmlab.json`; the first
 /// two names are MMEngine's deprecated spellings of the `detectron/` ones).
 const OPENMMLAB_URLS: &[(&str, &str)] = &[
@@ -61,6 +61,15 @@ const OPENMMLAB_URLS: &[(&str, &str)] = &[
     ("jhu/resnext101_32x4d_gn_ws", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d_gn_ws-34ac1a9e.pth"),
     ("jhu/resnext50_32x4d_gn", "https://download.openmmlab.com/pretrain/third_party/resnext50_32x4d_gn-c7e8b754.pth"),
     ("jhu/resnext101_32x4d_gn", "https://download.openmmlab.com/pretrain/third_party/resnext101_32x4d_gn-ac3bb84e.pth"),
+    // RegNetX (the regnet/ configs).
+    ("regnetx_400mf", "https://download.openmmlab.com/pretrain/third_party/regnetx_400mf-a5b10d96.pth"),
+    ("regnetx_800mf", "https://download.openmmlab.com/pretrain/third_party/regnetx_800mf-1f4be4c7.pth"),
+    ("regnetx_1.6gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_1.6gf-5791c176.pth"),
+    ("regnetx_3.2gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_3.2gf-c2599b0f.pth"),
+    ("regnetx_4.0gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_4.0gf-a88f671e.pth"),
+    ("regnetx_6.4gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_6.4gf-006af45d.pth"),
+    ("regnetx_8.0gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_8.0gf-3c68abe7.pth"),
+    ("regnetx_12gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_12gf-4c2a3350.pth"),
 ];
 
 /// The torch dtype of a checkpoint tensor.

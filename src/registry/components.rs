@@ -20,7 +20,7 @@ use super::engine::{
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
     TestLoopConfig, ValLoopConfig,
 };
-use super::models::backbones::{ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use super::models::backbones::{RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
@@ -60,6 +60,7 @@ pub static COMPONENTS: &[Component] = &[
     // backbones
     component::<ResNetConfig>("ResNet", Role::Backbone),
     component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
+    component::<RegNetConfig>("RegNet", Role::Backbone),
     component::<SwinTransformerConfig>("SwinTransformer", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),

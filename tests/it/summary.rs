@@ -171,6 +171,14 @@ fn mask_rcnn_swin_t_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_regnetx_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/regnet/mask-rcnn_regnetx-3.2GF_fpn_1x_coco.yaml",
+        "mask-rcnn_regnetx-3.2GF_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -203,6 +211,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "mask-rcnn_r50_fpn_gn-ws-all_2x",
         "mask-rcnn_r50-caffe-c4_1x",
         "mask-rcnn_swin-t-p4-w7_fpn_1x",
+        "mask-rcnn_regnetx-3.2GF_fpn_1x",
     ] {
         assert_eq!(
             live[name],

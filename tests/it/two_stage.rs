@@ -378,3 +378,20 @@ fn retinanet_trains_and_tests() {
     assert!(!log.contains("loss_rpn_cls"), "{log}");
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
 }
+
+/// The demo Mask R-CNN on a tiny custom `RegNet` design (a 3x3 stem without
+/// pool, grouped bottlenecks without expansion; the demo's FPN widths): it
+/// trains, saves the backbone under ResNet's names, and tests.
+#[test]
+fn regnet_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  backbone:\n    _delete_: true\n    type: RegNet\n    \
+         arch: {{w0: 16, wa: 24.0, wm: 2.0, group_w: 8, depth: 6, bot_mul: 1.0}}\n    norm_eval: false\n",
+        base = root().join(CONFIG).display(),
+    );
+    let saved = ["backbone.conv1.weight", "backbone.layer3.1.conv2.weight", "backbone.layer4.0.downsample.1.running_var"];
+    let log = trains_and_tests(dir.path(), "regnet", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+}

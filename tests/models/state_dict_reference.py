@@ -1,8 +1,8 @@
 """MMDetection's own state-dict names, shapes and parameter counts for
 QueryInst, Sparse R-CNN, Faster R-CNN, Mask R-CNN and Cascade Mask R-CNN
 R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
-GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4 and
-Mask R-CNN Swin-T: the
+GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4,
+Mask R-CNN Swin-T and Mask R-CNN RegNetX-3.2GF: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -24,6 +24,7 @@ With OUT_DIR it writes
 * OUT_DIR/mask-rcnn_r50_fpn_gn-ws-all_2x_state_dict.json
 * OUT_DIR/mask-rcnn_r50-caffe-c4_1x_state_dict.json
 * OUT_DIR/mask-rcnn_swin-t-p4-w7_fpn_1x_state_dict.json
+* OUT_DIR/mask-rcnn_regnetx-3.2GF_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -69,6 +70,7 @@ CONFIGS = {
     "mask-rcnn_r50_fpn_gn-ws-all_2x": "gn+ws/mask-rcnn_r50_fpn_gn-ws-all_2x_coco.py",
     "mask-rcnn_r50-caffe-c4_1x": "mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py",
     "mask-rcnn_swin-t-p4-w7_fpn_1x": "swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py",
+    "mask-rcnn_regnetx-3.2GF_fpn_1x": "regnet/mask-rcnn_regnetx-3.2GF_fpn_1x_coco.py",
 }
 
 

@@ -6,6 +6,9 @@
 pub mod resnet;
 pub mod swin;
 
+#[cfg(test)]
+mod regnet_tests;
+
 pub use resnet::ResNet;
 pub use swin::SwinTransformer;
 

@@ -8,7 +8,7 @@
 //! Shape shorthand: `N` images, `C` channels, `H, W` input height and width.
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
 
-use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig, ResNetStyle};
+use detc::registry::models::backbones::{RegNetArch, RegNetArchCfg, RegNetConfig, ResNeXtConfig, ResNetConfig, ResNetStyle};
 use detc::registry::models::common::OneOrMany;
 use detc::registry::models::weight_init::PretrainedInitConfig;
 use detc::registry::refs::InitCfg;
@@ -37,6 +37,8 @@ fn arch(depth: u32) -> Option<(bool, [usize; 4])> {
 struct StageSpec<'a> {
     norm: &'a NormSpec,
     conv: ConvKind,
+    /// Output channels of a bottleneck over its `planes`: 4 (ResNet), 1 (RegNet).
+    expansion: i64,
     trainable: bool,
     zero_init_last: bool,
     style: ResNetStyle,
@@ -101,7 +103,7 @@ impl Block {
         avg_down: bool,
         s: &StageSpec,
     ) -> ModelResult<Self> {
-        let exp = if bottleneck { 4 } else { 1 };
+        let exp = if bottleneck { s.expansion } else { 1 };
         let geoms: Vec<(i64, i64, ConvGeom)> = if bottleneck {
             let (s1, s2) = if s.style == ResNetStyle::Pytorch {
                 (1, stride)
@@ -120,7 +122,7 @@ impl Block {
                         .dilation(dilation)
                         .groups(s.cardinality.groups),
                 ),
-                (width, planes * 4, ConvGeom::k(1)),
+                (width, planes * exp, ConvGeom::k(1)),
             ]
         } else {
             vec![
@@ -235,7 +237,7 @@ impl ResStage {
         avg_down: bool,
         spec: &StageSpec,
     ) -> ModelResult<Self> {
-        let exp = if bottleneck { 4 } else { 1 };
+        let exp = if bottleneck { spec.expansion } else { 1 };
         let mut blocks = Vec::with_capacity(num_blocks);
         for j in 0..num_blocks {
             let (cin, s) = if j == 0 { (inplanes, stride) } else { (planes * exp, 1) };
@@ -268,6 +270,7 @@ impl ResStage {
         let spec = StageSpec {
             norm,
             conv: ConvKind::Plain,
+            expansion: 4,
             trainable: true,
             zero_init_last: false,
             style,
@@ -288,11 +291,24 @@ impl ResStage {
     }
 }
 
+/// Which stem a backbone has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StemLayout {
+    /// One 7x7 stride-2 conv, then the max pool (ResNet).
+    Conv7,
+    /// Three 3x3 convs, then the max pool (`deep_stem`).
+    Deep,
+    /// One 3x3 stride-2 conv, no pool (RegNet).
+    Conv3,
+}
+
 /// The stem: one 7x7 conv (`conv1`, `bn1`/`gn1`) or, with `deep_stem`, three 3x3
 /// convs (`stem.0/1`, `stem.3/4`, `stem.6/7`); then a 3x3 stride-2 max pool.
+/// RegNet's is one 3x3 stride-2 conv without the pool.
 #[derive(Debug)]
 struct Stem {
     convs: Vec<(Conv2d, Norm)>,
+    max_pool: bool,
 }
 
 impl Stem {
@@ -300,7 +316,7 @@ impl Stem {
         p: &nn::Path,
         in_c: i64,
         stem_c: i64,
-        deep: bool,
+        layout: StemLayout,
         norm: &NormSpec,
         conv_kind: ConvKind,
         trainable: bool,
@@ -326,7 +342,7 @@ impl Stem {
             convs.push((conv, Norm::new(&bn_p, cout, norm, trainable)?));
             Ok(())
         };
-        if deep {
+        if layout == StemLayout::Deep {
             let s = p / "stem";
             let half = stem_c / 2;
             add(
@@ -344,10 +360,10 @@ impl Stem {
                 p / format!("{}1", norm.abbr()),
                 in_c,
                 stem_c,
-                ConvGeom::k(7).stride(2).padding(3),
+                if layout == StemLayout::Conv3 { ConvGeom::k(3).stride(2).padding(1) } else { ConvGeom::k(7).stride(2).padding(3) },
             )?;
         }
-        Ok(Stem { convs })
+        Ok(Stem { convs, max_pool: layout != StemLayout::Conv3 })
     }
 
     /// x: (N, Cin, H, W) -> (N, stem_c, H/4, W/4).
@@ -355,6 +371,9 @@ impl Stem {
         let mut y = x.shallow_clone();
         for (conv, norm) in &self.convs {
             y = norm.forward_t(&conv.forward(&y)?, train)?.f_relu()?;
+        }
+        if !self.max_pool {
+            return Ok(y);
         }
         Ok(y.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?)
     }
@@ -417,7 +436,7 @@ impl ResNet {
             &p,
             cfg.in_channels as i64,
             stem_c,
-            cfg.deep_stem,
+            if cfg.deep_stem { StemLayout::Deep } else { StemLayout::Conv7 },
             &norm,
             conv,
             cfg.frozen_stages < 0,
@@ -432,6 +451,7 @@ impl ResNet {
             let spec = StageSpec {
                 norm: &norm,
                 conv,
+                expansion: 4,
                 trainable: (i as i64 + 1) > cfg.frozen_stages,
                 zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
                 style: cfg.style,
@@ -443,6 +463,64 @@ impl ResNet {
             stride_acc *= stride;
             stages.push(stage);
             stage_channels.push(planes * exp);
+            stage_strides.push(stride_acc);
+        }
+        let out_indices: Vec<usize> = cfg.out_indices.iter().map(|&i| i as usize).collect();
+        Ok(ResNet {
+            stem,
+            stages,
+            out_channels: out_indices.iter().map(|&i| stage_channels[i]).collect(),
+            out_strides: out_indices.iter().map(|&i| stage_strides[i]).collect(),
+            out_indices,
+            frozen_stages: cfg.frozen_stages,
+            norm_eval: cfg.norm_eval,
+            scope: p.components().collect::<Vec<_>>().join("."),
+            pretrained,
+        })
+    }
+
+    /// `RegNet`: a 3x3 stride-2 stem without pool, then the stages of the
+    /// `arch` design: grouped bottlenecks without expansion (`groups =
+    /// width / group_w`), under ResNet's names (`mmdet.models.backbones.RegNet`).
+    pub fn regnet(cfg: &RegNetConfig, p: nn::Path) -> ModelResult<Self> {
+        const NAME: &str = "RegNet";
+        let design = regnet_design(&cfg.arch)?;
+        let n = design.len();
+        if cfg.strides.len() != n || cfg.dilations.len() != n {
+            return Err(ModelError::new(NAME, format!("the design has {n} stages: strides and dilations need as many")));
+        }
+        if let Some(&bad) = cfg.out_indices.iter().find(|&&i| i as usize >= n) {
+            return Err(ModelError::new(NAME, format!("out_indices entry {bad} is not below the {n} stages")));
+        }
+        if cfg.with_cp {
+            return Err(ModelError::new(NAME, "with_cp is not supported yet (set it to false)"));
+        }
+        if cfg.init_cfg.is_some() && cfg.pretrained.is_some() {
+            return Err(ModelError::new(NAME, "init_cfg and pretrained cannot be specified at the same time"));
+        }
+        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
+        let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
+        let stem_c = cfg.stem_channels as i64;
+        let stem = Stem::new(&p, cfg.in_channels as i64, stem_c, StemLayout::Conv3, &norm, conv, cfg.frozen_stages < 0)?;
+        let (mut inplanes, mut stride_acc) = (stem_c, 2);
+        let (mut stages, mut stage_channels, mut stage_strides) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, stage) in design.iter().enumerate() {
+            let (stride, dilation) = (cfg.strides[i] as i64, cfg.dilations[i] as i64);
+            let spec = StageSpec {
+                norm: &norm,
+                conv,
+                expansion: 1,
+                trainable: (i as i64 + 1) > cfg.frozen_stages,
+                zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
+                style: cfg.style,
+                cardinality: Cardinality { groups: stage.groups, base_width: stage.group_width, base_channels: stage.width },
+            };
+            let lp = &p / format!("layer{}", i + 1);
+            stages.push(ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?);
+            inplanes = stage.width;
+            stride_acc *= stride;
+            stage_channels.push(stage.width);
             stage_strides.push(stride_acc);
         }
         let out_indices: Vec<usize> = cfg.out_indices.iter().map(|&i| i as usize).collect();
@@ -513,12 +591,6 @@ fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {
             format!("out_indices entry {bad} is not below num_stages {n}"),
         ));
     }
-    if cfg.dcn.is_some() || cfg.plugins.is_some() {
-        return Err(ModelError::new(
-            NAME,
-            "dcn and plugins are not supported yet (set them to null)",
-        ));
-    }
     if cfg.init_cfg.is_some() && cfg.pretrained.is_some() {
         return Err(ModelError::new(
             NAME,
@@ -526,6 +598,76 @@ fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {
         ));
     }
     Ok(())
+}
+
+/// One stage of a RegNet design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RegNetStage {
+    pub width: i64,
+    pub blocks: usize,
+    pub group_width: i64,
+    pub groups: i64,
+}
+
+/// MMDetection's named RegNetX designs (`RegNet.arch_settings`).
+fn regnet_arch(name: &str) -> Option<RegNetArch> {
+    let (w0, wa, wm, group_w, depth) = match name {
+        "regnetx_400mf" => (24, 24.48, 2.54, 16, 22),
+        "regnetx_800mf" => (56, 35.73, 2.28, 16, 16),
+        "regnetx_1.6gf" => (80, 34.01, 2.25, 24, 18),
+        "regnetx_3.2gf" => (88, 26.31, 2.25, 48, 25),
+        "regnetx_4.0gf" => (96, 38.65, 2.43, 40, 23),
+        "regnetx_6.4gf" => (184, 60.83, 2.07, 56, 17),
+        "regnetx_8.0gf" => (80, 49.56, 2.88, 120, 23),
+        "regnetx_12gf" => (168, 73.36, 2.37, 112, 19),
+        _ => return None,
+    };
+    Some(RegNetArch { w0, wa, wm, group_w, depth, bot_mul: 1.0 })
+}
+
+/// The stages of a RegNet design, as MMDetection's `generate_regnet`,
+/// `get_stages_from_blocks` and `adjust_width_group` compute them (NumPy's
+/// and Python's round-half-to-even included).
+pub(crate) fn regnet_design(arch: &RegNetArchCfg) -> ModelResult<Vec<RegNetStage>> {
+    let a = match arch {
+        RegNetArchCfg::Named(name) => regnet_arch(name)
+            .ok_or_else(|| ModelError::new("RegNet", format!("arch {name:?} is not one of MMDetection's arch_settings")))?,
+        RegNetArchCfg::Custom(a) => a.clone(),
+    };
+    if !(a.wa >= 0.0 && a.w0 > 0 && a.wm > 1.0 && a.w0 % 8 == 0) {
+        return Err(ModelError::new("RegNet", "arch needs wa >= 0, wm > 1 and w0 a positive multiple of 8"));
+    }
+    let w0 = a.w0 as f64;
+    let widths: Vec<i64> = (0..a.depth)
+        .map(|j| {
+            let cont = j as f64 * a.wa + w0;
+            let k = ((cont / w0).ln() / a.wm.ln()).round_ties_even();
+            ((w0 * a.wm.powf(k)) / 8.0).round_ties_even() as i64 * 8
+        })
+        .collect();
+    // Runs of equal widths are the stages.
+    let mut stages: Vec<(i64, usize)> = vec![];
+    for w in widths {
+        match stages.last_mut() {
+            Some((last, n)) if *last == w => *n += 1,
+            _ => stages.push((w, 1)),
+        }
+    }
+    if stages.len() > 4 {
+        return Err(ModelError::new("RegNet", format!("the design has {} stages (at most 4)", stages.len())));
+    }
+    Ok(stages
+        .into_iter()
+        .map(|(width, blocks)| {
+            // adjust_width_group: the bottleneck width a multiple of the group width.
+            let bottleneck = (width as f64 * a.bot_mul) as i64;
+            let group_width = (a.group_w as i64).min(bottleneck);
+            let bottleneck = (bottleneck as f64 / group_width as f64).round_ties_even() as i64 * group_width;
+            let width = (bottleneck as f64 / a.bot_mul) as i64;
+            let groups = (width as f64 * a.bot_mul).round_ties_even() as i64 / group_width;
+            RegNetStage { width, blocks, group_width, groups }
+        })
+        .collect())
 }
 
 /// The `Pretrained` entry of `init_cfg` (or the deprecated `pretrained`) of

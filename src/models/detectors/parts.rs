@@ -2,7 +2,7 @@
 //! the `data_preprocessor` config, and the feature extraction through them
 //! (`BaseDetector.extract_feat`).
 
-use detc::registry::models::backbones::{ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use detc::registry::models::backbones::{RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::necks::FPNConfig;
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
@@ -19,6 +19,7 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
     Ok(match cfg_type(&cfg.0, "backbone")? {
         "ResNet" => Backbone::ResNet(ResNet::new(&parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?, p / "backbone")?),
         "ResNeXt" => Backbone::ResNet(ResNet::resnext(&parse_cfg::<ResNeXtConfig>(&cfg.0, "ResNeXt")?, p / "backbone")?),
+        "RegNet" => Backbone::ResNet(ResNet::regnet(&parse_cfg::<RegNetConfig>(&cfg.0, "RegNet")?, p / "backbone")?),
         "SwinTransformer" => Backbone::Swin(SwinTransformer::new(
             &parse_cfg::<SwinTransformerConfig>(&cfg.0, "SwinTransformer")?,
             p / "backbone",
@@ -26,7 +27,7 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
         other => {
             return Err(ModelError::new(
                 detector,
-                format!("backbone {other:?} is not supported (ResNet, ResNeXt and SwinTransformer are)"),
+                format!("backbone {other:?} is not supported (ResNet, ResNeXt, RegNet and SwinTransformer are)"),
             ))
         }
     })

@@ -81,15 +81,15 @@ pub struct ResNetConfig {
     /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
     #[serde(default = "default_true")]
     pub norm_eval: bool,
-    /// Deformable convolution config (not supported yet; must be null).
+    /// Must be null: deformable convolutions are not supported yet.
     #[serde(default)]
-    pub dcn: Option<serde_json::Value>,
+    pub dcn: super::common::Null,
     /// Which stages use `dcn` (one flag per stage).
     #[serde(default = "default_stage_with_dcn")]
     pub stage_with_dcn: Vec<bool>,
-    /// Plugins inserted into the blocks (must be null).
+    /// Must be null: plugins inserted into the blocks are not supported yet.
     #[serde(default)]
-    pub plugins: Option<serde_json::Value>,
+    pub plugins: super::common::Null,
     /// Must be false: gradient checkpointing is not supported yet.
     #[serde(default)]
     #[schemars(extend("const" = false))]
@@ -229,6 +229,120 @@ pub struct SwinTransformerConfig {
     pub frozen_stages: i64,
     /// Weight initialisation: `{type: Pretrained, checkpoint: ...}` or null
     /// (truncated normal std 0.02 on the linear layers, layer norms 1).
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn default_32() -> u32 { 32 }
+fn default_regnet_strides() -> Vec<u32> { vec![2, 2, 2, 2] }
+
+/// A RegNet design (Radosavovic et al., 2020): block widths `w0 + wa * j`
+/// quantised to powers of `wm`, `depth` blocks, `group_w` channels per group.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegNetArch {
+    /// Initial width (a multiple of 8).
+    #[schemars(range(min = 8))]
+    pub w0: u32,
+    /// Slope of the widths.
+    #[schemars(range(min = 0.0))]
+    pub wa: f64,
+    /// Quantisation factor of the widths (> 1).
+    pub wm: f64,
+    /// Channels per group of the 3x3 convs.
+    #[schemars(range(min = 1))]
+    pub group_w: u32,
+    /// Number of blocks.
+    #[schemars(range(min = 1))]
+    pub depth: u32,
+    /// Bottleneck ratio.
+    pub bot_mul: f64,
+}
+
+/// `arch`: one of MMDetection's named RegNetX designs, or the parameters.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RegNetArchCfg {
+    /// `regnetx_400mf`, `regnetx_800mf`, `regnetx_1.6gf`, `regnetx_3.2gf`,
+    /// `regnetx_4.0gf`, `regnetx_6.4gf`, `regnetx_8.0gf` or `regnetx_12gf`.
+    #[schemars(extend("enum" = ["regnetx_400mf", "regnetx_800mf", "regnetx_1.6gf", "regnetx_3.2gf",
+                                "regnetx_4.0gf", "regnetx_6.4gf", "regnetx_8.0gf", "regnetx_12gf"]))]
+    Named(String),
+    /// The design's parameters.
+    Custom(RegNetArch),
+}
+
+/// `RegNet`: the RegNetX backbones (Radosavovic et al., "Designing Network
+/// Design Spaces", 2020), as `mmdet.models.backbones.RegNet`: a 3x3
+/// stride-2 stem, then stages of grouped bottlenecks without expansion,
+/// under ResNet's names (`conv1`, `bn1`, `layer{i}.{j}.conv1`...).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegNetConfig {
+    /// The design: a name (`regnetx_3.2gf`) or its parameters.
+    pub arch: RegNetArchCfg,
+    /// Number of input image channels.
+    #[serde(default = "default_three")]
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the stem.
+    #[serde(default = "default_32")]
+    #[schemars(range(min = 1))]
+    pub stem_channels: u32,
+    /// Unused by RegNet (its widths come from `arch`).
+    #[serde(default = "default_32")]
+    pub base_channels: u32,
+    /// Stride of the first block of each stage.
+    #[serde(default = "default_regnet_strides")]
+    pub strides: Vec<u32>,
+    /// Dilation of each stage.
+    #[serde(default = "default_dilations")]
+    pub dilations: Vec<u32>,
+    /// Stages whose outputs are returned (0-based).
+    #[serde(default = "default_out_indices")]
+    pub out_indices: Vec<u32>,
+    /// `pytorch` or `caffe`.
+    #[serde(default = "default_style")]
+    pub style: ResNetStyle,
+    /// Unused by RegNet (its stem is one 3x3 conv).
+    #[serde(default)]
+    pub deep_stem: bool,
+    /// Use AvgPool instead of a strided conv for downsampling.
+    #[serde(default)]
+    pub avg_down: bool,
+    /// Stages to freeze (stop gradients and keep BN in eval); -1 freezes none.
+    #[serde(default = "default_frozen")]
+    #[schemars(range(min = -1, max = 4))]
+    pub frozen_stages: i64,
+    /// Convolution layer config; null means plain `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config.
+    #[serde(default = "default_bn")]
+    pub norm_cfg: NormCfg,
+    /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
+    #[serde(default = "default_true")]
+    pub norm_eval: bool,
+    /// Must be null: deformable convolutions are not supported yet.
+    #[serde(default)]
+    pub dcn: super::common::Null,
+    /// Which stages use `dcn` (one flag per stage).
+    #[serde(default = "default_stage_with_dcn")]
+    pub stage_with_dcn: Vec<bool>,
+    /// Must be null: plugins inserted into the blocks are not supported yet.
+    #[serde(default)]
+    pub plugins: super::common::Null,
+    /// Must be false: gradient checkpointing is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub with_cp: bool,
+    /// Zero-initialise the last norm layer of each residual block.
+    #[serde(default = "default_true")]
+    pub zero_init_residual: bool,
+    /// Deprecated: use `init_cfg: {type: Pretrained, checkpoint: ...}`.
+    #[serde(default)]
+    pub pretrained: Option<String>,
+    /// Weight initialisation, e.g. `{type: Pretrained, checkpoint: open-mmlab://regnetx_3.2gf}`.
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
