@@ -443,8 +443,7 @@ impl ResNet {
         )?;
         let exp = if bottleneck { 4 } else { 1 };
         let (mut inplanes, mut stride_acc) = (stem_c, 4);
-        let (mut stages, mut stage_channels, mut stage_strides) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let mut stages = Vec::with_capacity(n);
         for (i, &num_blocks) in blocks.iter().take(n).enumerate() {
             let planes = cfg.base_channels as i64 * (1 << i);
             let (stride, dilation) = (cfg.strides[i] as i64, cfg.dilations[i] as i64);
@@ -461,22 +460,9 @@ impl ResNet {
             let stage = ResStage::new(&lp, bottleneck, num_blocks, inplanes, planes, stride, dilation, cfg.avg_down, &spec)?;
             inplanes = planes * exp;
             stride_acc *= stride;
-            stages.push(stage);
-            stage_channels.push(planes * exp);
-            stage_strides.push(stride_acc);
+            stages.push((stage, inplanes, stride_acc));
         }
-        let out_indices: Vec<usize> = cfg.out_indices.iter().map(|&i| i as usize).collect();
-        Ok(ResNet {
-            stem,
-            stages,
-            out_channels: out_indices.iter().map(|&i| stage_channels[i]).collect(),
-            out_strides: out_indices.iter().map(|&i| stage_strides[i]).collect(),
-            out_indices,
-            frozen_stages: cfg.frozen_stages,
-            norm_eval: cfg.norm_eval,
-            scope: p.components().collect::<Vec<_>>().join("."),
-            pretrained,
-        })
+        Ok(Self::assemble(stem, stages, &cfg.out_indices, cfg.frozen_stages, cfg.norm_eval, &p, pretrained))
     }
 
     /// `RegNet`: a 3x3 stride-2 stem without pool, then the stages of the
@@ -504,7 +490,7 @@ impl ResNet {
         let stem_c = cfg.stem_channels as i64;
         let stem = Stem::new(&p, cfg.in_channels as i64, stem_c, StemLayout::Conv3, &norm, conv, cfg.frozen_stages < 0)?;
         let (mut inplanes, mut stride_acc) = (stem_c, 2);
-        let (mut stages, mut stage_channels, mut stage_strides) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stages = Vec::with_capacity(n);
         for (i, stage) in design.iter().enumerate() {
             let (stride, dilation) = (cfg.strides[i] as i64, cfg.dilations[i] as i64);
             let spec = StageSpec {
@@ -517,24 +503,37 @@ impl ResNet {
                 cardinality: Cardinality { groups: stage.groups, base_width: stage.group_width, base_channels: stage.width },
             };
             let lp = &p / format!("layer{}", i + 1);
-            stages.push(ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?);
+            let layer = ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?;
             inplanes = stage.width;
             stride_acc *= stride;
-            stage_channels.push(stage.width);
-            stage_strides.push(stride_acc);
+            stages.push((layer, inplanes, stride_acc));
         }
-        let out_indices: Vec<usize> = cfg.out_indices.iter().map(|&i| i as usize).collect();
-        Ok(ResNet {
+        Ok(Self::assemble(stem, stages, &cfg.out_indices, cfg.frozen_stages, cfg.norm_eval, &p, pretrained))
+    }
+
+    /// The backbone under `p` from its stem and its stages, each with its
+    /// output channels and total stride.
+    fn assemble(
+        stem: Stem,
+        stages: Vec<(ResStage, i64, i64)>,
+        out_indices: &[u32],
+        frozen_stages: i64,
+        norm_eval: bool,
+        p: &nn::Path,
+        pretrained: Option<PretrainedInitConfig>,
+    ) -> Self {
+        let out_indices: Vec<usize> = out_indices.iter().map(|&i| i as usize).collect();
+        ResNet {
+            out_channels: out_indices.iter().map(|&i| stages[i].1).collect(),
+            out_strides: out_indices.iter().map(|&i| stages[i].2).collect(),
+            stages: stages.into_iter().map(|(stage, _, _)| stage).collect(),
             stem,
-            stages,
-            out_channels: out_indices.iter().map(|&i| stage_channels[i]).collect(),
-            out_strides: out_indices.iter().map(|&i| stage_strides[i]).collect(),
             out_indices,
-            frozen_stages: cfg.frozen_stages,
-            norm_eval: cfg.norm_eval,
+            frozen_stages,
+            norm_eval,
             scope: p.components().collect::<Vec<_>>().join("."),
             pretrained,
-        })
+        }
     }
 
     /// Loads the `Pretrained` `init_cfg` (if any) into `vs` under this
