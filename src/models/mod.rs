@@ -15,6 +15,8 @@ pub mod task_modules;
 pub mod weights;
 
 #[cfg(test)]
+mod dcn_reference_tests;
+#[cfg(test)]
 mod norm_conv_reference_tests;
 #[cfg(test)]
 mod swin_reference_tests;
@@ -89,6 +91,9 @@ pub static BUILDERS: &[&str] = &[
     "Conv",
     "Conv2d",
     "ConvWS",
+    // A ResNet-family backbone's `dcn` (src/models/layers/deform_conv.rs).
+    "DCN",
+    "DCNv2",
     // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",

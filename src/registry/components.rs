@@ -26,7 +26,7 @@ use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreproce
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
-    BatchNormConfig, Conv2dConfig, ConvWSConfig, DynamicConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    BatchNormConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
@@ -113,6 +113,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<Conv2dConfig>("Conv", Role::Conv),
     component::<ConvWSConfig>("ConvWS", Role::Conv),
     component::<DynamicConvConfig>("DynamicConv", Role::Conv),
+    component::<DeformConvConfig>("DCN", Role::Conv),
+    component::<ModulatedDeformConvConfig>("DCNv2", Role::Conv),
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),
     component::<SyncBatchNormConfig>("SyncBN", Role::Norm),

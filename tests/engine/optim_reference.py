@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import mmengine.optim.optimizer.default_constructor as default_constructor
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.logging import MessageHub
 
@@ -138,6 +139,33 @@ def accumulation(out):
             out[f"{key}.grad_norm{i}"] = torch.tensor([hub.get_scalar("train/grad_norm").current()], dtype=torch.float64)
 
 
+class DeformConv2d(nn.Module):
+    """Where `mmcv.ops.DeformConv2d` sits for MMEngine's `dcn_offset_lr_mult`
+    rule: a `weight`, and the `conv_offset` child of MMCV's `DCN` pack."""
+
+    def __init__(self, c, bias=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(c, c, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(c)) if bias else None
+        self.conv_offset = nn.Conv2d(c, 18 if not bias else 27, 3, padding=1)
+
+
+class ModulatedDeformConv2d(DeformConv2d):
+    """`mmcv.ops.ModulatedDeformConv2d` (the `DCNv2` pack, with a bias)."""
+
+    def __init__(self, c):
+        super().__init__(c, bias=True)
+
+
+def install_mmcv_deform_convs():
+    """MMEngine looks the deformable conv types up in `mmcv.ops` only when
+    mmcv-full is installed, which the test environment's mmcv-lite is not."""
+    ops = type(sys)("mmcv.ops")
+    ops.DeformConv2d, ops.ModulatedDeformConv2d = DeformConv2d, ModulatedDeformConv2d
+    sys.modules["mmcv.ops"] = ops
+    default_constructor.mmcv_full_available = lambda: True
+
+
 class Block(nn.Module):
     """Names as in QueryInst: a backbone with BN, a DII-like stage with
     LayerNorms inside ModuleLists and nested modules, an embedding, and a
@@ -152,6 +180,8 @@ class Block(nn.Module):
         self.backbone.layer1[0].conv1 = nn.Conv2d(4, 4, 1, bias=False)
         self.backbone.layer1[0].bn1 = nn.BatchNorm2d(4)
         self.backbone.layer1[0].downsample = nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4))
+        self.backbone.layer1[0].conv2 = DeformConv2d(4)
+        self.backbone.layer1[0].conv3 = ModulatedDeformConv2d(4)
         self.neck = nn.Module()
         self.neck.lateral_convs = nn.ModuleList([nn.Module()])
         self.neck.lateral_convs[0].conv = nn.Conv2d(4, 4, 1)
@@ -194,10 +224,16 @@ PARAMWISE = [
         optimizer=dict(type="AdamW", lr=1e-3),
         paramwise_cfg=dict(bias_lr_mult=0.5, flat_decay_mult=0.0, custom_keys={"neck": dict(lr_mult=0.25)}),
     ),
+    dict(
+        name="dcn_offsets",
+        optimizer=dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4),
+        paramwise_cfg=dict(dcn_offset_lr_mult=0.1, bias_lr_mult=2.0, bias_decay_mult=0.5, flat_decay_mult=0.3),
+    ),
 ]
 
 
 def paramwise():
+    install_mmcv_deform_convs()
     model = Block()
     names = {id(p): n for n, p in model.named_parameters()}
     result = []

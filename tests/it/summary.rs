@@ -179,6 +179,22 @@ fn mask_rcnn_regnetx_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_dcn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco.yaml",
+        "mask-rcnn_r50-dconv-c3-c5_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
+fn faster_rcnn_modulated_dcn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/dcnv2/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco.yaml",
+        "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",

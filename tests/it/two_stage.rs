@@ -395,3 +395,21 @@ fn regnet_mask_rcnn_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "regnet", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
     assert!(log.contains("coco/segm_mAP: "), "{log}");
 }
+
+/// The demo Mask R-CNN on a narrow ResNet-50 with modulated deformable convs
+/// (`DCNv2`, 2 deformable groups) in c3-c5 and `dcn_offset_lr_mult`: it
+/// trains, saves the offset convs under MMCV's names, and tests.
+#[test]
+fn dcn_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  backbone:\n    depth: 50\n    base_channels: 4\n    \
+         dcn: {{type: DCNv2, deform_groups: 2, fallback_on_stride: false}}\n    stage_with_dcn: [false, true, true, true]\n\
+         optim_wrapper:\n  paramwise_cfg:\n    dcn_offset_lr_mult: 0.1\n",
+        base = root().join(CONFIG).display(),
+    );
+    let saved = ["backbone.layer2.0.conv2.weight", "backbone.layer2.0.conv2.conv_offset.weight", "backbone.layer4.2.conv2.conv_offset.bias"];
+    let log = trains_and_tests(dir.path(), "dcn", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+}

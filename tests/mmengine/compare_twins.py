@@ -177,6 +177,22 @@ CONFIGS = [
     'common/lsj-200e_coco-detection',
     'common/lsj-100e_coco-instance',
     'common/lsj-200e_coco-instance',
+    'dcn/cascade-mask-rcnn_r101-dconv-c3-c5_fpn_1x_coco',
+    'dcn/cascade-mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco',
+    'dcn/cascade-mask-rcnn_x101-32x4d-dconv-c3-c5_fpn_1x_coco',
+    'dcn/cascade-rcnn_r101-dconv-c3-c5_fpn_1x_coco',
+    'dcn/cascade-rcnn_r50-dconv-c3-c5_fpn_1x_coco',
+    'dcn/faster-rcnn_r101-dconv-c3-c5_fpn_1x_coco',
+    'dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco',
+    'dcn/faster-rcnn_x101-32x4d-dconv-c3-c5_fpn_1x_coco',
+    'dcn/mask-rcnn_r101-dconv-c3-c5_fpn_1x_coco',
+    'dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco',
+    'dcn/mask-rcnn_r50-dconv-c3-c5_fpn_amp-1x_coco',
+    'dcnv2/faster-rcnn_r50-mdconv-c3-c5_fpn_1x_coco',
+    'dcnv2/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco',
+    'dcnv2/mask-rcnn_r50-mdconv-c3-c5_fpn_1x_coco',
+    'dcnv2/mask-rcnn_r50-mdconv-c3-c5_fpn_amp-1x_coco',
+    'regnet/mask-rcnn_regnetx-3.2GF-mdconv-c3-c5_fpn_1x_coco',
 ]
 
 

@@ -2,7 +2,8 @@
 QueryInst, Sparse R-CNN, Faster R-CNN, Mask R-CNN and Cascade Mask R-CNN
 R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
 GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4,
-Mask R-CNN Swin-T and Mask R-CNN RegNetX-3.2GF: the
+Mask R-CNN Swin-T, Mask R-CNN RegNetX-3.2GF, Mask R-CNN R50 with DCN in
+c3-c5 and Faster R-CNN R50 with 4-group DCNv2 in c3-c5: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -25,6 +26,8 @@ With OUT_DIR it writes
 * OUT_DIR/mask-rcnn_r50-caffe-c4_1x_state_dict.json
 * OUT_DIR/mask-rcnn_swin-t-p4-w7_fpn_1x_state_dict.json
 * OUT_DIR/mask-rcnn_regnetx-3.2GF_fpn_1x_state_dict.json
+* OUT_DIR/mask-rcnn_r50-dconv-c3-c5_fpn_1x_state_dict.json
+* OUT_DIR/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -49,6 +52,9 @@ or removes a state-dict entry:
   change names, shapes or `requires_grad`);
 * mmcv's compiled `RoIAlign` (absent in mmcv-lite) is replaced by a module
   without parameters or buffers, as mmcv's own has none.
+
+MMCV's deformable convs (`DCN`, `DCNv2`) are its own Python classes
+(`mmdet_standins.install_mmcv_deform_convs`), so their names are MMCV's.
 """
 
 import json
@@ -71,6 +77,8 @@ CONFIGS = {
     "mask-rcnn_r50-caffe-c4_1x": "mask_rcnn/mask-rcnn_r50-caffe-c4_1x_coco.py",
     "mask-rcnn_swin-t-p4-w7_fpn_1x": "swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py",
     "mask-rcnn_regnetx-3.2GF_fpn_1x": "regnet/mask-rcnn_regnetx-3.2GF_fpn_1x_coco.py",
+    "mask-rcnn_r50-dconv-c3-c5_fpn_1x": "dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py",
+    "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x": "dcnv2/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco.py",
 }
 
 
@@ -93,6 +101,7 @@ def load_mmdet():
 
     # An attribute set on the stand-in module wins over its __getattr__.
     mmcv.ops.RoIAlign = RoIAlignStandIn
+    mmdet_standins.install_mmcv_deform_convs()
     import mmdet.models  # noqa: F401  (registers the models)
     from mmdet.utils import register_all_modules
 

@@ -65,6 +65,38 @@ def install():
         sys.modules['six'], sys.modules['six.moves'] = six, six.moves
 
 
+def install_mmcv_deform_convs():
+    """Imports MMCV's deform_conv.py and modulated_deform_conv.py (which
+    register `DCN` and `DCNv2`) with torchvision's kernel in place of the
+    compiled `_ext` one."""
+    import importlib.util
+    import os
+
+    import mmcv
+    import mmcv.utils.ext_loader
+    from torchvision.ops import deform_conv2d as tv_deform_conv2d
+
+    mmcv.utils.ext_loader.load_ext = lambda name, funcs: None
+    mods = {}
+    for name in ("modulated_deform_conv", "deform_conv"):
+        path = os.path.join(os.path.dirname(mmcv.__file__), "ops", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"mmcv.ops.{name}", path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        mods[name] = mod
+
+    def deform(x, offset, weight, stride, padding, dilation, groups, deform_groups, bias=False, im2col_step=32):
+        x = x.type_as(offset)
+        return tv_deform_conv2d(x, offset, weight.type_as(x), None, stride, padding, dilation)
+
+    def modulated(x, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
+        return tv_deform_conv2d(x, offset, weight, bias, stride, padding, dilation, mask)
+
+    mods["deform_conv"].deform_conv2d = deform
+    mods["modulated_deform_conv"].modulated_deform_conv2d = modulated
+
+
 def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
     """mmcv.ops.batched_nms (and, with `nms_cfg=None`, its sort-only case)
     for `type: nms`, with torchvision's nms as the kernel: mmcv's compiled

@@ -20,8 +20,9 @@
 //! names, so the caller passes `is_norm` per parameter, and
 //! [`is_norm_param_name`] guesses it from detc's module names.
 //! `dwconv_decay_mult` needs the conv's groups, which names do not carry: it
-//! is refused. detc builds no deformable convs, so `dcn_offset_lr_mult` has
-//! nothing to act on (as in MMEngine without mmcv-full).
+//! is refused. The offset convs of deformable convs (`*.conv_offset.*`, see
+//! [`is_dcn_offset_param_name`]) get `dcn_offset_lr_mult` instead of
+//! `bias_lr_mult`, and neither `bias_decay_mult` nor `flat_decay_mult`.
 
 use tch::nn::VarStore;
 use tch::Tensor;
@@ -76,6 +77,13 @@ pub fn is_norm_param_name(name: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether `name` is a parameter of a deformable conv's `conv_offset` (the
+/// only modules of that name detc builds).
+pub fn is_dcn_offset_param_name(name: &str) -> bool {
+    let segs: Vec<&str> = name.split('.').collect();
+    segs.len() >= 3 && segs[segs.len() - 2] == "conv_offset"
 }
 
 /// The trainable variables of `vs` in creation order (tch's order of
@@ -175,8 +183,12 @@ fn settings(
         );
     }
     let is_bias = p.name.rsplit('.').next() == Some("bias");
+    let dcn_offset = is_dcn_offset_param_name(&p.name);
     let mut lr = base_lr;
-    if let (true, false, Some(m)) = (is_bias, p.is_norm, cfg.bias_lr_mult) {
+    if let (true, false, false, Some(m)) = (is_bias, p.is_norm, dcn_offset, cfg.bias_lr_mult) {
+        lr = base_lr * m;
+    }
+    if let (true, Some(m)) = (dcn_offset, cfg.dcn_offset_lr_mult) {
         lr = base_lr * m;
     }
     let Some(base_wd) = base_wd else {
@@ -184,9 +196,9 @@ fn settings(
     };
     let wd = if let (true, Some(m)) = (p.is_norm, cfg.norm_decay_mult) {
         base_wd * m
-    } else if let (true, Some(m)) = (is_bias, cfg.bias_decay_mult) {
+    } else if let (true, false, Some(m)) = (is_bias, dcn_offset, cfg.bias_decay_mult) {
         base_wd * m
-    } else if let (1, Some(m)) = (p.tensor.dim(), cfg.flat_decay_mult) {
+    } else if let (1, false, Some(m)) = (p.tensor.dim(), dcn_offset, cfg.flat_decay_mult) {
         base_wd * m
     } else {
         base_wd

@@ -11,10 +11,11 @@
 use detc::registry::models::backbones::{RegNetArch, RegNetArchCfg, RegNetConfig, ResNeXtConfig, ResNetConfig, ResNetStyle};
 use detc::registry::models::common::OneOrMany;
 use detc::registry::models::weight_init::PretrainedInitConfig;
-use detc::registry::refs::InitCfg;
+use detc::registry::refs::{ConvCfg, InitCfg};
 use tch::nn;
 use tch::Tensor;
 
+use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
 use crate::models::layers::{
     kaiming_normal_fan_out, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, Norm, NormSpec,
 };
@@ -43,6 +44,8 @@ struct StageSpec<'a> {
     zero_init_last: bool,
     style: ResNetStyle,
     cardinality: Cardinality,
+    /// `dcn` in this stage: the bottlenecks' 3x3 conv is deformable.
+    dcn: Option<(DeformSpec, DeformInit)>,
 }
 
 /// ResNeXt's grouped bottlenecks (`groups: 1` is ResNet's).
@@ -83,11 +86,27 @@ impl Downsample {
     }
 }
 
+/// A block's conv: plain, or a bottleneck's deformable 3x3 (`dcn`).
+#[derive(Debug)]
+enum BlockConv {
+    Plain(Conv2d),
+    Deform(DeformConv2d),
+}
+
+impl BlockConv {
+    fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
+        match self {
+            BlockConv::Plain(conv) => conv.forward(x),
+            BlockConv::Deform(conv) => conv.forward(x),
+        }
+    }
+}
+
 /// A residual block: `BasicBlock` (conv1 3x3, conv2 3x3) or `Bottleneck`
 /// (conv1 1x1, conv2 3x3, conv3 1x1 with 4x channels).
 #[derive(Debug)]
 struct Block {
-    convs: Vec<(Conv2d, Norm)>,
+    convs: Vec<(BlockConv, Norm)>,
     downsample: Option<Downsample>,
 }
 
@@ -141,16 +160,15 @@ impl Block {
         let mut convs = Vec::with_capacity(geoms.len());
         for (i, (cin, cout, g)) in geoms.into_iter().enumerate() {
             let dims = [cout, cin, g.kernel, g.kernel];
-            let conv = Conv2d::new(
-                &(p / format!("conv{}", i + 1)),
-                cin,
-                cout,
-                g,
-                false,
-                kaiming_normal_fan_out(&dims),
-                s.trainable,
-            )?
-            .with_kind(s.conv);
+            let cp = p / format!("conv{}", i + 1);
+            let conv = match s.dcn {
+                Some((spec, init)) if bottleneck && i == 1 => {
+                    BlockConv::Deform(DeformConv2d::new(&cp, cin, cout, g, false, spec, init, s.trainable)?)
+                }
+                _ => BlockConv::Plain(
+                    Conv2d::new(&cp, cin, cout, g, false, kaiming_normal_fan_out(&dims), s.trainable)?.with_kind(s.conv),
+                ),
+            };
             let w = if i == last && s.zero_init_last {
                 0.0
             } else {
@@ -275,6 +293,7 @@ impl ResStage {
             zero_init_last: false,
             style,
             cardinality: Cardinality { groups: 1, base_width: 64, base_channels: 64 },
+            dcn: None,
         };
         let p = p / format!("layer{}", stage + 1);
         let layer = ResStage::new(&p, bottleneck, blocks[stage], (planes / 2) * 4, planes, stride, dilation, false, &spec)?;
@@ -431,6 +450,10 @@ impl ResNet {
         let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
+        let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;
+        if dcn.iter().any(Option::is_some) && !bottleneck {
+            return Err(ModelError::new(NAME, "dcn needs bottleneck blocks (depth 50, 101 or 152)"));
+        }
         let stem_c = cfg.stem_channels.unwrap_or(cfg.base_channels) as i64;
         let stem = Stem::new(
             &p,
@@ -455,6 +478,7 @@ impl ResNet {
                 zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
                 style: cfg.style,
                 cardinality,
+                dcn: dcn[i],
             };
             let lp = &p / format!("layer{}", i + 1);
             let stage = ResStage::new(&lp, bottleneck, num_blocks, inplanes, planes, stride, dilation, cfg.avg_down, &spec)?;
@@ -487,6 +511,7 @@ impl ResNet {
         let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
+        let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;
         let stem_c = cfg.stem_channels as i64;
         let stem = Stem::new(&p, cfg.in_channels as i64, stem_c, StemLayout::Conv3, &norm, conv, cfg.frozen_stages < 0)?;
         let (mut inplanes, mut stride_acc) = (stem_c, 2);
@@ -501,6 +526,7 @@ impl ResNet {
                 zero_init_last: cfg.zero_init_residual && pretrained.is_none(),
                 style: cfg.style,
                 cardinality: Cardinality { groups: stage.groups, base_width: stage.group_width, base_channels: stage.width },
+                dcn: dcn[i],
             };
             let lp = &p / format!("layer{}", i + 1);
             let layer = ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?;
@@ -574,6 +600,28 @@ impl ResNet {
         }
         Ok(outs)
     }
+}
+
+/// The deformable conv of each of the `n` stages: `dcn` where
+/// `stage_with_dcn` says so (one flag per stage), none elsewhere.
+fn stage_dcn(
+    dcn: Option<&ConvCfg>,
+    stage_with_dcn: &[bool],
+    n: usize,
+    conv: ConvKind,
+    pretrained: bool,
+    owner: &str,
+) -> ModelResult<Vec<Option<(DeformSpec, DeformInit)>>> {
+    let Some(cfg) = dcn else { return Ok(vec![None; n]) };
+    if stage_with_dcn.len() != n {
+        return Err(ModelError::new(owner, format!("stage_with_dcn needs one flag per stage ({n})")));
+    }
+    if conv != ConvKind::Plain && stage_with_dcn.contains(&true) {
+        return Err(ModelError::new(owner, "conv_cfg must be null where dcn builds the convs"));
+    }
+    let spec = DeformSpec::from_cfg(cfg, owner)?;
+    let init = if pretrained { DeformInit::ForCheckpoint } else { DeformInit::Scratch };
+    Ok(stage_with_dcn.iter().map(|&on| on.then_some((spec, init))).collect())
 }
 
 fn check_supported(cfg: &ResNetConfig) -> ModelResult<()> {

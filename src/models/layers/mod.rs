@@ -14,6 +14,7 @@
 // The detectors consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod deform_conv;
 pub mod error;
 #[cfg(test)]
 pub mod fixtures;

@@ -81,9 +81,12 @@ pub struct ResNetConfig {
     /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
     #[serde(default = "default_true")]
     pub norm_eval: bool,
-    /// Must be null: deformable convolutions are not supported yet.
+    /// Deformable 3x3 convs in the bottlenecks of the stages `stage_with_dcn`
+    /// marks: `{type: DCN}` (v1) or `{type: DCNv2}` (modulated), e.g.
+    /// `{type: DCN, deform_groups: 1, fallback_on_stride: false}`; null for
+    /// plain convs.
     #[serde(default)]
-    pub dcn: super::common::Null,
+    pub dcn: Option<ConvCfg>,
     /// Which stages use `dcn` (one flag per stage).
     #[serde(default = "default_stage_with_dcn")]
     pub stage_with_dcn: Vec<bool>,
@@ -323,9 +326,12 @@ pub struct RegNetConfig {
     /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
     #[serde(default = "default_true")]
     pub norm_eval: bool,
-    /// Must be null: deformable convolutions are not supported yet.
+    /// Deformable 3x3 convs in the bottlenecks of the stages `stage_with_dcn`
+    /// marks: `{type: DCN}` (v1) or `{type: DCNv2}` (modulated), e.g.
+    /// `{type: DCN, deform_groups: 1, fallback_on_stride: false}`; null for
+    /// plain convs.
     #[serde(default)]
-    pub dcn: super::common::Null,
+    pub dcn: Option<ConvCfg>,
     /// Which stages use `dcn` (one flag per stage).
     #[serde(default = "default_stage_with_dcn")]
     pub stage_with_dcn: Vec<bool>,

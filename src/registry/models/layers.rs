@@ -218,6 +218,44 @@ pub struct ConvWSConfig {
     pub eps: f64,
 }
 
+/// `DCN`: MMCV's `DeformConv2dPack`, a deformable convolution (Dai et al.,
+/// 2017) whose per-tap sampling offsets a plain conv `conv_offset` predicts.
+/// A backbone's `dcn` builds it; the owner supplies channels and geometry.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeformConvConfig {
+    /// Channel groups with offsets of their own.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub deform_groups: u32,
+    /// Must be false. MMDetection's bottleneck pops this key from the dict
+    /// all blocks share, so `true` makes only the first block a plain conv.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub fallback_on_stride: bool,
+    /// Images per im2col call of MMCV's kernel; the result does not depend on it.
+    #[serde(default = "uint::<32>")]
+    #[schemars(range(min = 1))]
+    pub im2col_step: u32,
+}
+
+/// `DCNv2`: MMCV's `ModulatedDeformConv2dPack`, a deformable convolution
+/// whose taps are also scaled by a predicted sigmoid mask (Zhu et al.,
+/// 2019). A backbone's `dcn` builds it; the owner supplies channels and
+/// geometry.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModulatedDeformConvConfig {
+    /// Channel groups with offsets and masks of their own.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub deform_groups: u32,
+    /// Must be false (see `DCN`).
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub fallback_on_stride: bool,
+}
+
 /// `DynamicConv`: the instance-interactive dynamic convolution of Sparse R-CNN
 /// (`mmdet.models.layers.DynamicConv`): two 1x1 convs whose weights are generated
 /// per proposal from its feature.
