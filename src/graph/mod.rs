@@ -46,7 +46,7 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
     let n_ix = neck.map(|n| graph.add_node(module("model.neck", n)));
     errors.extend(backbone.and_then(resnext_without_bottlenecks));
     let backbone_out = backbone.and_then(backbone_channels);
-    if let (Some(b), Some(n), Some((out, out_span))) = (b_ix, neck, &backbone_out) {
+    if let (Some(b), Some(n), Some((out, out_span, source))) = (b_ix, neck, &backbone_out) {
         graph.add_edge(b, n_ix.expect("neck node exists"), Features { channels: out.clone() });
         if let Some(in_node) = n.at_path(&["in_channels"]) {
             let given = int_list(in_node);
@@ -54,7 +54,7 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
                 errors.push(Diagnostic::error("detc::graph::channel_mismatch",
                     format!("neck `in_channels` {} does not match the backbone's output channels {}", show(in_node), fmt_list(out)))
                     .label(in_node.span, format!("the neck expects {}", show(in_node)))
-                    .label(*out_span, format!("the backbone gives {} for these `out_indices`", fmt_list(out)))
+                    .label(*out_span, format!("the backbone gives {} {source}", fmt_list(out)))
                     .help(format!("set `model.neck.in_channels: {}`", fmt_list(out))));
             }
         }
@@ -130,12 +130,14 @@ pub fn to_dot(graph: &ModuleGraph) -> String {
     out
 }
 
-/// Output channels of a ResNet or a Swin Transformer for its `out_indices`,
-/// and the span to blame.
-fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
+/// Output channels of a ResNet, a Swin Transformer (for its `out_indices`)
+/// or an HRNet, and the span to blame.
+/// The third item says what decides them, for the label.
+fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
     match backbone.at_path(&["type"])?.as_str()? {
         "ResNet" | "ResNeXt" => {}
         "SwinTransformer" => return swin_channels(backbone),
+        "HRNet" => return hrnet_channels(backbone),
         _ => return None,
     }
     let depth_node = backbone.at_path(&["depth"])?;
@@ -150,18 +152,37 @@ fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
         None => (vec![0, 1, 2, 3], depth_node.span),
     };
     let out = indices.iter().map(|&i| base * (1 << i.clamp(0, 8)) * expansion).collect();
-    Some((out, span))
+    Some((out, span, OUT_INDICES))
 }
 
+const OUT_INDICES: &str = "for these `out_indices`";
+
 /// A Swin Transformer's stage `i` has `embed_dims * 2^i` channels.
-fn swin_channels(backbone: &Node) -> Option<(Vec<i64>, Span)> {
+fn swin_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
     let embed = backbone.at_path(&["embed_dims"]);
     let dims = embed.map_or(Some(96), |n| n.value.as_int())?;
     let (indices, span) = match backbone.at_path(&["out_indices"]) {
         Some(n) => (int_list(n)?, n.span),
         None => (vec![0, 1, 2, 3], embed.or_else(|| backbone.at_path(&["type"]))?.span),
     };
-    Some((indices.iter().map(|&i| dims * (1 << i.clamp(0, 8))).collect(), span))
+    Some((indices.iter().map(|&i| dims * (1 << i.clamp(0, 8))).collect(), span, OUT_INDICES))
+}
+
+/// An HRNet returns its last stage's branches: `extra.stage4.num_channels`
+/// times the block's expansion (only the first with `multiscale_output: false`).
+fn hrnet_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
+    let stage = backbone.at_path(&["extra", "stage4"])?;
+    let channels = stage.at_path(&["num_channels"])?;
+    let expansion = match stage.at_path(&["block"])?.as_str()? {
+        "BASIC" => 1,
+        "BOTTLENECK" => 4,
+        _ => return None,
+    };
+    let mut out: Vec<i64> = int_list(channels)?.iter().map(|c| c * expansion).collect();
+    if backbone.at_path(&["multiscale_output"]).is_some_and(|n| matches!(n.value, Value::Bool(false))) {
+        out.truncate(1);
+    }
+    Some((out, channels.span, "from its last stage"))
 }
 
 /// A ResNeXt of depth 18 or 34: MMDetection's `ResNeXt.arch_settings` has

@@ -17,6 +17,8 @@ pub mod weights;
 #[cfg(test)]
 mod dcn_reference_tests;
 #[cfg(test)]
+mod hrnet_reference_tests;
+#[cfg(test)]
 mod norm_conv_reference_tests;
 #[cfg(test)]
 mod swin_reference_tests;
@@ -84,6 +86,9 @@ pub static BUILDERS: &[&str] = &[
     "ConvFCBBoxHead",
     "BBoxHead",
     "ResLayer",
+    "HRNet",
+    "HRFPN",
+    "Caffe2Xavier",
     "FCNMaskHead",
     // `init_cfg: {type: Normal, layer: Conv2d, std: 0.01}`, RPNHead's default.
     "Normal",

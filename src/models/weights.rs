@@ -37,7 +37,7 @@ const TORCHVISION_URLS: &[(&str, &str)] = &[
 ];
 
 /// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones (BN,
-/// GN, GN + weight standardisation) and the RegNetX ones that MMDetection's configs name
+/// GN, GN + weight standardisation), the RegNetX and the HRNetV2 ones that MMDetection's configs name
 /// (`mmengine/hub/openmmlab.json`; the first
 /// two names are MMEngine's deprecated spellings of the `detectron/` ones).
 const OPENMMLAB_URLS: &[(&str, &str)] = &[
@@ -70,6 +70,12 @@ const OPENMMLAB_URLS: &[(&str, &str)] = &[
     ("regnetx_6.4gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_6.4gf-006af45d.pth"),
     ("regnetx_8.0gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_8.0gf-3c68abe7.pth"),
     ("regnetx_12gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_12gf-4c2a3350.pth"),
+    // HRNetV2 (the hrnet/ configs).
+    ("msra/hrnetv2_w18_small", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18_small-b5a04e21.pth"),
+    ("msra/hrnetv2_w18", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18-00eb2006.pth"),
+    ("msra/hrnetv2_w32", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w32-dc9eeb4f.pth"),
+    ("msra/hrnetv2_w40", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w40-ed0b031c.pth"),
+    ("msra/hrnetv2_w48", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w48-d2186c55.pth"),
 ];
 
 /// The torch dtype of a checkpoint tensor.

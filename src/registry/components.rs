@@ -20,7 +20,7 @@ use super::engine::{
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
     TestLoopConfig, ValLoopConfig,
 };
-use super::models::backbones::{RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use super::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
@@ -34,7 +34,7 @@ use super::models::losses::{
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
-use super::models::necks::FPNConfig;
+use super::models::necks::{FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
@@ -42,7 +42,7 @@ use super::models::task_modules::{
     HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
-    ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
+    Caffe2XavierInitConfig, ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
 };
 use super::{component, Component, Role};
 
@@ -62,8 +62,10 @@ pub static COMPONENTS: &[Component] = &[
     component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
     component::<RegNetConfig>("RegNet", Role::Backbone),
     component::<SwinTransformerConfig>("SwinTransformer", Role::Backbone),
+    component::<HRNetConfig>("HRNet", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
+    component::<HRFPNConfig>("HRFPN", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
@@ -128,6 +130,7 @@ pub static COMPONENTS: &[Component] = &[
     // weight init
     component::<PretrainedInitConfig>("Pretrained", Role::Init),
     component::<KaimingInitConfig>("Kaiming", Role::Init),
+    component::<Caffe2XavierInitConfig>("Caffe2Xavier", Role::Init),
     component::<XavierInitConfig>("Xavier", Role::Init),
     component::<NormalInitConfig>("Normal", Role::Init),
     component::<ConstantInitConfig>("Constant", Role::Init),

@@ -195,6 +195,14 @@ fn faster_rcnn_modulated_dcn_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_hrnet_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/hrnet/mask-rcnn_hrnetv2p-w18-1x_coco.yaml",
+        "mask-rcnn_hrnetv2p-w18-1x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",

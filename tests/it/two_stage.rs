@@ -413,3 +413,34 @@ fn dcn_mask_rcnn_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "dcn", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
     assert!(log.contains("coco/segm_mAP: "), "{log}");
 }
+
+/// The demo Mask R-CNN on a narrow `HRNet` with an `HRFPN` neck: it
+/// trains, saves the branches, fusions and pyramid convs under MMDetection's
+/// names, and tests.
+#[test]
+fn hrnet_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let stage = |modules: u32, n: usize, channels: &str| {
+        format!("{{num_modules: {modules}, num_branches: {n}, block: BASIC, num_blocks: [{}], num_channels: [{channels}]}}", vec!["1"; n].join(", "))
+    };
+    let config = format!(
+        "_base_: {base}\nmodel:\n  backbone:\n    _delete_: true\n    type: HRNet\n    norm_eval: false\n    extra:\n      \
+         stage1: {{num_modules: 1, num_branches: 1, block: BOTTLENECK, num_blocks: [1], num_channels: [8]}}\n      \
+         stage2: {}\n      stage3: {}\n      stage4: {}\n  neck:\n    _delete_: true\n    type: HRFPN\n    \
+         in_channels: [8, 16, 32, 64]\n    out_channels: 64\n",
+        stage(1, 2, "8, 16"),
+        stage(1, 3, "8, 16, 32"),
+        stage(1, 4, "8, 16, 32, 64"),
+        base = root().join(CONFIG).display(),
+    );
+    let saved = [
+        "backbone.transition3.3.0.0.weight",
+        "backbone.stage4.0.fuse_layers.3.0.2.1.running_mean",
+        "backbone.stage4.0.branches.2.0.conv2.weight",
+        "neck.reduction_conv.conv.weight",
+        "neck.fpn_convs.4.conv.bias",
+    ];
+    let log = trains_and_tests(dir.path(), "hrnet", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+}

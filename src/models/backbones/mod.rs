@@ -3,12 +3,14 @@
 // The detectors consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod hrnet;
 pub mod resnet;
 pub mod swin;
 
 #[cfg(test)]
 mod regnet_tests;
 
+pub use hrnet::HRNet;
 pub use resnet::ResNet;
 pub use swin::SwinTransformer;
 
@@ -16,11 +18,12 @@ use tch::{nn, Tensor};
 
 use crate::models::layers::ModelResult;
 
-/// A detector's backbone: `ResNet` / `ResNeXt` or `SwinTransformer`.
+/// A detector's backbone: `ResNet` / `ResNeXt` / `RegNet`, `SwinTransformer` or `HRNet`.
 #[derive(Debug)]
 pub enum Backbone {
     ResNet(ResNet),
     Swin(SwinTransformer),
+    HRNet(HRNet),
 }
 
 impl Backbone {
@@ -29,6 +32,7 @@ impl Backbone {
         match self {
             Backbone::ResNet(b) => b.forward_t(x, train),
             Backbone::Swin(b) => b.forward_t(x, train),
+            Backbone::HRNet(b) => b.forward_t(x, train),
         }
     }
 
@@ -37,6 +41,7 @@ impl Backbone {
         match self {
             Backbone::ResNet(b) => b.init_weights(vs),
             Backbone::Swin(b) => b.init_weights(vs),
+            Backbone::HRNet(b) => b.init_weights(vs),
         }
     }
 
@@ -45,6 +50,7 @@ impl Backbone {
         match self {
             Backbone::ResNet(b) => &b.out_channels,
             Backbone::Swin(b) => &b.out_channels,
+            Backbone::HRNet(b) => &b.out_channels,
         }
     }
 }

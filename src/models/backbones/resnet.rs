@@ -35,22 +35,39 @@ fn arch(depth: u32) -> Option<(bool, [usize; 4])> {
 }
 
 /// How a stage is built: shared by all blocks of the stage.
-struct StageSpec<'a> {
-    norm: &'a NormSpec,
-    conv: ConvKind,
+pub(super) struct StageSpec<'a> {
+    pub norm: &'a NormSpec,
+    pub conv: ConvKind,
     /// Output channels of a bottleneck over its `planes`: 4 (ResNet), 1 (RegNet).
-    expansion: i64,
-    trainable: bool,
-    zero_init_last: bool,
-    style: ResNetStyle,
-    cardinality: Cardinality,
+    pub expansion: i64,
+    pub trainable: bool,
+    pub zero_init_last: bool,
+    pub style: ResNetStyle,
+    pub cardinality: Cardinality,
     /// `dcn` in this stage: the bottlenecks' 3x3 conv is deformable.
-    dcn: Option<(DeformSpec, DeformInit)>,
+    pub dcn: Option<(DeformSpec, DeformInit)>,
+}
+
+impl<'a> StageSpec<'a> {
+    /// ResNet's plain blocks (4x bottlenecks, no groups, no dcn), trainable,
+    /// without zero-init: what HRNet builds its branches from.
+    pub fn plain(norm: &'a NormSpec, conv: ConvKind) -> Self {
+        StageSpec {
+            norm,
+            conv,
+            expansion: 4,
+            trainable: true,
+            zero_init_last: false,
+            style: ResNetStyle::Pytorch,
+            cardinality: Cardinality { groups: 1, base_width: 64, base_channels: 64 },
+            dcn: None,
+        }
+    }
 }
 
 /// ResNeXt's grouped bottlenecks (`groups: 1` is ResNet's).
 #[derive(Debug, Clone, Copy)]
-struct Cardinality {
+pub(super) struct Cardinality {
     groups: i64,
     base_width: i64,
     base_channels: i64,
@@ -105,14 +122,14 @@ impl BlockConv {
 /// A residual block: `BasicBlock` (conv1 3x3, conv2 3x3) or `Bottleneck`
 /// (conv1 1x1, conv2 3x3, conv3 1x1 with 4x channels).
 #[derive(Debug)]
-struct Block {
+pub(super) struct Block {
     convs: Vec<(BlockConv, Norm)>,
     downsample: Option<Downsample>,
 }
 
 impl Block {
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub(super) fn new(
         p: &nn::Path,
         bottleneck: bool,
         inplanes: i64,
@@ -218,7 +235,7 @@ impl Block {
     }
 
     /// x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride).
-    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+    pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
         for (i, (conv, norm)) in self.convs.iter().enumerate() {
@@ -285,16 +302,7 @@ impl ResStage {
             return Err(ModelError::new("ResLayer", format!("stage {stage} must be 1, 2 or 3")));
         }
         let planes = 64 << stage;
-        let spec = StageSpec {
-            norm,
-            conv: ConvKind::Plain,
-            expansion: 4,
-            trainable: true,
-            zero_init_last: false,
-            style,
-            cardinality: Cardinality { groups: 1, base_width: 64, base_channels: 64 },
-            dcn: None,
-        };
+        let spec = StageSpec { style, ..StageSpec::plain(norm, ConvKind::Plain) };
         let p = p / format!("layer{}", stage + 1);
         let layer = ResStage::new(&p, bottleneck, blocks[stage], (planes / 2) * 4, planes, stride, dilation, false, &spec)?;
         Ok((layer, planes * 4))

@@ -2,17 +2,17 @@
 //! the `data_preprocessor` config, and the feature extraction through them
 //! (`BaseDetector.extract_feat`).
 
-use detc::registry::models::backbones::{RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use detc::registry::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::necks::FPNConfig;
+use detc::registry::models::necks::{FPNConfig, HRFPNConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
 use tch::{nn, Tensor};
 
-use crate::models::backbones::{Backbone, ResNet, SwinTransformer};
+use crate::models::backbones::{Backbone, HRNet, ResNet, SwinTransformer};
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::FPN;
+use crate::models::necks::{Neck, FPN, HRFPN};
 
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
 pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<Backbone> {
@@ -24,27 +24,23 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
             &parse_cfg::<SwinTransformerConfig>(&cfg.0, "SwinTransformer")?,
             p / "backbone",
         )?),
+        "HRNet" => Backbone::HRNet(HRNet::new(&parse_cfg::<HRNetConfig>(&cfg.0, "HRNet")?, p / "backbone")?),
         other => {
             return Err(ModelError::new(
                 detector,
-                format!("backbone {other:?} is not supported (ResNet, ResNeXt, RegNet and SwinTransformer are)"),
+                format!("backbone {other:?} is not supported (ResNet, ResNeXt, RegNet, SwinTransformer and HRNet are)"),
             ))
         }
     })
 }
 
 /// `neck` under `p / "neck"`, if configured.
-pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelResult<Option<FPN>> {
+pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelResult<Option<Neck>> {
     let Some(cfg) = cfg else { return Ok(None) };
     match cfg_type(&cfg.0, "neck")? {
-        "FPN" => Ok(Some(FPN::new(
-            &parse_cfg::<FPNConfig>(&cfg.0, "FPN")?,
-            p / "neck",
-        )?)),
-        other => Err(ModelError::new(
-            detector,
-            format!("neck {other:?} is not supported (only FPN)"),
-        )),
+        "FPN" => Ok(Some(Neck::Fpn(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p / "neck")?))),
+        "HRFPN" => Ok(Some(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p / "neck")?))),
+        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN and HRFPN are)"))),
     }
 }
 
@@ -66,7 +62,7 @@ pub fn preprocessor_config(
 /// `extract_feat`: backbone, then neck.
 pub fn extract_feat(
     backbone: &Backbone,
-    neck: Option<&FPN>,
+    neck: Option<&Neck>,
     inputs: &Tensor,
     train: bool,
 ) -> ModelResult<Vec<Tensor>> {

@@ -15,7 +15,7 @@ use crate::models::data_preprocessors::DetBatch;
 use crate::models::dense_heads::RetinaHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::FPN;
+use crate::models::necks::Neck;
 use crate::models::roi_heads::DetInstances;
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct SingleStageDetector {
     /// The config's `type` (`RetinaNet`).
     pub name: &'static str,
     pub backbone: Backbone,
-    pub neck: Option<FPN>,
+    pub neck: Option<Neck>,
     pub bbox_head: RetinaHead,
     pub data_preprocessor: Option<DetDataPreprocessorConfig>,
 }

@@ -19,7 +19,7 @@ use crate::models::data_preprocessors::DetBatch;
 use crate::models::dense_heads::EmbeddingRPNHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::FPN;
+use crate::models::necks::Neck;
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::roi_heads::{DetInstances, SparseRoIHead};
 
@@ -39,7 +39,7 @@ pub struct SparseRCNN {
     /// `SparseRCNN` or `QueryInst`.
     pub name: &'static str,
     pub backbone: Backbone,
-    pub neck: Option<FPN>,
+    pub neck: Option<Neck>,
     pub rpn_head: EmbeddingRPNHead,
     pub roi_head: SparseRoIHead,
     /// The `data_preprocessor` config (the preprocessor itself is built per device).

@@ -20,7 +20,7 @@ use crate::models::data_preprocessors::{DetBatch, DetDataSample};
 use crate::models::dense_heads::RPNHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::FPN;
+use crate::models::necks::Neck;
 use crate::models::roi_heads::{CascadeRoIHead, DetInstances, StandardRoIHead};
 
 /// The second stage of a two-stage detector.
@@ -64,7 +64,7 @@ pub struct TwoStageDetector {
     /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     pub name: &'static str,
     pub backbone: Backbone,
-    pub neck: Option<FPN>,
+    pub neck: Option<Neck>,
     pub rpn_head: RPNHead,
     pub roi_head: RoiHead,
     /// The `data_preprocessor` config (the preprocessor itself is built per device).

@@ -352,3 +352,92 @@ pub struct RegNetConfig {
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+/// The residual block of an HRNet stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum HRNetBlock {
+    /// ResNet's `BasicBlock` (two 3x3 convs).
+    #[serde(rename = "BASIC")]
+    Basic,
+    /// ResNet's `Bottleneck` (1x1, 3x3, 1x1 with 4x the channels).
+    #[serde(rename = "BOTTLENECK")]
+    Bottleneck,
+}
+
+/// One stage of an HRNet (`extra.stage{i}`): `num_modules` HRModules of
+/// `num_branches` parallel resolutions, each branch `num_blocks[b]` blocks of
+/// `num_channels[b]` (times the block's expansion) channels.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HRNetStageConfig {
+    /// HRModules in the stage (each ends with a fusion across branches).
+    #[schemars(range(min = 1))]
+    pub num_modules: u32,
+    /// Parallel branches (resolutions); stage `i` has `i` (1 to 4).
+    #[schemars(range(min = 1, max = 4))]
+    pub num_branches: u32,
+    /// `BASIC` or `BOTTLENECK`.
+    pub block: HRNetBlock,
+    /// Blocks per branch (one entry per branch).
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub num_blocks: Vec<u32>,
+    /// Channels per branch (one entry per branch), before the block's expansion.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub num_channels: Vec<u32>,
+}
+
+/// `extra` of an HRNet: its four stages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HRNetExtra {
+    /// The first stage: one branch of ResNet blocks at stride 4 (`layer1`).
+    pub stage1: HRNetStageConfig,
+    /// Two branches (strides 4 and 8).
+    pub stage2: HRNetStageConfig,
+    /// Three branches (strides 4 to 16).
+    pub stage3: HRNetStageConfig,
+    /// Four branches (strides 4 to 32): the backbone's outputs.
+    pub stage4: HRNetStageConfig,
+}
+
+/// `HRNet`: the high-resolution network (Sun et al., "High-Resolution
+/// Representations for Labeling Pixels and Regions", 2019), as
+/// `mmdet.models.backbones.HRNet`: a stride-4 stem, then four stages that
+/// keep 1 to 4 resolutions in parallel and exchange them at the end of every
+/// HRModule; it returns the last stage's branches (strides 4, 8, 16, 32).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HRNetConfig {
+    /// The stages, e.g. HRNetV2-W32: `stage4.num_channels: [32, 64, 128, 256]`.
+    pub extra: HRNetExtra,
+    /// Channels of the input image.
+    #[serde(default = "default_three")]
+    pub in_channels: u32,
+    /// Convolution layer config; null means plain `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config.
+    #[serde(default = "default_bn")]
+    pub norm_cfg: NormCfg,
+    /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
+    #[serde(default = "default_true")]
+    pub norm_eval: bool,
+    /// Must be false: gradient checkpointing is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub with_cp: bool,
+    /// Has no effect: MMDetection's HRNet only reads it when it has no
+    /// `init_cfg`, which it always has.
+    #[serde(default)]
+    pub zero_init_residual: bool,
+    /// Return every branch of the last stage (false: only the first; its
+    /// last HRModule then fuses into the first branch only).
+    #[serde(default = "default_true")]
+    pub multiscale_output: bool,
+    /// Deprecated: use `init_cfg: {type: Pretrained, checkpoint: ...}`.
+    #[serde(default)]
+    pub pretrained: Option<String>,
+    /// Weight initialisation, e.g. `{type: Pretrained, checkpoint: open-mmlab://msra/hrnetv2_w32}`.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -124,3 +124,62 @@ pub struct FPNConfig {
     #[serde(default = "default_fpn_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+/// How HRFPN pools its extra levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PoolingType {
+    /// Average pooling.
+    #[serde(rename = "AVG")]
+    Avg,
+    /// Max pooling.
+    #[serde(rename = "MAX")]
+    Max,
+}
+
+fn default_avg() -> PoolingType {
+    PoolingType::Avg
+}
+
+fn default_hrfpn_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({"type": "Caffe2Xavier", "layer": "Conv2d"}))))
+}
+
+/// `HRFPN`: the HRNet feature pyramid (`mmdet.models.necks.HRFPN`): every
+/// branch upsampled bilinearly to the first's size and concatenated, a 1x1
+/// reduction conv, then the pyramid by pooling (kernel and stride `2^i`) and
+/// a 3x3 conv per level.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HRFPNConfig {
+    /// Channels of each backbone branch, e.g. `[32, 64, 128, 256]` for HRNetV2-W32.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub in_channels: Vec<u32>,
+    /// Channels of every output level.
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// Number of output levels.
+    #[serde(default = "super::common::uint::<5>")]
+    #[schemars(range(min = 1))]
+    pub num_outs: u32,
+    /// `AVG` or `MAX`.
+    #[serde(default = "default_avg")]
+    pub pooling_type: PoolingType,
+    /// Convolution layer config; null means `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Has no effect: MMDetection's HRFPN stores it but builds its convs without a norm.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Must be false: gradient checkpointing is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub with_cp: bool,
+    /// Stride of the 3x3 output convs.
+    #[serde(default = "super::common::uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub stride: u32,
+    /// Weight initialisation: MMDetection's default, `Caffe2Xavier` on
+    /// `Conv2d`, or null.
+    #[serde(default = "default_hrfpn_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

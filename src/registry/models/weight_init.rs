@@ -159,6 +159,29 @@ pub struct KaimingInitConfig {
     pub name: Option<String>,
 }
 
+/// `Caffe2Xavier`: Caffe2's "Xavier", which is Kaiming uniform with `a = 1`,
+/// fan-in, for `leaky_relu`: U(-b, b), b = sqrt(3 / fan_in) (HRFPN's default).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Caffe2XavierInitConfig {
+    /// Value the biases are filled with.
+    #[serde(default)]
+    pub bias: f64,
+    /// Initialise biases so that sigmoid outputs start at this probability (overrides `bias`).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub bias_prob: Option<f64>,
+    /// Layer class names to initialise; all layers when null.
+    #[serde(default)]
+    pub layer: Option<StrOrList>,
+    /// Child modules initialised differently, each with a `name`.
+    #[serde(default)]
+    pub r#override: Option<OneOrMany<InitCfg>>,
+    /// Inside `override` only: the attribute name of the child module.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 fn default_fan_out() -> FanMode {
     FanMode::FanOut
 }
