@@ -122,6 +122,8 @@ struct AnnJson {
     category_id: i64,
     area: Option<f64>,
     iscrowd: Option<Truthy>,
+    /// Some datasets mark ignored boxes so (read by `proposal_fast` only).
+    ignore: Option<Truthy>,
     bbox: Option<Vec<f64>>,
     segmentation: Option<SegmJson>,
 }
@@ -151,6 +153,9 @@ pub struct Annotation {
     pub category_id: i64,
     pub area: f64,
     pub iscrowd: bool,
+    /// An `ignore` flag of the JSON (MMDetection's `proposal_fast` skips
+    /// these as it skips crowds; pycocotools does not read it).
+    pub ignore: bool,
     /// `[x, y, w, h]`; `None` when the JSON has none (then only `segm` works).
     pub bbox: Option<[f64; 4]>,
     pub segmentation: Option<SegmJson>,
@@ -236,6 +241,7 @@ impl CocoGt {
                 category_id: ann.category_id,
                 area,
                 iscrowd: iscrowd.get(),
+                ignore: ann.ignore.is_some_and(Truthy::get),
                 bbox,
                 segmentation: ann.segmentation,
                 score: 0.0,
@@ -376,6 +382,7 @@ impl CocoGt {
             category_id: det.category_id,
             area,
             iscrowd: false,
+            ignore: false,
             bbox,
             segmentation,
             score,

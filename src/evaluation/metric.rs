@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::coco::{CocoDt, CocoError, CocoGt, CocoResult, Detection, SegmJson};
 use super::cocoeval::{self, Evaluation, IouType, Params};
 use super::mask::Rle;
+use super::recall;
 use crate::data::{Instance, Segmentation};
 use crate::registry::data::{CocoMetricConfig, CocoMetricKind};
 use crate::registry::models::common::FloatOrList;
@@ -191,9 +192,8 @@ impl CocoMetric {
                 CocoMetricKind::Segm => ("segm", IouType::Segm),
                 CocoMetricKind::Proposal => ("proposal", IouType::Bbox),
                 CocoMetricKind::ProposalFast => {
-                    return Err(CocoError(
-                        "CocoMetric: `proposal_fast` is not supported yet; use `proposal`".into(),
-                    ))
+                    self.fast_eval_recall(gt, &img_ids, &prefix, &mut out)?;
+                    continue;
                 }
             };
             let dets = match iou_type {
@@ -239,8 +239,7 @@ impl CocoMetric {
                     "AR_l@1000",
                 ];
                 for item in self.items(&default) {
-                    out.values
-                        .push((format!("{prefix}/{item}"), round3(stat(&item))));
+                    out.set((format!("{prefix}/{item}"), round3(stat(&item))));
                 }
                 continue;
             }
@@ -248,8 +247,7 @@ impl CocoMetric {
                 self.classwise(gt, &eval, &cat_ids, &prefix, &mut out)?;
             }
             for item in self.items(&["mAP", "mAP_50", "mAP_75", "mAP_s", "mAP_m", "mAP_l"]) {
-                out.values
-                    .push((format!("{prefix}/{name}_{item}"), round3(stat(&item))));
+                out.set((format!("{prefix}/{name}_{item}"), round3(stat(&item))));
             }
             let ap: Vec<String> = summary.stats[..6]
                 .iter()
@@ -261,6 +259,38 @@ impl CocoMetric {
                 .push((format!("{prefix}/{name}_mAP_copypaste"), ap.join(" ")));
         }
         Ok(out)
+    }
+
+    /// `proposal_fast`: the average recall at each of `proposal_nums`
+    /// ([`recall`]), unrounded as MMDetection returns it (`coco/AR@100`, ...).
+    fn fast_eval_recall(&self, gt: &CocoGt, img_ids: &[i64], prefix: &str, out: &mut MetricResults) -> CocoResult<()> {
+        let by_id: std::collections::HashMap<i64, &ImagePrediction> = self.preds.iter().map(|p| (p.img_id, p)).collect();
+        let proposals = img_ids
+            .iter()
+            .map(|id| {
+                by_id.get(id).map(|p| p.bboxes.clone()).ok_or_else(|| {
+                    CocoError(format!("CocoMetric proposal_fast: no prediction for image {id} (it needs one for every image of the annotations)"))
+                })
+            })
+            .collect::<CocoResult<Vec<_>>>()?;
+        let nums: Vec<usize> = self.cfg.proposal_nums.iter().map(|&n| n as usize).collect();
+        let ar = recall::average_recalls(&recall::gt_boxes(gt, img_ids), &proposals, &nums, &self.iou_thrs());
+        out.log.push("Evaluating proposal_fast...".into());
+        for (num, v) in nums.iter().zip(ar) {
+            out.log.push(format!("AR@{num}\t{v:.4}"));
+            out.set((format!("{prefix}/AR@{num}"), v));
+        }
+        Ok(())
+    }
+
+    /// `iou_thrs`, or MMDetection's default 0.5:0.05:0.95.
+    fn iou_thrs(&self) -> Vec<f64> {
+        match &self.cfg.iou_thrs {
+            None => cocoeval::linspace(0.5, 0.95, 10),
+            // (mmdet fails on a single float; a list of one is what it means)
+            Some(FloatOrList::Float(f)) => vec![*f],
+            Some(FloatOrList::List(v)) => v.clone(),
+        }
     }
 
     fn items(&self, default: &[&str]) -> Vec<String> {
@@ -283,12 +313,7 @@ impl CocoMetric {
         p.cat_ids = cats.to_vec();
         p.img_ids = imgs.to_vec();
         p.max_dets = self.cfg.proposal_nums.iter().map(|&n| n as usize).collect();
-        p.iou_thrs = match &self.cfg.iou_thrs {
-            None => cocoeval::linspace(0.5, 0.95, 10),
-            // (mmdet fails on a single float; a list of one is what it means)
-            Some(FloatOrList::Float(f)) => vec![*f],
-            Some(FloatOrList::List(v)) => v.clone(),
-        };
+        p.iou_thrs = self.iou_thrs();
         p.iou_thrs_is_list = self.cfg.iou_thrs.is_some();
         p.use_cats = !proposal;
         cocoeval::evaluate(gt, dt, &p)

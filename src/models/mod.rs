@@ -70,6 +70,7 @@ pub static BUILDERS: &[&str] = &[
     "MaskRCNN",
     "CascadeRCNN",
     "RetinaNet",
+    "RPN",
     "RetinaHead",
     "CascadeRoIHead",
     "RPNHead",

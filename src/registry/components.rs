@@ -24,7 +24,7 @@ use super::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetC
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
-use super::models::detectors::{SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
+use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
@@ -50,6 +50,7 @@ pub static COMPONENTS: &[Component] = &[
     // detectors
     component::<TwoStageDetectorConfig>("FasterRCNN", Role::Detector),
     component::<SingleStageDetectorConfig>("RetinaNet", Role::Detector),
+    component::<RPNConfig>("RPN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),

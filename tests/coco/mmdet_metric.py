@@ -8,8 +8,14 @@ the `coco/` prefix that BaseMetric.evaluate adds).
 
 mmdet's package __init__ files import compiled mmcv ops and matplotlib, absent
 here: the packages on the way are stubbed so that only coco_metric.py, its
-pycocotools wrapper and mmengine are real. terminaltables (the classwise log
-table) is stubbed too: only the numbers are compared.
+pycocotools wrapper, the recall functions of `proposal_fast` and mmengine
+are real. terminaltables (the classwise log table) is stubbed too: only the
+numbers are compared.
+
+`eval_recalls` stacks the images' IoU matrices with `np.array`, which NumPy
+before 1.24 (what MMDetection 3.3 was written against) made an object array
+when their shapes differ and NumPy since refuses: its `np.array` is given
+the old behaviour for that one case.
 """
 import json
 import os
@@ -37,7 +43,7 @@ root = os.path.dirname(mmdet.__file__)
 stub('mmdet.datasets', os.path.join(root, 'datasets'))
 stub('mmdet.evaluation', os.path.join(root, 'evaluation'))
 stub('mmdet.evaluation.metrics', os.path.join(root, 'evaluation/metrics'))
-stub('mmdet.evaluation.functional').eval_recalls = None
+functional = stub('mmdet.evaluation.functional', os.path.join(root, 'evaluation/functional'))
 stub('mmdet.structures')
 stub('mmdet.structures.mask').encode_mask_results = None
 
@@ -48,6 +54,29 @@ class AsciiTable:
 
 
 stub('terminaltables').AsciiTable = AsciiTable
+
+
+class RaggedNumpy(types.ModuleType):
+    """NumPy, with `np.array` of differently shaped arrays an object array."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def array(x, *args, **kwargs):
+        try:
+            return np.array(x, *args, **kwargs)
+        except ValueError:
+            out = np.empty(len(x), dtype=object)
+            for i, item in enumerate(x):
+                out[i] = item
+            return out
+
+
+import mmdet.evaluation.functional.recall as recall  # noqa: E402
+
+recall.np = RaggedNumpy('numpy')
+functional.eval_recalls = recall.eval_recalls
 
 from mmdet.evaluation.metrics.coco_metric import CocoMetric  # noqa: E402
 

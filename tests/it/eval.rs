@@ -488,6 +488,10 @@ fn coco_metric_matches_mmdetection() {
             "mixed_04",
             json!({"metric": ["bbox", "segm"], "classwise": true, "prefix": "val"}),
         ),
+        // MMDetection's fast proposal recall, and the COCOeval one beside it.
+        ("segm_mixed", json!({"metric": ["proposal_fast", "proposal"]})),
+        ("bbox_many_dets", json!({"metric": "proposal_fast", "proposal_nums": [1, 10, 100], "iou_thrs": [0.5, 0.75]})),
+        ("mixed_04", json!({"metric": "proposal_fast", "proposal_nums": [3, 20]})),
     ] {
         let with_gt = cfg.get("metric") == Some(&json!(["segm", "bbox"]));
         let mut cfg = cfg;

@@ -203,6 +203,11 @@ fn mask_rcnn_hrnet_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn rpn_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/rpn/rpn_r50_fpn_1x_coco.yaml", "rpn_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",

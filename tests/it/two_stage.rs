@@ -444,3 +444,35 @@ fn hrnet_mask_rcnn_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "hrnet", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
     assert!(log.contains("coco/segm_mAP: "), "{log}");
 }
+
+/// The demo's backbone, neck and RPN head as an `RPN` detector, evaluated
+/// by `CocoMetric`'s `proposal_fast`: it trains with the RPN's two losses,
+/// logs the average recalls, saves the head as `bbox_head`, and tests.
+#[test]
+fn rpn_trains_and_tests_with_proposal_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  _delete_: true\n  type: RPN\n  data_preprocessor:\n    type: DetDataPreprocessor\n    \
+         mean: [123.675, 116.28, 103.53]\n    std: [58.395, 57.12, 57.375]\n    bgr_to_rgb: true\n    pad_size_divisor: 32\n  \
+         backbone:\n    type: ResNet\n    depth: 18\n    base_channels: 16\n    norm_eval: false\n    frozen_stages: -1\n  \
+         neck:\n    type: FPN\n    in_channels: [16, 32, 64, 128]\n    out_channels: 32\n    num_outs: 5\n  \
+         rpn_head:\n    type: RPNHead\n    in_channels: 32\n    feat_channels: 32\n    anchor_generator:\n      \
+         type: AnchorGenerator\n      scales: [2]\n      ratios: [0.5, 1.0, 2.0]\n      strides: [4, 8, 16, 32, 64]\n    \
+         bbox_coder: {{type: DeltaXYWHBBoxCoder, target_means: [0.0, 0.0, 0.0, 0.0], target_stds: [1.0, 1.0, 1.0, 1.0]}}\n    \
+         loss_cls: {{type: CrossEntropyLoss, use_sigmoid: true, loss_weight: 1.0}}\n    loss_bbox: {{type: L1Loss, loss_weight: 1.0}}\n  \
+         train_cfg:\n    rpn:\n      assigner: {{type: MaxIoUAssigner, pos_iou_thr: 0.7, neg_iou_thr: 0.3, min_pos_iou: 0.3, ignore_iof_thr: -1}}\n      \
+         sampler: {{type: RandomSampler, num: 256, pos_fraction: 0.5, neg_pos_ub: -1, add_gt_as_proposals: false}}\n      \
+         allowed_border: -1\n      pos_weight: -1\n      debug: false\n  \
+         test_cfg:\n    rpn:\n      nms_pre: 1000\n      max_per_img: 300\n      nms: {{type: nms, iou_threshold: 0.7}}\n      min_bbox_size: 0\n\
+         val_evaluator:\n  metric: proposal_fast\n  proposal_nums: [10, 100, 300]\n\
+         test_evaluator:\n  metric: proposal_fast\n",
+        base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
+    );
+    let saved = ["bbox_head.rpn_conv.weight", "bbox_head.rpn_cls.bias", "bbox_head.rpn_reg.weight", "neck.fpn_convs.3.conv.weight"];
+    let log = trains_and_tests(dir.path(), "rpn", &config, 2, &["loss_rpn_cls", "loss_rpn_bbox"], &saved);
+    for key in ["coco/AR@10: ", "coco/AR@100: ", "coco/AR@300: "] {
+        assert!(log.contains(key), "{key} is not in the log:\n{log}");
+    }
+    assert!(!log.contains(" loss_cls: "), "{log}");
+}

@@ -211,6 +211,17 @@ CONFIGS = [
     'hrnet/mask-rcnn_hrnetv2p-w32-2x_coco',
     'hrnet/mask-rcnn_hrnetv2p-w40-2x_coco',
     'hrnet/mask-rcnn_hrnetv2p-w40_1x_coco',
+    'rpn/rpn_r50_fpn_1x_coco',
+    'rpn/rpn_r50_fpn_2x_coco',
+    'rpn/rpn_r50-caffe_fpn_1x_coco',
+    'rpn/rpn_r50-caffe-c4_1x_coco',
+    'rpn/rpn_r101_fpn_1x_coco',
+    'rpn/rpn_r101_fpn_2x_coco',
+    'rpn/rpn_r101-caffe_fpn_1x_coco',
+    'rpn/rpn_x101-32x4d_fpn_1x_coco',
+    'rpn/rpn_x101-32x4d_fpn_2x_coco',
+    'rpn/rpn_x101-64x4d_fpn_1x_coco',
+    'rpn/rpn_x101-64x4d_fpn_2x_coco',
 ]
 
 

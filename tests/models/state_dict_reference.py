@@ -3,8 +3,8 @@ QueryInst, Sparse R-CNN, Faster R-CNN, Mask R-CNN and Cascade Mask R-CNN
 R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
 GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4,
 Mask R-CNN Swin-T, Mask R-CNN RegNetX-3.2GF, Mask R-CNN R50 with DCN in
-c3-c5, Faster R-CNN R50 with 4-group DCNv2 in c3-c5 and Mask R-CNN
-HRNetV2p-W18: the
+c3-c5, Faster R-CNN R50 with 4-group DCNv2 in c3-c5, Mask R-CNN
+HRNetV2p-W18 and the R50-FPN RPN: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -30,6 +30,7 @@ With OUT_DIR it writes
 * OUT_DIR/mask-rcnn_r50-dconv-c3-c5_fpn_1x_state_dict.json
 * OUT_DIR/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_state_dict.json
 * OUT_DIR/mask-rcnn_hrnetv2p-w18-1x_state_dict.json
+* OUT_DIR/rpn_r50_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -82,6 +83,7 @@ CONFIGS = {
     "mask-rcnn_r50-dconv-c3-c5_fpn_1x": "dcn/mask-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py",
     "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x": "dcnv2/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco.py",
     "mask-rcnn_hrnetv2p-w18-1x": "hrnet/mask-rcnn_hrnetv2p-w18-1x_coco.py",
+    "rpn_r50_fpn_1x": "rpn/rpn_r50_fpn_1x_coco.py",
 }
 
 

@@ -26,7 +26,9 @@ comes from torchvision 0.26 and MMDetection 3.3.0's real modules:
                    images of different img_shape / pad_shape, the losses of
                    `loss_by_feat`, the input gradients of their sum, and the
                    proposals of `predict_by_feat` with the training proposal
-                   and the test settings.
+                   and the test settings, and rescaled to the original
+                   images (`rescaled.*`: boxes, scores, labels) as the
+                   `RPN` detector predicts.
 
 mmcv-lite has no compiled ops, so mmcv's `batched_nms` is reproduced below
 around torchvision's nms (the same greedy NMS) and patched into rpn_head.
@@ -183,8 +185,8 @@ def assign_cases(d, g):
 
 
 IMG_METAS = [
-    dict(img_shape=(60, 90), pad_shape=(64, 96), batch_input_shape=(64, 96)),
-    dict(img_shape=(40, 62), pad_shape=(64, 64), batch_input_shape=(64, 96)),
+    dict(img_shape=(60, 90), pad_shape=(64, 96), batch_input_shape=(64, 96), scale_factor=(0.45, 0.6)),
+    dict(img_shape=(40, 62), pad_shape=(64, 64), batch_input_shape=(64, 96), scale_factor=(1.55, 1.6)),
 ]
 FEAT_SIZES = [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
 ANCHORS = dict(type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0], strides=[4, 8, 16, 32, 64])
@@ -269,6 +271,12 @@ def rpn_case(d, g, name, case):
         res = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=IMG_METAS, cfg=ConfigDict(cfg))
         for i, r in enumerate(res):
             d[p + f"{tag}.{i}"] = r.bboxes.detach()
+    # The RPN detector's predict: rescaled to the original image (before
+    # the size filter and NMS), with scores and class-0 labels.
+    res = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=IMG_METAS, cfg=ConfigDict(TEST_CFG), rescale=True)
+    for i, r in enumerate(res):
+        for field in ("bboxes", "scores", "labels"):
+            d[p + f"rescaled.{i}.{field}"] = getattr(r, field).detach()
 
 
 def main():

@@ -18,6 +18,7 @@ use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
+use crate::models::roi_heads::DetInstances;
 use crate::models::layers::{kaiming_normal_fan_out, Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
@@ -313,8 +314,8 @@ impl RPNHead {
                 "no train_cfg.rpn_proposal nor test_cfg.rpn to make proposals with",
             )
         })?;
-        let proposals = self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg)?;
-        Ok((losses, proposals))
+        let proposals = self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg, false)?;
+        Ok((losses, proposals.into_iter().map(|(b, _)| b).collect()))
     }
 
     /// `predict(rescale=False)`: per image the (P, 4) proposals in pixels of
@@ -325,7 +326,23 @@ impl RPNHead {
             .as_ref()
             .ok_or_else(|| ModelError::new(NAME, "predict needs test_cfg.rpn"))?;
         let (cls_scores, bbox_preds) = self.forward(x)?;
-        self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg)
+        Ok(self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg, false)?.into_iter().map(|(b, _)| b).collect())
+    }
+
+    /// `predict` of the `RPN` detector: per image the proposals as
+    /// detections of class 0 with their objectness scores, best first; with
+    /// `rescale`, in original-image pixels (scaled back before the size
+    /// filter and NMS, as `RPNHead._bbox_post_process` does).
+    pub fn predict_detections(&self, x: &[Tensor], samples: &[DetDataSample], rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let cfg = self.test.as_ref().ok_or_else(|| ModelError::new(NAME, "predict needs test_cfg.rpn"))?;
+        let (cls_scores, bbox_preds) = self.forward(x)?;
+        self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg, rescale)?
+            .into_iter()
+            .map(|(bboxes, scores)| {
+                let labels = Tensor::f_zeros([scores.size()[0]], (Kind::Int64, scores.device()))?;
+                Ok(DetInstances { bboxes, scores, labels, masks: None })
+            })
+            .collect()
     }
 
 
@@ -361,7 +378,8 @@ impl RPNHead {
         bbox_preds: &[Tensor],
         samples: &[DetDataSample],
         cfg: &ProposalSettings,
-    ) -> ModelResult<Vec<Tensor>> {
+        rescale: bool,
+    ) -> ModelResult<Vec<(Tensor, Tensor)>> {
         let sizes = featmap_sizes(cls_scores);
         let device = cls_scores
             .first()
@@ -381,12 +399,20 @@ impl RPNHead {
                     .iter()
                     .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))
                     .collect::<ModelResult<_>>()?;
-                self.predict_single(&cls, &reg, &mlvl_priors, img, cfg)
+                let scale = if rescale {
+                    let s = sample.meta.scale_factor;
+                    Some(s.ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?)
+                } else {
+                    None
+                };
+                self.predict_single(&cls, &reg, &mlvl_priors, img, cfg, scale)
             })
             .collect()
     }
 
-    /// One image: per level (A*C, H, W) scores and (A*4, H, W) deltas.
+    /// One image: per level (A*C, H, W) scores and (A*4, H, W) deltas ->
+    /// the (P, 4) proposals and their (P,) scores, best first; `scale` (the
+    /// sample's `(w, h)` `scale_factor`) maps them back to the original image.
     fn predict_single(
         &self,
         cls_scores: &[Tensor],
@@ -394,7 +420,8 @@ impl RPNHead {
         mlvl_priors: &[Tensor],
         img_shape: (i64, i64),
         cfg: &ProposalSettings,
-    ) -> ModelResult<Tensor> {
+        scale: Option<(f64, f64)>,
+    ) -> ModelResult<(Tensor, Tensor)> {
         let mut mlvl_deltas = Vec::new();
         let mut mlvl_priors_kept = Vec::new();
         let mut mlvl_scores = Vec::new();
@@ -442,17 +469,23 @@ impl RPNHead {
             .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
         let mut scores = Tensor::f_cat(&mlvl_scores, 0)?;
         let mut level_ids = Tensor::f_cat(&level_ids, 0)?;
+        if let Some((sw, sh)) = scale {
+            // mmdet multiplies by the reciprocals (in the boxes' dtype).
+            let inv = Tensor::from_slice(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
+            bboxes = bboxes.f_mul(&inv)?;
+        }
         if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {
             bboxes = bboxes.f_index_select(0, &keep)?;
             scores = scores.f_index_select(0, &keep)?;
             level_ids = level_ids.f_index_select(0, &keep)?;
         }
         if bboxes.numel() == 0 {
-            return Ok(Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?);
+            let none = Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?;
+            return Ok((none, Tensor::f_zeros([0], (scores.kind(), scores.device()))?));
         }
         let at_most = Some(cfg.max_per_img as usize);
         let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?;
-        Ok(bboxes.f_index_select(0, &keep)?)
+        Ok((bboxes.f_index_select(0, &keep)?, scores.f_index_select(0, &keep)?))
     }
 }
 
@@ -554,6 +587,8 @@ mod tests {
             meta: SampleMeta {
                 img_shape: Some(img),
                 pad_shape: Some(pad),
+                // The reference's IMG_METAS (used only by a rescaled predict).
+                scale_factor: Some(if img.0 == 60 { (0.45, 0.6) } else { (1.55, 1.6) }),
                 ..SampleMeta::default()
             },
             batch_input_shape: (64, 96),
@@ -653,6 +688,13 @@ mod tests {
                     1e-5,
                     &format!("{case} test proposals {i}"),
                 );
+            }
+            let dets = tch::no_grad(|| head.predict_detections(&feats, &samples, true)).unwrap();
+            for (i, d) in dets.iter().enumerate() {
+                let what = format!("{case} rescaled detections {i}");
+                assert_close(&d.bboxes, &want(&format!("rescaled.{i}.bboxes")), 1e-4, 1e-5, &what);
+                assert_close(&d.scores, &want(&format!("rescaled.{i}.scores")), 1e-6, 1e-5, &what);
+                assert_eq!(d.labels, want(&format!("rescaled.{i}.labels")), "{what}");
             }
             eprintln!("rpn_head_matches_mmdet case {case}: {:?}", start.elapsed());
         }

@@ -31,7 +31,7 @@ pub enum Detector {
     Sparse(SparseRCNN),
     /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     TwoStage(TwoStageDetector),
-    /// `RetinaNet`.
+    /// `RetinaNet` or `RPN`.
     SingleStage(SingleStageDetector),
 }
 
@@ -115,9 +115,10 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
             Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
         }
         "RetinaNet" => Ok(Detector::SingleStage(SingleStageDetector::new("RetinaNet", &parse_cfg(model, "RetinaNet")?, &p)?)),
+        "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN and RetinaNet do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet and RPN do)"),
         )),
     }
 }

@@ -1,30 +1,40 @@
 //! `RetinaNet` (`mmdet/models/detectors/retinanet.py`, a
 //! `SingleStageDetector`): a backbone, a neck and a dense head that predicts
-//! the detections directly. The parameters are named as MMDetection's:
-//! `backbone.*`, `neck.*`, `bbox_head.*`.
+//! the detections directly; and `RPN` (`rpn.py`), the same with an
+//! `RPNHead` whose proposals are the detections (class 0). The parameters
+//! are named as MMDetection's: `backbone.*`, `neck.*`, `bbox_head.*` (also
+//! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::detectors::SingleStageDetectorConfig;
-use detc::registry::models::dense_heads::RetinaHeadConfig;
+use detc::registry::models::dense_heads::{RPNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::RetinaHead;
+use crate::models::dense_heads::{RPNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
 use crate::models::roi_heads::DetInstances;
 
+/// The dense head of a single-stage detector.
+#[derive(Debug)]
+pub enum DenseHead {
+    Retina(RetinaHead),
+    /// The `RPN` detector's head.
+    Rpn(RPNHead),
+}
+
 #[derive(Debug)]
 pub struct SingleStageDetector {
-    /// The config's `type` (`RetinaNet`).
+    /// The config's `type` (`RetinaNet`, `RPN`).
     pub name: &'static str,
     pub backbone: Backbone,
     pub neck: Option<Neck>,
-    pub bbox_head: RetinaHead,
+    pub bbox_head: DenseHead,
     pub data_preprocessor: Option<DetDataPreprocessorConfig>,
 }
 
@@ -34,12 +44,12 @@ impl SingleStageDetector {
         let backbone = build_backbone(&cfg.backbone, name, p)?;
         let neck = build_neck(cfg.neck.as_ref(), name, p)?;
         let bbox_head = match cfg_type(&cfg.bbox_head.0, "bbox_head")? {
-            "RetinaHead" => RetinaHead::new(
+            "RetinaHead" => DenseHead::Retina(RetinaHead::new(
                 &parse_cfg::<RetinaHeadConfig>(&cfg.bbox_head.0, "RetinaHead")?,
                 cfg.train_cfg.as_ref(),
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
-            )?,
+            )?),
             other => return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (only RetinaHead)"))),
         };
         Ok(SingleStageDetector {
@@ -51,20 +61,53 @@ impl SingleStageDetector {
         })
     }
 
+    /// `RPN`: the `rpn_head` built as `bbox_head`, with `train_cfg.rpn` and
+    /// `test_cfg.rpn`.
+    pub fn rpn(cfg: &RPNConfig, p: &nn::Path) -> ModelResult<Self> {
+        const NAME: &str = "RPN";
+        let bbox_head = match cfg_type(&cfg.rpn_head.0, "rpn_head")? {
+            "RPNHead" => RPNHead::new(
+                &parse_cfg::<RPNHeadConfig>(&cfg.rpn_head.0, "RPNHead")?,
+                Some(&cfg.train_cfg.rpn),
+                None,
+                Some(&cfg.test_cfg.rpn),
+                &(p / "bbox_head"),
+            )?,
+            other => return Err(ModelError::new(NAME, format!("rpn_head {other:?} is not supported (only RPNHead)"))),
+        };
+        Ok(SingleStageDetector {
+            name: NAME,
+            backbone: build_backbone(&cfg.backbone, NAME, p)?,
+            neck: build_neck(cfg.neck.as_ref(), NAME, p)?,
+            bbox_head: DenseHead::Rpn(bbox_head),
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), NAME)?,
+        })
+    }
+
     /// Loads the backbone's `Pretrained` `init_cfg`, if any.
     pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Vec<detc::checkpoint::KeyReport>> {
         Ok(self.backbone.init_weights(vs)?.into_iter().collect())
     }
 
-    /// `loss`: the head's `loss_cls` and `loss_bbox`.
+    /// `loss`: the head's `loss_cls` and `loss_bbox` (`loss_rpn_cls` and
+    /// `loss_rpn_bbox` for the RPN, every ground truth of class 0).
     pub fn loss(&self, batch: &DetBatch) -> ModelResult<IndexMap<String, Tensor>> {
         let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, true)?;
-        self.bbox_head.loss(&x, &batch.data_samples)
+        match &self.bbox_head {
+            DenseHead::Retina(head) => head.loss(&x, &batch.data_samples),
+            DenseHead::Rpn(head) => {
+                let (cls, reg) = head.forward(&x)?;
+                head.loss_by_feat(&cls, &reg, &batch.data_samples)
+            }
+        }
     }
 
     /// `predict` in eval mode (run it under `tch::no_grad`).
     pub fn predict(&self, batch: &DetBatch, rescale: bool) -> ModelResult<Vec<DetInstances>> {
         let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, false)?;
-        self.bbox_head.predict(&x, &batch.data_samples, rescale)
+        match &self.bbox_head {
+            DenseHead::Retina(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
+        }
     }
 }

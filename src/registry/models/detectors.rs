@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Null;
 use super::train_test::{
-    DenseTestConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, TwoStageTestConfig, TwoStageTrainConfig,
+    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig,
+    TwoStageTestConfig, TwoStageTrainConfig,
 };
 use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 
@@ -109,6 +110,32 @@ pub struct SingleStageDetectorConfig {
     /// The head's post-processing.
     #[serde(default)]
     pub test_cfg: Option<DenseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Must be null: an initialiser over the whole detector is not supported yet.
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
+/// `RPN`: a region proposal network trained and tested on its own (the
+/// first stage of Faster R-CNN, Ren et al., 2015), as
+/// `mmdet.models.detectors.RPN`: its head is built as `bbox_head`, and it is
+/// evaluated by the recall of its proposals (`CocoMetric` `proposal_fast`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RPNConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`; null for none (the C4 RPN).
+    #[serde(default)]
+    pub neck: Option<NeckCfg>,
+    /// The proposal head, `RPNHead` (its `num_classes` is 1).
+    pub rpn_head: RpnHeadCfg,
+    /// `rpn`: anchor assignment and sampling.
+    pub train_cfg: RpnOnlyTrainConfig,
+    /// `rpn`: how the proposals are made at test time.
+    pub test_cfg: RpnOnlyTestConfig,
     /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
     #[serde(default)]
     pub data_preprocessor: Option<DataPreprocessorCfg>,

@@ -117,6 +117,22 @@ pub struct TwoStageTestConfig {
     pub rcnn: RcnnTestConfig,
 }
 
+/// `model.train_cfg` of `RPN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RpnOnlyTrainConfig {
+    /// Anchor assignment and sampling of the RPN head.
+    pub rpn: RpnTrainConfig,
+}
+
+/// `model.test_cfg` of `RPN`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RpnOnlyTestConfig {
+    /// How the RPN head's scores become the proposals it is tested on.
+    pub rpn: ProposalConfig,
+}
+
 /// `model.train_cfg` of `SparseRCNN` / `QueryInst`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
