@@ -23,7 +23,7 @@ use super::engine::{
 use super::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{EmbeddingRPNHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{EmbeddingRPNHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
@@ -38,7 +38,7 @@ use super::models::necks::{FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
-    AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, FocalLossCostConfig,
+    AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
     HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
@@ -51,6 +51,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<TwoStageDetectorConfig>("FasterRCNN", Role::Detector),
     component::<SingleStageDetectorConfig>("RetinaNet", Role::Detector),
     component::<RPNConfig>("RPN", Role::Detector),
+    component::<SingleStageDetectorConfig>("FCOS", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
@@ -70,6 +71,7 @@ pub static COMPONENTS: &[Component] = &[
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
+    component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
@@ -91,6 +93,7 @@ pub static COMPONENTS: &[Component] = &[
     // task modules
     component::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
     component::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
+    component::<DistancePointBBoxCoderConfig>("DistancePointBBoxCoder", Role::BBoxCoder),
     component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),

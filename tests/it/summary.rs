@@ -208,6 +208,11 @@ fn rpn_r50_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn fcos_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.yaml", "fcos_r50-caffe_fpn_gn-head_1x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",

@@ -4,7 +4,7 @@ R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
 GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4,
 Mask R-CNN Swin-T, Mask R-CNN RegNetX-3.2GF, Mask R-CNN R50 with DCN in
 c3-c5, Faster R-CNN R50 with 4-group DCNv2 in c3-c5, Mask R-CNN
-HRNetV2p-W18 and the R50-FPN RPN: the
+HRNetV2p-W18, the R50-FPN RPN and FCOS R50-Caffe GN-head: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -31,6 +31,7 @@ With OUT_DIR it writes
 * OUT_DIR/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_state_dict.json
 * OUT_DIR/mask-rcnn_hrnetv2p-w18-1x_state_dict.json
 * OUT_DIR/rpn_r50_fpn_1x_state_dict.json
+* OUT_DIR/fcos_r50-caffe_fpn_gn-head_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -84,6 +85,7 @@ CONFIGS = {
     "faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x": "dcnv2/faster-rcnn_r50-mdconv-group4-c3-c5_fpn_1x_coco.py",
     "mask-rcnn_hrnetv2p-w18-1x": "hrnet/mask-rcnn_hrnetv2p-w18-1x_coco.py",
     "rpn_r50_fpn_1x": "rpn/rpn_r50_fpn_1x_coco.py",
+    "fcos_r50-caffe_fpn_gn-head_1x": "fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py",
 }
 
 

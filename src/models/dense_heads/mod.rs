@@ -1,11 +1,15 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
-//! proposals of Sparse R-CNN and QueryInst.
+//! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
+//! detectors' `RetinaHead` and `FCOSHead`.
 
 pub mod anchor_head;
+pub mod base_dense_head;
 pub mod embedding_rpn_head;
+pub mod fcos_head;
 pub mod retina_head;
 pub mod rpn_head;
 
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
+pub use fcos_head::FCOSHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;

@@ -11,33 +11,22 @@
 
 use detc::registry::models::common::{OneOrMany, StrOrList};
 use detc::registry::models::dense_heads::RetinaHeadConfig;
-use detc::registry::models::ops::NmsConfig;
 use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
 use detc::registry::models::weight_init::NormalInitConfig;
 use indexmap::IndexMap;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
-use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
+use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
+use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, DenseTest};
 use super::rpn_head::{make_conv, ConvInit};
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
-use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::roi_heads::DetInstances;
 use crate::models::task_modules::AnchorGenerator;
 
 const NAME: &str = "RetinaHead";
-
-/// `test_cfg`, built.
-#[derive(Debug)]
-struct TestSettings {
-    nms_pre: i64,
-    min_bbox_size: f64,
-    score_thr: f64,
-    nms: NmsConfig,
-    max_per_img: i64,
-}
 
 #[derive(Debug)]
 pub struct RetinaHead {
@@ -54,22 +43,29 @@ pub struct RetinaHead {
     use_sigmoid_cls: bool,
     cls_out_channels: i64,
     train: Option<AnchorTrain>,
-    test: Option<TestSettings>,
+    test: Option<DenseTest>,
 }
 
-/// The default `init_cfg`: `Normal` on every `Conv2d`, optionally overridden
-/// (another std, a bias from `bias_prob`) for `retina_cls`. Returns the
-/// init of the convs and of `retina_cls`; null is torch's (and
-/// ConvModule's) own init.
-fn conv_inits(init: Option<&OneOrMany<detc::registry::refs::InitCfg>>) -> ModelResult<(ConvInit, ConvInit)> {
+/// A dense head's default `init_cfg`: `Normal` on every `Conv2d`,
+/// optionally overridden (another std, a bias from `bias_prob`) for the
+/// classifier `cls_name` of the head `owner`. Returns the init of the convs
+/// and of the classifier; null is torch's (and ConvModule's) own init.
+pub(super) fn conv_inits(
+    init: Option<&OneOrMany<detc::registry::refs::InitCfg>>,
+    owner: &str,
+    cls_name: &str,
+) -> ModelResult<(ConvInit, ConvInit)> {
     let Some(init) = init else { return Ok((ConvInit::TorchDefault, ConvInit::TorchDefault)) };
-    let unsupported = || ModelError::new(NAME, "init_cfg must be one Normal dict on Conv2d (with an optional Normal override on retina_cls), or null");
+    let unsupported = || {
+        ModelError::new(owner, format!("init_cfg must be one Normal dict on Conv2d (with an optional Normal override on {cls_name}), or null"))
+    };
     let items = init.as_vec();
     let [one] = items.as_slice() else { return Err(unsupported()) };
-    if cfg_type(&one.0, "RetinaHead.init_cfg")? != "Normal" {
+    let what = format!("{owner}.init_cfg");
+    if cfg_type(&one.0, &what)? != "Normal" {
         return Err(unsupported());
     }
-    let n: NormalInitConfig = parse_cfg(&one.0, "RetinaHead.init_cfg")?;
+    let n: NormalInitConfig = parse_cfg(&one.0, &what)?;
     let on_conv = match &n.layer {
         None => true,
         Some(StrOrList::One(s)) => s == "Conv2d",
@@ -89,8 +85,8 @@ fn conv_inits(init: Option<&OneOrMany<detc::registry::refs::InitCfg>>) -> ModelR
         Some(o) => {
             let items = o.as_vec();
             let [one] = items.as_slice() else { return Err(unsupported()) };
-            let o: NormalInitConfig = parse_cfg(&one.0, "RetinaHead.init_cfg.override")?;
-            if o.name.as_deref() != Some("retina_cls") {
+            let o: NormalInitConfig = parse_cfg(&one.0, &format!("{what}.override"))?;
+            if o.name.as_deref() != Some(cls_name) {
                 return Err(unsupported());
             }
             normal(&o)
@@ -129,7 +125,7 @@ impl RetinaHead {
                 ))
             }
         };
-        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref())?;
+        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "retina_cls")?;
         let feat = cfg.feat_channels as i64;
         let k3 = ConvGeom::k(3).padding(1);
         let stack = |name: &str| -> ModelResult<Vec<ConvModule>> {
@@ -160,18 +156,7 @@ impl RetinaHead {
             use_sigmoid_cls,
             cls_out_channels,
             train: train_cfg.or(cfg.train_cfg.as_ref()).map(|t| AnchorTrain::new(t, NAME)).transpose()?,
-            test: test_cfg
-                .or(cfg.test_cfg.as_ref())
-                .map(|t| -> ModelResult<TestSettings> {
-                    Ok(TestSettings {
-                        nms_pre: t.nms_pre,
-                        min_bbox_size: t.min_bbox_size,
-                        score_thr: t.score_thr,
-                        nms: nms_config(&t.nms, "RetinaHead.test_cfg.nms")?,
-                        max_per_img: t.max_per_img as i64,
-                    })
-                })
-                .transpose()?,
+            test: test_cfg.or(cfg.test_cfg.as_ref()).map(|t| DenseTest::new(t, NAME)).transpose()?,
         })
     }
 
@@ -245,7 +230,7 @@ impl RetinaHead {
         bbox_preds: &[Tensor],
         mlvl_priors: &[Tensor],
         sample: &DetDataSample,
-        cfg: &TestSettings,
+        cfg: &DenseTest,
         rescale: bool,
     ) -> ModelResult<DetInstances> {
         let (mut all_deltas, mut all_priors, mut all_scores, mut all_labels) = (vec![], vec![], vec![], vec![]);
@@ -257,51 +242,20 @@ impl RetinaHead {
             } else {
                 logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, self.num_classes)?
             };
-            // `filter_scores_and_topk`: the scores above the threshold, the
-            // top `nms_pre` of them (Python's slice `[:nms_pre]`), sorted.
-            let valid = scores.f_gt(cfg.score_thr)?;
-            let kept = scores.f_masked_select(&valid)?;
-            let valid_idxs = valid.f_nonzero()?;
-            let m = valid_idxs.size()[0];
-            let top = cfg.nms_pre.min(m);
-            let top = if top < 0 { (m + top).max(0) } else { top };
-            let (sorted, order) = kept.f_sort(0, true)?;
-            let chosen = valid_idxs.f_index_select(0, &order.f_narrow(0, 0, top)?)?;
-            let keep = chosen.f_select(1, 0)?;
-            all_scores.push(sorted.f_narrow(0, 0, top)?);
-            all_labels.push(chosen.f_select(1, 1)?);
+            let (scores, labels, keep) = filter_scores_and_topk(&scores, cfg.score_thr, cfg.nms_pre)?;
+            all_scores.push(scores);
+            all_labels.push(labels);
             all_deltas.push(deltas.f_index_select(0, &keep)?);
             all_priors.push(priors.f_index_select(0, &keep)?);
         }
         let (h, w) = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
-        let mut bboxes = self.bbox_coder.decode(
+        let bboxes = self.bbox_coder.decode(
             &Tensor::f_cat(&all_priors, 0)?,
             &Tensor::f_cat(&all_deltas, 0)?,
             Some((h as f64, w as f64)),
         )?;
-        let mut scores = Tensor::f_cat(&all_scores, 0)?;
-        let mut labels = Tensor::f_cat(&all_labels, 0)?;
-        if rescale {
-            let (sw, sh) = sample
-                .meta
-                .scale_factor
-                .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?;
-            let s = Tensor::from_slice(&[sw, sh, sw, sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
-            bboxes = bboxes.f_div(&s)?;
-        }
-        if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {
-            bboxes = bboxes.f_index_select(0, &keep)?;
-            scores = scores.f_index_select(0, &keep)?;
-            labels = labels.f_index_select(0, &keep)?;
-        }
-        if bboxes.numel() > 0 {
-            let keep = batched_nms_cfg(&bboxes, &scores, &labels, &cfg.nms, Some(cfg.max_per_img as usize))?;
-            let keep = keep.f_narrow(0, 0, cfg.max_per_img.min(keep.size()[0]))?;
-            bboxes = bboxes.f_index_select(0, &keep)?;
-            scores = scores.f_index_select(0, &keep)?;
-            labels = labels.f_index_select(0, &keep)?;
-        }
-        Ok(DetInstances { bboxes, scores, labels: labels.f_to_kind(Kind::Int64)?, masks: None })
+        let (scores, labels) = (Tensor::f_cat(&all_scores, 0)?, Tensor::f_cat(&all_labels, 0)?);
+        bbox_post_process(bboxes, scores, labels, None, sample, cfg, rescale, NAME)
     }
 }
 
@@ -311,7 +265,7 @@ mod tests {
 
     use detc::data::SampleMeta;
     use tch::nn::VarStore;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     use super::*;
     use crate::models::data_preprocessors::InstanceTensors;

@@ -31,7 +31,7 @@ pub enum Detector {
     Sparse(SparseRCNN),
     /// `FasterRCNN`, `MaskRCNN` or `CascadeRCNN`.
     TwoStage(TwoStageDetector),
-    /// `RetinaNet` or `RPN`.
+    /// `RetinaNet`, `FCOS` or `RPN`.
     SingleStage(SingleStageDetector),
 }
 
@@ -72,7 +72,7 @@ impl Detector {
             Detector::Sparse(m) => m.loss(batch, reduce_mean),
             // Faster/Mask R-CNN normalise per process, as MMDetection's do.
             Detector::TwoStage(m) => m.loss(batch),
-            Detector::SingleStage(m) => m.loss(batch),
+            Detector::SingleStage(m) => m.loss(batch, reduce_mean),
         }
     }
 
@@ -115,10 +115,11 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
             Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
         }
         "RetinaNet" => Ok(Detector::SingleStage(SingleStageDetector::new("RetinaNet", &parse_cfg(model, "RetinaNet")?, &p)?)),
+        "FCOS" => Ok(Detector::SingleStage(SingleStageDetector::new("FCOS", &parse_cfg(model, "FCOS")?, &p)?)),
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet and RPN do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet, FCOS and RPN do)"),
         )),
     }
 }

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{RPNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,16 +14,18 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{RPNHead, RetinaHead};
+use crate::models::dense_heads::{FCOSHead, RPNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
+use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::roi_heads::DetInstances;
 
 /// The dense head of a single-stage detector.
 #[derive(Debug)]
 pub enum DenseHead {
     Retina(RetinaHead),
+    Fcos(FCOSHead),
     /// The `RPN` detector's head.
     Rpn(RPNHead),
 }
@@ -50,7 +52,17 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
-            other => return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (only RetinaHead)"))),
+            "FCOSHead" => {
+                if cfg.train_cfg.is_some() {
+                    return Err(ModelError::new(name, "FCOSHead assigns its own targets: model.train_cfg must be null"));
+                }
+                DenseHead::Fcos(FCOSHead::new(
+                    &parse_cfg::<FCOSHeadConfig>(&cfg.bbox_head.0, "FCOSHead")?,
+                    cfg.test_cfg.as_ref(),
+                    &(p / "bbox_head"),
+                )?)
+            }
+            other => return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (RetinaHead and FCOSHead are)"))),
         };
         Ok(SingleStageDetector {
             name,
@@ -89,12 +101,15 @@ impl SingleStageDetector {
         Ok(self.backbone.init_weights(vs)?.into_iter().collect())
     }
 
-    /// `loss`: the head's `loss_cls` and `loss_bbox` (`loss_rpn_cls` and
-    /// `loss_rpn_bbox` for the RPN, every ground truth of class 0).
-    pub fn loss(&self, batch: &DetBatch) -> ModelResult<IndexMap<String, Tensor>> {
+    /// `loss`: the head's `loss_cls` and `loss_bbox` (and FCOS's
+    /// `loss_centerness`, normalised by counts averaged over the processes
+    /// with `reduce_mean`; `loss_rpn_cls` and `loss_rpn_bbox` for the RPN,
+    /// every ground truth of class 0).
+    pub fn loss(&self, batch: &DetBatch, reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
         let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, true)?;
         match &self.bbox_head {
             DenseHead::Retina(head) => head.loss(&x, &batch.data_samples),
+            DenseHead::Fcos(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rpn(head) => {
                 let (cls, reg) = head.forward(&x)?;
                 head.loss_by_feat(&cls, &reg, &batch.data_samples)
@@ -107,6 +122,7 @@ impl SingleStageDetector {
         let x = extract_feat(&self.backbone, self.neck.as_ref(), &batch.inputs, false)?;
         match &self.bbox_head {
             DenseHead::Retina(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Fcos(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
         }
     }

@@ -184,3 +184,148 @@ pub struct RetinaHeadConfig {
     #[serde(default = "default_retina_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+/// The `auto` of a conv's `bias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    /// A bias exactly when the conv has no norm after it.
+    Auto,
+}
+
+/// A conv's `bias`: `auto` or a bool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ConvBias {
+    Fixed(bool),
+    Auto(Auto),
+}
+
+fn auto_bias() -> ConvBias {
+    ConvBias::Auto(Auto::Auto)
+}
+
+fn default_fcos_strides() -> Vec<u32> {
+    vec![4, 8, 16, 32, 64]
+}
+
+fn default_regress_ranges() -> Vec<[f64; 2]> {
+    vec![[-1.0, 64.0], [64.0, 128.0], [128.0, 256.0], [256.0, 512.0], [512.0, 1e8]]
+}
+
+fn default_fcos_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "FocalLoss", "use_sigmoid": true, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}))
+}
+
+fn default_fcos_loss_bbox() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "IoULoss", "loss_weight": 1.0}))
+}
+
+fn default_fcos_loss_centerness() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "CrossEntropyLoss", "use_sigmoid": true, "loss_weight": 1.0}))
+}
+
+fn default_fcos_coder() -> BBoxCoderCfg {
+    BBoxCoderCfg(serde_json::json!({"type": "DistancePointBBoxCoder"}))
+}
+
+fn default_fcos_norm() -> Option<NormCfg> {
+    Some(NormCfg(serde_json::json!({"type": "GN", "num_groups": 32, "requires_grad": true})))
+}
+
+fn default_fcos_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "conv_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+/// `FCOSHead`: the anchor-free head of FCOS (Tian et al., 2019), as
+/// `mmdet.models.dense_heads.FCOSHead`: per level `stacked_convs` 3x3
+/// ConvModules (GroupNorm by default) for classification and as many for
+/// regression, then per location `num_classes` sigmoid scores (`conv_cls`),
+/// the distances to the box's four sides (`conv_reg`, through a learned
+/// per-level `scales.{i}`) and a centerness logit (`conv_centerness`).
+/// Each location is assigned to the smallest ground truth that contains it
+/// (or its centre region with `center_sampling`) and whose largest distance
+/// lies in the level's `regress_ranges`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FCOSHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Stride of each input level, e.g. `[8, 16, 32, 64, 128]`.
+    #[serde(default = "default_fcos_strides")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub strides: Vec<u32>,
+    /// Per level, the `[min, max]` of the largest distance to a box side
+    /// that the level regresses (the last `1e8` for "no limit").
+    #[serde(default = "default_regress_ranges")]
+    pub regress_ranges: Vec<[f64; 2]>,
+    /// Only locations within `center_sample_radius` strides of a box's
+    /// centre are its positives.
+    #[serde(default)]
+    pub center_sampling: bool,
+    /// Radius of the centre region, in strides.
+    #[serde(default = "default_radius")]
+    pub center_sample_radius: f64,
+    /// Regress distances divided by the level's stride (ReLU instead of exp).
+    #[serde(default)]
+    pub norm_on_bbox: bool,
+    /// Predict centerness from the regression branch instead of the classification one.
+    #[serde(default)]
+    pub centerness_on_reg: bool,
+    /// Must be false: a deformable last conv is not supported yet.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub dcn_on_last_conv: bool,
+    /// Bias of the branch convs: `auto` (none with a norm) or a bool.
+    #[serde(default = "auto_bias")]
+    pub conv_bias: ConvBias,
+    /// Classification loss, e.g. `FocalLoss` (sigmoid).
+    #[serde(default = "default_fcos_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box loss on the decoded boxes, e.g. `IoULoss` or `GIoULoss`.
+    #[serde(default = "default_fcos_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Centerness loss, a sigmoid `CrossEntropyLoss`.
+    #[serde(default = "default_fcos_loss_centerness")]
+    pub loss_centerness: LossCfg,
+    /// Decodes the distances, `DistancePointBBoxCoder`.
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs; none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Must be null: a normalised-conv classifier is not supported yet.
+    #[serde(default)]
+    pub cls_predictor_cfg: Null,
+    /// Training settings; FCOS has none (`model.train_cfg` is null).
+    #[serde(default)]
+    pub train_cfg: Null,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `conv_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_fcos_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn default_radius() -> f64 {
+    1.5
+}

@@ -91,6 +91,19 @@ pub struct DeltaXYWHBBoxCoderConfig {
     pub use_box_type: bool,
 }
 
+/// `DistancePointBBoxCoder`: a box as its distances (left, top, right,
+/// bottom) from a point (FCOS), as `mmdet`'s coder of that name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistancePointBBoxCoderConfig {
+    /// Clip decoded boxes to the image.
+    #[serde(default = "super::common::yes")]
+    pub clip_border: bool,
+    /// Decode to `HorizontalBoxes` instead of tensors.
+    #[serde(default)]
+    pub use_box_type: bool,
+}
+
 // --------------------------------------------------------------------------
 // Assigners
 

@@ -1,0 +1,141 @@
+//! `FCOSHead` against MMDetection's own (`tests/models/fcos_reference.py`,
+//! run once per test process), for the plain head and for the centre-
+//! sampling, `norm_on_bbox`, `centerness_on_reg`, GIoU variant: names,
+//! shapes and init; on MMDetection's perturbed weights the three losses
+//! (an image without ground truth in the batch), every gradient, and the
+//! detections with and without rescaling.
+
+use std::sync::OnceLock;
+
+use detc::data::SampleMeta;
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use super::*;
+use crate::models::data_preprocessors::InstanceTensors;
+use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
+use crate::models::weights::{load_state_dict, with_prefix, Shapes};
+
+fn fixture() -> &'static StateDict {
+    static FX: OnceLock<StateDict> = OnceLock::new();
+    FX.get_or_init(|| script_state_dict("tests/models/fcos_reference.py", "detc-fcos", "fcos.pth"))
+}
+
+fn fx(key: &str) -> Tensor {
+    tensor(fixture(), key)
+}
+
+/// `CASES` of the reference script.
+fn fcos_cfg(case: &str) -> (FCOSHeadConfig, DenseTestConfig) {
+    let mut head = serde_json::json!({
+        "num_classes": 3, "in_channels": 8, "stacked_convs": 2, "feat_channels": 8, "strides": [8, 16, 32],
+        "regress_ranges": [[-1, 16], [16, 32], [32, 1e8]], "norm_cfg": {"type": "GN", "num_groups": 4, "requires_grad": true},
+        "loss_cls": {"type": "FocalLoss", "use_sigmoid": true, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0},
+        "loss_centerness": {"type": "CrossEntropyLoss", "use_sigmoid": true, "loss_weight": 1.0},
+        "loss_bbox": {"type": "IoULoss", "loss_weight": 1.0}
+    });
+    if case == "center" {
+        let extra = serde_json::json!({"loss_bbox": {"type": "GIoULoss", "loss_weight": 1.0}, "center_sampling": true,
+            "center_sample_radius": 1.5, "norm_on_bbox": true, "centerness_on_reg": true, "conv_bias": true,
+            "regress_ranges": [[-1, 64], [64, 128], [128, 1e8]]});
+        head.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    }
+    let test = serde_json::json!({"nms_pre": 50, "min_bbox_size": 0, "score_thr": 0.05,
+                                  "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 20});
+    (serde_json::from_value(head).unwrap(), serde_json::from_value(test).unwrap())
+}
+
+fn samples() -> Vec<DetDataSample> {
+    (0..2)
+        .map(|i| {
+            let meta = Vec::<f64>::try_from(fx(&format!("img.{i}.meta"))).unwrap();
+            let (h, w) = (meta[0] as usize, meta[1] as usize);
+            let (sw, sh) = (meta[4], meta[5]);
+            DetDataSample {
+                meta: SampleMeta {
+                    img_shape: Some((h, w)),
+                    pad_shape: Some((meta[2] as usize, meta[3] as usize)),
+                    scale_factor: Some((sw, sh)),
+                    ori_shape: Some(((h as f64 / sh).round() as usize, (w as f64 / sw).round() as usize)),
+                    ..SampleMeta::default()
+                },
+                batch_input_shape: (meta[2] as usize, meta[3] as usize),
+                gt_instances: InstanceTensors {
+                    bboxes: fx(&format!("img.{i}.bboxes")),
+                    labels: fx(&format!("img.{i}.labels")),
+                    masks: None,
+                },
+                ignored_instances: InstanceTensors {
+                    bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+                    labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+                    masks: None,
+                },
+            }
+        })
+        .collect()
+}
+
+fn check_case(case: &str) {
+    let _seed = crate::models::layers::fixtures::seeded();
+    let (cfg, test) = fcos_cfg(case);
+    let vs = VarStore::new(Device::Cpu);
+    let head = FCOSHead::new(&cfg, Some(&test), &vs.root()).unwrap();
+    let ours = vs.variables();
+    let init = with_prefix(fixture(), &format!("{case}.init")).unwrap();
+    assert_eq!(ours.len(), init.len(), "{case}: number of state-dict entries");
+    for (name, t) in &init {
+        let want = crate::models::weights::to_tensor(t).unwrap();
+        assert_eq!(ours[name].size(), want.size(), "{case}: {name}");
+        if name.ends_with("bias") || name.contains(".gn.") || name.starts_with("scales") {
+            assert_eq!(ours[name], want, "{case}: initial {name}");
+        } else {
+            let std = ours[name].std(true).double_value(&[]);
+            assert!((std / 0.01 - 1.0).abs() < 0.35, "{case}: {name}: std {std}");
+        }
+    }
+    let report = load_state_dict(&vs, "", &with_prefix(fixture(), &format!("{case}.sd")).unwrap(), Shapes::Refuse).unwrap();
+    assert!(report.is_exact(), "{report:?}");
+
+    let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}")).set_requires_grad(true)).collect();
+    let one = |v: f64| Ok(v);
+    let losses = head.loss(&x, &samples(), &one).unwrap();
+    assert_eq!(losses.keys().collect::<Vec<_>>(), ["loss_cls", "loss_bbox", "loss_centerness"]);
+    let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
+    for (name, v) in &losses {
+        assert_close(v, &fx(&format!("{case}.loss.{name}")), 1e-6, 1e-5, &format!("{case}: {name}"));
+        total = total + v;
+    }
+    total.backward();
+    let scaled = |got: &Tensor, key: &str| {
+        let want = fx(&format!("{case}.grad.{key}"));
+        let tol = 1e-5 * want.abs().max().double_value(&[]).max(1e-6);
+        assert_close(got, &want, tol, 1e-4, &format!("{case}: gradient of {key}"));
+    };
+    for (name, t) in &ours {
+        scaled(&t.grad(), name);
+    }
+    for (l, t) in x.iter().enumerate() {
+        scaled(&t.grad(), &format!("x.{l}"));
+    }
+
+    let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}"))).collect();
+    for rescale in [true, false] {
+        let res = tch::no_grad(|| head.predict(&x, &samples(), rescale)).unwrap();
+        for (i, r) in res.iter().enumerate() {
+            let p = format!("{case}.pred{}.{i}", rescale as i32);
+            assert_close(&r.bboxes, &fx(&format!("{p}.bboxes")), 1e-4, 1e-5, &format!("{p} bboxes"));
+            assert_close(&r.scores, &fx(&format!("{p}.scores")), 1e-6, 1e-5, &format!("{p} scores"));
+            assert_eq!(r.labels, fx(&format!("{p}.labels")), "{p} labels");
+        }
+    }
+}
+
+#[test]
+fn fcos_head_equals_mmdet() {
+    check_case("plain");
+}
+
+#[test]
+fn fcos_head_with_centre_sampling_and_normalised_distances_equals_mmdet() {
+    check_case("center");
+}

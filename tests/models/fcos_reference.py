@@ -1,0 +1,144 @@
+"""Reference outputs for detc's FCOSHead (src/models/dense_heads/fcos_head.rs),
+tested in src/models/dense_heads/fcos_tests.rs.
+
+Usage: .venv-test/bin/python tests/models/fcos_reference.py OUT_DIR
+
+Writes OUT_DIR/fcos.pth, a bare state dict of tensors, from MMDetection
+3.3.0's own `FCOSHead` (CASES below, which the Rust test builds too);
+mmcv's compiled `batched_nms` is re-stated over torchvision's nms
+(tests/reference/mmdet_standins.py), and the focal loss runs MMDetection's
+Python path, as it does on the CPU. Per case CASE:
+
+* CASE.init.*        the state dict after `init_weights()`;
+* CASE.sd.*          the weights compared with (the init perturbed);
+* CASE.loss.*        `loss_cls`, `loss_bbox`, `loss_centerness`;
+* CASE.grad.*        gradients of their sum w.r.t. every parameter and
+                     `CASE.grad.x.{l}` the features;
+* CASE.pred{r}.{i}.* `predict(rescale=r)`: `bboxes`, `scores`, `labels`.
+
+Shared: `x.{l}` a 2-image batch of features per level (strides 8, 16, 32),
+`img.{i}.*` the ground truths (image 1 has none) and `meta` [img_h, img_w,
+pad_h, pad_w, scale_w, scale_h].
+
+Cases: `plain` (GroupNorm convs, IoULoss, MMDetection's default target
+assignment) and `center` (centre sampling, `norm_on_bbox`,
+`centerness_on_reg`, convs with a bias, GIoULoss: the `*-center-normbbox-
+centeronreg-giou` configs).
+"""
+
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import mmdet_standins  # noqa: E402
+
+mmdet_standins.install()
+
+import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
+
+base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
+
+import logging  # noqa: E402
+
+from mmdet.registry import MODELS  # noqa: E402
+from mmdet.structures import DetDataSample  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.structures import InstanceData  # noqa: E402
+
+INF = 1e8
+COMMON = dict(
+    type="FCOSHead", num_classes=3, in_channels=8, stacked_convs=2, feat_channels=8, strides=[8, 16, 32],
+    regress_ranges=((-1, 16), (16, 32), (32, INF)), norm_cfg=dict(type="GN", num_groups=4, requires_grad=True),
+    loss_cls=dict(type="FocalLoss", use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+    loss_centerness=dict(type="CrossEntropyLoss", use_sigmoid=True, loss_weight=1.0),
+    test_cfg=ConfigDict(nms_pre=50, min_bbox_size=0, score_thr=0.05, nms=dict(type="nms", iou_threshold=0.5),
+                        max_per_img=20),
+)
+# Keep in sync with fcos_tests.rs.
+CASES = {
+    "plain": dict(COMMON, loss_bbox=dict(type="IoULoss", loss_weight=1.0)),
+    # Wide first range: the centre regions, not the ranges, pick the positives.
+    "center": dict(COMMON, loss_bbox=dict(type="GIoULoss", loss_weight=1.0), center_sampling=True,
+                   center_sample_radius=1.5, norm_on_bbox=True, centerness_on_reg=True, conv_bias=True,
+                   regress_ranges=((-1, 64), (64, 128), (128, INF))),
+}
+PAD = (64, 80)
+IMAGES = [
+    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
+         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
+         labels=[0, 2, 1, 1]),
+    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
+]
+
+
+def samples():
+    out = []
+    for im in IMAGES:
+        h, w = im["img_shape"]
+        sw, sh = im["scale_factor"]
+        s = DetDataSample(metainfo=dict(img_shape=im["img_shape"], pad_shape=PAD, batch_input_shape=PAD,
+                                        scale_factor=im["scale_factor"],
+                                        ori_shape=(round(h / sh), round(w / sw))))
+        s.gt_instances = InstanceData(bboxes=torch.tensor(im["bboxes"]).reshape(-1, 4),
+                                      labels=torch.tensor(im["labels"], dtype=torch.long))
+        out.append(s)
+    return out
+
+
+def case(name, cfg, x, d):
+    head = MODELS.build(cfg)
+    head.init_weights()
+    for k, v in head.state_dict().items():
+        d[f"{name}.init.{k}"] = v.clone()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        # Scores near 0.2 rather than the prior's 0.01: detections to compare.
+        head.conv_cls.bias.add_(3.0)
+    for k, v in head.state_dict().items():
+        d[f"{name}.sd.{k}"] = v.clone()
+    head.train()
+    xs = [t.clone().requires_grad_() for t in x]
+    losses = head.loss(tuple(xs), samples())
+    total = 0
+    for k, v in losses.items():
+        d[f"{name}.loss.{k}"] = v.detach().clone()
+        total = total + v
+    total.backward()
+    for k, p in head.named_parameters():
+        d[f"{name}.grad.{k}"] = p.grad.clone()
+    for i, t in enumerate(xs):
+        d[f"{name}.grad.x.{i}"] = t.grad.clone()
+    head.eval()
+    with torch.no_grad():
+        for rescale in (True, False):
+            for i, r in enumerate(head.predict(tuple(x), samples(), rescale=rescale)):
+                p = f"{name}.pred{int(rescale)}.{i}"
+                d[f"{p}.bboxes"], d[f"{p}.scores"], d[f"{p}.labels"] = r.bboxes, r.scores, r.labels
+
+
+def main(out):
+    register_all_modules()
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    d = {}
+    for i, im in enumerate(IMAGES):
+        d[f"img.{i}.bboxes"] = torch.tensor(im["bboxes"]).reshape(-1, 4)
+        d[f"img.{i}.labels"] = torch.tensor(im["labels"], dtype=torch.long)
+        d[f"img.{i}.meta"] = torch.tensor([*im["img_shape"], *PAD, *im["scale_factor"]], dtype=torch.float64)
+    x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
+    for i, t in enumerate(x):
+        d[f"x.{i}"] = t.clone()
+    for name, cfg in CASES.items():
+        case(name, cfg, x, d)
+    torch.save(d, os.path.join(out, "fcos.pth"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
