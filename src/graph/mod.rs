@@ -135,7 +135,7 @@ pub fn to_dot(graph: &ModuleGraph) -> String {
 /// The third item says what decides them, for the label.
 fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
     match backbone.at_path(&["type"])?.as_str()? {
-        "ResNet" | "ResNeXt" => {}
+        "ResNet" | "ResNeXt" | "ResNeSt" | "Res2Net" => {}
         "SwinTransformer" => return swin_channels(backbone),
         "HRNet" => return hrnet_channels(backbone),
         _ => return None,

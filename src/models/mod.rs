@@ -91,6 +91,8 @@ pub static BUILDERS: &[&str] = &[
     "BBoxHead",
     "ResLayer",
     "HRNet",
+    "ResNeSt",
+    "Res2Net",
     "HRFPN",
     "Caffe2Xavier",
     "FCNMaskHead",

@@ -37,7 +37,7 @@ const TORCHVISION_URLS: &[(&str, &str)] = &[
 ];
 
 /// `open-mmlab://NAME` checkpoints of the ResNet and ResNeXt backbones (BN,
-/// GN, GN + weight standardisation), the RegNetX and the HRNetV2 ones that MMDetection's configs name
+/// GN, GN + weight standardisation), the ResNeSt, Res2Net, RegNetX and HRNetV2 ones that MMDetection's configs name
 /// (`mmengine/hub/openmmlab.json`; the first
 /// two names are MMEngine's deprecated spellings of the `detectron/` ones).
 const OPENMMLAB_URLS: &[(&str, &str)] = &[
@@ -70,6 +70,12 @@ const OPENMMLAB_URLS: &[(&str, &str)] = &[
     ("regnetx_6.4gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_6.4gf-006af45d.pth"),
     ("regnetx_8.0gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_8.0gf-3c68abe7.pth"),
     ("regnetx_12gf", "https://download.openmmlab.com/pretrain/third_party/regnetx_12gf-4c2a3350.pth"),
+    // ResNeSt (the resnest/ configs).
+    ("resnest50", "https://download.openmmlab.com/pretrain/third_party/resnest50_d2-7497a55b.pth"),
+    ("resnest101", "https://download.openmmlab.com/pretrain/third_party/resnest101_d2-f3b931b2.pth"),
+    ("resnest200", "https://download.openmmlab.com/pretrain/third_party/resnest200_d2-ca88e41f.pth"),
+    // Res2Net (the res2net/ configs).
+    ("res2net101_v1d_26w_4s", "https://download.openmmlab.com/pretrain/third_party/res2net101_v1d_26w_4s_mmdetv2-f0a600f9.pth"),
     // HRNetV2 (the hrnet/ configs).
     ("msra/hrnetv2_w18_small", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18_small-b5a04e21.pth"),
     ("msra/hrnetv2_w18", "https://download.openmmlab.com/pretrain/third_party/hrnetv2_w18-00eb2006.pth"),

@@ -20,7 +20,9 @@ use super::engine::{
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
     TestLoopConfig, ValLoopConfig,
 };
-use super::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use super::models::backbones::{
+    HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
+};
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
 use super::models::dense_heads::{EmbeddingRPNHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
@@ -62,6 +64,8 @@ pub static COMPONENTS: &[Component] = &[
     // backbones
     component::<ResNetConfig>("ResNet", Role::Backbone),
     component::<ResNeXtConfig>("ResNeXt", Role::Backbone),
+    component::<ResNeStConfig>("ResNeSt", Role::Backbone),
+    component::<Res2NetConfig>("Res2Net", Role::Backbone),
     component::<RegNetConfig>("RegNet", Role::Backbone),
     component::<SwinTransformerConfig>("SwinTransformer", Role::Backbone),
     component::<HRNetConfig>("HRNet", Role::Backbone),

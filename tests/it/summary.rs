@@ -213,6 +213,19 @@ fn fcos_r50_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn faster_rcnn_resnest50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.yaml",
+        "faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_state_dict.json",
+    );
+}
+
+#[test]
+fn faster_rcnn_res2net101_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/res2net/faster-rcnn_res2net-101_fpn_2x_coco.yaml", "faster-rcnn_res2net-101_fpn_2x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",

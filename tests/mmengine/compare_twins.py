@@ -240,6 +240,18 @@ CONFIGS = [
     'hrnet/fcos_hrnetv2p-w32-gn-head_4xb4-2x_coco',
     'hrnet/fcos_hrnetv2p-w32-gn-head_ms-640-800-4xb4-2x_coco',
     'hrnet/fcos_hrnetv2p-w40-gn-head_ms-640-800-4xb4-2x_coco',
+    'resnest/cascade-mask-rcnn_s101_fpn_syncbn-backbone+head_ms-1x_coco',
+    'resnest/cascade-mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco',
+    'resnest/cascade-rcnn_s101_fpn_syncbn-backbone+head_ms-range-1x_coco',
+    'resnest/cascade-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco',
+    'resnest/faster-rcnn_s101_fpn_syncbn-backbone+head_ms-range-1x_coco',
+    'resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco',
+    'resnest/mask-rcnn_s101_fpn_syncbn-backbone+head_ms-1x_coco',
+    'resnest/mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco',
+    'res2net/cascade-mask-rcnn_res2net-101_fpn_20e_coco',
+    'res2net/cascade-rcnn_res2net-101_fpn_20e_coco',
+    'res2net/faster-rcnn_res2net-101_fpn_2x_coco',
+    'res2net/mask-rcnn_res2net-101_fpn_2x_coco',
 ]
 
 

@@ -4,7 +4,8 @@ R50-FPN 1x, Faster R-CNN X101-32x4d-FPN 1x and Mask R-CNN R50-FPN with
 GroupNorm and weight standardisation (gn+ws 2x), Mask R-CNN R50-C4,
 Mask R-CNN Swin-T, Mask R-CNN RegNetX-3.2GF, Mask R-CNN R50 with DCN in
 c3-c5, Faster R-CNN R50 with 4-group DCNv2 in c3-c5, Mask R-CNN
-HRNetV2p-W18, the R50-FPN RPN and FCOS R50-Caffe GN-head: the
+HRNetV2p-W18, the R50-FPN RPN, FCOS R50-Caffe GN-head and Faster R-CNN
+ResNeSt-50 (SyncBN backbone and head) and Faster R-CNN Res2Net-101: the
 reference `detc summary` is checked against (issues 4 and 7: "the full list
 of state-dict names and shapes is equal").
 
@@ -32,6 +33,8 @@ With OUT_DIR it writes
 * OUT_DIR/mask-rcnn_hrnetv2p-w18-1x_state_dict.json
 * OUT_DIR/rpn_r50_fpn_1x_state_dict.json
 * OUT_DIR/fcos_r50-caffe_fpn_gn-head_1x_state_dict.json
+* OUT_DIR/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_state_dict.json
+* OUT_DIR/faster-rcnn_res2net-101_fpn_2x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -86,6 +89,8 @@ CONFIGS = {
     "mask-rcnn_hrnetv2p-w18-1x": "hrnet/mask-rcnn_hrnetv2p-w18-1x_coco.py",
     "rpn_r50_fpn_1x": "rpn/rpn_r50_fpn_1x_coco.py",
     "fcos_r50-caffe_fpn_gn-head_1x": "fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py",
+    "faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x": "resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py",
+    "faster-rcnn_res2net-101_fpn_2x": "res2net/faster-rcnn_res2net-101_fpn_2x_coco.py",
 }
 
 

@@ -109,7 +109,7 @@ fn blocks(p: &nn::Path, block: HRNetBlock, inplanes: i64, planes: i64, num_block
     let bottleneck = block == HRNetBlock::Bottleneck;
     let out = planes * expansion(block);
     (0..num_blocks as i64)
-        .map(|j| Block::new(&(p / j), bottleneck, if j == 0 { inplanes } else { out }, planes, 1, 1, false, &ctx.spec()))
+        .map(|j| Block::new(&(p / j), bottleneck, if j == 0 { inplanes } else { out }, planes, 1, 1, false, j == 0, &ctx.spec()))
         .collect()
 }
 

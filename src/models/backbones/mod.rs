@@ -4,11 +4,15 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod hrnet;
+pub mod res2net;
+pub mod resnest;
 pub mod resnet;
 pub mod swin;
 
 #[cfg(test)]
 mod regnet_tests;
+#[cfg(test)]
+mod resnest_tests;
 
 pub use hrnet::HRNet;
 pub use resnet::ResNet;

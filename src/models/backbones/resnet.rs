@@ -8,13 +8,17 @@
 //! Shape shorthand: `N` images, `C` channels, `H, W` input height and width.
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
 
-use detc::registry::models::backbones::{RegNetArch, RegNetArchCfg, RegNetConfig, ResNeXtConfig, ResNetConfig, ResNetStyle};
+use detc::registry::models::backbones::{
+    RegNetArch, RegNetArchCfg, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, ResNetStyle,
+};
 use detc::registry::models::common::OneOrMany;
 use detc::registry::models::weight_init::PretrainedInitConfig;
 use detc::registry::refs::{ConvCfg, InitCfg};
 use tch::nn;
 use tch::Tensor;
 
+use super::res2net::{Res2Scales, Res2Spec};
+use super::resnest::{SplitAttentionConv2d, SplitSpec};
 use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
 use crate::models::layers::{
     kaiming_normal_fan_out, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, Norm, NormSpec,
@@ -46,6 +50,10 @@ pub(super) struct StageSpec<'a> {
     pub cardinality: Cardinality,
     /// `dcn` in this stage: the bottlenecks' 3x3 conv is deformable.
     pub dcn: Option<(DeformSpec, DeformInit)>,
+    /// ResNeSt: the bottlenecks' 3x3 conv is a split-attention conv.
+    pub split: Option<SplitSpec>,
+    /// Res2Net: the bottlenecks' 3x3 conv is a multi-scale group of convs.
+    pub res2: Option<Res2Spec>,
 }
 
 impl<'a> StageSpec<'a> {
@@ -61,6 +69,8 @@ impl<'a> StageSpec<'a> {
             style: ResNetStyle::Pytorch,
             cardinality: Cardinality { groups: 1, base_width: 64, base_channels: 64 },
             dcn: None,
+            split: None,
+            res2: None,
         }
     }
 }
@@ -103,18 +113,23 @@ impl Downsample {
     }
 }
 
-/// A block's conv: plain, or a bottleneck's deformable 3x3 (`dcn`).
+/// A block's conv: plain, or a bottleneck's deformable 3x3 (`dcn`) or
+/// split-attention 3x3 (ResNeSt, with its own norms).
 #[derive(Debug)]
 enum BlockConv {
     Plain(Conv2d),
     Deform(DeformConv2d),
+    Split(SplitAttentionConv2d),
+    Res2(Res2Scales),
 }
 
 impl BlockConv {
-    fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
+    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
         match self {
             BlockConv::Plain(conv) => conv.forward(x),
             BlockConv::Deform(conv) => conv.forward(x),
+            BlockConv::Split(conv) => conv.forward_t(x, train),
+            BlockConv::Res2(conv) => conv.forward_t(x, train),
         }
     }
 }
@@ -123,7 +138,11 @@ impl BlockConv {
 /// (conv1 1x1, conv2 3x3, conv3 1x1 with 4x channels).
 #[derive(Debug)]
 pub(super) struct Block {
-    convs: Vec<(BlockConv, Norm)>,
+    /// Each conv with its norm (and a ReLU but after the last); ResNeSt's
+    /// split-attention conv and Res2Net's scales have neither after them.
+    convs: Vec<(BlockConv, Option<Norm>)>,
+    /// ResNeSt's `avd_layer`: a 3x3 average pool of this stride after conv2.
+    avd: Option<i64>,
     downsample: Option<Downsample>,
 }
 
@@ -137,6 +156,7 @@ impl Block {
         stride: i64,
         dilation: i64,
         avg_down: bool,
+        first: bool,
         s: &StageSpec,
     ) -> ModelResult<Self> {
         let exp = if bottleneck { s.expansion } else { 1 };
@@ -146,7 +166,11 @@ impl Block {
             } else {
                 (stride, 1)
             };
-            let width = s.cardinality.width(planes);
+            // Res2Net: `scales` groups of floor(planes * base_width / base_channels).
+            let width = match s.res2 {
+                Some(r) => (planes as f64 * (r.base_width as f64 / s.cardinality.base_channels as f64)).floor() as i64 * r.scales,
+                None => s.cardinality.width(planes),
+            };
             vec![
                 (inplanes, width, ConvGeom::k(1).stride(s1)),
                 (
@@ -175,12 +199,26 @@ impl Block {
         };
         let last = geoms.len() - 1;
         let mut convs = Vec::with_capacity(geoms.len());
+        let mut avd = None;
         for (i, (cin, cout, g)) in geoms.into_iter().enumerate() {
             let dims = [cout, cin, g.kernel, g.kernel];
             let cp = p / format!("conv{}", i + 1);
-            let conv = match s.dcn {
-                Some((spec, init)) if bottleneck && i == 1 => {
+            if let (Some(r), true, 1) = (s.res2, bottleneck, i) {
+                let scales = Res2Scales::new(p, cin / r.scales, r, g.stride, dilation, first, s.norm, s.conv, s.trainable)?;
+                convs.push((BlockConv::Res2(scales), None));
+                continue;
+            }
+            let conv = match (s.dcn, s.split) {
+                (Some((spec, init)), _) if bottleneck && i == 1 => {
                     BlockConv::Deform(DeformConv2d::new(&cp, cin, cout, g, false, spec, init, s.trainable)?)
+                }
+                (_, Some(split)) if bottleneck && i == 1 => {
+                    // With `avg_down_stride` the stride moves to the pool after the conv.
+                    let pooled = split.avg_down_stride && g.stride > 1;
+                    avd = pooled.then_some(g.stride);
+                    let g = if pooled { g.stride(1) } else { g };
+                    convs.push((BlockConv::Split(SplitAttentionConv2d::new(&cp, cin, cout, g, split, s.norm, s.trainable)?), None));
+                    continue;
                 }
                 _ => BlockConv::Plain(
                     Conv2d::new(&cp, cin, cout, g, false, kaiming_normal_fan_out(&dims), s.trainable)?.with_kind(s.conv),
@@ -198,7 +236,7 @@ impl Block {
                 s.trainable,
                 w,
             )?;
-            convs.push((conv, norm));
+            convs.push((conv, Some(norm)));
         }
         let downsample = if stride != 1 || inplanes != planes * exp {
             let d = p / "downsample";
@@ -231,7 +269,7 @@ impl Block {
         } else {
             None
         };
-        Ok(Block { convs, downsample })
+        Ok(Block { convs, avd, downsample })
     }
 
     /// x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride).
@@ -239,9 +277,20 @@ impl Block {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
         for (i, (conv, norm)) in self.convs.iter().enumerate() {
-            y = norm.forward_t(&conv.forward(&y)?, train)?;
-            if i != last {
-                y = y.f_relu()?;
+            y = conv.forward_t(&y, train)?;
+            match norm {
+                Some(norm) => {
+                    y = norm.forward_t(&y, train)?;
+                    if i != last {
+                        y = y.f_relu()?;
+                    }
+                }
+                None => {
+                    if let Some(s) = self.avd {
+                        // nn.AvgPool2d(3, s, padding=1)
+                        y = y.f_avg_pool2d([3, 3], [s, s], [1, 1], false, true, None::<i64>)?;
+                    }
+                }
             }
         }
         let identity = match &self.downsample {
@@ -276,7 +325,7 @@ impl ResStage {
         let mut blocks = Vec::with_capacity(num_blocks);
         for j in 0..num_blocks {
             let (cin, s) = if j == 0 { (inplanes, stride) } else { (planes * exp, 1) };
-            blocks.push(Block::new(&(p / j), bottleneck, cin, planes, s, dilation, avg_down, spec)?);
+            blocks.push(Block::new(&(p / j), bottleneck, cin, planes, s, dilation, avg_down, j == 0, spec)?);
         }
         Ok(ResStage { blocks })
     }
@@ -429,7 +478,7 @@ impl ResNet {
     /// [`ResNet::init_weights`].
     pub fn new(cfg: &ResNetConfig, p: nn::Path) -> ModelResult<Self> {
         let plain = Cardinality { groups: 1, base_width: 64, base_channels: cfg.base_channels as i64 };
-        Self::build(cfg, plain, p)
+        Self::build(cfg, plain, None, None, p)
     }
 
     /// `ResNeXt`: the same network with grouped bottlenecks and the same
@@ -443,10 +492,69 @@ impl ResNet {
             base_width: cfg.base_width as i64,
             base_channels: cfg.resnet.base_channels as i64,
         };
-        Self::build(&cfg.resnet, grouped, p)
+        Self::build(&cfg.resnet, grouped, None, None, p)
     }
 
-    fn build(cfg: &ResNetConfig, cardinality: Cardinality, p: nn::Path) -> ModelResult<Self> {
+    /// `ResNeSt`: ResNetV1d (the deep stem, average-pool shortcuts) with a
+    /// split-attention 3x3 conv in every bottleneck
+    /// (`mmdet.models.backbones.ResNeSt`).
+    pub fn resnest(cfg: &ResNeStConfig, p: nn::Path) -> ModelResult<Self> {
+        if !arch(cfg.resnet.depth).is_some_and(|(bottleneck, _)| bottleneck) {
+            return Err(ModelError::new("ResNeSt", format!("invalid depth {} (50, 101 or 152)", cfg.resnet.depth)));
+        }
+        if cfg.resnet.dcn.is_some() {
+            return Err(ModelError::new("ResNeSt", "dcn is not supported with split attention yet"));
+        }
+        let cardinality = Cardinality {
+            groups: cfg.groups as i64,
+            base_width: cfg.base_width as i64,
+            base_channels: cfg.resnet.base_channels as i64,
+        };
+        let split = SplitSpec {
+            radix: cfg.radix as i64,
+            reduction_factor: cfg.reduction_factor as i64,
+            avg_down_stride: cfg.avg_down_stride,
+        };
+        // MMDetection's ResNet zero-inits `norm3` only for its own `Bottleneck`
+        // class (`block is Bottleneck`), not ResNeSt's subclass.
+        let v1d = ResNetConfig { deep_stem: true, avg_down: true, zero_init_residual: false, ..cfg.resnet.clone() };
+        Self::build(&v1d, cardinality, Some(split), None, p)
+    }
+
+    /// `Res2Net`: ResNetV1d (the deep stem, average-pool shortcuts) whose
+    /// bottlenecks split their 3x3 stage into `scales` hierarchical groups
+    /// (`mmdet.models.backbones.Res2Net`).
+    pub fn res2net(cfg: &Res2NetConfig, p: nn::Path) -> ModelResult<Self> {
+        if !arch(cfg.resnet.depth).is_some_and(|(bottleneck, _)| bottleneck) {
+            return Err(ModelError::new("Res2Net", format!("invalid depth {} (50, 101 or 152)", cfg.resnet.depth)));
+        }
+        if cfg.scales < 2 {
+            return Err(ModelError::new("Res2Net", "scales must be at least 2 (Res2Net degenerates to ResNet at 1)"));
+        }
+        if cfg.resnet.dcn.is_some() {
+            return Err(ModelError::new("Res2Net", "dcn is not supported in Res2Net's scales yet"));
+        }
+        let plain = Cardinality { groups: 1, base_width: 64, base_channels: cfg.resnet.base_channels as i64 };
+        let res2 = Res2Spec { scales: cfg.scales as i64, base_width: cfg.base_width as i64 };
+        // MMDetection's Res2Net fixes these, and its ResNet zero-inits
+        // `norm3` only for its own `Bottleneck` class, not `Bottle2neck`.
+        let v1d = ResNetConfig {
+            deep_stem: true,
+            avg_down: true,
+            style: ResNetStyle::Pytorch,
+            zero_init_residual: false,
+            ..cfg.resnet.clone()
+        };
+        Self::build(&v1d, plain, None, Some(res2), p)
+    }
+
+    fn build(
+        cfg: &ResNetConfig,
+        cardinality: Cardinality,
+        split: Option<SplitSpec>,
+        res2: Option<Res2Spec>,
+        p: nn::Path,
+    ) -> ModelResult<Self> {
         let (bottleneck, blocks) = arch(cfg.depth).ok_or_else(|| {
             ModelError::new(
                 NAME,
@@ -487,6 +595,8 @@ impl ResNet {
                 style: cfg.style,
                 cardinality,
                 dcn: dcn[i],
+                split,
+                res2,
             };
             let lp = &p / format!("layer{}", i + 1);
             let stage = ResStage::new(&lp, bottleneck, num_blocks, inplanes, planes, stride, dilation, cfg.avg_down, &spec)?;
@@ -535,6 +645,8 @@ impl ResNet {
                 style: cfg.style,
                 cardinality: Cardinality { groups: stage.groups, base_width: stage.group_width, base_channels: stage.width },
                 dcn: dcn[i],
+                split: None,
+                res2: None,
             };
             let lp = &p / format!("layer{}", i + 1);
             let layer = ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?;

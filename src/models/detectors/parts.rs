@@ -2,7 +2,9 @@
 //! the `data_preprocessor` config, and the feature extraction through them
 //! (`BaseDetector.extract_feat`).
 
-use detc::registry::models::backbones::{HRNetConfig, RegNetConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig};
+use detc::registry::models::backbones::{
+    HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
+};
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::necks::{FPNConfig, HRFPNConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
@@ -20,6 +22,8 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
         "ResNet" => Backbone::ResNet(ResNet::new(&parse_cfg::<ResNetConfig>(&cfg.0, "ResNet")?, p / "backbone")?),
         "ResNeXt" => Backbone::ResNet(ResNet::resnext(&parse_cfg::<ResNeXtConfig>(&cfg.0, "ResNeXt")?, p / "backbone")?),
         "RegNet" => Backbone::ResNet(ResNet::regnet(&parse_cfg::<RegNetConfig>(&cfg.0, "RegNet")?, p / "backbone")?),
+        "ResNeSt" => Backbone::ResNet(ResNet::resnest(&parse_cfg::<ResNeStConfig>(&cfg.0, "ResNeSt")?, p / "backbone")?),
+        "Res2Net" => Backbone::ResNet(ResNet::res2net(&parse_cfg::<Res2NetConfig>(&cfg.0, "Res2Net")?, p / "backbone")?),
         "SwinTransformer" => Backbone::Swin(SwinTransformer::new(
             &parse_cfg::<SwinTransformerConfig>(&cfg.0, "SwinTransformer")?,
             p / "backbone",
@@ -28,7 +32,7 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
         other => {
             return Err(ModelError::new(
                 detector,
-                format!("backbone {other:?} is not supported (ResNet, ResNeXt, RegNet, SwinTransformer and HRNet are)"),
+                format!("backbone {other:?} is not supported (ResNet, ResNeXt, ResNeSt, Res2Net, RegNet, SwinTransformer and HRNet are)"),
             ))
         }
     })

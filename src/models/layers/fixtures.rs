@@ -151,3 +151,76 @@ pub fn assert_close(a: &Tensor, b: &Tensor, atol: f64, rtol: f64, what: &str) {
         max_abs_diff(&a, &b)
     );
 }
+
+/// The fixture keys `{prefix}.*` of `sd`, without the prefix, in order.
+pub fn keys_under(sd: &StateDict, prefix: &str) -> Vec<String> {
+    let prefix = format!("{prefix}.");
+    sd.keys().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)).collect()
+}
+
+/// `|a - b| <= 1e-4 * max|b|` everywhere (float32 through many layers).
+pub fn assert_scaled(a: &Tensor, b: &Tensor, what: &str) {
+    let scale = b.abs().max().double_value(&[]).max(1e-12);
+    let diff = max_abs_diff(a, b);
+    assert!(diff <= 1e-4 * scale, "{what}: off by {diff} (largest value {scale})");
+}
+
+/// Checks one module `case` of a reference script that wrote, for a module
+/// built from the same config: `CASE.init.*` (its state dict after init),
+/// `CASE.sd.*` (perturbed weights), `CASE.in.{i}`, train-mode `CASE.out.{i}`
+/// and the loss weights `CASE.dy.{i}`, and the gradients `CASE.gin.{i}` /
+/// `CASE.grad.*` of `sum_i (out_i * dy_i).sum()`. `vs` holds the module
+/// (built, default init), `forward` runs it in train mode.
+///
+/// Checked: the same names and shapes; constants (1-D entries such as norms
+/// and biases, integer buffers) exactly at init, random draws of 256 values
+/// or more by their spread (within 30%: two draws); on the perturbed weights, every output, the inputs'
+/// gradients, which parameters train, and every parameter's gradient.
+pub fn check_module_case(fx: &StateDict, case: &str, vs: &tch::nn::VarStore, forward: impl Fn(&[Tensor]) -> Vec<Tensor>) {
+    use crate::models::weights::{load_state_dict, with_prefix, Shapes};
+    use tch::{Device, Kind};
+    let get = |key: &str| tensor(fx, key);
+    let ours = vs.variables();
+    let init = keys_under(fx, &format!("{case}.init"));
+    let mut names: Vec<&String> = ours.keys().collect();
+    names.sort();
+    let mut want: Vec<&String> = init.iter().collect();
+    want.sort();
+    assert_eq!(names, want, "{case}: state-dict names differ");
+    for name in &init {
+        let (a, b) = (&ours[name], get(&format!("{case}.init.{name}")));
+        assert_eq!(a.size(), b.size(), "{case}: {name}");
+        if b.kind() != Kind::Float || b.dim() <= 1 {
+            assert_eq!(max_abs_diff(a, &b), 0.0, "{case}: initial {name}");
+        } else if b.numel() >= 256 {
+            let (sa, sb) = (a.std(true).double_value(&[]), b.std(true).double_value(&[]));
+            assert!((sa / sb - 1.0).abs() < 0.3, "{case}: initial {name} spread {sa} vs {sb}");
+        }
+    }
+    let sd = with_prefix(fx, &format!("{case}.sd")).unwrap();
+    let report = load_state_dict(vs, "", &sd, Shapes::Refuse).unwrap();
+    assert!(report.is_exact(), "{case}: {report:?}");
+    let case_keys = keys_under(fx, case);
+    let n_in = case_keys.iter().filter(|k| k.starts_with("in.")).count();
+    let inputs: Vec<Tensor> = (0..n_in).map(|i| get(&format!("{case}.in.{i}")).set_requires_grad(true)).collect();
+    let outs = forward(&inputs);
+    assert_eq!(outs.len(), case_keys.iter().filter(|k| k.starts_with("out.")).count(), "{case}: number of outputs");
+    let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
+    for (i, y) in outs.iter().enumerate() {
+        assert_scaled(y, &get(&format!("{case}.out.{i}")), &format!("{case}: output {i}"));
+        loss = loss + (y * get(&format!("{case}.dy.{i}"))).sum(Kind::Float);
+    }
+    loss.backward();
+    for (i, x) in inputs.iter().enumerate() {
+        assert_scaled(&x.grad(), &get(&format!("{case}.gin.{i}")), &format!("{case}: input {i} gradient"));
+    }
+    let grads = keys_under(fx, &format!("{case}.grad"));
+    let mut with_grad: Vec<&String> = ours.iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
+    with_grad.sort();
+    let mut want: Vec<&String> = grads.iter().collect();
+    want.sort();
+    assert_eq!(with_grad, want, "{case}: the parameters that train");
+    for name in &grads {
+        assert_scaled(&ours[name].grad(), &get(&format!("{case}.grad.{name}")), &format!("{case}: gradient of {name}"));
+    }
+}

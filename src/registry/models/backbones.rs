@@ -130,6 +130,66 @@ pub struct ResNeXtConfig {
     pub resnet: ResNetConfig,
 }
 
+fn default_radix() -> u32 { 2 }
+
+/// `ResNeSt`: ResNet with split attention (Zhang et al., 2020), as
+/// `mmdet.models.backbones.ResNeSt`: ResNetV1d (a deep stem of three 3x3
+/// convs, average pooling before each strided shortcut; it sets `deep_stem`
+/// and `avg_down` itself) whose bottlenecks' 3x3 conv is a split-attention
+/// conv of `radix` splits. As in MMDetection, `zero_init_residual` has no
+/// effect on it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResNeStConfig {
+    /// Cardinal groups of the split-attention convs.
+    #[serde(default = "default_one")]
+    #[schemars(range(min = 1))]
+    pub groups: u32,
+    /// Channels per group in the first stage (for `base_channels: 64`), with `groups > 1`.
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1))]
+    pub base_width: u32,
+    /// Splits per cardinal group.
+    #[serde(default = "default_radix")]
+    #[schemars(range(min = 1))]
+    pub radix: u32,
+    /// The attention's hidden channels are `max(channels * radix / reduction_factor, 32)`.
+    #[serde(default = "default_four")]
+    #[schemars(range(min = 1))]
+    pub reduction_factor: u32,
+    /// Stride with a 3x3 average pool after the split-attention conv instead of in it.
+    #[serde(default = "default_true")]
+    pub avg_down_stride: bool,
+    /// The ResNet settings (`depth` 50, 101 or 152).
+    #[serde(flatten)]
+    pub resnet: ResNetConfig,
+}
+
+fn default_scales() -> u32 { 4 }
+fn default_26() -> u32 { 26 }
+
+/// `Res2Net`: ResNet with multi-scale bottlenecks (Gao et al., 2019), as
+/// `mmdet.models.backbones.Res2Net`: ResNetV1d (it sets `deep_stem`,
+/// `avg_down` and the `pytorch` style itself) whose bottlenecks split their
+/// 3x3 stage into `scales` groups of `base_width` (for `base_channels: 64`)
+/// channels with hierarchical residuals between them, e.g. Res2Net-101
+/// 26w-4s. As in MMDetection, `zero_init_residual` has no effect on it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Res2NetConfig {
+    /// Groups of the 3x3 stage (at least 2).
+    #[serde(default = "default_scales")]
+    #[schemars(range(min = 2))]
+    pub scales: u32,
+    /// Channels per group in the first stage (for `base_channels: 64`).
+    #[serde(default = "default_26")]
+    #[schemars(range(min = 1))]
+    pub base_width: u32,
+    /// The ResNet settings (`depth` 50, 101 or 152).
+    #[serde(flatten)]
+    pub resnet: ResNetConfig,
+}
+
 fn default_224() -> super::common::IntOrPair { super::common::IntOrPair::Int(224) }
 fn default_96() -> u32 { 96 }
 fn default_seven() -> u32 { 7 }
