@@ -15,28 +15,17 @@ use detc::registry::models::necks::FPNConfig;
 use detc::registry::refs::BBoxHeadCfg;
 use serde_json::json;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::models::backbones::resnet::ResNet;
-use crate::models::layers::fixtures::{max_abs_diff, script_state_dict, tensor, StateDict};
+use crate::models::layers::fixtures::{check_module_case, script_state_dict, StateDict};
 use crate::models::necks::fpn::FPN;
 use crate::models::roi_heads::bbox_heads::{build_bbox_head, ConvFCBBoxHead};
 use crate::models::roi_heads::mask_heads::FCNMaskHead;
-use crate::models::weights::{load_state_dict, with_prefix, Shapes};
 
 fn fixture() -> &'static StateDict {
     static FX: OnceLock<StateDict> = OnceLock::new();
     FX.get_or_init(|| script_state_dict("tests/models/norm_conv_reference.py", "detc-norm-conv", "norm_conv.pth"))
-}
-
-fn fx(key: &str) -> Tensor {
-    tensor(fixture(), key)
-}
-
-/// The fixture keys `{prefix}.*`, without the prefix, in order.
-fn keys(prefix: &str) -> Vec<String> {
-    let prefix = format!("{prefix}.");
-    fixture().keys().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)).collect()
 }
 
 enum Module {
@@ -110,62 +99,11 @@ fn forward(module: &Module, inputs: &[Tensor]) -> Vec<Tensor> {
     }
 }
 
-/// `|a - b| <= 1e-4 * max|b|` everywhere (float32 through up to 50 layers).
-fn assert_scaled(a: &Tensor, b: &Tensor, what: &str) {
-    let scale = b.abs().max().double_value(&[]).max(1e-12);
-    let diff = max_abs_diff(a, b);
-    assert!(diff <= 1e-4 * scale, "{what}: off by {diff} (largest value {scale})");
-}
-
 fn check_case(case: &str) {
+    let _seed = crate::models::layers::fixtures::seeded();
     let vs = VarStore::new(Device::Cpu);
     let module = build(case, &vs);
-    // Names and shapes as MMDetection's, and its norms' initial values.
-    let ours = vs.variables();
-    let init = keys(&format!("{case}.init"));
-    let mut names: Vec<&String> = ours.keys().collect();
-    names.sort();
-    let mut want: Vec<&String> = init.iter().collect();
-    want.sort();
-    assert_eq!(names, want, "{case}: state-dict names differ");
-    for name in &init {
-        let theirs = fx(&format!("{case}.init.{name}"));
-        assert_eq!(ours[name].size(), theirs.size(), "{case}: {name}");
-        let norm = name.contains(".gn") || name.contains(".bn") || name.starts_with("gn") || name.contains("downsample.1");
-        if norm && theirs.kind() == Kind::Float {
-            assert_eq!(max_abs_diff(&ours[name], &theirs), 0.0, "{case}: initial {name}");
-        }
-    }
-
-    let sd = with_prefix(fixture(), &format!("{case}.sd")).unwrap();
-    let report = load_state_dict(&vs, "", &sd, Shapes::Refuse).unwrap();
-    assert!(report.is_exact(), "{case}: {report:?}");
-    let n_in = keys(case).iter().filter(|k| k.starts_with("in.")).count();
-    let inputs: Vec<Tensor> = (0..n_in).map(|i| fx(&format!("{case}.in.{i}")).set_requires_grad(true)).collect();
-    let outs = forward(&module, &inputs);
-    let mut loss = Tensor::zeros([], (Kind::Float, Device::Cpu));
-    for (i, y) in outs.iter().enumerate() {
-        assert_scaled(y, &fx(&format!("{case}.out.{i}")), &format!("{case}: output {i}"));
-        loss = loss + (y * fx(&format!("{case}.dy.{i}"))).sum(Kind::Float);
-    }
-    assert_eq!(
-        outs.len(),
-        keys(case).iter().filter(|k| k.starts_with("out.")).count(),
-        "{case}: number of outputs"
-    );
-    loss.backward();
-    for (i, x) in inputs.iter().enumerate() {
-        assert_scaled(&x.grad(), &fx(&format!("{case}.gin.{i}")), &format!("{case}: input {i} gradient"));
-    }
-    let grads = keys(&format!("{case}.grad"));
-    let mut with_grad: Vec<&String> = ours.iter().filter(|(_, t)| t.requires_grad()).map(|(n, _)| n).collect();
-    with_grad.sort();
-    let mut want: Vec<&String> = grads.iter().collect();
-    want.sort();
-    assert_eq!(with_grad, want, "{case}: the parameters that train (frozen_stages, requires_grad)");
-    for name in &grads {
-        assert_scaled(&ours[name].grad(), &fx(&format!("{case}.grad.{name}")), &format!("{case}: gradient of {name}"));
-    }
+    check_module_case(fixture(), case, &vs, |inputs| forward(&module, inputs));
 }
 
 #[test]

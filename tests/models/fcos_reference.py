@@ -41,14 +41,14 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
+import dense_head_images  # noqa: E402
+
 import logging  # noqa: E402
 
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
-from mmengine.structures import InstanceData  # noqa: E402
 
 INF = 1e8
 COMMON = dict(
@@ -67,7 +67,7 @@ CASES = {
                    center_sample_radius=1.5, norm_on_bbox=True, centerness_on_reg=True, conv_bias=True,
                    regress_ranges=((-1, 64), (64, 128), (128, INF))),
 }
-PAD = (64, 80)
+PAD = dense_head_images.PAD
 IMAGES = [
     dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
          bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
@@ -77,17 +77,7 @@ IMAGES = [
 
 
 def samples():
-    out = []
-    for im in IMAGES:
-        h, w = im["img_shape"]
-        sw, sh = im["scale_factor"]
-        s = DetDataSample(metainfo=dict(img_shape=im["img_shape"], pad_shape=PAD, batch_input_shape=PAD,
-                                        scale_factor=im["scale_factor"],
-                                        ori_shape=(round(h / sh), round(w / sw))))
-        s.gt_instances = InstanceData(bboxes=torch.tensor(im["bboxes"]).reshape(-1, 4),
-                                      labels=torch.tensor(im["labels"], dtype=torch.long))
-        out.append(s)
-    return out
+    return dense_head_images.samples(IMAGES)
 
 
 def case(name, cfg, x, d):
@@ -128,10 +118,7 @@ def main(out):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
     d = {}
-    for i, im in enumerate(IMAGES):
-        d[f"img.{i}.bboxes"] = torch.tensor(im["bboxes"]).reshape(-1, 4)
-        d[f"img.{i}.labels"] = torch.tensor(im["labels"], dtype=torch.long)
-        d[f"img.{i}.meta"] = torch.tensor([*im["img_shape"], *PAD, *im["scale_factor"]], dtype=torch.float64)
+    dense_head_images.record(d, IMAGES)
     x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
     for i, t in enumerate(x):
         d[f"x.{i}"] = t.clone()

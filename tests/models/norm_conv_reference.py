@@ -34,6 +34,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import mmdet_standins  # noqa: E402
+from module_cases import record_module_case  # noqa: E402
 
 mmdet_standins.install()
 
@@ -93,32 +94,7 @@ def outputs(module, inputs):
 
 
 def case(name, cfg, shapes, d):
-    module = MODELS.build(dict(cfg))
-    module.init_weights()
-    for k, v in module.state_dict().items():
-        d[f"{name}.init.{k}"] = v.detach().clone()
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    for k, v in module.state_dict().items():
-        d[f"{name}.sd.{k}"] = v.detach().clone()
-    module.train()
-    inputs = [torch.randn(s, requires_grad=True) for s in shapes]
-    outs = outputs(module, inputs)
-    loss = 0
-    for i, (x, y) in enumerate(zip(inputs, outs)):
-        d[f"{name}.in.{i}"] = x.detach().clone()
-    for i, y in enumerate(outs):
-        dy = torch.randn_like(y)
-        d[f"{name}.out.{i}"] = y.detach().clone()
-        d[f"{name}.dy.{i}"] = dy
-        loss = loss + (y * dy).sum()
-    loss.backward()
-    for i, x in enumerate(inputs):
-        d[f"{name}.gin.{i}"] = x.grad.clone()
-    for k, p in module.named_parameters():
-        if p.grad is not None:
-            d[f"{name}.grad.{k}"] = p.grad.clone()
+    record_module_case(d, name, MODELS.build(dict(cfg)), shapes, outputs)
 
 
 def main(out):

@@ -25,6 +25,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import mmdet_standins  # noqa: E402
+from module_cases import record_module_case  # noqa: E402
 
 mmdet_standins.install()
 
@@ -43,29 +44,7 @@ CASES = {
 
 
 def case(name, cfg, d):
-    module = MODELS.build(dict(cfg))
-    module.init_weights()
-    for k, v in module.state_dict().items():
-        d[f"{name}.init.{k}"] = v.detach().clone()
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    for k, v in module.state_dict().items():
-        d[f"{name}.sd.{k}"] = v.detach().clone()
-    module.train()
-    x = torch.randn(2, 3, 64, 64, requires_grad=True)
-    d[f"{name}.in.0"] = x.detach().clone()
-    loss = 0
-    for i, y in enumerate(module(x)):
-        dy = torch.randn_like(y)
-        d[f"{name}.out.{i}"] = y.detach().clone()
-        d[f"{name}.dy.{i}"] = dy
-        loss = loss + (y * dy).sum()
-    loss.backward()
-    d[f"{name}.gin.0"] = x.grad.clone()
-    for k, p in module.named_parameters():
-        if p.grad is not None:
-            d[f"{name}.grad.{k}"] = p.grad.clone()
+    record_module_case(d, name, MODELS.build(dict(cfg)), [(2, 3, 64, 64)], lambda m, x: m(x[0]))
 
 
 def main(out):

@@ -35,11 +35,11 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
+import dense_head_images  # noqa: E402
+
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.structures import InstanceData  # noqa: E402
 
 # Keep in sync with retina_cfg() in retina_head.rs.
 CFG = dict(
@@ -56,7 +56,7 @@ CFG = dict(
     test_cfg=ConfigDict(nms_pre=50, min_bbox_size=0, score_thr=0.05,
                         nms=dict(type="nms", iou_threshold=0.5), max_per_img=20),
 )
-PAD = (64, 80)
+PAD = dense_head_images.PAD
 IMAGES = [
     dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
          bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0]],
@@ -66,17 +66,7 @@ IMAGES = [
 
 
 def samples():
-    out = []
-    for im in IMAGES:
-        h, w = im["img_shape"]
-        sw, sh = im["scale_factor"]
-        s = DetDataSample(metainfo=dict(img_shape=im["img_shape"], pad_shape=PAD, batch_input_shape=PAD,
-                                        scale_factor=im["scale_factor"],
-                                        ori_shape=(round(h / sh), round(w / sw))))
-        s.gt_instances = InstanceData(bboxes=torch.tensor(im["bboxes"]).reshape(-1, 4),
-                                      labels=torch.tensor(im["labels"], dtype=torch.long))
-        out.append(s)
-    return out
+    return dense_head_images.samples(IMAGES)
 
 
 def main(out):
@@ -95,10 +85,7 @@ def main(out):
         head.retina_cls.bias.add_(3.0)
     for k, v in head.state_dict().items():
         d[f"sd.{k}"] = v.clone()
-    for i, im in enumerate(IMAGES):
-        d[f"img.{i}.bboxes"] = torch.tensor(im["bboxes"]).reshape(-1, 4)
-        d[f"img.{i}.labels"] = torch.tensor(im["labels"], dtype=torch.long)
-        d[f"img.{i}.meta"] = torch.tensor([*im["img_shape"], *PAD, *im["scale_factor"]], dtype=torch.float64)
+    dense_head_images.record(d, IMAGES)
     x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s, requires_grad=True) for s in (8, 16, 32)]
     for i, t in enumerate(x):
         d[f"x.{i}"] = t.detach().clone()

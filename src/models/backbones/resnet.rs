@@ -492,7 +492,10 @@ impl ResNet {
             base_width: cfg.base_width as i64,
             base_channels: cfg.resnet.base_channels as i64,
         };
-        Self::build(&cfg.resnet, grouped, None, None, p)
+        // MMDetection's ResNet zero-inits `norm3` only for its own
+        // `Bottleneck` class (`block is Bottleneck`), not ResNeXt's subclass.
+        let resnet = ResNetConfig { zero_init_residual: false, ..cfg.resnet.clone() };
+        Self::build(&resnet, grouped, None, None, p)
     }
 
     /// `ResNeSt`: ResNetV1d (the deep stem, average-pool shortcuts) with a

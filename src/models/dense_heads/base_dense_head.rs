@@ -93,3 +93,75 @@ pub fn bbox_post_process(
     }
     Ok(DetInstances { bboxes, scores, labels: labels.f_to_kind(Kind::Int64)?, masks: None })
 }
+
+/// The two images of the dense-head references
+/// (`tests/reference/dense_head_images.py`), read from their fixture with `fx`.
+#[cfg(test)]
+pub(crate) fn reference_samples(fx: impl Fn(&str) -> Tensor) -> Vec<DetDataSample> {
+    use crate::models::data_preprocessors::InstanceTensors;
+    use detc::data::SampleMeta;
+    use tch::Device;
+    (0..2)
+        .map(|i| {
+            let meta = Vec::<f64>::try_from(fx(&format!("img.{i}.meta"))).unwrap();
+            let (h, w) = (meta[0] as usize, meta[1] as usize);
+            let (sw, sh) = (meta[4], meta[5]);
+            DetDataSample {
+                meta: SampleMeta {
+                    img_shape: Some((h, w)),
+                    pad_shape: Some((meta[2] as usize, meta[3] as usize)),
+                    scale_factor: Some((sw, sh)),
+                    ori_shape: Some(((h as f64 / sh).round() as usize, (w as f64 / sw).round() as usize)),
+                    ..SampleMeta::default()
+                },
+                batch_input_shape: (meta[2] as usize, meta[3] as usize),
+                gt_instances: InstanceTensors {
+                    bboxes: fx(&format!("img.{i}.bboxes")),
+                    labels: fx(&format!("img.{i}.labels")),
+                    masks: None,
+                },
+                ignored_instances: InstanceTensors {
+                    bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
+                    labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+                    masks: None,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The dense-head reference checks after the losses: the gradient of every
+/// parameter of `vs` and of the features `x` against `{prefix}grad.*`
+/// (within 1e-5 of the largest value), then `predict(rescale)` for both
+/// `rescale`s against `{prefix}pred{0,1}.{i}.*`.
+#[cfg(test)]
+pub(crate) fn check_grads_and_predictions(
+    fx: impl Fn(&str) -> Tensor,
+    prefix: &str,
+    vs: &tch::nn::VarStore,
+    x: &[Tensor],
+    predict: impl Fn(&[Tensor], bool) -> Vec<DetInstances>,
+) {
+    use crate::models::layers::fixtures::assert_close;
+    let scaled = |got: &Tensor, key: &str| {
+        let want = fx(&format!("{prefix}grad.{key}"));
+        let tol = 1e-5 * want.abs().max().double_value(&[]).max(1e-6);
+        assert_close(got, &want, tol, 1e-4, &format!("{prefix}gradient of {key}"));
+    };
+    for (name, t) in &vs.variables() {
+        scaled(&t.grad(), name);
+    }
+    for (l, t) in x.iter().enumerate() {
+        scaled(&t.grad(), &format!("x.{l}"));
+    }
+    let x: Vec<Tensor> = x.iter().map(Tensor::detach).collect();
+    for rescale in [true, false] {
+        let res = tch::no_grad(|| predict(&x, rescale));
+        for (i, r) in res.iter().enumerate() {
+            let p = format!("{prefix}pred{}.{i}", rescale as i32);
+            assert_close(&r.bboxes, &fx(&format!("{p}.bboxes")), 1e-4, 1e-5, &format!("{p} bboxes"));
+            assert_close(&r.scores, &fx(&format!("{p}.scores")), 1e-6, 1e-5, &format!("{p} scores"));
+            assert_eq!(r.labels, fx(&format!("{p}.labels")), "{p} labels");
+        }
+    }
+}

@@ -7,12 +7,10 @@
 
 use std::sync::OnceLock;
 
-use detc::data::SampleMeta;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::*;
-use crate::models::data_preprocessors::InstanceTensors;
 use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
 use crate::models::weights::{load_state_dict, with_prefix, Shapes};
 
@@ -46,33 +44,7 @@ fn fcos_cfg(case: &str) -> (FCOSHeadConfig, DenseTestConfig) {
 }
 
 fn samples() -> Vec<DetDataSample> {
-    (0..2)
-        .map(|i| {
-            let meta = Vec::<f64>::try_from(fx(&format!("img.{i}.meta"))).unwrap();
-            let (h, w) = (meta[0] as usize, meta[1] as usize);
-            let (sw, sh) = (meta[4], meta[5]);
-            DetDataSample {
-                meta: SampleMeta {
-                    img_shape: Some((h, w)),
-                    pad_shape: Some((meta[2] as usize, meta[3] as usize)),
-                    scale_factor: Some((sw, sh)),
-                    ori_shape: Some(((h as f64 / sh).round() as usize, (w as f64 / sw).round() as usize)),
-                    ..SampleMeta::default()
-                },
-                batch_input_shape: (meta[2] as usize, meta[3] as usize),
-                gt_instances: InstanceTensors {
-                    bboxes: fx(&format!("img.{i}.bboxes")),
-                    labels: fx(&format!("img.{i}.labels")),
-                    masks: None,
-                },
-                ignored_instances: InstanceTensors {
-                    bboxes: Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
-                    labels: Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
-                    masks: None,
-                },
-            }
-        })
-        .collect()
+    crate::models::dense_heads::base_dense_head::reference_samples(fx)
 }
 
 fn check_case(case: &str) {
@@ -106,28 +78,9 @@ fn check_case(case: &str) {
         total = total + v;
     }
     total.backward();
-    let scaled = |got: &Tensor, key: &str| {
-        let want = fx(&format!("{case}.grad.{key}"));
-        let tol = 1e-5 * want.abs().max().double_value(&[]).max(1e-6);
-        assert_close(got, &want, tol, 1e-4, &format!("{case}: gradient of {key}"));
-    };
-    for (name, t) in &ours {
-        scaled(&t.grad(), name);
-    }
-    for (l, t) in x.iter().enumerate() {
-        scaled(&t.grad(), &format!("x.{l}"));
-    }
-
-    let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}"))).collect();
-    for rescale in [true, false] {
-        let res = tch::no_grad(|| head.predict(&x, &samples(), rescale)).unwrap();
-        for (i, r) in res.iter().enumerate() {
-            let p = format!("{case}.pred{}.{i}", rescale as i32);
-            assert_close(&r.bboxes, &fx(&format!("{p}.bboxes")), 1e-4, 1e-5, &format!("{p} bboxes"));
-            assert_close(&r.scores, &fx(&format!("{p}.scores")), 1e-6, 1e-5, &format!("{p} scores"));
-            assert_eq!(r.labels, fx(&format!("{p}.labels")), "{p} labels");
-        }
-    }
+    crate::models::dense_heads::base_dense_head::check_grads_and_predictions(fx, &format!("{case}."), &vs, &x, |x, rescale| {
+        head.predict(x, &samples(), rescale).unwrap()
+    });
 }
 
 #[test]

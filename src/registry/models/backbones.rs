@@ -113,7 +113,8 @@ fn default_one() -> u32 { 1 }
 /// `ResNeXt`: ResNet with grouped 3x3 convolutions in its bottlenecks (Xie et
 /// al., 2017), as `mmdet.models.backbones.ResNeXt`; `groups: 32, base_width: 4`
 /// is ResNeXt-32x4d. Each bottleneck is `floor(planes * base_width /
-/// base_channels) * groups` channels wide (`planes` with `groups: 1`).
+/// base_channels) * groups` channels wide (`planes` with `groups: 1`). As in
+/// MMDetection, `zero_init_residual` has no effect on it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ResNeXtConfig {
