@@ -265,16 +265,27 @@ impl FCOSHead {
     fn get_targets(&self, points: &[Tensor], samples: &[DetDataSample]) -> ModelResult<(Vec<Tensor>, Vec<Tensor>)> {
         let num_points: Vec<i64> = points.iter().map(|p| p.size()[0]).collect();
         let all_points = Tensor::f_cat(points, 0)?;
-        let ranges = self
-            .regress_ranges
-            .iter()
-            .zip(&num_points)
-            .map(|(r, &n)| Ok(Tensor::from_slice(r).f_to_kind(all_points.kind())?.f_to_device(all_points.device())?.f_view([1, 2])?.f_expand([n, 2], false)?))
-            .collect::<ModelResult<Vec<_>>>()?;
-        let ranges = Tensor::f_cat(&ranges, 0)?;
+        // Each level's constants repeated for its points: (Q, k), once per batch.
+        let per_point = |rows: Vec<Vec<f64>>| -> ModelResult<Tensor> {
+            let parts = rows
+                .iter()
+                .zip(&num_points)
+                .map(|(r, &n)| {
+                    let row = Tensor::from_slice(r).f_to_kind(all_points.kind())?.f_to_device(all_points.device())?;
+                    Ok(row.f_view([1, -1])?.f_expand([n, r.len() as i64], false)?)
+                })
+                .collect::<ModelResult<Vec<_>>>()?;
+            Ok(Tensor::f_cat(&parts, 0)?)
+        };
+        let ranges = per_point(self.regress_ranges.iter().map(|r| r.to_vec()).collect())?;
+        let radii = if self.center_sampling {
+            Some(per_point(self.strides.iter().map(|&s| vec![s as f64 * self.center_sample_radius]).collect())?)
+        } else {
+            None
+        };
         let mut per_image = Vec::with_capacity(samples.len());
         for s in samples {
-            per_image.push(self.targets_single(&s.gt_instances.bboxes, &s.gt_instances.labels, &all_points, &ranges, &num_points)?);
+            per_image.push(self.targets_single(&s.gt_instances.bboxes, &s.gt_instances.labels, &all_points, &ranges, radii.as_ref())?);
         }
         let mut labels = Vec::with_capacity(points.len());
         let mut targets = Vec::with_capacity(points.len());
@@ -290,9 +301,17 @@ impl FCOSHead {
         Ok((labels, targets))
     }
 
-    /// `_get_targets_single`: gt (G, 4) boxes and (G,) labels, points (Q, 2)
-    /// and their level's regress range (Q, 2) -> labels (Q,), targets (Q, 4).
-    fn targets_single(&self, gt: &Tensor, gt_labels: &Tensor, points: &Tensor, ranges: &Tensor, num_points: &[i64]) -> ModelResult<(Tensor, Tensor)> {
+    /// `_get_targets_single`: gt (G, 4) boxes and (G,) labels, points (Q, 2),
+    /// their level's regress range (Q, 2) and, with `center_sampling`, the
+    /// radius of the centre region (Q, 1) -> labels (Q,), targets (Q, 4).
+    fn targets_single(
+        &self,
+        gt: &Tensor,
+        gt_labels: &Tensor,
+        points: &Tensor,
+        ranges: &Tensor,
+        radii: Option<&Tensor>,
+    ) -> ModelResult<(Tensor, Tensor)> {
         let q = points.size()[0];
         let g = gt.size()[0];
         if g == 0 {
@@ -308,19 +327,14 @@ impl FCOSHead {
         let (left, top) = (xs.f_sub(&gx1)?, ys.f_sub(&gy1)?);
         let (right, bottom) = (gx2.f_sub(&xs)?, gy2.f_sub(&ys)?);
         let targets = Tensor::f_stack(&[&left, &top, &right, &bottom], -1)?; // (Q, G, 4)
-        let inside = if self.center_sampling {
+        let inside = if let Some(stride) = radii {
             // The centre region: `radius` strides around the box centre, within the box.
-            let mut stride = Vec::with_capacity(q as usize);
-            for (lvl, &n) in num_points.iter().enumerate() {
-                stride.extend(std::iter::repeat_n(self.strides[lvl] as f64 * self.center_sample_radius, n as usize));
-            }
-            let stride = Tensor::from_slice(&stride).f_to_kind(points.kind())?.f_to_device(points.device())?.f_view([q, 1])?;
             let cx = gx1.f_add(&gx2)?.f_div_scalar(2.0)?;
             let cy = gy1.f_add(&gy2)?.f_div_scalar(2.0)?;
-            let x_min = cx.f_sub(&stride)?.f_maximum(&gx1)?;
-            let y_min = cy.f_sub(&stride)?.f_maximum(&gy1)?;
-            let x_max = cx.f_add(&stride)?.f_minimum(&gx2)?;
-            let y_max = cy.f_add(&stride)?.f_minimum(&gy2)?;
+            let x_min = cx.f_sub(stride)?.f_maximum(&gx1)?;
+            let y_min = cy.f_sub(stride)?.f_maximum(&gy1)?;
+            let x_max = cx.f_add(stride)?.f_minimum(&gx2)?;
+            let y_max = cy.f_add(stride)?.f_minimum(&gy2)?;
             let d = Tensor::f_stack(&[xs.f_sub(&x_min)?, ys.f_sub(&y_min)?, x_max.f_sub(&xs)?, y_max.f_sub(&ys)?], -1)?;
             d.f_amin([-1], false)?.f_gt(0.0)?
         } else {
