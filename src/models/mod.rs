@@ -73,6 +73,9 @@ pub static BUILDERS: &[&str] = &[
     "RPN",
     "FCOS",
     "FCOSHead",
+    "ATSS",
+    "ATSSHead",
+    "ATSSAssigner",
     "DistancePointBBoxCoder",
     "RetinaHead",
     "CascadeRoIHead",
@@ -105,6 +108,8 @@ pub static BUILDERS: &[&str] = &[
     // A ResNet-family backbone's `dcn` (src/models/layers/deform_conv.rs).
     "DCN",
     "DCNv2",
+    // A ResNet-family backbone's `plugins` (src/models/backbones/plugins.rs).
+    "ContextBlock",
     // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",

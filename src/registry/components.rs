@@ -25,10 +25,10 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{EmbeddingRPNHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
-    BatchNormConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    BatchNormConfig, ContextBlockConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
@@ -41,7 +41,7 @@ use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
-    HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+    ATSSAssignerConfig, HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
     Caffe2XavierInitConfig, ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
@@ -54,6 +54,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("RetinaNet", Role::Detector),
     component::<RPNConfig>("RPN", Role::Detector),
     component::<SingleStageDetectorConfig>("FCOS", Role::Detector),
+    component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
@@ -76,6 +77,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
     component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
+    component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
@@ -100,6 +102,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DistancePointBBoxCoderConfig>("DistancePointBBoxCoder", Role::BBoxCoder),
     component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
+    component::<ATSSAssignerConfig>("ATSSAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
     component::<OHEMSamplerConfig>("OHEMSampler", Role::Sampler),
@@ -125,6 +128,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DynamicConvConfig>("DynamicConv", Role::Conv),
     component::<DeformConvConfig>("DCN", Role::Conv),
     component::<ModulatedDeformConvConfig>("DCNv2", Role::Conv),
+    component::<ContextBlockConfig>("ContextBlock", Role::Plugin),
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),
     component::<SyncBatchNormConfig>("SyncBN", Role::Norm),

@@ -52,6 +52,7 @@ pub enum Role {
     Conv,
     Norm,
     Activation,
+    Plugin,
     Init,
     Dataset,
     Transform,
@@ -75,7 +76,7 @@ impl Role {
         names!(
             Detector, DataPreprocessor, BatchAugment, Backbone, Neck, RpnHead, DenseHead, RoiHead, SharedHead, BBoxHead, MaskHead,
             RoiExtractor, RoiLayer, AnchorGenerator, BBoxCoder, Assigner, Sampler, MatchCost, Loss,
-            Nms, Conv, Norm, Activation, Init, Dataset, Transform, DataSampler, BatchSampler,
+            Nms, Conv, Norm, Activation, Plugin, Init, Dataset, Transform, DataSampler, BatchSampler,
             Evaluator, OptimWrapper, Optimizer, ParamScheduler, Hook, Loop, Visualizer, VisBackend,
             LogProcessor
         )
@@ -90,7 +91,7 @@ pub const ALL_ROLES: &[Role] = &[
     Role::Detector, Role::DataPreprocessor, Role::BatchAugment, Role::Backbone, Role::Neck, Role::RpnHead, Role::DenseHead,
     Role::RoiHead, Role::SharedHead, Role::BBoxHead, Role::MaskHead, Role::RoiExtractor, Role::RoiLayer,
     Role::AnchorGenerator, Role::BBoxCoder, Role::Assigner, Role::Sampler, Role::MatchCost,
-    Role::Loss, Role::Nms, Role::Conv, Role::Norm, Role::Activation, Role::Init, Role::Dataset,
+    Role::Loss, Role::Nms, Role::Conv, Role::Norm, Role::Activation, Role::Plugin, Role::Init, Role::Dataset,
     Role::Transform, Role::DataSampler, Role::BatchSampler, Role::Evaluator, Role::OptimWrapper,
     Role::Optimizer, Role::ParamScheduler, Role::Hook, Role::Loop, Role::Visualizer,
     Role::VisBackend, Role::LogProcessor,

@@ -52,6 +52,7 @@ role_refs! {
     ConvCfg => Conv,
     NormCfg => Norm,
     ActivationCfg => Activation,
+    PluginCfg => Plugin,
     InitCfg => Init,
     DatasetCfg => Dataset,
     TransformCfg => Transform,

@@ -226,6 +226,16 @@ fn faster_rcnn_res2net101_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_rcnn_gcnet_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/gcnet/mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_coco.yaml", "mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_state_dict.json");
+}
+
+#[test]
+fn atss_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/atss/atss_r50_fpn_1x_coco.yaml", "atss_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -259,6 +269,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "mask-rcnn_r50-caffe-c4_1x",
         "mask-rcnn_swin-t-p4-w7_fpn_1x",
         "mask-rcnn_regnetx-3.2GF_fpn_1x",
+        "mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x",
+        "atss_r50_fpn_1x",
     ] {
         assert_eq!(
             live[name],

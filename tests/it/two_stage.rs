@@ -507,3 +507,41 @@ fn fcos_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "fcos", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
 }
+
+/// A tiny ATSS (`SingleStageDetector` with an `ATSSHead` and
+/// `ATSSAssigner`) on a narrow ResNet-50 with GCNet's context blocks
+/// (`plugins`) in stages 2-4, on the demo's data and schedule: it trains
+/// with MMDetection's three loss terms in the log, evaluates, saves the
+/// head and the blocks under MMDetection's names, and tests.
+#[test]
+fn atss_with_context_blocks_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  _delete_: true\n  type: ATSS\n  data_preprocessor:\n    type: DetDataPreprocessor\n    \
+         mean: [123.675, 116.28, 103.53]\n    std: [58.395, 57.12, 57.375]\n    bgr_to_rgb: true\n    pad_size_divisor: 32\n  \
+         backbone:\n    type: ResNet\n    depth: 50\n    base_channels: 8\n    norm_eval: false\n    frozen_stages: -1\n    \
+         plugins:\n      - cfg: {{type: ContextBlock, ratio: 0.25}}\n        stages: [false, true, true, true]\n        \
+         position: after_conv3\n  \
+         neck:\n    type: FPN\n    in_channels: [32, 64, 128, 256]\n    out_channels: 32\n    start_level: 1\n    \
+         add_extra_convs: on_output\n    num_outs: 5\n  bbox_head:\n    type: ATSSHead\n    \
+         num_classes: 4\n    in_channels: 32\n    stacked_convs: 1\n    feat_channels: 32\n    \
+         norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n    \
+         anchor_generator: {{type: AnchorGenerator, ratios: [1.0], octave_base_scale: 8, scales_per_octave: 1, strides: [8, 16, 32, 64, 128]}}\n    \
+         bbox_coder: {{type: DeltaXYWHBBoxCoder, target_means: [0.0, 0.0, 0.0, 0.0], target_stds: [0.1, 0.1, 0.2, 0.2]}}\n    \
+         loss_cls: {{type: FocalLoss, use_sigmoid: true, gamma: 2.0, alpha: 0.25, loss_weight: 1.0}}\n    \
+         loss_bbox: {{type: GIoULoss, loss_weight: 2.0}}\n  \
+         train_cfg:\n    assigner: {{type: ATSSAssigner, topk: 9}}\n    allowed_border: -1\n    pos_weight: -1\n    debug: false\n  \
+         test_cfg:\n    nms_pre: 100\n    min_bbox_size: 0\n    score_thr: 0.0\n    nms: {{type: nms, iou_threshold: 0.6}}\n    max_per_img: 50\n",
+        base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
+    );
+    let saved = [
+        "backbone.layer3.1.context_block.conv_mask.weight",
+        "backbone.layer4.0.context_block.channel_add_conv.1.weight",
+        "bbox_head.cls_convs.0.gn.weight",
+        "bbox_head.atss_centerness.bias",
+        "bbox_head.scales.4.scale",
+    ];
+    let log = trains_and_tests(dir.path(), "atss", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
+    assert!(log.contains("coco/bbox_mAP: "), "{log}");
+}

@@ -67,49 +67,12 @@ CASES = {
                    center_sample_radius=1.5, norm_on_bbox=True, centerness_on_reg=True, conv_bias=True,
                    regress_ranges=((-1, 64), (64, 128), (128, INF))),
 }
-PAD = dense_head_images.PAD
 IMAGES = [
     dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
          bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
          labels=[0, 2, 1, 1]),
     dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
 ]
-
-
-def samples():
-    return dense_head_images.samples(IMAGES)
-
-
-def case(name, cfg, x, d):
-    head = MODELS.build(cfg)
-    head.init_weights()
-    for k, v in head.state_dict().items():
-        d[f"{name}.init.{k}"] = v.clone()
-    with torch.no_grad():
-        for p in head.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-        # Scores near 0.2 rather than the prior's 0.01: detections to compare.
-        head.conv_cls.bias.add_(3.0)
-    for k, v in head.state_dict().items():
-        d[f"{name}.sd.{k}"] = v.clone()
-    head.train()
-    xs = [t.clone().requires_grad_() for t in x]
-    losses = head.loss(tuple(xs), samples())
-    total = 0
-    for k, v in losses.items():
-        d[f"{name}.loss.{k}"] = v.detach().clone()
-        total = total + v
-    total.backward()
-    for k, p in head.named_parameters():
-        d[f"{name}.grad.{k}"] = p.grad.clone()
-    for i, t in enumerate(xs):
-        d[f"{name}.grad.x.{i}"] = t.grad.clone()
-    head.eval()
-    with torch.no_grad():
-        for rescale in (True, False):
-            for i, r in enumerate(head.predict(tuple(x), samples(), rescale=rescale)):
-                p = f"{name}.pred{int(rescale)}.{i}"
-                d[f"{p}.bboxes"], d[f"{p}.scores"], d[f"{p}.labels"] = r.bboxes, r.scores, r.labels
 
 
 def main(out):
@@ -119,11 +82,9 @@ def main(out):
     torch.manual_seed(0)
     d = {}
     dense_head_images.record(d, IMAGES)
-    x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
-    for i, t in enumerate(x):
-        d[f"x.{i}"] = t.clone()
+    x = dense_head_images.features(d)
     for name, cfg in CASES.items():
-        case(name, cfg, x, d)
+        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "conv_cls")
     torch.save(d, os.path.join(out, "fcos.pth"))
 
 

@@ -35,6 +35,8 @@ With OUT_DIR it writes
 * OUT_DIR/fcos_r50-caffe_fpn_gn-head_1x_state_dict.json
 * OUT_DIR/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_state_dict.json
 * OUT_DIR/faster-rcnn_res2net-101_fpn_2x_state_dict.json
+* OUT_DIR/mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_state_dict.json
+* OUT_DIR/atss_r50_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -91,6 +93,8 @@ CONFIGS = {
     "fcos_r50-caffe_fpn_gn-head_1x": "fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py",
     "faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x": "resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py",
     "faster-rcnn_res2net-101_fpn_2x": "res2net/faster-rcnn_res2net-101_fpn_2x_coco.py",
+    "mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x": "gcnet/mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_coco.py",
+    "atss_r50_fpn_1x": "atss/atss_r50_fpn_1x_coco.py",
 }
 
 

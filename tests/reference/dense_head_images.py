@@ -1,6 +1,8 @@
 """The two-image batch the dense-head references (retina_reference.py,
-fcos_reference.py) run MMDetection's heads on, and its record for the Rust
-tests (`reference_samples` in src/models/dense_heads/base_dense_head.rs).
+fcos_reference.py, atss_reference.py) run MMDetection's heads on, its
+record for the Rust tests (`reference_samples` in
+src/models/dense_heads/base_dense_head.rs), and one head's case as the Rust
+tests check it (`check_grads_and_predictions` there).
 
 `images`: dicts of `img_shape`, `scale_factor`, `bboxes`, `labels`, padded
 to `PAD` (the batch's input shape).
@@ -35,3 +37,48 @@ def record(d, images):
         d[f"img.{i}.bboxes"] = torch.tensor(im["bboxes"]).reshape(-1, 4)
         d[f"img.{i}.labels"] = torch.tensor(im["labels"], dtype=torch.long)
         d[f"img.{i}.meta"] = torch.tensor([*im["img_shape"], *PAD, *im["scale_factor"]], dtype=torch.float64)
+
+
+def features(d):
+    """A 2-image batch of random 8-channel features per level (strides 8,
+    16, 32 of `PAD`), recorded as `x.{l}`."""
+    x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
+    for i, t in enumerate(x):
+        d[f"x.{i}"] = t.clone()
+    return x
+
+
+def record_head(d, name, head, x, images, cls_conv):
+    """One head's case on features `x` (a list per level): NAME.init.* after
+    `init_weights()`, NAME.sd.* (perturbed, `cls_conv`'s bias raised so that
+    scores near 0.2 give detections to compare), NAME.loss.*, NAME.grad.*
+    (every parameter, and NAME.grad.x.{l} the features) and
+    NAME.pred{r}.{i}.{bboxes,scores,labels} for `predict(rescale=r)`."""
+    head.init_weights()
+    for k, v in head.state_dict().items():
+        d[f"{name}.init.{k}"] = v.clone()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        getattr(head, cls_conv).bias.add_(3.0)
+    for k, v in head.state_dict().items():
+        d[f"{name}.sd.{k}"] = v.clone()
+    head.train()
+    xs = [t.clone().requires_grad_() for t in x]
+    losses = head.loss(tuple(xs), samples(images))
+    total = 0
+    for k, v in losses.items():
+        v = sum(v) if isinstance(v, list) else v  # per-level lists, as MMEngine's parse_losses sums them
+        d[f"{name}.loss.{k}"] = v.detach().clone()
+        total = total + v
+    total.backward()
+    for k, p in head.named_parameters():
+        d[f"{name}.grad.{k}"] = p.grad.clone()
+    for i, t in enumerate(xs):
+        d[f"{name}.grad.x.{i}"] = t.grad.clone()
+    head.eval()
+    with torch.no_grad():
+        for rescale in (True, False):
+            for i, r in enumerate(head.predict(tuple(x), samples(images), rescale=rescale)):
+                p = f"{name}.pred{int(rescale)}.{i}"
+                d[f"{p}.bboxes"], d[f"{p}.scores"], d[f"{p}.labels"] = r.bboxes, r.scores, r.labels

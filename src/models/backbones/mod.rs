@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod hrnet;
+mod plugins;
 pub mod res2net;
 pub mod resnest;
 pub mod resnet;
@@ -11,6 +12,8 @@ pub mod swin;
 
 #[cfg(test)]
 mod regnet_tests;
+#[cfg(test)]
+mod gcnet_tests;
 #[cfg(test)]
 mod resnest_tests;
 

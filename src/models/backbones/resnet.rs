@@ -9,7 +9,7 @@
 //! Outputs of stage `i` have stride `4 * 2^i` (default strides).
 
 use detc::registry::models::backbones::{
-    RegNetArch, RegNetArchCfg, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, ResNetStyle,
+    PluginPosition, RegNetArch, RegNetArchCfg, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, ResNetStyle,
 };
 use detc::registry::models::common::OneOrMany;
 use detc::registry::models::weight_init::PretrainedInitConfig;
@@ -17,6 +17,7 @@ use detc::registry::refs::{ConvCfg, InitCfg};
 use tch::nn;
 use tch::Tensor;
 
+use super::plugins::{stage_plugins, BlockPlugin, PluginSpec};
 use super::res2net::{Res2Scales, Res2Spec};
 use super::resnest::{SplitAttentionConv2d, SplitSpec};
 use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
@@ -54,6 +55,11 @@ pub(super) struct StageSpec<'a> {
     pub split: Option<SplitSpec>,
     /// Res2Net: the bottlenecks' 3x3 conv is a multi-scale group of convs.
     pub res2: Option<Res2Spec>,
+    /// `plugins` inserted into this stage's bottlenecks.
+    pub plugins: &'a [PluginSpec],
+    /// No checkpoint: the backbone's own Kaiming `init_cfg` initialises
+    /// every conv, the plugins' too.
+    pub scratch: bool,
 }
 
 impl<'a> StageSpec<'a> {
@@ -71,6 +77,8 @@ impl<'a> StageSpec<'a> {
             dcn: None,
             split: None,
             res2: None,
+            plugins: &[],
+            scratch: true,
         }
     }
 }
@@ -143,6 +151,8 @@ pub(super) struct Block {
     convs: Vec<(BlockConv, Option<Norm>)>,
     /// ResNeSt's `avd_layer`: a 3x3 average pool of this stride after conv2.
     avd: Option<i64>,
+    /// `plugins` run after each conv (with its norm and ReLU), one list per conv.
+    plugins: Vec<Vec<BlockPlugin>>,
     downsample: Option<Downsample>,
 }
 
@@ -198,6 +208,7 @@ impl Block {
             ]
         };
         let last = geoms.len() - 1;
+        let convs_out: Vec<i64> = geoms.iter().map(|&(_, cout, _)| cout).collect();
         let mut convs = Vec::with_capacity(geoms.len());
         let mut avd = None;
         for (i, (cin, cout, g)) in geoms.into_iter().enumerate() {
@@ -238,6 +249,7 @@ impl Block {
             )?;
             convs.push((conv, Some(norm)));
         }
+        let plugins = Self::plugins(p, bottleneck, &convs_out, s)?;
         let downsample = if stride != 1 || inplanes != planes * exp {
             let d = p / "downsample";
             let (avg_pool, conv_stride, at) = if avg_down {
@@ -269,14 +281,35 @@ impl Block {
         } else {
             None
         };
-        Ok(Block { convs, avd, downsample })
+        Ok(Block { convs, avd, plugins, downsample })
+    }
+
+    /// The stage's plugins of each conv position, built for the channels
+    /// `convs_out` of the conv they follow.
+    fn plugins(p: &nn::Path, bottleneck: bool, convs_out: &[i64], s: &StageSpec) -> ModelResult<Vec<Vec<BlockPlugin>>> {
+        if !bottleneck && !s.plugins.is_empty() {
+            return Err(ModelError::new(NAME, "plugins need bottleneck blocks (depth 50, 101 or 152)"));
+        }
+        let position = |spec: &PluginSpec| match spec.position {
+            PluginPosition::AfterConv1 => 0,
+            PluginPosition::AfterConv2 => 1,
+            PluginPosition::AfterConv3 => 2,
+        };
+        let mut plugins: Vec<Vec<BlockPlugin>> = convs_out.iter().map(|_| Vec::new()).collect();
+        // MMDetection builds all after_conv1 plugins, then after_conv2, then after_conv3.
+        for at in 0..convs_out.len() {
+            for spec in s.plugins.iter().filter(|spec| position(spec) == at) {
+                plugins[at].push(BlockPlugin::new(p, spec, convs_out[at], s.scratch, s.trainable)?);
+            }
+        }
+        Ok(plugins)
     }
 
     /// x: (N, Cin, H, W) -> (N, Cout, H/stride, W/stride).
     pub(super) fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
-        for (i, (conv, norm)) in self.convs.iter().enumerate() {
+        for (i, ((conv, norm), plugins)) in self.convs.iter().zip(&self.plugins).enumerate() {
             y = conv.forward_t(&y, train)?;
             match norm {
                 Some(norm) => {
@@ -291,6 +324,9 @@ impl Block {
                         y = y.f_avg_pool2d([3, 3], [s, s], [1, 1], false, true, None::<i64>)?;
                     }
                 }
+            }
+            for plugin in plugins {
+                y = plugin.forward(&y)?;
             }
         }
         let identity = match &self.downsample {
@@ -508,6 +544,9 @@ impl ResNet {
         if cfg.resnet.dcn.is_some() {
             return Err(ModelError::new("ResNeSt", "dcn is not supported with split attention yet"));
         }
+        if cfg.resnet.plugins.is_some() {
+            return Err(ModelError::new("ResNeSt", "plugins are not supported with split attention yet"));
+        }
         let cardinality = Cardinality {
             groups: cfg.groups as i64,
             base_width: cfg.base_width as i64,
@@ -536,6 +575,9 @@ impl ResNet {
         }
         if cfg.resnet.dcn.is_some() {
             return Err(ModelError::new("Res2Net", "dcn is not supported in Res2Net's scales yet"));
+        }
+        if cfg.resnet.plugins.is_some() {
+            return Err(ModelError::new("Res2Net", "plugins are not supported in Res2Net's blocks yet"));
         }
         let plain = Cardinality { groups: 1, base_width: 64, base_channels: cfg.resnet.base_channels as i64 };
         let res2 = Res2Spec { scales: cfg.scales as i64, base_width: cfg.base_width as i64 };
@@ -570,6 +612,7 @@ impl ResNet {
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;
+        let plugins = stage_plugins(cfg.plugins.as_ref(), n, NAME)?;
         if dcn.iter().any(Option::is_some) && !bottleneck {
             return Err(ModelError::new(NAME, "dcn needs bottleneck blocks (depth 50, 101 or 152)"));
         }
@@ -600,6 +643,8 @@ impl ResNet {
                 dcn: dcn[i],
                 split,
                 res2,
+                plugins: &plugins[i],
+                scratch: pretrained.is_none(),
             };
             let lp = &p / format!("layer{}", i + 1);
             let stage = ResStage::new(&lp, bottleneck, num_blocks, inplanes, planes, stride, dilation, cfg.avg_down, &spec)?;
@@ -633,6 +678,7 @@ impl ResNet {
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;
+        let plugins = stage_plugins(cfg.plugins.as_ref(), n, NAME)?;
         let stem_c = cfg.stem_channels as i64;
         let stem = Stem::new(&p, cfg.in_channels as i64, stem_c, StemLayout::Conv3, &norm, conv, cfg.frozen_stages < 0)?;
         let (mut inplanes, mut stride_acc) = (stem_c, 2);
@@ -650,6 +696,8 @@ impl ResNet {
                 dcn: dcn[i],
                 split: None,
                 res2: None,
+                plugins: &plugins[i],
+                scratch: pretrained.is_none(),
             };
             let lp = &p / format!("layer{}", i + 1);
             let layer = ResStage::new(&lp, true, stage.blocks, inplanes, stage.width, stride, dilation, cfg.avg_down, &spec)?;

@@ -8,11 +8,12 @@
 //! channels per anchor, `H, W` a level's size, `T` anchors of all levels.
 
 use detc::registry::models::train_test::RpnTrainConfig;
+use detc::registry::refs::{AnchorGeneratorCfg, BBoxCoderCfg};
 use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::losses::{cfg_type, Loss, LossArgs};
+use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::task_modules::anchor_generator::anchor_inside_flags;
 use crate::models::task_modules::{AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult};
@@ -54,16 +55,86 @@ impl AnchorTrain {
 }
 
 /// The per-anchor targets of one image (all anchors of all levels, `T` of them).
-struct Targets {
+pub(super) struct Targets {
     /// (T,) int64: the class of positives, `num_classes` elsewhere.
-    labels: Tensor,
+    pub labels: Tensor,
     /// (T,) float: `pos_weight` (or 1) for positives, 1 for negatives, 0 else.
-    label_weights: Tensor,
+    pub label_weights: Tensor,
     /// (T, 4) deltas (or boxes with `reg_decoded_bbox`), 0 except positives.
-    bbox_targets: Tensor,
+    pub bbox_targets: Tensor,
     /// (T, 4): 1 for positives.
-    bbox_weights: Tensor,
-    avg_factor: i64,
+    pub bbox_weights: Tensor,
+    pub avg_factor: i64,
+}
+
+/// How [`Targets`] are laid out: the background label, the positives'
+/// classification weight (`pos_weight`, 1 when not positive) and `T`.
+pub(super) struct TargetFill {
+    pub num_classes: i64,
+    pub pos_weight: f64,
+    pub total: i64,
+}
+
+impl TargetFill {
+    /// The targets of the `n_in` anchors inside the image (`inside_inds` of
+    /// all `T`) from their sampling, the positives regressing to
+    /// `pos_targets` (Np, 4), then `unmap`ped onto every anchor (background
+    /// label, zero weights outside).
+    pub fn targets(&self, sampled: &SamplingResult, pos_targets: &Tensor, n_in: i64, inside_inds: &Tensor) -> ModelResult<Targets> {
+        let device = pos_targets.device();
+        let fopts = (Kind::Float, device);
+        let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut bbox_weights = Tensor::f_zeros([n_in, 4], fopts)?;
+        let mut labels = Tensor::f_full([n_in], self.num_classes, (Kind::Int64, device))?;
+        let mut label_weights = Tensor::f_zeros([n_in], fopts)?;
+        let pos = &sampled.pos_inds;
+        if pos.numel() > 0 {
+            let idx = [Some(pos.shallow_clone())];
+            bbox_targets = bbox_targets.f_index_put(&idx, pos_targets, false)?;
+            bbox_weights = bbox_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+            labels = labels.f_index_put(&idx, &sampled.pos_gt_labels, false)?;
+            let w = if self.pos_weight <= 0.0 { 1.0 } else { self.pos_weight };
+            label_weights = label_weights.f_index_put(&idx, &Tensor::f_full([1], w, fopts)?, false)?;
+        }
+        if sampled.neg_inds.numel() > 0 {
+            let idx = [Some(sampled.neg_inds.shallow_clone())];
+            label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
+        }
+        let idx = [Some(inside_inds.shallow_clone())];
+        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
+            let mut size = data.size();
+            size[0] = self.total;
+            Ok(Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?.f_index_put(&idx, data, false)?)
+        };
+        Ok(Targets {
+            labels: unmap(&labels, self.num_classes as f64)?,
+            label_weights: unmap(&label_weights, 0.0)?,
+            bbox_targets: unmap(&bbox_targets, 0.0)?,
+            bbox_weights: unmap(&bbox_weights, 0.0)?,
+            avg_factor: sampled.avg_factor,
+        })
+    }
+}
+
+/// An anchor head's `anchor_generator` and `bbox_coder` (only
+/// `DeltaXYWHBBoxCoder`), with `A`, the anchors per location, which every
+/// level must share; `owner` names the head in errors.
+pub(super) fn anchors_and_coder(
+    anchor_generator: &AnchorGeneratorCfg,
+    bbox_coder: &BBoxCoderCfg,
+    owner: &str,
+) -> ModelResult<(AnchorGenerator, i64, DeltaXYWHBBoxCoder)> {
+    let prior_generator = AnchorGenerator::from_cfg(anchor_generator)?;
+    let per_level = prior_generator.num_base_priors();
+    let a = per_level[0];
+    if per_level.iter().any(|&n| n != a) {
+        return Err(ModelError::new(owner, format!("every level needs the same number of anchors, got {per_level:?}")));
+    }
+    let coder = match cfg_type(&bbox_coder.0, &format!("{owner}.bbox_coder"))? {
+        "DeltaXYWHBBoxCoder" => DeltaXYWHBBoxCoder::new(&parse_cfg(&bbox_coder.0, "DeltaXYWHBBoxCoder")?),
+        other => return Err(ModelError::new(owner, format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"))),
+    };
+    Ok((prior_generator, a, coder))
 }
 
 /// `(h, w)` of a sample's `what` (`img_shape`, `pad_shape`).
@@ -191,46 +262,13 @@ impl AnchorLoss<'_> {
             Some(s) => s.sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
             None => PseudoSampler::sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
         };
-        let n_in = anchors.size()[0];
-        let device = anchors.device();
-        let fopts = (Kind::Float, device);
-        let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
-        let mut bbox_weights = Tensor::f_zeros([n_in, 4], fopts)?;
-        let mut labels = Tensor::f_full([n_in], self.num_classes, (Kind::Int64, device))?;
-        let mut label_weights = Tensor::f_zeros([n_in], fopts)?;
-        let pos = &sampled.pos_inds;
-        if pos.numel() > 0 {
-            let targets = if self.reg_decoded_bbox {
-                sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?
-            } else {
-                self.bbox_coder.encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
-            };
-            let idx = [Some(pos.shallow_clone())];
-            bbox_targets = bbox_targets.f_index_put(&idx, &targets, false)?;
-            bbox_weights = bbox_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
-            labels = labels.f_index_put(&idx, &sampled.pos_gt_labels, false)?;
-            let w = if train.pos_weight <= 0.0 { 1.0 } else { train.pos_weight };
-            label_weights = label_weights.f_index_put(&idx, &Tensor::f_full([1], w, fopts)?, false)?;
-        }
-        if sampled.neg_inds.numel() > 0 {
-            let idx = [Some(sampled.neg_inds.shallow_clone())];
-            label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
-        }
-        // `unmap` onto every anchor: background label, zero weights outside.
-        let total = flat_anchors.size()[0];
-        let idx = [Some(inside_inds)];
-        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
-            let mut size = data.size();
-            size[0] = total;
-            Ok(Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?.f_index_put(&idx, data, false)?)
+        let pos_targets = if self.reg_decoded_bbox {
+            sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?
+        } else {
+            self.bbox_coder.encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
         };
-        Ok(Targets {
-            labels: unmap(&labels, self.num_classes as f64)?,
-            label_weights: unmap(&label_weights, 0.0)?,
-            bbox_targets: unmap(&bbox_targets, 0.0)?,
-            bbox_weights: unmap(&bbox_weights, 0.0)?,
-            avg_factor: sampled.avg_factor,
-        })
+        let fill = TargetFill { num_classes: self.num_classes, pos_weight: train.pos_weight, total: flat_anchors.size()[0] };
+        fill.targets(&sampled, &pos_targets, anchors.size()[0], &inside_inds)
     }
 
     /// `loss_by_feat_single`: one level's two losses. cls_score (N, A*C, H, W),

@@ -9,11 +9,16 @@
 
 use detc::registry::models::ops::NmsConfig;
 use detc::registry::models::train_test::DenseTestConfig;
+use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-use super::anchor_head::larger_than;
+use super::anchor_head::{image_hw, larger_than};
+use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::{ModelError, ModelResult};
+use crate::models::layers::{
+    kaiming_normal_fan_out, make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvKind, ConvModule, ModelError, ModelResult, Norm,
+    NormSpec,
+};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::roi_heads::DetInstances;
 
@@ -36,6 +41,45 @@ impl DenseTest {
             nms: nms_config(&cfg.nms, &format!("{owner}.test_cfg.nms"))?,
             max_per_img: cfg.max_per_img as i64,
         })
+    }
+}
+
+/// The `stacked_convs` 3x3 ConvModules (conv, optional norm, ReLU) of a
+/// head's classification or regression branch, `{i}.conv` and `{i}.gn`.
+pub struct ConvBranch<'a> {
+    pub stacked_convs: i64,
+    pub in_channels: i64,
+    pub feat_channels: i64,
+    pub norm: Option<&'a NormSpec>,
+    pub conv_kind: ConvKind,
+    /// The head's init of its convs; `TorchDefault` (no `init_cfg`) leaves
+    /// ConvModule's own Kaiming init.
+    pub conv_init: ConvInit,
+    pub bias: bool,
+}
+
+impl ConvBranch<'_> {
+    /// The branch under `p` (`bbox_head.cls_convs`).
+    pub fn build(&self, p: &nn::Path) -> ModelResult<Vec<ConvModule>> {
+        let (feat, k3) = (self.feat_channels, ConvGeom::k(3).padding(1));
+        (0..self.stacked_convs)
+            .map(|i| {
+                let c_in = if i == 0 { self.in_channels } else { feat };
+                let q = p / i;
+                let conv = match self.conv_init {
+                    ConvInit::Normal { .. } if self.bias => make_conv(&(&q / "conv"), c_in, feat, k3, self.conv_init)?,
+                    ConvInit::Normal { mean, std, .. } => {
+                        Conv2d::new(&(&q / "conv"), c_in, feat, k3, false, Init::Randn { mean, stdev: std }, true)?
+                    }
+                    _ => Conv2d::new(&(&q / "conv"), c_in, feat, k3, self.bias, kaiming_normal_fan_out(&[feat, c_in, 3, 3]), true)?,
+                };
+                let norm = match self.norm {
+                    Some(spec) => Some(Norm::new(&(&q / spec.abbr()), feat, spec, true)?),
+                    None => None,
+                };
+                Ok(ConvModule { conv: conv.with_kind(self.conv_kind), norm, act: Some(Activation::Relu) })
+            })
+            .collect()
     }
 }
 
@@ -94,6 +138,60 @@ pub fn bbox_post_process(
     Ok(DetInstances { bboxes, scores, labels: labels.f_to_kind(Kind::Int64)?, masks: None })
 }
 
+/// `_predict_by_feat_single` of an anchor head for one image: per level its
+/// (A*C, H, W) class logits, (A*4, H, W) deltas, optionally (A, H, W)
+/// score-factor logits (ATSS's centerness), and its (H*W*A, 4) anchors.
+/// Scores are sigmoids of `num_classes` channels, or a softmax over
+/// `num_classes + 1` without the background. The deltas of the kept
+/// (anchor, class) pairs are decoded within the image, then
+/// [`bbox_post_process`].
+pub struct AnchorPrediction<'a> {
+    pub coder: &'a DeltaXYWHBBoxCoder,
+    pub num_classes: i64,
+    pub use_sigmoid_cls: bool,
+    pub owner: &'a str,
+}
+
+impl AnchorPrediction<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_single(
+        &self,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        score_factors: Option<&[Tensor]>,
+        mlvl_priors: &[Tensor],
+        sample: &DetDataSample,
+        cfg: &DenseTest,
+        rescale: bool,
+    ) -> ModelResult<DetInstances> {
+        let (mut all_deltas, mut all_priors, mut all_scores, mut all_labels, mut all_factors) = (vec![], vec![], vec![], vec![], vec![]);
+        let channels = if self.use_sigmoid_cls { self.num_classes } else { self.num_classes + 1 };
+        for (level, (cls, priors)) in cls_scores.iter().zip(mlvl_priors).enumerate() {
+            let deltas = bbox_preds[level].f_permute([1, 2, 0])?.f_reshape([-1, 4])?;
+            let logits = cls.f_permute([1, 2, 0])?.f_reshape([-1, channels])?;
+            let scores = if self.use_sigmoid_cls {
+                logits.f_sigmoid()?
+            } else {
+                logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, self.num_classes)?
+            };
+            let (scores, labels, keep) = filter_scores_and_topk(&scores, cfg.score_thr, cfg.nms_pre)?;
+            if let Some(factors) = score_factors {
+                let f = factors[level].f_permute([1, 2, 0])?.f_reshape([-1])?.f_sigmoid()?;
+                all_factors.push(f.f_index_select(0, &keep)?);
+            }
+            all_scores.push(scores);
+            all_labels.push(labels);
+            all_deltas.push(deltas.f_index_select(0, &keep)?);
+            all_priors.push(priors.f_index_select(0, &keep)?);
+        }
+        let (h, w) = image_hw(sample.meta.img_shape, "img_shape", self.owner)?;
+        let bboxes = self.coder.decode(&Tensor::f_cat(&all_priors, 0)?, &Tensor::f_cat(&all_deltas, 0)?, Some((h as f64, w as f64)))?;
+        let (scores, labels) = (Tensor::f_cat(&all_scores, 0)?, Tensor::f_cat(&all_labels, 0)?);
+        let factors = if score_factors.is_some() { Some(Tensor::f_cat(&all_factors, 0)?) } else { None };
+        bbox_post_process(bboxes, scores, labels, factors, sample, cfg, rescale, self.owner)
+    }
+}
+
 /// The two images of the dense-head references
 /// (`tests/reference/dense_head_images.py`), read from their fixture with `fx`.
 #[cfg(test)]
@@ -128,6 +226,53 @@ pub(crate) fn reference_samples(fx: impl Fn(&str) -> Tensor) -> Vec<DetDataSampl
             }
         })
         .collect()
+}
+
+/// One case `case` of a dense-head reference (`dense_head_images.py`'s
+/// `record_head`) on the head built under `vs`: the state-dict names and
+/// shapes, the init (biases, norms and scales exactly; weights N(0, 0.01)),
+/// then on the reference's perturbed weights the losses `loss` gives for the
+/// features `x.{l}` (with `reduce_mean` the identity), every gradient and the
+/// detections (`check_grads_and_predictions`).
+#[cfg(test)]
+pub(crate) fn check_head_case(
+    fixture: &crate::models::layers::fixtures::StateDict,
+    case: &str,
+    vs: &tch::nn::VarStore,
+    loss: impl Fn(&[Tensor], crate::models::roi_heads::sparse_roi_head::ReduceMean) -> indexmap::IndexMap<String, Tensor>,
+    predict: impl Fn(&[Tensor], bool) -> Vec<DetInstances>,
+) {
+    use crate::models::layers::fixtures::{assert_close, tensor};
+    use crate::models::weights::{load_state_dict, to_tensor, with_prefix, Shapes};
+    let fx = |key: &str| tensor(fixture, key);
+    let ours = vs.variables();
+    let init = with_prefix(fixture, &format!("{case}.init")).unwrap();
+    assert_eq!(ours.len(), init.len(), "{case}: number of state-dict entries");
+    for (name, t) in &init {
+        let want = to_tensor(t).unwrap();
+        assert_eq!(ours[name].size(), want.size(), "{case}: {name}");
+        if name.ends_with("bias") || name.contains(".gn.") || name.starts_with("scales") {
+            assert_eq!(ours[name], want, "{case}: initial {name}");
+        } else if want.numel() >= 64 {
+            let std = ours[name].std(true).double_value(&[]);
+            assert!((std / 0.01 - 1.0).abs() < 0.35, "{case}: {name}: std {std}");
+        }
+    }
+    let report = load_state_dict(vs, "", &with_prefix(fixture, &format!("{case}.sd")).unwrap(), Shapes::Refuse).unwrap();
+    assert!(report.is_exact(), "{report:?}");
+    let levels = fixture.keys().filter(|k| k.starts_with("x.")).count();
+    let x: Vec<Tensor> = (0..levels).map(|l| fx(&format!("x.{l}")).set_requires_grad(true)).collect();
+    let one = |v: f64| Ok(v);
+    let losses = loss(&x, &one);
+    let want: Vec<String> = fixture.keys().filter_map(|k| k.strip_prefix(&format!("{case}.loss.")).map(str::to_string)).collect();
+    assert_eq!(losses.keys().collect::<Vec<_>>(), want.iter().collect::<Vec<_>>(), "{case}: loss names, in order");
+    let mut total = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+    for (name, v) in &losses {
+        assert_close(v, &fx(&format!("{case}.loss.{name}")), 1e-6, 1e-5, &format!("{case}: {name}"));
+        total = total + v;
+    }
+    total.backward();
+    check_grads_and_predictions(fx, &format!("{case}."), vs, &x, predict);
 }
 
 /// The dense-head reference checks after the losses: the gradient of every

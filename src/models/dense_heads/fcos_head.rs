@@ -28,13 +28,12 @@ use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
 use super::anchor_head::{featmap_sizes, image_hw};
-use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, DenseTest};
+use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, ConvBranch, DenseTest};
 use super::retina_head::conv_inits;
-use super::rpn_head::{make_conv, ConvInit};
+use crate::models::layers::make_conv;
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
-    kaiming_normal_fan_out, param, Activation, Conv2d, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, Norm,
-    NormSpec,
+    param, Conv2d, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
@@ -133,26 +132,14 @@ impl FCOSHead {
         };
         let feat = cfg.feat_channels as i64;
         let k3 = ConvGeom::k(3).padding(1);
-        let branch = |name: &str| -> ModelResult<Vec<ConvModule>> {
-            (0..cfg.stacked_convs as i64)
-                .map(|i| {
-                    let c_in = if i == 0 { cfg.in_channels as i64 } else { feat };
-                    let q = p / name / i;
-                    let conv = match conv_init {
-                        ConvInit::Normal { .. } if bias => make_conv(&(&q / "conv"), c_in, feat, k3, conv_init)?,
-                        ConvInit::Normal { mean, std, .. } => {
-                            Conv2d::new(&(&q / "conv"), c_in, feat, k3, false, Init::Randn { mean, stdev: std }, true)?
-                        }
-                        // Without an init_cfg, ConvModule's own Kaiming init.
-                        _ => Conv2d::new(&(&q / "conv"), c_in, feat, k3, bias, kaiming_normal_fan_out(&[feat, c_in, 3, 3]), true)?,
-                    };
-                    let norm = match &norm {
-                        Some(spec) => Some(Norm::new(&(&q / spec.abbr()), feat, spec, true)?),
-                        None => None,
-                    };
-                    Ok(ConvModule { conv: conv.with_kind(conv_kind), norm, act: Some(Activation::Relu) })
-                })
-                .collect()
+        let branch = ConvBranch {
+            stacked_convs: cfg.stacked_convs as i64,
+            in_channels: cfg.in_channels as i64,
+            feat_channels: feat,
+            norm: norm.as_ref(),
+            conv_kind,
+            conv_init,
+            bias,
         };
         let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
         let k = cfg.num_classes as i64;
@@ -160,8 +147,8 @@ impl FCOSHead {
             .map(|i| param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
             .collect::<ModelResult<Vec<_>>>()?;
         Ok(FCOSHead {
-            cls_convs: branch("cls_convs")?,
-            reg_convs: branch("reg_convs")?,
+            cls_convs: branch.build(&(p / "cls_convs"))?,
+            reg_convs: branch.build(&(p / "reg_convs"))?,
             conv_cls: make_conv(&(p / "conv_cls"), last, k, k3, cls_init)?,
             conv_reg: make_conv(&(p / "conv_reg"), last, 4, k3, conv_init)?,
             conv_centerness: make_conv(&(p / "conv_centerness"), last, 1, k3, conv_init)?,

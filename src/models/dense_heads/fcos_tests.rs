@@ -8,11 +8,10 @@
 use std::sync::OnceLock;
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::*;
-use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
-use crate::models::weights::{load_state_dict, with_prefix, Shapes};
+use crate::models::layers::fixtures::{script_state_dict, tensor, StateDict};
 
 fn fixture() -> &'static StateDict {
     static FX: OnceLock<StateDict> = OnceLock::new();
@@ -52,35 +51,13 @@ fn check_case(case: &str) {
     let (cfg, test) = fcos_cfg(case);
     let vs = VarStore::new(Device::Cpu);
     let head = FCOSHead::new(&cfg, Some(&test), &vs.root()).unwrap();
-    let ours = vs.variables();
-    let init = with_prefix(fixture(), &format!("{case}.init")).unwrap();
-    assert_eq!(ours.len(), init.len(), "{case}: number of state-dict entries");
-    for (name, t) in &init {
-        let want = crate::models::weights::to_tensor(t).unwrap();
-        assert_eq!(ours[name].size(), want.size(), "{case}: {name}");
-        if name.ends_with("bias") || name.contains(".gn.") || name.starts_with("scales") {
-            assert_eq!(ours[name], want, "{case}: initial {name}");
-        } else {
-            let std = ours[name].std(true).double_value(&[]);
-            assert!((std / 0.01 - 1.0).abs() < 0.35, "{case}: {name}: std {std}");
-        }
-    }
-    let report = load_state_dict(&vs, "", &with_prefix(fixture(), &format!("{case}.sd")).unwrap(), Shapes::Refuse).unwrap();
-    assert!(report.is_exact(), "{report:?}");
-
-    let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}")).set_requires_grad(true)).collect();
-    let one = |v: f64| Ok(v);
-    let losses = head.loss(&x, &samples(), &one).unwrap();
-    assert_eq!(losses.keys().collect::<Vec<_>>(), ["loss_cls", "loss_bbox", "loss_centerness"]);
-    let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
-    for (name, v) in &losses {
-        assert_close(v, &fx(&format!("{case}.loss.{name}")), 1e-6, 1e-5, &format!("{case}: {name}"));
-        total = total + v;
-    }
-    total.backward();
-    crate::models::dense_heads::base_dense_head::check_grads_and_predictions(fx, &format!("{case}."), &vs, &x, |x, rescale| {
-        head.predict(x, &samples(), rescale).unwrap()
-    });
+    crate::models::dense_heads::base_dense_head::check_head_case(
+        fixture(),
+        case,
+        &vs,
+        |x, reduce_mean| head.loss(x, &samples(), reduce_mean).unwrap(),
+        |x, rescale| head.predict(x, &samples(), rescale).unwrap(),
+    );
 }
 
 #[test]

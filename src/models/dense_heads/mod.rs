@@ -1,14 +1,16 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
-//! detectors' `RetinaHead` and `FCOSHead`.
+//! detectors' `RetinaHead`, `FCOSHead` and `ATSSHead`.
 
 pub mod anchor_head;
+pub mod atss_head;
 pub mod base_dense_head;
 pub mod embedding_rpn_head;
 pub mod fcos_head;
 pub mod retina_head;
 pub mod rpn_head;
 
+pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
 pub use fcos_head::FCOSHead;
 pub use retina_head::RetinaHead;

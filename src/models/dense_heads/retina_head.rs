@@ -16,9 +16,9 @@ use detc::registry::models::weight_init::NormalInitConfig;
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
-use super::anchor_head::{featmap_sizes, image_hw, AnchorLoss, AnchorTrain};
-use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, DenseTest};
-use super::rpn_head::{make_conv, ConvInit};
+use super::anchor_head::{anchors_and_coder, featmap_sizes, AnchorLoss, AnchorTrain};
+use super::base_dense_head::{AnchorPrediction, DenseTest};
+use crate::models::layers::{make_conv, ConvInit};
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
@@ -110,21 +110,7 @@ impl RetinaHead {
         let use_sigmoid_cls = cfg.loss_cls.0.get("use_sigmoid").and_then(|v| v.as_bool()).unwrap_or(false);
         let k = cfg.num_classes as i64;
         let cls_out_channels = if use_sigmoid_cls { k } else { k + 1 };
-        let prior_generator = AnchorGenerator::from_cfg(&cfg.anchor_generator)?;
-        let per_level = prior_generator.num_base_priors();
-        let a = per_level[0];
-        if per_level.iter().any(|&n| n != a) {
-            return Err(ModelError::new(NAME, format!("every level needs the same number of anchors, got {per_level:?}")));
-        }
-        let bbox_coder = match cfg_type(&cfg.bbox_coder.0, "RetinaHead.bbox_coder")? {
-            "DeltaXYWHBBoxCoder" => DeltaXYWHBBoxCoder::new(&parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?),
-            other => {
-                return Err(ModelError::new(
-                    "RetinaHead.bbox_coder",
-                    format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
-                ))
-            }
-        };
+        let (prior_generator, a, bbox_coder) = anchors_and_coder(&cfg.anchor_generator, &cfg.bbox_coder, NAME)?;
         let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "retina_cls")?;
         let feat = cfg.feat_channels as i64;
         let k3 = ConvGeom::k(3).padding(1);
@@ -217,45 +203,15 @@ impl RetinaHead {
                 let image = |maps: &[Tensor]| -> ModelResult<Vec<Tensor>> {
                     maps.iter().map(|m| Ok(m.f_get(i as i64)?.f_detach()?)).collect()
                 };
-                self.predict_single(&image(&cls_scores)?, &image(&bbox_preds)?, &priors, sample, cfg, rescale)
+                let prediction = AnchorPrediction {
+                    coder: &self.bbox_coder,
+                    num_classes: self.num_classes,
+                    use_sigmoid_cls: self.use_sigmoid_cls,
+                    owner: NAME,
+                };
+                prediction.predict_single(&image(&cls_scores)?, &image(&bbox_preds)?, None, &priors, sample, cfg, rescale)
             })
             .collect()
-    }
-
-    /// `_predict_by_feat_single` and `_bbox_post_process` for one image: per
-    /// level (A*K, H, W) scores and (A*4, H, W) deltas.
-    fn predict_single(
-        &self,
-        cls_scores: &[Tensor],
-        bbox_preds: &[Tensor],
-        mlvl_priors: &[Tensor],
-        sample: &DetDataSample,
-        cfg: &DenseTest,
-        rescale: bool,
-    ) -> ModelResult<DetInstances> {
-        let (mut all_deltas, mut all_priors, mut all_scores, mut all_labels) = (vec![], vec![], vec![], vec![]);
-        for ((cls, reg), priors) in cls_scores.iter().zip(bbox_preds).zip(mlvl_priors) {
-            let deltas = reg.f_permute([1, 2, 0])?.f_reshape([-1, 4])?;
-            let logits = cls.f_permute([1, 2, 0])?.f_reshape([-1, self.cls_out_channels])?;
-            let scores = if self.use_sigmoid_cls {
-                logits.f_sigmoid()?
-            } else {
-                logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, self.num_classes)?
-            };
-            let (scores, labels, keep) = filter_scores_and_topk(&scores, cfg.score_thr, cfg.nms_pre)?;
-            all_scores.push(scores);
-            all_labels.push(labels);
-            all_deltas.push(deltas.f_index_select(0, &keep)?);
-            all_priors.push(priors.f_index_select(0, &keep)?);
-        }
-        let (h, w) = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
-        let bboxes = self.bbox_coder.decode(
-            &Tensor::f_cat(&all_priors, 0)?,
-            &Tensor::f_cat(&all_deltas, 0)?,
-            Some((h as f64, w as f64)),
-        )?;
-        let (scores, labels) = (Tensor::f_cat(&all_scores, 0)?, Tensor::f_cat(&all_labels, 0)?);
-        bbox_post_process(bboxes, scores, labels, None, sample, cfg, rescale, NAME)
     }
 }
 

@@ -14,12 +14,12 @@ use detc::registry::models::ops::NmsConfig;
 use detc::registry::models::train_test::{ProposalConfig, RpnTrainConfig};
 use detc::registry::models::weight_init::NormalInitConfig;
 use indexmap::IndexMap;
-use tch::nn::{self, Init};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::roi_heads::DetInstances;
-use crate::models::layers::{kaiming_normal_fan_out, Activation, Conv2d, ConvGeom, ConvModule, ModelError, ModelResult};
+use crate::models::layers::{make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::ops::DeltaXYWHBBoxCoder;
@@ -76,16 +76,6 @@ pub struct RPNHead {
     test: Option<ProposalSettings>,
 }
 
-/// How the convs start: mmdet's `init_cfg` (`Normal` on `Conv2d`, bias a
-/// constant), or torch's own `Conv2d` init when `init_cfg` is null.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum ConvInit {
-    Normal { mean: f64, std: f64, bias: f64 },
-    TorchDefault,
-    /// MMCV `ConvModule`'s own: Kaiming normal (fan-out, ReLU), bias 0.
-    Kaiming,
-}
-
 fn conv_init(cfg: &RPNHeadConfig) -> ModelResult<ConvInit> {
     let Some(init) = &cfg.init_cfg else {
         return Ok(ConvInit::TorchDefault);
@@ -126,46 +116,6 @@ fn conv_init(cfg: &RPNHeadConfig) -> ModelResult<ConvInit> {
         std: n.std,
         bias,
     })
-}
-
-/// A conv under `p` initialised as `init` says.
-pub(super) fn make_conv(
-    p: &nn::Path,
-    in_c: i64,
-    out_c: i64,
-    geom: ConvGeom,
-    init: ConvInit,
-) -> ModelResult<Conv2d> {
-    let fan_in = in_c * geom.kernel * geom.kernel;
-    // torch's `reset_parameters`: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same.
-    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
-    let (w_init, bias) = match init {
-        ConvInit::Normal { mean, std, bias } => (Init::Randn { mean, stdev: std }, Some(bias)),
-        ConvInit::TorchDefault => (
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-            None,
-        ),
-        ConvInit::Kaiming => (kaiming_normal_fan_out(&[out_c, in_c, geom.kernel, geom.kernel]), Some(0.0)),
-    };
-    let conv = Conv2d::new(p, in_c, out_c, geom, true, w_init, true)?;
-    if let Some(b) = &conv.bias {
-        tch::no_grad(|| -> ModelResult<()> {
-            let mut b = b.shallow_clone();
-            match bias {
-                Some(v) => {
-                    let _ = b.f_fill_(v)?;
-                }
-                None => {
-                    let _ = b.f_uniform_(-bound, bound)?;
-                }
-            }
-            Ok(())
-        })?;
-    }
-    Ok(conv)
 }
 
 impl RPNHead {

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{FCOSHead, RPNHead, RetinaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, RPNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -26,6 +26,7 @@ use crate::models::roi_heads::DetInstances;
 pub enum DenseHead {
     Retina(RetinaHead),
     Fcos(FCOSHead),
+    Atss(ATSSHead),
     /// The `RPN` detector's head.
     Rpn(RPNHead),
 }
@@ -62,7 +63,15 @@ impl SingleStageDetector {
                     &(p / "bbox_head"),
                 )?)
             }
-            other => return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (RetinaHead and FCOSHead are)"))),
+            "ATSSHead" => DenseHead::Atss(ATSSHead::new(
+                &parse_cfg::<ATSSHeadConfig>(&cfg.bbox_head.0, "ATSSHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?),
+            other => {
+                return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead and ATSSHead are)")))
+            }
         };
         Ok(SingleStageDetector {
             name,
@@ -101,7 +110,7 @@ impl SingleStageDetector {
         Ok(self.backbone.init_weights(vs)?.into_iter().collect())
     }
 
-    /// `loss`: the head's `loss_cls` and `loss_bbox` (and FCOS's
+    /// `loss`: the head's `loss_cls` and `loss_bbox` (and FCOS's and ATSS's
     /// `loss_centerness`, normalised by counts averaged over the processes
     /// with `reduce_mean`; `loss_rpn_cls` and `loss_rpn_bbox` for the RPN,
     /// every ground truth of class 0).
@@ -110,6 +119,7 @@ impl SingleStageDetector {
         match &self.bbox_head {
             DenseHead::Retina(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Fcos(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rpn(head) => {
                 let (cls, reg) = head.forward(&x)?;
                 head.loss_by_feat(&cls, &reg, &batch.data_samples)
@@ -123,6 +133,7 @@ impl SingleStageDetector {
         match &self.bbox_head {
             DenseHead::Retina(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Fcos(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
         }
     }

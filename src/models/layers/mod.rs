@@ -14,6 +14,7 @@
 // The detectors consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod context_block;
 pub mod deform_conv;
 pub mod error;
 #[cfg(test)]
@@ -250,6 +251,63 @@ impl Conv2d {
             g.groups,
         )?)
     }
+}
+
+/// How a biased conv starts: mmdet's `init_cfg` (`Normal` on `Conv2d`, bias
+/// a constant), torch's own `Conv2d` init when `init_cfg` is null, or one of
+/// MMEngine's initialisers.
+#[derive(Debug, Clone, Copy)]
+pub enum ConvInit {
+    Normal { mean: f64, std: f64, bias: f64 },
+    TorchDefault,
+    /// MMCV `ConvModule`'s own: Kaiming normal (fan-out, ReLU), bias 0.
+    Kaiming,
+    /// `kaiming_init(mode='fan_in')`: N(0, sqrt(2 / fan_in)), bias 0.
+    KaimingFanIn,
+    /// `constant_init(val=0)`: weight and bias 0.
+    Zeros,
+}
+
+/// A trainable biased conv under `p` initialised as `init` says.
+pub fn make_conv(p: &nn::Path, in_c: i64, out_c: i64, geom: ConvGeom, init: ConvInit) -> ModelResult<Conv2d> {
+    make_conv_trainable(p, in_c, out_c, geom, init, true)
+}
+
+/// A biased conv under `p` initialised as `init` says, frozen unless `trainable`.
+pub fn make_conv_trainable(
+    p: &nn::Path,
+    in_c: i64,
+    out_c: i64,
+    geom: ConvGeom,
+    init: ConvInit,
+    trainable: bool,
+) -> ModelResult<Conv2d> {
+    let fan_in = in_c / geom.groups.max(1) * geom.kernel * geom.kernel;
+    // torch's `reset_parameters`: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same.
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    let (w_init, bias) = match init {
+        ConvInit::Normal { mean, std, bias } => (Init::Randn { mean, stdev: std }, Some(bias)),
+        ConvInit::TorchDefault => (Init::Uniform { lo: -bound, up: bound }, None),
+        ConvInit::Kaiming => (kaiming_normal_fan_out(&[out_c, in_c / geom.groups.max(1), geom.kernel, geom.kernel]), Some(0.0)),
+        ConvInit::KaimingFanIn => (Init::Randn { mean: 0.0, stdev: (2.0 / fan_in.max(1) as f64).sqrt() }, Some(0.0)),
+        ConvInit::Zeros => (Init::Const(0.0), Some(0.0)),
+    };
+    let conv = Conv2d::new(p, in_c, out_c, geom, true, w_init, trainable)?;
+    if let Some(b) = &conv.bias {
+        tch::no_grad(|| -> ModelResult<()> {
+            let mut b = b.shallow_clone();
+            match bias {
+                Some(v) => {
+                    let _ = b.f_fill_(v)?;
+                }
+                None => {
+                    let _ = b.f_uniform_(-bound, bound)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(conv)
 }
 
 /// The activations `act_cfg` may name here.

@@ -1,7 +1,7 @@
 //! Task modules (`mmdet/models/task_modules`): the match costs, the
 //! linear sum assignment solver and the `HungarianAssigner` of Sparse R-CNN
 //! and QueryInst; the `AnchorGenerator`, `MaxIoUAssigner` and
-//! `RandomSampler` of Faster / Mask R-CNN.
+//! `RandomSampler` of Faster / Mask R-CNN; the `ATSSAssigner` of ATSS.
 //!
 //! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
 
@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod anchor_generator;
+pub mod atss_assigner;
 pub mod hungarian;
 pub mod hungarian_assigner;
 pub mod match_costs;

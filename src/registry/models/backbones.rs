@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::OneOrMany;
-use crate::registry::refs::{ConvCfg, InitCfg, NormCfg};
+use crate::registry::refs::{ConvCfg, InitCfg, NormCfg, PluginCfg};
 
 fn default_three() -> u32 { 3 }
 fn default_64() -> u32 { 64 }
@@ -17,6 +17,32 @@ fn default_frozen() -> i64 { -1 }
 fn default_true() -> bool { true }
 fn default_stage_with_dcn() -> Vec<bool> { vec![false; 4] }
 pub(crate) fn default_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "requires_grad": true})) }
+
+/// Where a plugin sits in a bottleneck: after the (norm and ReLU of the)
+/// 1x1 reduction, the 3x3, or the (norm of the) 1x1 expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginPosition {
+    AfterConv1,
+    AfterConv2,
+    AfterConv3,
+}
+
+/// One entry of a ResNet's `plugins` (`ResNet.make_stage_plugins`): the
+/// module to insert into every bottleneck of the chosen stages.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockPluginConfig {
+    /// The plugin module, e.g. `{type: ContextBlock, ratio: 0.25}`; an extra
+    /// `postfix` key is appended to its state-dict name (`context_block`),
+    /// which two plugins of one type in a block need.
+    pub cfg: PluginCfg,
+    /// Which stages get it (one flag per stage); null for all.
+    #[serde(default)]
+    pub stages: Option<Vec<bool>>,
+    /// Where in the bottleneck it goes.
+    pub position: PluginPosition,
+}
 
 /// Where the stride-2 conv sits in a bottleneck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -90,9 +116,11 @@ pub struct ResNetConfig {
     /// Which stages use `dcn` (one flag per stage).
     #[serde(default = "default_stage_with_dcn")]
     pub stage_with_dcn: Vec<bool>,
-    /// Must be null: plugins inserted into the blocks are not supported yet.
+    /// Modules inserted into the bottlenecks of some stages, e.g. GCNet's
+    /// `{cfg: {type: ContextBlock, ratio: 0.0625}, stages: [false, true, true,
+    /// true], position: after_conv3}`; null for none.
     #[serde(default)]
-    pub plugins: super::common::Null,
+    pub plugins: Option<Vec<BlockPluginConfig>>,
     /// Must be false: gradient checkpointing is not supported yet.
     #[serde(default)]
     #[schemars(extend("const" = false))]
@@ -396,9 +424,11 @@ pub struct RegNetConfig {
     /// Which stages use `dcn` (one flag per stage).
     #[serde(default = "default_stage_with_dcn")]
     pub stage_with_dcn: Vec<bool>,
-    /// Must be null: plugins inserted into the blocks are not supported yet.
+    /// Modules inserted into the bottlenecks of some stages, e.g. GCNet's
+    /// `{cfg: {type: ContextBlock, ratio: 0.0625}, stages: [false, true, true,
+    /// true], position: after_conv3}`; null for none.
     #[serde(default)]
-    pub plugins: super::common::Null,
+    pub plugins: Option<Vec<BlockPluginConfig>>,
     /// Must be false: gradient checkpointing is not supported yet.
     #[serde(default)]
     #[schemars(extend("const" = false))]

@@ -329,3 +329,77 @@ pub struct FCOSHeadConfig {
 fn default_radius() -> f64 {
     1.5
 }
+
+fn default_atss_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "atss_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+/// `ATSSHead`: the anchor head of ATSS (Zhang et al., "Bridging the Gap
+/// Between Anchor-based and Anchor-free Detection via Adaptive Training
+/// Sample Selection", 2020), as `mmdet.models.dense_heads.ATSSHead`: per
+/// level `stacked_convs` 3x3 ConvModules (with GroupNorm) for
+/// classification and as many for regression, then per anchor sigmoid class
+/// scores (`atss_cls`), box deltas scaled per level (`atss_reg`, `scales`)
+/// and a centerness logit (`atss_centerness`). Anchors are assigned by
+/// `ATSSAssigner`; the box loss (on decoded boxes) is weighted by the
+/// centerness targets; test scores are multiplied by the centerness.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ATSSHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Kernel size of the three predictor convs (odd).
+    #[serde(default = "uint::<3>")]
+    #[schemars(range(min = 1))]
+    pub pred_kernel_size: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs (GroupNorm of 32 groups); none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Anchor generator (AnchorHead's default; ATSS configs use one square
+    /// anchor of 8 strides per location).
+    #[serde(default = "default_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Encodes regression targets: `DeltaXYWHBBoxCoder`.
+    #[serde(default = "default_rpn_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Must be true: the box loss is on decoded boxes (an IoU loss).
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub reg_decoded_bbox: bool,
+    /// Classification loss, e.g. `FocalLoss` (sigmoid).
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box regression loss on decoded boxes, e.g. `GIoULoss`.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Centerness loss (sigmoid cross-entropy).
+    #[serde(default = "default_fcos_loss_centerness")]
+    pub loss_centerness: LossCfg,
+    /// Training settings; the detector fills it from `model.train_cfg`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `atss_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_atss_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

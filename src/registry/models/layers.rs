@@ -256,6 +256,69 @@ pub struct ModulatedDeformConvConfig {
     pub fallback_on_stride: bool,
 }
 
+/// How `ContextBlock` pools its input into one context vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContextPooling {
+    /// Softmax attention over the positions (`conv_mask`).
+    Att,
+    /// Global average pooling.
+    Avg,
+}
+
+/// How `ContextBlock` fuses the transformed context into every position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextFusion {
+    /// Added (`channel_add_conv`).
+    ChannelAdd,
+    /// A sigmoid gate multiplied in (`channel_mul_conv`).
+    ChannelMul,
+}
+
+/// A plugin's `postfix`: appended to its state-dict name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Postfix {
+    Int(i64),
+    Str(String),
+}
+
+impl std::fmt::Display for Postfix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Postfix::Int(i) => write!(f, "{i}"),
+            Postfix::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `ContextBlock`: GCNet's global context block (Cao et al., 2019, MMCV's
+/// `mmcv.cnn.ContextBlock`), a ResNet plugin named `context_block`: it
+/// pools the feature map into one context vector, transforms it through a
+/// 1x1 bottleneck (`ratio` of the channels) with a LayerNorm, and adds it to
+/// (or gates) every position. The owner supplies the channels.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextBlockConfig {
+    /// Bottleneck channels over input channels, e.g. 0.0625 (GCNet's r16).
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub ratio: f64,
+    /// Attention pooling (`att`) or global average pooling (`avg`).
+    #[serde(default = "context_att")]
+    pub pooling_type: ContextPooling,
+    /// The fusions applied, in MMCV's order (a gate first, then the sum).
+    #[serde(default = "context_add")]
+    #[schemars(length(min = 1))]
+    pub fusion_types: Vec<ContextFusion>,
+    /// Appended to the name `context_block` (a ResNet plugin's own key).
+    #[serde(default)]
+    pub postfix: Option<Postfix>,
+}
+
+fn context_att() -> ContextPooling { ContextPooling::Att }
+fn context_add() -> Vec<ContextFusion> { vec![ContextFusion::ChannelAdd] }
+
 /// `DynamicConv`: the instance-interactive dynamic convolution of Sparse R-CNN
 /// (`mmdet.models.layers.DynamicConv`): two 1x1 convs whose weights are generated
 /// per proposal from its feature.

@@ -182,6 +182,29 @@ pub struct MaxIoUAssignerConfig {
     pub perm_repeat_gt_cfg: Option<AnyObject>,
 }
 
+/// `ATSSAssigner`: adaptive training sample selection (ATSS, Zhang et al.,
+/// 2020): per ground truth, the `topk` priors of each level whose centres
+/// are nearest its centre are candidates; those whose IoU reaches the
+/// candidates' mean plus standard deviation and whose centre lies inside
+/// the box are positive, each taking its highest-IoU such ground truth.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ATSSAssignerConfig {
+    /// Candidates per level and ground truth (nearest centres).
+    #[schemars(range(min = 1))]
+    pub topk: u32,
+    /// Must be null: the cost-weighted variant is DDOD's.
+    #[serde(default)]
+    pub alpha: super::common::Null,
+    /// How IoUs are computed.
+    #[serde(default = "default_iou_calculator")]
+    pub iou_calculator: IouCalculatorConfig,
+    /// IoF with ignored boxes above which a prior is ignored; negative disables.
+    #[serde(default = "minus_one")]
+    #[schemars(range(max = 1.0))]
+    pub ignore_iof_thr: f64,
+}
+
 /// `HungarianAssigner`: one-to-one bipartite matching of predictions to
 /// ground truths minimising a weighted sum of match costs (DETR, Sparse R-CNN).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -1,0 +1,347 @@
+//! `ATSSHead` (Zhang et al., "Bridging the Gap Between Anchor-based and
+//! Anchor-free Detection via Adaptive Training Sample Selection",
+//! <https://arxiv.org/abs/1912.02424>) as `mmdet/models/dense_heads/atss_head.py`
+//! on `AnchorHead` and `BaseDenseHead`: per level `stacked_convs` 3x3
+//! ConvModules (GroupNorm by default) for classification and as many for
+//! regression, then per anchor `K` sigmoid class scores (`atss_cls`), box
+//! deltas times a learned per-level `scales.{i}.scale` (`atss_reg`) and a
+//! centerness logit (`atss_centerness`, on the regression branch).
+//!
+//! Training: the anchors inside each image are assigned by `ATSSAssigner`
+//! (every assigned anchor is a positive, every other a negative); focal
+//! loss over all anchors, the box loss on the positives' decoded boxes
+//! weighted by their centerness targets (normalised by the targets' sum),
+//! and the centerness loss. Testing: `BaseDenseHead`'s, the scores
+//! multiplied by the sigmoid centerness before NMS.
+//!
+//! Shape shorthand: `N` images, `A` anchors per location, `K` classes,
+//! `H, W` a level's size, `T` anchors of all levels, `Np` positives.
+
+use detc::registry::models::dense_heads::ATSSHeadConfig;
+use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
+use indexmap::IndexMap;
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+use super::anchor_head::{anchors_and_coder, featmap_sizes, image_hw, TargetFill, Targets};
+use super::base_dense_head::{AnchorPrediction, ConvBranch, DenseTest};
+use super::retina_head::conv_inits;
+use crate::models::data_preprocessors::DetDataSample;
+use crate::models::layers::{make_conv, param, Conv2d, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec};
+use crate::models::losses::{cfg_type, Loss, LossArgs};
+use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::roi_heads::sparse_roi_head::ReduceMean;
+use crate::models::roi_heads::DetInstances;
+use crate::models::task_modules::anchor_generator::anchor_inside_flags;
+use crate::models::task_modules::atss_assigner::ATSSAssigner;
+use crate::models::task_modules::{AnchorGenerator, PseudoSampler};
+
+const NAME: &str = "ATSSHead";
+
+/// The head's `train_cfg`, built.
+#[derive(Debug)]
+struct AtssTrain {
+    assigner: ATSSAssigner,
+    allowed_border: i64,
+    pos_weight: f64,
+}
+
+#[derive(Debug)]
+pub struct ATSSHead {
+    cls_convs: Vec<ConvModule>,
+    reg_convs: Vec<ConvModule>,
+    atss_cls: Conv2d,
+    atss_reg: Conv2d,
+    atss_centerness: Conv2d,
+    /// `scales.{i}.scale`: one learned scalar per level.
+    scales: Vec<Tensor>,
+    prior_generator: AnchorGenerator,
+    bbox_coder: DeltaXYWHBBoxCoder,
+    loss_cls: Loss,
+    loss_bbox: Loss,
+    loss_centerness: Loss,
+    num_classes: i64,
+    train: Option<AtssTrain>,
+    test: Option<DenseTest>,
+}
+
+/// What `forward` gives per level: class logits (N, A*K, H, W), deltas
+/// (N, A*4, H, W) and centerness logits (N, A, H, W).
+pub struct AtssOutputs {
+    pub cls_scores: Vec<Tensor>,
+    pub bbox_preds: Vec<Tensor>,
+    pub centernesses: Vec<Tensor>,
+}
+
+impl ATSSHead {
+    /// Builds under `p` (`bbox_head`): `cls_convs.{i}` and `reg_convs.{i}`
+    /// (`conv`, `gn`), `atss_cls`, `atss_reg`, `atss_centerness`,
+    /// `scales.{i}.scale`. `train_cfg` / `test_cfg` are the detector's.
+    pub fn new(
+        cfg: &ATSSHeadConfig,
+        train_cfg: Option<&RpnTrainConfig>,
+        test_cfg: Option<&DenseTestConfig>,
+        p: &nn::Path,
+    ) -> ModelResult<Self> {
+        if !cfg.loss_cls.0.get("use_sigmoid").and_then(|v| v.as_bool()).unwrap_or(false) {
+            return Err(ModelError::new(NAME, "loss_cls must be a sigmoid loss (use_sigmoid: true)"));
+        }
+        if !cfg.reg_decoded_bbox {
+            return Err(ModelError::new(NAME, "reg_decoded_bbox must be true (the box loss is on decoded boxes)"));
+        }
+        if cfg.pred_kernel_size % 2 == 0 {
+            return Err(ModelError::new(NAME, format!("pred_kernel_size must be odd, got {}", cfg.pred_kernel_size)));
+        }
+        let (prior_generator, a, bbox_coder) = anchors_and_coder(&cfg.anchor_generator, &cfg.bbox_coder, NAME)?;
+        let train = match train_cfg.or(cfg.train_cfg.as_ref()) {
+            None => None,
+            Some(t) => {
+                if t.sampler.as_ref().is_some_and(|s| cfg_type(&s.0, "sampler").ok() != Some("PseudoSampler")) {
+                    return Err(ModelError::new(NAME, "train_cfg.sampler must be null or PseudoSampler (every assigned anchor trains)"));
+                }
+                Some(AtssTrain {
+                    assigner: ATSSAssigner::from_cfg(&t.assigner)?,
+                    allowed_border: t.allowed_border,
+                    pos_weight: t.pos_weight,
+                })
+            }
+        };
+        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
+        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "atss_cls")?;
+        let feat = cfg.feat_channels as i64;
+        let branch = ConvBranch {
+            stacked_convs: cfg.stacked_convs as i64,
+            in_channels: cfg.in_channels as i64,
+            feat_channels: feat,
+            norm: norm.as_ref(),
+            conv_kind: ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?,
+            conv_init,
+            // ConvModule's `bias='auto'`: none before a norm.
+            bias: norm.is_none(),
+        };
+        let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
+        let k = cfg.num_classes as i64;
+        let kp = cfg.pred_kernel_size as i64;
+        let pred = ConvGeom::k(kp).padding(kp / 2);
+        let scales = (0..prior_generator.num_levels() as i64)
+            .map(|i| param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
+            .collect::<ModelResult<Vec<_>>>()?;
+        Ok(ATSSHead {
+            cls_convs: branch.build(&(p / "cls_convs"))?,
+            reg_convs: branch.build(&(p / "reg_convs"))?,
+            atss_cls: make_conv(&(p / "atss_cls"), last, a * k, pred, cls_init)?,
+            atss_reg: make_conv(&(p / "atss_reg"), last, a * 4, pred, conv_init)?,
+            atss_centerness: make_conv(&(p / "atss_centerness"), last, a, pred, conv_init)?,
+            scales,
+            prior_generator,
+            bbox_coder,
+            loss_cls: Loss::from_cfg(&cfg.loss_cls)?,
+            loss_bbox: Loss::from_cfg(&cfg.loss_bbox)?,
+            loss_centerness: Loss::from_cfg(&cfg.loss_centerness)?,
+            num_classes: k,
+            train,
+            test: test_cfg.or(cfg.test_cfg.as_ref()).map(|t| DenseTest::new(t, NAME)).transpose()?,
+        })
+    }
+
+    /// `forward` in train (`train`) or eval mode.
+    pub fn forward_t(&self, x: &[Tensor], train: bool) -> ModelResult<AtssOutputs> {
+        if x.len() != self.scales.len() {
+            return Err(ModelError::new(NAME, format!("{} feature levels for {} anchor strides", x.len(), self.scales.len())));
+        }
+        let mut out = AtssOutputs { cls_scores: vec![], bbox_preds: vec![], centernesses: vec![] };
+        for (level, scale) in x.iter().zip(&self.scales) {
+            let (mut c, mut r) = (level.shallow_clone(), level.shallow_clone());
+            for conv in &self.cls_convs {
+                c = conv.forward_t(&c, train)?;
+            }
+            for conv in &self.reg_convs {
+                r = conv.forward_t(&r, train)?;
+            }
+            out.cls_scores.push(self.atss_cls.forward(&c)?);
+            out.bbox_preds.push(self.atss_reg.forward(&r)?.f_mul(scale)?.f_to_kind(Kind::Float)?);
+            out.centernesses.push(self.atss_centerness.forward(&r)?);
+        }
+        Ok(out)
+    }
+
+    /// `loss`: `loss_cls`, `loss_bbox` and `loss_centerness`, each summed
+    /// over levels. `reduce_mean` averages the normalising counts over the
+    /// job's processes, as MMDetection's `reduce_mean`.
+    pub fn loss(&self, x: &[Tensor], samples: &[DetDataSample], reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
+        let out = self.forward_t(x, true)?;
+        self.loss_by_feat(&out, samples, reduce_mean)
+    }
+
+    /// `loss_by_feat` on the head's outputs.
+    pub fn loss_by_feat(&self, out: &AtssOutputs, samples: &[DetDataSample], reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
+        let train = self.train.as_ref().ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg"))?;
+        let sizes = featmap_sizes(&out.cls_scores);
+        let device = out.cls_scores[0].device();
+        let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
+        let num_level: Vec<i64> = mlvl_anchors.iter().map(|a| a.size()[0]).collect();
+        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
+        let mut per_image = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let pad = image_hw(sample.meta.pad_shape, "pad_shape", NAME)?;
+            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
+            per_image.push(self.targets_single(train, &flat_anchors, &flags, &num_level, sample)?);
+        }
+        let avg_factor = reduce_mean(per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64)?;
+        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_stack(&per_image.iter().map(f).collect::<Vec<_>>(), 0)?)
+        };
+        let (labels, label_weights, bbox_targets) = (stack(|t| &t.labels)?, stack(|t| &t.label_weights)?, stack(|t| &t.bbox_targets)?);
+        let (mut loss_cls, mut loss_bbox, mut loss_ctr) = (vec![], vec![], vec![]);
+        let mut ctr_sum: Option<Tensor> = None;
+        let mut start = 0;
+        for (level, anchors) in mlvl_anchors.iter().enumerate() {
+            let n = num_level[level];
+            let cut = |t: &Tensor| t.f_narrow(1, start, n);
+            let (c, b, ctr, sum) = self.loss_single(
+                anchors,
+                &out.cls_scores[level],
+                &out.bbox_preds[level],
+                &out.centernesses[level],
+                &cut(&labels)?,
+                &cut(&label_weights)?,
+                &cut(&bbox_targets)?,
+                avg_factor,
+            )?;
+            loss_cls.push(c);
+            loss_bbox.push(b);
+            loss_ctr.push(ctr);
+            ctr_sum = Some(match ctr_sum {
+                None => sum,
+                Some(acc) => acc.f_add(&sum)?,
+            });
+            start += n;
+        }
+        let ctr_sum = ctr_sum.ok_or_else(|| ModelError::new(NAME, "no feature level"))?.double_value(&[]);
+        let bbox_avg_factor = reduce_mean(ctr_sum)?.max(1.0);
+        let total = |parts: Vec<Tensor>| -> ModelResult<Tensor> {
+            let mut it = parts.into_iter();
+            let first = it.next().ok_or_else(|| ModelError::new(NAME, "no feature level"))?;
+            it.try_fold(first, |acc, t| acc.f_add(&t)).map_err(Into::into)
+        };
+        Ok(IndexMap::from([
+            ("loss_cls".to_string(), total(loss_cls)?),
+            ("loss_bbox".to_string(), total(loss_bbox)?.f_div_scalar(bbox_avg_factor)?),
+            ("loss_centerness".to_string(), total(loss_ctr)?),
+        ]))
+    }
+
+    /// `_get_targets_single`: assigns the anchors inside the image (with the
+    /// count of each level's), then maps the targets back onto all anchors.
+    fn targets_single(
+        &self,
+        train: &AtssTrain,
+        flat_anchors: &Tensor,
+        valid_flags: &Tensor,
+        num_level: &[i64],
+        sample: &DetDataSample,
+    ) -> ModelResult<Targets> {
+        let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
+        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
+        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
+        if inside_inds.numel() == 0 {
+            return Err(ModelError::new(
+                NAME,
+                "no valid anchor is inside the image: check the image and anchor sizes, \
+                 or set allowed_border to -1 in model.train_cfg",
+            ));
+        }
+        let level_inside: Vec<i64> = inside
+            .f_split_with_sizes(num_level, 0)?
+            .iter()
+            .map(|f| f.f_sum(Kind::Int64).map(|s| s.int64_value(&[])))
+            .collect::<Result<_, _>>()?;
+        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
+        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
+        let gt_labels = &sample.gt_instances.labels;
+        let ignore = &sample.ignored_instances.bboxes;
+        let ignore = (ignore.numel() > 0).then_some(ignore);
+        let assign = train.assigner.assign(&anchors, &level_inside, &gt_bboxes, gt_labels, ignore)?;
+        let sampled = PseudoSampler::sample(&assign, &anchors, &gt_bboxes, gt_labels)?;
+        let fill = TargetFill { num_classes: self.num_classes, pos_weight: train.pos_weight, total: flat_anchors.size()[0] };
+        fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], &inside_inds)
+    }
+
+    /// `loss_by_feat_single`: one level's losses and the sum of its
+    /// positives' centerness targets. anchors (H*W*A, 4), cls_score (N, A*K,
+    /// H, W), bbox_pred (N, A*4, H, W), centerness (N, A, H, W), labels and
+    /// weights (N, H*W*A), box targets (N, H*W*A, 4).
+    #[allow(clippy::too_many_arguments)]
+    fn loss_single(
+        &self,
+        anchors: &Tensor,
+        cls_score: &Tensor,
+        bbox_pred: &Tensor,
+        centerness: &Tensor,
+        labels: &Tensor,
+        label_weights: &Tensor,
+        bbox_targets: &Tensor,
+        avg_factor: f64,
+    ) -> ModelResult<(Tensor, Tensor, Tensor, Tensor)> {
+        let n = labels.size()[0];
+        let anchors = anchors.f_unsqueeze(0)?.f_expand([n, -1, 4], false)?.f_reshape([-1, 4])?;
+        let cls = cls_score.f_permute([0, 2, 3, 1])?.f_reshape([-1, self.num_classes])?;
+        let reg = bbox_pred.f_permute([0, 2, 3, 1])?.f_reshape([-1, 4])?;
+        let ctr = centerness.f_permute([0, 2, 3, 1])?.f_reshape([-1])?;
+        let labels = labels.f_reshape([-1])?;
+        let loss_cls = self.loss_cls.forward(&cls, &labels, LossArgs::default().weight(&label_weights.f_reshape([-1])?).avg_factor(avg_factor))?;
+        let pos = labels.f_ge(0)?.f_logical_and(&labels.f_lt(self.num_classes)?)?.f_nonzero()?.f_view([-1])?;
+        if pos.numel() == 0 {
+            let zero = |t: &Tensor| -> ModelResult<Tensor> { Ok(t.f_sum(t.kind())?.f_mul_scalar(0.0)?) };
+            return Ok((loss_cls, zero(&reg)?, zero(&ctr)?, Tensor::f_zeros([], (Kind::Float, reg.device()))?));
+        }
+        let pos_targets = bbox_targets.f_reshape([-1, 4])?.f_index_select(0, &pos)?;
+        let pos_anchors = anchors.f_index_select(0, &pos)?;
+        let ctr_targets = centerness_target(&pos_anchors, &pos_targets)?;
+        let decoded = self.bbox_coder.decode(&pos_anchors, &reg.f_index_select(0, &pos)?, None)?;
+        let loss_bbox = self.loss_bbox.forward(&decoded, &pos_targets, LossArgs::default().weight(&ctr_targets).avg_factor(1.0))?;
+        let loss_ctr = self.loss_centerness.forward(&ctr.f_index_select(0, &pos)?, &ctr_targets, LossArgs::default().avg_factor(avg_factor))?;
+        let sum = ctr_targets.f_sum(Kind::Float)?;
+        Ok((loss_cls, loss_bbox, loss_ctr, sum))
+    }
+
+    /// `predict`: per image the detections after `test_cfg`, in
+    /// original-image pixels with `rescale`.
+    pub fn predict(&self, x: &[Tensor], samples: &[DetDataSample], rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let cfg = self.test.as_ref().ok_or_else(|| ModelError::new(NAME, "predict needs model.test_cfg"))?;
+        let out = self.forward_t(x, false)?;
+        let sizes = featmap_sizes(&out.cls_scores);
+        let priors = self.prior_generator.grid_priors(&sizes, out.cls_scores[0].device())?;
+        let prediction = AnchorPrediction { coder: &self.bbox_coder, num_classes: self.num_classes, use_sigmoid_cls: true, owner: NAME };
+        samples
+            .iter()
+            .enumerate()
+            .map(|(i, sample)| {
+                let image = |maps: &[Tensor]| -> ModelResult<Vec<Tensor>> {
+                    maps.iter().map(|m| Ok(m.f_get(i as i64)?.f_detach()?)).collect()
+                };
+                let factors = image(&out.centernesses)?;
+                prediction.predict_single(&image(&out.cls_scores)?, &image(&out.bbox_preds)?, Some(&factors), &priors, sample, cfg, rescale)
+            })
+            .collect()
+    }
+}
+
+/// `centerness_target`: of (Np, 4) anchors and their ground-truth boxes,
+/// sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)) of the anchor
+/// centre's distances to the box sides.
+fn centerness_target(anchors: &Tensor, gts: &Tensor) -> ModelResult<Tensor> {
+    let a = |i: i64| anchors.f_select(1, i);
+    let g = |i: i64| gts.f_select(1, i);
+    let cx = a(0)?.f_add(&a(2)?)?.f_div_scalar(2.0)?;
+    let cy = a(1)?.f_add(&a(3)?)?.f_div_scalar(2.0)?;
+    let (l, t) = (cx.f_sub(&g(0)?)?, cy.f_sub(&g(1)?)?);
+    let (r, b) = (g(2)?.f_sub(&cx)?, g(3)?.f_sub(&cy)?);
+    let lr = l.f_minimum(&r)?.f_div(&l.f_maximum(&r)?)?;
+    let tb = t.f_minimum(&b)?.f_div(&t.f_maximum(&b)?)?;
+    Ok(lr.f_mul(&tb)?.f_sqrt()?)
+}
+
+#[cfg(test)]
+#[path = "atss_tests.rs"]
+mod tests;
