@@ -25,14 +25,14 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, FocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
+    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
@@ -55,6 +55,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<RPNConfig>("RPN", Role::Detector),
     component::<SingleStageDetectorConfig>("FCOS", Role::Detector),
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
+    component::<SingleStageDetectorConfig>("GFL", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
@@ -72,12 +73,14 @@ pub static COMPONENTS: &[Component] = &[
     component::<HRNetConfig>("HRNet", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
+    component::<FPNConfig>("PAFPN", Role::Neck),
     component::<HRFPNConfig>("HRFPN", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
     component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
     component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
+    component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
@@ -112,6 +115,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<ClassificationCostConfig>("ClassificationCost", Role::MatchCost),
     // losses
     component::<FocalLossConfig>("FocalLoss", Role::Loss),
+    component::<QualityFocalLossConfig>("QualityFocalLoss", Role::Loss),
+    component::<DistributionFocalLossConfig>("DistributionFocalLoss", Role::Loss),
     component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
     component::<L1LossConfig>("L1Loss", Role::Loss),
     component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),

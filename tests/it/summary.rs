@@ -236,6 +236,16 @@ fn atss_r50_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn gfl_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/gfl/gfl_r50_fpn_1x_coco.yaml", "gfl_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
+fn faster_rcnn_pafpn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/pafpn/faster-rcnn_r50_pafpn_1x_coco.yaml", "faster-rcnn_r50_pafpn_1x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -271,6 +281,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "mask-rcnn_regnetx-3.2GF_fpn_1x",
         "mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x",
         "atss_r50_fpn_1x",
+        "gfl_r50_fpn_1x",
+        "faster-rcnn_r50_pafpn_1x",
     ] {
         assert_eq!(
             live[name],

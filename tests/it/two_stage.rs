@@ -545,3 +545,33 @@ fn atss_with_context_blocks_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "atss", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
 }
+
+/// A tiny GFL (`SingleStageDetector` with a `GFLHead`: ATSS's assignment,
+/// `QualityFocalLoss`, side distributions and `DistributionFocalLoss`) on a
+/// `PAFPN` neck, on the demo's data and schedule: it trains with
+/// MMDetection's three loss terms in the log, evaluates, saves the head and
+/// the bottom-up path under MMDetection's names, and tests.
+#[test]
+fn gfl_on_pafpn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  _delete_: true\n  type: GFL\n  data_preprocessor:\n    type: DetDataPreprocessor\n    \
+         mean: [123.675, 116.28, 103.53]\n    std: [58.395, 57.12, 57.375]\n    bgr_to_rgb: true\n    pad_size_divisor: 32\n  \
+         backbone:\n    type: ResNet\n    depth: 18\n    base_channels: 16\n    norm_eval: false\n    frozen_stages: -1\n  \
+         neck:\n    type: PAFPN\n    in_channels: [16, 32, 64, 128]\n    out_channels: 32\n    start_level: 1\n    \
+         add_extra_convs: on_output\n    num_outs: 5\n  bbox_head:\n    type: GFLHead\n    \
+         num_classes: 4\n    in_channels: 32\n    stacked_convs: 1\n    feat_channels: 32\n    \
+         norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n    \
+         anchor_generator: {{type: AnchorGenerator, ratios: [1.0], octave_base_scale: 8, scales_per_octave: 1, strides: [8, 16, 32, 64, 128]}}\n    \
+         loss_cls: {{type: QualityFocalLoss, use_sigmoid: true, beta: 2.0, loss_weight: 1.0}}\n    \
+         loss_dfl: {{type: DistributionFocalLoss, loss_weight: 0.25}}\n    reg_max: 8\n    \
+         loss_bbox: {{type: GIoULoss, loss_weight: 2.0}}\n  \
+         train_cfg:\n    assigner: {{type: ATSSAssigner, topk: 9}}\n    allowed_border: -1\n    pos_weight: -1\n    debug: false\n  \
+         test_cfg:\n    nms_pre: 100\n    min_bbox_size: 0\n    score_thr: 0.0\n    nms: {{type: nms, iou_threshold: 0.6}}\n    max_per_img: 50\n",
+        base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
+    );
+    let saved = ["neck.downsample_convs.1.conv.weight", "neck.pafpn_convs.1.conv.bias", "bbox_head.gfl_reg.weight", "bbox_head.scales.4.scale"];
+    let log = trains_and_tests(dir.path(), "gfl", &config, 2, &["loss_cls", "loss_bbox", "loss_dfl"], &saved);
+    assert!(log.contains("coco/bbox_mAP: "), "{log}");
+}

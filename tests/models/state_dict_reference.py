@@ -37,6 +37,8 @@ With OUT_DIR it writes
 * OUT_DIR/faster-rcnn_res2net-101_fpn_2x_state_dict.json
 * OUT_DIR/mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_state_dict.json
 * OUT_DIR/atss_r50_fpn_1x_state_dict.json
+* OUT_DIR/gfl_r50_fpn_1x_state_dict.json
+* OUT_DIR/faster-rcnn_r50_pafpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -95,6 +97,8 @@ CONFIGS = {
     "faster-rcnn_res2net-101_fpn_2x": "res2net/faster-rcnn_res2net-101_fpn_2x_coco.py",
     "mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x": "gcnet/mask-rcnn_r50-gcb-r4-c3-c5_fpn_1x_coco.py",
     "atss_r50_fpn_1x": "atss/atss_r50_fpn_1x_coco.py",
+    "gfl_r50_fpn_1x": "gfl/gfl_r50_fpn_1x_coco.py",
+    "faster-rcnn_r50_pafpn_1x": "pafpn/faster-rcnn_r50_pafpn_1x_coco.py",
 }
 
 

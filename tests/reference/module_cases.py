@@ -6,7 +6,8 @@ For a module built from a config the Rust test builds too, under `name`:
 weights moved by a random perturbation, so that every affine term and bias
 counts), `name.in.{i}` (inputs of `shapes`), `name.out.{i}` (train-mode
 outputs), `name.dy.{i}` (random weights of the loss sum_i (out_i *
-dy_i).sum()), and its gradients: `name.gin.{i}` w.r.t. each input and
+dy_i).sum()), and its gradients: `name.gin.{i}` w.r.t. each input (zeros
+for an input it does not read) and
 `name.grad.*` w.r.t. every parameter that gets one (frozen ones get none).
 """
 
@@ -35,7 +36,8 @@ def record_module_case(d, name, module, shapes, forward):
         loss = loss + (y * dy).sum()
     loss.backward()
     for i, x in enumerate(inputs):
-        d[f"{name}.gin.{i}"] = x.grad.clone()
+        # An input the module does not read (FPN's levels below start_level): zeros.
+        d[f"{name}.gin.{i}"] = x.grad.clone() if x.grad is not None else torch.zeros_like(x)
     for k, p in module.named_parameters():
         if p.grad is not None:
             d[f"{name}.grad.{k}"] = p.grad.clone()

@@ -23,8 +23,9 @@ pub enum VarKind {
 }
 
 /// The state-dict entries torch registers as buffers, by their last name
-/// segment: BatchNorm's, and a Swin window's `relative_position_index`.
-pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked", "relative_position_index"];
+/// segment: BatchNorm's, a Swin window's `relative_position_index`, and the
+/// bin distances of GFL's `integral.project`.
+pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked", "relative_position_index", "project"];
 
 impl VarKind {
     /// The kind of the entry `name` (e.g. `backbone.bn1.running_mean`): a tch

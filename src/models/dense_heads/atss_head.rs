@@ -20,14 +20,14 @@
 use detc::registry::models::dense_heads::ATSSHeadConfig;
 use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
 use indexmap::IndexMap;
-use tch::nn::{self, Init};
+use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::anchor_head::{anchors_and_coder, featmap_sizes, image_hw, TargetFill, Targets};
-use super::base_dense_head::{AnchorPrediction, ConvBranch, DenseTest};
+use super::base_dense_head::{AnchorPrediction, ConvBranch, DenseTest, Towers};
 use super::retina_head::conv_inits;
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::{make_conv, param, Conv2d, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec};
+use crate::models::layers::{make_conv, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, NormSpec};
 use crate::models::losses::{cfg_type, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
@@ -38,23 +38,112 @@ use crate::models::task_modules::{AnchorGenerator, PseudoSampler};
 
 const NAME: &str = "ATSSHead";
 
-/// The head's `train_cfg`, built.
+/// The head's `train_cfg`, built: ATSS's assignment, also GFL's.
 #[derive(Debug)]
-struct AtssTrain {
+pub(super) struct AtssTrain {
     assigner: ATSSAssigner,
     allowed_border: i64,
     pos_weight: f64,
 }
 
+/// The training targets of a batch, per anchor of every level.
+pub(super) struct AtssTargets {
+    /// Each level's (H*W*A, 4) anchors.
+    pub mlvl_anchors: Vec<Tensor>,
+    /// (N, T) int64: the class of positives, `K` elsewhere.
+    pub labels: Tensor,
+    /// (N, T): `pos_weight` (or 1) for positives, 1 for negatives, 0 outside.
+    pub label_weights: Tensor,
+    /// (N, T, 4): the positives' ground-truth boxes, 0 elsewhere.
+    pub bbox_targets: Tensor,
+    /// The positives of the batch (at least 1 per image), averaged over the processes.
+    pub avg_factor: f64,
+}
+
+impl AtssTrain {
+    /// `train_cfg` (a `PseudoSampler` or none); `owner` names the head in errors.
+    pub fn new(t: &RpnTrainConfig, owner: &str) -> ModelResult<Self> {
+        if t.sampler.as_ref().is_some_and(|s| cfg_type(&s.0, "sampler").ok() != Some("PseudoSampler")) {
+            return Err(ModelError::new(owner, "train_cfg.sampler must be null or PseudoSampler (every assigned anchor trains)"));
+        }
+        Ok(AtssTrain { assigner: ATSSAssigner::from_cfg(&t.assigner)?, allowed_border: t.allowed_border, pos_weight: t.pos_weight })
+    }
+
+    /// `get_targets` for the levels of `sizes`: each image's anchors inside
+    /// it assigned by `ATSSAssigner` (with the count of each level's), the
+    /// targets mapped back onto all anchors.
+    pub fn targets(
+        &self,
+        prior_generator: &AnchorGenerator,
+        sizes: &[(i64, i64)],
+        device: tch::Device,
+        samples: &[DetDataSample],
+        num_classes: i64,
+        reduce_mean: ReduceMean,
+    ) -> ModelResult<AtssTargets> {
+        let mlvl_anchors = prior_generator.grid_priors(sizes, device)?;
+        let num_level: Vec<i64> = mlvl_anchors.iter().map(|a| a.size()[0]).collect();
+        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
+        let fill = TargetFill { num_classes, pos_weight: self.pos_weight, total: flat_anchors.size()[0] };
+        let mut per_image = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let pad = image_hw(sample.meta.pad_shape, "pad_shape", NAME)?;
+            let flags = Tensor::f_cat(&prior_generator.valid_flags(sizes, pad, device)?, 0)?;
+            per_image.push(self.targets_single(&fill, &flat_anchors, &flags, &num_level, sample)?);
+        }
+        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_stack(&per_image.iter().map(f).collect::<Vec<_>>(), 0)?)
+        };
+        Ok(AtssTargets {
+            labels: stack(|t| &t.labels)?,
+            label_weights: stack(|t| &t.label_weights)?,
+            bbox_targets: stack(|t| &t.bbox_targets)?,
+            avg_factor: reduce_mean(per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64)?,
+            mlvl_anchors,
+        })
+    }
+
+    /// `_get_targets_single` of one image.
+    fn targets_single(
+        &self,
+        fill: &TargetFill,
+        flat_anchors: &Tensor,
+        valid_flags: &Tensor,
+        num_level: &[i64],
+        sample: &DetDataSample,
+    ) -> ModelResult<Targets> {
+        let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
+        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, self.allowed_border)?;
+        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
+        if inside_inds.numel() == 0 {
+            return Err(ModelError::new(
+                NAME,
+                "no valid anchor is inside the image: check the image and anchor sizes, \
+                 or set allowed_border to -1 in model.train_cfg",
+            ));
+        }
+        let level_inside: Vec<i64> = inside
+            .f_split_with_sizes(num_level, 0)?
+            .iter()
+            .map(|f| f.f_sum(Kind::Int64).map(|s| s.int64_value(&[])))
+            .collect::<Result<_, _>>()?;
+        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
+        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
+        let gt_labels = &sample.gt_instances.labels;
+        let ignore = &sample.ignored_instances.bboxes;
+        let ignore = (ignore.numel() > 0).then_some(ignore);
+        let assign = self.assigner.assign(&anchors, &level_inside, &gt_bboxes, gt_labels, ignore)?;
+        let sampled = PseudoSampler::sample(&assign, &anchors, &gt_bboxes, gt_labels)?;
+        fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], &inside_inds)
+    }
+}
+
 #[derive(Debug)]
 pub struct ATSSHead {
-    cls_convs: Vec<ConvModule>,
-    reg_convs: Vec<ConvModule>,
+    towers: Towers,
     atss_cls: Conv2d,
     atss_reg: Conv2d,
     atss_centerness: Conv2d,
-    /// `scales.{i}.scale`: one learned scalar per level.
-    scales: Vec<Tensor>,
     prior_generator: AnchorGenerator,
     bbox_coder: DeltaXYWHBBoxCoder,
     loss_cls: Loss,
@@ -93,19 +182,7 @@ impl ATSSHead {
             return Err(ModelError::new(NAME, format!("pred_kernel_size must be odd, got {}", cfg.pred_kernel_size)));
         }
         let (prior_generator, a, bbox_coder) = anchors_and_coder(&cfg.anchor_generator, &cfg.bbox_coder, NAME)?;
-        let train = match train_cfg.or(cfg.train_cfg.as_ref()) {
-            None => None,
-            Some(t) => {
-                if t.sampler.as_ref().is_some_and(|s| cfg_type(&s.0, "sampler").ok() != Some("PseudoSampler")) {
-                    return Err(ModelError::new(NAME, "train_cfg.sampler must be null or PseudoSampler (every assigned anchor trains)"));
-                }
-                Some(AtssTrain {
-                    assigner: ATSSAssigner::from_cfg(&t.assigner)?,
-                    allowed_border: t.allowed_border,
-                    pos_weight: t.pos_weight,
-                })
-            }
-        };
+        let train = train_cfg.or(cfg.train_cfg.as_ref()).map(|t| AtssTrain::new(t, NAME)).transpose()?;
         let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
         let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "atss_cls")?;
         let feat = cfg.feat_channels as i64;
@@ -123,16 +200,11 @@ impl ATSSHead {
         let k = cfg.num_classes as i64;
         let kp = cfg.pred_kernel_size as i64;
         let pred = ConvGeom::k(kp).padding(kp / 2);
-        let scales = (0..prior_generator.num_levels() as i64)
-            .map(|i| param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
-            .collect::<ModelResult<Vec<_>>>()?;
         Ok(ATSSHead {
-            cls_convs: branch.build(&(p / "cls_convs"))?,
-            reg_convs: branch.build(&(p / "reg_convs"))?,
+            towers: Towers::new(p, &branch, prior_generator.num_levels())?,
             atss_cls: make_conv(&(p / "atss_cls"), last, a * k, pred, cls_init)?,
             atss_reg: make_conv(&(p / "atss_reg"), last, a * 4, pred, conv_init)?,
             atss_centerness: make_conv(&(p / "atss_centerness"), last, a, pred, conv_init)?,
-            scales,
             prior_generator,
             bbox_coder,
             loss_cls: Loss::from_cfg(&cfg.loss_cls)?,
@@ -146,18 +218,10 @@ impl ATSSHead {
 
     /// `forward` in train (`train`) or eval mode.
     pub fn forward_t(&self, x: &[Tensor], train: bool) -> ModelResult<AtssOutputs> {
-        if x.len() != self.scales.len() {
-            return Err(ModelError::new(NAME, format!("{} feature levels for {} anchor strides", x.len(), self.scales.len())));
-        }
+        self.towers.check_levels(x, NAME)?;
         let mut out = AtssOutputs { cls_scores: vec![], bbox_preds: vec![], centernesses: vec![] };
-        for (level, scale) in x.iter().zip(&self.scales) {
-            let (mut c, mut r) = (level.shallow_clone(), level.shallow_clone());
-            for conv in &self.cls_convs {
-                c = conv.forward_t(&c, train)?;
-            }
-            for conv in &self.reg_convs {
-                r = conv.forward_t(&r, train)?;
-            }
+        for (level, scale) in x.iter().zip(&self.towers.scales) {
+            let (c, r) = self.towers.forward_t(level, train)?;
             out.cls_scores.push(self.atss_cls.forward(&c)?);
             out.bbox_preds.push(self.atss_reg.forward(&r)?.f_mul(scale)?.f_to_kind(Kind::Float)?);
             out.centernesses.push(self.atss_centerness.forward(&r)?);
@@ -176,37 +240,22 @@ impl ATSSHead {
     /// `loss_by_feat` on the head's outputs.
     pub fn loss_by_feat(&self, out: &AtssOutputs, samples: &[DetDataSample], reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
         let train = self.train.as_ref().ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg"))?;
-        let sizes = featmap_sizes(&out.cls_scores);
-        let device = out.cls_scores[0].device();
-        let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
-        let num_level: Vec<i64> = mlvl_anchors.iter().map(|a| a.size()[0]).collect();
-        let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
-        let mut per_image = Vec::with_capacity(samples.len());
-        for sample in samples {
-            let pad = image_hw(sample.meta.pad_shape, "pad_shape", NAME)?;
-            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
-            per_image.push(self.targets_single(train, &flat_anchors, &flags, &num_level, sample)?);
-        }
-        let avg_factor = reduce_mean(per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64)?;
-        let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
-            Ok(Tensor::f_stack(&per_image.iter().map(f).collect::<Vec<_>>(), 0)?)
-        };
-        let (labels, label_weights, bbox_targets) = (stack(|t| &t.labels)?, stack(|t| &t.label_weights)?, stack(|t| &t.bbox_targets)?);
+        let t = train.targets(&self.prior_generator, &featmap_sizes(&out.cls_scores), out.cls_scores[0].device(), samples, self.num_classes, reduce_mean)?;
         let (mut loss_cls, mut loss_bbox, mut loss_ctr) = (vec![], vec![], vec![]);
         let mut ctr_sum: Option<Tensor> = None;
         let mut start = 0;
-        for (level, anchors) in mlvl_anchors.iter().enumerate() {
-            let n = num_level[level];
-            let cut = |t: &Tensor| t.f_narrow(1, start, n);
+        for (level, anchors) in t.mlvl_anchors.iter().enumerate() {
+            let n = anchors.size()[0];
+            let cut = |x: &Tensor| x.f_narrow(1, start, n);
             let (c, b, ctr, sum) = self.loss_single(
                 anchors,
                 &out.cls_scores[level],
                 &out.bbox_preds[level],
                 &out.centernesses[level],
-                &cut(&labels)?,
-                &cut(&label_weights)?,
-                &cut(&bbox_targets)?,
-                avg_factor,
+                &cut(&t.labels)?,
+                &cut(&t.label_weights)?,
+                &cut(&t.bbox_targets)?,
+                t.avg_factor,
             )?;
             loss_cls.push(c);
             loss_bbox.push(b);
@@ -229,42 +278,6 @@ impl ATSSHead {
             ("loss_bbox".to_string(), total(loss_bbox)?.f_div_scalar(bbox_avg_factor)?),
             ("loss_centerness".to_string(), total(loss_ctr)?),
         ]))
-    }
-
-    /// `_get_targets_single`: assigns the anchors inside the image (with the
-    /// count of each level's), then maps the targets back onto all anchors.
-    fn targets_single(
-        &self,
-        train: &AtssTrain,
-        flat_anchors: &Tensor,
-        valid_flags: &Tensor,
-        num_level: &[i64],
-        sample: &DetDataSample,
-    ) -> ModelResult<Targets> {
-        let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
-        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
-        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
-        if inside_inds.numel() == 0 {
-            return Err(ModelError::new(
-                NAME,
-                "no valid anchor is inside the image: check the image and anchor sizes, \
-                 or set allowed_border to -1 in model.train_cfg",
-            ));
-        }
-        let level_inside: Vec<i64> = inside
-            .f_split_with_sizes(num_level, 0)?
-            .iter()
-            .map(|f| f.f_sum(Kind::Int64).map(|s| s.int64_value(&[])))
-            .collect::<Result<_, _>>()?;
-        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
-        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
-        let gt_labels = &sample.gt_instances.labels;
-        let ignore = &sample.ignored_instances.bboxes;
-        let ignore = (ignore.numel() > 0).then_some(ignore);
-        let assign = train.assigner.assign(&anchors, &level_inside, &gt_bboxes, gt_labels, ignore)?;
-        let sampled = PseudoSampler::sample(&assign, &anchors, &gt_bboxes, gt_labels)?;
-        let fill = TargetFill { num_classes: self.num_classes, pos_weight: train.pos_weight, total: flat_anchors.size()[0] };
-        fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], &inside_inds)
     }
 
     /// `loss_by_feat_single`: one level's losses and the sum of its

@@ -83,6 +83,46 @@ impl ConvBranch<'_> {
     }
 }
 
+/// The classification and regression towers of a dense head
+/// (`cls_convs.{i}`, `reg_convs.{i}`) and its learned per-level scalar
+/// (`scales.{i}.scale`, MMCV's `Scale(1.0)`): FCOS's, ATSS's and GFL's.
+#[derive(Debug)]
+pub struct Towers {
+    cls_convs: Vec<ConvModule>,
+    reg_convs: Vec<ConvModule>,
+    pub scales: Vec<Tensor>,
+}
+
+impl Towers {
+    /// Both towers as `branch` says, and `levels` scales, under the head's `p`.
+    pub fn new(p: &nn::Path, branch: &ConvBranch, levels: usize) -> ModelResult<Self> {
+        let scales = (0..levels as i64)
+            .map(|i| crate::models::layers::param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
+            .collect::<ModelResult<Vec<_>>>()?;
+        Ok(Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales })
+    }
+
+    /// Checks that `x` has one map per level; `owner` names the head.
+    pub fn check_levels(&self, x: &[Tensor], owner: &str) -> ModelResult<()> {
+        match x.len() == self.scales.len() {
+            true => Ok(()),
+            false => Err(ModelError::new(owner, format!("{} feature levels for {} strides", x.len(), self.scales.len()))),
+        }
+    }
+
+    /// One level's (N, C, H, W) map through both towers: (cls_feat, reg_feat).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<(Tensor, Tensor)> {
+        let (mut c, mut r) = (x.shallow_clone(), x.shallow_clone());
+        for conv in &self.cls_convs {
+            c = conv.forward_t(&c, train)?;
+        }
+        for conv in &self.reg_convs {
+            r = conv.forward_t(&r, train)?;
+        }
+        Ok((c, r))
+    }
+}
+
 /// `filter_scores_and_topk`: of a level's (P, K) scores, those above
 /// `score_thr`, the top `nms_pre` of them (Python's slice `[:nms_pre]`),
 /// best first. Returns their scores, class labels and prior indices.
@@ -276,7 +316,7 @@ pub(crate) fn check_head_case(
 }
 
 /// The dense-head reference checks after the losses: the gradient of every
-/// parameter of `vs` and of the features `x` against `{prefix}grad.*`
+/// trainable parameter of `vs` and of the features `x` against `{prefix}grad.*`
 /// (within 1e-5 of the largest value), then `predict(rescale)` for both
 /// `rescale`s against `{prefix}pred{0,1}.{i}.*`.
 #[cfg(test)]
@@ -293,7 +333,7 @@ pub(crate) fn check_grads_and_predictions(
         let tol = 1e-5 * want.abs().max().double_value(&[]).max(1e-6);
         assert_close(got, &want, tol, 1e-4, &format!("{prefix}gradient of {key}"));
     };
-    for (name, t) in &vs.variables() {
+    for (name, t) in vs.variables().iter().filter(|(_, t)| t.requires_grad()) {
         scaled(&t.grad(), name);
     }
     for (l, t) in x.iter().enumerate() {

@@ -24,19 +24,20 @@ use detc::registry::models::dense_heads::{ConvBias, FCOSHeadConfig};
 use detc::registry::models::task_modules::DistancePointBBoxCoderConfig;
 use detc::registry::models::train_test::DenseTestConfig;
 use indexmap::IndexMap;
-use tch::nn::{self, Init};
+use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::anchor_head::{featmap_sizes, image_hw};
-use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, ConvBranch, DenseTest};
+use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, ConvBranch, DenseTest, Towers};
 use super::retina_head::conv_inits;
 use crate::models::layers::make_conv;
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
-    param, Conv2d, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec,
+    Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
+use crate::models::ops::distance2bbox;
 use crate::models::roi_heads::DetInstances;
 
 const NAME: &str = "FCOSHead";
@@ -46,13 +47,10 @@ const INF: f64 = 1e8;
 
 #[derive(Debug)]
 pub struct FCOSHead {
-    cls_convs: Vec<ConvModule>,
-    reg_convs: Vec<ConvModule>,
+    towers: Towers,
     conv_cls: Conv2d,
     conv_reg: Conv2d,
     conv_centerness: Conv2d,
-    /// `scales.{i}.scale`: one learned scalar per level.
-    scales: Vec<Tensor>,
     strides: Vec<i64>,
     regress_ranges: Vec<[f64; 2]>,
     center_sampling: bool,
@@ -73,22 +71,6 @@ pub struct FcosOutputs {
     pub cls_scores: Vec<Tensor>,
     pub bbox_preds: Vec<Tensor>,
     pub centernesses: Vec<Tensor>,
-}
-
-/// `distance2bbox`: points (M, 2) and distances (M, 4) (left, top, right,
-/// bottom) -> boxes (M, 4), clamped to `max_shape` `(h, w)` when given.
-fn distance2bbox(points: &Tensor, distances: &Tensor, max_shape: Option<(f64, f64)>) -> ModelResult<Tensor> {
-    let (px, py) = (points.f_select(1, 0)?, points.f_select(1, 1)?);
-    let d = |i: i64| distances.f_select(1, i);
-    let (mut x1, mut y1) = (px.f_sub(&d(0)?)?, py.f_sub(&d(1)?)?);
-    let (mut x2, mut y2) = (px.f_add(&d(2)?)?, py.f_add(&d(3)?)?);
-    if let Some((h, w)) = max_shape {
-        x1 = x1.f_clamp(0.0, w)?;
-        x2 = x2.f_clamp(0.0, w)?;
-        y1 = y1.f_clamp(0.0, h)?;
-        y2 = y2.f_clamp(0.0, h)?;
-    }
-    Ok(Tensor::f_stack(&[x1, y1, x2, y2], -1)?)
 }
 
 /// `MlvlPointGenerator.grid_priors` (offset 0.5): per level the (H*W, 2)
@@ -143,16 +125,11 @@ impl FCOSHead {
         };
         let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
         let k = cfg.num_classes as i64;
-        let scales = (0..cfg.strides.len() as i64)
-            .map(|i| param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
-            .collect::<ModelResult<Vec<_>>>()?;
         Ok(FCOSHead {
-            cls_convs: branch.build(&(p / "cls_convs"))?,
-            reg_convs: branch.build(&(p / "reg_convs"))?,
+            towers: Towers::new(p, &branch, cfg.strides.len())?,
             conv_cls: make_conv(&(p / "conv_cls"), last, k, k3, cls_init)?,
             conv_reg: make_conv(&(p / "conv_reg"), last, 4, k3, conv_init)?,
             conv_centerness: make_conv(&(p / "conv_centerness"), last, 1, k3, conv_init)?,
-            scales,
             strides: cfg.strides.iter().map(|&s| s as i64).collect(),
             regress_ranges: cfg.regress_ranges.clone(),
             center_sampling: cfg.center_sampling,
@@ -171,18 +148,10 @@ impl FCOSHead {
     /// `forward` in train (`train`) or eval mode: with `norm_on_bbox` the
     /// eval distances are multiplied by the level's stride.
     pub fn forward_t(&self, x: &[Tensor], train: bool) -> ModelResult<FcosOutputs> {
-        if x.len() != self.strides.len() {
-            return Err(ModelError::new(NAME, format!("{} feature levels for {} strides", x.len(), self.strides.len())));
-        }
+        self.towers.check_levels(x, NAME)?;
         let mut out = FcosOutputs { cls_scores: vec![], bbox_preds: vec![], centernesses: vec![] };
-        for ((level, scale), &stride) in x.iter().zip(&self.scales).zip(&self.strides) {
-            let (mut c, mut r) = (level.shallow_clone(), level.shallow_clone());
-            for conv in &self.cls_convs {
-                c = conv.forward_t(&c, train)?;
-            }
-            for conv in &self.reg_convs {
-                r = conv.forward_t(&r, train)?;
-            }
+        for ((level, scale), &stride) in x.iter().zip(&self.towers.scales).zip(&self.strides) {
+            let (c, r) = self.towers.forward_t(level, train)?;
             out.cls_scores.push(self.conv_cls.forward(&c)?);
             out.centernesses.push(self.conv_centerness.forward(if self.centerness_on_reg { &r } else { &c })?);
             let d = self.conv_reg.forward(&r)?.f_mul(scale)?.f_to_kind(Kind::Float)?;

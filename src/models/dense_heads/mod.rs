@@ -1,17 +1,19 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
-//! detectors' `RetinaHead`, `FCOSHead` and `ATSSHead`.
+//! detectors' `RetinaHead`, `FCOSHead`, `ATSSHead` and `GFLHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
 pub mod base_dense_head;
 pub mod embedding_rpn_head;
 pub mod fcos_head;
+pub mod gfl_head;
 pub mod retina_head;
 pub mod rpn_head;
 
 pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
 pub use fcos_head::FCOSHead;
+pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;

@@ -117,10 +117,11 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "RetinaNet" => Ok(Detector::SingleStage(SingleStageDetector::new("RetinaNet", &parse_cfg(model, "RetinaNet")?, &p)?)),
         "FCOS" => Ok(Detector::SingleStage(SingleStageDetector::new("FCOS", &parse_cfg(model, "FCOS")?, &p)?)),
         "ATSS" => Ok(Detector::SingleStage(SingleStageDetector::new("ATSS", &parse_cfg(model, "ATSS")?, &p)?)),
+        "GFL" => Ok(Detector::SingleStage(SingleStageDetector::new("GFL", &parse_cfg(model, "GFL")?, &p)?)),
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet, FCOS, ATSS and RPN do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet, FCOS, ATSS, GFL and RPN do)"),
         )),
     }
 }

@@ -43,6 +43,7 @@ pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelR
     let Some(cfg) = cfg else { return Ok(None) };
     match cfg_type(&cfg.0, "neck")? {
         "FPN" => Ok(Some(Neck::Fpn(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p / "neck")?))),
+        "PAFPN" => Ok(Some(Neck::Fpn(FPN::pafpn(&parse_cfg::<FPNConfig>(&cfg.0, "PAFPN")?, p / "neck")?))),
         "HRFPN" => Ok(Some(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p / "neck")?))),
         other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN and HRFPN are)"))),
     }

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, RPNHead, RetinaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, GFLHead, RPNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -27,6 +27,7 @@ pub enum DenseHead {
     Retina(RetinaHead),
     Fcos(FCOSHead),
     Atss(ATSSHead),
+    Gfl(GFLHead),
     /// The `RPN` detector's head.
     Rpn(RPNHead),
 }
@@ -69,8 +70,17 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
+            "GFLHead" => DenseHead::Gfl(GFLHead::new(
+                &parse_cfg::<GFLHeadConfig>(&cfg.bbox_head.0, "GFLHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?),
             other => {
-                return Err(ModelError::new(name, format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead and ATSSHead are)")))
+                return Err(ModelError::new(
+                    name,
+                    format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead, ATSSHead and GFLHead are)"),
+                ))
             }
         };
         Ok(SingleStageDetector {
@@ -111,7 +121,7 @@ impl SingleStageDetector {
     }
 
     /// `loss`: the head's `loss_cls` and `loss_bbox` (and FCOS's and ATSS's
-    /// `loss_centerness`, normalised by counts averaged over the processes
+    /// `loss_centerness`, GFL's `loss_dfl`, normalised by counts averaged over the processes
     /// with `reduce_mean`; `loss_rpn_cls` and `loss_rpn_bbox` for the RPN,
     /// every ground truth of class 0).
     pub fn loss(&self, batch: &DetBatch, reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
@@ -120,6 +130,7 @@ impl SingleStageDetector {
             DenseHead::Retina(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Fcos(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rpn(head) => {
                 let (cls, reg) = head.forward(&x)?;
                 head.loss_by_feat(&cls, &reg, &batch.data_samples)
@@ -134,6 +145,7 @@ impl SingleStageDetector {
             DenseHead::Retina(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Fcos(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
         }
     }

@@ -16,6 +16,7 @@
 pub mod cross_entropy_loss;
 pub mod dice_loss;
 pub mod focal_loss;
+pub mod gfocal_loss;
 pub mod giou_loss;
 pub mod iou_losses;
 pub mod l1_loss;
@@ -25,6 +26,7 @@ pub use cross_entropy_loss::CrossEntropyLoss;
 pub use detc::registry::models::common::Reduction;
 pub use dice_loss::DiceLoss;
 pub use focal_loss::FocalLoss;
+pub use gfocal_loss::{DistributionFocalLoss, QualityFocalLoss};
 pub use giou_loss::GIoULoss;
 pub use iou_losses::IoUFamilyLoss;
 pub use l1_loss::L1Loss;
@@ -144,6 +146,8 @@ pub enum Loss {
     IoUFamily(IoUFamilyLoss),
     Dice(DiceLoss),
     CrossEntropy(CrossEntropyLoss),
+    QualityFocal(QualityFocalLoss),
+    DistributionFocal(DistributionFocalLoss),
 }
 
 impl Loss {
@@ -164,6 +168,8 @@ impl Loss {
             "CrossEntropyLoss" => {
                 Loss::CrossEntropy(CrossEntropyLoss::new(&parse_cfg(&cfg.0, ty)?)?)
             }
+            "QualityFocalLoss" => Loss::QualityFocal(QualityFocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
+            "DistributionFocalLoss" => Loss::DistributionFocal(DistributionFocalLoss::new(&parse_cfg(&cfg.0, ty)?)),
             other => {
                 return Err(ModelError::new(
                     "loss",
@@ -184,6 +190,8 @@ impl Loss {
             Loss::IoUFamily(l) => l.forward(pred, target, args),
             Loss::Dice(l) => l.forward(pred, target, args),
             Loss::CrossEntropy(l) => l.forward(pred, target, args),
+            Loss::QualityFocal(l) => l.forward(pred, target, args),
+            Loss::DistributionFocal(l) => l.forward(pred, target, args),
         }
     }
 }

@@ -3,7 +3,12 @@
 //! 1x1 lateral convs, a nearest-upsampling top-down path, 3x3 output convs,
 //! and extra levels by max pooling or stride-2 convs. Names:
 //! `lateral_convs.{i}.conv.weight/bias`, `fpn_convs.{i}.conv.weight/bias`
-//! (extra convs continue the `fpn_convs` numbering).
+//! (extra convs continue the `fpn_convs` numbering). And `PAFPN` (Liu et
+//! al., "Path Aggregation Network for Instance Segmentation",
+//! <https://arxiv.org/abs/1803.01534>, `mmdet/models/necks/pafpn.py`): the
+//! same with a bottom-up path after the output convs, each level plus a
+//! stride-2 3x3 conv of the one below (`downsample_convs.{i}`), then a 3x3
+//! conv (`pafpn_convs.{i}`), before the extra levels.
 //!
 //! Shape shorthand: `N` images, `Ci` input channels of level `i`, `C` the
 //! output channels, `Hi, Wi` level sizes.
@@ -78,12 +83,20 @@ fn conv_init(cfg: &FPNConfig) -> ModelResult<ConvInit> {
     })
 }
 
-/// mmdet's `FPN` (named as its `type:`).
+/// PAFPN's bottom-up path: one of each conv per level above the first.
+#[derive(Debug)]
+struct BottomUp {
+    downsample_convs: Vec<ConvModule>,
+    pafpn_convs: Vec<ConvModule>,
+}
+
+/// mmdet's `FPN` (named as its `type:`), or `PAFPN` with a bottom-up path.
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug)]
 pub struct FPN {
     lateral_convs: Vec<ConvModule>,
     fpn_convs: Vec<ConvModule>,
+    bottom_up: Option<BottomUp>,
     in_channels: Vec<i64>,
     start_level: usize,
     backbone_end_level: usize,
@@ -190,6 +203,7 @@ impl FPN {
         Ok(FPN {
             lateral_convs,
             fpn_convs,
+            bottom_up: None,
             in_channels,
             start_level: start,
             backbone_end_level,
@@ -199,6 +213,38 @@ impl FPN {
             scale_factor,
             out_channels: out_c,
         })
+    }
+
+    /// `PAFPN`: the FPN of `cfg` and its bottom-up path, under `p`. Its
+    /// top-down path always upsamples to the finer level's size (nearest):
+    /// MMDetection's PAFPN takes no `upsample_cfg`.
+    pub fn pafpn(cfg: &FPNConfig, p: nn::Path) -> ModelResult<Self> {
+        let defaults: FPNConfig = serde_json::from_value(serde_json::json!({"in_channels": [1], "out_channels": 1, "num_outs": 1}))
+            .map_err(|e| ModelError::new("PAFPN", e.to_string()))?;
+        if serde_json::to_value(&cfg.upsample_cfg).ok() != serde_json::to_value(&defaults.upsample_cfg).ok() {
+            return Err(ModelError::new("PAFPN", "upsample_cfg is not an option of PAFPN (remove it)"));
+        }
+        let mut fpn = FPN::new(cfg, p.clone())?;
+        let init = conv_init(cfg)?;
+        let out_c = fpn.out_channels;
+        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, "PAFPN")).transpose()?;
+        let opts = |geom: ConvGeom| -> ModelResult<ConvModuleOpts> {
+            Ok(ConvModuleOpts {
+                geom,
+                bias: None,
+                norm: norm.clone(),
+                act: Activation::from_cfg(cfg.act_cfg.as_ref(), "PAFPN")?,
+                init: init.weight(&[out_c, out_c, 3, 3]),
+                conv: ConvKind::from_cfg(cfg.conv_cfg.as_ref(), "PAFPN")?,
+            })
+        };
+        let (mut downsample_convs, mut pafpn_convs) = (Vec::new(), Vec::new());
+        for k in 0..fpn.lateral_convs.len().saturating_sub(1) {
+            downsample_convs.push(ConvModule::new(&(&p / "downsample_convs" / k), out_c, out_c, &opts(ConvGeom::k(3).stride(2).padding(1))?)?);
+            pafpn_convs.push(ConvModule::new(&(&p / "pafpn_convs" / k), out_c, out_c, &opts(ConvGeom::k(3).padding(1))?)?);
+        }
+        fpn.bottom_up = Some(BottomUp { downsample_convs, pafpn_convs });
+        Ok(fpn)
     }
 
     /// inputs: the backbone levels, (N, Ci, Hi, Wi) each -> `num_outs` maps
@@ -227,6 +273,15 @@ impl FPN {
         let mut outs = Vec::with_capacity(self.num_outs);
         for (k, lat) in laterals.iter().enumerate() {
             outs.push(self.fpn_convs[k].forward_t(lat, train)?);
+        }
+        if let Some(bu) = &self.bottom_up {
+            // PAFPN: outs[i + 1] += downsample(outs[i]), bottom up, then a conv above the first.
+            for (i, down) in bu.downsample_convs.iter().enumerate() {
+                outs[i + 1] = outs[i + 1].f_add(&down.forward_t(&outs[i], train)?)?;
+            }
+            for (i, conv) in bu.pafpn_convs.iter().enumerate() {
+                outs[i + 1] = conv.forward_t(&outs[i + 1], train)?;
+            }
         }
         if self.num_outs > used {
             match self.extra {

@@ -6,6 +6,9 @@
 pub mod fpn;
 pub mod hrfpn;
 
+#[cfg(test)]
+mod pafpn_tests;
+
 pub use fpn::FPN;
 pub use hrfpn::HRFPN;
 
@@ -13,7 +16,7 @@ use tch::Tensor;
 
 use crate::models::layers::ModelResult;
 
-/// A detector's neck: `FPN` or `HRFPN`.
+/// A detector's neck: `FPN` (or `PAFPN`) or `HRFPN`.
 #[derive(Debug)]
 pub enum Neck {
     Fpn(FPN),

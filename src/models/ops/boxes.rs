@@ -106,6 +106,36 @@ pub fn cxcywh_to_xyxy(b: &Tensor) -> ModelResult<Tensor> {
     Ok(Tensor::f_cat(&[c.f_sub(&half)?, c.f_add(&half)?], -1)?)
 }
 
+/// `distance2bbox`: points (M, 2) and distances (M, 4) (left, top, right,
+/// bottom) -> boxes (M, 4), clamped to `max_shape` `(h, w)` when given.
+pub fn distance2bbox(points: &Tensor, distances: &Tensor, max_shape: Option<(f64, f64)>) -> ModelResult<Tensor> {
+    let (px, py) = (points.f_select(1, 0)?, points.f_select(1, 1)?);
+    let d = |i: i64| distances.f_select(1, i);
+    let (mut x1, mut y1) = (px.f_sub(&d(0)?)?, py.f_sub(&d(1)?)?);
+    let (mut x2, mut y2) = (px.f_add(&d(2)?)?, py.f_add(&d(3)?)?);
+    if let Some((h, w)) = max_shape {
+        x1 = x1.f_clamp(0.0, w)?;
+        x2 = x2.f_clamp(0.0, w)?;
+        y1 = y1.f_clamp(0.0, h)?;
+        y2 = y2.f_clamp(0.0, h)?;
+    }
+    Ok(Tensor::f_stack(&[x1, y1, x2, y2], -1)?)
+}
+
+/// `bbox2distance` (`DistancePointBBoxCoder.encode`): points (M, 2) and boxes
+/// (M, 4) -> the (M, 4) distances of each point to the box's left, top,
+/// right and bottom, clamped to `[0, max_dis - eps]` when `max_dis` is given.
+pub fn bbox2distance(points: &Tensor, bboxes: &Tensor, max_dis: Option<f64>, eps: f64) -> ModelResult<Tensor> {
+    let (px, py) = (points.f_select(1, 0)?, points.f_select(1, 1)?);
+    let b = |i: i64| bboxes.f_select(1, i);
+    let sides = [px.f_sub(&b(0)?)?, py.f_sub(&b(1)?)?, b(2)?.f_sub(&px)?, b(3)?.f_sub(&py)?];
+    let sides = match max_dis {
+        Some(m) => sides.iter().map(|d| d.f_clamp(0.0, m - eps)).collect::<Result<Vec<_>, _>>()?,
+        None => Vec::from(sides),
+    };
+    Ok(Tensor::f_stack(&sides, -1)?)
+}
+
 /// `DeltaXYWHBBoxCoder`: boxes as `((gx-px)/pw, (gy-py)/ph, log(gw/pw), log(gh/ph))`,
 /// normalised by `target_means` / `target_stds`.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ pub mod nms;
 pub mod roi_align;
 pub mod soft_nms;
 
-pub use boxes::{bbox_overlaps, cxcywh_to_xyxy, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};
+pub use boxes::{bbox2distance, bbox_overlaps, cxcywh_to_xyxy, distance2bbox, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};
 pub use multiclass_nms::{multiclass_nms, Detections};
 pub use nms::{batched_nms, nms};
 pub use roi_align::{map_roi_levels, multi_level_roi_align, roi_align, RoIAlign};

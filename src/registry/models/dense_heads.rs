@@ -403,3 +403,80 @@ pub struct ATSSHeadConfig {
     #[serde(default = "default_atss_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_gfl_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "gfl_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+fn default_loss_dfl() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "DistributionFocalLoss", "loss_weight": 0.25}))
+}
+
+/// `GFLHead`: the head of Generalized Focal Loss (Li et al., "Generalized
+/// Focal Loss: Learning Qualified and Distributed Bounding Boxes for Dense
+/// Object Detection", 2020), as `mmdet.models.dense_heads.GFLHead`: ATSS's
+/// anchors and assignment, per location `num_classes` sigmoid scores trained
+/// as IoU-quality estimates (`QualityFocalLoss`), and each side's distance
+/// (in strides) as a distribution over `0..=reg_max` (`gfl_reg`, its
+/// expectation the distance), trained by the box loss and
+/// `DistributionFocalLoss`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GFLHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs (GroupNorm of 32 groups); none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Anchor generator: one anchor per location (the GFL configs' one
+    /// square anchor of 8 strides).
+    #[serde(default = "default_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Decodes side distances from the anchor centres: `DistancePointBBoxCoder`.
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// The largest distance, in strides, of the side distributions
+    /// (`reg_max + 1` bins each).
+    #[serde(default = "uint::<16>")]
+    #[schemars(range(min = 1))]
+    pub reg_max: u32,
+    /// Unused by this head (its box loss is always on decoded boxes).
+    #[serde(default)]
+    pub reg_decoded_bbox: bool,
+    /// Classification loss: `QualityFocalLoss`.
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box loss on the decoded boxes (in strides), e.g. `GIoULoss`.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Distribution loss of the side distances: `DistributionFocalLoss`.
+    #[serde(default = "default_loss_dfl")]
+    pub loss_dfl: LossCfg,
+    /// Training settings; the detector fills it from `model.train_cfg`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `gfl_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_gfl_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -53,6 +53,49 @@ pub struct FocalLossConfig {
     pub activated: bool,
 }
 
+/// `QualityFocalLoss` (Li et al., "Generalized Focal Loss", 2020), as
+/// `mmdet.models.losses.QualityFocalLoss`: a sigmoid cross-entropy against a
+/// soft target (the IoU of a positive's box at its class, 0 elsewhere),
+/// scaled by `|target - sigmoid(pred)| ^ beta`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualityFocalLossConfig {
+    /// Sigmoid (per-class binary) form; MMDetection supports only `true`.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub use_sigmoid: bool,
+    /// Focusing parameter.
+    #[serde(default = "two")]
+    #[schemars(range(min = 0.0))]
+    pub beta: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// Predictions are already probabilities (skip the sigmoid).
+    #[serde(default)]
+    pub activated: bool,
+}
+
+/// `DistributionFocalLoss` (Li et al., 2020), as
+/// `mmdet.models.losses.DistributionFocalLoss`: a side's distance, as a
+/// discrete distribution over the integers, is pulled to the two integers
+/// around its target, each by its closeness.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DistributionFocalLossConfig {
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
 /// `CrossEntropyLoss`: softmax, sigmoid (binary per class) or mask cross-entropy.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -79,7 +79,9 @@ fn default_fpn_init() -> Option<OneOrMany<InitCfg>> {
     }))))
 }
 
-/// `FPN`: feature pyramid network (Lin et al., 2017), as `mmdet.models.necks.FPN`.
+/// `FPN`: feature pyramid network (Lin et al., 2017), as `mmdet.models.necks.FPN`;
+/// also `PAFPN` (Liu et al., 2018, `mmdet.models.necks.PAFPN`), which adds a
+/// bottom-up path (`downsample_convs`, `pafpn_convs`) and takes no `upsample_cfg`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FPNConfig {
