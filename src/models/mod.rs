@@ -69,6 +69,11 @@ pub static BUILDERS: &[&str] = &[
     // Faster R-CNN and Mask R-CNN.
     "FasterRCNN",
     "MaskRCNN",
+    "MaskScoringRCNN",
+    "MaskScoringRoIHead",
+    "MaskIoUHead",
+    "MSELoss",
+    "Kaiming",
     "CascadeRCNN",
     "RetinaNet",
     "RPN",
@@ -115,6 +120,7 @@ pub static BUILDERS: &[&str] = &[
     "DCNv2",
     // A ResNet-family backbone's `plugins` (src/models/backbones/plugins.rs).
     "ContextBlock",
+    "GeneralizedAttention",
     // The runtime (src/engine): loops, optimizers, schedulers, hooks, logging.
     "EpochBasedTrainLoop",
     "IterBasedTrainLoop",

@@ -28,17 +28,17 @@ use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreproce
 use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
-    BatchNormConfig, ContextBlockConfig, Conv2dConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    BatchNormConfig, ContextBlockConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig,
+    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
-use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig};
+use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
 use super::models::necks::{FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
-use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
+use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
     ATSSAssignerConfig, HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
@@ -57,6 +57,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
+    component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
     component::<SparseRCNNConfig>("SparseRCNN", Role::Detector),
     component::<QueryInstConfig>("QueryInst", Role::Detector),
@@ -84,6 +85,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
+    component::<MaskScoringRoIHeadConfig>("MaskScoringRoIHead", Role::RoiHead),
     component::<CascadeRoIHeadConfig>("CascadeRoIHead", Role::RoiHead),
     component::<SparseRoIHeadConfig>("SparseRoIHead", Role::RoiHead),
     component::<Shared2FCBBoxHeadConfig>("Shared2FCBBoxHead", Role::BBoxHead),
@@ -94,6 +96,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DIIHeadConfig>("DIIHead", Role::BBoxHead),
     component::<FCNMaskHeadConfig>("FCNMaskHead", Role::MaskHead),
     component::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
+    component::<MaskIoUHeadConfig>("MaskIoUHead", Role::MaskHead),
     component::<SingleRoIExtractorConfig>("SingleRoIExtractor", Role::RoiExtractor),
     // ops
     component::<RoIAlignConfig>("RoIAlign", Role::RoiLayer),
@@ -119,6 +122,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DistributionFocalLossConfig>("DistributionFocalLoss", Role::Loss),
     component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
     component::<L1LossConfig>("L1Loss", Role::Loss),
+    component::<MSELossConfig>("MSELoss", Role::Loss),
     component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
     component::<GIoULossConfig>("GIoULoss", Role::Loss),
     component::<IoULossConfig>("IoULoss", Role::Loss),
@@ -134,6 +138,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DeformConvConfig>("DCN", Role::Conv),
     component::<ModulatedDeformConvConfig>("DCNv2", Role::Conv),
     component::<ContextBlockConfig>("ContextBlock", Role::Plugin),
+    component::<GeneralizedAttentionConfig>("GeneralizedAttention", Role::Plugin),
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),
     component::<SyncBatchNormConfig>("SyncBN", Role::Norm),

@@ -246,6 +246,19 @@ fn faster_rcnn_pafpn_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn mask_scoring_rcnn_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/ms_rcnn/ms-rcnn_r50_fpn_1x_coco.yaml", "ms-rcnn_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
+fn faster_rcnn_generalized_attention_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco.yaml",
+        "faster-rcnn_r50-attn1111_fpn_1x_state_dict.json",
+    );
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -283,6 +296,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "atss_r50_fpn_1x",
         "gfl_r50_fpn_1x",
         "faster-rcnn_r50_pafpn_1x",
+        "ms-rcnn_r50_fpn_1x",
+        "faster-rcnn_r50-attn1111_fpn_1x",
     ] {
         assert_eq!(
             live[name],

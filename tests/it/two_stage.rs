@@ -575,3 +575,24 @@ fn gfl_on_pafpn_trains_and_tests() {
     let log = trains_and_tests(dir.path(), "gfl", &config, 2, &["loss_cls", "loss_bbox", "loss_dfl"], &saved);
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
 }
+
+/// The demo Mask R-CNN as Mask Scoring R-CNN (`MaskScoringRoIHead` with a
+/// `MaskIoUHead`): it trains with `loss_mask_iou` in the log, saves the
+/// mask-IoU head under MMDetection's names, evaluates and tests.
+#[test]
+fn mask_scoring_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  type: MaskScoringRCNN\n  roi_head:\n    type: MaskScoringRoIHead\n    \
+         mask_roi_extractor: {{type: SingleRoIExtractor, roi_layer: {{type: RoIAlign, output_size: 14, sampling_ratio: 0}}, \
+         out_channels: 64, featmap_strides: [4, 8, 16, 32]}}\n    \
+         mask_iou_head: {{type: MaskIoUHead, num_convs: 2, num_fcs: 1, roi_feat_size: 14, in_channels: 64, \
+         conv_out_channels: 16, fc_out_channels: 32, num_classes: 4}}\n  train_cfg:\n    rcnn:\n      mask_size: 28\n      \
+         mask_thr_binary: 0.5\n",
+        base = root().join(CONFIG).display(),
+    );
+    let saved = ["roi_head.mask_iou_head.convs.1.weight", "roi_head.mask_iou_head.fcs.0.bias", "roi_head.mask_iou_head.fc_mask_iou.weight"];
+    let log = trains_and_tests(dir.path(), "ms", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask", "loss_mask_iou"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+}

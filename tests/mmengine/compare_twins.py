@@ -283,6 +283,18 @@ CONFIGS = [
     'gfl/gfl_x101-32x4d-dconv-c4-c5_fpn_ms-2x_coco',
     'gfl/gfl_x101-32x4d_fpn_ms-2x_coco',
     'pafpn/faster-rcnn_r50_pafpn_1x_coco',
+    'ms_rcnn/ms-rcnn_r50_fpn_1x_coco',
+    'ms_rcnn/ms-rcnn_r50-caffe_fpn_1x_coco',
+    'ms_rcnn/ms-rcnn_r50-caffe_fpn_2x_coco',
+    'ms_rcnn/ms-rcnn_r101-caffe_fpn_1x_coco',
+    'ms_rcnn/ms-rcnn_r101-caffe_fpn_2x_coco',
+    'ms_rcnn/ms-rcnn_x101-32x4d_fpn_1x_coco',
+    'ms_rcnn/ms-rcnn_x101-64x4d_fpn_1x_coco',
+    'ms_rcnn/ms-rcnn_x101-64x4d_fpn_2x_coco',
+    'empirical_attention/faster-rcnn_r50-attn0010-dcn_fpn_1x_coco',
+    'empirical_attention/faster-rcnn_r50-attn0010_fpn_1x_coco',
+    'empirical_attention/faster-rcnn_r50-attn1111-dcn_fpn_1x_coco',
+    'empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco',
 ]
 
 

@@ -64,9 +64,7 @@ def main(out):
     torch.manual_seed(0)
     d = {}
     for name, cfg in BLOCKS.items():
-        block = MODELS.build(dict(cfg))
-        block.init_weights = lambda: None  # an nn.Module: its __init__ initialises it
-        record_module_case(d, name, block, [(2, 32, 9, 7)], lambda m, x: [m(x[0])])
+        record_module_case(d, name, MODELS.build(dict(cfg)), [(2, 32, 9, 7)], lambda m, x: [m(x[0])])
     for name, cfg in BACKBONES.items():
         record_module_case(d, name, MODELS.build(dict(cfg)), [(2, 3, 64, 64)], lambda m, x: m(x[0]))
     os.makedirs(out, exist_ok=True)

@@ -39,6 +39,8 @@ With OUT_DIR it writes
 * OUT_DIR/atss_r50_fpn_1x_state_dict.json
 * OUT_DIR/gfl_r50_fpn_1x_state_dict.json
 * OUT_DIR/faster-rcnn_r50_pafpn_1x_state_dict.json
+* OUT_DIR/ms-rcnn_r50_fpn_1x_state_dict.json
+* OUT_DIR/faster-rcnn_r50-attn1111_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -99,6 +101,8 @@ CONFIGS = {
     "atss_r50_fpn_1x": "atss/atss_r50_fpn_1x_coco.py",
     "gfl_r50_fpn_1x": "gfl/gfl_r50_fpn_1x_coco.py",
     "faster-rcnn_r50_pafpn_1x": "pafpn/faster-rcnn_r50_pafpn_1x_coco.py",
+    "ms-rcnn_r50_fpn_1x": "ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py",
+    "faster-rcnn_r50-attn1111_fpn_1x": "empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco.py",
 }
 
 

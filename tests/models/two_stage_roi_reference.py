@@ -39,6 +39,10 @@ is re-stated below over torchvision's nms (its Python logic, unchanged).
            with mask heads: every stage's losses, gradients, predictions;
 * c4.*     the C4 configs' StandardRoIHead (c4_cfg): a ResLayer shared head,
            a BBoxHead, a conv-less FCNMaskHead: losses, gradients, predictions.
+* ms.*     e2e's head as Mask Scoring R-CNN's MaskScoringRoIHead with a tiny
+           MaskIoUHead (CFG_MASK_IOU): losses (loss_mask_iou too),
+           gradients, predictions (scores times the predicted mask IoU);
+  msinit.* that MaskIoUHead's state dict after init_weights().
 """
 
 import math
@@ -347,11 +351,19 @@ def data_samples(imgs):
 OHEM = dict(type="OHEMSampler", num=8, pos_fraction=0.25, neg_pos_ub=-1, add_gt_as_proposals=True)
 
 
-def e2e_case(prefix, shared, imgs, d, predict, sampler=None):
+# Keep in sync with mask_scoring_tests.rs.
+CFG_MASK_IOU = dict(type="MaskIoUHead", num_convs=2, num_fcs=1, roi_feat_size=14, in_channels=8,
+                    conv_out_channels=8, fc_out_channels=16, num_classes=3)
+
+
+def e2e_case(prefix, shared, imgs, d, predict, sampler=None, scoring=False):
     torch.manual_seed(11)
     cfg = e2e_cfg(shared)
     if sampler is not None:  # more candidates than the sampler takes: OHEM ranks them
         cfg["train_cfg"]["sampler"] = sampler
+    if scoring:
+        cfg.update(type="MaskScoringRoIHead", mask_iou_head=CFG_MASK_IOU)
+        cfg["train_cfg"]["mask_thr_binary"] = 0.5
     head = MODELS.build(cfg)
     head.init_weights()
     perturb(head, 0.2)
@@ -369,9 +381,13 @@ def e2e_case(prefix, shared, imgs, d, predict, sampler=None):
     for k, v in losses.items():
         d[f"{prefix}.out.{k}"] = v.detach().clone()
     params = dict(head.named_parameters())
-    for k in ["bbox_head.shared_fcs.0.weight", "bbox_head.fc_cls.weight",
-              "bbox_head.fc_reg.weight", "mask_head.convs.0.conv.weight",
-              "mask_head.conv_logits.weight"]:
+    keys = ["bbox_head.shared_fcs.0.weight", "bbox_head.fc_cls.weight",
+            "bbox_head.fc_reg.weight", "mask_head.convs.0.conv.weight",
+            "mask_head.conv_logits.weight"]
+    if scoring:
+        keys += ["mask_iou_head.convs.0.weight", "mask_iou_head.convs.1.bias", "mask_iou_head.fcs.0.weight",
+                 "mask_iou_head.fc_mask_iou.weight", "mask_iou_head.fc_mask_iou.bias"]
+    for k in keys:
         d[f"{prefix}.grad.{k}"] = params[k].grad.clone()
     for i, t in enumerate(x):
         d[f"{prefix}.grad.x.{i}"] = t.grad.clone()
@@ -586,6 +602,11 @@ def main(out):
     e2e_case("e2e", False, imgs, d, predict=True)
     e2e_case("e2es", True, imgs, d, predict=False)
     e2e_case("ohem", False, imgs, d, predict=False, sampler=OHEM)
+    e2e_case("ms", False, imgs, d, predict=True, scoring=True)
+    torch.manual_seed(5)
+    mask_iou = MODELS.build(CFG_MASK_IOU)
+    mask_iou.init_weights()
+    save_init(mask_iou, "msinit", d)
     full_shapes(d)
     cascade_case("cas", False, imgs, d)
     cascade_case("casm", True, imgs, d)

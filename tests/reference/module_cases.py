@@ -15,8 +15,10 @@ import torch
 
 
 def record_module_case(d, name, module, shapes, forward):
-    """`forward(module, inputs)` gives the list of outputs."""
-    module.init_weights()
+    """`forward(module, inputs)` gives the list of outputs. A plain
+    `nn.Module` without `init_weights` (MMCV's ContextBlock) keeps what its
+    constructor drew."""
+    getattr(module, "init_weights", lambda: None)()
     for k, v in module.state_dict().items():
         d[f"{name}.init.{k}"] = v.detach().clone()
     with torch.no_grad():

@@ -15,6 +15,8 @@ mod regnet_tests;
 #[cfg(test)]
 mod gcnet_tests;
 #[cfg(test)]
+mod attention_tests;
+#[cfg(test)]
 mod resnest_tests;
 
 pub use hrnet::HRNet;

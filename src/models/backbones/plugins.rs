@@ -5,11 +5,12 @@
 //! entry's `postfix` (`layer2.0.context_block.conv_mask.weight`).
 
 use detc::registry::models::backbones::{BlockPluginConfig, PluginPosition};
-use detc::registry::models::layers::ContextBlockConfig;
+use detc::registry::models::layers::{ContextBlockConfig, GeneralizedAttentionConfig};
 use tch::nn;
 use tch::Tensor;
 
 use crate::models::layers::context_block::{ContextBlock, ContextInit};
+use crate::models::layers::generalized_attention::GeneralizedAttention;
 use crate::models::layers::{ModelError, ModelResult};
 
 /// One plugin of a stage: where it goes, under which name, built how.
@@ -24,6 +25,7 @@ pub(super) struct PluginSpec {
 #[derive(Debug, Clone)]
 enum PluginKind {
     Context(ContextBlockConfig),
+    Attention(GeneralizedAttentionConfig),
 }
 
 /// The plugins of each of the `n` stages, in the order of `plugins`.
@@ -69,13 +71,22 @@ fn parse(entry: &BlockPluginConfig, owner: &str, k: usize) -> ModelResult<Plugin
             let c: ContextBlockConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(invalid)?;
             ("context_block", PluginKind::Context(c))
         }
+        Some("GeneralizedAttention") => {
+            let c: GeneralizedAttentionConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(invalid)?;
+            ("gen_attention_block", PluginKind::Attention(c))
+        }
         other => {
-            return Err(ModelError::new(owner, format!("plugins[{k}]: plugin type {other:?} is not supported (ContextBlock)")))
+            return Err(ModelError::new(
+                owner,
+                format!("plugins[{k}]: plugin type {other:?} is not supported (ContextBlock, GeneralizedAttention)"),
+            ))
         }
     };
     let postfix = match &kind {
-        PluginKind::Context(c) => c.postfix.as_ref().map(ToString::to_string).unwrap_or_default(),
+        PluginKind::Context(c) => c.postfix.as_ref(),
+        PluginKind::Attention(c) => c.postfix.as_ref(),
     };
+    let postfix = postfix.map(ToString::to_string).unwrap_or_default();
     Ok(PluginSpec { position: entry.position, name: format!("{abbr}{postfix}"), kind })
 }
 
@@ -83,6 +94,7 @@ fn parse(entry: &BlockPluginConfig, owner: &str, k: usize) -> ModelResult<Plugin
 #[derive(Debug)]
 pub(super) enum BlockPlugin {
     Context(ContextBlock),
+    Attention(GeneralizedAttention),
 }
 
 impl BlockPlugin {
@@ -96,6 +108,7 @@ impl BlockPlugin {
                 let init = if scratch { ContextInit::OwnerKaiming } else { ContextInit::Own };
                 Ok(BlockPlugin::Context(ContextBlock::new(&p, c, cfg, init, trainable)?))
             }
+            PluginKind::Attention(cfg) => Ok(BlockPlugin::Attention(GeneralizedAttention::new(&p, c, cfg, trainable)?)),
         }
     }
 
@@ -103,6 +116,7 @@ impl BlockPlugin {
     pub(super) fn forward(&self, x: &Tensor) -> ModelResult<Tensor> {
         match self {
             BlockPlugin::Context(block) => block.forward(x),
+            BlockPlugin::Attention(block) => block.forward(x),
         }
     }
 }

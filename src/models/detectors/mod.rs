@@ -106,10 +106,11 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
     match cfg_type(model, "model")? {
         "SparseRCNN" => Ok(Detector::Sparse(SparseRCNN::from_sparse_rcnn_config(&parse_cfg(model, "SparseRCNN")?, &p)?)),
         "QueryInst" => Ok(Detector::Sparse(SparseRCNN::from_query_inst_config(&parse_cfg(model, "QueryInst")?, &p)?)),
-        name @ ("FasterRCNN" | "MaskRCNN" | "CascadeRCNN") => {
+        name @ ("FasterRCNN" | "MaskRCNN" | "MaskScoringRCNN" | "CascadeRCNN") => {
             let name = match name {
                 "FasterRCNN" => "FasterRCNN",
                 "MaskRCNN" => "MaskRCNN",
+                "MaskScoringRCNN" => "MaskScoringRCNN",
                 _ => "CascadeRCNN",
             };
             Ok(Detector::TwoStage(TwoStageDetector::new(name, &parse_cfg(model, name)?, &p)?))
@@ -121,7 +122,7 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(
             "model",
-            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, CascadeRCNN, RetinaNet, FCOS, ATSS, GFL and RPN do)"),
+            format!("detector {other:?} has no builder (SparseRCNN, QueryInst, FasterRCNN, MaskRCNN, MaskScoringRCNN, CascadeRCNN, RetinaNet, FCOS, ATSS, GFL and RPN do)"),
         )),
     }
 }

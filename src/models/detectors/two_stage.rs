@@ -10,7 +10,7 @@ use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::dense_heads::RPNHeadConfig;
 use detc::registry::models::detectors::TwoStageDetectorConfig;
 use detc::registry::models::common::OneOrMany;
-use detc::registry::models::roi_heads::{CascadeRoIHeadConfig, StandardRoIHeadConfig};
+use detc::registry::models::roi_heads::{CascadeRoIHeadConfig, MaskScoringRoIHeadConfig, StandardRoIHeadConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
@@ -101,19 +101,18 @@ impl TwoStageDetector {
             }
         };
         let roi_head = match cfg_type(&cfg.roi_head.0, "roi_head")? {
-            "StandardRoIHead" => {
+            kind @ ("StandardRoIHead" | "MaskScoringRoIHead") => {
                 let OneOrMany::One(rcnn) = &train.rcnn else {
                     return Err(ModelError::new(
                         name,
-                        "train_cfg.rcnn is a list: StandardRoIHead takes one dict (a list, one per stage, is for CascadeRoIHead)",
+                        format!("train_cfg.rcnn is a list: {kind} takes one dict (a list, one per stage, is for CascadeRoIHead)"),
                     ));
                 };
-                RoiHead::Standard(StandardRoIHead::new(
-                    &parse_cfg::<StandardRoIHeadConfig>(&cfg.roi_head.0, "StandardRoIHead")?,
-                    Some(rcnn),
-                    Some(&test.rcnn),
-                    &(p / "roi_head"),
-                )?)
+                let (roi, roi_p) = (&cfg.roi_head.0, p / "roi_head");
+                RoiHead::Standard(match kind {
+                    "StandardRoIHead" => StandardRoIHead::new(&parse_cfg::<StandardRoIHeadConfig>(roi, kind)?, Some(rcnn), Some(&test.rcnn), &roi_p)?,
+                    _ => StandardRoIHead::mask_scoring(&parse_cfg::<MaskScoringRoIHeadConfig>(roi, kind)?, Some(rcnn), Some(&test.rcnn), &roi_p)?,
+                })
             }
             "CascadeRoIHead" => {
                 let rcnn: Vec<_> = train.rcnn.as_vec().into_iter().cloned().collect();
@@ -127,11 +126,11 @@ impl TwoStageDetector {
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("roi_head {other:?} is not supported (StandardRoIHead or CascadeRoIHead)"),
+                    format!("roi_head {other:?} is not supported (StandardRoIHead, MaskScoringRoIHead or CascadeRoIHead)"),
                 ))
             }
         };
-        if name == "MaskRCNN" && !roi_head.with_mask() {
+        if matches!(name, "MaskRCNN" | "MaskScoringRCNN") && !roi_head.with_mask() {
             return Err(ModelError::new(
                 name,
                 "roi_head needs a mask_head (FCNMaskHead); use FasterRCNN for boxes only",

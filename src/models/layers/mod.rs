@@ -17,6 +17,7 @@
 pub mod context_block;
 pub mod deform_conv;
 pub mod error;
+pub mod generalized_attention;
 #[cfg(test)]
 pub mod fixtures;
 pub mod norm;
@@ -84,6 +85,13 @@ pub fn xavier(dims: &[i64], gain: f64, uniform: bool) -> Init {
             stdev: gain * (2.0 / fans).sqrt(),
         }
     }
+}
+
+/// MMEngine's `Caffe2Xavier` (Kaiming uniform with `a = 1`, fan-in) of a
+/// weight with `fan_in` inputs: U(+-sqrt(3 / fan_in)).
+pub fn caffe2_xavier(fan_in: i64) -> Init {
+    let bound = (3.0 / fan_in.max(1) as f64).sqrt();
+    Init::Uniform { lo: -bound, up: bound }
 }
 
 /// MMEngine's `KaimingInit` default (`mode='fan_out'`, `nonlinearity='relu'`,
@@ -266,6 +274,8 @@ pub enum ConvInit {
     KaimingFanIn,
     /// `constant_init(val=0)`: weight and bias 0.
     Zeros,
+    /// MMEngine's `Caffe2Xavier` (Kaiming uniform, `a = 1`, fan-in): U(+-sqrt(3 / fan_in)), bias 0.
+    Caffe2Xavier,
 }
 
 /// A trainable biased conv under `p` initialised as `init` says.
@@ -291,6 +301,7 @@ pub fn make_conv_trainable(
         ConvInit::Kaiming => (kaiming_normal_fan_out(&[out_c, in_c / geom.groups.max(1), geom.kernel, geom.kernel]), Some(0.0)),
         ConvInit::KaimingFanIn => (Init::Randn { mean: 0.0, stdev: (2.0 / fan_in.max(1) as f64).sqrt() }, Some(0.0)),
         ConvInit::Zeros => (Init::Const(0.0), Some(0.0)),
+        ConvInit::Caffe2Xavier => (caffe2_xavier(fan_in), Some(0.0)),
     };
     let conv = Conv2d::new(p, in_c, out_c, geom, true, w_init, trainable)?;
     if let Some(b) = &conv.bias {

@@ -20,6 +20,7 @@ pub mod gfocal_loss;
 pub mod giou_loss;
 pub mod iou_losses;
 pub mod l1_loss;
+pub mod mse_loss;
 pub mod smooth_l1_loss;
 
 pub use cross_entropy_loss::CrossEntropyLoss;
@@ -30,6 +31,7 @@ pub use gfocal_loss::{DistributionFocalLoss, QualityFocalLoss};
 pub use giou_loss::GIoULoss;
 pub use iou_losses::IoUFamilyLoss;
 pub use l1_loss::L1Loss;
+pub use mse_loss::MSELoss;
 pub use smooth_l1_loss::SmoothL1Loss;
 
 use detc::registry::refs::LossCfg;
@@ -148,6 +150,7 @@ pub enum Loss {
     CrossEntropy(CrossEntropyLoss),
     QualityFocal(QualityFocalLoss),
     DistributionFocal(DistributionFocalLoss),
+    Mse(MSELoss),
 }
 
 impl Loss {
@@ -170,6 +173,7 @@ impl Loss {
             }
             "QualityFocalLoss" => Loss::QualityFocal(QualityFocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "DistributionFocalLoss" => Loss::DistributionFocal(DistributionFocalLoss::new(&parse_cfg(&cfg.0, ty)?)),
+            "MSELoss" => Loss::Mse(MSELoss::new(&parse_cfg(&cfg.0, ty)?)),
             other => {
                 return Err(ModelError::new(
                     "loss",
@@ -192,6 +196,7 @@ impl Loss {
             Loss::CrossEntropy(l) => l.forward(pred, target, args),
             Loss::QualityFocal(l) => l.forward(pred, target, args),
             Loss::DistributionFocal(l) => l.forward(pred, target, args),
+            Loss::Mse(l) => l.forward(pred, target, args),
         }
     }
 }

@@ -13,6 +13,9 @@ pub mod res_layer;
 pub mod sparse_roi_head;
 pub mod standard_roi_head;
 
+#[cfg(test)]
+mod mask_scoring_tests;
+
 pub use sparse_roi_head::{DetInstances, SparseRoIHead};
 pub use cascade_roi_head::CascadeRoIHead;
 pub use standard_roi_head::StandardRoIHead;

@@ -15,7 +15,7 @@
 //! of the batch, `Np` positives, `K` classes, `k` detections of an image.
 
 use detc::registry::models::common::IntOrPair;
-use detc::registry::models::roi_heads::StandardRoIHeadConfig;
+use detc::registry::models::roi_heads::{MaskScoringRoIHeadConfig, StandardRoIHeadConfig};
 use detc::registry::models::task_modules::OHEMSamplerConfig;
 use detc::registry::models::train_test::{RcnnTestConfig, RcnnTrainConfig};
 use detc::registry::refs::{AssignerCfg, MaskHeadCfg, RoiExtractorCfg, SamplerCfg};
@@ -25,7 +25,7 @@ use tch::{nn, Kind, Tensor};
 use super::bbox_heads::bbox_head_predict::empty_instances;
 use super::bbox_heads::{build_bbox_head, BoxTestCfg, ConvFCBBoxHead};
 use super::res_layer::ResLayer;
-use super::mask_heads::FCNMaskHead;
+use super::mask_heads::{FCNMaskHead, MaskIoUHead};
 use super::roi_extractors::SingleRoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::{gt_masks, DetInstances};
@@ -58,6 +58,8 @@ pub(super) struct RcnnTrain {
     pub(super) pos_weight: f64,
     /// `(h, w)` of the mask targets; set when there is a mask head.
     pub(super) mask_size: Option<(i64, i64)>,
+    /// Binarises the positives' mask logits for Mask Scoring R-CNN's IoU targets.
+    pub(super) mask_thr_binary: Option<f64>,
 }
 
 /// `test_cfg.rcnn`, parsed.
@@ -122,6 +124,8 @@ pub struct StandardRoIHead {
     shared_head: Option<ResLayer>,
     bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
+    /// Mask Scoring R-CNN's `mask_iou_head` (`MaskScoringRoIHead`).
+    mask_iou: Option<MaskIoUHead>,
     train: Option<RcnnTrain>,
     test: Option<RcnnTest>,
 }
@@ -180,6 +184,7 @@ pub(super) fn build_train(cfg: &RcnnTrainConfig, with_mask: bool) -> ModelResult
         sampler: build_sampler(&cfg.sampler)?,
         pos_weight: cfg.pos_weight,
         mask_size,
+        mask_thr_binary: cfg.mask_thr_binary,
     })
 }
 
@@ -268,7 +273,33 @@ impl StandardRoIHead {
             shared_head,
             bbox_head,
             mask,
+            mask_iou: None,
         })
+    }
+
+    /// `MaskScoringRoIHead`: the standard head with its mask branch and a
+    /// `mask_iou_head` (under `p / "mask_iou_head"`) whose predicted IoU of
+    /// each mask rescales its detection's score.
+    pub fn mask_scoring(
+        cfg: &MaskScoringRoIHeadConfig,
+        train_cfg: Option<&RcnnTrainConfig>,
+        test_cfg: Option<&RcnnTestConfig>,
+        p: &nn::Path,
+    ) -> ModelResult<Self> {
+        const OWNER: &str = "MaskScoringRoIHead";
+        let mut head = Self::new(&cfg.standard, train_cfg, test_cfg, p)?;
+        if head.mask.is_none() {
+            return Err(ModelError::new(OWNER, "needs a mask_head (FCNMaskHead)"));
+        }
+        if head.train.as_ref().is_some_and(|t| t.mask_thr_binary.is_none()) {
+            return Err(ModelError::new(OWNER, "train_cfg.rcnn needs mask_thr_binary (e.g. 0.5) for the mask-IoU targets"));
+        }
+        let iou = match cfg_type(&cfg.mask_iou_head.0, "mask_iou_head")? {
+            "MaskIoUHead" => MaskIoUHead::new(&parse_cfg(&cfg.mask_iou_head.0, "MaskIoUHead")?, &(p / "mask_iou_head"))?,
+            other => return Err(ModelError::new(OWNER, format!("mask_iou_head {other:?} is not supported (only MaskIoUHead)"))),
+        };
+        head.mask_iou = Some(iou);
+        Ok(head)
     }
 
     /// The box branch's RoI features: the extractor and the shared head.
@@ -325,9 +356,26 @@ impl StandardRoIHead {
             train.pos_weight,
         )?;
 
-        if let Some(mask) = &self.mask {
-            let loss = mask.loss(x, &sampling, &bbox_feats, self.bbox_features(), samples, train)?;
-            losses.insert("loss_mask".into(), loss);
+        match (&self.mask, &self.mask_iou) {
+            (Some(mask), None) => {
+                let loss = mask.loss(x, &sampling, &bbox_feats, self.bbox_features(), samples, train)?;
+                losses.insert("loss_mask".into(), loss);
+            }
+            (Some(mask), Some(iou)) => {
+                let (feats, preds) = mask.forward_train(x, &sampling, &bbox_feats, self.bbox_features())?;
+                let gt = gt_masks(samples, NAME)?;
+                let size = train.mask_size.ok_or_else(|| ModelError::new(NAME, "train_cfg.rcnn needs mask_size with a mask head"))?;
+                let targets = mask.head.get_targets(&sampling, &gt, size)?;
+                losses.insert("loss_mask".into(), mask.head.loss_from_targets(&preds, &targets, &sampling)?);
+                // The predicted mask at each positive's class, not detached (as MMDetection).
+                let labels = Tensor::f_cat(&sampling.iter().map(|s| s.pos_gt_labels.shallow_clone()).collect::<Vec<_>>(), 0)?;
+                let pos_preds = class_maps(&preds, &labels)?;
+                let iou_pred = iou.forward(&feats, &pos_preds)?;
+                let pos_iou = iou_pred.f_gather(1, &labels.f_to_kind(Kind::Int64)?.f_unsqueeze(1)?, false)?.f_view([-1])?;
+                let thr = train.mask_thr_binary.unwrap_or(0.5);
+                losses.insert("loss_mask_iou".into(), iou.loss_and_target(&pos_iou, &pos_preds, &targets, &sampling, &gt, thr)?);
+            }
+            (None, _) => {}
         }
         Ok(losses)
     }
@@ -403,12 +451,19 @@ impl StandardRoIHead {
     ) -> ModelResult<()> {
         let boxes: Vec<Tensor> = results.iter().map(|r| r.bboxes.shallow_clone()).collect();
         let mask_rois = bbox2roi(&boxes)?;
-        let mask_preds = if mask_rois.size()[0] == 0 {
-            None
+        let counts: Vec<i64> = boxes.iter().map(|b| b.size()[0]).collect();
+        let (mask_preds, mask_ious) = if mask_rois.size()[0] == 0 {
+            (None, None)
         } else {
-            let preds = mask.forward(x, &mask_rois, self.bbox_features())?;
-            let counts: Vec<i64> = boxes.iter().map(|b| b.size()[0]).collect();
-            Some(preds.f_split_with_sizes(&counts, 0)?)
+            let (feats, preds) = mask.forward_with_features(x, &mask_rois, self.bbox_features())?;
+            let ious = match &self.mask_iou {
+                Some(iou) => {
+                    let labels = Tensor::f_cat(&results.iter().map(|r| r.labels.shallow_clone()).collect::<Vec<_>>(), 0)?;
+                    Some(iou.forward(&feats, &class_maps(&preds, &labels)?)?.f_split_with_sizes(&counts, 0)?)
+                }
+                None => None,
+            };
+            (Some(preds.f_split_with_sizes(&counts, 0)?), ious)
         };
         for (i, (res, sample)) in results.iter_mut().zip(samples).enumerate() {
             // predict_masks gives mmdet's empty (0, ori_h, ori_w) for no detection.
@@ -428,6 +483,9 @@ impl StandardRoIHead {
                 unscale_boxes(res, sample)?;
             }
             res.masks = Some(masks);
+            if let (Some(iou), Some(ious)) = (&self.mask_iou, &mask_ious) {
+                res.scores = iou.rescore(&res.scores, &ious[i], &res.labels)?;
+            }
         }
         Ok(())
     }
@@ -465,8 +523,35 @@ impl MaskBranch {
     /// Mask logits (R, K, h, w) of `rois` (R, 5) in eval mode; `bbox` (the
     /// box branch's features) pools them when the extractor is shared.
     pub(super) fn forward(&self, x: &[Tensor], rois: &Tensor, bbox: RoiFeatures) -> ModelResult<Tensor> {
+        Ok(self.forward_with_features(x, rois, bbox)?.1)
+    }
+
+    /// The RoI features (R, C, S, S) and mask logits (R, K, h, w) of `rois` in eval mode.
+    pub(super) fn forward_with_features(&self, x: &[Tensor], rois: &Tensor, bbox: RoiFeatures) -> ModelResult<(Tensor, Tensor)> {
         let feats = self.features(bbox).forward(x, rois, false)?;
-        self.head.forward_t(&feats, false)
+        let preds = self.head.forward_t(&feats, false)?;
+        Ok((feats, preds))
+    }
+
+    /// The positives' mask features and logits in training: pooled by its
+    /// own extractor and the box branch's shared head, or picked from
+    /// `bbox_feats` (the box features of all sampled RoIs) when shared.
+    pub(super) fn forward_train(
+        &self,
+        x: &[Tensor],
+        sampling: &[SamplingResult],
+        bbox_feats: &Tensor,
+        bbox: RoiFeatures,
+    ) -> ModelResult<(Tensor, Tensor)> {
+        let mask_feats = match &self.roi_extractor {
+            Some(_) => {
+                let pos: Vec<Tensor> = sampling.iter().map(|s| s.pos_priors.shallow_clone()).collect();
+                self.features(bbox).forward(x, &bbox2roi(&pos)?, true)?
+            }
+            None => bbox_feats.f_index_select(0, &positive_rows(sampling, bbox_feats.device())?)?,
+        };
+        let mask_preds = self.head.forward_t(&mask_feats, true)?;
+        Ok((mask_feats, mask_preds))
     }
 
     /// `mask_loss`: the head on the positives of `sampling` (pooled by its
@@ -482,14 +567,7 @@ impl MaskBranch {
         samples: &[DetDataSample],
         train: &RcnnTrain,
     ) -> ModelResult<Tensor> {
-        let mask_feats = match &self.roi_extractor {
-            Some(_) => {
-                let pos: Vec<Tensor> = sampling.iter().map(|s| s.pos_priors.shallow_clone()).collect();
-                self.features(bbox).forward(x, &bbox2roi(&pos)?, true)?
-            }
-            None => bbox_feats.f_index_select(0, &positive_rows(sampling, bbox_feats.device())?)?,
-        };
-        let mask_preds = self.head.forward_t(&mask_feats, true)?;
+        let (_, mask_preds) = self.forward_train(x, sampling, bbox_feats, bbox)?;
         let gt_masks = gt_masks(samples, NAME)?;
         let mask_size = train
             .mask_size
@@ -499,6 +577,15 @@ impl MaskBranch {
 }
 
 /// One proposal list per sample.
+/// Each RoI's map at its label: preds (R, K, h, w) or class-agnostic
+/// (R, 1, h, w), labels (R,) -> (R, h, w).
+fn class_maps(preds: &Tensor, labels: &Tensor) -> ModelResult<Tensor> {
+    let (r, k, h, w) = preds.size4()?;
+    let labels = if k == 1 { labels.f_zeros_like()? } else { labels.shallow_clone() };
+    let idx = labels.f_to_kind(Kind::Int64)?.f_view([r, 1, 1, 1])?.f_expand([r, 1, h, w], false)?;
+    Ok(preds.f_gather(1, &idx, false)?.f_view([r, h, w])?)
+}
+
 pub(super) fn check_batch(proposals: &[Tensor], samples: &[DetDataSample]) -> ModelResult<()> {
     if proposals.len() != samples.len() || samples.is_empty() {
         return Err(ModelError::new(

@@ -316,6 +316,51 @@ pub struct ContextBlockConfig {
     pub postfix: Option<Postfix>,
 }
 
+/// `GeneralizedAttention`: the spatial attention block of "An Empirical
+/// Study of Spatial Attention Mechanisms in Deep Networks" (Zhu et al.,
+/// 2019; MMCV's `mmcv.cnn.GeneralizedAttention`), a ResNet plugin named
+/// `gen_attention_block`: multi-head attention over the (strided) feature
+/// map whose logits sum the terms `attention_type` switches on, added to the
+/// input through a learned scale that starts at 0. The owner supplies the
+/// channels.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralizedAttentionConfig {
+    /// Must be -1 (no local constraint): the constrained form is not supported yet.
+    #[serde(default = "minus_one_int")]
+    pub spatial_range: i64,
+    /// Attention heads (the channels are split among them).
+    #[serde(default = "uint::<9>")]
+    #[schemars(range(min = 1))]
+    pub num_heads: u32,
+    /// Channels of the sinusoidal position embedding (a multiple of 4); the
+    /// input channels when not positive.
+    #[serde(default = "minus_one_int")]
+    pub position_embedding_dim: i64,
+    /// Scale of the query-key offsets before the embedding.
+    #[serde(default = "uint::<1>")]
+    pub position_magnitude: u32,
+    /// Stride of the keys and values (a subsampled map).
+    #[serde(default = "uint::<2>")]
+    #[schemars(range(min = 1))]
+    pub kv_stride: u32,
+    /// Stride of the queries (the output is upsampled back bilinearly).
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub q_stride: u32,
+    /// Four 0/1 digits switching on the terms of the attention logits:
+    /// query and key content, query content and relative position, key
+    /// content alone, relative position alone (e.g. `'1111'`, `'0010'`).
+    #[serde(default = "all_terms")]
+    pub attention_type: String,
+    /// Appended to the name `gen_attention_block` (a ResNet plugin's own key).
+    #[serde(default)]
+    pub postfix: Option<Postfix>,
+}
+
+fn minus_one_int() -> i64 { -1 }
+fn all_terms() -> String { "1111".to_string() }
+
 fn context_att() -> ContextPooling { ContextPooling::Att }
 fn context_add() -> Vec<ContextFusion> { vec![ContextFusion::ChannelAdd] }
 

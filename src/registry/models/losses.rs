@@ -137,6 +137,19 @@ pub struct L1LossConfig {
     pub loss_weight: f64,
 }
 
+/// `MSELoss`: mean squared error, as `mmdet.models.losses.MSELoss`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MSELossConfig {
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
 /// `SmoothL1Loss`: Huber-style L1 loss, quadratic below `beta`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{uint, IntOrPair, Null};
 use super::layers::{MaskUpsampleConfig, UpsampleMethod};
-use crate::registry::refs::{ConvCfg, LossCfg, NormCfg};
+use super::common::OneOrMany;
+use crate::registry::refs::{ConvCfg, InitCfg, LossCfg, NormCfg};
 
 fn default_deconv() -> MaskUpsampleConfig {
     MaskUpsampleConfig { r#type: Some(UpsampleMethod::Deconv), scale_factor: Some(2) }
@@ -142,4 +143,64 @@ pub struct DynamicMaskHeadConfig {
     /// Must be null (MMDetection asserts it, to keep its own initialisation).
     #[serde(default)]
     pub init_cfg: Null,
+}
+
+fn default_mse_half() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "MSELoss", "loss_weight": 0.5}))
+}
+
+/// MMDetection's default `init_cfg` of `MaskIoUHead`.
+pub fn default_mask_iou_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::Many(vec![
+        InitCfg(serde_json::json!({"type": "Kaiming", "override": {"name": "convs"}})),
+        InitCfg(serde_json::json!({"type": "Caffe2Xavier", "override": {"name": "fcs"}})),
+        InitCfg(serde_json::json!({"type": "Normal", "std": 0.01, "override": {"name": "fc_mask_iou"}})),
+    ]))
+}
+
+/// `MaskIoUHead`: the mask-IoU branch of Mask Scoring R-CNN (Huang et al.,
+/// 2019), as `mmdet.models.roi_heads.mask_heads.MaskIoUHead`: the RoI
+/// features concatenated with the max-pooled sigmoid of the predicted mask
+/// at its class, `num_convs` 3x3 convs (the last of stride 2), `num_fcs`
+/// fully connected layers and `fc_mask_iou`, one IoU per class, trained by
+/// `loss_iou` against the IoU of the binarised prediction with the ground
+/// truth; at test time it rescales each detection's score.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskIoUHeadConfig {
+    /// 3x3 convs (+ ReLU); the last has stride 2.
+    #[serde(default = "uint::<4>")]
+    #[schemars(range(min = 1))]
+    pub num_convs: u32,
+    /// Fully connected layers (+ ReLU) before `fc_mask_iou`.
+    #[serde(default = "uint::<2>")]
+    #[schemars(range(min = 1))]
+    pub num_fcs: u32,
+    /// Side of the RoI features (the mask extractor's `output_size`).
+    #[serde(default = "uint::<14>")]
+    #[schemars(range(min = 2))]
+    pub roi_feat_size: u32,
+    /// Channels of the RoI features.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub conv_out_channels: u32,
+    /// Width of the fully connected layers.
+    #[serde(default = "uint::<1024>")]
+    #[schemars(range(min = 1))]
+    pub fc_out_channels: u32,
+    /// Number of object classes (without background).
+    #[serde(default = "uint::<80>")]
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Loss of the predicted IoUs of the positives, e.g. `{type: MSELoss, loss_weight: 0.5}`.
+    #[serde(default = "default_mse_half")]
+    pub loss_iou: LossCfg,
+    /// MMDetection's: Kaiming on `convs`, Caffe2Xavier on `fcs`, N(0, 0.01)
+    /// on `fc_mask_iou` (biases 0); null for torch's defaults.
+    #[serde(default = "default_mask_iou_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
 }

@@ -67,6 +67,19 @@ pub struct StandardRoIHeadConfig {
     pub init_cfg: Null,
 }
 
+/// `MaskScoringRoIHead` (Mask Scoring R-CNN, Huang et al., 2019): a
+/// `StandardRoIHead` with a mask head and a `mask_iou_head` that predicts
+/// each mask's IoU; a detection's score is its class score times that IoU.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaskScoringRoIHeadConfig {
+    /// The mask-IoU head, `MaskIoUHead`.
+    pub mask_iou_head: MaskHeadCfg,
+    /// The `StandardRoIHead` settings (a `mask_head` is required).
+    #[serde(flatten)]
+    pub standard: StandardRoIHeadConfig,
+}
+
 /// `CascadeRoIHead` (Cai and Vasconcelos, 2018): `num_stages` box heads, each
 /// trained on the boxes the previous one refined with a stricter IoU
 /// threshold, their class scores averaged at test time; with mask heads,

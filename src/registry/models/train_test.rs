@@ -69,6 +69,10 @@ pub struct RcnnTrainConfig {
     /// Use soft (unbinarised) mask targets.
     #[serde(default)]
     pub soft_mask_target: bool,
+    /// Threshold on the mask logits that binarises a positive's predicted
+    /// mask for its IoU target (Mask Scoring R-CNN's `MaskIoUHead`).
+    #[serde(default)]
+    pub mask_thr_binary: Option<f64>,
     /// Unused (kept for MMDetection compatibility).
     #[serde(default)]
     pub debug: bool,

@@ -193,6 +193,12 @@ impl FCNMaskHead {
         mask_size: (i64, i64),
     ) -> ModelResult<Tensor> {
         let mask_targets = self.get_targets(sampling_results, gt_masks, mask_size)?;
+        self.loss_from_targets(mask_preds, &mask_targets, sampling_results)
+    }
+
+    /// The loss half of `loss_and_target`: `loss_mask` of the positives'
+    /// (P, K, h, w) logits against their (P, h, w) `mask_targets`.
+    pub fn loss_from_targets(&self, mask_preds: &Tensor, mask_targets: &Tensor, sampling_results: &[SamplingResult]) -> ModelResult<Tensor> {
         let labels: Vec<&Tensor> = sampling_results.iter().map(|r| &r.pos_gt_labels).collect();
         let pos_labels = Tensor::f_cat(&labels, 0)?.f_to_kind(Kind::Int64)?;
         if mask_preds.size().first() == Some(&0) {
@@ -204,7 +210,7 @@ impl FCNMaskHead {
             pos_labels
         };
         self.loss_mask
-            .forward_mask(mask_preds, &mask_targets, &labels, LossArgs::default())
+            .forward_mask(mask_preds, mask_targets, &labels, LossArgs::default())
     }
 
     /// `predict_by_feat` for one image: mask_preds (R, K, h, w) logits of the

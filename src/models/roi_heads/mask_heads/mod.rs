@@ -1,8 +1,11 @@
 //! Mask heads (`mmdet/models/roi_heads/mask_heads`): Mask R-CNN's
-//! `FCNMaskHead` and QueryInst's `DynamicMaskHead`.
+//! `FCNMaskHead`, Mask Scoring R-CNN's `MaskIoUHead` and QueryInst's
+//! `DynamicMaskHead`.
 
 pub mod dynamic_mask_head;
 pub mod fcn_mask_head;
+pub mod maskiou_head;
 
 pub use dynamic_mask_head::DynamicMaskHead;
 pub use fcn_mask_head::FCNMaskHead;
+pub use maskiou_head::MaskIoUHead;
