@@ -32,16 +32,16 @@ use super::models::layers::{
     ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
+    BalancedL1LossConfig, BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
-use super::models::necks::{FPNConfig, HRFPNConfig};
+use super::models::necks::{BFPConfig, FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
-    ATSSAssignerConfig, HungarianAssignerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+    ATSSAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
     Caffe2XavierInitConfig, ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
@@ -75,6 +75,7 @@ pub static COMPONENTS: &[Component] = &[
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
     component::<FPNConfig>("PAFPN", Role::Neck),
+    component::<BFPConfig>("BFP", Role::Neck),
     component::<HRFPNConfig>("HRFPN", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
@@ -112,6 +113,9 @@ pub static COMPONENTS: &[Component] = &[
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
     component::<OHEMSamplerConfig>("OHEMSampler", Role::Sampler),
+    component::<CombinedSamplerConfig>("CombinedSampler", Role::Sampler),
+    component::<InstanceBalancedPosSamplerConfig>("InstanceBalancedPosSampler", Role::Sampler),
+    component::<IoUBalancedNegSamplerConfig>("IoUBalancedNegSampler", Role::Sampler),
     component::<FocalLossCostConfig>("FocalLossCost", Role::MatchCost),
     component::<BBoxL1CostConfig>("BBoxL1Cost", Role::MatchCost),
     component::<IoUCostConfig>("IoUCost", Role::MatchCost),
@@ -123,6 +127,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
     component::<L1LossConfig>("L1Loss", Role::Loss),
     component::<MSELossConfig>("MSELoss", Role::Loss),
+    component::<BalancedL1LossConfig>("BalancedL1Loss", Role::Loss),
     component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
     component::<GIoULossConfig>("GIoULoss", Role::Loss),
     component::<IoULossConfig>("IoULoss", Role::Loss),

@@ -259,6 +259,16 @@ fn faster_rcnn_generalized_attention_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn libra_retinanet_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/libra_rcnn/libra-retinanet_r50_fpn_1x_coco.yaml", "libra-retinanet_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
+fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
+}
+
+#[test]
 fn cascade_mask_rcnn_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet(
         "configs/cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.yaml",
@@ -298,6 +308,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "faster-rcnn_r50_pafpn_1x",
         "ms-rcnn_r50_fpn_1x",
         "faster-rcnn_r50-attn1111_fpn_1x",
+        "libra-retinanet_r50_fpn_1x",
+        "libra-faster-rcnn_r50_fpn_1x",
     ] {
         assert_eq!(
             live[name],

@@ -349,25 +349,33 @@ fn swin_mask_rcnn_trains_and_tests() {
 /// MMDetection's two loss terms in the log, evaluates (`score_thr: 0`: two
 /// epochs leave the scores near the 0.01 prior), saves the head under
 /// MMDetection's names, and tests.
-#[test]
-fn retinanet_trains_and_tests() {
-    let dir = tempfile::tempdir().unwrap();
-    shapes_data(dir.path(), 8, 4);
-    let config = format!(
+/// The tiny RetinaNet config on the demo's data, with this `neck` (YAML at
+/// the neck's indentation) and box loss.
+fn tiny_retinanet(neck: &str, loss_bbox: &str) -> String {
+    format!(
         "_base_: {base}\nmodel:\n  _delete_: true\n  type: RetinaNet\n  data_preprocessor:\n    type: DetDataPreprocessor\n    \
          mean: [123.675, 116.28, 103.53]\n    std: [58.395, 57.12, 57.375]\n    bgr_to_rgb: true\n    pad_size_divisor: 32\n  \
          backbone:\n    type: ResNet\n    depth: 18\n    base_channels: 16\n    norm_eval: false\n    frozen_stages: -1\n  \
-         neck:\n    type: FPN\n    in_channels: [16, 32, 64, 128]\n    out_channels: 32\n    start_level: 1\n    \
-         add_extra_convs: on_input\n    num_outs: 5\n  bbox_head:\n    type: RetinaHead\n    num_classes: 4\n    \
+         neck:\n{neck}  bbox_head:\n    type: RetinaHead\n    num_classes: 4\n    \
          in_channels: 32\n    stacked_convs: 1\n    feat_channels: 32\n    anchor_generator:\n      type: AnchorGenerator\n      \
          octave_base_scale: 2\n      scales_per_octave: 2\n      ratios: [0.5, 1.0, 2.0]\n      strides: [8, 16, 32, 64, 128]\n    \
          loss_cls: {{type: FocalLoss, use_sigmoid: true, gamma: 2.0, alpha: 0.25, loss_weight: 1.0}}\n    \
-         loss_bbox: {{type: L1Loss, loss_weight: 1.0}}\n  train_cfg:\n    assigner: {{type: MaxIoUAssigner, pos_iou_thr: 0.5, \
+         loss_bbox: {loss_bbox}\n  train_cfg:\n    assigner: {{type: MaxIoUAssigner, pos_iou_thr: 0.5, \
          neg_iou_thr: 0.4, min_pos_iou: 0, ignore_iof_thr: -1}}\n    sampler: {{type: PseudoSampler}}\n    allowed_border: -1\n    \
          pos_weight: -1\n    debug: false\n  test_cfg:\n    nms_pre: 100\n    min_bbox_size: 0\n    score_thr: 0.0\n    \
          nms: {{type: nms, iou_threshold: 0.5}}\n    max_per_img: 50\n",
         base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
-    );
+    )
+}
+
+const TINY_FPN: &str = "    type: FPN\n    in_channels: [16, 32, 64, 128]\n    out_channels: 32\n    start_level: 1\n    \
+                        add_extra_convs: on_input\n    num_outs: 5\n";
+
+#[test]
+fn retinanet_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = tiny_retinanet(TINY_FPN, "{type: L1Loss, loss_weight: 1.0}");
     let saved = [
         "bbox_head.cls_convs.0.conv.weight",
         "bbox_head.retina_cls.bias",
@@ -595,4 +603,42 @@ fn mask_scoring_rcnn_trains_and_tests() {
     let saved = ["roi_head.mask_iou_head.convs.1.weight", "roi_head.mask_iou_head.fcs.0.bias", "roi_head.mask_iou_head.fc_mask_iou.weight"];
     let log = trains_and_tests(dir.path(), "ms", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask", "loss_mask_iou"], &saved);
     assert!(log.contains("coco/segm_mAP: "), "{log}");
+}
+
+/// Libra R-CNN's RetinaNet parts on the tiny RetinaNet: a neck list (FPN,
+/// then `BFP` refined by a `NonLocal2d`) and `BalancedL1Loss`: it trains,
+/// saves the BFP under `neck.1.*`, evaluates and tests.
+#[test]
+fn libra_retinanet_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let fpn = TINY_FPN.replacen("    type: FPN", "    - type: FPN", 1).replace("\n    ", "\n      ");
+    let neck = format!("{}    - {{type: BFP, in_channels: 32, num_levels: 5, refine_level: 1, refine_type: non_local}}\n", fpn.trim_end_matches(' '));
+    let config = tiny_retinanet(&neck, "{type: BalancedL1Loss, alpha: 0.5, gamma: 1.5, beta: 0.11, loss_weight: 1.0}");
+    let saved = ["neck.0.fpn_convs.4.conv.weight", "neck.1.refine.theta.conv.weight", "neck.1.refine.conv_out.conv.bias"];
+    let log = trains_and_tests(dir.path(), "libra", &config, 2, &["loss_cls", "loss_bbox"], &saved);
+    assert!(log.contains("coco/bbox_mAP: "), "{log}");
+}
+
+/// The demo Faster R-CNN as Libra R-CNN: a neck list (FPN, then `BFP`
+/// refined by a `NonLocal2d`), `BalancedL1Loss` in the box head and the
+/// `CombinedSampler` (instance-balanced positives, IoU-balanced negatives)
+/// of 64 RoIs per image: it trains, saves the BFP under `neck.1.*`,
+/// evaluates and tests.
+#[test]
+fn libra_faster_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  neck:\n    - type: FPN\n      in_channels: [16, 32, 64, 128]\n      out_channels: 64\n      \
+         num_outs: 5\n    - {{type: BFP, in_channels: 64, num_levels: 5, refine_level: 2, refine_type: non_local}}\n  roi_head:\n    \
+         bbox_head:\n      loss_bbox: {{_delete_: true, type: BalancedL1Loss, alpha: 0.5, gamma: 1.5, beta: 1.0, loss_weight: 1.0}}\n  \
+         train_cfg:\n    rcnn:\n      sampler:\n        _delete_: true\n        type: CombinedSampler\n        num: 64\n        \
+         pos_fraction: 0.25\n        add_gt_as_proposals: true\n        pos_sampler: {{type: InstanceBalancedPosSampler}}\n        \
+         neg_sampler: {{type: IoUBalancedNegSampler, floor_thr: -1, floor_fraction: 0, num_bins: 3}}\n",
+        base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
+    );
+    let saved = ["neck.0.lateral_convs.0.conv.weight", "neck.1.refine.g.conv.weight", "roi_head.bbox_head.fc_reg.bias"];
+    let log = trains_and_tests(dir.path(), "libra_frcnn", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_bbox"], &saved);
+    assert!(log.contains("coco/bbox_mAP: "), "{log}");
 }

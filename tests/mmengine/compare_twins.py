@@ -295,6 +295,10 @@ CONFIGS = [
     'empirical_attention/faster-rcnn_r50-attn0010_fpn_1x_coco',
     'empirical_attention/faster-rcnn_r50-attn1111-dcn_fpn_1x_coco',
     'empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco',
+    'libra_rcnn/libra-retinanet_r50_fpn_1x_coco',
+    'libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco',
+    'libra_rcnn/libra-faster-rcnn_r101_fpn_1x_coco',
+    'libra_rcnn/libra-faster-rcnn_x101-64x4d_fpn_1x_coco',
 ]
 
 

@@ -41,6 +41,8 @@ With OUT_DIR it writes
 * OUT_DIR/faster-rcnn_r50_pafpn_1x_state_dict.json
 * OUT_DIR/ms-rcnn_r50_fpn_1x_state_dict.json
 * OUT_DIR/faster-rcnn_r50-attn1111_fpn_1x_state_dict.json
+* OUT_DIR/libra-retinanet_r50_fpn_1x_state_dict.json
+* OUT_DIR/libra-faster-rcnn_r50_fpn_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -103,6 +105,8 @@ CONFIGS = {
     "faster-rcnn_r50_pafpn_1x": "pafpn/faster-rcnn_r50_pafpn_1x_coco.py",
     "ms-rcnn_r50_fpn_1x": "ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py",
     "faster-rcnn_r50-attn1111_fpn_1x": "empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco.py",
+    "libra-retinanet_r50_fpn_1x": "libra_rcnn/libra-retinanet_r50_fpn_1x_coco.py",
+    "libra-faster-rcnn_r50_fpn_1x": "libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.py",
 }
 
 

@@ -6,7 +6,8 @@ use detc::registry::models::backbones::{
     HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
 };
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::necks::{FPNConfig, HRFPNConfig};
+use detc::registry::models::common::OneOrMany;
+use detc::registry::models::necks::{BFPConfig, FPNConfig, HRFPNConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
 use tch::{nn, Tensor};
 
@@ -14,7 +15,7 @@ use crate::models::backbones::{Backbone, HRNet, ResNet, SwinTransformer};
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::{Neck, FPN, HRFPN};
+use crate::models::necks::{Neck, BFP, FPN, HRFPN};
 
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
 pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<Backbone> {
@@ -38,14 +39,26 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
     })
 }
 
-/// `neck` under `p / "neck"`, if configured.
-pub fn build_neck(cfg: Option<&NeckCfg>, detector: &str, p: &nn::Path) -> ModelResult<Option<Neck>> {
-    let Some(cfg) = cfg else { return Ok(None) };
+/// `neck` under `p / "neck"`, if configured; a list is MMEngine's
+/// `Sequential` of its necks, under `neck.{i}`.
+pub fn build_neck(cfg: Option<&OneOrMany<NeckCfg>>, detector: &str, p: &nn::Path) -> ModelResult<Option<Neck>> {
+    match cfg {
+        None => Ok(None),
+        Some(OneOrMany::One(cfg)) => one_neck(cfg, detector, p / "neck").map(Some),
+        Some(OneOrMany::Many(cfgs)) => {
+            let necks = cfgs.iter().enumerate().map(|(i, c)| one_neck(c, detector, p / "neck" / i)).collect::<ModelResult<Vec<_>>>()?;
+            Ok(Some(Neck::Sequential(necks)))
+        }
+    }
+}
+
+fn one_neck(cfg: &NeckCfg, detector: &str, p: nn::Path) -> ModelResult<Neck> {
     match cfg_type(&cfg.0, "neck")? {
-        "FPN" => Ok(Some(Neck::Fpn(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p / "neck")?))),
-        "PAFPN" => Ok(Some(Neck::Fpn(FPN::pafpn(&parse_cfg::<FPNConfig>(&cfg.0, "PAFPN")?, p / "neck")?))),
-        "HRFPN" => Ok(Some(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p / "neck")?))),
-        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN and HRFPN are)"))),
+        "FPN" => Ok(Neck::Fpn(FPN::new(&parse_cfg::<FPNConfig>(&cfg.0, "FPN")?, p)?)),
+        "PAFPN" => Ok(Neck::Fpn(FPN::pafpn(&parse_cfg::<FPNConfig>(&cfg.0, "PAFPN")?, p)?)),
+        "HRFPN" => Ok(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p)?)),
+        "BFP" => Ok(Neck::Bfp(BFP::new(&parse_cfg::<BFPConfig>(&cfg.0, "BFP")?, p)?)),
+        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN, PAFPN, HRFPN and BFP are)"))),
     }
 }
 

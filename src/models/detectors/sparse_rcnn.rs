@@ -9,6 +9,7 @@ use detc::registry::models::dense_heads::EmbeddingRPNHeadConfig;
 use detc::registry::models::detectors::{QueryInstConfig, SparseRCNNConfig};
 use detc::registry::models::roi_heads::SparseRoIHeadConfig;
 use detc::registry::models::train_test::{SparseTestConfig, SparseTrainConfig};
+use detc::registry::models::common::OneOrMany;
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -26,7 +27,7 @@ use crate::models::roi_heads::{DetInstances, SparseRoIHead};
 /// The parts of a `SparseRCNN` / `QueryInst` config the builder reads.
 struct Parts<'a> {
     backbone: &'a BackboneCfg,
-    neck: Option<&'a NeckCfg>,
+    neck: Option<&'a OneOrMany<NeckCfg>>,
     rpn_head: &'a RpnHeadCfg,
     roi_head: &'a RoiHeadCfg,
     train_cfg: Option<&'a SparseTrainConfig>,

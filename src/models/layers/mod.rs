@@ -20,6 +20,7 @@ pub mod error;
 pub mod generalized_attention;
 #[cfg(test)]
 pub mod fixtures;
+pub mod non_local;
 pub mod norm;
 pub mod transformer;
 

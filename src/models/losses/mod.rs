@@ -13,6 +13,7 @@
 // The heads consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod balanced_l1_loss;
 pub mod cross_entropy_loss;
 pub mod dice_loss;
 pub mod focal_loss;
@@ -23,6 +24,7 @@ pub mod l1_loss;
 pub mod mse_loss;
 pub mod smooth_l1_loss;
 
+pub use balanced_l1_loss::BalancedL1Loss;
 pub use cross_entropy_loss::CrossEntropyLoss;
 pub use detc::registry::models::common::Reduction;
 pub use dice_loss::DiceLoss;
@@ -151,6 +153,7 @@ pub enum Loss {
     QualityFocal(QualityFocalLoss),
     DistributionFocal(DistributionFocalLoss),
     Mse(MSELoss),
+    BalancedL1(BalancedL1Loss),
 }
 
 impl Loss {
@@ -174,6 +177,7 @@ impl Loss {
             "QualityFocalLoss" => Loss::QualityFocal(QualityFocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "DistributionFocalLoss" => Loss::DistributionFocal(DistributionFocalLoss::new(&parse_cfg(&cfg.0, ty)?)),
             "MSELoss" => Loss::Mse(MSELoss::new(&parse_cfg(&cfg.0, ty)?)),
+            "BalancedL1Loss" => Loss::BalancedL1(BalancedL1Loss::new(&parse_cfg(&cfg.0, ty)?)),
             other => {
                 return Err(ModelError::new(
                     "loss",
@@ -197,6 +201,7 @@ impl Loss {
             Loss::QualityFocal(l) => l.forward(pred, target, args),
             Loss::DistributionFocal(l) => l.forward(pred, target, args),
             Loss::Mse(l) => l.forward(pred, target, args),
+            Loss::BalancedL1(l) => l.forward(pred, target, args),
         }
     }
 }

@@ -3,12 +3,16 @@
 // The detectors consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod bfp;
 pub mod fpn;
 pub mod hrfpn;
 
 #[cfg(test)]
+mod bfp_tests;
+#[cfg(test)]
 mod pafpn_tests;
 
+pub use bfp::BFP;
 pub use fpn::FPN;
 pub use hrfpn::HRFPN;
 
@@ -16,11 +20,14 @@ use tch::Tensor;
 
 use crate::models::layers::ModelResult;
 
-/// A detector's neck: `FPN` (or `PAFPN`) or `HRFPN`.
+/// A detector's neck: `FPN` (or `PAFPN`), `HRFPN`, `BFP`, or a list of
+/// them run in turn.
 #[derive(Debug)]
 pub enum Neck {
     Fpn(FPN),
     HrFpn(HRFPN),
+    Bfp(BFP),
+    Sequential(Vec<Neck>),
 }
 
 impl Neck {
@@ -29,6 +36,14 @@ impl Neck {
         match self {
             Neck::Fpn(n) => n.forward_t(inputs, train),
             Neck::HrFpn(n) => n.forward_t(inputs, train),
+            Neck::Bfp(n) => n.forward_t(inputs, train),
+            Neck::Sequential(necks) => {
+                let mut x = inputs.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+                for neck in necks {
+                    x = neck.forward_t(&x, train)?;
+                }
+                Ok(x)
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::masks::predict_masks;
 use crate::models::losses::{LossArgs, Reduction};
+use crate::models::task_modules::libra_samplers::CombinedSampler;
 use crate::models::task_modules::random_sampler::Side;
 use crate::models::task_modules::{
     AssignResult, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
@@ -48,6 +49,8 @@ pub(super) enum Sampler {
     /// `OHEMSampler`: `RandomSampler`'s counts, the hardest candidates instead of a draw.
     Ohem(RandomSampler),
     Pseudo,
+    /// Libra R-CNN's `CombinedSampler`.
+    Combined(CombinedSampler),
 }
 
 /// `train_cfg.rcnn`, built.
@@ -151,6 +154,7 @@ fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
     match cfg_type(&cfg.0, "train_cfg.rcnn.sampler")? {
         "RandomSampler" => Ok(Sampler::Random(RandomSampler::from_cfg(cfg)?)),
         "PseudoSampler" => Ok(Sampler::Pseudo),
+        "CombinedSampler" => Ok(Sampler::Combined(CombinedSampler::from_cfg(cfg)?)),
         "OHEMSampler" => {
             let c: OHEMSamplerConfig = parse_cfg(&cfg.0, "OHEMSampler")?;
             if c.loss_key != "loss_cls" {
@@ -160,7 +164,7 @@ fn build_sampler(cfg: &SamplerCfg) -> ModelResult<Sampler> {
         }
         other => Err(ModelError::new(
             NAME,
-            format!("sampler {other:?} is not supported (RandomSampler, OHEMSampler or PseudoSampler)"),
+            format!("sampler {other:?} is not supported (RandomSampler, OHEMSampler, CombinedSampler or PseudoSampler)"),
         )),
     }
 }
@@ -620,8 +624,8 @@ impl HardMiner<'_> {
             return Ok(inds);
         }
         let (boxes, labels) = match side {
-            Side::Positive { boxes, labels } => (boxes.f_index_select(0, &inds)?, labels.f_index_select(0, &inds)?),
-            Side::Negative { boxes } => (
+            Side::Positive { boxes, labels, .. } => (boxes.f_index_select(0, &inds)?, labels.f_index_select(0, &inds)?),
+            Side::Negative { boxes, .. } => (
                 boxes.f_index_select(0, &inds)?,
                 Tensor::f_full([n], self.head.num_classes, (Kind::Int64, boxes.device()))?,
             ),
@@ -701,6 +705,7 @@ fn assign_and_sample(
             s.sample_with(&assign, &priors, &gt.bboxes, &gt.labels, &mut |mask, num, side| miner.pick(mask, num, side))
         }
         Sampler::Pseudo => PseudoSampler::sample(&assign, &priors, &gt.bboxes, &gt.labels),
+        Sampler::Combined(s) => s.sample(&assign, &priors, &gt.bboxes, &gt.labels),
     }
 }
 

@@ -24,6 +24,10 @@ pub struct AssignResult {
     pub gt_inds: Tensor,
     /// (P,) int64: the matched ground truth's label, -1 when unmatched.
     pub labels: Tensor,
+    /// (P,) float: each prior's largest IoU with a ground truth (0 without
+    /// any, -1 where ignored), from `MaxIoUAssigner`; what Libra R-CNN's
+    /// `IoUBalancedNegSampler` reads. `None` from the other assigners.
+    pub max_overlaps: Option<Tensor>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +85,7 @@ impl HungarianAssigner {
                 num_gts,
                 gt_inds: Tensor::f_full([num_preds], fill, opts)?,
                 labels: Tensor::f_full([num_preds], -1, opts)?,
+                max_overlaps: None,
             });
         }
         let cost = self
@@ -110,10 +115,6 @@ impl HungarianAssigner {
             &matched_labels,
             false,
         )?;
-        Ok(AssignResult {
-            num_gts,
-            gt_inds,
-            labels,
-        })
+        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None })
     }
 }

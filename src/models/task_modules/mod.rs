@@ -12,6 +12,7 @@ pub mod anchor_generator;
 pub mod atss_assigner;
 pub mod hungarian;
 pub mod hungarian_assigner;
+pub mod libra_samplers;
 pub mod match_costs;
 pub mod max_iou_assigner;
 pub mod random_sampler;

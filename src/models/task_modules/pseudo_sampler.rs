@@ -154,6 +154,7 @@ mod tests {
             num_gts,
             gt_inds: Tensor::from_slice(gt_inds),
             labels: Tensor::from_slice(labels),
+            max_overlaps: None,
         }
     }
 

@@ -77,7 +77,13 @@ impl RandomSampler {
         let device = priors.device();
         let priors = priors.f_view([-1, 4])?;
         // `assign_result.add_gt_`: the ground truths become positives of themselves.
-        let (priors, gt_inds, labels, gt_flags) = if self.cfg.add_gt_as_proposals && num_gts > 0 {
+        let added = self.cfg.add_gt_as_proposals && num_gts > 0;
+        let max_overlaps = match &assign.max_overlaps {
+            Some(m) if added => Some(Tensor::f_cat(&[&Tensor::f_ones([num_gts], (m.kind(), device))?, m], 0)?),
+            Some(m) => Some(m.shallow_clone()),
+            None => None,
+        };
+        let (priors, gt_inds, labels, gt_flags) = if added {
             let own = Tensor::f_arange_start(1, num_gts + 1, (Kind::Int64, device))?;
             (
                 Tensor::f_cat(&[&gt_bboxes.f_to_kind(priors.kind())?, &priors], 0)?,
@@ -100,14 +106,14 @@ impl RandomSampler {
             )
         };
         let num_expected_pos = (self.cfg.num as f64 * self.cfg.pos_fraction) as i64;
-        let pos_inds = pick(&gt_inds.f_gt(0)?, num_expected_pos, Side::Positive { boxes: &priors, labels: &labels })?;
+        let pos_inds = pick(&gt_inds.f_gt(0)?, num_expected_pos, Side::Positive { boxes: &priors, labels: &labels, gt_inds: &gt_inds })?;
         let num_pos = pos_inds.numel() as i64;
         let mut num_expected_neg = self.cfg.num as i64 - num_pos;
         if self.cfg.neg_pos_ub >= 0 {
             let bound = (self.cfg.neg_pos_ub as f64 * num_pos.max(1) as f64) as i64;
             num_expected_neg = num_expected_neg.min(bound);
         }
-        let neg_inds = pick(&gt_inds.f_eq(0)?, num_expected_neg, Side::Negative { boxes: &priors })?;
+        let neg_inds = pick(&gt_inds.f_eq(0)?, num_expected_neg, Side::Negative { boxes: &priors, max_overlaps: max_overlaps.as_ref() })?;
         let pos_assigned_gt_inds = gt_inds.f_index_select(0, &pos_inds)?.f_sub_scalar(1)?;
         let pos_gt_bboxes = if num_gts == 0 {
             if num_pos != 0 {
@@ -140,10 +146,11 @@ impl RandomSampler {
 
 /// The candidates a [`RandomSampler::sample_with`] pick chooses from: all
 /// G + P boxes (ground truths first when added), and for positives the
-/// label of each.
+/// label of each, and the assignment's ground-truth index (`k + 1`) and
+/// largest IoU of every box (a ground truth added as a proposal has IoU 1).
 pub enum Side<'a> {
-    Positive { boxes: &'a Tensor, labels: &'a Tensor },
-    Negative { boxes: &'a Tensor },
+    Positive { boxes: &'a Tensor, labels: &'a Tensor, gt_inds: &'a Tensor },
+    Negative { boxes: &'a Tensor, max_overlaps: Option<&'a Tensor> },
 }
 
 /// `_sample_pos` / `_sample_neg` then `unique()`: the indices where `mask`
@@ -240,6 +247,7 @@ mod tests {
             num_gts: g,
             gt_inds: Tensor::from_slice(&gt_inds),
             labels: Tensor::from_slice(&labels),
+            max_overlaps: None,
         };
         (a, priors, gts, gt_labels)
     }
@@ -331,6 +339,7 @@ mod tests {
             num_gts: 0,
             gt_inds: Tensor::from_slice(&[0i64]),
             labels: Tensor::from_slice(&[-1i64]),
+            max_overlaps: None,
         };
         assert!(sampler(serde_json::json!({"num": 5, "pos_fraction": 0.5}))
             .sample(&short, &priors, &gts, &labels)

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::Null;
+use super::common::{Null, OneOrMany};
 use super::train_test::{
     DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig,
     TwoStageTestConfig, TwoStageTrainConfig,
@@ -18,9 +18,10 @@ use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, Neck
 pub struct TwoStageDetectorConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`.
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn
+    /// (`neck.0.*`, `neck.1.*`: Libra R-CNN's FPN then BFP).
     #[serde(default)]
-    pub neck: Option<NeckCfg>,
+    pub neck: Option<OneOrMany<NeckCfg>>,
     /// Proposal head, e.g. `RPNHead`.
     pub rpn_head: RpnHeadCfg,
     /// Second stage on the proposals, e.g. `StandardRoIHead` (with a `mask_head` for Mask R-CNN).
@@ -44,9 +45,10 @@ pub struct TwoStageDetectorConfig {
 pub struct SparseRCNNConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`.
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn
+    /// (`neck.0.*`, `neck.1.*`: Libra R-CNN's FPN then BFP).
     #[serde(default)]
-    pub neck: Option<NeckCfg>,
+    pub neck: Option<OneOrMany<NeckCfg>>,
     /// Learned proposals, `EmbeddingRPNHead` (required: external proposals are not supported).
     pub rpn_head: RpnHeadCfg,
     /// The iterative head, `SparseRoIHead`.
@@ -72,9 +74,10 @@ pub struct SparseRCNNConfig {
 pub struct QueryInstConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`.
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn
+    /// (`neck.0.*`, `neck.1.*`: Libra R-CNN's FPN then BFP).
     #[serde(default)]
-    pub neck: Option<NeckCfg>,
+    pub neck: Option<OneOrMany<NeckCfg>>,
     /// Learned proposals, `EmbeddingRPNHead`.
     pub rpn_head: RpnHeadCfg,
     /// The iterative head, `SparseRoIHead` with `mask_roi_extractor` and `mask_head`.
@@ -99,9 +102,10 @@ pub struct QueryInstConfig {
 pub struct SingleStageDetectorConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`.
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn
+    /// (`neck.0.*`, `neck.1.*`: Libra R-CNN's FPN then BFP).
     #[serde(default)]
-    pub neck: Option<NeckCfg>,
+    pub neck: Option<OneOrMany<NeckCfg>>,
     /// The dense head, e.g. `RetinaHead`.
     pub bbox_head: DenseHeadCfg,
     /// The head's anchor assignment and sampling.
@@ -127,9 +131,10 @@ pub struct SingleStageDetectorConfig {
 pub struct RPNConfig {
     /// Feature extractor, e.g. `ResNet`.
     pub backbone: BackboneCfg,
-    /// Multi-scale feature neck, e.g. `FPN`; null for none (the C4 RPN).
+    /// Multi-scale feature neck, e.g. `FPN`; null for none (the C4 RPN); a
+    /// list runs its necks in turn.
     #[serde(default)]
-    pub neck: Option<NeckCfg>,
+    pub neck: Option<OneOrMany<NeckCfg>>,
     /// The proposal head, `RPNHead` (its `num_classes` is 1).
     pub rpn_head: RpnHeadCfg,
     /// `rpn`: anchor assignment and sampling.

@@ -150,6 +150,40 @@ pub struct MSELossConfig {
     pub loss_weight: f64,
 }
 
+/// `BalancedL1Loss` (Libra R-CNN, Pang et al., 2019), as
+/// `mmdet.models.losses.BalancedL1Loss`: an L1 loss that promotes the
+/// gradients of small errors (below `beta`) by a logarithmic segment.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BalancedL1LossConfig {
+    /// Promotion of the small errors' gradients.
+    #[serde(default = "half")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub alpha: f64,
+    /// Bound of the regression error's gradient.
+    #[serde(default = "one_and_half")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub gamma: f64,
+    /// Error at which the loss turns linear.
+    #[serde(default = "one")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub beta: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn one_and_half() -> f64 {
+    1.5
+}
+
 /// `SmoothL1Loss`: Huber-style L1 loss, quadratic below `beta`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -185,3 +185,46 @@ pub struct HRFPNConfig {
     #[serde(default = "default_hrfpn_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+/// How `BFP` refines the balanced feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BfpRefine {
+    /// A 3x3 ConvModule.
+    Conv,
+    /// MMCV's `NonLocal2d` (embedded Gaussian, no channel reduction, unscaled).
+    NonLocal,
+}
+
+/// `BFP`: the balanced feature pyramid of Libra R-CNN (Pang et al., 2019,
+/// `mmdet.models.necks.BFP`): every level resized to `refine_level`'s size
+/// (max pooling from finer levels, nearest upsampling from coarser),
+/// averaged, refined, and resized back onto each level as a residual.
+/// Libra's configs run it after an FPN (`neck: [FPN, BFP]`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BFPConfig {
+    /// Channels of every level (the FPN's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Number of levels (the FPN's `num_outs`).
+    #[schemars(range(min = 1))]
+    pub num_levels: u32,
+    /// The level whose size the levels are balanced at.
+    #[serde(default = "super::common::uint::<2>")]
+    pub refine_level: u32,
+    /// `conv`, `non_local`, or null for no refinement.
+    #[serde(default)]
+    pub refine_type: Option<BfpRefine>,
+    /// Convolution layer of the refinement; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization of the refinement (its output conv for `non_local`); none when null.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// MMDetection's default Xavier on `Conv2d`, which the refinement's own
+    /// init then replaces (MMEngine runs a child's `init_weights` after its
+    /// parent's); null leaves the refinement's own init too.
+    #[serde(default = "default_fpn_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

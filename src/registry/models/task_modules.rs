@@ -236,6 +236,75 @@ pub struct RandomSamplerConfig {
     pub add_gt_as_proposals: bool,
 }
 
+/// `CombinedSampler` (Libra R-CNN's `train_cfg.rcnn.sampler`): the
+/// `RandomSampler` counts, its positives chosen by `pos_sampler` and its
+/// negatives by `neg_sampler` (each built with these settings).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CombinedSamplerConfig {
+    /// The sample counts (`num`, `pos_fraction`, `neg_pos_ub`, `add_gt_as_proposals`).
+    #[serde(flatten)]
+    pub sampling: RandomSamplerConfig,
+    /// Chooses the positives: `InstanceBalancedPosSampler` or `RandomSampler`.
+    pub pos_sampler: crate::registry::refs::SamplerCfg,
+    /// Chooses the negatives: `IoUBalancedNegSampler` or `RandomSampler`.
+    pub neg_sampler: crate::registry::refs::SamplerCfg,
+}
+
+/// A `CombinedSampler` part's own sampling counts: MMDetection builds the
+/// part with the combined sampler's, so these are accepted and unused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct UnusedSamplerCounts {
+    /// Unused (the combined sampler's).
+    #[serde(default)]
+    pub num: Option<u32>,
+    /// Unused (the combined sampler's).
+    #[serde(default)]
+    pub pos_fraction: Option<f64>,
+    /// Unused (the combined sampler's).
+    #[serde(default)]
+    pub neg_pos_ub: Option<i64>,
+    /// Unused (the combined sampler's).
+    #[serde(default)]
+    pub add_gt_as_proposals: Option<bool>,
+}
+
+/// `InstanceBalancedPosSampler` (Libra R-CNN): positives spread evenly over
+/// the ground truths they match (at most `round(num / G) + 1` each, drawn
+/// at random), topped up at random. As a `CombinedSampler`'s `pos_sampler`
+/// it takes that sampler's counts; its own keys are accepted and unused.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceBalancedPosSamplerConfig {
+    /// The combined sampler's counts, accepted here and unused.
+    #[serde(flatten)]
+    pub counts: UnusedSamplerCounts,
+}
+
+/// `IoUBalancedNegSampler` (Libra R-CNN): negatives spread evenly over
+/// `num_bins` IoU intervals (from `floor_thr` to the largest IoU), with
+/// `floor_fraction` of them drawn below `floor_thr`. As a
+/// `CombinedSampler`'s `neg_sampler` it takes that sampler's counts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IoUBalancedNegSamplerConfig {
+    /// IoU below which negatives are drawn uniformly; -1 for none. As in
+    /// MMDetection, -1 becomes 0 after the sampler's first draw.
+    #[serde(default = "minus_one")]
+    pub floor_thr: f64,
+    /// Share of the negatives drawn below `floor_thr`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub floor_fraction: f64,
+    /// IoU intervals the other negatives are spread over (1: uniform).
+    #[serde(default = "super::common::uint::<3>")]
+    #[schemars(range(min = 1))]
+    pub num_bins: u32,
+    /// The combined sampler's counts, accepted here and unused.
+    #[serde(flatten)]
+    pub counts: UnusedSamplerCounts,
+}
+
 fn loss_cls_key() -> String {
     "loss_cls".into()
 }

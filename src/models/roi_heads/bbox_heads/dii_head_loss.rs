@@ -225,6 +225,7 @@ mod tests {
                     num_gts: t(&format!("gt_bboxes.{i}")).size()[0],
                     gt_inds: t(&format!("gt_inds.{i}")),
                     labels: t(&format!("assigned_labels.{i}")),
+                    max_overlaps: None,
                 };
                 let s = PseudoSampler::sample(
                     &assign,
