@@ -24,10 +24,9 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::anchor_head::{anchors_and_coder, featmap_sizes, image_hw, TargetFill, Targets};
-use super::base_dense_head::{AnchorPrediction, ConvBranch, DenseTest, Towers};
-use super::retina_head::conv_inits;
+use super::base_dense_head::{AnchorPrediction, DenseTest, TowerSpec, Towers};
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::{make_conv, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, NormSpec};
+use crate::models::layers::{make_conv, Conv2d, ConvGeom, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
@@ -122,11 +121,9 @@ impl AtssTrain {
                  or set allowed_border to -1 in model.train_cfg",
             ));
         }
-        let level_inside: Vec<i64> = inside
-            .f_split_with_sizes(num_level, 0)?
-            .iter()
-            .map(|f| f.f_sum(Kind::Int64).map(|s| s.int64_value(&[])))
-            .collect::<Result<_, _>>()?;
+        // One read of all the levels' counts.
+        let counts = inside.f_split_with_sizes(num_level, 0)?.iter().map(|f| f.f_sum(Kind::Int64)).collect::<Result<Vec<_>, _>>()?;
+        let level_inside = Vec::<i64>::try_from(Tensor::f_stack(&counts, 0)?.f_to_device(tch::Device::Cpu)?)?;
         let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
         let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
         let gt_labels = &sample.gt_instances.labels;
@@ -183,25 +180,27 @@ impl ATSSHead {
         }
         let (prior_generator, a, bbox_coder) = anchors_and_coder(&cfg.anchor_generator, &cfg.bbox_coder, NAME)?;
         let train = train_cfg.or(cfg.train_cfg.as_ref()).map(|t| AtssTrain::new(t, NAME)).transpose()?;
-        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
-        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "atss_cls")?;
-        let feat = cfg.feat_channels as i64;
-        let branch = ConvBranch {
-            stacked_convs: cfg.stacked_convs as i64,
-            in_channels: cfg.in_channels as i64,
-            feat_channels: feat,
-            norm: norm.as_ref(),
-            conv_kind: ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?,
-            conv_init,
-            // ConvModule's `bias='auto'`: none before a norm.
-            bias: norm.is_none(),
-        };
-        let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
+        let built = Towers::build(
+            p,
+            &TowerSpec {
+                owner: NAME,
+                cls_name: "atss_cls",
+                stacked_convs: cfg.stacked_convs,
+                in_channels: cfg.in_channels,
+                feat_channels: cfg.feat_channels,
+                conv_cfg: cfg.conv_cfg.as_ref(),
+                norm_cfg: cfg.norm_cfg.as_ref(),
+                init_cfg: cfg.init_cfg.as_ref(),
+                conv_bias: None,
+                levels: prior_generator.num_levels(),
+            },
+        )?;
+        let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);
         let k = cfg.num_classes as i64;
         let kp = cfg.pred_kernel_size as i64;
         let pred = ConvGeom::k(kp).padding(kp / 2);
         Ok(ATSSHead {
-            towers: Towers::new(p, &branch, prior_generator.num_levels())?,
+            towers: built.towers,
             atss_cls: make_conv(&(p / "atss_cls"), last, a * k, pred, cls_init)?,
             atss_reg: make_conv(&(p / "atss_reg"), last, a * 4, pred, conv_init)?,
             atss_centerness: make_conv(&(p / "atss_centerness"), last, a, pred, conv_init)?,

@@ -12,7 +12,13 @@ use detc::registry::models::train_test::DenseTestConfig;
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
+use detc::registry::models::common::OneOrMany;
+use detc::registry::models::task_modules::DistancePointBBoxCoderConfig;
+use detc::registry::refs::{BBoxCoderCfg, ConvCfg, InitCfg, NormCfg};
+
 use super::anchor_head::{image_hw, larger_than};
+use super::retina_head::conv_inits;
+use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
@@ -46,21 +52,21 @@ impl DenseTest {
 
 /// The `stacked_convs` 3x3 ConvModules (conv, optional norm, ReLU) of a
 /// head's classification or regression branch, `{i}.conv` and `{i}.gn`.
-pub struct ConvBranch<'a> {
-    pub stacked_convs: i64,
-    pub in_channels: i64,
-    pub feat_channels: i64,
-    pub norm: Option<&'a NormSpec>,
-    pub conv_kind: ConvKind,
+struct ConvBranch<'a> {
+    stacked_convs: i64,
+    in_channels: i64,
+    feat_channels: i64,
+    norm: Option<&'a NormSpec>,
+    conv_kind: ConvKind,
     /// The head's init of its convs; `TorchDefault` (no `init_cfg`) leaves
     /// ConvModule's own Kaiming init.
-    pub conv_init: ConvInit,
-    pub bias: bool,
+    conv_init: ConvInit,
+    bias: bool,
 }
 
 impl ConvBranch<'_> {
     /// The branch under `p` (`bbox_head.cls_convs`).
-    pub fn build(&self, p: &nn::Path) -> ModelResult<Vec<ConvModule>> {
+    fn build(&self, p: &nn::Path) -> ModelResult<Vec<ConvModule>> {
         let (feat, k3) = (self.feat_channels, ConvGeom::k(3).padding(1));
         (0..self.stacked_convs)
             .map(|i| {
@@ -93,13 +99,54 @@ pub struct Towers {
     pub scales: Vec<Tensor>,
 }
 
+/// What a dense head's config says of its towers.
+pub struct TowerSpec<'a> {
+    /// The head, named in errors.
+    pub owner: &'static str,
+    /// The classifier conv whose bias `init_cfg` may set from a prior (`conv_cls`).
+    pub cls_name: &'a str,
+    pub stacked_convs: u32,
+    pub in_channels: u32,
+    pub feat_channels: u32,
+    pub conv_cfg: Option<&'a ConvCfg>,
+    pub norm_cfg: Option<&'a NormCfg>,
+    pub init_cfg: Option<&'a OneOrMany<InitCfg>>,
+    /// The towers' conv bias; `None` is ConvModule's `'auto'` (none before a norm).
+    pub conv_bias: Option<bool>,
+    /// Feature levels (one learned scale each).
+    pub levels: usize,
+}
+
+/// A head's towers and what its predictor convs take from the same config.
+pub struct BuiltTowers {
+    pub towers: Towers,
+    /// The init of the head's convs, and of its classifier.
+    pub conv_init: ConvInit,
+    pub cls_init: ConvInit,
+    /// Channels the towers give the predictors.
+    pub out_channels: i64,
+}
+
 impl Towers {
-    /// Both towers as `branch` says, and `levels` scales, under the head's `p`.
-    pub fn new(p: &nn::Path, branch: &ConvBranch, levels: usize) -> ModelResult<Self> {
-        let scales = (0..levels as i64)
+    /// Both towers and the scales of `spec`, under the head's `p`.
+    pub fn build(p: &nn::Path, spec: &TowerSpec) -> ModelResult<BuiltTowers> {
+        let norm = spec.norm_cfg.map(|n| NormSpec::from_cfg(n, spec.owner)).transpose()?;
+        let (conv_init, cls_init) = conv_inits(spec.init_cfg, spec.owner, spec.cls_name)?;
+        let branch = ConvBranch {
+            stacked_convs: spec.stacked_convs as i64,
+            in_channels: spec.in_channels as i64,
+            feat_channels: spec.feat_channels as i64,
+            norm: norm.as_ref(),
+            conv_kind: ConvKind::from_cfg(spec.conv_cfg, spec.owner)?,
+            conv_init,
+            bias: spec.conv_bias.unwrap_or(norm.is_none()),
+        };
+        let scales = (0..spec.levels as i64)
             .map(|i| crate::models::layers::param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
             .collect::<ModelResult<Vec<_>>>()?;
-        Ok(Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales })
+        let towers = Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales };
+        let out_channels = if spec.stacked_convs > 0 { spec.feat_channels } else { spec.in_channels } as i64;
+        Ok(BuiltTowers { towers, conv_init, cls_init, out_channels })
     }
 
     /// Checks that `x` has one map per level; `owner` names the head.
@@ -120,6 +167,14 @@ impl Towers {
             r = conv.forward_t(&r, train)?;
         }
         Ok((c, r))
+    }
+}
+
+/// The `clip_border` of a head's `bbox_coder`, which must be `DistancePointBBoxCoder`.
+pub fn distance_coder_clip_border(cfg: &BBoxCoderCfg, owner: &str) -> ModelResult<bool> {
+    match cfg_type(&cfg.0, &format!("{owner}.bbox_coder"))? {
+        "DistancePointBBoxCoder" => Ok(parse_cfg::<DistancePointBBoxCoderConfig>(&cfg.0, "DistancePointBBoxCoder")?.clip_border),
+        other => Err(ModelError::new(owner, format!("bbox coder {other:?} is not supported (only DistancePointBBoxCoder)"))),
     }
 }
 

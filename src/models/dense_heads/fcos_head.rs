@@ -21,21 +21,19 @@
 //! locations of all levels, `G` ground truths of an image.
 
 use detc::registry::models::dense_heads::{ConvBias, FCOSHeadConfig};
-use detc::registry::models::task_modules::DistancePointBBoxCoderConfig;
 use detc::registry::models::train_test::DenseTestConfig;
 use indexmap::IndexMap;
 use tch::nn;
 use tch::{Kind, Tensor};
 
 use super::anchor_head::{featmap_sizes, image_hw};
-use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, ConvBranch, DenseTest, Towers};
-use super::retina_head::conv_inits;
+use super::base_dense_head::{bbox_post_process, distance_coder_clip_border, filter_scores_and_topk, DenseTest, TowerSpec, Towers};
 use crate::models::layers::make_conv;
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
-    Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, NormSpec,
+    Conv2d, ConvGeom, ModelError, ModelResult,
 };
-use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
+use crate::models::losses::{Loss, LossArgs};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::ops::distance2bbox;
 use crate::models::roi_heads::DetInstances;
@@ -101,32 +99,30 @@ impl FCOSHead {
         if cfg.regress_ranges.len() != cfg.strides.len() {
             return Err(ModelError::new(NAME, format!("{} regress_ranges for {} strides", cfg.regress_ranges.len(), cfg.strides.len())));
         }
-        let clip_border = match cfg_type(&cfg.bbox_coder.0, "FCOSHead.bbox_coder")? {
-            "DistancePointBBoxCoder" => parse_cfg::<DistancePointBBoxCoderConfig>(&cfg.bbox_coder.0, "DistancePointBBoxCoder")?.clip_border,
-            other => return Err(ModelError::new(NAME, format!("bbox coder {other:?} is not supported (only DistancePointBBoxCoder)"))),
-        };
-        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
-        let conv_kind = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
-        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "conv_cls")?;
-        let bias = match cfg.conv_bias {
-            ConvBias::Fixed(b) => b,
-            ConvBias::Auto(_) => norm.is_none(),
-        };
-        let feat = cfg.feat_channels as i64;
-        let k3 = ConvGeom::k(3).padding(1);
-        let branch = ConvBranch {
-            stacked_convs: cfg.stacked_convs as i64,
-            in_channels: cfg.in_channels as i64,
-            feat_channels: feat,
-            norm: norm.as_ref(),
-            conv_kind,
-            conv_init,
-            bias,
-        };
-        let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
+        let clip_border = distance_coder_clip_border(&cfg.bbox_coder, NAME)?;
+        let built = Towers::build(
+            p,
+            &TowerSpec {
+                owner: NAME,
+                cls_name: "conv_cls",
+                stacked_convs: cfg.stacked_convs,
+                in_channels: cfg.in_channels,
+                feat_channels: cfg.feat_channels,
+                conv_cfg: cfg.conv_cfg.as_ref(),
+                norm_cfg: cfg.norm_cfg.as_ref(),
+                init_cfg: cfg.init_cfg.as_ref(),
+                conv_bias: match cfg.conv_bias {
+                    ConvBias::Fixed(b) => Some(b),
+                    ConvBias::Auto(_) => None,
+                },
+                levels: cfg.strides.len(),
+            },
+        )?;
+        let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);
         let k = cfg.num_classes as i64;
+        let k3 = ConvGeom::k(3).padding(1);
         Ok(FCOSHead {
-            towers: Towers::new(p, &branch, cfg.strides.len())?,
+            towers: built.towers,
             conv_cls: make_conv(&(p / "conv_cls"), last, k, k3, cls_init)?,
             conv_reg: make_conv(&(p / "conv_reg"), last, 4, k3, conv_init)?,
             conv_centerness: make_conv(&(p / "conv_centerness"), last, 1, k3, conv_init)?,

@@ -18,7 +18,6 @@
 //! `H, W` a level's size, `Np` positives of a level.
 
 use detc::registry::models::dense_heads::GFLHeadConfig;
-use detc::registry::models::task_modules::DistancePointBBoxCoderConfig;
 use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
 use indexmap::IndexMap;
 use tch::nn;
@@ -26,11 +25,10 @@ use tch::{Kind, Tensor};
 
 use super::anchor_head::{featmap_sizes, image_hw};
 use super::atss_head::AtssTrain;
-use super::base_dense_head::{bbox_post_process, filter_scores_and_topk, ConvBranch, DenseTest, Towers};
-use super::retina_head::conv_inits;
+use super::base_dense_head::{bbox_post_process, distance_coder_clip_border, filter_scores_and_topk, DenseTest, TowerSpec, Towers};
 use crate::models::data_preprocessors::DetDataSample;
-use crate::models::layers::{buffer, make_conv, Conv2d, ConvGeom, ConvKind, ModelError, ModelResult, NormSpec};
-use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
+use crate::models::layers::{buffer, make_conv, Conv2d, ConvGeom, ModelError, ModelResult};
+use crate::models::losses::{cfg_type, Loss, LossArgs};
 use crate::models::ops::{bbox2distance, bbox_overlaps, distance2bbox, OverlapMode};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::roi_heads::DetInstances;
@@ -105,28 +103,28 @@ impl GFLHead {
         if prior_generator.strides.iter().any(|&(w, h)| w != h) {
             return Err(ModelError::new(NAME, "anchor strides must be square (one number per level)"));
         }
-        let clip_border = match cfg_type(&cfg.bbox_coder.0, "GFLHead.bbox_coder")? {
-            "DistancePointBBoxCoder" => parse_cfg::<DistancePointBBoxCoderConfig>(&cfg.bbox_coder.0, "DistancePointBBoxCoder")?.clip_border,
-            other => return Err(ModelError::new(NAME, format!("bbox coder {other:?} is not supported (only DistancePointBBoxCoder)"))),
-        };
-        let norm = cfg.norm_cfg.as_ref().map(|n| NormSpec::from_cfg(n, NAME)).transpose()?;
-        let (conv_init, cls_init) = conv_inits(cfg.init_cfg.as_ref(), NAME, "gfl_cls")?;
-        let feat = cfg.feat_channels as i64;
-        let branch = ConvBranch {
-            stacked_convs: cfg.stacked_convs as i64,
-            in_channels: cfg.in_channels as i64,
-            feat_channels: feat,
-            norm: norm.as_ref(),
-            conv_kind: ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?,
-            conv_init,
-            bias: norm.is_none(),
-        };
-        let last = if cfg.stacked_convs > 0 { feat } else { cfg.in_channels as i64 };
+        let clip_border = distance_coder_clip_border(&cfg.bbox_coder, NAME)?;
+        let built = Towers::build(
+            p,
+            &TowerSpec {
+                owner: NAME,
+                cls_name: "gfl_cls",
+                stacked_convs: cfg.stacked_convs,
+                in_channels: cfg.in_channels,
+                feat_channels: cfg.feat_channels,
+                conv_cfg: cfg.conv_cfg.as_ref(),
+                norm_cfg: cfg.norm_cfg.as_ref(),
+                init_cfg: cfg.init_cfg.as_ref(),
+                conv_bias: None,
+                levels: prior_generator.num_levels(),
+            },
+        )?;
+        let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);
         let k = cfg.num_classes as i64;
         let reg_max = cfg.reg_max as i64;
         let k3 = ConvGeom::k(3).padding(1);
         Ok(GFLHead {
-            towers: Towers::new(p, &branch, prior_generator.num_levels())?,
+            towers: built.towers,
             gfl_cls: make_conv(&(p / "gfl_cls"), last, k, k3, cls_init)?,
             gfl_reg: make_conv(&(p / "gfl_reg"), last, 4 * (reg_max + 1), k3, conv_init)?,
             prior_generator,

@@ -159,34 +159,34 @@ impl MaskIoUHead {
 /// `_get_area_ratio`: per positive, the share of its ground-truth mask's
 /// area inside its proposal, the box cast to integers (truncated) and
 /// clipped to the mask, at least 1 px wide and high (`BitmapMasks.crop`).
+/// The crop areas come from a summed-area table of the masks, on their device.
 fn area_ratios(proposals: &Tensor, gt_inds: &Tensor, masks: &MaskTensors) -> ModelResult<Tensor> {
-    let n = proposals.size()[0];
-    if n == 0 {
+    if proposals.size()[0] == 0 {
         return Ok(Tensor::f_zeros([0], (Kind::Float, proposals.device()))?);
     }
     let MaskTensors::Bitmap(masks) = masks else {
         return Err(ModelError::new(NAME, "the mask-IoU targets need bitmap masks (LoadAnnotations poly2mask: true)"));
     };
-    let masks = masks.f_to_device(tch::Device::Cpu)?;
     let (_, h, w) = masks.size3()?;
-    let areas = Vec::<f64>::try_from(masks.f_sum_dim_intlist([1, 2].as_slice(), false, Kind::Double)?)?;
-    let boxes = Vec::<f64>::try_from(proposals.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Double)?.f_reshape([-1])?)?;
-    let inds = Vec::<i64>::try_from(gt_inds.f_to_device(tch::Device::Cpu)?.f_to_kind(Kind::Int64)?)?;
-    let mut ratios = Vec::with_capacity(n as usize);
-    for (i, &g) in inds.iter().enumerate() {
-        // numpy's astype(np.int32) truncates toward zero.
-        let b: Vec<i64> = boxes[4 * i..4 * i + 4].iter().map(|&v| v.trunc() as i64).collect();
-        let (x1, x2) = (b[0].clamp(0, w), b[2].clamp(0, w));
-        let (y1, y2) = (b[1].clamp(0, h), b[3].clamp(0, h));
-        let (cw, ch) = ((x2 - x1).max(1), (y2 - y1).max(1));
-        // Python slicing stops at the mask's edge.
-        let (cw, ch) = (cw.min(w - x1), ch.min(h - y1));
-        let inside = if cw <= 0 || ch <= 0 {
-            0.0
-        } else {
-            masks.f_get(g)?.f_narrow(0, y1, ch)?.f_narrow(1, x1, cw)?.f_sum(Kind::Double)?.double_value(&[])
-        };
-        ratios.push((inside / (areas[g as usize] + 1e-7)) as f32);
-    }
-    Ok(Tensor::from_slice(&ratios).f_to_device(proposals.device())?)
+    let device = masks.device();
+    // table[g, y, x]: the mask's pixels above y and left of x.
+    let table = masks
+        .f_to_kind(Kind::Double)?
+        .f_cumsum(1, Kind::Double)?
+        .f_cumsum(2, Kind::Double)?
+        .f_constant_pad_nd([1, 0, 1, 0])?;
+    let g = gt_inds.f_to_device(device)?.f_to_kind(Kind::Int64)?;
+    // numpy's astype(np.int32) truncates toward zero; then clipped to the mask.
+    let b = proposals.f_to_device(device)?.f_to_kind(Kind::Double)?.f_trunc()?.f_to_kind(Kind::Int64)?;
+    let col = |i: i64, hi: i64| b.f_select(1, i)?.f_clamp(0, hi);
+    let (x1, y1, x2, y2) = (col(0, w)?, col(1, h)?, col(2, w)?, col(3, h)?);
+    // At least 1 px, and Python slicing stops at the mask's edge.
+    let x2 = x1.f_add(&x2.f_sub(&x1)?.f_clamp_min(1)?)?.f_clamp_max(w)?;
+    let y2 = y1.f_add(&y2.f_sub(&y1)?.f_clamp_min(1)?)?.f_clamp_max(h)?;
+    let at = |y: &Tensor, x: &Tensor| -> ModelResult<Tensor> {
+        Ok(table.f_index(&[Some(g.shallow_clone()), Some(y.shallow_clone()), Some(x.shallow_clone())])?)
+    };
+    let inside = at(&y2, &x2)?.f_sub(&at(&y1, &x2)?)?.f_sub(&at(&y2, &x1)?)?.f_add(&at(&y1, &x1)?)?;
+    let full = at(&Tensor::f_full_like(&g, h)?, &Tensor::f_full_like(&g, w)?)?;
+    Ok(inside.f_div(&full.f_add_scalar(1e-7)?)?.f_to_kind(Kind::Float)?.f_to_device(proposals.device())?)
 }
