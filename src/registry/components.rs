@@ -29,10 +29,10 @@ use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHea
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
-    ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
+    MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BalancedL1LossConfig, BoundedIoULossConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
+    BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
@@ -128,6 +128,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<L1LossConfig>("L1Loss", Role::Loss),
     component::<MSELossConfig>("MSELoss", Role::Loss),
     component::<BalancedL1LossConfig>("BalancedL1Loss", Role::Loss),
+    component::<GhmcConfig>("GHMC", Role::Loss),
+    component::<GhmrConfig>("GHMR", Role::Loss),
     component::<SmoothL1LossConfig>("SmoothL1Loss", Role::Loss),
     component::<GIoULossConfig>("GIoULoss", Role::Loss),
     component::<IoULossConfig>("IoULoss", Role::Loss),
@@ -147,6 +149,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),
     component::<SyncBatchNormConfig>("SyncBN", Role::Norm),
+    component::<MmcvSyncBatchNormConfig>("MMSyncBN", Role::Norm),
     component::<GroupNormConfig>("GN", Role::Norm),
     component::<LayerNormConfig>("LN", Role::Norm),
     component::<ReluConfig>("ReLU", Role::Activation),

@@ -326,6 +326,26 @@ fn val_metrics(work_dir: &Path) -> BTreeMap<String, f64> {
 /// Validation with two workers: each predicts its shard of the 9 images (5
 /// each, one repeated to pad), rank 0 gathers the predictions and computes
 /// the metric, which equals one worker's on the same weights.
+/// MMCV's `MMSyncBN` in QueryInst's mask heads, which see only each
+/// image's matched proposals, so the two workers' batches differ in size:
+/// with `stats_mode: N` (each worker weighed by its RoIs) two workers with
+/// batch b train as one with 2b; with the default mode (each worker
+/// weighed equally) they train too.
+#[test]
+fn two_workers_with_mmcv_sync_bn_heads_reproduce_one_worker() {
+    let (dir, config) = setup();
+    let mut by_rois: Vec<String> = (0..3).map(|i| format!("model.roi_head.mask_head.{i}.norm_cfg.type=MMSyncBN")).collect();
+    by_rois.extend((0..3).map(|i| format!("model.roi_head.mask_head.{i}.norm_cfg.stats_mode=N")));
+    by_rois.push("train_cfg.max_iters=8".into());
+    let by_rois: Vec<&str> = by_rois.iter().map(String::as_str).collect();
+    run_float64(train_command(dir.path(), &config, "one64", 1, 4, &by_rois, None));
+    run_float64(train_command(dir.path(), &config, "two64", 2, 2, &by_rois, None));
+    assert_close_losses(&dir.path().join("one64"), &dir.path().join("two64"), 1..=8, REL_F64);
+    let equal: Vec<&str> = by_rois.iter().copied().filter(|o| !o.contains("stats_mode")).collect();
+    run(dir.path(), &config, "two_equal", 2, 2, &equal, None);
+    assert!(dir.path().join("two_equal/iter_6.pth").exists());
+}
+
 #[test]
 fn two_workers_gather_validation_results_to_rank_zero() {
     let dir = tempfile::tempdir().unwrap();

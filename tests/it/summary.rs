@@ -263,6 +263,23 @@ fn libra_retinanet_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-retinanet_r50_fpn_1x_coco.yaml", "libra-retinanet_r50_fpn_1x_state_dict.json");
 }
 
+/// GHM's losses keep their region `edges` and running `acc_sum` as buffers
+/// of the head (`bbox_head.loss_cls.*`, `bbox_head.loss_bbox.*`).
+#[test]
+fn ghm_retinanet_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/ghm/retinanet_r50_fpn_ghm-1x_coco.yaml", "retinanet_r50_fpn_ghm-1x_state_dict.json");
+}
+
+/// The strong baseline: SyncBN everywhere, MMCV's MMSyncBN in the RoI heads,
+/// a two-conv RPN and a 4conv1fc box head.
+#[test]
+fn strong_baseline_mask_rcnn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco.yaml",
+        "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_state_dict.json",
+    );
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -310,6 +327,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "faster-rcnn_r50-attn1111_fpn_1x",
         "libra-retinanet_r50_fpn_1x",
         "libra-faster-rcnn_r50_fpn_1x",
+        "retinanet_r50_fpn_ghm-1x",
+        "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e",
     ] {
         assert_eq!(
             live[name],

@@ -21,10 +21,15 @@ const TINY: &[&str] = &[
 ];
 
 fn run(dir: &Path, work_dir: &str, epochs: u32, resume: bool) -> String {
+    run_config(dir, &root().join(CONFIG), work_dir, epochs, resume)
+}
+
+/// `detc run config` (TINY) for `epochs` in `work_dir`, resuming with `resume`.
+fn run_config(dir: &Path, config: &Path, work_dir: &str, epochs: u32, resume: bool) -> String {
     let mut cmd = detc(dir).env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"));
     cmd = cmd
         .arg("run")
-        .arg(root().join(CONFIG))
+        .arg(config)
         .args(["--work-dir", work_dir]);
     if resume {
         cmd = cmd.arg("--resume");
@@ -641,4 +646,37 @@ fn libra_faster_rcnn_trains_and_tests() {
     let saved = ["neck.0.lateral_convs.0.conv.weight", "neck.1.refine.g.conv.weight", "roi_head.bbox_head.fc_reg.bias"];
     let log = trains_and_tests(dir.path(), "libra_frcnn", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_bbox"], &saved);
     assert!(log.contains("coco/bbox_mAP: "), "{log}");
+}
+
+/// GHM's losses with momentum on the tiny RetinaNet: they train, keep their
+/// running counts in the checkpoint (`bbox_head.loss_cls.acc_sum`, not all
+/// zero), and a resumed run picks the counts up: its losses equal those of
+/// an uninterrupted run, step for step.
+#[test]
+fn ghm_retinanet_trains_resumes_exactly_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let focal = "loss_cls: {type: FocalLoss, use_sigmoid: true, gamma: 2.0, alpha: 0.25, loss_weight: 1.0}";
+    let config = tiny_retinanet(TINY_FPN, "{type: GHMR, mu: 0.02, bins: 10, momentum: 0.7, loss_weight: 10.0}")
+        .replacen(focal, "loss_cls: {type: GHMC, bins: 30, momentum: 0.75, use_sigmoid: true, loss_weight: 1.0}", 1);
+    assert!(config.contains("GHMC"));
+    let saved = ["bbox_head.loss_cls.edges", "bbox_head.loss_cls.acc_sum", "bbox_head.loss_bbox.acc_sum"];
+    trains_and_tests(dir.path(), "ghm", &config, 2, &["loss_cls", "loss_bbox"], &saved);
+    let ckpt = detc::checkpoint::load(&dir.path().join("ghm/epoch_2.pth")).unwrap();
+    let acc_sum: Vec<f32> =
+        ckpt.state_dict["bbox_head.loss_cls.acc_sum"].data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert!(acc_sum.iter().any(|&c| c > 0.0), "the running counts were never updated: {acc_sum:?}");
+    let file = dir.path().join("ghm.yaml");
+    run_config(dir.path(), &file, "resumed", 1, false);
+    run_config(dir.path(), &file, "resumed", 2, true);
+    for key in ["loss_cls", "loss_bbox"] {
+        let by_step = |w: &str| {
+            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
+            r.sort_by_key(|x| x.0);
+            r
+        };
+        let (a, b) = (by_step("ghm"), by_step("resumed"));
+        assert_eq!(a.len(), 4, "{key}: one record per iteration: {a:?}");
+        assert_eq!(a, b, "{key} differs after the resume");
+    }
 }

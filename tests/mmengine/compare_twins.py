@@ -299,6 +299,19 @@ CONFIGS = [
     'libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco',
     'libra_rcnn/libra-faster-rcnn_r101_fpn_1x_coco',
     'libra_rcnn/libra-faster-rcnn_x101-64x4d_fpn_1x_coco',
+    'ghm/retinanet_r50_fpn_ghm-1x_coco',
+    'ghm/retinanet_r101_fpn_ghm-1x_coco',
+    'ghm/retinanet_x101-32x4d_fpn_ghm-1x_coco',
+    'ghm/retinanet_x101-64x4d_fpn_ghm-1x_coco',
+    'strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco',
+    'strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_amp-lsj-100e_coco',
+    'strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-50e_coco',
+    'strong_baselines/mask-rcnn_r50-caffe_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco',
+    'strong_baselines/mask-rcnn_r50-caffe_fpn_rpn-2conv_4conv1fc_syncbn-all_amp-lsj-100e_coco',
+    'strong_baselines/mask-rcnn_r50-caffe_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-400e_coco',
+    'common/ssj_270k_coco-instance',
+    'simple_copy_paste/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_32xb2-ssj-270k_coco',
+    'simple_copy_paste/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_32xb2-ssj-90k_coco',
 ]
 
 

@@ -43,6 +43,8 @@ With OUT_DIR it writes
 * OUT_DIR/faster-rcnn_r50-attn1111_fpn_1x_state_dict.json
 * OUT_DIR/libra-retinanet_r50_fpn_1x_state_dict.json
 * OUT_DIR/libra-faster-rcnn_r50_fpn_1x_state_dict.json
+* OUT_DIR/retinanet_r50_fpn_ghm-1x_state_dict.json
+* OUT_DIR/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -70,6 +72,8 @@ or removes a state-dict entry:
 
 MMCV's deformable convs (`DCN`, `DCNv2`) are its own Python classes
 (`mmdet_standins.install_mmcv_deform_convs`), so their names are MMCV's.
+MMCV's `MMSyncBN` asks torch.distributed for its world size when built, so
+a one-process Gloo group is started first.
 """
 
 import json
@@ -107,6 +111,9 @@ CONFIGS = {
     "faster-rcnn_r50-attn1111_fpn_1x": "empirical_attention/faster-rcnn_r50-attn1111_fpn_1x_coco.py",
     "libra-retinanet_r50_fpn_1x": "libra_rcnn/libra-retinanet_r50_fpn_1x_coco.py",
     "libra-faster-rcnn_r50_fpn_1x": "libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.py",
+    "retinanet_r50_fpn_ghm-1x": "ghm/retinanet_r50_fpn_ghm-1x_coco.py",
+    "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e":
+        "strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco.py",
 }
 
 
@@ -130,6 +137,7 @@ def load_mmdet():
     # An attribute set on the stand-in module wins over its __getattr__.
     mmcv.ops.RoIAlign = RoIAlignStandIn
     mmdet_standins.install_mmcv_deform_convs()
+    mmdet_standins.install_mmcv_sync_bn()
     import mmdet.models  # noqa: F401  (registers the models)
     from mmdet.utils import register_all_modules
 
@@ -160,9 +168,21 @@ def record(rel_config):
     }
 
 
+def one_process_group():
+    """MMCV's SyncBatchNorm (`MMSyncBN`) reads the world size when built."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        store = os.path.join(tempfile.mkdtemp(), "store")
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+
+
 def main():
     torch.set_num_threads(1)
     load_mmdet()
+    one_process_group()
     records = {name: record(rel) for name, rel in CONFIGS.items()}
     if len(sys.argv) < 2:
         json.dump(records, sys.stdout)

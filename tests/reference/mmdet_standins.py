@@ -97,6 +97,24 @@ def install_mmcv_deform_convs():
     mods["modulated_deform_conv"].modulated_deform_conv2d = modulated
 
 
+def install_mmcv_sync_bn():
+    """Imports MMCV's sync_bn.py, which registers `MMSyncBN`, without its
+    compiled kernels: enough to build the module (its names and shapes),
+    not to run it. Building one needs torch.distributed initialised."""
+    import importlib.util
+    import os
+
+    import mmcv
+    import mmcv.utils.ext_loader
+
+    mmcv.utils.ext_loader.load_ext = lambda name, funcs: None
+    path = os.path.join(os.path.dirname(mmcv.__file__), "ops", "sync_bn.py")
+    spec = importlib.util.spec_from_file_location("mmcv.ops.sync_bn", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+
+
 def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
     """mmcv.ops.batched_nms (and, with `nms_cfg=None`, its sort-only case)
     for `type: nms`, with torchvision's nms as the kernel: mmcv's compiled

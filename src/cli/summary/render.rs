@@ -23,9 +23,11 @@ pub enum VarKind {
 }
 
 /// The state-dict entries torch registers as buffers, by their last name
-/// segment: BatchNorm's, a Swin window's `relative_position_index`, and the
-/// bin distances of GFL's `integral.project`.
-pub const BUFFER_NAMES: &[&str] = &["running_mean", "running_var", "num_batches_tracked", "relative_position_index", "project"];
+/// segment: BatchNorm's, a Swin window's `relative_position_index`, the
+/// bin distances of GFL's `integral.project`, and GHM's region `edges` and
+/// running counts `acc_sum`.
+pub const BUFFER_NAMES: &[&str] =
+    &["running_mean", "running_var", "num_batches_tracked", "relative_position_index", "project", "edges", "acc_sum"];
 
 impl VarKind {
     /// The kind of the entry `name` (e.g. `backbone.bn1.running_mean`): a tch

@@ -249,7 +249,7 @@ impl HRNet {
                 return Err(ModelError::new(NAME, format!("stage{}: num_blocks and num_channels need num_branches ({n}) entries", i + 1)));
             }
         }
-        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let norm = NormSpec::from_backbone_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let ctx = Ctx { norm: &norm, conv };

@@ -608,7 +608,7 @@ impl ResNet {
         })?;
         check_supported(cfg)?;
         let n = cfg.num_stages as usize;
-        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let norm = NormSpec::from_backbone_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;
@@ -674,7 +674,7 @@ impl ResNet {
         if cfg.init_cfg.is_some() && cfg.pretrained.is_some() {
             return Err(ModelError::new(NAME, "init_cfg and pretrained cannot be specified at the same time"));
         }
-        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let norm = NormSpec::from_backbone_cfg(&cfg.norm_cfg, NAME)?;
         let conv = ConvKind::from_cfg(cfg.conv_cfg.as_ref(), NAME)?;
         let pretrained = pretrained_init(cfg.pretrained.as_ref(), cfg.init_cfg.as_ref(), NAME)?;
         let dcn = stage_dcn(cfg.dcn.as_ref(), &cfg.stage_with_dcn, n, conv, pretrained.is_some(), NAME)?;

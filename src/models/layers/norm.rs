@@ -12,13 +12,13 @@ use tch::{Kind, Tensor};
 use super::{buffer, param, ModelError, ModelResult};
 use crate::engine::native::ProcessGroup;
 
-/// A parsed `norm_cfg`. `BN` and `SyncBN` both build a [`BatchNorm2d`]
-/// (MMCV names both `bn`); a `SyncBN` one shares its batch statistics over
-/// the job's processes when there are several. `GN` builds a [`GroupNorm`]
-/// (named `gn`).
+/// A parsed `norm_cfg`. `BN`, `SyncBN` and `MMSyncBN` all build a
+/// [`BatchNorm2d`] (MMCV names them `bn`); a synchronised one shares its
+/// batch statistics over the job's processes when there are several. `GN`
+/// builds a [`GroupNorm`] (named `gn`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NormSpec {
-    /// The `type` as written (`BN`, `BN2d`, `SyncBN`, `GN`).
+    /// The `type` as written (`BN`, `BN2d`, `SyncBN`, `MMSyncBN`, `GN`).
     pub kind: String,
     /// `requires_grad`: whether the affine weight and bias train.
     pub requires_grad: bool,
@@ -27,6 +27,22 @@ pub struct NormSpec {
     pub momentum: Option<f64>,
     /// `GN`'s `num_groups`; `None` for the batch norms.
     pub num_groups: Option<i64>,
+    /// How a synchronised batch norm weighs the processes' statistics;
+    /// `None` for `BN` and `GN`.
+    pub sync: Option<SyncStats>,
+}
+
+/// How the batch statistics of a job's processes combine into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStats {
+    /// torch's `SyncBatchNorm` (`SyncBN`): each process by its element count.
+    Elements,
+    /// MMCV's `MMSyncBN` with `stats_mode='default'`: each process equally,
+    /// one with an empty batch included (as zero mean and zero spread).
+    EqualRanks,
+    /// MMCV's `MMSyncBN` with `stats_mode='N'`: each process by its number
+    /// of images (RoIs), so an empty batch has no say.
+    Images,
 }
 
 impl NormSpec {
@@ -38,6 +54,7 @@ impl NormSpec {
             eps: 1e-5,
             momentum: Some(0.1),
             num_groups: None,
+            sync: None,
         }
     }
 
@@ -52,19 +69,21 @@ impl NormSpec {
             .remove("type")
             .and_then(|t| t.as_str().map(str::to_string))
             .ok_or_else(|| ModelError::new(owner, "norm_cfg needs a `type`"))?;
-        match kind.as_str() {
-            "BN" | "BN2d" | "SyncBN" => {}
+        let sync = match kind.as_str() {
+            "BN" | "BN2d" => None,
+            "SyncBN" => Some(SyncStats::Elements),
+            "MMSyncBN" => Some(Self::mmcv_stats_mode(&mut map, owner)?),
             "GN" => return Self::group_norm(map, owner),
             other => {
                 return Err(ModelError::new(
                     owner,
-                    format!("norm_cfg type `{other}` is not supported yet (BN, BN2d, SyncBN, GN)"),
+                    format!("norm_cfg type `{other}` is not supported yet (BN, BN2d, SyncBN, MMSyncBN, GN)"),
                 ))
             }
-        }
-        if kind == "SyncBN" {
-            // SyncBN's keys that BN shares; the rest (e.g. `process_group`)
-            // do not change the arithmetic. `affine` and
+        };
+        if sync.is_some() {
+            // The keys BN shares; the rest (`process_group`, `group`) do
+            // not change the arithmetic. `affine` and
             // `track_running_stats` stay, so that false is refused below.
             map.retain(|k, _| {
                 matches!(
@@ -87,7 +106,38 @@ impl NormSpec {
             eps: bn.eps,
             momentum: bn.momentum,
             num_groups: None,
+            sync,
         })
+    }
+
+    /// As [`NormSpec::from_cfg`] for a backbone's own norm layers (not
+    /// ConvModules'), which refuse `MMSyncBN`: MMCV's `SyncBatchNorm` starts
+    /// its weight from U(0, 1), and a backbone's `Constant` init for
+    /// `_BatchNorm` layers does not reach it (it is no `_BatchNorm`), an
+    /// init no checkpoint would reproduce here.
+    pub fn from_backbone_cfg(cfg: &NormCfg, owner: &str) -> ModelResult<Self> {
+        let spec = Self::from_cfg(cfg, owner)?;
+        if spec.kind == "MMSyncBN" {
+            return Err(ModelError::new(
+                owner,
+                "norm_cfg MMSyncBN is for heads and necks here; use SyncBN in a backbone \
+                 (MMCV's MMSyncBN there starts from a U(0, 1) weight that MMDetection's \
+                 backbone init does not reset)",
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// MMCV's `stats_mode` of an `MMSyncBN` norm_cfg.
+    fn mmcv_stats_mode(map: &mut serde_json::Map<String, serde_json::Value>, owner: &str) -> ModelResult<SyncStats> {
+        match map.remove("stats_mode").as_ref().map(|v| v.as_str()) {
+            None | Some(Some("default")) => Ok(SyncStats::EqualRanks),
+            Some(Some("N")) => Ok(SyncStats::Images),
+            Some(other) => Err(ModelError::new(
+                owner,
+                format!("MMSyncBN stats_mode must be \"default\" or \"N\", not {other:?}"),
+            )),
+        }
     }
 
     fn group_norm(map: serde_json::Map<String, serde_json::Value>, owner: &str) -> ModelResult<Self> {
@@ -102,6 +152,7 @@ impl NormSpec {
             eps: gn.eps,
             momentum: None,
             num_groups: Some(gn.num_groups as i64),
+            sync: None,
         })
     }
 
@@ -194,8 +245,8 @@ pub struct BatchNorm2d {
     pub num_batches_tracked: Tensor,
     pub eps: f64,
     pub momentum: Option<f64>,
-    /// `SyncBN`: batch statistics over every process of the job.
-    pub sync: bool,
+    /// `SyncBN`, `MMSyncBN`: batch statistics over every process of the job.
+    pub sync: Option<SyncStats>,
 }
 
 impl BatchNorm2d {
@@ -240,7 +291,7 @@ impl BatchNorm2d {
             num_batches_tracked,
             eps: spec.eps,
             momentum: spec.momentum,
-            sync: spec.kind == "SyncBN",
+            sync: spec.sync,
         })
     }
 
@@ -260,9 +311,9 @@ impl BatchNorm2d {
                 momentum = 1.0 / n.max(1.0);
             }
         }
-        if train && self.sync {
+        if let (true, Some(stats)) = (train, self.sync) {
             if let Some(group) = ProcessGroup::global() {
-                return self.sync_forward(x, momentum, group);
+                return self.sync_forward(x, momentum, stats, group);
             }
         }
         Ok(Tensor::f_batch_norm(
@@ -278,55 +329,71 @@ impl BatchNorm2d {
         )?)
     }
 
-    /// `torch.nn.SyncBatchNorm` in training: the mean and (biased) variance
-    /// of the whole job's batch, from per-channel sums all-reduced through
-    /// autograd (so the backward sums their gradients over the ranks too);
-    /// the running statistics take the unbiased variance, as torch's do.
+    /// A synchronised batch norm in training: the mean and (biased)
+    /// variance of the whole job's batch, from per-channel sums all-reduced
+    /// through autograd (so the backward sums their gradients over the
+    /// ranks too); the running statistics take the unbiased variance.
     ///
-    /// The statistics combine as torch's SyncBatchNorm combines them: each
-    /// rank's own mean and variance (computed as one process's batch norm
-    /// computes them), then the job's mean `Σ nᵣ·meanᵣ / N` and variance
-    /// `Σ nᵣ·(varᵣ + (meanᵣ - mean)²) / N`. A one-pass `E[x²] - E[x]²`
-    /// loses the variance of features far from zero to float32
-    /// cancellation.
-    fn sync_forward(&self, x: &Tensor, momentum: f64, group: &ProcessGroup) -> ModelResult<Tensor> {
+    /// Each rank's own mean and variance (computed as one process's batch
+    /// norm computes them) combine with a weight `wᵣ` per rank: the mean
+    /// `Σ wᵣ·meanᵣ / W` and the variance `Σ wᵣ·(varᵣ + (meanᵣ - mean)²) / W`,
+    /// `W = Σ wᵣ`. A one-pass `E[x²] - E[x]²` loses the variance of
+    /// features far from zero to float32 cancellation. The weights are
+    /// [`SyncStats`]'s: torch's element counts, or MMCV's 1 per rank or
+    /// image count; MMCV also unbiases the running variance by the rank's
+    /// own count times the world size, and leaves the running statistics
+    /// alone when every rank's batch is empty.
+    fn sync_forward(&self, x: &Tensor, momentum: f64, stats: SyncStats, group: &ProcessGroup) -> ModelResult<Tensor> {
         let c = x.size()[1];
         let kind = super::reduction_kind(x.kind());
         let xf = x.f_to_kind(kind)?;
         let local_count = (x.numel() as i64 / c.max(1)) as f64;
+        let images = x.size()[0] as f64;
         let dims: &[i64] = &[0, 2, 3];
         let shape = [1, c, 1, 1];
         let sync_err = |e: crate::engine::native::NativeError| ModelError::new("SyncBN", e.message);
         let (local_var, local_mean) = if local_count > 0.0 {
             xf.f_var_mean_correction(dims, 0, false)?
         } else {
-            let zeros = Tensor::f_zeros([c], (kind, x.device()))?;
-            (zeros.f_zeros_like()?, zeros)
+            // Zeros that still hang from `x`: the backward's all-reduces
+            // must run on an empty rank too, or the others wait for it.
+            let zeros = xf.f_sum_dim_intlist(dims, false, kind)?;
+            (zeros.f_mul_scalar(0.0)?, zeros)
         };
-        let count = Tensor::f_full([1], local_count, (kind, x.device()))?;
-        let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(local_count)?, count], 0)?;
+        let weight = match stats {
+            SyncStats::Elements => local_count,
+            SyncStats::EqualRanks => 1.0,
+            SyncStats::Images => images,
+        };
+        let nonempty = if local_count > 0.0 { 1.0 } else { 0.0 };
+        let scalars = Tensor::f_from_slice(&[weight, local_count, nonempty])?.f_to(x.device())?.f_to_kind(kind)?;
+        let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(weight)?, scalars], 0)?;
         let sums = group.all_reduce_sum_autograd(&sums).map_err(sync_err)?;
-        let n = sums.f_narrow(0, c, 1)?;
-        let mean = sums.f_narrow(0, 0, c)?.f_div(&n)?;
+        let total_weight = sums.f_narrow(0, c, 1)?.f_clamp_min(1e-12)?;
+        let total_count = sums.f_narrow(0, c + 1, 1)?;
+        let nonempty_ranks = sums.f_narrow(0, c + 2, 1)?;
+        let mean = sums.f_narrow(0, 0, c)?.f_div(&total_weight)?;
+        // An empty batch has no spread about the job's mean (MMCV skips it).
         let spread = local_var
             .f_add(&local_mean.f_sub(&mean)?.f_square()?)?
-            .f_mul_scalar(local_count)?;
+            .f_mul_scalar(weight * nonempty)?;
         let var = group
             .all_reduce_sum_autograd(&spread)
             .map_err(sync_err)?
-            .f_div(&n)?;
+            .f_div(&total_weight)?;
         let centered = xf.f_sub(&mean.f_view(shape)?)?;
         tch::no_grad(|| -> Result<(), tch::TchError> {
-            // n / (n - 1) on the device: no host sync in the training step.
+            // On the device: no host sync in the training step.
+            let n = match stats {
+                SyncStats::Elements => total_count,
+                _ => Tensor::f_full([1], local_count * group.world_size() as f64, (kind, x.device()))?,
+            };
             let unbiased = var.f_mul(&n.f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?)?;
+            let m = nonempty_ranks.f_clamp_max(1.0)?.f_mul_scalar(momentum)?;
             let mut rm = self.running_mean.shallow_clone();
             let mut rv = self.running_var.shallow_clone();
-            let _ = rm
-                .f_mul_scalar_(1.0 - momentum)?
-                .f_add_(&mean.f_mul_scalar(momentum)?)?;
-            let _ = rv
-                .f_mul_scalar_(1.0 - momentum)?
-                .f_add_(&unbiased.f_mul_scalar(momentum)?)?;
+            let _ = rm.f_add_(&mean.f_sub(&rm)?.f_mul(&m)?)?;
+            let _ = rv.f_add_(&unbiased.f_sub(&rv)?.f_mul(&m)?)?;
             Ok(())
         })?;
         let scale = var.f_add_scalar(self.eps)?.f_rsqrt()?.f_mul(&self.weight)?;
@@ -371,17 +438,34 @@ mod tests {
         (&y * dy.to_kind(Kind::Double)).sum(Kind::Double).backward();
         let (y_ref, dx_ref) = (y.detach(), whole.grad());
 
+        let halves = |t: &Tensor| [t.narrow(0, 0, 2).copy(), t.narrow(0, 2, 2).copy()];
+        let parts = on_two_ranks(halves(&x), halves(&dy), SyncStats::Elements);
+        let y = Tensor::cat(&[&parts[0].0, &parts[1].0], 0).to_kind(Kind::Double);
+        let dx = Tensor::cat(&[&parts[0].1, &parts[1].1], 0).to_kind(Kind::Double);
+        let worst = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(worst(&y, &y_ref) < 1e-2, "output off by {}", worst(&y, &y_ref));
+        // The input gradient scales with 1/std (10 here); compared relatively.
+        let rel = worst(&dx, &dx_ref) / dx_ref.abs().max().double_value(&[]);
+        assert!(rel < 1e-2, "input gradient off by {rel} of its largest value");
+    }
+
+    /// Runs a synchronised batch norm of 3 channels on two ranks (threads),
+    /// rank r given `xs[r]`, backpropagating `dys[r]`; per rank, the output,
+    /// the input gradient and the running variance after the step.
+    fn on_two_ranks(xs: [Tensor; 2], dys: [Tensor; 2], stats: SyncStats) -> Vec<(Tensor, Tensor, Tensor)> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let ranks: Vec<_> = (0..2i64)
-            .map(|rank| {
-                let (x, dy) = (x.narrow(0, 2 * rank, 2).copy(), dy.narrow(0, 2 * rank, 2).copy());
+        let ranks: Vec<_> = xs
+            .into_iter()
+            .zip(dys)
+            .enumerate()
+            .map(|(rank, (x, dy))| {
                 std::thread::spawn(move || {
                     let rv = Rendezvous {
                         master_addr: "127.0.0.1".into(),
                         master_port: port,
-                        rank: rank as usize,
+                        rank,
                         world_size: 2,
                         serve_store: true,
                         listen_fd: None,
@@ -390,25 +474,122 @@ mod tests {
                     };
                     let group = ProcessGroup::join(&rv).unwrap();
                     let vs = nn::VarStore::new(tch::Device::Cpu);
-                    let spec = NormSpec {
-                        kind: "SyncBN".into(),
-                        ..NormSpec::bn()
-                    };
+                    let spec = NormSpec { sync: Some(stats), ..NormSpec::bn() };
                     let bn = BatchNorm2d::new(&vs.root(), 3, &spec, true).unwrap();
                     let x = x.set_requires_grad(true);
-                    let y = bn.sync_forward(&x, 0.1, &group).unwrap();
+                    let y = bn.sync_forward(&x, 0.1, stats, &group).unwrap();
                     (&y * &dy).sum(Kind::Float).backward();
-                    (y.detach(), x.grad())
+                    (y.detach(), x.grad(), bn.running_var.copy())
                 })
             })
             .collect();
-        let parts: Vec<(Tensor, Tensor)> = ranks.into_iter().map(|h| h.join().unwrap()).collect();
-        let y = Tensor::cat(&[&parts[0].0, &parts[1].0], 0).to_kind(Kind::Double);
-        let dx = Tensor::cat(&[&parts[0].1, &parts[1].1], 0).to_kind(Kind::Double);
-        let worst = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
-        assert!(worst(&y, &y_ref) < 1e-2, "output off by {}", worst(&y, &y_ref));
-        // The input gradient scales with 1/std (10 here); compared relatively.
-        let rel = worst(&dx, &dx_ref) / dx_ref.abs().max().double_value(&[]);
-        assert!(rel < 1e-2, "input gradient off by {rel} of its largest value");
+        ranks.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    /// MMCV's `SyncBatchNormFunction` (its CUDA kernels, written out in
+    /// float64 on one process): the job's mean is `Σ wᵣ·meanᵣ / Σ wᵣ` and its
+    /// variance `Σ wᵣ·mean((xᵣ - mean)²) / Σ wᵣ`, an empty rank adding
+    /// nothing but its weight. Returns each rank's output and input gradient
+    /// and the running variance rank r keeps (unbiased by `nᵣ·world`).
+    fn mmcv_sync_bn(xs: &[Tensor; 2], dys: &[Tensor; 2], weights: [f64; 2]) -> Vec<(Tensor, Tensor, Tensor)> {
+        let xs: Vec<Tensor> = xs.iter().map(|x| x.to_kind(Kind::Double).set_requires_grad(true)).collect();
+        let dims: &[i64] = &[0, 2, 3];
+        let total: f64 = weights.iter().sum();
+        let zeros = || Tensor::zeros([3], (Kind::Double, tch::Device::Cpu));
+        let mut mean = zeros();
+        for (x, w) in xs.iter().zip(weights) {
+            if x.numel() > 0 {
+                mean = mean + x.mean_dim(dims, false, Kind::Double) * w;
+            }
+        }
+        let mean = mean / total;
+        let mut var = zeros();
+        for (x, w) in xs.iter().zip(weights) {
+            if x.numel() > 0 {
+                var = var + (x - mean.view([1, 3, 1, 1])).square().mean_dim(dims, false, Kind::Double) * w;
+            }
+        }
+        let var = var / total;
+        let std = (&var + 1e-5).sqrt().view([1, 3, 1, 1]);
+        let ys: Vec<Tensor> = xs.iter().map(|x| (x - mean.view([1, 3, 1, 1])) / &std).collect();
+        let loss = ys
+            .iter()
+            .zip(dys)
+            .map(|(y, dy)| (y * dy.to_kind(Kind::Double)).sum(Kind::Double))
+            .fold(Tensor::zeros([], (Kind::Double, tch::Device::Cpu)), |a, b| a + b);
+        loss.backward();
+        xs.iter()
+            .zip(ys)
+            .map(|(x, y)| {
+                let n = (x.numel() / 3) as f64 * 2.0;
+                let unbiased = if n > 1.0 { var.detach() * (n / (n - 1.0)) } else { var.detach() };
+                let running = if total > 0.0 { unbiased * 0.1 + 0.9 } else { Tensor::ones([3], (Kind::Double, tch::Device::Cpu)) };
+                (y.detach(), x.grad(), running)
+            })
+            .collect()
+    }
+
+    /// MMSyncBN with one image on rank 0 and three on rank 1 (their
+    /// statistics weigh 1:1 under `default` and 1:3 under `N`), and with an
+    /// empty rank 0 (the RoI heads' case MMDetection uses it for): output,
+    /// input gradient and running variance as MMCV's kernels compute them.
+    #[test]
+    fn mmcv_sync_bn_weighs_ranks_as_its_stats_mode_says() {
+        let _seeded = crate::models::layers::fixtures::seeded();
+        tch::manual_seed(1);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let x = Tensor::randn([4, 3, 4, 5], opts) * 2.0 + 3.0;
+        let dy = Tensor::randn([4, 3, 4, 5], opts);
+        let split = |t: &Tensor, k: i64| [t.narrow(0, 0, k).copy(), t.narrow(0, k, 4 - k).copy()];
+        for (stats, k, weights) in [
+            (SyncStats::EqualRanks, 1, [1.0, 1.0]),
+            (SyncStats::Images, 1, [1.0, 3.0]),
+            (SyncStats::EqualRanks, 0, [1.0, 1.0]),
+            (SyncStats::Images, 0, [0.0, 4.0]),
+        ] {
+            let (xs, dys) = (split(&x, k), split(&dy, k));
+            let got = on_two_ranks(split(&x, k), split(&dy, k), stats);
+            let want = mmcv_sync_bn(&xs, &dys, weights);
+            for (rank, ((y, dx, rv), (y_ref, dx_ref, rv_ref))) in got.iter().zip(&want).enumerate() {
+                if y.numel() == 0 {
+                    continue;
+                }
+                let worst = |a: &Tensor, b: &Tensor| (a.to_kind(Kind::Double) - b).abs().max().double_value(&[]);
+                let what = format!("{stats:?} with {k} image(s) on rank 0, rank {rank}");
+                assert!(worst(y, y_ref) < 1e-4, "{what}: output off by {}", worst(y, y_ref));
+                assert!(worst(dx, dx_ref) < 1e-4, "{what}: input gradient off by {}", worst(dx, dx_ref));
+                assert!(worst(rv, rv_ref) < 1e-4, "{what}: running variance off by {}", worst(rv, rv_ref));
+            }
+        }
+    }
+
+    /// torch's SyncBatchNorm with an empty rank: the other rank normalises
+    /// by its own batch alone, and neither waits for the other's backward.
+    #[test]
+    fn sync_bn_with_an_empty_rank_is_the_other_ranks_batch_norm() {
+        let _seeded = crate::models::layers::fixtures::seeded();
+        tch::manual_seed(2);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let x = Tensor::randn([3, 3, 4, 5], opts) + 1.0;
+        let dy = Tensor::randn([3, 3, 4, 5], opts);
+        let empty = Tensor::zeros([0, 3, 4, 5], opts);
+        let got = on_two_ranks([empty.copy(), x.copy()], [empty, dy], SyncStats::Elements);
+        let want = x.batch_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
+        let off = (&got[1].0 - want).abs().max().double_value(&[]);
+        assert!(off < 1e-4, "output off by {off}");
+    }
+
+    #[test]
+    fn mmcv_sync_bn_parses_its_stats_mode() {
+        let spec = |cfg| NormSpec::from_cfg(&NormCfg(cfg), "test");
+        let default = spec(serde_json::json!({"type": "MMSyncBN", "requires_grad": true})).unwrap();
+        assert_eq!(default.sync, Some(SyncStats::EqualRanks));
+        assert_eq!(default.abbr(), "bn");
+        let n = spec(serde_json::json!({"type": "MMSyncBN", "stats_mode": "N", "group": null})).unwrap();
+        assert_eq!(n.sync, Some(SyncStats::Images));
+        let err = spec(serde_json::json!({"type": "MMSyncBN", "stats_mode": "mean"})).unwrap_err();
+        assert!(err.to_string().contains("stats_mode"), "{err}");
+        assert_eq!(spec(serde_json::json!({"type": "SyncBN"})).unwrap().sync, Some(SyncStats::Elements));
+        assert_eq!(spec(serde_json::json!({"type": "BN"})).unwrap().sync, None);
     }
 }

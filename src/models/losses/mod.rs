@@ -18,6 +18,7 @@ pub mod cross_entropy_loss;
 pub mod dice_loss;
 pub mod focal_loss;
 pub mod gfocal_loss;
+pub mod ghm_loss;
 pub mod giou_loss;
 pub mod iou_losses;
 pub mod l1_loss;
@@ -30,6 +31,7 @@ pub use detc::registry::models::common::Reduction;
 pub use dice_loss::DiceLoss;
 pub use focal_loss::FocalLoss;
 pub use gfocal_loss::{DistributionFocalLoss, QualityFocalLoss};
+pub use ghm_loss::{Ghmc, Ghmr};
 pub use giou_loss::GIoULoss;
 pub use iou_losses::IoUFamilyLoss;
 pub use l1_loss::L1Loss;
@@ -154,6 +156,8 @@ pub enum Loss {
     DistributionFocal(DistributionFocalLoss),
     Mse(MSELoss),
     BalancedL1(BalancedL1Loss),
+    Ghmc(Ghmc),
+    Ghmr(Ghmr),
 }
 
 impl Loss {
@@ -178,12 +182,29 @@ impl Loss {
             "DistributionFocalLoss" => Loss::DistributionFocal(DistributionFocalLoss::new(&parse_cfg(&cfg.0, ty)?)),
             "MSELoss" => Loss::Mse(MSELoss::new(&parse_cfg(&cfg.0, ty)?)),
             "BalancedL1Loss" => Loss::BalancedL1(BalancedL1Loss::new(&parse_cfg(&cfg.0, ty)?)),
+            "GHMC" | "GHMR" => {
+                return Err(ModelError::new(
+                    "loss",
+                    format!("{ty} keeps running statistics that detc registers in an anchor head's loss_cls / loss_bbox (RetinaHead, RPNHead) only"),
+                ))
+            }
             other => {
                 return Err(ModelError::new(
                     "loss",
                     format!("loss type {other:?} has no builder yet"),
                 ))
             }
+        })
+    }
+
+    /// As [`Loss::from_cfg`], for a loss that may keep buffers (GHM's
+    /// `edges` and `acc_sum`), registered under `p` (`bbox_head.loss_cls`).
+    pub fn from_cfg_at(cfg: &LossCfg, p: &tch::nn::Path) -> ModelResult<Self> {
+        let ty = cfg_type(&cfg.0, "loss")?;
+        Ok(match ty {
+            "GHMC" => Loss::Ghmc(Ghmc::new(&parse_cfg(&cfg.0, ty)?, p)?),
+            "GHMR" => Loss::Ghmr(Ghmr::new(&parse_cfg(&cfg.0, ty)?, p)?),
+            _ => Self::from_cfg(cfg)?,
         })
     }
 
@@ -202,9 +223,23 @@ impl Loss {
             Loss::DistributionFocal(l) => l.forward(pred, target, args),
             Loss::Mse(l) => l.forward(pred, target, args),
             Loss::BalancedL1(l) => l.forward(pred, target, args),
+            // GHM takes the weight as its valid-sample mask and its own
+            // normaliser; `avg_factor` is swallowed, as MMDetection's `**kwargs`.
+            Loss::Ghmc(l) => l.forward(pred, target, ghm_weight(pred, target, args)?.as_ref(), args.reduction_override),
+            Loss::Ghmr(l) => l.forward(pred, target, ghm_weight(pred, target, args)?.as_ref(), args.reduction_override),
         }
     }
 }
 
+/// GHM's `label_weight` argument: the call's weight, or all ones.
+fn ghm_weight(pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
+    Ok(match args.weight {
+        Some(w) => w.shallow_clone(),
+        None => Tensor::f_ones_like(target)?.f_to_kind(pred.kind())?,
+    })
+}
+
+#[cfg(test)]
+mod ghm_tests;
 #[cfg(test)]
 pub(crate) mod reference;

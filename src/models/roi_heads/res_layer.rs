@@ -35,7 +35,7 @@ impl ResLayer {
         if cfg.with_cp {
             return Err(ModelError::new(NAME, "with_cp (gradient checkpointing) is not supported yet"));
         }
-        let norm = NormSpec::from_cfg(&cfg.norm_cfg, NAME)?;
+        let norm = NormSpec::from_backbone_cfg(&cfg.norm_cfg, NAME)?;
         let stride = cfg.stride as i64;
         let (stage, out_channels) =
             ResStage::res_layer(p, cfg.depth, cfg.stage as usize, stride, cfg.dilation as i64, cfg.style, &norm)?;

@@ -73,6 +73,49 @@ pub struct SyncBatchNormConfig {
     pub process_group: Null,
 }
 
+/// `MMSyncBN`: MMCV's own `SyncBatchNorm`, batch statistics shared across
+/// processes as its `stats_mode` says (MMDetection's heads use it because
+/// it copes with a process whose batch is empty).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MmcvSyncBatchNormConfig {
+    /// Train the affine weight and bias (false freezes them).
+    #[serde(default = "super::common::yes")]
+    pub requires_grad: bool,
+    /// Added to the variance for numerical stability.
+    #[serde(default = "eps_1e5")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub eps: f64,
+    /// Running-statistics update factor; null uses a cumulative average.
+    #[serde(default = "bn_momentum")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub momentum: Option<f64>,
+    /// Learnable affine weight and bias.
+    #[serde(default = "super::common::yes")]
+    pub affine: bool,
+    /// Track running mean and variance.
+    #[serde(default = "super::common::yes")]
+    pub track_running_stats: bool,
+    /// Process group to synchronise over; null is the whole world (a Python object in MMCV, so only null here).
+    #[serde(default)]
+    pub group: Null,
+    /// How the processes' statistics combine: `default` weighs each process equally, `N` by its number of samples.
+    #[serde(default)]
+    pub stats_mode: SyncStatsMode,
+}
+
+/// MMCV `SyncBatchNorm`'s `stats_mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SyncStatsMode {
+    /// Each process's statistics weigh the same, an empty batch's included.
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    /// Each process's statistics weigh by its number of samples.
+    #[serde(rename = "N")]
+    N,
+}
+
 /// `GN`: `torch.nn.GroupNorm`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -184,6 +184,70 @@ fn one_and_half() -> f64 {
     1.5
 }
 
+/// `GHMC` (GHM, Li et al., 2019), as `mmdet.models.losses.GHMC`: a sigmoid
+/// cross-entropy whose samples are weighted by the inverse density of their
+/// gradient norm `|sigmoid(pred) - target|` over `bins` unit regions,
+/// normalised by the number of valid samples (the head's `avg_factor` is
+/// not used). With `momentum`, the densities are running averages kept in
+/// the `acc_sum` buffer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GhmcConfig {
+    /// Number of unit regions of the gradient norm.
+    #[serde(default = "ten")]
+    #[schemars(range(min = 1))]
+    pub bins: u32,
+    /// Running-average factor of the per-region counts; 0 counts each batch alone.
+    #[serde(default)]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1))]
+    pub momentum: f64,
+    /// Must be true: only the sigmoid (BCE) form exists.
+    #[serde(default = "super::common::yes")]
+    pub use_sigmoid: bool,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// `none` or `mean` (`sum` cannot take its valid-sample normaliser).
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+}
+
+/// `GHMR` (GHM, Li et al., 2019), as `mmdet.models.losses.GHMR`: the
+/// Authentic Smooth L1 loss `sqrt(d² + mu²) - mu`, its samples weighted by
+/// the inverse density of their gradient norm `|d| / sqrt(d² + mu²)`,
+/// normalised by the sum of the regression weights.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GhmrConfig {
+    /// The ASL1 loss's smoothing parameter.
+    #[serde(default = "two_hundredths")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub mu: f64,
+    /// Number of unit regions of the gradient norm.
+    #[serde(default = "ten")]
+    #[schemars(range(min = 1))]
+    pub bins: u32,
+    /// Running-average factor of the per-region counts; 0 counts each batch alone.
+    #[serde(default)]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1))]
+    pub momentum: f64,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// `none` or `mean` (`sum` cannot take its valid-sample normaliser).
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+}
+
+fn ten() -> u32 {
+    10
+}
+fn two_hundredths() -> f64 {
+    0.02
+}
+
 /// `SmoothL1Loss`: Huber-style L1 loss, quadratic below `beta`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
