@@ -84,13 +84,28 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
                 for (i, part) in each(node).into_iter().enumerate() {
                     let field = if what.contains('.') { "out_channels" } else { "in_channels" };
                     let Some(got) = part.at_path(&[field]) else { continue };
-                    if got.value.as_int().is_some_and(|g| g != want) {
+                    // GRoIE concatenating its levels gives each level's channels once per level.
+                    let levels = match (part.at_path(&["type"]).and_then(Node::as_str), part.at_path(&["aggregation"]).and_then(Node::as_str)) {
+                        (Some("GenericRoIExtractor"), Some("concat")) => part.at_path(&["featmap_strides"]).and_then(|f| match &f.value {
+                            Value::List(items) => Some(items.len() as i64),
+                            _ => None,
+                        }),
+                        _ => None,
+                    };
+                    let expected = want * levels.unwrap_or(1);
+                    if got.value.as_int().is_some_and(|g| g != expected) {
                         let _ = i;
-                        errors.push(Diagnostic::error("detc::graph::channel_mismatch",
-                            format!("`model.{head}.{what}` is {} but the neck gives {want} channels", show(got)))
+                        let (message, help) = match levels {
+                            None => (format!("`model.{head}.{what}` is {} but the neck gives {want} channels", show(got)), format!("make both {want}")),
+                            Some(l) => (
+                                format!("`model.{head}.{what}` is {} but {l} concatenated levels of the neck's {want} channels give {expected}", show(got)),
+                                format!("set it to {expected}"),
+                            ),
+                        };
+                        errors.push(Diagnostic::error("detc::graph::channel_mismatch", message)
                             .label(got.span, format!("expects {}", show(got)))
                             .label(want_span, format!("the neck's `out_channels` is {want}"))
-                            .help(format!("make both {want}")));
+                            .help(help));
                     }
                 }
             }

@@ -66,6 +66,8 @@ pub static BUILDERS: &[&str] = &[
     "DynamicConv",
     "EmbeddingRPNHead",
     "SingleRoIExtractor",
+    "GenericRoIExtractor",
+    "ConvModule",
     "DIIHead",
     "DynamicMaskHead",
     "SparseRoIHead",

@@ -28,7 +28,7 @@ use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreproce
 use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
-    BatchNormConfig, ContextBlockConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
+    BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
@@ -38,7 +38,7 @@ use super::models::losses::{
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
 use super::models::necks::{BFPConfig, FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
-use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
+use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
     ATSSAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
@@ -99,6 +99,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DynamicMaskHeadConfig>("DynamicMaskHead", Role::MaskHead),
     component::<MaskIoUHeadConfig>("MaskIoUHead", Role::MaskHead),
     component::<SingleRoIExtractorConfig>("SingleRoIExtractor", Role::RoiExtractor),
+    component::<GenericRoIExtractorConfig>("GenericRoIExtractor", Role::RoiExtractor),
     // ops
     component::<RoIAlignConfig>("RoIAlign", Role::RoiLayer),
     component::<NmsConfig>("nms", Role::Nms),
@@ -146,6 +147,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<ModulatedDeformConvConfig>("DCNv2", Role::Conv),
     component::<ContextBlockConfig>("ContextBlock", Role::Plugin),
     component::<GeneralizedAttentionConfig>("GeneralizedAttention", Role::Plugin),
+    component::<ConvModuleConfig>("ConvModule", Role::Plugin),
     component::<BatchNormConfig>("BN", Role::Norm),
     component::<BatchNormConfig>("BN2d", Role::Norm),
     component::<SyncBatchNormConfig>("SyncBN", Role::Norm),

@@ -314,6 +314,20 @@ error: main.yaml found 1 problem
 "#]]);
 }
 
+/// GRoIE concatenating its levels gives the neck's channels once per level.
+#[test]
+fn groie_concat_out_channels_count_every_level() {
+    let main = format!(
+        "{FASTER_RCNN}model:\n  roi_head:\n    bbox_roi_extractor:\n      type: GenericRoIExtractor\n      aggregation: concat\n"
+    );
+    let out = check(&[("main.yaml", &main)], &[]).code(1).get_output().stderr.clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("is 256 but 4 concatenated levels"), "{err}");
+    assert!(err.contains("set it to 1024"), "{err}");
+    let fixed = format!("{main}      out_channels: 1024\n");
+    check(&[("main.yaml", &fixed)], &[]).code(0);
+}
+
 #[test]
 fn num_classes_mismatch_with_dataset_classes() {
     let main = format!(

@@ -280,6 +280,13 @@ fn strong_baseline_mask_rcnn_state_dict_and_params_equal_mmdetection() {
     );
 }
 
+/// GRoIE's extractors keep their modules under
+/// `roi_head.{bbox,mask}_roi_extractor.{pre,post}_module.*`.
+#[test]
+fn groie_mask_rcnn_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/groie/mask-rcnn_r50_fpn_groie_1x_coco.yaml", "mask-rcnn_r50_fpn_groie_1x_state_dict.json");
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -329,6 +336,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "libra-faster-rcnn_r50_fpn_1x",
         "retinanet_r50_fpn_ghm-1x",
         "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e",
+        "mask-rcnn_r50_fpn_groie_1x",
     ] {
         assert_eq!(
             live[name],

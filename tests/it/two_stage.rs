@@ -680,3 +680,30 @@ fn ghm_retinanet_trains_resumes_exactly_and_tests() {
         assert_eq!(a, b, "{key} differs after the resume");
     }
 }
+
+/// The demo Mask R-CNN with GRoIE's `GenericRoIExtractor` for both
+/// branches (each RoI pooled from every level; a ConvModule before the sum,
+/// a GeneralizedAttention after, as the groie configs; the mask branch's
+/// levels concatenated): it trains, saves the modules under
+/// `roi_head.*_roi_extractor.*_module`, evaluates and tests.
+#[test]
+fn groie_mask_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  roi_head:\n    bbox_roi_extractor:\n      type: GenericRoIExtractor\n      aggregation: sum\n      \
+         pre_cfg: {{type: ConvModule, in_channels: 64, out_channels: 64, kernel_size: 3, padding: 1, inplace: false}}\n      \
+         post_cfg: {{type: GeneralizedAttention, in_channels: 64, spatial_range: -1, num_heads: 2, attention_type: '0100', kv_stride: 2}}\n    \
+         mask_roi_extractor:\n      type: GenericRoIExtractor\n      aggregation: concat\n      \
+         roi_layer: {{type: RoIAlign, output_size: 7, sampling_ratio: 0}}\n      out_channels: 256\n      featmap_strides: [4, 8, 16, 32]\n      \
+         pre_cfg: {{type: ConvModule, in_channels: 64, out_channels: 64, kernel_size: 3, padding: 1}}\n    mask_head:\n      in_channels: 256\n",
+        base = root().join(CONFIG).display(),
+    );
+    let saved = [
+        "roi_head.bbox_roi_extractor.pre_module.conv.weight",
+        "roi_head.bbox_roi_extractor.post_module.appr_geom_fc_x.weight",
+        "roi_head.mask_roi_extractor.pre_module.conv.bias",
+    ];
+    let log = trains_and_tests(dir.path(), "groie", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_mask"], &saved);
+    assert!(log.contains("coco/segm_mAP: "), "{log}");
+}

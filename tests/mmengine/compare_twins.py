@@ -312,6 +312,10 @@ CONFIGS = [
     'common/ssj_270k_coco-instance',
     'simple_copy_paste/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_32xb2-ssj-270k_coco',
     'simple_copy_paste/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_32xb2-ssj-90k_coco',
+    'groie/faste-rcnn_r50_fpn_groie_1x_coco',
+    'groie/mask-rcnn_r50_fpn_groie_1x_coco',
+    'groie/mask-rcnn_r50_fpn_syncbn-r4-gcb-c3-c5-groie_1x_coco',
+    'groie/mask-rcnn_r101_fpn_syncbn-r4-gcb_c3-c5-groie_1x_coco',
 ]
 
 

@@ -45,6 +45,7 @@ With OUT_DIR it writes
 * OUT_DIR/libra-faster-rcnn_r50_fpn_1x_state_dict.json
 * OUT_DIR/retinanet_r50_fpn_ghm-1x_state_dict.json
 * OUT_DIR/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_state_dict.json
+* OUT_DIR/mask-rcnn_r50_fpn_groie_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -114,6 +115,7 @@ CONFIGS = {
     "retinanet_r50_fpn_ghm-1x": "ghm/retinanet_r50_fpn_ghm-1x_coco.py",
     "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e":
         "strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco.py",
+    "mask-rcnn_r50_fpn_groie_1x": "groie/mask-rcnn_r50_fpn_groie_1x_coco.py",
 }
 
 

@@ -73,6 +73,10 @@ fn parse(entry: &BlockPluginConfig, owner: &str, k: usize) -> ModelResult<Plugin
         }
         Some("GeneralizedAttention") => {
             let c: GeneralizedAttentionConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(invalid)?;
+            if c.in_channels.is_some() {
+                // MMDetection passes the stage's channels too: a TypeError there.
+                return Err(ModelError::new(owner, format!("plugins[{k}].cfg: a ResNet plugin takes its stage's channels; remove in_channels")));
+            }
             ("gen_attention_block", PluginKind::Attention(c))
         }
         other => {

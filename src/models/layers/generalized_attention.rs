@@ -185,7 +185,22 @@ impl GeneralizedAttention {
                     // (N, M, W, H, D) @ (N, M, W, D, Wk) -> (N, M, H, W, 1, Wk).
                     let ex = q.f_permute([0, 1, 3, 2, 4])?.f_matmul(&px.f_permute([0, 1, 2, 4, 3])?)?.f_permute([0, 1, 3, 2, 4])?.f_unsqueeze(4)?;
                     // (N, M, H, W, D) @ (N, M, H, D, Hk) -> (N, M, H, W, Hk, 1).
-                    let ey = q.f_matmul(&py.f_permute([0, 1, 2, 4, 3])?)?.f_unsqueeze(5)?;
+                    let ey = if t3 {
+                        q.f_matmul(&py.f_permute([0, 1, 2, 4, 3])?)?
+                    } else {
+                        // MMCV's `x1x0` branch multiplies the y offsets of row
+                        // i with the query of column i (its query transposed),
+                        // which runs on square maps only: kept, as trained
+                        // GRoIE weights expect it.
+                        if h != w {
+                            return Err(ModelError::new(
+                                NAME,
+                                format!("an attention_type with the 2nd term but not the 4th runs on square maps only (as MMCV's), got {h}x{w}"),
+                            ));
+                        }
+                        q.f_permute([0, 1, 3, 2, 4])?.f_matmul(&py.f_permute([0, 1, 2, 4, 3])?)?
+                    }
+                    .f_unsqueeze(5)?;
                     energy = energy.f_add(&ex.f_add(&ey)?)?;
                 } else {
                     let geom = bias(&self.geom_bias)?.f_view([1, m, d, 1])?;

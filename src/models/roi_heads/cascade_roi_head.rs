@@ -25,7 +25,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::bbox_heads::bbox_head_predict::empty_instances;
 use super::bbox_heads::{build_bbox_head, ConvFCBBoxHead};
-use super::roi_extractors::SingleRoIExtractor;
+use super::roi_extractors::RoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::standard_roi_head::{
     build_test, build_train, check_batch, check_fit, img_shape, predict_per_image, sample_batch, unscale_boxes,
@@ -43,7 +43,7 @@ const NAME: &str = "CascadeRoIHead";
 /// One stage: its extractor, box head, optional mask branch and training settings.
 #[derive(Debug)]
 struct Stage {
-    bbox_roi_extractor: SingleRoIExtractor,
+    bbox_roi_extractor: RoIExtractor,
     bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
     train: Option<RcnnTrain>,
@@ -87,7 +87,7 @@ impl CascadeRoIHead {
         let mask_heads = cfg.mask_head.as_ref().map(|h| per_stage(h, n, "mask_head", NAME)).transpose()?;
         let mut stages = Vec::with_capacity(n);
         for s in 0..n {
-            let bbox_roi_extractor = SingleRoIExtractor::from_cfg(extractors[s])?;
+            let bbox_roi_extractor = RoIExtractor::from_cfg(extractors[s], &(p / "bbox_roi_extractor" / s))?;
             let head_cfg = heads[s];
             let bbox_head = build_bbox_head(head_cfg, &(p / "bbox_head" / s))?;
             check_fit(&bbox_roi_extractor, "bbox", bbox_head.in_channels, Some(bbox_head.roi_feat_size))?;
@@ -95,7 +95,7 @@ impl CascadeRoIHead {
                 None => None,
                 Some(mask_heads) => {
                     let ext = mask_extractors.as_ref().map(|e| e[s]);
-                    Some(MaskBranch::new(mask_heads[s], ext, RoiFeatures { extractor: &bbox_roi_extractor, shared_head: None }, &(p / "mask_head" / s))?)
+                    Some(MaskBranch::new(mask_heads[s], ext, RoiFeatures { extractor: &bbox_roi_extractor, shared_head: None }, p / "mask_roi_extractor" / s, &(p / "mask_head" / s))?)
                 }
             };
             stages.push(Stage {

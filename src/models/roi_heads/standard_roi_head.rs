@@ -26,7 +26,7 @@ use super::bbox_heads::bbox_head_predict::empty_instances;
 use super::bbox_heads::{build_bbox_head, BoxTestCfg, ConvFCBBoxHead};
 use super::res_layer::ResLayer;
 use super::mask_heads::{FCNMaskHead, MaskIoUHead};
-use super::roi_extractors::SingleRoIExtractor;
+use super::roi_extractors::RoIExtractor;
 use super::sparse_roi_head::bbox2roi;
 use super::{gt_masks, DetInstances};
 use crate::models::data_preprocessors::{DetDataSample, MaskTensors};
@@ -77,7 +77,7 @@ pub(super) struct RcnnTest {
 #[derive(Debug)]
 pub(super) struct MaskBranch {
     /// `None`: `share_roi_extractor` (the box extractor and box features are reused).
-    pub(super) roi_extractor: Option<SingleRoIExtractor>,
+    pub(super) roi_extractor: Option<RoIExtractor>,
     pub(super) head: FCNMaskHead,
 }
 
@@ -85,7 +85,7 @@ pub(super) struct MaskBranch {
 /// the `shared_head` (the C4 configs' `ResLayer`) when there is one.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RoiFeatures<'a> {
-    pub(super) extractor: &'a SingleRoIExtractor,
+    pub(super) extractor: &'a RoIExtractor,
     pub(super) shared_head: Option<&'a ResLayer>,
 }
 
@@ -105,7 +105,7 @@ impl RoiFeatures<'_> {
     fn check_fit(&self, what: &str, head_in: i64, head_size: Option<(i64, i64)>) -> ModelResult<()> {
         let Some(shared) = self.shared_head else { return check_fit(self.extractor, what, head_in, head_size) };
         check_fit(self.extractor, what, shared.in_channels, None)?;
-        let (h, w) = self.extractor.op.output_size;
+        let (h, w) = self.extractor.output_size();
         let size = (h / shared.stride, w / shared.stride);
         if shared.out_channels != head_in || head_size.is_some_and(|s| s != size) {
             return Err(ModelError::new(
@@ -123,7 +123,7 @@ impl RoiFeatures<'_> {
 
 #[derive(Debug)]
 pub struct StandardRoIHead {
-    bbox_roi_extractor: SingleRoIExtractor,
+    bbox_roi_extractor: RoIExtractor,
     shared_head: Option<ResLayer>,
     bbox_head: ConvFCBBoxHead,
     mask: Option<MaskBranch>,
@@ -211,19 +211,19 @@ pub(super) fn build_test(cfg: &RcnnTestConfig, with_mask: bool) -> ModelResult<R
 
 /// Checks that an extractor's pooled features fit the head that reads them.
 pub(super) fn check_fit(
-    ext: &SingleRoIExtractor,
+    ext: &RoIExtractor,
     what: &str,
     head_in: i64,
     head_size: Option<(i64, i64)>,
 ) -> ModelResult<()> {
-    let fits_size = head_size.map_or(true, |s| s == ext.op.output_size);
-    if ext.out_channels != head_in || !fits_size {
+    let fits_size = head_size.map_or(true, |s| s == ext.output_size());
+    if ext.out_channels() != head_in || !fits_size {
         return Err(ModelError::new(
             NAME,
             format!(
                 "{what}_roi_extractor gives {} channels of {:?} but {what}_head takes in_channels {head_in}{}",
-                ext.out_channels,
-                ext.op.output_size,
+                ext.out_channels(),
+                ext.output_size(),
                 head_size.map(|s| format!(" at roi_feat_size {s:?}")).unwrap_or_default()
             ),
         ));
@@ -247,7 +247,7 @@ impl StandardRoIHead {
                 "bbox_roi_extractor and bbox_head are required",
             ));
         };
-        let bbox_roi_extractor = SingleRoIExtractor::from_cfg(ext_cfg)?;
+        let bbox_roi_extractor = RoIExtractor::from_cfg(ext_cfg, &(p / "bbox_roi_extractor"))?;
         let shared_head = match &cfg.shared_head {
             None => None,
             Some(c) => match cfg_type(&c.0, "shared_head")? {
@@ -261,7 +261,7 @@ impl StandardRoIHead {
         let mask = cfg
             .mask_head
             .as_ref()
-            .map(|mh| MaskBranch::new(mh, cfg.mask_roi_extractor.as_ref(), features, &(p / "mask_head")))
+            .map(|mh| MaskBranch::new(mh, cfg.mask_roi_extractor.as_ref(), features, p / "mask_roi_extractor", &(p / "mask_head")))
             .transpose()?;
         let with_mask = mask.is_some();
         Ok(StandardRoIHead {
@@ -503,6 +503,7 @@ impl MaskBranch {
         head_cfg: &MaskHeadCfg,
         ext_cfg: Option<&RoiExtractorCfg>,
         bbox: RoiFeatures,
+        ext_path: nn::Path,
         p: &nn::Path,
     ) -> ModelResult<Self> {
         let head = match cfg_type(&head_cfg.0, "mask_head")? {
@@ -511,7 +512,7 @@ impl MaskBranch {
                 return Err(ModelError::new(NAME, format!("mask_head {other:?} is not supported (only FCNMaskHead)")))
             }
         };
-        let roi_extractor = ext_cfg.map(SingleRoIExtractor::from_cfg).transpose()?;
+        let roi_extractor = ext_cfg.map(|c| RoIExtractor::from_cfg(c, &ext_path)).transpose()?;
         // FCNMaskHead's roi_feat_size is unused (mmdet: "reserved").
         let branch = MaskBranch { roi_extractor, head };
         branch.features(bbox).check_fit("mask", branch.head.in_channels, None)?;

@@ -201,7 +201,7 @@ pub enum ConvBias {
     Auto(Auto),
 }
 
-fn auto_bias() -> ConvBias {
+pub(crate) fn auto_bias() -> ConvBias {
     ConvBias::Auto(Auto::Auto)
 }
 

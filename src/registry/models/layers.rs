@@ -369,6 +369,11 @@ pub struct ContextBlockConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeneralizedAttentionConfig {
+    /// Input channels, set where the block stands alone (a `GenericRoIExtractor`'s
+    /// `pre_cfg` / `post_cfg`); a ResNet plugin takes its stage's and leaves this unset.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub in_channels: Option<u32>,
     /// Must be -1 (no local constraint): the constrained form is not supported yet.
     #[serde(default = "minus_one_int")]
     pub spatial_range: i64,
@@ -441,6 +446,53 @@ pub struct DynamicConvConfig {
     /// Must be null: `init_cfg` on `DynamicConv` is not supported yet (it starts as DIIHead's and DynamicMaskHead's defaults).
     #[serde(default)]
     pub init_cfg: Null,
+}
+
+/// `ConvModule` as a plugin layer (MMCV's `mmcv.cnn.ConvModule`, e.g. a
+/// `GenericRoIExtractor`'s `pre_cfg`): a conv, an optional norm and an
+/// activation, in that order; named `conv`, `bn`/`gn` inside.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvModuleConfig {
+    /// Input channels.
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Output channels.
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// Square kernel side.
+    #[schemars(range(min = 1))]
+    pub kernel_size: u32,
+    /// Stride.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub stride: u32,
+    /// Zero padding on each side.
+    #[serde(default)]
+    pub padding: u32,
+    /// Dilation.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub dilation: u32,
+    /// Must be 1: grouped ConvModules are not supported yet.
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1, max = 1))]
+    pub groups: u32,
+    /// `auto` (a bias exactly when there is no norm) or a bool.
+    #[serde(default = "super::dense_heads::auto_bias")]
+    pub bias: super::dense_heads::ConvBias,
+    /// Convolution layer config; null means `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<crate::registry::refs::ConvCfg>,
+    /// Normalization layer config; null means none.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Activation after the conv (and norm); null means none.
+    #[serde(default = "default_relu_inplace")]
+    pub act_cfg: Option<ActivationCfg>,
+    /// Whether the activation works in place (no effect on the arithmetic).
+    #[serde(default = "super::common::yes")]
+    pub inplace: bool,
 }
 
 /// `{type: ReLU, inplace: true}`, MMDetection's usual `act_cfg` default.

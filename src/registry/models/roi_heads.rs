@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{uint, Null, OneOrMany};
 use super::train_test::{RcnnTestConfig, RcnnTrainConfig, SparseRcnnTestConfig};
-use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, NormCfg, RoiExtractorCfg, RoiLayerCfg, SharedHeadCfg};
+use crate::registry::refs::{BBoxHeadCfg, InitCfg, MaskHeadCfg, NormCfg, PluginCfg, RoiExtractorCfg, RoiLayerCfg, SharedHeadCfg};
 
 // --------------------------------------------------------------------------
 // RoI extractors
@@ -30,6 +30,48 @@ pub struct SingleRoIExtractorConfig {
     /// Weight initialisation.
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// `GenericRoIExtractor` (GRoIE, Rossi et al., 2020;
+/// `mmdet.models.roi_heads.roi_extractors.GenericRoIExtractor`): pools every
+/// RoI from every level, passes each level's pooled features through
+/// `pre_cfg`'s module (one module for all levels), sums (or concatenates)
+/// them, and passes the result through `post_cfg`'s module.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenericRoIExtractorConfig {
+    /// The RoI pooling op, e.g. `{type: RoIAlign, output_size: 7, sampling_ratio: 2}`.
+    pub roi_layer: RoiLayerCfg,
+    /// Channels of the pooled features (with `concat`, the levels' channels together).
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// Stride of each input feature level, e.g. `[4, 8, 16, 32]`.
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub featmap_strides: Vec<u32>,
+    /// How the levels' pooled features combine: `sum` or `concat` (along channels).
+    #[serde(default)]
+    pub aggregation: RoiAggregation,
+    /// Module applied to each level's pooled features (a plugin layer:
+    /// `ConvModule` or `GeneralizedAttention`), under `pre_module`.
+    #[serde(default)]
+    pub pre_cfg: Option<PluginCfg>,
+    /// Module applied to the aggregated features, under `post_module`.
+    #[serde(default)]
+    pub post_cfg: Option<PluginCfg>,
+    /// Weight initialisation.
+    #[serde(default)]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+/// How `GenericRoIExtractor` combines its levels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoiAggregation {
+    /// Element-wise sum.
+    #[default]
+    Sum,
+    /// Concatenation along channels.
+    Concat,
 }
 
 // --------------------------------------------------------------------------
