@@ -21,8 +21,6 @@ import os
 import sys
 
 import torch
-import torchvision
-from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
@@ -31,26 +29,7 @@ from module_cases import record_module_case  # noqa: E402
 
 mmdet_standins.install()
 
-import mmcv.ops  # noqa: E402
-
-
-class TvRoIAlign(nn.Module):
-    """mmcv.ops.RoIAlign's constructor over torchvision's kernel."""
-
-    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=0,
-                 pool_mode="avg", aligned=True, use_torchvision=False):
-        super().__init__()
-        self.output_size = torch.nn.modules.utils._pair(output_size)
-        self.spatial_scale = float(spatial_scale)
-        self.sampling_ratio = int(sampling_ratio)
-        self.aligned = aligned
-
-    def forward(self, input, rois):
-        return torchvision.ops.roi_align(input, rois, self.output_size, self.spatial_scale,
-                                         self.sampling_ratio, self.aligned)
-
-
-mmcv.ops.RoIAlign = TvRoIAlign
+mmdet_standins.install_tv_roi_align()
 
 import logging  # noqa: E402
 

@@ -51,7 +51,6 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torchvision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,28 +59,7 @@ import mmdet_standins  # noqa: E402
 
 mmdet_standins.install()
 
-import mmcv.ops  # noqa: E402  (the stand-in package; the RoIAlign set below)
-
-
-class TvRoIAlign(nn.Module):
-    """mmcv.ops.RoIAlign's constructor over torchvision's kernel."""
-
-    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=0,
-                 pool_mode="avg", aligned=True, use_torchvision=False):
-        super().__init__()
-        assert pool_mode == "avg"
-        self.output_size = torch.nn.modules.utils._pair(output_size)
-        self.spatial_scale = float(spatial_scale)
-        self.sampling_ratio = int(sampling_ratio)
-        self.aligned = aligned
-
-    def forward(self, input, rois):
-        return torchvision.ops.roi_align(input, rois, self.output_size,
-                                         self.spatial_scale,
-                                         self.sampling_ratio, self.aligned)
-
-
-mmcv.ops.RoIAlign = TvRoIAlign
+mmdet_standins.install_tv_roi_align()
 
 
 def tv_roi_align(input, rois, output_size, spatial_scale, sampling_ratio,

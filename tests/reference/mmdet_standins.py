@@ -3,9 +3,10 @@
 `mmcv.ops` exists in mmcv-lite but fails on its compiled `_ext`, and
 `mmdet.utils`/`mmdet.models.utils` import packages the environment does not
 install (plotting, `six`). The references here never call any of them, so
-each missing name becomes a class that raises when used. The one compiled op
-they do need, `batched_nms`, is `mmcv_batched_nms` below, which the two-stage
-references patch into the modules that call it.
+each missing name becomes a class that raises when used. The compiled ops
+they do need run on torchvision's kernels: `batched_nms` is
+`mmcv_batched_nms` below, which the two-stage references patch into the
+modules that call it, and `RoIAlign` is `install_tv_roi_align`'s.
 """
 import importlib.abc
 import importlib.machinery
@@ -113,6 +114,32 @@ def install_mmcv_sync_bn():
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
+
+
+def install_tv_roi_align():
+    """mmcv.ops.RoIAlign (its constructor) over torchvision's roi_align
+    (aligned=True, the same op): mmcv-lite lacks the compiled one."""
+    import mmcv.ops
+    import torch
+    import torchvision
+
+    class TvRoIAlign(torch.nn.Module):
+
+        def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=0,
+                     pool_mode="avg", aligned=True, use_torchvision=False):
+            super().__init__()
+            assert pool_mode == "avg"
+            self.output_size = torch.nn.modules.utils._pair(output_size)
+            self.spatial_scale = float(spatial_scale)
+            self.sampling_ratio = int(sampling_ratio)
+            self.aligned = aligned
+
+        def forward(self, input, rois):
+            return torchvision.ops.roi_align(input, rois, self.output_size, self.spatial_scale,
+                                             self.sampling_ratio, self.aligned)
+
+    # An attribute set on the stand-in module wins over its __getattr__.
+    mmcv.ops.RoIAlign = TvRoIAlign
 
 
 def mmcv_batched_nms(boxes, scores, idxs, nms_cfg, class_agnostic=False):
