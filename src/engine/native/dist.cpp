@@ -153,6 +153,18 @@ struct AllReduceSumFunction : public torch::autograd::Function<AllReduceSumFunct
 
 }  // namespace
 
+// c10d's flight recorder (a trace of the recent collectives, on by default
+// for Gloo) is process-wide, and collectives issued from two threads of one
+// process at once corrupt it (a SIGSEGV in its std::map insert, about one
+// run in ten of the tests' two ranks in threads). detc never dumps its
+// traces, so it is off unless the user sets its buffer size. It reads the
+// variable when the first group is built, which is here.
+static void disable_flight_recorder() {
+  if (!std::getenv("TORCH_FR_BUFFER_SIZE") && !std::getenv("TORCH_NCCL_TRACE_BUFFER_SIZE")) {
+    setenv("TORCH_FR_BUFFER_SIZE", "0", /*overwrite=*/0);
+  }
+}
+
 extern "C" {
 
 // out = the sum over ranks of `input`, differentiable (see AllReduceSumFunction).
@@ -190,6 +202,7 @@ int detc_dist_init(const char* host, int port, int rank, int world, int serve, i
     opts.timeout = timeout;
     if (rank == 0 && listen_fd >= 0) opts.masterListenFd = listen_fd;
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    disable_flight_recorder();
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(gloo_device(host));
     auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, options);

@@ -25,15 +25,6 @@ pub mod roi_align;
 #[cfg(test)]
 mod tests;
 
-/// Held by a test while its in-process Gloo job runs: the groups of two jobs
-/// set up side by side in one process crash it now and then (SIGSEGV, about
-/// one run in 25 of the SyncBN tests).
-#[cfg(test)]
-pub(crate) fn one_gloo_test_job() -> std::sync::MutexGuard<'static, ()> {
-    static JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    JOB.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 pub use autocast::{autocast, AutocastGuard};
 pub use cuda_memory::{
     cuda_empty_cache, cuda_max_memory_allocated, cuda_peak_memory_mb, cuda_reset_peak_memory_stats,

@@ -422,30 +422,45 @@ mod tests {
         assert!(NormSpec::from_cfg(&ok, "test").is_ok());
     }
 
-    /// A job's cases: per rank its input and output gradient, and the mode.
-    type Case = ([Tensor; 2], [Tensor; 2], SyncStats);
+    /// Two ranks in threads, each with half of a batch whose features sit
+    /// far from zero (1000 ± 0.1): SyncBN's output and input gradient equal
+    /// one process's batch norm of the whole batch, in float64. A one-pass
+    /// `E[x²] - E[x]²` in float32 has no digits of this variance left.
+    #[test]
+    fn sync_bn_of_two_ranks_is_batch_norm_of_their_whole_batch() {
+        // Its draws would change those of a seeded test running beside it.
+        let _seeded = crate::models::layers::fixtures::seeded();
+        tch::manual_seed(0);
+        let x = (Tensor::randn([4, 3, 5, 5], (Kind::Float, tch::Device::Cpu)) * 0.1) + 1000.0;
+        let dy = Tensor::randn([4, 3, 5, 5], (Kind::Float, tch::Device::Cpu));
+        let whole = x.to_kind(Kind::Double).set_requires_grad(true);
+        let y = whole.batch_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
+        (&y * dy.to_kind(Kind::Double)).sum(Kind::Double).backward();
+        let (y_ref, dx_ref) = (y.detach(), whole.grad());
 
-    /// Runs synchronised batch norms of 3 channels on two ranks (threads)
-    /// of one Gloo group, case by case: rank r is given `xs[r]` and
-    /// backpropagates `dys[r]`. Per case and rank: the output, the input
-    /// gradient and the running variance after the step. One group for
-    /// every case: Gloo groups set up one after another in one process
-    /// crash it now and then.
-    fn on_two_ranks(cases: Vec<Case>) -> Vec<Vec<(Tensor, Tensor, Tensor)>> {
-        let _one = crate::engine::native::one_gloo_test_job();
+        let halves = |t: &Tensor| [t.narrow(0, 0, 2).copy(), t.narrow(0, 2, 2).copy()];
+        let parts = on_two_ranks(halves(&x), halves(&dy), SyncStats::Elements);
+        let y = Tensor::cat(&[&parts[0].0, &parts[1].0], 0).to_kind(Kind::Double);
+        let dx = Tensor::cat(&[&parts[0].1, &parts[1].1], 0).to_kind(Kind::Double);
+        let worst = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        assert!(worst(&y, &y_ref) < 1e-2, "output off by {}", worst(&y, &y_ref));
+        // The input gradient scales with 1/std (10 here); compared relatively.
+        let rel = worst(&dx, &dx_ref) / dx_ref.abs().max().double_value(&[]);
+        assert!(rel < 1e-2, "input gradient off by {rel} of its largest value");
+    }
+
+    /// Runs a synchronised batch norm of 3 channels on two ranks (threads),
+    /// rank r given `xs[r]`, backpropagating `dys[r]`; per rank, the output,
+    /// the input gradient and the running variance after the step.
+    fn on_two_ranks(xs: [Tensor; 2], dys: [Tensor; 2], stats: SyncStats) -> Vec<(Tensor, Tensor, Tensor)> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let mut per_rank: [Vec<(Tensor, Tensor, SyncStats)>; 2] = [vec![], vec![]];
-        for (xs, dys, stats) in cases {
-            for (r, (x, dy)) in xs.into_iter().zip(dys).enumerate() {
-                per_rank[r].push((x, dy, stats));
-            }
-        }
-        let ranks: Vec<_> = per_rank
+        let ranks: Vec<_> = xs
             .into_iter()
+            .zip(dys)
             .enumerate()
-            .map(|(rank, cases)| {
+            .map(|(rank, (x, dy))| {
                 std::thread::spawn(move || {
                     let rv = Rendezvous {
                         master_addr: "127.0.0.1".into(),
@@ -458,26 +473,17 @@ mod tests {
                         cuda_device: None,
                     };
                     let group = ProcessGroup::join(&rv).unwrap();
-                    let out: Vec<_> = cases
-                        .into_iter()
-                        .map(|(x, dy, stats)| {
-                            let vs = nn::VarStore::new(tch::Device::Cpu);
-                            let spec = NormSpec { sync: Some(stats), ..NormSpec::bn() };
-                            let bn = BatchNorm2d::new(&vs.root(), 3, &spec, true).unwrap();
-                            let x = x.set_requires_grad(true);
-                            let y = bn.sync_forward(&x, 0.1, stats, &group).unwrap();
-                            (&y * &dy).sum(Kind::Float).backward();
-                            (y.detach(), x.grad(), bn.running_var.copy())
-                        })
-                        .collect();
-                    group.barrier().unwrap();
-                    out
+                    let vs = nn::VarStore::new(tch::Device::Cpu);
+                    let spec = NormSpec { sync: Some(stats), ..NormSpec::bn() };
+                    let bn = BatchNorm2d::new(&vs.root(), 3, &spec, true).unwrap();
+                    let x = x.set_requires_grad(true);
+                    let y = bn.sync_forward(&x, 0.1, stats, &group).unwrap();
+                    (&y * &dy).sum(Kind::Float).backward();
+                    (y.detach(), x.grad(), bn.running_var.copy())
                 })
             })
             .collect();
-        let mut ranks: Vec<Vec<_>> = ranks.into_iter().map(|h| h.join().unwrap()).collect();
-        let (one, zero) = (ranks.pop().unwrap(), ranks.pop().unwrap());
-        zero.into_iter().zip(one).map(|(a, b)| vec![a, b]).collect()
+        ranks.into_iter().map(|h| h.join().unwrap()).collect()
     }
 
     /// MMCV's `SyncBatchNormFunction` (its CUDA kernels, written out in
@@ -523,72 +529,54 @@ mod tests {
             .collect()
     }
 
-    /// One job of two ranks (threads), every case in it:
-    ///
-    /// - SyncBN with half of a batch per rank, features far from zero
-    ///   (1000 ± 0.1): output and input gradient equal one process's batch
-    ///   norm of the whole batch, in float64. A one-pass `E[x²] - E[x]²` in
-    ///   float32 has no digits of this variance left.
-    /// - SyncBN with an empty rank: the other rank normalises by its own
-    ///   batch alone, and neither waits for the other's backward.
-    /// - MMSyncBN with one image on rank 0 and three on rank 1 (their
-    ///   statistics weigh 1:1 under `default` and 1:3 under `N`), and with
-    ///   an empty rank 0 (the RoI heads' case MMDetection uses it for):
-    ///   output, input gradient and running variance as MMCV's kernels
-    ///   compute them.
+    /// MMSyncBN with one image on rank 0 and three on rank 1 (their
+    /// statistics weigh 1:1 under `default` and 1:3 under `N`), and with an
+    /// empty rank 0 (the RoI heads' case MMDetection uses it for): output,
+    /// input gradient and running variance as MMCV's kernels compute them.
     #[test]
-    fn sync_bn_and_mmcv_sync_bn_on_two_ranks_equal_their_references() {
-        // Its draws would change those of a seeded test running beside it.
+    fn mmcv_sync_bn_weighs_ranks_as_its_stats_mode_says() {
         let _seeded = crate::models::layers::fixtures::seeded();
-        tch::manual_seed(0);
+        tch::manual_seed(1);
         let opts = (Kind::Float, tch::Device::Cpu);
-        let far = (Tensor::randn([4, 3, 5, 5], opts) * 0.1) + 1000.0;
-        let far_dy = Tensor::randn([4, 3, 5, 5], opts);
-        let lone = Tensor::randn([3, 3, 4, 5], opts) + 1.0;
-        let lone_dy = Tensor::randn([3, 3, 4, 5], opts);
         let x = Tensor::randn([4, 3, 4, 5], opts) * 2.0 + 3.0;
         let dy = Tensor::randn([4, 3, 4, 5], opts);
-        let split = |t: &Tensor, k: i64| [t.narrow(0, 0, k).copy(), t.narrow(0, k, t.size()[0] - k).copy()];
-        let empty = || Tensor::zeros([0, 3, 4, 5], opts);
-        let mmcv = [
+        let split = |t: &Tensor, k: i64| [t.narrow(0, 0, k).copy(), t.narrow(0, k, 4 - k).copy()];
+        for (stats, k, weights) in [
             (SyncStats::EqualRanks, 1, [1.0, 1.0]),
             (SyncStats::Images, 1, [1.0, 3.0]),
             (SyncStats::EqualRanks, 0, [1.0, 1.0]),
             (SyncStats::Images, 0, [0.0, 4.0]),
-        ];
-        let mut cases: Vec<Case> = vec![
-            (split(&far, 2), split(&far_dy, 2), SyncStats::Elements),
-            ([empty(), lone.copy()], [empty(), lone_dy.copy()], SyncStats::Elements),
-        ];
-        cases.extend(mmcv.iter().map(|&(stats, k, _)| (split(&x, k), split(&dy, k), stats)));
-        let got = on_two_ranks(cases);
-        let worst = |a: &Tensor, b: &Tensor| (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]);
-
-        let whole = far.to_kind(Kind::Double).set_requires_grad(true);
-        let y = whole.batch_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
-        (&y * far_dy.to_kind(Kind::Double)).sum(Kind::Double).backward();
-        let y_sync = Tensor::cat(&[&got[0][0].0, &got[0][1].0], 0);
-        let dx_sync = Tensor::cat(&[&got[0][0].1, &got[0][1].1], 0);
-        assert!(worst(&y_sync, &y) < 1e-2, "output off by {}", worst(&y_sync, &y));
-        // The input gradient scales with 1/std (10 here); compared relatively.
-        let rel = worst(&dx_sync, &whole.grad()) / whole.grad().abs().max().double_value(&[]);
-        assert!(rel < 1e-2, "input gradient off by {rel} of its largest value");
-
-        let want = lone.batch_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
-        assert!(worst(&got[1][1].0, &want) < 1e-4, "empty rank: output off by {}", worst(&got[1][1].0, &want));
-
-        for (case, &(stats, k, weights)) in got[2..].iter().zip(&mmcv) {
-            let want = mmcv_sync_bn(&split(&x, k), &split(&dy, k), weights);
-            for (rank, ((y, dx, rv), (y_ref, dx_ref, rv_ref))) in case.iter().zip(&want).enumerate() {
+        ] {
+            let (xs, dys) = (split(&x, k), split(&dy, k));
+            let got = on_two_ranks(split(&x, k), split(&dy, k), stats);
+            let want = mmcv_sync_bn(&xs, &dys, weights);
+            for (rank, ((y, dx, rv), (y_ref, dx_ref, rv_ref))) in got.iter().zip(&want).enumerate() {
                 if y.numel() == 0 {
                     continue;
                 }
+                let worst = |a: &Tensor, b: &Tensor| (a.to_kind(Kind::Double) - b).abs().max().double_value(&[]);
                 let what = format!("{stats:?} with {k} image(s) on rank 0, rank {rank}");
                 assert!(worst(y, y_ref) < 1e-4, "{what}: output off by {}", worst(y, y_ref));
                 assert!(worst(dx, dx_ref) < 1e-4, "{what}: input gradient off by {}", worst(dx, dx_ref));
                 assert!(worst(rv, rv_ref) < 1e-4, "{what}: running variance off by {}", worst(rv, rv_ref));
             }
         }
+    }
+
+    /// torch's SyncBatchNorm with an empty rank: the other rank normalises
+    /// by its own batch alone, and neither waits for the other's backward.
+    #[test]
+    fn sync_bn_with_an_empty_rank_is_the_other_ranks_batch_norm() {
+        let _seeded = crate::models::layers::fixtures::seeded();
+        tch::manual_seed(2);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let x = Tensor::randn([3, 3, 4, 5], opts) + 1.0;
+        let dy = Tensor::randn([3, 3, 4, 5], opts);
+        let empty = Tensor::zeros([0, 3, 4, 5], opts);
+        let got = on_two_ranks([empty.copy(), x.copy()], [empty, dy], SyncStats::Elements);
+        let want = x.batch_norm(None::<Tensor>, None::<Tensor>, None::<Tensor>, None::<Tensor>, true, 0.1, 1e-5, false);
+        let off = (&got[1].0 - want).abs().max().double_value(&[]);
+        assert!(off < 1e-4, "output off by {off}");
     }
 
     #[test]
