@@ -66,26 +66,31 @@ def install():
         sys.modules['six'], sys.modules['six.moves'] = six, six.moves
 
 
-def install_mmcv_deform_convs():
-    """Imports MMCV's deform_conv.py and modulated_deform_conv.py (which
-    register `DCN` and `DCNv2`) with torchvision's kernel in place of the
-    compiled `_ext` one."""
+def _import_mmcv_op(name):
+    """Imports `mmcv/ops/{name}.py` (registering its modules) with the
+    compiled `_ext` loader stubbed out: its Python classes, no kernels."""
     import importlib.util
     import os
 
     import mmcv
     import mmcv.utils.ext_loader
-    from torchvision.ops import deform_conv2d as tv_deform_conv2d
 
     mmcv.utils.ext_loader.load_ext = lambda name, funcs: None
-    mods = {}
-    for name in ("modulated_deform_conv", "deform_conv"):
-        path = os.path.join(os.path.dirname(mmcv.__file__), "ops", f"{name}.py")
-        spec = importlib.util.spec_from_file_location(f"mmcv.ops.{name}", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        mods[name] = mod
+    path = os.path.join(os.path.dirname(mmcv.__file__), "ops", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"mmcv.ops.{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def install_mmcv_deform_convs():
+    """Imports MMCV's deform_conv.py and modulated_deform_conv.py (which
+    register `DCN` and `DCNv2`) with torchvision's kernel in place of the
+    compiled `_ext` one."""
+    from torchvision.ops import deform_conv2d as tv_deform_conv2d
+
+    mods = {name: _import_mmcv_op(name) for name in ("modulated_deform_conv", "deform_conv")}
 
     def deform(x, offset, weight, stride, padding, dilation, groups, deform_groups, bias=False, im2col_step=32):
         x = x.type_as(offset)
@@ -102,18 +107,7 @@ def install_mmcv_sync_bn():
     """Imports MMCV's sync_bn.py, which registers `MMSyncBN`, without its
     compiled kernels: enough to build the module (its names and shapes),
     not to run it. Building one needs torch.distributed initialised."""
-    import importlib.util
-    import os
-
-    import mmcv
-    import mmcv.utils.ext_loader
-
-    mmcv.utils.ext_loader.load_ext = lambda name, funcs: None
-    path = os.path.join(os.path.dirname(mmcv.__file__), "ops", "sync_bn.py")
-    spec = importlib.util.spec_from_file_location("mmcv.ops.sync_bn", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
+    _import_mmcv_op("sync_bn")
 
 
 def install_tv_roi_align():

@@ -366,8 +366,9 @@ impl BatchNorm2d {
             SyncStats::Images => images,
         };
         let nonempty = if local_count > 0.0 { 1.0 } else { 0.0 };
-        let scalars = Tensor::f_from_slice(&[weight, local_count, nonempty])?.f_to(x.device())?.f_to_kind(kind)?;
-        let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(weight)?, scalars], 0)?;
+        // Filled on the device: a copy from the host would wait for its queue.
+        let full = |v: f64| Tensor::f_full([1], v, (kind, x.device()));
+        let sums = Tensor::f_cat(&[local_mean.f_mul_scalar(weight)?, full(weight)?, full(local_count)?, full(nonempty)?], 0)?;
         let sums = group.all_reduce_sum_autograd(&sums).map_err(sync_err)?;
         let total_weight = sums.f_narrow(0, c, 1)?.f_clamp_min(1e-12)?;
         let total_count = sums.f_narrow(0, c + 1, 1)?;
@@ -386,7 +387,7 @@ impl BatchNorm2d {
             // On the device: no host sync in the training step.
             let n = match stats {
                 SyncStats::Elements => total_count,
-                _ => Tensor::f_full([1], local_count * group.world_size() as f64, (kind, x.device()))?,
+                _ => full(local_count * group.world_size() as f64)?,
             };
             let unbiased = var.f_mul(&n.f_div(&n.f_sub_scalar(1.0)?.f_clamp_min(1.0)?)?)?;
             let m = nonempty_ranks.f_clamp_max(1.0)?.f_mul_scalar(momentum)?;

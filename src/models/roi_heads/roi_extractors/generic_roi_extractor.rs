@@ -91,6 +91,8 @@ pub struct GenericRoIExtractor {
     pub featmap_strides: Vec<i64>,
     /// The channels of the aggregated features (before `post_module`).
     out_channels: i64,
+    /// The channels each level's pooled features have (and keep through `pre_module`).
+    level_channels: i64,
     aggregation: RoiAggregation,
     pre: Option<RoiModule>,
     post: Option<(RoiModule, i64)>,
@@ -144,6 +146,7 @@ impl GenericRoIExtractor {
             op,
             featmap_strides: cfg.featmap_strides.iter().map(|&s| s as i64).collect(),
             out_channels,
+            level_channels,
             aggregation: cfg.aggregation,
             pre,
             post,
@@ -155,8 +158,14 @@ impl GenericRoIExtractor {
         self.post.as_ref().map_or(self.out_channels, |(_, c)| *c)
     }
 
-    /// feats: `L` levels (N, C, Hi, Wi); rois (R, 5) -> (R, C', S, S).
+    /// feats: the neck's levels (N, C, Hi, Wi), the first `L` (its
+    /// `featmap_strides`) read; rois (R, 5) -> (R, C', S, S).
     pub fn forward(&self, feats: &[Tensor], rois: &Tensor) -> ModelResult<Tensor> {
+        let levels = self.featmap_strides.len();
+        if feats.len() < levels {
+            return Err(ModelError::new(NAME, format!("{levels} featmap_strides but the neck gives {} levels", feats.len())));
+        }
+        let feats = &feats[..levels];
         let (ph, pw) = self.op.output_size;
         let r = rois.size()[0];
         if r == 0 {
@@ -166,46 +175,34 @@ impl GenericRoIExtractor {
         if feats.len() == 1 {
             return pool(0);
         }
-        let level_channels = match self.aggregation {
-            RoiAggregation::Sum => self.out_channels,
-            RoiAggregation::Concat => self.out_channels / feats.len() as i64,
-        };
-        let mut levels = Vec::with_capacity(feats.len());
-        for i in 0..feats.len() {
+        let mut pooled_levels = Vec::with_capacity(levels);
+        for i in 0..levels {
             let pooled = pool(i)?;
-            if pooled.size()[1] != level_channels {
+            if pooled.size()[1] != self.level_channels {
                 return Err(ModelError::new(
                     NAME,
                     format!(
-                        "level {i} has {} channels, but {:?} of {} levels into out_channels {} needs {level_channels}",
+                        "level {i} has {} channels, but {:?} of {levels} levels into out_channels {} needs {}",
                         pooled.size()[1],
                         self.aggregation,
-                        feats.len(),
-                        self.out_channels
+                        self.out_channels,
+                        self.level_channels
                     ),
                 ));
             }
-            levels.push(match &self.pre {
+            pooled_levels.push(match &self.pre {
                 Some(m) => m.forward(&pooled)?,
                 None => pooled,
             });
         }
         let aggregated = match self.aggregation {
-            RoiAggregation::Sum => levels.into_iter().try_fold(None::<Tensor>, |acc, t| -> ModelResult<_> {
-                Ok(Some(match acc {
-                    None => t,
-                    Some(a) => a.f_add(&t)?,
-                }))
-            })?
-            .expect("at least two levels"),
-            RoiAggregation::Concat => Tensor::f_cat(&levels, 1)?,
+            RoiAggregation::Sum => {
+                let mut rest = pooled_levels.into_iter();
+                let first = rest.next().expect("at least two levels");
+                rest.try_fold(first, |sum, t| sum.f_add(&t))?
+            }
+            RoiAggregation::Concat => Tensor::f_cat(&pooled_levels, 1)?,
         };
-        if aggregated.size()[1] != self.out_channels {
-            return Err(ModelError::new(
-                NAME,
-                format!("the levels give {} channels for out_channels {}", aggregated.size()[1], self.out_channels),
-            ));
-        }
         match &self.post {
             Some((m, _)) => m.forward(&aggregated),
             None => Ok(aggregated),

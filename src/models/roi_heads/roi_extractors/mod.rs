@@ -30,14 +30,6 @@ impl RoIExtractor {
         }
     }
 
-    /// How many of the neck's levels it reads (its `featmap_strides`).
-    pub fn num_inputs(&self) -> usize {
-        match self {
-            RoIExtractor::Single(e) => e.num_inputs(),
-            RoIExtractor::Generic(e) => e.featmap_strides.len(),
-        }
-    }
-
     /// The pooled `(S, S)` size.
     pub fn output_size(&self) -> (i64, i64) {
         match self {
@@ -54,19 +46,12 @@ impl RoIExtractor {
         }
     }
 
-    /// feats: the neck's levels (the first `num_inputs` are read); rois
+    /// feats: the neck's levels (those of its `featmap_strides` are read); rois
     /// (R, 5) `[batch_idx, x1, y1, x2, y2]` -> (R, C, S, S).
     pub fn forward(&self, feats: &[Tensor], rois: &Tensor) -> ModelResult<Tensor> {
-        let n = self.num_inputs();
-        if feats.len() < n {
-            return Err(ModelError::new(
-                "roi_extractor",
-                format!("{n} featmap_strides but the neck gives {} levels", feats.len()),
-            ));
-        }
         match self {
             RoIExtractor::Single(e) => e.forward(feats, rois),
-            RoIExtractor::Generic(e) => e.forward(&feats[..n], rois),
+            RoIExtractor::Generic(e) => e.forward(feats, rois),
         }
     }
 }
