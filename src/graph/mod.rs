@@ -84,14 +84,7 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
                 for (i, part) in each(node).into_iter().enumerate() {
                     let field = if what.contains('.') { "out_channels" } else { "in_channels" };
                     let Some(got) = part.at_path(&[field]) else { continue };
-                    // GRoIE concatenating its levels gives each level's channels once per level.
-                    let levels = match (part.at_path(&["type"]).and_then(Node::as_str), part.at_path(&["aggregation"]).and_then(Node::as_str)) {
-                        (Some("GenericRoIExtractor"), Some("concat")) => part.at_path(&["featmap_strides"]).and_then(|f| match &f.value {
-                            Value::List(items) => Some(items.len() as i64),
-                            _ => None,
-                        }),
-                        _ => None,
-                    };
+                    let levels = concatenated_levels(part);
                     let expected = want * levels.unwrap_or(1);
                     if got.value.as_int().is_some_and(|g| g != expected) {
                         let _ = i;
@@ -120,6 +113,20 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
     errors.extend(check_num_classes(config, model));
     errors.extend(check_rcnn_stages(model));
     (graph, errors)
+}
+
+/// How many levels an RoI extractor concatenates along channels (GRoIE's
+/// `aggregation: concat`), so that its `out_channels` are the neck's times
+/// that; `None` for one that keeps the neck's channels.
+fn concatenated_levels(extractor: &Node) -> Option<i64> {
+    let is = |key: &str, want: &str| extractor.at_path(&[key]).and_then(Node::as_str) == Some(want);
+    if !(is("type", "GenericRoIExtractor") && is("aggregation", "concat")) {
+        return None;
+    }
+    match &extractor.at_path(&["featmap_strides"])?.value {
+        Value::List(items) => Some(items.len() as i64),
+        _ => None,
+    }
 }
 
 /// Runs the static checks only.
