@@ -153,13 +153,14 @@ pub fn to_dot(graph: &ModuleGraph) -> String {
 }
 
 /// Output channels of a ResNet, a Swin Transformer (for its `out_indices`)
-/// or an HRNet, and the span to blame.
+/// an HRNet or a CSPNeXt, and the span to blame.
 /// The third item says what decides them, for the label.
 fn backbone_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
     match backbone.at_path(&["type"])?.as_str()? {
         "ResNet" | "ResNeXt" | "ResNeSt" | "Res2Net" => {}
         "SwinTransformer" => return swin_channels(backbone),
         "HRNet" => return hrnet_channels(backbone),
+        "CSPNeXt" => return cspnext_channels(backbone),
         _ => return None,
     }
     let depth_node = backbone.at_path(&["depth"])?;
@@ -188,6 +189,37 @@ fn swin_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
         None => (vec![0, 1, 2, 3], embed.or_else(|| backbone.at_path(&["type"]))?.span),
     };
     Some((indices.iter().map(|&i| dims * (1 << i.clamp(0, 8))).collect(), span, OUT_INDICES))
+}
+
+/// A CSPNeXt's output 0 (the stem) has `int(64 * widen_factor)` channels,
+/// output `i` its stage's `int(c_i * widen_factor)` (`arch` P5: 128, 256,
+/// 512, 1024; P6: 128, 256, 512, 768, 1024).
+fn cspnext_channels(backbone: &Node) -> Option<(Vec<i64>, Span, &'static str)> {
+    let stages: &[i64] = match backbone.at_path(&["arch"]).map(|n| n.as_str()) {
+        None => &[128, 256, 512, 1024],
+        Some(Some("P5")) => &[128, 256, 512, 1024],
+        Some(Some("P6")) => &[128, 256, 512, 768, 1024],
+        Some(_) => return None,
+    };
+    let widen = match backbone.at_path(&["widen_factor"]).map(|n| &n.value) {
+        None => 1.0,
+        Some(Value::Int(i)) => *i as f64,
+        Some(Value::Float(f)) => *f,
+        Some(_) => return None,
+    };
+    let (indices, span) = match backbone.at_path(&["out_indices"]) {
+        Some(n) => (int_list(n)?, n.span),
+        None => (vec![2, 3, 4], backbone.at_path(&["widen_factor"]).or_else(|| backbone.at_path(&["type"]))?.span),
+    };
+    let channels = |i: i64| -> Option<i64> {
+        let base = if i == 0 { 64 } else { *stages.get(usize::try_from(i - 1).ok()?)? };
+        Some((base as f64 * widen) as i64)
+    };
+    // In layer order, as the backbone returns them.
+    let mut sorted = indices;
+    sorted.sort_unstable();
+    sorted.dedup();
+    Some((sorted.into_iter().map(channels).collect::<Option<Vec<_>>>()?, span, OUT_INDICES))
 }
 
 /// An HRNet returns its last stage's branches: `extra.stage4.num_channels`

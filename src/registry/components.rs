@@ -21,26 +21,26 @@ use super::engine::{
     TestLoopConfig, ValLoopConfig,
 };
 use super::models::backbones::{
-    HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
+    CSPNeXtConfig, HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
-    MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SyncBatchNormConfig,
+    MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
     BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
-use super::models::necks::{BFPConfig, FPNConfig, HRFPNConfig};
+use super::models::necks::{CSPNeXtPAFPNConfig, BFPConfig, FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
-    AnchorGeneratorConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
+    AnchorGeneratorConfig, MlvlPointGeneratorConfig, DynamicSoftLabelAssignerConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
     ATSSAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
@@ -56,6 +56,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("FCOS", Role::Detector),
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
+    component::<SingleStageDetectorConfig>("RTMDet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("CascadeRCNN", Role::Detector),
@@ -72,17 +73,20 @@ pub static COMPONENTS: &[Component] = &[
     component::<RegNetConfig>("RegNet", Role::Backbone),
     component::<SwinTransformerConfig>("SwinTransformer", Role::Backbone),
     component::<HRNetConfig>("HRNet", Role::Backbone),
+    component::<CSPNeXtConfig>("CSPNeXt", Role::Backbone),
     // necks
     component::<FPNConfig>("FPN", Role::Neck),
     component::<FPNConfig>("PAFPN", Role::Neck),
     component::<BFPConfig>("BFP", Role::Neck),
     component::<HRFPNConfig>("HRFPN", Role::Neck),
+    component::<CSPNeXtPAFPNConfig>("CSPNeXtPAFPN", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
     component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
     component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
+    component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<EmbeddingRPNHeadConfig>("EmbeddingRPNHead", Role::RpnHead),
     // roi heads
     component::<StandardRoIHeadConfig>("StandardRoIHead", Role::RoiHead),
@@ -106,11 +110,13 @@ pub static COMPONENTS: &[Component] = &[
     component::<SoftNmsConfig>("soft_nms", Role::Nms),
     // task modules
     component::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
+    component::<MlvlPointGeneratorConfig>("MlvlPointGenerator", Role::AnchorGenerator),
     component::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
     component::<DistancePointBBoxCoderConfig>("DistancePointBBoxCoder", Role::BBoxCoder),
     component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
     component::<ATSSAssignerConfig>("ATSSAssigner", Role::Assigner),
+    component::<DynamicSoftLabelAssignerConfig>("DynamicSoftLabelAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),
     component::<OHEMSamplerConfig>("OHEMSampler", Role::Sampler),
@@ -158,6 +164,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<LeakyReluConfig>("LeakyReLU", Role::Activation),
     component::<GeluConfig>("GELU", Role::Activation),
     component::<SiluConfig>("SiLU", Role::Activation),
+    component::<SwishConfig>("Swish", Role::Activation),
     component::<SigmoidConfig>("Sigmoid", Role::Activation),
     // weight init
     component::<PretrainedInitConfig>("Pretrained", Role::Init),

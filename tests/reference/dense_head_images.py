@@ -50,8 +50,9 @@ def features(d):
 
 def record_head(d, name, head, x, images, cls_conv):
     """One head's case on features `x` (a list per level): NAME.init.* after
-    `init_weights()`, NAME.sd.* (perturbed, `cls_conv`'s bias raised so that
-    scores near 0.2 give detections to compare), NAME.loss.*, NAME.grad.*
+    `init_weights()`, NAME.sd.* (perturbed, `cls_conv`'s bias, or each
+    level's if it is a ModuleList, raised so that scores near 0.2 give
+    detections to compare), NAME.loss.*, NAME.grad.*
     (every parameter, and NAME.grad.x.{l} the features) and
     NAME.pred{r}.{i}.{bboxes,scores,labels} for `predict(rescale=r)`."""
     head.init_weights()
@@ -60,7 +61,10 @@ def record_head(d, name, head, x, images, cls_conv):
     with torch.no_grad():
         for p in head.parameters():
             p.add_(0.1 * torch.randn_like(p))
-        getattr(head, cls_conv).bias.add_(3.0)
+        cls = getattr(head, cls_conv)
+        # A ModuleList (RTMDetSepBNHead's `rtm_cls`): one classifier per level.
+        for conv in (cls if isinstance(cls, torch.nn.ModuleList) else [cls]):
+            conv.bias.add_(3.0)
     for k, v in head.state_dict().items():
         d[f"{name}.sd.{k}"] = v.clone()
     head.train()

@@ -94,9 +94,11 @@ pub fn named_trainable(vs: &VarStore, is_norm: impl Fn(&str) -> bool) -> Vec<Nam
     for t in vs.trainable_variables() {
         // Match by storage: tch keeps names in a HashMap and order in a Vec.
         let ptr = t.data_ptr();
+        // A tensor under several names (a shared conv) takes its first name in sort order.
         if let Some((name, _)) = named
             .iter()
-            .find(|(_, v)| v.data_ptr() == ptr && v.size() == t.size())
+            .filter(|(_, v)| v.data_ptr() == ptr && v.size() == t.size())
+            .min_by(|a, b| a.0.cmp(b.0))
         {
             out.push(NamedParam {
                 is_norm: is_norm(name),

@@ -3,6 +3,7 @@
 // The detectors consume these; until they land the binary reads only part of them.
 #![allow(dead_code, unused_imports)]
 
+pub mod cspnext;
 pub mod hrnet;
 mod plugins;
 pub mod res2net;
@@ -19,6 +20,7 @@ mod attention_tests;
 #[cfg(test)]
 mod resnest_tests;
 
+pub use cspnext::CSPNeXt;
 pub use hrnet::HRNet;
 pub use resnet::ResNet;
 pub use swin::SwinTransformer;
@@ -33,6 +35,7 @@ pub enum Backbone {
     ResNet(ResNet),
     Swin(SwinTransformer),
     HRNet(HRNet),
+    CspNext(CSPNeXt),
 }
 
 impl Backbone {
@@ -42,6 +45,7 @@ impl Backbone {
             Backbone::ResNet(b) => b.forward_t(x, train),
             Backbone::Swin(b) => b.forward_t(x, train),
             Backbone::HRNet(b) => b.forward_t(x, train),
+            Backbone::CspNext(b) => b.forward_t(x, train),
         }
     }
 
@@ -51,6 +55,7 @@ impl Backbone {
             Backbone::ResNet(b) => b.init_weights(vs),
             Backbone::Swin(b) => b.init_weights(vs),
             Backbone::HRNet(b) => b.init_weights(vs),
+            Backbone::CspNext(b) => b.init_weights(vs),
         }
     }
 
@@ -60,6 +65,7 @@ impl Backbone {
             Backbone::ResNet(b) => &b.out_channels,
             Backbone::Swin(b) => &b.out_channels,
             Backbone::HRNet(b) => &b.out_channels,
+            Backbone::CspNext(b) => &b.out_channels,
         }
     }
 }

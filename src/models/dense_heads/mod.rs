@@ -1,6 +1,7 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
-//! detectors' `RetinaHead`, `FCOSHead`, `ATSSHead` and `GFLHead`.
+//! detectors' `RetinaHead`, `FCOSHead`, `ATSSHead`, `GFLHead` and RTMDet's
+//! `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
@@ -10,6 +11,7 @@ pub mod fcos_head;
 pub mod gfl_head;
 pub mod retina_head;
 pub mod rpn_head;
+pub mod rtmdet_head;
 
 pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
@@ -17,3 +19,4 @@ pub use fcos_head::FCOSHead;
 pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;
+pub use rtmdet_head::RTMDetSepBNHead;

@@ -3,19 +3,19 @@
 //! (`BaseDetector.extract_feat`).
 
 use detc::registry::models::backbones::{
-    HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
+    CSPNeXtConfig, HRNetConfig, RegNetConfig, Res2NetConfig, ResNeStConfig, ResNeXtConfig, ResNetConfig, SwinTransformerConfig,
 };
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::common::OneOrMany;
-use detc::registry::models::necks::{BFPConfig, FPNConfig, HRFPNConfig};
+use detc::registry::models::necks::{BFPConfig, CSPNeXtPAFPNConfig, FPNConfig, HRFPNConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
 use tch::{nn, Tensor};
 
-use crate::models::backbones::{Backbone, HRNet, ResNet, SwinTransformer};
+use crate::models::backbones::{Backbone, CSPNeXt, HRNet, ResNet, SwinTransformer};
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::{Neck, BFP, FPN, HRFPN};
+use crate::models::necks::{CSPNeXtPAFPN, Neck, BFP, FPN, HRFPN};
 
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
 pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<Backbone> {
@@ -30,10 +30,11 @@ pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelR
             p / "backbone",
         )?),
         "HRNet" => Backbone::HRNet(HRNet::new(&parse_cfg::<HRNetConfig>(&cfg.0, "HRNet")?, p / "backbone")?),
+        "CSPNeXt" => Backbone::CspNext(CSPNeXt::new(&parse_cfg::<CSPNeXtConfig>(&cfg.0, "CSPNeXt")?, p / "backbone")?),
         other => {
             return Err(ModelError::new(
                 detector,
-                format!("backbone {other:?} is not supported (ResNet, ResNeXt, ResNeSt, Res2Net, RegNet, SwinTransformer and HRNet are)"),
+                format!("backbone {other:?} is not supported (ResNet, ResNeXt, ResNeSt, Res2Net, RegNet, SwinTransformer, HRNet and CSPNeXt are)"),
             ))
         }
     })
@@ -58,7 +59,8 @@ fn one_neck(cfg: &NeckCfg, detector: &str, p: nn::Path) -> ModelResult<Neck> {
         "PAFPN" => Ok(Neck::Fpn(FPN::pafpn(&parse_cfg::<FPNConfig>(&cfg.0, "PAFPN")?, p)?)),
         "HRFPN" => Ok(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p)?)),
         "BFP" => Ok(Neck::Bfp(BFP::new(&parse_cfg::<BFPConfig>(&cfg.0, "BFP")?, p)?)),
-        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN, PAFPN, HRFPN and BFP are)"))),
+        "CSPNeXtPAFPN" => Ok(Neck::CspNext(CSPNeXtPAFPN::new(&parse_cfg::<CSPNeXtPAFPNConfig>(&cfg.0, "CSPNeXtPAFPN")?, p)?)),
+        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN, PAFPN, HRFPN, BFP and CSPNeXtPAFPN are)"))),
     }
 }
 

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, GFLHead, RPNHead, RetinaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -28,6 +28,7 @@ pub enum DenseHead {
     Fcos(FCOSHead),
     Atss(ATSSHead),
     Gfl(GFLHead),
+    Rtm(RTMDetSepBNHead),
     /// The `RPN` detector's head.
     Rpn(RPNHead),
 }
@@ -76,10 +77,16 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
+            "RTMDetSepBNHead" => DenseHead::Rtm(RTMDetSepBNHead::new(
+                &parse_cfg::<RTMDetSepBNHeadConfig>(&cfg.bbox_head.0, "RTMDetSepBNHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?),
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead, ATSSHead and GFLHead are)"),
+                    format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead, ATSSHead, GFLHead and RTMDetSepBNHead are)"),
                 ))
             }
         };
@@ -131,6 +138,7 @@ impl SingleStageDetector {
             DenseHead::Fcos(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rpn(head) => {
                 let (cls, reg) = head.forward(&x)?;
                 head.loss_by_feat(&cls, &reg, &batch.data_samples)
@@ -146,6 +154,7 @@ impl SingleStageDetector {
             DenseHead::Fcos(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
         }
     }

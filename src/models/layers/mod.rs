@@ -15,6 +15,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod context_block;
+pub mod csp_layer;
 pub mod deform_conv;
 pub mod error;
 pub mod generalized_attention;
@@ -58,6 +59,22 @@ pub fn reduction_kind(kind: Kind) -> Kind {
 /// A buffer (never trainable): BatchNorm's running statistics.
 pub fn buffer(p: &nn::Path, name: &str, t: Tensor) -> Tensor {
     p.add(name, t.to_device(p.device()), false)
+}
+
+/// The names of `vs` that repeat a tensor another name already holds (a
+/// conv shared across levels, as RTMDet's head registers it under each
+/// level's name): every name but the first in sort order of each storage.
+/// Checkpoints keep them all, as PyTorch's state dict does; the parameter
+/// trains once, under its first name.
+pub fn shared_aliases(vs: &nn::VarStore) -> std::collections::HashSet<String> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut seen = std::collections::HashSet::new();
+    named
+        .into_iter()
+        .filter(|(_, t)| t.numel() > 0 && !seen.insert((t.data_ptr() as usize, t.size())))
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// `nn.init.xavier_uniform_` with gain 1 for a conv or linear weight of `dims`
@@ -326,6 +343,8 @@ pub fn make_conv_trainable(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Relu,
+    /// `SiLU` / MMCV's `Swish`: `x * sigmoid(x)`.
+    Silu,
     /// `GELU`: the exact erf form, or the tanh approximation.
     Gelu { tanh: bool },
 }
@@ -336,6 +355,7 @@ impl Activation {
         let Some(cfg) = cfg else { return Ok(None) };
         match cfg.0.get("type").and_then(|t| t.as_str()) {
             Some("ReLU") => Ok(Some(Activation::Relu)),
+            Some("SiLU" | "Swish") => Ok(Some(Activation::Silu)),
             Some("GELU") => {
                 let mut map = cfg.0.as_object().cloned().unwrap_or_default();
                 map.remove("type");
@@ -345,7 +365,7 @@ impl Activation {
             }
             other => Err(ModelError::new(
                 owner,
-                format!("act_cfg type {other:?} is not supported yet (ReLU, GELU)"),
+                format!("act_cfg type {other:?} is not supported yet (ReLU, SiLU, Swish, GELU)"),
             )),
         }
     }
@@ -353,6 +373,7 @@ impl Activation {
     pub fn forward(self, x: &Tensor) -> ModelResult<Tensor> {
         match self {
             Activation::Relu => Ok(x.f_relu()?),
+            Activation::Silu => Ok(x.f_silu()?),
             Activation::Gelu { tanh } => Ok(x.f_gelu(if tanh { "tanh" } else { "none" })?),
         }
     }
@@ -383,10 +404,15 @@ pub struct ConvModule {
 
 impl ConvModule {
     pub fn new(p: &nn::Path, in_c: i64, out_c: i64, opts: &ConvModuleOpts) -> ModelResult<Self> {
+        Self::with_trainable(p, in_c, out_c, opts, true)
+    }
+
+    /// As [`ConvModule::new`]; `trainable: false` for a frozen stage.
+    pub fn with_trainable(p: &nn::Path, in_c: i64, out_c: i64, opts: &ConvModuleOpts, trainable: bool) -> ModelResult<Self> {
         let bias = opts.bias.unwrap_or(opts.norm.is_none());
-        let conv = Conv2d::new(&(p / "conv"), in_c, out_c, opts.geom, bias, opts.init, true)?.with_kind(opts.conv);
+        let conv = Conv2d::new(&(p / "conv"), in_c, out_c, opts.geom, bias, opts.init, trainable)?.with_kind(opts.conv);
         let norm = match &opts.norm {
-            Some(spec) => Some(Norm::new(&(p / spec.abbr()), out_c, spec, true)?),
+            Some(spec) => Some(Norm::new(&(p / spec.abbr()), out_c, spec, trainable)?),
             None => None,
         };
         Ok(ConvModule {

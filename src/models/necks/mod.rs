@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bfp;
+pub mod cspnext_pafpn;
 pub mod fpn;
 pub mod hrfpn;
 
@@ -13,6 +14,7 @@ mod bfp_tests;
 mod pafpn_tests;
 
 pub use bfp::BFP;
+pub use cspnext_pafpn::CSPNeXtPAFPN;
 pub use fpn::FPN;
 pub use hrfpn::HRFPN;
 
@@ -20,13 +22,14 @@ use tch::Tensor;
 
 use crate::models::layers::ModelResult;
 
-/// A detector's neck: `FPN` (or `PAFPN`), `HRFPN`, `BFP`, or a list of
+/// A detector's neck: `FPN` (or `PAFPN`), `HRFPN`, `BFP`, `CSPNeXtPAFPN`, or a list of
 /// them run in turn.
 #[derive(Debug)]
 pub enum Neck {
     Fpn(FPN),
     HrFpn(HRFPN),
     Bfp(BFP),
+    CspNext(CSPNeXtPAFPN),
     Sequential(Vec<Neck>),
 }
 
@@ -37,6 +40,7 @@ impl Neck {
             Neck::Fpn(n) => n.forward_t(inputs, train),
             Neck::HrFpn(n) => n.forward_t(inputs, train),
             Neck::Bfp(n) => n.forward_t(inputs, train),
+            Neck::CspNext(n) => n.forward_t(inputs, train),
             Neck::Sequential(necks) => {
                 let mut x = inputs.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
                 for neck in necks {

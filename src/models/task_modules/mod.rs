@@ -1,7 +1,8 @@
 //! Task modules (`mmdet/models/task_modules`): the match costs, the
 //! linear sum assignment solver and the `HungarianAssigner` of Sparse R-CNN
 //! and QueryInst; the `AnchorGenerator`, `MaxIoUAssigner` and
-//! `RandomSampler` of Faster / Mask R-CNN; the `ATSSAssigner` of ATSS.
+//! `RandomSampler` of Faster / Mask R-CNN; the `ATSSAssigner` of ATSS; the
+//! `MlvlPointGenerator` and `DynamicSoftLabelAssigner` of RTMDet.
 //!
 //! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
 
@@ -10,11 +11,13 @@
 
 pub mod anchor_generator;
 pub mod atss_assigner;
+pub mod dynamic_soft_label_assigner;
 pub mod hungarian;
 pub mod hungarian_assigner;
 pub mod libra_samplers;
 pub mod match_costs;
 pub mod max_iou_assigner;
+pub mod point_generator;
 pub mod random_sampler;
 pub mod pseudo_sampler;
 
@@ -23,5 +26,7 @@ pub use hungarian::{linear_sum_assignment, LsaError};
 pub use hungarian_assigner::{AssignResult, HungarianAssigner};
 pub use match_costs::{BBoxL1Cost, FocalLossCost, IoUCost, MatchCost, MatchInputs};
 pub use max_iou_assigner::MaxIoUAssigner;
+pub use point_generator::MlvlPointGenerator;
+pub use dynamic_soft_label_assigner::DynamicSoftLabelAssigner;
 pub use random_sampler::RandomSampler;
 pub use pseudo_sampler::{PseudoSampler, SamplingResult};

@@ -532,3 +532,90 @@ pub struct HRNetConfig {
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_cspnext_out_indices() -> Vec<u32> { vec![2, 3, 4] }
+fn default_spp_kernels() -> Vec<u32> { vec![5, 9, 13] }
+fn default_half() -> f64 { 0.5 }
+fn default_unit() -> f64 { 1.0 }
+fn default_csp_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "momentum": 0.03, "eps": 0.001})) }
+fn default_silu() -> crate::registry::refs::ActivationCfg {
+    crate::registry::refs::ActivationCfg(serde_json::json!({"type": "SiLU"}))
+}
+fn default_csp_kaiming() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Kaiming", "layer": "Conv2d", "a": 2.23606797749979, "distribution": "uniform",
+        "mode": "fan_in", "nonlinearity": "leaky_relu"
+    }))))
+}
+
+/// `arch` of a CSPNeXt: the stage settings of the P5 (four stages, outputs
+/// at strides 8 to 32) or P6 (five, to stride 64) variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CspNextArch {
+    /// Stages of 128, 256, 512 and 1024 channels (before `widen_factor`).
+    P5,
+    /// Stages of 128, 256, 512, 768 and 1024 channels.
+    P6,
+}
+
+fn default_p5() -> CspNextArch { CspNextArch::P5 }
+
+/// `CSPNeXt`: RTMDet's backbone (Lyu et al., 2022), as
+/// `mmdet.models.backbones.CSPNeXt`: a stem of three 3x3 convs, then stages
+/// of a stride-2 conv, an SPP block in the last one, and a CSP layer of
+/// CSPNeXt blocks (with channel attention); depth and width scaled by
+/// `deepen_factor` and `widen_factor`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CSPNeXtConfig {
+    /// Stage settings: `P5` or `P6`.
+    #[serde(default = "default_p5")]
+    pub arch: CspNextArch,
+    /// Multiplier of the blocks per stage (rounded, at least 1).
+    #[serde(default = "default_unit")]
+    #[schemars(range(min = 0.0))]
+    pub deepen_factor: f64,
+    /// Multiplier of the channels.
+    #[serde(default = "default_unit")]
+    #[schemars(range(min = 0.0))]
+    pub widen_factor: f64,
+    /// Outputs returned: 0 is the stem, `i` the end of stage `i`.
+    #[serde(default = "default_cspnext_out_indices")]
+    pub out_indices: Vec<u32>,
+    /// Stem and stages up to this one are frozen (no gradient, eval-mode norms); -1 freezes none.
+    #[serde(default = "default_frozen")]
+    #[schemars(range(min = -1))]
+    pub frozen_stages: i64,
+    /// Depthwise separable convs in place of the stage and block 3x3 convs.
+    #[serde(default)]
+    pub use_depthwise: bool,
+    /// Channels of a CSP layer's two paths as a fraction of its output.
+    #[serde(default = "default_half")]
+    pub expand_ratio: f64,
+    /// Must be null: custom stage settings are not supported.
+    #[serde(default)]
+    pub arch_ovewrite: super::common::Null,
+    /// Max-pool kernel sizes of the SPP block.
+    #[serde(default = "default_spp_kernels")]
+    pub spp_kernel_sizes: Vec<u32>,
+    /// Channel attention (a gating 1x1 conv on the pooled features) in each CSP layer.
+    #[serde(default = "default_true")]
+    pub channel_attention: bool,
+    /// Convolution layer config; null means plain `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config.
+    #[serde(default = "default_csp_bn")]
+    pub norm_cfg: NormCfg,
+    /// Activation after every conv, e.g. `SiLU`.
+    #[serde(default = "default_silu")]
+    pub act_cfg: crate::registry::refs::ActivationCfg,
+    /// Keep BatchNorm layers in eval mode (frozen statistics) while training.
+    #[serde(default)]
+    pub norm_eval: bool,
+    /// Weight initialisation: Kaiming uniform on every conv (torch's default
+    /// conv init, bias 0), or `{type: Pretrained, checkpoint: ...}` (e.g.
+    /// with `prefix: backbone.`).
+    #[serde(default = "default_csp_kaiming")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

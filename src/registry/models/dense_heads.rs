@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{uint, Null, OneOrMany};
 use super::train_test::{DenseTestConfig, ProposalConfig, RpnTrainConfig};
-use crate::registry::refs::{AnchorGeneratorCfg, BBoxCoderCfg, ConvCfg, InitCfg, LossCfg, NormCfg};
+use crate::registry::refs::{ActivationCfg, AnchorGeneratorCfg, BBoxCoderCfg, ConvCfg, InitCfg, LossCfg, NormCfg};
 
 fn default_anchor_generator() -> AnchorGeneratorCfg {
     AnchorGeneratorCfg(serde_json::json!({
@@ -478,5 +478,94 @@ pub struct GFLHeadConfig {
     /// Weight initialisation: N(0, 0.01) on every conv, `gfl_cls`'s bias
     /// from the prior probability `bias_prob`.
     #[serde(default = "default_gfl_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn default_rtm_bn() -> NormCfg {
+    NormCfg(serde_json::json!({"type": "BN", "momentum": 0.03, "eps": 0.001}))
+}
+
+fn default_rtm_silu() -> ActivationCfg {
+    ActivationCfg(serde_json::json!({"type": "SiLU"}))
+}
+
+/// `RTMDetSepBNHead`: RTMDet's head (Lyu et al., 2022), as
+/// `mmdet.models.dense_heads.RTMDetSepBNHead`: per level a classification
+/// and a regression tower of `stacked_convs` ConvModules whose convs are
+/// shared across levels (`share_conv`) but whose norms are not, then
+/// `rtm_cls` (sigmoid scores) and `rtm_reg` (side distances in strides,
+/// through `exp` with `exp_on_reg`). Trained with QualityFocalLoss on the
+/// IoU of each positive and a box loss on decoded boxes, positives from
+/// `DynamicSoftLabelAssigner`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RTMDetSepBNHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// One conv per tower position for all levels (each level keeps its own norm).
+    #[serde(default = "super::common::yes")]
+    pub share_conv: bool,
+    /// Depthwise separable tower convs.
+    #[serde(default)]
+    pub use_depthwise: bool,
+    /// Normalization layer of the tower convs.
+    #[serde(default = "default_rtm_bn")]
+    pub norm_cfg: NormCfg,
+    /// Activation of the tower convs.
+    #[serde(default = "default_rtm_silu")]
+    pub act_cfg: ActivationCfg,
+    /// Kernel size of `rtm_cls` and `rtm_reg` (odd).
+    #[serde(default = "uint::<1>")]
+    #[schemars(range(min = 1))]
+    pub pred_kernel_size: u32,
+    /// Distances are `exp` of the regression output (times the stride).
+    #[serde(default)]
+    pub exp_on_reg: bool,
+    /// Must be false: the objectness branch (`rtm_obj`) is not supported yet.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = false))]
+    pub with_objectness: bool,
+    /// Convs of each tower.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Channels of the tower convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Convolution layer of the tower convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Prior points: `MlvlPointGenerator` (RTMDet's: offset 0, strides 8, 16, 32).
+    #[serde(default = "default_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Decodes side distances from the points: `DistancePointBBoxCoder`.
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Must be true: the box loss is on decoded boxes.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub reg_decoded_bbox: bool,
+    /// Classification loss: `QualityFocalLoss`.
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box loss on decoded boxes, e.g. `GIoULoss`.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Unused (built by MMDetection's ATSSHead parent, never called).
+    #[serde(default = "default_fcos_loss_centerness")]
+    pub loss_centerness: LossCfg,
+    /// Training settings; the detector fills it from `model.train_cfg`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Unused: the head always starts from N(0, 0.01) convs, unit norms and
+    /// `rtm_cls` biases from the prior probability 0.01 (its own `init_weights`).
+    #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }

@@ -191,6 +191,11 @@ pub struct SiluConfig {
     pub inplace: bool,
 }
 
+/// `Swish`: MMCV's `x * sigmoid(x)` (the same function as `SiLU`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwishConfig {}
+
 /// How `GELU` computes the Gaussian CDF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

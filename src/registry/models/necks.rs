@@ -228,3 +228,57 @@ pub struct BFPConfig {
     #[serde(default = "default_fpn_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_three_blocks() -> u32 { 3 }
+fn default_half() -> f64 { 0.5 }
+fn default_upsample_x2() -> InterpolateConfig {
+    InterpolateConfig { mode: InterpolateMode::Nearest, scale_factor: Some(FloatOrPair::Float(2.0)), align_corners: None }
+}
+fn default_csp_bn() -> NormCfg { NormCfg(serde_json::json!({"type": "BN", "momentum": 0.03, "eps": 0.001})) }
+fn default_swish() -> ActivationCfg { ActivationCfg(serde_json::json!({"type": "Swish"})) }
+fn default_csp_kaiming() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Kaiming", "layer": "Conv2d", "a": 2.23606797749979, "distribution": "uniform",
+        "mode": "fan_in", "nonlinearity": "leaky_relu"
+    }))))
+}
+
+/// `CSPNeXtPAFPN`: RTMDet's neck, as `mmdet.models.necks.CSPNeXtPAFPN`: a
+/// top-down path (1x1 `reduce_layers`, 2x upsampling, CSP layers) and a
+/// bottom-up path (stride-2 `downsamples`, CSP layers), then a 3x3
+/// `out_convs` per level; as many outputs as inputs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CSPNeXtPAFPNConfig {
+    /// Channels of each backbone output, e.g. `[256, 512, 1024]`.
+    #[schemars(length(min = 2), inner(range(min = 1)))]
+    pub in_channels: Vec<u32>,
+    /// Channels of every output.
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// CSPNeXt blocks in each CSP layer.
+    #[serde(default = "default_three_blocks")]
+    #[schemars(range(min = 1))]
+    pub num_csp_blocks: u32,
+    /// Depthwise separable convs for the downsamples, the output convs and the blocks' first conv.
+    #[serde(default)]
+    pub use_depthwise: bool,
+    /// Channels of a CSP layer's two paths as a fraction of its output.
+    #[serde(default = "default_half")]
+    pub expand_ratio: f64,
+    /// The top-down upsampling: nearest, by a scale factor of 2.
+    #[serde(default = "default_upsample_x2")]
+    pub upsample_cfg: InterpolateConfig,
+    /// Convolution layer config; null means plain `Conv2d`.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer config.
+    #[serde(default = "default_csp_bn")]
+    pub norm_cfg: NormCfg,
+    /// Activation after every conv, e.g. `SiLU`.
+    #[serde(default = "default_swish")]
+    pub act_cfg: ActivationCfg,
+    /// Weight initialisation: Kaiming uniform on every conv (torch's default conv init, bias 0).
+    #[serde(default = "default_csp_kaiming")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

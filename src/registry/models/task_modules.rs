@@ -436,3 +436,54 @@ pub struct ClassificationCostConfig {
     #[schemars(range(min = 0.0))]
     pub weight: f64,
 }
+
+fn half() -> f64 {
+    0.5
+}
+
+/// `MlvlPointGenerator`: one prior point per feature-map location and level
+/// (anchor-free heads), at `(x + offset) * stride`, as
+/// `mmdet`'s generator of that name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MlvlPointGeneratorConfig {
+    /// Stride of each level: one number, or `(w, h)`.
+    #[schemars(length(min = 1))]
+    pub strides: Vec<IntOrPair>,
+    /// Offset of the point within its cell, in strides (0: the cell's corner).
+    #[serde(default = "half")]
+    pub offset: f64,
+}
+
+fn three() -> f64 {
+    3.0
+}
+
+fn thirteen() -> u32 {
+    13
+}
+
+/// `DynamicSoftLabelAssigner` (RTMDet, Lyu et al., 2022): per ground truth
+/// the `k` priors of lowest cost are positive, where the cost adds a soft
+/// classification cost (BCE against the IoU as a soft label, weighted by
+/// the squared gap), `-log(IoU) * iou_weight` and a centre prior
+/// `10^(distance / stride - soft_center_radius)`, and `k` is the sum of the
+/// `topk` highest IoUs; only priors inside some box compete, and a prior
+/// claimed twice keeps its cheapest ground truth.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicSoftLabelAssignerConfig {
+    /// Radius, in strides, of the soft centre prior.
+    #[serde(default = "three")]
+    pub soft_center_radius: f64,
+    /// Highest IoUs summed for each ground truth's number of positives.
+    #[serde(default = "thirteen")]
+    #[schemars(range(min = 1))]
+    pub topk: u32,
+    /// Weight of the `-log(IoU)` cost.
+    #[serde(default = "three")]
+    pub iou_weight: f64,
+    /// How IoUs are computed.
+    #[serde(default = "default_iou_calculator")]
+    pub iou_calculator: IouCalculatorConfig,
+}
