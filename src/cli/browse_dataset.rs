@@ -78,7 +78,7 @@ fn browse(config: &Value, args: &Args) -> Result<usize, String> {
         let mut rng = sample_rng(seed, 0, index);
         // A sample the pipeline filters out (no annotation left) is skipped.
         let Some(packed) = pipelines[leaf]
-            .apply(Sample::new(info.clone(), record), &mut rng)
+            .apply_with(Sample::new(info.clone(), record), &mut rng, &dataset.leaves()[leaf].data)
             .map_err(|e| e.message)?
         else {
             continue;

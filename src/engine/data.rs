@@ -93,7 +93,9 @@ impl DataParts {
         let sample_fn: SampleFn = Arc::new(move |i, rng| {
             let (leaf, record) = data.locate(i);
             let parts = &leaves[leaf];
-            match parts.pipeline.apply(Sample::new(data.leaves()[leaf].data.get(record), record), rng) {
+            // Mixing transforms (`CachedMosaic`, ...) draw their partners from this leaf's records.
+            let records = &data.leaves()[leaf].data;
+            match parts.pipeline.apply_with(Sample::new(records.get(record), record), rng, records) {
                 Err(e) if parts.skip_unreadable => {
                     let n = skipped.fetch_add(1, Ordering::Relaxed) + 1;
                     eprintln!(

@@ -7,10 +7,10 @@
 
 
 use super::data::{
-    AspectRatioBatchSamplerConfig, ClassBalancedDatasetConfig, CocoDatasetConfig, CocoMetricConfig, ConcatDatasetConfig,
-    DefaultSamplerConfig, FilterAnnotationsConfig, InfiniteSamplerConfig, RepeatDatasetConfig,
-    LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceConfig, RandomChoiceResizeConfig, RandomCropConfig,
-    RandomFlipConfig, RandomResizeConfig, ResizeConfig,
+    AspectRatioBatchSamplerConfig, CachedMixUpConfig, CachedMosaicConfig, ClassBalancedDatasetConfig, CocoDatasetConfig,
+    CocoMetricConfig, ConcatDatasetConfig, DefaultSamplerConfig, FilterAnnotationsConfig, InfiniteSamplerConfig,
+    RepeatDatasetConfig, LoadAnnotationsConfig, LoadImageFromFileConfig, PackDetInputsConfig, PadConfig, RandomChoiceConfig,
+    RandomChoiceResizeConfig, RandomCropConfig, RandomFlipConfig, RandomResizeConfig, ResizeConfig, YOLOXHSVRandomAugConfig,
 };
 use super::engine::{
     AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
@@ -189,6 +189,9 @@ pub static COMPONENTS: &[Component] = &[
     component::<RandomChoiceConfig>("RandomChoice", Role::Transform),
     component::<FilterAnnotationsConfig>("FilterAnnotations", Role::Transform),
     component::<PadConfig>("Pad", Role::Transform),
+    component::<YOLOXHSVRandomAugConfig>("YOLOXHSVRandomAug", Role::Transform),
+    component::<CachedMosaicConfig>("CachedMosaic", Role::Transform),
+    component::<CachedMixUpConfig>("CachedMixUp", Role::Transform),
     component::<PackDetInputsConfig>("PackDetInputs", Role::Transform),
     // data samplers
     component::<DefaultSamplerConfig>("DefaultSampler", Role::DataSampler),

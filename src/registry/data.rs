@@ -659,6 +659,143 @@ pub struct PackDetInputsConfig {
     pub meta_keys: Vec<String>,
 }
 
+/// `YOLOXHSVRandomAug`: shifts hue, saturation and value by random gains, each
+/// drawn in `(-delta, delta)` and kept with probability 1/2
+/// (`mmdet.datasets.transforms.YOLOXHSVRandomAug`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct YOLOXHSVRandomAugConfig {
+    /// Largest hue shift, in OpenCV's 8-bit hue units (a full turn is 180).
+    #[serde(default = "super::models::common::int::<5>")]
+    #[schemars(range(min = 0, max = 255))]
+    pub hue_delta: i64,
+    /// Largest saturation shift (saturation is 0..=255).
+    #[serde(default = "super::models::common::int::<30>")]
+    #[schemars(range(min = 0, max = 255))]
+    pub saturation_delta: i64,
+    /// Largest value (brightness) shift (value is 0..=255).
+    #[serde(default = "super::models::common::int::<30>")]
+    #[schemars(range(min = 0, max = 255))]
+    pub value_delta: i64,
+}
+
+/// A padding value of `CachedMosaic` and `CachedMixUp`: one number for every
+/// channel, or one per channel (BGR). As in MMDetection, whether the number is
+/// written as an integer (`114`) or a float (`114.0`, the default) decides
+/// whether `CachedMixUp` rescales its padded partner in 8 bits or in floating
+/// point (then truncates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(inline)]
+pub enum MixPadVal {
+    /// The same value in every channel, in [0, 255].
+    One(serde_json::Number),
+    /// One value per channel, e.g. `[114, 114, 114]`.
+    PerChannel(Vec<serde_json::Number>),
+}
+
+fn default_mix_pad_val() -> MixPadVal {
+    MixPadVal::One(serde_json::Number::from_f64(114.0).expect("finite"))
+}
+
+fn default_mix_scale() -> (u32, u32) {
+    (640, 640)
+}
+
+fn default_mix_ratio() -> (f64, f64) {
+    (0.5, 1.5)
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+fn half_f64() -> f64 {
+    0.5
+}
+
+/// `CachedMosaic`: combines the sample with three other images of the dataset
+/// into one `2 * img_scale` mosaic around a random centre
+/// (`mmdet.datasets.transforms.CachedMosaic`). detc draws the three uniformly
+/// from the sample's dataset (through the transforms before this one) instead
+/// of from a per-worker cache, so augmentation does not depend on the number
+/// of workers and resumes exactly.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CachedMosaicConfig {
+    /// `(w, h)` of one image's cell; the mosaic is `(2w, 2h)`.
+    #[serde(default = "default_mix_scale")]
+    pub img_scale: (u32, u32),
+    /// Range of the mosaic centre, as a ratio of `img_scale`, in [0, 2].
+    #[serde(default = "default_mix_ratio")]
+    pub center_ratio_range: (f64, f64),
+    /// Clip the boxes to the mosaic.
+    #[serde(default = "super::models::common::yes")]
+    pub bbox_clip_border: bool,
+    /// Value of the mosaic's pixels no image covers, in [0, 255]: a number, or one per channel (BGR).
+    #[serde(default = "default_mix_pad_val")]
+    pub pad_val: MixPadVal,
+    /// Probability of making a mosaic (the sample passes unchanged otherwise).
+    #[serde(default = "one_f64")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub prob: f64,
+    /// MMDetection's cache length (at least 4); accepted for compatibility,
+    /// changes nothing in detc, which draws from the whole dataset.
+    #[serde(default = "super::models::common::int::<40>")]
+    #[schemars(range(min = 4))]
+    pub max_cached_images: i64,
+    /// MMDetection's cache eviction (random or first-in first-out); accepted
+    /// for compatibility, changes nothing in detc.
+    #[serde(default = "super::models::common::yes")]
+    pub random_pop: bool,
+}
+
+/// `CachedMixUp`: blends the sample half and half with another image of the
+/// dataset, rescaled to `img_scale`, jittered, maybe flipped and randomly
+/// cropped or padded to the sample's size (`mmdet.datasets.transforms.CachedMixUp`).
+/// detc draws the other image uniformly from the sample's dataset (through
+/// the transforms before this one) instead of from a per-worker cache.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CachedMixUpConfig {
+    /// `(w, h)` the other image is rescaled into (keeping its aspect ratio) before the jitter.
+    #[serde(default = "default_mix_scale")]
+    pub img_scale: (u32, u32),
+    /// `(min, max)` of the random scale jitter of the other image; positive.
+    #[serde(default = "default_mix_ratio")]
+    pub ratio_range: (f64, f64),
+    /// The other image is flipped horizontally when a uniform draw exceeds
+    /// this (so with probability `1 - flip_ratio`, as in MMDetection).
+    #[serde(default = "half_f64")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub flip_ratio: f64,
+    /// Value of the padding around the other image, in [0, 255]: a number, or one per channel
+    /// (BGR). As in MMDetection, written as a float (`114.0`) it makes the jitter resize in
+    /// floating point (then truncate to 8 bits), as an integer (`114`) in 8 bits.
+    #[serde(default = "default_mix_pad_val")]
+    pub pad_val: MixPadVal,
+    /// How many images to draw, at most, to find one with boxes; without, the sample passes unchanged.
+    #[serde(default = "super::models::common::int::<15>")]
+    #[schemars(range(min = 1))]
+    pub max_iters: i64,
+    /// Clip the boxes to the images.
+    #[serde(default = "super::models::common::yes")]
+    pub bbox_clip_border: bool,
+    /// MMDetection's cache length (at least 2); accepted for compatibility,
+    /// changes nothing in detc, which draws from the whole dataset.
+    #[serde(default = "super::models::common::int::<20>")]
+    #[schemars(range(min = 2))]
+    pub max_cached_images: i64,
+    /// MMDetection's cache eviction (random or first-in first-out); accepted
+    /// for compatibility, changes nothing in detc.
+    #[serde(default = "super::models::common::yes")]
+    pub random_pop: bool,
+    /// Probability of mixing (the sample passes unchanged otherwise).
+    #[serde(default = "one_f64")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub prob: f64,
+}
+
 // --------------------------------------------------------------------------
 // Samplers
 

@@ -4,7 +4,8 @@
 //! - [`decode`]: JPEG through libjpeg-turbo (what `cv2.imread` uses, so the
 //!   pixels are identical), with `cv2`'s EXIF orientation handling;
 //! - [`resize_linear`] / [`resize_nearest`]: `cv2.resize` with `INTER_LINEAR`
-//!   (fixed-point, no antialias) and `INTER_NEAREST`;
+//!   (fixed-point, no antialias) and `INTER_NEAREST`; [`resize_linear_f64`]
+//!   for float64 images;
 //! - [`flip`], [`pad`]: `mmcv.imflip`, `mmcv.impad` (constant mode).
 //!
 //! Hand-written rather than `image`/`fast_image_resize`: those antialias when
@@ -14,9 +15,11 @@
 mod decode;
 mod exif;
 mod resize;
+mod resize_float;
 
 pub use decode::{decode, read_image, ColorMode};
 pub use resize::{resize_linear, resize_nearest, resize_nearest_planes};
+pub use resize_float::resize_linear_f64;
 
 use super::{Flip, Image};
 
