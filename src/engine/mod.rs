@@ -4,6 +4,7 @@
 pub mod checkpoint_hook;
 pub mod data;
 pub mod dist;
+pub mod ema;
 pub mod env;
 pub mod evaluate;
 pub mod hooks;

@@ -14,7 +14,7 @@ use super::data::{
 };
 use super::engine::{
     AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
-    DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EmptyCacheHookConfig,
+    DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EMAHookConfig, EmptyCacheHookConfig,
     EpochBasedTrainLoopConfig, ExponentialLRConfig, IterBasedTrainLoopConfig, IterTimerHookConfig, LinearLRConfig,
     LocalVisBackendConfig, LogProcessorConfig, LoggerHookConfig, MultiStepLRConfig, OptimWrapperConfig,
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
@@ -221,6 +221,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DistSamplerSeedHookConfig>("DistSamplerSeedHook", Role::Hook),
     component::<DetVisualizationHookConfig>("DetVisualizationHook", Role::Hook),
     component::<EmptyCacheHookConfig>("EmptyCacheHook", Role::Hook),
+    component::<EMAHookConfig>("EMAHook", Role::Hook),
     // loops
     component::<EpochBasedTrainLoopConfig>("EpochBasedTrainLoop", Role::Loop),
     component::<IterBasedTrainLoopConfig>("IterBasedTrainLoop", Role::Loop),

@@ -788,3 +788,63 @@ fn rtmdet_neck_channels_are_checked_against_the_cspnext() {
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("[64, 128, 256]"), "{err}");
 }
+
+/// The tiny RTMDet with RTMDet's `EMAHook` (ExpMomentumEMA over parameters
+/// and buffers; a small `gamma` so that the average lags the weights): the
+/// checkpoint's `state_dict` is the average and its `ema_state_dict` the
+/// trained weights under `module.` with `steps`; validation runs on the
+/// average, so testing the checkpoint gives the last validation's mAP; and a
+/// run resumed from epoch 1 logs the same losses and ends with the same
+/// average and weights as an uninterrupted one.
+#[test]
+fn rtmdet_ema_validates_saves_and_resumes_the_average() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "{}custom_hooks:\n  - {{type: EMAHook, ema_type: ExpMomentumEMA, momentum: 0.0002, gamma: 2, update_buffers: true, priority: 49}}\n\
+         val_evaluator:\n  outfile_prefix: val_results\n",
+        tiny_rtmdet()
+    );
+    let log = trains_and_tests(dir.path(), "ema", &config, 2, &["loss_cls", "loss_bbox"], &["bbox_head.rtm_cls.0.bias"]);
+    let ckpt = detc::checkpoint::load(&dir.path().join("ema/epoch_2.pth")).unwrap();
+    let ema = ckpt.other.get("ema_state_dict").expect("an ema_state_dict");
+    let module = |name: &str| match ema.get(&format!("module.{name}")) {
+        Some(detc::checkpoint::Value::Tensor(t)) => t.data.clone(),
+        other => panic!("module.{name}: {other:?}"),
+    };
+    let steps = match ema.get("steps") {
+        Some(detc::checkpoint::Value::Tensor(t)) => i64::from_le_bytes(t.data[..8].try_into().unwrap()),
+        other => panic!("steps: {other:?}"),
+    };
+    assert_eq!(steps, 4, "one update per iteration");
+    for name in ["bbox_head.rtm_reg.0.weight", "backbone.stem.0.bn.running_mean"] {
+        assert_ne!(ckpt.state_dict[name].data, module(name), "{name}: the average equals the weights");
+    }
+    assert_eq!(module("bbox_head.cls_convs.0.0.conv.weight"), module("bbox_head.cls_convs.1.0.conv.weight"));
+    // The last validation ran on the average: testing the checkpoint gives its detections.
+    detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .args(["test", "ema.yaml", "ema/epoch_2.pth", "--work-dir", "ema_tested2", "--cfg-options"])
+        .args(TINY)
+        .arg("test_evaluator.outfile_prefix=test_results")
+        .assert()
+        .success();
+    let results = |file: &str| std::fs::read_to_string(dir.path().join(file)).unwrap();
+    let (validated, tested) = (results("val_results.bbox.json"), results("test_results.bbox.json"));
+    assert!(validated.len() > 100, "no detections: {validated}");
+    assert_eq!(validated, tested, "validation and test of the saved average differ");
+    let file = dir.path().join("ema.yaml");
+    run_config(dir.path(), &file, "resumed", 1, false);
+    run_config(dir.path(), &file, "resumed", 2, true);
+    for key in ["loss_cls", "loss_bbox"] {
+        let by_step = |w: &str| {
+            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
+            r.sort_by_key(|x| x.0);
+            r
+        };
+        assert_eq!(by_step("ema"), by_step("resumed"), "{key} differs after the resume");
+    }
+    let resumed = detc::checkpoint::load(&dir.path().join("resumed/epoch_2.pth")).unwrap();
+    assert_eq!(resumed.state_dict, ckpt.state_dict, "the average differs after the resume");
+    assert_eq!(resumed.other.get("ema_state_dict"), ckpt.other.get("ema_state_dict"), "the weights differ after the resume");
+}

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::checkpoint_hook::CheckpointHook;
+use super::ema_hook::EMAHook;
 use super::empty_cache_hook::EmptyCacheHook;
 use super::iter_timer_hook::IterTimerHook;
 use super::logger_hook::LoggerHook;
@@ -143,6 +144,7 @@ fn build_hook(cfg: &Value, at: &str, ctx: &HookContext<'_>) -> Result<Built, Str
             Box::new(DetVisualizationHook::new(&c, ctx.config))
         }
         "EmptyCacheHook" => Box::new(EmptyCacheHook::new(typed(rest, at)?)),
+        "EMAHook" => Box::new(EMAHook::new(typed(rest, at)?).map_err(|e| format!("{at}: {e}"))?),
         other => return Err(format!("{at}: detc has no hook `{other}`")),
     };
     Ok((hook, priority))

@@ -28,6 +28,11 @@ impl Hooks {
         self.list.insert(at, Registered { hook, priority });
     }
 
+    /// Whether a hook of class `name` is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.list.iter().any(|r| r.hook.name() == name)
+    }
+
     /// Keeps the hooks whose class name `keep` accepts (in order).
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.list.retain(|r| keep(r.hook.name()));

@@ -15,6 +15,7 @@
 
 mod build;
 mod checkpoint_hook;
+mod ema_hook;
 mod empty_cache_hook;
 mod hook_list;
 mod iter_timer_hook;

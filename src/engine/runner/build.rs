@@ -238,6 +238,8 @@ impl Runner {
             bar: None,
             preempted: false,
             experiment_name,
+            ema: None,
+            resumed_ema: None,
         };
         let mut runner = Runner {
             model,
@@ -291,7 +293,16 @@ impl Runner {
         st: TrainState,
     ) -> Result<(), Failure> {
         let s = &mut self.state;
-        load_state_dict(&s.vs, "", sd, Shapes::Refuse)
+        // With EMAHook, as its `after_load_checkpoint`: the trained weights
+        // come from `ema_state_dict` and the file's `state_dict` is the average.
+        let weights = match &st.ema {
+            Some(ema) if self.hooks.has("EMAHook") => {
+                s.resumed_ema = Some((sd.clone(), ema.steps));
+                &ema.weights
+            }
+            _ => sd,
+        };
+        load_state_dict(&s.vs, "", weights, Shapes::Refuse)
             .map_err(|e| input(format!("resume {}: {e}", path.display())))?;
         if let Some(o) = &st.optimizer {
             s.wrapper.load_state_dict(o).map_err(input)?;

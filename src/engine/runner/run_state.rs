@@ -6,6 +6,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use indexmap::IndexMap;
 use serde_json::{json, Value};
 use tch::nn;
 
@@ -68,6 +69,11 @@ pub struct RunState {
     /// `runner.experiment_name`: the config's `experiment_name` (else the
     /// config file's stem) and the run's timestamp.
     pub experiment_name: String,
+    /// EMAHook's average of the model, from its `before_train` on.
+    pub ema: Option<crate::engine::ema::ModelEma>,
+    /// The average and its update count of the checkpoint resumed from,
+    /// for EMAHook to take.
+    pub resumed_ema: Option<(IndexMap<String, detc::checkpoint::TensorData>, i64)>,
 }
 
 impl RunState {
@@ -135,7 +141,14 @@ impl RunState {
                 "log_scalars": serde_json::to_value(self.hub.state()).unwrap_or(Value::Null),
                 "checkpoint_hook": serde_json::to_value(req.hook_state).unwrap_or(Value::Null),
             }),
+            ema: None,
         };
-        state::save(req.path, &self.vs, &st, &self.classes)
+        match &self.ema {
+            Some(ema) => {
+                let (sd, module) = ema.checkpoint(&self.vs).map_err(other)?;
+                state::save(req.path, &sd, Some(&module), &st, &self.classes)
+            }
+            None => state::save(req.path, &state::state_dict(&self.vs).map_err(other)?, None, &st, &self.classes),
+        }
     }
 }

@@ -33,6 +33,9 @@ pub struct TrainState {
     pub param_schedulers: Option<Value>,
     /// The log smoothing buffers and the checkpoint hook's state, as JSON.
     pub message_hub: Json,
+    /// `ema_state_dict` (EMAHook's): the trained weights and the update
+    /// count; the file's `state_dict` then holds the average.
+    pub ema: Option<crate::engine::ema::EmaCheckpoint>,
 }
 
 /// The model's variables (parameters and buffers) as CPU tensor data.
@@ -44,15 +47,16 @@ pub fn state_dict(vs: &VarStore) -> ModelResult<IndexMap<String, TensorData>> {
         .collect()
 }
 
-/// Writes a checkpoint atomically.
+/// Writes a checkpoint atomically: `sd` as its `state_dict`, and `ema` (an
+/// `ema_state_dict`, EMAHook's) when given.
 pub fn save(
     path: &Path,
-    vs: &VarStore,
+    sd: &IndexMap<String, TensorData>,
+    ema: Option<&Value>,
     state: &TrainState,
     dataset_classes: &[String],
 ) -> std::io::Result<()> {
     let io_err = |e: String| std::io::Error::other(e);
-    let sd = state_dict(vs).map_err(|e| io_err(e.to_string()))?;
     let p = state.position;
     let meta = dict(vec![
         ("epoch", Value::Int(p.epoch as i64)),
@@ -81,7 +85,10 @@ pub fn save(
     if let Some(s) = &state.param_schedulers {
         sections.push(("param_schedulers", s));
     }
-    checkpoint::save_checkpoint(path, &sd, &sections).map_err(|e| io_err(e.to_string()))
+    if let Some(e) = ema {
+        sections.push(("ema_state_dict", e));
+    }
+    checkpoint::save_checkpoint(path, sd, &sections).map_err(|e| io_err(e.to_string()))
 }
 
 /// Reads a training checkpoint written by [`save`].
@@ -109,6 +116,7 @@ pub fn load(path: &Path) -> ModelResult<(IndexMap<String, TensorData>, TrainStat
         message_hub: get("message_hub")
             .map(|v| to_json(&v))
             .unwrap_or(Json::Null),
+        ema: crate::engine::ema::ema_from_checkpoint(get("ema_state_dict").as_ref()).map_err(|e| err(e.to_string()))?,
     };
     Ok((ckpt.state_dict, state))
 }

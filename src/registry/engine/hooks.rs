@@ -250,3 +250,70 @@ pub struct EmptyCacheHookConfig {
     #[serde(default)]
     pub priority: Option<Priority>,
 }
+
+/// The averaged model of an `EMAHook` (`ema_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum EmaType {
+    /// MMEngine's: `avg += momentum * (param - avg)`.
+    ExponentialMovingAverage,
+    /// MMDetection's (YOLOX, RTMDet): the momentum
+    /// `(1 - momentum) * exp(-(1 + steps) / gamma) + momentum`, large at first.
+    ExpMomentumEMA,
+    /// MMEngine's: the momentum `max(momentum, gamma / (gamma + steps))`.
+    MomentumAnnealingEMA,
+}
+
+fn default_ema_type() -> EmaType {
+    EmaType::ExponentialMovingAverage
+}
+
+fn default_ema_momentum() -> f64 {
+    0.0002
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+/// `EMAHook`: keeps an exponential moving average of the model's weights,
+/// validates with it, and saves it as the checkpoint's `state_dict` (the
+/// trained weights go to `ema_state_dict`, under `module.`), as
+/// `mmengine.hooks.EMAHook`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EMAHookConfig {
+    /// The averaging rule.
+    #[serde(default = "default_ema_type")]
+    pub ema_type: EmaType,
+    /// Must be false: loading an `ema_state_dict` with missing keys is not reported.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub strict_load: bool,
+    /// Average from this iteration on (the average copies the weights before).
+    #[serde(default)]
+    pub begin_iter: u64,
+    /// Average from this epoch on; set it or `begin_iter`, not both.
+    #[serde(default)]
+    pub begin_epoch: u64,
+    /// The weight of the new value, in (0, 1).
+    #[serde(default = "default_ema_momentum")]
+    #[schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1))]
+    pub momentum: f64,
+    /// `ExpMomentumEMA`'s (default 2000) or `MomentumAnnealingEMA`'s (default 100) annealing constant.
+    #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub gamma: Option<f64>,
+    /// Average every `interval` updates.
+    #[serde(default = "one_u64")]
+    #[schemars(range(min = 1))]
+    pub interval: u64,
+    /// Average the buffers (BatchNorm statistics) too; else they are copied.
+    #[serde(default)]
+    pub update_buffers: bool,
+    /// Must be null: the average lives on the model's device.
+    #[serde(default)]
+    pub device: Null,
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
