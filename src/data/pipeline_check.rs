@@ -56,14 +56,36 @@ pub fn check(config: &Node) -> Diagnostics {
     }
     for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
         for (dataset, path) in loader_datasets(config, loader) {
-            errors.extend(check_pipeline(dataset, &path));
+            errors.extend(check_pipeline(dataset.at_path(&["pipeline"]), &path));
+        }
+    }
+    errors.extend(check_switch_pipelines(config));
+    errors
+}
+
+/// `PipelineSwitchHook`s of `custom_hooks`: the pipeline each switches to,
+/// and a training dataset it can switch (MMDetection sets the pipeline of
+/// `train_dataloader.dataset` itself, which a wrapper never runs).
+fn check_switch_pipelines(config: &Node) -> Diagnostics {
+    let Some(Value::List(hooks)) = config.at_path(&["custom_hooks"]).map(|n| &n.value) else { return vec![] };
+    let mut errors = vec![];
+    for (i, hook) in hooks.iter().enumerate() {
+        let Some(ty) = hook.at_path(&["type"]).filter(|t| t.as_str() == Some("PipelineSwitchHook")) else { continue };
+        errors.extend(check_pipeline(hook.at_path(&["switch_pipeline"]), &format!("custom_hooks.{i}.switch_pipeline")));
+        let wrapper = config.at_path(&["train_dataloader", "dataset", "type"]).and_then(Node::as_str);
+        if let Some(name @ ("RepeatDataset" | "ClassBalancedDataset" | "ConcatDataset")) = wrapper {
+            errors.push(
+                Diagnostic::error("detc::data::wrapper", format!("custom_hooks.{i}: PipelineSwitchHook cannot switch the pipeline of a {name}"))
+                    .label(ty.span, "switches `train_dataloader.dataset.pipeline`")
+                    .help("MMDetection sets the wrapper's own `pipeline`, which it never runs: put the CocoDataset in train_dataloader directly"),
+            );
         }
     }
     errors
 }
 
-fn check_pipeline(dataset: &Node, path: &str) -> Option<Diagnostic> {
-    let pipeline = dataset.at_path(&["pipeline"])?;
+fn check_pipeline(pipeline: Option<&Node>, path: &str) -> Option<Diagnostic> {
+    let pipeline = pipeline?;
     let Value::List(items) = &pipeline.value else { return None };
     let transforms: Vec<Json> = items.iter().map(Node::to_json).collect();
     let (index, e) = Pipeline::check(&transforms).err()?;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use detc::data::coco::CocoDataset;
 use detc::data::dataset::Dataset;
@@ -21,11 +21,32 @@ pub struct DataParts {
     pub sampler: Sampler,
     pub batch_sampler: BatchSampler,
     pub loader: Loader,
+    /// The pipeline of each `CocoDataset` of the tree, as the workers read it.
+    pub pipelines: PipelineSlots,
+}
+
+/// The pipelines of a dataloader's datasets, replaceable while it runs
+/// (`PipelineSwitchHook`): a worker takes the current one for each sample.
+#[derive(Clone)]
+pub struct PipelineSlots(Arc<Vec<RwLock<Arc<Pipeline>>>>);
+
+impl PipelineSlots {
+    fn get(&self, leaf: usize) -> Arc<Pipeline> {
+        self.0[leaf].read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every dataset runs `transforms` from now on.
+    pub fn switch(&self, transforms: &[Value]) -> DataResult<()> {
+        let pipeline = Arc::new(Pipeline::from_config(transforms)?);
+        for slot in self.0.iter() {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = pipeline.clone();
+        }
+        Ok(())
+    }
 }
 
 /// What the loader needs of one `CocoDataset` of the tree.
 struct LeafParts {
-    pipeline: Pipeline,
     /// With `skip_invalid_samples`, a training image that cannot be read
     /// (corrupt, truncated) is skipped like a sample the pipeline drops:
     /// another one is drawn in its place, with a counted warning.
@@ -52,7 +73,7 @@ impl DataParts {
                 "{name}.dataset: a dataset wrapper cannot be evaluated; evaluate on the CocoDataset itself"
             )));
         }
-        let mut leaves = vec![];
+        let (mut leaves, mut pipelines) = (vec![], vec![]);
         // MMEngine re-fetches inside each dataset with its own `max_refetch`;
         // the loader takes the first dataset's (`None`: test mode, no re-fetch).
         let mut max_refetch = None;
@@ -72,7 +93,8 @@ impl DataParts {
             }
             let skip_unreadable =
                 !test_mode && ds_cfg.get("skip_invalid_samples").and_then(Value::as_bool).unwrap_or(false);
-            leaves.push(LeafParts { pipeline, skip_unreadable });
+            leaves.push(LeafParts { skip_unreadable });
+            pipelines.push(RwLock::new(Arc::new(pipeline)));
         }
         // `num_batch_per_epoch`: MMEngine's `_SlicedDataset`, the first
         // batches x batch size x world size samples (at most all of them).
@@ -89,13 +111,15 @@ impl DataParts {
         )?;
         let data = dataset.clone();
         let skipped = Arc::new(AtomicU64::new(0));
+        let pipelines = PipelineSlots(Arc::new(pipelines));
+        let slots = pipelines.clone();
         let label = name.to_string();
         let sample_fn: SampleFn = Arc::new(move |i, rng| {
             let (leaf, record) = data.locate(i);
             let parts = &leaves[leaf];
             // Mixing transforms (`CachedMosaic`, ...) draw their partners from this leaf's records.
             let records = &data.leaves()[leaf].data;
-            match parts.pipeline.apply_with(Sample::new(records.get(record), record), rng, records) {
+            match slots.get(leaf).apply_with(Sample::new(records.get(record), record), rng, records) {
                 Err(e) if parts.skip_unreadable => {
                     let n = skipped.fetch_add(1, Ordering::Relaxed) + 1;
                     eprintln!(
@@ -116,6 +140,7 @@ impl DataParts {
             sampler,
             batch_sampler,
             loader,
+            pipelines,
         })
     }
 

@@ -33,10 +33,11 @@ pub fn summary(config: &Value, opts: &Options) -> i32 {
 /// Every variable of `vs` with its shape and kind (buffers by name, frozen
 /// parameters by `requires_grad`).
 pub fn variables(vs: &nn::VarStore) -> Vec<Var> {
+    let aliases = crate::models::layers::shared_aliases(vs);
     vs.variables()
         .into_iter()
         .map(|(name, t)| {
-            let kind = VarKind::classify(&name, t.requires_grad());
+            let kind = if aliases.contains(&name) { VarKind::Shared } else { VarKind::classify(&name, t.requires_grad()) };
             Var::new(name, t.size(), kind)
         })
         .collect()

@@ -166,6 +166,7 @@ pub static BUILDERS: &[&str] = &[
     // Registered for its place in the hook order; releases nothing (src/engine/hooks/empty_cache_hook.rs).
     "EmptyCacheHook",
     "EMAHook",
+    "PipelineSwitchHook",
     "LogProcessor",
     // Visualization that draws nothing (`draw: false`, MMDetection's default);
     // the scalars go to `vis_data/scalars.json` as LocalVisBackend writes them.

@@ -14,7 +14,7 @@ use super::data::{
 };
 use super::engine::{
     AdamConfig, AdamWConfig, AmpOptimWrapperConfig, CheckpointHookConfig, ConstantLRConfig, CosineAnnealingLRConfig,
-    DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EMAHookConfig, EmptyCacheHookConfig,
+    DetLocalVisualizerConfig, DetVisualizationHookConfig, DistSamplerSeedHookConfig, EMAHookConfig, EmptyCacheHookConfig, PipelineSwitchHookConfig,
     EpochBasedTrainLoopConfig, ExponentialLRConfig, IterBasedTrainLoopConfig, IterTimerHookConfig, LinearLRConfig,
     LocalVisBackendConfig, LogProcessorConfig, LoggerHookConfig, MultiStepLRConfig, OptimWrapperConfig,
     ParamSchedulerHookConfig, RuntimeInfoHookConfig, SGDConfig, StepLRConfig, TensorboardVisBackendConfig,
@@ -222,6 +222,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<DetVisualizationHookConfig>("DetVisualizationHook", Role::Hook),
     component::<EmptyCacheHookConfig>("EmptyCacheHook", Role::Hook),
     component::<EMAHookConfig>("EMAHook", Role::Hook),
+    component::<PipelineSwitchHookConfig>("PipelineSwitchHook", Role::Hook),
     // loops
     component::<EpochBasedTrainLoopConfig>("EpochBasedTrainLoop", Role::Loop),
     component::<IterBasedTrainLoopConfig>("IterBasedTrainLoop", Role::Loop),

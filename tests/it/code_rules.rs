@@ -25,7 +25,12 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         if path.is_dir() {
             rust_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+            // A unit-test module in a file of its own (`foo_tests.rs`, declared
+            // `#[cfg(test)] mod` by its parent) is all test code.
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !(name.ends_with("_tests.rs") || name.ends_with("_test_support.rs")) {
+                out.push(path);
+            }
         }
     }
 }

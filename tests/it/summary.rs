@@ -79,8 +79,8 @@ fn assert_matches_mmdet(config: &str, fixture_name: &str) {
             .filter(|k| !b.contains_key(*k))
             .map(|k| format!("unexpected {k} {}", a[k])),
     );
-    let buffers = |v: &Value| -> Vec<String> {
-        let mut names: Vec<String> = v["buffers"]
+    let names_of = |v: &Value, key: &str| -> Vec<String> {
+        let mut names: Vec<String> = v[key]
             .as_array()
             .into_iter()
             .flatten()
@@ -89,9 +89,10 @@ fn assert_matches_mmdet(config: &str, fixture_name: &str) {
         names.sort();
         names
     };
-    let (ours_buffers, want_buffers) = (buffers(&ours), buffers(&want));
-    if ours_buffers != want_buffers {
-        problems.push("the buffers (non-parameter entries) differ".into());
+    for key in ["buffers", "shared"] {
+        if names_of(&ours, key) != names_of(&want, key) {
+            problems.push(format!("the {key} entries differ"));
+        }
     }
     for key in ["params", "trainable", "frozen"] {
         if ours[key] != want[key] {
@@ -287,6 +288,18 @@ fn groie_mask_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/groie/mask-rcnn_r50_fpn_groie_1x_coco.yaml", "mask-rcnn_r50_fpn_groie_1x_state_dict.json");
 }
 
+/// RTMDet's CSPNeXt, CSPNeXtPAFPN and separate-BN head: the shared head
+/// convs under every level's name, counted once among the parameters.
+#[test]
+fn rtmdet_tiny_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/rtmdet/rtmdet_tiny_8xb32-300e_coco.yaml", "rtmdet_tiny_state_dict.json");
+}
+
+#[test]
+fn rtmdet_l_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/rtmdet/rtmdet_l_8xb32-300e_coco.yaml", "rtmdet_l_state_dict.json");
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -337,6 +350,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "retinanet_r50_fpn_ghm-1x",
         "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e",
         "mask-rcnn_r50_fpn_groie_1x",
+        "rtmdet_tiny",
+        "rtmdet_l",
     ] {
         assert_eq!(
             live[name],

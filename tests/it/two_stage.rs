@@ -805,7 +805,7 @@ fn rtmdet_ema_validates_saves_and_resumes_the_average() {
          val_evaluator:\n  outfile_prefix: val_results\n",
         tiny_rtmdet()
     );
-    let log = trains_and_tests(dir.path(), "ema", &config, 2, &["loss_cls", "loss_bbox"], &["bbox_head.rtm_cls.0.bias"]);
+    trains_and_tests(dir.path(), "ema", &config, 2, &["loss_cls", "loss_bbox"], &["bbox_head.rtm_cls.0.bias"]);
     let ckpt = detc::checkpoint::load(&dir.path().join("ema/epoch_2.pth")).unwrap();
     let ema = ckpt.other.get("ema_state_dict").expect("an ema_state_dict");
     let module = |name: &str| match ema.get(&format!("module.{name}")) {
@@ -847,4 +847,71 @@ fn rtmdet_ema_validates_saves_and_resumes_the_average() {
     let resumed = detc::checkpoint::load(&dir.path().join("resumed/epoch_2.pth")).unwrap();
     assert_eq!(resumed.state_dict, ckpt.state_dict, "the average differs after the resume");
     assert_eq!(resumed.other.get("ema_state_dict"), ckpt.other.get("ema_state_dict"), "the weights differ after the resume");
+}
+
+/// The tiny RTMDet on RTMDet's training pipeline scaled down (CachedMosaic,
+/// RandomResize, RandomCrop, YOLOXHSVRandomAug, RandomFlip, Pad,
+/// CachedMixUp), switched by `PipelineSwitchHook` to the stage-2 pipeline
+/// (no mosaic, no mix-up) at epoch 1 (0-based) as the rtmdet configs do.
+fn tiny_rtmdet_two_stage_pipeline(switch_epoch: u32) -> String {
+    let tail = "      - {type: RandomCrop, crop_size: [128, 128]}\n      - {type: YOLOXHSVRandomAug}\n      \
+                - {type: RandomFlip, prob: 0.5}\n      - {type: Pad, size: [128, 128], pad_val: {img: [114, 114, 114]}}\n";
+    format!(
+        "{}train_dataloader:\n  dataset:\n    pipeline:\n      - {{type: LoadImageFromFile}}\n      \
+         - {{type: LoadAnnotations, with_bbox: true}}\n      - {{type: CachedMosaic, img_scale: [128, 128], pad_val: 114.0}}\n      \
+         - {{type: RandomResize, scale: [256, 256], ratio_range: [0.5, 2.0], keep_ratio: true}}\n{tail}      \
+         - {{type: CachedMixUp, img_scale: [128, 128], ratio_range: [1.0, 1.0], max_cached_images: 20, pad_val: [114, 114, 114]}}\n      \
+         - {{type: PackDetInputs}}\ncustom_hooks:\n  - type: PipelineSwitchHook\n    switch_epoch: {switch_epoch}\n    \
+         switch_pipeline:\n      - {{type: LoadImageFromFile}}\n      - {{type: LoadAnnotations, with_bbox: true}}\n      \
+         - {{type: RandomResize, scale: [128, 128], ratio_range: [0.5, 2.0], keep_ratio: true}}\n{tail}      - {{type: PackDetInputs}}\n",
+        tiny_rtmdet()
+    )
+}
+
+/// RTMDet's two training stages: the mosaic and mix-up pipeline trains,
+/// `PipelineSwitchHook` switches to the second stage's at its epoch (the
+/// losses from then on differ from a run that does not switch), and a run
+/// resumed from epoch 1 switches too and logs the same losses at every step
+/// as an uninterrupted one: the mixing transforms draw their partners from
+/// each sample's own random stream.
+#[test]
+fn rtmdet_pipeline_switch_trains_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let log = trains_and_tests(dir.path(), "switch", &tiny_rtmdet_two_stage_pipeline(1), 2, &["loss_cls", "loss_bbox"], &[]);
+    assert_eq!(log.matches("Switch pipeline now!").count(), 1, "{log}");
+    std::fs::write(dir.path().join("stay.yaml"), tiny_rtmdet_two_stage_pipeline(5)).unwrap();
+    let stay_log = run_config(dir.path(), &dir.path().join("stay.yaml"), "stay", 2, false);
+    assert!(!stay_log.contains("Switch pipeline now!"), "{stay_log}");
+    let file = dir.path().join("switch.yaml");
+    run_config(dir.path(), &file, "resumed", 1, false);
+    let resumed_log = run_config(dir.path(), &file, "resumed", 2, true);
+    assert!(resumed_log.contains("Switch pipeline now!"), "{resumed_log}");
+    for key in ["loss_cls", "loss_bbox"] {
+        let by_step = |w: &str| {
+            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
+            r.sort_by_key(|x| x.0);
+            r
+        };
+        let (switched, stayed) = (by_step("switch"), by_step("stay"));
+        assert_eq!(switched.len(), 4, "{key}: one record per iteration: {switched:?}");
+        assert_eq!(switched[..2], stayed[..2], "{key}: the first epoch differs before the switch");
+        assert_ne!(switched[2..], stayed[2..], "{key}: the second epoch did not change with the pipeline");
+        assert_eq!(switched, by_step("resumed"), "{key} differs after the resume");
+    }
+}
+
+/// `detc check` builds the pipeline a `PipelineSwitchHook` switches to, and
+/// names what it refuses there.
+#[test]
+fn pipeline_switch_hook_pipeline_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    // The switched-to pipeline (the config's last) without its `PackDetInputs`.
+    let mut config = tiny_rtmdet_two_stage_pipeline(1);
+    let at = config.rfind("      - {type: PackDetInputs}\n").unwrap();
+    config.replace_range(at..at + "      - {type: PackDetInputs}\n".len(), "");
+    std::fs::write(dir.path().join("rtmdet.yaml"), config).unwrap();
+    let out = detc(dir.path()).args(["check", "rtmdet.yaml"]).assert().code(1).get_output().stderr.clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("custom_hooks.0.switch_pipeline") && err.contains("must end with `PackDetInputs`"), "{err}");
 }

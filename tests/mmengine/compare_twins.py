@@ -164,6 +164,7 @@ CONFIGS = [
     '_base_/models/cascade-mask-rcnn_r50_fpn',
     '_base_/models/retinanet_r50_fpn',
     'retinanet/retinanet_tta',
+    'rtmdet/rtmdet_tta',
     '_base_/datasets/coco_detection',
     '_base_/datasets/coco_instance',
     '_base_/schedules/schedule_1x',
@@ -316,6 +317,12 @@ CONFIGS = [
     'groie/mask-rcnn_r50_fpn_groie_1x_coco',
     'groie/mask-rcnn_r50_fpn_syncbn-r4-gcb-c3-c5-groie_1x_coco',
     'groie/mask-rcnn_r101_fpn_syncbn-r4-gcb_c3-c5-groie_1x_coco',
+    'rtmdet/rtmdet_l_8xb32-300e_coco',
+    'rtmdet/rtmdet_m_8xb32-300e_coco',
+    'rtmdet/rtmdet_s_8xb32-300e_coco',
+    'rtmdet/rtmdet_tiny_8xb32-300e_coco',
+    'rtmdet/rtmdet_x_8xb32-300e_coco',
+    'rtmdet/rtmdet_x_p6_4xb8-300e_coco',
 ]
 
 

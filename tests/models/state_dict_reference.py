@@ -46,17 +46,22 @@ With OUT_DIR it writes
 * OUT_DIR/retinanet_r50_fpn_ghm-1x_state_dict.json
 * OUT_DIR/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_state_dict.json
 * OUT_DIR/mask-rcnn_r50_fpn_groie_1x_state_dict.json
+* OUT_DIR/rtmdet_tiny_state_dict.json
+* OUT_DIR/rtmdet_l_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
 
 * `params`: `sum(p.numel() for p in model.parameters())` (trainable and
-  frozen, no buffers), as MMEngine counts them;
+  frozen, no buffers; a parameter shared by several modules, as RTMDet's
+  head shares its convs across levels, once), as MMEngine counts them;
 * `trainable` / `frozen`: the same sum split by `requires_grad` after the
   model is built and put in train mode (ResNet's `frozen_stages=1` freezes the
   stem and `layer1` in `_freeze_stages`, called by `__init__` and `train()`);
-* `buffers`: the state-dict entries that are not parameters (BatchNorm's
-  running statistics);
+* `buffers`: the state-dict entries that are buffers (BatchNorm's running
+  statistics);
+* `shared` (only when there are any): the other names of a parameter
+  registered under several (RTMDet's head convs shared across levels);
 * `state_dict`: every `model.state_dict()` name with its shape.
 
 The models are MMDetection 3.3.0's real `QueryInst` / `SparseRCNN` /
@@ -116,6 +121,8 @@ CONFIGS = {
     "mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e":
         "strong_baselines/mask-rcnn_r50_fpn_rpn-2conv_4conv1fc_syncbn-all_lsj-100e_coco.py",
     "mask-rcnn_r50_fpn_groie_1x": "groie/mask-rcnn_r50_fpn_groie_1x_coco.py",
+    "rtmdet_tiny": "rtmdet/rtmdet_tiny_8xb32-300e_coco.py",
+    "rtmdet_l": "rtmdet/rtmdet_l_8xb32-300e_coco.py",
 }
 
 
@@ -160,14 +167,21 @@ def record(rel_config):
     trainable = sum(p.numel() for p in params.values() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     state = model.state_dict()
-    return {
+    buffers = dict(model.named_buffers())
+    rec = {
         "config": "mmdet/.mim/configs/" + rel_config,
         "params": total,
         "trainable": trainable,
         "frozen": total - trainable,
-        "buffers": [k for k in state if k not in params],
+        "buffers": [k for k in state if k in buffers],
         "state_dict": {k: list(v.shape) for k, v in state.items()},
     }
+    # A parameter under several names (RTMDet's head convs shared across
+    # levels): its other names, which `named_parameters` leaves out.
+    shared = [k for k in state if k not in params and k not in buffers]
+    if shared:
+        rec["shared"] = shared
+    return rec
 
 
 def one_process_group():

@@ -20,6 +20,9 @@ pub enum VarKind {
     Frozen,
     /// A buffer: in the state dict, not in `model.parameters()`.
     Buffer,
+    /// Another name of a parameter listed under an earlier name (RTMDet's
+    /// head convs shared across levels): in the state dict, counted once.
+    Shared,
 }
 
 /// The state-dict entries torch registers as buffers, by their last name
@@ -125,6 +128,7 @@ impl Counts {
             VarKind::Trainable => self.trainable += n,
             VarKind::Frozen => self.frozen += n,
             VarKind::Buffer => self.buffer += n,
+            VarKind::Shared => {}
         }
     }
 
@@ -150,8 +154,9 @@ pub fn render(model: &Value, vars: &[Var], opts: &Options) -> String {
 }
 
 /// `{"model": TYPE, "params": N, "trainable": T, "frozen": F}`, plus with
-/// `state_dict` `"state_dict": {name: [shape...]}` and `"buffers": [name...]`
-/// (names in natural order: `layer1.2` before `layer1.10`).
+/// `state_dict` `"state_dict": {name: [shape...]}`, `"buffers": [name...]`
+/// and, when a parameter has several names, `"shared": [name...]` (all but
+/// its first) (names in natural order: `layer1.2` before `layer1.10`).
 pub fn to_json(model: &Value, vars: &[Var], state_dict: bool) -> Value {
     let c = Counts::of(vars);
     let mut out = json!({
@@ -173,6 +178,10 @@ pub fn to_json(model: &Value, vars: &[Var], state_dict: bool) -> Value {
             .collect();
         out["state_dict"] = Value::Object(entries);
         out["buffers"] = json!(buffers);
+        let shared: Vec<&str> = sorted.iter().filter(|v| v.kind == VarKind::Shared).map(|v| v.name.as_str()).collect();
+        if !shared.is_empty() {
+            out["shared"] = json!(shared);
+        }
     }
     out
 }
@@ -230,6 +239,7 @@ fn state_dict_text(vars: &[Var]) -> String {
             VarKind::Trainable => "trainable",
             VarKind::Frozen => "frozen",
             VarKind::Buffer => "buffer",
+            VarKind::Shared => "shared",
         };
         out += &format!("{:<name_w$}  {shape:<shape_w$}  {kind}\n", v.name);
     }

@@ -17,6 +17,7 @@ use super::empty_cache_hook::EmptyCacheHook;
 use super::iter_timer_hook::IterTimerHook;
 use super::logger_hook::LoggerHook;
 use super::param_scheduler_hook::ParamSchedulerHook;
+use super::pipeline_switch_hook::PipelineSwitchHook;
 use super::runtime_info_hook::RuntimeInfoHook;
 use super::sampler_seed_hook::DistSamplerSeedHook;
 use super::visualization_hook::DetVisualizationHook;
@@ -145,6 +146,7 @@ fn build_hook(cfg: &Value, at: &str, ctx: &HookContext<'_>) -> Result<Built, Str
         }
         "EmptyCacheHook" => Box::new(EmptyCacheHook::new(typed(rest, at)?)),
         "EMAHook" => Box::new(EMAHook::new(typed(rest, at)?).map_err(|e| format!("{at}: {e}"))?),
+        "PipelineSwitchHook" => Box::new(PipelineSwitchHook::new(typed(rest, at)?).map_err(|e| format!("{at}: {e}"))?),
         other => return Err(format!("{at}: detc has no hook `{other}`")),
     };
     Ok((hook, priority))

@@ -21,6 +21,7 @@ mod hook_list;
 mod iter_timer_hook;
 mod logger_hook;
 mod param_scheduler_hook;
+mod pipeline_switch_hook;
 mod priority;
 mod runtime_info_hook;
 mod sampler_seed_hook;

@@ -240,6 +240,7 @@ impl Runner {
             experiment_name,
             ema: None,
             resumed_ema: None,
+            train_pipelines: train.pipelines.clone(),
         };
         let mut runner = Runner {
             model,

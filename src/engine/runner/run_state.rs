@@ -74,6 +74,8 @@ pub struct RunState {
     /// The average and its update count of the checkpoint resumed from,
     /// for EMAHook to take.
     pub resumed_ema: Option<(IndexMap<String, detc::checkpoint::TensorData>, i64)>,
+    /// The training datasets' pipelines (PipelineSwitchHook replaces them).
+    pub train_pipelines: crate::engine::data::PipelineSlots,
 }
 
 impl RunState {

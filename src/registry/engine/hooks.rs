@@ -317,3 +317,19 @@ pub struct EMAHookConfig {
     #[serde(default)]
     pub priority: Option<Priority>,
 }
+
+/// `PipelineSwitchHook`: from epoch `switch_epoch` (0-based, at the start of
+/// that epoch) the training dataset runs `switch_pipeline` instead of its
+/// own, as `mmdet.engine.hooks.PipelineSwitchHook` (RTMDet's and YOLOX's
+/// last epochs without the mosaic).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSwitchHookConfig {
+    /// The first epoch of the new pipeline.
+    pub switch_epoch: u64,
+    /// The new training pipeline, e.g. RTMDet's `train_pipeline_stage2`.
+    pub switch_pipeline: Vec<crate::registry::refs::TransformCfg>,
+    /// Hook priority; `NORMAL` when null.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
