@@ -15,7 +15,8 @@ Backbone and neck cases, as tests/reference/module_cases.py records them
 CASE.gin.{i}, CASE.grad.*): `cspnext_p5` (P5, channel attention, outputs of
 stages 2 to 4), `cspnext_p6` (P6, depthwise, no channel attention, stem and
 stage 1 frozen: no grads for them, BN in eval mode there; outputs of stages
-2 to 5), `pafpn` (three levels of 8 to 32 channels, one block per CSP layer)
+2 to 5), `cspnext_noinit` (`cspnext_p5` with `init_cfg=None`: ConvModule's
+own Kaiming init, torch's for the attention conv), `pafpn` (three levels of 8 to 32 channels, one block per CSP layer)
 and `pafpn_dw` (depthwise, two blocks, BN of momentum 0.1 and eps 1e-5).
 
 Head cases, as tests/reference/dense_head_images.py's `record_head` records
@@ -71,6 +72,9 @@ BACKBONES = {
                         channel_attention=False, use_depthwise=True, frozen_stages=1, act_cfg=dict(type="SiLU"),
                         out_indices=(2, 3, 4, 5)),
                    [(1, 3, 64, 96)]),
+    "cspnext_noinit": (dict(type="CSPNeXt", arch="P5", deepen_factor=0.167, widen_factor=0.125, expand_ratio=0.5,
+                            channel_attention=True, act_cfg=dict(type="SiLU"), out_indices=(2, 3, 4), init_cfg=None),
+                       [(2, 3, 64, 64)]),
 }
 # Keep in sync with src/models/necks/cspnext_pafpn_tests.rs.
 NECKS = {

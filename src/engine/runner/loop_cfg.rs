@@ -16,13 +16,17 @@ pub enum LoopKind {
 }
 
 /// `train_cfg`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopCfg {
     pub kind: LoopKind,
     /// Validate every this many epochs (iterations).
     pub val_interval: u64,
     /// No validation before this many epochs (iterations) are done.
     pub val_begin: u64,
+    /// `dynamic_intervals`: `(from, val_interval)` in order; from `from`
+    /// (counted as MMEngine's `calc_dynamic_intervals` does) on, validate
+    /// every `val_interval`.
+    pub dynamic_intervals: Vec<(u64, u64)>,
 }
 
 impl LoopCfg {
@@ -53,11 +57,10 @@ impl LoopCfg {
                 ))
             }
         };
-        if cfg.get("dynamic_intervals").is_some_and(|v| !v.is_null()) {
-            return Err(input(
-                "train_cfg.dynamic_intervals: not supported yet; remove it",
-            ));
-        }
+        let dynamic_intervals = match cfg.get("dynamic_intervals") {
+            None | Some(Value::Null) => vec![],
+            Some(list) => dynamic_intervals(list)?,
+        };
         let int = |k: &str| cfg.get(k).and_then(Value::as_u64);
         let kind = if iter_based {
             let max_iters = int("max_iters").filter(|&n| n > 0).ok_or_else(|| {
@@ -75,13 +78,40 @@ impl LoopCfg {
             kind,
             val_interval: int("val_interval").unwrap_or(default_interval).max(1),
             val_begin: int("val_begin").unwrap_or(1),
+            dynamic_intervals,
         })
     }
 
-    /// Whether validation runs once `done` epochs (iterations) of `max` are done.
+    /// Whether validation runs once `done` epochs (iterations) of `max` are
+    /// done: MMEngine's loops decide the interval (`_decide_current_val_interval`:
+    /// the last `dynamic_intervals` entry whose start is at most `done + 1`)
+    /// and then validate at its multiples and at the end.
     pub fn validates_after(&self, done: u64, max: u64) -> bool {
-        done >= self.val_begin && (done.is_multiple_of(self.val_interval) || done == max)
+        let interval = self
+            .dynamic_intervals
+            .iter()
+            .take_while(|(from, _)| *from <= done + 1)
+            .last()
+            .map_or(self.val_interval, |&(_, every)| every);
+        done >= self.val_begin && (done.is_multiple_of(interval) || done == max)
     }
+}
+
+/// `dynamic_intervals`: `[[from, interval], ...]` with `from` increasing
+/// and every interval at least 1.
+fn dynamic_intervals(list: &Value) -> Result<Vec<(u64, u64)>, Failure> {
+    let bad = || input("train_cfg.dynamic_intervals: expected a list of [from, val_interval] pairs, `from` increasing, intervals of 1 or more");
+    let items = list.as_array().ok_or_else(bad)?;
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(items.len());
+    for item in items {
+        let pair = item.as_array().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        let (from, every) = (pair[0].as_u64().ok_or_else(bad)?, pair[1].as_u64().filter(|&n| n > 0).ok_or_else(bad)?);
+        if out.last().is_some_and(|&(prev, _)| prev > from) {
+            return Err(bad());
+        }
+        out.push((from, every));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -109,5 +139,21 @@ mod tests {
                 .is_err()
         );
         assert!(parse(json!({"type": "IterBasedTrainLoop"})).is_err());
+    }
+
+    /// RTMDet's `dynamic_intervals: [[280, 1]]` with `val_interval: 10` over
+    /// 300 epochs: every 10th epoch, then from MMEngine's switch (decided
+    /// with the epochs done plus one, so already after epoch 279) every epoch.
+    #[test]
+    fn dynamic_intervals_switch_as_mmengine() {
+        let cfg = parse(json!({"type": "EpochBasedTrainLoop", "max_epochs": 300, "val_interval": 10,
+                                "dynamic_intervals": [[280, 1]]}))
+        .unwrap();
+        let validated: Vec<u64> = (1..=300).filter(|&e| cfg.validates_after(e, 300)).collect();
+        let mut want: Vec<u64> = (1..=27).map(|k| k * 10).collect();
+        want.extend(279..=300);
+        assert_eq!(validated, want);
+        assert!(parse(json!({"type": "EpochBasedTrainLoop", "max_epochs": 3, "dynamic_intervals": [[2, 0]]})).is_err());
+        assert!(parse(json!({"type": "EpochBasedTrainLoop", "max_epochs": 3, "dynamic_intervals": [[5, 1], [2, 1]]})).is_err());
     }
 }

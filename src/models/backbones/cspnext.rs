@@ -16,7 +16,7 @@ use detc::registry::models::weight_init::PretrainedInitConfig;
 use tch::nn;
 use tch::Tensor;
 
-use crate::models::layers::csp_layer::{csp_init_cfg, CSPLayer, CspConv, CspInit, CspLayerOpts, CspSpec, SPPBottleneck};
+use crate::models::layers::csp_layer::{csp_init_cfg, CSPLayer, CspConv, CspLayerOpts, CspSpec, SPPBottleneck};
 use crate::models::layers::{Activation, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec};
 
 const NAME: &str = "CSPNeXt";
@@ -70,11 +70,11 @@ impl CSPNeXt {
         if cfg.frozen_stages > n as i64 {
             return Err(ModelError::new(NAME, format!("frozen_stages {} is more than the {n} stages", cfg.frozen_stages)));
         }
-        let pretrained = csp_init_cfg(cfg.init_cfg.as_ref(), NAME, true)?;
+        let (init, pretrained) = csp_init_cfg(cfg.init_cfg.as_ref(), NAME, true)?;
         let act = Activation::from_cfg(Some(&cfg.act_cfg), NAME)?;
         let norm = NormSpec::from_backbone_cfg(&cfg.norm_cfg, NAME)?;
         // Layer `l` (0 the stem, i the stage) trains unless frozen.
-        let spec = |layer: i64| CspSpec { norm: norm.clone(), act, init: CspInit::TorchUniform, trainable: layer > cfg.frozen_stages };
+        let spec = |layer: i64| CspSpec { norm: norm.clone(), act, init, trainable: layer > cfg.frozen_stages };
         let widen = |c: i64| (c as f64 * cfg.widen_factor) as i64;
         let first = settings[0].0;
         // int(64 * widen_factor // 2): Python floors the float division.

@@ -44,6 +44,17 @@ fn cspnext_p6_depthwise_with_frozen_stages_equals_mmdet() {
     );
 }
 
+/// Without `init_cfg` the modules keep their own inits (ConvModule's
+/// Kaiming normal, torch's for the attention's conv and its bias).
+#[test]
+fn cspnext_without_init_cfg_equals_mmdet() {
+    check_case(
+        "cspnext_noinit",
+        json!({"arch": "P5", "deepen_factor": 0.167, "widen_factor": 0.125, "expand_ratio": 0.5,
+               "channel_attention": true, "act_cfg": {"type": "SiLU"}, "out_indices": [2, 3, 4], "init_cfg": null}),
+    );
+}
+
 #[test]
 fn cspnext_refuses_another_init_and_a_missing_output() {
     let build = |cfg: serde_json::Value| {

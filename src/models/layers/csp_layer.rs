@@ -30,6 +30,10 @@ pub enum CspInit {
     TorchUniform,
     /// N(0, std), bias 0 (RTMDet's head).
     Normal { std: f64 },
+    /// What the modules start from without an `init_cfg` (or before a
+    /// `Pretrained` one loads): MMCV ConvModule's Kaiming normal (fan-out,
+    /// ReLU), bias 0; torch's own init for the attention's plain conv.
+    ConvModule,
 }
 
 impl CspInit {
@@ -41,6 +45,7 @@ impl CspInit {
                 Init::Uniform { lo: -bound, up: bound }
             }
             CspInit::Normal { std } => Init::Randn { mean: 0.0, stdev: std },
+            CspInit::ConvModule => super::kaiming_normal_fan_out(&dims),
         }
     }
 }
@@ -109,7 +114,11 @@ pub struct ChannelAttention {
 
 impl ChannelAttention {
     fn new(p: &nn::Path, c: i64, spec: &CspSpec) -> ModelResult<Self> {
-        let fc = Conv2d::new(&(p / "fc"), c, c, ConvGeom::k(1), true, spec.init.weight([c, c, 1, 1]), spec.trainable)?;
+        let fc = match spec.init {
+            // A plain `nn.Conv2d`, not a ConvModule: torch's init, bias included.
+            CspInit::ConvModule => super::make_conv_trainable(&(p / "fc"), c, c, ConvGeom::k(1), super::ConvInit::TorchDefault, spec.trainable)?,
+            init => Conv2d::new(&(p / "fc"), c, c, ConvGeom::k(1), true, init.weight([c, c, 1, 1]), spec.trainable)?,
+        };
         Ok(ChannelAttention { fc })
     }
 
@@ -231,28 +240,29 @@ impl SPPBottleneck {
 
 /// The `init_cfg` of a CSPNeXt or CSPNeXtPAFPN: MMDetection's default
 /// `Kaiming` (`a=sqrt(5)`, uniform, `fan_in`, `leaky_relu`, bias 0: torch's
-/// own conv init), or, for a backbone (`pretrained_ok`), one `Pretrained`
-/// dict, returned to be loaded after the build.
+/// own conv init), null (the modules' own inits), or, for a backbone
+/// (`pretrained_ok`), one `Pretrained` dict, returned to be loaded after the
+/// build.
 pub fn csp_init_cfg(
     init_cfg: Option<&detc::registry::models::common::OneOrMany<detc::registry::refs::InitCfg>>,
     owner: &str,
     pretrained_ok: bool,
-) -> ModelResult<Option<detc::registry::models::weight_init::PretrainedInitConfig>> {
+) -> ModelResult<(CspInit, Option<detc::registry::models::weight_init::PretrainedInitConfig>)> {
     use detc::registry::models::weight_init::{Distribution, FanMode, KaimingInitConfig};
     let refuse = || {
         let also = if pretrained_ok { " or one `Pretrained` dict" } else { "" };
         super::ModelError::new(
             owner,
-            format!("init_cfg must be MMDetection's default `Kaiming` (a: sqrt(5), distribution: uniform, mode: fan_in, nonlinearity: leaky_relu){also}"),
+            format!("init_cfg must be MMDetection's default `Kaiming` (a: sqrt(5), distribution: uniform, mode: fan_in, nonlinearity: leaky_relu), null{also}"),
         )
     };
-    let Some(init) = init_cfg else { return Err(refuse()) };
+    let Some(init) = init_cfg else { return Ok((CspInit::ConvModule, None)) };
     let items = init.as_vec();
     let [item] = items.as_slice() else { return Err(refuse()) };
     let mut map = item.0.as_object().cloned().unwrap_or_default();
     match map.remove("type").as_ref().and_then(|t| t.as_str()) {
         Some("Pretrained") if pretrained_ok => {
-            crate::models::backbones::resnet::pretrained_init(None, Some(init), owner)
+            Ok((CspInit::ConvModule, crate::models::backbones::resnet::pretrained_init(None, Some(init), owner)?))
         }
         Some("Kaiming") => {
             let k: KaimingInitConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(|_| refuse())?;
@@ -270,7 +280,7 @@ pub fn csp_init_cfg(
                 && k.bias_prob.is_none()
                 && k.r#override.is_none()
                 && conv_layers;
-            if default { Ok(None) } else { Err(refuse()) }
+            if default { Ok((CspInit::TorchUniform, None)) } else { Err(refuse()) }
         }
         _ => Err(refuse()),
     }

@@ -16,7 +16,7 @@ use detc::registry::models::common::FloatOrPair;
 use tch::nn;
 use tch::Tensor;
 
-use crate::models::layers::csp_layer::{csp_init_cfg, CSPLayer, CspConv, CspInit, CspLayerOpts, CspSpec};
+use crate::models::layers::csp_layer::{csp_init_cfg, CSPLayer, CspConv, CspLayerOpts, CspSpec};
 use crate::models::layers::{Activation, ConvGeom, ConvKind, ConvModule, ModelError, ModelResult, NormSpec};
 
 const NAME: &str = "CSPNeXtPAFPN";
@@ -43,11 +43,11 @@ impl CSPNeXtPAFPN {
             (InterpolateMode::Nearest, Some(FloatOrPair::Float(s))) if s == 2.0 => 2,
             _ => return Err(ModelError::new(NAME, "upsample_cfg must be nearest upsampling by scale_factor 2 (the default)")),
         };
-        csp_init_cfg(cfg.init_cfg.as_ref(), NAME, false)?;
+        let (init, _) = csp_init_cfg(cfg.init_cfg.as_ref(), NAME, false)?;
         let spec = CspSpec {
             norm: NormSpec::from_cfg(&cfg.norm_cfg, NAME)?,
             act: Activation::from_cfg(Some(&cfg.act_cfg), NAME)?,
-            init: CspInit::TorchUniform,
+            init,
             trainable: true,
         };
         let c: Vec<i64> = cfg.in_channels.iter().map(|&c| c as i64).collect();
