@@ -247,7 +247,7 @@ mod tests {
         for name in NAMES {
             let (module, leaf) = name.split_once('.').unwrap();
             let t = fx(&format!("{case}.0.src.{name}")).zeros_like();
-            (&root / module).add(leaf, t, !is_buffer(name));
+            let _ = (&root / module).add(leaf, t, !is_buffer(name));
         }
         let cfg: EMAHookConfig = serde_json::from_value(hook).unwrap();
         let mut ema = ModelEma::new(&vs, &cfg).unwrap();

@@ -46,6 +46,23 @@ fn run_config(dir: &Path, config: &Path, work_dir: &str, epochs: u32, resume: bo
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `(step, value)` of `key` in every training record of the work dir `dir/work`, by step.
+fn by_step(dir: &Path, work: &str, key: &str) -> Vec<(u64, f64)> {
+    let mut r = records(&dir.join(work), key);
+    r.sort_by_key(|x| x.0);
+    r
+}
+
+/// The run in `dir/straight` and the one resumed into `dir/resumed` logged
+/// the same value of each of `keys` at every one of the `steps` iterations.
+fn assert_resumed_logs_alike(dir: &Path, straight: &str, keys: &[&str], steps: usize) {
+    for key in keys {
+        let a = by_step(dir, straight, key);
+        assert_eq!(a.len(), steps, "{key}: one record per iteration: {a:?}");
+        assert_eq!(a, by_step(dir, "resumed", key), "{key} differs after the resume");
+    }
+}
+
 /// Writes `config` to `dir/{name}.yaml`, trains it for `epochs` (TINY,
 /// work dir `dir/{name}`), checks that every one of `terms` is logged and
 /// every one of `saved` is in the last checkpoint, tests that checkpoint,
@@ -99,16 +116,7 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
     }
     run(dir.path(), "resumed", 2, false);
     run(dir.path(), "resumed", 3, true);
-    for key in ["loss_rpn_cls", "loss_cls", "loss_mask"] {
-        let by_step = |w: &str| {
-            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
-            r.sort_by_key(|x| x.0);
-            r
-        };
-        let (a, b) = (by_step("straight"), by_step("resumed"));
-        assert_eq!(a.len(), 6, "{key}: one record per iteration: {a:?}");
-        assert_eq!(a, b, "{key} differs after the resume");
-    }
+    assert_resumed_logs_alike(dir.path(), "straight", &["loss_rpn_cls", "loss_cls", "loss_mask"], 6);
     // `detc test --out` writes COCO results whose `detc eval` AP is the logged one.
     let out = detc(dir.path())
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
@@ -669,16 +677,7 @@ fn ghm_retinanet_trains_resumes_exactly_and_tests() {
     let file = dir.path().join("ghm.yaml");
     run_config(dir.path(), &file, "resumed", 1, false);
     run_config(dir.path(), &file, "resumed", 2, true);
-    for key in ["loss_cls", "loss_bbox"] {
-        let by_step = |w: &str| {
-            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
-            r.sort_by_key(|x| x.0);
-            r
-        };
-        let (a, b) = (by_step("ghm"), by_step("resumed"));
-        assert_eq!(a.len(), 4, "{key}: one record per iteration: {a:?}");
-        assert_eq!(a, b, "{key} differs after the resume");
-    }
+    assert_resumed_logs_alike(dir.path(), "ghm", &["loss_cls", "loss_bbox"], 4);
 }
 
 /// The demo Mask R-CNN with GRoIE's `GenericRoIExtractor` for both
@@ -759,16 +758,7 @@ fn rtmdet_trains_resumes_exactly_and_tests() {
     let file = dir.path().join("rtmdet.yaml");
     run_config(dir.path(), &file, "resumed", 1, false);
     run_config(dir.path(), &file, "resumed", 2, true);
-    for key in ["loss_cls", "loss_bbox"] {
-        let by_step = |w: &str| {
-            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
-            r.sort_by_key(|x| x.0);
-            r
-        };
-        let (a, b) = (by_step("rtmdet"), by_step("resumed"));
-        assert_eq!(a.len(), 4, "{key}: one record per iteration: {a:?}");
-        assert_eq!(a, b, "{key} differs after the resume");
-    }
+    assert_resumed_logs_alike(dir.path(), "rtmdet", &["loss_cls", "loss_bbox"], 4);
 }
 
 /// The static check knows CSPNeXt's output channels: a neck expecting other
@@ -836,14 +826,7 @@ fn rtmdet_ema_validates_saves_and_resumes_the_average() {
     let file = dir.path().join("ema.yaml");
     run_config(dir.path(), &file, "resumed", 1, false);
     run_config(dir.path(), &file, "resumed", 2, true);
-    for key in ["loss_cls", "loss_bbox"] {
-        let by_step = |w: &str| {
-            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
-            r.sort_by_key(|x| x.0);
-            r
-        };
-        assert_eq!(by_step("ema"), by_step("resumed"), "{key} differs after the resume");
-    }
+    assert_resumed_logs_alike(dir.path(), "ema", &["loss_cls", "loss_bbox"], 4);
     let resumed = detc::checkpoint::load(&dir.path().join("resumed/epoch_2.pth")).unwrap();
     assert_eq!(resumed.state_dict, ckpt.state_dict, "the average differs after the resume");
     assert_eq!(resumed.other.get("ema_state_dict"), ckpt.other.get("ema_state_dict"), "the weights differ after the resume");
@@ -887,17 +870,11 @@ fn rtmdet_pipeline_switch_trains_and_resumes_exactly() {
     run_config(dir.path(), &file, "resumed", 1, false);
     let resumed_log = run_config(dir.path(), &file, "resumed", 2, true);
     assert!(resumed_log.contains("Switch pipeline now!"), "{resumed_log}");
+    assert_resumed_logs_alike(dir.path(), "switch", &["loss_cls", "loss_bbox"], 4);
     for key in ["loss_cls", "loss_bbox"] {
-        let by_step = |w: &str| {
-            let mut r: Vec<(u64, f64)> = records(&dir.path().join(w), key);
-            r.sort_by_key(|x| x.0);
-            r
-        };
-        let (switched, stayed) = (by_step("switch"), by_step("stay"));
-        assert_eq!(switched.len(), 4, "{key}: one record per iteration: {switched:?}");
+        let (switched, stayed) = (by_step(dir.path(), "switch", key), by_step(dir.path(), "stay", key));
         assert_eq!(switched[..2], stayed[..2], "{key}: the first epoch differs before the switch");
         assert_ne!(switched[2..], stayed[2..], "{key}: the second epoch did not change with the pipeline");
-        assert_eq!(switched, by_step("resumed"), "{key} differs after the resume");
     }
 }
 
