@@ -97,6 +97,7 @@ pub static BUILDERS: &[&str] = &[
     "CSPNeXt",
     "CSPNeXtPAFPN",
     "RTMDetSepBNHead",
+    "FreeAnchorRetinaHead",
     "MlvlPointGenerator",
     "DynamicSoftLabelAssigner",
     "SiLU",

@@ -300,6 +300,12 @@ fn rtmdet_l_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/rtmdet/rtmdet_l_8xb32-300e_coco.yaml", "rtmdet_l_state_dict.json");
 }
 
+/// FreeAnchor's head keeps RetinaHead's names.
+#[test]
+fn freeanchor_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/free_anchor/freeanchor_r50_fpn_1x_coco.yaml", "freeanchor_r50_fpn_1x_state_dict.json");
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -352,6 +358,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "mask-rcnn_r50_fpn_groie_1x",
         "rtmdet_tiny",
         "rtmdet_l",
+        "freeanchor_r50_fpn_1x",
     ] {
         assert_eq!(
             live[name],

@@ -384,6 +384,19 @@ fn tiny_retinanet(neck: &str, loss_bbox: &str) -> String {
 const TINY_FPN: &str = "    type: FPN\n    in_channels: [16, 32, 64, 128]\n    out_channels: 32\n    start_level: 1\n    \
                         add_extra_convs: on_input\n    num_outs: 5\n";
 
+/// The tiny RetinaNet with FreeAnchor's head: its two bag losses are
+/// logged, it saves RetinaHead's names, and tests.
+#[test]
+fn free_anchor_retinanet_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = tiny_retinanet(TINY_FPN, "{type: SmoothL1Loss, beta: 0.11, loss_weight: 0.75}")
+        .replacen("    type: RetinaHead\n", "    type: FreeAnchorRetinaHead\n    pre_anchor_topk: 20\n", 1);
+    assert!(config.contains("FreeAnchorRetinaHead"));
+    let saved = ["bbox_head.retina_cls.bias", "bbox_head.reg_convs.0.conv.weight"];
+    trains_and_tests(dir.path(), "free_anchor", &config, 2, &["positive_bag_loss", "negative_bag_loss"], &saved);
+}
+
 #[test]
 fn retinanet_trains_and_tests() {
     let dir = tempfile::tempdir().unwrap();

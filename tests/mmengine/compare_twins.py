@@ -323,6 +323,9 @@ CONFIGS = [
     'rtmdet/rtmdet_tiny_8xb32-300e_coco',
     'rtmdet/rtmdet_x_8xb32-300e_coco',
     'rtmdet/rtmdet_x_p6_4xb8-300e_coco',
+    'free_anchor/freeanchor_r50_fpn_1x_coco',
+    'free_anchor/freeanchor_r101_fpn_1x_coco',
+    'free_anchor/freeanchor_x101-32x4d_fpn_1x_coco',
 ]
 
 

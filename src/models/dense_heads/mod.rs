@@ -1,13 +1,14 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
-//! detectors' `RetinaHead`, `FCOSHead`, `ATSSHead`, `GFLHead` and RTMDet's
-//! `RTMDetSepBNHead`.
+//! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
+//! `FCOSHead`, `ATSSHead`, `GFLHead` and RTMDet's `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
 pub mod base_dense_head;
 pub mod embedding_rpn_head;
 pub mod fcos_head;
+pub mod free_anchor_retina_head;
 pub mod gfl_head;
 pub mod retina_head;
 pub mod rpn_head;
@@ -16,6 +17,7 @@ pub mod rtmdet_head;
 pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
 pub use fcos_head::FCOSHead;
+pub use free_anchor_retina_head::FreeAnchorRetinaHead;
 pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -29,6 +29,7 @@ pub enum DenseHead {
     Atss(ATSSHead),
     Gfl(GFLHead),
     Rtm(RTMDetSepBNHead),
+    FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
     Rpn(RPNHead),
 }
@@ -77,6 +78,12 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
+            "FreeAnchorRetinaHead" => DenseHead::FreeAnchor(FreeAnchorRetinaHead::new(
+                &parse_cfg::<FreeAnchorRetinaHeadConfig>(&cfg.bbox_head.0, "FreeAnchorRetinaHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?),
             "RTMDetSepBNHead" => DenseHead::Rtm(RTMDetSepBNHead::new(
                 &parse_cfg::<RTMDetSepBNHeadConfig>(&cfg.bbox_head.0, "RTMDetSepBNHead")?,
                 cfg.train_cfg.as_ref(),
@@ -86,7 +93,7 @@ impl SingleStageDetector {
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("bbox_head {other:?} is not supported (RetinaHead, FCOSHead, ATSSHead, GFLHead and RTMDetSepBNHead are)"),
+                    format!("bbox_head {other:?} is not supported (RetinaHead, FreeAnchorRetinaHead, FCOSHead, ATSSHead, GFLHead and RTMDetSepBNHead are)"),
                 ))
             }
         };
@@ -139,6 +146,7 @@ impl SingleStageDetector {
             DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
                 let (cls, reg) = head.forward(&x)?;
                 head.loss_by_feat(&cls, &reg, &batch.data_samples)
@@ -155,6 +163,7 @@ impl SingleStageDetector {
             DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),
         }
     }

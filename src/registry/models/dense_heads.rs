@@ -569,3 +569,90 @@ pub struct RTMDetSepBNHeadConfig {
     #[serde(default)]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_fifty() -> u32 {
+    50
+}
+
+fn default_free_anchor_thr() -> f64 {
+    0.6
+}
+
+fn default_free_anchor_gamma() -> f64 {
+    2.0
+}
+
+fn default_free_anchor_alpha() -> f64 {
+    0.5
+}
+
+/// `FreeAnchorRetinaHead` (Zhang et al., "FreeAnchor: Learning to Match
+/// Anchors for Visual Object Detection", 2019), as
+/// `mmdet.models.dense_heads.FreeAnchorRetinaHead`: RetinaHead's branches
+/// and test, trained without an assigner by a positive bag loss (per ground
+/// truth, a mean-max of classification times localisation likelihood over
+/// its `pre_anchor_topk` best-overlapping anchors) and a focal negative
+/// bag loss.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreeAnchorRetinaHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Must be null: plain convs.
+    #[serde(default)]
+    pub conv_cfg: Null,
+    /// Must be null: no norm in the branches.
+    #[serde(default)]
+    pub norm_cfg: Null,
+    /// Anchors of each ground truth's bag, by IoU.
+    #[serde(default = "default_fifty")]
+    #[schemars(range(min = 1))]
+    pub pre_anchor_topk: u32,
+    /// IoU at which an anchor's box starts to count as the object's.
+    #[serde(default = "default_free_anchor_thr")]
+    pub bbox_thr: f64,
+    /// Focal exponent of the negative bag loss.
+    #[serde(default = "default_free_anchor_gamma")]
+    pub gamma: f64,
+    /// Weight of the positive bag loss (the negative one takes `1 - alpha`).
+    #[serde(default = "default_free_anchor_alpha")]
+    pub alpha: f64,
+    /// Anchor generator: 3 scales per octave from 4, ratios 0.5-2, strides 8-128.
+    #[serde(default = "default_retina_anchors")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Encodes the localisation targets, `DeltaXYWHBBoxCoder`.
+    #[serde(default = "default_rpn_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Must be false: the localisation likelihood is on deltas.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub reg_decoded_bbox: bool,
+    /// Sigmoid classification (`use_sigmoid: true`); its loss is not used,
+    /// the bag losses replace it.
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// The localisation likelihood `exp(-loss_bbox)`, e.g. `SmoothL1Loss`.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Unused by the bag losses (RetinaNet's base config sets one).
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `retina_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_retina_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
