@@ -96,6 +96,7 @@ pub static BUILDERS: &[&str] = &[
     "RTMDet",
     "CSPNeXt",
     "CSPNeXtPAFPN",
+    "DyHead",
     "RTMDetSepBNHead",
     "FreeAnchorRetinaHead",
     "MlvlPointGenerator",

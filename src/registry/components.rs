@@ -36,7 +36,7 @@ use super::models::losses::{
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
-use super::models::necks::{CSPNeXtPAFPNConfig, BFPConfig, FPNConfig, HRFPNConfig};
+use super::models::necks::{CSPNeXtPAFPNConfig, DyHeadConfig, BFPConfig, FPNConfig, HRFPNConfig};
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
@@ -80,6 +80,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<BFPConfig>("BFP", Role::Neck),
     component::<HRFPNConfig>("HRFPN", Role::Neck),
     component::<CSPNeXtPAFPNConfig>("CSPNeXtPAFPN", Role::Neck),
+    component::<DyHeadConfig>("DyHead", Role::Neck),
     // dense heads
     component::<RPNHeadConfig>("RPNHead", Role::RpnHead),
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),

@@ -306,6 +306,12 @@ fn freeanchor_r50_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/free_anchor/freeanchor_r50_fpn_1x_coco.yaml", "freeanchor_r50_fpn_1x_state_dict.json");
 }
 
+/// ATSS after an FPN and six DyHead blocks (the neck list `neck.0`, `neck.1`).
+#[test]
+fn atss_dyhead_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/dyhead/atss_r50_fpn_dyhead_1x_coco.yaml", "atss_r50_fpn_dyhead_1x_state_dict.json");
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -359,6 +365,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "rtmdet_tiny",
         "rtmdet_l",
         "freeanchor_r50_fpn_1x",
+        "atss_r50_fpn_dyhead_1x",
     ] {
         assert_eq!(
             live[name],

@@ -397,6 +397,22 @@ fn free_anchor_retinanet_trains_and_tests() {
     trains_and_tests(dir.path(), "free_anchor", &config, 2, &["positive_bag_loss", "negative_bag_loss"], &saved);
 }
 
+/// A tiny ATSS after the demo's FPN and two DyHead blocks (a `neck` list):
+/// it trains, saves the blocks under `neck.1.dyhead_blocks.*`, and tests.
+#[test]
+fn atss_dyhead_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let neck = format!("    - {{{}}}\n    - {{type: DyHead, in_channels: 32, out_channels: 32, num_blocks: 2}}\n", TINY_FPN.trim().replace("\n    ", ", "));
+    let config = tiny_retinanet(&neck, "{type: GIoULoss, loss_weight: 2.0}")
+        .replacen("    type: RetinaHead\n", "    type: ATSSHead\n    reg_decoded_bbox: true\n", 1)
+        .replacen("      octave_base_scale: 2\n      scales_per_octave: 2\n      ratios: [0.5, 1.0, 2.0]", "      octave_base_scale: 4\n      scales_per_octave: 1\n      ratios: [1.0]", 1)
+        .replacen("    assigner: {type: MaxIoUAssigner, pos_iou_thr: 0.5, neg_iou_thr: 0.4, min_pos_iou: 0, ignore_iof_thr: -1}\n    sampler: {type: PseudoSampler}\n", "    assigner: {type: ATSSAssigner, topk: 9}\n", 1);
+    assert!(config.contains("DyHead") && config.contains("ATSSAssigner") && config.contains("ratios: [1.0]"), "{config}");
+    let saved = ["neck.1.dyhead_blocks.1.spatial_conv_high.conv.weight", "neck.1.dyhead_blocks.0.task_attn_module.conv2.conv.bias", "bbox_head.atss_centerness.weight"];
+    trains_and_tests(dir.path(), "dyhead", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
+}
+
 #[test]
 fn retinanet_trains_and_tests() {
     let dir = tempfile::tempdir().unwrap();

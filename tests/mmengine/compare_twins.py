@@ -326,6 +326,7 @@ CONFIGS = [
     'free_anchor/freeanchor_r50_fpn_1x_coco',
     'free_anchor/freeanchor_r101_fpn_1x_coco',
     'free_anchor/freeanchor_x101-32x4d_fpn_1x_coco',
+    'dyhead/atss_r50_fpn_dyhead_1x_coco',
 ]
 
 

@@ -49,6 +49,7 @@ With OUT_DIR it writes
 * OUT_DIR/rtmdet_tiny_state_dict.json
 * OUT_DIR/rtmdet_l_state_dict.json
 * OUT_DIR/freeanchor_r50_fpn_1x_state_dict.json
+* OUT_DIR/atss_r50_fpn_dyhead_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -125,6 +126,7 @@ CONFIGS = {
     "rtmdet_tiny": "rtmdet/rtmdet_tiny_8xb32-300e_coco.py",
     "rtmdet_l": "rtmdet/rtmdet_l_8xb32-300e_coco.py",
     "freeanchor_r50_fpn_1x": "free_anchor/freeanchor_r50_fpn_1x_coco.py",
+    "atss_r50_fpn_dyhead_1x": "dyhead/atss_r50_fpn_dyhead_1x_coco.py",
 }
 
 

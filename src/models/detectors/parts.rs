@@ -7,7 +7,7 @@ use detc::registry::models::backbones::{
 };
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
 use detc::registry::models::common::OneOrMany;
-use detc::registry::models::necks::{BFPConfig, CSPNeXtPAFPNConfig, FPNConfig, HRFPNConfig};
+use detc::registry::models::necks::{BFPConfig, CSPNeXtPAFPNConfig, DyHeadConfig, FPNConfig, HRFPNConfig};
 use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg};
 use tch::{nn, Tensor};
 
@@ -15,7 +15,7 @@ use crate::models::backbones::{Backbone, CSPNeXt, HRNet, ResNet, SwinTransformer
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::necks::{CSPNeXtPAFPN, Neck, BFP, FPN, HRFPN};
+use crate::models::necks::{CSPNeXtPAFPN, DyHead, Neck, BFP, FPN, HRFPN};
 
 /// `backbone` under `p / "backbone"`; `detector` names the owner in errors.
 pub fn build_backbone(cfg: &BackboneCfg, detector: &str, p: &nn::Path) -> ModelResult<Backbone> {
@@ -59,8 +59,9 @@ fn one_neck(cfg: &NeckCfg, detector: &str, p: nn::Path) -> ModelResult<Neck> {
         "PAFPN" => Ok(Neck::Fpn(FPN::pafpn(&parse_cfg::<FPNConfig>(&cfg.0, "PAFPN")?, p)?)),
         "HRFPN" => Ok(Neck::HrFpn(HRFPN::new(&parse_cfg::<HRFPNConfig>(&cfg.0, "HRFPN")?, p)?)),
         "BFP" => Ok(Neck::Bfp(BFP::new(&parse_cfg::<BFPConfig>(&cfg.0, "BFP")?, p)?)),
+        "DyHead" => Ok(Neck::DyHead(DyHead::new(&parse_cfg::<DyHeadConfig>(&cfg.0, "DyHead")?, p)?)),
         "CSPNeXtPAFPN" => Ok(Neck::CspNext(CSPNeXtPAFPN::new(&parse_cfg::<CSPNeXtPAFPNConfig>(&cfg.0, "CSPNeXtPAFPN")?, p)?)),
-        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN, PAFPN, HRFPN, BFP and CSPNeXtPAFPN are)"))),
+        other => Err(ModelError::new(detector, format!("neck {other:?} is not supported (FPN, PAFPN, HRFPN, BFP, CSPNeXtPAFPN and DyHead are)"))),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod bfp;
 pub mod cspnext_pafpn;
+pub mod dyhead;
 pub mod fpn;
 pub mod hrfpn;
 
@@ -15,6 +16,7 @@ mod pafpn_tests;
 
 pub use bfp::BFP;
 pub use cspnext_pafpn::CSPNeXtPAFPN;
+pub use dyhead::DyHead;
 pub use fpn::FPN;
 pub use hrfpn::HRFPN;
 
@@ -22,7 +24,7 @@ use tch::Tensor;
 
 use crate::models::layers::ModelResult;
 
-/// A detector's neck: `FPN` (or `PAFPN`), `HRFPN`, `BFP`, `CSPNeXtPAFPN`, or a list of
+/// A detector's neck: `FPN` (or `PAFPN`), `HRFPN`, `BFP`, `CSPNeXtPAFPN`, `DyHead`, or a list of
 /// them run in turn.
 #[derive(Debug)]
 pub enum Neck {
@@ -30,6 +32,7 @@ pub enum Neck {
     HrFpn(HRFPN),
     Bfp(BFP),
     CspNext(CSPNeXtPAFPN),
+    DyHead(DyHead),
     Sequential(Vec<Neck>),
 }
 
@@ -41,6 +44,7 @@ impl Neck {
             Neck::HrFpn(n) => n.forward_t(inputs, train),
             Neck::Bfp(n) => n.forward_t(inputs, train),
             Neck::CspNext(n) => n.forward_t(inputs, train),
+            Neck::DyHead(n) => n.forward_t(inputs, train),
             Neck::Sequential(necks) => {
                 let mut x = inputs.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
                 for neck in necks {

@@ -282,3 +282,33 @@ pub struct CSPNeXtPAFPNConfig {
     #[serde(default = "default_csp_kaiming")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_six() -> u32 { 6 }
+fn yes() -> bool { true }
+
+/// `DyHead`: Dynamic Head's attention blocks (Dai et al., "Dynamic Head:
+/// Unifying Object Detection Heads with Attentions", 2021) as
+/// `mmdet.models.necks.DyHead`, stacked after an FPN (a `neck` list): per
+/// level a modulated deformable conv of the level and of its two
+/// neighbours (offsets and masks from the level), weighed by a scale
+/// attention, then a DyReLU task attention.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DyHeadConfig {
+    /// Channels of each input level (the FPN's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of every output level.
+    #[schemars(range(min = 1))]
+    pub out_channels: u32,
+    /// DyHead blocks.
+    #[serde(default = "default_six")]
+    #[schemars(range(min = 1))]
+    pub num_blocks: u32,
+    /// Start the offset/mask conv at zero (regular sampling, masks of 0.5).
+    #[serde(default = "yes")]
+    pub zero_init_offset: bool,
+    /// Must be null: MMDetection refuses an `init_cfg` here.
+    #[serde(default)]
+    pub init_cfg: super::common::Null,
+}
