@@ -110,6 +110,8 @@ pub static BUILDERS: &[&str] = &[
     "CascadeRoIHead",
     "RPNHead",
     "AnchorGenerator",
+    "LegacyAnchorGenerator",
+    "LegacyDeltaXYWHBBoxCoder",
     "MaxIoUAssigner",
     "RandomSampler",
     "OHEMSampler",

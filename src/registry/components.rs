@@ -40,7 +40,7 @@ use super::models::necks::{CSPNeXtPAFPNConfig, DyHeadConfig, BFPConfig, FPNConfi
 use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
-    AnchorGeneratorConfig, MlvlPointGeneratorConfig, DynamicSoftLabelAssignerConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
+    AnchorGeneratorConfig, LegacyDeltaXYWHBBoxCoderConfig, MlvlPointGeneratorConfig, DynamicSoftLabelAssignerConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
     ATSSAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
@@ -113,7 +113,9 @@ pub static COMPONENTS: &[Component] = &[
     // task modules
     component::<AnchorGeneratorConfig>("AnchorGenerator", Role::AnchorGenerator),
     component::<MlvlPointGeneratorConfig>("MlvlPointGenerator", Role::AnchorGenerator),
+    component::<AnchorGeneratorConfig>("LegacyAnchorGenerator", Role::AnchorGenerator),
     component::<DeltaXYWHBBoxCoderConfig>("DeltaXYWHBBoxCoder", Role::BBoxCoder),
+    component::<LegacyDeltaXYWHBBoxCoderConfig>("LegacyDeltaXYWHBBoxCoder", Role::BBoxCoder),
     component::<DistancePointBBoxCoderConfig>("DistancePointBBoxCoder", Role::BBoxCoder),
     component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),

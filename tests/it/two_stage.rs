@@ -413,6 +413,23 @@ fn atss_dyhead_trains_and_tests() {
     trains_and_tests(dir.path(), "dyhead", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
 }
 
+/// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
+/// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
+/// stages, RoIAlign without the half-pixel shift. It trains and tests.
+#[test]
+fn legacy_faster_rcnn_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!(
+        "_base_: {base}\nmodel:\n  rpn_head:\n    anchor_generator:\n      type: LegacyAnchorGenerator\n      center_offset: 0.5\n    \
+         bbox_coder:\n      _delete_: true\n      type: LegacyDeltaXYWHBBoxCoder\n  roi_head:\n    bbox_roi_extractor:\n      \
+         roi_layer: {{type: RoIAlign, output_size: 7, sampling_ratio: 2, aligned: false}}\n    bbox_head:\n      bbox_coder:\n        \
+         _delete_: true\n        type: LegacyDeltaXYWHBBoxCoder\n        target_stds: [0.1, 0.1, 0.2, 0.2]\n",
+        base = root().join("configs/demo/faster-rcnn_r18_shapes.yaml").display(),
+    );
+    trains_and_tests(dir.path(), "legacy", &config, 2, &["loss_rpn_cls", "loss_cls", "loss_bbox"], &["rpn_head.rpn_conv.weight"]);
+}
+
 #[test]
 fn retinanet_trains_and_tests() {
     let dir = tempfile::tempdir().unwrap();

@@ -327,6 +327,11 @@ CONFIGS = [
     'free_anchor/freeanchor_r101_fpn_1x_coco',
     'free_anchor/freeanchor_x101-32x4d_fpn_1x_coco',
     'dyhead/atss_r50_fpn_dyhead_1x_coco',
+    'legacy_1.x/cascade-mask-rcnn_r50_fpn_1x_coco_v1',
+    'legacy_1.x/faster-rcnn_r50_fpn_1x_coco_v1',
+    'legacy_1.x/mask-rcnn_r50_fpn_1x_coco_v1',
+    'legacy_1.x/retinanet_r50-caffe_fpn_1x_coco_v1',
+    'legacy_1.x/retinanet_r50_fpn_1x_coco_v1',
 ]
 
 

@@ -13,7 +13,7 @@ use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
+use crate::models::losses::{cfg_type, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::task_modules::anchor_generator::anchor_inside_flags;
 use crate::models::task_modules::{AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult};
@@ -130,10 +130,7 @@ pub(super) fn anchors_and_coder(
     if per_level.iter().any(|&n| n != a) {
         return Err(ModelError::new(owner, format!("every level needs the same number of anchors, got {per_level:?}")));
     }
-    let coder = match cfg_type(&bbox_coder.0, &format!("{owner}.bbox_coder"))? {
-        "DeltaXYWHBBoxCoder" => DeltaXYWHBBoxCoder::new(&parse_cfg(&bbox_coder.0, "DeltaXYWHBBoxCoder")?),
-        other => return Err(ModelError::new(owner, format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"))),
-    };
+    let coder = DeltaXYWHBBoxCoder::from_cfg(bbox_coder, &format!("{owner}.bbox_coder"))?;
     Ok((prior_generator, a, coder))
 }
 

@@ -149,17 +149,7 @@ impl RPNHead {
                 format!("every level needs the same number of anchors, got {per_level:?}"),
             ));
         }
-        let bbox_coder = match cfg_type(&cfg.bbox_coder.0, "RPNHead.bbox_coder")? {
-            "DeltaXYWHBBoxCoder" => {
-                DeltaXYWHBBoxCoder::new(&parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?)
-            }
-            other => {
-                return Err(ModelError::new(
-                    "RPNHead.bbox_coder",
-                    format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
-                ))
-            }
-        };
+        let bbox_coder = DeltaXYWHBBoxCoder::from_cfg(&cfg.bbox_coder, "RPNHead.bbox_coder")?;
         let init = conv_init(cfg)?;
         let (in_c, feat_c) = (cfg.in_channels as i64, cfg.feat_channels as i64);
         let k3 = ConvGeom::k(3).padding(1);

@@ -137,7 +137,9 @@ pub fn bbox2distance(points: &Tensor, bboxes: &Tensor, max_dis: Option<f64>, eps
 }
 
 /// `DeltaXYWHBBoxCoder`: boxes as `((gx-px)/pw, (gy-py)/ph, log(gw/pw), log(gh/ph))`,
-/// normalised by `target_means` / `target_stds`.
+/// normalised by `target_means` / `target_stds`. `legacy` is
+/// `LegacyDeltaXYWHBBoxCoder` (MMDetection 1.x): widths and heights are
+/// `x2 - x1 + 1`, and decoded boxes are clamped to `[0, w - 1]`, `[0, h - 1]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeltaXYWHBBoxCoder {
     pub means: [f64; 4],
@@ -145,6 +147,7 @@ pub struct DeltaXYWHBBoxCoder {
     pub clip_border: bool,
     pub add_ctr_clamp: bool,
     pub ctr_clamp: f64,
+    pub legacy: bool,
 }
 
 impl DeltaXYWHBBoxCoder {
@@ -155,7 +158,38 @@ impl DeltaXYWHBBoxCoder {
             clip_border: cfg.clip_border,
             add_ctr_clamp: cfg.add_ctr_clamp,
             ctr_clamp: cfg.ctr_clamp as f64,
+            legacy: false,
         }
+    }
+
+    /// A head's `bbox_coder` (`owner` names it in errors): `DeltaXYWHBBoxCoder`
+    /// or `LegacyDeltaXYWHBBoxCoder`.
+    pub fn from_cfg(cfg: &detc::registry::refs::BBoxCoderCfg, owner: &str) -> ModelResult<Self> {
+        use crate::models::losses::{cfg_type, parse_cfg};
+        match cfg_type(&cfg.0, owner)? {
+            "DeltaXYWHBBoxCoder" => Ok(Self::new(&parse_cfg(&cfg.0, "DeltaXYWHBBoxCoder")?)),
+            "LegacyDeltaXYWHBBoxCoder" => {
+                let c: detc::registry::models::task_modules::LegacyDeltaXYWHBBoxCoderConfig =
+                    parse_cfg(&cfg.0, "LegacyDeltaXYWHBBoxCoder")?;
+                Ok(DeltaXYWHBBoxCoder {
+                    means: c.target_means,
+                    stds: c.target_stds,
+                    clip_border: true,
+                    add_ctr_clamp: false,
+                    ctr_clamp: 0.0,
+                    legacy: true,
+                })
+            }
+            other => Err(ModelError::new(
+                owner,
+                format!("bbox coder {other:?} is not supported (DeltaXYWHBBoxCoder and LegacyDeltaXYWHBBoxCoder are)"),
+            )),
+        }
+    }
+
+    /// The extra pixel of a legacy width.
+    fn one(&self) -> f64 {
+        if self.legacy { 1.0 } else { 0.0 }
     }
 
     fn consts(&self, like: &Tensor) -> ModelResult<(Tensor, Tensor)> {
@@ -184,8 +218,8 @@ impl DeltaXYWHBBoxCoder {
             xyxy_to_cxcywh(&proposals.f_to_kind(Kind::Float)?)?,
             xyxy_to_cxcywh(&gt.f_to_kind(Kind::Float)?)?,
         );
-        let (pc, pwh) = (p.f_narrow(-1, 0, 2)?, p.f_narrow(-1, 2, 2)?);
-        let (gc, gwh) = (g.f_narrow(-1, 0, 2)?, g.f_narrow(-1, 2, 2)?);
+        let (pc, pwh) = (p.f_narrow(-1, 0, 2)?, p.f_narrow(-1, 2, 2)?.f_add_scalar(self.one())?);
+        let (gc, gwh) = (g.f_narrow(-1, 0, 2)?, g.f_narrow(-1, 2, 2)?.f_add_scalar(self.one())?);
         let dxy = gc.f_sub(&pc)?.f_div(&pwh)?;
         let dwh = gwh.f_div(&pwh)?.f_log()?;
         let deltas = Tensor::f_cat(&[dxy, dwh], -1)?;
@@ -230,7 +264,7 @@ impl DeltaXYWHBBoxCoder {
         let r = rois.f_repeat([1, k])?.f_reshape([-1, 4])?;
         let (lo, hi) = (r.f_narrow(-1, 0, 2)?, r.f_narrow(-1, 2, 2)?);
         let pxy = lo.f_add(&hi)?.f_mul_scalar(0.5)?;
-        let pwh = hi.f_sub(&lo)?;
+        let pwh = hi.f_sub(&lo)?.f_add_scalar(self.one())?;
         let mut dxy_wh = pwh.f_mul(&dxy)?;
         let max_ratio = (16.0f64 / 1000.0).ln().abs();
         let dwh = if self.add_ctr_clamp {
@@ -243,6 +277,7 @@ impl DeltaXYWHBBoxCoder {
         let half = pwh.f_mul(&dwh.f_exp()?)?.f_mul_scalar(0.5)?;
         let mut boxes = Tensor::f_cat(&[gxy.f_sub(&half)?, gxy.f_add(&half)?], -1)?;
         if let (true, Some((h, w))) = (self.clip_border, max_shape) {
+            let (h, w) = (h - self.one(), w - self.one());
             let hi = Tensor::from_slice(&[w, h, w, h])
                 .f_to_kind(boxes.kind())?
                 .f_to_device(boxes.device())?;

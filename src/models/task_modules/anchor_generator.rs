@@ -28,19 +28,27 @@ pub struct AnchorGenerator {
 }
 
 impl AnchorGenerator {
-    /// Builds from an `anchor_generator` config dict (`type: AnchorGenerator`).
+    /// Builds from an `anchor_generator` config dict (`type: AnchorGenerator`
+    /// or MMDetection 1.x's `LegacyAnchorGenerator`).
     pub fn from_cfg(cfg: &AnchorGeneratorCfg) -> ModelResult<Self> {
         match cfg_type(&cfg.0, "anchor_generator")? {
             NAME => Self::new(&parse_cfg(&cfg.0, NAME)?),
+            "LegacyAnchorGenerator" => Self::build(&parse_cfg(&cfg.0, "LegacyAnchorGenerator")?, true),
             other => Err(ModelError::new(
                 "anchor_generator",
-                format!("type {other:?} is not supported (use AnchorGenerator)"),
+                format!("type {other:?} is not supported (use AnchorGenerator or LegacyAnchorGenerator)"),
             )),
         }
     }
 
     /// Checks the config as mmdet's constructor does and makes the base anchors.
     pub fn new(cfg: &AnchorGeneratorConfig) -> ModelResult<Self> {
+        Self::build(cfg, false)
+    }
+
+    /// `legacy`: `LegacyAnchorGenerator`'s base anchors, centred at
+    /// `center_offset * (size - 1)`, sides `size - 1` wide, rounded.
+    fn build(cfg: &AnchorGeneratorConfig, legacy: bool) -> ModelResult<Self> {
         let bad = |m: String| Err(ModelError::new(NAME, m));
         if !(0.0..=1.0).contains(&cfg.center_offset) {
             return bad(format!(
@@ -98,11 +106,12 @@ impl AnchorGenerator {
             .iter()
             .enumerate()
             .map(|(i, &size)| {
+                let extent = if legacy { size - 1.0 } else { size };
                 let center = match &cfg.centers {
                     Some(c) => c[i],
-                    None => (cfg.center_offset * size, cfg.center_offset * size),
+                    None => (cfg.center_offset * extent, cfg.center_offset * extent),
                 };
-                single_level_base_anchors(size, &scales, &cfg.ratios, cfg.scale_major, center)
+                single_level_base_anchors(size, &scales, &cfg.ratios, cfg.scale_major, center, legacy)
             })
             .collect::<ModelResult<Vec<_>>>()?;
         Ok(AnchorGenerator {
@@ -232,6 +241,7 @@ fn single_level_base_anchors(
     ratios: &[f64],
     scale_major: bool,
     center: (f64, f64),
+    legacy: bool,
 ) -> ModelResult<Tensor> {
     let f32_tensor = |v: &[f64]| Tensor::from_slice(v).f_to_kind(Kind::Float);
     let (scales, ratios) = (f32_tensor(scales)?, f32_tensor(ratios)?);
@@ -248,9 +258,13 @@ fn single_level_base_anchors(
     } else {
         (outer(&scales, &w_ratios)?, outer(&scales, &h_ratios)?)
     };
-    let (half_w, half_h) = (ws.f_mul_scalar(0.5)?, hs.f_mul_scalar(0.5)?);
+    let (half_w, half_h) = if legacy {
+        (ws.f_sub_scalar(1.0)?.f_mul_scalar(0.5)?, hs.f_sub_scalar(1.0)?.f_mul_scalar(0.5)?)
+    } else {
+        (ws.f_mul_scalar(0.5)?, hs.f_mul_scalar(0.5)?)
+    };
     let (cx, cy) = center;
-    Ok(Tensor::f_stack(
+    let anchors = Tensor::f_stack(
         &[
             half_w.f_neg()?.f_add_scalar(cx)?,
             half_h.f_neg()?.f_add_scalar(cy)?,
@@ -258,7 +272,8 @@ fn single_level_base_anchors(
             half_h.f_add_scalar(cy)?,
         ],
         -1,
-    )?)
+    )?;
+    Ok(if legacy { anchors.f_round()? } else { anchors })
 }
 
 /// `anchor_inside_flags`: `valid_flags` (N,) bool and-ed with "the anchor

@@ -14,6 +14,8 @@ pub mod atss_assigner;
 pub mod dynamic_soft_label_assigner;
 pub mod hungarian;
 pub mod hungarian_assigner;
+#[cfg(test)]
+mod legacy_tests;
 pub mod libra_samplers;
 pub mod match_costs;
 pub mod max_iou_assigner;

@@ -91,6 +91,24 @@ pub struct DeltaXYWHBBoxCoderConfig {
     pub use_box_type: bool,
 }
 
+/// `LegacyDeltaXYWHBBoxCoder`: MMDetection 1.x's deltas, with widths and
+/// heights counted `x2 - x1 + 1` (pixels as cells) and decoded boxes clamped
+/// to `[0, w - 1]` and `[0, h - 1]`, for the `legacy_1.x` configs and v1
+/// checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyDeltaXYWHBBoxCoderConfig {
+    /// Means subtracted from the deltas.
+    #[serde(default = "zeros4")]
+    pub target_means: [f64; 4],
+    /// Standard deviations the deltas are divided by.
+    #[serde(default = "ones4")]
+    pub target_stds: [f64; 4],
+    /// Decode to `HorizontalBoxes` instead of tensors.
+    #[serde(default)]
+    pub use_box_type: bool,
+}
+
 /// `DistancePointBBoxCoder`: a box as its distances (left, top, right,
 /// bottom) from a point (FCOS), as `mmdet`'s coder of that name.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

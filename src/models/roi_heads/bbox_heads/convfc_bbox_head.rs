@@ -122,16 +122,7 @@ fn pair(size: IntOrPair) -> (i64, i64) {
 }
 
 fn build_coder(cfg: &BBoxHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder> {
-    match cfg_type(&cfg.bbox_coder.0, "bbox_head.bbox_coder")? {
-        "DeltaXYWHBBoxCoder" => {
-            let c: DeltaXYWHBBoxCoderConfig = parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?;
-            Ok(DeltaXYWHBBoxCoder::new(&c))
-        }
-        other => Err(ModelError::new(
-            "bbox_head.bbox_coder",
-            format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
-        )),
-    }
+    DeltaXYWHBBoxCoder::from_cfg(&cfg.bbox_coder, "bbox_head.bbox_coder")
 }
 
 /// Rejects the options detc does not implement, naming the key to change.

@@ -93,16 +93,7 @@ fn loss_uses_sigmoid(loss: &Loss) -> ModelResult<bool> {
 }
 
 fn build_coder(cfg: &DIIHeadConfig) -> ModelResult<DeltaXYWHBBoxCoder> {
-    match cfg_type(&cfg.bbox_coder.0, "DIIHead.bbox_coder")? {
-        "DeltaXYWHBBoxCoder" => {
-            let c: DeltaXYWHBBoxCoderConfig = parse_cfg(&cfg.bbox_coder.0, "DeltaXYWHBBoxCoder")?;
-            Ok(DeltaXYWHBBoxCoder::new(&c))
-        }
-        other => Err(ModelError::new(
-            "DIIHead.bbox_coder",
-            format!("bbox coder {other:?} is not supported (only DeltaXYWHBBoxCoder)"),
-        )),
-    }
+    DeltaXYWHBBoxCoder::from_cfg(&cfg.bbox_coder, "DIIHead.bbox_coder")
 }
 
 fn dynamic_conv_cfg(cfg: &DIIHeadConfig) -> ModelResult<DynamicConvConfig> {
