@@ -42,6 +42,8 @@ enum Rule {
 #[derive(Debug)]
 struct Entry {
     name: String,
+    /// The model's tensor (shared storage), read at every update.
+    src: Tensor,
     avg: Tensor,
     buffer: bool,
 }
@@ -85,7 +87,7 @@ impl ModelEma {
         let entries = tch::no_grad(|| {
             named
                 .into_iter()
-                .map(|(name, t)| Entry { buffer: is_buffer(&name), avg: t.detach().copy(), name })
+                .map(|(name, t)| Entry { buffer: is_buffer(&name), avg: t.detach().copy(), src: t, name })
                 .collect()
         });
         Ok(ModelEma { rule, interval: cfg.interval as i64, update_buffers: cfg.update_buffers, steps: 0, entries })
@@ -106,13 +108,12 @@ impl ModelEma {
         }
     }
 
-    /// `update_parameters`: one update from the model in `vs`.
-    pub fn update(&mut self, vs: &VarStore) -> ModelResult<()> {
-        let src = vs.variables();
+    /// `update_parameters`: one update from the model.
+    pub fn update(&mut self) -> ModelResult<()> {
         let m = self.momentum();
         tch::no_grad(|| -> ModelResult<()> {
             for e in &self.entries {
-                let s = &src[&e.name];
+                let s = &e.src;
                 if self.averaged(e) {
                     if self.steps == 0 {
                         e.avg.shallow_clone().f_copy_(s)?;
@@ -138,22 +139,19 @@ impl ModelEma {
 
     /// Before the average starts (`begin_iter` / `begin_epoch`): a copy of
     /// every entry, without counting a step.
-    pub fn copy_model(&mut self, vs: &VarStore) -> ModelResult<()> {
-        let src = vs.variables();
-        tch::no_grad(|| self.entries.iter().try_for_each(|e| e.avg.shallow_clone().f_copy_(&src[&e.name]).map(drop)))?;
+    pub fn copy_model(&mut self) -> ModelResult<()> {
+        tch::no_grad(|| self.entries.iter().try_for_each(|e| e.avg.shallow_clone().f_copy_(&e.src).map(drop)))?;
         Ok(())
     }
 
     /// `_swap_ema_parameters`: the model takes the average and the average
     /// the model's weights (the parameters; the buffers too with `update_buffers`).
-    pub fn swap(&self, vs: &VarStore) -> ModelResult<()> {
-        let src = vs.variables();
+    pub fn swap(&self) -> ModelResult<()> {
         tch::no_grad(|| -> ModelResult<()> {
             for e in self.entries.iter().filter(|e| self.averaged(e)) {
-                let s = &src[&e.name];
                 let tmp = e.avg.copy();
-                e.avg.shallow_clone().f_copy_(s)?;
-                s.shallow_clone().f_copy_(&tmp)?;
+                e.avg.shallow_clone().f_copy_(&e.src)?;
+                e.src.shallow_clone().f_copy_(&tmp)?;
             }
             Ok(())
         })
@@ -164,17 +162,9 @@ impl ModelEma {
     pub fn checkpoint(&self, vs: &VarStore) -> ModelResult<(IndexMap<String, TensorData>, Value)> {
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let by_storage: HashMap<(usize, Vec<i64>), &Tensor> = {
-            let src = vs.variables();
-            let avg: HashMap<&str, &Tensor> = self.entries.iter().map(|e| (e.name.as_str(), &e.avg)).collect();
-            let mut map = HashMap::new();
-            for (name, t) in &src {
-                if let Some(a) = avg.get(name.as_str()) {
-                    map.insert((t.data_ptr() as usize, t.size()), *a);
-                }
-            }
-            map
-        };
+        // An alias shares its first name's storage, hence its average.
+        let by_storage: HashMap<(usize, Vec<i64>), &Tensor> =
+            self.entries.iter().map(|e| ((e.src.data_ptr() as usize, e.src.size()), &e.avg)).collect();
         let mut state_dict = IndexMap::new();
         let mut module = Vec::new();
         for (name, t) in &named {
@@ -257,7 +247,7 @@ mod tests {
                     vs.variables()[name].shallow_clone().copy_(&fx(&format!("{case}.{k}.src.{name}")));
                 }
             });
-            ema.update(&vs).unwrap();
+            ema.update().unwrap();
             let (sd, _) = ema.checkpoint(&vs).unwrap();
             for name in NAMES {
                 let got = to_tensor(&sd[name]).unwrap();

@@ -41,7 +41,7 @@ impl EMAHook {
 
     fn swap(state: &RunState) -> HookResult {
         match &state.ema {
-            Some(ema) => ema.swap(&state.vs).map_err(runtime),
+            Some(ema) => ema.swap().map_err(runtime),
             None => Ok(()),
         }
     }
@@ -80,9 +80,8 @@ impl Hook for EMAHook {
 
     fn after_train_iter(&mut self, state: &mut RunState, _: &TrainIter, _: &LogVars) -> HookResult {
         let started = self.started(state);
-        let RunState { ema, vs, .. } = state;
-        let Some(ema) = ema else { return Ok(()) };
-        if started { ema.update(vs) } else { ema.copy_model(vs) }.map_err(runtime)
+        let Some(ema) = &mut state.ema else { return Ok(()) };
+        if started { ema.update() } else { ema.copy_model() }.map_err(runtime)
     }
 
     fn before_val_epoch(&mut self, state: &mut RunState) -> HookResult {
