@@ -91,6 +91,9 @@ pub static BUILDERS: &[&str] = &[
     "ATSSAssigner",
     "GFL",
     "GFLHead",
+    "VFNet",
+    "VFNetHead",
+    "VarifocalLoss",
     // RTMDet (src/models/backbones/cspnext.rs, necks/cspnext_pafpn.rs,
     // dense_heads/rtmdet_head.rs, task_modules/dynamic_soft_label_assigner.rs).
     "RTMDet",

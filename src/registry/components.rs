@@ -25,14 +25,14 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
+    BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, VarifocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
@@ -56,6 +56,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("FCOS", Role::Detector),
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
+    component::<SingleStageDetectorConfig>("VFNet", Role::Detector),
     component::<SingleStageDetectorConfig>("RTMDet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
@@ -86,6 +87,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<RetinaHeadConfig>("RetinaHead", Role::DenseHead),
     component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
     component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
+    component::<VFNetHeadConfig>("VFNetHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<FreeAnchorRetinaHeadConfig>("FreeAnchorRetinaHead", Role::DenseHead),
@@ -134,6 +136,7 @@ pub static COMPONENTS: &[Component] = &[
     // losses
     component::<FocalLossConfig>("FocalLoss", Role::Loss),
     component::<QualityFocalLossConfig>("QualityFocalLoss", Role::Loss),
+    component::<VarifocalLossConfig>("VarifocalLoss", Role::Loss),
     component::<DistributionFocalLossConfig>("DistributionFocalLoss", Role::Loss),
     component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
     component::<L1LossConfig>("L1Loss", Role::Loss),

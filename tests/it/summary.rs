@@ -312,6 +312,23 @@ fn atss_dyhead_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/dyhead/atss_r50_fpn_dyhead_1x_coco.yaml", "atss_r50_fpn_dyhead_1x_state_dict.json");
 }
 
+/// VFNet's head: the refinement and classification deformable convs keep
+/// MMCV's `DeformConv2d` names (a weight, no offset conv: the offsets come
+/// from the initial box).
+#[test]
+fn vfnet_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/vfnet/vfnet_r50_fpn_1x_coco.yaml", "vfnet_r50_fpn_1x_state_dict.json");
+}
+
+/// With DCNv2 in the backbone's last three stages and as each tower's last conv.
+#[test]
+fn vfnet_r50_mdconv_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/vfnet/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco.yaml",
+        "vfnet_r50-mdconv-c3-c5_fpn_ms-2x_state_dict.json",
+    );
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -366,6 +383,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "rtmdet_l",
         "freeanchor_r50_fpn_1x",
         "atss_r50_fpn_dyhead_1x",
+        "vfnet_r50_fpn_1x",
+        "vfnet_r50-mdconv-c3-c5_fpn_ms-2x",
     ] {
         assert_eq!(
             live[name],

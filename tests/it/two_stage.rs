@@ -413,6 +413,30 @@ fn atss_dyhead_trains_and_tests() {
     trains_and_tests(dir.path(), "dyhead", &config, 2, &["loss_cls", "loss_bbox", "loss_centerness"], &saved);
 }
 
+/// A tiny VarifocalNet: the tiny RetinaNet's backbone and FPN under a
+/// `VFNetHead` with ATSS on one anchor per location and each tower's last
+/// conv a DCNv2 (as the mdconv configs). Its three losses are logged, the
+/// deformable convs are saved under MMCV's names, and it tests.
+#[test]
+fn vfnet_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let retinanet = tiny_retinanet(TINY_FPN, "{type: GIoULoss, loss_weight: 1.5}");
+    let (head_at, train_at) = (retinanet.find("  bbox_head:\n").unwrap(), retinanet.find("  train_cfg:\n").unwrap());
+    let head = "  bbox_head:\n    type: VFNetHead\n    num_classes: 4\n    in_channels: 32\n    stacked_convs: 2\n    feat_channels: 32\n    \
+                strides: [8, 16, 32, 64, 128]\n    norm_cfg: {type: GN, num_groups: 8, requires_grad: true}\n    dcn_on_last_conv: true\n    \
+                anchor_generator: {type: AnchorGenerator, ratios: [1.0], octave_base_scale: 4, scales_per_octave: 1, center_offset: 0.0, \
+                strides: [8, 16, 32, 64, 128]}\n";
+    let config = format!("{}{head}{}", &retinanet[..head_at], &retinanet[train_at..]).replacen(
+        "    assigner: {type: MaxIoUAssigner, pos_iou_thr: 0.5, neg_iou_thr: 0.4, min_pos_iou: 0, ignore_iof_thr: -1}\n",
+        "    assigner: {type: ATSSAssigner, topk: 9}\n",
+        1,
+    );
+    assert!(config.contains("ATSSAssigner") && !config.contains("RetinaHead"), "{config}");
+    let saved = ["bbox_head.vfnet_cls_dconv.weight", "bbox_head.cls_convs.1.conv.conv_offset.weight", "bbox_head.scales_refine.4.scale"];
+    trains_and_tests(dir.path(), "vfnet", &config, 2, &["loss_cls", "loss_bbox", "loss_bbox_rf"], &saved);
+}
+
 /// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
 /// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
 /// stages, RoIAlign without the half-pixel shift. It trains and tests.

@@ -228,6 +228,7 @@ CONFIGS = [
     'fcos/fcos_r101_fpn_gn-head-center-normbbox-centeronreg-giou_8xb8-amp-lsj-200e_coco',
     'fcos/fcos_r18_fpn_gn-head-center-normbbox-centeronreg-giou_8xb8-amp-lsj-200e_coco',
     'fcos/fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco',
+    'fcos/fcos_r50-dcn-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco',
     'fcos/fcos_r50-caffe_fpn_gn-head-center_1x_coco',
     'fcos/fcos_r50-caffe_fpn_gn-head_1x_coco',
     'fcos/fcos_r50-caffe_fpn_gn-head_4xb4-1x_coco',
@@ -332,6 +333,19 @@ CONFIGS = [
     'legacy_1.x/mask-rcnn_r50_fpn_1x_coco_v1',
     'legacy_1.x/retinanet_r50-caffe_fpn_1x_coco_v1',
     'legacy_1.x/retinanet_r50_fpn_1x_coco_v1',
+    'vfnet/vfnet_r50_fpn_1x_coco',
+    'vfnet/vfnet_r50_fpn_ms-2x_coco',
+    'vfnet/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco',
+    'vfnet/vfnet_r101_fpn_1x_coco',
+    'vfnet/vfnet_r101_fpn_2x_coco',
+    'vfnet/vfnet_r101_fpn_ms-2x_coco',
+    'vfnet/vfnet_r101-mdconv-c3-c5_fpn_ms-2x_coco',
+    'vfnet/vfnet_res2net-101_fpn_ms-2x_coco',
+    'vfnet/vfnet_res2net101-mdconv-c3-c5_fpn_ms-2x_coco',
+    'vfnet/vfnet_x101-32x4d_fpn_ms-2x_coco',
+    'vfnet/vfnet_x101-32x4d-mdconv-c3-c5_fpn_ms-2x_coco',
+    'vfnet/vfnet_x101-64x4d_fpn_ms-2x_coco',
+    'vfnet/vfnet_x101-64x4d-mdconv-c3-c5_fpn_ms-2x_coco',
 ]
 
 

@@ -50,6 +50,8 @@ With OUT_DIR it writes
 * OUT_DIR/rtmdet_l_state_dict.json
 * OUT_DIR/freeanchor_r50_fpn_1x_state_dict.json
 * OUT_DIR/atss_r50_fpn_dyhead_1x_state_dict.json
+* OUT_DIR/vfnet_r50_fpn_1x_state_dict.json
+* OUT_DIR/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -127,6 +129,8 @@ CONFIGS = {
     "rtmdet_l": "rtmdet/rtmdet_l_8xb32-300e_coco.py",
     "freeanchor_r50_fpn_1x": "free_anchor/freeanchor_r50_fpn_1x_coco.py",
     "atss_r50_fpn_dyhead_1x": "dyhead/atss_r50_fpn_dyhead_1x_coco.py",
+    "vfnet_r50_fpn_1x": "vfnet/vfnet_r50_fpn_1x_coco.py",
+    "vfnet_r50-mdconv-c3-c5_fpn_ms-2x": "vfnet/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco.py",
 }
 
 
@@ -150,6 +154,8 @@ def load_mmdet():
     # An attribute set on the stand-in module wins over its __getattr__.
     mmcv.ops.RoIAlign = RoIAlignStandIn
     mmdet_standins.install_mmcv_deform_convs()
+    # VFNetHead imports `DeformConv2d` from the package.
+    mmcv.ops.DeformConv2d = sys.modules["mmcv.ops.deform_conv"].DeformConv2d
     mmdet_standins.install_mmcv_sync_bn()
     import mmdet.models  # noqa: F401  (registers the models)
     from mmdet.utils import register_all_modules

@@ -193,6 +193,7 @@ impl ATSSHead {
                 init_cfg: cfg.init_cfg.as_ref(),
                 conv_bias: None,
                 levels: prior_generator.num_levels(),
+                dcn_on_last_conv: false,
             },
         )?;
         let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);

@@ -25,6 +25,7 @@ use crate::models::layers::{
     kaiming_normal_fan_out, make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvKind, ConvModule, ModelError, ModelResult, Norm,
     NormSpec,
 };
+use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::roi_heads::DetInstances;
 
@@ -52,40 +53,84 @@ impl DenseTest {
 
 /// The `stacked_convs` 3x3 ConvModules (conv, optional norm, ReLU) of a
 /// head's classification or regression branch, `{i}.conv` and `{i}.gn`.
-struct ConvBranch<'a> {
+#[derive(Debug, Clone)]
+struct ConvBranch {
     stacked_convs: i64,
     in_channels: i64,
     feat_channels: i64,
-    norm: Option<&'a NormSpec>,
+    norm: Option<NormSpec>,
     conv_kind: ConvKind,
     /// The head's init of its convs; `TorchDefault` (no `init_cfg`) leaves
     /// ConvModule's own Kaiming init.
     conv_init: ConvInit,
     bias: bool,
+    /// The last conv is a DCNv2 (`dcn_on_last_conv`).
+    dcn_on_last_conv: bool,
 }
 
-impl ConvBranch<'_> {
+/// One layer of a tower: a ConvModule, or with `dcn_on_last_conv` the last
+/// one, whose conv is MMCV's `ModulatedDeformConv2dPack` (`DCNv2`).
+#[derive(Debug)]
+enum TowerConv {
+    Plain(ConvModule),
+    Deform { conv: DeformConv2d, norm: Option<Norm> },
+}
+
+impl TowerConv {
+    fn forward_t(&self, x: &Tensor, train: bool) -> ModelResult<Tensor> {
+        match self {
+            TowerConv::Plain(m) => m.forward_t(x, train),
+            TowerConv::Deform { conv, norm } => {
+                let mut y = conv.forward(x)?;
+                if let Some(norm) = norm {
+                    y = norm.forward_t(&y, train)?;
+                }
+                Ok(y.f_relu()?)
+            }
+        }
+    }
+}
+
+impl ConvBranch {
     /// The branch under `p` (`bbox_head.cls_convs`).
-    fn build(&self, p: &nn::Path) -> ModelResult<Vec<ConvModule>> {
-        let (feat, k3) = (self.feat_channels, ConvGeom::k(3).padding(1));
+    fn build(&self, p: &nn::Path) -> ModelResult<Vec<TowerConv>> {
         (0..self.stacked_convs)
             .map(|i| {
-                let c_in = if i == 0 { self.in_channels } else { feat };
-                let q = p / i;
-                let conv = match self.conv_init {
-                    ConvInit::Normal { .. } if self.bias => make_conv(&(&q / "conv"), c_in, feat, k3, self.conv_init)?,
-                    ConvInit::Normal { mean, std, .. } => {
-                        Conv2d::new(&(&q / "conv"), c_in, feat, k3, false, Init::Randn { mean, stdev: std }, true)?
-                    }
-                    _ => Conv2d::new(&(&q / "conv"), c_in, feat, k3, self.bias, kaiming_normal_fan_out(&[feat, c_in, 3, 3]), true)?,
-                };
-                let norm = match self.norm {
-                    Some(spec) => Some(Norm::new(&(&q / spec.abbr()), feat, spec, true)?),
-                    None => None,
-                };
-                Ok(ConvModule { conv: conv.with_kind(self.conv_kind), norm, act: Some(Activation::Relu) })
+                let (q, c_in) = (p / i, if i == 0 { self.in_channels } else { self.feat_channels });
+                if self.dcn_on_last_conv && i == self.stacked_convs - 1 {
+                    self.deform_module(&q, c_in)
+                } else {
+                    Ok(TowerConv::Plain(self.conv_module(&q, c_in)?))
+                }
             })
             .collect()
+    }
+
+    /// The DCNv2 layer under `q`, with its own init (the weight uniform,
+    /// `conv_offset` zero), which MMDetection's heads leave as it is.
+    fn deform_module(&self, q: &nn::Path, c_in: i64) -> ModelResult<TowerConv> {
+        let spec = DeformSpec { modulated: true, deform_groups: 1 };
+        let conv = DeformConv2d::new(&(q / "conv"), c_in, self.feat_channels, ConvGeom::k(3).padding(1), self.bias, spec, DeformInit::Scratch, true)?;
+        let norm = match &self.norm {
+            Some(spec) => Some(Norm::new(&(q / spec.abbr()), self.feat_channels, spec, true)?),
+            None => None,
+        };
+        Ok(TowerConv::Deform { conv, norm })
+    }
+
+    /// One of the branch's ConvModules under `q`, from `c_in` channels.
+    fn conv_module(&self, q: &nn::Path, c_in: i64) -> ModelResult<ConvModule> {
+        let (feat, k3) = (self.feat_channels, ConvGeom::k(3).padding(1));
+        let conv = match self.conv_init {
+            ConvInit::Normal { .. } if self.bias => make_conv(&(q / "conv"), c_in, feat, k3, self.conv_init)?,
+            ConvInit::Normal { mean, std, .. } => Conv2d::new(&(q / "conv"), c_in, feat, k3, false, Init::Randn { mean, stdev: std }, true)?,
+            _ => Conv2d::new(&(q / "conv"), c_in, feat, k3, self.bias, kaiming_normal_fan_out(&[feat, c_in, 3, 3]), true)?,
+        };
+        let norm = match &self.norm {
+            Some(spec) => Some(Norm::new(&(q / spec.abbr()), feat, spec, true)?),
+            None => None,
+        };
+        Ok(ConvModule { conv: conv.with_kind(self.conv_kind), norm, act: Some(Activation::Relu) })
     }
 }
 
@@ -94,9 +139,10 @@ impl ConvBranch<'_> {
 /// (`scales.{i}.scale`, MMCV's `Scale(1.0)`): FCOS's, ATSS's and GFL's.
 #[derive(Debug)]
 pub struct Towers {
-    cls_convs: Vec<ConvModule>,
-    reg_convs: Vec<ConvModule>,
+    cls_convs: Vec<TowerConv>,
+    reg_convs: Vec<TowerConv>,
     pub scales: Vec<Tensor>,
+    branch: ConvBranch,
 }
 
 /// What a dense head's config says of its towers.
@@ -115,6 +161,8 @@ pub struct TowerSpec<'a> {
     pub conv_bias: Option<bool>,
     /// Feature levels (one learned scale each).
     pub levels: usize,
+    /// The last conv of each tower is a DCNv2 (AnchorFreeHead's `dcn_on_last_conv`).
+    pub dcn_on_last_conv: bool,
 }
 
 /// A head's towers and what its predictor convs take from the same config.
@@ -136,17 +184,27 @@ impl Towers {
             stacked_convs: spec.stacked_convs as i64,
             in_channels: spec.in_channels as i64,
             feat_channels: spec.feat_channels as i64,
-            norm: norm.as_ref(),
+            bias: spec.conv_bias.unwrap_or(norm.is_none()),
+            norm,
             conv_kind: ConvKind::from_cfg(spec.conv_cfg, spec.owner)?,
             conv_init,
-            bias: spec.conv_bias.unwrap_or(norm.is_none()),
+            dcn_on_last_conv: spec.dcn_on_last_conv,
         };
         let scales = (0..spec.levels as i64)
             .map(|i| crate::models::layers::param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
             .collect::<ModelResult<Vec<_>>>()?;
-        let towers = Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales };
+        let towers = Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales, branch };
         let out_channels = if spec.stacked_convs > 0 { spec.feat_channels } else { spec.in_channels } as i64;
         Ok(BuiltTowers { towers, conv_init, cls_init, out_channels })
+    }
+
+    /// One more 3x3 ConvModule of the towers' kind (VFNet's `vfnet_reg_conv`)
+    /// under `p`, from `c_in` channels to `feat_channels`. It keeps
+    /// ConvModule's own Kaiming init: MMEngine calls a direct child's
+    /// `init_weights` after the head's `init_cfg`, which reaches the towers'
+    /// convs only.
+    pub fn extra_conv_module(&self, p: &nn::Path, c_in: i64) -> ModelResult<ConvModule> {
+        ConvBranch { conv_init: ConvInit::Kaiming, ..self.branch.clone() }.conv_module(p, c_in)
     }
 
     /// Checks that `x` has one map per level; `owner` names the head.
@@ -287,6 +345,58 @@ impl AnchorPrediction<'_> {
     }
 }
 
+/// What `_predict_by_feat_single` reads of a point head (FCOS, VFNet): the
+/// points of each level and how the side distances decode.
+pub struct PointPrediction<'a> {
+    /// Per level the (H*W, 2) points.
+    pub points: &'a [Tensor],
+    pub num_classes: i64,
+    /// Clip the decoded boxes to the image (`DistancePointBBoxCoder.clip_border`).
+    pub clip_border: bool,
+    pub owner: &'a str,
+}
+
+impl PointPrediction<'_> {
+    /// The detections of image `i` of the batch from per-level class logits
+    /// (N, K, H, W), distances (N, 4, H, W) and optional score-factor logits
+    /// (N, 1, H, W): per level the top `nms_pre` sigmoid scores above
+    /// `score_thr`, the boxes decoded from their points, then
+    /// [`bbox_post_process`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_single(
+        &self,
+        i: usize,
+        cls_scores: &[Tensor],
+        bbox_preds: &[Tensor],
+        score_factors: Option<&[Tensor]>,
+        sample: &DetDataSample,
+        cfg: &DenseTest,
+        rescale: bool,
+    ) -> ModelResult<DetInstances> {
+        let (mut scores_all, mut labels_all, mut dists, mut pts, mut factors) = (vec![], vec![], vec![], vec![], vec![]);
+        for (lvl, level_points) in self.points.iter().enumerate() {
+            let img = |maps: &[Tensor], c: i64| -> ModelResult<Tensor> {
+                Ok(maps[lvl].f_get(i as i64)?.f_detach()?.f_permute([1, 2, 0])?.f_reshape([-1, c])?)
+            };
+            let scores = img(cls_scores, self.num_classes)?.f_sigmoid()?;
+            let (scores, labels, keep) = filter_scores_and_topk(&scores, cfg.score_thr, cfg.nms_pre)?;
+            scores_all.push(scores);
+            labels_all.push(labels);
+            dists.push(img(bbox_preds, 4)?.f_index_select(0, &keep)?);
+            pts.push(level_points.f_index_select(0, &keep)?);
+            if let Some(maps) = score_factors {
+                factors.push(img(maps, 1)?.f_view([-1])?.f_sigmoid()?.f_index_select(0, &keep)?);
+            }
+        }
+        let (h, w) = image_hw(sample.meta.img_shape, "img_shape", self.owner)?;
+        let max_shape = self.clip_border.then_some((h as f64, w as f64));
+        let bboxes = crate::models::ops::distance2bbox(&Tensor::f_cat(&pts, 0)?, &Tensor::f_cat(&dists, 0)?, max_shape)?;
+        let (scores, labels) = (Tensor::f_cat(&scores_all, 0)?, Tensor::f_cat(&labels_all, 0)?);
+        let factors = score_factors.map(|_| Tensor::f_cat(&factors, 0)).transpose()?;
+        bbox_post_process(bboxes, scores, labels, factors, sample, cfg, rescale, self.owner)
+    }
+}
+
 /// The two images of the dense-head references
 /// (`tests/reference/dense_head_images.py`), read from their fixture with `fx`.
 #[cfg(test)]
@@ -325,7 +435,7 @@ pub(crate) fn reference_samples(fx: impl Fn(&str) -> Tensor) -> Vec<DetDataSampl
 
 /// One case `case` of a dense-head reference (`dense_head_images.py`'s
 /// `record_head`) on the head built under `vs`: the state-dict names and
-/// shapes, the init (biases, norms and scales exactly; weights N(0, 0.01)),
+/// shapes, the init (biases, norms and scales exactly; weights by their spread),
 /// then on the reference's perturbed weights the losses `loss` gives for the
 /// features `x.{l}` (with `reduce_mean` the identity), every gradient and the
 /// detections (`check_grads_and_predictions`).
@@ -349,8 +459,10 @@ pub(crate) fn check_head_case(
         if name.ends_with("bias") || name.contains(".gn.") || name.starts_with("scales") {
             assert_eq!(ours[name], want, "{case}: initial {name}");
         } else if want.numel() >= 64 {
-            let std = ours[name].std(true).double_value(&[]);
-            assert!((std / 0.01 - 1.0).abs() < 0.35, "{case}: {name}: std {std}");
+            // Random inits: the spread of MMDetection's (N(0, 0.01) or a module's own).
+            let (std, want_std) = (ours[name].std(true).double_value(&[]), want.std(true).double_value(&[]));
+            let alike = if want_std == 0.0 { std == 0.0 } else { (std / want_std - 1.0).abs() < 0.35 };
+            assert!(alike, "{case}: {name}: std {std}, MMDetection's {want_std}");
         }
     }
     let report = load_state_dict(vs, "", &with_prefix(fixture, &format!("{case}.sd")).unwrap(), Shapes::Refuse).unwrap();

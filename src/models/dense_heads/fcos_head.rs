@@ -26,8 +26,8 @@ use indexmap::IndexMap;
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::anchor_head::{featmap_sizes, image_hw};
-use super::base_dense_head::{bbox_post_process, distance_coder_clip_border, filter_scores_and_topk, DenseTest, TowerSpec, Towers};
+use super::anchor_head::featmap_sizes;
+use super::base_dense_head::{distance_coder_clip_border, DenseTest, PointPrediction, TowerSpec, Towers};
 use crate::models::layers::make_conv;
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
@@ -49,10 +49,7 @@ pub struct FCOSHead {
     conv_cls: Conv2d,
     conv_reg: Conv2d,
     conv_centerness: Conv2d,
-    strides: Vec<i64>,
-    regress_ranges: Vec<[f64; 2]>,
-    center_sampling: bool,
-    center_sample_radius: f64,
+    assign: FcosAssign,
     norm_on_bbox: bool,
     centerness_on_reg: bool,
     clip_border: bool,
@@ -116,6 +113,7 @@ impl FCOSHead {
                     ConvBias::Auto(_) => None,
                 },
                 levels: cfg.strides.len(),
+                dcn_on_last_conv: cfg.dcn_on_last_conv,
             },
         )?;
         let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);
@@ -126,10 +124,13 @@ impl FCOSHead {
             conv_cls: make_conv(&(p / "conv_cls"), last, k, k3, cls_init)?,
             conv_reg: make_conv(&(p / "conv_reg"), last, 4, k3, conv_init)?,
             conv_centerness: make_conv(&(p / "conv_centerness"), last, 1, k3, conv_init)?,
-            strides: cfg.strides.iter().map(|&s| s as i64).collect(),
-            regress_ranges: cfg.regress_ranges.clone(),
-            center_sampling: cfg.center_sampling,
-            center_sample_radius: cfg.center_sample_radius,
+            assign: FcosAssign {
+                strides: cfg.strides.iter().map(|&s| s as i64).collect(),
+                regress_ranges: cfg.regress_ranges.clone(),
+                center_sampling: cfg.center_sampling,
+                center_sample_radius: cfg.center_sample_radius,
+                num_classes: k,
+            },
             norm_on_bbox: cfg.norm_on_bbox,
             centerness_on_reg: cfg.centerness_on_reg,
             clip_border,
@@ -146,7 +147,7 @@ impl FCOSHead {
     pub fn forward_t(&self, x: &[Tensor], train: bool) -> ModelResult<FcosOutputs> {
         self.towers.check_levels(x, NAME)?;
         let mut out = FcosOutputs { cls_scores: vec![], bbox_preds: vec![], centernesses: vec![] };
-        for ((level, scale), &stride) in x.iter().zip(&self.towers.scales).zip(&self.strides) {
+        for ((level, scale), &stride) in x.iter().zip(&self.towers.scales).zip(&self.assign.strides) {
             let (c, r) = self.towers.forward_t(level, train)?;
             out.cls_scores.push(self.conv_cls.forward(&c)?);
             out.centernesses.push(self.conv_centerness.forward(if self.centerness_on_reg { &r } else { &c })?);
@@ -172,8 +173,13 @@ impl FCOSHead {
     /// `loss_by_feat` on the head's outputs.
     pub fn loss_by_feat(&self, out: &FcosOutputs, samples: &[DetDataSample], reduce_mean: ReduceMean) -> ModelResult<IndexMap<String, Tensor>> {
         let sizes = featmap_sizes(&out.cls_scores);
-        let points = grid_points(&sizes, &self.strides, &out.bbox_preds[0])?;
-        let (labels, bbox_targets) = self.get_targets(&points, samples)?;
+        let points = grid_points(&sizes, &self.assign.strides, &out.bbox_preds[0])?;
+        let (labels, mut bbox_targets) = self.assign.get_targets(&points, samples)?;
+        if self.norm_on_bbox {
+            for (t, &s) in bbox_targets.iter_mut().zip(&self.assign.strides) {
+                *t = t.f_div_scalar(s)?;
+            }
+        }
         let n = out.cls_scores[0].size()[0];
         let flat = |maps: &[Tensor], c: i64| -> ModelResult<Tensor> {
             let parts = maps.iter().map(|m| Ok(m.f_permute([0, 2, 3, 1])?.f_reshape([-1, c])?)).collect::<ModelResult<Vec<_>>>()?;
@@ -211,10 +217,36 @@ impl FCOSHead {
         ]))
     }
 
+    /// `predict`: per image the detections after `test_cfg`, in
+    /// original-image pixels with `rescale`.
+    pub fn predict(&self, x: &[Tensor], samples: &[DetDataSample], rescale: bool) -> ModelResult<Vec<DetInstances>> {
+        let cfg = self.test.as_ref().ok_or_else(|| ModelError::new(NAME, "predict needs model.test_cfg"))?;
+        let out = self.forward_t(x, false)?;
+        let sizes = featmap_sizes(&out.cls_scores);
+        let points = grid_points(&sizes, &self.assign.strides, &out.bbox_preds[0])?;
+        let prediction = PointPrediction { points: &points, num_classes: self.num_classes, clip_border: self.clip_border, owner: NAME };
+        (0..samples.len())
+            .map(|i| prediction.predict_single(i, &out.cls_scores, &out.bbox_preds, Some(&out.centernesses), &samples[i], cfg, rescale))
+            .collect()
+    }
+}
+
+/// FCOS's assignment of locations to ground truths (`FCOSHead.get_targets`),
+/// also VFNet's without ATSS.
+#[derive(Debug)]
+pub(super) struct FcosAssign {
+    pub strides: Vec<i64>,
+    pub regress_ranges: Vec<[f64; 2]>,
+    pub center_sampling: bool,
+    pub center_sample_radius: f64,
+    pub num_classes: i64,
+}
+
+impl FcosAssign {
     /// `get_targets`: per level, the (N*H*W,) labels (`K` is background) and
-    /// (N*H*W, 4) distance targets of every image (divided by the stride
-    /// with `norm_on_bbox`), images concatenated within each level.
-    fn get_targets(&self, points: &[Tensor], samples: &[DetDataSample]) -> ModelResult<(Vec<Tensor>, Vec<Tensor>)> {
+    /// (N*H*W, 4) distance targets of every image, images concatenated
+    /// within each level.
+    pub fn get_targets(&self, points: &[Tensor], samples: &[DetDataSample]) -> ModelResult<(Vec<Tensor>, Vec<Tensor>)> {
         let num_points: Vec<i64> = points.iter().map(|p| p.size()[0]).collect();
         let all_points = Tensor::f_cat(points, 0)?;
         // Each level's constants repeated for its points: (Q, k), once per batch.
@@ -248,7 +280,7 @@ impl FCOSHead {
             };
             labels.push(Tensor::f_cat(&per_image.iter().map(|(l, _)| split(l)).collect::<ModelResult<Vec<_>>>()?, 0)?);
             let t = Tensor::f_cat(&per_image.iter().map(|(_, t)| split(t)).collect::<ModelResult<Vec<_>>>()?, 0)?;
-            targets.push(if self.norm_on_bbox { t.f_div_scalar(self.strides[lvl])? } else { t });
+            targets.push(t);
         }
         Ok((labels, targets))
     }
@@ -303,40 +335,6 @@ impl FCOSHead {
         Ok((labels, picked))
     }
 
-    /// `predict`: per image the detections after `test_cfg`, in
-    /// original-image pixels with `rescale`.
-    pub fn predict(&self, x: &[Tensor], samples: &[DetDataSample], rescale: bool) -> ModelResult<Vec<DetInstances>> {
-        let cfg = self.test.as_ref().ok_or_else(|| ModelError::new(NAME, "predict needs model.test_cfg"))?;
-        let out = self.forward_t(x, false)?;
-        let sizes = featmap_sizes(&out.cls_scores);
-        let points = grid_points(&sizes, &self.strides, &out.bbox_preds[0])?;
-        samples
-            .iter()
-            .enumerate()
-            .map(|(i, sample)| {
-                let mut scores_all = vec![];
-                let (mut labels_all, mut dists, mut pts, mut factors) = (vec![], vec![], vec![], vec![]);
-                for (lvl, level_points) in points.iter().enumerate() {
-                    let img = |maps: &[Tensor], c: i64| -> ModelResult<Tensor> {
-                        Ok(maps[lvl].f_get(i as i64)?.f_detach()?.f_permute([1, 2, 0])?.f_reshape([-1, c])?)
-                    };
-                    let scores = img(&out.cls_scores, self.num_classes)?.f_sigmoid()?;
-                    let factor = img(&out.centernesses, 1)?.f_view([-1])?.f_sigmoid()?;
-                    let (scores, labels, keep) = filter_scores_and_topk(&scores, cfg.score_thr, cfg.nms_pre)?;
-                    scores_all.push(scores);
-                    labels_all.push(labels);
-                    dists.push(img(&out.bbox_preds, 4)?.f_index_select(0, &keep)?);
-                    pts.push(level_points.f_index_select(0, &keep)?);
-                    factors.push(factor.f_index_select(0, &keep)?);
-                }
-                let (h, w) = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
-                let max_shape = self.clip_border.then_some((h as f64, w as f64));
-                let bboxes = distance2bbox(&Tensor::f_cat(&pts, 0)?, &Tensor::f_cat(&dists, 0)?, max_shape)?;
-                let (scores, labels) = (Tensor::f_cat(&scores_all, 0)?, Tensor::f_cat(&labels_all, 0)?);
-                bbox_post_process(bboxes, scores, labels, Some(Tensor::f_cat(&factors, 0)?), sample, cfg, rescale, NAME)
-            })
-            .collect()
-    }
 }
 
 /// `centerness_target`: sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))

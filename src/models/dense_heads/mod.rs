@@ -1,7 +1,8 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
 //! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
-//! `FCOSHead`, `ATSSHead`, `GFLHead` and RTMDet's `RTMDetSepBNHead`.
+//! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead` and RTMDet's
+//! `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
@@ -13,6 +14,7 @@ pub mod gfl_head;
 pub mod retina_head;
 pub mod rpn_head;
 pub mod rtmdet_head;
+pub mod vfnet_head;
 
 pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
@@ -22,3 +24,4 @@ pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;
 pub use rtmdet_head::RTMDetSepBNHead;
+pub use vfnet_head::VFNetHead;

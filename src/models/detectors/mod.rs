@@ -119,6 +119,7 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "FCOS" => Ok(Detector::SingleStage(SingleStageDetector::new("FCOS", &parse_cfg(model, "FCOS")?, &p)?)),
         "ATSS" => Ok(Detector::SingleStage(SingleStageDetector::new("ATSS", &parse_cfg(model, "ATSS")?, &p)?)),
         "GFL" => Ok(Detector::SingleStage(SingleStageDetector::new("GFL", &parse_cfg(model, "GFL")?, &p)?)),
+        "VFNet" => Ok(Detector::SingleStage(SingleStageDetector::new("VFNet", &parse_cfg(model, "VFNet")?, &p)?)),
         "RTMDet" => Ok(Detector::SingleStage(SingleStageDetector::new("RTMDet", &parse_cfg(model, "RTMDet")?, &p)?)),
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(

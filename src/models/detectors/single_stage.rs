@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, VFNetHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, VFNetHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -28,6 +28,7 @@ pub enum DenseHead {
     Fcos(FCOSHead),
     Atss(ATSSHead),
     Gfl(GFLHead),
+    Vfnet(VFNetHead),
     Rtm(RTMDetSepBNHead),
     FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
@@ -78,6 +79,12 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
+            "VFNetHead" => DenseHead::Vfnet(VFNetHead::new(
+                &parse_cfg::<VFNetHeadConfig>(&cfg.bbox_head.0, "VFNetHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?),
             "FreeAnchorRetinaHead" => DenseHead::FreeAnchor(FreeAnchorRetinaHead::new(
                 &parse_cfg::<FreeAnchorRetinaHeadConfig>(&cfg.bbox_head.0, "FreeAnchorRetinaHead")?,
                 cfg.train_cfg.as_ref(),
@@ -93,7 +100,7 @@ impl SingleStageDetector {
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("bbox_head {other:?} is not supported (RetinaHead, FreeAnchorRetinaHead, FCOSHead, ATSSHead, GFLHead and RTMDetSepBNHead are)"),
+                    format!("bbox_head {other:?} is not supported (RetinaHead, FreeAnchorRetinaHead, FCOSHead, ATSSHead, GFLHead, VFNetHead and RTMDetSepBNHead are)"),
                 ))
             }
         };
@@ -145,6 +152,7 @@ impl SingleStageDetector {
             DenseHead::Fcos(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Vfnet(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
@@ -162,6 +170,7 @@ impl SingleStageDetector {
             DenseHead::Fcos(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Vfnet(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),

@@ -24,6 +24,7 @@ pub mod iou_losses;
 pub mod l1_loss;
 pub mod mse_loss;
 pub mod smooth_l1_loss;
+pub mod varifocal_loss;
 
 pub use balanced_l1_loss::BalancedL1Loss;
 pub use cross_entropy_loss::CrossEntropyLoss;
@@ -37,6 +38,7 @@ pub use iou_losses::IoUFamilyLoss;
 pub use l1_loss::L1Loss;
 pub use mse_loss::MSELoss;
 pub use smooth_l1_loss::SmoothL1Loss;
+pub use varifocal_loss::VarifocalLoss;
 
 use detc::registry::refs::LossCfg;
 use serde::de::DeserializeOwned;
@@ -153,6 +155,7 @@ pub enum Loss {
     Dice(DiceLoss),
     CrossEntropy(CrossEntropyLoss),
     QualityFocal(QualityFocalLoss),
+    Varifocal(VarifocalLoss),
     DistributionFocal(DistributionFocalLoss),
     Mse(MSELoss),
     BalancedL1(BalancedL1Loss),
@@ -179,6 +182,7 @@ impl Loss {
                 Loss::CrossEntropy(CrossEntropyLoss::new(&parse_cfg(&cfg.0, ty)?)?)
             }
             "QualityFocalLoss" => Loss::QualityFocal(QualityFocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
+            "VarifocalLoss" => Loss::Varifocal(VarifocalLoss::new(&parse_cfg(&cfg.0, ty)?)?),
             "DistributionFocalLoss" => Loss::DistributionFocal(DistributionFocalLoss::new(&parse_cfg(&cfg.0, ty)?)),
             "MSELoss" => Loss::Mse(MSELoss::new(&parse_cfg(&cfg.0, ty)?)),
             "BalancedL1Loss" => Loss::BalancedL1(BalancedL1Loss::new(&parse_cfg(&cfg.0, ty)?)),
@@ -220,6 +224,7 @@ impl Loss {
             Loss::Dice(l) => l.forward(pred, target, args),
             Loss::CrossEntropy(l) => l.forward(pred, target, args),
             Loss::QualityFocal(l) => l.forward(pred, target, args),
+            Loss::Varifocal(l) => l.forward(pred, target, args),
             Loss::DistributionFocal(l) => l.forward(pred, target, args),
             Loss::Mse(l) => l.forward(pred, target, args),
             Loss::BalancedL1(l) => l.forward(pred, target, args),

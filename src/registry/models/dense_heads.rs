@@ -286,9 +286,8 @@ pub struct FCOSHeadConfig {
     /// Predict centerness from the regression branch instead of the classification one.
     #[serde(default)]
     pub centerness_on_reg: bool,
-    /// Must be false: a deformable last conv is not supported yet.
+    /// The last conv of each branch is a modulated deformable conv (`DCNv2`).
     #[serde(default)]
-    #[schemars(extend("const" = false))]
     pub dcn_on_last_conv: bool,
     /// Bias of the branch convs: `auto` (none with a norm) or a bool.
     #[serde(default = "auto_bias")]
@@ -655,4 +654,156 @@ pub struct FreeAnchorRetinaHeadConfig {
     /// from the prior probability `bias_prob`.
     #[serde(default = "default_retina_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn default_vfnet_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "VarifocalLoss", "use_sigmoid": true, "alpha": 0.75, "gamma": 2.0, "iou_weighted": true, "loss_weight": 1.0}))
+}
+
+fn default_vfnet_loss_bbox() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "GIoULoss", "loss_weight": 1.5}))
+}
+
+fn default_vfnet_loss_bbox_refine() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "GIoULoss", "loss_weight": 2.0}))
+}
+
+fn default_vfnet_anchor_generator() -> AnchorGeneratorCfg {
+    AnchorGeneratorCfg(serde_json::json!({
+        "type": "AnchorGenerator", "ratios": [1.0], "octave_base_scale": 8, "scales_per_octave": 1,
+        "center_offset": 0.0, "strides": [8, 16, 32, 64, 128]
+    }))
+}
+
+fn default_vfnet_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "vfnet_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+fn default_gradient_mul() -> f64 {
+    0.1
+}
+
+/// How `VFNetHead` scales its initial side distances after `exp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BBoxNormType {
+    /// By the level's regress-range bound (the last level's is twice the one before).
+    RegDenom,
+    /// By the level's stride.
+    Stride,
+}
+
+/// `VFNetHead`: the head of VarifocalNet (Zhang et al., "VarifocalNet: An
+/// IoU-aware Dense Object Detector", 2021), as
+/// `mmdet.models.dense_heads.VFNetHead`: FCOS's towers, an initial box
+/// (`vfnet_reg_conv`, `vfnet_reg`, `scales`), then a star-shaped deformable
+/// conv whose nine taps sit on that box's sides and centre, feeding a
+/// refined box (`vfnet_reg_refine_dconv`, `vfnet_reg_refine`,
+/// `scales_refine`) and the IoU-aware class scores (`vfnet_cls_dconv`,
+/// `vfnet_cls`). Positives come from ATSS (`use_atss`, on one anchor per
+/// location) or FCOS's assignment; the scores learn the refined box's IoU
+/// through `VarifocalLoss`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VFNetHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Stride of each input level (AnchorFreeHead's default is `[4, 8, 16, 32, 64]`).
+    #[serde(default = "default_fcos_strides")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub strides: Vec<u32>,
+    /// Per level, the `[min, max]` of the largest side distance it regresses
+    /// (FCOS's assignment); the maxima also scale the initial boxes.
+    #[serde(default = "default_regress_ranges")]
+    pub regress_ranges: Vec<[f64; 2]>,
+    /// FCOS's assignment (`use_atss: false`) only: positives within
+    /// `center_sample_radius` strides of a box's centre.
+    #[serde(default)]
+    pub center_sampling: bool,
+    /// Radius of the centre region, in strides.
+    #[serde(default = "default_radius")]
+    pub center_sample_radius: f64,
+    /// Average the number of positives over the processes (with at least 1).
+    #[serde(default = "super::common::yes")]
+    pub sync_num_pos: bool,
+    /// Share of the refinement's gradient that reaches the initial box through the offsets.
+    #[serde(default = "default_gradient_mul")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub gradient_mul: f64,
+    /// `reg_denom` or `stride`: what the initial distances are multiplied by.
+    #[serde(default = "default_bbox_norm_type")]
+    pub bbox_norm_type: BBoxNormType,
+    /// Classification loss when `use_vfl` is false (sigmoid `FocalLoss`).
+    #[serde(default = "default_fcos_loss_cls")]
+    pub loss_cls_fl: LossCfg,
+    /// Train the scores with `loss_cls` (`VarifocalLoss` on the refined
+    /// boxes' IoUs) instead of `loss_cls_fl`.
+    #[serde(default = "super::common::yes")]
+    pub use_vfl: bool,
+    /// Classification loss with `use_vfl`: `VarifocalLoss`.
+    #[serde(default = "default_vfnet_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Loss of the initial boxes, e.g. `GIoULoss`, weighted by their IoU.
+    #[serde(default = "default_vfnet_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Loss of the refined boxes, e.g. `GIoULoss`, weighted by their IoU.
+    #[serde(default = "default_vfnet_loss_bbox_refine")]
+    pub loss_bbox_refine: LossCfg,
+    /// Decodes the distances: `DistancePointBBoxCoder`.
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs and `vfnet_reg_conv`
+    /// (GroupNorm of 32 groups); none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Bias of the branch convs: `auto` (none with a norm) or a bool.
+    #[serde(default = "auto_bias")]
+    pub conv_bias: ConvBias,
+    /// The last conv of each branch is a modulated deformable conv (`DCNv2`).
+    #[serde(default)]
+    pub dcn_on_last_conv: bool,
+    /// Assign positives with ATSS on `anchor_generator`'s anchors; FCOS's
+    /// assignment (`regress_ranges`, `center_sampling`) when false.
+    #[serde(default = "super::common::yes")]
+    pub use_atss: bool,
+    /// Must be true: the box losses are on decoded boxes.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub reg_decoded_bbox: bool,
+    /// The anchors ATSS assigns (one per location) and, by its
+    /// `center_offset`, where the points sit with `use_atss`.
+    #[serde(default = "default_vfnet_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Training settings; the detector fills it from `model.train_cfg`.
+    #[serde(default)]
+    pub train_cfg: Option<RpnTrainConfig>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every plain conv, `vfnet_cls`'s
+    /// bias from the prior probability `bias_prob`; the deformable convs
+    /// keep their own uniform init.
+    #[serde(default = "default_vfnet_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}
+
+fn default_bbox_norm_type() -> BBoxNormType {
+    BBoxNormType::RegDenom
 }

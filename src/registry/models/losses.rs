@@ -80,6 +80,42 @@ pub struct QualityFocalLossConfig {
     pub activated: bool,
 }
 
+/// `VarifocalLoss` (Zhang et al., "VarifocalNet", 2021), as
+/// `mmdet.models.losses.VarifocalLoss`: a sigmoid cross-entropy against the
+/// IoU-aware target (a positive's IoU at its class, 0 elsewhere); positives
+/// weighted by their target (`iou_weighted`) or 1, negatives by
+/// `alpha * |sigmoid(pred) - target| ^ gamma`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VarifocalLossConfig {
+    /// Sigmoid (per-class binary) form; MMDetection supports only `true`.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub use_sigmoid: bool,
+    /// Weight of the negatives' term.
+    #[serde(default = "three_quarters")]
+    #[schemars(range(min = 0.0))]
+    pub alpha: f64,
+    /// Focusing parameter of the negatives' term.
+    #[serde(default = "two")]
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// Weight each positive by its IoU target (else by 1).
+    #[serde(default = "super::common::yes")]
+    pub iou_weighted: bool,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+}
+
+fn three_quarters() -> f64 {
+    0.75
+}
+
 /// `DistributionFocalLoss` (Li et al., 2020), as
 /// `mmdet.models.losses.DistributionFocalLoss`: a side's distance, as a
 /// discrete distribution over the integers, is pulled to the two integers
