@@ -174,4 +174,7 @@ fn dcn_configs_mmdet_refuses_are_errors() {
     assert!(build(json!({"conv_cfg": {"type": "ConvWS"}})).contains("conv_cfg must be null"));
     assert!(build(json!({"depth": 18})).contains("bottleneck"));
     assert!(build(json!({"dcn": {"type": "DCN", "deform_groups": 3}})).contains("deform_groups"));
+    // MMCV's old name counts as the new one, and both at once is refused.
+    assert!(build(json!({"dcn": {"type": "DCNv2", "deformable_groups": 3}})).contains("deform_groups"));
+    assert!(build(json!({"dcn": {"type": "DCNv2", "deformable_groups": 1, "deform_groups": 1}})).contains("not both"));
 }

@@ -94,6 +94,9 @@ pub static BUILDERS: &[&str] = &[
     "VFNet",
     "VFNetHead",
     "VarifocalLoss",
+    "TOOD",
+    "TOODHead",
+    "TaskAlignedAssigner",
     // RTMDet (src/models/backbones/cspnext.rs, necks/cspnext_pafpn.rs,
     // dense_heads/rtmdet_head.rs, task_modules/dynamic_soft_label_assigner.rs).
     "RTMDet",

@@ -25,8 +25,8 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
-use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
+use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
+use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
@@ -41,7 +41,7 @@ use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, LegacyDeltaXYWHBBoxCoderConfig, MlvlPointGeneratorConfig, DynamicSoftLabelAssignerConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
-    ATSSAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+    ATSSAssignerConfig, TaskAlignedAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
     Caffe2XavierInitConfig, ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
@@ -57,6 +57,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
     component::<SingleStageDetectorConfig>("VFNet", Role::Detector),
+    component::<TOODConfig>("TOOD", Role::Detector),
     component::<SingleStageDetectorConfig>("RTMDet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
@@ -88,6 +89,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<FCOSHeadConfig>("FCOSHead", Role::DenseHead),
     component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
     component::<VFNetHeadConfig>("VFNetHead", Role::DenseHead),
+    component::<TOODHeadConfig>("TOODHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<FreeAnchorRetinaHeadConfig>("FreeAnchorRetinaHead", Role::DenseHead),
@@ -122,6 +124,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<MaxIoUAssignerConfig>("MaxIoUAssigner", Role::Assigner),
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
     component::<ATSSAssignerConfig>("ATSSAssigner", Role::Assigner),
+    component::<TaskAlignedAssignerConfig>("TaskAlignedAssigner", Role::Assigner),
     component::<DynamicSoftLabelAssignerConfig>("DynamicSoftLabelAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),

@@ -329,6 +329,19 @@ fn vfnet_r50_mdconv_state_dict_and_params_equal_mmdetection() {
     );
 }
 
+/// TOOD's head: the shared convs, both task decompositions and the offset modules.
+#[test]
+fn tood_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/tood/tood_r50_fpn_1x_coco.yaml", "tood_r50_fpn_1x_state_dict.json");
+}
+
+/// With DCNv2 in the backbone (MMCV's old `deformable_groups` name) and as
+/// the head's first two convs.
+#[test]
+fn tood_r101_dconv_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco.yaml", "tood_r101-dconv-c3-c5_fpn_ms-2x_state_dict.json");
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -385,6 +398,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "atss_r50_fpn_dyhead_1x",
         "vfnet_r50_fpn_1x",
         "vfnet_r50-mdconv-c3-c5_fpn_ms-2x",
+        "tood_r50_fpn_1x",
+        "tood_r101-dconv-c3-c5_fpn_ms-2x",
     ] {
         assert_eq!(
             live[name],

@@ -437,6 +437,48 @@ fn vfnet_trains_and_tests() {
     trains_and_tests(dir.path(), "vfnet", &config, 2, &["loss_cls", "loss_bbox", "loss_bbox_rf"], &saved);
 }
 
+/// A tiny TOOD (the tiny RetinaNet's backbone and FPN under a `TOODHead`)
+/// whose task-aligned assignment starts after `initial_epoch` epochs.
+fn tiny_tood(initial_epoch: u32) -> String {
+    let retinanet = tiny_retinanet(TINY_FPN, "{type: GIoULoss, loss_weight: 2.0}");
+    let (head_at, test_at) = (retinanet.find("  bbox_head:\n").unwrap(), retinanet.find("  test_cfg:\n").unwrap());
+    let head = format!(
+        "  bbox_head:\n    type: TOODHead\n    num_classes: 4\n    in_channels: 32\n    stacked_convs: 2\n    feat_channels: 32\n    \
+         num_dcn: 1\n    norm_cfg: {{type: GN, num_groups: 8, requires_grad: true}}\n    anchor_generator: {{type: AnchorGenerator, \
+         ratios: [1.0], octave_base_scale: 4, scales_per_octave: 1, strides: [8, 16, 32, 64, 128]}}\n    \
+         bbox_coder: {{type: DeltaXYWHBBoxCoder, target_means: [0.0, 0.0, 0.0, 0.0], target_stds: [0.1, 0.1, 0.2, 0.2]}}\n    \
+         initial_loss_cls: {{type: FocalLoss, use_sigmoid: true, activated: true, gamma: 2.0, alpha: 0.25, loss_weight: 1.0}}\n    \
+         loss_cls: {{type: QualityFocalLoss, use_sigmoid: true, activated: true, beta: 2.0, loss_weight: 1.0}}\n    \
+         loss_bbox: {{type: GIoULoss, loss_weight: 2.0}}\n  train_cfg:\n    initial_epoch: {initial_epoch}\n    \
+         initial_assigner: {{type: ATSSAssigner, topk: 9}}\n    assigner: {{type: TaskAlignedAssigner, topk: 13}}\n    alpha: 1\n    \
+         beta: 6\n    allowed_border: -1\n    pos_weight: -1\n    debug: false\n"
+    );
+    format!("{}{head}{}", &retinanet[..head_at], &retinanet[test_at..]).replacen("  type: RetinaNet\n", "  type: TOOD\n", 1)
+}
+
+/// A tiny TOOD trains through its switch from ATSS to task-aligned
+/// assignment (after the first epoch), saves the head under MMDetection's
+/// names and tests; a run resumed at the switch logs the same losses, and
+/// the second epoch differs from a run that keeps ATSS.
+#[test]
+fn tood_switches_assignment_trains_resumes_exactly_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let saved = ["bbox_head.cls_decomp.layer_attention.2.weight", "bbox_head.inter_convs.0.conv.conv_offset.weight", "bbox_head.reg_offset_module.2.bias"];
+    trains_and_tests(dir.path(), "tood", &tiny_tood(1), 2, &["loss_cls", "loss_bbox"], &saved);
+    let file = dir.path().join("tood.yaml");
+    run_config(dir.path(), &file, "resumed", 1, false);
+    run_config(dir.path(), &file, "resumed", 2, true);
+    assert_resumed_logs_alike(dir.path(), "tood", &["loss_cls", "loss_bbox"], 4);
+    std::fs::write(dir.path().join("stay.yaml"), tiny_tood(5)).unwrap();
+    run_config(dir.path(), &dir.path().join("stay.yaml"), "stay", 2, false);
+    for key in ["loss_cls", "loss_bbox"] {
+        let (switched, stayed) = (by_step(dir.path(), "tood", key), by_step(dir.path(), "stay", key));
+        assert_eq!(switched[..2], stayed[..2], "{key}: the first epoch differs before the switch");
+        assert_ne!(switched[2..], stayed[2..], "{key}: the second epoch did not change with the assignment");
+    }
+}
+
 /// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
 /// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
 /// stages, RoIAlign without the half-pixel shift. It trains and tests.

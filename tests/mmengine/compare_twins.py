@@ -346,6 +346,13 @@ CONFIGS = [
     'vfnet/vfnet_x101-32x4d-mdconv-c3-c5_fpn_ms-2x_coco',
     'vfnet/vfnet_x101-64x4d_fpn_ms-2x_coco',
     'vfnet/vfnet_x101-64x4d-mdconv-c3-c5_fpn_ms-2x_coco',
+    'tood/tood_r50_fpn_1x_coco',
+    'tood/tood_r50_fpn_anchor-based_1x_coco',
+    'tood/tood_r50_fpn_ms-2x_coco',
+    'tood/tood_r101_fpn_ms-2x_coco',
+    'tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco',
+    'tood/tood_x101-64x4d_fpn_ms-2x_coco',
+    'tood/tood_x101-64x4d-dconv-c4-c5_fpn_ms-2x_coco',
 ]
 
 

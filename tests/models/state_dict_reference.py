@@ -52,6 +52,8 @@ With OUT_DIR it writes
 * OUT_DIR/atss_r50_fpn_dyhead_1x_state_dict.json
 * OUT_DIR/vfnet_r50_fpn_1x_state_dict.json
 * OUT_DIR/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_state_dict.json
+* OUT_DIR/tood_r50_fpn_1x_state_dict.json
+* OUT_DIR/tood_r101-dconv-c3-c5_fpn_ms-2x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -131,6 +133,8 @@ CONFIGS = {
     "atss_r50_fpn_dyhead_1x": "dyhead/atss_r50_fpn_dyhead_1x_coco.py",
     "vfnet_r50_fpn_1x": "vfnet/vfnet_r50_fpn_1x_coco.py",
     "vfnet_r50-mdconv-c3-c5_fpn_ms-2x": "vfnet/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco.py",
+    "tood_r50_fpn_1x": "tood/tood_r50_fpn_1x_coco.py",
+    "tood_r101-dconv-c3-c5_fpn_ms-2x": "tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco.py",
 }
 
 

@@ -77,7 +77,8 @@ def record_head(d, name, head, x, images, cls_conv):
         total = total + v
     total.backward()
     for k, p in head.named_parameters():
-        d[f"{name}.grad.{k}"] = p.grad.clone()
+        # Zero for a parameter the losses never reach (TOOD's unused reduction bias).
+        d[f"{name}.grad.{k}"] = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
     for i, t in enumerate(xs):
         d[f"{name}.grad.x.{i}"] = t.grad.clone()
     head.eval()

@@ -221,6 +221,8 @@ impl Runner {
         if let Some(d) = dist {
             d.before_forward(sync).map_err(ddp)?;
         }
+        // MMEngine's RuntimeInfoHook: the model may read the epoch (TOOD's assignment).
+        model.set_epoch(s.epoch);
         let mut losses = s.wrapper.optim_context(|| {
             let det = pre.forward(samples, true).map_err(input)?;
             model.loss(&det, &reduce_mean).map_err(runtime)

@@ -343,7 +343,7 @@ impl ATSSHead {
 /// `centerness_target`: of (Np, 4) anchors and their ground-truth boxes,
 /// sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)) of the anchor
 /// centre's distances to the box sides.
-fn centerness_target(anchors: &Tensor, gts: &Tensor) -> ModelResult<Tensor> {
+pub(super) fn centerness_target(anchors: &Tensor, gts: &Tensor) -> ModelResult<Tensor> {
     let a = |i: i64| anchors.f_select(1, i);
     let g = |i: i64| gts.f_select(1, i);
     let cx = a(0)?.f_add(&a(2)?)?.f_div_scalar(2.0)?;

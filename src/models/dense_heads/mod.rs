@@ -1,8 +1,8 @@
 //! Dense heads (`mmdet/models/dense_heads`): `EmbeddingRPNHead`, the learned
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
 //! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
-//! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead` and RTMDet's
-//! `RTMDetSepBNHead`.
+//! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead`, TOOD's
+//! `TOODHead` and RTMDet's `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
@@ -14,6 +14,7 @@ pub mod gfl_head;
 pub mod retina_head;
 pub mod rpn_head;
 pub mod rtmdet_head;
+pub mod tood_head;
 pub mod vfnet_head;
 
 pub use atss_head::ATSSHead;
@@ -24,4 +25,5 @@ pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;
 pub use rtmdet_head::RTMDetSepBNHead;
+pub use tood_head::TOODHead;
 pub use vfnet_head::VFNetHead;

@@ -64,6 +64,14 @@ impl Detector {
         }
     }
 
+    /// Tells the model the current (0-based) training epoch, as MMEngine's
+    /// message hub does (TOOD's head switches its assignment by it).
+    pub fn set_epoch(&self, epoch: u64) {
+        if let Detector::SingleStage(m) = self {
+            m.set_epoch(epoch);
+        }
+    }
+
     /// `loss` in train mode: the named losses (and logged values such as
     /// `acc`). `reduce_mean` is the mean of a count over the processes
     /// (the normaliser Sparse R-CNN's losses share across GPUs).
@@ -120,6 +128,7 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "ATSS" => Ok(Detector::SingleStage(SingleStageDetector::new("ATSS", &parse_cfg(model, "ATSS")?, &p)?)),
         "GFL" => Ok(Detector::SingleStage(SingleStageDetector::new("GFL", &parse_cfg(model, "GFL")?, &p)?)),
         "VFNet" => Ok(Detector::SingleStage(SingleStageDetector::new("VFNet", &parse_cfg(model, "VFNet")?, &p)?)),
+        "TOOD" => Ok(Detector::SingleStage(SingleStageDetector::tood(&parse_cfg(model, "TOOD")?, &p)?)),
         "RTMDet" => Ok(Detector::SingleStage(SingleStageDetector::new("RTMDet", &parse_cfg(model, "RTMDet")?, &p)?)),
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(

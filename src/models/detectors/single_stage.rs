@@ -6,15 +6,15 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, VFNetHeadConfig};
-use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig};
+use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, VFNetHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -29,6 +29,7 @@ pub enum DenseHead {
     Atss(ATSSHead),
     Gfl(GFLHead),
     Vfnet(VFNetHead),
+    Tood(TOODHead),
     Rtm(RTMDetSepBNHead),
     FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
@@ -136,6 +137,35 @@ impl SingleStageDetector {
         })
     }
 
+    /// `TOOD`: a `TOODHead`, whose `train_cfg` has two assignments.
+    pub fn tood(cfg: &TOODConfig, p: &nn::Path) -> ModelResult<Self> {
+        const NAME: &str = "TOOD";
+        let bbox_head = match cfg_type(&cfg.bbox_head.0, "bbox_head")? {
+            "TOODHead" => TOODHead::new(
+                &parse_cfg::<TOODHeadConfig>(&cfg.bbox_head.0, "TOODHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?,
+            other => return Err(ModelError::new(NAME, format!("bbox_head {other:?} is not supported (only TOODHead)"))),
+        };
+        Ok(SingleStageDetector {
+            name: NAME,
+            backbone: build_backbone(&cfg.backbone, NAME, p)?,
+            neck: build_neck(cfg.neck.as_ref(), NAME, p)?,
+            bbox_head: DenseHead::Tood(bbox_head),
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), NAME)?,
+        })
+    }
+
+    /// Tells the head the current (0-based) training epoch (TOOD's
+    /// assignment changes after `initial_epoch`).
+    pub fn set_epoch(&self, epoch: u64) {
+        if let DenseHead::Tood(head) = &self.bbox_head {
+            head.set_epoch(epoch);
+        }
+    }
+
     /// Loads the backbone's `Pretrained` `init_cfg`, if any.
     pub fn init_weights(&self, vs: &nn::VarStore) -> ModelResult<Vec<detc::checkpoint::KeyReport>> {
         Ok(self.backbone.init_weights(vs)?.into_iter().collect())
@@ -153,6 +183,7 @@ impl SingleStageDetector {
             DenseHead::Atss(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Vfnet(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Tood(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
@@ -171,6 +202,7 @@ impl SingleStageDetector {
             DenseHead::Atss(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Vfnet(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Tood(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),

@@ -38,14 +38,24 @@ impl DeformSpec {
         let kind = map.remove("type").and_then(|t| t.as_str().map(str::to_string));
         let invalid = |e: serde_json::Error| ModelError::new(owner, format!("invalid dcn: {e}"));
         let rest = serde_json::Value::Object(map);
+        // MMCV's `deprecated_api_warning`: `deformable_groups` becomes
+        // `deform_groups`, and both at once is an error.
+        let set = rest.get("deform_groups").is_some();
+        let groups = |new: u32, old: Option<u32>| -> ModelResult<u32> {
+            match old {
+                Some(_) if set => Err(ModelError::new(owner, "set deform_groups or its old name deformable_groups, not both")),
+                Some(g) => Ok(g),
+                None => Ok(new),
+            }
+        };
         let (modulated, deform_groups, fallback) = match kind.as_deref() {
             Some("DCN") => {
                 let c: DeformConvConfig = serde_json::from_value(rest).map_err(invalid)?;
-                (false, c.deform_groups, c.fallback_on_stride)
+                (false, groups(c.deform_groups, c.deformable_groups)?, c.fallback_on_stride)
             }
             Some("DCNv2") => {
                 let c: ModulatedDeformConvConfig = serde_json::from_value(rest).map_err(invalid)?;
-                (true, c.deform_groups, c.fallback_on_stride)
+                (true, groups(c.deform_groups, c.deformable_groups)?, c.fallback_on_stride)
             }
             other => return Err(ModelError::new(owner, format!("dcn type {other:?} is not supported (DCN, DCNv2)"))),
         };

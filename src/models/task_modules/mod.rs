@@ -2,7 +2,8 @@
 //! linear sum assignment solver and the `HungarianAssigner` of Sparse R-CNN
 //! and QueryInst; the `AnchorGenerator`, `MaxIoUAssigner` and
 //! `RandomSampler` of Faster / Mask R-CNN; the `ATSSAssigner` of ATSS; the
-//! `MlvlPointGenerator` and `DynamicSoftLabelAssigner` of RTMDet.
+//! `MlvlPointGenerator` and `DynamicSoftLabelAssigner` of RTMDet; TOOD's
+//! `TaskAlignedAssigner`.
 //!
 //! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
 
@@ -22,6 +23,7 @@ pub mod max_iou_assigner;
 pub mod point_generator;
 pub mod random_sampler;
 pub mod pseudo_sampler;
+pub mod task_aligned_assigner;
 
 pub use anchor_generator::{anchor_inside_flags, AnchorGenerator};
 pub use hungarian::{linear_sum_assignment, LsaError};

@@ -807,3 +807,97 @@ pub struct VFNetHeadConfig {
 fn default_bbox_norm_type() -> BBoxNormType {
     BBoxNormType::RegDenom
 }
+
+/// Where `TOODHead` regresses boxes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToodAnchorType {
+    /// Side distances (in strides, through `exp`) from the anchor centres.
+    AnchorFree,
+    /// Deltas decoded by `bbox_coder` on the anchors.
+    AnchorBased,
+}
+
+fn default_tood_anchor_type() -> ToodAnchorType {
+    ToodAnchorType::AnchorFree
+}
+
+fn default_tood_initial_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "FocalLoss", "use_sigmoid": true, "activated": true, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}))
+}
+
+/// `TOODHead`: the task-aligned head of TOOD (Feng et al., "TOOD:
+/// Task-aligned One-stage Object Detection", 2021), as
+/// `mmdet.models.dense_heads.TOODHead` (on ATSSHead): per level
+/// `stacked_convs` shared ConvModules (`inter_convs`, the first `num_dcn`
+/// DCNv2 with 4 offset groups), whose concatenated outputs two task
+/// decompositions (`cls_decomp`, `reg_decomp`: a layer attention weighing
+/// a 1x1 reduction) turn into classification and regression features;
+/// scores are the geometric mean of `tood_cls`'s and `cls_prob_module`'s
+/// sigmoids, and boxes are resampled at offsets `reg_offset_module`
+/// predicts. Trained with ATSS and `initial_loss_cls` for the first
+/// `train_cfg.initial_epoch` epochs, then with `TaskAlignedAssigner` and
+/// `loss_cls` on the alignment metric.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TOODHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// The first `num_dcn` of `inter_convs` are modulated deformable convs.
+    #[serde(default)]
+    pub num_dcn: u32,
+    /// `anchor_free` (distances from the anchor centres) or `anchor_based` (deltas on the anchors).
+    #[serde(default = "default_tood_anchor_type")]
+    pub anchor_type: ToodAnchorType,
+    /// 3x3 convs shared by both tasks (`inter_convs`).
+    #[serde(default = "uint::<4>")]
+    #[schemars(range(min = 1))]
+    pub stacked_convs: u32,
+    /// Channels of the convs (divisible by 4 and by the layer attention's `8 * stacked_convs` reduction).
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Unused by TOOD's layers (ATSSHead's predictor kernel).
+    #[serde(default = "uint::<3>")]
+    #[schemars(range(min = 1))]
+    pub pred_kernel_size: u32,
+    /// Convolution layer of the plain convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the convs and task decompositions (GroupNorm of 32 groups); none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Anchor generator: one anchor per location.
+    #[serde(default = "default_anchor_generator")]
+    pub anchor_generator: AnchorGeneratorCfg,
+    /// Decodes `anchor_based` deltas: `DeltaXYWHBBoxCoder`.
+    #[serde(default = "default_rpn_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Must be true: the box loss is on decoded boxes.
+    #[serde(default = "super::common::yes")]
+    #[schemars(extend("const" = true))]
+    pub reg_decoded_bbox: bool,
+    /// Classification loss of the first epochs: `FocalLoss` on probabilities (`activated: true`).
+    #[serde(default = "default_tood_initial_loss_cls")]
+    pub initial_loss_cls: LossCfg,
+    /// Classification loss after them: `QualityFocalLoss` on probabilities against the alignment metric.
+    #[serde(default = "default_anchor_head_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box loss on the decoded boxes (in strides), e.g. `GIoULoss`.
+    #[serde(default = "default_anchor_head_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Unused by TOOD (ATSSHead builds it).
+    #[serde(default = "default_fcos_loss_centerness")]
+    pub loss_centerness: LossCfg,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Unused: TOODHead's own `init_weights` sets every layer (normal
+    /// weights, std 0.01 or 0.001, the classifiers' bias from a 0.01 prior).
+    #[serde(default = "default_atss_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Null, OneOrMany};
 use super::train_test::{
-    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig,
+    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, ToodTrainConfig,
     TwoStageTestConfig, TwoStageTrainConfig,
 };
 use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
@@ -111,6 +111,34 @@ pub struct SingleStageDetectorConfig {
     /// The head's anchor assignment and sampling.
     #[serde(default)]
     pub train_cfg: Option<RpnTrainConfig>,
+    /// The head's post-processing.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Must be null: an initialiser over the whole detector is not supported yet.
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
+/// `TOOD` (Feng et al., "TOOD: Task-aligned One-stage Object Detection",
+/// 2021): backbone, neck and a `TOODHead`, as `mmdet.models.detectors.TOOD`
+/// (a `SingleStageDetector` whose `train_cfg` switches assigners after
+/// `initial_epoch` epochs).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TOODConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn.
+    #[serde(default)]
+    pub neck: Option<OneOrMany<NeckCfg>>,
+    /// The dense head, `TOODHead`.
+    pub bbox_head: DenseHeadCfg,
+    /// The head's two assignments.
+    #[serde(default)]
+    pub train_cfg: Option<ToodTrainConfig>,
     /// The head's post-processing.
     #[serde(default)]
     pub test_cfg: Option<DenseTestConfig>,

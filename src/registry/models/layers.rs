@@ -276,6 +276,10 @@ pub struct DeformConvConfig {
     #[serde(default = "uint::<1>")]
     #[schemars(range(min = 1))]
     pub deform_groups: u32,
+    /// MMCV's deprecated name of `deform_groups`, which it replaces (set one of the two).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub deformable_groups: Option<u32>,
     /// Must be false. MMDetection's bottleneck pops this key from the dict
     /// all blocks share, so `true` makes only the first block a plain conv.
     #[serde(default)]
@@ -298,6 +302,10 @@ pub struct ModulatedDeformConvConfig {
     #[serde(default = "uint::<1>")]
     #[schemars(range(min = 1))]
     pub deform_groups: u32,
+    /// MMCV's deprecated name of `deform_groups`, which it replaces (set one of the two).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub deformable_groups: Option<u32>,
     /// Must be false (see `DCN`).
     #[serde(default)]
     #[schemars(extend("const" = false))]

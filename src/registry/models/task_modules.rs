@@ -223,6 +223,22 @@ pub struct ATSSAssignerConfig {
     pub ignore_iof_thr: f64,
 }
 
+/// `TaskAlignedAssigner` (TOOD, Feng et al., 2021): per ground truth, the
+/// `topk` predictions of highest alignment `score ^ alpha * IoU ^ beta` (the
+/// predicted box's IoU, the score at the object's class) whose prior's
+/// centre lies inside the box are positive, each taking its highest-IoU
+/// such ground truth.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskAlignedAssignerConfig {
+    /// Candidates per ground truth, over all levels.
+    #[schemars(range(min = 1))]
+    pub topk: u32,
+    /// How IoUs are computed.
+    #[serde(default = "default_iou_calculator")]
+    pub iou_calculator: IouCalculatorConfig,
+}
+
 /// `HungarianAssigner`: one-to-one bipartite matching of predictions to
 /// ground truths minimising a weighted sum of match costs (DETR, Sparse R-CNN).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -34,6 +34,32 @@ pub struct RpnTrainConfig {
     pub debug: bool,
 }
 
+/// `train_cfg` of a `TOOD` detector: ATSS's assignment for the first
+/// `initial_epoch` epochs, then task-aligned assignment.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToodTrainConfig {
+    /// Epochs trained with `initial_assigner` and `initial_loss_cls` before the task-aligned ones.
+    pub initial_epoch: u32,
+    /// The first epochs' assigner, `ATSSAssigner`.
+    pub initial_assigner: AssignerCfg,
+    /// The task-aligned assigner, `TaskAlignedAssigner`.
+    pub assigner: AssignerCfg,
+    /// Exponent of the classification score in the alignment metric.
+    #[schemars(range(min = 0.0))]
+    pub alpha: f64,
+    /// Exponent of the IoU in the alignment metric.
+    #[schemars(range(min = 0.0))]
+    pub beta: f64,
+    /// Anchors crossing the image border by more than this many pixels are ignored; negative keeps all.
+    pub allowed_border: i64,
+    /// Weight of positive samples in the classification loss; <= 0 means 1.
+    pub pos_weight: f64,
+    /// Unused (kept for MMDetection compatibility).
+    #[serde(default)]
+    pub debug: bool,
+}
+
 /// `train_cfg.rpn_proposal` / `test_cfg.rpn`: how the RPN turns scores into proposals.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
