@@ -97,6 +97,8 @@ pub static BUILDERS: &[&str] = &[
     "TOOD",
     "TOODHead",
     "TaskAlignedAssigner",
+    "FOVEA",
+    "FoveaHead",
     // RTMDet (src/models/backbones/cspnext.rs, necks/cspnext_pafpn.rs,
     // dense_heads/rtmdet_head.rs, task_modules/dynamic_soft_label_assigner.rs).
     "RTMDet",

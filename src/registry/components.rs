@@ -25,8 +25,8 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
-use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
+use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, FoveaHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
+use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
@@ -58,6 +58,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
     component::<SingleStageDetectorConfig>("VFNet", Role::Detector),
     component::<TOODConfig>("TOOD", Role::Detector),
+    component::<FOVEAConfig>("FOVEA", Role::Detector),
     component::<SingleStageDetectorConfig>("RTMDet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
@@ -90,6 +91,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<ATSSHeadConfig>("ATSSHead", Role::DenseHead),
     component::<VFNetHeadConfig>("VFNetHead", Role::DenseHead),
     component::<TOODHeadConfig>("TOODHead", Role::DenseHead),
+    component::<FoveaHeadConfig>("FoveaHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<FreeAnchorRetinaHeadConfig>("FreeAnchorRetinaHead", Role::DenseHead),

@@ -343,6 +343,20 @@ fn tood_r101_dconv_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn fovea_r50_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/foveabox/fovea_r50_fpn_4xb4-1x_coco.yaml", "fovea_r50_fpn_4xb4-1x_state_dict.json");
+}
+
+/// With the classification branch aligned to the predicted box (`feature_adaption`).
+#[test]
+fn fovea_r50_align_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/foveabox/fovea_r50_fpn_gn-head-align_4xb4-2x_coco.yaml",
+        "fovea_r50_fpn_gn-head-align_4xb4-2x_state_dict.json",
+    );
+}
+
+#[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
 }
@@ -400,6 +414,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "vfnet_r50-mdconv-c3-c5_fpn_ms-2x",
         "tood_r50_fpn_1x",
         "tood_r101-dconv-c3-c5_fpn_ms-2x",
+        "fovea_r50_fpn_4xb4-1x",
+        "fovea_r50_fpn_gn-head-align_4xb4-2x",
     ] {
         assert_eq!(
             live[name],

@@ -479,6 +479,27 @@ fn tood_switches_assignment_trains_resumes_exactly_and_tests() {
     }
 }
 
+/// A tiny FoveaBox with the classification branch aligned to the predicted
+/// box (the gn-head-align configs): the tiny RetinaNet's backbone and FPN
+/// under a `FoveaHead`, an empty `train_cfg`. Both losses are logged, the
+/// aligning convs are saved under MMDetection's names, and it tests.
+#[test]
+fn foveabox_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let retinanet = tiny_retinanet(TINY_FPN, "{type: SmoothL1Loss, beta: 0.11, loss_weight: 1.0}");
+    let (head_at, test_at) = (retinanet.find("  bbox_head:\n").unwrap(), retinanet.find("  test_cfg:\n").unwrap());
+    let head = "  bbox_head:\n    type: FoveaHead\n    num_classes: 4\n    in_channels: 32\n    stacked_convs: 2\n    feat_channels: 32\n    \
+                strides: [8, 16, 32, 64, 128]\n    base_edge_list: [16, 32, 64, 128, 256]\n    \
+                scale_ranges: [[1, 64], [32, 128], [64, 256], [128, 512], [256, 2048]]\n    with_deform: true\n    \
+                norm_cfg: {type: GN, num_groups: 8, requires_grad: true}\n    \
+                loss_cls: {type: FocalLoss, use_sigmoid: true, gamma: 1.5, alpha: 0.4, loss_weight: 1.0}\n    \
+                loss_bbox: {type: SmoothL1Loss, beta: 0.11, loss_weight: 1.0}\n  train_cfg: {}\n";
+    let config = format!("{}{head}{}", &retinanet[..head_at], &retinanet[test_at..]).replacen("  type: RetinaNet\n", "  type: FOVEA\n", 1);
+    let saved = ["bbox_head.feature_adaption.conv_offset.weight", "bbox_head.feature_adaption.conv_adaption.weight", "bbox_head.cls_convs.1.gn.weight"];
+    trains_and_tests(dir.path(), "fovea", &config, 2, &["loss_cls", "loss_bbox"], &saved);
+}
+
 /// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
 /// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
 /// stages, RoIAlign without the half-pixel shift. It trains and tests.

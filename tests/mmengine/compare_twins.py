@@ -353,6 +353,14 @@ CONFIGS = [
     'tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco',
     'tood/tood_x101-64x4d_fpn_ms-2x_coco',
     'tood/tood_x101-64x4d-dconv-c4-c5_fpn_ms-2x_coco',
+    'foveabox/fovea_r50_fpn_4xb4-1x_coco',
+    'foveabox/fovea_r50_fpn_4xb4-2x_coco',
+    'foveabox/fovea_r50_fpn_gn-head-align_4xb4-2x_coco',
+    'foveabox/fovea_r50_fpn_gn-head-align_ms-640-800-4xb4-2x_coco',
+    'foveabox/fovea_r101_fpn_4xb4-1x_coco',
+    'foveabox/fovea_r101_fpn_4xb4-2x_coco',
+    'foveabox/fovea_r101_fpn_gn-head-align_4xb4-2x_coco',
+    'foveabox/fovea_r101_fpn_gn-head-align_ms-640-800-4xb4-2x_coco',
 ]
 
 

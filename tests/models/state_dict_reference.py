@@ -54,6 +54,8 @@ With OUT_DIR it writes
 * OUT_DIR/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_state_dict.json
 * OUT_DIR/tood_r50_fpn_1x_state_dict.json
 * OUT_DIR/tood_r101-dconv-c3-c5_fpn_ms-2x_state_dict.json
+* OUT_DIR/fovea_r50_fpn_4xb4-1x_state_dict.json
+* OUT_DIR/fovea_r50_fpn_gn-head-align_4xb4-2x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -135,6 +137,8 @@ CONFIGS = {
     "vfnet_r50-mdconv-c3-c5_fpn_ms-2x": "vfnet/vfnet_r50-mdconv-c3-c5_fpn_ms-2x_coco.py",
     "tood_r50_fpn_1x": "tood/tood_r50_fpn_1x_coco.py",
     "tood_r101-dconv-c3-c5_fpn_ms-2x": "tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco.py",
+    "fovea_r50_fpn_4xb4-1x": "foveabox/fovea_r50_fpn_4xb4-1x_coco.py",
+    "fovea_r50_fpn_gn-head-align_4xb4-2x": "foveabox/fovea_r50_fpn_gn-head-align_4xb4-2x_coco.py",
 }
 
 

@@ -194,6 +194,7 @@ impl ATSSHead {
                 conv_bias: None,
                 levels: prior_generator.num_levels(),
                 dcn_on_last_conv: false,
+                cls_tower: true,
             },
         )?;
         let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);

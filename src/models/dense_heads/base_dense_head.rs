@@ -163,6 +163,8 @@ pub struct TowerSpec<'a> {
     pub levels: usize,
     /// The last conv of each tower is a DCNv2 (AnchorFreeHead's `dcn_on_last_conv`).
     pub dcn_on_last_conv: bool,
+    /// Build the classification tower (FoveaBox's `with_deform` has its own).
+    pub cls_tower: bool,
 }
 
 /// A head's towers and what its predictor convs take from the same config.
@@ -193,7 +195,8 @@ impl Towers {
         let scales = (0..spec.levels as i64)
             .map(|i| crate::models::layers::param(&(p / "scales" / i), "scale", &[], Init::Const(1.0), true))
             .collect::<ModelResult<Vec<_>>>()?;
-        let towers = Towers { cls_convs: branch.build(&(p / "cls_convs"))?, reg_convs: branch.build(&(p / "reg_convs"))?, scales, branch };
+        let cls_convs = if spec.cls_tower { branch.build(&(p / "cls_convs"))? } else { vec![] };
+        let towers = Towers { cls_convs, reg_convs: branch.build(&(p / "reg_convs"))?, scales, branch };
         let out_channels = if spec.stacked_convs > 0 { spec.feat_channels } else { spec.in_channels } as i64;
         Ok(BuiltTowers { towers, conv_init, cls_init, out_channels })
     }

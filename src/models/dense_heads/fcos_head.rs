@@ -114,6 +114,7 @@ impl FCOSHead {
                 },
                 levels: cfg.strides.len(),
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
+                cls_tower: true,
             },
         )?;
         let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);

@@ -2,13 +2,14 @@
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
 //! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
 //! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead`, TOOD's
-//! `TOODHead` and RTMDet's `RTMDetSepBNHead`.
+//! `TOODHead`, FoveaBox's `FoveaHead` and RTMDet's `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
 pub mod base_dense_head;
 pub mod embedding_rpn_head;
 pub mod fcos_head;
+pub mod fovea_head;
 pub mod free_anchor_retina_head;
 pub mod gfl_head;
 pub mod retina_head;
@@ -20,6 +21,7 @@ pub mod vfnet_head;
 pub use atss_head::ATSSHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
 pub use fcos_head::FCOSHead;
+pub use fovea_head::FoveaHead;
 pub use free_anchor_retina_head::FreeAnchorRetinaHead;
 pub use gfl_head::GFLHead;
 pub use retina_head::RetinaHead;

@@ -161,6 +161,7 @@ impl VFNetHead {
                 },
                 levels,
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
+                cls_tower: true,
             },
         )?;
         let (last, conv_init, cls_init) = (built.out_channels, built.conv_init, built.cls_init);

@@ -6,15 +6,15 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig};
-use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig, FoveaHeadConfig};
+use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead, FoveaHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -30,6 +30,7 @@ pub enum DenseHead {
     Gfl(GFLHead),
     Vfnet(VFNetHead),
     Tood(TOODHead),
+    Fovea(FoveaHead),
     Rtm(RTMDetSepBNHead),
     FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
@@ -158,6 +159,22 @@ impl SingleStageDetector {
         })
     }
 
+    /// `FOVEA`: a `FoveaHead`, which assigns its own targets (`train_cfg` is empty).
+    pub fn fovea(cfg: &FOVEAConfig, p: &nn::Path) -> ModelResult<Self> {
+        const NAME: &str = "FOVEA";
+        let bbox_head = match cfg_type(&cfg.bbox_head.0, "bbox_head")? {
+            "FoveaHead" => FoveaHead::new(&parse_cfg::<FoveaHeadConfig>(&cfg.bbox_head.0, "FoveaHead")?, cfg.test_cfg.as_ref(), &(p / "bbox_head"))?,
+            other => return Err(ModelError::new(NAME, format!("bbox_head {other:?} is not supported (only FoveaHead)"))),
+        };
+        Ok(SingleStageDetector {
+            name: NAME,
+            backbone: build_backbone(&cfg.backbone, NAME, p)?,
+            neck: build_neck(cfg.neck.as_ref(), NAME, p)?,
+            bbox_head: DenseHead::Fovea(bbox_head),
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), NAME)?,
+        })
+    }
+
     /// Tells the head the current (0-based) training epoch (TOOD's
     /// assignment changes after `initial_epoch`).
     pub fn set_epoch(&self, epoch: u64) {
@@ -184,6 +201,7 @@ impl SingleStageDetector {
             DenseHead::Gfl(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Vfnet(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Tood(head) => head.loss(&x, &batch.data_samples, reduce_mean),
+            DenseHead::Fovea(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
@@ -203,6 +221,7 @@ impl SingleStageDetector {
             DenseHead::Gfl(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Vfnet(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Tood(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::Fovea(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),

@@ -901,3 +901,101 @@ pub struct TOODHeadConfig {
     #[serde(default = "default_atss_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_fovea_base_edges() -> Vec<f64> {
+    vec![16.0, 32.0, 64.0, 128.0, 256.0]
+}
+
+fn default_fovea_scale_ranges() -> Vec<[f64; 2]> {
+    vec![[8.0, 32.0], [16.0, 64.0], [32.0, 128.0], [64.0, 256.0], [128.0, 512.0]]
+}
+
+fn default_fovea_sigma() -> f64 {
+    0.4
+}
+
+fn default_fovea_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "conv_cls", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+/// `FoveaHead`: the head of FoveaBox (Kong et al., "FoveaBox: Beyound
+/// Anchor-Based Object Detection", 2020), as
+/// `mmdet.models.dense_heads.FoveaHead` (an AnchorFreeHead): per level a
+/// regression tower and `conv_reg` (the log of each side's distance in
+/// units of the level's `base_edge_list` size), and a classification tower
+/// and `conv_cls`. Each object trains the levels whose `scale_ranges` hold
+/// the square root of its area, on the locations of its box's central
+/// `sigma` part (its fovea), smaller objects over larger ones. With
+/// `with_deform` the classification branch is a deformable conv whose
+/// offsets come from the predicted box (`feature_adaption`), then two
+/// ConvModules four times as wide.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FoveaHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// 3x3 convs of each branch (the regression one only, with `with_deform`).
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Stride of each input level (AnchorFreeHead's default is `[4, 8, 16, 32, 64]`).
+    #[serde(default = "default_fcos_strides")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub strides: Vec<u32>,
+    /// Per level, the size in pixels the side distances are measured in.
+    #[serde(default = "default_fovea_base_edges")]
+    #[schemars(inner(range(min = 1.0)))]
+    pub base_edge_list: Vec<f64>,
+    /// Per level, the `[min, max]` square root of an object's area that it trains.
+    #[serde(default = "default_fovea_scale_ranges")]
+    pub scale_ranges: Vec<[f64; 2]>,
+    /// The central part of a box whose locations are its positives (0 to 1).
+    #[serde(default = "default_fovea_sigma")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sigma: f64,
+    /// Classify from features aligned to the predicted box by a deformable conv.
+    #[serde(default)]
+    pub with_deform: bool,
+    /// Offset groups of that deformable conv.
+    #[serde(default = "uint::<4>")]
+    #[schemars(range(min = 1))]
+    pub deform_groups: u32,
+    /// The last conv of each branch is a modulated deformable conv (`DCNv2`).
+    #[serde(default)]
+    pub dcn_on_last_conv: bool,
+    /// Bias of the branch convs: `auto` (none with a norm) or a bool.
+    #[serde(default = "auto_bias")]
+    pub conv_bias: ConvBias,
+    /// Classification loss, e.g. `FocalLoss` (sigmoid).
+    #[serde(default = "default_fcos_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Loss of the log side distances, e.g. `SmoothL1Loss`.
+    #[serde(default = "default_fcos_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Unused by this head (AnchorFreeHead's `DistancePointBBoxCoder`).
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs; none when null.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `conv_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_fovea_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Null, OneOrMany};
 use super::train_test::{
-    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, ToodTrainConfig,
+    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, ToodTrainConfig, EmptyTrainConfig,
     TwoStageTestConfig, TwoStageTrainConfig,
 };
 use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
@@ -139,6 +139,33 @@ pub struct TOODConfig {
     /// The head's two assignments.
     #[serde(default)]
     pub train_cfg: Option<ToodTrainConfig>,
+    /// The head's post-processing.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Must be null: an initialiser over the whole detector is not supported yet.
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
+/// `FOVEA` (FoveaBox, Kong et al., 2020): backbone, neck and a `FoveaHead`,
+/// as `mmdet.models.detectors.FOVEA` (a `SingleStageDetector` whose head
+/// assigns its own targets: `train_cfg` is empty).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FOVEAConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn.
+    #[serde(default)]
+    pub neck: Option<OneOrMany<NeckCfg>>,
+    /// The dense head, `FoveaHead`.
+    pub bbox_head: DenseHeadCfg,
+    /// Empty (`{}`) or null: the head has no training settings.
+    #[serde(default)]
+    pub train_cfg: Option<EmptyTrainConfig>,
     /// The head's post-processing.
     #[serde(default)]
     pub test_cfg: Option<DenseTestConfig>,

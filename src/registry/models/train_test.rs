@@ -34,6 +34,12 @@ pub struct RpnTrainConfig {
     pub debug: bool,
 }
 
+/// An empty `train_cfg` (`{}`): a head that assigns its own targets without
+/// settings (FoveaBox's).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyTrainConfig {}
+
 /// `train_cfg` of a `TOOD` detector: ATSS's assignment for the first
 /// `initial_epoch` epochs, then task-aligned assignment.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
