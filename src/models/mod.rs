@@ -99,6 +99,9 @@ pub static BUILDERS: &[&str] = &[
     "TaskAlignedAssigner",
     "FOVEA",
     "FoveaHead",
+    "RepPointsDetector",
+    "RepPointsHead",
+    "PointAssigner",
     // RTMDet (src/models/backbones/cspnext.rs, necks/cspnext_pafpn.rs,
     // dense_heads/rtmdet_head.rs, task_modules/dynamic_soft_label_assigner.rs).
     "RTMDet",

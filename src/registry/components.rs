@@ -25,8 +25,8 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, FoveaHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
-use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
+use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, FoveaHeadConfig, RepPointsHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
+use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, RepPointsDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
@@ -41,7 +41,7 @@ use super::models::ops::{NmsConfig, RoIAlignConfig, SoftNmsConfig};
 use super::models::roi_heads::{ResLayerConfig, CascadeRoIHeadConfig, GenericRoIExtractorConfig, MaskScoringRoIHeadConfig, SingleRoIExtractorConfig, SparseRoIHeadConfig, StandardRoIHeadConfig};
 use super::models::task_modules::{
     AnchorGeneratorConfig, LegacyDeltaXYWHBBoxCoderConfig, MlvlPointGeneratorConfig, DynamicSoftLabelAssignerConfig, BBoxL1CostConfig, ClassificationCostConfig, DeltaXYWHBBoxCoderConfig, DistancePointBBoxCoderConfig, FocalLossCostConfig,
-    ATSSAssignerConfig, TaskAlignedAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
+    ATSSAssignerConfig, TaskAlignedAssignerConfig, PointAssignerConfig, CombinedSamplerConfig, HungarianAssignerConfig, InstanceBalancedPosSamplerConfig, IoUBalancedNegSamplerConfig, IoUCostConfig, MaxIoUAssignerConfig, OHEMSamplerConfig, PseudoSamplerConfig, RandomSamplerConfig,
 };
 use super::models::weight_init::{
     Caffe2XavierInitConfig, ConstantInitConfig, KaimingInitConfig, NormalInitConfig, PretrainedInitConfig, XavierInitConfig,
@@ -59,6 +59,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("VFNet", Role::Detector),
     component::<TOODConfig>("TOOD", Role::Detector),
     component::<FOVEAConfig>("FOVEA", Role::Detector),
+    component::<RepPointsDetectorConfig>("RepPointsDetector", Role::Detector),
     component::<SingleStageDetectorConfig>("RTMDet", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskRCNN", Role::Detector),
     component::<TwoStageDetectorConfig>("MaskScoringRCNN", Role::Detector),
@@ -92,6 +93,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<VFNetHeadConfig>("VFNetHead", Role::DenseHead),
     component::<TOODHeadConfig>("TOODHead", Role::DenseHead),
     component::<FoveaHeadConfig>("FoveaHead", Role::DenseHead),
+    component::<RepPointsHeadConfig>("RepPointsHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<FreeAnchorRetinaHeadConfig>("FreeAnchorRetinaHead", Role::DenseHead),
@@ -127,6 +129,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<HungarianAssignerConfig>("HungarianAssigner", Role::Assigner),
     component::<ATSSAssignerConfig>("ATSSAssigner", Role::Assigner),
     component::<TaskAlignedAssignerConfig>("TaskAlignedAssigner", Role::Assigner),
+    component::<PointAssignerConfig>("PointAssigner", Role::Assigner),
     component::<DynamicSoftLabelAssignerConfig>("DynamicSoftLabelAssigner", Role::Assigner),
     component::<RandomSamplerConfig>("RandomSampler", Role::Sampler),
     component::<PseudoSamplerConfig>("PseudoSampler", Role::Sampler),

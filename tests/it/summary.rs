@@ -356,6 +356,24 @@ fn fovea_r50_align_state_dict_and_params_equal_mmdetection() {
     );
 }
 
+/// RepPoints' head: the two deformable convs' weights and `moment_transfer`.
+#[test]
+fn reppoints_moment_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.yaml",
+        "reppoints-moment_r50_fpn-gn_head-gn_1x_state_dict.json",
+    );
+}
+
+/// With regressed boxes (four outputs instead of the points) and no `moment_transfer`.
+#[test]
+fn reppoints_bbox_grid_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet(
+        "configs/reppoints/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_coco.yaml",
+        "reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_state_dict.json",
+    );
+}
+
 #[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
@@ -416,6 +434,8 @@ fn fixtures_are_what_mmdetection_builds() {
         "tood_r101-dconv-c3-c5_fpn_ms-2x",
         "fovea_r50_fpn_4xb4-1x",
         "fovea_r50_fpn_gn-head-align_4xb4-2x",
+        "reppoints-moment_r50_fpn-gn_head-gn_1x",
+        "reppoints-bbox_r50_fpn-gn_head-gn-grid_1x",
     ] {
         assert_eq!(
             live[name],

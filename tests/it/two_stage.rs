@@ -500,6 +500,27 @@ fn foveabox_trains_and_tests() {
     trains_and_tests(dir.path(), "fovea", &config, 2, &["loss_cls", "loss_bbox"], &saved);
 }
 
+/// A tiny RepPoints (the tiny RetinaNet's backbone and FPN under a
+/// `RepPointsHead` with the moment transform, `PointAssigner` then
+/// `MaxIoUAssigner`): its three losses are logged, `moment_transfer` and the
+/// deformable convs are saved under MMDetection's names, and it tests.
+#[test]
+fn reppoints_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let retinanet = tiny_retinanet(TINY_FPN, "{type: SmoothL1Loss, beta: 0.11, loss_weight: 1.0}");
+    let (head_at, test_at) = (retinanet.find("  bbox_head:\n").unwrap(), retinanet.find("  test_cfg:\n").unwrap());
+    let head = "  bbox_head:\n    type: RepPointsHead\n    num_classes: 4\n    in_channels: 32\n    feat_channels: 32\n    \
+                point_feat_channels: 32\n    stacked_convs: 2\n    point_strides: [8, 16, 32, 64, 128]\n    \
+                norm_cfg: {type: GN, num_groups: 8, requires_grad: true}\n    transform_method: moment\n  train_cfg:\n    \
+                init:\n      assigner: {type: PointAssigner, scale: 4, pos_num: 1}\n      allowed_border: -1\n      pos_weight: -1\n    \
+                refine:\n      assigner: {type: MaxIoUAssigner, pos_iou_thr: 0.5, neg_iou_thr: 0.4, min_pos_iou: 0, ignore_iof_thr: -1}\n      \
+                allowed_border: -1\n      pos_weight: -1\n";
+    let config = format!("{}{head}{}", &retinanet[..head_at], &retinanet[test_at..]).replacen("  type: RetinaNet\n", "  type: RepPointsDetector\n", 1);
+    let saved = ["bbox_head.moment_transfer", "bbox_head.reppoints_cls_conv.weight", "bbox_head.reppoints_pts_refine_out.bias"];
+    trains_and_tests(dir.path(), "reppoints", &config, 2, &["loss_cls", "loss_pts_init", "loss_pts_refine"], &saved);
+}
+
 /// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
 /// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
 /// stages, RoIAlign without the half-pixel shift. It trains and tests.

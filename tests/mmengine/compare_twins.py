@@ -361,6 +361,16 @@ CONFIGS = [
     'foveabox/fovea_r101_fpn_4xb4-2x_coco',
     'foveabox/fovea_r101_fpn_gn-head-align_4xb4-2x_coco',
     'foveabox/fovea_r101_fpn_gn-head-align_ms-640-800-4xb4-2x_coco',
+    'reppoints/reppoints-moment_r50_fpn_1x_coco',
+    'reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco',
+    'reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco',
+    'reppoints/reppoints-moment_r101_fpn-gn_head-gn_2x_coco',
+    'reppoints/reppoints-moment_r101-dconv-c3-c5_fpn-gn_head-gn_2x_coco',
+    'reppoints/reppoints-moment_x101-dconv-c3-c5_fpn-gn_head-gn_2x_coco',
+    'reppoints/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_coco',
+    'reppoints/reppoints-bbox_r50-center_fpn-gn_head-gn-grid_1x_coco',
+    'reppoints/reppoints-minmax_r50_fpn-gn_head-gn_1x_coco',
+    'reppoints/reppoints-partial-minmax_r50_fpn-gn_head-gn_1x_coco',
 ]
 
 

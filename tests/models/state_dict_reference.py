@@ -56,6 +56,8 @@ With OUT_DIR it writes
 * OUT_DIR/tood_r101-dconv-c3-c5_fpn_ms-2x_state_dict.json
 * OUT_DIR/fovea_r50_fpn_4xb4-1x_state_dict.json
 * OUT_DIR/fovea_r50_fpn_gn-head-align_4xb4-2x_state_dict.json
+* OUT_DIR/reppoints-moment_r50_fpn-gn_head-gn_1x_state_dict.json
+* OUT_DIR/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -139,6 +141,8 @@ CONFIGS = {
     "tood_r101-dconv-c3-c5_fpn_ms-2x": "tood/tood_r101-dconv-c3-c5_fpn_ms-2x_coco.py",
     "fovea_r50_fpn_4xb4-1x": "foveabox/fovea_r50_fpn_4xb4-1x_coco.py",
     "fovea_r50_fpn_gn-head-align_4xb4-2x": "foveabox/fovea_r50_fpn_gn-head-align_4xb4-2x_coco.py",
+    "reppoints-moment_r50_fpn-gn_head-gn_1x": "reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.py",
+    "reppoints-bbox_r50_fpn-gn_head-gn-grid_1x": "reppoints/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_coco.py",
 }
 
 

@@ -2,7 +2,8 @@
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
 //! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
 //! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead`, TOOD's
-//! `TOODHead`, FoveaBox's `FoveaHead` and RTMDet's `RTMDetSepBNHead`.
+//! `TOODHead`, FoveaBox's `FoveaHead`, `RepPointsHead` and RTMDet's
+//! `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
@@ -12,6 +13,7 @@ pub mod fcos_head;
 pub mod fovea_head;
 pub mod free_anchor_retina_head;
 pub mod gfl_head;
+pub mod reppoints_head;
 pub mod retina_head;
 pub mod rpn_head;
 pub mod rtmdet_head;
@@ -24,6 +26,7 @@ pub use fcos_head::FCOSHead;
 pub use fovea_head::FoveaHead;
 pub use free_anchor_retina_head::FreeAnchorRetinaHead;
 pub use gfl_head::GFLHead;
+pub use reppoints_head::RepPointsHead;
 pub use retina_head::RetinaHead;
 pub use rpn_head::RPNHead;
 pub use rtmdet_head::RTMDetSepBNHead;

@@ -130,6 +130,7 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "VFNet" => Ok(Detector::SingleStage(SingleStageDetector::new("VFNet", &parse_cfg(model, "VFNet")?, &p)?)),
         "TOOD" => Ok(Detector::SingleStage(SingleStageDetector::tood(&parse_cfg(model, "TOOD")?, &p)?)),
         "FOVEA" => Ok(Detector::SingleStage(SingleStageDetector::fovea(&parse_cfg(model, "FOVEA")?, &p)?)),
+        "RepPointsDetector" => Ok(Detector::SingleStage(SingleStageDetector::reppoints(&parse_cfg(model, "RepPointsDetector")?, &p)?)),
         "RTMDet" => Ok(Detector::SingleStage(SingleStageDetector::new("RTMDet", &parse_cfg(model, "RTMDet")?, &p)?)),
         "RPN" => Ok(Detector::SingleStage(SingleStageDetector::rpn(&parse_cfg(model, "RPN")?, &p)?)),
         other => Err(ModelError::new(

@@ -6,15 +6,15 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig, FoveaHeadConfig};
-use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig, FoveaHeadConfig, RepPointsHeadConfig};
+use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, RepPointsDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead, FoveaHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead, FoveaHead, RepPointsHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -31,6 +31,7 @@ pub enum DenseHead {
     Vfnet(VFNetHead),
     Tood(TOODHead),
     Fovea(FoveaHead),
+    RepPoints(RepPointsHead),
     Rtm(RTMDetSepBNHead),
     FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
@@ -175,6 +176,27 @@ impl SingleStageDetector {
         })
     }
 
+    /// `RepPointsDetector`: a `RepPointsHead`, whose `train_cfg` assigns two stages.
+    pub fn reppoints(cfg: &RepPointsDetectorConfig, p: &nn::Path) -> ModelResult<Self> {
+        const NAME: &str = "RepPointsDetector";
+        let bbox_head = match cfg_type(&cfg.bbox_head.0, "bbox_head")? {
+            "RepPointsHead" => RepPointsHead::new(
+                &parse_cfg::<RepPointsHeadConfig>(&cfg.bbox_head.0, "RepPointsHead")?,
+                cfg.train_cfg.as_ref(),
+                cfg.test_cfg.as_ref(),
+                &(p / "bbox_head"),
+            )?,
+            other => return Err(ModelError::new(NAME, format!("bbox_head {other:?} is not supported (only RepPointsHead)"))),
+        };
+        Ok(SingleStageDetector {
+            name: NAME,
+            backbone: build_backbone(&cfg.backbone, NAME, p)?,
+            neck: build_neck(cfg.neck.as_ref(), NAME, p)?,
+            bbox_head: DenseHead::RepPoints(bbox_head),
+            data_preprocessor: preprocessor_config(cfg.data_preprocessor.as_ref(), NAME)?,
+        })
+    }
+
     /// Tells the head the current (0-based) training epoch (TOOD's
     /// assignment changes after `initial_epoch`).
     pub fn set_epoch(&self, epoch: u64) {
@@ -202,6 +224,7 @@ impl SingleStageDetector {
             DenseHead::Vfnet(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Tood(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Fovea(head) => head.loss(&x, &batch.data_samples),
+            DenseHead::RepPoints(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
@@ -222,6 +245,7 @@ impl SingleStageDetector {
             DenseHead::Vfnet(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Tood(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Fovea(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::RepPoints(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),

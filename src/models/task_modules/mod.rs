@@ -3,7 +3,7 @@
 //! and QueryInst; the `AnchorGenerator`, `MaxIoUAssigner` and
 //! `RandomSampler` of Faster / Mask R-CNN; the `ATSSAssigner` of ATSS; the
 //! `MlvlPointGenerator` and `DynamicSoftLabelAssigner` of RTMDet; TOOD's
-//! `TaskAlignedAssigner`.
+//! `TaskAlignedAssigner`; RepPoints' `PointAssigner`.
 //!
 //! Shape shorthand: `P` predictions (proposals) and `G` ground truths of one image, `C` classes.
 
@@ -20,6 +20,7 @@ mod legacy_tests;
 pub mod libra_samplers;
 pub mod match_costs;
 pub mod max_iou_assigner;
+pub mod point_assigner;
 pub mod point_generator;
 pub mod random_sampler;
 pub mod pseudo_sampler;

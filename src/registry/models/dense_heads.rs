@@ -999,3 +999,139 @@ pub struct FoveaHeadConfig {
     #[serde(default = "default_fovea_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+/// How `RepPointsHead` turns a point set into a box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PointsTransform {
+    /// The points' mean, plus and minus their standard deviation times a learned factor.
+    Moment,
+    /// The points' extent.
+    Minmax,
+    /// The extent of the first four points.
+    PartialMinmax,
+}
+
+fn default_points_transform() -> PointsTransform {
+    PointsTransform::Moment
+}
+
+fn default_reppoints_strides() -> Vec<u32> {
+    vec![8, 16, 32, 64, 128]
+}
+
+fn default_reppoints_loss_init() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 0.5}))
+}
+
+fn default_reppoints_loss_refine() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0}))
+}
+
+fn default_reppoints_init() -> Option<OneOrMany<InitCfg>> {
+    Some(OneOrMany::One(InitCfg(serde_json::json!({
+        "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        "override": {"type": "Normal", "name": "reppoints_cls_out", "std": 0.01, "bias_prob": 0.01}
+    }))))
+}
+
+fn default_moment_mul() -> f64 {
+    0.01
+}
+
+/// `RepPointsHead`: the head of RepPoints (Yang et al., "RepPoints: Point
+/// Set Representation for Object Detection", 2019), as
+/// `mmdet.models.dense_heads.RepPointsHead` (an AnchorFreeHead): per level
+/// classification and point towers; an initial set of `num_points` points
+/// per location (`reppoints_pts_init_*`), which place the taps of two
+/// deformable convs: one refines the points (`reppoints_pts_refine_*`), one
+/// classifies (`reppoints_cls_*`). Point sets become boxes by
+/// `transform_method`; with `use_grid_points` the head regresses boxes and
+/// samples a grid in them instead.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepPointsHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the tower convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// Channels of the point and classification convs after the towers.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub point_feat_channels: u32,
+    /// 3x3 convs of each tower.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Points per set: an odd square (the deformable convs' kernel taps).
+    #[serde(default = "uint::<9>")]
+    #[schemars(range(min = 1))]
+    pub num_points: u32,
+    /// Share of the deformable convs' gradient that reaches the initial points.
+    #[serde(default = "default_gradient_mul")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub gradient_mul: f64,
+    /// Stride of each input level.
+    #[serde(default = "default_reppoints_strides")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub point_strides: Vec<u32>,
+    /// Size, in strides, that normalises the box losses (and of the initial boxes).
+    #[serde(default = "uint::<4>")]
+    #[schemars(range(min = 1))]
+    pub point_base_scale: u32,
+    /// Classification loss, e.g. `FocalLoss` (sigmoid).
+    #[serde(default = "default_fcos_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Loss of the initial points' boxes, e.g. `SmoothL1Loss`.
+    #[serde(default = "default_reppoints_loss_init")]
+    pub loss_bbox_init: LossCfg,
+    /// Loss of the refined points' boxes, e.g. `SmoothL1Loss`.
+    #[serde(default = "default_reppoints_loss_refine")]
+    pub loss_bbox_refine: LossCfg,
+    /// Regress boxes and sample a grid of points in them.
+    #[serde(default)]
+    pub use_grid_points: bool,
+    /// Start the points at the location (else on a square of `point_base_scale` strides).
+    #[serde(default = "super::common::yes")]
+    pub center_init: bool,
+    /// `moment`, `minmax` or `partial_minmax`.
+    #[serde(default = "default_points_transform")]
+    pub transform_method: PointsTransform,
+    /// Share of the moment factor's gradient that trains it.
+    #[serde(default = "default_moment_mul")]
+    pub moment_mul: f64,
+    /// Strides of AnchorFreeHead (unused: `point_strides` rule).
+    #[serde(default = "default_fcos_strides")]
+    pub strides: Vec<u32>,
+    /// Must be false: RepPoints' towers have no deformable last conv.
+    #[serde(default)]
+    #[schemars(extend("const" = false))]
+    pub dcn_on_last_conv: bool,
+    /// Unused (the towers' bias follows the norm, as MMDetection's head builds them).
+    #[serde(default = "auto_bias")]
+    pub conv_bias: ConvBias,
+    /// Unused by this head (AnchorFreeHead's).
+    #[serde(default = "default_fcos_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Unused by this head (AnchorFreeHead's `DistancePointBBoxCoder`).
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// Convolution layer of the tower convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the tower convs; none when null.
+    #[serde(default)]
+    pub norm_cfg: Option<NormCfg>,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `reppoints_cls_out`'s
+    /// bias from the prior probability `bias_prob`.
+    #[serde(default = "default_reppoints_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Null, OneOrMany};
 use super::train_test::{
-    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, ToodTrainConfig, EmptyTrainConfig,
+    DenseTestConfig, RpnOnlyTestConfig, RpnOnlyTrainConfig, RpnTrainConfig, SparseTestConfig, SparseTrainConfig, ToodTrainConfig, EmptyTrainConfig, RepPointsTrainConfig,
     TwoStageTestConfig, TwoStageTrainConfig,
 };
 use crate::registry::refs::{BackboneCfg, DataPreprocessorCfg, DenseHeadCfg, NeckCfg, RoiHeadCfg, RpnHeadCfg};
@@ -166,6 +166,34 @@ pub struct FOVEAConfig {
     /// Empty (`{}`) or null: the head has no training settings.
     #[serde(default)]
     pub train_cfg: Option<EmptyTrainConfig>,
+    /// The head's post-processing.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Normalisation, padding and batching, e.g. `DetDataPreprocessor`.
+    #[serde(default)]
+    pub data_preprocessor: Option<DataPreprocessorCfg>,
+    /// Must be null: an initialiser over the whole detector is not supported yet.
+    #[serde(default)]
+    pub init_cfg: Null,
+}
+
+/// `RepPointsDetector` (Yang et al., "RepPoints: Point Set Representation
+/// for Object Detection", 2019): backbone, neck and a `RepPointsHead`, as
+/// `mmdet.models.detectors.RepPointsDetector` (a `SingleStageDetector`
+/// whose `train_cfg` assigns two stages).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepPointsDetectorConfig {
+    /// Feature extractor, e.g. `ResNet`.
+    pub backbone: BackboneCfg,
+    /// Multi-scale feature neck, e.g. `FPN`; a list runs its necks in turn.
+    #[serde(default)]
+    pub neck: Option<OneOrMany<NeckCfg>>,
+    /// The dense head, `RepPointsHead`.
+    pub bbox_head: DenseHeadCfg,
+    /// The head's two assignments, `init` and `refine`.
+    #[serde(default)]
+    pub train_cfg: Option<RepPointsTrainConfig>,
     /// The head's post-processing.
     #[serde(default)]
     pub test_cfg: Option<DenseTestConfig>,

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{AnyObject, IntOrPair, OneOrMany};
+use super::common::{uint, AnyObject, IntOrPair, OneOrMany};
 use crate::registry::refs::MatchCostCfg;
 
 fn one() -> f64 {
@@ -237,6 +237,23 @@ pub struct TaskAlignedAssignerConfig {
     /// How IoUs are computed.
     #[serde(default = "default_iou_calculator")]
     pub iou_calculator: IouCalculatorConfig,
+}
+
+/// `PointAssigner` (RepPoints, Yang et al., 2019): each ground truth is
+/// given the level `log2(sqrt(w * h) / scale)` (clamped to the levels) and,
+/// on it, the `pos_num` points nearest its centre (distances in units of
+/// its width and height), unless a point is already nearer another one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointAssignerConfig {
+    /// Object size, in strides, that maps to a level's stride.
+    #[serde(default = "uint::<4>")]
+    #[schemars(range(min = 1))]
+    pub scale: u32,
+    /// Points per ground truth.
+    #[serde(default = "uint::<3>")]
+    #[schemars(range(min = 1))]
+    pub pos_num: u32,
 }
 
 /// `HungarianAssigner`: one-to-one bipartite matching of predictions to

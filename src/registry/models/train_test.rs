@@ -40,6 +40,19 @@ pub struct RpnTrainConfig {
 #[serde(deny_unknown_fields)]
 pub struct EmptyTrainConfig {}
 
+/// `train_cfg` of a `RepPointsDetector`: the assignment of the initial
+/// points (to the location points, `PointAssigner`, or to boxes around
+/// them, `MaxIoUAssigner`) and of the refined ones (the boxes of the initial
+/// points, `MaxIoUAssigner`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepPointsTrainConfig {
+    /// The initial stage's assigner, sampler and positive weight.
+    pub init: RpnTrainConfig,
+    /// The refinement stage's; its labels train the scores.
+    pub refine: RpnTrainConfig,
+}
+
 /// `train_cfg` of a `TOOD` detector: ATSS's assignment for the first
 /// `initial_epoch` epochs, then task-aligned assignment.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
