@@ -102,6 +102,9 @@ pub static BUILDERS: &[&str] = &[
     "RepPointsDetector",
     "RepPointsHead",
     "PointAssigner",
+    "CenterNet",
+    "CenterNetUpdateHead",
+    "GaussianFocalLoss",
     // RTMDet (src/models/backbones/cspnext.rs, necks/cspnext_pafpn.rs,
     // dense_heads/rtmdet_head.rs, task_modules/dynamic_soft_label_assigner.rs).
     "RTMDet",

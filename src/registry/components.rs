@@ -25,14 +25,14 @@ use super::models::backbones::{
 };
 use super::models::bbox_heads::{BBoxHeadConfig, ConvFCBBoxHeadConfig, DIIHeadConfig, Shared2FCBBoxHeadConfig, Shared4Conv1FCBBoxHeadConfig};
 use super::models::data_preprocessors::{BatchFixedSizePadConfig, DetDataPreprocessorConfig};
-use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, FoveaHeadConfig, RepPointsHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
+use super::models::dense_heads::{FreeAnchorRetinaHeadConfig, RTMDetSepBNHeadConfig, ATSSHeadConfig, EmbeddingRPNHeadConfig, FCOSHeadConfig, GFLHeadConfig, RPNHeadConfig, TOODHeadConfig, FoveaHeadConfig, RepPointsHeadConfig, CenterNetUpdateHeadConfig, VFNetHeadConfig, RetinaHeadConfig};
 use super::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, RepPointsDetectorConfig, QueryInstConfig, SparseRCNNConfig, TwoStageDetectorConfig};
 use super::models::layers::{
     BatchNormConfig, ContextBlockConfig, ConvModuleConfig, Conv2dConfig, GeneralizedAttentionConfig, ConvWSConfig, DeformConvConfig, DynamicConvConfig, ModulatedDeformConvConfig, GeluConfig, GroupNormConfig, LayerNormConfig, LeakyReluConfig,
     MmcvSyncBatchNormConfig, ReluConfig, SigmoidConfig, SiluConfig, SwishConfig, SyncBatchNormConfig,
 };
 use super::models::losses::{
-    BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, VarifocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
+    BalancedL1LossConfig, BoundedIoULossConfig, GhmcConfig, GhmrConfig, CrossEntropyLossConfig, DiceLossConfig, DistanceIoULossConfig, DistributionFocalLossConfig, FocalLossConfig, QualityFocalLossConfig, VarifocalLossConfig, GaussianFocalLossConfig, GIoULossConfig, IoULossConfig, L1LossConfig, MSELossConfig,
     SmoothL1LossConfig,
 };
 use super::models::mask_heads::{DynamicMaskHeadConfig, FCNMaskHeadConfig, MaskIoUHeadConfig};
@@ -57,6 +57,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<SingleStageDetectorConfig>("ATSS", Role::Detector),
     component::<SingleStageDetectorConfig>("GFL", Role::Detector),
     component::<SingleStageDetectorConfig>("VFNet", Role::Detector),
+    component::<SingleStageDetectorConfig>("CenterNet", Role::Detector),
     component::<TOODConfig>("TOOD", Role::Detector),
     component::<FOVEAConfig>("FOVEA", Role::Detector),
     component::<RepPointsDetectorConfig>("RepPointsDetector", Role::Detector),
@@ -94,6 +95,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<TOODHeadConfig>("TOODHead", Role::DenseHead),
     component::<FoveaHeadConfig>("FoveaHead", Role::DenseHead),
     component::<RepPointsHeadConfig>("RepPointsHead", Role::DenseHead),
+    component::<CenterNetUpdateHeadConfig>("CenterNetUpdateHead", Role::DenseHead),
     component::<GFLHeadConfig>("GFLHead", Role::DenseHead),
     component::<RTMDetSepBNHeadConfig>("RTMDetSepBNHead", Role::DenseHead),
     component::<FreeAnchorRetinaHeadConfig>("FreeAnchorRetinaHead", Role::DenseHead),
@@ -145,6 +147,7 @@ pub static COMPONENTS: &[Component] = &[
     component::<FocalLossConfig>("FocalLoss", Role::Loss),
     component::<QualityFocalLossConfig>("QualityFocalLoss", Role::Loss),
     component::<VarifocalLossConfig>("VarifocalLoss", Role::Loss),
+    component::<GaussianFocalLossConfig>("GaussianFocalLoss", Role::Loss),
     component::<DistributionFocalLossConfig>("DistributionFocalLoss", Role::Loss),
     component::<CrossEntropyLossConfig>("CrossEntropyLoss", Role::Loss),
     component::<L1LossConfig>("L1Loss", Role::Loss),

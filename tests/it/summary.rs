@@ -375,6 +375,11 @@ fn reppoints_bbox_grid_state_dict_and_params_equal_mmdetection() {
 }
 
 #[test]
+fn centernet_update_state_dict_and_params_equal_mmdetection() {
+    assert_matches_mmdet("configs/centernet/centernet-update_r50-caffe_fpn_ms-1x_coco.yaml", "centernet-update_r50-caffe_fpn_ms-1x_state_dict.json");
+}
+
+#[test]
 fn libra_faster_rcnn_state_dict_and_params_equal_mmdetection() {
     assert_matches_mmdet("configs/libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.yaml", "libra-faster-rcnn_r50_fpn_1x_state_dict.json");
 }
@@ -436,6 +441,7 @@ fn fixtures_are_what_mmdetection_builds() {
         "fovea_r50_fpn_gn-head-align_4xb4-2x",
         "reppoints-moment_r50_fpn-gn_head-gn_1x",
         "reppoints-bbox_r50_fpn-gn_head-gn-grid_1x",
+        "centernet-update_r50-caffe_fpn_ms-1x",
     ] {
         assert_eq!(
             live[name],

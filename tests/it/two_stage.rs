@@ -521,6 +521,24 @@ fn reppoints_trains_and_tests() {
     trains_and_tests(dir.path(), "reppoints", &config, 2, &["loss_cls", "loss_pts_init", "loss_pts_refine"], &saved);
 }
 
+/// A tiny CenterNet (the tiny RetinaNet's backbone and FPN under a
+/// `CenterNetUpdateHead`, no `train_cfg`): both losses are logged, the head
+/// is saved under MMDetection's names, and it tests.
+#[test]
+fn centernet_trains_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let retinanet = tiny_retinanet(TINY_FPN, "{type: GIoULoss, loss_weight: 2.0}");
+    let (head_at, test_at) = (retinanet.find("  bbox_head:\n").unwrap(), retinanet.find("  test_cfg:\n").unwrap());
+    let head = "  bbox_head:\n    type: CenterNetUpdateHead\n    num_classes: 4\n    in_channels: 32\n    stacked_convs: 2\n    \
+                feat_channels: 32\n    strides: [8, 16, 32, 64, 128]\n    norm_cfg: {type: GN, num_groups: 8, requires_grad: true}\n    \
+                loss_cls: {type: GaussianFocalLoss, pos_weight: 0.25, neg_weight: 0.75, loss_weight: 1.0}\n    \
+                loss_bbox: {type: GIoULoss, loss_weight: 2.0}\n  train_cfg: null\n";
+    let config = format!("{}{head}{}", &retinanet[..head_at], &retinanet[test_at..]).replacen("  type: RetinaNet\n", "  type: CenterNet\n", 1);
+    let saved = ["bbox_head.conv_cls.bias", "bbox_head.scales.4.scale", "bbox_head.reg_convs.1.gn.weight"];
+    trains_and_tests(dir.path(), "centernet", &config, 2, &["loss_cls", "loss_bbox"], &saved);
+}
+
 /// The demo Faster R-CNN as MMDetection 1.x built it (the `legacy_1.x`
 /// configs): `LegacyAnchorGenerator`, `LegacyDeltaXYWHBBoxCoder` in both
 /// stages, RoIAlign without the half-pixel shift. It trains and tests.

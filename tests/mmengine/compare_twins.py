@@ -371,6 +371,11 @@ CONFIGS = [
     'reppoints/reppoints-bbox_r50-center_fpn-gn_head-gn-grid_1x_coco',
     'reppoints/reppoints-minmax_r50_fpn-gn_head-gn_1x_coco',
     'reppoints/reppoints-partial-minmax_r50_fpn-gn_head-gn_1x_coco',
+    'centernet/centernet-update_r50-caffe_fpn_ms-1x_coco',
+    'centernet/centernet-update_r50_fpn_8xb8-amp-lsj-200e_coco',
+    'centernet/centernet-update_r18_fpn_8xb8-amp-lsj-200e_coco',
+    'centernet/centernet-update_r101_fpn_8xb8-amp-lsj-200e_coco',
+    'centernet/centernet_tta',
 ]
 
 

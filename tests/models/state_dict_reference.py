@@ -58,6 +58,7 @@ With OUT_DIR it writes
 * OUT_DIR/fovea_r50_fpn_gn-head-align_4xb4-2x_state_dict.json
 * OUT_DIR/reppoints-moment_r50_fpn-gn_head-gn_1x_state_dict.json
 * OUT_DIR/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_state_dict.json
+* OUT_DIR/centernet-update_r50-caffe_fpn_ms-1x_state_dict.json
 
 each `{"config": ..., "params": N, "trainable": T, "frozen": F,
 "buffers": [name, ...], "state_dict": {name: [shape, ...]}}`:
@@ -143,6 +144,7 @@ CONFIGS = {
     "fovea_r50_fpn_gn-head-align_4xb4-2x": "foveabox/fovea_r50_fpn_gn-head-align_4xb4-2x_coco.py",
     "reppoints-moment_r50_fpn-gn_head-gn_1x": "reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.py",
     "reppoints-bbox_r50_fpn-gn_head-gn-grid_1x": "reppoints/reppoints-bbox_r50_fpn-gn_head-gn-grid_1x_coco.py",
+    "centernet-update_r50-caffe_fpn_ms-1x": "centernet/centernet-update_r50-caffe_fpn_ms-1x_coco.py",
 }
 
 

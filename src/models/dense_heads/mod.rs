@@ -2,12 +2,13 @@
 //! proposals of Sparse R-CNN and QueryInst; `RPNHead`; the single-stage
 //! detectors' `RetinaHead` (and FreeAnchor's `FreeAnchorRetinaHead`),
 //! `FCOSHead`, `ATSSHead`, `GFLHead`, VarifocalNet's `VFNetHead`, TOOD's
-//! `TOODHead`, FoveaBox's `FoveaHead`, `RepPointsHead` and RTMDet's
-//! `RTMDetSepBNHead`.
+//! `TOODHead`, FoveaBox's `FoveaHead`, `RepPointsHead`, CenterNet's
+//! `CenterNetUpdateHead` and RTMDet's `RTMDetSepBNHead`.
 
 pub mod anchor_head;
 pub mod atss_head;
 pub mod base_dense_head;
+pub mod centernet_update_head;
 pub mod embedding_rpn_head;
 pub mod fcos_head;
 pub mod fovea_head;
@@ -21,6 +22,7 @@ pub mod tood_head;
 pub mod vfnet_head;
 
 pub use atss_head::ATSSHead;
+pub use centernet_update_head::CenterNetUpdateHead;
 pub use embedding_rpn_head::{EmbeddingRPNHead, Proposals};
 pub use fcos_head::FCOSHead;
 pub use fovea_head::FoveaHead;

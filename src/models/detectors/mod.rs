@@ -128,6 +128,7 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
         "ATSS" => Ok(Detector::SingleStage(SingleStageDetector::new("ATSS", &parse_cfg(model, "ATSS")?, &p)?)),
         "GFL" => Ok(Detector::SingleStage(SingleStageDetector::new("GFL", &parse_cfg(model, "GFL")?, &p)?)),
         "VFNet" => Ok(Detector::SingleStage(SingleStageDetector::new("VFNet", &parse_cfg(model, "VFNet")?, &p)?)),
+        "CenterNet" => Ok(Detector::SingleStage(SingleStageDetector::new("CenterNet", &parse_cfg(model, "CenterNet")?, &p)?)),
         "TOOD" => Ok(Detector::SingleStage(SingleStageDetector::tood(&parse_cfg(model, "TOOD")?, &p)?)),
         "FOVEA" => Ok(Detector::SingleStage(SingleStageDetector::fovea(&parse_cfg(model, "FOVEA")?, &p)?)),
         "RepPointsDetector" => Ok(Detector::SingleStage(SingleStageDetector::reppoints(&parse_cfg(model, "RepPointsDetector")?, &p)?)),

@@ -6,7 +6,7 @@
 //! the RPN's head).
 
 use detc::registry::models::data_preprocessors::DetDataPreprocessorConfig;
-use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig, FoveaHeadConfig, RepPointsHeadConfig};
+use detc::registry::models::dense_heads::{ATSSHeadConfig, FCOSHeadConfig, FreeAnchorRetinaHeadConfig, GFLHeadConfig, RPNHeadConfig, RTMDetSepBNHeadConfig, RetinaHeadConfig, TOODHeadConfig, VFNetHeadConfig, FoveaHeadConfig, RepPointsHeadConfig, CenterNetUpdateHeadConfig};
 use detc::registry::models::detectors::{RPNConfig, SingleStageDetectorConfig, TOODConfig, FOVEAConfig, RepPointsDetectorConfig};
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
@@ -14,7 +14,7 @@ use tch::{nn, Tensor};
 use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
-use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead, FoveaHead, RepPointsHead};
+use crate::models::dense_heads::{ATSSHead, FCOSHead, FreeAnchorRetinaHead, GFLHead, RPNHead, RTMDetSepBNHead, RetinaHead, TOODHead, VFNetHead, FoveaHead, RepPointsHead, CenterNetUpdateHead};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::necks::Neck;
@@ -32,6 +32,7 @@ pub enum DenseHead {
     Tood(TOODHead),
     Fovea(FoveaHead),
     RepPoints(RepPointsHead),
+    CenterNet(CenterNetUpdateHead),
     Rtm(RTMDetSepBNHead),
     FreeAnchor(FreeAnchorRetinaHead),
     /// The `RPN` detector's head.
@@ -88,6 +89,16 @@ impl SingleStageDetector {
                 cfg.test_cfg.as_ref(),
                 &(p / "bbox_head"),
             )?),
+            "CenterNetUpdateHead" => {
+                if cfg.train_cfg.is_some() {
+                    return Err(ModelError::new(name, "CenterNetUpdateHead assigns its own targets: model.train_cfg must be null"));
+                }
+                DenseHead::CenterNet(CenterNetUpdateHead::new(
+                    &parse_cfg::<CenterNetUpdateHeadConfig>(&cfg.bbox_head.0, "CenterNetUpdateHead")?,
+                    cfg.test_cfg.as_ref(),
+                    &(p / "bbox_head"),
+                )?)
+            }
             "FreeAnchorRetinaHead" => DenseHead::FreeAnchor(FreeAnchorRetinaHead::new(
                 &parse_cfg::<FreeAnchorRetinaHeadConfig>(&cfg.bbox_head.0, "FreeAnchorRetinaHead")?,
                 cfg.train_cfg.as_ref(),
@@ -103,7 +114,7 @@ impl SingleStageDetector {
             other => {
                 return Err(ModelError::new(
                     name,
-                    format!("bbox_head {other:?} is not supported (RetinaHead, FreeAnchorRetinaHead, FCOSHead, ATSSHead, GFLHead, VFNetHead and RTMDetSepBNHead are)"),
+                    format!("bbox_head {other:?} is not supported (RetinaHead, FreeAnchorRetinaHead, FCOSHead, ATSSHead, GFLHead, VFNetHead, CenterNetUpdateHead and RTMDetSepBNHead are)"),
                 ))
             }
         };
@@ -225,6 +236,7 @@ impl SingleStageDetector {
             DenseHead::Tood(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Fovea(head) => head.loss(&x, &batch.data_samples),
             DenseHead::RepPoints(head) => head.loss(&x, &batch.data_samples),
+            DenseHead::CenterNet(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::Rtm(head) => head.loss(&x, &batch.data_samples, reduce_mean),
             DenseHead::FreeAnchor(head) => head.loss(&x, &batch.data_samples),
             DenseHead::Rpn(head) => {
@@ -246,6 +258,7 @@ impl SingleStageDetector {
             DenseHead::Tood(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Fovea(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::RepPoints(head) => head.predict(&x, &batch.data_samples, rescale),
+            DenseHead::CenterNet(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rtm(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::FreeAnchor(head) => head.predict(&x, &batch.data_samples, rescale),
             DenseHead::Rpn(head) => head.predict_detections(&x, &batch.data_samples, rescale),

@@ -15,12 +15,12 @@
 
 use detc::registry::models::common::{FloatOrPair, StrOrList};
 use detc::registry::models::necks::{AddExtraConvs, ExtraConvsSource, FPNConfig, InterpolateMode};
-use detc::registry::models::weight_init::{Distribution, XavierInitConfig};
+use detc::registry::models::weight_init::{Caffe2XavierInitConfig, Distribution, XavierInitConfig};
 use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::models::layers::{
-    kaiming_normal_fan_out, xavier, Activation, ConvGeom, ConvKind, ConvModule, ConvModuleOpts, ModelError,
+    caffe2_xavier, kaiming_normal_fan_out, xavier, Activation, ConvGeom, ConvKind, ConvModule, ConvModuleOpts, ModelError,
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg};
@@ -35,6 +35,8 @@ const NAME: &str = "FPN";
 #[derive(Debug, Clone, Copy)]
 enum ConvInit {
     Xavier { gain: f64, uniform: bool },
+    /// MMEngine's `Caffe2Xavier` (the CenterNet configs' FPN): Kaiming uniform, `a = 1`, fan-in.
+    Caffe2Xavier,
     ConvModuleDefault,
 }
 
@@ -42,13 +44,15 @@ impl ConvInit {
     fn weight(self, dims: &[i64]) -> Init {
         match self {
             ConvInit::Xavier { gain, uniform } => xavier(dims, gain, uniform),
+            ConvInit::Caffe2Xavier => caffe2_xavier(dims.iter().skip(1).product()),
             ConvInit::ConvModuleDefault => kaiming_normal_fan_out(dims),
         }
     }
 }
 
-/// `init_cfg`: one `Xavier` on `Conv2d` (bias 0, no override), or null. Any
-/// other initialiser is an error rather than silently not applied.
+/// `init_cfg`: one `Xavier` or `Caffe2Xavier` on `Conv2d` (bias 0, no
+/// override), or null. Any other initialiser is an error rather than
+/// silently not applied.
 fn conv_init(cfg: &FPNConfig) -> ModelResult<ConvInit> {
     let Some(init) = &cfg.init_cfg else {
         return Ok(ConvInit::ConvModuleDefault);
@@ -56,7 +60,7 @@ fn conv_init(cfg: &FPNConfig) -> ModelResult<ConvInit> {
     let unsupported = || {
         ModelError::new(
             NAME,
-            "init_cfg must be one Xavier dict on Conv2d with bias 0 (MMDetection's default: \
+            "init_cfg must be one Xavier or Caffe2Xavier dict on Conv2d with bias 0 (MMDetection's default: \
              {type: Xavier, layer: Conv2d, distribution: uniform}) or null; other initialisers \
              are not supported yet",
         )
@@ -65,16 +69,24 @@ fn conv_init(cfg: &FPNConfig) -> ModelResult<ConvInit> {
     let [one] = items.as_slice() else {
         return Err(unsupported());
     };
-    if cfg_type(&one.0, "FPN.init_cfg")? != "Xavier" {
-        return Err(unsupported());
-    }
-    let x: XavierInitConfig = parse_cfg(&one.0, "FPN.init_cfg")?;
-    let on_conv = match &x.layer {
+    let on_conv = |layer: &Option<StrOrList>| match layer {
         None => true,
         Some(StrOrList::One(s)) => s == "Conv2d",
         Some(StrOrList::List(v)) => v.iter().any(|s| s == "Conv2d"),
     };
-    if !on_conv || x.r#override.is_some() || x.bias != 0.0 || x.bias_prob.is_some() {
+    match cfg_type(&one.0, "FPN.init_cfg")? {
+        "Xavier" => {}
+        "Caffe2Xavier" => {
+            let c: Caffe2XavierInitConfig = parse_cfg(&one.0, "FPN.init_cfg")?;
+            if !on_conv(&c.layer) || c.r#override.is_some() || c.bias != 0.0 || c.bias_prob.is_some() {
+                return Err(unsupported());
+            }
+            return Ok(ConvInit::Caffe2Xavier);
+        }
+        _ => return Err(unsupported()),
+    }
+    let x: XavierInitConfig = parse_cfg(&one.0, "FPN.init_cfg")?;
+    if !on_conv(&x.layer) || x.r#override.is_some() || x.bias != 0.0 || x.bias_prob.is_some() {
         return Err(unsupported());
     }
     Ok(ConvInit::Xavier {

@@ -1135,3 +1135,104 @@ pub struct RepPointsHeadConfig {
     #[serde(default = "default_reppoints_init")]
     pub init_cfg: Option<OneOrMany<InitCfg>>,
 }
+
+fn default_centernet_ranges() -> Vec<[f64; 2]> {
+    vec![[0.0, 80.0], [64.0, 160.0], [128.0, 320.0], [256.0, 640.0], [512.0, 1e9]]
+}
+
+fn default_centernet_loss_cls() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "GaussianFocalLoss", "pos_weight": 0.25, "neg_weight": 0.75, "loss_weight": 1.0}))
+}
+
+fn default_centernet_loss_bbox() -> LossCfg {
+    LossCfg(serde_json::json!({"type": "GIoULoss", "loss_weight": 2.0}))
+}
+
+fn default_hm_min_overlap() -> f64 {
+    0.8
+}
+
+fn default_more_pos_thresh() -> f64 {
+    0.2
+}
+
+/// `CenterNetUpdateHead`: the head of CenterNet2's one-stage CenterNet (Zhou
+/// et al., "Probabilistic two-stage detection", 2021), as
+/// `mmdet.models.dense_heads.CenterNetUpdateHead` (an AnchorFreeHead): FCOS's
+/// towers, `conv_cls` and `conv_reg` (side distances in strides, through a
+/// learned per-level scale, clamped at 0). Scores learn a Gaussian heatmap
+/// around each object's centre (`GaussianFocalLoss`), with extra positives
+/// among the 3x3 cells around the centre whose predicted box fits best;
+/// boxes train on the cells near the centre within the level's range.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CenterNetUpdateHeadConfig {
+    /// Number of object classes (without background).
+    #[schemars(range(min = 1))]
+    pub num_classes: u32,
+    /// Channels of the input feature maps (the neck's `out_channels`).
+    #[schemars(range(min = 1))]
+    pub in_channels: u32,
+    /// Channels of the branch convs.
+    #[serde(default = "uint::<256>")]
+    #[schemars(range(min = 1))]
+    pub feat_channels: u32,
+    /// 3x3 convs of each branch.
+    #[serde(default = "uint::<4>")]
+    pub stacked_convs: u32,
+    /// Stride of each input level (AnchorFreeHead's default is `[4, 8, 16, 32, 64]`).
+    #[serde(default = "default_fcos_strides")]
+    #[schemars(length(min = 1), inner(range(min = 1)))]
+    pub strides: Vec<u32>,
+    /// Per level, the `[min, max]` half diagonal of the objects whose boxes it regresses.
+    #[serde(default = "default_centernet_ranges")]
+    pub regress_ranges: Vec<[f64; 2]>,
+    /// The heatmap's least radius, in pixels.
+    #[serde(default = "uint::<4>")]
+    pub hm_min_radius: u32,
+    /// Sets the heatmap's spread: `((1 - o) / (1 + o)) ^ 2 * 2 * area`.
+    #[serde(default = "default_hm_min_overlap")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub hm_min_overlap: f64,
+    /// A 3x3 cell becomes a positive when its box loss is below this (and the `more_pos_topk`-th smallest).
+    #[serde(default = "default_more_pos_thresh")]
+    pub more_pos_thresh: f64,
+    /// Rank of the box loss, among an object's 3x3 cells of every level, below which cells are positive.
+    #[serde(default = "uint::<9>")]
+    #[schemars(range(min = 1))]
+    pub more_pos_topk: u32,
+    /// Weight the box loss by the heatmap instead of 1.
+    #[serde(default)]
+    pub soft_weight_on_reg: bool,
+    /// Classification loss: `GaussianFocalLoss`.
+    #[serde(default = "default_centernet_loss_cls")]
+    pub loss_cls: LossCfg,
+    /// Box loss on the decoded boxes, e.g. `GIoULoss`.
+    #[serde(default = "default_centernet_loss_bbox")]
+    pub loss_bbox: LossCfg,
+    /// Decodes the distances, `DistancePointBBoxCoder`.
+    #[serde(default = "default_fcos_coder")]
+    pub bbox_coder: BBoxCoderCfg,
+    /// The last conv of each branch is a modulated deformable conv (`DCNv2`).
+    #[serde(default)]
+    pub dcn_on_last_conv: bool,
+    /// Bias of the branch convs: `auto` (none with a norm) or a bool.
+    #[serde(default = "auto_bias")]
+    pub conv_bias: ConvBias,
+    /// Convolution layer of the branch convs; `Conv2d` when null.
+    #[serde(default)]
+    pub conv_cfg: Option<ConvCfg>,
+    /// Normalization layer of the branch convs (GroupNorm of 32 groups); none when null.
+    #[serde(default = "default_fcos_norm")]
+    pub norm_cfg: Option<NormCfg>,
+    /// Training settings: none (`model.train_cfg` is null).
+    #[serde(default)]
+    pub train_cfg: Null,
+    /// Test settings; the detector fills it from `model.test_cfg`.
+    #[serde(default)]
+    pub test_cfg: Option<DenseTestConfig>,
+    /// Weight initialisation: N(0, 0.01) on every conv, `conv_cls`'s bias
+    /// from the prior probability `bias_prob`.
+    #[serde(default = "default_fcos_init")]
+    pub init_cfg: Option<OneOrMany<InitCfg>>,
+}

@@ -116,6 +116,43 @@ fn three_quarters() -> f64 {
     0.75
 }
 
+/// `GaussianFocalLoss` (CornerNet, Law and Deng, 2018; CenterNet), as
+/// `mmdet.models.losses.GaussianFocalLoss`: a focal loss on probabilities
+/// against a Gaussian heatmap. Peaks (target 1, or the given positives)
+/// count `-log(p) (1 - p) ^ alpha`; every other location is pushed down by
+/// `-log(1 - p) p ^ alpha (1 - target) ^ gamma`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianFocalLossConfig {
+    /// Focusing exponent of the predictions.
+    #[serde(default = "two")]
+    #[schemars(range(min = 0.0))]
+    pub alpha: f64,
+    /// Exponent of `1 - target` that spares locations near a peak.
+    #[serde(default = "four")]
+    #[schemars(range(min = 0.0))]
+    pub gamma: f64,
+    /// `none`, `mean` or `sum`.
+    #[serde(default = "mean")]
+    pub reduction: Reduction,
+    /// Multiplier of this loss term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub loss_weight: f64,
+    /// Weight of the positives' term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub pos_weight: f64,
+    /// Weight of the negatives' term.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0))]
+    pub neg_weight: f64,
+}
+
+fn four() -> f64 {
+    4.0
+}
+
 /// `DistributionFocalLoss` (Li et al., 2020), as
 /// `mmdet.models.losses.DistributionFocalLoss`: a side's distance, as a
 /// discrete distribution over the integers, is pulled to the two integers
