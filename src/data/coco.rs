@@ -19,6 +19,11 @@
 //!   categories in file order (MMDetection would use COCO's 80 names, which
 //!   gives the same result on COCO and no labels at all on other data);
 //! - duplicate image, category or annotation ids are errors.
+//!
+//! `Objects365V1Dataset` and `Objects365V2Dataset` are this dataset with
+//! MMDetection's two changes ([`CocoFlavour`]): V1 orders the categories by
+//! id, V2 reads each image as `<its directory>/<its file>` and skips the
+//! three images MMDetection lists as broken.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -36,10 +41,38 @@ use parse::{parse_images, Categories, RawFile};
 /// How to get past a malformed sample; appended to per-sample errors.
 const SKIP_HELP: &str = "fix the annotation file, or set `skip_invalid_samples: true` in the dataset config to drop such images";
 
+/// Which of MMDetection's COCO-format datasets a config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CocoFlavour {
+    Coco,
+    /// `Objects365V1Dataset`: the categories ordered by id before labelling.
+    Objects365V1,
+    /// `Objects365V2Dataset`: `file_name` cut to its last directory and
+    /// name, and [`OBJECTS365_V2_BROKEN`] skipped.
+    Objects365V2,
+}
+
+impl CocoFlavour {
+    /// The flavour of a dataset `type`, if it is one of these.
+    pub fn of(type_name: &str) -> Option<Self> {
+        match type_name {
+            "CocoDataset" => Some(CocoFlavour::Coco),
+            "Objects365V1Dataset" => Some(CocoFlavour::Objects365V1),
+            "Objects365V2Dataset" => Some(CocoFlavour::Objects365V2),
+            _ => None,
+        }
+    }
+}
+
+/// The images `Objects365V2Dataset` skips (MMDetection's `objv2_ignore_list`).
+pub const OBJECTS365_V2_BROKEN: [&str; 3] =
+    ["patch16/objects365_v2_00908726.jpg", "patch6/objects365_v1_00320532.jpg", "patch6/objects365_v1_00320534.jpg"];
+
 /// A COCO-format dataset: one [`DataInfo`] per image, after filtering and `indices`.
 #[derive(Debug)]
 pub struct CocoDataset {
     cfg: CocoDatasetConfig,
+    flavour: CocoFlavour,
     ann_file: PathBuf,
     img_prefix: PathBuf,
     /// `metainfo.classes`, read eagerly as MMEngine does (a file name is read line by line).
@@ -63,22 +96,30 @@ impl CocoDataset {
     /// the annotations now unless `lazy_init: true` (then call [`Self::full_init`]).
     pub fn from_config(cfg: &Value, base_dir: &Path) -> DataResult<CocoDataset> {
         let mut cfg = cfg.clone();
+        let mut flavour = CocoFlavour::Coco;
         if let Some(obj) = cfg.as_object_mut() {
             match obj.shift_remove("type") {
                 None => {}
-                Some(Value::String(t)) if t == "CocoDataset" => {}
+                Some(Value::String(t)) if CocoFlavour::of(&t).is_some() => flavour = CocoFlavour::of(&t).unwrap_or(CocoFlavour::Coco),
                 Some(other) => {
-                    return Err(DataError::new(format!("dataset type {other} is not `CocoDataset`; CocoDataset::from_config builds only that type")))
+                    return Err(DataError::new(format!(
+                        "dataset type {other} is not a COCO-format dataset (CocoDataset, Objects365V1Dataset, Objects365V2Dataset)"
+                    )))
                 }
             }
         }
         let cfg: CocoDatasetConfig = serde_json::from_value(cfg)
             .map_err(|e| DataError::new(format!("invalid CocoDataset config: {e}")))?;
-        Self::from_typed(cfg, base_dir)
+        Self::from_typed_flavour(cfg, flavour, base_dir)
     }
 
-    /// Builds the dataset from an already typed config; see [`Self::from_config`].
+    /// Builds a `CocoDataset` from an already typed config; see [`Self::from_config`].
     pub fn from_typed(cfg: CocoDatasetConfig, base_dir: &Path) -> DataResult<CocoDataset> {
+        Self::from_typed_flavour(cfg, CocoFlavour::Coco, base_dir)
+    }
+
+    /// Builds the dataset of `flavour` from an already typed config.
+    pub fn from_typed_flavour(cfg: CocoDatasetConfig, flavour: CocoFlavour, base_dir: &Path) -> DataResult<CocoDataset> {
         if let Some(file) = &cfg.proposal_file {
             return Err(DataError::new(format!(
                 "proposal_file `{file}`: precomputed proposals (a pickle file) are not supported by detc; remove `proposal_file` from the dataset config"
@@ -110,6 +151,7 @@ impl CocoDataset {
         };
         let dataset = CocoDataset {
             cfg,
+            flavour,
             ann_file,
             img_prefix,
             given_classes,
@@ -202,6 +244,12 @@ impl CocoDataset {
             ))
         })?;
         drop(bytes);
+        let mut raw = raw;
+        match self.flavour {
+            CocoFlavour::Coco => {}
+            CocoFlavour::Objects365V1 => raw.sort_categories_by_id(),
+            CocoFlavour::Objects365V2 => raw.objects365_v2_images(&OBJECTS365_V2_BROKEN),
+        }
         let mut warnings = Vec::new();
         let cats = Categories::new(
             &raw.categories,
@@ -347,6 +395,34 @@ mod tests {
             cfg[k] = v.clone();
         }
         CocoDataset::from_config(&cfg, Path::new("/nonexistent"))
+    }
+
+    /// `Objects365V1Dataset` labels the categories in id order: dog (1),
+    /// cat (4), fox (9).
+    #[test]
+    fn objects365_v1_orders_categories_by_id() {
+        let dir = tree(&sample(), &["a.jpg", "b.jpg", "c.jpg"]);
+        let ds = build(dir.path(), json!({"type": "Objects365V1Dataset"})).unwrap();
+        assert_eq!(ds.cat_ids(), [1, 4, 9]);
+        assert_eq!(ds.classes(), ["dog", "cat", "fox"]);
+        assert_eq!(ds.get(0).instances[0].bbox_label, 0, "category 1 (dog) is label 0");
+    }
+
+    /// `Objects365V2Dataset` reads `<directory>/<file>` of each `file_name`
+    /// and skips the images MMDetection lists as broken.
+    #[test]
+    fn objects365_v2_cuts_paths_and_skips_broken_images() {
+        let mut ann = sample();
+        ann["images"][0]["file_name"] = json!("images/v2/patch3/a.jpg");
+        ann["images"][1]["file_name"] = json!("images/v1/patch6/objects365_v1_00320532.jpg");
+        std::fs::create_dir_all(tree(&json!({}), &[]).path()).unwrap();
+        let dir = tree(&ann, &["c.jpg"]);
+        std::fs::create_dir(dir.path().join("img/patch3")).unwrap();
+        std::fs::write(dir.path().join("img/patch3/a.jpg"), b"").unwrap();
+        let ds = build(dir.path(), json!({"type": "Objects365V2Dataset"})).unwrap();
+        assert_eq!(ds.img_ids(), [7, 5], "the broken image is skipped");
+        assert_eq!(ds.get(0).img_path, dir.path().join("img/patch3/a.jpg"));
+        assert_eq!(ds.cat_ids(), [4, 1, 9], "categories keep the file's order");
     }
 
     #[test]

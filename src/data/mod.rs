@@ -48,6 +48,8 @@ pub type DataResult<T> = std::result::Result<T, DataError>;
 /// `CocoMetric` ([`crate::evaluation::metric`]).
 const COMPONENTS: &[&str] = &[
     "CocoDataset",
+    "Objects365V1Dataset",
+    "Objects365V2Dataset",
     "RepeatDataset",
     "ClassBalancedDataset",
     "ConcatDataset",

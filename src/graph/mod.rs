@@ -12,6 +12,8 @@ use crate::config::value::{Node, Value};
 
 /// Number of COCO classes, MMDetection's `CocoDataset.METAINFO`.
 pub const COCO_CLASSES: i64 = 80;
+/// Objects365's classes (`Objects365V1Dataset`, `Objects365V2Dataset`).
+pub const OBJECTS365_CLASSES: i64 = 365;
 
 /// A component in the graph.
 #[derive(Debug, Clone)]
@@ -350,7 +352,8 @@ fn check_num_classes(config: &Node, model: &Node) -> Diagnostics {
     errors
 }
 
-/// Class count of the training (else val/test) dataset: `metainfo.classes`, or 80 for COCO.
+/// Class count of the training (else val/test) dataset: `metainfo.classes`, or
+/// 80 for COCO and 365 for Objects365.
 fn dataset_classes(config: &Node) -> Option<(i64, Option<Span>, &'static str)> {
     for loader in ["train_dataloader", "val_dataloader", "test_dataloader"] {
         // A ConcatDataset's datasets share their classes: the first tells.
@@ -362,8 +365,10 @@ fn dataset_classes(config: &Node) -> Option<(i64, Option<Span>, &'static str)> {
                 return Some((items.len() as i64, Some(classes.span), "`metainfo.classes`"));
             }
         }
-        if dataset.at_path(&["type"]).and_then(Node::as_str) == Some("CocoDataset") {
-            return Some((COCO_CLASSES, None, "COCO"));
+        match dataset.at_path(&["type"]).and_then(Node::as_str) {
+            Some("CocoDataset") => return Some((COCO_CLASSES, None, "COCO")),
+            Some("Objects365V1Dataset" | "Objects365V2Dataset") => return Some((OBJECTS365_CLASSES, None, "Objects365")),
+            _ => {}
         }
     }
     None

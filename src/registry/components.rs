@@ -193,6 +193,8 @@ pub static COMPONENTS: &[Component] = &[
     component::<ConstantInitConfig>("Constant", Role::Init),
     // datasets
     component::<CocoDatasetConfig>("CocoDataset", Role::Dataset),
+    component::<CocoDatasetConfig>("Objects365V1Dataset", Role::Dataset),
+    component::<CocoDatasetConfig>("Objects365V2Dataset", Role::Dataset),
     component::<RepeatDatasetConfig>("RepeatDataset", Role::Dataset),
     component::<ClassBalancedDatasetConfig>("ClassBalancedDataset", Role::Dataset),
     component::<ConcatDatasetConfig>("ConcatDataset", Role::Dataset),

@@ -77,7 +77,10 @@ pub enum Indices {
 }
 
 /// `CocoDataset`: COCO-format detection / instance segmentation annotations
-/// (`mmdet.datasets.CocoDataset`).
+/// (`mmdet.datasets.CocoDataset`). `Objects365V1Dataset` and
+/// `Objects365V2Dataset` take the same fields: V1 labels the categories in
+/// id order, V2 reads each image as `<directory>/<file>` of its `file_name`
+/// and skips MMDetection's three broken images.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CocoDatasetConfig {

@@ -122,7 +122,7 @@ pub fn run_dir(work_dir: &Path) -> PathBuf {
 /// not the bases, demos or benchmarks), relative to the repository, sorted.
 pub fn twin_configs() -> Vec<String> {
     let mut configs = vec![];
-    for model in ["queryinst", "sparse_rcnn", "faster_rcnn", "mask_rcnn", "cascade_rcnn", "gn", "gn+ws", "swin", "retinanet", "regnet", "dcn", "dcnv2", "hrnet", "rpn", "fcos", "resnest", "res2net", "gcnet", "atss", "gfl", "pafpn", "ms_rcnn", "empirical_attention", "libra_rcnn", "ghm", "strong_baselines", "simple_copy_paste", "groie", "rtmdet", "free_anchor", "dyhead", "legacy_1.x", "vfnet", "tood", "foveabox", "reppoints", "centernet"] {
+    for model in ["queryinst", "sparse_rcnn", "faster_rcnn", "mask_rcnn", "cascade_rcnn", "gn", "gn+ws", "swin", "retinanet", "regnet", "dcn", "dcnv2", "hrnet", "rpn", "fcos", "resnest", "res2net", "gcnet", "atss", "gfl", "pafpn", "ms_rcnn", "empirical_attention", "libra_rcnn", "ghm", "strong_baselines", "simple_copy_paste", "groie", "rtmdet", "free_anchor", "dyhead", "legacy_1.x", "vfnet", "tood", "foveabox", "reppoints", "centernet", "objects365"] {
         for name in file_names(&root().join("configs").join(model)) {
             configs.push(format!("configs/{model}/{name}"));
         }

@@ -376,6 +376,14 @@ CONFIGS = [
     'centernet/centernet-update_r18_fpn_8xb8-amp-lsj-200e_coco',
     'centernet/centernet-update_r101_fpn_8xb8-amp-lsj-200e_coco',
     'centernet/centernet_tta',
+    'objects365/faster-rcnn_r50_fpn_16xb4-1x_objects365v1',
+    'objects365/faster-rcnn_r50_fpn_16xb4-1x_objects365v2',
+    'objects365/faster-rcnn_r50-syncbn_fpn_1350k_objects365v1',
+    'objects365/retinanet_r50_fpn_1x_objects365v1',
+    'objects365/retinanet_r50_fpn_1x_objects365v2',
+    'objects365/retinanet_r50-syncbn_fpn_1350k_objects365v1',
+    '_base_/datasets/objects365v1_detection',
+    '_base_/datasets/objects365v2_detection',
 ]
 
 

@@ -24,6 +24,29 @@ pub(super) struct RawFile {
     pub(super) categories: Vec<RawCategory>,
 }
 
+impl RawFile {
+    /// `Objects365V1Dataset`: the categories in id order (which sets the labels).
+    pub(super) fn sort_categories_by_id(&mut self) {
+        self.categories.sort_by_key(|c| c.id);
+    }
+
+    /// `Objects365V2Dataset`: each `file_name` cut to its last directory and
+    /// its name (`a/b/patch1/x.jpg` is `patch1/x.jpg`), and the images whose
+    /// cut name is in `broken` dropped.
+    pub(super) fn objects365_v2_images(&mut self, broken: &[&str]) {
+        for img in &mut self.images {
+            let path = std::path::Path::new(&img.file_name);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir = path.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned());
+            img.file_name = match dir {
+                Some(d) => format!("{d}/{name}"),
+                None => name,
+            };
+        }
+        self.images.retain(|img| !broken.contains(&img.file_name.as_str()));
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct RawImage {
     id: u64,
