@@ -52,7 +52,10 @@ pub fn build(config: &Node) -> (ModuleGraph, Diagnostics) {
         graph.add_edge(b, n_ix.expect("neck node exists"), Features { channels: out.clone() });
         if let Some(in_node) = n.at_path(&["in_channels"]) {
             let given = int_list(in_node);
-            if given.as_ref() != Some(out) {
+            // One number (YOLOF's DilatedEncoder, CenterNet's CTResNetNeck):
+            // the neck reads the backbone's last output.
+            let scalar_fits = in_node.value.as_int().is_some_and(|c| out.last() == Some(&c));
+            if given.as_ref() != Some(out) && !scalar_fits {
                 errors.push(Diagnostic::error("detc::graph::channel_mismatch",
                     format!("neck `in_channels` {} does not match the backbone's output channels {}", show(in_node), fmt_list(out)))
                     .label(in_node.span, format!("the neck expects {}", show(in_node)))

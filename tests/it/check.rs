@@ -314,6 +314,22 @@ error: main.yaml found 1 problem
 "#]]);
 }
 
+/// A neck with one `in_channels` number (YOLOF's DilatedEncoder) reads the
+/// backbone's last output: equal to it is no mismatch, another number is.
+#[test]
+fn neck_with_one_in_channels_reads_the_last_backbone_output() {
+    let neck = |c: u32| {
+        format!(
+            "{FASTER_RCNN}model:\n  backbone:\n    out_indices: [3]\n  neck:\n    _delete_: true\n    type: DilatedEncoder\n    in_channels: {c}\n"
+        )
+    };
+    let stderr = |main: &str| String::from_utf8(check(&[("main.yaml", main)], &[]).code(1).get_output().stderr.clone()).unwrap();
+    let fits = stderr(&neck(2048));
+    assert!(fits.contains("unknown Neck type `DilatedEncoder`") && !fits.contains("channel_mismatch"), "{fits}");
+    let wrong = stderr(&neck(1024));
+    assert!(wrong.contains("neck `in_channels` 1024 does not match the backbone's output channels [2048]"), "{wrong}");
+}
+
 /// GRoIE concatenating its levels gives the neck's channels once per level.
 #[test]
 fn groie_concat_out_channels_count_every_level() {
