@@ -22,7 +22,6 @@ with an ignored box (`ignore_iof_thr` 0.5): `priors`, `levels`, `gts`,
 `labels`, `ignore`, and its `gt_inds` and `assigned_labels`.
 """
 
-import logging
 import os
 import sys
 
@@ -39,10 +38,8 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
-from mmdet.registry import MODELS, TASK_UTILS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
+from mmdet.registry import TASK_UTILS  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
 COMMON = dict(
@@ -67,12 +64,6 @@ CASES = {
                train_cfg=ConfigDict(assigner=dict(type="ATSSAssigner", topk=3), allowed_border=0, pos_weight=2.0,
                                     debug=False)),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def assign_case(d):
@@ -92,17 +83,7 @@ def assign_case(d):
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = dense_head_images.features(d)
-    for name, cfg in CASES.items():
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "atss_cls")
-    assign_case(d)
-    torch.save(d, os.path.join(out, "atss.pth"))
+    dense_head_images.record_cases(out, "atss.pth", CASES, "atss_cls", extra=assign_case)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ centeronreg-giou` configs).
 import os
 import sys
 
-import torch
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import mmdet_standins  # noqa: E402
@@ -42,13 +40,7 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
-
-import logging  # noqa: E402
-
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 INF = 1e8
 COMMON = dict(
@@ -67,25 +59,10 @@ CASES = {
                    center_sample_radius=1.5, norm_on_bbox=True, centerness_on_reg=True, conv_bias=True,
                    regress_ranges=((-1, 64), (64, 128), (128, INF))),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = dense_head_images.features(d)
-    for name, cfg in CASES.items():
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "conv_cls")
-    torch.save(d, os.path.join(out, "fcos.pth"))
+    dense_head_images.record_cases(out, "fcos.pth", CASES, "conv_cls")
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ weight 0.75 on deltas of stds (0.1, 0.1, 0.2, 0.2)) and `tuned` (bags of 7,
 `positive_bag_loss` and `negative_bag_loss`.
 """
 
-import logging
 import os
 import sys
-
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
@@ -34,10 +31,7 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 COMMON = dict(
     type="FreeAnchorRetinaHead", num_classes=3, in_channels=8, stacked_convs=2, feat_channels=8,
@@ -58,25 +52,10 @@ CASES = {
     "tuned": dict(COMMON, pre_anchor_topk=7, bbox_thr=0.3, gamma=1.5, alpha=0.3,
                   loss_bbox=dict(type="L1Loss", loss_weight=1.0)),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = dense_head_images.features(d)
-    for name, cfg in CASES.items():
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "retina_cls")
-    torch.save(d, os.path.join(out, "free_anchor.pth"))
+    dense_head_images.record_cases(out, "free_anchor.pth", CASES, "retina_cls")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,8 @@ and `grid` (the reppoints-bbox configs: regressed boxes sampled as a grid,
 the initial stage assigned by `MaxIoUAssigner` on boxes around the points).
 """
 
-import logging
 import os
 import sys
-
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
@@ -42,10 +39,7 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 MAX_IOU = dict(type="MaxIoUAssigner", pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1)
 TRAIN = ConfigDict(init=dict(assigner=dict(type="PointAssigner", scale=4, pos_num=1), allowed_border=-1, pos_weight=-1,
@@ -72,25 +66,10 @@ CASES = {
     "grid": dict(COMMON, transform_method="minmax", use_grid_points=True,
                  train_cfg=ConfigDict(init=dict(TRAIN.init, assigner=MAX_IOU), refine=TRAIN.refine)),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = dense_head_images.features(d)
-    for name, cfg in CASES.items():
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "reppoints_cls_out")
-    torch.save(d, os.path.join(out, "reppoints.pth"))
+    dense_head_images.record_cases(out, "reppoints.pth", CASES, "reppoints_cls_out")
 
 
 if __name__ == "__main__":

@@ -105,12 +105,7 @@ HEADS = {
                  train_cfg=ConfigDict(assigner=dict(type="DynamicSoftLabelAssigner", topk=5), allowed_border=-1,
                                       pos_weight=-1, debug=False)),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
+IMAGES = dense_head_images.IMAGES
 
 # The assigner case: a 40x48 (h x w) image, its points of strides 8 and 16,
 # three ground truths (the third tiny: one point inside it).

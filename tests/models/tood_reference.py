@@ -22,7 +22,6 @@ the first conv a DCNv2, no norm, other alpha, beta and topk, weighted
 positives, every score kept before NMS, after `initial_epoch`).
 """
 
-import logging
 import os
 import sys
 
@@ -44,11 +43,8 @@ import mmdet.models.dense_heads.base_dense_head as base_dense_head  # noqa: E402
 base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
-from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine import MessageHub  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 TRAIN = ConfigDict(initial_epoch=4, initial_assigner=dict(type="ATSSAssigner", topk=9),
                    assigner=dict(type="TaskAlignedAssigner", topk=13), alpha=1, beta=6, allowed_border=-1,
@@ -75,12 +71,6 @@ CASES = {
                                         pos_weight=2.0),
                    test_cfg=ConfigDict(COMMON["test_cfg"], score_thr=0.0)), 5),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def assign_case(d):
@@ -102,20 +92,11 @@ def assign_case(d):
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = [torch.randn(2, 16, dense_head_images.PAD[0] // s, dense_head_images.PAD[1] // s) for s in (8, 16, 32)]
-    for i, t in enumerate(x):
-        d[f"x.{i}"] = t.clone()
-    for name, (cfg, epoch) in CASES.items():
-        MessageHub.get_current_instance().update_info("epoch", epoch)
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "tood_cls")
-    assign_case(d)
-    torch.save(d, os.path.join(out, "tood.pth"))
+    def set_epoch(name):
+        MessageHub.get_current_instance().update_info("epoch", CASES[name][1])
+
+    heads = {name: cfg for name, (cfg, _) in CASES.items()}
+    dense_head_images.record_cases(out, "tood.pth", heads, "tood_cls", channels=16, before_case=set_epoch, extra=assign_case)
 
 
 if __name__ == "__main__":

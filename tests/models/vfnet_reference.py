@@ -21,7 +21,6 @@ each tower's last conv a DCNv2, half of the offsets' gradient reaching the
 initial box, positives not averaged over processes).
 """
 
-import logging
 import os
 import sys
 
@@ -44,9 +43,7 @@ base_dense_head.batched_nms = mmdet_standins.mmcv_batched_nms
 
 import dense_head_images  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
-from mmengine.logging import MMLogger  # noqa: E402
 
 COMMON = dict(
     type="VFNetHead", num_classes=3, in_channels=8, stacked_convs=2, feat_channels=8, strides=[8, 16, 32],
@@ -67,12 +64,6 @@ CASES = {
     "fcos": dict(COMMON, use_atss=False, use_vfl=False, center_sampling=True, bbox_norm_type="stride",
                  norm_cfg=None, gradient_mul=0.5, sync_num_pos=False, dcn_on_last_conv=True),
 }
-IMAGES = [
-    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
-         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
-         labels=[0, 2, 1, 1]),
-    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
-]
 
 
 def vfl_case(d):
@@ -90,17 +81,7 @@ def vfl_case(d):
 
 
 def main(out):
-    register_all_modules()
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    d = {}
-    dense_head_images.record(d, IMAGES)
-    x = dense_head_images.features(d)
-    for name, cfg in CASES.items():
-        dense_head_images.record_head(d, name, MODELS.build(cfg), x, IMAGES, "vfnet_cls")
-    vfl_case(d)
-    torch.save(d, os.path.join(out, "vfnet.pth"))
+    dense_head_images.record_cases(out, "vfnet.pth", CASES, "vfnet_cls", extra=vfl_case)
 
 
 if __name__ == "__main__":

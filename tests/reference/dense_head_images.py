@@ -5,14 +5,24 @@ src/models/dense_heads/base_dense_head.rs), and one head's case as the Rust
 tests check it (`check_grads_and_predictions` there).
 
 `images`: dicts of `img_shape`, `scale_factor`, `bboxes`, `labels`, padded
-to `PAD` (the batch's input shape).
+to `PAD` (the batch's input shape); `IMAGES` the batch every reference uses
+(image 1 has no object), and `record_cases` a reference's whole run.
 """
+
+import logging
+import os
 
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 PAD = (64, 80)
+IMAGES = [
+    dict(img_shape=(60, 76), scale_factor=(1.25, 1.28),
+         bboxes=[[4.0, 6.0, 30.0, 40.0], [35.0, 10.0, 70.0, 30.0], [10.0, 30.0, 50.0, 58.0], [40.0, 36.0, 48.0, 44.0]],
+         labels=[0, 2, 1, 1]),
+    dict(img_shape=(64, 72), scale_factor=(1.5, 1.5), bboxes=[], labels=[]),
+]
 
 
 def samples(images):
@@ -39,10 +49,10 @@ def record(d, images):
         d[f"img.{i}.meta"] = torch.tensor([*im["img_shape"], *PAD, *im["scale_factor"]], dtype=torch.float64)
 
 
-def features(d):
-    """A 2-image batch of random 8-channel features per level (strides 8,
-    16, 32 of `PAD`), recorded as `x.{l}`."""
-    x = [torch.randn(2, 8, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
+def features(d, channels=8):
+    """A 2-image batch of random `channels`-channel features per level
+    (strides 8, 16, 32 of `PAD`), recorded as `x.{l}`."""
+    x = [torch.randn(2, channels, PAD[0] // s, PAD[1] // s) for s in (8, 16, 32)]
     for i, t in enumerate(x):
         d[f"x.{i}"] = t.clone()
     return x
@@ -87,3 +97,28 @@ def record_head(d, name, head, x, images, cls_conv):
             for i, r in enumerate(head.predict(tuple(x), samples(images), rescale=rescale)):
                 p = f"{name}.pred{int(rescale)}.{i}"
                 d[f"{p}.bboxes"], d[f"{p}.scores"], d[f"{p}.labels"] = r.bboxes, r.scores, r.labels
+
+
+def record_cases(out, file_name, cases, cls_conv, channels=8, before_case=None, extra=None):
+    """A dense-head reference's run: seed 0, the `IMAGES` and their features
+    (`channels` each), `record_head` for each config of `cases` (after
+    `before_case(name)`, e.g. setting the epoch), `extra(d)` for any further
+    records, all saved to `out/file_name`."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+
+    register_all_modules()
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    d = {}
+    record(d, IMAGES)
+    x = features(d, channels)
+    for name, cfg in cases.items():
+        if before_case is not None:
+            before_case(name)
+        record_head(d, name, MODELS.build(cfg), x, IMAGES, cls_conv)
+    if extra is not None:
+        extra(d)
+    torch.save(d, os.path.join(out, file_name))
