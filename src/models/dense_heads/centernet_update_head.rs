@@ -19,7 +19,7 @@
 //! Shape shorthand: `N` images, `K` classes, `L` levels, `Q` locations of
 //! all levels and images, `P` locations of one image, `G` its ground truths.
 
-use detc::registry::models::dense_heads::{CenterNetUpdateHeadConfig, ConvBias};
+use detc::registry::models::dense_heads::CenterNetUpdateHeadConfig;
 use detc::registry::models::train_test::DenseTestConfig;
 use indexmap::IndexMap;
 use tch::nn;
@@ -89,10 +89,7 @@ impl CenterNetUpdateHead {
                 conv_cfg: cfg.conv_cfg.as_ref(),
                 norm_cfg: cfg.norm_cfg.as_ref(),
                 init_cfg: cfg.init_cfg.as_ref(),
-                conv_bias: match cfg.conv_bias {
-                    ConvBias::Fixed(b) => Some(b),
-                    ConvBias::Auto(_) => None,
-                },
+                conv_bias: cfg.conv_bias.fixed(),
                 levels,
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
                 cls_tower: true,

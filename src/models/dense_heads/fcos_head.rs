@@ -20,7 +20,7 @@
 //! Shape shorthand: `N` images, `K` classes, `H, W` a level's size, `Q` the
 //! locations of all levels, `G` ground truths of an image.
 
-use detc::registry::models::dense_heads::{ConvBias, FCOSHeadConfig};
+use detc::registry::models::dense_heads::FCOSHeadConfig;
 use detc::registry::models::train_test::DenseTestConfig;
 use indexmap::IndexMap;
 use tch::nn;
@@ -108,10 +108,7 @@ impl FCOSHead {
                 conv_cfg: cfg.conv_cfg.as_ref(),
                 norm_cfg: cfg.norm_cfg.as_ref(),
                 init_cfg: cfg.init_cfg.as_ref(),
-                conv_bias: match cfg.conv_bias {
-                    ConvBias::Fixed(b) => Some(b),
-                    ConvBias::Auto(_) => None,
-                },
+                conv_bias: cfg.conv_bias.fixed(),
                 levels: cfg.strides.len(),
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
                 cls_tower: true,

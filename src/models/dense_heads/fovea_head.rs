@@ -20,7 +20,7 @@
 //! Shape shorthand: `N` images, `K` classes, `C` feature channels, `H, W` a
 //! level's size, `G` ground truths of an image, `Np` positives.
 
-use detc::registry::models::dense_heads::{ConvBias, FoveaHeadConfig};
+use detc::registry::models::dense_heads::FoveaHeadConfig;
 use detc::registry::models::train_test::DenseTestConfig;
 use indexmap::IndexMap;
 use tch::nn::{self, Init};
@@ -139,10 +139,7 @@ impl FoveaHead {
                 conv_cfg: cfg.conv_cfg.as_ref(),
                 norm_cfg: cfg.norm_cfg.as_ref(),
                 init_cfg: cfg.init_cfg.as_ref(),
-                conv_bias: match cfg.conv_bias {
-                    ConvBias::Fixed(b) => Some(b),
-                    ConvBias::Auto(_) => None,
-                },
+                conv_bias: cfg.conv_bias.fixed(),
                 // FoveaHead has no learned per-level scales.
                 levels: 0,
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
@@ -285,10 +282,8 @@ impl FoveaHead {
             .f_logical_and(&g3(&hit)?)?; // (G, H, W)
         let ranked = g3(&rank)?.f_expand_as(&cover)?.f_masked_fill(&cover.f_logical_not()?, -1)?;
         let best = ranked.f_amax([0], false)?.f_view([q])?; // the winning rank, -1 for none
+        // Without a covered location every row below falls back to background.
         let covered = best.f_ge(0)?;
-        if covered.f_any()?.int64_value(&[]) == 0 {
-            return background();
-        }
         let winner = order.f_index_select(0, &best.f_clamp_min(0)?)?;
         let labels = gt_labels.f_index_select(0, &winner)?.f_where_self(&covered, &Tensor::f_full([1], self.num_classes, (Kind::Int64, device))?)?;
         let boxes = gt.f_index_select(0, &winner)?;

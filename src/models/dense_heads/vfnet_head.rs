@@ -17,7 +17,7 @@
 //! Shape shorthand: `N` images, `K` classes, `C` feature channels, `H, W` a
 //! level's size, `Q` the locations of all levels and images, `Np` positives.
 
-use detc::registry::models::dense_heads::{BBoxNormType, ConvBias, VFNetHeadConfig};
+use detc::registry::models::dense_heads::{BBoxNormType, VFNetHeadConfig};
 use detc::registry::models::train_test::{DenseTestConfig, RpnTrainConfig};
 use indexmap::IndexMap;
 use tch::nn::{self, Init};
@@ -155,10 +155,7 @@ impl VFNetHead {
                 conv_cfg: cfg.conv_cfg.as_ref(),
                 norm_cfg: cfg.norm_cfg.as_ref(),
                 init_cfg: cfg.init_cfg.as_ref(),
-                conv_bias: match cfg.conv_bias {
-                    ConvBias::Fixed(b) => Some(b),
-                    ConvBias::Auto(_) => None,
-                },
+                conv_bias: cfg.conv_bias.fixed(),
                 levels,
                 dcn_on_last_conv: cfg.dcn_on_last_conv,
                 cls_tower: true,

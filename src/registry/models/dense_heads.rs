@@ -201,6 +201,16 @@ pub enum ConvBias {
     Auto(Auto),
 }
 
+impl ConvBias {
+    /// The bias a bool fixes; `None` for `auto` (a bias exactly without a norm).
+    pub fn fixed(self) -> Option<bool> {
+        match self {
+            ConvBias::Fixed(b) => Some(b),
+            ConvBias::Auto(_) => None,
+        }
+    }
+}
+
 pub(crate) fn auto_bias() -> ConvBias {
     ConvBias::Auto(Auto::Auto)
 }

@@ -11,7 +11,6 @@
 //!
 //! Shape shorthand: `R` RoIs, `C` channels, `S` the pooled size.
 
-use detc::registry::models::dense_heads::ConvBias;
 use detc::registry::models::layers::{ConvModuleConfig, GeneralizedAttentionConfig};
 use detc::registry::models::ops::RoIAlignConfig;
 use detc::registry::models::roi_heads::{GenericRoIExtractorConfig, RoiAggregation};
@@ -50,10 +49,7 @@ impl RoiModule {
                 let (cin, cout, k) = (c.in_channels as i64, c.out_channels as i64, c.kernel_size as i64);
                 let opts = ConvModuleOpts {
                     geom: ConvGeom::k(k).stride(c.stride as i64).padding(c.padding as i64).dilation(c.dilation as i64),
-                    bias: match c.bias {
-                        ConvBias::Fixed(b) => Some(b),
-                        ConvBias::Auto(_) => None,
-                    },
+                    bias: c.bias.fixed(),
                     norm,
                     act: Activation::from_cfg(c.act_cfg.as_ref(), &owner)?,
                     // ConvModule's own init: Kaiming, fan_out, for ReLU.
