@@ -11,8 +11,8 @@
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
 //!   so it needs neither the CUDA headers nor libc10_cuda);
 //! - the CUDA part: c10d's NCCL process group (`dist_nccl.cpp`) and the
-//!   launcher of RoIAlign's CUDA kernels (`roi_align_cuda.cpp`, which embeds
-//!   `roi_align.cu` for NVRTC), compiled with the CUDA (and NCCL) headers of
+//!   launcher of RoIAlign's and NMS's CUDA kernels (`roi_align_cuda.cpp`,
+//!   which embeds `roi_align.cu` and `nms.cu` for NVRTC), compiled with the CUDA (and NCCL) headers of
 //!   the pip packages beside torch when libtorch has CUDA and they are
 //!   installed; without them these files compile to an error message for a
 //!   job that asks for NCCL, and RoIAlign keeps its grid-sampler path on CUDA.
@@ -20,25 +20,28 @@
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 5] = [
+const SHIM: [&str; 6] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/roi_align.cpp",
     "src/engine/native/roi_align_emulated.cpp",
+    "src/engine/native/nms.cpp",
     "src/engine/native/optim.cpp",
     "src/engine/native/dist.cpp",
 ];
-const SHIM_HEADERS: [&str; 4] = [
+const SHIM_HEADERS: [&str; 6] = [
     "src/engine/native/status.h",
     "src/engine/native/roi_align.h",
     "src/engine/native/roi_align_host.h",
     "src/engine/native/roi_align.cu",
+    "src/engine/native/nms.h",
+    "src/engine/native/nms.cu",
 ];
 const CUDA_SHIM: [&str; 2] = [
     "src/engine/native/dist_nccl.cpp",
     "src/engine/native/roi_align_cuda.cpp",
 ];
-/// The kernels NVRTC compiles at run time, embedded as a C++ string.
-const CUDA_KERNELS: &str = "src/engine/native/roi_align.cu";
+/// The kernels NVRTC compiles at run time, embedded as one C++ string.
+const CUDA_KERNELS: [&str; 2] = ["src/engine/native/roi_align.cu", "src/engine/native/nms.cu"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -135,12 +138,15 @@ fn build_cuda_shim(lib_dir: &Path) {
     let with_nccl = with_cuda && nccl.join("nccl.h").exists();
     if with_cuda {
         let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-        let kernels = std::fs::read_to_string(CUDA_KERNELS).expect("read roi_align.cu");
+        let kernels: String = CUDA_KERNELS
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_else(|e| panic!("read {f}: {e}")))
+            .collect();
         std::fs::write(
-            out.join("roi_align_cu.inc"),
+            out.join("kernels_cu.inc"),
             format!("R\"detc_cu({kernels})detc_cu\"\n"),
         )
-        .expect("write roi_align_cu.inc");
+        .expect("write kernels_cu.inc");
         build.include(&out).include(&cuda).flag("-DDETC_WITH_CUDA");
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
         println!("cargo:rustc-link-lib=dylib=c10_cuda");

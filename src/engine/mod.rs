@@ -13,6 +13,7 @@ pub mod logging;
 pub mod native;
 pub mod optim;
 pub mod preempt;
+pub mod profile;
 pub mod run;
 pub mod runner;
 pub mod schedulers;

@@ -76,7 +76,8 @@ pub struct DataLoaderConfig {
     /// Drop the last incomplete batch.
     #[serde(default)]
     pub drop_last: bool,
-    /// Copy batches into page-locked memory.
+    /// Accepted as MMEngine's; detc copies each batch to the GPU straight
+    /// from the loader's memory (a page-locked copy cost more than it saved).
     #[serde(default)]
     pub pin_memory: bool,
     /// Sample order, e.g. `{type: DefaultSampler, shuffle: true}`.

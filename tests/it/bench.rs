@@ -14,10 +14,15 @@ const TINY: &[&str] = &[
 
 /// `detc bench` of the demo config with `args`, in `dir`: its stdout.
 fn bench(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    bench_with_env(dir, args, &[])
+}
+
+fn bench_with_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<u8> {
     let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
     detc(dir)
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .env("OMP_NUM_THREADS", "1")
+        .envs(envs.iter().copied())
         .arg("bench")
         .arg(&config)
         .args(args)
@@ -127,4 +132,29 @@ fn synthetic_bench_needs_no_dataset() {
         !dir.path().join("data").exists(),
         "no dataset was read or written here"
     );
+}
+
+/// `DETC_PROFILE=1`: the train step's time by named sections of the
+/// forward pass too (a Mask R-CNN's preprocessing, backbone, RPN and RoI
+/// head parts), in the order they ran, then the phases after it.
+#[test]
+fn profile_splits_the_forward_pass_into_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench_with_env(
+        dir.path(),
+        &["--iters", "1", "--warmup", "0", "--json", "--synthetic"],
+        &[("DETC_PROFILE", "1")],
+    );
+    let report: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let sections = report["train"]["sections_s"].as_object().unwrap_or_else(|| panic!("{report}"));
+    let names: Vec<&str> = sections.keys().map(String::as_str).collect();
+    for name in ["preprocess", "backbone and neck", "rpn: proposals (NMS)", "roi: RoIAlign", "roi: mask", "backward", "optimizer"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(names.iter().position(|n| *n == "preprocess") < names.iter().position(|n| *n == "backward"));
+    assert!(sections.values().all(|v| v.as_f64().is_some_and(|s| s >= 0.0)), "{report}");
+    let plain = bench(dir.path(), &["--iters", "1", "--warmup", "0", "--json", "--synthetic"]);
+    let plain: Value = serde_json::from_slice(&plain).unwrap();
+    assert!(plain["train"].get("sections_s").is_none(), "no sections without DETC_PROFILE: {plain}");
 }

@@ -6,6 +6,8 @@
 //! - [`cuda_memory`]: the CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`);
 //! - [`roi_align`]: RoIAlign's kernels, forward and backward: on the CPU
 //!   (`roi_align.cpp`) and on CUDA (`roi_align.cu`, compiled by NVRTC);
+//! - [`nms_sorted`]: NMS's kernels on CUDA (`nms.cu`, compiled by NVRTC
+//!   with RoIAlign's), emulated on the CPU for the tests;
 //! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
 //!   gradient-norm clipping (`optim.cpp`);
 //! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
@@ -84,10 +86,6 @@ mod ffi {
         pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
         pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
         pub fn detc_set_cudnn_deterministic(on: c_int) -> c_int;
-        pub fn detc_pin_memory(
-            tensor: *const torch_sys::C_tensor,
-            out: *mut *mut torch_sys::C_tensor,
-        ) -> c_int;
         pub fn detc_adam_foreach(
             params: *const *const torch_sys::C_tensor,
             grads: *const *const torch_sys::C_tensor,
@@ -159,6 +157,19 @@ mod ffi {
             target: *mut c_char,
             capacity: i64,
         ) -> c_int;
+        pub fn detc_amp_unscale_foreach(
+            grads: *const *const torch_sys::C_tensor,
+            n: i64,
+            found_inf: *mut torch_sys::C_tensor,
+            inv_scale: *const torch_sys::C_tensor,
+        ) -> c_int;
+        pub fn detc_nms_sorted(
+            boxes: *const torch_sys::C_tensor,
+            iou_threshold: f64,
+            offset: f64,
+            limit: i64,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
     }
 }
 
@@ -170,13 +181,22 @@ pub fn set_cudnn_deterministic(on: bool) -> NativeResult<()> {
     check("set_cudnn_deterministic", status).map(|_| ())
 }
 
-/// `tensor.pin_memory()`: a copy in page-locked host memory, for
-/// non-blocking uploads to CUDA (tch's `pin_memory(device)` makes torch warn
-/// on every call).
-pub fn pin_memory(tensor: &tch::Tensor) -> NativeResult<tch::Tensor> {
+/// NMS of `boxes` (N, 4), float or double and already sorted by decreasing
+/// score, with `nms.cu`'s kernels: on CUDA (once [`roi_align::cuda_kernels`]
+/// loaded them), on the CPU emulated on one thread (tests). A box is dropped
+/// when its IoU with a kept earlier box is `> iou_threshold` (sides plus
+/// mmcv's `offset`); at most `limit` are kept. Returns (N,) bool on the
+/// boxes' device, true at the kept positions; nothing waits for the device.
+pub fn nms_sorted(
+    boxes: &tch::Tensor,
+    iou_threshold: f64,
+    offset: f64,
+    limit: usize,
+) -> NativeResult<tch::Tensor> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     // SAFETY: a live tensor; the shim writes a new owned tensor on success.
-    new_tensor("pin_memory", |out| unsafe {
-        ffi::detc_pin_memory(tensor.as_ptr(), out)
+    new_tensor("nms_sorted", |out| unsafe {
+        ffi::detc_nms_sorted(boxes.as_ptr(), iou_threshold, offset, limit, out)
     })
 }
 

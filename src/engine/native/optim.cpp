@@ -159,4 +159,19 @@ int detc_clip_grad_norm_foreach(const at::Tensor* const* grads, int64_t n, doubl
   });
 }
 
+// GradScaler's `torch._amp_foreach_non_finite_check_and_unscale_` over n
+// gradients of one device and dtype: each times `inv_scale` in place, and
+// `found_inf` (float32, one element, on their device) set to 1 when any
+// element is inf or NaN.
+int detc_amp_unscale_foreach(const at::Tensor* const* grads, int64_t n, at::Tensor* found_inf,
+                             const at::Tensor* inv_scale) {
+  return guarded([&] {
+    if (n == 0) return DETC_OK;
+    at::NoGradGuard no_grad;
+    auto g = tensors(grads, n);
+    at::_amp_foreach_non_finite_check_and_unscale_(g, *found_inf, *inv_scale);
+    return DETC_OK;
+  });
+}
+
 }  // extern "C"

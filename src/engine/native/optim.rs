@@ -158,6 +158,19 @@ pub fn sgd_foreach(
     Ok(())
 }
 
+/// `torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf,
+/// inv_scale)`: `grads` of one device and dtype multiplied by `inv_scale`
+/// in place; `found_inf` (float32, one element, their device) set to 1 when
+/// any of them holds inf or NaN.
+pub fn amp_unscale_foreach(grads: &[&Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> NativeResult<()> {
+    let g = pointers(grads);
+    // SAFETY: every pointer is a live tensor for the call.
+    let status = unsafe {
+        super::ffi::detc_amp_unscale_foreach(g.as_ptr(), g.len() as i64, found_inf.as_ptr() as *mut _, inv_scale.as_ptr())
+    };
+    check("amp_unscale_foreach", status).map(|_| ())
+}
+
 /// `torch.nn.utils.clip_grad_norm_` over `grads` (at least one): scales them
 /// in place and returns the total norm. With `error_if_nonfinite`, a
 /// non-finite total is returned and nothing is scaled.

@@ -1,4 +1,4 @@
-// RoIAlign's CUDA kernels (roi_align.cu) on the GPU: compiled at first use
+// RoIAlign's and NMS's CUDA kernels (roi_align.cu, nms.cu) on the GPU: compiled at first use
 // with NVRTC for the device's compute capability, loaded with the driver
 // API into the device's primary context (the one libtorch uses), and
 // launched on libtorch's current stream, so they order with the rest of the
@@ -12,6 +12,7 @@
 // Compiled with the CUDA headers of those pip packages when build.rs finds
 // them (DETC_WITH_CUDA); otherwise every entry point says so.
 
+#include "nms.h"
 #include "roi_align.h"
 
 #include <stdexcept>
@@ -47,14 +48,15 @@ bool roi_align_cuda_built() { return false; }
 std::string prepare_roi_align_cuda(int) { no_cuda(); }
 std::string compile_roi_align_cuda(int) { no_cuda(); }
 void launch_roi_align_cuda(const RoiLaunch&, const RoiGeometry&) { no_cuda(); }
+void launch_nms_cuda(const NmsLaunch&) { no_cuda(); }
 
 #else
 
 namespace {
 
-// roi_align.cu, as a string (build.rs writes it into OUT_DIR).
+// roi_align.cu and nms.cu, as one string (build.rs writes it into OUT_DIR).
 const char* const KERNELS =
-#include "roi_align_cu.inc"
+#include "kernels_cu.inc"
     ;
 
 // The `extern "C"` kernel names of roi_align.cu, by [pass][dtype].
@@ -62,6 +64,10 @@ const char* const KERNEL_NAMES[2][2] = {
     {"detc_roi_align_forward_float", "detc_roi_align_forward_double"},
     {"detc_roi_align_backward_float", "detc_roi_align_backward_double"},
 };
+
+// nms.cu's: the mask by dtype, then the sweep.
+const char* const NMS_MASK_NAMES[2] = {"detc_nms_mask_float", "detc_nms_mask_double"};
+const char* const NMS_KEEP_NAME = "detc_nms_keep";
 
 // The library folder of the loaded libtorch (libc10_cuda sits beside libtorch_cuda).
 std::string torch_lib_dir() {
@@ -269,6 +275,8 @@ struct Loaded {
   std::string target;
   CUcontext context = nullptr;
   CUfunction functions[2][2] = {};
+  CUfunction nms_mask[2] = {};
+  CUfunction nms_keep = nullptr;
 };
 
 std::mutex loaded_mutex;
@@ -306,6 +314,11 @@ const Loaded& load(int device) {
                "cuModuleGetFunction");
     }
   }
+  for (int dtype = 0; dtype < 2; ++dtype) {
+    cu.check(cu.cuModuleGetFunction(&l.nms_mask[dtype], module, NMS_MASK_NAMES[dtype]),
+             "cuModuleGetFunction");
+  }
+  cu.check(cu.cuModuleGetFunction(&l.nms_keep, module, NMS_KEEP_NAME), "cuModuleGetFunction");
   return loaded.emplace(device, l).first->second;
 }
 
@@ -317,19 +330,26 @@ std::string prepare_roi_align_cuda(int device) { return load(device).target; }
 
 std::string compile_roi_align_cuda(int arch) { return compile(arch).target; }
 
+// The kernels of `device`'s module, with its primary context current on
+// this thread (autograd's thread for the device, say, may not have made it
+// current yet).
+const Loaded& current_kernels(const c10::Device& device) {
+  const Loaded& k = load(device.index());
+  const Driver& cu = driver();
+  CUcontext current = nullptr;
+  cu.check(cu.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+  if (current != k.context) cu.check(cu.cuCtxSetCurrent(k.context), "cuCtxSetCurrent");
+  return k;
+}
+
 void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   const auto device = l.in.device();
   if (!device.is_cuda()) throw std::invalid_argument("the CUDA kernels take CUDA tensors");
   // c10's generic guard: CUDAGuard's inline code would call the CUDA runtime,
   // which detc-engine does not link.
   const c10::DeviceGuard guard(device);
-  const Loaded& k = load(device.index());
+  const Loaded& k = current_kernels(device);
   const Driver& cu = driver();
-  // The thread (e.g. autograd's for this device) may not have made the
-  // primary context current yet.
-  CUcontext current = nullptr;
-  cu.check(cu.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
-  if (current != k.context) cu.check(cu.cuCtxSetCurrent(k.context), "cuCtxSetCurrent");
   const int dtype = l.in.scalar_type() == at::kDouble ? 1 : 0;
   if (l.in.scalar_type() != (dtype ? at::kDouble : at::kFloat)) {
     throw std::invalid_argument("the CUDA kernels take float or double tensors");
@@ -351,6 +371,35 @@ void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   cu.check(cu.cuLaunchKernel(k.functions[static_cast<int>(l.pass)][dtype],
                              static_cast<unsigned>(blocks), 1, 1, THREADS, 1, 1, 0, stream, args,
                              nullptr),
+           "cuLaunchKernel");
+}
+
+void launch_nms_cuda(const NmsLaunch& l) {
+  const auto device = l.boxes.device();
+  if (!device.is_cuda()) throw std::invalid_argument("the CUDA kernels take CUDA tensors");
+  const c10::DeviceGuard guard(device);
+  const Loaded& k = current_kernels(device);
+  const Driver& cu = driver();
+  const int dtype = l.boxes.scalar_type() == at::kDouble ? 1 : 0;
+  const void* boxes = l.boxes.data_ptr();
+  void* mask = l.mask.data_ptr();
+  void* removed = l.removed.data_ptr();
+  void* keep = l.keep.data_ptr();
+  long long n = l.n, col_blocks = l.col_blocks, limit = l.limit;
+  double thr = l.thr;
+  float offset_f = static_cast<float>(l.offset);
+  double offset_d = l.offset;
+  void* offset = dtype ? static_cast<void*>(&offset_d) : static_cast<void*>(&offset_f);
+  void* mask_args[] = {&boxes, &n, &col_blocks, &thr, offset, &mask};
+  constexpr long long THREADS = 256;
+  const long long blocks = std::min<long long>((n * col_blocks + THREADS - 1) / THREADS, 1 << 20);
+  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  cu.check(cu.cuLaunchKernel(k.nms_mask[dtype], static_cast<unsigned>(blocks), 1, 1, THREADS, 1,
+                             1, 0, stream, mask_args, nullptr),
+           "cuLaunchKernel");
+  // One block sweeps: its threads share the OR of each kept row.
+  void* keep_args[] = {&mask, &n, &col_blocks, &limit, &removed, &keep};
+  cu.check(cu.cuLaunchKernel(k.nms_keep, 1, 1, 1, 128, 1, 1, 0, stream, keep_args, nullptr),
            "cuLaunchKernel");
 }
 

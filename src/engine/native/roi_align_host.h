@@ -1,9 +1,10 @@
-// roi_align.cu compiled as C++ for the host, in namespace detc::kernels: the
-// CPU kernel (roi_align.cpp) takes its geometry and bilinear taps from it,
-// and roi_align_emulated.cpp runs its kernels on one CPU thread. The CUDA
-// words it uses mean, here: one thread (blockDim = gridDim = 1, so a
-// kernel's grid-stride loop visits every output value in order) and a
-// plain atomicAdd.
+// roi_align.cu and nms.cu compiled as C++ for the host, in namespace
+// detc::kernels: the CPU kernel (roi_align.cpp) takes its geometry and
+// bilinear taps from it, and roi_align_emulated.cpp and nms.cpp run the
+// kernels on one CPU thread. The CUDA words they use mean, here: one thread
+// (blockDim = gridDim = 1, so a kernel's grid-stride loop visits every
+// output value in order), a plain atomicAdd, and __syncthreads doing
+// nothing.
 #pragma once
 
 #include <cmath>
@@ -28,7 +29,10 @@ T atomicAdd(T* address, T value) {
   return old;
 }
 
+inline void __syncthreads() {}
+
 #include "roi_align.cu"
+#include "nms.cu"
 
 #undef __global__
 #undef __device__

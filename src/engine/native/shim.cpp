@@ -160,15 +160,6 @@ int detc_cuda_empty_cache(int device) {
   });
 }
 
-// tensor.pin_memory() without a device argument: tch passes one, which
-// torch 2.11 warns about on every call (deprecated since torch 2.4).
-int detc_pin_memory(const at::Tensor* tensor, at::Tensor** out) {
-  return guarded([&] {
-    *out = new at::Tensor(tensor->pin_memory());
-    return DETC_OK;
-  });
-}
-
 // randomness.deterministic: torch.backends.cudnn.deterministic = True and
 // torch.backends.cudnn.benchmark = False (MMEngine's set_random_seed), for
 // the process.

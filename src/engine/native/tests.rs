@@ -184,14 +184,3 @@ fn nccl_group_is_built_with_a_cuda_libtorch_and_needs_a_gpu() {
     }
 }
 
-#[test]
-fn pin_memory_copies_into_pinned_memory_with_cuda_and_is_an_error_without() {
-    let t = Tensor::from_slice(&[1.0f32, 2.0]);
-    match pin_memory(&t) {
-        Ok(pinned) => {
-            assert!(tch::Cuda::is_available(), "pinned without CUDA");
-            assert_eq!(Vec::<f32>::try_from(pinned).unwrap(), [1.0, 2.0]);
-        }
-        Err(e) => assert!(!tch::Cuda::is_available(), "{e}"),
-    }
-}

@@ -20,6 +20,7 @@ use detc::checkpoint::Value;
 use crate::models::layers::{ModelError, ModelResult};
 
 use super::optimizers::Optimizer;
+use crate::engine::native::optim::amp_unscale_foreach;
 
 /// `GradScaler`'s keyword arguments (MMEngine's `loss_scale: {…}` dict).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -297,22 +298,26 @@ fn defined_grads(optimizer: &Optimizer) -> Vec<Tensor> {
         .collect()
 }
 
-/// `torch._amp_foreach_non_finite_check_and_unscale_` on one device: each
-/// gradient times `inv_scale` in place; returns float32 1.0 when any
-/// element was inf/NaN, else 0.0, on the scale's device.
+/// GradScaler's `_unscale_grads_`: the gradients grouped by device and
+/// dtype, each group through `torch._amp_foreach_non_finite_check_and_unscale_`
+/// (times `inv_scale` in place, one multi-tensor call); returns float32 1.0
+/// when any element was inf/NaN, else 0.0, on the scale's device.
 fn non_finite_check_and_unscale_(grads: &[Tensor], inv_scale: &Tensor) -> ModelResult<Tensor> {
     let device: Device = inv_scale.device();
-    let mut found = Tensor::f_zeros([], (Kind::Bool, device))?;
+    let mut groups: Vec<((Device, Kind), Vec<&Tensor>)> = Vec::new();
     for g in grads {
-        let bad = g
-            .f_isfinite()?
-            .f_logical_not()?
-            .f_any()?
-            .f_to_device(device)?;
-        found = found.f_logical_or(&bad)?;
-        let _ = g
-            .shallow_clone()
-            .f_mul_(&inv_scale.f_to_device(g.device())?)?;
+        let key = (g.device(), g.kind());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(g),
+            None => groups.push((key, vec![g])),
+        }
     }
-    Ok(found.f_to_kind(Kind::Float)?)
+    let mut found = Tensor::f_zeros([], (Kind::Float, device))?;
+    for ((on, _), group) in groups {
+        let found_here = Tensor::f_zeros([1], (Kind::Float, on))?;
+        amp_unscale_foreach(&group, &found_here, &inv_scale.f_to_device(on)?)
+            .map_err(|e| ModelError::new("GradScaler", e.message))?;
+        found = found.f_maximum(&found_here.f_to_device(device)?.f_view([])?)?;
+    }
+    Ok(found)
 }

@@ -265,31 +265,41 @@ impl Optimizer {
         let name = kind.type_name();
         let foreach = self.spec.foreach;
         tch::no_grad(|| -> ModelResult<()> {
+            // Groups of one (lr, weight_decay) on the multi-tensor path step
+            // in one call: each tensor's arithmetic is the same, with a
+            // fraction of the kernel launches (MMEngine's paramwise_cfg makes
+            // a group per parameter).
+            let mut batches: Vec<((u64, u64), Vec<Entry<'_>>)> = Vec::new();
             for (group, states) in self.groups.iter_mut().zip(self.state.iter_mut()) {
-                // torch skips a parameter without a gradient (no decay, no state).
-                let grads: Vec<(usize, Tensor)> = group
-                    .params
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| (i, p.grad()))
-                    .filter(|(_, g)| g.defined())
-                    .collect();
+                let multi = multi_tensor(foreach, &group.params);
                 let rule = Rule::new(&kind, group.lr, group.weight_decay);
-                if multi_tensor(foreach, &group.params) {
-                    match &rule {
-                        Rule::Sgd(h) => sgd_group(&group.params, states, &grads, h),
-                        Rule::Adam(h) => adam_group(&group.params, states, &grads, h)?,
+                for (p, st) in group.params.iter_mut().zip(states.iter_mut()) {
+                    // torch skips a parameter without a gradient (no decay, no state).
+                    let grad = p.grad();
+                    if !grad.defined() {
+                        continue;
                     }
-                    .map_err(|e| ModelError::new(name, e.message))?;
-                } else {
-                    for (i, grad) in &grads {
-                        let (p, st) = (&mut group.params[*i], &mut states[*i]);
+                    if !multi {
                         match &rule {
-                            Rule::Sgd(h) => sgd_update(p, grad, st, h)?,
-                            Rule::Adam(h) => adam_update(p, grad, st, h)?,
+                            Rule::Sgd(h) => sgd_update(p, &grad, st, h)?,
+                            Rule::Adam(h) => adam_update(p, &grad, st, h)?,
                         }
+                        continue;
+                    }
+                    let key = (group.lr.to_bits(), group.weight_decay.to_bits());
+                    let entry = Entry { param: p.shallow_clone(), state: st, grad };
+                    match batches.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, batch)) => batch.push(entry),
+                        None => batches.push((key, vec![entry])),
                     }
                 }
+            }
+            for ((lr, weight_decay), mut batch) in batches {
+                match Rule::new(&kind, f64::from_bits(lr), f64::from_bits(weight_decay)) {
+                    Rule::Sgd(h) => sgd_group(&mut batch, &h),
+                    Rule::Adam(h) => adam_group(&mut batch, &h)?,
+                }
+                .map_err(|e| ModelError::new(name, e.message))?;
             }
             Ok(())
         })
@@ -353,25 +363,27 @@ fn grad_resetter(groups: &[ParamGroup]) -> Result<tch::COptimizer, tch::TchError
     Ok(reset)
 }
 
-/// `_multi_tensor_adam` over the parameters of one group that have a
-/// gradient (`grads`: index in the group and gradient); their state is
-/// created on their first step, as torch creates it.
-fn adam_group(
-    params: &[Tensor],
-    states: &mut [ParamState],
-    grads: &[(usize, Tensor)],
-    h: &AdamStep,
-) -> ModelResult<NativeResult<()>> {
-    for (i, _) in grads {
-        begin_adam_step(&params[*i], &mut states[*i], h.amsgrad)?;
+/// A parameter with a gradient, its state and that gradient, for a
+/// multi-tensor step.
+struct Entry<'a> {
+    param: Tensor,
+    state: &'a mut ParamState,
+    grad: Tensor,
+}
+
+/// `_multi_tensor_adam` over parameters of one `lr` and `weight_decay`
+/// that have a gradient; their state is created on their first step, as
+/// torch creates it.
+fn adam_group(batch: &mut [Entry<'_>], h: &AdamStep) -> ModelResult<NativeResult<()>> {
+    for e in batch.iter_mut() {
+        begin_adam_step(&e.param, e.state, h.amsgrad)?;
     }
-    let states = &*states;
     let of = |f: fn(&ParamState) -> Option<&Tensor>| -> Vec<&Tensor> {
-        grads.iter().filter_map(|(i, _)| f(&states[*i])).collect()
+        batch.iter().filter_map(|e| f(e.state)).collect()
     };
-    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
-    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
-    let steps: Vec<f64> = grads.iter().map(|(i, _)| states[*i].step).collect();
+    let p: Vec<&Tensor> = batch.iter().map(|e| &e.param).collect();
+    let g: Vec<&Tensor> = batch.iter().map(|e| &e.grad).collect();
+    let steps: Vec<f64> = batch.iter().map(|e| e.state.step).collect();
     Ok(adam_foreach(
         &p,
         &g,
@@ -383,23 +395,15 @@ fn adam_group(
     ))
 }
 
-/// `_multi_tensor_sgd` over the parameters of one group that have a
-/// gradient; a momentum buffer is made on its parameter's first step.
-fn sgd_group(
-    params: &[Tensor],
-    states: &mut [ParamState],
-    grads: &[(usize, Tensor)],
-    h: &SgdStep,
-) -> NativeResult<()> {
-    let p: Vec<&Tensor> = grads.iter().map(|(i, _)| &params[*i]).collect();
-    let g: Vec<&Tensor> = grads.iter().map(|(_, g)| g).collect();
-    let mut bufs: Vec<Option<Tensor>> = grads
-        .iter()
-        .map(|(i, _)| states[*i].momentum_buffer.take())
-        .collect();
+/// `_multi_tensor_sgd` over parameters of one `lr` and `weight_decay` that
+/// have a gradient; a momentum buffer is made on its parameter's first step.
+fn sgd_group(batch: &mut [Entry<'_>], h: &SgdStep) -> NativeResult<()> {
+    let mut bufs: Vec<Option<Tensor>> = batch.iter_mut().map(|e| e.state.momentum_buffer.take()).collect();
+    let p: Vec<&Tensor> = batch.iter().map(|e| &e.param).collect();
+    let g: Vec<&Tensor> = batch.iter().map(|e| &e.grad).collect();
     let result = sgd_foreach(&p, &g, &mut bufs, h);
-    for ((i, _), buf) in grads.iter().zip(bufs) {
-        states[*i].momentum_buffer = buf;
+    for (e, buf) in batch.iter_mut().zip(bufs) {
+        e.state.momentum_buffer = buf;
     }
     result
 }

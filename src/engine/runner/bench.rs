@@ -18,6 +18,7 @@ use super::build::Runner;
 use super::synthetic;
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
+use crate::engine::profile;
 
 /// The phases of a train step, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,18 @@ pub enum Phase {
     AllReduce,
     /// Clipping, the optimizer step and zeroing the gradients.
     Optimizer,
+}
+
+impl Phase {
+    /// The phase's name in the section profile (`DETC_PROFILE`).
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Forward => "forward: the rest",
+            Phase::Backward => "backward",
+            Phase::AllReduce => "all-reduce",
+            Phase::Optimizer => "optimizer",
+        }
+    }
 }
 
 /// Seconds per phase of one step. Off (training) it records nothing and
@@ -65,6 +78,7 @@ impl StepTimes {
 
     pub fn start(&mut self) {
         if self.device.is_some() {
+            profile::restart();
             self.last = Instant::now();
         }
     }
@@ -72,6 +86,7 @@ impl StepTimes {
     /// Ends `phase` now.
     pub fn mark(&mut self, phase: Phase) {
         let Some(device) = self.device else { return };
+        profile::section(phase.name());
         if let Device::Cuda(index) = device {
             tch::Cuda::synchronize(index as i64);
         }
@@ -146,13 +161,20 @@ impl Runner {
             return Err(input("--iters must be at least 1"));
         }
         let device = self.state.vs.device();
-        let _ = crate::engine::native::cuda_peak_memory_mb(device); // resets the peak
         let (mut phases, mut data_wait, mut wall, mut images, mut batch_size) =
             ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
         let mut last = Instant::now();
         let mut step = 0usize;
         for_batches(data, args.warmup + args.iters, |batch| {
             let (n, wait) = (batch.samples.len(), batch.data_time.as_secs_f64());
+            if step == args.warmup {
+                // The peak over the timed steps, as the references measure it:
+                // cuDNN's autotuning tries workspaces during warm-up only.
+                let _ = crate::engine::native::cuda_peak_memory_mb(device);
+                if profile::requested() {
+                    profile::start(device);
+                }
+            }
             let mut times = StepTimes::on(device);
             self.timed_train_step(batch.samples, &mut times)?;
             self.state.iter += 1;
@@ -169,12 +191,13 @@ impl Runner {
             Ok(())
         })?;
         let train_peak = crate::engine::native::cuda_peak_memory_mb(device);
+        let sections = profile::finish();
         let per_step = |s: f64| s / args.iters as f64;
         let (rank, processes) = self
             .dist
             .as_ref()
             .map_or((0, 1), |d| (d.rank(), d.world_size()));
-        let train = json!({
+        let mut train = json!({
             "batch_size": batch_size,
             "images_per_s": (processes * images) as f64 / wall,
             "step_s": per_step(wall),
@@ -185,6 +208,9 @@ impl Runner {
             "optimizer_s": per_step(phases[Phase::Optimizer as usize]),
             "peak_memory_mb": train_peak,
         });
+        if !sections.is_empty() {
+            train["sections_s"] = sections.into_iter().map(|(k, v)| (k.to_string(), json!(per_step(v)))).collect();
+        }
         let inference = self.bench_inference(data, args, processes)?;
         if rank != 0 {
             return Ok(None);
@@ -218,6 +244,9 @@ impl Runner {
         let (mut wall, mut images, mut step, mut batch_size) = (0.0, 0usize, 0usize, 0usize);
         for_batches(data, args.warmup + args.iters, |batch| {
             let n = batch.samples.len();
+            if step == args.warmup {
+                let _ = crate::engine::native::cuda_peak_memory_mb(device); // as in training
+            }
             let start = Instant::now();
             let det = pre.forward(batch.samples, false).map_err(input)?;
             tch::no_grad(|| model.predict(&det, true)).map_err(runtime)?;
@@ -286,11 +315,15 @@ fn table(r: &Value) -> String {
         Some(n) if n > 1 => format!(" x {n} processes (img/s of all, times of rank 0)"),
         _ => String::new(),
     };
+    let sections: String = t["sections_s"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| format!("  {:>8.2} ms  {k}\n", v.as_f64().unwrap_or(f64::NAN) * 1000.0)).collect())
+        .unwrap_or_default();
     format!(
         "device {}{processes}, {} timed iterations after {} warm-up\n\
          train      {:8.2} img/s  batch {:3}  step {:8.1} ms = data wait {:.1} + forward {:.1} + backward {:.1} + all-reduce {:.1} + optimizer {:.1} (+ the rest)\n\
          inference  {:8.2} img/s  batch {:3}  time {:8.1} ms\n\
-         {memory}\n",
+         {sections}{memory}\n",
         r["device"].as_str().unwrap_or("?"),
         r["iters"],
         r["warmup"],

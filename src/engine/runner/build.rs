@@ -80,6 +80,7 @@ impl Runner {
         let loop_cfg = LoopCfg::from_config(config)?;
         let kind = train_kind(config).map_err(input)?;
         let roi_align_sampled = native::roi_align::check_implementation_setting().map_err(input)?;
+        let nms_on_host = crate::models::ops::nms::check_implementation_setting().map_err(input)?;
         let processor = log_processor(config).map_err(input)?;
         // Hooks first: a config they refuse stops the run before anything is written.
         let ctx = HookContext {
@@ -175,6 +176,7 @@ impl Runner {
         }
         if let Device::Cuda(index) = device {
             info(&mut log, &roi_align_line(index, roi_align_sampled))?;
+            info(&mut log, &nms_line(index, nms_on_host))?;
         }
         let pre_cfg = model
             .data_preprocessor()
@@ -379,6 +381,18 @@ fn roi_align_line(device: usize, sampled: bool) -> String {
     match native::roi_align::cuda_kernels(device) {
         Ok(target) => format!("RoIAlign: CUDA kernels, compiled by NVRTC for {target}"),
         Err(why) => format!("RoIAlign: grid_sampler_2d ({why})"),
+    }
+}
+
+/// How NMS runs on CUDA device `device` (the kernels load with RoIAlign's).
+fn nms_line(device: usize, on_host: bool) -> String {
+    if on_host {
+        let var = crate::models::ops::nms::IMPLEMENTATION_VAR;
+        return format!("NMS: sweep on the host ({var}=host)");
+    }
+    match native::roi_align::cuda_kernels(device) {
+        Ok(target) => format!("NMS: CUDA kernels, compiled by NVRTC for {target}"),
+        Err(why) => format!("NMS: sweep on the host ({why})"),
     }
 }
 

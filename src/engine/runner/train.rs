@@ -225,6 +225,7 @@ impl Runner {
         model.set_epoch(s.epoch);
         let mut losses = s.wrapper.optim_context(|| {
             let det = pre.forward(samples, true).map_err(input)?;
+            crate::engine::profile::section("preprocess");
             model.loss(&det, &reduce_mean).map_err(runtime)
         })?;
         inject_nan(&mut losses, s.iter + 1);

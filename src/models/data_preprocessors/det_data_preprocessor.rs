@@ -229,19 +229,24 @@ impl DetDataPreprocessor {
         Ok(Some((upload(mean)?, upload(std)?)))
     }
 
-    /// Host bytes, pinned when the target is CUDA, copied to the device.
+    /// Host values copied to the device straight from `data`: no host
+    /// tensor nor pinned copy of them, whose fresh allocations cost more
+    /// than the transfer (about 4 ms per MB measured on an H200 machine).
+    /// A copy from pageable memory has read `data` when it returns, also
+    /// with `non_blocking`.
     fn upload<T: tch::kind::Element>(&self, data: &[T], shape: &[i64]) -> DataResult<Tensor> {
-        let host = Tensor::f_from_slice(data).and_then(|t| t.f_view(shape)).map_err(tch_err)?;
         if self.device == Device::Cpu {
-            return Ok(host);
+            return Tensor::f_from_slice(data).and_then(|t| t.f_view(shape)).map_err(tch_err);
         }
-        let host = if self.device.is_cuda() {
-            crate::engine::native::pin_memory(&host)
-                .map_err(|e| DataError::new(format!("pinning a batch for {:?}: {e}", self.device)))?
-        } else {
-            host
-        };
-        host.f_to_device_(self.device, host.kind(), self.non_blocking, false).map_err(tch_err)
+        if data.len() as i64 != shape.iter().product::<i64>() {
+            return Err(err(format!("{} values for a tensor of shape {shape:?}", data.len())));
+        }
+        let strides: Vec<i64> = (0..shape.len()).map(|d| shape[d + 1..].iter().product()).collect();
+        // SAFETY: `data` holds exactly the shape's values, contiguous, and
+        // outlives the view, which is dropped once the copy has read it.
+        let view = unsafe { Tensor::f_from_blob(data.as_ptr().cast(), shape, &strides, T::KIND, Device::Cpu) }
+            .map_err(tch_err)?;
+        view.f_to_device_(self.device, T::KIND, self.non_blocking, false).map_err(tch_err)
     }
 
     /// (C, Hi, Wi) in the model's dtype (float32): channel-flipped and normalised as MMEngine does it.

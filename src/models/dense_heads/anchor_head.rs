@@ -180,12 +180,14 @@ impl AnchorLoss<'_> {
         let device = cls_scores[0].device();
         let mlvl_anchors = self.prior_generator.grid_priors(&sizes, device)?;
         let flat_anchors = Tensor::f_cat(&mlvl_anchors, 0)?;
+        crate::engine::profile::section("dense head: anchors");
         let mut per_image = Vec::with_capacity(samples.len());
         for sample in samples {
             let pad = image_hw(sample.meta.pad_shape, "pad_shape", self.owner)?;
             let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
             per_image.push(self.targets_single(train, &flat_anchors, &flags, sample)?);
         }
+        crate::engine::profile::section("dense head: assign and sample");
         let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
         let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
             let all: Vec<&Tensor> = per_image.iter().map(f).collect();

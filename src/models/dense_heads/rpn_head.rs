@@ -247,7 +247,9 @@ impl RPNHead {
         samples: &[DetDataSample],
     ) -> ModelResult<(IndexMap<String, Tensor>, Vec<Tensor>)> {
         let (cls_scores, bbox_preds) = self.forward(x)?;
+        crate::engine::profile::section("rpn: forward");
         let losses = self.loss_by_feat(&cls_scores, &bbox_preds, samples)?;
+        crate::engine::profile::section("rpn: targets and losses");
         let cfg = self.proposal.as_ref().ok_or_else(|| {
             ModelError::new(
                 NAME,
@@ -255,6 +257,7 @@ impl RPNHead {
             )
         })?;
         let proposals = self.predict_by_feat(&cls_scores, &bbox_preds, samples, cfg, false)?;
+        crate::engine::profile::section("rpn: proposals (NMS)");
         Ok((losses, proposals.into_iter().map(|(b, _)| b).collect()))
     }
 

@@ -151,6 +151,7 @@ impl SparseRCNN {
         reduce_mean: ReduceMean,
     ) -> ModelResult<IndexMap<String, Tensor>> {
         let x = self.extract_feat(&batch.inputs, true)?;
+        crate::engine::profile::section("backbone and neck");
         let proposals = self.rpn_head.predict(&img_shapes(batch)?)?;
         self.roi_head
             .loss(&x, proposals, &batch.data_samples, reduce_mean)

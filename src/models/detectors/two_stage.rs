@@ -167,6 +167,7 @@ impl TwoStageDetector {
     /// RPN's detached proposals.
     pub fn loss(&self, batch: &DetBatch) -> ModelResult<IndexMap<String, Tensor>> {
         let x = self.extract_feat(&batch.inputs, true)?;
+        crate::engine::profile::section("backbone and neck");
         let (mut losses, proposals) = self.rpn_head.loss_and_predict(&x, &batch.data_samples)?;
         losses.extend(self.roi_head.loss(&x, proposals, &batch.data_samples)?);
         Ok(losses)

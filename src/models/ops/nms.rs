@@ -5,11 +5,14 @@
 //! Results equal torchvision's CPU kernel: boxes in decreasing score order,
 //! equal scores in input order (torchvision sorts stably), a box dropped
 //! when its IoU with a kept box is `> iou_threshold`, IoUs in the boxes'
-//! precision with the kernel's float ops. The IoUs are computed on the
-//! boxes' device, a block of rows at a time and only for boxes not yet
-//! suppressed; the greedy sweep reads each block's boolean mask on the host
-//! (one transfer per block, as torchvision's CUDA kernel also reads its
-//! mask). The kept indices go back to the boxes' device.
+//! precision with the kernel's float ops. On CUDA the boxes are sorted on
+//! the device and swept by `nms.cu`'s kernels (a bit mask of suppressions,
+//! then a one-block sweep), with one host read per NMS: the kept count.
+//! Elsewhere (or with `DETC_NMS=host`) the greedy sweep runs on the host:
+//! on the CPU a scalar loop; on another device over IoUs computed there a
+//! block of rows at a time, only for boxes not yet suppressed, each block's
+//! boolean mask read on the host. The kept indices go back to the boxes'
+//! device.
 //!
 //! Shape shorthand: `N` boxes (x1y1x2y2).
 
@@ -271,6 +274,55 @@ fn nms_host(
         .collect())
 }
 
+/// The environment setting that picks NMS's implementation on CUDA:
+/// `kernel` (the default) or `host` (the host sweep, to compare).
+pub const IMPLEMENTATION_VAR: &str = "DETC_NMS";
+
+/// NMS of one set of boxes with mmcv's `offset`: the kept indices on the
+/// boxes' device, in decreasing score order (equal scores in input order),
+/// at most `limit`.
+fn nms_keep(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: usize) -> ModelResult<Tensor> {
+    match nms_kernels(boxes, scores, thr, offset, limit)? {
+        Some(keep) => Ok(keep),
+        None => to_index(&nms_host(boxes, scores, thr, offset, limit)?, boxes.device()),
+    }
+}
+
+/// [`nms_keep`] with `nms.cu`'s kernels, for CUDA boxes once they are
+/// loaded (`None` otherwise): the stable sort by decreasing score and the
+/// sweep stay on the device; `nonzero` reads the kept count.
+fn nms_kernels(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: usize) -> ModelResult<Option<Tensor>> {
+    let Device::Cuda(index) = boxes.device() else { return Ok(None) };
+    if host_by_request() || crate::engine::native::roi_align::cuda_kernels(index).is_err() {
+        return Ok(None);
+    }
+    let (_, order) = scores.f_detach()?.f_sort_stable(true, 0, true)?;
+    let boxes = boxes.f_detach()?;
+    let boxes = if boxes.kind() == Kind::Double { boxes } else { boxes.f_to_kind(Kind::Float)? };
+    let sorted = boxes.f_index_select(0, &order)?;
+    let kept = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit)
+        .map_err(|e| ModelError::new("nms", e.to_string()))?;
+    Ok(Some(order.f_index_select(0, &kept.f_nonzero()?.f_view([-1])?)?))
+}
+
+/// `DETC_NMS=host`; any value but `kernel` and `host` is an error that
+/// says so (`check_implementation_setting`).
+fn host_by_request() -> bool {
+    static HOST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| check_implementation_setting() == Ok(true))
+}
+
+/// Refuses a `DETC_NMS` other than `kernel` or `host`; `Ok(true)` for `host`.
+pub fn check_implementation_setting() -> Result<bool, String> {
+    match std::env::var(IMPLEMENTATION_VAR).as_deref() {
+        Err(_) | Ok("") | Ok("kernel") => Ok(false),
+        Ok("host") => Ok(true),
+        Ok(other) => Err(format!(
+            "{IMPLEMENTATION_VAR}={other:?} is not an NMS implementation; use kernel (the default) or host"
+        )),
+    }
+}
+
 pub(super) fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
     Ok(Tensor::from_slice(keep).f_to_device(device)?)
 }
@@ -283,10 +335,7 @@ pub fn nms(boxes: &Tensor, scores: &Tensor, iou_threshold: f64) -> ModelResult<T
     if check(boxes, scores, "nms")? == 0 {
         return empty_keep(boxes.device());
     }
-    to_index(
-        &nms_host(boxes, scores, iou_threshold, 0, usize::MAX)?,
-        boxes.device(),
-    )
+    nms_keep(boxes, scores, iou_threshold, 0, usize::MAX)
 }
 
 /// torchvision's `_batched_nms_coordinate_trick`: every category's boxes are
@@ -418,8 +467,7 @@ fn mmcv_nms(boxes: &Tensor, scores: &Tensor, cfg: &NmsConfig, limit: usize) -> M
     } else {
         limit
     };
-    let keep = nms_host(&boxes, &scores, cfg.iou_threshold, cfg.offset, limit)?;
-    let keep = to_index(&keep, device)?;
+    let keep = nms_keep(&boxes, &scores, cfg.iou_threshold, cfg.offset, limit)?;
     Ok(match valid {
         Some(v) => v.f_index_select(0, &keep)?,
         None => keep,
@@ -640,5 +688,57 @@ pub(crate) mod tests {
         let full = batched_nms_cfg(&rpn, &scores, &levels, &cfg, None).unwrap();
         let cut = batched_nms_cfg(&rpn, &scores, &levels, &cfg, Some(1000)).unwrap();
         assert_eq!(cut, full.narrow(0, 0, 1000));
+    }
+
+    /// `nms.cu`'s kernels (emulated on one CPU thread) keep what the host
+    /// sweep keeps: float and double, mmcv's offset, IoUs exactly at the
+    /// threshold (integer boxes), more than one 64-box word per row, a
+    /// limit, NaN boxes, and no boxes.
+    #[test]
+    fn the_cuda_kernels_keep_what_the_host_sweep_keeps() {
+        tch::manual_seed(3);
+        let cases = [
+            (500, Kind::Float, 0u32, 0.7, usize::MAX, false),
+            (500, Kind::Double, 1, 0.5, usize::MAX, false),
+            (700, Kind::Float, 0, 0.5, usize::MAX, true),
+            (700, Kind::Float, 1, 0.3, 41, true),
+            (64, Kind::Float, 0, 0.6, usize::MAX, false),
+            (65, Kind::Double, 0, 0.6, 64, false),
+            (1, Kind::Float, 0, 0.5, usize::MAX, false),
+            (0, Kind::Float, 0, 0.5, usize::MAX, false),
+        ];
+        for (n, kind, offset, thr, limit, integer) in cases {
+            let opts = (kind, Device::Cpu);
+            let xy = Tensor::rand([n, 2], opts) * 60.0;
+            let mut boxes = Tensor::cat(&[&xy, &(&xy + Tensor::rand([n, 2], opts) * 30.0 + 1.0)], 1);
+            if integer {
+                boxes = boxes.round();
+            }
+            if n > 10 {
+                let _ = boxes.get(3).fill_(f64::NAN);
+            }
+            let sorted = boxes.index_select(0, &Tensor::from_slice(&score_order(&Tensor::rand([n], opts)).unwrap()));
+            let expected = sweep(&sorted, thr, offset as f64, limit).unwrap();
+            let flags = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit).unwrap();
+            let kept: Vec<usize> = Vec::<bool>::try_from(&flags)
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &k)| k.then_some(i))
+                .collect();
+            assert_eq!(kept, expected, "n {n}, {kind:?}, offset {offset}, thr {thr}, limit {limit}");
+            if n > 100 {
+                assert!(kept.len() > 64 || limit < 64, "the case should keep more than one word's boxes");
+            }
+        }
+    }
+
+    /// The device path's order: torch's stable descending sort equals
+    /// [`score_order`] (ties in input order, NaN first).
+    #[test]
+    fn the_stable_sort_orders_as_score_order() {
+        let scores = Tensor::from_slice(&[0.5f32, f32::NAN, 0.7, 0.5, 0.1, 0.7, f32::NAN, 0.5]);
+        let (_, order) = scores.sort_stable(true, 0, true);
+        assert_eq!(Vec::<i64>::try_from(&order).unwrap(), score_order(&scores).unwrap());
     }
 }

@@ -257,6 +257,7 @@ impl SparseRoIHead {
             let weight = self.stage_loss_weights[stage];
             let st = &self.train[stage];
             let out = self.bbox_forward(stage, x, &boxes, &object_feats, &img_shapes, true)?;
+            crate::engine::profile::section("stages: bbox forward");
             let mut sampling = Vec::with_capacity(samples.len());
             for (i, sample) in samples.iter().enumerate() {
                 let gt = &sample.gt_instances;
@@ -275,6 +276,7 @@ impl SparseRoIHead {
                     &gt.labels,
                 )?);
             }
+            crate::engine::profile::section("stages: Hungarian assignment");
             let k = out.cls_score.size()[2];
             let head = &self.bbox_head[stage];
             let bbox_losses = head.loss_and_target(
@@ -293,6 +295,7 @@ impl SparseRoIHead {
                 };
                 losses.insert(format!("s{stage}.{name}"), value);
             }
+            crate::engine::profile::section("stages: bbox losses");
             if self.with_mask() {
                 let pos_boxes: Vec<Tensor> = sampling
                     .iter()
@@ -321,6 +324,7 @@ impl SparseRoIHead {
                     reduce_mean,
                 )?;
                 losses.insert(format!("s{stage}.loss_mask"), loss.f_mul_scalar(weight)?);
+                crate::engine::profile::section("stages: mask");
             }
             object_feats = out.object_feats;
             boxes = out.detached_proposals;

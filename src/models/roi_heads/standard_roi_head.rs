@@ -344,6 +344,7 @@ impl StandardRoIHead {
             .ok_or_else(|| ModelError::new(NAME, "training needs model.train_cfg.rcnn"))?;
         check_batch(&proposals, samples)?;
         let sampling = sample_batch(train, &proposals, samples, self.bbox_features(), &self.bbox_head, x)?;
+        crate::engine::profile::section("roi: assign and sample");
 
         let priors = sampling
             .iter()
@@ -351,7 +352,9 @@ impl StandardRoIHead {
             .collect::<ModelResult<Vec<_>>>()?;
         let rois = bbox2roi(&priors)?;
         let bbox_feats = self.bbox_features().forward(x, &rois, true)?;
+        crate::engine::profile::section("roi: RoIAlign");
         let (cls_score, bbox_pred) = self.bbox_head.forward_t(&bbox_feats, true)?;
+        crate::engine::profile::section("roi: bbox head");
         let mut losses = self.bbox_head.loss_and_target(
             &cls_score,
             &bbox_pred,
@@ -359,11 +362,13 @@ impl StandardRoIHead {
             &sampling,
             train.pos_weight,
         )?;
+        crate::engine::profile::section("roi: bbox targets and losses");
 
         match (&self.mask, &self.mask_iou) {
             (Some(mask), None) => {
                 let loss = mask.loss(x, &sampling, &bbox_feats, self.bbox_features(), samples, train)?;
                 losses.insert("loss_mask".into(), loss);
+                crate::engine::profile::section("roi: mask");
             }
             (Some(mask), Some(iou)) => {
                 let (feats, preds) = mask.forward_train(x, &sampling, &bbox_feats, self.bbox_features())?;
