@@ -15,6 +15,11 @@ with `keep_ratio`) and flipped at random (`RandomFlip(0.5)`). SGD, lr 0.02,
 momentum 0.9, weight decay 1e-4. bf16 and fp16 run under `torch.autocast`
 (fp16 with a GradScaler), as MMEngine's AmpOptimWrapper does.
 
+With `--trace FILE`, `--trace-steps` more steps (after the timed ones)
+run under torch.profiler, and their Chrome trace goes to FILE for
+`scripts/trace_summary.py`, which counts them as it counts detc's
+(`DETC_TRACE`).
+
 Timing as in detc: `--warmup` untimed steps, then `--iters` steps between
 two device synchronisations; images per second over the timed steps
 (data loading included, with `--workers` loader processes); peak memory is
@@ -103,6 +108,21 @@ def timed(dl, step, device, warmup, iters):
     return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) >> 20 if cuda else None
 
 
+def trace(dl, step, steps, path):
+    """Writes the Chrome trace of `steps` calls of `step` (after one
+    untraced) to `path`."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    it = batches(dl, steps + 1)
+    step(next(it))
+    with profile(activities=activities) as prof:
+        for batch in it:
+            step(batch)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    prof.export_chrome_trace(path)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--data', default='data/bench')
@@ -112,6 +132,8 @@ def main():
     p.add_argument('--workers', type=int, default=4)
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--trace', metavar='FILE', help='a Chrome trace of --trace-steps more steps')
+    p.add_argument('--trace-steps', type=int, default=3)
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
@@ -140,6 +162,9 @@ def main():
 
     train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True),
                                 lambda b: train_step(*b), device, args.warmup, args.iters)
+    if args.trace:
+        trace(loader(args.data, 'train', args.batch, 0, flip=True), lambda b: train_step(*b),
+              args.trace_steps, args.trace)
     net.eval()
     infer_s, infer_peak = timed(loader(args.data, 'val', 1, min(args.workers, 2), flip=False),
                                 lambda b: predict(*b), device, args.warmup, args.iters)

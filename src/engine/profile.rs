@@ -1,7 +1,10 @@
 //! Where a step's time goes inside its phases, for `detc bench` with
 //! `DETC_PROFILE=1`: model code marks the end of named sections
 //! ([`section`]); while profiling, each mark waits for the device and adds
-//! the time since the previous mark to that section. Off (always in
+//! the time since the previous mark to that section, with the operators
+//! dispatched and the host synchronisations among them
+//! ([`native::op_count`]: on CUDA every operator is a launch from the host,
+//! and a step short of GPU work is bounded by them). Off (always in
 //! training) a mark is one relaxed atomic load: no synchronisation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,12 +14,28 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use tch::Device;
 
+use crate::engine::native::op_count::{self, OpCounts};
+
 static ON: AtomicBool = AtomicBool::new(false);
 
 struct Sections {
     device: Device,
     last: Instant,
-    seconds: IndexMap<&'static str, f64>,
+    last_counts: OpCounts,
+    profile: Profile,
+}
+
+/// Each section's totals, in first-mark order.
+#[derive(Debug, Default)]
+pub struct Profile {
+    pub seconds: IndexMap<&'static str, f64>,
+    pub counts: IndexMap<&'static str, OpCounts>,
+}
+
+impl Profile {
+    pub fn is_empty(&self) -> bool {
+        self.seconds.is_empty()
+    }
 }
 
 static SECTIONS: Mutex<Option<Sections>> = Mutex::new(None);
@@ -28,10 +47,13 @@ pub fn requested() -> bool {
 
 /// Starts profiling on `device`; sections accumulate until [`finish`].
 pub fn start(device: Device) {
+    // Without the counter the sections still have their times.
+    let _ = op_count::start();
     *SECTIONS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sections {
         device,
         last: Instant::now(),
-        seconds: IndexMap::new(),
+        last_counts: op_count::read(),
+        profile: Profile::default(),
     });
     ON.store(true, Ordering::Relaxed);
 }
@@ -42,6 +64,7 @@ pub fn restart() {
         if let Some(s) = SECTIONS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             sync(s.device);
             s.last = Instant::now();
+            s.last_counts = op_count::read();
         }
     }
 }
@@ -54,19 +77,23 @@ pub fn section(name: &'static str) {
     if let Some(s) = SECTIONS.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         sync(s.device);
         let now = Instant::now();
-        *s.seconds.entry(name).or_insert(0.0) += (now - s.last).as_secs_f64();
+        let counts = op_count::read();
+        *s.profile.seconds.entry(name).or_insert(0.0) += (now - s.last).as_secs_f64();
+        *s.profile.counts.entry(name).or_default() += counts - s.last_counts;
         s.last = now;
+        s.last_counts = counts;
     }
 }
 
-/// Stops profiling; returns each section's total seconds, in first-mark order.
-pub fn finish() -> IndexMap<&'static str, f64> {
+/// Stops profiling; returns each section's totals.
+pub fn finish() -> Profile {
     ON.store(false, Ordering::Relaxed);
+    let _ = op_count::stop();
     SECTIONS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
-        .map(|s| s.seconds)
+        .map(|s| s.profile)
         .unwrap_or_default()
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{detc, root, shapes_data};
+use crate::support::{detc, python_stdout, root, shapes_data};
 
 const TINY: &[&str] = &[
     "train_dataloader.batch_size=4",
@@ -154,7 +154,74 @@ fn profile_splits_the_forward_pass_into_sections() {
     }
     assert!(names.iter().position(|n| *n == "preprocess") < names.iter().position(|n| *n == "backward"));
     assert!(sections.values().all(|v| v.as_f64().is_some_and(|s| s >= 0.0)), "{report}");
+    // With the operators each section called and the host synchronisations
+    // among them (counted by libtorch's RecordFunction, as on a GPU).
+    let counts = &report["train"]["sections_ops"];
+    let count = |section: &str, what: &str| counts[section][what].as_f64().unwrap_or_else(|| panic!("{section} {what}: {report}"));
+    assert!(count("backbone and neck", "ops") >= 20.0, "{report}");
+    assert!(count("backbone and neck", "dispatched") > count("backbone and neck", "ops"), "{report}");
+    assert_eq!(count("backbone and neck", "syncs"), 0.0, "the backbone never waits for the device: {report}");
+    assert!(count("backward", "ops") > 0.0, "backward's operators run on autograd's threads: {report}");
+    let syncs: f64 = counts.as_object().unwrap().values().map(|c| c["syncs"].as_f64().unwrap()).sum();
+    assert!(syncs >= 1.0, "assignment reads sizes on the host: {report}");
     let plain = bench(dir.path(), &["--iters", "1", "--warmup", "0", "--json", "--synthetic"]);
     let plain: Value = serde_json::from_slice(&plain).unwrap();
     assert!(plain["train"].get("sections_s").is_none(), "no sections without DETC_PROFILE: {plain}");
+    assert!(plain["train"].get("sections_ops").is_none(), "{plain}");
+}
+
+/// `DETC_TRACE=FILE`: a Chrome trace of the timed steps (libtorch's Kineto
+/// profiler), holding the model's operators on the host, which
+/// scripts/trace_summary.py (what summarises the references' traces too)
+/// counts as `DETC_PROFILE` does.
+#[test]
+fn trace_writes_a_chrome_trace_of_the_timed_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("steps.trace.json");
+    let out = bench_with_env(
+        dir.path(),
+        &["--iters", "2", "--warmup", "1", "--json", "--synthetic"],
+        &[("DETC_TRACE", trace.to_str().unwrap()), ("DETC_PROFILE", "1")],
+    );
+    let report: Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let text = std::fs::read_to_string(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    let events: Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = events["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "cpu_op")
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    for op in ["aten::conv2d", "aten::convolution_backward", "aten::nonzero"] {
+        assert!(names.contains(&op), "{op} not in the trace's {} operators", names.len());
+    }
+    let summary = python_stdout(&[
+        root().join("scripts/trace_summary.py").to_str().unwrap(),
+        trace.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--json",
+    ]);
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    let sections = report["train"]["sections_ops"].as_object().unwrap();
+    let total = |what: &str| sections.values().map(|c| c[what].as_f64().unwrap()).sum::<f64>();
+    assert_eq!(summary["syncs_per_step"].as_f64(), Some(total("syncs")), "{summary}\n{report}");
+    // The trace also holds the few operators between the profiled sections.
+    let (traced, profiled) = (summary["ops_per_step"].as_f64().unwrap(), total("ops"));
+    assert!(traced >= profiled && traced < profiled * 1.05, "trace {traced} against DETC_PROFILE {profiled}");
+    // A file that cannot be written is refused before any step runs.
+    let missing = dir.path().join("no/such/folder/t.json");
+    let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
+    let out = detc(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .env("DETC_TRACE", &missing)
+        .args(["bench", config.to_str().unwrap(), "--iters", "1", "--synthetic"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("DETC_TRACE=") && err.contains("no/such/folder"), "{err}");
 }

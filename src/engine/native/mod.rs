@@ -8,8 +8,12 @@
 //!   (`roi_align.cpp`) and on CUDA (`roi_align.cu`, compiled by NVRTC);
 //! - [`nms_sorted`]: NMS's kernels on CUDA (`nms.cu`, compiled by NVRTC
 //!   with RoIAlign's), emulated on the CPU for the tests;
+//! - [`op_count`]: operator and host-synchronisation counts (`op_count.cpp`),
+//!   for the section profile;
 //! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
 //!   gradient-norm clipping (`optim.cpp`);
+//! - [`trace`]: a Chrome trace of Kineto's profiler (`trace.cpp`), for
+//!   `DETC_TRACE`;
 //! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
 //!
 //! The shim catches every C++ exception and returns a status; the safe
@@ -20,9 +24,11 @@
 
 pub mod autocast;
 pub mod cuda_memory;
+pub mod op_count;
 pub mod optim;
 pub mod process_group;
 pub mod roi_align;
+pub mod trace;
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ use super::build::Runner;
 use super::synthetic;
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
+use crate::engine::native;
 use crate::engine::profile;
 
 /// The phases of a train step, in order.
@@ -165,6 +166,16 @@ impl Runner {
             ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
         let mut last = Instant::now();
         let mut step = 0usize;
+        // A Chrome trace of the timed steps; its file is made now, as the
+        // profiler only logs a file it cannot write.
+        let trace = match std::env::var_os("DETC_TRACE").filter(|p| !p.is_empty()) {
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                std::fs::File::create(&path).map_err(|e| input(format!("DETC_TRACE={}: {e}", path.display())))?;
+                Some(path)
+            }
+            None => None,
+        };
         for_batches(data, args.warmup + args.iters, |batch| {
             let (n, wait) = (batch.samples.len(), batch.data_time.as_secs_f64());
             if step == args.warmup {
@@ -173,6 +184,10 @@ impl Runner {
                 let _ = crate::engine::native::cuda_peak_memory_mb(device);
                 if profile::requested() {
                     profile::start(device);
+                }
+                if let Some(path) = &trace {
+                    native::trace::start(device.is_cuda())
+                        .map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
                 }
             }
             let mut times = StepTimes::on(device);
@@ -190,6 +205,12 @@ impl Runner {
             step += 1;
             Ok(())
         })?;
+        if let Some(path) = &trace {
+            native::trace::stop(path).map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
+            if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+                return Err(runtime(format!("DETC_TRACE={}: the profiler wrote no trace", path.display())));
+            }
+        }
         let train_peak = crate::engine::native::cuda_peak_memory_mb(device);
         let sections = profile::finish();
         let per_step = |s: f64| s / args.iters as f64;
@@ -209,7 +230,16 @@ impl Runner {
             "peak_memory_mb": train_peak,
         });
         if !sections.is_empty() {
-            train["sections_s"] = sections.into_iter().map(|(k, v)| (k.to_string(), json!(per_step(v)))).collect();
+            train["sections_s"] = sections.seconds.iter().map(|(k, v)| (k.to_string(), json!(per_step(*v)))).collect();
+            let per_step_count = |n: i64| n as f64 / args.iters as f64;
+            train["sections_ops"] = sections
+                .counts
+                .iter()
+                .map(|(k, c)| {
+                    let counts = json!({"ops": per_step_count(c.ops), "dispatched": per_step_count(c.dispatched), "syncs": per_step_count(c.syncs)});
+                    (k.to_string(), counts)
+                })
+                .collect();
         }
         let inference = self.bench_inference(data, args, processes)?;
         if rank != 0 {
@@ -317,7 +347,19 @@ fn table(r: &Value) -> String {
     };
     let sections: String = t["sections_s"]
         .as_object()
-        .map(|o| o.iter().map(|(k, v)| format!("  {:>8.2} ms  {k}\n", v.as_f64().unwrap_or(f64::NAN) * 1000.0)).collect())
+        .map(|o| {
+            let header = "  section times per step, with the operators called and the host synchronisations\n";
+            let rows = o.iter().map(|(k, v)| {
+                let c = &t["sections_ops"][k];
+                format!(
+                    "  {:>8.2} ms {:>7.0} ops {:>5.0} syncs  {k}\n",
+                    v.as_f64().unwrap_or(f64::NAN) * 1000.0,
+                    f(c, "ops"),
+                    f(c, "syncs"),
+                )
+            });
+            std::iter::once(header.to_string()).chain(rows).collect()
+        })
         .unwrap_or_default();
     format!(
         "device {}{processes}, {} timed iterations after {} warm-up\n\
