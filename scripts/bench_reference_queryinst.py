@@ -28,7 +28,10 @@ max_norm 0.1 as the config has it), for bf16 an `AmpOptimWrapper` with
 `dtype='bfloat16'` (what `detc bench --amp --cfg-options
 optim_wrapper.dtype=bfloat16` runs). A training step is
 `model.train_step(data, optim_wrapper)` (data preprocessor, losses,
-backward, clip, AdamW), what MMEngine's training loop calls, without hooks.
+backward, clip, AdamW), what MMEngine's training loop calls, then the step
+of the config's warm-up (`LinearLR` by iteration, as its
+ParamSchedulerHook steps it), without other hooks; the last timed step's
+total loss is reported (`train.loss`) to show the steps trained.
 The loader's multiprocessing settings come from the config's `env_cfg`, as
 the Runner sets them; cudnn.benchmark is on (the config's is off), as on
 every side of scripts/gpu-bench.
@@ -163,11 +166,20 @@ def run(args, device, cuda):
     if args.precision == 'bf16':
         wrapper_cfg.update(type='AmpOptimWrapper', dtype='bfloat16')
     optim_wrapper = build_optim_wrapper(model, wrapper_cfg)
+    # The config's warm-up (LinearLR by iteration), stepped as MMEngine's
+    # ParamSchedulerHook steps it after every iteration.
+    from mmengine.registry import PARAM_SCHEDULERS
+    warmup = PARAM_SCHEDULERS.build(dict(cfg.param_scheduler[0], optimizer=optim_wrapper))
     train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batch = cfg.train_dataloader.batch_size
+    last_loss = [None]
 
-    train_s, train_peak = timed(train_loader, lambda data: model.train_step(data, optim_wrapper),
-                                device, args.warmup, args.iters)
+    def train_step(data):
+        log_vars = model.train_step(data, optim_wrapper)
+        warmup.step()
+        last_loss[0] = log_vars['loss'].detach()
+
+    train_s, train_peak = timed(train_loader, train_step, device, args.warmup, args.iters)
     model.eval()
     val_loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
     with torch.no_grad():
@@ -178,7 +190,8 @@ def run(args, device, cuda):
         'device': torch.cuda.get_device_name(device) if cuda else 'cpu',
         'precision': args.precision,
         'train': {'batch_size': batch, 'images_per_s': args.iters * batch / train_s,
-                  'step_s': train_s / args.iters, 'peak_memory_mb': train_peak},
+                  'step_s': train_s / args.iters, 'peak_memory_mb': train_peak,
+                  'loss': float(last_loss[0])},
         'inference': {'batch_size': cfg.val_dataloader.batch_size, 'images_per_s': args.iters / infer_s,
                       'peak_memory_mb': infer_peak},
     }

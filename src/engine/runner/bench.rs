@@ -166,6 +166,10 @@ impl Runner {
             ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
         let mut last = Instant::now();
         let mut step = 0usize;
+        // The last step's total loss: evidence that the timed steps trained
+        // (a diverged run stops with an error; one that did not may still
+        // have stalled).
+        let mut last_loss = None;
         // A Chrome trace of the timed steps; its file is made now, as the
         // profiler only logs a file it cannot write.
         let trace = match std::env::var_os("DETC_TRACE").filter(|p| !p.is_empty()) {
@@ -191,7 +195,8 @@ impl Runner {
                 }
             }
             let mut times = StepTimes::on(device);
-            self.timed_train_step(batch.samples, &mut times)?;
+            let logged = self.timed_train_step(batch.samples, &mut times)?;
+            last_loss = logged.first().map(|(_, v)| *v);
             self.state.iter += 1;
             let now = Instant::now();
             if step >= args.warmup {
@@ -228,6 +233,7 @@ impl Runner {
             "all_reduce_s": per_step(phases[Phase::AllReduce as usize]),
             "optimizer_s": per_step(phases[Phase::Optimizer as usize]),
             "peak_memory_mb": train_peak,
+            "loss": last_loss,
         });
         if !sections.is_empty() {
             train["sections_s"] = sections.seconds.iter().map(|(k, v)| (k.to_string(), json!(per_step(*v)))).collect();
