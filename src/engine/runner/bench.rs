@@ -170,9 +170,11 @@ impl Runner {
         // (a diverged run stops with an error; one that did not may still
         // have stalled).
         let mut last_loss = None;
-        // A Chrome trace of the timed steps; its file is made now, as the
+        // A Chrome trace of the timed steps, of rank 0 in a job of several
+        // (the ranks run the same steps); its file is made now, as the
         // profiler only logs a file it cannot write.
-        let trace = match std::env::var_os("DETC_TRACE").filter(|p| !p.is_empty()) {
+        let rank0 = self.dist.as_ref().is_none_or(|d| d.rank() == 0);
+        let trace = match std::env::var_os("DETC_TRACE").filter(|p| !p.is_empty() && rank0) {
             Some(path) => {
                 let path = std::path::PathBuf::from(path);
                 std::fs::File::create(&path).map_err(|e| input(format!("DETC_TRACE={}: {e}", path.display())))?;
