@@ -12,9 +12,13 @@ synchronisations among all operators (`aten::_local_scalar_dense`, behind
 indexing); and with CUDA activity, the kernels launched, the time the GPU
 was busy (the union of its kernels, copies and sets) against the traced
 span, and the host's time in CUDA calls that wait for the device
-(stream, event and device synchronisations, blocking copies). Standard
-library only.
+(stream, event and device synchronisations, blocking copies). A detc
+trace holds `section: NAME` marks at the ends of the `DETC_PROFILE`
+sections, placed without synchronising; then the same is split by section
+(the host's time between marks, and the GPU time of the kernels each
+section launched). Standard library only.
 """
+import bisect
 import argparse
 import collections
 import json
@@ -62,9 +66,8 @@ def summarise(trace, steps):
     for e in events:
         if is_op(e):
             per_thread[e['tid']].append(e)
-    top = collections.Counter()
-    for ops in per_thread.values():
-        top.update(e['name'] for e in outermost(ops))
+    top_ops = [e for ops in per_thread.values() for e in outermost(ops)]
+    top = collections.Counter(e['name'] for e in top_ops)
     syncs = sum(1 for ops in per_thread.values() for e in ops if e['name'] in SYNC_OPS)
     host = [e for e in events if e.get('cat') in ('cpu_op', 'cuda_runtime', 'cuda_driver')]
     gpu = [e for e in events if e.get('cat') in GPU_CATS]
@@ -74,6 +77,9 @@ def summarise(trace, steps):
         'syncs_per_step': syncs / steps,
         'top_ops_per_step': {k: v / steps for k, v in top.most_common()},
     }
+    sections = by_section(events, top_ops, steps)
+    if sections:
+        out['sections'] = sections
     if gpu:
         span = [e['ts'] for e in host + gpu], [e['ts'] + e.get('dur', 0) for e in host + gpu]
         span_us = max(span[1]) - min(span[0])
@@ -90,6 +96,46 @@ def summarise(trace, steps):
             }).most_common(15)),
         })
     return out
+
+
+def by_section(events, top_ops, steps):
+    """Per `section: NAME` mark, in first-mark order: the host's time
+    since the previous mark, the outermost operators and host
+    synchronisations whose start falls there, and the kernels launched from
+    there with their GPU time; `None` without marks."""
+    marks = sorted((e['ts'], e['name'][len('section: '):]) for e in events
+                   if e.get('cat') == 'user_annotation' and e['name'].startswith('section: '))
+    if not marks:
+        return None
+    times = [t for t, _ in marks]
+    order = list(dict.fromkeys(name for _, name in marks))
+    rows = {name: collections.Counter() for name in order}
+
+    def section(ts):
+        i = bisect.bisect_left(times, ts)
+        return marks[i][1] if i < len(marks) else None
+
+    for (t0, _), (t1, name) in zip([(None, None)] + marks[:-1], marks):
+        if t0 is not None:
+            rows[name]['host_us'] += t1 - t0
+    for e in top_ops:
+        name = section(e['ts'])
+        if name:
+            rows[name]['ops'] += 1
+    for e in events:
+        if e.get('cat') == 'cpu_op' and e['name'] in SYNC_OPS and section(e['ts']):
+            rows[section(e['ts'])]['syncs'] += 1
+    launch = {e['args']['correlation']: e['ts'] for e in events
+              if e.get('cat') in ('cuda_runtime', 'cuda_driver') and 'correlation' in e.get('args', {})}
+    for e in events:
+        if e.get('cat') in GPU_CATS and e.get('args', {}).get('correlation') in launch:
+            name = section(launch[e['args']['correlation']])
+            if name:
+                rows[name]['kernels'] += e.get('cat') == 'kernel'
+                rows[name]['gpu_us'] += e.get('dur', 0)
+    return {name: {'host_ms': c['host_us'] / steps / 1e3, 'ops': c['ops'] / steps, 'syncs': c['syncs'] / steps,
+                   'kernels': c['kernels'] / steps, 'gpu_ms': c['gpu_us'] / steps / 1e3}
+            for name, c in rows.items()}
 
 
 def sum_by_name(events):
@@ -118,6 +164,11 @@ def main():
               f"{s['host_waiting_ms_per_step']:.1f} ms in {s['host_waits_per_step']:.0f} calls")
         for name, ms in s['gpu_top_kernels_ms_per_step'].items():
             print(f"  {ms:8.2f} ms  {name}")
+    if 'sections' in s:
+        print('  per section (host time between marks; the GPU time of the kernels it launched):')
+        for name, c in s['sections'].items():
+            print(f"  {c['host_ms']:8.2f} ms host {c['ops']:6.0f} ops {c['syncs']:4.0f} syncs "
+                  f"{c['kernels']:6.0f} kernels {c['gpu_ms']:8.2f} ms GPU  {name}")
     for name, n in list(s['top_ops_per_step'].items())[:args.top]:
         print(f"  {n:7.1f}  {name}")
 

@@ -4,8 +4,10 @@
 //! the time since the previous mark to that section, with the operators
 //! dispatched and the host synchronisations among them
 //! ([`native::op_count`]: on CUDA every operator is a launch from the host,
-//! and a step short of GPU work is bounded by them). Off (always in
-//! training) a mark is one relaxed atomic load: no synchronisation.
+//! and a step short of GPU work is bounded by them). While `DETC_TRACE`
+//! records a trace, each mark is also a `section: NAME` mark in it, with no
+//! synchronisation. Off (always in training) a mark is two relaxed atomic
+//! loads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -17,6 +19,7 @@ use tch::Device;
 use crate::engine::native::op_count::{self, OpCounts};
 
 static ON: AtomicBool = AtomicBool::new(false);
+static TRACING: AtomicBool = AtomicBool::new(false);
 
 struct Sections {
     device: Device,
@@ -69,8 +72,16 @@ pub fn restart() {
     }
 }
 
-/// Ends the section `name` now (a no-op unless profiling).
+/// Whether [`section`] marks the trace being recorded.
+pub fn mark_trace(on: bool) {
+    TRACING.store(on, Ordering::Relaxed);
+}
+
+/// Ends the section `name` now (a no-op unless profiling or tracing).
 pub fn section(name: &'static str) {
+    if TRACING.load(Ordering::Relaxed) {
+        crate::engine::native::trace::mark(name);
+    }
     if !ON.load(Ordering::Relaxed) {
         return;
     }

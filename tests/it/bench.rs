@@ -207,6 +207,10 @@ fn trace_writes_a_chrome_trace_of_the_timed_steps() {
         "--json",
     ]);
     let summary: Value = serde_json::from_str(&summary).unwrap();
+    // The profile's sections are marked in the trace, without waiting.
+    let marked = &summary["sections"]["backbone and neck"];
+    assert!(marked["ops"].as_f64().is_some_and(|n| n >= 20.0), "{summary}");
+    assert!(summary["sections"]["optimizer"]["host_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{summary}");
     let sections = report["train"]["sections_ops"].as_object().unwrap();
     let total = |what: &str| sections.values().map(|c| c[what].as_f64().unwrap()).sum::<f64>();
     assert_eq!(summary["syncs_per_step"].as_f64(), Some(total("syncs")), "{summary}\n{report}");

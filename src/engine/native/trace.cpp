@@ -4,6 +4,7 @@
 // synchronisations on the GPU, so a trace shows where the GPU waits for
 // the host and where the host waits for the GPU.
 
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <memory>
@@ -46,6 +47,15 @@ int detc_trace_start(int cuda) {
     auto cfg = config(cuda != 0);
     profiler::prepareProfiler(cfg, activities(cuda != 0));
     profiler::enableProfiler(cfg, activities(cuda != 0));
+    return DETC_OK;
+  });
+}
+
+// A mark named `name` in the trace (an empty user scope, as
+// torch.profiler.record_function makes): the end of a profile section.
+int detc_trace_mark(const char* name) {
+  return guarded([&] {
+    RECORD_USER_SCOPE(name);
     return DETC_OK;
   });
 }

@@ -13,6 +13,7 @@ mod ffi {
     extern "C" {
         pub fn detc_trace_start(cuda: c_int) -> c_int;
         pub fn detc_trace_stop(path: *const c_char) -> c_int;
+        pub fn detc_trace_mark(name: *const c_char) -> c_int;
     }
 }
 
@@ -20,6 +21,14 @@ mod ffi {
 pub fn start(cuda: bool) -> NativeResult<()> {
     // SAFETY: a plain integer in.
     check("trace_start", unsafe { ffi::detc_trace_start(c_int::from(cuda)) }).map(|_| ())
+}
+
+/// Marks the end of the section `name` in the trace (`section: NAME`).
+pub fn mark(name: &str) {
+    if let Ok(name) = CString::new(format!("section: {name}")) {
+        // SAFETY: a NUL-terminated string that outlives the call.
+        unsafe { ffi::detc_trace_mark(name.as_ptr()) };
+    }
 }
 
 /// Stops tracing and writes the trace to `path`.

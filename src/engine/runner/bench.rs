@@ -194,6 +194,7 @@ impl Runner {
                 if let Some(path) = &trace {
                     native::trace::start(device.is_cuda())
                         .map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
+                    profile::mark_trace(true);
                 }
             }
             let mut times = StepTimes::on(device);
@@ -213,6 +214,7 @@ impl Runner {
             Ok(())
         })?;
         if let Some(path) = &trace {
+            profile::mark_trace(false);
             native::trace::stop(path).map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
             if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
                 return Err(runtime(format!("DETC_TRACE={}: the profiler wrote no trace", path.display())));
