@@ -220,10 +220,12 @@ impl DetDataPreprocessor {
         if mean.len() == 3 && channels != 3 {
             return Err(err(format!("`mean` has 3 values but the images have {channels} channel(s)")));
         }
+        // Without waiting for the device: a copy from pageable memory has
+        // read it when it returns.
         let upload = |v: &[f32]| -> DataResult<Tensor> {
             Tensor::f_from_slice(v)
                 .and_then(|t| t.f_view([v.len() as i64, 1, 1]))
-                .and_then(|t| t.f_to_device(self.device))
+                .and_then(|t| t.f_to_device_(self.device, Kind::Float, true, false))
                 .map_err(tch_err)
         };
         Ok(Some((upload(mean)?, upload(std)?)))

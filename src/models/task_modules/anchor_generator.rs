@@ -9,6 +9,8 @@
 //! The base anchors are computed with the same float32 tensor ops as mmdet,
 //! so anchors match it bit for bit.
 
+use std::sync::Mutex;
+
 use detc::registry::models::common::IntOrPair;
 use detc::registry::models::task_modules::AnchorGeneratorConfig;
 use detc::registry::refs::AnchorGeneratorCfg;
@@ -25,6 +27,41 @@ pub struct AnchorGenerator {
     pub strides: Vec<(i64, i64)>,
     /// Per level the `(A, 4)` float32 anchors of the location at (0, 0), on the CPU.
     pub base_anchors: Vec<Tensor>,
+    /// The last [`Self::grid_priors`] and [`Self::valid_flags`], by their arguments.
+    grid: LastPriors<(Vec<(i64, i64)>, Device)>,
+    flags: LastPriors<(Vec<(i64, i64)>, (i64, i64), Device)>,
+}
+
+/// The priors made for the last arguments, handed out again while the
+/// arguments repeat: a training step asks for the anchors of the same
+/// feature sizes as the last one (and for the valid flags of the same
+/// padded shape for every image of it), and making them costs about 15
+/// operators and a blocking upload of the base anchors per level. Callers
+/// share the tensors and never write to them.
+#[derive(Debug)]
+struct LastPriors<K> {
+    last: Mutex<Option<(K, Vec<Tensor>)>>,
+}
+
+impl<K> Default for LastPriors<K> {
+    fn default() -> Self {
+        LastPriors { last: Mutex::new(None) }
+    }
+}
+
+impl<K: PartialEq> LastPriors<K> {
+    fn get_or_make(&self, key: K, make: impl FnOnce() -> ModelResult<Vec<Tensor>>) -> ModelResult<Vec<Tensor>> {
+        let share = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, v)) = last.as_ref() {
+            if *k == key {
+                return Ok(share(v));
+            }
+        }
+        let made = make()?;
+        *last = Some((key, share(&made)));
+        Ok(made)
+    }
 }
 
 impl AnchorGenerator {
@@ -117,6 +154,8 @@ impl AnchorGenerator {
         Ok(AnchorGenerator {
             strides,
             base_anchors,
+            grid: LastPriors::default(),
+            flags: LastPriors::default(),
         })
     }
 
@@ -171,11 +210,13 @@ impl AnchorGenerator {
         device: Device,
     ) -> ModelResult<Vec<Tensor>> {
         self.check_levels(featmap_sizes)?;
-        featmap_sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| self.single_level_grid_priors(s, i, device))
-            .collect()
+        self.grid.get_or_make((featmap_sizes.to_vec(), device), || {
+            featmap_sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| self.single_level_grid_priors(s, i, device))
+                .collect()
+        })
     }
 
     /// `valid_flags`: per level (H*W*A,) bool, true for the locations inside
@@ -187,6 +228,16 @@ impl AnchorGenerator {
         device: Device,
     ) -> ModelResult<Vec<Tensor>> {
         self.check_levels(featmap_sizes)?;
+        self.flags
+            .get_or_make((featmap_sizes.to_vec(), pad_shape, device), || self.make_valid_flags(featmap_sizes, pad_shape, device))
+    }
+
+    fn make_valid_flags(
+        &self,
+        featmap_sizes: &[(i64, i64)],
+        pad_shape: (i64, i64),
+        device: Device,
+    ) -> ModelResult<Vec<Tensor>> {
         let (pad_h, pad_w) = pad_shape;
         let ceil_div = |a: i64, b: i64| (a + b - 1).div_euclid(b);
         featmap_sizes
