@@ -77,7 +77,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'models'))
 import detector_reference  # noqa: E402  (load_mmdet: the stand-ins and RoIAlign)
-from bench_reference import timed  # noqa: E402
+from bench_reference import timed, trace  # noqa: E402
 
 
 def load_mmdet(device):
@@ -134,6 +134,9 @@ def main():
     p.add_argument('--workers', type=int, default=4)
     p.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--trace', metavar='FILE', help='a Chrome trace of --trace-steps more steps '
+                   '(scripts/bench_reference.py --trace)')
+    p.add_argument('--trace-steps', type=int, default=3)
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
@@ -180,6 +183,8 @@ def run(args, device, cuda):
         last_loss[0] = log_vars['loss'].detach()
 
     train_s, train_peak = timed(train_loader, train_step, device, args.warmup, args.iters)
+    if args.trace:
+        trace(train_loader, train_step, args.trace_steps, args.trace)
     model.eval()
     val_loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
     with torch.no_grad():
