@@ -54,9 +54,13 @@ impl FocalLoss {
 }
 
 /// (N,) labels -> (N, C) one-hot with the background column `C` dropped
-/// (`F.one_hot(target, C + 1)[:, :C]`), as `pred`'s dtype.
+/// (`F.one_hot(target, C + 1)[:, :C]`), as `pred`'s dtype. On the CPU the
+/// labels' range is checked with a clear error (torch's CPU `one_hot` would
+/// check it too); on CUDA, as torch's `one_hot` and MMCV's focal-loss kernel,
+/// nothing is read back: the two reads would wait for the device at every
+/// call, and the labels come from the assigners.
 pub fn labels_to_one_hot(labels: &Tensor, num_classes: i64, kind: Kind) -> ModelResult<Tensor> {
-    if labels.numel() > 0 {
+    if labels.numel() > 0 && labels.device() == tch::Device::Cpu {
         let (lo, hi) = (
             labels.f_min()?.int64_value(&[]),
             labels.f_max()?.int64_value(&[]),
