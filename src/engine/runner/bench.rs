@@ -166,9 +166,8 @@ impl Runner {
             ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
         let mut last = Instant::now();
         let mut step = 0usize;
-        // The last step's total loss: evidence that the timed steps trained
-        // (a diverged run stops with an error; one that did not may still
-        // have stalled).
+        // The last step's total loss, to show the timed steps trained (a
+        // non-finite loss already stops the run with an error).
         let mut last_loss = None;
         // A Chrome trace of the timed steps, of rank 0 in a job of several
         // (the ranks run the same steps); its file is made now, as the
