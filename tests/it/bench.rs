@@ -17,6 +17,11 @@ fn bench(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
     bench_with_env(dir, args, &[])
 }
 
+/// The report `detc bench --json` printed.
+fn json_report(out: &[u8]) -> Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
+}
+
 fn bench_with_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<u8> {
     let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
     detc(dir)
@@ -40,8 +45,7 @@ fn bench_times_train_steps_by_phase_and_inference() {
     let dir = tempfile::tempdir().unwrap();
     shapes_data(dir.path(), 8, 2);
     let out = bench(dir.path(), &["--iters", "2", "--warmup", "1", "--json"]);
-    let report: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let report = json_report(&out);
     assert_eq!(report["device"], "cpu");
     assert_eq!(
         (report["iters"].as_u64(), report["warmup"].as_u64()),
@@ -105,8 +109,7 @@ fn bench_of_two_cpu_workers_reports_the_images_of_both() {
         ],
     );
     // One report (rank 0's), whose images per second count both workers.
-    let report: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let report = json_report(&out);
     assert_eq!(report["processes"], 2, "{report}");
     let train = &report["train"];
     assert_eq!(train["batch_size"], 4, "per process");
@@ -126,8 +129,7 @@ fn synthetic_bench_needs_no_dataset() {
         dir.path(),
         &["--iters", "1", "--warmup", "0", "--json", "--synthetic"],
     );
-    let report: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let report = json_report(&out);
     assert_eq!(report["train"]["batch_size"], 4, "{report}");
     assert!(report["train"]["images_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["inference"]["images_per_s"].as_f64().unwrap() > 0.0);
@@ -148,8 +150,7 @@ fn profile_splits_the_forward_pass_into_sections() {
         &["--iters", "1", "--warmup", "0", "--json", "--synthetic"],
         &[("DETC_PROFILE", "1")],
     );
-    let report: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let report = json_report(&out);
     let sections = report["train"]["sections_s"].as_object().unwrap_or_else(|| panic!("{report}"));
     let names: Vec<&str> = sections.keys().map(String::as_str).collect();
     for name in ["preprocess", "backbone and neck", "rpn: proposals (NMS)", "roi: RoIAlign", "roi: mask", "backward", "optimizer"] {
@@ -168,7 +169,7 @@ fn profile_splits_the_forward_pass_into_sections() {
     let syncs: f64 = counts.as_object().unwrap().values().map(|c| c["syncs"].as_f64().unwrap()).sum();
     assert!(syncs >= 1.0, "assignment reads sizes on the host: {report}");
     let plain = bench(dir.path(), &["--iters", "1", "--warmup", "0", "--json", "--synthetic"]);
-    let plain: Value = serde_json::from_slice(&plain).unwrap();
+    let plain = json_report(&plain);
     assert!(plain["train"].get("sections_s").is_none(), "no sections without DETC_PROFILE: {plain}");
     assert!(plain["train"].get("sections_ops").is_none(), "{plain}");
 }
@@ -186,7 +187,7 @@ fn trace_writes_a_chrome_trace_of_the_timed_steps() {
         &["--iters", "2", "--warmup", "1", "--json", "--synthetic"],
         &[("DETC_TRACE", trace.to_str().unwrap()), ("DETC_PROFILE", "1")],
     );
-    let report: Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let report = json_report(&out);
     let text = std::fs::read_to_string(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
     let events: Value = serde_json::from_str(&text).unwrap();
     let names: Vec<&str> = events["traceEvents"]

@@ -179,6 +179,18 @@ mod ffi {
     }
 }
 
+/// An environment switch between the shim's kernels (`kernel`, the
+/// default, or unset) and one other implementation `alternative`, for
+/// comparing the two: `Ok(true)` for `alternative`; any other value is
+/// refused with a message naming `what` it should be.
+pub fn kernel_or(var: &str, alternative: &str, what: &str) -> Result<bool, String> {
+    match std::env::var(var).as_deref() {
+        Err(_) | Ok("") | Ok("kernel") => Ok(false),
+        Ok(v) if v == alternative => Ok(true),
+        Ok(other) => Err(format!("{var}={other:?} is not {what}; use kernel (the default) or {alternative}")),
+    }
+}
+
 /// `torch.backends.cudnn.deterministic = on` (and, when on, `benchmark =
 /// False`), as `randomness.deterministic` sets them.
 pub fn set_cudnn_deterministic(on: bool) -> NativeResult<()> {

@@ -56,13 +56,7 @@ fn sampled_by_request() -> bool {
 /// Refuses a `DETC_ROI_ALIGN` other than `kernel` or `sampled`; `Ok(true)`
 /// for `sampled`.
 pub fn check_implementation_setting() -> Result<bool, String> {
-    match std::env::var(IMPLEMENTATION_VAR).as_deref() {
-        Err(_) | Ok("") | Ok("kernel") => Ok(false),
-        Ok("sampled") => Ok(true),
-        Ok(other) => Err(format!(
-            "{IMPLEMENTATION_VAR}={other:?} is not a RoIAlign implementation; use kernel (the default) or sampled"
-        )),
-    }
+    super::kernel_or(IMPLEMENTATION_VAR, "sampled", "a RoIAlign implementation")
 }
 
 /// The CUDA kernels on `device`, compiled and loaded on first use (one

@@ -314,13 +314,7 @@ fn host_by_request() -> bool {
 
 /// Refuses a `DETC_NMS` other than `kernel` or `host`; `Ok(true)` for `host`.
 pub fn check_implementation_setting() -> Result<bool, String> {
-    match std::env::var(IMPLEMENTATION_VAR).as_deref() {
-        Err(_) | Ok("") | Ok("kernel") => Ok(false),
-        Ok("host") => Ok(true),
-        Ok(other) => Err(format!(
-            "{IMPLEMENTATION_VAR}={other:?} is not an NMS implementation; use kernel (the default) or host"
-        )),
-    }
+    crate::engine::native::kernel_or(IMPLEMENTATION_VAR, "host", "an NMS implementation")
 }
 
 pub(super) fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
