@@ -5,7 +5,7 @@
 //! - `libtorch_cuda`/`libc10_cuda` kept in NEEDED despite `--as-needed`,
 //!   otherwise nothing refers to them and CUDA is never found at run time;
 //! - the C++ shim of `src/engine/native` (autocast, CUDA memory
-//!   statistics, operator counts and Kineto traces for the profile,
+//!   statistics and timing events, operator counts and Kineto traces for the profile,
 //!   RoIAlign's CPU kernel and the CPU emulation of its CUDA kernels, torch.optim's multi-tensor updates and c10d's Gloo process
 //!   group, which tch does not bind), compiled against the libtorch
 //!   headers only (it reaches CUDA through c10's device-allocator interface,
@@ -20,10 +20,11 @@
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 8] = [
+const SHIM: [&str; 9] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/op_count.cpp",
     "src/engine/native/trace.cpp",
+    "src/engine/native/timing.cpp",
     "src/engine/native/roi_align.cpp",
     "src/engine/native/roi_align_emulated.cpp",
     "src/engine/native/nms.cpp",

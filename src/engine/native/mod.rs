@@ -12,6 +12,7 @@
 //!   for the section profile;
 //! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
 //!   gradient-norm clipping (`optim.cpp`);
+//! - [`timing`]: CUDA timing events, for `detc bench`'s phase times;
 //! - [`trace`]: a Chrome trace of Kineto's profiler (`trace.cpp`), for
 //!   `DETC_TRACE`;
 //! - [`process_group`]: c10d's Gloo process group and its collectives (`dist.cpp`).
@@ -28,6 +29,7 @@ pub mod op_count;
 pub mod optim;
 pub mod process_group;
 pub mod roi_align;
+pub mod timing;
 pub mod trace;
 
 #[cfg(test)]

@@ -85,6 +85,30 @@ fn empty_cache_is_a_no_op_without_cuda_and_frees_cached_blocks_with_it() {
 }
 
 #[test]
+fn cuda_events_time_the_device_or_fail_cleanly_without_one() {
+    use super::timing::CudaEvent;
+    if !tch::Cuda::is_available() {
+        // A libtorch without CUDA, or a CUDA one on a machine without a GPU:
+        // an error to report, not a crash.
+        let err = CudaEvent::record(0).unwrap_err();
+        assert_eq!(err.call, "cuda_event_record");
+        assert!(!err.message.is_empty());
+        return;
+    }
+    let gpu = Device::Cuda(0);
+    let a = Tensor::rand([2048, 2048], (Kind::Float, gpu));
+    let start = CudaEvent::record(0).unwrap();
+    for _ in 0..8 {
+        let _ = a.matmul(&a);
+    }
+    let end = CudaEvent::record(0).unwrap();
+    let span = start.seconds_to(&end).unwrap();
+    // Eight 2048^3 products: well above a microsecond, well below seconds.
+    assert!(span > 1e-6 && span < 5.0, "{span}");
+    assert_eq!(end.seconds_to(&end).unwrap(), 0.0);
+}
+
+#[test]
 fn gloo_group_of_two_threads_runs_every_collective() {
     use std::os::fd::IntoRawFd;
     // Rank 0's store takes over a socket bound here, as the launcher passes it.

@@ -18,7 +18,7 @@ use super::build::Runner;
 use super::synthetic;
 use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
-use crate::engine::native;
+use crate::engine::native::{self, timing::CudaEvent, NativeError};
 use crate::engine::profile;
 
 /// The phases of a train step, in order.
@@ -50,50 +50,97 @@ impl Phase {
     }
 }
 
-/// Seconds per phase of one step. Off (training) it records nothing and
-/// never synchronises; on CUDA it waits for the device at each mark, so
-/// that a phase's time is its kernels' and not the next one's.
+/// Seconds per phase of one step. Off (training) it records nothing. On
+/// the CPU each mark reads the host's clock. On CUDA it never waits for the
+/// device, which the reference harnesses do not do either (a wait at each
+/// phase would leave the GPU idle while the host launches the next one and
+/// prepares the next batch): each mark records a timing event on the
+/// stream, and [`StepTimes::seconds`] reads the spans between them on the
+/// device's clock once the timed steps are over.
 #[derive(Debug)]
 pub struct StepTimes {
-    device: Option<Device>,
-    last: Instant,
-    seconds: [f64; 4],
+    clock: Clock,
+}
+
+#[derive(Debug)]
+enum Clock {
+    Off,
+    Host { last: Instant, seconds: [f64; 4] },
+    /// The step's start event, then one per mark; the first failure to
+    /// record one, reported by `seconds`.
+    Cuda { index: usize, events: Vec<(Option<Phase>, CudaEvent)>, failed: Option<NativeError> },
 }
 
 impl StepTimes {
     pub fn off() -> Self {
-        StepTimes {
-            device: None,
-            last: Instant::now(),
-            seconds: [0.0; 4],
-        }
+        StepTimes { clock: Clock::Off }
     }
 
     fn on(device: Device) -> Self {
-        StepTimes {
-            device: Some(device),
-            last: Instant::now(),
-            seconds: [0.0; 4],
-        }
+        let clock = match device {
+            Device::Cuda(index) => Clock::Cuda { index, events: Vec::with_capacity(5), failed: None },
+            _ => Clock::Host { last: Instant::now(), seconds: [0.0; 4] },
+        };
+        StepTimes { clock }
     }
 
     pub fn start(&mut self) {
-        if self.device.is_some() {
+        if !matches!(self.clock, Clock::Off) {
             profile::restart();
-            self.last = Instant::now();
         }
+        self.record(None);
     }
 
     /// Ends `phase` now.
     pub fn mark(&mut self, phase: Phase) {
-        let Some(device) = self.device else { return };
-        profile::section(phase.name());
-        if let Device::Cuda(index) = device {
-            tch::Cuda::synchronize(index as i64);
+        if !matches!(self.clock, Clock::Off) {
+            profile::section(phase.name());
         }
-        let now = Instant::now();
-        self.seconds[phase as usize] += (now - self.last).as_secs_f64();
-        self.last = now;
+        self.record(Some(phase));
+    }
+
+    fn record(&mut self, phase: Option<Phase>) {
+        match &mut self.clock {
+            Clock::Off => {}
+            Clock::Host { last, seconds } => {
+                let now = Instant::now();
+                if let Some(phase) = phase {
+                    seconds[phase as usize] += (now - *last).as_secs_f64();
+                }
+                *last = now;
+            }
+            Clock::Cuda { index, events, failed } => match CudaEvent::record(*index) {
+                Ok(event) => events.push((phase, event)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            },
+        }
+    }
+
+    /// Each phase's seconds; on CUDA this waits for the step's last event.
+    fn seconds(&self) -> Result<[f64; 4], NativeError> {
+        match &self.clock {
+            Clock::Off => Ok([0.0; 4]),
+            Clock::Host { seconds, .. } => Ok(*seconds),
+            Clock::Cuda { failed: Some(e), .. } => Err(e.clone()),
+            Clock::Cuda { events, .. } => {
+                let mut seconds = [0.0; 4];
+                for pair in events.windows(2) {
+                    if let ((_, from), (Some(phase), to)) = (&pair[0], &pair[1]) {
+                        seconds[*phase as usize] += from.seconds_to(to)?;
+                    }
+                }
+                Ok(seconds)
+            }
+        }
+    }
+}
+
+/// Waits for the device's queued work (nothing to wait for on the CPU).
+fn wait_for(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
     }
 }
 
@@ -162,9 +209,11 @@ impl Runner {
             return Err(input("--iters must be at least 1"));
         }
         let device = self.state.vs.device();
-        let (mut phases, mut data_wait, mut wall, mut images, mut batch_size) =
-            ([0.0; 4], 0.0, 0.0, 0usize, 0usize);
-        let mut last = Instant::now();
+        let (mut data_wait, mut images, mut batch_size) = (0.0, 0usize, 0usize);
+        // The timed steps' phase marks, read once they are over (on CUDA the
+        // device's events: reading one waits for it).
+        let mut timed = Vec::with_capacity(args.iters);
+        let mut started = None;
         let mut step = 0usize;
         // The last step's total loss, to show the timed steps trained (a
         // non-finite loss already stops the run with an error).
@@ -195,23 +244,32 @@ impl Runner {
                         .map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
                     profile::mark_trace(true);
                 }
+                // The timed steps run between two waits for the device, as
+                // the references' do, and none in between.
+                wait_for(device);
+                started = Some(Instant::now());
             }
             let mut times = StepTimes::on(device);
             let logged = self.timed_train_step(batch.samples, &mut times)?;
             last_loss = logged.first().map(|(_, v)| *v);
             self.state.iter += 1;
-            let now = Instant::now();
             if step >= args.warmup {
-                (0..4).for_each(|i| phases[i] += times.seconds[i]);
+                timed.push(times);
                 data_wait += wait;
-                wall += (now - last).as_secs_f64();
                 images += n;
                 batch_size = batch_size.max(n);
             }
-            last = now;
             step += 1;
             Ok(())
         })?;
+        wait_for(device);
+        let wall = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let mut phases = [0.0; 4];
+        for times in &timed {
+            let seconds = times.seconds().map_err(|e| runtime(format!("timing the phases: {e}")))?;
+            (0..4).for_each(|i| phases[i] += seconds[i]);
+        }
+        drop(timed);
         if let Some(path) = &trace {
             profile::mark_trace(false);
             native::trace::stop(path).map_err(|e| runtime(format!("DETC_TRACE={}: {e}", path.display())))?;
@@ -280,26 +338,25 @@ impl Runner {
             Some((val, _)) => val,
             None => train,
         };
-        let (mut wall, mut images, mut step, mut batch_size) = (0.0, 0usize, 0usize, 0usize);
+        let (mut started, mut images, mut step, mut batch_size) = (None, 0usize, 0usize, 0usize);
         for_batches(data, args.warmup + args.iters, |batch| {
             let n = batch.samples.len();
             if step == args.warmup {
                 let _ = crate::engine::native::cuda_peak_memory_mb(device); // as in training
+                wait_for(device);
+                started = Some(Instant::now());
             }
-            let start = Instant::now();
             let det = pre.forward(batch.samples, false).map_err(input)?;
             tch::no_grad(|| model.predict(&det, true)).map_err(runtime)?;
-            if let Device::Cuda(index) = device {
-                tch::Cuda::synchronize(index as i64);
-            }
             if step >= args.warmup {
-                wall += start.elapsed().as_secs_f64();
                 images += n;
                 batch_size = batch_size.max(n);
             }
             step += 1;
             Ok(())
         })?;
+        wait_for(device);
+        let wall = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         Ok(json!({
             "batch_size": batch_size,
             "images_per_s": (processes * images) as f64 / wall,
@@ -406,7 +463,21 @@ mod tests {
         ];
         assert_eq!(phases.map(|p| p as usize), [0, 1, 2, 3]);
         let mut off = StepTimes::off();
+        off.start();
         off.mark(Phase::Backward);
-        assert_eq!(off.seconds, [0.0; 4], "off records nothing");
+        assert_eq!(off.seconds().unwrap(), [0.0; 4], "off records nothing");
+    }
+
+    #[test]
+    fn host_clock_splits_the_step_at_the_marks() {
+        let mut times = StepTimes::on(Device::Cpu);
+        times.start();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        times.mark(Phase::Forward);
+        times.mark(Phase::Backward);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        times.mark(Phase::Optimizer);
+        let [forward, backward, all_reduce, optimizer] = times.seconds().unwrap();
+        assert!(forward >= 0.02 && backward < 0.01 && all_reduce == 0.0 && optimizer >= 0.01, "{:?}", times.seconds());
     }
 }
