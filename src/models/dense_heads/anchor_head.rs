@@ -198,6 +198,24 @@ impl AnchorLoss<'_> {
         let label_weights = stack(|t| &t.label_weights)?;
         let bbox_targets = stack(|t| &t.bbox_targets)?;
         let bbox_weights = stack(|t| &t.bbox_weights)?;
+        // (N, H*W*A, channels) per level, in the anchors' order.
+        let flatten = |t: &Tensor, channels: i64| -> ModelResult<Tensor> {
+            Ok(t.f_permute([0, 2, 3, 1])?.f_reshape([num_imgs, -1, channels])?)
+        };
+        if self.loss_cls.is_sum_over_elements() && self.loss_bbox.is_sum_over_elements() {
+            // One call per loss over every level at once: MMDetection calls
+            // each loss per level and `parse_losses` sums them, which for a
+            // loss summed over its elements and divided by `avg_factor` is
+            // the same number (up to float rounding), in a fifth of the
+            // operators (each a kernel launch on a GPU).
+            let levels = |ts: &[Tensor], channels: i64| -> ModelResult<Tensor> {
+                let flat = ts.iter().map(|t| flatten(t, channels)).collect::<ModelResult<Vec<_>>>()?;
+                Ok(Tensor::f_cat(&flat, 1)?)
+            };
+            let cls = levels(cls_scores, self.cls_out_channels)?;
+            let pred = levels(bbox_preds, 4)?;
+            return self.loss_single(&cls, &pred, &flat_anchors, &labels, &label_weights, &bbox_targets, &bbox_weights, avg_factor);
+        }
         let mut loss_cls: Option<Tensor> = None;
         let mut loss_bbox: Option<Tensor> = None;
         let mut start = 0i64;
@@ -205,8 +223,8 @@ impl AnchorLoss<'_> {
             let n = anchors.size()[0];
             let cut = |t: &Tensor| t.f_narrow(1, start, n);
             let (c, b) = self.loss_single(
-                &cls_scores[level],
-                &bbox_preds[level],
+                &flatten(&cls_scores[level], self.cls_out_channels)?,
+                &flatten(&bbox_preds[level], 4)?,
                 anchors,
                 &cut(&labels)?,
                 &cut(&label_weights)?,
@@ -270,9 +288,10 @@ impl AnchorLoss<'_> {
         fill.targets(&sampled, &pos_targets, anchors.size()[0], &inside_inds)
     }
 
-    /// `loss_by_feat_single`: one level's two losses. cls_score (N, A*C, H, W),
-    /// bbox_pred (N, A*4, H, W), anchors (H*W*A, 4), labels and weights
-    /// (N, H*W*A), box targets and weights (N, H*W*A, 4).
+    /// `loss_by_feat_single`: the two losses of one level, or of several
+    /// concatenated. cls_score (N, T, C) and bbox_pred (N, T, 4) in the
+    /// anchors' order, anchors (T, 4), labels and weights (N, T), box
+    /// targets and weights (N, T, 4).
     #[allow(clippy::too_many_arguments)]
     fn loss_single(
         &self,
@@ -285,14 +304,14 @@ impl AnchorLoss<'_> {
         bbox_weights: &Tensor,
         avg_factor: f64,
     ) -> ModelResult<(Tensor, Tensor)> {
-        let cls = cls_score.f_permute([0, 2, 3, 1])?.f_reshape([-1, self.cls_out_channels])?;
+        let cls = cls_score.f_reshape([-1, self.cls_out_channels])?;
         let label_weights = label_weights.f_reshape([-1])?;
         let loss_cls = self.loss_cls.forward(
             &cls,
             &labels.f_reshape([-1])?,
             LossArgs::default().weight(&label_weights).avg_factor(avg_factor),
         )?;
-        let mut pred = bbox_pred.f_permute([0, 2, 3, 1])?.f_reshape([-1, 4])?;
+        let mut pred = bbox_pred.f_reshape([-1, 4])?;
         if self.reg_decoded_bbox {
             let n = labels.size()[0];
             let anchors = anchors.f_unsqueeze(0)?.f_expand([n, -1, 4], false)?.f_reshape([-1, 4])?;

@@ -214,6 +214,14 @@ impl Loss {
         })
     }
 
+    /// Whether the loss of a concatenation is the sum of its parts' losses
+    /// at one `avg_factor`: an elementwise loss, summed and divided by it.
+    /// Not Dice (a ratio over the whole input) nor GHM (its gradient
+    /// density, and its moving average, are of the one call's input).
+    pub fn is_sum_over_elements(&self) -> bool {
+        !matches!(self, Loss::Dice(_) | Loss::Ghmc(_) | Loss::Ghmr(_))
+    }
+
     /// `loss(pred, target, weight, avg_factor, reduction_override)`; for the
     /// mask cross-entropy use [`CrossEntropyLoss::forward_mask`].
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
