@@ -315,6 +315,10 @@ impl RPNHead {
 
     /// `predict_by_feat` with RPNHead's `_predict_by_feat_single` and
     /// `_bbox_post_process`: per image the (P, 4) proposals, detached.
+    /// MMDetection ranks each image's levels one image at a time; the
+    /// ranking here takes the batch at once, level by level (the same
+    /// sorts, row by row), and only decoding, the size filter and NMS go
+    /// image by image.
     fn predict_by_feat(
         &self,
         cls_scores: &[Tensor],
@@ -329,42 +333,40 @@ impl RPNHead {
             .map(|c| c.device())
             .unwrap_or(Device::Cpu);
         let mlvl_priors = self.prior_generator.grid_priors(&sizes, device)?;
+        let ranked = self.rank_levels(cls_scores, bbox_preds, &mlvl_priors, cfg)?;
         samples
             .iter()
             .enumerate()
             .map(|(i, sample)| {
                 let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
-                let cls: Vec<Tensor> = cls_scores
-                    .iter()
-                    .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))
-                    .collect::<ModelResult<_>>()?;
-                let reg: Vec<Tensor> = bbox_preds
-                    .iter()
-                    .map(|c| Ok(c.f_get(i as i64)?.f_detach()?))
-                    .collect::<ModelResult<_>>()?;
                 let scale = if rescale {
                     let s = sample.meta.scale_factor;
                     Some(s.ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?)
                 } else {
                     None
                 };
-                self.predict_single(&cls, &reg, &mlvl_priors, img, cfg, scale)
+                let i = i as i64;
+                let image = Ranked {
+                    deltas: ranked.deltas.f_get(i)?,
+                    priors: ranked.priors.f_get(i)?,
+                    scores: ranked.scores.f_get(i)?,
+                    level_ids: ranked.level_ids.shallow_clone(),
+                };
+                self.post_process(image, img, cfg, scale)
             })
             .collect()
     }
 
-    /// One image: per level (A*C, H, W) scores and (A*4, H, W) deltas ->
-    /// the (P, 4) proposals and their (P,) scores, best first; `scale` (the
-    /// sample's `(w, h)` `scale_factor`) maps them back to the original image.
-    fn predict_single(
+    /// `_predict_by_feat_single`'s ranking, for the batch: per level
+    /// (N, A*C, H, W) scores and (N, A*4, H, W) deltas, the `nms_pre` best
+    /// anchors of each image, the levels concatenated.
+    fn rank_levels(
         &self,
         cls_scores: &[Tensor],
         bbox_preds: &[Tensor],
         mlvl_priors: &[Tensor],
-        img_shape: (i64, i64),
         cfg: &ProposalSettings,
-        scale: Option<(f64, f64)>,
-    ) -> ModelResult<(Tensor, Tensor)> {
+    ) -> ModelResult<Ranked> {
         let mut mlvl_deltas = Vec::new();
         let mut mlvl_priors_kept = Vec::new();
         let mut mlvl_scores = Vec::new();
@@ -375,28 +377,31 @@ impl RPNHead {
             .zip(mlvl_priors)
             .enumerate()
         {
-            let mut deltas = reg.f_permute([1, 2, 0])?.f_reshape([-1, 4])?;
+            let n = cls.size()[0];
+            let mut deltas = reg.f_detach()?.f_permute([0, 2, 3, 1])?.f_reshape([n, -1, 4])?;
             let logits = cls
-                .f_permute([1, 2, 0])?
-                .f_reshape([-1, self.cls_out_channels])?;
+                .f_detach()?
+                .f_permute([0, 2, 3, 1])?
+                .f_reshape([n, -1, self.cls_out_channels])?;
             let mut scores = if self.use_sigmoid_cls {
                 logits.f_sigmoid()?
             } else {
                 // Class 1 is background.
-                logits.f_softmax(-1, logits.kind())?.f_narrow(1, 0, 1)?
+                logits.f_softmax(-1, logits.kind())?.f_narrow(2, 0, 1)?
             }
-            .f_reshape([-1])?;
-            let mut priors = priors.shallow_clone();
-            if cfg.nms_pre > 0 && cfg.nms_pre < scores.size()[0] {
+            .f_reshape([n, -1])?;
+            let mut priors = priors.f_unsqueeze(0)?.f_expand([n, -1, 4], false)?;
+            if cfg.nms_pre > 0 && cfg.nms_pre < scores.size()[1] {
                 // torch's default (unstable) sort, as mmdet: same ties.
-                let (ranked, rank_inds) = scores.f_sort(0, true)?;
-                let top = rank_inds.f_narrow(0, 0, cfg.nms_pre)?;
-                scores = ranked.f_narrow(0, 0, cfg.nms_pre)?;
-                deltas = deltas.f_index_select(0, &top)?;
-                priors = priors.f_index_select(0, &top)?;
+                let (ranked, rank_inds) = scores.f_sort(1, true)?;
+                let top = rank_inds.f_narrow(1, 0, cfg.nms_pre)?;
+                scores = ranked.f_narrow(1, 0, cfg.nms_pre)?;
+                let top4 = top.f_unsqueeze(2)?.f_expand([n, cfg.nms_pre, 4], false)?;
+                deltas = deltas.f_gather(1, &top4, false)?;
+                priors = priors.f_gather(1, &top4, false)?;
             }
             level_ids.push(Tensor::f_full(
-                [scores.size()[0]],
+                [scores.size()[1]],
                 level as i64,
                 (Kind::Int64, scores.device()),
             )?);
@@ -404,14 +409,29 @@ impl RPNHead {
             mlvl_priors_kept.push(priors);
             mlvl_scores.push(scores);
         }
-        let deltas = Tensor::f_cat(&mlvl_deltas, 0)?;
-        let priors = Tensor::f_cat(&mlvl_priors_kept, 0)?;
+        Ok(Ranked {
+            deltas: Tensor::f_cat(&mlvl_deltas, 1)?,
+            priors: Tensor::f_cat(&mlvl_priors_kept, 1)?,
+            scores: Tensor::f_cat(&mlvl_scores, 1)?,
+            level_ids: Tensor::f_cat(&level_ids, 0)?,
+        })
+    }
+
+    /// One image's ranked anchors -> the (P, 4) proposals and their (P,)
+    /// scores, best first (`_bbox_post_process`); `scale` (the sample's
+    /// `(w, h)` `scale_factor`) maps them back to the original image.
+    fn post_process(
+        &self,
+        ranked: Ranked,
+        img_shape: (i64, i64),
+        cfg: &ProposalSettings,
+        scale: Option<(f64, f64)>,
+    ) -> ModelResult<(Tensor, Tensor)> {
+        let Ranked { deltas, priors, mut scores, mut level_ids } = ranked;
         let (h, w) = img_shape;
         let mut bboxes = self
             .bbox_coder
             .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
-        let mut scores = Tensor::f_cat(&mlvl_scores, 0)?;
-        let mut level_ids = Tensor::f_cat(&level_ids, 0)?;
         if let Some((sw, sh)) = scale {
             // mmdet multiplies by the reciprocals (in the boxes' dtype).
             let inv = Tensor::from_slice(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
@@ -430,6 +450,15 @@ impl RPNHead {
         let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?;
         Ok((bboxes.f_index_select(0, &keep)?, scores.f_index_select(0, &keep)?))
     }
+}
+
+/// The best anchors of each level, the levels concatenated: deltas and
+/// priors (.., P, 4), scores (.., P), and each one's level (P,).
+struct Ranked {
+    deltas: Tensor,
+    priors: Tensor,
+    scores: Tensor,
+    level_ids: Tensor,
 }
 
 #[cfg(test)]
