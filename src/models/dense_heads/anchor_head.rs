@@ -77,10 +77,10 @@ pub(super) struct TargetFill {
 
 impl TargetFill {
     /// The targets of the `n_in` anchors inside the image (`inside_inds` of
-    /// all `T`) from their sampling, the positives regressing to
-    /// `pos_targets` (Np, 4), then `unmap`ped onto every anchor (background
-    /// label, zero weights outside).
-    pub fn targets(&self, sampled: &SamplingResult, pos_targets: &Tensor, n_in: i64, inside_inds: &Tensor) -> ModelResult<Targets> {
+    /// all `T`, or all of them with `None`) from their sampling, the
+    /// positives regressing to `pos_targets` (Np, 4), then `unmap`ped onto
+    /// every anchor (background label, zero weights outside).
+    pub fn targets(&self, sampled: &SamplingResult, pos_targets: &Tensor, n_in: i64, inside_inds: Option<&Tensor>) -> ModelResult<Targets> {
         let device = pos_targets.device();
         let fopts = (Kind::Float, device);
         let mut bbox_targets = Tensor::f_zeros([n_in, 4], fopts)?;
@@ -100,17 +100,18 @@ impl TargetFill {
             let idx = [Some(sampled.neg_inds.shallow_clone())];
             label_weights = label_weights.f_index_put(&idx, &Tensor::f_ones([1], fopts)?, false)?;
         }
-        let idx = [Some(inside_inds.shallow_clone())];
-        let unmap = |data: &Tensor, fill: f64| -> ModelResult<Tensor> {
+        let unmap = |data: Tensor, fill: f64| -> ModelResult<Tensor> {
+            let Some(inside) = inside_inds else { return Ok(data) };
             let mut size = data.size();
             size[0] = self.total;
-            Ok(Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?.f_index_put(&idx, data, false)?)
+            let idx = [Some(inside.shallow_clone())];
+            Ok(Tensor::f_full(size.as_slice(), fill, (data.kind(), device))?.f_index_put(&idx, &data, false)?)
         };
         Ok(Targets {
-            labels: unmap(&labels, self.num_classes as f64)?,
-            label_weights: unmap(&label_weights, 0.0)?,
-            bbox_targets: unmap(&bbox_targets, 0.0)?,
-            bbox_weights: unmap(&bbox_weights, 0.0)?,
+            labels: unmap(labels, self.num_classes as f64)?,
+            label_weights: unmap(label_weights, 0.0)?,
+            bbox_targets: unmap(bbox_targets, 0.0)?,
+            bbox_weights: unmap(bbox_weights, 0.0)?,
             avg_factor: sampled.avg_factor,
         })
     }
@@ -184,8 +185,14 @@ impl AnchorLoss<'_> {
         let mut per_image = Vec::with_capacity(samples.len());
         for sample in samples {
             let pad = image_hw(sample.meta.pad_shape, "pad_shape", self.owner)?;
-            let flags = Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?;
-            per_image.push(self.targets_single(train, &flat_anchors, &flags, sample)?);
+            // Known on the host: every anchor is inside when the padded
+            // image covers every level and the border is not checked.
+            let inside = if train.allowed_border < 0 && self.prior_generator.all_valid(&sizes, pad) {
+                None
+            } else {
+                Some(Tensor::f_cat(&self.prior_generator.valid_flags(&sizes, pad, device)?, 0)?)
+            };
+            per_image.push(self.targets_single(train, &flat_anchors, inside.as_ref(), sample)?);
         }
         crate::engine::profile::section("dense head: assign and sample");
         let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
@@ -247,25 +254,36 @@ impl AnchorLoss<'_> {
     }
 
     /// `_get_targets_single`: assigns and samples the anchors inside the
-    /// image, then maps the targets back onto all `T` anchors.
+    /// image, then maps the targets back onto all `T` anchors. `valid_flags`
+    /// `None`: every anchor is valid and inside, so none is picked out nor
+    /// mapped back (no `nonzero`, which waits for a GPU).
     fn targets_single(
         &self,
         train: &AnchorTrain,
         flat_anchors: &Tensor,
-        valid_flags: &Tensor,
+        valid_flags: Option<&Tensor>,
         sample: &DetDataSample,
     ) -> ModelResult<Targets> {
-        let img = image_hw(sample.meta.img_shape, "img_shape", self.owner)?;
-        let inside = anchor_inside_flags(flat_anchors, valid_flags, img, train.allowed_border)?;
-        let inside_inds = inside.f_nonzero()?.f_view([-1])?;
-        if inside_inds.numel() == 0 {
-            return Err(ModelError::new(
-                self.owner,
-                "no valid anchor is inside the image: check the image and anchor sizes, \
-                 or set allowed_border to -1 in the head's train_cfg",
-            ));
-        }
-        let anchors = flat_anchors.f_index_select(0, &inside_inds)?;
+        let inside_inds = match valid_flags {
+            None => None,
+            Some(flags) => {
+                let img = image_hw(sample.meta.img_shape, "img_shape", self.owner)?;
+                let inside = anchor_inside_flags(flat_anchors, flags, img, train.allowed_border)?;
+                let inside_inds = inside.f_nonzero()?.f_view([-1])?;
+                if inside_inds.numel() == 0 {
+                    return Err(ModelError::new(
+                        self.owner,
+                        "no valid anchor is inside the image: check the image and anchor sizes, \
+                         or set allowed_border to -1 in the head's train_cfg",
+                    ));
+                }
+                Some(inside_inds)
+            }
+        };
+        let anchors = match &inside_inds {
+            Some(inds) => flat_anchors.f_index_select(0, inds)?,
+            None => flat_anchors.shallow_clone(),
+        };
         let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
         let gt_labels = if self.class_agnostic {
             Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?
@@ -285,7 +303,7 @@ impl AnchorLoss<'_> {
             self.bbox_coder.encode(&sampled.pos_priors, &sampled.pos_gt_bboxes)?
         };
         let fill = TargetFill { num_classes: self.num_classes, pos_weight: train.pos_weight, total: flat_anchors.size()[0] };
-        fill.targets(&sampled, &pos_targets, anchors.size()[0], &inside_inds)
+        fill.targets(&sampled, &pos_targets, anchors.size()[0], inside_inds.as_ref())
     }
 
     /// `loss_by_feat_single`: the two losses of one level, or of several

@@ -131,7 +131,7 @@ impl AtssTrain {
         let ignore = (ignore.numel() > 0).then_some(ignore);
         let assign = self.assigner.assign(&anchors, &level_inside, &gt_bboxes, gt_labels, ignore)?;
         let sampled = PseudoSampler::sample(&assign, &anchors, &gt_bboxes, gt_labels)?;
-        fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], &inside_inds)
+        fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], Some(&inside_inds))
     }
 }
 

@@ -28,6 +28,7 @@ use crate::models::layers::{
 use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::roi_heads::DetInstances;
+use crate::models::ops::upload_as;
 
 /// `test_cfg` of a dense head, built.
 #[derive(Debug)]
@@ -273,7 +274,7 @@ pub fn bbox_post_process(
             .meta
             .scale_factor
             .ok_or_else(|| ModelError::new(owner, "rescale needs scale_factor in the sample's meta"))?;
-        let s = Tensor::from_slice(&[sw, sh, sw, sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
+        let s = upload_as(&[sw, sh, sw, sh], bboxes.kind(), bboxes.device())?;
         bboxes = bboxes.f_div(&s)?;
     }
     if let Some(factors) = score_factors {

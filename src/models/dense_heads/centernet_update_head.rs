@@ -34,6 +34,7 @@ use crate::models::ops::{bbox2distance, distance2bbox};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::roi_heads::DetInstances;
 use crate::models::task_modules::MlvlPointGenerator;
+use crate::models::ops::{upload, upload_as};
 
 const NAME: &str = "CenterNetUpdateHead";
 /// MMDetection's `INF` here.
@@ -189,7 +190,7 @@ impl CenterNetUpdateHead {
             let parts = values
                 .iter()
                 .zip(&counts)
-                .map(|(v, &c)| Ok(Tensor::from_slice(v).f_to_device(device)?.f_to_kind(Kind::Float)?.f_view([1, -1])?.f_expand([c, v.len() as i64], false)?))
+                .map(|(v, &c)| Ok(upload_as(v, Kind::Float, device)?.f_view([1, -1])?.f_expand([c, v.len() as i64], false)?))
                 .collect::<ModelResult<Vec<_>>>()?;
             Ok(Tensor::f_cat(&parts, 0)?)
         };
@@ -296,19 +297,19 @@ impl CenterNetUpdateHead {
     fn centre_regions(&self, sizes: &[(i64, i64)], samples: &[DetDataSample], device: tch::Device) -> ModelResult<Option<CentreRegions>> {
         let l = self.strides.len() as i64;
         let n = samples.len() as i64;
-        let dx = Tensor::from_slice(&[-1i64, 0, 1, -1, 0, 1, -1, 0, 1]).f_to_device(device)?.f_view([1, 1, 9])?;
-        let dy = Tensor::from_slice(&[-1i64, -1, -1, 0, 0, 0, 1, 1, 1]).f_to_device(device)?.f_view([1, 1, 9])?;
-        let hs = Tensor::from_slice(&sizes.iter().map(|s| s.0).collect::<Vec<_>>()).f_to_device(device)?.f_view([1, l, 1])?;
-        let ws = Tensor::from_slice(&sizes.iter().map(|s| s.1).collect::<Vec<_>>()).f_to_device(device)?.f_view([1, l, 1])?;
+        let dx = upload(&[-1i64, 0, 1, -1, 0, 1, -1, 0, 1], device)?.f_view([1, 1, 9])?;
+        let dy = upload(&[-1i64, -1, -1, 0, 0, 0, 1, 1, 1], device)?.f_view([1, 1, 9])?;
+        let hs = upload(&sizes.iter().map(|s| s.0).collect::<Vec<_>>(), device)?.f_view([1, l, 1])?;
+        let ws = upload(&sizes.iter().map(|s| s.1).collect::<Vec<_>>(), device)?.f_view([1, l, 1])?;
         let areas: Vec<i64> = sizes.iter().map(|&(h, w)| h * w).collect();
         let starts: Vec<i64> = areas.iter().scan(0, |acc, a| {
             let s = *acc;
             *acc += n * a;
             Some(s)
         }).collect();
-        let starts = Tensor::from_slice(&starts).f_to_device(device)?.f_view([1, l, 1])?;
-        let area = Tensor::from_slice(&areas).f_to_device(device)?.f_view([1, l, 1])?;
-        let strides_l = Tensor::from_slice(&self.strides).f_to_device(device)?;
+        let starts = upload(&starts, device)?.f_view([1, l, 1])?;
+        let area = upload(&areas, device)?.f_view([1, l, 1])?;
+        let strides_l = upload(&self.strides, device)?;
         let (mut labels, mut level_masks, mut inds, mut masks, mut targets) = (vec![], vec![], vec![], vec![], vec![]);
         for (i, sample) in samples.iter().enumerate() {
             let gt = sample.gt_instances.bboxes.f_view([-1, 4])?.f_to_kind(Kind::Float)?;
@@ -325,8 +326,8 @@ impl CenterNetUpdateHead {
             let sides = bbox2distance(&cell_centres.f_to_kind(Kind::Float)?.f_reshape([-1, 2])?, &boxes.f_reshape([-1, 4])?, None, 0.1)?.f_view([g, l, 4])?;
             let wh = sides.f_narrow(2, 0, 2)?.f_add(&sides.f_narrow(2, 2, 2)?)?;
             let crit = wh.f_square()?.f_sum_dim_intlist(2, false, Kind::Float)?.f_sqrt()?.f_div_scalar(2.0)?;
-            let lo = Tensor::from_slice(&self.regress_ranges.iter().map(|r| r[0]).collect::<Vec<_>>()).f_to_device(device)?.f_to_kind(Kind::Float)?;
-            let hi = Tensor::from_slice(&self.regress_ranges.iter().map(|r| r[1]).collect::<Vec<_>>()).f_to_device(device)?.f_to_kind(Kind::Float)?;
+            let lo = upload_as(&self.regress_ranges.iter().map(|r| r[0]).collect::<Vec<_>>(), Kind::Float, device)?;
+            let hi = upload_as(&self.regress_ranges.iter().map(|r| r[1]).collect::<Vec<_>>(), Kind::Float, device)?;
             // MMDetection compares with the ranges as integers.
             let in_range = crit.f_ge_tensor(&lo.f_trunc()?)?.f_logical_and(&crit.f_le_tensor(&hi.f_trunc()?)?)?;
             let level_mask = sides.f_amin([2], false)?.f_ge(0.0)?.f_logical_and(&in_range)?;

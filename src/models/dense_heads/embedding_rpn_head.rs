@@ -9,6 +9,7 @@ use tch::Tensor;
 
 use crate::models::layers::{param, ModelResult};
 use crate::models::ops::cxcywh_to_xyxy;
+use crate::models::ops::upload;
 
 /// The proposals of one image.
 #[derive(Debug)]
@@ -74,8 +75,7 @@ impl EmbeddingRPNHead {
         img_shapes
             .iter()
             .map(|&(h, w)| {
-                let whwh = Tensor::from_slice(&[w as f32, h as f32, w as f32, h as f32])
-                    .f_to_device(device)?;
+                let whwh = upload(&[w as f32, h as f32, w as f32, h as f32], device)?;
                 Ok(Proposals {
                     bboxes: xyxy.f_mul(&whwh)?,
                     imgs_whwh: whwh.f_unsqueeze(0)?.f_repeat([self.num_proposals, 1])?,

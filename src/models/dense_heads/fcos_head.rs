@@ -37,6 +37,7 @@ use crate::models::losses::{Loss, LossArgs};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::ops::distance2bbox;
 use crate::models::roi_heads::DetInstances;
+use crate::models::ops::upload_as;
 
 const NAME: &str = "FCOSHead";
 
@@ -253,7 +254,7 @@ impl FcosAssign {
                 .iter()
                 .zip(&num_points)
                 .map(|(r, &n)| {
-                    let row = Tensor::from_slice(r).f_to_kind(all_points.kind())?.f_to_device(all_points.device())?;
+                    let row = upload_as(r, all_points.kind(), all_points.device())?;
                     Ok(row.f_view([1, -1])?.f_expand([n, r.len() as i64], false)?)
                 })
                 .collect::<ModelResult<Vec<_>>>()?;

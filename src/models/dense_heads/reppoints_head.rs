@@ -37,6 +37,7 @@ use crate::models::losses::{cfg_type, Loss, LossArgs};
 use crate::models::roi_heads::DetInstances;
 use crate::models::task_modules::point_assigner::PointAssigner;
 use crate::models::task_modules::{MaxIoUAssigner, MlvlPointGenerator, PseudoSampler};
+use crate::models::ops::upload_as;
 
 const NAME: &str = "RepPointsHead";
 
@@ -198,7 +199,7 @@ impl RepPointsHead {
                 v.push((j - pad) as f32);
             }
         }
-        Ok(Tensor::from_slice(&v).f_to_kind(like.kind())?.f_to_device(like.device())?.f_view([1, -1, 1, 1])?)
+        Ok(upload_as(&v, like.kind(), like.device())?.f_view([1, -1, 1, 1])?)
     }
 
     /// `forward` (`train`: training outputs and batch statistics).
@@ -214,7 +215,7 @@ impl RepPointsHead {
             let (cls_feat, pts_feat) = self.towers.forward_t(level, train)?;
             let init = self.pts_init_out.forward(&self.pts_init_conv.forward(&pts_feat)?.f_relu()?)?;
             let (init, init_box) = if self.use_grid_points {
-                let square = Tensor::from_slice(&[-scale, -scale, scale, scale]).f_to_kind(init.kind())?.f_to_device(init.device())?.f_view([1, 4, 1, 1])?;
+                let square = upload_as(&[-scale, -scale, scale, scale], init.kind(), init.device())?.f_view([1, 4, 1, 1])?;
                 let (grid, boxes) = self.grid_from_reg(&init, &square)?;
                 (grid, Some(boxes))
             } else if self.center_init {
@@ -445,7 +446,7 @@ fn stage_targets(
     valid: &Tensor,
 ) -> ModelResult<Targets> {
     let sampled = PseudoSampler::sample(assigned, candidates, gt, labels)?;
-    fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, candidates.size()[0], valid)
+    fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, candidates.size()[0], Some(valid))
 }
 
 #[cfg(test)]

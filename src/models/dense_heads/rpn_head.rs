@@ -25,6 +25,7 @@ use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
 use crate::models::task_modules::AnchorGenerator;
+use crate::models::ops::upload_as;
 
 const NAME: &str = "RPNHead";
 
@@ -434,7 +435,7 @@ impl RPNHead {
             .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
         if let Some((sw, sh)) = scale {
             // mmdet multiplies by the reciprocals (in the boxes' dtype).
-            let inv = Tensor::from_slice(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh]).f_to_kind(bboxes.kind())?.f_to_device(bboxes.device())?;
+            let inv = upload_as(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh], bboxes.kind(), bboxes.device())?;
             bboxes = bboxes.f_mul(&inv)?;
         }
         if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {

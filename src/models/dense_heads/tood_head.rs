@@ -436,7 +436,7 @@ impl TOODHead {
             let gt_labels = &sample.gt_instances.labels;
             let assigned = train.assigner.assign(&anchors, &pick(&scores)?, &pick(&boxes)?, &gt, gt_labels, train.alpha, train.beta)?;
             let sampled = PseudoSampler::sample(&assigned.result, &anchors, &gt, gt_labels)?;
-            let filled = fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], &inside_inds)?;
+            let filled = fill.targets(&sampled, &sampled.pos_gt_bboxes.f_to_kind(Kind::Float)?, anchors.size()[0], Some(&inside_inds))?;
             let mut norm = Tensor::f_zeros([anchors.size()[0]], (Kind::Float, device))?;
             if sampled.pos_inds.numel() > 0 {
                 let pos = &sampled.pos_inds;

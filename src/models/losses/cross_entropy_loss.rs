@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::{weight_reduce_loss, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
+use crate::models::ops::upload_as;
 
 /// Which criterion the config selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +67,7 @@ impl CrossEntropyLoss {
         match &self.class_weight {
             None => Ok(None),
             Some(cw) => Ok(Some(
-                Tensor::from_slice(cw)
-                    .f_to_kind(like.kind())?
-                    .f_to_device(like.device())?,
+                upload_as(cw, like.kind(), like.device())?,
             )),
         }
     }

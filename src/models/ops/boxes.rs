@@ -10,6 +10,7 @@ use detc::registry::models::task_modules::DeltaXYWHBBoxCoderConfig;
 use tch::{Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
+use super::upload_as;
 
 /// What `bbox_overlaps` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,9 +196,7 @@ impl DeltaXYWHBBoxCoder {
     fn consts(&self, like: &Tensor) -> ModelResult<(Tensor, Tensor)> {
         let opts = (like.kind(), like.device());
         let to = |v: &[f64; 4]| -> ModelResult<Tensor> {
-            Ok(Tensor::from_slice(v)
-                .f_to_kind(opts.0)?
-                .f_to_device(opts.1)?)
+            Ok(upload_as(v, opts.0, opts.1)?)
         };
         Ok((to(&self.means)?, to(&self.stds)?))
     }
@@ -278,9 +277,7 @@ impl DeltaXYWHBBoxCoder {
         let mut boxes = Tensor::f_cat(&[gxy.f_sub(&half)?, gxy.f_add(&half)?], -1)?;
         if let (true, Some((h, w))) = (self.clip_border, max_shape) {
             let (h, w) = (h - self.one(), w - self.one());
-            let hi = Tensor::from_slice(&[w, h, w, h])
-                .f_to_kind(boxes.kind())?
-                .f_to_device(boxes.device())?;
+            let hi = upload_as(&[w, h, w, h], boxes.kind(), boxes.device())?;
             boxes = boxes.f_clamp_min(0.0)?.f_minimum(&hi)?;
         }
         Ok(boxes.f_reshape([m, k4])?)

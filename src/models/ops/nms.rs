@@ -22,6 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
+use super::upload;
 
 /// IoUs (rows x columns) computed per block of the sweep: a block's
 /// intermediate tensors stay a few MB whatever N is; an accelerator takes
@@ -175,7 +176,7 @@ fn sweep_blocked(sorted: &Tensor, thr: f64, offset: f64, limit: usize) -> ModelR
             .map(|p| p as i64)
             .collect();
         let pick = |idx: &[i64]| -> ModelResult<Tensor> {
-            Ok(sorted.f_index_select(0, &Tensor::from_slice(idx).f_to_device(device)?)?)
+            Ok(sorted.f_index_select(0, &upload(idx, device)?)?)
         };
         let mask = suppression_mask(&pick(&rows)?, &pick(&cols)?, thr, offset)?;
         let mask = Vec::<bool>::try_from(&mask.f_to_device(Device::Cpu)?.f_reshape([-1])?)?;
@@ -267,7 +268,7 @@ fn nms_host(
         boxes.f_to_kind(Kind::Float)?
     };
     let sorted =
-        boxes.f_index_select(0, &Tensor::from_slice(&order).f_to_device(boxes.device())?)?;
+        boxes.f_index_select(0, &upload(&order, boxes.device())?)?;
     Ok(sweep(&sorted, thr, offset as f64, limit)?
         .into_iter()
         .map(|p| order[p])
@@ -318,7 +319,7 @@ pub fn check_implementation_setting() -> Result<bool, String> {
 }
 
 pub(super) fn to_index(keep: &[i64], device: Device) -> ModelResult<Tensor> {
-    Ok(Tensor::from_slice(keep).f_to_device(device)?)
+    Ok(upload(keep, device)?)
 }
 
 /// `torchvision.ops.nms`: boxes (N, 4) x1y1x2y2, scores (N,) -> int64 indices

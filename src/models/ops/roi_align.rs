@@ -29,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::engine::native;
 use crate::models::layers::{ModelError, ModelResult};
+use super::upload;
 
 const NAME: &str = "RoIAlign";
 
@@ -268,7 +269,7 @@ fn pool_chunk(
         .scan(0, |acc, p| Some(std::mem::replace(acc, *acc + p.samples)))
         .collect();
     let upload =
-        |v: Vec<i64>| -> ModelResult<Tensor> { Ok(Tensor::from_slice(&v).f_to_device(dev)?) };
+        |v: Vec<i64>| -> ModelResult<Tensor> { Ok(upload(&v, dev)?) };
     let counts = upload(plan.iter().map(|p| p.samples).collect())?;
     let rep = |v: Vec<i64>| -> ModelResult<Tensor> {
         Ok(upload(v)?.f_repeat_interleave_self_tensor(&counts, 0, total)?)

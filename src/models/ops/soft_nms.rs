@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::nms::{check_batched, empty_keep, offset_by_category, per_category, to_index};
 use crate::models::layers::ModelResult;
+use super::upload_as;
 
 /// `softnms_cpu` on `boxes` (x1, y1, x2, y2) and `scores`: the indices of the
 /// kept boxes in the order they were picked (decreasing decayed score) and
@@ -115,7 +116,7 @@ pub fn batched_soft_nms(
         (keep, decayed)
     };
     let keep: Vec<i64> = keep.into_iter().map(|k| k as i64).collect();
-    let decayed = Tensor::f_from_slice(&decayed)?.f_to_kind(scores.kind())?.f_to_device(device)?;
+    let decayed = upload_as(&decayed, scores.kind(), device)?;
     Ok((to_index(&keep, device)?, decayed))
 }
 

@@ -28,6 +28,7 @@ use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::masks::predict_masks;
 use crate::models::task_modules::{HungarianAssigner, MatchInputs, PseudoSampler, SamplingResult};
+use crate::models::ops::upload_as;
 
 const NAME: &str = "SparseRoIHead";
 
@@ -477,7 +478,5 @@ fn scale_factor(sample: &DetDataSample, like: &Tensor) -> ModelResult<Tensor> {
         .meta
         .scale_factor
         .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?;
-    Ok(Tensor::from_slice(&[w, h, w, h])
-        .f_to_kind(like.kind())?
-        .f_to_device(like.device())?)
+    Ok(upload_as(&[w, h, w, h], like.kind(), like.device())?)
 }

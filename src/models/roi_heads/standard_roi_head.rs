@@ -39,6 +39,7 @@ use crate::models::task_modules::random_sampler::Side;
 use crate::models::task_modules::{
     AssignResult, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult,
 };
+use crate::models::ops::{upload, upload_as};
 
 const NAME: &str = "StandardRoIHead";
 
@@ -726,7 +727,7 @@ fn positive_rows(sampling: &[SamplingResult], device: tch::Device) -> ModelResul
         rows.extend(start..start + num_pos);
         start += num_pos + s.neg_priors.size()[0];
     }
-    Ok(Tensor::from_slice(&rows).f_to_device(device)?)
+    Ok(upload(&rows, device)?)
 }
 
 /// The detections' boxes divided by the sample's `scale_factor` (to the
@@ -736,7 +737,7 @@ pub(super) fn unscale_boxes(res: &mut DetInstances, sample: &DetDataSample) -> M
         return Ok(());
     }
     let (w, h) = scale_factor(sample)?;
-    let s = Tensor::from_slice(&[w, h, w, h]).f_to_kind(res.bboxes.kind())?.f_to_device(res.bboxes.device())?;
+    let s = upload_as(&[w, h, w, h], res.bboxes.kind(), res.bboxes.device())?;
     res.bboxes = res.bboxes.f_div(&s)?;
     Ok(())
 }

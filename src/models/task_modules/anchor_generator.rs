@@ -232,6 +232,17 @@ impl AnchorGenerator {
             .get_or_make((featmap_sizes.to_vec(), pad_shape, device), || self.make_valid_flags(featmap_sizes, pad_shape, device))
     }
 
+    /// Whether [`Self::valid_flags`] is true everywhere: the padded image
+    /// covers each level's whole feature map. Read on the host.
+    pub fn all_valid(&self, featmap_sizes: &[(i64, i64)], pad_shape: (i64, i64)) -> bool {
+        let (pad_h, pad_w) = pad_shape;
+        let ceil_div = |a: i64, b: i64| (a + b - 1).div_euclid(b);
+        featmap_sizes.len() == self.strides.len()
+            && featmap_sizes.iter().zip(&self.strides).all(|(&(feat_h, feat_w), &(stride_w, stride_h))| {
+                ceil_div(pad_h, stride_h) >= feat_h && ceil_div(pad_w, stride_w) >= feat_w
+            })
+    }
+
     fn make_valid_flags(
         &self,
         featmap_sizes: &[(i64, i64)],
@@ -359,6 +370,20 @@ mod tests {
         let mut json = json;
         json["type"] = "AnchorGenerator".into();
         AnchorGenerator::from_cfg(&AnchorGeneratorCfg(json)).unwrap()
+    }
+
+    #[test]
+    fn all_valid_agrees_with_the_flags() {
+        let g = generator(serde_json::json!({"scales": [8], "ratios": [0.5, 1.0, 2.0], "strides": [4, 8, 16, 32, 64]}));
+        // Pads that cover the maps exactly, or more, or leave rows out.
+        let sizes = [(200, 200), (100, 100), (50, 50), (25, 25), (13, 13)];
+        for pad in [(800, 800), (800, 1216), (768, 800), (832, 832)] {
+            let flags = Tensor::cat(&g.valid_flags(&sizes, pad, Device::Cpu).unwrap(), 0);
+            let every = flags.all().int64_value(&[]) == 1;
+            assert_eq!(g.all_valid(&sizes, pad), every, "{pad:?}");
+        }
+        assert!(g.all_valid(&sizes, (800, 800)) && !g.all_valid(&sizes, (768, 800)));
+        assert!(!g.all_valid(&sizes[..4], (800, 800)), "a missing level");
     }
 
     /// The cases of tests/models/two_stage_dense_reference.py (ANCHOR_CASES).

@@ -14,6 +14,7 @@ use super::hungarian::linear_sum_assignment;
 use super::match_costs::{MatchCost, MatchInputs};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::ops::upload;
 
 /// mmdet's `AssignResult` as the Hungarian assigner fills it.
 #[derive(Debug)]
@@ -99,8 +100,8 @@ impl HungarianAssigner {
             .map_err(|e| ModelError::new("HungarianAssigner", e.to_string()))?;
         let rows: Vec<i64> = rows.into_iter().map(|r| r as i64).collect();
         let cols: Vec<i64> = cols.into_iter().map(|c| c as i64).collect();
-        let rows = Tensor::from_slice(&rows).f_to_device(device)?;
-        let cols = Tensor::from_slice(&cols).f_to_device(device)?;
+        let rows = upload(&rows, device)?;
+        let cols = upload(&cols, device)?;
         let gt_inds = Tensor::f_zeros([num_preds], opts)?.f_index_put(
             &[Some(&rows)],
             &cols.f_add_scalar(1)?,

@@ -25,6 +25,7 @@ use super::random_sampler::{choose, Side};
 use super::{AssignResult, RandomSampler, SamplingResult};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
+use crate::models::ops::upload;
 
 const NAME: &str = "CombinedSampler";
 
@@ -101,7 +102,7 @@ impl CombinedSampler {
 fn sorted(mut inds: Vec<i64>, device: Device) -> ModelResult<Tensor> {
     inds.sort_unstable();
     inds.dedup();
-    Ok(Tensor::from_slice(&inds).f_to_device(device)?)
+    Ok(upload(&inds, device)?)
 }
 
 /// `InstanceBalancedPosSampler._sample_pos` over the positives `mask` (B,)

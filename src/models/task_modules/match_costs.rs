@@ -12,6 +12,7 @@ use tch::{Kind, Tensor};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::{bbox_overlaps, xyxy_to_cxcywh, OverlapMode};
+use crate::models::ops::upload_as;
 
 /// What a match cost sees of one image: the predictions and the ground truth.
 #[derive(Debug)]
@@ -104,9 +105,7 @@ impl BBoxL1Cost {
             BoxFormat::Xywh => (xyxy_to_cxcywh(pred)?, xyxy_to_cxcywh(gt)?),
         };
         let (h, w) = img_shape;
-        let factor = Tensor::from_slice(&[w, h, w, h])
-            .f_to_kind(gt.kind())?
-            .f_to_device(gt.device())?
+        let factor = upload_as(&[w, h, w, h], gt.kind(), gt.device())?
             .f_unsqueeze(0)?;
         let (pred, gt) = (pred.f_div(&factor)?, gt.f_div(&factor)?);
         // cdist with p=1: Σ|pred_i - gt_j| over the 4 coordinates.

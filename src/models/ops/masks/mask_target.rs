@@ -25,6 +25,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::{ModelError, ModelResult};
+use crate::models::ops::upload;
 
 const NAME: &str = "mask_target";
 
@@ -74,9 +75,7 @@ pub fn mask_target(
         MaskTensors::Bitmap(masks) => bitmap_targets(masks, &boxes, &inds, (h, w))?,
         MaskTensors::Polygons { polygons, .. } => polygon_targets(polygons, &boxes, &inds, (h, w)),
     };
-    Ok(Tensor::from_slice(&targets)
-        .f_view([k, h as i64, w as i64])?
-        .f_to_device(device)?)
+    Ok(upload(&targets, device)?.f_view([k, h as i64, w as i64])?)
 }
 
 fn num_masks(gt_masks: &MaskTensors) -> ModelResult<i64> {
@@ -173,8 +172,7 @@ fn bitmap_targets(
     let mut used = inds.to_vec();
     used.sort_unstable();
     used.dedup();
-    let pick = Tensor::from_slice(&used.iter().map(|&g| g as i64).collect::<Vec<_>>())
-        .f_to_device(masks.device())?;
+    let pick = upload(&used.iter().map(|&g| g as i64).collect::<Vec<_>>(), masks.device())?;
     let host = masks
         .f_index_select(0, &pick)?
         .f_to_kind(Kind::Uint8)?

@@ -12,6 +12,7 @@ use detc::data::SampleMeta;
 use tch::{Device, Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
+use crate::models::ops::upload_as;
 
 const PASTE: &str = "FCNMaskHead.predict_by_feat";
 
@@ -111,7 +112,7 @@ pub fn predict_by_feat_single(
     };
     let probs = select_class(&probs, labels, k, c)?; // (K, 1, h, w)
     let (boxes, img_h, img_w) = if rescale {
-        (boxes.f_div(&scale.f_to_device(dev)?)?, ori_h, ori_w)
+        (boxes.f_div(&upload_as(&[sw, sh, sw, sh], Kind::Float, dev)?.f_view([1, 4])?)?, ori_h, ori_w)
     } else {
         // np.round(img_h * h_scale.item()): float32 scale, half to even.
         let (hs, ws) = (scale.double_value(&[0, 1]), scale.double_value(&[0, 0]));

@@ -12,6 +12,7 @@ use super::convfc_bbox_head::{ConvFCBBoxHead, NAME};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::ops::multiclass_nms::{multiclass_nms, NmsOp};
 use crate::models::roi_heads::DetInstances;
+use crate::models::ops::upload_as;
 
 /// `test_cfg.rcnn`'s box part, parsed once.
 #[derive(Debug, Clone)]
@@ -68,9 +69,7 @@ impl ConvFCBBoxHead {
             self.bbox_coder
                 .decode(&roi.f_narrow(1, 1, 4)?, bbox_pred, Some(img_shape))?;
         if let (Some((w, h)), true) = (rescale_by, r > 0) {
-            let inv = Tensor::from_slice(&[1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h])
-                .f_to_kind(bboxes.kind())?
-                .f_to_device(bboxes.device())?
+            let inv = upload_as(&[1.0 / w, 1.0 / h, 1.0 / w, 1.0 / h], bboxes.kind(), bboxes.device())?
                 .f_repeat([bboxes.size()[1] / 4])?;
             bboxes = bboxes.f_mul(&inv)?;
         }

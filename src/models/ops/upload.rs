@@ -1,0 +1,39 @@
+//! Host numbers copied to the device without waiting for it. A blocking
+//! copy to a GPU (`Tensor::to_device`, torch's `.to('cuda')`) waits for
+//! every kernel queued before it (libtorch's `memcpy_and_sync`), so each
+//! small constant uploaded inside a step stalls the step until the device
+//! catches up. A copy from pageable memory has read the values when it
+//! returns, non-blocking or not, so the host buffer may go at once.
+
+use tch::{kind::Element, Device, Kind, Tensor};
+
+use crate::models::layers::ModelResult;
+
+/// `values` as a tensor of their own kind on `device`.
+pub fn upload<T: Element>(values: &[T], device: Device) -> ModelResult<Tensor> {
+    upload_as(values, T::KIND, device)
+}
+
+/// `values` as a tensor of `kind` on `device` (converted on the host).
+pub fn upload_as<T: Element>(values: &[T], kind: Kind, device: Device) -> ModelResult<Tensor> {
+    let host = Tensor::f_from_slice(values)?.f_to_kind(kind)?;
+    Ok(host.f_to_device_(device, kind, true, false)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_keep_or_convert_the_kind() {
+        let t = upload(&[1i64, 2, 3], Device::Cpu).unwrap();
+        assert_eq!((t.kind(), Vec::<i64>::try_from(&t).unwrap()), (Kind::Int64, vec![1, 2, 3]));
+        let t = upload_as(&[0.5f64, 2.0], Kind::Float, Device::Cpu).unwrap();
+        assert_eq!((t.kind(), Vec::<f32>::try_from(&t).unwrap()), (Kind::Float, vec![0.5, 2.0]));
+        if tch::Cuda::is_available() {
+            let t = upload_as(&[0.5f64, 2.0], Kind::Half, Device::Cuda(0)).unwrap();
+            assert_eq!((t.kind(), t.device()), (Kind::Half, Device::Cuda(0)));
+            assert_eq!(Vec::<f32>::try_from(&t.to_kind(Kind::Float)).unwrap(), vec![0.5, 2.0]);
+        }
+    }
+}
