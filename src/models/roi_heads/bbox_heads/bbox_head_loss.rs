@@ -26,6 +26,20 @@ pub struct BBoxTargets {
     pub bbox_targets: Tensor,
     /// (M, 4) 1 on positives, 0 elsewhere.
     pub bbox_weights: Tensor,
+    /// What the sampling told the host, so that the loss reads nothing back
+    /// from the device (`None`: read it from `labels` and `label_weights`).
+    pub known: Option<KnownCounts>,
+}
+
+/// Counts of a batch's targets known on the host from its sampling.
+#[derive(Debug)]
+pub struct KnownCounts {
+    /// (P,) int64: the rows of the positives (labels `0..K`), ascending.
+    pub pos_rows: Tensor,
+    /// P, on the host.
+    pub num_pos: i64,
+    /// The rows with a label weight above 0, when known.
+    pub num_weighted: Option<i64>,
 }
 
 impl BBoxTargets {
@@ -39,7 +53,28 @@ impl BBoxTargets {
             label_weights: cat(|t| &t.label_weights)?,
             bbox_targets: cat(|t| &t.bbox_targets)?,
             bbox_weights: cat(|t| &t.bbox_weights)?,
+            known: KnownCounts::concat(per_image)?,
         })
+    }
+}
+
+impl KnownCounts {
+    /// The images' counts, their rows shifted past the images before;
+    /// `None` unless every image's are known.
+    fn concat(per_image: &[BBoxTargets]) -> ModelResult<Option<KnownCounts>> {
+        if per_image.is_empty() {
+            return Ok(None);
+        }
+        let (mut rows, mut num_pos, mut num_weighted, mut offset) = (vec![], 0, Some(0), 0);
+        for t in per_image {
+            let Some(k) = &t.known else { return Ok(None) };
+            rows.push(k.pos_rows.f_add_scalar(offset)?);
+            num_pos += k.num_pos;
+            num_weighted = num_weighted.zip(k.num_weighted).map(|(a, b)| a + b);
+            offset += t.labels.size()[0];
+        }
+        let pos_rows = if rows.len() == 1 { rows.remove(0) } else { Tensor::f_cat(&rows, 0)? };
+        Ok(Some(KnownCounts { pos_rows, num_pos, num_weighted }))
     }
 }
 
@@ -70,11 +105,18 @@ impl ConvFCBBoxHead {
             bbox_targets.insert(0, targets.f_to_kind(float.0)?);
             bbox_weights.insert(0, Tensor::f_ones([num_pos, 4], float)?);
         }
+        // Positives first, and every label weight above 0.
+        let known = KnownCounts {
+            pos_rows: Tensor::f_arange(num_pos, (Kind::Int64, dev))?,
+            num_pos,
+            num_weighted: Some(num_pos + num_neg),
+        };
         Ok(BBoxTargets {
             labels: Tensor::f_cat(&labels, 0)?,
             label_weights: Tensor::f_cat(&label_weights, 0)?,
             bbox_targets: Tensor::f_cat(&bbox_targets, 0)?,
             bbox_weights: Tensor::f_cat(&bbox_weights, 0)?,
+            known: Some(known),
         })
     }
 
@@ -143,11 +185,10 @@ impl ConvFCBBoxHead {
             ));
         }
         let mut losses = IndexMap::new();
-        let num_weighted = t
-            .label_weights
-            .f_gt(0.0)?
-            .f_sum(Kind::Float)?
-            .f_double_value(&[])?;
+        let num_weighted = match t.known.as_ref().and_then(|k| k.num_weighted) {
+            Some(n) => n as f64,
+            None => t.label_weights.f_gt(0.0)?.f_sum(Kind::Float)?.f_double_value(&[])?,
+        };
         if cls_score.numel() > 0 {
             let args = LossArgs::default()
                 .weight(&t.label_weights)
@@ -158,11 +199,10 @@ impl ConvFCBBoxHead {
             );
             losses.insert("acc".into(), accuracy(cls_score, &t.labels)?);
         }
-        let pos = t
-            .labels
-            .f_ge(0)?
-            .f_logical_and(&t.labels.f_lt(self.num_classes)?)?;
-        let pos_inds = pos.f_nonzero()?.f_view([-1])?;
+        let pos_inds = match &t.known {
+            Some(k) => k.pos_rows.shallow_clone(),
+            None => t.labels.f_ge(0)?.f_logical_and(&t.labels.f_lt(self.num_classes)?)?.f_nonzero()?.f_view([-1])?,
+        };
         let num_pos = pos_inds.size()[0];
         let loss_bbox = if num_pos > 0 {
             let pred = if self.reg_decoded_bbox {
@@ -200,7 +240,7 @@ impl ConvFCBBoxHead {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::models::layers::fixtures::assert_close;
     use crate::models::roi_heads::bbox_heads::convfc_bbox_head::tests::loaded;
@@ -237,6 +277,7 @@ mod tests {
                 &format!("{case} {name}"),
             );
         }
+        assert_known_counts(&targets, head.num_classes, true);
         let losses = head
             .loss_and_target(&cls, &reg, &t("rois"), &samp, pos_weight)
             .unwrap();
@@ -259,6 +300,18 @@ mod tests {
             let tol = 1e-6 * want.abs().max().double_value(&[]).max(1.0);
             assert_close(&got, &want, tol, 1e-5, &format!("{case} grad {key}"));
         }
+    }
+
+    /// What the sampling told the host agrees with the targets: the rows
+    /// labelled `0..K`, and (`weighted`) the rows with a label weight.
+    pub(in crate::models::roi_heads::bbox_heads) fn assert_known_counts(targets: &BBoxTargets, num_classes: i64, weighted: bool) {
+        let known = targets.known.as_ref().expect("get_targets knows its counts");
+        let labels = &targets.labels;
+        let pos = labels.ge(0).logical_and(&labels.lt(num_classes)).nonzero().view([-1]);
+        assert_eq!(known.pos_rows, pos);
+        assert_eq!(known.num_pos, pos.size()[0]);
+        let with_weight = targets.label_weights.gt(0.0).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(known.num_weighted, weighted.then_some(with_weight));
     }
 
     #[test]

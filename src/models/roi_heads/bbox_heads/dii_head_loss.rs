@@ -9,7 +9,7 @@
 use indexmap::IndexMap;
 use tch::{Kind, Tensor};
 
-use super::bbox_head_loss::BBoxTargets;
+use super::bbox_head_loss::{BBoxTargets, KnownCounts};
 use super::dii_head::DIIHead;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::LossArgs;
@@ -31,6 +31,8 @@ impl DIIHead {
             label_weights: Tensor::f_zeros([num_samples], float)?,
             bbox_targets: Tensor::f_zeros([num_samples, 4], float)?,
             bbox_weights: Tensor::f_zeros([num_samples, 4], float)?,
+            // The sampler's positives: unique and ascending (`unique()`).
+            known: Some(KnownCounts { pos_rows: s.pos_inds.shallow_clone(), num_pos, num_weighted: None }),
         };
         if num_pos > 0 {
             let idx = [Some(&s.pos_inds)];
@@ -112,11 +114,17 @@ impl DIIHead {
             ));
         }
         // Background is `num_classes`; the rest (0..num_classes) are positives.
-        let pos = t
-            .labels
-            .f_ge(0)?
-            .f_logical_and(&t.labels.f_lt(self.num_classes)?)?;
-        let num_pos = pos.f_sum(Kind::Int64)?.f_int64_value(&[])? as f64;
+        let (pos_rows, num_pos) = match &t.known {
+            Some(k) => (k.pos_rows.shallow_clone(), k.num_pos),
+            None => {
+                let pos = t.labels.f_ge(0)?.f_logical_and(&t.labels.f_lt(self.num_classes)?)?;
+                let rows = pos.f_nonzero()?.f_view([-1])?;
+                let n = rows.size()[0];
+                (rows, n)
+            }
+        };
+        let pos_rows_of = |x: &Tensor| -> ModelResult<Tensor> { Ok(x.f_index_select(0, &pos_rows)?) };
+        let num_pos = num_pos as f64;
         let avg_factor = reduce_mean(num_pos)?;
         let mut losses = IndexMap::new();
         if cls_score.numel() > 0 {
@@ -127,14 +135,14 @@ impl DIIHead {
                 "loss_cls".into(),
                 self.loss_cls.forward(cls_score, &t.labels, args)?,
             );
-            let pos_acc = accuracy(&pos_rows(cls_score, &pos)?, &pos_rows(&t.labels, &pos)?)?;
+            let pos_acc = accuracy(&pos_rows_of(cls_score)?, &pos_rows_of(&t.labels)?)?;
             losses.insert("pos_acc".into(), pos_acc);
         }
         if num_pos > 0.0 {
-            let pred = pos_rows(bbox_pred, &pos)?;
-            let whwh = pos_rows(&imgs_whwh.f_reshape([m, 4])?, &pos)?;
-            let target = pos_rows(&t.bbox_targets, &pos)?;
-            let weight = pos_rows(&t.bbox_weights, &pos)?;
+            let pred = pos_rows_of(bbox_pred)?;
+            let whwh = pos_rows_of(&imgs_whwh.f_reshape([m, 4])?)?;
+            let target = pos_rows_of(&t.bbox_targets)?;
+            let weight = pos_rows_of(&t.bbox_weights)?;
             let args = LossArgs::default().weight(&weight).avg_factor(avg_factor);
             let loss_bbox =
                 self.loss_bbox
@@ -153,12 +161,6 @@ impl DIIHead {
         }
         Ok(losses)
     }
-}
-
-/// The rows of `x` where the (M,) bool `mask` is set.
-fn pos_rows(x: &Tensor, mask: &Tensor) -> ModelResult<Tensor> {
-    let idx = mask.f_nonzero()?.f_view([-1])?;
-    Ok(x.f_index_select(0, &idx)?)
 }
 
 /// mmdet's `accuracy(pred, target, topk=1)`: the percentage of rows whose
@@ -243,6 +245,8 @@ mod tests {
             })
             .collect();
         let k = out.cls_score.size()[2];
+        let targets = head.get_targets(&sampling, 1.0).unwrap();
+        super::super::bbox_head_loss::tests::assert_known_counts(&targets, k, false);
         let losses = head
             .loss_and_target(
                 &out.cls_score.view([-1, k]),
