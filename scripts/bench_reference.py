@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""The Python reference of `detc bench` for Faster R-CNN R50-FPN:
-torchvision's FasterRCNN trained at MMDetection's settings on the same COCO
-data, timed the same way. Prints one JSON object.
+"""The Python reference of `detc bench` for Faster R-CNN and Mask R-CNN
+R50-FPN: torchvision's FasterRCNN (or MaskRCNN) trained at MMDetection's
+settings on the same COCO data, timed the same way. Prints one JSON object.
 
     python3 scripts/bench_reference.py --data data/bench --batch 2 \
-        --iters 50 --warmup 10 [--precision fp32|bf16|fp16] [--workers 4]
+        --iters 50 --warmup 10 [--precision fp32|bf16|fp16] [--workers 4] \
+        [--model faster-rcnn|mask-rcnn]
 
 The model: ResNet-50 with frozen batch norm and its stem and first stage
 frozen (MMDetection's `frozen_stages: 1`, `norm_eval: true`), FPN, RPN and
-the two-FC box head, random weights (no download), 5 classes (4 and the
-background). Images are resized by the model's transform to 800 px on the
+the two-FC box head (and for Mask R-CNN the four-conv mask head, its
+targets the annotations' masks, decoded by pycocotools), random weights
+(no download), 5 classes (4 and the background). Images are resized by the model's transform to 800 px on the
 short side, at most 1333 on the long one (MMDetection's `Resize(1333, 800)`
 with `keep_ratio`) and flipped at random (`RandomFlip(0.5)`). SGD, lr 0.02,
 momentum 0.9, weight decay 1e-4, after MMDetection's linear warm-up
@@ -39,15 +41,16 @@ import time
 import torch
 import torchvision
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 
 class CocoBoxes(torch.utils.data.Dataset):
-    """Images and their boxes (xyxy) and labels (1.. in category order)."""
+    """Images and their boxes (xyxy) and labels (1.. in category order),
+    with `masks` their (N, H, W) uint8 masks."""
 
-    def __init__(self, root, split, flip):
+    def __init__(self, root, split, flip, masks=False):
         with open(os.path.join(root, 'annotations', f'instances_{split}.json')) as f:
             coco = json.load(f)
         label = {c['id']: i + 1 for i, c in enumerate(coco['categories'])}
@@ -55,33 +58,54 @@ class CocoBoxes(torch.utils.data.Dataset):
         for a in coco['annotations']:
             x, y, w, h = a['bbox']
             if w >= 1 and h >= 1 and not a.get('iscrowd', 0):
-                anns.setdefault(a['image_id'], []).append(([x, y, x + w, y + h], label[a['category_id']]))
-        self.items = [(os.path.join(root, split, im['file_name']), anns.get(im['id'], []))
+                anns.setdefault(a['image_id'], []).append(([x, y, x + w, y + h], label[a['category_id']],
+                                                           a.get('segmentation')))
+        self.items = [(os.path.join(root, split, im['file_name']), (im['height'], im['width']), anns.get(im['id'], []))
                       for im in coco['images'] if anns.get(im['id'])]
-        self.flip = flip
+        self.flip, self.masks = flip, masks
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        path, anns = self.items[i]
+        path, (h, w), anns = self.items[i]
         img = decode_jpeg(read_file(path), mode=ImageReadMode.RGB).float() / 255
         boxes = torch.tensor([a[0] for a in anns], dtype=torch.float32)
+        target = {'labels': torch.tensor([a[1] for a in anns])}
+        if self.masks:
+            target['masks'] = torch.stack([decode_segmentation(a[2], h, w) for a in anns])
         if self.flip and torch.rand(()) < 0.5:
             img = img.flip(-1)
             w = img.shape[-1]
             boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
-        return img, {'boxes': boxes, 'labels': torch.tensor([a[1] for a in anns])}
+            if self.masks:
+                target['masks'] = target['masks'].flip(-1)
+        target['boxes'] = boxes
+        return img, target
 
 
-def model(num_classes, min_size, max_size):
+def decode_segmentation(segm, h, w):
+    """A COCO segmentation (polygons, RLE or uncompressed RLE) as an (h, w)
+    uint8 mask, as pycocotools' `annToMask`."""
+    from pycocotools import mask as coco_mask
+    if isinstance(segm, list):
+        rle = coco_mask.merge(coco_mask.frPyObjects(segm, h, w))
+    elif isinstance(segm.get('counts'), list):
+        rle = coco_mask.frPyObjects(segm, h, w)
+    else:
+        rle = segm
+    return torch.from_numpy(coco_mask.decode(rle))
+
+
+def model(name, num_classes, min_size, max_size):
     backbone = torchvision.models.resnet50(weights=None, norm_layer=FrozenBatchNorm2d)
     backbone = _resnet_fpn_extractor(backbone, trainable_layers=3)
-    return FasterRCNN(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
+    detector = MaskRCNN if name == 'mask-rcnn' else FasterRCNN
+    return detector(backbone, num_classes=num_classes, min_size=min_size, max_size=max_size)
 
 
-def loader(data, split, batch, workers, flip):
-    dataset = CocoBoxes(data, split, flip)
+def loader(data, split, batch, workers, flip, masks=False):
+    dataset = CocoBoxes(data, split, flip, masks)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch, shuffle=flip, num_workers=workers, drop_last=flip,
         collate_fn=lambda b: tuple(zip(*b)), persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
@@ -141,11 +165,13 @@ def main():
                    help="the resize's short and long side (detc: the Resize scale (LONG, SHORT))")
     p.add_argument('--trace', metavar='FILE', help='a Chrome trace of --trace-steps more steps')
     p.add_argument('--trace-steps', type=int, default=3)
+    p.add_argument('--model', choices=['faster-rcnn', 'mask-rcnn'], default='faster-rcnn')
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
     torch.backends.cudnn.benchmark = True
-    net = model(5, *args.scale).to(device).train()
+    net = model(args.model, 5, *args.scale).to(device).train()
+    masks = args.model == 'mask-rcnn'
     params = [q for q in net.parameters() if q.requires_grad]
     opt = torch.optim.SGD(params, lr=0.02, momentum=0.9, weight_decay=1e-4)
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.precision)
@@ -171,16 +197,16 @@ def main():
         with torch.no_grad():
             net(images)
 
-    train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True),
+    train_s, train_peak = timed(loader(args.data, 'train', args.batch, args.workers, flip=True, masks=masks),
                                 lambda b: train_step(*b), device, args.warmup, args.iters)
     if args.trace:
-        trace(loader(args.data, 'train', args.batch, 0, flip=True), lambda b: train_step(*b),
+        trace(loader(args.data, 'train', args.batch, 0, flip=True, masks=masks), lambda b: train_step(*b),
               args.trace_steps, args.trace)
     net.eval()
     infer_s, infer_peak = timed(loader(args.data, 'val', 1, min(args.workers, 2), flip=False),
                                 lambda b: predict(*b), device, args.warmup, args.iters)
     print(json.dumps({
-        'reference': f'torchvision {torchvision.__version__} FasterRCNN R50-FPN, torch {torch.__version__}',
+        'reference': f'torchvision {torchvision.__version__} {type(net).__name__} R50-FPN, torch {torch.__version__}',
         'device': torch.cuda.get_device_name(device) if cuda else 'cpu',
         'precision': args.precision,
         'train': {'batch_size': args.batch, 'images_per_s': args.iters * args.batch / train_s,

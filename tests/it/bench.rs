@@ -240,10 +240,23 @@ fn trace_writes_a_chrome_trace_of_the_timed_steps() {
 /// only the ground truths and its steps were far cheaper than training's).
 #[test]
 fn faster_rcnn_reference_trains_through_its_first_steps() {
+    reference_trains_through_its_first_steps("faster-rcnn", "FasterRCNN");
+}
+
+/// The same for torchvision's Mask R-CNN, on the masks of the three COCO
+/// segmentation forms the shapes data holds.
+#[test]
+fn mask_rcnn_reference_trains_through_its_first_steps() {
+    reference_trains_through_its_first_steps("mask-rcnn", "MaskRCNN");
+}
+
+fn reference_trains_through_its_first_steps(model: &str, class: &str) {
     let dir = tempfile::tempdir().unwrap();
     shapes_data(dir.path(), 4, 1);
     let out = python_stdout(&[
         root().join("scripts/bench_reference.py").to_str().unwrap(),
+        "--model",
+        model,
         "--data",
         dir.path().join("data/shapes").to_str().unwrap(),
         "--device",
@@ -259,6 +272,7 @@ fn faster_rcnn_reference_trains_through_its_first_steps() {
         "0",
     ]);
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(report["reference"].as_str().is_some_and(|r| r.contains(class)), "{report}");
     let loss = report["train"]["loss"].as_f64();
     assert!(loss.is_some_and(|l| l.is_finite() && l < 20.0), "{report}");
 }
