@@ -7,6 +7,8 @@
 use detc::registry::models::layers::{BatchNormConfig, GroupNormConfig};
 use detc::registry::refs::NormCfg;
 use tch::nn::{self, Init};
+use std::sync::Mutex;
+
 use tch::{Kind, Tensor};
 
 use super::{buffer, param, ModelError, ModelResult};
@@ -247,6 +249,21 @@ pub struct BatchNorm2d {
     pub momentum: Option<f64>,
     /// `SyncBN`, `MMSyncBN`: batch statistics over every process of the job.
     pub sync: Option<SyncStats>,
+    /// The frozen path's constants, kept while their sources are unchanged.
+    frozen: Mutex<Option<FrozenConstants>>,
+}
+
+/// A frozen batch norm's `scale` and `shift`, and what they were made
+/// from: each source's storage and version counter (bumped by every
+/// in-place change: a checkpoint load, an EMA swap), the compute dtype and
+/// the input's rank.
+#[derive(Debug)]
+struct FrozenConstants {
+    sources: [(usize, i64); 4],
+    compute: Kind,
+    dims: usize,
+    scale: Tensor,
+    shift: Tensor,
 }
 
 impl BatchNorm2d {
@@ -292,6 +309,7 @@ impl BatchNorm2d {
             eps: spec.eps,
             momentum: spec.momentum,
             sync: spec.sync,
+            frozen: Mutex::new(None),
         })
     }
 
@@ -341,23 +359,37 @@ impl BatchNorm2d {
     /// 800x800, batch 2). The CPU keeps torch's `batch_norm`, whose
     /// roundings MMDetection's CPU outputs have bit for bit. A half or
     /// bfloat16 input (under autocast) is normalised in float32 and rounded
-    /// once, as `batch_norm` does.
+    /// once, as `batch_norm` does. `scale` and `shift` are made once and
+    /// kept while the weight, bias and statistics are unchanged (frozen,
+    /// they change only when loaded): five launches fewer per norm and
+    /// forward on a GPU, about 265 per Faster R-CNN R50 step.
     fn frozen_forward(&self, x: &Tensor) -> ModelResult<Tensor> {
         let compute = match x.kind() {
             Kind::Half | Kind::BFloat16 => Kind::Float,
             other => other,
         };
-        let (scale, shift) = tch::no_grad(|| -> ModelResult<(Tensor, Tensor)> {
-            let scale = self.running_var.f_add_scalar(self.eps)?.f_rsqrt()?.f_mul(&self.weight)?;
-            let shift = self.bias.f_sub(&self.running_mean.f_mul(&scale)?)?;
-            let per_channel = |t: Tensor| -> ModelResult<Tensor> {
-                let mut shape = vec![1i64; x.dim().max(2)];
-                shape[1] = -1;
-                Ok(t.f_view(shape.as_slice())?.f_to_kind(compute)?)
-            };
-            Ok((per_channel(scale)?, per_channel(shift)?))
-        })?;
-        Ok(x.f_to_kind(compute)?.f_mul(&scale)?.f_add(&shift)?.f_to_kind(x.kind())?)
+        let dims = x.dim().max(2);
+        let mut sources = [(0usize, 0i64); 4];
+        for (slot, t) in sources.iter_mut().zip([&self.weight, &self.bias, &self.running_mean, &self.running_var]) {
+            *slot = (t.data_ptr() as usize, t.f_internal_version()?);
+        }
+        let mut kept = self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = kept.as_ref().is_some_and(|k| k.sources == sources && k.compute == compute && k.dims == dims);
+        if !fresh {
+            let (scale, shift) = tch::no_grad(|| -> ModelResult<(Tensor, Tensor)> {
+                let scale = self.running_var.f_add_scalar(self.eps)?.f_rsqrt()?.f_mul(&self.weight)?;
+                let shift = self.bias.f_sub(&self.running_mean.f_mul(&scale)?)?;
+                let per_channel = |t: Tensor| -> ModelResult<Tensor> {
+                    let mut shape = vec![1i64; dims];
+                    shape[1] = -1;
+                    Ok(t.f_view(shape.as_slice())?.f_to_kind(compute)?)
+                };
+                Ok((per_channel(scale)?, per_channel(shift)?))
+            })?;
+            *kept = Some(FrozenConstants { sources, compute, dims, scale, shift });
+        }
+        let k = kept.as_ref().expect("made above");
+        Ok(x.f_to_kind(compute)?.f_mul(&k.scale)?.f_add(&k.shift)?.f_to_kind(x.kind())?)
     }
 
     /// A synchronised batch norm in training: the mean and (biased)
@@ -445,6 +477,29 @@ mod tests {
     /// run here on the CPU) gives what `batch_norm` gives, values and input
     /// gradient, in float32 and float64; a trainable one still trains its
     /// weight.
+    /// The frozen path keeps its constants until a source changes in place
+    /// (a checkpoint load) or is replaced (a dtype change).
+    #[test]
+    fn a_frozen_batch_norm_remakes_its_constants_when_loaded() {
+        let mut vs = nn::VarStore::new(tch::Device::Cpu);
+        let spec = NormSpec::from_cfg(&NormCfg(serde_json::json!({"type": "BN"})), "test").unwrap();
+        let bn = BatchNorm2d::new(&vs.root(), 3, &spec, false).unwrap();
+        let x = Tensor::ones([1, 3, 2, 2], (Kind::Float, tch::Device::Cpu));
+        let at = |y: Tensor| f64::try_from(y.get(0).get(0).get(0).get(0)).unwrap();
+        assert!((at(bn.frozen_forward(&x).unwrap()) - 1.0).abs() < 1e-4);
+        assert!((at(bn.frozen_forward(&x).unwrap()) - 1.0).abs() < 1e-4, "kept");
+        tch::no_grad(|| {
+            let _ = bn.running_mean.shallow_clone().fill_(0.5);
+        });
+        assert!((at(bn.frozen_forward(&x).unwrap()) - 0.5).abs() < 1e-4, "a statistic changed in place");
+        tch::no_grad(|| bn.weight.shallow_clone().copy_(&Tensor::full([3], 2.0, (Kind::Float, tch::Device::Cpu))));
+        assert!((at(bn.frozen_forward(&x).unwrap()) - 1.0).abs() < 1e-4, "a loaded weight");
+        vs.double();
+        let y = bn.frozen_forward(&x.to_kind(Kind::Double)).unwrap();
+        assert_eq!(y.kind(), Kind::Double);
+        assert!((at(y) - 1.0).abs() < 1e-4, "replaced by a dtype change");
+    }
+
     #[test]
     fn a_frozen_batch_norm_in_eval_mode_is_batch_norm() {
         tch::manual_seed(0);
