@@ -19,7 +19,7 @@ use detc::registry::refs::{BBoxCoderCfg, ConvCfg, InitCfg, NormCfg};
 use super::anchor_head::{image_hw, larger_than};
 use super::retina_head::conv_inits;
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::ops::{upload_as, DeltaXYWHBBoxCoder};
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{
     kaiming_normal_fan_out, make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvKind, ConvModule, ModelError, ModelResult, Norm,
@@ -28,7 +28,6 @@ use crate::models::layers::{
 use crate::models::layers::deform_conv::{DeformConv2d, DeformInit, DeformSpec};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
 use crate::models::roi_heads::DetInstances;
-use crate::models::ops::upload_as;
 
 /// `test_cfg` of a dense head, built.
 #[derive(Debug)]

@@ -30,11 +30,10 @@ use super::base_dense_head::{distance_coder_clip_border, DenseTest, PointPredict
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{make_conv, ConvGeom, Conv2d, ModelError, ModelResult};
 use crate::models::losses::{GaussianFocalLoss, Loss, LossArgs, Reduction};
-use crate::models::ops::{bbox2distance, distance2bbox};
+use crate::models::ops::{bbox2distance, distance2bbox, upload, upload_as};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
 use crate::models::roi_heads::DetInstances;
 use crate::models::task_modules::MlvlPointGenerator;
-use crate::models::ops::{upload, upload_as};
 
 const NAME: &str = "CenterNetUpdateHead";
 /// MMDetection's `INF` here.

@@ -8,8 +8,7 @@ use tch::nn::{self, Init};
 use tch::Tensor;
 
 use crate::models::layers::{param, ModelResult};
-use crate::models::ops::cxcywh_to_xyxy;
-use crate::models::ops::upload;
+use crate::models::ops::{cxcywh_to_xyxy, upload};
 
 /// The proposals of one image.
 #[derive(Debug)]

@@ -35,9 +35,8 @@ use crate::models::layers::{
 };
 use crate::models::losses::{Loss, LossArgs};
 use crate::models::roi_heads::sparse_roi_head::ReduceMean;
-use crate::models::ops::distance2bbox;
+use crate::models::ops::{distance2bbox, upload_as};
 use crate::models::roi_heads::DetInstances;
-use crate::models::ops::upload_as;
 
 const NAME: &str = "FCOSHead";
 

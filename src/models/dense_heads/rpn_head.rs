@@ -22,10 +22,9 @@ use crate::models::roi_heads::DetInstances;
 use crate::models::layers::{make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
 use crate::models::ops::nms::{batched_nms_cfg, nms_config};
-use crate::models::ops::DeltaXYWHBBoxCoder;
+use crate::models::ops::{upload_as, DeltaXYWHBBoxCoder};
 use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
 use crate::models::task_modules::AnchorGenerator;
-use crate::models::ops::upload_as;
 
 const NAME: &str = "RPNHead";
 

@@ -4,11 +4,11 @@
 //!
 //! Shape shorthand: `N` images, `C` channels, `H, W` height and width.
 
+use std::sync::Mutex;
+
 use detc::registry::models::layers::{BatchNormConfig, GroupNormConfig};
 use detc::registry::refs::NormCfg;
 use tch::nn::{self, Init};
-use std::sync::Mutex;
-
 use tch::{Kind, Tensor};
 
 use super::{buffer, param, ModelError, ModelResult};
@@ -473,10 +473,6 @@ mod tests {
     use super::*;
     use crate::engine::native::Rendezvous;
 
-    /// A frozen batch norm in eval mode (`x * scale + shift`, the CUDA path,
-    /// run here on the CPU) gives what `batch_norm` gives, values and input
-    /// gradient, in float32 and float64; a trainable one still trains its
-    /// weight.
     /// The frozen path keeps its constants until a source changes in place
     /// (a checkpoint load) or is replaced (a dtype change).
     #[test]
@@ -500,6 +496,10 @@ mod tests {
         assert!((at(y) - 1.0).abs() < 1e-4, "replaced by a dtype change");
     }
 
+    /// A frozen batch norm in eval mode (`x * scale + shift`, the CUDA path,
+    /// run here on the CPU) gives what `batch_norm` gives, values and input
+    /// gradient, in float32 and float64; a trainable one still trains its
+    /// weight.
     #[test]
     fn a_frozen_batch_norm_in_eval_mode_is_batch_norm() {
         tch::manual_seed(0);

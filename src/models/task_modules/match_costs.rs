@@ -11,8 +11,7 @@ use tch::{Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::ops::{bbox_overlaps, xyxy_to_cxcywh, OverlapMode};
-use crate::models::ops::upload_as;
+use crate::models::ops::{bbox_overlaps, upload_as, xyxy_to_cxcywh, OverlapMode};
 
 /// What a match cost sees of one image: the predictions and the ground truth.
 #[derive(Debug)]
