@@ -12,7 +12,7 @@ use detc::registry::models::losses::{
 };
 use detc::registry::refs::{AssignerCfg, LossCfg, MatchCostCfg};
 use serde_json::json;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::*;
 use crate::models::layers::fixtures::{assert_close, script_state_dict, tensor, StateDict};
@@ -313,6 +313,32 @@ fn hungarian_assigner_matches_mmdet() {
         assert!(r.gt_inds.equal(&k("gt_inds")), "case {i}: gt_inds differ");
         assert!(r.labels.equal(&k("labels")), "case {i}: labels differ");
     }
+    // The five cases as one batch (one copy of the costs to the host), with
+    // an image without ground truths among them: the same assignments.
+    let cases: Vec<[Tensor; 5]> = (0..5)
+        .map(|i| ["scores", "pred_bboxes", "gt_labels", "gt_bboxes", "img_shape"].map(|n| t(&format!("assign.{i}.{n}"))))
+        .chain(std::iter::once({
+            let [s, pb, _, _, shape] = ["scores", "pred_bboxes", "gt_labels", "gt_bboxes", "img_shape"].map(|n| t(&format!("assign.0.{n}")));
+            [s, pb, Tensor::zeros([0], (Kind::Int64, Device::Cpu)), Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)), shape]
+        }))
+        .collect();
+    let batch: Vec<_> = cases.iter().map(|[s, pb, gl, gb, shape]| inputs(s, pb, gl, gb, shape)).collect();
+    let all = a.assign_all(&batch).unwrap();
+    for (i, r) in all.iter().enumerate().take(5) {
+        assert!(r.gt_inds.equal(&t(&format!("assign.{i}.gt_inds"))), "batch case {i}: gt_inds differ");
+        assert!(r.labels.equal(&t(&format!("assign.{i}.labels"))), "batch case {i}: labels differ");
+        let on_host: Vec<i64> = r.matches.as_ref().unwrap().iter().map(|&(p, g)| p * 1000 + g + 1).collect();
+        let from_device: Vec<i64> = Vec::<i64>::try_from(&r.gt_inds)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, &g)| g > 0)
+            .map(|(p, &g)| p as i64 * 1000 + g)
+            .collect();
+        assert_eq!(on_host, from_device, "batch case {i}: host matches");
+    }
+    let empty = &all[5];
+    assert!(empty.matches.as_ref().unwrap().is_empty() && i64::try_from(empty.gt_inds.abs().sum(Kind::Int64)).unwrap() == 0);
     // A NaN prediction is a clear error, not a panic or a silent matching.
     let (s, pb, gl, gb) = (
         t("assign.0.scores"),

@@ -259,24 +259,30 @@ impl SparseRoIHead {
             let st = &self.train[stage];
             let out = self.bbox_forward(stage, x, &boxes, &object_feats, &img_shapes, true)?;
             crate::engine::profile::section("stages: bbox forward");
-            let mut sampling = Vec::with_capacity(samples.len());
-            for (i, sample) in samples.iter().enumerate() {
-                let gt = &sample.gt_instances;
-                let scores = out.cls_score.f_get(i as i64)?.f_detach()?;
-                let assign = st.assigner.assign(&MatchInputs {
-                    pred_scores: &scores,
+            let scores = (0..samples.len())
+                .map(|i| Ok(out.cls_score.f_get(i as i64)?.f_detach()?))
+                .collect::<ModelResult<Vec<_>>>()?;
+            let inputs: Vec<MatchInputs> = samples
+                .iter()
+                .enumerate()
+                .map(|(i, sample)| MatchInputs {
+                    pred_scores: &scores[i],
                     pred_bboxes: &out.detached_proposals[i],
-                    gt_labels: &gt.labels,
-                    gt_bboxes: &gt.bboxes,
+                    gt_labels: &sample.gt_instances.labels,
+                    gt_bboxes: &sample.gt_instances.bboxes,
                     img_shape: img_shapes[i],
-                })?;
-                sampling.push(PseudoSampler::sample(
-                    &assign,
-                    &out.detached_proposals[i],
-                    &gt.bboxes,
-                    &gt.labels,
-                )?);
-            }
+                })
+                .collect();
+            let assigned = st.assigner.assign_all(&inputs)?;
+            let sampling = assigned
+                .iter()
+                .zip(samples)
+                .enumerate()
+                .map(|(i, (assign, sample))| {
+                    let gt = &sample.gt_instances;
+                    PseudoSampler::sample(assign, &out.detached_proposals[i], &gt.bboxes, &gt.labels)
+                })
+                .collect::<ModelResult<Vec<_>>>()?;
             crate::engine::profile::section("stages: Hungarian assignment");
             let k = out.cls_score.size()[2];
             let head = &self.bbox_head[stage];

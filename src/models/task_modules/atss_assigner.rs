@@ -64,7 +64,7 @@ impl ATSSAssigner {
         let long = (Kind::Int64, device);
         let mut gt_inds = Tensor::f_zeros([num_priors], long)?;
         if num_gts == 0 || num_priors == 0 {
-            return Ok(AssignResult { num_gts, gt_inds, labels: Tensor::f_full([num_priors], -1, long)?, max_overlaps: None });
+            return Ok(AssignResult { num_gts, gt_inds, labels: Tensor::f_full([num_priors], -1, long)?, max_overlaps: None, matches: None });
         }
         if num_level_priors.iter().sum::<i64>() != num_priors {
             return Err(ModelError::new(NAME, format!("{num_priors} priors for levels of {num_level_priors:?}")));
@@ -123,6 +123,6 @@ impl ATSSAssigner {
             .f_to_kind(Kind::Int64)?
             .f_index_select(0, &argmax)?
             .f_where_self(&positive, &Tensor::f_full([1], -1, long)?)?;
-        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None })
+        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None, matches: None })
     }
 }

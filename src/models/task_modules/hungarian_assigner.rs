@@ -2,7 +2,7 @@
 //! one-to-one matching of predictions to ground truths that minimises the
 //! sum of the configured match costs. The summed (P, G) cost is copied to
 //! host memory as f64 and solved by [`linear_sum_assignment`] on the CPU,
-//! as mmdet does with scipy (one host sync per image).
+//! as mmdet does with scipy (one host sync per batch, per image in mmdet).
 //!
 //! Shape shorthand: `P` predictions, `G` ground truths, `C` classes.
 
@@ -29,6 +29,11 @@ pub struct AssignResult {
     /// any, -1 where ignored), from `MaxIoUAssigner`; what Libra R-CNN's
     /// `IoUBalancedNegSampler` reads. `None` from the other assigners.
     pub max_overlaps: Option<Tensor>,
+    /// The positives as (prior, ground truth) index pairs, ascending by
+    /// prior, where the assigner made them on the host (the Hungarian
+    /// matching): every other prior is background. The pseudo sampler then
+    /// indexes without `nonzero`, a device synchronisation each.
+    pub matches: Option<Vec<(i64, i64)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,8 +81,49 @@ impl HungarianAssigner {
 
     /// Assigns each prediction of one image to at most one ground truth.
     pub fn assign(&self, x: &MatchInputs) -> ModelResult<AssignResult> {
-        let num_gts = x.gt_labels.size().first().copied().unwrap_or(0);
-        let num_preds = x.pred_bboxes.size().first().copied().unwrap_or(0);
+        let mut one = self.assign_all(std::slice::from_ref(x))?;
+        Ok(one.pop().expect("one assignment per image"))
+    }
+
+    /// [`Self::assign`] for each image of a batch, the cost matrices copied
+    /// to the host together: one device synchronisation per batch where
+    /// mmdet makes one per image.
+    pub fn assign_all(&self, images: &[MatchInputs]) -> ModelResult<Vec<AssignResult>> {
+        let sizes: Vec<(i64, i64)> = images
+            .iter()
+            .map(|x| {
+                let num_gts = x.gt_labels.size().first().copied().unwrap_or(0);
+                let num_preds = x.pred_bboxes.size().first().copied().unwrap_or(0);
+                (num_preds, num_gts)
+            })
+            .collect();
+        let mut flat = Vec::new();
+        for (x, &(p, g)) in images.iter().zip(&sizes) {
+            if p > 0 && g > 0 {
+                flat.push(self.cost_matrix(x)?.f_detach()?.f_flatten(0, -1)?);
+            }
+        }
+        let host = if flat.is_empty() {
+            Vec::new()
+        } else {
+            let all = Tensor::f_cat(&flat, 0)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?;
+            Vec::<f64>::try_from(&all)?
+        };
+        let mut offset = 0;
+        images
+            .iter()
+            .zip(sizes)
+            .map(|(x, (num_preds, num_gts))| {
+                let len = (num_preds * num_gts) as usize;
+                let cost = &host[offset..offset + if num_preds > 0 && num_gts > 0 { len } else { 0 }];
+                offset += cost.len();
+                Self::solve(x, cost, num_preds, num_gts)
+            })
+            .collect()
+    }
+
+    /// One image's assignment from its (P, G) cost on the host (row-major).
+    fn solve(x: &MatchInputs, cost: &[f64], num_preds: i64, num_gts: i64) -> ModelResult<AssignResult> {
         let device = x.gt_labels.device();
         let opts = (Kind::Int64, device);
         if num_gts == 0 || num_preds == 0 {
@@ -87,19 +133,15 @@ impl HungarianAssigner {
                 gt_inds: Tensor::f_full([num_preds], fill, opts)?,
                 labels: Tensor::f_full([num_preds], -1, opts)?,
                 max_overlaps: None,
+                matches: Some(Vec::new()),
             });
         }
-        let cost = self
-            .cost_matrix(x)?
-            .f_detach()?
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Double)?
-            .f_contiguous()?;
-        let host = Vec::<f64>::try_from(cost.f_flatten(0, -1)?)?;
-        let (rows, cols) = linear_sum_assignment(&host, num_preds as usize, num_gts as usize)
+        let (rows, cols) = linear_sum_assignment(cost, num_preds as usize, num_gts as usize)
             .map_err(|e| ModelError::new("HungarianAssigner", e.to_string()))?;
-        let rows: Vec<i64> = rows.into_iter().map(|r| r as i64).collect();
-        let cols: Vec<i64> = cols.into_iter().map(|c| c as i64).collect();
+        let mut matches: Vec<(i64, i64)> = rows.into_iter().zip(cols).map(|(r, c)| (r as i64, c as i64)).collect();
+        matches.sort_unstable();
+        let rows: Vec<i64> = matches.iter().map(|m| m.0).collect();
+        let cols: Vec<i64> = matches.iter().map(|m| m.1).collect();
         let rows = upload(&rows, device)?;
         let cols = upload(&cols, device)?;
         let gt_inds = Tensor::f_zeros([num_preds], opts)?.f_index_put(
@@ -116,6 +158,6 @@ impl HungarianAssigner {
             &matched_labels,
             false,
         )?;
-        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None })
+        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None, matches: Some(matches) })
     }
 }

@@ -67,6 +67,7 @@ fn combined_sampler_keeps_random_samplers_counts() {
         gt_inds: Tensor::from_slice(&gt_inds),
         labels: Tensor::from_slice(&[vec![2i64; 5], vec![-1; 15]].concat()),
         max_overlaps: Some(Tensor::from_slice(&(0..20).map(|i| if i < 5 { 0.8f32 } else { (i as f32) / 50.0 }).collect::<Vec<_>>())),
+        matches: None,
     };
     let gts = Tensor::from_slice(&[0.0f32, 0.0, 10.0, 10.0]).view([1, 4]);
     let res = sampler.sample(&assign, &priors, &gts, &Tensor::from_slice(&[2i64])).unwrap();

@@ -113,6 +113,7 @@ impl MaxIoUAssigner {
                 gt_inds: Tensor::f_full([num_priors], fill, opts)?,
                 labels: Tensor::f_full([num_priors], -1, opts)?,
                 max_overlaps: Some(Tensor::f_zeros([num_priors], (Kind::Float, device))?),
+                matches: None,
             });
         }
         // mmdet drops a fifth (score) column.
@@ -147,6 +148,7 @@ impl MaxIoUAssigner {
             gt_inds: result.gt_inds.f_to_device(device)?,
             labels: result.labels.f_to_device(device)?,
             max_overlaps: result.max_overlaps.map(|m| m.f_to_device(device)).transpose()?,
+            matches: None,
         })
     }
 
@@ -201,7 +203,7 @@ impl MaxIoUAssigner {
             .f_to_kind(Kind::Int64)?
             .f_index_select(0, &matched)?
             .f_where_scalarother(&is_pos, -1)?;
-        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: Some(max_overlaps) })
+        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: Some(max_overlaps), matches: None })
     }
 }
 

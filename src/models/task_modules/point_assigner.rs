@@ -46,6 +46,7 @@ impl PointAssigner {
                 gt_inds: Tensor::f_zeros([num_points], long)?,
                 labels: Tensor::f_full([num_points], -1, long)?,
                 max_overlaps: None,
+                matches: None,
             });
         }
         let xy = points.f_narrow(1, 0, 2)?;
@@ -81,6 +82,6 @@ impl PointAssigner {
             .f_to_kind(Kind::Int64)?
             .f_index_select(0, &gt_inds.f_sub_scalar(1)?.f_clamp_min(0)?)?
             .f_where_self(&positive, &Tensor::f_full([1], -1, long)?)?;
-        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None })
+        Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None, matches: None })
     }
 }

@@ -11,6 +11,7 @@ use tch::{Kind, Tensor};
 
 use super::AssignResult;
 use crate::models::layers::{ModelError, ModelResult};
+use crate::models::ops::upload;
 
 /// mmdet's `SamplingResult` with `avg_factor_with_neg=False` (as
 /// `PseudoSampler` builds it).
@@ -68,15 +69,37 @@ impl PseudoSampler {
         gt_bboxes: &Tensor,
         gt_labels: &Tensor,
     ) -> ModelResult<SamplingResult> {
-        let (num_gts, _) = check_inputs("PseudoSampler", assign, priors, gt_bboxes, gt_labels)?;
-        // nonzero() lists indices ascending and once each, so mmdet's
-        // `.unique()` after it changes nothing.
-        let pos_inds = assign.gt_inds.f_gt(0)?.f_nonzero()?.f_view([-1])?;
-        let neg_inds = assign.gt_inds.f_eq(0)?.f_nonzero()?.f_view([-1])?;
-        let pos_assigned_gt_inds = assign
-            .gt_inds
-            .f_index_select(0, &pos_inds)?
-            .f_sub_scalar(1)?;
+        let (num_gts, num_priors) = check_inputs("PseudoSampler", assign, priors, gt_bboxes, gt_labels)?;
+        let (pos_inds, neg_inds, pos_assigned_gt_inds) = match &assign.matches {
+            // Matches made on the host go up without a synchronisation.
+            Some(matches) => {
+                let device = assign.gt_inds.device();
+                let mut matched = vec![false; num_priors as usize];
+                let (mut pos, mut gts) = (Vec::with_capacity(matches.len()), Vec::with_capacity(matches.len()));
+                for &(prior, gt) in matches {
+                    let slot = matched.get_mut(prior as usize).filter(|_| (0..num_gts).contains(&gt));
+                    let Some(slot) = slot else {
+                        return Err(ModelError::new(
+                            "PseudoSampler",
+                            format!("match ({prior}, {gt}) is outside {num_priors} priors and {num_gts} ground truths"),
+                        ));
+                    };
+                    *slot = true;
+                    pos.push(prior);
+                    gts.push(gt);
+                }
+                let neg: Vec<i64> = (0..num_priors).filter(|&i| !matched[i as usize]).collect();
+                (upload(&pos, device)?, upload(&neg, device)?, upload(&gts, device)?)
+            }
+            // nonzero() lists indices ascending and once each, so mmdet's
+            // `.unique()` after it changes nothing.
+            None => {
+                let pos_inds = assign.gt_inds.f_gt(0)?.f_nonzero()?.f_view([-1])?;
+                let neg_inds = assign.gt_inds.f_eq(0)?.f_nonzero()?.f_view([-1])?;
+                let pos_assigned_gt_inds = assign.gt_inds.f_index_select(0, &pos_inds)?.f_sub_scalar(1)?;
+                (pos_inds, neg_inds, pos_assigned_gt_inds)
+            }
+        };
         let pos_gt_bboxes = if gt_bboxes.numel() == 0 {
             if pos_inds.numel() != 0 {
                 return Err(ModelError::new(
@@ -155,6 +178,7 @@ mod tests {
             gt_inds: Tensor::from_slice(gt_inds),
             labels: Tensor::from_slice(labels),
             max_overlaps: None,
+            matches: None,
         }
     }
 
@@ -183,6 +207,34 @@ mod tests {
             s.priors().unwrap(),
             priors.index_select(0, &Tensor::from_slice(&[1i64, 2, 0]))
         );
+    }
+
+    /// Matches made on the host (the Hungarian assigner's) give what
+    /// `nonzero` on the assignment gives, and are checked against the shapes.
+    #[test]
+    fn pseudo_sampler_takes_host_matches_as_nonzero_would() {
+        let priors = Tensor::arange(20, (Kind::Float, Device::Cpu)).view([5, 4]);
+        let gts = Tensor::from_slice(&[0.0f32, 0.0, 5.0, 5.0, 1.0, 1.0, 9.0, 9.0]).view([2, 4]);
+        let labels = Tensor::from_slice(&[3i64, 4]);
+        let on_device = assign(&[0, 2, 0, 1, 0], &[-1, 4, -1, 3, -1], 2);
+        let on_host = AssignResult { matches: Some(vec![(1, 1), (3, 0)]), ..assign(&[0, 2, 0, 1, 0], &[-1, 4, -1, 3, -1], 2) };
+        let want = PseudoSampler::sample(&on_device, &priors, &gts, &labels).unwrap();
+        let got = PseudoSampler::sample(&on_host, &priors, &gts, &labels).unwrap();
+        for (name, a, b) in [
+            ("pos_inds", &got.pos_inds, &want.pos_inds),
+            ("neg_inds", &got.neg_inds, &want.neg_inds),
+            ("pos_assigned_gt_inds", &got.pos_assigned_gt_inds, &want.pos_assigned_gt_inds),
+            ("pos_gt_labels", &got.pos_gt_labels, &want.pos_gt_labels),
+            ("pos_gt_bboxes", &got.pos_gt_bboxes, &want.pos_gt_bboxes),
+            ("pos_priors", &got.pos_priors, &want.pos_priors),
+            ("neg_priors", &got.neg_priors, &want.neg_priors),
+        ] {
+            assert_eq!(a, b, "{name}");
+        }
+        assert_eq!((got.num_pos, got.num_neg, got.avg_factor), (want.num_pos, want.num_neg, want.avg_factor));
+        let outside = AssignResult { matches: Some(vec![(5, 0)]), ..assign(&[0; 5], &[-1; 5], 2) };
+        let err = PseudoSampler::sample(&outside, &priors, &gts, &labels).unwrap_err();
+        assert!(err.to_string().contains("outside 5 priors"), "{err}");
     }
 
     #[test]

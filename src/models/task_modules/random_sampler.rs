@@ -250,6 +250,7 @@ mod tests {
             gt_inds: Tensor::from_slice(&gt_inds),
             labels: Tensor::from_slice(&labels),
             max_overlaps: None,
+            matches: None,
         };
         (a, priors, gts, gt_labels)
     }
@@ -342,6 +343,7 @@ mod tests {
             gt_inds: Tensor::from_slice(&[0i64]),
             labels: Tensor::from_slice(&[-1i64]),
             max_overlaps: None,
+            matches: None,
         };
         assert!(sampler(serde_json::json!({"num": 5, "pos_fraction": 0.5}))
             .sample(&short, &priors, &gts, &labels)

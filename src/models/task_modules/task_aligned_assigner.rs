@@ -77,6 +77,7 @@ impl TaskAlignedAssigner {
                     gt_inds: Tensor::f_zeros([num_priors], long)?,
                     labels: Tensor::f_full([num_priors], -1, long)?,
                     max_overlaps: None,
+                    matches: None,
                 },
                 assign_metrics: zeros.f_zeros_like()?,
                 max_overlaps: zeros,
@@ -114,7 +115,7 @@ impl TaskAlignedAssigner {
         let assign_metrics = metrics.f_where_self(&positive, &metrics.f_zeros_like()?)?;
         let labels = gt_labels.f_index_select(0, &argmax)?.f_where_self(&positive, &Tensor::f_full([1], -1, long)?)?;
         Ok(TaskAlignedAssignment {
-            result: AssignResult { num_gts, gt_inds, labels, max_overlaps: None },
+            result: AssignResult { num_gts, gt_inds, labels, max_overlaps: None, matches: None },
             assign_metrics,
             max_overlaps,
         })

@@ -228,6 +228,7 @@ mod tests {
                     gt_inds: t(&format!("gt_inds.{i}")),
                     labels: t(&format!("assigned_labels.{i}")),
                     max_overlaps: None,
+                    matches: None,
                 };
                 let s = PseudoSampler::sample(
                     &assign,
