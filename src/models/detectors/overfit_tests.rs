@@ -216,9 +216,11 @@ fn tiny_faster_rcnn_overfits_eight_images() {
     assert!(bbox >= 0.9, "bbox mAP {bbox}");
 }
 
+/// 200 steps: at 150 the masks reached 0.79 mask mAP on an AMD EPYC (its
+/// float roundings steer the run), 0.85 at 200 with every box right.
 #[test]
 fn tiny_mask_rcnn_overfits_eight_images() {
-    let (bbox, segm) = overfit(MASK_RCNN, &[], 150, 1e-3);
+    let (bbox, segm) = overfit(MASK_RCNN, &[], 200, 1e-3);
     let segm = segm.expect("Mask R-CNN predicts masks");
     assert!(bbox >= 0.9 && segm >= 0.8, "bbox mAP {bbox}, segm mAP {segm}");
 }

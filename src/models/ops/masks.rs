@@ -6,7 +6,7 @@
 mod mask_target;
 mod paste;
 
-pub use mask_target::mask_target;
+pub use mask_target::{mask_target, mask_targets, PositivesOf};
 pub use paste::{paste_masks, predict_by_feat_single, predict_masks, Window};
 
 /// The reference fixture both halves test against.

@@ -47,6 +47,22 @@ pub fn mask_target(
     gt_masks: &MaskTensors,
     mask_size: (i64, i64),
 ) -> ModelResult<Tensor> {
+    mask_targets(&[PositivesOf { pos_proposals, pos_assigned_gt_inds, gt_masks }], mask_size)
+}
+
+/// One image's positives and ground-truth masks, for [`mask_targets`].
+pub struct PositivesOf<'a> {
+    pub pos_proposals: &'a Tensor,
+    pub pos_assigned_gt_inds: &'a Tensor,
+    pub gt_masks: &'a MaskTensors,
+}
+
+/// [`mask_target`] of each image of a batch, concatenated: (ΣK, h, w) on
+/// the proposals' device. Every image's boxes and indices come down from
+/// the device together, then the bitmap masks they use: at most two waits
+/// for the device per batch, where one image at a time (as mmdet's
+/// `mask_target` maps `mask_target_single`) waits two or three times each.
+pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResult<Tensor> {
     let (h, w) = mask_size;
     if h <= 0 || w <= 0 {
         return Err(ModelError::new(
@@ -54,28 +70,82 @@ pub fn mask_target(
             format!("mask_size must be positive, got ({h}, {w})"),
         ));
     }
-    let k = match pos_proposals.size().as_slice() {
-        [k, 4] => *k,
-        s => {
+    let device = images.first().map_or(Device::Cpu, |i| i.pos_proposals.device());
+    // Each image's (K, G) and its boxes and indices on their way to the host.
+    let mut pending = Vec::with_capacity(images.len());
+    for image in images {
+        let k = match image.pos_proposals.size().as_slice() {
+            [k, 4] => *k,
+            s => {
+                return Err(ModelError::new(
+                    NAME,
+                    format!("pos_proposals must be (K, 4), got {s:?}"),
+                ))
+            }
+        };
+        if image.pos_assigned_gt_inds.size() != [k] {
             return Err(ModelError::new(
                 NAME,
-                format!("pos_proposals must be (K, 4), got {s:?}"),
-            ))
+                format!("pos_assigned_gt_inds must be ({k},), got {:?}", image.pos_assigned_gt_inds.size()),
+            ));
         }
-    };
-    let device = pos_proposals.device();
-    if k == 0 {
-        return Ok(Tensor::f_zeros([0, h, w], (Kind::Float, device))?);
+        let g = num_masks(image.gt_masks)?;
+        let boxes = to_host_later(&image.pos_proposals.f_detach()?.f_to_kind(Kind::Float)?)?;
+        let inds = to_host_later(&image.pos_assigned_gt_inds.f_to_kind(Kind::Int64)?)?;
+        pending.push((g, boxes, inds));
     }
-    let inds = gt_indices(pos_assigned_gt_inds, k, num_masks(gt_masks)?)?;
-    let (hm, wm) = canvas(gt_masks)?;
-    let boxes = clipped_boxes(pos_proposals, hm, wm)?;
+    wait_for(device);
+    let mut picked = Vec::with_capacity(images.len());
+    for (image, (g, boxes, inds)) in images.iter().zip(&pending) {
+        let inds = gt_indices(inds, *g)?;
+        let (hm, wm) = canvas(image.gt_masks)?;
+        let boxes = clipped_boxes(boxes, hm, wm)?;
+        // The bitmap masks the positives use, on their way to the host.
+        let used = match image.gt_masks {
+            MaskTensors::Bitmap(masks) if !inds.is_empty() => {
+                let mut used = inds.clone();
+                used.sort_unstable();
+                used.dedup();
+                let pick = upload(&used.iter().map(|&g| g as i64).collect::<Vec<_>>(), masks.device())?;
+                let bytes = to_host_later(&masks.f_index_select(0, &pick)?.f_to_kind(Kind::Uint8)?)?;
+                Some((used, bytes))
+            }
+            _ => None,
+        };
+        picked.push((inds, boxes, used));
+    }
+    if picked.iter().any(|p| p.2.is_some()) {
+        wait_for(device);
+    }
     let (h, w) = (h as usize, w as usize);
-    let targets = match gt_masks {
-        MaskTensors::Bitmap(masks) => bitmap_targets(masks, &boxes, &inds, (h, w))?,
-        MaskTensors::Polygons { polygons, .. } => polygon_targets(polygons, &boxes, &inds, (h, w)),
-    };
-    Ok(upload(&targets, device)?.f_view([k, h as i64, w as i64])?)
+    let mut all = Vec::new();
+    for (image, (inds, boxes, used)) in images.iter().zip(&picked) {
+        match (image.gt_masks, used) {
+            (MaskTensors::Bitmap(masks), Some((used, bytes))) => {
+                let (_, hm, wm) = masks.size3()?;
+                let bytes = Vec::<u8>::try_from(&bytes.f_view([-1])?).map_err(|e| ModelError::new(NAME, e.to_string()))?;
+                all.extend(bitmap_targets(&bytes, used, (hm as usize, wm as usize), boxes, inds, (h, w)));
+            }
+            (MaskTensors::Polygons { polygons, .. }, _) => all.extend(polygon_targets(polygons, boxes, inds, (h, w))),
+            _ => {}
+        }
+    }
+    let total = (all.len() / (h * w)) as i64;
+    Ok(upload(&all, device)?.f_view([total, h as i64, w as i64])?)
+}
+
+/// `t` copied to host memory without waiting for the device (pinned, so
+/// the copy runs on the stream); read it only after [`wait_for`].
+fn to_host_later(t: &Tensor) -> ModelResult<Tensor> {
+    let t = t.f_contiguous()?;
+    Ok(t.f_to_device_(Device::Cpu, t.kind(), t.device().is_cuda(), false)?)
+}
+
+/// Waits for the work queued on `device`, the copies to the host among it.
+fn wait_for(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
 }
 
 fn num_masks(gt_masks: &MaskTensors) -> ModelResult<i64> {
@@ -102,16 +172,9 @@ fn canvas(gt_masks: &MaskTensors) -> ModelResult<(usize, usize)> {
     }
 }
 
-/// The (K,) indices on the host, each checked against the `g` masks.
-fn gt_indices(inds: &Tensor, k: i64, g: i64) -> ModelResult<Vec<usize>> {
-    if inds.size() != [k] {
-        return Err(ModelError::new(
-            NAME,
-            format!("pos_assigned_gt_inds must be ({k},), got {:?}", inds.size()),
-        ));
-    }
-    let host = inds.f_to_kind(Kind::Int64)?.f_to_device(Device::Cpu)?;
-    let v = Vec::<i64>::try_from(&host).map_err(|e| ModelError::new(NAME, e.to_string()))?;
+/// The (K,) indices (int64, on the host), each checked against the `g` masks.
+fn gt_indices(host: &Tensor, g: i64) -> ModelResult<Vec<usize>> {
+    let v = Vec::<i64>::try_from(host).map_err(|e| ModelError::new(NAME, e.to_string()))?;
     v.iter()
         .map(|&i| {
             if (0..g).contains(&i) {
@@ -126,14 +189,9 @@ fn gt_indices(inds: &Tensor, k: i64, g: i64) -> ModelResult<Vec<usize>> {
         .collect()
 }
 
-/// The boxes on the host as float32, x clipped to `[0, Wm]` and y to
+/// The (K, 4) float32 boxes (on the host), x clipped to `[0, Wm]` and y to
 /// `[0, Hm]` (`np.clip`: NaN stays NaN).
-fn clipped_boxes(boxes: &Tensor, hm: usize, wm: usize) -> ModelResult<Vec<[f32; 4]>> {
-    let host = boxes
-        .f_detach()?
-        .f_to_kind(Kind::Float)?
-        .f_to_device(Device::Cpu)?
-        .f_contiguous()?;
+fn clipped_boxes(host: &Tensor, hm: usize, wm: usize) -> ModelResult<Vec<[f32; 4]>> {
     let flat = Vec::<f32>::try_from(&host.f_view([-1])?)
         .map_err(|e| ModelError::new(NAME, e.to_string()))?;
     let clip = |v: f32, hi: f32| {
@@ -160,26 +218,16 @@ fn clipped_boxes(boxes: &Tensor, hm: usize, wm: usize) -> ModelResult<Vec<[f32; 
 }
 
 /// `BitmapMasks.crop_and_resize(binarize=True)`: (K * h * w) 0/1 values.
-/// Only the masks the positives use are copied to the host.
+/// `bytes` holds the masks `used` (ascending, the distinct `inds`), each
+/// `hm x wm`.
 fn bitmap_targets(
-    masks: &Tensor,
+    bytes: &[u8],
+    used: &[usize],
+    (hm, wm): (usize, usize),
     boxes: &[[f32; 4]],
     inds: &[usize],
     size: (usize, usize),
-) -> ModelResult<Vec<f32>> {
-    let (_, hm, wm) = masks.size3()?;
-    let (hm, wm) = (hm as usize, wm as usize);
-    let mut used = inds.to_vec();
-    used.sort_unstable();
-    used.dedup();
-    let pick = upload(&used.iter().map(|&g| g as i64).collect::<Vec<_>>(), masks.device())?;
-    let host = masks
-        .f_index_select(0, &pick)?
-        .f_to_kind(Kind::Uint8)?
-        .f_to_device(Device::Cpu)?
-        .f_contiguous()?
-        .f_view([-1])?;
-    let bytes = Vec::<u8>::try_from(&host).map_err(|e| ModelError::new(NAME, e.to_string()))?;
+) -> Vec<f32> {
     let plane = hm * wm;
     let per = size.0 * size.1;
     let one = |out: &mut [f32], b: &[f32; 4], g: &usize| {
@@ -217,7 +265,7 @@ fn bitmap_targets(
             });
         }
     });
-    Ok(out)
+    out
 }
 
 /// Summed box area (px) above which the targets use several threads.
@@ -392,6 +440,38 @@ mod tests {
                 assert_same(&got, &tensor(fx, &key), &key);
             }
         }
+    }
+
+    /// A batch's targets, read back from the device together, are each
+    /// image's in order, whatever the masks' kind and with an image
+    /// without positives among them.
+    #[test]
+    fn mask_targets_of_a_batch_are_each_images_in_order() {
+        let fx = fixture();
+        let (boxes, inds) = (tensor(fx, "boxes"), tensor(fx, "inds"));
+        let bitmap = MaskTensors::Bitmap(tensor(fx, "bitmap.masks"));
+        let poly = polygons(fx);
+        let none = Tensor::zeros([0, 4], (Kind::Float, Device::Cpu));
+        let no_inds = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
+        let (head, tail) = (boxes.narrow(0, 0, 3), boxes.narrow(0, 3, boxes.size()[0] - 3));
+        let (head_inds, tail_inds) = (inds.narrow(0, 0, 3), inds.narrow(0, 3, inds.size()[0] - 3));
+        let batch = [
+            PositivesOf { pos_proposals: &head, pos_assigned_gt_inds: &head_inds, gt_masks: &bitmap },
+            PositivesOf { pos_proposals: &none, pos_assigned_gt_inds: &no_inds, gt_masks: &bitmap },
+            PositivesOf { pos_proposals: &tail, pos_assigned_gt_inds: &tail_inds, gt_masks: &poly },
+        ];
+        let got = mask_targets(&batch, (28, 28)).unwrap();
+        let want = Tensor::cat(
+            &[
+                mask_target(&head, &head_inds, &bitmap, (28, 28)).unwrap(),
+                mask_target(&tail, &tail_inds, &poly, (28, 28)).unwrap(),
+            ],
+            0,
+        );
+        assert_eq!(got, want);
+        let whole = [&tensor(fx, "bitmap.s28").narrow(0, 0, 3), &tensor(fx, "poly.s28").narrow(0, 3, tail.size()[0])];
+        assert_same(&got, &Tensor::cat(&whole, 0), "a batch against mmdet");
+        assert_eq!(mask_targets(&[], (7, 7)).unwrap().size(), [0, 7, 7]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::models::layers::{
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
-use crate::models::ops::masks::mask_target;
+use crate::models::ops::masks::{mask_targets, PositivesOf};
 use crate::models::task_modules::SamplingResult;
 
 const NAME: &str = "DynamicMaskHead";
@@ -184,16 +184,16 @@ impl DynamicMaskHead {
         mask_size: (i64, i64),
         reduce_mean: &dyn Fn(f64) -> ModelResult<f64>,
     ) -> ModelResult<Tensor> {
-        let mut targets = Vec::with_capacity(sampling_results.len());
-        for (res, masks) in sampling_results.iter().zip(gt_masks) {
-            targets.push(mask_target(
-                &res.pos_priors,
-                &res.pos_assigned_gt_inds,
-                masks,
-                mask_size,
-            )?);
-        }
-        let mask_targets = Tensor::f_cat(&targets, 0)?;
+        let images: Vec<PositivesOf> = sampling_results
+            .iter()
+            .zip(gt_masks)
+            .map(|(res, masks)| PositivesOf {
+                pos_proposals: &res.pos_priors,
+                pos_assigned_gt_inds: &res.pos_assigned_gt_inds,
+                gt_masks: masks,
+            })
+            .collect();
+        let mask_targets = mask_targets(&images, mask_size)?;
         let labels: Vec<Tensor> = sampling_results
             .iter()
             .map(|r| r.pos_gt_labels.shallow_clone())

@@ -21,7 +21,7 @@ use crate::models::layers::{
 };
 use crate::models::losses::cross_entropy_loss::CeMode;
 use crate::models::losses::{cfg_type, CrossEntropyLoss, Loss, LossArgs};
-use crate::models::ops::masks::{mask_target, predict_masks};
+use crate::models::ops::masks::{mask_targets, predict_masks, PositivesOf};
 use crate::models::task_modules::SamplingResult;
 
 const NAME: &str = "FCNMaskHead";
@@ -170,14 +170,16 @@ impl FCNMaskHead {
                 ),
             ));
         }
-        let targets = sampling_results
+        let images: Vec<PositivesOf> = sampling_results
             .iter()
             .zip(gt_masks)
-            .map(|(res, masks)| {
-                mask_target(&res.pos_priors, &res.pos_assigned_gt_inds, masks, mask_size)
+            .map(|(res, masks)| PositivesOf {
+                pos_proposals: &res.pos_priors,
+                pos_assigned_gt_inds: &res.pos_assigned_gt_inds,
+                gt_masks: masks,
             })
-            .collect::<ModelResult<Vec<_>>>()?;
-        Ok(Tensor::f_cat(&targets, 0)?)
+            .collect();
+        mask_targets(&images, mask_size)
     }
 
     /// `loss_and_target`: `loss_mask`, the mean binary cross-entropy of each
