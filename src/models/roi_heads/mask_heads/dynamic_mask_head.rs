@@ -20,8 +20,9 @@ use crate::models::layers::{
     ModelResult, NormSpec,
 };
 use crate::models::losses::{cfg_type, parse_cfg, Loss, LossArgs};
-use crate::models::ops::masks::{mask_targets, PositivesOf};
 use crate::models::task_modules::SamplingResult;
+
+use super::positive_mask_targets;
 
 const NAME: &str = "DynamicMaskHead";
 
@@ -184,16 +185,7 @@ impl DynamicMaskHead {
         mask_size: (i64, i64),
         reduce_mean: &dyn Fn(f64) -> ModelResult<f64>,
     ) -> ModelResult<Tensor> {
-        let images: Vec<PositivesOf> = sampling_results
-            .iter()
-            .zip(gt_masks)
-            .map(|(res, masks)| PositivesOf {
-                pos_proposals: &res.pos_priors,
-                pos_assigned_gt_inds: &res.pos_assigned_gt_inds,
-                gt_masks: masks,
-            })
-            .collect();
-        let mask_targets = mask_targets(&images, mask_size)?;
+        let mask_targets = positive_mask_targets(NAME, sampling_results, gt_masks, mask_size)?;
         let labels: Vec<Tensor> = sampling_results
             .iter()
             .map(|r| r.pos_gt_labels.shallow_clone())

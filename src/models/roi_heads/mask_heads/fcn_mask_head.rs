@@ -21,8 +21,10 @@ use crate::models::layers::{
 };
 use crate::models::losses::cross_entropy_loss::CeMode;
 use crate::models::losses::{cfg_type, CrossEntropyLoss, Loss, LossArgs};
-use crate::models::ops::masks::{mask_targets, predict_masks, PositivesOf};
+use crate::models::ops::masks::predict_masks;
 use crate::models::task_modules::SamplingResult;
+
+use super::positive_mask_targets;
 
 const NAME: &str = "FCNMaskHead";
 
@@ -160,26 +162,7 @@ impl FCNMaskHead {
         gt_masks: &[&MaskTensors],
         mask_size: (i64, i64),
     ) -> ModelResult<Tensor> {
-        if gt_masks.len() != sampling_results.len() {
-            return Err(ModelError::new(
-                NAME,
-                format!(
-                    "{} images of gt masks for {} sampling results",
-                    gt_masks.len(),
-                    sampling_results.len()
-                ),
-            ));
-        }
-        let images: Vec<PositivesOf> = sampling_results
-            .iter()
-            .zip(gt_masks)
-            .map(|(res, masks)| PositivesOf {
-                pos_proposals: &res.pos_priors,
-                pos_assigned_gt_inds: &res.pos_assigned_gt_inds,
-                gt_masks: masks,
-            })
-            .collect();
-        mask_targets(&images, mask_size)
+        positive_mask_targets(NAME, sampling_results, gt_masks, mask_size)
     }
 
     /// `loss_and_target`: `loss_mask`, the mean binary cross-entropy of each
