@@ -13,10 +13,12 @@ use tch::{Kind, Tensor};
 
 use crate::models::data_preprocessors::DetDataSample;
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::losses::{cfg_type, Loss, LossArgs};
+use crate::models::losses::{cfg_type, AvgFactor, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::task_modules::anchor_generator::anchor_inside_flags;
-use crate::models::task_modules::{AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SamplingResult};
+use crate::models::task_modules::{
+    pseudo_sample_masks, AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SampledMasks, SamplingResult,
+};
 
 /// The head's `train_cfg`, built.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct AnchorTrain {
     sampler: Option<RandomSampler>,
     allowed_border: i64,
     pos_weight: f64,
+    /// Sample as masks on the CPU too (as on a GPU; the tests' switch).
+    pub(super) masks_on_cpu: bool,
 }
 
 impl AnchorTrain {
@@ -50,6 +54,7 @@ impl AnchorTrain {
             sampler,
             allowed_border: t.allowed_border,
             pos_weight: t.pos_weight,
+            masks_on_cpu: false,
         })
     }
 }
@@ -65,6 +70,9 @@ pub(super) struct Targets {
     /// (T, 4): 1 for positives.
     pub bbox_weights: Tensor,
     pub avg_factor: i64,
+    /// The count behind `avg_factor` when it is left on the device (the
+    /// sampling as masks; `avg_factor` is then 0).
+    pub avg_count: Option<Tensor>,
 }
 
 /// How [`Targets`] are laid out: the background label, the positives'
@@ -113,6 +121,7 @@ impl TargetFill {
             bbox_targets: unmap(bbox_targets, 0.0)?,
             bbox_weights: unmap(bbox_weights, 0.0)?,
             avg_factor: sampled.avg_factor,
+            avg_count: None,
         })
     }
 }
@@ -195,7 +204,17 @@ impl AnchorLoss<'_> {
             per_image.push(self.targets_single(train, &flat_anchors, inside.as_ref(), sample)?);
         }
         crate::engine::profile::section("dense head: assign and sample");
-        let avg_factor = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
+        // The images sampled as indices count on the host (0 for the others).
+        let host_count = per_image.iter().map(|t| t.avg_factor).sum::<i64>() as f64;
+        let counts: Vec<&Tensor> = per_image.iter().filter_map(|t| t.avg_count.as_ref()).collect();
+        let avg_count = match counts.len() {
+            0 => None,
+            _ => Some(Tensor::f_stack(&counts, 0)?.f_sum(Kind::Float)?.f_add_scalar(host_count)?),
+        };
+        let avg_factor = match &avg_count {
+            Some(count) => AvgFactor::Device(count),
+            None => AvgFactor::Host(host_count),
+        };
         let stack = |f: fn(&Targets) -> &Tensor| -> ModelResult<Tensor> {
             let all: Vec<&Tensor> = per_image.iter().map(f).collect();
             Ok(Tensor::f_stack(&all, 0)?)
@@ -264,6 +283,10 @@ impl AnchorLoss<'_> {
         valid_flags: Option<&Tensor>,
         sample: &DetDataSample,
     ) -> ModelResult<Targets> {
+        let as_masks = flat_anchors.device().is_cuda() || train.masks_on_cpu;
+        if valid_flags.is_none() && as_masks {
+            return self.targets_from_masks(train, flat_anchors, sample);
+        }
         let inside_inds = match valid_flags {
             None => None,
             Some(flags) => {
@@ -306,6 +329,53 @@ impl AnchorLoss<'_> {
         fill.targets(&sampled, &pos_targets, anchors.size()[0], inside_inds.as_ref())
     }
 
+    /// `_get_targets_single` with every anchor inside, sampled as masks
+    /// (`sample_masks`): nothing is read back to the host. The targets are
+    /// computed for every anchor, each from the ground truth it is assigned
+    /// (the first where none), and kept where sampled: the same numbers as
+    /// the positives' targets put in place, row by row.
+    fn targets_from_masks(&self, train: &AnchorTrain, anchors: &Tensor, sample: &DetDataSample) -> ModelResult<Targets> {
+        let device = anchors.device();
+        let fopts = (Kind::Float, device);
+        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
+        let num_gts = gt_bboxes.size()[0];
+        let gt_labels = if self.class_agnostic {
+            Tensor::f_zeros([num_gts], (Kind::Int64, device))?
+        } else {
+            sample.gt_instances.labels.shallow_clone()
+        };
+        let ignore = &sample.ignored_instances.bboxes;
+        let ignore = (ignore.numel() > 0).then_some(ignore);
+        let assign = train.assigner.assign(anchors, &gt_bboxes, &gt_labels, ignore)?;
+        let SampledMasks { pos, neg, avg_factor } = match &train.sampler {
+            Some(s) => s.sample_masks(&assign.gt_inds)?,
+            None => pseudo_sample_masks(&assign.gt_inds)?,
+        };
+        let total = anchors.size()[0];
+        let pos4 = pos.f_unsqueeze(1)?.f_expand([total, 4], false)?;
+        let bbox_targets = if num_gts == 0 {
+            Tensor::f_zeros([total, 4], fopts)?
+        } else {
+            let assigned = gt_bboxes.f_index_select(0, &assign.gt_inds.f_sub_scalar(1)?.f_clamp_min(0)?)?;
+            let targets = if self.reg_decoded_bbox {
+                assigned.f_to_kind(Kind::Float)?
+            } else {
+                self.bbox_coder.encode(anchors, &assigned)?
+            };
+            targets.f_where_scalarother(&pos4, 0.0)?
+        };
+        let w = if train.pos_weight <= 0.0 { 1.0 } else { train.pos_weight };
+        let label_weights = pos.f_to_kind(Kind::Float)?.f_mul_scalar(w)?.f_add(&neg.f_to_kind(Kind::Float)?)?;
+        Ok(Targets {
+            labels: assign.labels.f_where_scalarother(&pos, self.num_classes)?,
+            label_weights,
+            bbox_targets,
+            bbox_weights: pos4.f_to_kind(Kind::Float)?,
+            avg_factor: 0,
+            avg_count: Some(avg_factor),
+        })
+    }
+
     /// `loss_by_feat_single`: the two losses of one level, or of several
     /// concatenated. cls_score (N, T, C) and bbox_pred (N, T, 4) in the
     /// anchors' order, anchors (T, 4), labels and weights (N, T), box
@@ -320,14 +390,14 @@ impl AnchorLoss<'_> {
         label_weights: &Tensor,
         bbox_targets: &Tensor,
         bbox_weights: &Tensor,
-        avg_factor: f64,
+        avg_factor: AvgFactor,
     ) -> ModelResult<(Tensor, Tensor)> {
         let cls = cls_score.f_reshape([-1, self.cls_out_channels])?;
         let label_weights = label_weights.f_reshape([-1])?;
         let loss_cls = self.loss_cls.forward(
             &cls,
             &labels.f_reshape([-1])?,
-            LossArgs::default().weight(&label_weights).avg_factor(avg_factor),
+            LossArgs::default().weight(&label_weights).avg(avg_factor),
         )?;
         let mut pred = bbox_pred.f_reshape([-1, 4])?;
         if self.reg_decoded_bbox {
@@ -339,7 +409,7 @@ impl AnchorLoss<'_> {
         let loss_bbox = self.loss_bbox.forward(
             &pred,
             &bbox_targets.f_reshape([-1, 4])?,
-            LossArgs::default().weight(&bbox_weights).avg_factor(avg_factor),
+            LossArgs::default().weight(&bbox_weights).avg(avg_factor),
         )?;
         Ok((loss_cls, loss_bbox))
     }

@@ -297,4 +297,25 @@ mod tests {
             head.predict(x, &samples(), rescale).unwrap()
         });
     }
+
+    /// The same losses and gradients with the anchors sampled as masks, as
+    /// on a GPU (the pseudo sampler's every positive and negative).
+    #[test]
+    fn retina_head_sampled_as_masks_equals_mmdet() {
+        let (cfg, train, test) = retina_cfg();
+        let vs = VarStore::new(Device::Cpu);
+        let mut head = RetinaHead::new(&cfg, Some(&train), Some(&test), &vs.root()).unwrap();
+        head.train.as_mut().unwrap().masks_on_cpu = true;
+        let report = load_state_dict(&vs, "", &with_prefix(fixture(), "sd").unwrap(), Shapes::Refuse).unwrap();
+        assert!(report.is_exact(), "{report:?}");
+        let x: Vec<Tensor> = (0..3).map(|l| fx(&format!("x.{l}")).set_requires_grad(true)).collect();
+        let losses = head.loss(&x, &samples()).unwrap();
+        for (name, v) in &losses {
+            assert_close(v, &fx(&format!("loss.{name}")), 1e-6, 1e-5, name);
+        }
+        (&losses["loss_cls"] + &losses["loss_bbox"]).backward();
+        crate::models::dense_heads::base_dense_head::check_grads_and_predictions(fx, "", &vs, &x, |x, rescale| {
+            head.predict(x, &samples(), rescale).unwrap()
+        });
+    }
 }

@@ -591,14 +591,17 @@ mod tests {
     #[test]
     fn rpn_head_matches_mmdet() {
         let fx = fixture();
-        for case in ["a", "b"] {
+        // Case a again sampled as masks, as on a GPU (every anchor inside,
+        // and no draw: its sampler wants more than there are).
+        for (case, masks) in [("a", false), ("a", true), ("b", false)] {
             let start = Instant::now();
             let prefix = format!("rpn.{case}.sd.");
             let sd: StateDict = fx
                 .iter()
                 .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_string(), v.clone())))
                 .collect();
-            let (vs, head) = head_with_weights(case, Some(&sd));
+            let (vs, mut head) = head_with_weights(case, Some(&sd));
+            head.train.as_mut().unwrap().masks_on_cpu = masks;
             let feats: Vec<Tensor> = (0..5)
                 .map(|l| tensor(fx, &format!("rpn.{case}.feat.{l}")).set_requires_grad(true))
                 .collect();

@@ -9,7 +9,7 @@
 use detc::registry::models::losses::CrossEntropyLossConfig;
 use tch::{Kind, Tensor};
 
-use super::{weight_reduce_loss, LossArgs, Reduction};
+use super::{weight_reduce_loss, AvgFactor, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::ops::upload_as;
 
@@ -114,7 +114,7 @@ impl CrossEntropyLoss {
                 .f_eq(self.ignore_index)?
                 .f_sum(Kind::Int64)?
                 .int64_value(&[]);
-            avg_factor = Some((label.numel() as i64 - ignored) as f64);
+            avg_factor = Some(AvgFactor::Host((label.numel() as i64 - ignored) as f64));
         }
         let weight = match args.weight {
             Some(w) => Some(w.f_to_kind(Kind::Float)?),
@@ -175,7 +175,7 @@ impl CrossEntropyLoss {
         };
         let mut avg_factor = args.avg_factor;
         if avg_factor.is_none() && self.avg_non_ignore && reduction == Reduction::Mean {
-            avg_factor = Some(valid.f_sum(Kind::Double)?.double_value(&[]));
+            avg_factor = Some(AvgFactor::Host(valid.f_sum(Kind::Double)?.double_value(&[])));
         }
         let pos_weight = self.class_weight_like(pred)?;
         let loss = pred.f_binary_cross_entropy_with_logits(

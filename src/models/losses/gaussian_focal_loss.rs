@@ -10,7 +10,7 @@ use detc::registry::models::losses::GaussianFocalLossConfig;
 use detc::registry::refs::LossCfg;
 use tch::Tensor;
 
-use super::{cfg_type, parse_cfg, weight_reduce_loss, Reduction};
+use super::{cfg_type, parse_cfg, weight_reduce_loss, AvgFactor, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 const NAME: &str = "GaussianFocalLoss";
@@ -66,7 +66,7 @@ impl GaussianFocalLoss {
             .f_mul(&peaks)?
             .f_mul_scalar(self.pos_weight)?
             .f_add(&self.negative(pred, target)?.f_mul_scalar(self.neg_weight)?)?;
-        Ok(weight_reduce_loss(&loss, None, self.reduction, avg_factor)?.f_mul_scalar(self.loss_weight)?)
+        Ok(weight_reduce_loss(&loss, None, self.reduction, avg_factor.map(AvgFactor::Host))?.f_mul_scalar(self.loss_weight)?)
     }
 
     /// `gaussian_focal_loss_with_pos_inds`: the positives are the rows
@@ -74,8 +74,8 @@ impl GaussianFocalLoss {
     /// reduced by `avg_factor` on its own.
     pub fn forward_with_pos(&self, pred: &Tensor, target: &Tensor, pos_inds: &Tensor, pos_labels: &Tensor, avg_factor: Option<f64>) -> ModelResult<Tensor> {
         let pos = pred.f_index_select(0, pos_inds)?.f_gather(1, &pos_labels.f_unsqueeze(1)?, false)?;
-        let pos_loss = weight_reduce_loss(&self.positive(&pos)?, None, self.reduction, avg_factor)?;
-        let neg_loss = weight_reduce_loss(&self.negative(pred, target)?, None, self.reduction, avg_factor)?;
+        let pos_loss = weight_reduce_loss(&self.positive(&pos)?, None, self.reduction, avg_factor.map(AvgFactor::Host))?;
+        let neg_loss = weight_reduce_loss(&self.negative(pred, target)?, None, self.reduction, avg_factor.map(AvgFactor::Host))?;
         Ok(pos_loss.f_mul_scalar(self.pos_weight)?.f_add(&neg_loss.f_mul_scalar(self.neg_weight)?)?.f_mul_scalar(self.loss_weight)?)
     }
 }

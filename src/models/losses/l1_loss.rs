@@ -42,10 +42,15 @@ pub(super) fn elementwise_loss(
     (reduction, loss_weight): (Reduction, f64),
     loss_of: impl FnOnce(Tensor) -> ModelResult<Tensor>,
 ) -> ModelResult<Tensor> {
-    if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-        return Ok(zero);
-    }
     let reduction = args.reduction_or(reduction);
+    // The early exit reads `any(weight > 0)` back, a wait for a GPU. A
+    // reduced loss does not need it: with no positive weight the weighted
+    // reduction below is the same zero, with a zero gradient.
+    if !(pred.device().is_cuda() && reduction != Reduction::None) {
+        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+            return Ok(zero);
+        }
+    }
     let loss = if target.numel() == 0 {
         pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?
     } else {
@@ -59,4 +64,39 @@ pub(super) fn elementwise_loss(
     };
     let loss = weight_reduce_loss(&loss, args.weight, reduction, args.avg_factor)?;
     Ok(loss.f_mul_scalar(loss_weight)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::losses::AvgFactor;
+    use tch::{Device, Kind};
+
+    /// What a GPU computes in place of the early exit (the reduced loss of
+    /// an all-zero weight) is the early exit's zero, with its zero gradient.
+    #[test]
+    fn reduced_loss_without_the_early_exit_is_the_same_zero() {
+        let pred = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 3.0, 0.5, -1.0, 2.0, 4.0]).view([2, 4]);
+        let target = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
+        let weight = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
+        let count = Tensor::from(7.0f32);
+        for (reduction, avg) in [
+            (Reduction::Mean, None),
+            (Reduction::Mean, Some(AvgFactor::Host(7.0))),
+            (Reduction::Mean, Some(AvgFactor::Device(&count))),
+            (Reduction::Sum, None),
+        ] {
+            let run = |early: bool| {
+                let p = pred.copy().set_requires_grad(true);
+                let loss = if early {
+                    zero_if_no_positive_weight(&p, Some(&weight)).unwrap().unwrap()
+                } else {
+                    weight_reduce_loss(&(&p - &target).abs(), Some(&weight), reduction, avg).unwrap()
+                };
+                loss.backward();
+                (loss.double_value(&[]), Vec::<f32>::try_from(p.grad().view([-1])).unwrap())
+            };
+            assert_eq!(run(true), run(false), "{reduction:?} {avg:?}");
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub struct LossArgs<'a> {
     /// Element-wise (or per-sample, broadcast as mmdet does) loss weight.
     pub weight: Option<&'a Tensor>,
     /// Divisor of the summed loss for `mean` (mmdet's `avg_factor`).
-    pub avg_factor: Option<f64>,
+    pub avg_factor: Option<AvgFactor<'a>>,
     /// Replaces the configured reduction for this call.
     pub reduction_override: Option<Reduction>,
 }
@@ -65,6 +65,10 @@ impl<'a> LossArgs<'a> {
         self
     }
     pub fn avg_factor(mut self, f: f64) -> Self {
+        self.avg_factor = Some(AvgFactor::Host(f));
+        self
+    }
+    pub fn avg(mut self, f: AvgFactor<'a>) -> Self {
         self.avg_factor = Some(f);
         self
     }
@@ -75,6 +79,15 @@ impl<'a> LossArgs<'a> {
     fn reduction_or(&self, configured: Reduction) -> Reduction {
         self.reduction_override.unwrap_or(configured)
     }
+}
+
+/// An `avg_factor`: a number, or a count still on the device (a float
+/// 0-dim tensor), which a GPU would have to finish computing before the
+/// host could read it.
+#[derive(Debug, Clone, Copy)]
+pub enum AvgFactor<'a> {
+    Host(f64),
+    Device(&'a Tensor),
 }
 
 /// `reduce_loss`: none keeps the element-wise loss, mean/sum reduce to a scalar.
@@ -93,7 +106,7 @@ pub fn weight_reduce_loss(
     loss: &Tensor,
     weight: Option<&Tensor>,
     reduction: Reduction,
-    avg_factor: Option<f64>,
+    avg_factor: Option<AvgFactor>,
 ) -> ModelResult<Tensor> {
     let loss = match weight {
         Some(w) => loss.f_mul(w)?,
@@ -101,9 +114,12 @@ pub fn weight_reduce_loss(
     };
     match (avg_factor, reduction) {
         (None, r) => reduce_loss(&loss, r),
-        (Some(f), Reduction::Mean) => Ok(loss
+        (Some(AvgFactor::Host(f)), Reduction::Mean) => Ok(loss
             .f_sum(loss.kind())?
             .f_div_scalar(f + f32::EPSILON as f64)?),
+        (Some(AvgFactor::Device(f)), Reduction::Mean) => Ok(loss
+            .f_sum(loss.kind())?
+            .f_div(&f.f_add_scalar(f32::EPSILON as f64)?)?),
         (Some(_), Reduction::None) => Ok(loss),
         (Some(_), Reduction::Sum) => Err(ModelError::new(
             "weight_reduce_loss",
@@ -112,8 +128,6 @@ pub fn weight_reduce_loss(
     }
 }
 
-/// Parses a component config dict (its `type` removed) into `T`, naming the
-/// component on error.
 /// mmdet's early exit of the box losses: when no entry of `weight` is
 /// positive, the loss is `(pred * weight).sum()`, a zero that keeps the graph
 /// (a (N,) weight is broadcast over the last dim of a (N, 4) `pred`).
@@ -126,6 +140,8 @@ pub(crate) fn zero_if_no_positive_weight(pred: &Tensor, weight: Option<&Tensor>)
     Ok(Some(pred.f_mul(&w)?.f_sum(pred.kind())?))
 }
 
+/// Parses a component config dict (its `type` removed) into `T`, naming the
+/// component on error.
 pub(crate) fn parse_cfg<T: DeserializeOwned>(
     value: &serde_json::Value,
     name: &str,

@@ -24,6 +24,7 @@ pub mod point_assigner;
 pub mod point_generator;
 pub mod random_sampler;
 pub mod pseudo_sampler;
+pub mod sample_masks;
 pub mod task_aligned_assigner;
 
 pub use anchor_generator::{anchor_inside_flags, AnchorGenerator};
@@ -35,3 +36,4 @@ pub use point_generator::MlvlPointGenerator;
 pub use dynamic_soft_label_assigner::DynamicSoftLabelAssigner;
 pub use random_sampler::RandomSampler;
 pub use pseudo_sampler::{PseudoSampler, SamplingResult};
+pub use sample_masks::{pseudo_sample_masks, SampledMasks};
