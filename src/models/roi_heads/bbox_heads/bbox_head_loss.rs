@@ -12,6 +12,7 @@ use super::convfc_bbox_head::{ConvFCBBoxHead, NAME};
 use super::dii_head_loss::accuracy;
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::LossArgs;
+use crate::models::ops::upload;
 use crate::models::task_modules::SamplingResult;
 
 /// The concatenated per-RoI targets of a batch.
@@ -79,59 +80,54 @@ impl KnownCounts {
 }
 
 impl ConvFCBBoxHead {
-    /// `_get_targets_single`: one image's positives first, then its negatives.
-    fn targets_single(&self, s: &SamplingResult, pos_weight: f64) -> ModelResult<BBoxTargets> {
-        let num_pos = s.pos_priors.size()[0];
-        let num_neg = s.neg_priors.size()[0];
-        let dev = s.pos_priors.device();
-        let float = (s.pos_priors.kind(), dev);
-        let mut labels = vec![Tensor::f_full(
-            [num_neg],
-            self.num_classes,
-            (Kind::Int64, dev),
-        )?];
-        let mut label_weights = vec![Tensor::f_ones([num_neg], float)?];
-        let mut bbox_targets = vec![Tensor::f_zeros([num_neg, 4], float)?];
-        let mut bbox_weights = vec![Tensor::f_zeros([num_neg, 4], float)?];
-        if num_pos > 0 {
-            let pos_weight = if pos_weight <= 0.0 { 1.0 } else { pos_weight };
-            let targets = if self.reg_decoded_bbox {
-                s.pos_gt_bboxes.f_to_kind(float.0)?
-            } else {
-                self.bbox_coder.encode(&s.pos_priors, &s.pos_gt_bboxes)?
-            };
-            labels.insert(0, s.pos_gt_labels.f_to_kind(Kind::Int64)?);
-            label_weights.insert(0, Tensor::f_full([num_pos], pos_weight, float)?);
-            bbox_targets.insert(0, targets.f_to_kind(float.0)?);
-            bbox_weights.insert(0, Tensor::f_ones([num_pos, 4], float)?);
-        }
-        // Positives first, and every label weight above 0.
-        let known = KnownCounts {
-            pos_rows: Tensor::f_arange(num_pos, (Kind::Int64, dev))?,
-            num_pos,
-            num_weighted: Some(num_pos + num_neg),
-        };
-        Ok(BBoxTargets {
-            labels: Tensor::f_cat(&labels, 0)?,
-            label_weights: Tensor::f_cat(&label_weights, 0)?,
-            bbox_targets: Tensor::f_cat(&bbox_targets, 0)?,
-            bbox_weights: Tensor::f_cat(&bbox_weights, 0)?,
-            known: Some(known),
-        })
-    }
-
-    /// `get_targets(concat=True)`: every image's targets, in image order.
-    /// `pos_weight` is the rcnn train cfg's (`<= 0` means 1).
+    /// `get_targets(concat=True)`: every image's targets (mmdet's
+    /// `_get_targets_single`: its positives first, then its negatives), in
+    /// image order. `pos_weight` is the rcnn train cfg's (`<= 0` means 1).
+    /// The rows are laid out on the host from the sampling's counts, so the
+    /// batch is built at once (one encoding of every positive) rather than
+    /// image by image and concatenated: the same numbers, row by row.
     pub fn get_targets(
         &self,
         sampling_results: &[SamplingResult],
         pos_weight: f64,
     ) -> ModelResult<BBoxTargets> {
-        let per_image = sampling_results
-            .iter()
-            .map(|s| self.targets_single(s, pos_weight))
-            .collect::<ModelResult<Vec<_>>>()?;
-        BBoxTargets::concat(&per_image)
+        let Some(first) = sampling_results.first() else {
+            return Err(ModelError::new(NAME, "get_targets needs at least one image's sampling"));
+        };
+        let dev = first.pos_priors.device();
+        let float = (first.pos_priors.kind(), dev);
+        let (mut pos_rows, mut rows) = (Vec::new(), 0i64);
+        for s in sampling_results {
+            let num_pos = s.pos_priors.size()[0];
+            pos_rows.extend(rows..rows + num_pos);
+            rows += num_pos + s.neg_priors.size()[0];
+        }
+        let num_pos = pos_rows.len() as i64;
+        let pos_rows = upload(&pos_rows, dev)?;
+        let mut labels = Tensor::f_full([rows], self.num_classes, (Kind::Int64, dev))?;
+        let mut label_weights = Tensor::f_ones([rows], float)?;
+        let mut bbox_targets = Tensor::f_zeros([rows, 4], float)?;
+        let mut bbox_weights = Tensor::f_zeros([rows, 4], float)?;
+        if num_pos > 0 {
+            let cat = |f: fn(&SamplingResult) -> &Tensor| -> ModelResult<Tensor> {
+                Ok(Tensor::f_cat(&sampling_results.iter().map(f).collect::<Vec<_>>(), 0)?)
+            };
+            let gt_bboxes = cat(|s| &s.pos_gt_bboxes)?;
+            let targets = if self.reg_decoded_bbox {
+                gt_bboxes.f_to_kind(float.0)?
+            } else {
+                self.bbox_coder.encode(&cat(|s| &s.pos_priors)?, &gt_bboxes)?
+            };
+            let at = [Some(pos_rows.shallow_clone())];
+            labels = labels.f_index_put(&at, &cat(|s| &s.pos_gt_labels)?.f_to_kind(Kind::Int64)?, false)?;
+            let pos_weight = if pos_weight <= 0.0 { 1.0 } else { pos_weight };
+            label_weights = label_weights.f_index_fill(0, &pos_rows, pos_weight)?;
+            bbox_targets = bbox_targets.f_index_put(&at, &targets.f_to_kind(float.0)?, false)?;
+            bbox_weights = bbox_weights.f_index_fill(0, &pos_rows, 1.0)?;
+        }
+        // Every label weight is above 0.
+        let known = KnownCounts { pos_rows, num_pos, num_weighted: Some(rows) };
+        Ok(BBoxTargets { labels, label_weights, bbox_targets, bbox_weights, known: Some(known) })
     }
 
     /// `loss_and_target`: [`get_targets`](Self::get_targets) then
