@@ -17,7 +17,7 @@ use crate::models::losses::{cfg_type, AvgFactor, Loss, LossArgs};
 use crate::models::ops::DeltaXYWHBBoxCoder;
 use crate::models::task_modules::anchor_generator::anchor_inside_flags;
 use crate::models::task_modules::{
-    pseudo_sample_masks, AnchorGenerator, MaxIoUAssigner, PseudoSampler, RandomSampler, SampledMasks, SamplingResult,
+    pseudo_sample_masks, AnchorGenerator, AssignResult, MaxIoUAssigner, PseudoSampler, RandomSampler, SampledMasks, SamplingResult,
 };
 
 /// The head's `train_cfg`, built.
@@ -307,15 +307,7 @@ impl AnchorLoss<'_> {
             Some(inds) => flat_anchors.f_index_select(0, inds)?,
             None => flat_anchors.shallow_clone(),
         };
-        let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
-        let gt_labels = if self.class_agnostic {
-            Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?
-        } else {
-            sample.gt_instances.labels.shallow_clone()
-        };
-        let ignore = &sample.ignored_instances.bboxes;
-        let ignore = (ignore.numel() > 0).then_some(ignore);
-        let assign = train.assigner.assign(&anchors, &gt_bboxes, &gt_labels, ignore)?;
+        let (assign, gt_bboxes, gt_labels) = self.assign(train, &anchors, sample)?;
         let sampled: SamplingResult = match &train.sampler {
             Some(s) => s.sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
             None => PseudoSampler::sample(&assign, &anchors, &gt_bboxes, &gt_labels)?,
@@ -329,24 +321,30 @@ impl AnchorLoss<'_> {
         fill.targets(&sampled, &pos_targets, anchors.size()[0], inside_inds.as_ref())
     }
 
-    /// `_get_targets_single` with every anchor inside, sampled as masks
-    /// (`sample_masks`): nothing is read back to the host. The targets are
-    /// computed for every anchor, each from the ground truth it is assigned
-    /// (the first where none), and kept where sampled: the same numbers as
-    /// the positives' targets put in place, row by row.
-    fn targets_from_masks(&self, train: &AnchorTrain, anchors: &Tensor, sample: &DetDataSample) -> ModelResult<Targets> {
-        let device = anchors.device();
-        let fopts = (Kind::Float, device);
+    /// The image's ground truths (boxes (G, 4), labels (G,): all 0 for a
+    /// class-agnostic head) and the `anchors`' assignment to them.
+    fn assign(&self, train: &AnchorTrain, anchors: &Tensor, sample: &DetDataSample) -> ModelResult<(AssignResult, Tensor, Tensor)> {
         let gt_bboxes = sample.gt_instances.bboxes.f_view([-1, 4])?;
-        let num_gts = gt_bboxes.size()[0];
         let gt_labels = if self.class_agnostic {
-            Tensor::f_zeros([num_gts], (Kind::Int64, device))?
+            Tensor::f_zeros([gt_bboxes.size()[0]], (Kind::Int64, anchors.device()))?
         } else {
             sample.gt_instances.labels.shallow_clone()
         };
         let ignore = &sample.ignored_instances.bboxes;
         let ignore = (ignore.numel() > 0).then_some(ignore);
         let assign = train.assigner.assign(anchors, &gt_bboxes, &gt_labels, ignore)?;
+        Ok((assign, gt_bboxes, gt_labels))
+    }
+
+    /// `_get_targets_single` with every anchor inside, sampled as masks
+    /// (`sample_masks`): nothing is read back to the host. The targets are
+    /// computed for every anchor, each from the ground truth it is assigned
+    /// (the first where none), and kept where sampled: the same numbers as
+    /// the positives' targets put in place, row by row.
+    fn targets_from_masks(&self, train: &AnchorTrain, anchors: &Tensor, sample: &DetDataSample) -> ModelResult<Targets> {
+        let fopts = (Kind::Float, anchors.device());
+        let (assign, gt_bboxes, _) = self.assign(train, anchors, sample)?;
+        let num_gts = gt_bboxes.size()[0];
         let SampledMasks { pos, neg, avg_factor } = match &train.sampler {
             Some(s) => s.sample_masks(&assign.gt_inds)?,
             None => pseudo_sample_masks(&assign.gt_inds)?,

@@ -44,9 +44,11 @@ pub(super) fn elementwise_loss(
 ) -> ModelResult<Tensor> {
     let reduction = args.reduction_or(reduction);
     // The early exit reads `any(weight > 0)` back, a wait for a GPU. A
-    // reduced loss does not need it: with no positive weight the weighted
-    // reduction below is the same zero, with a zero gradient.
-    if !(pred.device().is_cuda() && reduction != Reduction::None) {
+    // reduced loss with an elementwise weight does not need it: with no
+    // positive weight the weighted reduction below is the same zero, with a
+    // zero gradient (a (N,) weight of (N, 4) boxes only the exit broadcasts).
+    let elementwise = args.weight.map_or(true, |w| w.dim() == pred.dim());
+    if !(pred.device().is_cuda() && reduction != Reduction::None && elementwise) {
         if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
             return Ok(zero);
         }
