@@ -7,7 +7,7 @@
 use detc::registry::models::losses::GIoULossConfig;
 use tch::Tensor;
 
-use super::{weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::{checks_for_no_positive_weight, weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -30,8 +30,12 @@ impl GIoULoss {
     /// last dim, as mmdet). A weight with no positive entry returns
     /// `(pred * weight).sum()`, a zero that keeps the graph.
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
-        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-            return Ok(zero);
+        let reduction = args.reduction_or(self.reduction);
+        // The loss is per box; a (N,) or (N, 4) weight becomes (N,).
+        if checks_for_no_positive_weight(pred, reduction, true) {
+            if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+                return Ok(zero);
+            }
         }
         let mut weight = args.weight.map(|w| w.shallow_clone());
         if let Some(w) = &weight {
@@ -45,7 +49,6 @@ impl GIoULoss {
                 weight = Some(w.f_mean_dim(-1, false, w.kind())?);
             }
         }
-        let reduction = args.reduction_or(self.reduction);
         let loss = aligned_giou(pred, target, self.eps)?
             .f_neg()?
             .f_add_scalar(1.0)?;
@@ -90,4 +93,26 @@ pub fn area(x: &Tensor) -> ModelResult<Tensor> {
 pub fn wh_product(lo: &Tensor, hi: &Tensor) -> ModelResult<Tensor> {
     let wh = hi.f_sub(lo)?.f_clamp_min(0.0)?;
     Ok(wh.f_select(-1, 0)?.f_mul(&wh.f_select(-1, 1)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::losses::assert_reduced_zero_weight_is_the_exit;
+    use tch::{Device, Kind};
+
+    /// What a GPU computes in place of the early exit (the reduced loss of an
+    /// all-zero weight, (N,) or (N, 4)) is the early exit's zero, with its
+    /// zero gradient.
+    #[test]
+    fn reduced_loss_without_the_early_exit_is_the_same_zero() {
+        let pred = Tensor::from_slice(&[1.5f32, 2.0, 4.25, 3.0, 0.5, 1.0, 2.0, 4.0]).view([2, 4]);
+        let target = Tensor::from_slice(&[1.0f32, 1.0, 3.0, 5.0, 0.0, 2.0, 2.5, 3.0]).view([2, 4]);
+        let weights = [Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)), Tensor::zeros([2], (Kind::Float, Device::Cpu))];
+        assert_reduced_zero_weight_is_the_exit(&pred, &weights, |p, w, reduction, avg| {
+            let w = if w.dim() > 1 { w.mean_dim(-1, false, Kind::Float) } else { w.shallow_clone() };
+            let loss = aligned_giou(p, &target, 1e-6).unwrap().neg() + 1.0;
+            weight_reduce_loss(&loss, Some(&w), reduction, avg).unwrap()
+        });
+    }
 }

@@ -5,7 +5,7 @@
 use detc::registry::models::losses::L1LossConfig;
 use tch::Tensor;
 
-use super::{weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::{checks_for_no_positive_weight, weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -43,12 +43,8 @@ pub(super) fn elementwise_loss(
     loss_of: impl FnOnce(Tensor) -> ModelResult<Tensor>,
 ) -> ModelResult<Tensor> {
     let reduction = args.reduction_or(reduction);
-    // The early exit reads `any(weight > 0)` back, a wait for a GPU. A
-    // reduced loss with an elementwise weight does not need it: with no
-    // positive weight the weighted reduction below is the same zero, with a
-    // zero gradient (a (N,) weight of (N, 4) boxes only the exit broadcasts).
     let elementwise = args.weight.map_or(true, |w| w.dim() == pred.dim());
-    if !(pred.device().is_cuda() && reduction != Reduction::None && elementwise) {
+    if checks_for_no_positive_weight(pred, reduction, elementwise) {
         if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
             return Ok(zero);
         }
@@ -71,7 +67,7 @@ pub(super) fn elementwise_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::losses::AvgFactor;
+    use crate::models::losses::assert_reduced_zero_weight_is_the_exit;
     use tch::{Device, Kind};
 
     /// What a GPU computes in place of the early exit (the reduced loss of
@@ -80,25 +76,9 @@ mod tests {
     fn reduced_loss_without_the_early_exit_is_the_same_zero() {
         let pred = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 3.0, 0.5, -1.0, 2.0, 4.0]).view([2, 4]);
         let target = Tensor::ones([2, 4], (Kind::Float, Device::Cpu));
-        let weight = Tensor::zeros([2, 4], (Kind::Float, Device::Cpu));
-        let count = Tensor::from(7.0f32);
-        for (reduction, avg) in [
-            (Reduction::Mean, None),
-            (Reduction::Mean, Some(AvgFactor::Host(7.0))),
-            (Reduction::Mean, Some(AvgFactor::Device(&count))),
-            (Reduction::Sum, None),
-        ] {
-            let run = |early: bool| {
-                let p = pred.copy().set_requires_grad(true);
-                let loss = if early {
-                    zero_if_no_positive_weight(&p, Some(&weight)).unwrap().unwrap()
-                } else {
-                    weight_reduce_loss(&(&p - &target).abs(), Some(&weight), reduction, avg).unwrap()
-                };
-                loss.backward();
-                (loss.double_value(&[]), Vec::<f32>::try_from(p.grad().view([-1])).unwrap())
-            };
-            assert_eq!(run(true), run(false), "{reduction:?} {avg:?}");
-        }
+        let weights = [Tensor::zeros([2, 4], (Kind::Float, Device::Cpu))];
+        assert_reduced_zero_weight_is_the_exit(&pred, &weights, |p, w, reduction, avg| {
+            weight_reduce_loss(&(p - &target).abs(), Some(w), reduction, avg).unwrap()
+        });
     }
 }

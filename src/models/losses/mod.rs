@@ -128,6 +128,15 @@ pub fn weight_reduce_loss(
     }
 }
 
+/// Whether a box loss takes mmdet's early exit check below. It reads
+/// `any(weight > 0)` back, a wait for a GPU; on CUDA a reduced loss whose
+/// weight multiplies it elementwise (`weight_fits`) skips it, the weighted
+/// reduction of an all-zero weight being the same zero with a zero gradient
+/// (a (N,) weight of (N, 4) boxes only the exit broadcasts).
+pub(crate) fn checks_for_no_positive_weight(pred: &Tensor, reduction: Reduction, weight_fits: bool) -> bool {
+    !(pred.device().is_cuda() && reduction != Reduction::None && weight_fits)
+}
+
 /// mmdet's early exit of the box losses: when no entry of `weight` is
 /// positive, the loss is `(pred * weight).sum()`, a zero that keeps the graph
 /// (a (N,) weight is broadcast over the last dim of a (N, 4) `pred`).
@@ -274,3 +283,35 @@ fn ghm_weight(pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Ten
 mod ghm_tests;
 #[cfg(test)]
 pub(crate) mod reference;
+
+/// The check behind skipping the early exit on a GPU: for each all-zero
+/// `weight`, a reduced `loss_without_exit(pred, weight, reduction,
+/// avg_factor)` is the early exit's zero, with its zero gradient.
+#[cfg(test)]
+pub(crate) fn assert_reduced_zero_weight_is_the_exit(
+    pred: &Tensor,
+    weights: &[Tensor],
+    loss_without_exit: impl Fn(&Tensor, &Tensor, Reduction, Option<AvgFactor>) -> Tensor,
+) {
+    let count = Tensor::from(7.0f32);
+    for weight in weights {
+        for (reduction, avg) in [
+            (Reduction::Mean, None),
+            (Reduction::Mean, Some(AvgFactor::Host(7.0))),
+            (Reduction::Mean, Some(AvgFactor::Device(&count))),
+            (Reduction::Sum, None),
+        ] {
+            let run = |early: bool| {
+                let p = pred.copy().set_requires_grad(true);
+                let loss = if early {
+                    zero_if_no_positive_weight(&p, Some(weight)).unwrap().unwrap()
+                } else {
+                    loss_without_exit(&p, weight, reduction, avg)
+                };
+                loss.backward();
+                (loss.double_value(&[]), Vec::<f32>::try_from(p.grad().view([-1])).unwrap())
+            };
+            assert_eq!(run(true), run(false), "weight {:?} {reduction:?} {avg:?}", weight.size());
+        }
+    }
+}

@@ -337,6 +337,25 @@ fn hungarian_assigner_matches_mmdet() {
             .collect();
         assert_eq!(on_host, from_device, "batch case {i}: host matches");
     }
+    // The batch's costs, computed at once, are each image's own to the bit
+    // (with either box format, each box divided by its own image's size).
+    let xywh = HungarianAssigner::new(&serde_json::from_value(json!({"match_costs": [
+        {"type": "FocalLossCost", "weight": 2.0},
+        {"type": "BBoxL1Cost", "weight": 5.0, "box_format": "xywh"},
+        {"type": "IoUCost", "iou_mode": "iou", "weight": 2.0},
+    ]})).unwrap()).unwrap();
+    let shapes: Vec<_> = batch.iter().take(5).map(|x| x.img_shape).collect();
+    assert!(shapes.windows(2).any(|w| w[0] != w[1]), "the cases should differ in image size: {shapes:?}");
+    for assigner in [&a, &xywh] {
+        let own: Vec<&MatchInputs> = batch.iter().take(5).collect();
+        let together = assigner.own_costs(&own).unwrap();
+        let alone: Vec<f64> = own
+            .iter()
+            .flat_map(|x| Vec::<f64>::try_from(assigner.cost_matrix(x).unwrap().to_kind(Kind::Double).flatten(0, -1)).unwrap())
+            .collect();
+        assert_eq!(together.len(), alone.len());
+        assert!(together.iter().zip(&alone).all(|(x, y)| x.to_bits() == y.to_bits()), "batched costs differ");
+    }
     let empty = &all[5];
     assert!(empty.matches.as_ref().unwrap().is_empty() && i64::try_from(empty.gt_inds.abs().sum(Kind::Int64)).unwrap() == 0);
     // A NaN prediction is a clear error, not a panic or a silent matching.

@@ -235,6 +235,20 @@ impl DeltaXYWHBBoxCoder {
         deltas: &Tensor,
         max_shape: Option<(f64, f64)>,
     ) -> ModelResult<Tensor> {
+        let rows = deltas.size().first().copied().unwrap_or(0);
+        self.decode_images(rois, deltas, max_shape.map(|s| vec![(s, rows)]).as_deref())
+    }
+
+    /// [`decode`](Self::decode) of several images' rows at once: with
+    /// `clip_border`, each image's `count` consecutive rows are clamped to
+    /// its own `(h, w)` (`images`: `((h, w), count)` in row order), the
+    /// numbers of decoding each image alone.
+    pub fn decode_images(
+        &self,
+        rois: &Tensor,
+        deltas: &Tensor,
+        images: Option<&[((f64, f64), i64)]>,
+    ) -> ModelResult<Tensor> {
         let (m, k4) = deltas.size2().map_err(|e| {
             ModelError::new(
                 "DeltaXYWHBBoxCoder",
@@ -275,10 +289,26 @@ impl DeltaXYWHBBoxCoder {
         let gxy = pxy.f_add(&dxy_wh)?;
         let half = pwh.f_mul(&dwh.f_exp()?)?.f_mul_scalar(0.5)?;
         let mut boxes = Tensor::f_cat(&[gxy.f_sub(&half)?, gxy.f_add(&half)?], -1)?;
-        if let (true, Some((h, w))) = (self.clip_border, max_shape) {
-            let (h, w) = (h - self.one(), w - self.one());
-            let hi = upload_as(&[w, h, w, h], boxes.kind(), boxes.device())?;
-            boxes = boxes.f_clamp_min(0.0)?.f_minimum(&hi)?;
+        if let (true, Some(images)) = (self.clip_border, images) {
+            let counted: i64 = images.iter().map(|&(_, n)| n).sum();
+            if counted != m {
+                return Err(ModelError::new(
+                    "DeltaXYWHBBoxCoder",
+                    format!("decode was given the shapes of {counted} rows for {m}"),
+                ));
+            }
+            let whwh = |(h, w): (f64, f64)| [w - self.one(), h - self.one(), w - self.one(), h - self.one()];
+            let hi = if let [(shape, _)] = images {
+                upload_as(&whwh(*shape), boxes.kind(), boxes.device())?
+            } else {
+                // A row of bounds per roi, the same for its K boxes.
+                let host: Vec<f64> = images
+                    .iter()
+                    .flat_map(|&(shape, n)| std::iter::repeat_n(whwh(shape), n as usize).flatten())
+                    .collect();
+                upload_as(&host, boxes.kind(), boxes.device())?.f_view([m, 1, 4])?
+            };
+            boxes = boxes.f_view([m, k, 4])?.f_clamp_min(0.0)?.f_minimum(&hi)?;
         }
         Ok(boxes.f_reshape([m, k4])?)
     }
@@ -363,6 +393,30 @@ mod tests {
             .decode(&a2, &coder.encode(&a2, &b).unwrap(), None)
             .unwrap();
         assert_close(&back, &b, 1e-3, 1e-5, "round trip");
+    }
+
+    #[test]
+    fn decoding_images_at_once_clamps_each_to_its_own_shape() {
+        let coder = DeltaXYWHBBoxCoder::new(&serde_json::from_value(serde_json::json!({})).unwrap());
+        tch::manual_seed(0);
+        let rois = (Tensor::rand([7, 2], (Kind::Float, tch::Device::Cpu)) * 60.0).repeat([1, 2])
+            + Tensor::from_slice(&[0.0f32, 0.0, 30.0, 40.0]);
+        // K = 2 classes, with deltas that push boxes past either border.
+        let deltas = Tensor::randn([7, 8], (Kind::Float, tch::Device::Cpu)) * 2.0;
+        let images = [((50.0, 70.0), 3), ((90.0, 40.0), 4)];
+        let together = coder.decode_images(&rois, &deltas, Some(&images)).unwrap();
+        let alone = Tensor::cat(
+            &[
+                coder.decode(&rois.narrow(0, 0, 3), &deltas.narrow(0, 0, 3), Some((50.0, 70.0))).unwrap(),
+                coder.decode(&rois.narrow(0, 3, 4), &deltas.narrow(0, 3, 4), Some((90.0, 40.0))).unwrap(),
+            ],
+            0,
+        );
+        assert!(together.equal(&alone), "{together} {alone}");
+        let unclamped = coder.decode(&rois, &deltas, None).unwrap();
+        assert!(!together.equal(&unclamped), "the deltas should reach a border");
+        let wrong = [((50.0, 70.0), 3), ((90.0, 40.0), 3)];
+        assert!(coder.decode_images(&rois, &deltas, Some(&wrong)).is_err());
     }
 
     #[test]

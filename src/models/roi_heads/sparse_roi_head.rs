@@ -216,20 +216,16 @@ impl SparseRoIHead {
         let bbox_feats = self.bbox_roi_extractor[stage].forward(x, &rois)?;
         let out = head.forward_t(&bbox_feats, object_feats, train)?;
         let deltas = out.bbox_pred.f_reshape([-1, 4])?;
-        let mut decoded = Vec::with_capacity(proposals.len());
-        let mut start = 0;
-        for (boxes, &shape) in proposals.iter().zip(img_shapes) {
-            let p = boxes.size()[0];
-            let d = head
-                .bbox_coder
-                .decode(boxes, &deltas.f_narrow(0, start, p)?, Some(shape))?;
-            decoded.push(d);
-            start += p;
-        }
-        let detached_proposals = decoded.iter().map(|d| d.detach()).collect();
+        // Every image's boxes decoded at once, each clamped to its own shape.
+        let counts: Vec<i64> = proposals.iter().map(|b| b.size()[0]).collect();
+        let images: Vec<((f64, f64), i64)> = img_shapes.iter().copied().zip(counts.iter().copied()).collect();
+        let decoded = head
+            .bbox_coder
+            .decode_images(&rois.f_narrow(1, 1, 4)?, &deltas, Some(&images))?;
+        let detached_proposals = decoded.f_detach()?.f_split_with_sizes(&counts, 0)?;
         Ok(StageOutput {
             cls_score: out.cls_score,
-            decoded_bboxes: Tensor::f_cat(&decoded, 0)?,
+            decoded_bboxes: decoded,
             object_feats: out.obj_feat,
             attn_feats: out.attn_feats,
             detached_proposals,

@@ -11,7 +11,7 @@ use detc::registry::refs::{AssignerCfg, MatchCostCfg};
 use tch::{Device, Kind, Tensor};
 
 use super::hungarian::linear_sum_assignment;
-use super::match_costs::{MatchCost, MatchInputs};
+use super::match_costs::{CostInputs, ImageRows, MatchCost, MatchInputs};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use crate::models::ops::upload;
@@ -71,10 +71,16 @@ impl HungarianAssigner {
 
     /// The summed (P, G) cost matrix (on the inputs' device).
     pub fn cost_matrix(&self, x: &MatchInputs) -> ModelResult<Tensor> {
+        self.summed_cost(&CostInputs::one(x))
+    }
+
+    /// The summed (ΣP, ΣG) cost of every prediction of the batch against
+    /// every ground truth.
+    fn summed_cost(&self, x: &CostInputs) -> ModelResult<Tensor> {
         let costs = self
             .match_costs
             .iter()
-            .map(|c| c.cost(x))
+            .map(|c| c.cost_of(x))
             .collect::<ModelResult<Vec<_>>>()?;
         Ok(Tensor::f_stack(&costs, 0)?.f_sum_dim_intlist(0, false, None::<Kind>)?)
     }
@@ -85,9 +91,13 @@ impl HungarianAssigner {
         Ok(one.pop().expect("one assignment per image"))
     }
 
-    /// [`Self::assign`] for each image of a batch, the cost matrices copied
-    /// to the host together: one device synchronisation per batch where
-    /// mmdet makes one per image.
+    /// [`Self::assign`] for each image of a batch. The costs of the images
+    /// that have predictions and ground truths are computed together (every
+    /// prediction against every ground truth of the batch, each element as
+    /// one image's own computation gives it) and each image's own block is
+    /// copied to the host in one go: one device synchronisation per batch,
+    /// and each operation launched once, where mmdet computes and copies
+    /// image by image.
     pub fn assign_all(&self, images: &[MatchInputs]) -> ModelResult<Vec<AssignResult>> {
         let sizes: Vec<(i64, i64)> = images
             .iter()
@@ -97,18 +107,13 @@ impl HungarianAssigner {
                 (num_preds, num_gts)
             })
             .collect();
-        let mut flat = Vec::new();
-        for (x, &(p, g)) in images.iter().zip(&sizes) {
-            if p > 0 && g > 0 {
-                flat.push(self.cost_matrix(x)?.f_detach()?.f_flatten(0, -1)?);
-            }
-        }
-        let host = if flat.is_empty() {
-            Vec::new()
-        } else {
-            let all = Tensor::f_cat(&flat, 0)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?;
-            Vec::<f64>::try_from(&all)?
-        };
+        let active: Vec<&MatchInputs> = images
+            .iter()
+            .zip(&sizes)
+            .filter(|(_, &(p, g))| p > 0 && g > 0)
+            .map(|(x, _)| x)
+            .collect();
+        let host = self.own_costs(&active)?;
         let mut offset = 0;
         images
             .iter()
@@ -120,6 +125,18 @@ impl HungarianAssigner {
                 Self::solve(x, cost, num_preds, num_gts)
             })
             .collect()
+    }
+
+    /// Each image's (P, G) cost, row-major, concatenated in image order on
+    /// the host: computed for the batch at once and copied in one go.
+    pub fn own_costs(&self, images: &[&MatchInputs]) -> ModelResult<Vec<f64>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inputs = CostInputs::batch(images)?;
+        let cost = self.summed_cost(&inputs)?.f_detach()?;
+        let own = own_blocks(&cost, &inputs.images)?;
+        Ok(Vec::<f64>::try_from(&own.f_to_device(Device::Cpu)?.f_to_kind(Kind::Double)?)?)
     }
 
     /// One image's assignment from its (P, G) cost on the host (row-major).
@@ -160,4 +177,24 @@ impl HungarianAssigner {
         )?;
         Ok(AssignResult { num_gts, gt_inds, labels, max_overlaps: None, matches: Some(matches) })
     }
+}
+
+/// Each image's own (P, G) block of the batch's (ΣP, ΣG) cost, flattened
+/// row-major and concatenated in image order: the entries are picked by
+/// indices laid out on the host (one upload, one gather).
+fn own_blocks(cost: &Tensor, images: &[ImageRows]) -> ModelResult<Tensor> {
+    let flat = cost.f_reshape([-1])?;
+    if images.len() == 1 {
+        return Ok(flat);
+    }
+    let width: i64 = images.iter().map(|r| r.gts).sum();
+    let (mut index, mut row0, mut col0) = (Vec::new(), 0i64, 0i64);
+    for r in images {
+        for p in row0..row0 + r.preds {
+            index.extend((col0..col0 + r.gts).map(|g| p * width + g));
+        }
+        row0 += r.preds;
+        col0 += r.gts;
+    }
+    Ok(flat.f_index_select(0, &upload(&index, cost.device())?)?)
 }

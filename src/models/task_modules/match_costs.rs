@@ -28,6 +28,72 @@ pub struct MatchInputs<'a> {
     pub img_shape: (f64, f64),
 }
 
+/// The predictions and ground truths of one or more images, each kind
+/// concatenated in image order. A cost is computed for every prediction
+/// against every ground truth of the batch, one launch per operation for
+/// the whole batch; the assigner keeps each image's own block.
+#[derive(Debug)]
+pub struct CostInputs {
+    /// (ΣP, C) classification logits.
+    pub pred_scores: Tensor,
+    /// (ΣP, 4) predicted boxes, x1y1x2y2 in image pixels.
+    pub pred_bboxes: Tensor,
+    /// (ΣG,) ground-truth labels.
+    pub gt_labels: Tensor,
+    /// (ΣG, 4) ground-truth boxes, x1y1x2y2.
+    pub gt_bboxes: Tensor,
+    /// Each image's shape and counts, in the order of the rows.
+    pub images: Vec<ImageRows>,
+}
+
+/// One image's part of [`CostInputs`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageRows {
+    /// `img_shape`: (height, width).
+    pub img_shape: (f64, f64),
+    /// P, its predictions.
+    pub preds: i64,
+    /// G, its ground truths.
+    pub gts: i64,
+}
+
+impl CostInputs {
+    /// One image's inputs, as they are.
+    pub fn one(x: &MatchInputs) -> Self {
+        CostInputs {
+            pred_scores: x.pred_scores.shallow_clone(),
+            pred_bboxes: x.pred_bboxes.shallow_clone(),
+            gt_labels: x.gt_labels.shallow_clone(),
+            gt_bboxes: x.gt_bboxes.shallow_clone(),
+            images: vec![ImageRows::of(x)],
+        }
+    }
+
+    /// The images' inputs concatenated (one image's as they are).
+    pub fn batch(images: &[&MatchInputs]) -> ModelResult<Self> {
+        if let [x] = images {
+            return Ok(Self::one(x));
+        }
+        let cat = |f: for<'x> fn(&MatchInputs<'x>) -> &'x Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_cat(&images.iter().map(|x| f(x)).collect::<Vec<_>>(), 0)?)
+        };
+        Ok(CostInputs {
+            pred_scores: cat(|x| x.pred_scores)?,
+            pred_bboxes: cat(|x| x.pred_bboxes)?,
+            gt_labels: cat(|x| x.gt_labels)?,
+            gt_bboxes: cat(|x| x.gt_bboxes)?,
+            images: images.iter().map(|x| ImageRows::of(x)).collect(),
+        })
+    }
+}
+
+impl ImageRows {
+    fn of(x: &MatchInputs) -> Self {
+        let rows = |t: &Tensor| t.size().first().copied().unwrap_or(0);
+        ImageRows { img_shape: x.img_shape, preds: rows(x.pred_bboxes), gts: rows(x.gt_labels) }
+    }
+}
+
 /// `FocalLossCost` (class logits; `binary_input` mask costs are not built here).
 #[derive(Debug, Clone)]
 pub struct FocalLossCost {
@@ -97,16 +163,15 @@ impl BBoxL1Cost {
         }
     }
 
-    /// pred (P, 4), gt (G, 4) x1y1x2y2, img_shape (h, w) -> (P, G).
-    pub fn cost(&self, pred: &Tensor, gt: &Tensor, img_shape: (f64, f64)) -> ModelResult<Tensor> {
+    /// pred (ΣP, 4), gt (ΣG, 4) x1y1x2y2 of `images` -> (ΣP, ΣG), each box
+    /// divided by its own image's size.
+    pub fn cost(&self, pred: &Tensor, gt: &Tensor, images: &[ImageRows]) -> ModelResult<Tensor> {
         let (pred, gt) = match self.box_format {
             BoxFormat::Xyxy => (pred.shallow_clone(), gt.shallow_clone()),
             BoxFormat::Xywh => (xyxy_to_cxcywh(pred)?, xyxy_to_cxcywh(gt)?),
         };
-        let (h, w) = img_shape;
-        let factor = upload_as(&[w, h, w, h], gt.kind(), gt.device())?
-            .f_unsqueeze(0)?;
-        let (pred, gt) = (pred.f_div(&factor)?, gt.f_div(&factor)?);
+        let (pred_factor, gt_factor) = size_factors(images, gt.kind(), gt.device())?;
+        let (pred, gt) = (pred.f_div(&pred_factor)?, gt.f_div(&gt_factor)?);
         // cdist with p=1: Σ|pred_i - gt_j| over the 4 coordinates.
         let d = pred
             .f_unsqueeze(1)?
@@ -115,6 +180,27 @@ impl BBoxL1Cost {
             .f_sum_dim_intlist(-1, false, pred.kind())?;
         Ok(d.f_mul_scalar(self.weight)?)
     }
+}
+
+/// `[w, h, w, h]` of each prediction's and each ground truth's image: one
+/// (1, 4) row for a single image, else a row per box.
+fn size_factors(images: &[ImageRows], kind: Kind, device: tch::Device) -> ModelResult<(Tensor, Tensor)> {
+    let whwh = |r: &ImageRows| {
+        let (h, w) = r.img_shape;
+        [w, h, w, h]
+    };
+    if let [one] = images {
+        let factor = upload_as(&whwh(one), kind, device)?.f_unsqueeze(0)?;
+        return Ok((factor.shallow_clone(), factor));
+    }
+    let rows = |count: fn(&ImageRows) -> i64| -> ModelResult<Tensor> {
+        let host: Vec<f64> = images
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(whwh(r), count(r) as usize).flatten())
+            .collect();
+        Ok(upload_as(&host, kind, device)?.f_view([-1, 4])?)
+    };
+    Ok((rows(|r| r.preds)?, rows(|r| r.gts)?))
 }
 
 /// `IoUCost`: `-overlaps * weight` (IoU, IoF or GIoU).
@@ -174,12 +260,19 @@ impl MatchCost {
         })
     }
 
-    /// The (P, G) cost of matching each prediction to each ground truth.
+    /// The (P, G) cost of matching each prediction of one image to each of
+    /// its ground truths.
     pub fn cost(&self, x: &MatchInputs) -> ModelResult<Tensor> {
+        self.cost_of(&CostInputs::one(x))
+    }
+
+    /// The (ΣP, ΣG) cost of every prediction against every ground truth of
+    /// the batch.
+    pub fn cost_of(&self, x: &CostInputs) -> ModelResult<Tensor> {
         match self {
-            MatchCost::Focal(c) => c.cost(x.pred_scores, x.gt_labels),
-            MatchCost::BBoxL1(c) => c.cost(x.pred_bboxes, x.gt_bboxes, x.img_shape),
-            MatchCost::IoU(c) => c.cost(x.pred_bboxes, x.gt_bboxes),
+            MatchCost::Focal(c) => c.cost(&x.pred_scores, &x.gt_labels),
+            MatchCost::BBoxL1(c) => c.cost(&x.pred_bboxes, &x.gt_bboxes, &x.images),
+            MatchCost::IoU(c) => c.cost(&x.pred_bboxes, &x.gt_bboxes),
         }
     }
 }

@@ -43,42 +43,6 @@ pub struct KnownCounts {
     pub num_weighted: Option<i64>,
 }
 
-impl BBoxTargets {
-    /// `get_targets(concat=True)`: the images' targets, concatenated in image order.
-    pub fn concat(per_image: &[BBoxTargets]) -> ModelResult<BBoxTargets> {
-        let cat = |f: fn(&BBoxTargets) -> &Tensor| -> ModelResult<Tensor> {
-            Ok(Tensor::f_cat(&per_image.iter().map(f).collect::<Vec<_>>(), 0)?)
-        };
-        Ok(BBoxTargets {
-            labels: cat(|t| &t.labels)?,
-            label_weights: cat(|t| &t.label_weights)?,
-            bbox_targets: cat(|t| &t.bbox_targets)?,
-            bbox_weights: cat(|t| &t.bbox_weights)?,
-            known: KnownCounts::concat(per_image)?,
-        })
-    }
-}
-
-impl KnownCounts {
-    /// The images' counts, their rows shifted past the images before;
-    /// `None` unless every image's are known.
-    fn concat(per_image: &[BBoxTargets]) -> ModelResult<Option<KnownCounts>> {
-        if per_image.is_empty() {
-            return Ok(None);
-        }
-        let (mut rows, mut num_pos, mut num_weighted, mut offset) = (vec![], 0, Some(0), 0);
-        for t in per_image {
-            let Some(k) = &t.known else { return Ok(None) };
-            rows.push(k.pos_rows.f_add_scalar(offset)?);
-            num_pos += k.num_pos;
-            num_weighted = num_weighted.zip(k.num_weighted).map(|(a, b)| a + b);
-            offset += t.labels.size()[0];
-        }
-        let pos_rows = if rows.len() == 1 { rows.remove(0) } else { Tensor::f_cat(&rows, 0)? };
-        Ok(Some(KnownCounts { pos_rows, num_pos, num_weighted }))
-    }
-}
-
 impl ConvFCBBoxHead {
     /// `get_targets(concat=True)`: every image's targets (mmdet's
     /// `_get_targets_single`: its positives first, then its negatives), in

@@ -20,60 +20,58 @@ use crate::models::task_modules::SamplingResult;
 pub type DIITargets = BBoxTargets;
 
 impl DIIHead {
-    /// `_get_targets_single`: the targets of one image's `Np + Nn` proposals.
-    fn targets_single(&self, s: &SamplingResult, pos_weight: f64) -> ModelResult<DIITargets> {
-        let num_pos = s.pos_priors.size()[0];
-        let num_samples = num_pos + s.neg_priors.size()[0];
-        let dev = s.pos_priors.device();
-        let float = (s.pos_priors.kind(), dev);
-        let mut t = DIITargets {
-            labels: Tensor::f_full([num_samples], self.num_classes, (Kind::Int64, dev))?,
-            label_weights: Tensor::f_zeros([num_samples], float)?,
-            bbox_targets: Tensor::f_zeros([num_samples, 4], float)?,
-            bbox_weights: Tensor::f_zeros([num_samples, 4], float)?,
-            // The sampler's positives: unique and ascending (`unique()`).
-            known: Some(KnownCounts { pos_rows: s.pos_inds.shallow_clone(), num_pos, num_weighted: None }),
-        };
-        if num_pos > 0 {
-            let idx = [Some(&s.pos_inds)];
-            let pos_weight = if pos_weight <= 0.0 { 1.0 } else { pos_weight };
-            t.labels =
-                t.labels
-                    .f_index_put(&idx, &s.pos_gt_labels.f_to_kind(Kind::Int64)?, false)?;
-            t.label_weights = t.label_weights.f_index_put(
-                &idx,
-                &Tensor::f_full([], pos_weight, float)?,
-                false,
-            )?;
-            t.bbox_targets =
-                t.bbox_targets
-                    .f_index_put(&idx, &s.pos_gt_bboxes.f_to_kind(float.0)?, false)?;
-            t.bbox_weights =
-                t.bbox_weights
-                    .f_index_put(&idx, &Tensor::f_ones([], float)?, false)?;
-        }
-        if s.neg_priors.size()[0] > 0 {
-            t.label_weights = t.label_weights.f_index_put(
-                &[Some(&s.neg_inds)],
-                &Tensor::f_ones([], float)?,
-                false,
-            )?;
-        }
-        Ok(t)
-    }
-
-    /// `get_targets(concat=True)`: every image's targets, concatenated in
-    /// image order. `pos_weight` is the rcnn train cfg's (`<= 0` means 1).
+    /// `get_targets(concat=True)`: every image's targets (mmdet's
+    /// `_get_targets_single`: a row per prior, the positives at their
+    /// indices), concatenated in image order. `pos_weight` is the rcnn train
+    /// cfg's (`<= 0` means 1). The batch is built at once, each image's
+    /// indices shifted past the rows of the images before: the same numbers
+    /// as image by image, with each operation launched once.
     pub fn get_targets(
         &self,
         sampling_results: &[SamplingResult],
         pos_weight: f64,
     ) -> ModelResult<DIITargets> {
-        let per_image = sampling_results
-            .iter()
-            .map(|s| self.targets_single(s, pos_weight))
-            .collect::<ModelResult<Vec<_>>>()?;
-        BBoxTargets::concat(&per_image)
+        let Some(first) = sampling_results.first() else {
+            return Err(ModelError::new("DIIHead", "get_targets needs at least one image's sampling"));
+        };
+        let dev = first.pos_priors.device();
+        let float = (first.pos_priors.kind(), dev);
+        // Each image's indices shifted to its rows of the batch.
+        let rows_of = |inds: fn(&SamplingResult) -> &Tensor| -> ModelResult<Tensor> {
+            let mut offset = 0;
+            let mut shifted = Vec::with_capacity(sampling_results.len());
+            for s in sampling_results {
+                let i = inds(s);
+                shifted.push(if offset == 0 { i.shallow_clone() } else { i.f_add_scalar(offset)? });
+                offset += s.pos_priors.size()[0] + s.neg_priors.size()[0];
+            }
+            Ok(if shifted.len() == 1 { shifted.remove(0) } else { Tensor::f_cat(&shifted, 0)? })
+        };
+        let cat = |f: fn(&SamplingResult) -> &Tensor| -> ModelResult<Tensor> {
+            Ok(Tensor::f_cat(&sampling_results.iter().map(f).collect::<Vec<_>>(), 0)?)
+        };
+        let count = |f: fn(&SamplingResult) -> &Tensor| -> i64 { sampling_results.iter().map(|s| f(s).size()[0]).sum() };
+        let (num_pos, num_neg) = (count(|s| &s.pos_priors), count(|s| &s.neg_priors));
+        let rows = num_pos + num_neg;
+        // The sampler's positives: unique and ascending (`unique()`) in each image.
+        let pos_rows = rows_of(|s| &s.pos_inds)?;
+        let mut labels = Tensor::f_full([rows], self.num_classes, (Kind::Int64, dev))?;
+        let mut label_weights = Tensor::f_zeros([rows], float)?;
+        let mut bbox_targets = Tensor::f_zeros([rows, 4], float)?;
+        let mut bbox_weights = Tensor::f_zeros([rows, 4], float)?;
+        if num_pos > 0 {
+            let at = [Some(pos_rows.shallow_clone())];
+            let pos_weight = if pos_weight <= 0.0 { 1.0 } else { pos_weight };
+            labels = labels.f_index_put(&at, &cat(|s| &s.pos_gt_labels)?.f_to_kind(Kind::Int64)?, false)?;
+            label_weights = label_weights.f_index_fill(0, &pos_rows, pos_weight)?;
+            bbox_targets = bbox_targets.f_index_put(&at, &cat(|s| &s.pos_gt_bboxes)?.f_to_kind(float.0)?, false)?;
+            bbox_weights = bbox_weights.f_index_fill(0, &pos_rows, 1.0)?;
+        }
+        if num_neg > 0 {
+            label_weights = label_weights.f_index_fill(0, &rows_of(|s| &s.neg_inds)?, 1.0)?;
+        }
+        let known = KnownCounts { pos_rows, num_pos, num_weighted: None };
+        Ok(DIITargets { labels, label_weights, bbox_targets, bbox_weights, known: Some(known) })
     }
 
     /// `loss_and_target` (`concat=True`): `loss_cls`, `pos_acc` (mmdet's
