@@ -12,7 +12,7 @@
 //!   so it needs neither the CUDA headers nor libc10_cuda);
 //! - the CUDA part: c10d's NCCL process group (`dist_nccl.cpp`) and the
 //!   launcher of RoIAlign's and NMS's CUDA kernels (`roi_align_cuda.cpp`,
-//!   which embeds `roi_align.cu` and `nms.cu` for NVRTC), compiled with the CUDA (and NCCL) headers of
+//!   which embeds `roi_align.cu`, `nms.cu` and `mask_target.cu` for NVRTC), compiled with the CUDA (and NCCL) headers of
 //!   the pip packages beside torch when libtorch has CUDA and they are
 //!   installed; without them these files compile to an error message for a
 //!   job that asks for NCCL, and RoIAlign keeps its grid-sampler path on CUDA.
@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 /// The shim's translation units, and the header they share.
-const SHIM: [&str; 9] = [
+const SHIM: [&str; 10] = [
     "src/engine/native/shim.cpp",
     "src/engine/native/op_count.cpp",
     "src/engine/native/trace.cpp",
@@ -28,23 +28,30 @@ const SHIM: [&str; 9] = [
     "src/engine/native/roi_align.cpp",
     "src/engine/native/roi_align_emulated.cpp",
     "src/engine/native/nms.cpp",
+    "src/engine/native/mask_target.cpp",
     "src/engine/native/optim.cpp",
     "src/engine/native/dist.cpp",
 ];
-const SHIM_HEADERS: [&str; 6] = [
+const SHIM_HEADERS: [&str; 8] = [
     "src/engine/native/status.h",
     "src/engine/native/roi_align.h",
     "src/engine/native/roi_align_host.h",
     "src/engine/native/roi_align.cu",
     "src/engine/native/nms.h",
     "src/engine/native/nms.cu",
+    "src/engine/native/mask_target.h",
+    "src/engine/native/mask_target.cu",
 ];
 const CUDA_SHIM: [&str; 2] = [
     "src/engine/native/dist_nccl.cpp",
     "src/engine/native/roi_align_cuda.cpp",
 ];
 /// The kernels NVRTC compiles at run time, embedded as one C++ string.
-const CUDA_KERNELS: [&str; 2] = ["src/engine/native/roi_align.cu", "src/engine/native/nms.cu"];
+const CUDA_KERNELS: [&str; 3] = [
+    "src/engine/native/roi_align.cu",
+    "src/engine/native/nms.cu",
+    "src/engine/native/mask_target.cu",
+];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

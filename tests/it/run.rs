@@ -97,6 +97,12 @@ fn run_refuses_unknown_engine_settings_before_writing_anything() {
             "OptimWrapper",
             "DETC_ROI_ALIGN=\"fast\" is not a RoIAlign implementation; use kernel (the default) or sampled",
         ),
+        (
+            "DETC_MASK_TARGETS",
+            "gpu",
+            "OptimWrapper",
+            "DETC_MASK_TARGETS=\"gpu\" is not a mask-target implementation; use kernel (the default) or host",
+        ),
     ] {
         let out = detc(&root())
             .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))

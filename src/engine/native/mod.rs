@@ -8,6 +8,8 @@
 //!   (`roi_align.cpp`) and on CUDA (`roi_align.cu`, compiled by NVRTC);
 //! - [`nms_sorted`]: NMS's kernels on CUDA (`nms.cu`, compiled by NVRTC
 //!   with RoIAlign's), emulated on the CPU for the tests;
+//! - [`mask_target_bitmap`]: bitmap mask targets on CUDA (`mask_target.cu`,
+//!   likewise), emulated on the CPU for the tests;
 //! - [`op_count`]: operator and host-synchronisation counts (`op_count.cpp`),
 //!   for the section profile;
 //! - [`optim`]: torch.optim's multi-tensor Adam and SGD updates and
@@ -178,6 +180,14 @@ mod ffi {
             limit: i64,
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
+        pub fn detc_mask_target(
+            masks: *const torch_sys::C_tensor,
+            boxes: *const torch_sys::C_tensor,
+            inds: *const torch_sys::C_tensor,
+            pooled_h: i64,
+            pooled_w: i64,
+            out: *mut *mut torch_sys::C_tensor,
+        ) -> c_int;
     }
 }
 
@@ -217,6 +227,24 @@ pub fn nms_sorted(
     // SAFETY: a live tensor; the shim writes a new owned tensor on success.
     new_tensor("nms_sorted", |out| unsafe {
         ffi::detc_nms_sorted(boxes.as_ptr(), iou_threshold, offset, limit, out)
+    })
+}
+
+/// One image's mask targets with `mask_target.cu`'s kernel: on CUDA (once
+/// [`roi_align::cuda_kernels`] loaded it), on the CPU emulated on one thread
+/// (tests). `masks` (G, Hm, Wm) uint8 of 0/1, `boxes` (K, 4) x1y1x2y2
+/// float32 (clipped to the canvas), `inds` (K,) int64 into the G masks (an
+/// index outside gives an empty target) -> (K, h, w) float32 of 0/1 on
+/// their device, the host's targets bit for bit; nothing waits for the device.
+pub fn mask_target_bitmap(
+    masks: &tch::Tensor,
+    boxes: &tch::Tensor,
+    inds: &tch::Tensor,
+    (h, w): (i64, i64),
+) -> NativeResult<tch::Tensor> {
+    // SAFETY: live tensors; the shim writes a new owned tensor on success.
+    new_tensor("mask_target", |out| unsafe {
+        ffi::detc_mask_target(masks.as_ptr(), boxes.as_ptr(), inds.as_ptr(), h, w, out)
     })
 }
 

@@ -1,4 +1,5 @@
-// RoIAlign's and NMS's CUDA kernels (roi_align.cu, nms.cu) on the GPU: compiled at first use
+// RoIAlign's, NMS's and the mask targets' CUDA kernels (roi_align.cu, nms.cu,
+// mask_target.cu) on the GPU: compiled at first use
 // with NVRTC for the device's compute capability, loaded with the driver
 // API into the device's primary context (the one libtorch uses), and
 // launched on libtorch's current stream, so they order with the rest of the
@@ -12,6 +13,7 @@
 // Compiled with the CUDA headers of those pip packages when build.rs finds
 // them (DETC_WITH_CUDA); otherwise every entry point says so.
 
+#include "mask_target.h"
 #include "nms.h"
 #include "roi_align.h"
 
@@ -49,12 +51,14 @@ std::string prepare_roi_align_cuda(int) { no_cuda(); }
 std::string compile_roi_align_cuda(int) { no_cuda(); }
 void launch_roi_align_cuda(const RoiLaunch&, const RoiGeometry&) { no_cuda(); }
 void launch_nms_cuda(const NmsLaunch&) { no_cuda(); }
+void launch_mask_target_cuda(const MaskTargetLaunch&) { no_cuda(); }
 
 #else
 
 namespace {
 
-// roi_align.cu and nms.cu, as one string (build.rs writes it into OUT_DIR).
+// roi_align.cu, nms.cu and mask_target.cu, as one string (build.rs writes it
+// into OUT_DIR).
 const char* const KERNELS =
 #include "kernels_cu.inc"
     ;
@@ -68,6 +72,9 @@ const char* const KERNEL_NAMES[2][2] = {
 // nms.cu's: the mask by dtype, then the sweep.
 const char* const NMS_MASK_NAMES[2] = {"detc_nms_mask_float", "detc_nms_mask_double"};
 const char* const NMS_KEEP_NAME = "detc_nms_keep";
+
+// mask_target.cu's.
+const char* const MASK_TARGET_NAME = "detc_mask_target";
 
 // The library folder of the loaded libtorch (libc10_cuda sits beside libtorch_cuda).
 std::string torch_lib_dir() {
@@ -277,6 +284,7 @@ struct Loaded {
   CUfunction functions[2][2] = {};
   CUfunction nms_mask[2] = {};
   CUfunction nms_keep = nullptr;
+  CUfunction mask_target = nullptr;
 };
 
 std::mutex loaded_mutex;
@@ -319,6 +327,8 @@ const Loaded& load(int device) {
              "cuModuleGetFunction");
   }
   cu.check(cu.cuModuleGetFunction(&l.nms_keep, module, NMS_KEEP_NAME), "cuModuleGetFunction");
+  cu.check(cu.cuModuleGetFunction(&l.mask_target, module, MASK_TARGET_NAME),
+           "cuModuleGetFunction");
   return loaded.emplace(device, l).first->second;
 }
 
@@ -342,6 +352,18 @@ const Loaded& current_kernels(const c10::Device& device) {
   return k;
 }
 
+// Launches a grid-stride kernel over `total` values on the device's current
+// stream: 256 threads a block, at most 2^20 blocks.
+void launch_grid_stride(const c10::Device& device, CUfunction kernel, long long total,
+                        void** args) {
+  constexpr long long THREADS = 256;
+  const long long blocks = std::min<long long>((total + THREADS - 1) / THREADS, 1 << 20);
+  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  driver().check(driver().cuLaunchKernel(kernel, static_cast<unsigned>(blocks), 1, 1, THREADS, 1,
+                                         1, 0, stream, args, nullptr),
+                 "cuLaunchKernel");
+}
+
 void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   const auto device = l.in.device();
   if (!device.is_cuda()) throw std::invalid_argument("the CUDA kernels take CUDA tensors");
@@ -349,7 +371,6 @@ void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   // which detc-engine does not link.
   const c10::DeviceGuard guard(device);
   const Loaded& k = current_kernels(device);
-  const Driver& cu = driver();
   const int dtype = l.in.scalar_type() == at::kDouble ? 1 : 0;
   if (l.in.scalar_type() != (dtype ? at::kDouble : at::kFloat)) {
     throw std::invalid_argument("the CUDA kernels take float or double tensors");
@@ -365,13 +386,7 @@ void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   long long level = l.level;
   void* args[] = {&in,    &rois,     &out,      &total, &channels, &height,  &width,
                   &pooled_h, &pooled_w, &ratio, &scale,    &aligned, &levels, &level};
-  constexpr long long THREADS = 256;
-  const long long blocks = std::min<long long>((total + THREADS - 1) / THREADS, 1 << 20);
-  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
-  cu.check(cu.cuLaunchKernel(k.functions[static_cast<int>(l.pass)][dtype],
-                             static_cast<unsigned>(blocks), 1, 1, THREADS, 1, 1, 0, stream, args,
-                             nullptr),
-           "cuLaunchKernel");
+  launch_grid_stride(device, k.functions[static_cast<int>(l.pass)][dtype], total, args);
 }
 
 void launch_nms_cuda(const NmsLaunch& l) {
@@ -391,16 +406,27 @@ void launch_nms_cuda(const NmsLaunch& l) {
   double offset_d = l.offset;
   void* offset = dtype ? static_cast<void*>(&offset_d) : static_cast<void*>(&offset_f);
   void* mask_args[] = {&boxes, &n, &col_blocks, &thr, offset, &mask};
-  constexpr long long THREADS = 256;
-  const long long blocks = std::min<long long>((n * col_blocks + THREADS - 1) / THREADS, 1 << 20);
-  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
-  cu.check(cu.cuLaunchKernel(k.nms_mask[dtype], static_cast<unsigned>(blocks), 1, 1, THREADS, 1,
-                             1, 0, stream, mask_args, nullptr),
-           "cuLaunchKernel");
+  launch_grid_stride(device, k.nms_mask[dtype], n * col_blocks, mask_args);
   // One block sweeps: its threads share the OR of each kept row.
+  const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
   void* keep_args[] = {&mask, &n, &col_blocks, &limit, &removed, &keep};
   cu.check(cu.cuLaunchKernel(k.nms_keep, 1, 1, 1, 128, 1, 1, 0, stream, keep_args, nullptr),
            "cuLaunchKernel");
+}
+
+void launch_mask_target_cuda(const MaskTargetLaunch& l) {
+  const auto device = l.masks.device();
+  if (!device.is_cuda()) throw std::invalid_argument("the CUDA kernels take CUDA tensors");
+  const c10::DeviceGuard guard(device);
+  const Loaded& k = current_kernels(device);
+  const void* masks = l.masks.data_ptr();
+  const void* boxes = l.boxes.data_ptr();
+  const void* inds = l.inds.data_ptr();
+  void* out = l.out.data_ptr();
+  long long num_masks = l.masks.size(0), hm = l.masks.size(1), wm = l.masks.size(2);
+  long long count = l.out.size(0), pooled_h = l.out.size(1), pooled_w = l.out.size(2);
+  void* args[] = {&masks, &num_masks, &hm, &wm, &boxes, &inds, &count, &pooled_h, &pooled_w, &out};
+  launch_grid_stride(device, k.mask_target, count * pooled_h * pooled_w, args);
 }
 
 #endif  // DETC_WITH_CUDA

@@ -1,4 +1,4 @@
-// roi_align.cu and nms.cu compiled as C++ for the host, in namespace
+// roi_align.cu, nms.cu and mask_target.cu compiled as C++ for the host, in namespace
 // detc::kernels: the CPU kernel (roi_align.cpp) takes its geometry and
 // bilinear taps from it, and roi_align_emulated.cpp and nms.cpp run the
 // kernels on one CPU thread. The CUDA words they use mean, here: one thread
@@ -31,8 +31,16 @@ T atomicAdd(T* address, T value) {
 
 inline void __syncthreads() {}
 
+// Float operations each rounded on their own, as NVRTC keeps them (the
+// shim is built as ISO C++17, which does not contract either).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+
 #include "roi_align.cu"
 #include "nms.cu"
+#include "mask_target.cu"
 
 #undef __global__
 #undef __device__

@@ -81,6 +81,8 @@ impl Runner {
         let kind = train_kind(config).map_err(input)?;
         let roi_align_sampled = native::roi_align::check_implementation_setting().map_err(input)?;
         let nms_on_host = crate::models::ops::nms::check_implementation_setting().map_err(input)?;
+        let mask_targets_on_host =
+            crate::models::ops::masks::mask_target::check_implementation_setting().map_err(input)?;
         let processor = log_processor(config).map_err(input)?;
         // Hooks first: a config they refuse stops the run before anything is written.
         let ctx = HookContext {
@@ -177,6 +179,7 @@ impl Runner {
         if let Device::Cuda(index) = device {
             info(&mut log, &roi_align_line(index, roi_align_sampled))?;
             info(&mut log, &nms_line(index, nms_on_host))?;
+            info(&mut log, &mask_targets_line(index, mask_targets_on_host))?;
         }
         let pre_cfg = model
             .data_preprocessor()
@@ -393,6 +396,19 @@ fn nms_line(device: usize, on_host: bool) -> String {
     match native::roi_align::cuda_kernels(device) {
         Ok(target) => format!("NMS: CUDA kernels, compiled by NVRTC for {target}"),
         Err(why) => format!("NMS: sweep on the host ({why})"),
+    }
+}
+
+/// How bitmap mask targets are made on CUDA device `device` (the kernel
+/// loads with RoIAlign's).
+fn mask_targets_line(device: usize, on_host: bool) -> String {
+    if on_host {
+        let var = crate::models::ops::masks::mask_target::IMPLEMENTATION_VAR;
+        return format!("Mask targets: on the host ({var}=host)");
+    }
+    match native::roi_align::cuda_kernels(device) {
+        Ok(target) => format!("Mask targets: CUDA kernel, compiled by NVRTC for {target}"),
+        Err(why) => format!("Mask targets: on the host ({why})"),
     }
 }
 

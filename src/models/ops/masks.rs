@@ -3,7 +3,7 @@
 //! box and resized to `mask_size`) and inference pasting ([`predict_masks`]:
 //! the `h x w` probabilities drawn back into the image and thresholded).
 
-mod mask_target;
+pub mod mask_target;
 mod paste;
 
 pub use mask_target::{mask_target, mask_targets, PositivesOf};

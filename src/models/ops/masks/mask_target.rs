@@ -13,9 +13,15 @@
 //! in float32, which reproduces MMDetection's CPU targets bit for bit on any
 //! device. (MMDetection on GPU runs mmcv's CUDA kernel, whose fused
 //! multiply-adds round these ties differently again.) MMDetection keeps the
-//! GT masks on the host and uploads all of them on every call; here the masks
-//! the positives use come down once per call, and large boxes are spread over
-//! a few threads (`mask_target_speed` below times a COCO-sized case).
+//! GT masks on the host and uploads all of them on every call, then reads the
+//! targets back. Here, on CUDA, bitmap masks stay on the device:
+//! `mask_target.cu`'s kernel does the same arithmetic, each float operation
+//! rounded on its own, so its targets are the host's bit for bit (the tests
+//! run it on the CPU against the host's) and nothing waits for the device.
+//! Elsewhere (the CPU, polygons, `DETC_MASK_TARGETS=host`) the boxes, indices
+//! and the masks the positives use come down once per call, and large boxes
+//! are spread over a few threads (`mask_target_speed` below times a
+//! COCO-sized case).
 //!
 //! Shape shorthand: `K` positives, `G` GT masks of the image, `Hm, Wm` the
 //! mask canvas (the padded batch size in training), `h, w` the mask size.
@@ -58,9 +64,10 @@ pub struct PositivesOf<'a> {
 }
 
 /// [`mask_target`] of each image of a batch, concatenated: (ΣK, h, w) on
-/// the proposals' device. Every image's boxes and indices come down from
-/// the device together, then the bitmap masks they use: at most two waits
-/// for the device per batch, where one image at a time (as mmdet's
+/// the proposals' device. On CUDA with bitmap masks, the kernel's, without
+/// a wait; otherwise every image's boxes and indices come down from the
+/// device together, then the bitmap masks they use: at most two waits for
+/// the device per batch, where one image at a time (as mmdet's
 /// `mask_target` maps `mask_target_single`) waits two or three times each.
 pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResult<Tensor> {
     let (h, w) = mask_size;
@@ -71,24 +78,15 @@ pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResul
         ));
     }
     let device = images.first().map_or(Device::Cpu, |i| i.pos_proposals.device());
+    for image in images {
+        positives(image)?;
+    }
+    if let Some(targets) = on_the_device(images, mask_size)? {
+        return Ok(targets);
+    }
     // Each image's (K, G) and its boxes and indices on their way to the host.
     let mut pending = Vec::with_capacity(images.len());
     for image in images {
-        let k = match image.pos_proposals.size().as_slice() {
-            [k, 4] => *k,
-            s => {
-                return Err(ModelError::new(
-                    NAME,
-                    format!("pos_proposals must be (K, 4), got {s:?}"),
-                ))
-            }
-        };
-        if image.pos_assigned_gt_inds.size() != [k] {
-            return Err(ModelError::new(
-                NAME,
-                format!("pos_assigned_gt_inds must be ({k},), got {:?}", image.pos_assigned_gt_inds.size()),
-            ));
-        }
         let g = num_masks(image.gt_masks)?;
         let boxes = to_host_later(&image.pos_proposals.f_detach()?.f_to_kind(Kind::Float)?)?;
         let inds = to_host_later(&image.pos_assigned_gt_inds.f_to_kind(Kind::Int64)?)?;
@@ -132,6 +130,73 @@ pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResul
     }
     let total = (all.len() / (h * w)) as i64;
     Ok(upload(&all, device)?.f_view([total, h as i64, w as i64])?)
+}
+
+/// K, the image's positives, with the shapes checked.
+fn positives(image: &PositivesOf) -> ModelResult<i64> {
+    let k = match image.pos_proposals.size().as_slice() {
+        [k, 4] => *k,
+        s => return Err(ModelError::new(NAME, format!("pos_proposals must be (K, 4), got {s:?}"))),
+    };
+    if image.pos_assigned_gt_inds.size() != [k] {
+        return Err(ModelError::new(
+            NAME,
+            format!("pos_assigned_gt_inds must be ({k},), got {:?}", image.pos_assigned_gt_inds.size()),
+        ));
+    }
+    Ok(k)
+}
+
+/// `DETC_MASK_TARGETS`: `kernel` (the default) or `host`.
+pub const IMPLEMENTATION_VAR: &str = "DETC_MASK_TARGETS";
+
+/// Refuses a `DETC_MASK_TARGETS` other than `kernel` or `host`; `Ok(true)` for `host`.
+pub fn check_implementation_setting() -> Result<bool, String> {
+    crate::engine::native::kernel_or(IMPLEMENTATION_VAR, "host", "a mask-target implementation")
+}
+
+fn host_by_request() -> bool {
+    static HOST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| check_implementation_setting() == Ok(true))
+}
+
+/// The targets on CUDA, where every image's masks are bitmaps and the
+/// kernels loaded (`None` otherwise): `mask_target.cu`'s kernel, image by
+/// image, the host's numbers with nothing read back. The one check it
+/// leaves out is that each index names one of the image's masks (the
+/// assigners' indices do; one that does not gives an empty target), as
+/// torch's `one_hot` checks its classes on the CPU only.
+fn on_the_device(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResult<Option<Tensor>> {
+    let Some(Device::Cuda(index)) = images.first().map(|i| i.pos_proposals.device()) else {
+        return Ok(None);
+    };
+    let all_bitmaps = images.iter().all(|i| matches!(i.gt_masks, MaskTensors::Bitmap(_)));
+    if !all_bitmaps || host_by_request() || crate::engine::native::roi_align::cuda_kernels(index).is_err() {
+        return Ok(None);
+    }
+    kernel_targets(images, mask_size).map(Some)
+}
+
+/// Every image's targets from `mask_target.cu`'s kernel (emulated on the
+/// CPU), concatenated; each image's masks must be bitmaps.
+fn kernel_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResult<Tensor> {
+    let mut all = Vec::with_capacity(images.len());
+    for image in images {
+        let MaskTensors::Bitmap(masks) = image.gt_masks else {
+            return Err(ModelError::new(NAME, "the mask-target kernel takes bitmap masks"));
+        };
+        num_masks(image.gt_masks)?;
+        let boxes = image.pos_proposals.f_detach()?.f_to_kind(Kind::Float)?;
+        let inds = image.pos_assigned_gt_inds.f_to_kind(Kind::Int64)?;
+        let targets = crate::engine::native::mask_target_bitmap(masks, &boxes, &inds, mask_size)
+            .map_err(|e| ModelError::new(NAME, e.to_string()))?;
+        all.push(targets);
+    }
+    Ok(match all.len() {
+        0 => Tensor::f_zeros([0, mask_size.0, mask_size.1], (Kind::Float, Device::Cpu))?,
+        1 => all.remove(0),
+        _ => Tensor::f_cat(&all, 0)?,
+    })
 }
 
 /// `t` copied to host memory without waiting for the device (pinned, so
@@ -493,6 +558,54 @@ mod tests {
             let t = mask_target(&nan, &Tensor::from_slice(&[0i64]), masks, (28, 28)).unwrap();
             assert_eq!(t.sum(Kind::Float).double_value(&[]), 0.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use crate::models::layers::fixtures::tensor;
+    use crate::models::ops::masks::fixture::fixture;
+
+    fn kernel(boxes: &Tensor, inds: &Tensor, masks: &MaskTensors, size: (i64, i64)) -> Tensor {
+        let image = PositivesOf { pos_proposals: boxes, pos_assigned_gt_inds: inds, gt_masks: masks };
+        kernel_targets(&[image], size).unwrap()
+    }
+
+    /// `mask_target.cu`'s kernel, run on one CPU thread, gives the host's
+    /// targets bit for bit: MMDetection's cases, its ties at 0.5, and boxes
+    /// past the canvas, reversed, empty or NaN on a mask with a border.
+    #[test]
+    fn the_cuda_kernel_emulated_equals_the_host_bit_for_bit() {
+        let fx = fixture();
+        let bitmap = MaskTensors::Bitmap(tensor(fx, "bitmap.masks"));
+        for prefix in ["", "ties."] {
+            let (boxes, inds) = (tensor(fx, &format!("{prefix}boxes")), tensor(fx, &format!("{prefix}inds")));
+            for size in [(28, 28), (13, 21), (7, 7)] {
+                let want = mask_target(&boxes, &inds, &bitmap, size).unwrap();
+                assert!(kernel(&boxes, &inds, &bitmap, size).equal(&want), "{prefix} {size:?}");
+            }
+        }
+        tch::manual_seed(3);
+        let masks = Tensor::rand([3, 37, 53], (Kind::Float, Device::Cpu)).ge(0.6).to_kind(Kind::Uint8);
+        let _ = masks.narrow(1, 30, 7).fill_(0);
+        let masks = MaskTensors::Bitmap(masks);
+        let corners = Tensor::rand([40, 2], (Kind::Float, Device::Cpu)) * 70.0 - 8.0;
+        let sides = Tensor::rand([40, 2], (Kind::Float, Device::Cpu)) * 40.0 - 4.0;
+        let boxes = Tensor::cat(&[corners.shallow_clone(), corners + sides], 1).round();
+        let _ = boxes.narrow(0, 0, 20).g_add_scalar_(0.25);
+        let _ = boxes.get(5).get(2).fill_(f64::NAN);
+        let _ = boxes.get(6).copy_(&Tensor::from_slice(&[10.0f32, 10., 10., 10.]));
+        let inds = Tensor::arange(40, (Kind::Int64, Device::Cpu)).remainder(3);
+        for size in [(28, 28), (5, 9)] {
+            let want = mask_target(&boxes, &inds, &masks, size).unwrap();
+            assert!(want.sum(Kind::Float).double_value(&[]) > 0.0);
+            assert!(kernel(&boxes, &inds, &masks, size).equal(&want), "random boxes {size:?}");
+        }
+        // An index outside the masks, which the host refuses, is an empty target.
+        let outside = Tensor::from_slice(&[0i64, 3, -1]);
+        let t = kernel(&boxes.narrow(0, 0, 3), &outside, &masks, (7, 7));
+        assert_eq!(t.sum_dim_intlist(&[1i64, 2][..], false, Kind::Float).narrow(0, 1, 2), Tensor::zeros([2], (Kind::Float, Device::Cpu)));
     }
 }
 

@@ -19,8 +19,8 @@ use crate::models::task_modules::SamplingResult;
 
 /// The `mask_size` targets of every image's positives (its sampling
 /// result's boxes and assigned GT indices into its `gt_masks`), concatenated
-/// in sampling-result order: mmdet's `mask_target` over the batch, with the
-/// batch's boxes and masks brought down from the device together.
+/// in sampling-result order: mmdet's `mask_target` over the batch
+/// ([`mask_targets`]: on a GPU without reading anything back).
 pub(crate) fn positive_mask_targets(
     head: &str,
     sampling_results: &[SamplingResult],
