@@ -315,10 +315,11 @@ impl RPNHead {
 
     /// `predict_by_feat` with RPNHead's `_predict_by_feat_single` and
     /// `_bbox_post_process`: per image the (P, 4) proposals, detached.
-    /// MMDetection ranks each image's levels one image at a time; the
-    /// ranking here takes the batch at once, level by level (the same
-    /// sorts, row by row), and only decoding, the size filter and NMS go
-    /// image by image.
+    /// MMDetection ranks and decodes each image's levels one image at a
+    /// time; here the ranking takes the batch at once, level by level (the
+    /// same sorts, row by row), and so does decoding (each image's rows
+    /// clamped to its own shape); only the size filter and NMS go image by
+    /// image.
     fn predict_by_feat(
         &self,
         cls_scores: &[Tensor],
@@ -334,11 +335,22 @@ impl RPNHead {
             .unwrap_or(Device::Cpu);
         let mlvl_priors = self.prior_generator.grid_priors(&sizes, device)?;
         let ranked = self.rank_levels(cls_scores, bbox_preds, &mlvl_priors, cfg)?;
+        let (n, per_image) = (ranked.deltas.size()[0], ranked.deltas.size()[1]);
+        let shapes = samples
+            .iter()
+            .map(|s| {
+                let (h, w) = image_hw(s.meta.img_shape, "img_shape", NAME)?;
+                Ok(((h as f64, w as f64), per_image))
+            })
+            .collect::<ModelResult<Vec<_>>>()?;
+        let bboxes = self
+            .bbox_coder
+            .decode_images(&ranked.priors.f_reshape([-1, 4])?, &ranked.deltas.f_reshape([-1, 4])?, Some(&shapes))?
+            .f_view([n, per_image, 4])?;
         samples
             .iter()
             .enumerate()
             .map(|(i, sample)| {
-                let img = image_hw(sample.meta.img_shape, "img_shape", NAME)?;
                 let scale = if rescale {
                     let s = sample.meta.scale_factor;
                     Some(s.ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?)
@@ -346,13 +358,8 @@ impl RPNHead {
                     None
                 };
                 let i = i as i64;
-                let image = Ranked {
-                    deltas: ranked.deltas.f_get(i)?,
-                    priors: ranked.priors.f_get(i)?,
-                    scores: ranked.scores.f_get(i)?,
-                    level_ids: ranked.level_ids.shallow_clone(),
-                };
-                self.post_process(image, img, cfg, scale)
+                let (bboxes, scores) = (bboxes.f_get(i)?, ranked.scores.f_get(i)?);
+                self.post_process(bboxes, scores, ranked.level_ids.shallow_clone(), cfg, scale)
             })
             .collect()
     }
@@ -417,21 +424,18 @@ impl RPNHead {
         })
     }
 
-    /// One image's ranked anchors -> the (P, 4) proposals and their (P,)
-    /// scores, best first (`_bbox_post_process`); `scale` (the sample's
-    /// `(w, h)` `scale_factor`) maps them back to the original image.
+    /// One image's decoded boxes of its ranked anchors, their scores and
+    /// levels -> the (P, 4) proposals and their (P,) scores, best first
+    /// (`_bbox_post_process`); `scale` (the sample's `(w, h)`
+    /// `scale_factor`) maps them back to the original image.
     fn post_process(
         &self,
-        ranked: Ranked,
-        img_shape: (i64, i64),
+        mut bboxes: Tensor,
+        mut scores: Tensor,
+        mut level_ids: Tensor,
         cfg: &ProposalSettings,
         scale: Option<(f64, f64)>,
     ) -> ModelResult<(Tensor, Tensor)> {
-        let Ranked { deltas, priors, mut scores, mut level_ids } = ranked;
-        let (h, w) = img_shape;
-        let mut bboxes = self
-            .bbox_coder
-            .decode(&priors, &deltas, Some((h as f64, w as f64)))?;
         if let Some((sw, sh)) = scale {
             // mmdet multiplies by the reciprocals (in the boxes' dtype).
             let inv = upload_as(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh], bboxes.kind(), bboxes.device())?;
