@@ -7,7 +7,7 @@
 use detc::registry::models::losses::GIoULossConfig;
 use tch::Tensor;
 
-use super::{checks_for_no_positive_weight, weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::{early_exit, weight_reduce_loss, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -32,10 +32,8 @@ impl GIoULoss {
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
         let reduction = args.reduction_or(self.reduction);
         // The loss is per box; a (N,) or (N, 4) weight becomes (N,).
-        if checks_for_no_positive_weight(pred, reduction, true) {
-            if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-                return Ok(zero);
-            }
+        if let Some(zero) = early_exit(pred, args.weight, reduction, true)? {
+            return Ok(zero);
         }
         let mut weight = args.weight.map(|w| w.shallow_clone());
         if let Some(w) = &weight {

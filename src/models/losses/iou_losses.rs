@@ -13,7 +13,7 @@ use detc::registry::models::losses::{BoundedIoULossConfig, DistanceIoULossConfig
 use tch::Tensor;
 
 use super::giou_loss::{area, overlap_and_union, wh_product};
-use super::{checks_for_no_positive_weight, weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::{early_exit, weight_reduce_loss, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 /// Which loss of the family, with its own parameter.
@@ -69,13 +69,13 @@ impl IoUFamilyLoss {
     /// that keeps the graph (`IoULoss` only when reducing, as mmdet).
     pub fn forward(&self, pred: &Tensor, target: &Tensor, args: LossArgs) -> ModelResult<Tensor> {
         let reduction = args.reduction_or(self.reduction);
-        let early_exit = !matches!(self.variant, Variant::IoU(_)) || reduction != Reduction::None;
+        let mmdet_exits = !matches!(self.variant, Variant::IoU(_)) || reduction != Reduction::None;
         // Skippable where the loss is per box and finite: not
         // `BoundedIoULoss`'s, per coordinate, nor `CIoULoss`'s, NaN for a
         // box equal to its target (mmdet's `alpha` is 0 / 0 there).
         let skippable = matches!(self.variant, Variant::IoU(_) | Variant::Distance);
-        if early_exit && checks_for_no_positive_weight(pred, reduction, skippable) {
-            if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
+        if mmdet_exits {
+            if let Some(zero) = early_exit(pred, args.weight, reduction, skippable)? {
                 return Ok(zero);
             }
         }

@@ -5,7 +5,7 @@
 use detc::registry::models::losses::L1LossConfig;
 use tch::Tensor;
 
-use super::{checks_for_no_positive_weight, weight_reduce_loss, zero_if_no_positive_weight, LossArgs, Reduction};
+use super::{early_exit, weight_reduce_loss, LossArgs, Reduction};
 use crate::models::layers::{ModelError, ModelResult};
 
 #[derive(Debug, Clone)]
@@ -44,10 +44,8 @@ pub(super) fn elementwise_loss(
 ) -> ModelResult<Tensor> {
     let reduction = args.reduction_or(reduction);
     let elementwise = args.weight.map_or(true, |w| w.dim() == pred.dim());
-    if checks_for_no_positive_weight(pred, reduction, elementwise) {
-        if let Some(zero) = zero_if_no_positive_weight(pred, args.weight)? {
-            return Ok(zero);
-        }
+    if let Some(zero) = early_exit(pred, args.weight, reduction, elementwise)? {
+        return Ok(zero);
     }
     let loss = if target.numel() == 0 {
         pred.f_sum(pred.kind())?.f_mul_scalar(0.0)?

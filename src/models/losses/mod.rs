@@ -128,19 +128,28 @@ pub fn weight_reduce_loss(
     }
 }
 
-/// Whether a box loss takes mmdet's early exit check below. It reads
-/// `any(weight > 0)` back, a wait for a GPU; on CUDA a reduced loss whose
-/// weight multiplies it elementwise (`weight_fits`) skips it, the weighted
-/// reduction of an all-zero weight being the same zero with a zero gradient
-/// (a (N,) weight of (N, 4) boxes only the exit broadcasts).
-pub(crate) fn checks_for_no_positive_weight(pred: &Tensor, reduction: Reduction, weight_fits: bool) -> bool {
-    !(pred.device().is_cuda() && reduction != Reduction::None && weight_fits)
+/// mmdet's early exit of the box losses ([`zero_if_no_positive_weight`]),
+/// where it is needed. It reads `any(weight > 0)` back, a wait for a GPU; on
+/// CUDA a reduced loss whose weight multiplies it elementwise
+/// (`weight_fits`) skips it, the weighted reduction of an all-zero weight
+/// being the same zero with a zero gradient (a (N,) weight of (N, 4) boxes
+/// only the exit broadcasts).
+pub(crate) fn early_exit(
+    pred: &Tensor,
+    weight: Option<&Tensor>,
+    reduction: Reduction,
+    weight_fits: bool,
+) -> ModelResult<Option<Tensor>> {
+    if pred.device().is_cuda() && reduction != Reduction::None && weight_fits {
+        return Ok(None);
+    }
+    zero_if_no_positive_weight(pred, weight)
 }
 
 /// mmdet's early exit of the box losses: when no entry of `weight` is
 /// positive, the loss is `(pred * weight).sum()`, a zero that keeps the graph
 /// (a (N,) weight is broadcast over the last dim of a (N, 4) `pred`).
-pub(crate) fn zero_if_no_positive_weight(pred: &Tensor, weight: Option<&Tensor>) -> ModelResult<Option<Tensor>> {
+fn zero_if_no_positive_weight(pred: &Tensor, weight: Option<&Tensor>) -> ModelResult<Option<Tensor>> {
     let Some(w) = weight else { return Ok(None) };
     if bool::try_from(w.f_gt(0.0)?.f_any()?)? {
         return Ok(None);

@@ -10,7 +10,7 @@ use detc::registry::models::task_modules::DeltaXYWHBBoxCoderConfig;
 use tch::{Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
-use super::upload_as;
+use super::{upload_as, upload_repeated};
 
 /// What `bbox_overlaps` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,11 +302,8 @@ impl DeltaXYWHBBoxCoder {
                 upload_as(&whwh(*shape), boxes.kind(), boxes.device())?
             } else {
                 // A row of bounds per roi, the same for its K boxes.
-                let host: Vec<f64> = images
-                    .iter()
-                    .flat_map(|&(shape, n)| std::iter::repeat_n(whwh(shape), n as usize).flatten())
-                    .collect();
-                upload_as(&host, boxes.kind(), boxes.device())?.f_view([m, 1, 4])?
+                let rows: Vec<_> = images.iter().map(|&(shape, n)| (whwh(shape), n)).collect();
+                upload_repeated(&rows, boxes.kind(), boxes.device())?.f_view([m, 1, 4])?
             };
             boxes = boxes.f_view([m, k, 4])?.f_clamp_min(0.0)?.f_minimum(&hi)?;
         }

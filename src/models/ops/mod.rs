@@ -15,5 +15,5 @@ pub mod upload;
 pub use boxes::{bbox2distance, bbox_overlaps, cxcywh_to_xyxy, distance2bbox, xyxy_to_cxcywh, DeltaXYWHBBoxCoder, OverlapMode};
 pub use multiclass_nms::{multiclass_nms, Detections};
 pub use nms::{batched_nms, nms};
-pub use upload::{upload, upload_as};
+pub use upload::{upload, upload_as, upload_repeated};
 pub use roi_align::{map_roi_levels, multi_level_roi_align, roi_align, RoIAlign};

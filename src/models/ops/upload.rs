@@ -20,6 +20,17 @@ pub fn upload_as<T: Element>(values: &[T], kind: Kind, device: Device) -> ModelR
     Ok(host.f_to_device_(device, kind, true, false)?)
 }
 
+/// Each row of four `(values, count)` repeated `count` times, as a
+/// (Σcount, 4) tensor of `kind` on `device`: a constant per row of several
+/// images' rows (each image's size, say) in one upload.
+pub fn upload_repeated(rows: &[([f64; 4], i64)], kind: Kind, device: Device) -> ModelResult<Tensor> {
+    let host: Vec<f64> = rows
+        .iter()
+        .flat_map(|&(values, count)| std::iter::repeat_n(values, count.max(0) as usize).flatten())
+        .collect();
+    Ok(upload_as(&host, kind, device)?.f_view([-1, 4])?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

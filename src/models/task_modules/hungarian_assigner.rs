@@ -99,30 +99,19 @@ impl HungarianAssigner {
     /// and each operation launched once, where mmdet computes and copies
     /// image by image.
     pub fn assign_all(&self, images: &[MatchInputs]) -> ModelResult<Vec<AssignResult>> {
-        let sizes: Vec<(i64, i64)> = images
-            .iter()
-            .map(|x| {
-                let num_gts = x.gt_labels.size().first().copied().unwrap_or(0);
-                let num_preds = x.pred_bboxes.size().first().copied().unwrap_or(0);
-                (num_preds, num_gts)
-            })
-            .collect();
-        let active: Vec<&MatchInputs> = images
-            .iter()
-            .zip(&sizes)
-            .filter(|(_, &(p, g))| p > 0 && g > 0)
-            .map(|(x, _)| x)
-            .collect();
+        let rows: Vec<ImageRows> = images.iter().map(ImageRows::of).collect();
+        let has_costs = |r: &ImageRows| r.preds > 0 && r.gts > 0;
+        let active: Vec<&MatchInputs> = images.iter().zip(&rows).filter(|(_, r)| has_costs(r)).map(|(x, _)| x).collect();
         let host = self.own_costs(&active)?;
         let mut offset = 0;
         images
             .iter()
-            .zip(sizes)
-            .map(|(x, (num_preds, num_gts))| {
-                let len = (num_preds * num_gts) as usize;
-                let cost = &host[offset..offset + if num_preds > 0 && num_gts > 0 { len } else { 0 }];
-                offset += cost.len();
-                Self::solve(x, cost, num_preds, num_gts)
+            .zip(rows)
+            .map(|(x, r)| {
+                let len = if has_costs(&r) { (r.preds * r.gts) as usize } else { 0 };
+                let cost = &host[offset..offset + len];
+                offset += len;
+                Self::solve(x, cost, r.preds, r.gts)
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
-use crate::models::ops::{bbox_overlaps, upload_as, xyxy_to_cxcywh, OverlapMode};
+use crate::models::ops::{bbox_overlaps, upload_as, upload_repeated, xyxy_to_cxcywh, OverlapMode};
 
 /// What a match cost sees of one image: the predictions and the ground truth.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ impl CostInputs {
 }
 
 impl ImageRows {
-    fn of(x: &MatchInputs) -> Self {
+    pub(super) fn of(x: &MatchInputs) -> Self {
         let rows = |t: &Tensor| t.size().first().copied().unwrap_or(0);
         ImageRows { img_shape: x.img_shape, preds: rows(x.pred_bboxes), gts: rows(x.gt_labels) }
     }
@@ -194,11 +194,8 @@ fn size_factors(images: &[ImageRows], kind: Kind, device: tch::Device) -> ModelR
         return Ok((factor.shallow_clone(), factor));
     }
     let rows = |count: fn(&ImageRows) -> i64| -> ModelResult<Tensor> {
-        let host: Vec<f64> = images
-            .iter()
-            .flat_map(|r| std::iter::repeat_n(whwh(r), count(r) as usize).flatten())
-            .collect();
-        Ok(upload_as(&host, kind, device)?.f_view([-1, 4])?)
+        let rows: Vec<_> = images.iter().map(|r| (whwh(r), count(r))).collect();
+        upload_repeated(&rows, kind, device)
     };
     Ok((rows(|r| r.preds)?, rows(|r| r.gts)?))
 }

@@ -79,7 +79,7 @@ pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResul
     }
     let device = images.first().map_or(Device::Cpu, |i| i.pos_proposals.device());
     for image in images {
-        positives(image)?;
+        check_positives(image)?;
     }
     if let Some(targets) = on_the_device(images, mask_size)? {
         return Ok(targets);
@@ -132,8 +132,8 @@ pub fn mask_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResul
     Ok(upload(&all, device)?.f_view([total, h as i64, w as i64])?)
 }
 
-/// K, the image's positives, with the shapes checked.
-fn positives(image: &PositivesOf) -> ModelResult<i64> {
+/// The positives' shapes: boxes (K, 4) and indices (K,).
+fn check_positives(image: &PositivesOf) -> ModelResult<()> {
     let k = match image.pos_proposals.size().as_slice() {
         [k, 4] => *k,
         s => return Err(ModelError::new(NAME, format!("pos_proposals must be (K, 4), got {s:?}"))),
@@ -144,7 +144,7 @@ fn positives(image: &PositivesOf) -> ModelResult<i64> {
             format!("pos_assigned_gt_inds must be ({k},), got {:?}", image.pos_assigned_gt_inds.size()),
         ));
     }
-    Ok(k)
+    Ok(())
 }
 
 /// `DETC_MASK_TARGETS`: `kernel` (the default) or `host`.
