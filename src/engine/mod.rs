@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod hooks;
 pub mod infer;
 pub mod logging;
+pub mod memory_format;
 pub mod native;
 pub mod optim;
 pub mod preempt;

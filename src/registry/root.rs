@@ -250,6 +250,9 @@ pub struct EnvConfig {
     /// Let cuDNN benchmark convolution algorithms (faster for fixed input sizes).
     #[serde(default)]
     pub cudnn_benchmark: bool,
+    /// Lay the convolutions' weights, and so their activations, out channels-last in memory (`model.to(memory_format=torch.channels_last)`): faster convolutions on tensor cores and with oneDNN on the CPU; the same values up to the last bits (detc's own; see docs/runtime.md).
+    #[serde(default)]
+    pub channels_last: bool,
     /// Multiprocessing settings.
     #[serde(default)]
     pub mp_cfg: Option<MpConfig>,

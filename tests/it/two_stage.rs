@@ -46,6 +46,23 @@ fn run_config(dir: &Path, config: &Path, work_dir: &str, epochs: u32, resume: bo
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The log of `detc test config args...` (TINY), which must succeed.
+fn test_log(dir: &Path, config: &Path, args: &[&str]) -> String {
+    let out = detc(dir)
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .arg("test")
+        .arg(config)
+        .args(args)
+        .arg("--cfg-options")
+        .args(TINY)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `(step, value)` of `key` in every training record of the work dir `dir/work`, by step.
 fn by_step(dir: &Path, work: &str, key: &str) -> Vec<(u64, f64)> {
     let mut r = records(&dir.join(work), key);
@@ -118,19 +135,8 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
     run(dir.path(), "resumed", 3, true);
     assert_resumed_logs_alike(dir.path(), "straight", &["loss_rpn_cls", "loss_cls", "loss_mask"], 6);
     // `detc test --out` writes COCO results whose `detc eval` AP is the logged one.
-    let out = detc(dir.path())
-        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
-        .arg("test")
-        .arg(root().join(CONFIG))
-        .args(["straight/epoch_3.pth", "--work-dir", "tested"])
-        .args(["--out", "tested/results.json", "--cfg-options"])
-        .args(TINY)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_test_log_matches_eval(dir.path(), &String::from_utf8_lossy(&out));
+    let log = test_log(dir.path(), &root().join(CONFIG), &["straight/epoch_3.pth", "--work-dir", "tested", "--out", "tested/results.json"]);
+    assert_test_log_matches_eval(dir.path(), &log);
 
     // Fine-tuning on other classes (MMDetection's `load_from` a COCO model
     // with a new `num_classes`): as MMEngine's strict=False load, the
@@ -189,6 +195,29 @@ fn mask_rcnn_trains_resumes_exactly_and_tests() {
         .clone();
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("size mismatch for roi_head.bbox_head.fc_cls.weight"), "{err}");
+}
+
+/// `env_cfg.channels_last` (the convolutions' weights laid out channels-last):
+/// the Mask R-CNN demo trains, logs the layout, resumes exactly and tests; its
+/// checkpoint is in the default layout, so testing it without the setting
+/// gives the same AP.
+#[test]
+fn mask_rcnn_trains_channels_last_resumes_exactly_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 8, 4);
+    let config = format!("_base_: {}\nenv_cfg:\n  channels_last: true\n", root().join(CONFIG).display());
+    let log = trains_and_tests(dir.path(), "cl", &config, 2, &["loss_rpn_cls", "loss_mask"], &["backbone.conv1.weight"]);
+    assert!(log.contains("Channels-last memory format (env_cfg.channels_last): "), "{log}");
+    let file = dir.path().join("cl.yaml");
+    run_config(dir.path(), &file, "resumed", 1, false);
+    run_config(dir.path(), &file, "resumed", 2, true);
+    assert_resumed_logs_alike(dir.path(), "cl", &["loss_rpn_cls", "loss_cls", "loss_mask"], 4);
+    let tested = |config: &Path, work_dir: &str| {
+        let log = test_log(dir.path(), config, &["cl/epoch_2.pth", "--work-dir", work_dir]);
+        let at = log.find("coco/bbox_mAP: ").unwrap_or_else(|| panic!("no bbox_mAP in\n{log}"));
+        log[at..].split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert_eq!(tested(&file, "tested_cl"), tested(&root().join(CONFIG), "tested_default"));
 }
 
 /// A tiny Cascade Mask R-CNN (the Mask R-CNN demo with a 3-stage

@@ -96,6 +96,8 @@ mod ffi {
         pub fn detc_cuda_reset_peak_memory_stats(device: c_int) -> c_int;
         pub fn detc_cuda_empty_cache(device: c_int) -> c_int;
         pub fn detc_set_cudnn_deterministic(on: c_int) -> c_int;
+        pub fn detc_channels_last(t: *const torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
+        pub fn detc_is_channels_last(t: *const torch_sys::C_tensor, out: *mut c_int) -> c_int;
         pub fn detc_adam_foreach(
             params: *const *const torch_sys::C_tensor,
             grads: *const *const torch_sys::C_tensor,
@@ -209,6 +211,22 @@ pub fn set_cudnn_deterministic(on: bool) -> NativeResult<()> {
     // SAFETY: sets two process-wide flags of libtorch's global context.
     let status = unsafe { ffi::detc_set_cudnn_deterministic(c_int::from(on)) };
     check("set_cudnn_deterministic", status).map(|_| ())
+}
+
+/// `t.contiguous(memory_format=torch.channels_last)` of a 4-D tensor: the
+/// same values, laid out (N, H, W, C) in memory; `t` itself when it already is.
+pub fn channels_last(t: &tch::Tensor) -> NativeResult<tch::Tensor> {
+    // SAFETY: a live tensor; the shim writes a new owned tensor on success.
+    new_tensor("channels_last", |out| unsafe { ffi::detc_channels_last(t.as_ptr(), out) })
+}
+
+/// `t.is_contiguous(memory_format=torch.channels_last)`.
+pub fn is_channels_last(t: &tch::Tensor) -> NativeResult<bool> {
+    let mut on: c_int = 0;
+    // SAFETY: a live tensor and one out-pointer to a local.
+    let status = unsafe { ffi::detc_is_channels_last(t.as_ptr(), &mut on) };
+    check("is_channels_last", status)?;
+    Ok(on != 0)
 }
 
 /// NMS of `boxes` (N, 4), float or double and already sorted by decreasing

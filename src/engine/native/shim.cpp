@@ -14,6 +14,7 @@
 #include <c10/core/CachingDeviceAllocator.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "status.h"
@@ -167,6 +168,24 @@ int detc_set_cudnn_deterministic(int on) {
   return guarded([&] {
     at::globalContext().setDeterministicCuDNN(on != 0);
     if (on != 0) at::globalContext().setBenchmarkCuDNN(false);
+    return DETC_OK;
+  });
+}
+
+// Tensor.contiguous(memory_format=torch.channels_last): tch binds only the
+// default format. A tensor already in it is returned as it is (shared).
+int detc_channels_last(const at::Tensor* t, at::Tensor** out) {
+  return guarded([&] {
+    if (t->dim() != 4) throw std::invalid_argument("channels_last needs a 4-D tensor");
+    *out = new at::Tensor(t->contiguous(at::MemoryFormat::ChannelsLast));
+    return DETC_OK;
+  });
+}
+
+// Tensor.is_contiguous(memory_format=torch.channels_last).
+int detc_is_channels_last(const at::Tensor* t, int* out) {
+  return guarded([&] {
+    *out = t->is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0;
     return DETC_OK;
   });
 }

@@ -228,7 +228,11 @@ fn read_param_state(v: &Value, like: &Tensor) -> ModelResult<ParamState> {
                         ),
                     ));
                 }
-                Ok(Some(t))
+                // In the parameter's memory layout (channels-last weights),
+                // which the multi-tensor updates need to take their fast path.
+                let mut laid_out = like.f_empty_like()?;
+                laid_out.f_copy_(&t)?;
+                Ok(Some(laid_out))
             }
             _ => Ok(None),
         }

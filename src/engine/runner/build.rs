@@ -21,6 +21,7 @@ use crate::engine::data::DataParts;
 use crate::engine::dist::{Dist, DistSettings};
 use crate::engine::hooks::{build_hooks, HookContext, Hooks};
 use crate::engine::logging::{experiment_name, Level, RunLog, ScalarHub};
+use crate::engine::memory_format;
 use crate::engine::native;
 use crate::engine::optim::{build_optim_wrapper, is_norm_param_name, named_trainable};
 use crate::engine::schedulers::{ScheduleContext, Schedulers};
@@ -175,6 +176,10 @@ impl Runner {
         if kind == Kind::Double {
             vs.double();
             info(&mut log, "Training in float64 (DETC_DTYPE=float64)")?;
+        }
+        if memory_format::requested(config) {
+            let n = memory_format::to_channels_last(&vs).map_err(runtime)?;
+            info(&mut log, &format!("Channels-last memory format (env_cfg.channels_last): {n} convolution weights"))?;
         }
         if let Device::Cuda(index) = device {
             info(&mut log, &roi_align_line(index, roi_align_sampled))?;

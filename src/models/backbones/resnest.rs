@@ -71,20 +71,20 @@ impl SplitAttentionConv2d {
         let x = self.norm0.forward_t(&self.conv.forward(x)?, train)?.f_relu()?;
         let (n, rc, h, w) = x.size4()?;
         let r = self.radix;
-        let splits = x.f_view([n, r, rc / r, h, w])?;
+        let splits = x.f_reshape([n, r, rc / r, h, w])?;
         let gap = if r > 1 { splits.f_sum_dim_intlist(1, false, x.kind())? } else { x.shallow_clone() };
         let gap = gap.f_adaptive_avg_pool2d([1, 1])?;
         let gap = self.norm1.forward_t(&self.fc1.forward(&gap)?, train)?.f_relu()?;
         let atten = self.fc2.forward(&gap)?;
         // RSoftmax: per cardinal group, a softmax over the radix (a sigmoid for one split).
         let atten = if r > 1 {
-            atten.f_view([n, self.groups, r, -1])?.f_transpose(1, 2)?.f_softmax(1, atten.kind())?.f_reshape([n, -1])?
+            atten.f_reshape([n, self.groups, r, -1])?.f_transpose(1, 2)?.f_softmax(1, atten.kind())?.f_reshape([n, -1])?
         } else {
             atten.f_sigmoid()?
         };
-        let atten = atten.f_view([n, -1, 1, 1])?;
+        let atten = atten.f_reshape([n, -1, 1, 1])?;
         Ok(if r > 1 {
-            atten.f_view([n, r, -1, 1, 1])?.f_mul(&splits)?.f_sum_dim_intlist(1, false, x.kind())?
+            atten.f_reshape([n, r, -1, 1, 1])?.f_mul(&splits)?.f_sum_dim_intlist(1, false, x.kind())?
         } else {
             atten.f_mul(&x)?
         })

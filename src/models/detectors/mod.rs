@@ -142,6 +142,9 @@ pub fn build(model: &Value, p: nn::Path) -> ModelResult<Detector> {
 }
 
 #[cfg(test)]
+mod channels_last_tests;
+
+#[cfg(test)]
 mod overfit_tests;
 
 #[cfg(test)]

@@ -24,12 +24,12 @@ const IMAGES: u32 = 8;
 /// one batch of 8 costs far less than two of 4).
 const BATCH: usize = 8;
 
-const QUERYINST: &str = "configs/demo/queryinst_r18_shapes.yaml";
-const FASTER_RCNN: &str = "configs/demo/faster-rcnn_r18_shapes.yaml";
-const MASK_RCNN: &str = "configs/demo/mask-rcnn_r18_shapes.yaml";
+pub(super) const QUERYINST: &str = "configs/demo/queryinst_r18_shapes.yaml";
+pub(super) const FASTER_RCNN: &str = "configs/demo/faster-rcnn_r18_shapes.yaml";
+pub(super) const MASK_RCNN: &str = "configs/demo/mask-rcnn_r18_shapes.yaml";
 
 /// A demo config, resolved, with `cfg_options` applied.
-fn demo_config(config: &str, options: &[&str]) -> Value {
+pub(super) fn demo_config(config: &str, options: &[&str]) -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let opts: Vec<String> = options.iter().map(|s| s.to_string()).collect();
     let (_, tree) = detc::config::resolve(&root.join(config), &opts);
@@ -54,8 +54,20 @@ fn dataset_dir() -> PathBuf {
     dir
 }
 
+/// The 8 training images of [`dataset_dir`] with the classes of `cfg`.
+pub(super) fn train_images(cfg: &Value) -> CocoDataset {
+    let ds_cfg = json!({
+        "type": "CocoDataset",
+        "data_root": dataset_dir().to_str().unwrap(),
+        "ann_file": "annotations/instances_train.json",
+        "data_prefix": {"img": "train/"},
+        "metainfo": cfg["train_dataloader"]["dataset"]["metainfo"].clone(),
+    });
+    CocoDataset::from_config(&ds_cfg, Path::new("/")).unwrap()
+}
+
 /// The samples of `pipeline` for every image, at `epoch` (random flips differ per epoch).
-fn samples(dataset: &CocoDataset, pipeline: &Pipeline, epoch: u64) -> Vec<PackedSample> {
+pub(super) fn samples(dataset: &CocoDataset, pipeline: &Pipeline, epoch: u64) -> Vec<PackedSample> {
     (0..dataset.len())
         .map(|i| {
             pipeline
@@ -84,14 +96,7 @@ fn overfit(config: &str, options: &[&str], iters: usize, lr: f64) -> (f64, Optio
         build(&cfg["model"], vs.root()).unwrap()
     };
     let with_mask = !cfg["model"]["roi_head"]["mask_head"].is_null();
-    let ds_cfg = json!({
-        "type": "CocoDataset",
-        "data_root": data.to_str().unwrap(),
-        "ann_file": "annotations/instances_train.json",
-        "data_prefix": {"img": "train/"},
-        "metainfo": cfg["train_dataloader"]["dataset"]["metainfo"].clone(),
-    });
-    let dataset = CocoDataset::from_config(&ds_cfg, Path::new("/")).unwrap();
+    let dataset = train_images(&cfg);
     let train_pipe = Pipeline::from_config(
         cfg["train_dataloader"]["dataset"]["pipeline"]
             .as_array()

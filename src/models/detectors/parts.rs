@@ -94,6 +94,15 @@ pub fn extract_feat(
     }
 }
 
+/// The neck's maps as the RoI extractors read them, (N, C, H, W) contiguous.
+/// Under channels-last weights (`env_cfg.channels_last`) they come out laid
+/// out (N, H, W, C): converted here once per forward pass rather than by
+/// RoIAlign at each of its calls (QueryInst's stages make 12). Maps already
+/// contiguous are shared as they are.
+pub fn roi_feats(x: &[Tensor]) -> ModelResult<Vec<Tensor>> {
+    Ok(x.iter().map(Tensor::f_contiguous).collect::<Result<_, _>>()?)
+}
+
 /// Each image's `img_shape` `(h, w)`.
 pub fn img_shapes(batch: &DetBatch) -> ModelResult<Vec<(f64, f64)>> {
     batch

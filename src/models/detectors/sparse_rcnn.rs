@@ -14,7 +14,7 @@ use detc::registry::refs::{BackboneCfg, DataPreprocessorCfg, NeckCfg, RoiHeadCfg
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
-use super::parts::{build_backbone, build_neck, extract_feat, img_shapes, preprocessor_config};
+use super::parts::{build_backbone, build_neck, extract_feat, img_shapes, preprocessor_config, roi_feats};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::DetBatch;
 use crate::models::dense_heads::EmbeddingRPNHead;
@@ -154,7 +154,7 @@ impl SparseRCNN {
         crate::engine::profile::section("backbone and neck");
         let proposals = self.rpn_head.predict(&img_shapes(batch)?)?;
         self.roi_head
-            .loss(&x, proposals, &batch.data_samples, reduce_mean)
+            .loss(&roi_feats(&x)?, proposals, &batch.data_samples, reduce_mean)
     }
 
     /// `predict` in eval mode (run it under `tch::no_grad`): per image, the
@@ -163,7 +163,7 @@ impl SparseRCNN {
         let x = self.extract_feat(&batch.inputs, false)?;
         let proposals = self.rpn_head.predict(&img_shapes(batch)?)?;
         self.roi_head
-            .predict(&x, proposals, &batch.data_samples, rescale)
+            .predict(&roi_feats(&x)?, proposals, &batch.data_samples, rescale)
     }
 }
 

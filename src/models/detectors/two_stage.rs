@@ -14,7 +14,7 @@ use detc::registry::models::roi_heads::{CascadeRoIHeadConfig, MaskScoringRoIHead
 use indexmap::IndexMap;
 use tch::{nn, Tensor};
 
-use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config};
+use super::parts::{build_backbone, build_neck, extract_feat, preprocessor_config, roi_feats};
 use crate::models::backbones::Backbone;
 use crate::models::data_preprocessors::{DetBatch, DetDataSample};
 use crate::models::dense_heads::RPNHead;
@@ -169,7 +169,7 @@ impl TwoStageDetector {
         let x = self.extract_feat(&batch.inputs, true)?;
         crate::engine::profile::section("backbone and neck");
         let (mut losses, proposals) = self.rpn_head.loss_and_predict(&x, &batch.data_samples)?;
-        losses.extend(self.roi_head.loss(&x, proposals, &batch.data_samples)?);
+        losses.extend(self.roi_head.loss(&roi_feats(&x)?, proposals, &batch.data_samples)?);
         Ok(losses)
     }
 
@@ -180,6 +180,6 @@ impl TwoStageDetector {
         let x = self.extract_feat(&batch.inputs, false)?;
         let proposals = self.rpn_head.predict(&x, &batch.data_samples)?;
         self.roi_head
-            .predict(&x, proposals, &batch.data_samples, rescale)
+            .predict(&roi_feats(&x)?, proposals, &batch.data_samples, rescale)
     }
 }

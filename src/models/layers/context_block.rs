@@ -113,9 +113,9 @@ impl ContextBlock {
         match &self.conv_mask {
             Some(conv_mask) => {
                 // Softmax attention over the H*W positions: (N, 1, C, HW) @ (N, 1, HW, 1).
-                let mask = conv_mask.forward(x)?.f_view([n, 1, h * w])?.f_softmax(2, None)?.f_unsqueeze(-1)?;
+                let mask = conv_mask.forward(x)?.f_reshape([n, 1, h * w])?.f_softmax(2, None)?.f_unsqueeze(-1)?;
                 let context = x.f_reshape([n, 1, c, h * w])?.f_matmul(&mask)?;
-                Ok(context.f_view([n, c, 1, 1])?)
+                Ok(context.f_reshape([n, c, 1, 1])?)
             }
             None => Ok(x.f_adaptive_avg_pool2d([1, 1])?),
         }

@@ -188,13 +188,13 @@ pub fn deform_conv2d(
     let out_kind = offset.kind();
     // Sampling positions, float32: y[n, g, t, ho, wo] = ho*s - p + i*d + dy.
     let pos_kind = reduction_kind(out_kind);
-    let off = offset.f_to_kind(pos_kind)?.f_view([n, g, taps, 2, ho, wo])?;
+    let off = offset.f_to_kind(pos_kind)?.f_reshape([n, g, taps, 2, ho, wo])?;
     let opts = (pos_kind, x.device());
     let tap = Tensor::f_arange(taps, opts)?;
-    let tap_y = tap.f_div_scalar_mode(kw, "floor")?.f_mul_scalar(geom.dilation)?.f_view([taps, 1, 1])?;
-    let tap_x = tap.f_remainder(kw)?.f_mul_scalar(geom.dilation)?.f_view([taps, 1, 1])?;
-    let row = Tensor::f_arange(ho, opts)?.f_mul_scalar(geom.stride)?.f_sub_scalar(geom.padding)?.f_view([1, ho, 1]);
-    let col = Tensor::f_arange(wo, opts)?.f_mul_scalar(geom.stride)?.f_sub_scalar(geom.padding)?.f_view([1, 1, wo]);
+    let tap_y = tap.f_div_scalar_mode(kw, "floor")?.f_mul_scalar(geom.dilation)?.f_reshape([taps, 1, 1])?;
+    let tap_x = tap.f_remainder(kw)?.f_mul_scalar(geom.dilation)?.f_reshape([taps, 1, 1])?;
+    let row = Tensor::f_arange(ho, opts)?.f_mul_scalar(geom.stride)?.f_sub_scalar(geom.padding)?.f_reshape([1, ho, 1]);
+    let col = Tensor::f_arange(wo, opts)?.f_mul_scalar(geom.stride)?.f_sub_scalar(geom.padding)?.f_reshape([1, 1, wo]);
     let y = off.f_select(3, 0)?.f_add(&tap_y.f_add(&row?)?)?; // (N, G, K, Ho, Wo)
     let xs = off.f_select(3, 1)?.f_add(&tap_x.f_add(&col?)?)?;
     let inside = y
@@ -206,7 +206,7 @@ pub fn deform_conv2d(
     // floor() has no gradient: the weights carry d/dy and d/dx.
     let (ly, lx) = (y.f_sub(&y0)?, xs.f_sub(&x0)?);
     let (hy, hx) = (ly.f_neg()?.f_add_scalar(1.0)?, lx.f_neg()?.f_add_scalar(1.0)?);
-    let input = x.f_to_kind(pos_kind)?.f_view([n, g, c / g, h * w])?;
+    let input = x.f_to_kind(pos_kind)?.f_reshape([n, g, c / g, h * w])?;
     let mut sampled: Option<Tensor> = None;
     for (dy, dx, wy, wx) in [(0.0, 0.0, &hy, &hx), (0.0, 1.0, &hy, &lx), (1.0, 0.0, &ly, &hx), (1.0, 1.0, &ly, &lx)] {
         let (yc, xc) = (y0.f_add_scalar(dy)?, x0.f_add_scalar(dx)?);
@@ -221,27 +221,27 @@ pub fn deform_conv2d(
             .f_mul_scalar(w)?
             .f_add(&xc.f_clamp(0.0, (w - 1) as f64)?)?
             .f_to_kind(Kind::Int64)?
-            .f_view([n, g, 1, taps * ho * wo])?
+            .f_reshape([n, g, 1, taps * ho * wo])?
             .f_expand([n, g, c / g, taps * ho * wo], false)?;
-        let weight_c = wy.f_mul(wx)?.f_mul(&valid.f_to_kind(pos_kind)?)?.f_view([n, g, 1, taps * ho * wo])?;
+        let weight_c = wy.f_mul(wx)?.f_mul(&valid.f_to_kind(pos_kind)?)?.f_reshape([n, g, 1, taps * ho * wo])?;
         let term = input.f_gather(3, &index, false)?.f_mul(&weight_c)?;
         sampled = Some(match sampled {
             Some(s) => s.f_add(&term)?,
             None => term,
         });
     }
-    let mut columns = sampled.expect("four corners").f_view([n, g, c / g, taps, ho * wo])?;
+    let mut columns = sampled.expect("four corners").f_reshape([n, g, c / g, taps, ho * wo])?;
     if let Some(mask) = mask {
-        let m = mask.f_to_kind(pos_kind)?.f_view([n, g, 1, taps, ho * wo])?;
+        let m = mask.f_to_kind(pos_kind)?.f_reshape([n, g, 1, taps, ho * wo])?;
         columns = columns.f_mul(&m)?;
     }
     // (N, C * K, L) as the weight's (C / groups, kh, kw) order, per conv group.
     let groups = c / c_per_group;
-    let columns = columns.f_view([n, groups, c_per_group * taps, ho * wo])?;
-    let wmat = weight.f_to_kind(pos_kind)?.f_view([1, groups, cout / groups, c_per_group * taps])?;
-    let mut out = wmat.f_matmul(&columns)?.f_view([n, cout, ho, wo])?;
+    let columns = columns.f_reshape([n, groups, c_per_group * taps, ho * wo])?;
+    let wmat = weight.f_to_kind(pos_kind)?.f_reshape([1, groups, cout / groups, c_per_group * taps])?;
+    let mut out = wmat.f_matmul(&columns)?.f_reshape([n, cout, ho, wo])?;
     if let Some(b) = bias {
-        out = out.f_add(&b.f_to_kind(pos_kind)?.f_view([1, cout, 1, 1])?)?;
+        out = out.f_add(&b.f_to_kind(pos_kind)?.f_reshape([1, cout, 1, 1])?)?;
     }
     Ok(out.f_to_kind(out_kind)?)
 }

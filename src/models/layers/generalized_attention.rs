@@ -114,10 +114,10 @@ impl GeneralizedAttention {
         let diff = |n: i64, nk: i64| -> ModelResult<Tensor> {
             let q = Tensor::f_linspace(0.0, (n - 1) as f64, n, opts)?.f_mul_scalar(self.q_stride)?;
             let k = Tensor::f_linspace(0.0, (nk - 1) as f64, nk, opts)?.f_mul_scalar(self.kv_stride)?;
-            Ok(q.f_view([n, 1, 1])?.f_sub(&k.f_view([1, nk, 1])?)?.f_mul_scalar(self.position_magnitude)?)
+            Ok(q.f_reshape([n, 1, 1])?.f_sub(&k.f_reshape([1, nk, 1])?)?.f_mul_scalar(self.position_magnitude)?)
         };
         let feat_range = Tensor::f_arange(self.position_dim / 4, opts)?;
-        let dim_mat = feat_range.f_mul_scalar(4.0 / self.position_dim as f64)?.f_mul_scalar(1000f64.ln())?.f_exp()?.f_view([1, 1, -1])?;
+        let dim_mat = feat_range.f_mul_scalar(4.0 / self.position_dim as f64)?.f_mul_scalar(1000f64.ln())?.f_exp()?.f_reshape([1, 1, -1])?;
         let embed = |d: Tensor| -> ModelResult<Tensor> {
             let a = d.f_div(&dim_mat)?;
             Ok(Tensor::f_cat(&[a.f_sin()?, a.f_cos()?], 2)?)
@@ -138,11 +138,11 @@ impl GeneralizedAttention {
         let [t0, t1, t2, t3] = self.terms;
         // (N, M, HW, D) and (N, M, D, HkWk).
         let query = match &self.query_conv {
-            Some(conv) => Some(conv.forward(&x_q)?.f_view([n, m, d, h * w])?.f_permute([0, 1, 3, 2])?),
+            Some(conv) => Some(conv.forward(&x_q)?.f_reshape([n, m, d, h * w])?.f_permute([0, 1, 3, 2])?),
             None => None,
         };
         let key = match &self.key_conv {
-            Some(conv) => Some(conv.forward(&x_kv)?.f_view([n, m, d, hk * wk])?),
+            Some(conv) => Some(conv.forward(&x_kv)?.f_reshape([n, m, d, hk * wk])?),
             None => None,
         };
         // (N, M, W, Wk, D) and (N, M, H, Hk, D).
@@ -150,7 +150,7 @@ impl GeneralizedAttention {
             Some((fc_x, fc_y)) => {
                 let (ex, ey) = self.position_embedding((h, w), (hk, wk), x_input)?;
                 let feat = |fc: &Linear, e: &Tensor, a: i64, b: i64| -> ModelResult<Tensor> {
-                    Ok(fc.forward(e)?.f_view([1, a, b, m, d])?.f_permute([0, 3, 1, 2, 4])?.f_expand([n, m, a, b, d], false)?.f_div_scalar(2f64.sqrt())?)
+                    Ok(fc.forward(e)?.f_reshape([1, a, b, m, d])?.f_permute([0, 3, 1, 2, 4])?.f_expand([n, m, a, b, d], false)?.f_div_scalar(2f64.sqrt())?)
                 };
                 Some((feat(fc_x, &ex, w, wk)?, feat(fc_y, &ey, h, hk)?))
             }
@@ -161,8 +161,8 @@ impl GeneralizedAttention {
         }
         let energy = if [t0, t1, t2, t3] == [false, false, true, false] {
             // Key content alone: one logit row shared by every query.
-            let appr = bias(&self.appr_bias)?.f_view([1, m, 1, d])?;
-            let e = appr.f_matmul(key.as_ref().expect("key_conv with the 3rd term"))?.f_view([n, m, 1, hk * wk])?;
+            let appr = bias(&self.appr_bias)?.f_reshape([1, m, 1, d])?;
+            let e = appr.f_matmul(key.as_ref().expect("key_conv with the 3rd term"))?.f_reshape([n, m, 1, hk * wk])?;
             h = 1;
             w = 1;
             e
@@ -170,18 +170,18 @@ impl GeneralizedAttention {
             let mut energy = Tensor::f_zeros([n, m, h, w, hk, wk], (x_input.kind(), x_input.device()))?;
             if t0 {
                 let q = query.as_ref().expect("query_conv with the 1st term");
-                let q = if t2 { q.f_add(&bias(&self.appr_bias)?.f_view([1, m, 1, d])?)? } else { q.shallow_clone() };
-                energy = q.f_matmul(key.as_ref().expect("key_conv with the 1st term"))?.f_view([n, m, h, w, hk, wk])?;
+                let q = if t2 { q.f_add(&bias(&self.appr_bias)?.f_reshape([1, m, 1, d])?)? } else { q.shallow_clone() };
+                energy = q.f_matmul(key.as_ref().expect("key_conv with the 1st term"))?.f_reshape([n, m, h, w, hk, wk])?;
             } else if t2 {
-                let appr = bias(&self.appr_bias)?.f_view([1, m, 1, d])?;
-                let e = appr.f_matmul(key.as_ref().expect("key_conv with the 3rd term"))?.f_view([n, m, 1, 1, hk, wk])?;
+                let appr = bias(&self.appr_bias)?.f_reshape([1, m, 1, d])?;
+                let e = appr.f_matmul(key.as_ref().expect("key_conv with the 3rd term"))?.f_reshape([n, m, 1, 1, hk, wk])?;
                 energy = energy.f_add(&e)?;
             }
             if let Some((px, py)) = &position {
                 if t1 {
                     let q = query.as_ref().expect("query_conv with the 2nd term");
-                    let q = if t3 { q.f_add(&bias(&self.geom_bias)?.f_view([1, m, 1, d])?)? } else { q.shallow_clone() };
-                    let q = q.f_view([n, m, h, w, d])?;
+                    let q = if t3 { q.f_add(&bias(&self.geom_bias)?.f_reshape([1, m, 1, d])?)? } else { q.shallow_clone() };
+                    let q = q.f_reshape([n, m, h, w, d])?;
                     // (N, M, W, H, D) @ (N, M, W, D, Wk) -> (N, M, H, W, 1, Wk).
                     let ex = q.f_permute([0, 1, 3, 2, 4])?.f_matmul(&px.f_permute([0, 1, 2, 4, 3])?)?.f_permute([0, 1, 3, 2, 4])?.f_unsqueeze(4)?;
                     // (N, M, H, W, D) @ (N, M, H, D, Hk) -> (N, M, H, W, Hk, 1).
@@ -203,17 +203,17 @@ impl GeneralizedAttention {
                     .f_unsqueeze(5)?;
                     energy = energy.f_add(&ex.f_add(&ey)?)?;
                 } else {
-                    let geom = bias(&self.geom_bias)?.f_view([1, m, d, 1])?;
-                    let ex = px.f_reshape([n, m, w * wk, d])?.f_matmul(&geom)?.f_view([n, m, 1, w, 1, wk])?;
-                    let ey = py.f_reshape([n, m, h * hk, d])?.f_matmul(&geom)?.f_view([n, m, h, 1, hk, 1])?;
+                    let geom = bias(&self.geom_bias)?.f_reshape([1, m, d, 1])?;
+                    let ex = px.f_reshape([n, m, w * wk, d])?.f_matmul(&geom)?.f_reshape([n, m, 1, w, 1, wk])?;
+                    let ey = py.f_reshape([n, m, h * hk, d])?.f_matmul(&geom)?.f_reshape([n, m, h, 1, hk, 1])?;
                     energy = energy.f_add(&ex.f_add(&ey)?)?;
                 }
             }
             energy.f_reshape([n, m, h * w, hk * wk])?
         };
         let attention = energy.f_softmax(3, energy.kind())?;
-        let value = self.value_conv.forward(&x_kv)?.f_view([n, m, self.v_dim, hk * wk])?.f_permute([0, 1, 3, 2])?;
-        let out = attention.f_matmul(&value)?.f_permute([0, 1, 3, 2])?.f_contiguous()?.f_view([n, self.v_dim * m, h, w])?;
+        let value = self.value_conv.forward(&x_kv)?.f_reshape([n, m, self.v_dim, hk * wk])?.f_permute([0, 1, 3, 2])?;
+        let out = attention.f_matmul(&value)?.f_permute([0, 1, 3, 2])?.f_contiguous()?.f_reshape([n, self.v_dim * m, h, w])?;
         let mut out = self.proj_conv.forward(&out)?;
         if self.q_stride > 1 {
             let (_, _, ih, iw) = x_input.size4()?;

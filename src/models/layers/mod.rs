@@ -259,7 +259,7 @@ impl Conv2d {
     fn effective_weight(&self) -> ModelResult<Tensor> {
         let ConvKind::Standardized { eps } = self.kind else { return Ok(self.weight.shallow_clone()) };
         let c = self.weight.size()[0];
-        let flat = self.weight.f_view([c, -1])?;
+        let flat = self.weight.f_reshape([c, -1])?;
         let mean = flat.f_mean_dim(1, true, None)?.f_view([c, 1, 1, 1])?;
         let std = flat.f_std_correction(1, 1, true)?.f_view([c, 1, 1, 1])?;
         Ok(self.weight.f_sub(&mean)?.f_div(&std.f_add_scalar(eps)?)?)
