@@ -201,7 +201,11 @@ const REL_F64: f64 = 1e-6;
 fn two_workers_reproduce_one_worker_with_twice_the_batch_sparse_rcnn() {
     let (dir, config) = setup();
     run_float64(train_command(dir.path(), &config, "one64", 1, 4, &SPARSE_RCNN, None));
-    run_float64(train_command(dir.path(), &config, "two64", 2, 2, &SPARSE_RCNN, None));
+    // The two workers lay their convolutions out channels-last
+    // (`env_cfg.channels_last`): the same training, the Reducer bucketing
+    // each gradient in its parameter's layout.
+    let channels_last: Vec<&str> = SPARSE_RCNN.iter().copied().chain(["env_cfg.channels_last=True"]).collect();
+    run_float64(train_command(dir.path(), &config, "two64", 2, 2, &channels_last, None));
     let (one64, two64) = (dir.path().join("one64"), dir.path().join("two64"));
     assert_close_losses(&one64, &two64, 1..=20, REL_F64);
     run(dir.path(), &config, "one", 1, 4, &SPARSE_RCNN, None);
