@@ -17,9 +17,14 @@ use tch::nn::VarStore;
 
 use super::native::{self, NativeResult};
 
-/// Whether the config asks for it (`env_cfg.channels_last`, off by default).
-pub fn requested(config: &Value) -> bool {
-    config.pointer("/env_cfg/channels_last").and_then(Value::as_bool) == Some(true)
+/// Lays `vs` out channels-last when the config asks for it
+/// (`env_cfg.channels_last`, off by default); returns how many variables
+/// it converted, or `None` when it was not asked.
+pub fn apply_config(config: &Value, vs: &VarStore) -> NativeResult<Option<usize>> {
+    if config.pointer("/env_cfg/channels_last").and_then(Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    to_channels_last(vs).map(Some)
 }
 
 /// Lays every 4-D floating variable of `vs` out channels-last, in place

@@ -116,9 +116,7 @@ impl Trained {
         let report = load_state_dict(&vs, "", &ckpt.state_dict, Shapes::Refuse)
             .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
         vs.set_device(device);
-        if crate::engine::memory_format::requested(config) {
-            crate::engine::memory_format::to_channels_last(&vs).map_err(|e| e.to_string())?;
-        }
+        crate::engine::memory_format::apply_config(config, &vs).map_err(|e| e.to_string())?;
         let pre_cfg = model
             .data_preprocessor()
             .ok_or("model.data_preprocessor is needed (DetDataPreprocessor)")?;

@@ -215,9 +215,7 @@ fn read_param_state(v: &Value, like: &Tensor) -> ModelResult<ParamState> {
     let tensor = |k: &str| -> ModelResult<Option<Tensor>> {
         match v.get(k) {
             Some(Value::Tensor(t)) => {
-                let t = to_tensor(t)?
-                    .f_to_device(like.device())?
-                    .f_to_kind(like.kind())?;
+                let t = to_tensor(t)?;
                 if t.size() != like.size() {
                     return Err(ModelError::new(
                         "optimizer state",
@@ -228,8 +226,9 @@ fn read_param_state(v: &Value, like: &Tensor) -> ModelResult<ParamState> {
                         ),
                     ));
                 }
-                // In the parameter's memory layout (channels-last weights),
-                // which the multi-tensor updates need to take their fast path.
+                // Copied onto the parameter's device, in its dtype and its
+                // memory layout (channels-last weights), which the
+                // multi-tensor updates need to take their fast path.
                 let mut laid_out = like.f_empty_like()?;
                 laid_out.f_copy_(&t)?;
                 Ok(Some(laid_out))

@@ -177,8 +177,7 @@ impl Runner {
             vs.double();
             info(&mut log, "Training in float64 (DETC_DTYPE=float64)")?;
         }
-        if memory_format::requested(config) {
-            let n = memory_format::to_channels_last(&vs).map_err(runtime)?;
+        if let Some(n) = memory_format::apply_config(config, &vs).map_err(runtime)? {
             info(&mut log, &format!("Channels-last memory format (env_cfg.channels_last): {n} convolution weights"))?;
         }
         if let Device::Cuda(index) = device {
