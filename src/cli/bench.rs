@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     nproc: Option<u32>,
     /// Generated shapes images at the config's scale (square, the short side
-    /// of its training `Resize` scale) instead of its dataset.
+    /// of the largest scale its training pipeline resizes to) instead of its dataset.
     #[arg(long)]
     synthetic: bool,
 }

@@ -24,12 +24,16 @@ fn json_report(out: &[u8]) -> Value {
 
 fn bench_with_env(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<u8> {
     let config = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
+    bench_config(dir, &config, args, envs)
+}
+
+fn bench_config(dir: &std::path::Path, config: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<u8> {
     detc(dir)
         .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
         .env("OMP_NUM_THREADS", "1")
         .envs(envs.iter().copied())
         .arg("bench")
-        .arg(&config)
+        .arg(config)
         .args(args)
         .arg("--cfg-options")
         .args(TINY)
@@ -137,6 +141,30 @@ fn synthetic_bench_needs_no_dataset() {
         !dir.path().join("data").exists(),
         "no dataset was read or written here"
     );
+}
+
+/// `--synthetic` on a multi-scale config (a `RandomChoiceResize` where the
+/// demo has a `Resize`): its images take the largest scale the pipeline
+/// can pick, and the pipeline resizes them as it resizes real ones.
+#[test]
+fn synthetic_bench_takes_a_multi_scale_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ms.yaml");
+    let base = root().join("configs/demo/mask-rcnn_r18_shapes.yaml");
+    let text = format!(
+        "_base_: {}\ntrain_dataloader:\n  dataset:\n    pipeline:\n      '2':\n        _delete_: true\n        \
+         type: RandomChoiceResize\n        scales: [[160, 96], [160, 128]]\n        keep_ratio: true\n",
+        base.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = bench_config(
+        dir.path(),
+        &config,
+        &["--iters", "1", "--warmup", "0", "--json", "--synthetic"],
+        &[],
+    );
+    let report = json_report(&out);
+    assert!(report["train"]["images_per_s"].as_f64().unwrap() > 0.0, "{report}");
 }
 
 /// `DETC_PROFILE=1`: the train step's time by named sections of the

@@ -1,9 +1,9 @@
 //! `detc bench --synthetic`: the config's data replaced by generated shapes
 //! images (`detc data shapes`) at its scale, for a machine that does not
 //! hold the dataset. The images are square, their side the short side of the
-//! training pipeline's `Resize` scale (what a keep-ratio resize to that scale
-//! leaves as it is: 800 px for MMDetection's 1333x800), JPEG files decoded by
-//! the config's own pipeline as real ones would be.
+//! largest scale the training pipeline resizes to (what a keep-ratio resize
+//! to that scale leaves as it is: 800 px for MMDetection's 1333x800), JPEG
+//! files decoded by the config's own pipeline as real ones would be.
 
 use std::path::Path;
 
@@ -15,6 +15,9 @@ use detc::data::shapes::{write_dataset, ShapesOptions, CLASSES};
 /// Training images generated; the loaders cycle through them.
 const TRAIN_IMAGES: u32 = 32;
 const VAL_IMAGES: u32 = 8;
+
+/// The dataset types that read COCO JSON, which the shapes data replaces.
+const COCO_FORMAT: &[&str] = &["CocoDataset", "Objects365V1Dataset", "Objects365V2Dataset"];
 
 /// `config` with every dataloader reading shapes images written to `dir`.
 pub fn with_synthetic_data(config: &Value, dir: &Path) -> Result<Value, String> {
@@ -29,6 +32,12 @@ pub fn with_synthetic_data(config: &Value, dir: &Path) -> Result<Value, String> 
         },
     )
     .map_err(|e| format!("--synthetic: {e}"))?;
+    pointed_at(config, dir)
+}
+
+/// `config` with every dataloader and evaluator reading the shapes dataset
+/// in `dir`.
+fn pointed_at(config: &Value, dir: &Path) -> Result<Value, String> {
     let mut config = config.clone();
     let root = dir.to_string_lossy().into_owned();
     for (loader, split) in [
@@ -43,14 +52,17 @@ pub fn with_synthetic_data(config: &Value, dir: &Path) -> Result<Value, String> 
         else {
             continue;
         };
-        // Every CocoDataset a wrapper (RepeatDataset, ...) holds.
+        // Every COCO-format dataset a wrapper (RepeatDataset, ...) holds
+        // reads the shapes images as a plain CocoDataset.
         for dataset in leaf_sections_mut(section) {
-            if dataset["type"] != "CocoDataset" {
+            if !dataset["type"].as_str().is_some_and(|t| COCO_FORMAT.contains(&t)) {
                 return Err(format!(
-                    "--synthetic replaces a CocoDataset; {loader}.dataset holds a {}",
+                    "--synthetic replaces a COCO-format dataset ({}); {loader}.dataset holds a {}",
+                    COCO_FORMAT.join(", "),
                     dataset["type"]
                 ));
             }
+            dataset["type"] = json!("CocoDataset");
             dataset["data_root"] = json!(root);
             dataset["ann_file"] = json!(format!("annotations/instances_{split}.json"));
             dataset["data_prefix"] = json!({ "img": format!("{split}/") });
@@ -74,27 +86,71 @@ fn set_ann_file(evaluator: &mut Value, ann: &Path) {
     }
 }
 
-/// The short side of the first `Resize` scale in the training pipeline.
+/// The side of the generated images: the short side of the largest scale
+/// the training pipeline's first resizing transform can pick, so that no
+/// scale it draws has to enlarge them. `Resize` and `RandomResize` read
+/// `scale` (one scale, or the two ends of a range; with a `ratio_range`, the
+/// base scale), `RandomChoiceResize` its `scales`, `RandomChoice` each of its
+/// pipelines, `CachedMosaic` its `img_scale`.
 fn image_side(config: &Value) -> Result<u32, String> {
+    const AT: &str = "train_dataloader.dataset.pipeline";
     let leaves = leaf_sections(&config["train_dataloader"]["dataset"], "train_dataloader.dataset");
     let pipeline = leaves.first().map_or(&Value::Null, |(d, _)| &d["pipeline"]);
-    let scale = pipeline
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["type"] == "Resize")
-        .map(|t| &t["scale"])
-        .ok_or("--synthetic takes the image size from a `Resize` in train_dataloader.dataset.pipeline; this config has none")?;
-    let side = match scale {
-        Value::Number(n) => n.as_f64(),
-        Value::Array(wh) => wh.iter().filter_map(Value::as_f64).reduce(f64::min),
-        _ => None,
+    let side = pipeline_side(pipeline).ok_or_else(|| {
+        format!(
+            "--synthetic takes the image size from the first resizing transform in {AT} \
+             (Resize, RandomResize, RandomChoiceResize, RandomChoice, CachedMosaic); this config has none"
+        )
+    })??;
+    if side >= 1.0 {
+        Ok(side as u32)
+    } else {
+        Err(format!("--synthetic: the resize scale in {AT} is not a size ({side})"))
+    }
+}
+
+/// The side of the first resizing transform of `pipeline` (a list of
+/// transforms), `None` where none resizes.
+fn pipeline_side(pipeline: &Value) -> Option<Result<f64, String>> {
+    pipeline.as_array()?.iter().find_map(transform_side)
+}
+
+fn transform_side(transform: &Value) -> Option<Result<f64, String>> {
+    let kind = transform["type"].as_str()?;
+    let (key, scales) = match kind {
+        "Resize" | "RandomResize" => ("scale", &transform["scale"]),
+        "RandomChoiceResize" => ("scales", &transform["scales"]),
+        "CachedMosaic" => ("img_scale", &transform["img_scale"]),
+        "RandomChoice" => {
+            let options = transform["transforms"].as_array()?;
+            return options
+                .iter()
+                .filter_map(pipeline_side)
+                .reduce(|a, b| Ok(a?.max(b?)));
+        }
+        _ => return None,
     };
-    match side {
-        Some(s) if s >= 1.0 => Ok(s as u32),
-        _ => Err(format!(
-            "--synthetic: train_dataloader.dataset.pipeline's Resize scale {scale} is not a size"
-        )),
+    Some(largest_short_side(scales).ok_or_else(|| {
+        format!("--synthetic: {kind}'s {key} {scales} is not a scale, a list of scales or a size")
+    }))
+}
+
+/// The largest short side among `scales`: a size, a (w, h) pair, or a list
+/// of pairs.
+fn largest_short_side(scales: &Value) -> Option<f64> {
+    match scales {
+        Value::Number(n) => n.as_f64(),
+        Value::Array(items) if items.iter().all(Value::is_number) && items.len() == 2 => {
+            items.iter().filter_map(Value::as_f64).reduce(f64::min)
+        }
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|s| match s {
+                Value::Array(_) => largest_short_side(s),
+                _ => None,
+            })
+            .reduce(|a, b| Some(a?.max(b?)))?,
+        _ => None,
     }
 }
 
@@ -118,6 +174,38 @@ mod tests {
         assert_eq!(image_side(&config(json!(640))), Ok(640));
         let none = json!({"train_dataloader": {"dataset": {"pipeline": []}}});
         assert!(image_side(&none).unwrap_err().contains("Resize"));
+        let bad = config(json!("large"));
+        assert!(image_side(&bad).unwrap_err().contains("Resize's scale \"large\""));
+    }
+
+    fn pipeline(transforms: Value) -> Value {
+        json!({"train_dataloader": {"dataset": {"type": "RepeatDataset", "times": 3,
+            "dataset": {"type": "CocoDataset", "pipeline": transforms}}}})
+    }
+
+    #[test]
+    fn random_resizes_take_the_largest_scale_they_can_pick() {
+        let side = |t: Value| image_side(&pipeline(json!([{"type": "LoadImageFromFile"}, t])));
+        // Multi-scale training (ms-3x): the range's larger end.
+        let range = json!({"type": "RandomResize", "scale": [[1333, 640], [1333, 800]], "keep_ratio": true});
+        assert_eq!(side(range), Ok(800));
+        // Large-scale jitter: the base scale, which the crop keeps.
+        let lsj = json!({"type": "RandomResize", "scale": [1024, 1024], "ratio_range": [0.1, 2.0]});
+        assert_eq!(side(lsj), Ok(1024));
+        let choice = json!({"type": "RandomChoiceResize",
+            "scales": [[1333, 640], [1333, 672], [1333, 800], [1333, 736]]});
+        assert_eq!(side(choice), Ok(800));
+        // QueryInst's crop-ms configs: (h, w) pairs in either of two pipelines.
+        let crop_ms = json!({"type": "RandomChoice", "transforms": [
+            [{"type": "RandomChoiceResize", "scales": [[480, 1333], [800, 1333]]}],
+            [{"type": "RandomChoiceResize", "scales": [[400, 1333], [600, 1333]]},
+             {"type": "RandomCrop", "crop_size": [384, 600]},
+             {"type": "RandomChoiceResize", "scales": [[480, 1333], [960, 1333]]}]]});
+        assert_eq!(side(crop_ms), Ok(800));
+        let mosaic = json!({"type": "CachedMosaic", "img_scale": [640, 640]});
+        assert_eq!(side(mosaic), Ok(640));
+        let empty = json!({"type": "RandomChoiceResize", "scales": []});
+        assert!(side(empty).unwrap_err().contains("RandomChoiceResize's scales []"));
     }
 
     #[test]
@@ -151,5 +239,52 @@ mod tests {
             (64, 64),
             "the short side of 96x64"
         );
+    }
+
+    /// Every training config bundled in `configs/` can be benchmarked on
+    /// generated images: its pipeline gives them a size, its datasets are
+    /// COCO-format.
+    #[test]
+    fn every_bundled_training_config_takes_synthetic_data() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut files = vec![];
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() && !path.ends_with("_base_") {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml") {
+                    files.push(path);
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in &files {
+            let (_, tree) = detc::config::resolve(file, &[]);
+            let config = tree.unwrap_or_else(|e| panic!("{}: {e:?}", file.display())).to_json();
+            // Test-time-augmentation fragments train nothing.
+            if config.get("train_dataloader").is_none() {
+                continue;
+            }
+            let side = image_side(&config).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!((64..=1333).contains(&side), "{}: {side}", file.display());
+            pointed_at(&config, Path::new("/synthetic")).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            checked += 1;
+        }
+        assert!(checked > 300, "{checked} of {} configs", files.len());
+    }
+
+    #[test]
+    fn other_coco_format_datasets_read_the_shapes_as_coco() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut objects365 = config(json!([96, 64]));
+        objects365["train_dataloader"]["dataset"]["type"] = json!("Objects365V2Dataset");
+        let out = with_synthetic_data(&objects365, dir.path()).unwrap();
+        assert_eq!(out["train_dataloader"]["dataset"]["type"], "CocoDataset");
+        let mut other = config(json!([96, 64]));
+        other["val_dataloader"]["dataset"]["type"] = json!("LVISV1Dataset");
+        let err = with_synthetic_data(&other, dir.path()).unwrap_err();
+        assert!(err.contains("val_dataloader.dataset holds a \"LVISV1Dataset\""), "{err}");
     }
 }
