@@ -309,15 +309,16 @@ impl CheckpointHook {
         Ok(out)
     }
 
+    /// Whether `after_train_iter` saves at `p`.
+    pub fn saves_after_iter(&self, p: Progress) -> bool {
+        !self.by_epoch
+            && (every_n(p.iter, self.interval, self.save_begin) || (self.save_last && p.iter + 1 == p.max_iters))
+    }
+
     /// `after_train_iter`: iteration-based periodic and last saves.
     pub fn after_train_iter(&mut self, p: Progress, save: &mut SaveFn<'_>) -> Result<Outcome> {
         let mut out = Outcome::default();
-        if self.by_epoch {
-            return Ok(out);
-        }
-        if every_n(p.iter, self.interval, self.save_begin)
-            || (self.save_last && p.iter + 1 == p.max_iters)
-        {
+        if self.saves_after_iter(p) {
             out.messages
                 .push(format!("Saving checkpoint at {} iterations", p.iter + 1));
             self.save_with_step(p.iter + 1, (p.epoch, p.iter + 1), save, &mut out)?;

@@ -3,7 +3,9 @@
 //! iterations): a truncated newest checkpoint is named and the previous good
 //! one resumed; a flipped bit is caught by the checksums; a save into a full
 //! disk stops the run cleanly with every earlier checkpoint intact; a NaN
-//! stops the run naming the loss term, the iteration and the last checkpoint;
+//! stops the run naming the loss term, the iteration and the last checkpoint,
+//! also when found at a later read (on the Faster R-CNN demo) or when a later
+//! step fails on the NaN weights;
 //! a corrupt training image is an error naming it, or with
 //! `skip_invalid_samples` a warning and a completed run.
 
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::ddp::{run, setup};
-use crate::support::saved_iter;
+use crate::support::{root, saved_iter, shapes_data};
 
 const EVERY_2: &str = "default_hooks.checkpoint.interval=2";
 
@@ -41,6 +43,15 @@ fn detc_run(dir: &Path, config: &Path, work: &str, max_iters: u32, resume: bool)
     ])
     .arg(iters(max_iters));
     cmd
+}
+
+/// The log of `cmd` with a NaN injected at `nan_at` (`iteration:term`),
+/// which stops the run (exit 3).
+fn stopped_by_nan(cmd: &mut Command, nan_at: &str) -> String {
+    let out = cmd.env("DETC_TEST_NAN_AT", nan_at).output().unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    log
 }
 
 fn text(out: &Output) -> String {
@@ -141,15 +152,29 @@ fn a_save_into_a_full_disk_stops_the_run_and_keeps_every_earlier_checkpoint() {
 fn a_nan_stops_the_run_naming_the_term_the_iteration_and_the_last_checkpoint() {
     let (dir, config) = setup();
     let dir = dir.path();
-    let out = detc_run(dir, &config, "work", 4, false)
-        .env("DETC_TEST_NAN_AT", "3:s1.loss_bbox")
-        .output()
-        .unwrap();
-    let log = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{log}");
+    let log = stopped_by_nan(&mut detc_run(dir, &config, "work", 4, false), "3:s1.loss_bbox");
     assert!(
         log.contains("error: the loss is NaN at epoch 1 iteration 3: `s1.loss_bbox` is NaN (")
             && log.contains("the last checkpoint is work/iter_2.pth."),
+        "{log}"
+    );
+    assert!(!dir.join("work/iter_4.pth").exists());
+}
+
+/// A step that fails on what an unread NaN loss left (QueryInst's third
+/// iteration, on NaN weights: the Hungarian assigner's costs) is reported
+/// with the NaN loss first, as the cause, before the read due at 4.
+#[test]
+fn a_failure_after_an_unread_nan_loss_names_the_nan_as_the_cause() {
+    let (dir, config) = setup();
+    let dir = dir.path();
+    let mut cmd = detc_run(dir, &config, "work", 8, false);
+    cmd.args(["default_hooks.checkpoint.interval=4", "default_hooks.logger.interval=10"]);
+    let log = stopped_by_nan(&mut cmd, "2:s0.loss_cls");
+    assert!(
+        log.contains("error: the loss is NaN at epoch 1 iteration 2: `s0.loss_cls` is NaN (")
+            && log.contains("no checkpoint was saved yet")
+            && log.contains("(the run then failed: HungarianAssigner: cost matrix entry"),
         "{log}"
     );
     assert!(!dir.join("work/iter_4.pth").exists());
@@ -189,4 +214,37 @@ fn a_corrupt_image_is_named_or_with_skip_invalid_samples_skipped() {
         4,
         "the run completed"
     );
+}
+
+/// The losses stay on the device between logging steps: a NaN at iteration
+/// 1 is found at the next read, the end of the epoch (iteration 4; a log
+/// line every 10), is named by its own iteration, and the epoch's checkpoint
+/// due after that read is not written. (Faster R-CNN's steps after it run on
+/// the NaN weights without failing.)
+#[test]
+fn a_nan_found_at_a_later_read_names_its_own_iteration_and_saves_nothing_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    shapes_data(dir.path(), 16, 4);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_detc"));
+    cmd.current_dir(dir.path())
+        .env("DETC_ENGINE", env!("CARGO_BIN_EXE_detc-engine"))
+        .env("OMP_NUM_THREADS", "1")
+        .arg("run")
+        .arg(root().join("configs/demo/faster-rcnn_r18_shapes.yaml"))
+        .args(["--work-dir", "work", "--device", "cpu", "--cfg-options"])
+        .args([
+            "train_dataloader.batch_size=4",
+            "train_dataloader.num_workers=0",
+            "default_hooks.logger.interval=10",
+            "default_hooks.checkpoint.interval=1",
+            "train_cfg.max_epochs=2",
+        ]);
+    let log = stopped_by_nan(&mut cmd, "1:loss_rpn_cls");
+    assert!(
+        log.contains("error: the loss is NaN at epoch 1 iteration 1: `loss_rpn_cls` is NaN (")
+            && log.contains("no checkpoint was saved yet")
+            && !log.contains("the run then failed"),
+        "{log}"
+    );
+    assert!(!dir.path().join("work/epoch_1.pth").exists());
 }

@@ -79,6 +79,12 @@ impl Hook for CheckpointHook {
         report(state, &out)
     }
 
+    /// A checkpoint holds the message hub, and none is written after a
+    /// step whose loss is not finite.
+    fn reads_train_values(&self, state: &RunState, _iter: &TrainIter) -> bool {
+        self.policy.saves_after_iter(state.progress())
+    }
+
     fn after_train_iter(
         &mut self,
         state: &mut RunState,

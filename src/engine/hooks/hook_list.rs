@@ -1,7 +1,7 @@
 //! The registered hooks in execution order (`Runner._hooks`), and the table
 //! MMEngine logs at start-up (`Runner.get_hooks_info`).
 
-use super::{Hook, HookPriority, HookResult, Stage};
+use super::{Hook, HookPriority, HookResult, Stage, TrainIter};
 use crate::engine::runner::RunState;
 
 struct Registered {
@@ -13,6 +13,9 @@ struct Registered {
 #[derive(Default)]
 pub struct Hooks {
     list: Vec<Registered>,
+    /// Hooks left out on this rank ([`Hooks::retain`]), whose schedules still
+    /// say when every rank reads the losses.
+    schedule_only: Vec<Box<dyn Hook>>,
 }
 
 impl Hooks {
@@ -35,7 +38,18 @@ impl Hooks {
 
     /// Keeps the hooks whose class name `keep` accepts (in order).
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.list.retain(|r| keep(r.hook.name()));
+        let (kept, left): (Vec<_>, Vec<_>) = std::mem::take(&mut self.list)
+            .into_iter()
+            .partition(|r| keep(r.hook.name()));
+        self.list = kept;
+        self.schedule_only.extend(left.into_iter().map(|r| r.hook));
+    }
+
+    /// Whether a hook, here or left out on this rank, reads the losses of
+    /// the steps so far after `iter` ([`Hook::reads_train_values`]).
+    pub fn read_train_values(&self, state: &RunState, iter: &TrainIter) -> bool {
+        let mut hooks = self.list.iter().map(|r| &r.hook).chain(&self.schedule_only);
+        hooks.any(|h| h.reads_train_values(state, iter))
     }
 
     /// Calls one stage on every hook in order; the first failure stops it.

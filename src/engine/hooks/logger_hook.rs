@@ -43,6 +43,11 @@ impl Hook for LoggerHook {
         ]
     }
 
+    /// The log line's window means.
+    fn reads_train_values(&self, state: &RunState, iter: &TrainIter) -> bool {
+        self.policy.log_train_iter(iter.batch_idx, state.shape.train_len)
+    }
+
     fn after_train_iter(
         &mut self,
         state: &mut RunState,

@@ -49,8 +49,10 @@ pub struct TrainIter {
     pub data_time: f64,
 }
 
-/// The model's outputs of one iteration: `loss` (the total) first, then
-/// each loss term, as host numbers (`parse_losses`' `log_vars`).
+/// The model's outputs (`parse_losses`' `log_vars`) read from the device
+/// after an iteration: for each step since the last read, in order, `loss`
+/// (the total) then each loss term, as host numbers. Empty after an
+/// iteration that reads none ([`Hook::reads_train_values`]).
 pub type LogVars = [(String, f64)];
 
 /// A finished validation epoch.
@@ -94,6 +96,13 @@ pub trait Hook {
         _outputs: &LogVars,
     ) -> HookResult {
         Ok(())
+    }
+
+    /// Whether this hook needs, after `iter`, the losses of the steps so
+    /// far (in the message hub, or in the outputs): the runner reads them
+    /// from the device only then. `state.iter` is `iter`'s iteration.
+    fn reads_train_values(&self, _state: &RunState, _iter: &TrainIter) -> bool {
+        false
     }
 
     fn after_train_epoch(&mut self, _state: &mut RunState) -> HookResult {

@@ -133,7 +133,7 @@ mod ffi {
             max_norm: f64,
             norm_type: f64,
             error_if_nonfinite: c_int,
-            total: *mut f64,
+            total: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
         pub fn detc_roi_align(
             input: *const torch_sys::C_tensor,

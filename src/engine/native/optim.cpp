@@ -138,11 +138,11 @@ int detc_sgd_foreach(const at::Tensor* const* params, const at::Tensor* const* g
 // torch.nn.utils.clip_grad_norm_ over n gradients (foreach, as torch runs
 // it for CUDA gradients; per element the same as its CPU loop): each
 // gradient's norm, the norm of those, `max_norm / (total + 1e-6)` clamped at
-// 1 multiplied into every gradient. *total receives the total norm; with
-// `error_if_nonfinite` and a non-finite total nothing is scaled (the caller
-// reports it).
+// 1 multiplied into every gradient. *total receives the total norm, a new
+// tensor on the gradients' device, read back only for `error_if_nonfinite`:
+// then a non-finite total scales nothing (the caller reports it).
 int detc_clip_grad_norm_foreach(const at::Tensor* const* grads, int64_t n, double max_norm,
-                                double norm_type, int error_if_nonfinite, double* total) {
+                                double norm_type, int error_if_nonfinite, at::Tensor** total) {
   return guarded([&] {
     at::NoGradGuard no_grad;
     auto g = tensors(grads, n);
@@ -150,11 +150,12 @@ int detc_clip_grad_norm_foreach(const at::Tensor* const* grads, int64_t n, doubl
     auto device = g[0].device();
     for (auto& t : norms) t = t.to(device);
     auto total_norm = at::linalg_vector_norm(at::stack(norms), c10::Scalar(norm_type));
-    *total = total_norm.item<double>();
-    if (error_if_nonfinite && !std::isfinite(*total)) return DETC_OK;
-    // Python's `max_norm / tensor` is `tensor.reciprocal() * max_norm`.
-    auto coef = ((total_norm + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
-    at::_foreach_mul_(g, coef);
+    if (!error_if_nonfinite || std::isfinite(total_norm.item<double>())) {
+      // Python's `max_norm / tensor` is `tensor.reciprocal() * max_norm`.
+      auto coef = ((total_norm + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+      at::_foreach_mul_(g, coef);
+    }
+    *total = new at::Tensor(total_norm);
     return DETC_OK;
   });
 }

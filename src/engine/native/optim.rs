@@ -172,14 +172,14 @@ pub fn amp_unscale_foreach(grads: &[&Tensor], found_inf: &Tensor, inv_scale: &Te
 }
 
 /// `torch.nn.utils.clip_grad_norm_` over `grads` (at least one): scales them
-/// in place and returns the total norm. With `error_if_nonfinite`, a
-/// non-finite total is returned and nothing is scaled.
+/// in place and returns the total norm, on their device (read back only
+/// with `error_if_nonfinite`, when a non-finite total scales nothing).
 pub fn clip_grad_norm_foreach(
     grads: &[&Tensor],
     max_norm: f64,
     norm_type: f64,
     error_if_nonfinite: bool,
-) -> NativeResult<f64> {
+) -> NativeResult<Tensor> {
     if grads.is_empty() {
         return Err(NativeError {
             call: "clip_grad_norm",
@@ -187,18 +187,15 @@ pub fn clip_grad_norm_foreach(
         });
     }
     let g = pointers(grads);
-    let mut total = 0.0;
-    // SAFETY: every pointer is a live tensor for the call; `total` outlives it.
-    let status = unsafe {
+    // SAFETY: every pointer is a live tensor for the call.
+    super::new_tensor("clip_grad_norm", |total| unsafe {
         super::ffi::detc_clip_grad_norm_foreach(
             g.as_ptr(),
             g.len() as i64,
             max_norm,
             norm_type,
             error_if_nonfinite as i32,
-            &mut total,
+            total,
         )
-    };
-    check("clip_grad_norm", status)?;
-    Ok(total)
+    })
 }

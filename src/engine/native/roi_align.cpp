@@ -335,8 +335,11 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
     ctx->saved_data["scales"] = scales;
     ctx->saved_data["shapes"] = shapes;
     ctx->save_for_backward({rois, levels});
-    const auto per_roi_scale =
-        at::tensor(scales, rois.options().dtype(at::kDouble)).index_select(0, levels);
+    // Non-blocking from pageable memory: the copy has read `scales` when it
+    // returns, without the stream synchronisation of a blocking upload.
+    const auto per_roi_scale = at::tensor(scales, at::kDouble)
+                                   .to(rois.device(), /*non_blocking=*/true)
+                                   .index_select(0, levels);
     check_rois(rois, feats[0].size(0), g, per_roi_scale);
     auto output =
         at::zeros({rois.size(0), feats[0].size(1), pooled_h, pooled_w}, feats[0].options());

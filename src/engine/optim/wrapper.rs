@@ -69,7 +69,9 @@ impl ClipGrad {
 
 /// `torch.nn.utils.clip_grad_norm_` on the gradients of `params` (those
 /// without a gradient are skipped): scales them by
-/// `min(max_norm / (total_norm + 1e-6), 1)` and returns the total norm.
+/// `min(max_norm / (total_norm + 1e-6), 1)` and returns the total norm, a
+/// 0-dim tensor on the gradients' device: it is read back only for
+/// `error_if_nonfinite` (as torch), so the step does not wait for the device.
 ///
 /// As torch: the norm of each gradient, the norm of those norms, and
 /// `clip_coef = (total + 1e-6).reciprocal() * max_norm` (Python's `float /
@@ -84,14 +86,14 @@ pub fn clip_grad_norm(
     norm_type: f64,
     error_if_nonfinite: bool,
     foreach: Option<bool>,
-) -> ModelResult<f64> {
+) -> ModelResult<Tensor> {
     let grads: Vec<Tensor> = params
         .iter()
         .map(|p| p.grad())
         .filter(|g| g.defined())
         .collect();
     if grads.is_empty() {
-        return Ok(0.0);
+        return Ok(Tensor::from(0f32));
     }
     let non_finite = || {
         ModelError::new(
@@ -103,7 +105,7 @@ pub fn clip_grad_norm(
         let refs: Vec<&Tensor> = grads.iter().collect();
         let total = clip_grad_norm_foreach(&refs, max_norm, norm_type, error_if_nonfinite)
             .map_err(|e| ModelError::new("clip_grad", e.message))?;
-        if error_if_nonfinite && !total.is_finite() {
+        if error_if_nonfinite && !total.f_double_value(&[])?.is_finite() {
             return Err(non_finite());
         }
         return Ok(total);
@@ -119,8 +121,7 @@ pub fn clip_grad_norm(
             .map(|n| n.to_device(device))
             .collect::<Vec<_>>();
         let total = vector_norm(&Tensor::f_stack(&norms, 0)?, norm_type)?;
-        let total_f = total.f_double_value(&[])?;
-        if error_if_nonfinite && !total_f.is_finite() {
+        if error_if_nonfinite && !total.f_double_value(&[])?.is_finite() {
             return Err(non_finite());
         }
         let coef = total
@@ -131,7 +132,7 @@ pub fn clip_grad_norm(
         for g in &grads {
             let _ = g.shallow_clone().f_mul_(&coef.f_to_device(g.device())?)?;
         }
-        Ok(total_f)
+        Ok(total)
     })
 }
 
@@ -157,7 +158,7 @@ pub fn clip_grad_value(params: &[&Tensor], clip_value: f64) -> ModelResult<()> {
 
 /// MMEngine's `_clip_grad` over the optimizer's parameters that require
 /// grad; returns the total norm of a norm clip (when any has a gradient).
-fn clip_params(optimizer: &Optimizer, clip: Option<&ClipGrad>) -> ModelResult<Option<f64>> {
+fn clip_params(optimizer: &Optimizer, clip: Option<&ClipGrad>) -> ModelResult<Option<Tensor>> {
     let Some(clip) = clip else {
         return Ok(None);
     };
@@ -219,7 +220,7 @@ pub struct OptimWrapper {
     /// None until `initialize_count_status` (MMEngine's `-1`).
     max_counts: Option<u64>,
     remainder_counts: u64,
-    grad_norm: Option<f64>,
+    grad_norm: Option<Tensor>,
     /// Present for an `AmpOptimWrapper`.
     amp: Option<Amp>,
 }
@@ -398,9 +399,9 @@ impl OptimWrapper {
     }
 
     /// The total gradient norm of the last clipped step (`grad_norm` in the
-    /// log; only with norm clipping).
-    pub fn grad_norm(&self) -> Option<f64> {
-        self.grad_norm
+    /// log; only with norm clipping), on the device.
+    pub fn grad_norm(&self) -> Option<&Tensor> {
+        self.grad_norm.as_ref()
     }
 
     /// `get_lr()`: `base_lr` (several groups only) and each group's lr.

@@ -215,9 +215,10 @@ impl Runner {
         let mut timed = Vec::with_capacity(args.iters);
         let mut started = None;
         let mut step = 0usize;
-        // The last step's total loss, to show the timed steps trained (a
-        // non-finite loss already stops the run with an error).
-        let mut last_loss = None;
+        // The steps' losses, read once the timed steps are over (as a run
+        // reads them at its log interval): the last total shows the steps
+        // trained, and a non-finite one stops the benchmark with an error.
+        let mut unread = Vec::with_capacity(args.warmup + args.iters);
         // A Chrome trace of the timed steps, of rank 0 in a job of several
         // (the ranks run the same steps); its file is made now, as the
         // profiler only logs a file it cannot write.
@@ -250,8 +251,7 @@ impl Runner {
                 started = Some(Instant::now());
             }
             let mut times = StepTimes::on(device);
-            let logged = self.timed_train_step(batch.samples, &mut times)?;
-            last_loss = logged.first().map(|(_, v)| *v);
+            unread.push(self.timed_train_step(batch.samples, &mut times)?);
             self.state.iter += 1;
             if step >= args.warmup {
                 timed.push(times);
@@ -264,6 +264,8 @@ impl Runner {
         })?;
         wait_for(device);
         let wall = started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let logged = self.read_train_values(unread)?;
+        let last_loss = logged.iter().rev().find(|(k, _)| k == "loss").map(|(_, v)| *v);
         let mut phases = [0.0; 4];
         for times in &timed {
             let seconds = times.seconds().map_err(|e| runtime(format!("timing the phases: {e}")))?;

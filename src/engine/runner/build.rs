@@ -41,6 +41,8 @@ pub struct Runner {
     pub(super) loop_cfg: LoopCfg,
     /// The job's process group, for a worker of several.
     pub(super) dist: Option<Dist>,
+    /// The train steps whose losses are still on the device, oldest first.
+    pub(super) unread: Vec<super::train::UnreadStep>,
 }
 
 /// The hooks that write files or draw; on ranks other than 0 they are left out.
@@ -259,6 +261,7 @@ impl Runner {
             state,
             loop_cfg,
             dist,
+            unread: vec![],
         };
         if args.resume && resumed.is_none() {
             runner

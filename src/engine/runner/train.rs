@@ -180,7 +180,20 @@ impl Runner {
         };
         let in_pass = batch.position as u64;
         self.call(|h, s| h.before_train_iter(s, &iter))?;
-        let log_vars = self.train_step(batch.samples)?;
+        let step = match self.train_step(batch.samples) {
+            Ok(step) => step,
+            Err(failure) => return Err(self.cause_of(failure)),
+        };
+        self.unread.push(step);
+        // The losses stay on the device until an iteration needs them: one
+        // copy then for all the steps since (a read at every step would make
+        // the host wait for the device there).
+        let log_vars = if self.reads_train_values(&iter) {
+            let steps = std::mem::take(&mut self.unread);
+            self.read_train_values(steps)?
+        } else {
+            vec![]
+        };
         self.state.position = Position {
             epoch: self.state.position.epoch,
             iter: self.state.iter + 1,
@@ -191,9 +204,92 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether the losses of the steps so far are read after this one: for
+    /// a hook that logs or saves the message hub at this iteration (its
+    /// schedule counts on every rank, as the read is collective), before
+    /// validation, at the end of an epoch or of the run, before a
+    /// preempted run stops, and at least every [`MAX_UNREAD`] steps, so
+    /// that a non-finite loss stops the run at most that late.
+    fn reads_train_values(&self, iter: &TrainIter) -> bool {
+        let s = &self.state;
+        let next = s.iter + 1;
+        let end_of_epoch = match self.loop_cfg.kind {
+            LoopKind::EpochBased { .. } => iter.batch_idx + 1 == s.shape.train_len,
+            LoopKind::IterBased { .. } => self.val.is_some() && self.loop_cfg.validates_after(next, s.shape.max_iters),
+        };
+        s.preempted
+            || end_of_epoch
+            || next == s.shape.max_iters
+            || self.unread.len() >= MAX_UNREAD
+            || self.hooks.read_train_values(s, iter)
+    }
+
+    /// The logged values of `steps` (`loss`, then each term, per step in
+    /// order), in one copy from the device; in a job of several, means over
+    /// the ranks (MMEngine's parse_losses). Each step's grad norm goes to
+    /// the message hub. The first step whose loss is not finite stops the
+    /// run, unless dynamic loss scaling skips such steps.
+    pub(super) fn read_train_values(&mut self, steps: Vec<UnreadStep>) -> Result<Vec<(String, f64)>, Failure> {
+        if steps.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut values = host_values(&steps).map_err(runtime)?;
+        if let Some(d) = self.dist.as_ref() {
+            values = d.mean_all(&values).map_err(runtime)?;
+        }
+        if let Some(message) = self.first_divergence(&steps, &values) {
+            return Err(runtime(message));
+        }
+        let mut values = values.into_iter();
+        let mut rows = Vec::with_capacity(values.len());
+        for step in steps {
+            let row: Vec<f64> = values.by_ref().take(step.width()).collect();
+            // OptimWrapper's own message-hub record, made during the step in MMEngine.
+            if step.grad_norm.is_some() {
+                self.state.hub.update("train/grad_norm", row[row.len() - 1]);
+            }
+            let keys = std::iter::once("loss".to_string()).chain(step.keys);
+            rows.extend(keys.zip(row));
+        }
+        Ok(rows)
+    }
+
+    /// A failed step's error, or the non-finite loss of an unread step
+    /// before it, the likelier cause (the weights it left may be NaN). This
+    /// rank's values only: the others may not reach a collective read.
+    fn cause_of(&mut self, failure: Failure) -> Failure {
+        let steps = std::mem::take(&mut self.unread);
+        let diverged = host_values(&steps)
+            .ok()
+            .and_then(|values| self.first_divergence(&steps, &values));
+        match diverged {
+            Some(message) => runtime(format!("{message}\n(the run then failed: {})", failure.1)),
+            None => failure,
+        }
+    }
+
+    /// The message for the first of `steps` whose loss in `values` (the
+    /// steps' rows, concatenated) is not finite, unless dynamic loss scaling
+    /// (`AmpOptimWrapper`) skips such steps.
+    fn first_divergence(&self, steps: &[UnreadStep], values: &[f64]) -> Option<String> {
+        let s = &self.state;
+        if s.wrapper.amp().is_some_and(|a| a.loss_scaler.is_enabled() && a.static_scale.is_none()) {
+            return None;
+        }
+        let mut rows = values;
+        for step in steps {
+            let (row, rest) = rows.split_at(step.width());
+            if !row[0].is_finite() {
+                return Some(diverged(s, step, row));
+            }
+            rows = rest;
+        }
+        None
+    }
+
     /// `model.train_step`: forward, losses, backward and the optimizer step;
-    /// returns `loss` and each loss term as host numbers.
-    fn train_step(&mut self, samples: Vec<PackedSample>) -> Result<Vec<(String, f64)>, Failure> {
+    /// returns `loss` and each loss term, still on the device.
+    fn train_step(&mut self, samples: Vec<PackedSample>) -> Result<UnreadStep, Failure> {
         self.timed_train_step(samples, &mut StepTimes::off())
     }
 
@@ -203,7 +299,7 @@ impl Runner {
         &mut self,
         samples: Vec<PackedSample>,
         times: &mut StepTimes,
-    ) -> Result<Vec<(String, f64)>, Failure> {
+    ) -> Result<UnreadStep, Failure> {
         times.start();
         let s = &mut self.state;
         tch::manual_seed(iter_seed(s.seed, s.iter));
@@ -230,20 +326,14 @@ impl Runner {
         })?;
         inject_nan(&mut losses, s.iter + 1);
         let total = detectors::parse_losses(&losses).map_err(runtime)?;
-        // One device-to-host copy for the total and every logged term.
-        let mut values = host_values(&total, &losses).map_err(runtime)?;
-        // The SIGTERM flag rides along: a mean above 0 means some rank got it.
-        values.push(if preempt::requested() { 1.0 } else { 0.0 });
+        let values = device_values(&total, &losses).map_err(runtime)?;
+        // SIGTERM on any rank stops every rank after this step: a host
+        // number (Gloo on the CPU), not waiting for the device.
+        let mut flag = vec![if preempt::requested() { 1.0 } else { 0.0 }];
         if let Some(d) = dist {
-            // MMEngine's parse_losses: logged values are means over the ranks.
-            values = d.mean_all(&values).map_err(runtime)?;
+            flag = d.mean_all(&flag).map_err(runtime)?;
         }
-        s.preempted |= values.pop().is_some_and(|flag| flag > 0.0);
-        // Dynamic loss scaling (AmpOptimWrapper) skips such a step and lowers the scale.
-        let scaler_skips = s.wrapper.amp().is_some_and(|a| a.loss_scaler.is_enabled() && a.static_scale.is_none());
-        if !values[0].is_finite() && !scaler_skips {
-            return Err(runtime(diverged(s, &values, losses.keys())));
-        }
+        s.preempted |= flag[0] > 0.0;
         if let Some(d) = dist {
             d.before_backward(&total, sync).map_err(ddp)?;
         }
@@ -257,12 +347,17 @@ impl Runner {
             })
             .map_err(runtime)?;
         times.mark(Phase::Optimizer);
-        // OptimWrapper's own message-hub record, made during the step in MMEngine.
-        if let Some(g) = s.wrapper.grad_norm() {
-            s.hub.update("train/grad_norm", g);
-        }
-        let keys = std::iter::once("loss".to_string()).chain(losses.keys().cloned());
-        Ok(keys.zip(values).collect())
+        let grad_norm = match s.wrapper.grad_norm() {
+            Some(g) => Some(g.f_to_kind(Kind::Double).and_then(|g| g.f_reshape([1])).map_err(runtime)?),
+            None => None,
+        };
+        Ok(UnreadStep {
+            epoch: s.position.epoch,
+            iter: s.iter,
+            keys: losses.into_keys().collect(),
+            values,
+            grad_norm,
+        })
     }
 
     /// `ValLoop.run`: predicts the val set and evaluates it; the hooks
@@ -308,26 +403,60 @@ impl Runner {
     }
 }
 
-/// `[total, each entry of losses]` as host numbers (each entry's mean, as
-/// MMEngine's `parse_losses` logs it), copied from the device in one go.
-fn host_values(
-    total: &Tensor,
-    losses: &IndexMap<String, Tensor>,
-) -> Result<Vec<f64>, tch::TchError> {
+/// Steps whose losses may stay unread on the device, at most (MMDetection's
+/// CheckInvalidLossHook checks the loss at this interval).
+const MAX_UNREAD: usize = 50;
+
+/// One train step's logged values, not yet read from the device.
+pub(super) struct UnreadStep {
+    /// The run's position at the step (0-based).
+    epoch: u64,
+    iter: u64,
+    /// The loss terms, in the model's order.
+    keys: Vec<String>,
+    /// `loss` (the total), then each term's mean, in float64: one per key and one more.
+    values: Tensor,
+    /// The clipped gradients' total norm (float64, one element), with norm clipping.
+    grad_norm: Option<Tensor>,
+}
+
+impl UnreadStep {
+    /// How many numbers the step's row holds: `values`, then the grad norm.
+    fn width(&self) -> usize {
+        self.keys.len() + 1 + usize::from(self.grad_norm.is_some())
+    }
+}
+
+/// `[total, each entry of losses]` (each entry's mean, as MMEngine's
+/// `parse_losses` logs it) as one vector, detached, on the device.
+fn device_values(total: &Tensor, losses: &IndexMap<String, Tensor>) -> Result<Tensor, tch::TchError> {
     // float32 as `loss.item()` reads a float32 loss; a float64 model's in full.
     let kind = crate::models::layers::reduction_kind(total.kind());
     let mut parts = vec![total.f_detach()?.f_to_kind(kind)?.f_reshape([1])?];
     for v in losses.values() {
         parts.push(v.f_detach()?.f_mean(kind)?.f_reshape([1])?);
     }
+    Tensor::f_cat(&parts, 0)?.f_to_kind(Kind::Double)
+}
+
+/// The rows of `steps` ([`UnreadStep::width`] numbers each, in order) as
+/// host numbers, in one copy.
+fn host_values(steps: &[UnreadStep]) -> Result<Vec<f64>, tch::TchError> {
+    if steps.is_empty() {
+        return Ok(vec![]);
+    }
+    let parts: Vec<&Tensor> = steps
+        .iter()
+        .flat_map(|s| std::iter::once(&s.values).chain(&s.grad_norm))
+        .collect();
     let all = Tensor::f_cat(&parts, 0)?.f_to_device(Device::Cpu)?;
-    Vec::<f64>::try_from(&all.f_to_kind(Kind::Double)?)
+    Vec::<f64>::try_from(&all)
 }
 
 /// The message of a run stopped by a non-finite loss: where, which term
 /// first, every term's value, the checkpoint to go back to, and what to try.
-fn diverged<'k>(s: &RunState, values: &[f64], keys: impl Iterator<Item = &'k String>) -> String {
-    let terms: Vec<(&String, f64)> = keys.zip(values[1..].iter().copied()).collect();
+fn diverged(s: &RunState, step: &UnreadStep, values: &[f64]) -> String {
+    let terms: Vec<(&String, f64)> = step.keys.iter().zip(values[1..].iter().copied()).collect();
     let culprit = terms
         .iter()
         .find(|(_, v)| !v.is_finite())
@@ -339,8 +468,8 @@ fn diverged<'k>(s: &RunState, values: &[f64], keys: impl Iterator<Item = &'k Str
         "the loss is {} at epoch {} iteration {}: {culprit} ({}); {last}. Training diverged: lower \
          `optim_wrapper.optimizer.lr`, add `optim_wrapper.clip_grad`, or check the data of this batch",
         values[0],
-        s.position.epoch + 1,
-        s.iter + 1,
+        step.epoch + 1,
+        step.iter + 1,
         all.join(", ")
     )
 }
