@@ -169,6 +169,7 @@ mod ffi {
             target: *mut c_char,
             capacity: i64,
         ) -> c_int;
+        pub fn detc_roi_align_settle_checks() -> c_int;
         pub fn detc_amp_unscale_foreach(
             grads: *const *const torch_sys::C_tensor,
             n: i64,

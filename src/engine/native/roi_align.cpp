@@ -11,10 +11,14 @@
 // of a CPU training step (the sampler's backward scatters through OpenMP
 // for every level and stage), and on CUDA it holds a value per sample and
 // channel (hundreds of MB for a Faster R-CNN batch) and reads the boxes back
-// to the host; these do the same arithmetic in two passes.
+// to the host; these do the same arithmetic in two passes. The kernels'
+// RoI check is read at once in inference only: in training a refused call
+// pools NaN and its reason waits for the runner's next read of the losses
+// (`detc_roi_align_settle_checks`), so that no step waits for the GPU here.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
@@ -177,20 +181,25 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& rois, cons
 // the CPU (the CPU's own kernel is the one above).
 enum class Kernels { Device = 0, CudaEmulated = 1 };
 
-// Refuses what the CPU kernel's `plan` refuses, for roi_align.cu's kernels,
-// which cannot throw: a batch index outside the images, or more than
-// MAX_SAMPLES sampling points. `scale` (R,) double is each RoI's
-// spatial_scale (its level's). One read of two numbers from the device.
-void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g,
-                const at::Tensor& scale) {
+// The check of a call of roi_align.cu's kernels, which cannot throw: what
+// the CPU kernel's `plan` refuses (a batch index outside the images, more
+// than MAX_SAMPLES sampling points), computed on the rois' device without
+// reading anything back, as five doubles: [refused (0 or 1), the first RoI
+// with a bad batch index (-1 if none), that index, the number of images,
+// the sampling points]. `scale` (R,) double is each RoI's spatial_scale
+// (its level's). The kernels sample nothing when it refuses.
+at::Tensor roi_check(const at::Tensor& rois, int64_t num_images, const Geometry& g,
+                     const at::Tensor& scale) {
+  const auto wide = rois.options().dtype(at::kDouble);
   const int64_t num_rois = rois.size(0);
-  if (num_rois == 0) return;
   const auto image = rois.select(1, 0);
   const auto bad = image.ge(0).logical_and(image.lt(num_images)).logical_not();
+  const auto any_bad = bad.any();
+  const auto first_bad = at::where(any_bad, bad.to(at::kInt).argmax(), -1);
   at::Tensor samples;
   if (g.sampling_ratio > 0) {
     samples = at::full({}, static_cast<double>(num_rois) * g.sampling_ratio * g.sampling_ratio,
-                       rois.options().dtype(at::kDouble));
+                       wide);
   } else {
     // roi_align.cu's RoI geometry, in the RoIs' dtype: [x1, y1, x2, y2] -> (w, h).
     const double offset = g.aligned ? 0.5 : 0.0;
@@ -207,20 +216,63 @@ void check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g,
     };
     samples = (side(0, g.pooled_w) * side(1, g.pooled_h)).sum();
   }
-  const auto stats = at::stack({bad.sum().to(at::kDouble), samples}).cpu();
-  const double* host = stats.data_ptr<double>();
-  if (host[0] > 0) {
-    const int64_t r = bad.nonzero().select(1, 0)[0].item<int64_t>();
-    std::ostringstream msg;
-    msg << "roi " << r << " has batch index " << image[r].item<double>() << " outside the "
-        << num_images << " images";
-    throw std::invalid_argument(msg.str());
+  samples = samples * static_cast<double>(g.pooled_h * g.pooled_w);
+  const auto refused = any_bad.logical_or(samples.gt(static_cast<double>(MAX_SAMPLES)));
+  return at::stack({refused.to(at::kDouble), first_bad.to(at::kDouble),
+                    image.index_select(0, first_bad.clamp_min(0).view({1})).squeeze(0).to(at::kDouble),
+                    at::full({}, static_cast<double>(num_images), wide), samples});
+}
+
+// Why a check refused its RoIs, from its five values on the host; empty if
+// it did not.
+std::string refusal(const at::Tensor& check) {
+  const auto host = check.to(at::kCPU, at::kDouble).contiguous();
+  const double* c = host.data_ptr<double>();
+  if (c[0] == 0) return {};
+  std::ostringstream msg;
+  if (c[1] >= 0) {
+    msg << "roi " << static_cast<int64_t>(c[1]) << " has batch index " << c[2] << " outside the "
+        << static_cast<int64_t>(c[3]) << " images";
+  } else {
+    msg << "more than 2^31 sampling points: the RoIs are far larger than the feature map "
+           "(diverged boxes?)";
   }
-  if (host[1] * static_cast<double>(g.pooled_h * g.pooled_w) > static_cast<double>(MAX_SAMPLES)) {
-    throw std::invalid_argument(
-        "more than 2^31 sampling points: the RoIs are far larger than the feature map "
-        "(diverged boxes?)");
+  return msg.str();
+}
+
+// In training the checks are not read at once (on CUDA each read waits for
+// the GPU): the first refused check of this thread waits here until the
+// runner settles it at its next read of the losses, which the refused call
+// made NaN (roi_align.cu). Never freed: a CUDA tensor must not outlive the
+// allocator at exit.
+at::Tensor& pending_check() {
+  thread_local auto* pending = new at::Tensor();
+  return *pending;
+}
+
+// Throws the pending check's refusal, if any, and clears it.
+void settle_pending_check() {
+  auto& pending = pending_check();
+  if (!pending.defined()) return;
+  const auto why = refusal(pending);
+  pending = at::Tensor();
+  if (!why.empty()) throw std::invalid_argument(why);
+}
+
+// `roi_check`, read at once in inference, kept for the runner's next read
+// in training (`deferred`; the first refusal of this thread wins).
+at::Tensor check_rois(const at::Tensor& rois, int64_t num_images, const Geometry& g,
+                      const at::Tensor& scale, bool deferred) {
+  const auto check = roi_check(rois, num_images, g, scale);
+  if (!deferred) {
+    const auto why = refusal(check);
+    if (!why.empty()) throw std::invalid_argument(why);
+    return check;
   }
+  auto& pending = pending_check();
+  if (pending.defined() && pending.device() != check.device()) settle_pending_check();
+  pending = pending.defined() ? at::where(pending[0].gt(0), pending, check) : check;
+  return check;
 }
 
 void launch(Kernels kernels, const RoiLaunch& l, const Geometry& g) {
@@ -232,25 +284,29 @@ void launch(Kernels kernels, const RoiLaunch& l, const Geometry& g) {
   }
 }
 
+// `check` gets the RoI check of the launches (undefined on the CPU kernel's
+// path, whose `plan` checks on the host), for the backward's launch.
 at::Tensor roi_align_forward(const at::Tensor& input, const at::Tensor& rois, const Geometry& g,
-                             Kernels kernels) {
+                             Kernels kernels, bool deferred_check, at::Tensor* check) {
   auto output = at::empty({rois.size(0), input.size(1), g.pooled_h, g.pooled_w}, input.options());
   if (input.is_cpu() && kernels == Kernels::Device) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detc_roi_align_forward",
                                [&] { forward_kernel<scalar_t>(input, rois, g, output); });
     return output;
   }
+  if (rois.size(0) == 0) return output;
   const auto scale = at::full({rois.size(0)}, g.spatial_scale, rois.options().dtype(at::kDouble));
-  check_rois(rois, input.size(0), g, scale);
+  *check = check_rois(rois, input.size(0), g, scale, deferred_check);
   launch(kernels,
          RoiLaunch{RoiPass::Forward, input, rois, output, output.numel(), input.size(1),
-                   input.size(2), input.size(3)},
+                   input.size(2), input.size(3), nullptr, 0, check},
          g);
   return output;
 }
 
 at::Tensor roi_align_backward(const at::Tensor& grad_output, const at::Tensor& rois,
-                              at::IntArrayRef input_shape, const Geometry& g, Kernels kernels) {
+                              at::IntArrayRef input_shape, const Geometry& g, Kernels kernels,
+                              const at::Tensor& check) {
   auto grad = grad_output.contiguous();
   auto grad_input = at::zeros(input_shape, grad.options());
   if (grad.is_cpu() && kernels == Kernels::Device) {
@@ -258,10 +314,9 @@ at::Tensor roi_align_backward(const at::Tensor& grad_output, const at::Tensor& r
                                [&] { backward_kernel<scalar_t>(grad, rois, g, grad_input); });
     return grad_input;
   }
-  // The forward pass checked the RoIs.
   launch(kernels,
          RoiLaunch{RoiPass::Backward, grad, rois, grad_input, grad.numel(), input_shape[1],
-                   input_shape[2], input_shape[3]},
+                   input_shape[2], input_shape[3], nullptr, 0, check.defined() ? &check : nullptr},
          g);
   return grad_input;
 }
@@ -298,20 +353,24 @@ Kernels saved_kernels(AutogradContext* ctx) {
 struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& rois,
                             double spatial_scale, int64_t pooled_h, int64_t pooled_w,
-                            int64_t sampling_ratio, bool aligned, int64_t kernels) {
+                            int64_t sampling_ratio, bool aligned, int64_t kernels,
+                            bool deferred_check) {
     const Geometry g{spatial_scale, pooled_h, pooled_w, sampling_ratio, aligned};
     save_settings(ctx, g, kernels);
     ctx->saved_data["input_shape"] = input.sizes().vec();
-    ctx->save_for_backward({rois});
-    return roi_align_forward(input, rois, g, static_cast<Kernels>(kernels));
+    at::Tensor check;
+    auto output = roi_align_forward(input, rois, g, static_cast<Kernels>(kernels),
+                                    deferred_check, &check);
+    ctx->save_for_backward({rois, check});
+    return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto rois = ctx->get_saved_variables()[0];
+    const auto saved = ctx->get_saved_variables();
     const auto shape = ctx->saved_data["input_shape"].toIntVector();
-    auto grad =
-        roi_align_backward(grads[0], rois, shape, saved_geometry(ctx), saved_kernels(ctx));
-    return {grad,         at::Tensor(), at::Tensor(), at::Tensor(),
+    auto grad = roi_align_backward(grads[0], saved[0], shape, saved_geometry(ctx),
+                                   saved_kernels(ctx), saved[1]);
+    return {grad,         at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -319,14 +378,14 @@ struct RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
 // SingleRoIExtractor's pooling as one function of all feature levels, for
 // roi_align.cu's kernels: each RoI is pooled from the level `levels` gives
 // it, one launch per level over all RoIs (those of other levels skip), so
-// nothing is gathered or scattered by level and nothing is read back but
-// the RoI check. Every level gets a gradient, zero where no RoI maps to it
+// nothing is gathered or scattered by level, and nothing is read back in
+// training (the RoI check waits for the runner's read). Every level gets a gradient, zero where no RoI maps to it
 // (what MMDetection's `feats[i].sum() * 0.` is for).
 struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelRoIAlignFunction> {
   static at::Tensor forward(AutogradContext* ctx, at::TensorList feats, const at::Tensor& rois,
                             const at::Tensor& levels, std::vector<double> scales,
                             int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio,
-                            bool aligned, int64_t kernels) {
+                            bool aligned, int64_t kernels, bool deferred_check) {
     // Each level's launch has its own scale; the geometry's is not used.
     const Geometry g{1.0, pooled_h, pooled_w, sampling_ratio, aligned};
     std::vector<int64_t> shapes;
@@ -334,19 +393,23 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
     save_settings(ctx, g, kernels);
     ctx->saved_data["scales"] = scales;
     ctx->saved_data["shapes"] = shapes;
-    ctx->save_for_backward({rois, levels});
-    // Non-blocking from pageable memory: the copy has read `scales` when it
-    // returns, without the stream synchronisation of a blocking upload.
-    const auto per_roi_scale = at::tensor(scales, at::kDouble)
-                                   .to(rois.device(), /*non_blocking=*/true)
-                                   .index_select(0, levels);
-    check_rois(rois, feats[0].size(0), g, per_roi_scale);
     auto output =
         at::zeros({rois.size(0), feats[0].size(1), pooled_h, pooled_w}, feats[0].options());
+    at::Tensor check;
+    if (rois.size(0) > 0) {
+      // Non-blocking from pageable memory: the copy has read `scales` when it
+      // returns, without the stream synchronisation of a blocking upload.
+      const auto per_roi_scale = at::tensor(scales, at::kDouble)
+                                     .to(rois.device(), /*non_blocking=*/true)
+                                     .index_select(0, levels);
+      check = check_rois(rois, feats[0].size(0), g, per_roi_scale, deferred_check);
+    }
+    ctx->save_for_backward({rois, levels, check});
     for (size_t l = 0; l < feats.size(); ++l) {
       launch(static_cast<Kernels>(kernels),
              RoiLaunch{RoiPass::Forward, feats[l], rois, output, output.numel(), feats[l].size(1),
-                       feats[l].size(2), feats[l].size(3), &levels, static_cast<int64_t>(l)},
+                       feats[l].size(2), feats[l].size(3), &levels, static_cast<int64_t>(l),
+                       &check},
              with_scale(g, scales[l]));
     }
     return output;
@@ -354,7 +417,7 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto &rois = saved[0], &levels = saved[1];
+    const auto &rois = saved[0], &levels = saved[1], &check = saved[2];
     const auto scales = ctx->saved_data["scales"].toDoubleVector();
     const auto shapes = ctx->saved_data["shapes"].toIntVector();
     const Geometry g = saved_geometry(ctx);
@@ -366,12 +429,13 @@ struct MultiLevelRoIAlignFunction : public torch::autograd::Function<MultiLevelR
       auto grad_feat = at::zeros(shape, grad.options());
       launch(kernels,
              RoiLaunch{RoiPass::Backward, grad, rois, grad_feat, grad.numel(), shape[1], shape[2],
-                       shape[3], &levels, static_cast<int64_t>(l)},
+                       shape[3], &levels, static_cast<int64_t>(l), &check},
              with_scale(g, scales[l]));
       out.push_back(grad_feat);
     }
-    // rois, levels, scales, pooled_h, pooled_w, sampling_ratio, aligned, kernels
-    out.resize(out.size() + 8);
+    // rois, levels, scales, pooled_h, pooled_w, sampling_ratio, aligned, kernels,
+    // deferred_check
+    out.resize(out.size() + 9);
     return out;
   }
 };
@@ -394,7 +458,9 @@ extern "C" {
 // (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] (no gradient).
 // `emulate_cuda` runs roi_align.cu's kernels on the CPU instead of the CPU
 // kernel (tests). On DETC_OK, *out holds a new tensor (R, C, Ph, Pw) of the
-// input's dtype that tch takes over.
+// input's dtype that tch takes over. With grad mode on (training; the
+// autograd function's forward runs without it), the kernels' RoI check is
+// left for detc_roi_align_settle_checks.
 int detc_roi_align(const at::Tensor* input, const at::Tensor* rois, double spatial_scale,
                    int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, int aligned,
                    int emulate_cuda, at::Tensor** out) {
@@ -417,7 +483,8 @@ int detc_roi_align(const at::Tensor* input, const at::Tensor* rois, double spati
     const auto compute = reduced ? at::kFloat : x.scalar_type();
     auto result = RoIAlignFunction::apply(
         x.to(compute).contiguous(), rois->detach().to(compute).contiguous(), spatial_scale,
-        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0);
+        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0,
+        at::GradMode::is_enabled());
     *out = new at::Tensor(result.to(x.scalar_type()));
     return DETC_OK;
   });
@@ -427,7 +494,8 @@ int detc_roi_align(const at::Tensor* input, const at::Tensor* rois, double spati
 // `num_levels` feature maps (N, C, Hl, Wl) of one floating dtype on CUDA (on
 // the CPU with `emulate_cuda`), rois (R, 5), levels (R,) int64 in
 // [0, num_levels) and each level's spatial scale. On DETC_OK, *out holds a
-// new tensor (R, C, Ph, Pw) of the features' dtype that tch takes over.
+// new tensor (R, C, Ph, Pw) of the features' dtype that tch takes over; the
+// RoI check as detc_roi_align's.
 int detc_roi_align_levels(const at::Tensor* const* feats, int64_t num_levels,
                           const at::Tensor* rois, const at::Tensor* levels, const double* scales,
                           int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, int aligned,
@@ -464,8 +532,20 @@ int detc_roi_align_levels(const at::Tensor* const* feats, int64_t num_levels,
         at::TensorList(wide), rois->detach().to(compute).contiguous(),
         levels->contiguous().clamp(0, num_levels - 1),
         std::vector<double>(scales, scales + num_levels),
-        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0);
+        pooled_h, pooled_w, sampling_ratio, aligned != 0, emulate_cuda ? 1 : 0,
+        at::GradMode::is_enabled());
     *out = new at::Tensor(result.to(first.scalar_type()));
+    return DETC_OK;
+  });
+}
+
+// Settles this thread's RoI checks that training left unread: DETC_ERROR
+// with the first refusal's message if one refused its RoIs (their pooled
+// values were NaN), DETC_OK otherwise. One read from the device, if any is
+// pending.
+int detc_roi_align_settle_checks() {
+  return guarded([&] {
+    settle_pending_check();
     return DETC_OK;
   });
 }

@@ -38,8 +38,8 @@ __device__ __forceinline__ i64 detc_grid_side(T size, i64 pooled, i64 ratio) {
   return g > DETC_MAX_GRID ? DETC_MAX_GRID : static_cast<i64>(g);
 }
 
-// roi: [batch, x1, y1, x2, y2] in image coordinates; the launcher has checked
-// the batch indices and the sample count.
+// roi: [batch, x1, y1, x2, y2] in image coordinates; the launcher's check
+// (`refused`, below) covers the batch indices and the sample count.
 template <typename T>
 __device__ __forceinline__ RoiFrame<T> detc_roi_frame(const T* roi, double scale, bool aligned,
                                                      i64 pooled_h, i64 pooled_w, i64 ratio) {
@@ -108,14 +108,24 @@ __device__ __forceinline__ bool detc_bilinear(T y, T x, i64 height, i64 width, T
 
 // The shape of a launch: (R, C, Ph, Pw) outputs over (N, C, H, W) features.
 // With `levels` (R,), a launch serves one feature level of several: only the
-// RoIs with levels[r] == level (SingleRoIExtractor's mapping).
+// RoIs with levels[r] == level (SingleRoIExtractor's mapping). `refused`
+// (nullable) is the launcher's RoI check on the device, nonzero when the
+// RoIs were refused: a batch index outside the images or too many samples
+// (roi_align.cpp reports why, later in training); the launch then samples
+// nothing, which keeps it from reading outside the features or looping for
+// billions of samples.
 struct RoiAlignShape {
   i64 total, channels, height, width, pooled_h, pooled_w, ratio;
   double scale;
   int aligned;
   const i64* levels;
   i64 level;
+  const double* refused;
 };
+
+__device__ __forceinline__ bool detc_refused(const RoiAlignShape& s) {
+  return s.refused != 0 && *s.refused != 0;
+}
 
 // Whether output value `index` belongs to this launch's level.
 __device__ __forceinline__ bool detc_on_level(i64 index, const RoiAlignShape& s) {
@@ -177,10 +187,17 @@ __device__ __forceinline__ void detc_each_output(const T* rois, const RoiAlignSh
   }
 }
 
+// Refused RoIs pool NaN, so that the losses they reach say so at once.
 template <typename T>
 __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
                                        RoiAlignShape s) {
+  const bool refused = detc_refused(s);
+  const T zero = 0;
   detc_each_output(rois, s, [&](i64 index, const OutputSite<T>& q) {
+    if (refused) {
+      output[index] = zero / zero;
+      return;
+    }
     const T* plane = input + q.plane;
     T sum = 0;
     detc_each_sample(q, s, [&](const Taps<T>& t) {
@@ -192,10 +209,11 @@ __device__ void detc_roi_align_forward(const T* input, const T* rois, T* output,
 
 // grad_input must be zeroed; grad_output is (R, C, Ph, Pw) contiguous.
 // Output values of other levels are left as they are (forward) or scatter
-// nothing (backward).
+// nothing (backward), as do refused RoIs.
 template <typename T>
 __device__ void detc_roi_align_backward(const T* grad_output, const T* rois, T* grad_input,
                                         RoiAlignShape s) {
+  if (detc_refused(s)) return;
   detc_each_output(rois, s, [&](i64 index, const OutputSite<T>& q) {
     T* plane = grad_input + q.plane;
     // As the CPU kernel: divide once per bin, not once per sample.
@@ -216,9 +234,9 @@ __device__ void detc_roi_align_backward(const T* grad_output, const T* rois, T* 
   DETC_KERNEL_LINKAGE __global__ void detc_roi_align_##PASS##_##T(                            \
       const T* IN, const T* rois, T* OUT, i64 total, i64 channels, i64 height, i64 width,     \
       i64 pooled_h, i64 pooled_w, i64 ratio, double scale, int aligned, const i64* levels,     \
-      i64 level) {                                                                            \
-    const RoiAlignShape s = {total,    channels, height, width,  pooled_h, pooled_w,          \
-                             ratio,    scale,    aligned, levels, level};                     \
+      i64 level, const double* refused) {                                                     \
+    const RoiAlignShape s = {total, channels, height, width,  pooled_h, pooled_w,             \
+                             ratio, scale,    aligned, levels, level,   refused};             \
     detc_roi_align_##PASS<T>(IN, rois, OUT, s);                                               \
   }
 

@@ -23,9 +23,11 @@ enum class RoiPass { Forward = 0, Backward = 1 };
 // value (`total` = R x C x Ph x Pw): forward reads the features `in`
 // (N, C, H, W) into `out` (R, C, Ph, Pw); backward scatters the output
 // gradient `in` into the zeroed features' gradient `out`. Tensors are
-// contiguous float or double, `rois` (R, 5) of the same dtype and checked.
+// contiguous float or double, `rois` (R, 5) of the same dtype.
 // With `levels` (R,) int64, the launch serves the RoIs of one feature level
-// (`level`) and leaves the others' output values alone.
+// (`level`) and leaves the others' output values alone. `refused` is the
+// RoI check's result on the rois' device (roi_align.cpp's `RoiCheck`), its
+// first value nonzero when the kernels must not sample (roi_align.cu).
 struct RoiLaunch {
   RoiPass pass;
   const at::Tensor& in;
@@ -34,6 +36,7 @@ struct RoiLaunch {
   int64_t total, channels, height, width;
   const at::Tensor* levels = nullptr;
   int64_t level = 0;
+  const at::Tensor* refused = nullptr;
 };
 
 // roi_align_cuda.cpp; these throw when detc-engine was built without CUDA.

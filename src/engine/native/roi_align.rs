@@ -153,6 +153,20 @@ pub fn roi_align_levels(
     })
 }
 
+/// Settles the RoI checks that training left unread on this thread: an
+/// error naming the first call that refused its RoIs (a batch index outside
+/// the images, or boxes so large that pooling them would take more than
+/// 2^31 samples). In training the kernels' check is not read at each call,
+/// which would wait for the GPU; a refused call pools NaN instead, and the
+/// runner settles the checks at its next read of the losses. One read from
+/// the device, if a check is pending; nothing on the CPU kernel's path,
+/// which checks on the host.
+pub fn settle_checks() -> NativeResult<()> {
+    // SAFETY: no arguments; the shim reports through its status.
+    check("roi_align_settle_checks", unsafe { ffi::detc_roi_align_settle_checks() })?;
+    Ok(())
+}
+
 /// Compiles the CUDA kernels with NVRTC for compute capability `arch` (90
 /// for sm_90), which needs no GPU: `Some(target)` it compiled for, `None`
 /// in a build without CUDA.

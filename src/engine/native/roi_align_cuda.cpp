@@ -384,8 +384,9 @@ void launch_roi_align_cuda(const RoiLaunch& l, const RoiGeometry& g) {
   int aligned = g.aligned ? 1 : 0;
   const void* levels = l.levels ? l.levels->data_ptr() : nullptr;
   long long level = l.level;
-  void* args[] = {&in,    &rois,     &out,      &total, &channels, &height,  &width,
-                  &pooled_h, &pooled_w, &ratio, &scale,    &aligned, &levels, &level};
+  const void* refused = l.refused ? l.refused->data_ptr() : nullptr;
+  void* args[] = {&in,       &rois,     &out,   &total, &channels, &height, &width,  &pooled_h,
+                  &pooled_w, &ratio,    &scale, &aligned, &levels, &level, &refused};
   launch_grid_stride(device, k.functions[static_cast<int>(l.pass)][dtype], total, args);
 }
 

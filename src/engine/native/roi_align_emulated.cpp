@@ -24,7 +24,8 @@ void run(const RoiLaunch& l, const RoiGeometry& g) {
          kernels::RoiAlignShape{
              l.total, l.channels, l.height, l.width, g.pooled_h, g.pooled_w, g.sampling_ratio,
              g.spatial_scale, g.aligned ? 1 : 0,
-             l.levels ? reinterpret_cast<const i64*>(l.levels->data_ptr()) : nullptr, l.level});
+             l.levels ? reinterpret_cast<const i64*>(l.levels->data_ptr()) : nullptr, l.level,
+             l.refused ? l.refused->data_ptr<double>() : nullptr});
 }
 
 }  // namespace

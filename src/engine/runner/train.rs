@@ -17,6 +17,7 @@ use super::bench::{Phase, StepTimes};
 use super::{input, runtime, Failure, RunState};
 use crate::engine::data::DataParts;
 use crate::engine::evaluate::evaluate;
+use crate::engine::native;
 use crate::engine::hooks::{Hook, HookResult, TrainIter, ValEpoch};
 use crate::engine::logging::progress::ProgressBar;
 use crate::engine::preempt::{self, EXIT_PREEMPTED};
@@ -237,7 +238,7 @@ impl Runner {
         if let Some(d) = self.dist.as_ref() {
             values = d.mean_all(&values).map_err(runtime)?;
         }
-        if let Some(message) = self.first_divergence(&steps, &values) {
+        if let Some(message) = self.stopped_by(&steps, &values) {
             return Err(runtime(message));
         }
         let mut values = values.into_iter();
@@ -254,17 +255,35 @@ impl Runner {
         Ok(rows)
     }
 
-    /// A failed step's error, or the non-finite loss of an unread step
-    /// before it, the likelier cause (the weights it left may be NaN). This
-    /// rank's values only: the others may not reach a collective read.
+    /// A failed step's error, or the non-finite loss (or refused RoIs) of
+    /// an unread step before it, the likelier cause (the weights it left
+    /// may be NaN). This rank's values only: the others may not reach a
+    /// collective read.
     fn cause_of(&mut self, failure: Failure) -> Failure {
         let steps = std::mem::take(&mut self.unread);
-        let diverged = host_values(&steps)
-            .ok()
-            .and_then(|values| self.first_divergence(&steps, &values));
-        match diverged {
+        let stopped = match host_values(&steps) {
+            Ok(values) => self.stopped_by(&steps, &values),
+            Err(_) => None,
+        };
+        match stopped {
             Some(message) => runtime(format!("{message}\n(the run then failed: {})", failure.1)),
             None => failure,
+        }
+    }
+
+    /// Why `steps` (read into `values`) stop the run: the first non-finite
+    /// loss, and RoIAlign's refusal of a step's RoIs, which that step's loss
+    /// shows as NaN (the check is settled here, as the losses are read, so
+    /// that no step waits for the device).
+    fn stopped_by(&self, steps: &[UnreadStep], values: &[f64]) -> Option<String> {
+        let refused = native::roi_align::settle_checks().err().map(|e| e.message);
+        let diverged = self.first_divergence(steps, values);
+        match (diverged, refused) {
+            (Some(diverged), Some(why)) => {
+                Some(format!("{diverged}\n(RoIAlign refused the RoIs of that step or a later one: {why})"))
+            }
+            (None, Some(why)) => Some(refused_rois(&self.state, steps, &why)),
+            (diverged, None) => diverged,
         }
     }
 
@@ -462,8 +481,7 @@ fn diverged(s: &RunState, step: &UnreadStep, values: &[f64]) -> String {
         .find(|(_, v)| !v.is_finite())
         .map_or_else(|| "the sum of the terms".to_string(), |(k, v)| format!("`{k}` is {v}"));
     let all: Vec<String> = terms.iter().map(|(k, v)| format!("{k}: {v:.4}")).collect();
-    let last = std::fs::read_to_string(s.work_dir.join("last_checkpoint"))
-        .map_or_else(|_| "no checkpoint was saved yet".to_string(), |p| format!("the last checkpoint is {}", p.trim()));
+    let last = last_checkpoint(s);
     format!(
         "the loss is {} at epoch {} iteration {}: {culprit} ({}); {last}. Training diverged: lower \
          `optim_wrapper.optimizer.lr`, add `optim_wrapper.clip_grad`, or check the data of this batch",
@@ -471,6 +489,30 @@ fn diverged(s: &RunState, step: &UnreadStep, values: &[f64]) -> String {
         step.epoch + 1,
         step.iter + 1,
         all.join(", ")
+    )
+}
+
+/// Where a stopped run can go back to, as its messages say it.
+fn last_checkpoint(s: &RunState) -> String {
+    std::fs::read_to_string(s.work_dir.join("last_checkpoint"))
+        .map_or_else(|_| "no checkpoint was saved yet".to_string(), |p| format!("the last checkpoint is {}", p.trim()))
+}
+
+/// The message of a run stopped by RoIAlign's refusal of some step's RoIs
+/// among `steps` whose losses were finite (dynamic loss scaling skips the
+/// NaN a refused call leaves): which steps, why, and what to try.
+fn refused_rois(s: &RunState, steps: &[UnreadStep], why: &str) -> String {
+    let (first, last) = (steps.first(), steps.last());
+    let span = match (first, last) {
+        (Some(a), Some(b)) if a.iter != b.iter => format!("iterations {} to {}", a.iter + 1, b.iter + 1),
+        (_, Some(b)) => format!("iteration {}", b.iter + 1),
+        _ => "the last steps".to_string(),
+    };
+    format!(
+        "RoIAlign refused the RoIs of a step at {span} (epoch {}): {why}; {}. Training diverged: lower \
+         `optim_wrapper.optimizer.lr`, add `optim_wrapper.clip_grad`, or check the data of these batches",
+        last.map_or(s.position.epoch, |b| b.epoch) + 1,
+        last_checkpoint(s)
     )
 }
 

@@ -650,8 +650,10 @@ mod tests {
         assert_eq!(g_cuda[3].abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 
+    /// Outside autograd (inference) every path refuses bad RoIs at once.
     #[test]
     fn roi_align_empty_rois_bad_indices_and_diverged_boxes() {
+        let _inference = tch::no_grad_guard();
         let x = Tensor::ones([1, 3, 8, 8], (Kind::Float, Device::Cpu));
         let op = RoIAlign {
             output_size: (7, 7),
@@ -687,6 +689,57 @@ mod tests {
             let msg = f(&x, &huge, &adaptive).unwrap_err().message;
             assert!(msg.contains("sampling points"), "{name}: {msg}");
         }
+    }
+
+    /// In training the CUDA kernels' check is not read at the call: a
+    /// refused call pools NaN and no gradient, and the first refusal waits
+    /// for `settle_checks` (the runner's read of the losses), which reports
+    /// it once.
+    #[test]
+    fn cuda_kernels_refuse_bad_rois_in_training_when_the_checks_are_settled() {
+        let x = Tensor::ones([2, 3, 8, 8], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let op = RoIAlign {
+            output_size: (7, 7),
+            spatial_scale: 1.0,
+            sampling_ratio: 0,
+            pool_mode: PoolMode::Avg,
+            aligned: true,
+        };
+        let rois = |rows: &[[f32; 5]]| Tensor::from_slice(rows.concat().as_slice()).view([-1, 5]);
+        let good = rois(&[[0.0, 0., 0., 4., 4.], [1.0, 1., 1., 6., 6.]]);
+        let bad_index = rois(&[[0.0, 0., 0., 4., 4.], [1.0, 0., 0., 4., 4.], [2.0, 0., 0., 4., 4.]]);
+        let huge = rois(&[[0.0, 0., 0., 1e9, 1e9]]);
+        native::roi_align::settle_checks().unwrap();
+        let y = cuda_kernels_emulated(&x, &good, &op).unwrap();
+        assert_eq!(y.isnan().any().int64_value(&[]), 0);
+        native::roi_align::settle_checks().unwrap();
+
+        // The first refusal is the one reported; later calls still pool.
+        let y = cuda_kernels_emulated(&x, &bad_index, &op).unwrap();
+        assert_eq!(y.isnan().all().int64_value(&[]), 1);
+        y.sum(Kind::Float).backward();
+        assert_eq!(x.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+        let y = cuda_kernels_emulated(&x, &huge, &op).unwrap();
+        assert_eq!(y.isnan().all().int64_value(&[]), 1);
+        let y = cuda_kernels_emulated(&x, &good, &op).unwrap();
+        assert_eq!(y.isnan().any().int64_value(&[]), 0);
+        let msg = native::roi_align::settle_checks().unwrap_err().message;
+        assert!(msg.contains("roi 2 has batch index 2 outside the 2 images"), "{msg}");
+        native::roi_align::settle_checks().unwrap();
+
+        let y = cuda_kernels_emulated(&x, &huge, &op).unwrap();
+        assert_eq!(y.isnan().all().int64_value(&[]), 1);
+        let msg = native::roi_align::settle_checks().unwrap_err().message;
+        assert!(msg.contains("more than 2^31 sampling points"), "{msg}");
+
+        // The multi-level call, likewise.
+        let feats = [Tensor::ones([2, 3, 8, 8], (Kind::Float, Device::Cpu))];
+        let levels = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
+        let y = pool_levels_with_kernels(&feats, &bad_index, &levels, &op, &[1], true).unwrap();
+        assert_eq!(y.isnan().all().int64_value(&[]), 1);
+        let msg = native::roi_align::settle_checks().unwrap_err().message;
+        assert!(msg.contains("roi 2 has batch index 2"), "{msg}");
+        native::roi_align::settle_checks().unwrap();
     }
 
     /// The CUDA kernels' code, run in order on one thread, is the CPU
