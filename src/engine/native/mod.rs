@@ -181,6 +181,7 @@ mod ffi {
             iou_threshold: f64,
             offset: f64,
             limit: i64,
+            count: *const torch_sys::C_tensor,
             out: *mut *mut torch_sys::C_tensor,
         ) -> c_int;
         pub fn detc_mask_target(
@@ -234,18 +235,23 @@ pub fn is_channels_last(t: &tch::Tensor) -> NativeResult<bool> {
 /// score, with `nms.cu`'s kernels: on CUDA (once [`roi_align::cuda_kernels`]
 /// loaded them), on the CPU emulated on one thread (tests). A box is dropped
 /// when its IoU with a kept earlier box is `> iou_threshold` (sides plus
-/// mmcv's `offset`); at most `limit` are kept. Returns (N,) bool on the
-/// boxes' device, true at the kept positions; nothing waits for the device.
+/// mmcv's `offset`); at most `limit` are kept. `count`, an int64 scalar on
+/// the boxes' device, sweeps only that many leading boxes (the others are
+/// neither kept nor suppress). Returns (N,) bool on the boxes' device, true
+/// at the kept positions; nothing waits for the device.
 pub fn nms_sorted(
     boxes: &tch::Tensor,
     iou_threshold: f64,
     offset: f64,
     limit: usize,
+    count: Option<&tch::Tensor>,
 ) -> NativeResult<tch::Tensor> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    // SAFETY: a live tensor; the shim writes a new owned tensor on success.
+    let count = count.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: live tensors (`count` may be null); the shim writes a new
+    // owned tensor on success.
     new_tensor("nms_sorted", |out| unsafe {
-        ffi::detc_nms_sorted(boxes.as_ptr(), iou_threshold, offset, limit, out)
+        ffi::detc_nms_sorted(boxes.as_ptr(), iou_threshold, offset, limit, count, out)
     })
 }
 

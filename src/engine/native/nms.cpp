@@ -18,8 +18,10 @@ void emulate(const NmsLaunch& l) {
   auto* removed = reinterpret_cast<kernels::u64*>(l.removed.data_ptr<int64_t>());
   kernels::detc_nms_mask<T>(l.boxes.data_ptr<T>(), l.n, l.col_blocks, l.thr,
                             static_cast<T>(l.offset), mask);
-  kernels::detc_nms_keep(mask, l.n, l.col_blocks, l.limit, removed,
-                         static_cast<unsigned char*>(l.keep.data_ptr()));
+  kernels::detc_nms_keep(mask, l.n, l.col_blocks, l.limit,
+                         l.count ? reinterpret_cast<const kernels::i64*>(l.count->data_ptr<int64_t>())
+                                 : nullptr,
+                         removed, static_cast<unsigned char*>(l.keep.data_ptr()));
 }
 
 }  // namespace
@@ -32,16 +34,22 @@ extern "C" {
 // decreasing score, on CUDA (on the CPU: nms.cu's kernels emulated, for the
 // tests): a box is dropped when its IoU with a kept earlier box is
 // > iou_threshold (mmcv's `offset` added to sides); at most `limit` kept.
+// `count` (nullable): an int64 scalar on the boxes' device, the number of
+// leading boxes to sweep (the rest are neither kept nor suppress).
 // On DETC_OK, *out holds a new (N,) bool tensor on the boxes' device, true
 // at the kept positions, that tch takes over.
 int detc_nms_sorted(const at::Tensor* boxes, double iou_threshold, double offset, int64_t limit,
-                    at::Tensor** out) {
+                    const at::Tensor* count, at::Tensor** out) {
   return detc::guarded([&] {
     const auto& b = *boxes;
     if (b.dim() != 2 || b.size(1) != 4 ||
         !(b.scalar_type() == at::kFloat || b.scalar_type() == at::kDouble) ||
         !(b.device().is_cpu() || b.device().is_cuda())) {
       throw std::invalid_argument("boxes must be (N, 4) float or double on the CPU or CUDA");
+    }
+    if (count && (count->numel() != 1 || count->scalar_type() != at::kLong ||
+                  count->device() != b.device())) {
+      throw std::invalid_argument("count must be one int64 on the boxes' device");
     }
     const auto sorted = b.contiguous();
     const int64_t n = sorted.size(0);
@@ -51,8 +59,10 @@ int detc_nms_sorted(const at::Tensor* boxes, double iou_threshold, double offset
     auto removed = at::empty({col_blocks}, words);
     auto keep = at::zeros({n}, sorted.options().dtype(at::kBool));
     if (n > 0 && limit > 0) {
-      const detc::NmsLaunch launch{sorted, mask, removed, keep, n, col_blocks, limit,
-                                   iou_threshold, offset};
+      const auto leading = count ? count->contiguous() : at::Tensor();
+      const detc::NmsLaunch launch{sorted, mask,          removed, keep,
+                                   n,      col_blocks,    limit,   iou_threshold,
+                                   offset, count ? &leading : nullptr};
       if (sorted.device().is_cuda()) {
         detc::launch_nms_cuda(launch);
       } else if (sorted.scalar_type() == at::kDouble) {

@@ -8,7 +8,10 @@
 //    mmcv's offset, the float IoU compared with the double threshold.
 // 2. detc_nms_keep: one block sweeps the boxes in order, keeping each box
 //    that no kept box suppressed and OR-ing its row of the mask into the
-//    running suppression words, until `limit` boxes are kept.
+//    running suppression words, until `limit` boxes are kept. With `count`
+//    (a device scalar), only the first *count boxes are swept: the caller
+//    sorted the boxes it filters out last, so they neither are kept nor
+//    suppress (as if removed before NMS), and nothing is read back for it.
 //
 // roi_align_cuda.cpp compiles this file with NVRTC beside roi_align.cu;
 // nms_emulated.cpp compiles it as C++ (roi_align_host.h) and runs the
@@ -73,9 +76,12 @@ DETC_KERNEL_LINKAGE __global__ void detc_nms_mask_double(const double* boxes, i6
 // a kept box suppressed; each block of 64 boxes reads its word once, and
 // every thread then follows the kept rows' own word for that block, so all
 // threads take the same decisions and the block synchronises twice per 64
-// boxes. keep (n bytes, zeroed) gets 1 at each kept position.
+// boxes. keep (n bytes, zeroed) gets 1 at each kept position; `count`
+// (nullable) limits the sweep to the first *count boxes.
 DETC_KERNEL_LINKAGE __global__ void detc_nms_keep(const u64* mask, i64 n, i64 col_blocks, i64 limit,
-                                                  u64* removed, unsigned char* keep) {
+                                                  const i64* count, u64* removed,
+                                                  unsigned char* keep) {
+  if (count != 0 && *count < n) n = *count < 0 ? 0 : *count;
   for (i64 j = threadIdx.x; j < col_blocks; j += blockDim.x) removed[j] = 0;
   i64 kept = 0;
   for (i64 block = 0; block < col_blocks && kept < limit; ++block) {

@@ -410,7 +410,8 @@ void launch_nms_cuda(const NmsLaunch& l) {
   launch_grid_stride(device, k.nms_mask[dtype], n * col_blocks, mask_args);
   // One block sweeps: its threads share the OR of each kept row.
   const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
-  void* keep_args[] = {&mask, &n, &col_blocks, &limit, &removed, &keep};
+  const void* count = l.count ? l.count->data_ptr() : nullptr;
+  void* keep_args[] = {&mask, &n, &col_blocks, &limit, &count, &removed, &keep};
   cu.check(cu.cuLaunchKernel(k.nms_keep, 1, 1, 1, 128, 1, 1, 0, stream, keep_args, nullptr),
            "cuLaunchKernel");
 }

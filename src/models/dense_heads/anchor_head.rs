@@ -428,14 +428,22 @@ pub fn featmap_sizes(cls_scores: &[Tensor]) -> Vec<(i64, i64)> {
 /// the (n, 4) boxes wider and taller than it, or `None` when every box is
 /// (or the filter is off).
 pub fn larger_than(bboxes: &Tensor, min_size: f64) -> ModelResult<Option<Tensor>> {
+    let Some(valid) = larger_than_mask(bboxes, min_size)? else {
+        return Ok(None);
+    };
+    if bool::try_from(valid.f_all()?)? {
+        return Ok(None);
+    }
+    Ok(Some(valid.f_nonzero()?.f_view([-1])?))
+}
+
+/// [`larger_than`]'s test as an (N,) bool mask on the boxes' device,
+/// nothing read back; `None` for a negative `min_size` (no filter).
+pub fn larger_than_mask(bboxes: &Tensor, min_size: f64) -> ModelResult<Option<Tensor>> {
     if min_size < 0.0 {
         return Ok(None);
     }
     let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
     let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
-    let valid = bw.f_gt(min_size)?.f_logical_and(&bh.f_gt(min_size)?)?;
-    if bool::try_from(valid.f_all()?)? {
-        return Ok(None);
-    }
-    Ok(Some(valid.f_nonzero()?.f_view([-1])?))
+    Ok(Some(bw.f_gt(min_size)?.f_logical_and(&bh.f_gt(min_size)?)?))
 }

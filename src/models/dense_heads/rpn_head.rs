@@ -21,9 +21,9 @@ use crate::models::data_preprocessors::DetDataSample;
 use crate::models::roi_heads::DetInstances;
 use crate::models::layers::{make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
-use crate::models::ops::nms::{batched_nms_cfg, nms_config};
+use crate::models::ops::nms::{batched_nms_cfg, batched_nms_where, nms_config};
 use crate::models::ops::{upload_as, DeltaXYWHBBoxCoder};
-use super::anchor_head::{featmap_sizes, image_hw, larger_than, AnchorLoss, AnchorTrain};
+use super::anchor_head::{featmap_sizes, image_hw, larger_than_mask, AnchorLoss, AnchorTrain};
 use crate::models::task_modules::AnchorGenerator;
 
 const NAME: &str = "RPNHead";
@@ -431,8 +431,8 @@ impl RPNHead {
     fn post_process(
         &self,
         mut bboxes: Tensor,
-        mut scores: Tensor,
-        mut level_ids: Tensor,
+        scores: Tensor,
+        level_ids: Tensor,
         cfg: &ProposalSettings,
         scale: Option<(f64, f64)>,
     ) -> ModelResult<(Tensor, Tensor)> {
@@ -441,17 +441,13 @@ impl RPNHead {
             let inv = upload_as(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh], bboxes.kind(), bboxes.device())?;
             bboxes = bboxes.f_mul(&inv)?;
         }
-        if let Some(keep) = larger_than(&bboxes, cfg.min_bbox_size)? {
-            bboxes = bboxes.f_index_select(0, &keep)?;
-            scores = scores.f_index_select(0, &keep)?;
-            level_ids = level_ids.f_index_select(0, &keep)?;
-        }
-        if bboxes.numel() == 0 {
-            let none = Tensor::f_zeros([0, 4], (bboxes.kind(), bboxes.device()))?;
-            return Ok((none, Tensor::f_zeros([0], (scores.kind(), scores.device()))?));
-        }
         let at_most = Some(cfg.max_per_img as usize);
-        let keep = batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?;
+        // The boxes not above min_bbox_size are left out of NMS, as if
+        // filtered first (on CUDA inside the sweep, with no read).
+        let keep = match larger_than_mask(&bboxes, cfg.min_bbox_size)? {
+            Some(valid) => batched_nms_where(&bboxes, &scores, &level_ids, &valid, &cfg.nms, at_most)?,
+            None => batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?,
+        };
         Ok((bboxes.f_index_select(0, &keep)?, scores.f_index_select(0, &keep)?))
     }
 }

@@ -290,20 +290,49 @@ fn nms_keep(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: usize
 }
 
 /// [`nms_keep`] with `nms.cu`'s kernels, for CUDA boxes once they are
-/// loaded (`None` otherwise): the stable sort by decreasing score and the
-/// sweep stay on the device; `nonzero` reads the kept count.
+/// loaded (`None` otherwise).
 fn nms_kernels(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: usize) -> ModelResult<Option<Tensor>> {
-    let Device::Cuda(index) = boxes.device() else { return Ok(None) };
-    if host_by_request() || crate::engine::native::roi_align::cuda_kernels(index).is_err() {
+    if !kernels_sweep(boxes.device()) {
         return Ok(None);
     }
-    let (_, order) = scores.f_detach()?.f_sort_stable(true, 0, true)?;
+    Ok(Some(sweep_with_kernels(boxes, scores, thr, offset, limit, None)?))
+}
+
+/// Whether `nms.cu`'s kernels sweep boxes on `device`: CUDA once they are
+/// loaded, unless `DETC_NMS=host`.
+fn kernels_sweep(device: Device) -> bool {
+    let Device::Cuda(index) = device else { return false };
+    !host_by_request() && crate::engine::native::roi_align::cuda_kernels(index).is_ok()
+}
+
+/// NMS with `nms.cu`'s kernels on the boxes' device (on the CPU emulated:
+/// tests): the stable sort by decreasing score and the sweep stay there;
+/// `nonzero` reads the kept count. With `valid` (N,) bool only those boxes
+/// are swept, the others sorted last (their scores taken as -inf, below
+/// every valid box's) and counted out on the device.
+fn sweep_with_kernels(
+    boxes: &Tensor,
+    scores: &Tensor,
+    thr: f64,
+    offset: u32,
+    limit: usize,
+    valid: Option<&Tensor>,
+) -> ModelResult<Tensor> {
+    let scores = scores.f_detach()?;
+    let (key, count) = match valid {
+        Some(v) => (
+            scores.f_masked_fill(&v.f_logical_not()?, f64::NEG_INFINITY)?,
+            Some(v.f_sum(Kind::Int64)?),
+        ),
+        None => (scores, None),
+    };
+    let (_, order) = key.f_sort_stable(true, 0, true)?;
     let boxes = boxes.f_detach()?;
     let boxes = if boxes.kind() == Kind::Double { boxes } else { boxes.f_to_kind(Kind::Float)? };
     let sorted = boxes.f_index_select(0, &order)?;
-    let kept = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit)
+    let kept = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit, count.as_ref())
         .map_err(|e| ModelError::new("nms", e.to_string()))?;
-    Ok(Some(order.f_index_select(0, &kept.f_nonzero()?.f_view([-1])?)?))
+    Ok(order.f_index_select(0, &kept.f_nonzero()?.f_view([-1])?)?)
 }
 
 /// `DETC_NMS=host`; any value but `kernel` and `host` is an error that
@@ -336,7 +365,11 @@ pub fn nms(boxes: &Tensor, scores: &Tensor, iou_threshold: f64) -> ModelResult<T
 /// torchvision's `_batched_nms_coordinate_trick`: every category's boxes are
 /// shifted by `idx * (max coordinate + 1)` so that categories never overlap.
 pub(super) fn offset_by_category(boxes: &Tensor, idxs: &Tensor) -> ModelResult<Tensor> {
-    let max_coordinate = boxes.f_max()?;
+    offset_by(boxes, idxs, &boxes.f_max()?)
+}
+
+/// [`offset_by_category`] with `max_coordinate` (a scalar tensor).
+fn offset_by(boxes: &Tensor, idxs: &Tensor, max_coordinate: &Tensor) -> ModelResult<Tensor> {
     let offsets = idxs
         .f_to_kind(boxes.kind())?
         .f_mul(&max_coordinate.f_add_scalar(1)?)?;
@@ -521,6 +554,65 @@ pub fn batched_nms_cfg(
         at_most
     };
     Ok(keep.f_narrow(0, 0, (max_num as i64).min(keep.size()[0]))?)
+}
+
+/// [`batched_nms_cfg`] over the boxes where `valid` (N,) bool holds, as if
+/// the others had been removed first (MMDetection's proposals drop the
+/// boxes not above `min_bbox_size` before NMS): indices into all N. Where
+/// `nms.cu`'s kernels sweep (CUDA), the filter goes into the sweep with
+/// nothing read back for it (the valid boxes' scores must be above -inf,
+/// as probabilities are); elsewhere, from `split_thr` boxes on, or with a
+/// score threshold, the boxes are filtered first (one read whether all are
+/// valid, one `nonzero` if not).
+pub fn batched_nms_where(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    valid: &Tensor,
+    cfg: &NmsConfig,
+    keep_at_most: Option<usize>,
+) -> ModelResult<Tensor> {
+    batched_nms_where_on(boxes, scores, idxs, valid, cfg, keep_at_most, kernels_sweep(boxes.device()))
+}
+
+/// [`batched_nms_where`], the filter in `nms.cu`'s sweep if `in_sweep`
+/// (which on the CPU runs the kernels emulated: tests).
+fn batched_nms_where_on(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    valid: &Tensor,
+    cfg: &NmsConfig,
+    keep_at_most: Option<usize>,
+    in_sweep: bool,
+) -> ModelResult<Tensor> {
+    let n = check_batched(boxes, scores, idxs)?;
+    if valid.size() != [n] || valid.kind() != Kind::Bool {
+        return Err(ModelError::new("batched_nms", format!("valid must be (N,) = ({n},) bool, got {:?}", valid.size())));
+    }
+    if n == 0 {
+        return empty_keep(boxes.device());
+    }
+    if in_sweep && n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0 {
+        // What the filtered boxes' batched_nms_cfg does below split_thr
+        // (mmcv_nms), with the maximum coordinate over the valid boxes.
+        let boxes_for_nms = if cfg.class_agnostic {
+            boxes.shallow_clone()
+        } else {
+            let invalid = valid.f_logical_not()?.f_unsqueeze(1)?;
+            offset_by(boxes, idxs, &boxes.f_masked_fill(&invalid, f64::NEG_INFINITY)?.f_max()?)?
+        };
+        let at_most = keep_at_most.unwrap_or(usize::MAX);
+        let limit = if cfg.max_num > 0 { at_most.min(cfg.max_num as usize) } else { at_most };
+        return sweep_with_kernels(&boxes_for_nms, scores, cfg.iou_threshold, cfg.offset, limit, Some(valid));
+    }
+    if bool::try_from(valid.f_all()?)? {
+        return batched_nms_cfg(boxes, scores, idxs, cfg, keep_at_most);
+    }
+    let inds = valid.f_nonzero()?.f_view([-1])?;
+    let pick = |t: &Tensor| t.f_index_select(0, &inds);
+    let keep = batched_nms_cfg(&pick(boxes)?, &pick(scores)?, &pick(idxs)?, cfg, keep_at_most)?;
+    Ok(inds.f_index_select(0, &keep)?)
 }
 
 #[cfg(test)]
@@ -714,7 +806,7 @@ pub(crate) mod tests {
             }
             let sorted = boxes.index_select(0, &Tensor::from_slice(&score_order(&Tensor::rand([n], opts)).unwrap()));
             let expected = sweep(&sorted, thr, offset as f64, limit).unwrap();
-            let flags = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit).unwrap();
+            let flags = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit, None).unwrap();
             let kept: Vec<usize> = Vec::<bool>::try_from(&flags)
                 .unwrap()
                 .iter()
@@ -726,6 +818,47 @@ pub(crate) mod tests {
                 assert!(kept.len() > 64 || limit < 64, "the case should keep more than one word's boxes");
             }
         }
+    }
+
+    /// The size filter inside `nms.cu`'s sweep (the kernels emulated on the
+    /// CPU) keeps what filtering the boxes first keeps, by level and
+    /// class-agnostic, with a cap, with ties, with every or no box valid.
+    #[test]
+    fn the_filter_in_the_sweep_keeps_what_filtering_first_keeps() {
+        tch::manual_seed(5);
+        let opts = (Kind::Float, Device::Cpu);
+        let n = 600;
+        let xy = Tensor::rand([n, 2], opts) * 80.0;
+        let wh = Tensor::rand([n, 2], opts) * 40.0;
+        // A fifth of the boxes degenerate (zero width or height, as a box
+        // clamped at the border is), so the filter drops them.
+        let flat = Tensor::rand([n, 1], opts).lt(0.2).to_kind(Kind::Float);
+        let wh = &wh * Tensor::cat(&[Tensor::ones([n, 1], opts) - &flat, Tensor::ones([n, 1], opts)], 1);
+        let boxes = Tensor::cat(&[&xy, &(&xy + &wh)], 1);
+        // Scores in steps of 1/16: many ties.
+        let scores = (Tensor::rand([n], opts) * 16.0).floor() / 16.0;
+        let levels = Tensor::randint(5, [n], (Kind::Int64, Device::Cpu));
+        let nms = |agnostic: bool, max_num: i64| {
+            serde_json::from_value::<NmsConfig>(serde_json::json!({
+                "iou_threshold": 0.5, "class_agnostic": agnostic, "max_num": max_num
+            }))
+            .unwrap()
+        };
+        let some = crate::models::dense_heads::anchor_head::larger_than_mask(&boxes, 0.0).unwrap().unwrap();
+        let valid_count = some.sum(Kind::Int64).int64_value(&[]);
+        assert!(valid_count > 400 && valid_count < 560, "{valid_count} valid");
+        let all = Tensor::ones([n], (Kind::Bool, Device::Cpu));
+        let none = Tensor::zeros([n], (Kind::Bool, Device::Cpu));
+        for (valid, label) in [(&some, "some"), (&all, "all"), (&none, "none")] {
+            for (cfg, at_most) in [(nms(false, -1), None), (nms(false, -1), Some(50)), (nms(true, 30), None)] {
+                let swept = batched_nms_where_on(&boxes, &scores, &levels, valid, &cfg, at_most, true).unwrap();
+                let first = batched_nms_where_on(&boxes, &scores, &levels, valid, &cfg, at_most, false).unwrap();
+                assert_eq!(ints(&swept), ints(&first), "{label} valid, {cfg:?}, at most {at_most:?}");
+            }
+        }
+        let kept = batched_nms_where_on(&boxes, &scores, &levels, &some, &nms(false, -1), None, true).unwrap();
+        assert!(kept.size()[0] > 100, "the case should keep many boxes");
+        assert_eq!(some.index_select(0, &kept).all().int64_value(&[]), 1, "only valid boxes are kept");
     }
 
     /// The device path's order: torch's stable descending sort equals
