@@ -238,7 +238,7 @@ impl Runner {
         if let Some(d) = self.dist.as_ref() {
             values = d.mean_all(&values).map_err(runtime)?;
         }
-        if let Some(message) = self.stopped_by(&steps, &values) {
+        if let Some(message) = self.stopped_by(&steps, &values, None) {
             return Err(runtime(message));
         }
         let mut values = values.into_iter();
@@ -261,8 +261,9 @@ impl Runner {
     /// collective read.
     fn cause_of(&mut self, failure: Failure) -> Failure {
         let steps = std::mem::take(&mut self.unread);
+        let failed = Some(self.state.iter);
         let stopped = match host_values(&steps) {
-            Ok(values) => self.stopped_by(&steps, &values),
+            Ok(values) => self.stopped_by(&steps, &values, failed),
             Err(_) => None,
         };
         match stopped {
@@ -274,15 +275,16 @@ impl Runner {
     /// Why `steps` (read into `values`) stop the run: the first non-finite
     /// loss, and RoIAlign's refusal of a step's RoIs, which that step's loss
     /// shows as NaN (the check is settled here, as the losses are read, so
-    /// that no step waits for the device).
-    fn stopped_by(&self, steps: &[UnreadStep], values: &[f64]) -> Option<String> {
+    /// that no step waits for the device). `failed`: the iteration (0-based)
+    /// of a step that failed after them, which may hold the refusal.
+    fn stopped_by(&self, steps: &[UnreadStep], values: &[f64], failed: Option<u64>) -> Option<String> {
         let refused = native::roi_align::settle_checks().err().map(|e| e.message);
         let diverged = self.first_divergence(steps, values);
         match (diverged, refused) {
             (Some(diverged), Some(why)) => {
                 Some(format!("{diverged}\n(RoIAlign refused the RoIs of that step or a later one: {why})"))
             }
-            (None, Some(why)) => Some(refused_rois(&self.state, steps, &why)),
+            (None, Some(why)) => Some(refused_rois(&self.state, steps, failed, &why)),
             (diverged, None) => diverged,
         }
     }
@@ -498,20 +500,22 @@ fn last_checkpoint(s: &RunState) -> String {
         .map_or_else(|_| "no checkpoint was saved yet".to_string(), |p| format!("the last checkpoint is {}", p.trim()))
 }
 
-/// The message of a run stopped by RoIAlign's refusal of some step's RoIs
-/// among `steps` whose losses were finite (dynamic loss scaling skips the
-/// NaN a refused call leaves): which steps, why, and what to try.
-fn refused_rois(s: &RunState, steps: &[UnreadStep], why: &str) -> String {
-    let (first, last) = (steps.first(), steps.last());
-    let span = match (first, last) {
-        (Some(a), Some(b)) if a.iter != b.iter => format!("iterations {} to {}", a.iter + 1, b.iter + 1),
-        (_, Some(b)) => format!("iteration {}", b.iter + 1),
-        _ => "the last steps".to_string(),
+/// The message of a run stopped by RoIAlign's refusal of the RoIs of one of
+/// `steps` (whose losses were finite: dynamic loss scaling skips the NaN a
+/// refused call leaves) or of the step that then `failed` (its iteration,
+/// 0-based): which steps, why, and what to try.
+fn refused_rois(s: &RunState, steps: &[UnreadStep], failed: Option<u64>, why: &str) -> String {
+    let first = steps.first().map(|a| a.iter).or(failed).unwrap_or(s.iter);
+    let last = failed.or(steps.last().map(|b| b.iter)).unwrap_or(s.iter);
+    let span = if first == last {
+        format!("iteration {}", last + 1)
+    } else {
+        format!("iterations {} to {}", first + 1, last + 1)
     };
     format!(
         "RoIAlign refused the RoIs of a step at {span} (epoch {}): {why}; {}. Training diverged: lower \
          `optim_wrapper.optimizer.lr`, add `optim_wrapper.clip_grad`, or check the data of these batches",
-        last.map_or(s.position.epoch, |b| b.epoch) + 1,
+        s.position.epoch + 1,
         last_checkpoint(s)
     )
 }
