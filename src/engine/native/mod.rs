@@ -238,7 +238,9 @@ pub fn is_channels_last(t: &tch::Tensor) -> NativeResult<bool> {
 /// mmcv's `offset`); at most `limit` are kept. `count`, an int64 scalar on
 /// the boxes' device, sweeps only that many leading boxes (the others are
 /// neither kept nor suppress). Returns (N,) bool on the boxes' device, true
-/// at the kept positions; nothing waits for the device.
+/// at the kept positions; nothing waits for the device. Boxes (B, N, 4) are
+/// B images, each its own NMS (each sorted on its own, `count` (B,), the
+/// result (B, N)), swept side by side.
 pub fn nms_sorted(
     boxes: &tch::Tensor,
     iou_threshold: f64,

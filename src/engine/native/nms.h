@@ -9,17 +9,19 @@
 
 namespace detc {
 
-// One NMS over `boxes` (n, 4), sorted by decreasing score, contiguous float
-// or double: the kernels fill `mask` (n x col_blocks int64 words) and use
-// `removed` (col_blocks words), then set `keep` (n bool, false) at the
-// first `limit` kept positions, sweeping only the first `count` boxes
-// (an int64 scalar) when given. All on the boxes' device.
+// The NMS of `batch` images over `boxes` (batch, n, 4), each image's sorted
+// by decreasing score, contiguous float or double: the kernels fill `mask`
+// (batch x n x col_blocks int64 words) and use `removed` (batch x
+// col_blocks words), then set `keep` (batch x n bool, false) at each
+// image's first `limit` kept positions, sweeping only an image's first
+// count[b] boxes when `count` (batch int64) is given. All on the boxes'
+// device.
 struct NmsLaunch {
   const at::Tensor& boxes;
   at::Tensor& mask;
   at::Tensor& removed;
   at::Tensor& keep;
-  int64_t n, col_blocks, limit;
+  int64_t batch, n, col_blocks, limit;
   double thr, offset;
   const at::Tensor* count = nullptr;
 };

@@ -401,18 +401,19 @@ void launch_nms_cuda(const NmsLaunch& l) {
   void* mask = l.mask.data_ptr();
   void* removed = l.removed.data_ptr();
   void* keep = l.keep.data_ptr();
-  long long n = l.n, col_blocks = l.col_blocks, limit = l.limit;
+  long long batch = l.batch, n = l.n, col_blocks = l.col_blocks, limit = l.limit;
   double thr = l.thr;
   float offset_f = static_cast<float>(l.offset);
   double offset_d = l.offset;
   void* offset = dtype ? static_cast<void*>(&offset_d) : static_cast<void*>(&offset_f);
-  void* mask_args[] = {&boxes, &n, &col_blocks, &thr, offset, &mask};
-  launch_grid_stride(device, k.nms_mask[dtype], n * col_blocks, mask_args);
-  // One block sweeps: its threads share the OR of each kept row.
+  void* mask_args[] = {&boxes, &batch, &n, &col_blocks, &thr, offset, &mask};
+  launch_grid_stride(device, k.nms_mask[dtype], batch * n * col_blocks, mask_args);
+  // One block per image sweeps it: its threads share the OR of each kept row.
   const CUstream stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
   const void* count = l.count ? l.count->data_ptr() : nullptr;
-  void* keep_args[] = {&mask, &n, &col_blocks, &limit, &count, &removed, &keep};
-  cu.check(cu.cuLaunchKernel(k.nms_keep, 1, 1, 1, 128, 1, 1, 0, stream, keep_args, nullptr),
+  void* keep_args[] = {&mask, &batch, &n, &col_blocks, &limit, &count, &removed, &keep};
+  const unsigned blocks = static_cast<unsigned>(std::min<long long>(batch, 65535));
+  cu.check(cu.cuLaunchKernel(k.nms_keep, blocks, 1, 1, 128, 1, 1, 0, stream, keep_args, nullptr),
            "cuLaunchKernel");
 }
 

@@ -437,13 +437,14 @@ pub fn larger_than(bboxes: &Tensor, min_size: f64) -> ModelResult<Option<Tensor>
     Ok(Some(valid.f_nonzero()?.f_view([-1])?))
 }
 
-/// [`larger_than`]'s test as an (N,) bool mask on the boxes' device,
-/// nothing read back; `None` for a negative `min_size` (no filter).
+/// [`larger_than`]'s test as a bool mask on the boxes' device, (N,) for
+/// (N, 4) boxes (or (B, N) for (B, N, 4)), nothing read back; `None` for a
+/// negative `min_size` (no filter).
 pub fn larger_than_mask(bboxes: &Tensor, min_size: f64) -> ModelResult<Option<Tensor>> {
     if min_size < 0.0 {
         return Ok(None);
     }
-    let bw = bboxes.f_select(1, 2)?.f_sub(&bboxes.f_select(1, 0)?)?;
-    let bh = bboxes.f_select(1, 3)?.f_sub(&bboxes.f_select(1, 1)?)?;
+    let bw = bboxes.f_select(-1, 2)?.f_sub(&bboxes.f_select(-1, 0)?)?;
+    let bh = bboxes.f_select(-1, 3)?.f_sub(&bboxes.f_select(-1, 1)?)?;
     Ok(Some(bw.f_gt(min_size)?.f_logical_and(&bh.f_gt(min_size)?)?))
 }

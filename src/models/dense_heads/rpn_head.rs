@@ -21,7 +21,7 @@ use crate::models::data_preprocessors::DetDataSample;
 use crate::models::roi_heads::DetInstances;
 use crate::models::layers::{make_conv, Activation, Conv2d, ConvGeom, ConvInit, ConvModule, ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg, Loss};
-use crate::models::ops::nms::{batched_nms_cfg, batched_nms_where, nms_config};
+use crate::models::ops::nms::{batched_nms_cfg, batched_nms_where_images, nms_config};
 use crate::models::ops::{upload_as, DeltaXYWHBBoxCoder};
 use super::anchor_head::{featmap_sizes, image_hw, larger_than_mask, AnchorLoss, AnchorTrain};
 use crate::models::task_modules::AnchorGenerator;
@@ -318,8 +318,8 @@ impl RPNHead {
     /// MMDetection ranks and decodes each image's levels one image at a
     /// time; here the ranking takes the batch at once, level by level (the
     /// same sorts, row by row), and so does decoding (each image's rows
-    /// clamped to its own shape); only the size filter and NMS go image by
-    /// image.
+    /// clamped to its own shape); the size filter and NMS go image by
+    /// image, but on CUDA, where every image's NMS runs in one sweep.
     fn predict_by_feat(
         &self,
         cls_scores: &[Tensor],
@@ -343,25 +343,26 @@ impl RPNHead {
                 Ok(((h as f64, w as f64), per_image))
             })
             .collect::<ModelResult<Vec<_>>>()?;
-        let bboxes = self
+        let mut bboxes = self
             .bbox_coder
             .decode_images(&ranked.priors.f_reshape([-1, 4])?, &ranked.deltas.f_reshape([-1, 4])?, Some(&shapes))?
             .f_view([n, per_image, 4])?;
-        samples
-            .iter()
-            .enumerate()
-            .map(|(i, sample)| {
-                let scale = if rescale {
-                    let s = sample.meta.scale_factor;
-                    Some(s.ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?)
-                } else {
-                    None
-                };
-                let i = i as i64;
-                let (bboxes, scores) = (bboxes.f_get(i)?, ranked.scores.f_get(i)?);
-                self.post_process(bboxes, scores, ranked.level_ids.shallow_clone(), cfg, scale)
-            })
-            .collect()
+        if rescale {
+            // mmdet multiplies by the reciprocals (in the boxes' dtype).
+            let inverse = samples
+                .iter()
+                .map(|sample| {
+                    let (sw, sh) = sample
+                        .meta
+                        .scale_factor
+                        .ok_or_else(|| ModelError::new(NAME, "rescale needs scale_factor in the sample's meta"))?;
+                    Ok([1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh])
+                })
+                .collect::<ModelResult<Vec<_>>>()?;
+            let inverse = upload_as(inverse.as_flattened(), bboxes.kind(), bboxes.device())?.f_view([n, 1, 4])?;
+            bboxes = bboxes.f_mul(&inverse)?;
+        }
+        self.post_process(&bboxes, &ranked.scores, &ranked.level_ids, cfg)
     }
 
     /// `_predict_by_feat_single`'s ranking, for the batch: per level
@@ -424,31 +425,34 @@ impl RPNHead {
         })
     }
 
-    /// One image's decoded boxes of its ranked anchors, their scores and
-    /// levels -> the (P, 4) proposals and their (P,) scores, best first
-    /// (`_bbox_post_process`); `scale` (the sample's `(w, h)`
-    /// `scale_factor`) maps them back to the original image.
+    /// The batch's decoded boxes (B, P, 4) of their ranked anchors, their
+    /// scores (B, P) and levels (P,) -> each image's (K, 4) proposals and
+    /// their (K,) scores, best first (`_bbox_post_process`, image by image;
+    /// on CUDA every image's NMS in one sweep).
     fn post_process(
         &self,
-        mut bboxes: Tensor,
-        scores: Tensor,
-        level_ids: Tensor,
+        bboxes: &Tensor,
+        scores: &Tensor,
+        level_ids: &Tensor,
         cfg: &ProposalSettings,
-        scale: Option<(f64, f64)>,
-    ) -> ModelResult<(Tensor, Tensor)> {
-        if let Some((sw, sh)) = scale {
-            // mmdet multiplies by the reciprocals (in the boxes' dtype).
-            let inv = upload_as(&[1.0 / sw, 1.0 / sh, 1.0 / sw, 1.0 / sh], bboxes.kind(), bboxes.device())?;
-            bboxes = bboxes.f_mul(&inv)?;
-        }
+    ) -> ModelResult<Vec<(Tensor, Tensor)>> {
         let at_most = Some(cfg.max_per_img as usize);
         // The boxes not above min_bbox_size are left out of NMS, as if
         // filtered first (on CUDA inside the sweep, with no read).
-        let keep = match larger_than_mask(&bboxes, cfg.min_bbox_size)? {
-            Some(valid) => batched_nms_where(&bboxes, &scores, &level_ids, &valid, &cfg.nms, at_most)?,
-            None => batched_nms_cfg(&bboxes, &scores, &level_ids, &cfg.nms, at_most)?,
+        let keeps = match larger_than_mask(bboxes, cfg.min_bbox_size)? {
+            Some(valid) => batched_nms_where_images(bboxes, scores, level_ids, &valid, &cfg.nms, at_most)?,
+            None => (0..bboxes.size()[0])
+                .map(|i| batched_nms_cfg(&bboxes.f_get(i)?, &scores.f_get(i)?, level_ids, &cfg.nms, at_most))
+                .collect::<ModelResult<_>>()?,
         };
-        Ok((bboxes.f_index_select(0, &keep)?, scores.f_index_select(0, &keep)?))
+        keeps
+            .iter()
+            .enumerate()
+            .map(|(i, keep)| {
+                let i = i as i64;
+                Ok((bboxes.f_get(i)?.f_index_select(0, keep)?, scores.f_get(i)?.f_index_select(0, keep)?))
+            })
+            .collect()
     }
 }
 

@@ -23,6 +23,7 @@ use tch::{Device, Kind, Tensor};
 use crate::models::layers::{ModelError, ModelResult};
 use crate::models::losses::{cfg_type, parse_cfg};
 use super::upload;
+use super::upload::to_host_later;
 
 /// IoUs (rows x columns) computed per block of the sweep: a block's
 /// intermediate tensors stay a few MB whatever N is; an accelerator takes
@@ -318,21 +319,50 @@ fn sweep_with_kernels(
     limit: usize,
     valid: Option<&Tensor>,
 ) -> ModelResult<Tensor> {
+    let unsqueezed = |t: &Tensor| t.f_unsqueeze(0);
+    let valid = valid.map(unsqueezed).transpose()?;
+    let mut kept = sweep_images_with_kernels(&unsqueezed(boxes)?, &unsqueezed(scores)?, thr, offset, limit, valid.as_ref())?;
+    Ok(kept.remove(0))
+}
+
+/// [`sweep_with_kernels`] for B images at once, boxes (B, N, 4), scores and
+/// `valid` (B, N): every image's sort, suppression mask and sweep in one
+/// call each, and one wait for the device for all their kept indices
+/// (each image's, by decreasing score).
+fn sweep_images_with_kernels(
+    boxes: &Tensor,
+    scores: &Tensor,
+    thr: f64,
+    offset: u32,
+    limit: usize,
+    valid: Option<&Tensor>,
+) -> ModelResult<Vec<Tensor>> {
+    let (batch, n) = scores.size2()?;
     let scores = scores.f_detach()?;
     let (key, count) = match valid {
         Some(v) => (
             scores.f_masked_fill(&v.f_logical_not()?, f64::NEG_INFINITY)?,
-            Some(v.f_sum(Kind::Int64)?),
+            Some(v.f_sum_dim_intlist(1, false, Kind::Int64)?),
         ),
         None => (scores, None),
     };
-    let (_, order) = key.f_sort_stable(true, 0, true)?;
+    let (_, order) = key.f_sort_stable(true, 1, true)?;
     let boxes = boxes.f_detach()?;
     let boxes = if boxes.kind() == Kind::Double { boxes } else { boxes.f_to_kind(Kind::Float)? };
-    let sorted = boxes.f_index_select(0, &order)?;
+    let sorted = boxes.f_gather(1, &order.f_unsqueeze(2)?.f_expand([batch, n, 4], false)?, false)?;
     let kept = crate::engine::native::nms_sorted(&sorted, thr, offset as f64, limit, count.as_ref())
         .map_err(|e| ModelError::new("nms", e.to_string()))?;
-    Ok(order.f_index_select(0, &kept.f_nonzero()?.f_view([-1])?)?)
+    // Each image's kept count on its way to the host, queued before the
+    // `nonzero`, whose own read of its size waits for the stream: when it
+    // returns, the counts are there too (one wait for both).
+    let per_image = if batch > 1 { Some(to_host_later(&kept.f_sum_dim_intlist(1, false, Kind::Int64)?)?) } else { None };
+    let flat = kept.f_view([-1])?.f_nonzero()?.f_view([-1])?;
+    // Positions in the flattened (B, N) order are the images' own indices.
+    let picked = order.f_view([-1])?.f_index_select(0, &flat)?;
+    match per_image {
+        None => Ok(vec![picked]),
+        Some(counts) => Ok(picked.f_split_with_sizes(&Vec::<i64>::try_from(&counts)?, 0)?),
+    }
 }
 
 /// `DETC_NMS=host`; any value but `kernel` and `host` is an error that
@@ -368,12 +398,13 @@ pub(super) fn offset_by_category(boxes: &Tensor, idxs: &Tensor) -> ModelResult<T
     offset_by(boxes, idxs, &boxes.f_max()?)
 }
 
-/// [`offset_by_category`] with `max_coordinate` (a scalar tensor).
+/// [`offset_by_category`] with `max_coordinate`: a scalar tensor for boxes
+/// (N, 4), or one per image, (B, 1), for B images' boxes (B, N, 4).
 fn offset_by(boxes: &Tensor, idxs: &Tensor, max_coordinate: &Tensor) -> ModelResult<Tensor> {
     let offsets = idxs
         .f_to_kind(boxes.kind())?
         .f_mul(&max_coordinate.f_add_scalar(1)?)?;
-    Ok(boxes.f_add(&offsets.f_unsqueeze(1)?)?)
+    Ok(boxes.f_add(&offsets.f_unsqueeze(-1)?)?)
 }
 
 /// Kept indices (ascending) re-ordered by decreasing score with torch's
@@ -558,25 +589,13 @@ pub fn batched_nms_cfg(
 
 /// [`batched_nms_cfg`] over the boxes where `valid` (N,) bool holds, as if
 /// the others had been removed first (MMDetection's proposals drop the
-/// boxes not above `min_bbox_size` before NMS): indices into all N. Where
-/// `nms.cu`'s kernels sweep (CUDA), the filter goes into the sweep with
-/// nothing read back for it (the valid boxes' scores must be above -inf,
-/// as probabilities are); elsewhere, from `split_thr` boxes on, or with a
-/// score threshold, the boxes are filtered first (one read whether all are
-/// valid, one `nonzero` if not).
-pub fn batched_nms_where(
-    boxes: &Tensor,
-    scores: &Tensor,
-    idxs: &Tensor,
-    valid: &Tensor,
-    cfg: &NmsConfig,
-    keep_at_most: Option<usize>,
-) -> ModelResult<Tensor> {
-    batched_nms_where_on(boxes, scores, idxs, valid, cfg, keep_at_most, kernels_sweep(boxes.device()))
-}
-
-/// [`batched_nms_where`], the filter in `nms.cu`'s sweep if `in_sweep`
-/// (which on the CPU runs the kernels emulated: tests).
+/// boxes not above `min_bbox_size` before NMS): indices into all N. With
+/// `in_sweep` (where `nms.cu`'s kernels sweep, CUDA; on the CPU they run
+/// emulated: tests), the filter goes into the sweep with nothing read back
+/// for it (the valid boxes' scores must be above -inf, as probabilities
+/// are); otherwise, from `split_thr` boxes on, or with a score threshold,
+/// the boxes are filtered first (one read whether all are valid, one
+/// `nonzero` if not).
 fn batched_nms_where_on(
     boxes: &Tensor,
     scores: &Tensor,
@@ -613,6 +632,71 @@ fn batched_nms_where_on(
     let pick = |t: &Tensor| t.f_index_select(0, &inds);
     let keep = batched_nms_cfg(&pick(boxes)?, &pick(scores)?, &pick(idxs)?, cfg, keep_at_most)?;
     Ok(inds.f_index_select(0, &keep)?)
+}
+
+/// [`batched_nms_where_on`] for B images whose boxes share their categories
+/// `idxs` (N,) (an RPN's levels): boxes (B, N, 4), scores and `valid`
+/// (B, N) -> each image's kept indices. Where `nms.cu`'s kernels sweep
+/// (CUDA), every image in one call of each kernel and one wait for the
+/// device for all; elsewhere image by image.
+pub fn batched_nms_where_images(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    valid: &Tensor,
+    cfg: &NmsConfig,
+    keep_at_most: Option<usize>,
+) -> ModelResult<Vec<Tensor>> {
+    batched_nms_where_images_on(boxes, scores, idxs, valid, cfg, keep_at_most, kernels_sweep(boxes.device()))
+}
+
+/// [`batched_nms_where_images`], every image in one sweep of `nms.cu`'s
+/// kernels if `in_sweep` (which on the CPU runs them emulated: tests).
+fn batched_nms_where_images_on(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    valid: &Tensor,
+    cfg: &NmsConfig,
+    keep_at_most: Option<usize>,
+    in_sweep: bool,
+) -> ModelResult<Vec<Tensor>> {
+    let (batch, n) = match scores.size().as_slice() {
+        &[b, n] => (b, n),
+        s => return Err(ModelError::new("batched_nms", format!("scores must be (B, N), got {s:?}"))),
+    };
+    if boxes.size() != [batch, n, 4] || valid.size() != [batch, n] || valid.kind() != Kind::Bool {
+        return Err(ModelError::new(
+            "batched_nms",
+            format!(
+                "boxes must be (B, N, 4) and valid (B, N) bool for scores ({batch}, {n}), got {:?} and {:?}",
+                boxes.size(),
+                valid.size()
+            ),
+        ));
+    }
+    if !(in_sweep && batch > 0 && n > 0 && n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0) {
+        return (0..batch)
+            .map(|i| {
+                batched_nms_where_on(&boxes.f_get(i)?, &scores.f_get(i)?, idxs, &valid.f_get(i)?, cfg, keep_at_most, in_sweep)
+            })
+            .collect();
+    }
+    if idxs.size() != [n] {
+        return Err(ModelError::new("batched_nms", format!("idxs must be (N,) = ({n},), got {:?}", idxs.size())));
+    }
+    // As `batched_nms_where_on`'s sweep, each image offset by the maximum
+    // coordinate of its own valid boxes.
+    let boxes_for_nms = if cfg.class_agnostic {
+        boxes.shallow_clone()
+    } else {
+        let invalid = valid.f_logical_not()?.f_unsqueeze(2)?;
+        let max = boxes.f_masked_fill(&invalid, f64::NEG_INFINITY)?.f_amax([1i64, 2].as_slice(), false)?;
+        offset_by(boxes, idxs, &max.f_unsqueeze(1)?)?
+    };
+    let at_most = keep_at_most.unwrap_or(usize::MAX);
+    let limit = if cfg.max_num > 0 { at_most.min(cfg.max_num as usize) } else { at_most };
+    sweep_images_with_kernels(&boxes_for_nms, scores, cfg.iou_threshold, cfg.offset, limit, Some(valid))
 }
 
 #[cfg(test)]
@@ -859,6 +943,71 @@ pub(crate) mod tests {
         let kept = batched_nms_where_on(&boxes, &scores, &levels, &some, &nms(false, -1), None, true).unwrap();
         assert!(kept.size()[0] > 100, "the case should keep many boxes");
         assert_eq!(some.index_select(0, &kept).all().int64_value(&[]), 1, "only valid boxes are kept");
+    }
+
+    /// Several images in one sweep of `nms.cu`'s kernels (emulated on the
+    /// CPU) keep what each image keeps on its own, filtered first: with
+    /// every, some or no box valid per image, by level and class-agnostic,
+    /// with a cap, and with one image's boxes copied into another (which
+    /// must not suppress them).
+    #[test]
+    fn every_image_in_one_sweep_keeps_what_each_image_keeps() {
+        tch::manual_seed(7);
+        let opts = (Kind::Float, Device::Cpu);
+        let (b, n) = (4, 500);
+        let xy = Tensor::rand([b, n, 2], opts) * 80.0;
+        let wh = Tensor::rand([b, n, 2], opts) * 40.0;
+        let flat = Tensor::rand([b, n, 1], opts).lt(0.2).to_kind(Kind::Float);
+        let wh = &wh * Tensor::cat(&[Tensor::ones([b, n, 1], opts) - &flat, Tensor::ones([b, n, 1], opts)], 2);
+        let boxes = Tensor::cat(&[&xy, &(&xy + &wh)], 2);
+        let scores = (Tensor::rand([b, n], opts) * 16.0).floor() / 16.0;
+        // Image 3 is image 0 again.
+        boxes.get(3).copy_(&boxes.get(0));
+        scores.get(3).copy_(&scores.get(0));
+        let levels = Tensor::randint(5, [n], (Kind::Int64, Device::Cpu));
+        let valid = crate::models::dense_heads::anchor_head::larger_than_mask(&boxes, 0.0).unwrap().unwrap();
+        let _ = valid.get(1).fill_(1);
+        let _ = valid.get(2).fill_(0);
+        let nms = |agnostic: bool, max_num: i64| {
+            serde_json::from_value::<NmsConfig>(serde_json::json!({
+                "iou_threshold": 0.6, "class_agnostic": agnostic, "max_num": max_num
+            }))
+            .unwrap()
+        };
+        for (cfg, at_most) in [(nms(false, -1), None), (nms(false, -1), Some(40)), (nms(true, 25), None)] {
+            let swept = batched_nms_where_images_on(&boxes, &scores, &levels, &valid, &cfg, at_most, true).unwrap();
+            assert_eq!(swept.len(), b as usize);
+            for (i, kept) in swept.iter().enumerate() {
+                let i = i as i64;
+                let (bx, sc, va) = (boxes.get(i), scores.get(i), valid.get(i));
+                let alone = batched_nms_where_on(&bx, &sc, &levels, &va, &cfg, at_most, true).unwrap();
+                let first = batched_nms_where_on(&bx, &sc, &levels, &va, &cfg, at_most, false).unwrap();
+                assert_eq!(ints(kept), ints(&alone), "image {i}, {cfg:?}, at most {at_most:?}");
+                assert_eq!(ints(kept), ints(&first), "image {i}, {cfg:?}, at most {at_most:?}");
+            }
+            assert_eq!(ints(&swept[3]), ints(&swept[0]), "an image's copy is kept as it is");
+            assert!(swept[2].numel() == 0 && swept[1].numel() > 20, "{cfg:?}");
+        }
+        // Elsewhere (no sweep) image by image, the same.
+        let cfg = nms(false, -1);
+        let each = batched_nms_where_images_on(&boxes, &scores, &levels, &valid, &cfg, None, false).unwrap();
+        let swept = batched_nms_where_images_on(&boxes, &scores, &levels, &valid, &cfg, None, true).unwrap();
+        assert_eq!(each.iter().map(ints).collect::<Vec<_>>(), swept.iter().map(ints).collect::<Vec<_>>());
+        // No images, and images without boxes.
+        let none = batched_nms_where_images_on(
+            &Tensor::zeros([0, n, 4], opts), &Tensor::zeros([0, n], opts), &levels,
+            &Tensor::zeros([0, n], (Kind::Bool, Device::Cpu)), &cfg, None, true,
+        )
+        .unwrap();
+        assert!(none.is_empty());
+        let empty = batched_nms_where_images_on(
+            &Tensor::zeros([2, 0, 4], opts), &Tensor::zeros([2, 0], opts), &Tensor::zeros([0], (Kind::Int64, Device::Cpu)),
+            &Tensor::zeros([2, 0], (Kind::Bool, Device::Cpu)), &cfg, None, true,
+        )
+        .unwrap();
+        assert_eq!(empty.iter().map(|k| k.numel()).collect::<Vec<_>>(), [0, 0]);
+        let wrong = batched_nms_where_images_on(&boxes.get(0), &scores, &levels, &valid, &cfg, None, true);
+        assert!(wrong.unwrap_err().to_string().contains("(B, N, 4)"));
     }
 
     /// The device path's order: torch's stable descending sort equals

@@ -1,9 +1,11 @@
-//! Host numbers copied to the device without waiting for it. A blocking
-//! copy to a GPU (`Tensor::to_device`, torch's `.to('cuda')`) waits for
-//! every kernel queued before it (libtorch's `memcpy_and_sync`), so each
-//! small constant uploaded inside a step stalls the step until the device
-//! catches up. A copy from pageable memory has read the values when it
-//! returns, non-blocking or not, so the host buffer may go at once.
+//! Copies between the host and the device without waiting for the device.
+//! A blocking copy to a GPU (`Tensor::to_device`, torch's `.to('cuda')`)
+//! waits for every kernel queued before it (libtorch's `memcpy_and_sync`),
+//! so each small constant uploaded inside a step stalls the step until the
+//! device catches up. A copy from pageable memory has read the values when
+//! it returns, non-blocking or not, so the host buffer may go at once. The
+//! other way, several results can be queued for the host and read after
+//! one wait (`to_host_later`).
 
 use tch::{kind::Element, Device, Kind, Tensor};
 
@@ -29,6 +31,22 @@ pub fn upload_repeated(rows: &[([f64; 4], i64)], kind: Kind, device: Device) -> 
         .flat_map(|&(values, count)| std::iter::repeat_n(values, count.max(0) as usize).flatten())
         .collect();
     Ok(upload_as(&host, kind, device)?.f_view([-1, 4])?)
+}
+
+/// `t` copied to host memory without waiting for the device (pinned, so
+/// the copy runs on the stream, in order): read it only once the device
+/// has been waited for since, by [`wait_for`] or a blocking read queued
+/// after it (a `nonzero`, say). On the CPU, a plain copy.
+pub fn to_host_later(t: &Tensor) -> ModelResult<Tensor> {
+    let t = t.f_contiguous()?;
+    Ok(t.f_to_device_(Device::Cpu, t.kind(), t.device().is_cuda(), false)?)
+}
+
+/// Waits for the work queued on `device`, the copies to the host among it.
+pub fn wait_for(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::models::data_preprocessors::MaskTensors;
 use crate::models::layers::{ModelError, ModelResult};
-use crate::models::ops::upload;
+use crate::models::ops::upload::{to_host_later, upload, wait_for};
 
 const NAME: &str = "mask_target";
 
@@ -197,20 +197,6 @@ fn kernel_targets(images: &[PositivesOf], mask_size: (i64, i64)) -> ModelResult<
         1 => all.remove(0),
         _ => Tensor::f_cat(&all, 0)?,
     })
-}
-
-/// `t` copied to host memory without waiting for the device (pinned, so
-/// the copy runs on the stream); read it only after [`wait_for`].
-fn to_host_later(t: &Tensor) -> ModelResult<Tensor> {
-    let t = t.f_contiguous()?;
-    Ok(t.f_to_device_(Device::Cpu, t.kind(), t.device().is_cuda(), false)?)
-}
-
-/// Waits for the work queued on `device`, the copies to the host among it.
-fn wait_for(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
 }
 
 fn num_masks(gt_masks: &MaskTensors) -> ModelResult<i64> {
