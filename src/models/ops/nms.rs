@@ -296,7 +296,7 @@ fn nms_kernels(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: us
     if !kernels_sweep(boxes.device()) {
         return Ok(None);
     }
-    Ok(Some(sweep_with_kernels(boxes, scores, thr, offset, limit, None)?))
+    Ok(Some(sweep_with_kernels(boxes, scores, thr, offset, limit)?))
 }
 
 /// Whether `nms.cu`'s kernels sweep boxes on `device`: CUDA once they are
@@ -308,27 +308,19 @@ fn kernels_sweep(device: Device) -> bool {
 
 /// NMS with `nms.cu`'s kernels on the boxes' device (on the CPU emulated:
 /// tests): the stable sort by decreasing score and the sweep stay there;
-/// `nonzero` reads the kept count. With `valid` (N,) bool only those boxes
-/// are swept, the others sorted last (their scores taken as -inf, below
-/// every valid box's) and counted out on the device.
-fn sweep_with_kernels(
-    boxes: &Tensor,
-    scores: &Tensor,
-    thr: f64,
-    offset: u32,
-    limit: usize,
-    valid: Option<&Tensor>,
-) -> ModelResult<Tensor> {
-    let unsqueezed = |t: &Tensor| t.f_unsqueeze(0);
-    let valid = valid.map(unsqueezed).transpose()?;
-    let mut kept = sweep_images_with_kernels(&unsqueezed(boxes)?, &unsqueezed(scores)?, thr, offset, limit, valid.as_ref())?;
+/// `nonzero` reads the kept count.
+fn sweep_with_kernels(boxes: &Tensor, scores: &Tensor, thr: f64, offset: u32, limit: usize) -> ModelResult<Tensor> {
+    let image = |t: &Tensor| t.f_unsqueeze(0);
+    let mut kept = sweep_images_with_kernels(&image(boxes)?, &image(scores)?, thr, offset, limit, None)?;
     Ok(kept.remove(0))
 }
 
-/// [`sweep_with_kernels`] for B images at once, boxes (B, N, 4), scores and
-/// `valid` (B, N): every image's sort, suppression mask and sweep in one
-/// call each, and one wait for the device for all their kept indices
-/// (each image's, by decreasing score).
+/// [`sweep_with_kernels`] for B images at once, boxes (B, N, 4) and scores
+/// (B, N): every image's sort, suppression mask and sweep in one call
+/// each, and one wait for the device for all their kept indices (each
+/// image's, by decreasing score). With `valid` (B, N) bool only those boxes
+/// are swept, the others sorted last (their scores taken as -inf, below
+/// every valid box's) and counted out on the device.
 fn sweep_images_with_kernels(
     boxes: &Tensor,
     scores: &Tensor,
@@ -613,17 +605,9 @@ fn batched_nms_where_on(
         return empty_keep(boxes.device());
     }
     if in_sweep && n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0 {
-        // What the filtered boxes' batched_nms_cfg does below split_thr
-        // (mmcv_nms), with the maximum coordinate over the valid boxes.
-        let boxes_for_nms = if cfg.class_agnostic {
-            boxes.shallow_clone()
-        } else {
-            let invalid = valid.f_logical_not()?.f_unsqueeze(1)?;
-            offset_by(boxes, idxs, &boxes.f_masked_fill(&invalid, f64::NEG_INFINITY)?.f_max()?)?
-        };
-        let at_most = keep_at_most.unwrap_or(usize::MAX);
-        let limit = if cfg.max_num > 0 { at_most.min(cfg.max_num as usize) } else { at_most };
-        return sweep_with_kernels(&boxes_for_nms, scores, cfg.iou_threshold, cfg.offset, limit, Some(valid));
+        let image = |t: &Tensor| t.f_unsqueeze(0);
+        let mut kept = sweep_where(&image(boxes)?, &image(scores)?, idxs, &image(valid)?, cfg, keep_at_most)?;
+        return Ok(kept.remove(0));
     }
     if bool::try_from(valid.f_all()?)? {
         return batched_nms_cfg(boxes, scores, idxs, cfg, keep_at_most);
@@ -685,8 +669,21 @@ fn batched_nms_where_images_on(
     if idxs.size() != [n] {
         return Err(ModelError::new("batched_nms", format!("idxs must be (N,) = ({n},), got {:?}", idxs.size())));
     }
-    // As `batched_nms_where_on`'s sweep, each image offset by the maximum
-    // coordinate of its own valid boxes.
+    sweep_where(boxes, scores, idxs, valid, cfg, keep_at_most)
+}
+
+/// What the filtered boxes' [`batched_nms_cfg`] does below `split_thr`
+/// (`mmcv_nms`), for B images (boxes (B, N, 4), scores and `valid` (B, N))
+/// in one sweep of `nms.cu`'s kernels: each image's boxes offset by level
+/// with the maximum coordinate of its own valid boxes.
+fn sweep_where(
+    boxes: &Tensor,
+    scores: &Tensor,
+    idxs: &Tensor,
+    valid: &Tensor,
+    cfg: &NmsConfig,
+    keep_at_most: Option<usize>,
+) -> ModelResult<Vec<Tensor>> {
     let boxes_for_nms = if cfg.class_agnostic {
         boxes.shallow_clone()
     } else {
