@@ -20,6 +20,7 @@ use super::{input, runtime, Failure, RunArgs};
 use crate::engine::data::DataParts;
 use crate::engine::native::{self, timing::CudaEvent, NativeError};
 use crate::engine::profile;
+use crate::models::ops::upload::wait_for;
 
 /// The phases of a train step, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,13 +135,6 @@ impl StepTimes {
                 Ok(seconds)
             }
         }
-    }
-}
-
-/// Waits for the device's queued work (nothing to wait for on the CPU).
-fn wait_for(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
     }
 }
 

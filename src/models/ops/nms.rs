@@ -604,7 +604,7 @@ fn batched_nms_where_on(
     if n == 0 {
         return empty_keep(boxes.device());
     }
-    if in_sweep && n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0 {
+    if in_sweep && filter_in_sweep(cfg, n) {
         let image = |t: &Tensor| t.f_unsqueeze(0);
         let mut kept = sweep_where(&image(boxes)?, &image(scores)?, idxs, &image(valid)?, cfg, keep_at_most)?;
         return Ok(kept.remove(0));
@@ -659,7 +659,7 @@ fn batched_nms_where_images_on(
             ),
         ));
     }
-    if !(in_sweep && batch > 0 && n > 0 && n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0) {
+    if !(in_sweep && batch > 0 && n > 0 && filter_in_sweep(cfg, n)) {
         return (0..batch)
             .map(|i| {
                 batched_nms_where_on(&boxes.f_get(i)?, &scores.f_get(i)?, idxs, &valid.f_get(i)?, cfg, keep_at_most, in_sweep)
@@ -670,6 +670,13 @@ fn batched_nms_where_images_on(
         return Err(ModelError::new("batched_nms", format!("idxs must be (N,) = ({n},), got {:?}", idxs.size())));
     }
     sweep_where(boxes, scores, idxs, valid, cfg, keep_at_most)
+}
+
+/// Whether NMS of `n` boxes with `cfg` can take its size filter into the
+/// kernels' sweep: what [`batched_nms_cfg`] does there is `mmcv_nms` on
+/// every box (below `split_thr`, no score threshold).
+fn filter_in_sweep(cfg: &NmsConfig, n: i64) -> bool {
+    n < cfg.split_thr as i64 && cfg.score_threshold <= 0.0
 }
 
 /// What the filtered boxes' [`batched_nms_cfg`] does below `split_thr`
